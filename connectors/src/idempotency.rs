@@ -1,0 +1,236 @@
+//! The shared once-only cache: a call repeated with the same idempotency key returns the first
+//! call's result (Ok or Err) and performs no second effect, even when the repeats are concurrent.
+//!
+//! The [`Registry`](crate::Registry) puts every connector call through one such cache, so the
+//! guarantee holds for simulators and real implementations alike; real implementations should
+//! also pass the key on to their provider so it survives a host restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::ConnectorError;
+
+/// A connector call's outcome as the cache stores it.
+pub type CallResult = Result<Value, ConnectorError>;
+
+/// How many keys the cache remembers by default before forgetting the oldest.
+pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
+/// Which call a cached result belongs to: connector, method and idempotency key.
+type Key = (String, String, String);
+
+/// Once-only results by (connector, method, idempotency key); cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct IdempotencyCache {
+    state: Mutex<State>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    cells: HashMap<Key, Arc<OnceCell<CallResult>>>,
+    order: VecDeque<Key>,
+}
+
+impl Default for IdempotencyCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IdempotencyCache {
+    /// An empty cache remembering up to [`DEFAULT_CAPACITY`] keys.
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// An empty cache remembering up to `capacity` keys (at least one); the oldest are forgotten
+    /// first, so a long-running host does not grow without bound.
+    pub fn with_capacity(capacity: usize) -> Self {
+        IdempotencyCache {
+            state: Mutex::new(State::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Runs `call` once for this (connector, method, key) and returns its result; later or
+    /// concurrent calls with the same triple wait for and return that same result.
+    ///
+    /// The lock is never held across `.await`: concurrent callers share a `OnceCell`. If the
+    /// first caller is cancelled before finishing, the next one runs `call` instead.
+    pub async fn once<F, Fut>(
+        &self,
+        connector: &str,
+        method: &str,
+        key: &str,
+        call: F,
+    ) -> CallResult
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = CallResult>,
+    {
+        let cell = self.cell(connector, method, key);
+        cell.get_or_init(call).await.clone()
+    }
+
+    /// The stored result for this call, if it has finished.
+    pub fn get(&self, connector: &str, method: &str, key: &str) -> Option<CallResult> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (connector.to_string(), method.to_string(), key.to_string());
+        state.cells.get(&key).and_then(|cell| cell.get().cloned())
+    }
+
+    /// How many keys the cache remembers.
+    pub fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cells
+            .len()
+    }
+
+    /// Whether the cache remembers no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn cell(&self, connector: &str, method: &str, key: &str) -> Arc<OnceCell<CallResult>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (connector.to_string(), method.to_string(), key.to_string());
+        if let Some(cell) = state.cells.get(&key) {
+            return Arc::clone(cell);
+        }
+        while state.cells.len() >= self.capacity {
+            match state.order.pop_front() {
+                Some(oldest) => {
+                    state.cells.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        let cell = Arc::new(OnceCell::new());
+        state.cells.insert(key.clone(), Arc::clone(&cell));
+        state.order.push_back(key);
+        cell
+    }
+}
+
+/// The first 12 hex characters of the SHA-256 of `key`: the deterministic part of the ids
+/// simulators hand out (`txn_…`, `RES-…`, ...), so demo output is reproducible.
+pub fn key_hash(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut text = hex::encode(digest);
+    text.truncate(12);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn same_key_runs_once_and_returns_the_stored_result() {
+        let cache = IdempotencyCache::new();
+        let runs = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let r = cache
+                .once("c", "m", "k", || async {
+                    let n = runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(json!(n))
+                })
+                .await;
+            assert_eq!(r, Ok(json!(0)));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.get("c", "m", "k"), Some(Ok(json!(0))));
+    }
+
+    #[tokio::test]
+    async fn errors_are_stored_too() {
+        let cache = IdempotencyCache::new();
+        let first = cache
+            .once("c", "m", "k", || async {
+                Err(ConnectorError::failed("no"))
+            })
+            .await;
+        let second = cache.once("c", "m", "k", || async { Ok(json!(1)) }).await;
+        assert_eq!(first, Err(ConnectorError::failed("no")));
+        assert_eq!(second, first);
+    }
+
+    #[tokio::test]
+    async fn different_keys_methods_or_connectors_run_separately() {
+        let cache = IdempotencyCache::new();
+        let runs = AtomicUsize::new(0);
+        for (c, m, k) in [
+            ("c", "m", "k"),
+            ("c", "m", "k2"),
+            ("c", "m2", "k"),
+            ("c2", "m", "k"),
+        ] {
+            cache
+                .once(c, m, k, || async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(json!(null))
+                })
+                .await
+                .ok();
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        assert_eq!(cache.len(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_with_one_key_run_once() {
+        let cache = Arc::new(IdempotencyCache::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::new();
+        for _ in 0..16 {
+            let cache = Arc::clone(&cache);
+            let runs = Arc::clone(&runs);
+            handles.push(tokio::spawn(async move {
+                cache
+                    .once("c", "m", "k", || async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        Ok(json!(runs.fetch_add(1, Ordering::SeqCst)))
+                    })
+                    .await
+            }));
+        }
+        for h in handles {
+            assert!(matches!(h.await, Ok(Ok(v)) if v == json!(0)));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn capacity_forgets_the_oldest_keys() {
+        let cache = IdempotencyCache::with_capacity(2);
+        for k in ["a", "b", "c"] {
+            cache
+                .once("c", "m", k, || async { Ok(json!(k)) })
+                .await
+                .ok();
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get("c", "m", "a"), None);
+        assert_eq!(cache.get("c", "m", "c"), Some(Ok(json!("c"))));
+    }
+
+    #[test]
+    fn key_hash_is_12_hex_chars_of_sha256() {
+        // sha256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+        assert_eq!(key_hash("abc"), "ba7816bf8f01");
+        assert_eq!(key_hash("abc"), key_hash("abc"));
+        assert_ne!(key_hash("abc"), key_hash("abd"));
+    }
+}

@@ -1,0 +1,70 @@
+//! The `whenever` command line: `run`, `match`, `demo`. Output is for people on stderr and for
+//! machines on stdout; exit codes mean something (0 completed, 3 waiting, 4 failed, 2 bad input,
+//! 1 internal error).
+
+mod matching;
+mod run;
+pub mod timeline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: the task completed.
+pub const EXIT_COMPLETED: u8 = 0;
+/// Exit code: an internal error.
+pub const EXIT_INTERNAL: u8 = 1;
+/// Exit code: bad input (a file, JSON, a pattern, a step).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code: the task is waiting.
+pub const EXIT_WAITING: u8 = 3;
+/// Exit code: the task failed.
+pub const EXIT_FAILED: u8 = 4;
+
+/// Whenever: data-triggered automation with sandboxed WebAssembly steps.
+#[derive(Debug, Parser)]
+#[command(name = "whenever", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one task locally until it is completed, waiting or failed.
+    Run {
+        /// The task data (a JSON object).
+        task: PathBuf,
+        /// A folder of steps (`NAME.wasm` with `NAME.toml`); repeatable. Default: the bundled
+        /// RetailMax steps.
+        #[arg(long = "steps")]
+        steps: Vec<PathBuf>,
+        /// The config file (connectors, scheduler, runtime).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print no timeline on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check a condition against data: prints `true`, or `false` and the first failing path.
+    Match {
+        /// The condition (a JSON pattern).
+        #[arg(long)]
+        condition: PathBuf,
+        /// The data (JSON).
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Run { task, steps, config, quiet } => run::run(&task, &steps, config.as_deref(), quiet).await,
+        Command::Match { condition, data } => matching::run(&condition, &data),
+    };
+    ExitCode::from(code)
+}

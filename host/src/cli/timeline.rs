@@ -1,0 +1,112 @@
+//! The human timeline on stderr: every start and finish with its offset from the task's start,
+//! how many runs are in flight (parallel runs are visible), durations, errors and changes.
+
+use std::io::Write;
+
+use crate::scheduler::Event;
+use crate::task::{RunOutcomeRecord, RunRecord, Task};
+
+/// Prints scheduler events as a timeline.
+#[derive(Debug)]
+pub struct Timeline {
+    enabled: bool,
+    in_flight: usize,
+    lines: Vec<String>,
+    echo: bool,
+}
+
+impl Timeline {
+    /// A timeline printing to stderr as events arrive (or silent when `enabled` is false).
+    pub fn new(enabled: bool) -> Self {
+        Timeline { enabled, in_flight: 0, lines: Vec::new(), echo: true }
+    }
+
+    /// A timeline that only collects its lines (for the demo, which prints them itself).
+    pub fn collecting() -> Self {
+        Timeline { enabled: true, in_flight: 0, lines: Vec::new(), echo: false }
+    }
+
+    /// The lines printed so far.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    fn emit(&mut self, line: String) {
+        if !self.enabled {
+            return;
+        }
+        if self.echo {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+        self.lines.push(line);
+    }
+
+    /// Handles one scheduler event.
+    pub fn event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::RunStarted { task, run } => {
+                self.in_flight += 1;
+                let lanes = "│ ".repeat(self.in_flight.saturating_sub(1));
+                let line = format!(
+                    "{:>9}  {lanes}▶ {} #{} (v{})",
+                    offset(task, run, false),
+                    run.step,
+                    run.number,
+                    &run.version[..run.version.len().min(7)]
+                );
+                self.emit(line);
+            }
+            Event::RunFinished { task, run } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                let lanes = "│ ".repeat(self.in_flight);
+                let detail = match &run.outcome {
+                    Some(RunOutcomeRecord::Ok) => {
+                        let calls = if run.connector_calls.is_empty() {
+                            String::new()
+                        } else {
+                            let names: Vec<String> =
+                                run.connector_calls.iter().map(|c| format!("{}.{}", c.connector, c.method)).collect();
+                            format!("; calls {}", names.join(", "))
+                        };
+                        format!("✓ {} in {:.1} ms: {} change(s){calls}", run.step, run.duration_ms, run.changes.len())
+                    }
+                    Some(RunOutcomeRecord::Error(e)) => {
+                        format!("✗ {} in {:.1} ms: {}", run.step, run.duration_ms, e.message)
+                    }
+                    None => format!("? {}", run.step),
+                };
+                let line = format!("{:>9}  {lanes}{detail}", offset(task, run, true));
+                self.emit(line);
+                for conflict in &run.conflicts {
+                    let line = format!(
+                        "{:>9}  {lanes}  ⚠ conflict on {} between {}; {} wins",
+                        "",
+                        conflict.path,
+                        conflict.steps.join(" and "),
+                        conflict.winner
+                    );
+                    self.emit(line);
+                }
+            }
+            Event::Settled { task } => {
+                let mut line = format!("{:>9}  ■ task {} is {}", total(task), task.id, task.status);
+                if let Some(message) = &task.message {
+                    line.push_str(&format!(": {message}"));
+                }
+                self.emit(line);
+            }
+        }
+    }
+}
+
+fn offset(task: &Task, run: &RunRecord, end: bool) -> String {
+    let at = if end { run.ended_at.unwrap_or(run.started_at) } else { run.started_at };
+    let micros = (at - task.created_at).num_microseconds().unwrap_or(0);
+    format!("+{:.1}ms", micros as f64 / 1000.0)
+}
+
+fn total(task: &Task) -> String {
+    let end = task.runs.iter().filter_map(|r| r.ended_at).max().unwrap_or(task.created_at);
+    let micros = (end - task.created_at).num_microseconds().unwrap_or(0);
+    format!("+{:.1}ms", micros as f64 / 1000.0)
+}

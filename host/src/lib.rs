@@ -1,0 +1,27 @@
+//! Whenever: a host for data-triggered automation.
+//!
+//! A task is a JSON document; a step is a sandboxed WebAssembly component with a condition (a
+//! JSON pattern over the task data) and a content function. Whenever the data matches a step's
+//! condition, the host runs the step; what it writes may make other steps' conditions match.
+//!
+//! - [`condition`]: the pattern language (its own crate, re-exported).
+//! - [`runtime`]: wasmtime: engine, limits, linker, one fresh sandbox per run.
+//! - [`scheduler`]: when steps run, diff and merge, conflicts, states.
+//! - [`catalog`]: the deployed steps.
+//! - [`task`]: the task and its history.
+//! - [`config`]: the host's configuration file.
+//! - [`Host`]: all of the above assembled from options and a config file.
+//! - [`cli`]: the `whenever` command line.
+#![deny(missing_docs)]
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+mod host;
+pub mod runtime;
+pub mod scheduler;
+pub mod task;
+
+pub use host::{Host, HostOptions, SetupError};
+pub use whenever_condition as condition;
+pub use whenever_connectors as connectors;

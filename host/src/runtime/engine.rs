@@ -1,0 +1,381 @@
+//! The engine: wasmtime configured once (pooling allocator, epoch interruption), the linker with
+//! exactly the interfaces a step may import, the epoch ticker, and loading and running steps.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use whenever_condition::Condition;
+
+use super::bindings::{Step, StepPre};
+use super::cache::{CompileCache, digest};
+use super::error::{LoadError, RuntimeError};
+use super::limits::StepLimits;
+use super::log::{LogLevel, RunLog};
+use super::manifest::StepManifest;
+use super::run::{RunError, RunErrorKind, RunInput, RunOutput, RunReport};
+use super::state::{RunContext, RunState};
+use super::step::LoadedStep;
+
+/// How often the epoch ticker advances; deadlines are counted in these ticks.
+const TICK: Duration = Duration::from_millis(10);
+/// The largest memory any step may be configured for (the pooling allocator's slot size).
+const MAX_MEMORY_MIB: u64 = 512;
+
+/// Settings of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling allocator (fast per-run instances); off only for comparison.
+    pub pooling: bool,
+    /// How many instances may exist at once (pooling).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { cache_dir: default_cache_dir(), pooling: true, max_instances: 1_000 }
+    }
+}
+
+/// `$WHENEVER_CACHE_DIR`, else `$XDG_CACHE_HOME/whenever`, else `~/.cache/whenever`.
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WHENEVER_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("whenever"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("whenever"))
+}
+
+/// The wasm runtime shared by every task and step.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+    cache: Option<CompileCache>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("cache", &self.cache.as_ref().map(|c| c.dir().to_path_buf())).finish()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Sets up the engine, the linker and the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true);
+        wasm.epoch_interruption(true);
+        if config.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(config.max_instances)
+                .total_core_instances(config.max_instances.saturating_mul(4))
+                .total_memories(config.max_instances.saturating_mul(2))
+                .total_tables(config.max_instances.saturating_mul(2))
+                .total_stacks(config.max_instances)
+                .max_memory_size(usize::try_from(MAX_MEMORY_MIB << 20).unwrap_or(usize::MAX))
+                .pagemap_scan(Enabled::Auto)
+                .linear_memory_keep_resident(16 << 20)
+                .async_stack_keep_resident(512 << 10)
+                .table_keep_resident(1 << 20);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+
+        let mut linker: Linker<RunState> = Linker::new(&engine);
+        link_wasi(&mut linker).map_err(|e| RuntimeError::Link(e.to_string()))?;
+        Step::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |state| state)
+            .map_err(|e| RuntimeError::Link(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = ticker_stop.clone();
+        let ticking = engine.weak();
+        std::thread::Builder::new()
+            .name("whenever-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match ticking.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+
+        let cache = config.cache_dir.map(|dir| CompileCache::new(dir, &engine));
+        Ok(Runtime { engine, linker, cache, ticker_stop })
+    }
+
+    /// Compiles (or loads from the cache), links and checks a component as step `name`, and
+    /// reads its condition once. Any problem is a [`LoadError`] naming it.
+    pub async fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        manifest: StepManifest,
+    ) -> Result<LoadedStep, LoadError> {
+        if name.is_empty()
+            || name.len() > 128
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(LoadError::InvalidName(name.to_string()));
+        }
+        if manifest.limits.memory_mib > MAX_MEMORY_MIB {
+            return Err(LoadError::Manifest {
+                step: name.to_string(),
+                message: format!(
+                    "limits.memory_mib = {} is above the host's maximum of {MAX_MEMORY_MIB}",
+                    manifest.limits.memory_mib
+                ),
+            });
+        }
+        let digest = digest(bytes);
+        let component = self.compile(name, bytes, &digest).await?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld {
+            step: name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        let pre = StepPre::new(pre).map_err(|e| LoadError::WrongWorld {
+            step: name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        let condition = self.read_condition(name, &pre, &manifest.limits).await?;
+        Ok(LoadedStep {
+            name: name.to_string(),
+            version: digest[..12].to_string(),
+            digest,
+            manifest: Arc::new(manifest),
+            condition: Arc::new(condition),
+            size: bytes.len(),
+            pre,
+        })
+    }
+
+    async fn compile(&self, name: &str, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
+            return Ok(component);
+        }
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, owned))
+            .await
+            .map_err(|e| LoadError::NotAComponent { step: name.to_string(), message: e.to_string() })?;
+        let component = compiled.map_err(|e| LoadError::NotAComponent {
+            step: name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        if let Some(cache) = &self.cache {
+            cache.store(digest, &component);
+        }
+        Ok(component)
+    }
+
+    fn new_store(&self, limits: &StepLimits, log: RunLog, ctx: Option<RunContext>) -> Store<RunState> {
+        let state = RunState::new(log, limits.memory_bytes(), limits.max_connector_calls, ctx);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let max_ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
+        let mut ticks = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks += 1;
+            if ticks >= max_ticks {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    async fn read_condition(
+        &self,
+        name: &str,
+        pre: &StepPre<RunState>,
+        limits: &StepLimits,
+    ) -> Result<Condition, LoadError> {
+        let invalid = |message: String| LoadError::InvalidCondition { step: name.to_string(), message };
+        let log = RunLog::new(limits.max_log_bytes);
+        let mut store = self.new_store(limits, log, None);
+        let instance = pre.instantiate_async(&mut store).await.map_err(|e| invalid(format!("cannot instantiate: {e:#}")))?;
+        let text = match instance.call_condition(&mut store).await {
+            Ok(text) => text,
+            Err(e) => {
+                let error = classify(e, store.data(), limits);
+                return Err(invalid(format!("condition() failed: {}", error.message)));
+            }
+        };
+        if text.len() > limits.max_output_bytes {
+            return Err(invalid(format!("condition() returned {} bytes", text.len())));
+        }
+        Condition::from_json_text(&text).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Runs the step's `content` once on `input` in a fresh sandbox and reports what happened.
+    /// Never panics on guest misbehaviour: every failure becomes a [`RunError`].
+    pub async fn run(&self, step: &LoadedStep, input: RunInput) -> RunReport {
+        let started = Instant::now();
+        let limits = step.manifest.limits;
+        let log = RunLog::new(limits.max_log_bytes);
+        let ctx = RunContext {
+            task_id: input.task_id,
+            step: step.name.clone(),
+            run_number: input.run_number,
+            manifest: step.manifest.clone(),
+            connectors: input.connectors,
+            replay: input.replay,
+        };
+        let mut store = self.new_store(&limits, log.clone(), Some(ctx));
+        let outcome = match step.pre.instantiate_async(&mut store).await {
+            Err(e) => Err(RunError {
+                kind: RunErrorKind::Instantiate,
+                message: format!("cannot instantiate step {}: {e:#}", step.name),
+            }),
+            Ok(instance) => match instance.call_content(&mut store, &input.data).await {
+                Err(e) => Err(classify(e, store.data(), &limits)),
+                Ok(Err(message)) => Err(RunError { kind: RunErrorKind::StepError, message }),
+                Ok(Ok(output)) => parse_output(&output, &limits),
+            },
+        };
+        let state = store.into_data();
+        let (logs, logs_truncated) = log.finish();
+        RunReport {
+            outcome,
+            logs,
+            logs_truncated,
+            calls: state.calls,
+            requests: state.requests,
+            duration: started.elapsed(),
+        }
+    }
+
+    /// The wasmtime engine (for benchmarks comparing against the bare floor).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+fn parse_output(output: &str, limits: &StepLimits) -> Result<RunOutput, RunError> {
+    if output.len() > limits.max_output_bytes {
+        return Err(RunError {
+            kind: RunErrorKind::OutputTooLarge,
+            message: format!(
+                "the output is {} bytes, over the limit of {} bytes",
+                output.len(),
+                limits.max_output_bytes
+            ),
+        });
+    }
+    let data: Value = serde_json::from_str(output).map_err(|e| RunError {
+        kind: RunErrorKind::InvalidOutput,
+        message: format!("the step returned invalid JSON: {e}"),
+    })?;
+    if !data.is_object() {
+        return Err(RunError {
+            kind: RunErrorKind::InvalidOutput,
+            message: "the step returned JSON that is not an object".to_string(),
+        });
+    }
+    Ok(RunOutput { data })
+}
+
+/// Names why a call into the guest failed.
+fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> RunError {
+    if state.call_cap_hit {
+        return RunError {
+            kind: RunErrorKind::TooManyConnectorCalls,
+            message: format!("the run made more than {} connector calls", limits.max_connector_calls),
+        };
+    }
+    let trap = error.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return RunError {
+            kind: RunErrorKind::Deadline,
+            message: format!("the run exceeded its deadline of {} ms and was stopped", limits.timeout_ms),
+        };
+    }
+    if state.limiter.hit {
+        return RunError {
+            kind: RunErrorKind::Memory,
+            message: format!("the run tried to use more than its memory limit of {} MiB", limits.memory_mib),
+        };
+    }
+    if let Some(panic) = panic_message(&state.log) {
+        return RunError { kind: RunErrorKind::Panic, message: format!("the step panicked: {panic}") };
+    }
+    match trap {
+        Some(Trap::StackOverflow) => RunError {
+            kind: RunErrorKind::Trap,
+            message: "the step overflowed its stack (too deep recursion)".to_string(),
+        },
+        Some(trap) => RunError { kind: RunErrorKind::Trap, message: format!("the step trapped: {trap}") },
+        None => RunError { kind: RunErrorKind::Trap, message: format!("the step failed: {error:#}") },
+    }
+}
+
+/// The message of a Rust panic, as the guest's panic hook printed it to stderr.
+fn panic_message(log: &RunLog) -> Option<String> {
+    let (lines, _) = log.finish();
+    let at = lines
+        .iter()
+        .position(|l| l.level == LogLevel::Stderr && l.message.contains("panicked at"))?;
+    let location = lines[at].message.split("panicked at").nth(1).unwrap_or("").trim().trim_end_matches(':');
+    let message: Vec<&str> = lines[at + 1..]
+        .iter()
+        .filter(|l| l.level == LogLevel::Stderr && !l.message.starts_with("note:"))
+        .map(|l| l.message.as_str())
+        .collect();
+    Some(format!("{} (at {location})", message.join(" ")))
+}
+
+/// Gives the `wasi:io` bindings the store's resource table.
+struct IoTable;
+
+impl wasmtime::component::HasData for IoTable {
+    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+}
+
+/// Links the WASI interfaces a step may use: I/O, stdio, clocks, random, exit and an empty
+/// environment. No filesystem and no sockets: a component importing them is refused at load.
+fn link_wasi(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, io, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+
+    let l = linker;
+    io::error::add_to_linker::<RunState, IoTable>(l, RunState::table)?;
+    io::poll::add_to_linker::<RunState, IoTable>(l, RunState::table)?;
+    io::streams::add_to_linker::<RunState, IoTable>(l, RunState::table)?;
+    clocks::wall_clock::add_to_linker::<RunState, WasiClocks>(l, RunState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<RunState, WasiClocks>(l, RunState::clocks)?;
+    random::random::add_to_linker::<RunState, WasiRandom>(l, RunState::random)?;
+    random::insecure::add_to_linker::<RunState, WasiRandom>(l, RunState::random)?;
+    random::insecure_seed::add_to_linker::<RunState, WasiRandom>(l, RunState::random)?;
+    cli::exit::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::environment::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::stdin::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::stdout::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::stderr::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_input::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_output::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_stdin::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_stdout::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    cli::terminal_stderr::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The run log: lines from the `log` import and the guest's stdout/stderr, capped per run.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// Where a log line came from and how important it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Fine detail.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// `console.log`.
+    Info,
+    /// Warnings.
+    Warn,
+    /// `console.error`.
+    Error,
+    /// Written by the guest to stdout.
+    Stdout,
+    /// Written by the guest to stderr.
+    Stderr,
+}
+
+/// One line of a run's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Its level or stream.
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    lines: Vec<LogLine>,
+    bytes: usize,
+    truncated: bool,
+    partial_stdout: Vec<u8>,
+    partial_stderr: Vec<u8>,
+}
+
+/// A run's log, shared by the `log` import and the stdout/stderr streams; at most `cap` bytes are
+/// kept, then a marker line says how the rest was cut.
+#[derive(Debug, Clone)]
+pub struct RunLog {
+    cap: usize,
+    inner: Arc<Mutex<Buffer>>,
+}
+
+/// The marker that replaces what a run logged past its cap.
+pub const TRUNCATED_MARKER: &str = "[log truncated: the run logged more than its limit]";
+
+impl RunLog {
+    /// A log keeping at most `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        RunLog { cap, inner: Arc::new(Mutex::new(Buffer::default())) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends a line (or cuts it, past the cap).
+    pub fn push(&self, level: LogLevel, message: &str) {
+        let mut buf = self.lock();
+        push_line(&mut buf, self.cap, level, message);
+    }
+
+    fn write_stream(&self, level: LogLevel, bytes: &[u8]) {
+        let mut buf = self.lock();
+        if buf.truncated {
+            return;
+        }
+        let partial = match level {
+            LogLevel::Stdout => &mut buf.partial_stdout,
+            _ => &mut buf.partial_stderr,
+        };
+        partial.extend_from_slice(bytes);
+        let mut complete = Vec::new();
+        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=pos).collect();
+            complete.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+        }
+        // A guest writing one endless line must not grow the partial buffer without bound.
+        if partial.len() > self.cap {
+            let line = String::from_utf8_lossy(partial).into_owned();
+            partial.clear();
+            complete.push(line);
+        }
+        for line in complete {
+            push_line(&mut buf, self.cap, level, &line);
+        }
+    }
+
+    /// The lines so far (flushing unterminated stdout/stderr text) and whether any were cut.
+    pub fn finish(&self) -> (Vec<LogLine>, bool) {
+        let mut buf = self.lock();
+        for level in [LogLevel::Stdout, LogLevel::Stderr] {
+            let partial = match level {
+                LogLevel::Stdout => std::mem::take(&mut buf.partial_stdout),
+                _ => std::mem::take(&mut buf.partial_stderr),
+            };
+            if !partial.is_empty() {
+                let line = String::from_utf8_lossy(&partial).into_owned();
+                push_line(&mut buf, self.cap, level, &line);
+            }
+        }
+        (buf.lines.clone(), buf.truncated)
+    }
+
+    /// A stream for the guest's stdout or stderr that writes into this log.
+    pub(crate) fn stream(&self, level: LogLevel) -> LogStream {
+        LogStream { log: self.clone(), level }
+    }
+}
+
+fn push_line(buf: &mut Buffer, cap: usize, level: LogLevel, message: &str) {
+    if buf.truncated {
+        return;
+    }
+    if buf.bytes + message.len() > cap {
+        let room = cap.saturating_sub(buf.bytes);
+        let mut cut = room.min(message.len());
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut > 0 {
+            buf.lines.push(LogLine { level, message: message[..cut].to_string() });
+        }
+        buf.lines.push(LogLine { level: LogLevel::Warn, message: TRUNCATED_MARKER.to_string() });
+        buf.bytes = cap;
+        buf.truncated = true;
+        return;
+    }
+    buf.bytes += message.len();
+    buf.lines.push(LogLine { level, message: message.to_string() });
+}
+
+/// The guest's stdout or stderr, written into a [`RunLog`]; never blocks, never fails.
+#[derive(Debug, Clone)]
+pub(crate) struct LogStream {
+    log: RunLog,
+    level: LogLevel,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogStream {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LogStream {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.log.write_stream(self.level, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for LogStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.log.write_stream(self.level, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_past_the_cap_with_a_marker() {
+        let log = RunLog::new(10);
+        log.push(LogLevel::Info, "12345");
+        log.push(LogLevel::Info, "67890abc");
+        log.push(LogLevel::Info, "never kept");
+        let (lines, truncated) = log.finish();
+        assert!(truncated);
+        assert_eq!(lines[0].message, "12345");
+        assert_eq!(lines[1].message, "67890");
+        assert_eq!(lines[2].message, TRUNCATED_MARKER);
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn splits_streams_into_lines() {
+        let log = RunLog::new(1000);
+        log.write_stream(LogLevel::Stderr, b"panicked at x\nsecond");
+        let (lines, truncated) = log.finish();
+        assert!(!truncated);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].message, "panicked at x");
+        assert_eq!(lines[1].message, "second");
+    }
+}

@@ -1,0 +1,131 @@
+//! One run of a step's `content`: the input, the report, and how failures are named.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use whenever_connectors::{ErrorKind, Registry};
+
+use super::log::LogLine;
+
+/// What a run needs besides the step: the task, its data, and the connectors.
+#[derive(Clone)]
+pub struct RunInput {
+    /// The task's id.
+    pub task_id: String,
+    /// The task data as JSON text (the snapshot the run starts from).
+    pub data: String,
+    /// Which run of this step on this task this is (1-based); part of the idempotency key.
+    pub run_number: u32,
+    /// The host's connectors.
+    pub connectors: Registry,
+    /// Connector results journaled by an interrupted earlier attempt of this same run, replayed
+    /// in order instead of calling the connector again.
+    pub replay: Vec<ConnectorCallRecord>,
+}
+
+impl std::fmt::Debug for RunInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunInput")
+            .field("task_id", &self.task_id)
+            .field("run_number", &self.run_number)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connector call's error as recorded in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallError {
+    /// The kind of failure.
+    pub kind: ErrorKind,
+    /// The message.
+    pub message: String,
+}
+
+/// One connector call made by a run, with its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorCallRecord {
+    /// The connector's name.
+    pub connector: String,
+    /// The method called.
+    pub method: String,
+    /// The arguments (as JSON when they parsed).
+    pub args: Value,
+    /// What the connector answered.
+    pub result: Result<Value, CallError>,
+    /// The idempotency key the call carried (task:step:run:call).
+    pub idempotency_key: String,
+    /// How long the call took, in microseconds.
+    pub duration_us: u64,
+}
+
+/// What a run asked of its task through the task API; applied only when the run succeeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRequests {
+    /// A new name for the task.
+    pub name: Option<String>,
+    /// Tags to add.
+    pub tags: Vec<String>,
+    /// The step called `task.complete()`.
+    pub complete: bool,
+    /// The step called `task.redo()`.
+    pub redo: bool,
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunErrorKind {
+    /// `content` returned an error.
+    StepError,
+    /// The run exceeded its execution deadline.
+    Deadline,
+    /// The run tried to use more memory than its limit.
+    Memory,
+    /// The guest panicked.
+    Panic,
+    /// The guest trapped for another reason.
+    Trap,
+    /// The output is not valid JSON (or not an object).
+    InvalidOutput,
+    /// The output is larger than the limit.
+    OutputTooLarge,
+    /// The run made more connector calls than allowed.
+    TooManyConnectorCalls,
+    /// The host could not instantiate the step.
+    Instantiate,
+}
+
+/// A failed run: the kind and a message naming what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct RunError {
+    /// The kind of failure.
+    pub kind: RunErrorKind,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// The new data a successful run produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutput {
+    /// The task data as the step left it.
+    pub data: Value,
+}
+
+/// Everything a run reports back, successful or not.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The new data, or why the run failed.
+    pub outcome: Result<RunOutput, RunError>,
+    /// The run's log.
+    pub logs: Vec<LogLine>,
+    /// Whether the log was cut at its cap.
+    pub logs_truncated: bool,
+    /// Connector calls in order.
+    pub calls: Vec<ConnectorCallRecord>,
+    /// What the step asked of its task.
+    pub requests: TaskRequests,
+    /// Wall time of the run.
+    pub duration: Duration,
+}

@@ -1,0 +1,210 @@
+//! What a run's `Store` holds, and the host side of the step world's imports.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use whenever_connectors::{CallContext, Registry};
+
+use super::bindings::whenever::step::{connectors, log, task};
+use super::limits::MemoryLimiter;
+use super::log::{LogLevel, RunLog};
+use super::manifest::StepManifest;
+use super::run::{ConnectorCallRecord, TaskRequests};
+
+/// The per-run facts the imports need; absent while the host reads `condition()`.
+pub(crate) struct RunContext {
+    pub(crate) task_id: String,
+    pub(crate) step: String,
+    pub(crate) run_number: u32,
+    pub(crate) manifest: Arc<StepManifest>,
+    pub(crate) connectors: Registry,
+    pub(crate) replay: Vec<ConnectorCallRecord>,
+}
+
+/// The data of one run's `Store`: WASI with nothing opened, the limiter, the log, and what the
+/// step asked of its task.
+pub(crate) struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) log: RunLog,
+    pub(crate) ctx: Option<RunContext>,
+    pub(crate) calls: Vec<ConnectorCallRecord>,
+    pub(crate) requests: TaskRequests,
+    pub(crate) max_calls: u32,
+    pub(crate) call_cap_hit: bool,
+}
+
+impl RunState {
+    pub(crate) fn new(log: RunLog, max_memory: usize, max_calls: u32, ctx: Option<RunContext>) -> Self {
+        let mut builder = WasiCtx::builder();
+        builder
+            .stdout(log.stream(LogLevel::Stdout))
+            .stderr(log.stream(LogLevel::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        RunState {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(max_memory),
+            log,
+            ctx,
+            calls: Vec::new(),
+            requests: TaskRequests::default(),
+            max_calls,
+            call_cap_hit: false,
+        }
+    }
+}
+
+impl RunState {
+    /// The resource table, for the `wasi:io` bindings.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl log::Host for RunState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        self.log.push(level, &message);
+        Ok(())
+    }
+}
+
+fn wit_error(kind: whenever_connectors::ErrorKind, message: String) -> connectors::ConnectorError {
+    use whenever_connectors::ErrorKind as K;
+    let kind = match kind {
+        K::NotGranted => connectors::ErrorKind::NotGranted,
+        K::Unknown => connectors::ErrorKind::Unknown,
+        K::InvalidArgs => connectors::ErrorKind::InvalidArgs,
+        K::Failed => connectors::ErrorKind::Failed,
+        K::Unavailable => connectors::ErrorKind::Unavailable,
+        K::Timeout => connectors::ErrorKind::Timeout,
+    };
+    connectors::ConnectorError { kind, message }
+}
+
+impl connectors::Host for RunState {
+    async fn call(
+        &mut self,
+        connector: String,
+        method: String,
+        args: String,
+    ) -> wasmtime::Result<Result<String, connectors::ConnectorError>> {
+        use whenever_connectors::ErrorKind as K;
+        let Some(ctx) = self.ctx.as_ref() else {
+            return Ok(Err(wit_error(
+                K::NotGranted,
+                "connectors cannot be called while the host reads condition()".to_string(),
+            )));
+        };
+        let number = self.calls.len();
+        if number >= self.max_calls as usize {
+            self.call_cap_hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "the run made more than {} connector calls",
+                self.max_calls
+            )));
+        }
+        let key = format!("{}:{}:{}:{}", ctx.task_id, ctx.step, ctx.run_number, number + 1);
+        let started = Instant::now();
+        let args_value: Result<Value, _> = serde_json::from_str(&args);
+        let result = match args_value {
+            Err(ref e) => Err(whenever_connectors::ConnectorError {
+                kind: K::InvalidArgs,
+                message: format!("the arguments to {connector}.{method} are not JSON: {e}"),
+            }),
+            Ok(ref args) => {
+                if !ctx.manifest.grants(&connector) {
+                    Err(whenever_connectors::ConnectorError {
+                        kind: K::NotGranted,
+                        message: format!(
+                            "step {} is not granted the connector {connector:?} (add it to the step's manifest)",
+                            ctx.step
+                        ),
+                    })
+                } else if let Some(journaled) = ctx
+                    .replay
+                    .get(number)
+                    .filter(|r| r.connector == connector && r.method == method)
+                {
+                    journaled.result.clone().map_err(|e| whenever_connectors::ConnectorError {
+                        kind: e.kind,
+                        message: e.message,
+                    })
+                } else {
+                    let call = CallContext {
+                        task_id: ctx.task_id.clone(),
+                        step: ctx.step.clone(),
+                        idempotency_key: key.clone(),
+                    };
+                    ctx.connectors.call(&connector, &method, args, &call).await
+                }
+            }
+        };
+        let record = ConnectorCallRecord {
+            connector: connector.clone(),
+            method: method.clone(),
+            args: args_value.unwrap_or(Value::String(args)),
+            result: result.clone().map_err(|e| super::run::CallError { kind: e.kind, message: e.message }),
+            idempotency_key: key,
+            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+        self.calls.push(record);
+        Ok(match result {
+            Ok(value) => Ok(value.to_string()),
+            Err(e) => Err(wit_error(e.kind, e.message)),
+        })
+    }
+}
+
+impl task::Host for RunState {
+    async fn id(&mut self) -> wasmtime::Result<String> {
+        Ok(self.ctx.as_ref().map(|c| c.task_id.clone()).unwrap_or_default())
+    }
+
+    async fn now(&mut self) -> wasmtime::Result<String> {
+        Ok(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+
+    async fn set_name(&mut self, name: String) -> wasmtime::Result<()> {
+        self.requests.name = Some(name);
+        Ok(())
+    }
+
+    async fn add_tags(&mut self, tags: Vec<String>) -> wasmtime::Result<()> {
+        for tag in tags {
+            if !self.requests.tags.contains(&tag) {
+                self.requests.tags.push(tag);
+            }
+        }
+        Ok(())
+    }
+
+    async fn complete(&mut self) -> wasmtime::Result<()> {
+        self.requests.complete = true;
+        Ok(())
+    }
+
+    async fn redo(&mut self) -> wasmtime::Result<()> {
+        self.requests.redo = true;
+        Ok(())
+    }
+}

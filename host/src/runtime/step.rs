@@ -1,0 +1,37 @@
+//! A step loaded into the runtime: one compiled, linked version with its parsed condition.
+
+use std::sync::Arc;
+
+use whenever_condition::Condition;
+
+use super::bindings::StepPre;
+use super::manifest::StepManifest;
+use super::state::RunState;
+
+/// One version of a step, ready to run: compiled, linked, its condition read once and parsed.
+#[derive(Clone)]
+pub struct LoadedStep {
+    /// The step's name.
+    pub name: String,
+    /// The version: the first 12 hex digits of the component's SHA-256.
+    pub version: String,
+    /// The full SHA-256 of the component.
+    pub digest: String,
+    /// Grants and limits.
+    pub manifest: Arc<StepManifest>,
+    /// The parsed condition.
+    pub condition: Arc<Condition>,
+    /// Size of the component in bytes.
+    pub size: usize,
+    pub(crate) pre: StepPre<RunState>,
+}
+
+impl std::fmt::Debug for LoadedStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedStep")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("condition", &self.condition.pattern().to_string())
+            .finish_non_exhaustive()
+    }
+}

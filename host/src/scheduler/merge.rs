@@ -1,0 +1,266 @@
+//! Diff and merge of task data at leaf paths.
+//!
+//! A run's output is diffed against the snapshot it started from; only those changes are applied
+//! to the current data, so concurrent runs that write different fields both land. Objects are
+//! diffed key by key, arrays of equal length index by index, anything else is replaced whole.
+//! Paths are JSON Pointers (RFC 6901).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One change a run made: set a value at a path, or remove it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Change {
+    /// Set `path` to `value` (creating objects on the way).
+    Set {
+        /// JSON Pointer of the leaf.
+        path: String,
+        /// The new value.
+        value: Value,
+    },
+    /// Remove `path`.
+    Remove {
+        /// JSON Pointer of the removed key.
+        path: String,
+    },
+}
+
+impl Change {
+    /// The JSON Pointer this change touches.
+    pub fn path(&self) -> &str {
+        match self {
+            Change::Set { path, .. } | Change::Remove { path } => path,
+        }
+    }
+
+    /// The value written, `None` for a removal.
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            Change::Set { value, .. } => Some(value),
+            Change::Remove { .. } => None,
+        }
+    }
+}
+
+/// The changes that turn `before` into `after`.
+pub fn diff(before: &Value, after: &Value) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut path = String::new();
+    diff_into(before, after, &mut path, &mut changes);
+    changes
+}
+
+fn diff_into(before: &Value, after: &Value, path: &mut String, changes: &mut Vec<Change>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (key, old) in b {
+                if !a.contains_key(key) {
+                    changes.push(Change::Remove { path: child(path, key) });
+                } else if let Some(new) = a.get(key) {
+                    let len = path.len();
+                    push_segment(path, key);
+                    diff_into(old, new, path, changes);
+                    path.truncate(len);
+                }
+            }
+            for (key, new) in a {
+                if !b.contains_key(key) {
+                    changes.push(Change::Set { path: child(path, key), value: new.clone() });
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(a)) if b.len() == a.len() => {
+            for (index, (old, new)) in b.iter().zip(a).enumerate() {
+                let len = path.len();
+                push_segment(path, &index.to_string());
+                diff_into(old, new, path, changes);
+                path.truncate(len);
+            }
+        }
+        _ => {
+            if before != after {
+                changes.push(Change::Set { path: path.clone(), value: after.clone() });
+            }
+        }
+    }
+}
+
+fn push_segment(path: &mut String, key: &str) {
+    path.push('/');
+    for c in key.chars() {
+        match c {
+            '~' => path.push_str("~0"),
+            '/' => path.push_str("~1"),
+            c => path.push(c),
+        }
+    }
+}
+
+fn child(path: &str, key: &str) -> String {
+    let mut p = path.to_string();
+    push_segment(&mut p, key);
+    p
+}
+
+fn segments(pointer: &str) -> Vec<String> {
+    if pointer.is_empty() {
+        return Vec::new();
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+/// Whether two pointers touch the same data: equal, or one inside the other.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    a == b
+        || (b.starts_with(a) && b.as_bytes().get(a.len()) == Some(&b'/'))
+        || (a.starts_with(b) && a.as_bytes().get(b.len()) == Some(&b'/'))
+}
+
+/// Applies `changes` to `data`; returns the paths that could not be applied because the data
+/// changed shape underneath (an array index that no longer exists).
+pub fn apply(data: &mut Value, changes: &[Change]) -> Vec<String> {
+    let mut skipped = Vec::new();
+    for change in changes {
+        let ok = match change {
+            Change::Set { path, value } => set(data, &segments(path), value.clone()),
+            Change::Remove { path } => {
+                remove(data, &segments(path));
+                true
+            }
+        };
+        if !ok {
+            skipped.push(change.path().to_string());
+        }
+    }
+    skipped
+}
+
+fn set(data: &mut Value, segments: &[String], value: Value) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        *data = value;
+        return true;
+    };
+    let mut here = data;
+    for segment in parents {
+        here = match here {
+            Value::Array(items) => match segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                Some(item) => item,
+                None => return false,
+            },
+            other => {
+                if !other.is_object() {
+                    *other = Value::Object(Map::new());
+                }
+                match other {
+                    Value::Object(map) => map.entry(segment.clone()).or_insert(Value::Null),
+                    _ => return false,
+                }
+            }
+        };
+    }
+    match here {
+        Value::Array(items) => match last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+            Some(item) => {
+                *item = value;
+                true
+            }
+            None => false,
+        },
+        other => {
+            if !other.is_object() {
+                *other = Value::Object(Map::new());
+            }
+            if let Value::Object(map) = other {
+                map.insert(last.clone(), value);
+            }
+            true
+        }
+    }
+}
+
+fn remove(data: &mut Value, segments: &[String]) {
+    let Some((last, parents)) = segments.split_last() else { return };
+    let mut here = data;
+    for segment in parents {
+        let next = match here {
+            Value::Object(map) => map.get_mut(segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(next) => here = next,
+            None => return,
+        }
+    }
+    if let Value::Object(map) = here {
+        map.shift_remove(last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_is_leafwise() {
+        let before = json!({"order": {"id": 1, "items": [{"sku": "A"}, {"sku": "B"}], "old": true}});
+        let after = json!({"order": {"id": 1, "items": [{"sku": "A", "warehouse": "TX"}, {"sku": "B"}], "new": 2}});
+        let changes = diff(&before, &after);
+        assert_eq!(
+            changes,
+            vec![
+                Change::Set { path: "/order/items/0/warehouse".into(), value: json!("TX") },
+                Change::Remove { path: "/order/old".into() },
+                Change::Set { path: "/order/new".into(), value: json!(2) },
+            ]
+        );
+    }
+
+    #[test]
+    fn arrays_of_different_length_are_replaced_whole() {
+        let changes = diff(&json!({"a": [1, 2]}), &json!({"a": [1, 2, 3]}));
+        assert_eq!(changes, vec![Change::Set { path: "/a".into(), value: json!([1, 2, 3]) }]);
+    }
+
+    #[test]
+    fn merging_two_runs_keeps_both_changes() {
+        let snapshot = json!({"start": true});
+        let mut current = snapshot.clone();
+        apply(&mut current, &diff(&snapshot, &json!({"start": true, "a": "A"})));
+        apply(&mut current, &diff(&snapshot, &json!({"start": true, "b": "B"})));
+        assert_eq!(current, json!({"start": true, "a": "A", "b": "B"}));
+    }
+
+    #[test]
+    fn apply_of_diff_gives_the_output() {
+        let before = json!({"x": {"y": [1, {"z": 2}], "k~/": 1}, "drop": null});
+        let after = json!({"x": {"y": [1, {"z": 3, "w": [4]}], "k~/": 2, "n": {"deep": true}}});
+        let mut merged = before.clone();
+        let skipped = apply(&mut merged, &diff(&before, &after));
+        assert!(skipped.is_empty());
+        assert_eq!(merged, after);
+    }
+
+    #[test]
+    fn a_vanished_index_is_reported_not_invented() {
+        let mut current = json!({"items": []});
+        let skipped = apply(&mut current, &[Change::Set { path: "/items/3/x".into(), value: json!(1) }]);
+        assert_eq!(skipped, vec!["/items/3/x".to_string()]);
+        assert_eq!(current, json!({"items": []}));
+    }
+
+    #[test]
+    fn overlapping_paths() {
+        assert!(overlaps("/a/b", "/a/b"));
+        assert!(overlaps("/a", "/a/b"));
+        assert!(overlaps("/a/b", "/a"));
+        assert!(!overlaps("/a/b", "/a/bc"));
+        assert!(!overlaps("/a/b", "/a/c"));
+    }
+}

@@ -1,0 +1,10 @@
+//! When steps run, and what happens to their results.
+//!
+//! The rule for "when does a step run again" lives in [`rules`]; the async loop that starts runs,
+//! waits for them and merges their output is [`driver`]; diff and merge are in [`merge`].
+
+pub mod driver;
+pub mod merge;
+pub mod rules;
+
+pub use driver::{Event, Scheduler, SchedulerSettings};

@@ -1,0 +1,185 @@
+//! The task: one JSON document plus its state, name, tags, per-step progress and run history.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::runtime::{ConnectorCallRecord, LogLine, RunError};
+use crate::scheduler::merge::Change;
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// A run is in flight or a step is eligible.
+    Running,
+    /// A step called `task.complete()`.
+    Completed,
+    /// Nothing runs and nothing matches: the task waits for new data.
+    Waiting,
+    /// Quiet, and the latest run of some step failed (or the runaway cap was hit).
+    Failed,
+}
+
+impl TaskStatus {
+    /// The lowercase name used in the API and CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Running => "running",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Waiting => "waiting",
+            TaskStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the scheduler remembers about one step on one task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepProgress {
+    /// The projection of the data onto the condition's paths at the last start.
+    pub last_projection: Option<Value>,
+    /// How many runs of the step have started on this task.
+    pub runs: u32,
+    /// The last run asked for a redo (or an operator asked for a retry).
+    pub redo: bool,
+    /// The latest finished run failed.
+    pub last_failed: bool,
+}
+
+/// Two concurrent runs wrote the same path with different values; the later one won.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The JSON Pointer both wrote.
+    pub path: String,
+    /// The steps involved, the earlier writer first.
+    pub steps: Vec<String>,
+    /// The step whose value stands.
+    pub winner: String,
+}
+
+/// How a run ended, as history records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcomeRecord {
+    /// The run's changes were applied.
+    Ok,
+    /// The run failed; nothing it did was applied.
+    Error(RunError),
+}
+
+/// One run in a task's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Position of the run in the task's history (0-based, in start order).
+    pub id: u64,
+    /// The step's name.
+    pub step: String,
+    /// The step version that ran.
+    pub version: String,
+    /// Which run of this step on this task (1-based).
+    pub number: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended (`None` while in flight).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Duration in milliseconds.
+    pub duration_ms: f64,
+    /// Success, or the error that stopped it.
+    pub outcome: Option<RunOutcomeRecord>,
+    /// The run's log.
+    pub logs: Vec<LogLine>,
+    /// Whether the log was cut at its cap.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logs_truncated: bool,
+    /// The changes it applied.
+    pub changes: Vec<Change>,
+    /// Conflicts with concurrent runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
+    /// Connector calls with their results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connector_calls: Vec<ConnectorCallRecord>,
+}
+
+/// A task: the data and everything the host knows about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Unique id.
+    pub id: String,
+    /// Its status.
+    pub status: TaskStatus,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// A name steps may set.
+    pub name: Option<String>,
+    /// Tags steps may add.
+    pub tags: Vec<String>,
+    /// The JSON document.
+    pub data: Value,
+    /// History of runs.
+    pub runs: Vec<RunRecord>,
+    /// Per-step progress (what the scheduler needs to decide re-runs).
+    #[serde(default)]
+    pub progress: BTreeMap<String, StepProgress>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh task id: time, process and a counter, hashed to 16 hex digits.
+pub fn new_task_id() -> String {
+    use sha2::{Digest, Sha256};
+    let seed = format!(
+        "{}:{}:{}",
+        Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    );
+    format!("t_{}", &hex::encode(Sha256::digest(seed.as_bytes()))[..16])
+}
+
+impl Task {
+    /// A new task over `data`, not yet evaluated.
+    pub fn new(data: Value) -> Task {
+        Task::with_id(new_task_id(), data)
+    }
+
+    /// A new task with a chosen id.
+    pub fn with_id(id: String, data: Value) -> Task {
+        Task {
+            id,
+            status: TaskStatus::Running,
+            message: None,
+            name: None,
+            tags: Vec::new(),
+            data,
+            runs: Vec::new(),
+            progress: BTreeMap::new(),
+            created_at: Utc::now(),
+        }
+    }
+
+    /// The task as the CLI prints it: `id, status, name, tags, data, runs`.
+    pub fn summary_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "status": self.status,
+            "message": self.message,
+            "name": self.name,
+            "tags": self.tags,
+            "data": self.data,
+            "runs": self.runs,
+        })
+    }
+}

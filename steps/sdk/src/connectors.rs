@@ -1,0 +1,55 @@
+//! Calls to the host's connectors: `connectors::call("stripe", "charge", &json!({...}))`.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::bindings::whenever::step::connectors as host;
+
+pub use host::ErrorKind;
+
+/// A failed connector call.
+#[derive(Debug, Clone)]
+pub struct ConnectorError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The message for people (the provider's own where there is one).
+    pub message: String,
+}
+
+impl ConnectorError {
+    /// The kind as the contract names it: `not-granted`, `unknown`, `invalid-args`, `failed`,
+    /// `unavailable`, `timeout`.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::NotGranted => "not-granted",
+            ErrorKind::Unknown => "unknown",
+            ErrorKind::InvalidArgs => "invalid-args",
+            ErrorKind::Failed => "failed",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+
+/// Calls `connector.method` with `args` and returns the JSON result.
+pub fn call(connector: &str, method: &str, args: &Value) -> Result<Value, ConnectorError> {
+    match host::call(connector, method, &args.to_string()) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| ConnectorError {
+            kind: ErrorKind::Failed,
+            message: format!("{connector}.{method} returned invalid JSON: {e}"),
+        }),
+        Err(e) => Err(ConnectorError {
+            kind: e.kind,
+            message: e.message,
+        }),
+    }
+}

@@ -1,0 +1,91 @@
+//! Reading and writing task data by dotted path (`"order.customer.tier"`), JavaScript-style:
+//! a missing value reads as null, and writing creates the objects on the way.
+
+use serde_json::{Map, Value};
+
+static NULL: Value = Value::Null;
+
+/// The value at `path`, or null when any part is missing.
+pub fn get<'a>(data: &'a Value, path: &str) -> &'a Value {
+    let mut here = data;
+    for key in path.split('.') {
+        here = match here {
+            Value::Object(map) => map.get(key).unwrap_or(&NULL),
+            Value::Array(items) => match key.parse::<usize>() {
+                Ok(index) => items.get(index).unwrap_or(&NULL),
+                Err(_) => &NULL,
+            },
+            _ => &NULL,
+        };
+    }
+    here
+}
+
+/// The number at `path`, or 0 when it is missing or not a number.
+pub fn get_f64(data: &Value, path: &str) -> f64 {
+    get(data, path).as_f64().unwrap_or(0.0)
+}
+
+/// The string at `path`, or "" when it is missing or not a string.
+pub fn get_str<'a>(data: &'a Value, path: &str) -> &'a str {
+    get(data, path).as_str().unwrap_or("")
+}
+
+/// Whether the value at `path` is `true`.
+pub fn get_bool(data: &Value, path: &str) -> bool {
+    get(data, path).as_bool().unwrap_or(false)
+}
+
+/// Sets `path` to `value`, creating (or replacing non-objects by) objects on the way.
+pub fn set(data: &mut Value, path: &str, value: impl Into<Value>) {
+    let mut here = data;
+    let mut keys = path.split('.').peekable();
+    while let Some(key) = keys.next() {
+        if !here.is_object() {
+            *here = Value::Object(Map::new());
+        }
+        let Value::Object(map) = here else { return };
+        if keys.peek().is_none() {
+            map.insert(key.to_string(), value.into());
+            return;
+        }
+        here = map.entry(key.to_string()).or_insert(Value::Null);
+    }
+}
+
+/// Removes the value at `path`, if any.
+pub fn remove(data: &mut Value, path: &str) -> Option<Value> {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((parent, last)) => (Some(parent), last),
+        None => (None, path),
+    };
+    let mut here = data;
+    if let Some(parent) = parent {
+        for key in parent.split('.') {
+            here = here.as_object_mut()?.get_mut(key)?;
+        }
+    }
+    here.as_object_mut()?.remove(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn get_reads_missing_as_null() {
+        let data = json!({"order": {"items": [{"sku": "A"}]}});
+        assert_eq!(get(&data, "order.items.0.sku"), &json!("A"));
+        assert!(get(&data, "order.customer.tier").is_null());
+        assert_eq!(get_f64(&data, "order.total"), 0.0);
+    }
+
+    #[test]
+    fn set_creates_objects_on_the_way() {
+        let mut data = json!({"order": {"id": 1}});
+        set(&mut data, "order.fulfillment.priority", "high");
+        assert_eq!(data, json!({"order": {"id": 1, "fulfillment": {"priority": "high"}}}));
+        assert_eq!(remove(&mut data, "order.fulfillment.priority"), Some(json!("high")));
+    }
+}

@@ -1,0 +1,20 @@
+//! Test step: names and tags the task, then completes it.
+use whenever_step_sdk::prelude::*;
+
+struct Completes;
+
+impl Step for Completes {
+    fn condition() -> Value {
+        condition!({ finish: true, done: null })
+    }
+    fn content(data: &mut Value) -> Result<(), StepError> {
+        task::set_name(&format!("Finished {}", task::id()));
+        task::add_tags(&["finished", "test"]);
+        set(data, "done", true);
+        set(data, "doneAt", task::now());
+        task::complete();
+        Ok(())
+    }
+}
+
+export_step!(Completes);
