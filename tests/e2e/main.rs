@@ -1,4 +1,5 @@
 //! End-to-end tests with real `wasm32-wasip2` components, one file per behaviour.
 
+mod compile_cache;
 mod sandbox;
 mod scheduling;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -60,6 +60,17 @@ pub struct Runtime {
     linker: Linker<RunState>,
     cache: Option<CompileCache>,
     ticker_stop: Arc<AtomicBool>,
+    compiled: AtomicU64,
+    from_cache: AtomicU64,
+}
+
+/// How components were obtained since the runtime started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileStats {
+    /// Components compiled from their bytes.
+    pub compiled: u64,
+    /// Components loaded from the on-disk cache, without compiling.
+    pub from_cache: u64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -118,7 +129,14 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
         let cache = config.cache_dir.map(|dir| CompileCache::new(dir, &engine));
-        Ok(Runtime { engine, linker, cache, ticker_stop })
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            ticker_stop,
+            compiled: AtomicU64::new(0),
+            from_cache: AtomicU64::new(0),
+        })
     }
 
     /// Compiles (or loads from the cache), links and checks a component as step `name`, and
@@ -168,6 +186,7 @@ impl Runtime {
 
     async fn compile(&self, name: &str, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
         if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
+            self.from_cache.fetch_add(1, Ordering::Relaxed);
             return Ok(component);
         }
         let engine = self.engine.clone();
@@ -179,6 +198,7 @@ impl Runtime {
             step: name.to_string(),
             message: format!("{e:#}"),
         })?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
         if let Some(cache) = &self.cache {
             cache.store(digest, &component);
         }
@@ -261,6 +281,14 @@ impl Runtime {
             calls: state.calls,
             requests: state.requests,
             duration: started.elapsed(),
+        }
+    }
+
+    /// How many components were compiled and how many came from the disk cache.
+    pub fn compile_stats(&self) -> CompileStats {
+        CompileStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            from_cache: self.from_cache.load(Ordering::Relaxed),
         }
     }
 

@@ -15,7 +15,7 @@ mod run;
 mod state;
 mod step;
 
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{CompileStats, Runtime, RuntimeConfig};
 pub use error::{LoadError, RuntimeError};
 pub use limits::StepLimits;
 pub use log::{LogLevel, LogLine, RunLog};

@@ -1,0 +1,144 @@
+//! The `whenever` binary: `run` and `match`, their output and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use whenever_step_artifacts::StepFiles;
+use whenever_step_artifacts::testing::{COMPLETES, RETURNS_ERROR, WAIT_FOR_A, WRITE_A, WRITE_B};
+
+fn whenever(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_whenever")).args(args).output().expect("whenever runs")
+}
+
+/// A scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("whenever-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A steps folder with `NAME.wasm` and `NAME.toml` for each step.
+fn steps_dir(name: &str, steps: &[StepFiles]) -> PathBuf {
+    let dir = scratch(name).join("steps");
+    std::fs::create_dir_all(&dir).expect("steps dir");
+    for step in steps {
+        std::fs::copy(step.component, dir.join(format!("{}.wasm", step.name))).expect("copy wasm");
+        std::fs::copy(step.manifest, dir.join(format!("{}.toml", step.name))).expect("copy toml");
+    }
+    dir
+}
+
+fn write_json(dir: &Path, file: &str, value: &Value) -> String {
+    let path = dir.join(file);
+    std::fs::write(&path, value.to_string()).expect("write");
+    path.display().to_string()
+}
+
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    })
+}
+
+#[test]
+fn run_prints_the_final_task_and_exits_3_when_waiting() {
+    let steps = steps_dir("waiting", &[WRITE_A, WRITE_B, WAIT_FOR_A]);
+    let dir = steps.parent().expect("parent").to_path_buf();
+    let task = write_json(&dir, "task.json", &json!({"start": true}));
+    let output = whenever(&["run", &task, "--steps", &steps.display().to_string()]);
+    assert_eq!(output.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let result = stdout_json(&output);
+    assert_eq!(result["status"], json!("waiting"));
+    assert_eq!(result["data"], json!({"start": true, "a": "A", "b": "B", "waited": true}));
+    assert_eq!(result["runs"].as_array().map(Vec::len), Some(3));
+    for key in ["id", "name", "tags"] {
+        assert!(result.get(key).is_some(), "{key} is printed");
+    }
+    let timeline = String::from_utf8_lossy(&output.stderr);
+    assert!(timeline.contains("▶ write-a") && timeline.contains("▶ write-b"), "{timeline}");
+    // Two runs in flight at once show as a second lane.
+    assert!(timeline.contains("│ ▶"), "parallel runs visible:\n{timeline}");
+    assert!(timeline.contains("is waiting"), "{timeline}");
+}
+
+#[test]
+fn run_exits_0_when_completed_and_4_when_failed() {
+    let steps = steps_dir("complete", &[COMPLETES, RETURNS_ERROR]);
+    let dir = steps.parent().expect("parent").to_path_buf();
+    let steps_arg = steps.display().to_string();
+
+    let done = write_json(&dir, "done.json", &json!({"finish": true}));
+    let output = whenever(&["run", &done, "--steps", &steps_arg]);
+    assert_eq!(output.status.code(), Some(0));
+    let result = stdout_json(&output);
+    assert_eq!(result["status"], json!("completed"));
+    assert_eq!(result["tags"], json!(["finished", "test"]));
+
+    let failing = write_json(&dir, "fail.json", &json!({"failPlease": true}));
+    let output = whenever(&["run", &failing, "--steps", &steps_arg]);
+    assert_eq!(output.status.code(), Some(4));
+    let result = stdout_json(&output);
+    assert_eq!(result["status"], json!("failed"));
+    assert!(result["message"].as_str().unwrap_or("").contains("returns-error"));
+}
+
+#[test]
+fn run_refuses_bad_input_with_exit_2() {
+    let dir = scratch("bad-input");
+    let malformed = dir.join("malformed.json");
+    std::fs::write(&malformed, "{\"order\": ").expect("write");
+    let output = whenever(&["run", &malformed.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("malformed.json") && stderr.contains("not valid JSON"), "{stderr}");
+
+    let array = write_json(&dir, "array.json", &json!([1, 2]));
+    let output = whenever(&["run", &array]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must be a JSON object"));
+
+    // A steps folder holding something that is not a component.
+    let steps = dir.join("steps");
+    std::fs::create_dir_all(&steps).expect("dir");
+    std::fs::write(steps.join("broken.wasm"), b"not wasm at all").expect("write");
+    let task = write_json(&dir, "task.json", &json!({"start": true}));
+    let output = whenever(&["run", &task, "--steps", &steps.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken") && stderr.contains("not a valid WebAssembly component"), "{stderr}");
+
+    let output = whenever(&["run", &dir.join("missing.json").display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn match_prints_true_or_false_with_the_failing_path() {
+    let dir = scratch("match");
+    let condition = write_json(
+        &dir,
+        "condition.json",
+        &json!({"order": {"total": "$number", "payment": {"method": "$string"}, "fraudChecked": null}}),
+    );
+    let good = write_json(&dir, "good.json", &json!({"order": {"total": 10, "payment": {"method": "card"}}}));
+    let bad = write_json(&dir, "bad.json", &json!({"order": {"total": 10, "payment": {"method": 12}}}));
+
+    let output = whenever(&["match", "--condition", &condition, "--data", &good]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "true");
+
+    let output = whenever(&["match", "--condition", &condition, "--data", &bad]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("false"));
+    let why = lines.next().unwrap_or("");
+    assert!(why.contains("order.payment.method") && why.contains("string"), "{why}");
+
+    let invalid = write_json(&dir, "invalid.json", &json!({"order": {"total": {"$gt": "abc"}}}));
+    let output = whenever(&["match", "--condition", &invalid, "--data", &good]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("order.total") && stderr.contains("$gt"), "{stderr}");
+}
