@@ -10,6 +10,16 @@
 //!
 //! [runtime]
 //! cache_dir = "/var/cache/whenever"
+//!
+//! [server]                      # `whenever serve`
+//! max_body_bytes = 1048576      # larger request bodies get 413
+//! max_component_bytes = 67108864
+//!
+//! [store]
+//! synchronous = "full"          # or "normal": survives kill -9, not a power cut
+//!
+//! [hooks.shopify]               # POST /v1/hooks/shopify must be signed:
+//! secret_env = "SHOPIFY_HOOK_SECRET"   # X-Whenever-Signature: sha256=HEX(HMAC-SHA256(secret, body))
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -55,6 +65,41 @@ pub struct RuntimeSection {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// Settings of the HTTP server (`whenever serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Largest request body accepted (tasks, patches, webhooks); larger gets 413.
+    pub max_body_bytes: usize,
+    /// Largest component accepted by `PUT /v1/steps/{name}`.
+    pub max_component_bytes: usize,
+    /// How many tasks are driven at once.
+    pub max_concurrent_tasks: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { max_body_bytes: 1 << 20, max_component_bytes: 64 << 20, max_concurrent_tasks: 512 }
+    }
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// How hard SQLite syncs (`full`, the default, or `normal`).
+    pub synchronous: crate::store::sqlite::Synchronous,
+}
+
+/// One webhook's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HookSection {
+    /// The environment variable holding the HMAC-SHA256 secret; when set, deliveries must carry
+    /// a valid `X-Whenever-Signature: sha256=HEX` header.
+    pub secret_env: Option<String>,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +113,15 @@ pub struct Config {
     /// Runtime settings.
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// HTTP server settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Store settings.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// Webhooks by name.
+    #[serde(default)]
+    pub hooks: std::collections::BTreeMap<String, HookSection>,
 }
 
 impl Config {

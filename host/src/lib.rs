@@ -11,16 +11,24 @@
 //! - [`task`]: the task and its history.
 //! - [`config`]: the host's configuration file.
 //! - [`Host`]: all of the above assembled from options and a config file.
+//! - [`demo`]: the RetailMax scenarios behind `whenever demo`.
+//! - [`store`]: durable storage (SQLite) of tasks, history, the connector journal and steps.
+//! - [`service`]: the long-running service: durable tasks driven by workers, deploys, recovery.
+//! - [`api`]: the HTTP API of `whenever serve`.
 //! - [`cli`]: the `whenever` command line.
 #![deny(missing_docs)]
 
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod demo;
 mod host;
 pub mod runtime;
 pub mod scheduler;
+pub mod service;
+pub mod store;
 pub mod task;
+pub mod api;
 
 pub use host::{Host, HostOptions, SetupError};
 pub use whenever_condition as condition;

@@ -11,7 +11,7 @@ use crate::runtime::{ConnectorCallRecord, LogLine, RunError};
 use crate::scheduler::merge::Change;
 
 /// Where a task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     /// A run is in flight or a step is eligible.

@@ -3,3 +3,4 @@
 mod compile_cache;
 mod sandbox;
 mod scheduling;
+mod service;

@@ -2,8 +2,10 @@
 //! machines on stdout; exit codes mean something (0 completed, 3 waiting, 4 failed, 2 bad input,
 //! 1 internal error).
 
+mod client;
 mod matching;
 mod run;
+mod serve;
 pub mod timeline;
 
 use std::path::PathBuf;
@@ -49,6 +51,8 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run the RetailMax demo: every scenario on the bundled steps and simulators.
+    Demo,
     /// Check a condition against data: prints `true`, or `false` and the first failing path.
     Match {
         /// The condition (a JSON pattern).
@@ -58,6 +62,20 @@ pub enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Run the service: durable tasks on SQLite, the HTTP API, webhooks, live deploys.
+    Serve(serve::ServeArgs),
+    /// Deploy a step (a component and its manifest) to a running server.
+    Deploy(client::DeployArgs),
+    /// List the steps a server serves.
+    Steps(client::StepsArgs),
+    /// List a server's tasks (filters and paging).
+    Tasks(client::TasksArgs),
+    /// Show one task with its history.
+    Task(client::TaskArgs),
+    /// Apply a JSON merge patch to a task's data; the task resumes.
+    Patch(client::PatchArgs),
+    /// Run a failed step of a task again.
+    Retry(client::RetryArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -65,6 +83,14 @@ pub async fn main(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Run { task, steps, config, quiet } => run::run(&task, &steps, config.as_deref(), quiet).await,
         Command::Match { condition, data } => matching::run(&condition, &data),
+        Command::Demo => crate::demo::main().await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Deploy(args) => client::deploy(args).await,
+        Command::Steps(args) => client::steps(args).await,
+        Command::Tasks(args) => client::tasks(args).await,
+        Command::Task(args) => client::task(args).await,
+        Command::Patch(args) => client::patch(args).await,
+        Command::Retry(args) => client::retry(args).await,
     };
     ExitCode::from(code)
 }

@@ -259,6 +259,7 @@ impl Runtime {
             manifest: step.manifest.clone(),
             connectors: input.connectors,
             replay: input.replay,
+            journal: input.journal,
         };
         let mut store = self.new_store(&limits, log.clone(), Some(ctx));
         let outcome = match step.pre.instantiate_async(&mut store).await {
@@ -282,6 +283,17 @@ impl Runtime {
             requests: state.requests,
             duration: started.elapsed(),
         }
+    }
+
+    /// The bare floor of a run, for benchmarks: a fresh store, instantiate and the `content` call,
+    /// with no log capture, limits, deadline bookkeeping or output checks.
+    #[doc(hidden)]
+    pub async fn bare_content(&self, step: &LoadedStep, data: &str) -> wasmtime::Result<Result<String, String>> {
+        let state = RunState::new(RunLog::new(1 << 20), usize::MAX, u32::MAX, None);
+        let mut store = Store::new(&self.engine, state);
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = step.pre.instantiate_async(&mut store).await?;
+        instance.call_content(&mut store, data).await
     }
 
     /// How many components were compiled and how many came from the disk cache.

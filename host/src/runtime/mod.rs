@@ -20,5 +20,5 @@ pub use error::{LoadError, RuntimeError};
 pub use limits::StepLimits;
 pub use log::{LogLevel, LogLine, RunLog};
 pub use manifest::{ManifestError, StepManifest};
-pub use run::{ConnectorCallRecord, RunError, RunErrorKind, RunInput, RunOutput, RunReport, TaskRequests};
+pub use run::{CallError, CallJournal, ConnectorCallRecord, RunError, RunErrorKind, RunInput, RunOutput, RunReport, TaskRequests};
 pub use step::LoadedStep;

@@ -1,5 +1,6 @@
 //! One run of a step's `content`: the input, the report, and how failures are named.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,18 @@ pub struct RunInput {
     /// Connector results journaled by an interrupted earlier attempt of this same run, replayed
     /// in order instead of calling the connector again.
     pub replay: Vec<ConnectorCallRecord>,
+    /// Where each real connector result is made durable before the step sees it (the service's
+    /// store); `None` when nothing needs to survive a crash (`whenever run`, tests).
+    pub journal: Option<Arc<dyn CallJournal>>,
+}
+
+/// Makes connector results durable before the step sees them, so an interrupted run can be
+/// re-run with the same results replayed ([`RunInput::replay`]) and no side effect happens twice.
+#[async_trait::async_trait]
+pub trait CallJournal: Send + Sync {
+    /// Records call number `index` (0-based) of this run. An error stops the run (it traps):
+    /// a result that is not durable must not be acted on.
+    async fn record(&self, index: usize, call: &ConnectorCallRecord) -> Result<(), String>;
 }
 
 impl std::fmt::Debug for RunInput {

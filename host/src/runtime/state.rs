@@ -22,6 +22,7 @@ pub(crate) struct RunContext {
     pub(crate) manifest: Arc<StepManifest>,
     pub(crate) connectors: Registry,
     pub(crate) replay: Vec<ConnectorCallRecord>,
+    pub(crate) journal: Option<Arc<dyn super::run::CallJournal>>,
 }
 
 /// The data of one run's `Store`: WASI with nothing opened, the limiter, the log, and what the
@@ -126,6 +127,8 @@ impl connectors::Host for RunState {
         let key = format!("{}:{}:{}:{}", ctx.task_id, ctx.step, ctx.run_number, number + 1);
         let started = Instant::now();
         let args_value: Result<Value, _> = serde_json::from_str(&args);
+        let mut replayed = false;
+        let mut called = false;
         let result = match args_value {
             Err(ref e) => Err(whenever_connectors::ConnectorError {
                 kind: K::InvalidArgs,
@@ -145,11 +148,13 @@ impl connectors::Host for RunState {
                     .get(number)
                     .filter(|r| r.connector == connector && r.method == method)
                 {
+                    replayed = true;
                     journaled.result.clone().map_err(|e| whenever_connectors::ConnectorError {
                         kind: e.kind,
                         message: e.message,
                     })
                 } else {
+                    called = true;
                     let call = CallContext {
                         task_id: ctx.task_id.clone(),
                         step: ctx.step.clone(),
@@ -167,6 +172,14 @@ impl connectors::Host for RunState {
             idempotency_key: key,
             duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         };
+        // A real result is made durable before the step sees it; a replayed one already is.
+        if called
+            && !replayed
+            && let Some(journal) = ctx.journal.as_ref()
+            && let Err(message) = journal.record(number, &record).await
+        {
+            return Err(wasmtime::Error::msg(format!("cannot journal the result of {connector}.{method}: {message}")));
+        }
         self.calls.push(record);
         Ok(match result {
             Ok(value) => Ok(value.to_string()),

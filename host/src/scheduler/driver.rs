@@ -1,7 +1,7 @@
 //! The scheduler loop: start every eligible step on a snapshot, wait for runs to finish, merge
 //! their changes (recording conflicts), and repeat until the task settles.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -12,7 +12,7 @@ use whenever_connectors::Registry;
 use super::merge::{self, Change};
 use super::rules;
 use crate::catalog::Catalog;
-use crate::runtime::{LoadedStep, RunError, RunErrorKind, RunInput, RunReport, Runtime};
+use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind, RunInput, RunReport, Runtime};
 use crate::task::{Conflict, RunOutcomeRecord, RunRecord, Task, TaskStatus};
 
 /// Tunables of the scheduler.
@@ -50,6 +50,49 @@ pub enum Event<'a> {
         /// The task in its final state.
         task: &'a Task,
     },
+}
+
+/// What the driver hands its [`Checkpoint`] to make durable.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// Runs whose records were added or finished since the last commit (ids = positions in
+    /// `task.runs`).
+    pub runs: &'a [u64],
+    /// Runs about to start (their records are in `runs` too), all on `input`.
+    pub starting: &'a [u64],
+    /// The data the starting runs start from (their snapshot), to re-run them after a crash.
+    pub input: Option<&'a Value>,
+    /// The task settled: this is the last commit of the drive.
+    pub settled: bool,
+}
+
+/// A commit failed: the drive stops, the task stays as it was last committed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot commit the task: {0}")]
+pub struct CheckpointError(pub String);
+
+/// Where [`Scheduler::drive_durable`] makes a task's progress durable (the service's store).
+#[async_trait::async_trait]
+pub trait Checkpoint: Send {
+    /// Makes the task as it is now durable, with the run records named in `commit`; called
+    /// before runs start and once when the task settles. Returns only once it is durable.
+    async fn commit(&mut self, task: &Task, commit: Commit<'_>) -> Result<(), CheckpointError>;
+
+    /// The journal that run `run_id`'s connector results go to before the step sees them.
+    fn journal(&self, task: &Task, run_id: u64) -> Option<Arc<dyn CallJournal>>;
+}
+
+/// A run interrupted by a crash, to re-run first when a task's drive resumes.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    /// The run's id (its position in `task.runs`; the record is there, outcome empty).
+    pub run_id: u64,
+    /// The step version to re-run (the one recorded, when it is still available).
+    pub step: Arc<LoadedStep>,
+    /// The data the run started from.
+    pub input: Value,
+    /// Its journaled connector results, replayed in order.
+    pub replay: Vec<ConnectorCallRecord>,
 }
 
 /// Runs steps on tasks: the runtime, the deployed steps and the connectors together.
@@ -97,27 +140,80 @@ impl Scheduler {
     }
 
     /// Drives `task` until it settles (completed, waiting or failed) and returns that status.
-    /// `on_event` sees every start and finish as it happens.
+    /// `on_event` sees every start and finish as it happens. Nothing is made durable: this is
+    /// `whenever run` and the in-memory tests; the service uses [`Scheduler::drive_durable`].
     pub async fn drive(&self, task: &mut Task, on_event: &mut (dyn FnMut(Event<'_>) + Send)) -> TaskStatus {
+        match self.drive_inner(task, Vec::new(), None, on_event).await {
+            Ok(status) => status,
+            // Without a checkpoint nothing can fail to commit.
+            Err(_) => task.status,
+        }
+    }
+
+    /// Drives `task` like [`Scheduler::drive`], making its progress durable through
+    /// `checkpoint`: the task (with the changes merged so far and the records of the runs about to
+    /// start) is committed before those runs start, each run's connector results go to the
+    /// checkpoint's journal before the step sees them, and the settled task is committed last.
+    /// `resumed` are runs interrupted by a crash: they are re-run first, on their recorded input,
+    /// with their journaled connector results replayed. A failed commit stops the drive (runs in
+    /// flight are abandoned; the task stays as last committed) and is returned.
+    pub async fn drive_durable(
+        &self,
+        task: &mut Task,
+        resumed: Vec<Resumed>,
+        checkpoint: &mut dyn Checkpoint,
+        on_event: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<TaskStatus, CheckpointError> {
+        self.drive_inner(task, resumed, Some(checkpoint), on_event).await
+    }
+
+    async fn drive_inner(
+        &self,
+        task: &mut Task,
+        resumed: Vec<Resumed>,
+        mut checkpoint: Option<&mut dyn Checkpoint>,
+        on_event: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<TaskStatus, CheckpointError> {
         let mut runs: JoinSet<(u64, RunReport)> = JoinSet::new();
         let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
         let mut applied: Vec<Applied> = Vec::new();
         let mut seq: u64 = 0;
         let mut completed = task.status == TaskStatus::Completed;
         let mut cap_hit = false;
+        // Run records changed since the last commit.
+        let mut dirty: BTreeSet<u64> = BTreeSet::new();
         if task.status != TaskStatus::Completed {
             task.status = TaskStatus::Running;
             task.message = None;
         }
+        for resume in resumed {
+            let Some(record) = task.runs.get(resume.run_id as usize) else { continue };
+            let input = RunInput {
+                task_id: task.id.clone(),
+                data: resume.input.to_string(),
+                run_number: record.number,
+                connectors: self.connectors.clone(),
+                replay: resume.replay,
+                journal: checkpoint.as_ref().and_then(|c| c.journal(task, resume.run_id)),
+            };
+            let runtime = self.runtime.clone();
+            let step = resume.step.clone();
+            let run_id = resume.run_id;
+            runs.spawn(async move { (run_id, runtime.run(&step, input).await) });
+            in_flight.insert(run_id, InFlight { step: resume.step, snapshot: Arc::new(resume.input), start_seq: seq });
+        }
 
         loop {
+            let mut starting: Vec<(u64, Arc<LoadedStep>, u32)> = Vec::new();
+            let mut text: Arc<str> = Arc::from("");
+            let mut snapshot = Arc::new(Value::Null);
             if !completed && !cap_hit {
                 let busy: HashSet<String> = in_flight.values().map(|f| f.step.name.clone()).collect();
                 let steps = self.catalog.snapshot();
                 let eligible = rules::eligible(task, &steps, &busy);
                 if !eligible.is_empty() {
-                    let snapshot = Arc::new(task.data.clone());
-                    let text: Arc<str> = Arc::from(task.data.to_string());
+                    snapshot = Arc::new(task.data.clone());
+                    text = Arc::from(task.data.to_string());
                     for start in eligible {
                         let progress = task.progress.entry(start.step.name.clone()).or_default();
                         if progress.runs >= self.settings.run_cap {
@@ -148,21 +244,38 @@ impl Scheduler {
                             conflicts: Vec::new(),
                             connector_calls: Vec::new(),
                         });
-                        if let Some(run) = task.runs.last() {
-                            on_event(Event::RunStarted { task, run });
-                        }
-                        let input = RunInput {
-                            task_id: task.id.clone(),
-                            data: text.to_string(),
-                            run_number: number,
-                            connectors: self.connectors.clone(),
-                            replay: Vec::new(),
-                        };
-                        let runtime = self.runtime.clone();
-                        let step = start.step.clone();
-                        runs.spawn(async move { (run_id, runtime.run(&step, input).await) });
-                        in_flight.insert(run_id, InFlight { step: start.step, snapshot: snapshot.clone(), start_seq: seq });
+                        dirty.insert(run_id);
+                        starting.push((run_id, start.step, number));
                     }
+                }
+            }
+
+            if !starting.is_empty() {
+                // Every change merged so far, and the records of the runs about to start, are
+                // durable before those runs start.
+                if let Some(checkpoint) = checkpoint.as_deref_mut() {
+                    let ids: Vec<u64> = starting.iter().map(|(id, _, _)| *id).collect();
+                    let runs_changed: Vec<u64> = dirty.iter().copied().collect();
+                    let commit = Commit { runs: &runs_changed, starting: &ids, input: Some(&snapshot), settled: false };
+                    checkpoint.commit(task, commit).await?;
+                    dirty.clear();
+                }
+                for (run_id, step, number) in starting {
+                    if let Some(run) = task.runs.get(run_id as usize) {
+                        on_event(Event::RunStarted { task, run });
+                    }
+                    let input = RunInput {
+                        task_id: task.id.clone(),
+                        data: text.to_string(),
+                        run_number: number,
+                        connectors: self.connectors.clone(),
+                        replay: Vec::new(),
+                        journal: checkpoint.as_ref().and_then(|c| c.journal(task, run_id)),
+                    };
+                    let runtime = self.runtime.clone();
+                    let running = step.clone();
+                    runs.spawn(async move { (run_id, runtime.run(&running, input).await) });
+                    in_flight.insert(run_id, InFlight { step, snapshot: snapshot.clone(), start_seq: seq });
                 }
             }
 
@@ -175,6 +288,7 @@ impl Scheduler {
                     for run_id in lost {
                         if let Some(flight) = in_flight.remove(&run_id) {
                             self.finish_failed(task, run_id, &flight, format!("internal error: {join_error}"));
+                            dirty.insert(run_id);
                         }
                     }
                     continue;
@@ -183,6 +297,7 @@ impl Scheduler {
             let Some(flight) = in_flight.remove(&run_id) else { continue };
             seq += 1;
             let finished = self.finish(task, run_id, &flight, report, seq, &mut applied);
+            dirty.insert(run_id);
             completed |= finished;
             if let Some(run) = task.runs.get(run_id as usize) {
                 on_event(Event::RunFinished { task, run });
@@ -195,8 +310,12 @@ impl Scheduler {
         if task.status == TaskStatus::Failed && task.message.is_none() {
             task.message = failure_message(task);
         }
+        if let Some(checkpoint) = checkpoint {
+            let runs_changed: Vec<u64> = dirty.iter().copied().collect();
+            checkpoint.commit(task, Commit { runs: &runs_changed, starting: &[], input: None, settled: true }).await?;
+        }
         on_event(Event::Settled { task });
-        task.status
+        Ok(task.status)
     }
 
     /// Records a finished run and merges its output; returns whether it completed the task.

@@ -264,3 +264,40 @@ mod tests {
         assert!(!overlaps("/a/b", "/a/c"));
     }
 }
+
+/// Applies a JSON Merge Patch (RFC 7386) to `target`: objects merge key by key, `null` removes a
+/// key, anything else replaces. How people and the API change a task's data.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(map) = target else { return };
+    for (key, value) in patch {
+        if value.is_null() {
+            map.shift_remove(key);
+        } else {
+            merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod merge_patch_tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn follows_rfc_7386() {
+        let mut data = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut data, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(data, json!({"a": "z", "c": {"d": "e"}}));
+        merge_patch(&mut data, &json!({"c": [1]}));
+        assert_eq!(data, json!({"a": "z", "c": [1]}));
+        merge_patch(&mut data, &json!({"n": {"deep": true}}));
+        assert_eq!(data["n"], json!({"deep": true}));
+    }
+}

@@ -7,4 +7,4 @@ pub mod driver;
 pub mod merge;
 pub mod rules;
 
-pub use driver::{Event, Scheduler, SchedulerSettings};
+pub use driver::{Checkpoint, CheckpointError, Commit, Event, Resumed, Scheduler, SchedulerSettings};

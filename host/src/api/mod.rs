@@ -1,0 +1,199 @@
+//! The HTTP API of `whenever serve`, JSON under `/v1` (see design.md):
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `POST /v1/tasks[?wait=MS]` | body: the task data (a JSON object) → 201 and the task |
+//! | `POST /v1/hooks/{hook}[?wait=MS]` | any JSON body becomes a task with `$via` → 201 |
+//! | `GET /v1/tasks/{id}` | the task with its history |
+//! | `GET /v1/tasks?status=&tag=&limit=&cursor=` | `{tasks, next_cursor}`, newest first |
+//! | `PATCH /v1/tasks/{id}[?wait=MS]` | JSON merge patch on `data`; resumes the task (409 while running) |
+//! | `POST /v1/tasks/{id}/retry[?wait=MS]` | body `{"step": NAME}` (or empty: every failed step) |
+//! | `GET /v1/steps`, `GET /v1/steps/{name}` | serving steps with their versions |
+//! | `PUT /v1/steps/{name}[?manifest=TOML]` | body: the component bytes; deployed live (422 if invalid) |
+//! | `POST /v1/steps/{name}/rollback` | body `{"version": V}`: an earlier version serves again |
+//! | `DELETE /v1/steps/{name}` | stops serving the step (204) |
+//! | `GET /healthz`, `GET /metrics` | liveness; Prometheus text |
+//!
+//! `?wait=MS` waits up to MS milliseconds (at most 60,000) for the task to settle before answering.
+//! Errors are `{"error": {"code", "message"}}` ([`ApiError`]). With a token configured every
+//! route but `/healthz` needs `Authorization: Bearer TOKEN`, except webhooks with a secret, which
+//! are authenticated by their signature instead: `X-Whenever-Signature: sha256=HEX`, the
+//! HMAC-SHA256 of the raw body under the hook's secret.
+
+mod error;
+mod hooks;
+mod steps;
+mod tasks;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use error::ApiError;
+
+use crate::service::Service;
+
+/// How the API is exposed.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// The bearer token every request must carry (`None`: no auth, loopback only).
+    pub token: Option<String>,
+    /// Webhook secrets by hook name (HMAC-SHA256 keys).
+    pub hook_secrets: BTreeMap<String, Vec<u8>>,
+    /// Largest request body (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest component for `PUT /v1/steps/{name}`.
+    pub max_component_bytes: usize,
+}
+
+impl ApiOptions {
+    /// Options from the service's config: limits and hook secrets (read from the environment
+    /// variables the config names). A named variable that is unset is an error.
+    pub fn from_service(service: &Service, token: Option<String>) -> Result<ApiOptions, String> {
+        let config = service.config();
+        let mut hook_secrets = BTreeMap::new();
+        for (hook, section) in &config.hooks {
+            if let Some(var) = &section.secret_env {
+                let secret = std::env::var(var)
+                    .map_err(|_| format!("hook {hook}: the environment variable {var} (its secret) is not set"))?;
+                hook_secrets.insert(hook.clone(), secret.into_bytes());
+            }
+        }
+        Ok(ApiOptions {
+            token,
+            hook_secrets,
+            max_body_bytes: config.server.max_body_bytes,
+            max_component_bytes: config.server.max_component_bytes,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) service: Service,
+    pub(crate) options: Arc<ApiOptions>,
+}
+
+/// The API's routes over `service`.
+pub fn router(service: Service, options: ApiOptions) -> Router {
+    let body_limit = options.max_body_bytes;
+    let component_limit = options.max_component_bytes;
+    let state = AppState { service, options: Arc::new(options) };
+    Router::new()
+        .route("/v1/tasks", post(tasks::create).get(tasks::list))
+        .route("/v1/tasks/{id}", get(tasks::show).patch(tasks::patch))
+        .route("/v1/tasks/{id}/retry", post(tasks::retry))
+        .route("/v1/hooks/{hook}", post(hooks::receive))
+        .route("/v1/steps", get(steps::list))
+        .route(
+            "/v1/steps/{name}",
+            put(steps::deploy).layer(DefaultBodyLimit::max(component_limit)).get(steps::show).delete(steps::remove),
+        )
+        .route("/v1/steps/{name}/rollback", post(steps::rollback))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: Service,
+    options: ApiOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(service, options)).with_graceful_shutdown(shutdown).await
+}
+
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = state.options.token.as_deref() else { return next.run(request).await };
+    let path = request.uri().path();
+    if path == "/healthz" {
+        return next.run(request).await;
+    }
+    // A webhook with a secret is authenticated by its signature (checked by the handler).
+    if let Some(hook) = path.strip_prefix("/v1/hooks/")
+        && state.options.hook_secrets.contains_key(hook)
+    {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::Unauthorized("the bearer token is not valid".into()).into_response(),
+        None => ApiError::Unauthorized("this server needs Authorization: Bearer TOKEN".into()).into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn healthz() -> axum::Json<Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let counts = state.service.store().count_tasks().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let text = state.service.metrics().render(&counts);
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// The body, or 413 beyond the limit (400 for another read failure).
+pub(crate) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {}", rejection.body_text()))
+        }
+    })
+}
+
+/// Parses a JSON body; a malformed one is a 400 naming the problem and where.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("the request body is empty; send JSON".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON in the request body: {e}")))
+}
+
+/// `?wait=MS`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WaitParam {
+    wait: Option<u64>,
+}
+
+impl WaitParam {
+    pub(crate) fn duration(&self) -> Option<Duration> {
+        self.wait.map(|ms| Duration::from_millis(ms.min(60_000)))
+    }
+}

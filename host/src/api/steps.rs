@@ -1,0 +1,68 @@
+//! Step routes: list, show, deploy (the component as the body, the manifest as `?manifest=`
+//! URL-encoded TOML), rollback, remove.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::tasks::query;
+use super::{ApiError, AppState, body, parse_json};
+use crate::runtime::StepManifest;
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Json<Value>, ApiError> {
+    serde_json::to_value(value).map(Json).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    to_json(&serde_json::json!({"steps": state.service.steps().await?}))
+}
+
+pub(crate) async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    to_json(&state.service.step(&name).await?)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeployParams {
+    manifest: Option<String>,
+}
+
+pub(crate) async fn deploy(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<DeployParams>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let params = query(params)?;
+    let bytes = body(raw, state.options.max_component_bytes)?;
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest("the request body must be the component's bytes".into()));
+    }
+    let manifest = match params.manifest.as_deref() {
+        None => StepManifest::default(),
+        Some(text) => StepManifest::from_toml(text)
+            .map_err(|e| ApiError::Unprocessable(format!("step {name}: {e}")))?,
+    };
+    let info = state.service.deploy_step(&name, bytes.to_vec(), manifest).await?;
+    Ok((StatusCode::CREATED, to_json(&info)?))
+}
+
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request = parse_json(&body(raw, state.options.max_body_bytes)?)?;
+    let Some(version) = request.get("version").and_then(Value::as_str) else {
+        return Err(ApiError::BadRequest("the body must be {\"version\": V}".into()));
+    };
+    to_json(&state.service.rollback_step(&name, version).await?)
+}
+
+pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.service.remove_step(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

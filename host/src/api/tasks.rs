@@ -1,0 +1,123 @@
+//! Task routes: create, show, list, patch, retry.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ApiError, AppState, WaitParam, body, parse_json};
+use crate::service::Service;
+use crate::store::{StoredTask, TaskQuery};
+use crate::task::TaskStatus;
+
+/// A task as the API shows it: the task with its history, its revision and last write.
+pub(crate) fn task_json(stored: &StoredTask) -> Value {
+    let mut value = serde_json::to_value(&stored.task).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("revision".into(), Value::from(stored.revision));
+        map.insert("updated_at".into(), Value::String(stored.updated_at.to_rfc3339()));
+    }
+    value
+}
+
+pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
+}
+
+/// The task after an optional wait for it to settle.
+pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Json<Value>, ApiError> {
+    let stored = match wait.duration() {
+        Some(timeout) => service.wait_settled(id, timeout).await?,
+        None => service.task(id).await?,
+    };
+    Ok(Json(task_json(&stored)))
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    wait: Result<Query<WaitParam>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let wait = query(wait)?;
+    let data = parse_json(&body(raw, state.options.max_body_bytes)?)?;
+    let task = state.service.create_task(data).await?;
+    Ok((StatusCode::CREATED, answer(&state.service, &task.id, &wait).await?))
+}
+
+pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(task_json(&state.service.task(&id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListParams {
+    status: Option<String>,
+    tag: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let params = query(params)?;
+    let status = match params.status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(serde_json::from_value::<TaskStatus>(Value::String(text.into())).map_err(|_| {
+            ApiError::BadRequest(format!("unknown status {text:?}: use running, waiting, completed or failed"))
+        })?),
+    };
+    if let Some(cursor) = &params.cursor
+        && cursor.parse::<u64>().is_err()
+    {
+        return Err(ApiError::BadRequest(format!("invalid cursor {cursor:?}")));
+    }
+    let limit = params.limit.unwrap_or(50);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
+    }
+    let page = state
+        .service
+        .tasks(&TaskQuery { status, tag: params.tag.filter(|t| !t.is_empty()), limit, cursor: params.cursor })
+        .await?;
+    Ok(Json(serde_json::to_value(&page).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    wait: Result<Query<WaitParam>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let wait = query(wait)?;
+    let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
+    state.service.patch_task(&id, &merge).await?;
+    answer(&state.service, &id, &wait).await
+}
+
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    wait: Result<Query<WaitParam>, QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let wait = query(wait)?;
+    let raw = body(raw, state.options.max_body_bytes)?;
+    let step = if raw.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match parse_json(&raw)? {
+            Value::Object(map) => match map.get("step") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(step)) => Some(step.clone()),
+                Some(_) => return Err(ApiError::BadRequest("\"step\" must be a string".into())),
+            },
+            _ => return Err(ApiError::BadRequest("the body must be an object like {\"step\": NAME}".into())),
+        }
+    };
+    state.service.retry_task(&id, step.as_deref()).await?;
+    answer(&state.service, &id, &wait).await
+}

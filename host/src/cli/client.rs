@@ -1,0 +1,373 @@
+//! The client commands: `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, talking to a
+//! running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
+//! `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`). Output for people by default, the
+//! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
+//! the input is bad, 1 when the server is unreachable or failed.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::Value;
+
+use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL};
+
+/// Options every client command takes.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The server's base URL (default: `$WHENEVER_SERVER`, else http://127.0.0.1:8080).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Print the server's JSON instead of text for people.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `whenever deploy COMPONENT.wasm [--manifest FILE] [--name NAME]`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The component.
+    pub component: PathBuf,
+    /// The manifest (default: `NAME.toml` beside the component, if any).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// The step's name (default: the component's file name without `.wasm`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `whenever steps`.
+#[derive(Debug, Args)]
+pub struct StepsArgs {
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `whenever tasks [--status S] [--tag T] [--limit N] [--cursor C]`.
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Only tasks with this status (running, waiting, completed, failed).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only tasks with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// At most this many.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Continue from the cursor printed by the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `whenever task ID`.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// The task's id.
+    pub id: String,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `whenever patch ID PATCH.json` (`-` reads stdin).
+#[derive(Debug, Args)]
+pub struct PatchArgs {
+    /// The task's id.
+    pub id: String,
+    /// A JSON merge patch of the task data (a file, or `-` for stdin).
+    pub patch: PathBuf,
+    /// Wait up to this many milliseconds for the task to settle.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `whenever retry ID [--step NAME]`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The task's id.
+    pub id: String,
+    /// The step to run again (default: every step whose latest run failed).
+    #[arg(long)]
+    pub step: Option<String>,
+    /// Wait up to this many milliseconds for the task to settle.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A failed client command: the message and the exit code.
+struct Failure(String, u8);
+
+fn bad(message: impl Into<String>) -> Failure {
+    Failure(message.into(), EXIT_BAD_INPUT)
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(args: &ClientArgs) -> Client {
+        let base = args
+            .server
+            .clone()
+            .or_else(|| std::env::var("WHENEVER_SERVER").ok())
+            .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            token: std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty()),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure(format!("cannot reach the server at {}: {e}", self.base), EXIT_INTERNAL))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| Failure(format!("cannot read the answer: {e}"), EXIT_INTERNAL))?;
+        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+        let code = if status.is_client_error() { EXIT_BAD_INPUT } else { EXIT_INTERNAL };
+        Err(Failure(format!("the server answered {status}: {message}"), code))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn finish(command: &str, result: Result<(), Failure>) -> u8 {
+    match result {
+        Ok(()) => EXIT_COMPLETED,
+        Err(Failure(message, code)) => {
+            eprintln!("whenever {command}: {message}");
+            code
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value[key].as_str().unwrap_or("-")
+}
+
+fn print_task(task: &Value) {
+    println!("{}  {}", text(task, "id"), text(task, "status"));
+    if let Some(name) = task["name"].as_str() {
+        println!("name     {name}");
+    }
+    if let Some(tags) = task["tags"].as_array().filter(|t| !t.is_empty()) {
+        let tags: Vec<&str> = tags.iter().filter_map(Value::as_str).collect();
+        println!("tags     {}", tags.join(", "));
+    }
+    if let Some(message) = task["message"].as_str() {
+        println!("message  {message}");
+    }
+    println!("data     {}", serde_json::to_string_pretty(&task["data"]).unwrap_or_default());
+    if let Some(runs) = task["runs"].as_array() {
+        println!("runs     {}", runs.len());
+        for run in runs {
+            let outcome = match &run["outcome"] {
+                Value::Null => "running".to_string(),
+                Value::String(s) => s.clone(),
+                other => format!("error: {}", other["error"]["message"].as_str().unwrap_or("?")),
+            };
+            println!(
+                "  #{:<3} {:<28} {:<12} {:>8.1} ms  {}",
+                run["id"],
+                text(run, "step"),
+                text(run, "version"),
+                run["duration_ms"].as_f64().unwrap_or_default(),
+                outcome
+            );
+        }
+    }
+}
+
+/// `whenever deploy`.
+pub(crate) async fn deploy(args: DeployArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let bytes = std::fs::read(&args.component)
+            .map_err(|e| bad(format!("cannot read {}: {e}", args.component.display())))?;
+        let name = match &args.name {
+            Some(name) => name.clone(),
+            None => args.component.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string(),
+        };
+        let manifest_path = args.manifest.clone().or_else(|| {
+            let beside = args.component.with_extension("toml");
+            beside.is_file().then_some(beside)
+        });
+        let mut request = client.http.put(client.url(&format!("/v1/steps/{name}"))).body(bytes);
+        if let Some(path) = manifest_path {
+            let manifest =
+                std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+            request = request.query(&[("manifest", manifest)]);
+        }
+        let step = client.send(request).await?;
+        if args.client.json {
+            print_json(&step);
+        } else {
+            println!("deployed {} version {}", text(&step, "name"), text(&step, "version"));
+        }
+        Ok(())
+    }
+    .await;
+    finish("deploy", result)
+}
+
+/// `whenever steps`.
+pub(crate) async fn steps(args: StepsArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let answer = client.send(client.http.get(client.url("/v1/steps"))).await?;
+        if args.client.json {
+            print_json(&answer);
+            return Ok(());
+        }
+        for step in answer["steps"].as_array().into_iter().flatten() {
+            let versions = step["versions"].as_array().map(Vec::len).unwrap_or_default();
+            let connectors: Vec<&str> =
+                step["connectors"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            println!(
+                "{:<30} {:<12} {} version(s)  connectors: {}",
+                text(step, "name"),
+                text(step, "version"),
+                versions,
+                if connectors.is_empty() { "-".to_string() } else { connectors.join(", ") }
+            );
+        }
+        Ok(())
+    }
+    .await;
+    finish("steps", result)
+}
+
+/// `whenever tasks`.
+pub(crate) async fn tasks(args: TasksArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(status) = &args.status {
+            query.push(("status", status.clone()));
+        }
+        if let Some(tag) = &args.tag {
+            query.push(("tag", tag.clone()));
+        }
+        if let Some(limit) = args.limit {
+            query.push(("limit", limit.to_string()));
+        }
+        if let Some(cursor) = &args.cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let page = client.send(client.http.get(client.url("/v1/tasks")).query(&query)).await?;
+        if args.client.json {
+            print_json(&page);
+            return Ok(());
+        }
+        for task in page["tasks"].as_array().into_iter().flatten() {
+            let tags: Vec<&str> = task["tags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            println!(
+                "{:<20} {:<10} {:<32} {}",
+                text(task, "id"),
+                text(task, "status"),
+                task["name"].as_str().unwrap_or(""),
+                tags.join(",")
+            );
+        }
+        if let Some(cursor) = page["next_cursor"].as_str() {
+            println!("more: --cursor {cursor}");
+        }
+        Ok(())
+    }
+    .await;
+    finish("tasks", result)
+}
+
+/// `whenever task`.
+pub(crate) async fn task(args: TaskArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let task = client.send(client.http.get(client.url(&format!("/v1/tasks/{}", args.id)))).await?;
+        if args.client.json { print_json(&task) } else { print_task(&task) }
+        Ok(())
+    }
+    .await;
+    finish("task", result)
+}
+
+/// `whenever patch`.
+pub(crate) async fn patch(args: PatchArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let text = if args.patch.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| bad(format!("cannot read stdin: {e}")))?;
+            text
+        } else {
+            std::fs::read_to_string(&args.patch)
+                .map_err(|e| bad(format!("cannot read {}: {e}", args.patch.display())))?
+        };
+        let merge: Value = serde_json::from_str(&text).map_err(|e| bad(format!("the patch is not valid JSON: {e}")))?;
+        let request = client
+            .http
+            .patch(client.url(&format!("/v1/tasks/{}", args.id)))
+            .query(&[("wait", args.wait)])
+            .header("content-type", "application/merge-patch+json")
+            .body(merge.to_string());
+        let task = client.send(request).await?;
+        if args.client.json { print_json(&task) } else { print_task(&task) }
+        Ok(())
+    }
+    .await;
+    finish("patch", result)
+}
+
+/// `whenever retry`.
+pub(crate) async fn retry(args: RetryArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let body = match &args.step {
+            Some(step) => serde_json::json!({"step": step}).to_string(),
+            None => String::new(),
+        };
+        let request = client
+            .http
+            .post(client.url(&format!("/v1/tasks/{}/retry", args.id)))
+            .query(&[("wait", args.wait)])
+            .header("content-type", "application/json")
+            .body(body);
+        let task = client.send(request).await?;
+        if args.client.json { print_json(&task) } else { print_task(&task) }
+        Ok(())
+    }
+    .await;
+    finish("retry", result)
+}

@@ -1,0 +1,172 @@
+//! The RetailMax scenarios: the seed's order and the variations that take every path.
+
+use serde_json::{Value, json};
+
+use crate::scheduler::merge::merge_patch;
+use crate::task::TaskStatus;
+
+/// Something a person does while the task waits: a merge patch on the task data.
+#[derive(Debug, Clone)]
+pub struct PersonAction {
+    /// What the person does, for the timeline.
+    pub note: &'static str,
+    /// The JSON merge patch applied to the data.
+    pub patch: Value,
+}
+
+/// One order and what happens to it.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// A short identifier.
+    pub name: &'static str,
+    /// The heading.
+    pub title: &'static str,
+    /// One line on what the order is and which path it takes.
+    pub story: &'static str,
+    /// The initial task data.
+    pub order: Value,
+    /// What people do while the task waits.
+    pub actions: Vec<PersonAction>,
+    /// How the task ends.
+    pub expected: TaskStatus,
+}
+
+/// The seed's initial task data (`../shared/seed/retailmax.md`).
+pub fn seed_order() -> Value {
+    serde_json::from_str(include_str!("seed-order.json")).unwrap_or(Value::Null)
+}
+
+fn order_with(patch: Value) -> Value {
+    let mut order = seed_order();
+    merge_patch(&mut order, &patch);
+    order
+}
+
+fn person(note: &'static str, patch: Value) -> PersonAction {
+    PersonAction { note, patch }
+}
+
+/// Every scenario, in demo order.
+pub fn scenarios() -> Vec<Scenario> {
+    let camera = json!({"sku": "CAMERA-CANON-R5", "name": "Canon EOS R5", "quantity": 1, "price": 3899.0,
+        "category": "electronics", "weight": 1.6, "requiresSignature": true});
+    let seed_items = seed_order()["order"]["items"].clone();
+    let mut with_camera = seed_items.as_array().cloned().unwrap_or_default();
+    with_camera.push(camera.clone());
+    vec![
+        Scenario {
+            name: "seed",
+            title: "The seed's order: business customer, card, expedited",
+            story: "Tier analysis, fraud detection and inventory run in parallel; payment waits for fraud approval; fulfilment for payment and stock.",
+            order: seed_order(),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "enterprise",
+            title: "Enterprise customer: white-glove fulfilment",
+            story: "The same order from an enterprise account gets critical priority and premium handling.",
+            order: order_with(json!({"order": {"customer": {"tier": "enterprise"}}})),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "loyal",
+            title: "Loyal customer",
+            story: "Lifetime value under $10k but more than 10 orders: loyalty perks, normal priority.",
+            order: order_with(json!({"order": {"customer": {"tier": "standard", "totalSpent": 2000.0, "totalOrders": 15}}})),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "standard",
+            title: "Standard customer, standard shipping",
+            story: "A small first order: standard tier, eco packaging.",
+            order: order_with(json!({"order": {"total": 124.0, "customer": {"tier": "standard", "totalSpent": 0.0, "totalOrders": 1},
+                "items": [{"sku": "MOUSE-WIRELESS-PRO", "name": "Wireless Pro Mouse", "quantity": 1, "price": 124.0, "category": "accessories", "weight": 0.3, "requiresSignature": false}],
+                "shipping": {"method": "standard"}}})),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "fraud-review",
+            title: "Fraud review, then a person approves",
+            story: "A new customer's $2,500 expedited electronics order scores 55: the fraud team is alerted and the task waits for a person.",
+            order: order_with(json!({"order": {"total": 2500.0, "customer": {"tier": "standard", "totalSpent": 0.0, "totalOrders": 1}}})),
+            actions: vec![person("the fraud team approves the order", json!({"order": {"fraudApproved": true}}))],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "fraud-rejected",
+            title: "Fraud rejection",
+            story: "The same order from a .test address scores 85 with FraudGuard: rejected, reservations released, customer told.",
+            order: order_with(json!({"order": {"total": 2500.0, "customer": {"tier": "standard", "totalSpent": 0.0, "totalOrders": 1, "email": "buyer@fraudster.test"}}})),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "payment-declined",
+            title: "Card declined, recovery, then a new card succeeds",
+            story: "Stripe declines the card; recovery e-mails the customer and waits; the customer supplies a new token and payment runs again.",
+            order: order_with(json!({"order": {"payment": {"token": "tok_chargeDeclined"}}})),
+            actions: vec![person("the customer enters a new card", json!({"order": {"payment": {"token": "tok_visa_retry"}}}))],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "partial-backorder",
+            title: "Partial backorder",
+            story: "One item has no stock anywhere: the customer is offered a partial shipment and the inventory team is alerted.",
+            order: order_with(json!({"order": {"items": with_camera}})),
+            actions: vec![],
+            expected: TaskStatus::Waiting,
+        },
+        Scenario {
+            name: "full-backorder",
+            title: "Full backorder",
+            story: "Nothing in the order is in stock: the customer chooses between waiting, substitution or a refund.",
+            order: order_with(json!({"order": {"total": 3899.0, "items": [camera]}})),
+            actions: vec![],
+            expected: TaskStatus::Waiting,
+        },
+        Scenario {
+            name: "paypal",
+            title: "PayPal, approved",
+            story: "Payment goes through PayPal instead of Stripe.",
+            order: order_with(json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-4F7A2B", "last4": null}}})),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "paypal-declined",
+            title: "PayPal, declined",
+            story: "PayPal declines the instrument: payment failure recovery takes over and the task waits for a new payment.",
+            order: order_with(json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-DECLINED-77", "last4": null}}})),
+            actions: vec![],
+            expected: TaskStatus::Waiting,
+        },
+        Scenario {
+            name: "crypto",
+            title: "Bitcoin payment",
+            story: "A crypto order is paid through Coinbase by a step added later, without touching the others.",
+            order: order_with(json!({"order": {"payment": {"method": "bitcoin", "provider": "coinbase", "token": "btc_checkout_91", "walletAddress": "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", "last4": null}}})),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "vip",
+            title: "VIP customer",
+            story: "A customer who has spent over $100,000 becomes VIP with a personal shopper, after the tier analysis.",
+            order: order_with(json!({"order": {"customer": {"tier": "enterprise", "totalSpent": 150000.0}}})),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "bounce",
+            title: "The confirmation e-mail bounces",
+            story: "The customer's mailbox is unavailable: the notification failure is recorded and the order still completes.",
+            order: order_with(json!({"order": {"customer": {"email": "michael.foster@bounce.test"}}})),
+            actions: vec![],
+            expected: TaskStatus::Completed,
+        },
+    ]
+}

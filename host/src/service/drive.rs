@@ -1,0 +1,136 @@
+//! Driving one stored task: the checkpoint that commits through the store, the journal of
+//! connector results, and re-running runs a crash interrupted.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::{Service, ServiceError};
+use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind};
+use crate::scheduler::{Checkpoint, CheckpointError, Commit, Event, Resumed};
+use crate::store::{InterruptedRun, Store, TaskSave};
+use crate::task::{RunOutcomeRecord, Task, TaskStatus};
+
+/// Commits a task's progress through the store, with compare-and-swap on its revision.
+struct StoreCheckpoint {
+    store: Arc<dyn Store>,
+    revision: u64,
+}
+
+#[async_trait::async_trait]
+impl Checkpoint for StoreCheckpoint {
+    async fn commit(&mut self, task: &Task, commit: Commit<'_>) -> Result<(), CheckpointError> {
+        let save = TaskSave {
+            task,
+            expected_revision: self.revision,
+            runs: commit.runs,
+            starting: commit.starting,
+            input: commit.input,
+        };
+        self.revision = self.store.save_task(save).await.map_err(|e| CheckpointError(e.to_string()))?;
+        Ok(())
+    }
+
+    fn journal(&self, task: &Task, run_id: u64) -> Option<Arc<dyn CallJournal>> {
+        Some(Arc::new(StoreJournal { store: self.store.clone(), task_id: task.id.clone(), run_id }))
+    }
+}
+
+/// Journals one run's connector results in the store.
+struct StoreJournal {
+    store: Arc<dyn Store>,
+    task_id: String,
+    run_id: u64,
+}
+
+#[async_trait::async_trait]
+impl CallJournal for StoreJournal {
+    async fn record(&self, index: usize, call: &ConnectorCallRecord) -> Result<(), String> {
+        self.store.journal_call(&self.task_id, self.run_id, index, call).await.map_err(|e| e.to_string())
+    }
+}
+
+impl Service {
+    /// Drives the task on a worker (bounded by the configured concurrency).
+    pub(crate) fn spawn_drive(&self, id: String) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = service.inner.workers.clone().acquire_owned().await else { return };
+            if let Err(e) = service.drive_stored(&id).await {
+                eprintln!("whenever serve: task {id}: {e}");
+            }
+            let _ = service.inner.settled.send(id);
+        });
+    }
+
+    /// Loads a running task and drives it to settlement, re-running interrupted runs first.
+    async fn drive_stored(&self, id: &str) -> Result<(), ServiceError> {
+        let store = self.inner.store.clone();
+        let Some(stored) = store.get_task(id).await? else { return Ok(()) };
+        if stored.task.status != TaskStatus::Running {
+            return Ok(());
+        }
+        let mut task = stored.task;
+        let mut revision = stored.revision;
+        let interrupted = store.interrupted_runs(id).await?;
+        let mut resumed = Vec::new();
+        let mut lost = Vec::new();
+        for run in interrupted {
+            match self.step_for(&task, &run).await {
+                Some(step) => resumed.push(Resumed { run_id: run.run_id, step, input: run.input, replay: run.journal }),
+                None => lost.push(run.run_id),
+            }
+        }
+        if !lost.is_empty() {
+            for run_id in &lost {
+                fail_lost_run(&mut task, *run_id);
+            }
+            let save = TaskSave { task: &task, expected_revision: revision, runs: &lost, starting: &[], input: None };
+            revision = store.save_task(save).await?;
+        }
+        let mut checkpoint = StoreCheckpoint { store, revision };
+        let metrics = self.inner.metrics.clone();
+        let mut on_event = |event: Event<'_>| {
+            if let Event::RunFinished { run, .. } = event {
+                metrics.run_finished(run);
+            }
+        };
+        self.inner
+            .scheduler
+            .drive_durable(&mut task, resumed, &mut checkpoint, &mut on_event)
+            .await
+            .map_err(|e| ServiceError::Store(crate::store::StoreError::Backend(e.to_string())))?;
+        Ok(())
+    }
+
+    /// The step version an interrupted run ran: the serving one when it is the same version,
+    /// else the stored version, else (that version is gone) the serving one.
+    async fn step_for(&self, task: &Task, run: &InterruptedRun) -> Option<Arc<LoadedStep>> {
+        let record = task.runs.get(run.run_id as usize)?;
+        let current = self.inner.scheduler.catalog().get(&record.step);
+        if let Some(step) = current.as_ref().filter(|s| s.version == record.version) {
+            return Some(step.clone());
+        }
+        if let Ok(Some(version)) = self.inner.store.step_version(&record.step, &record.version).await {
+            let runtime = self.inner.scheduler.runtime();
+            if let Ok(step) = runtime.load(&version.name, &version.component, version.manifest).await {
+                return Some(Arc::new(step));
+            }
+        }
+        current
+    }
+}
+
+/// Records that an interrupted run cannot be re-run (its step is gone).
+fn fail_lost_run(task: &mut Task, run_id: u64) {
+    let Some(record) = task.runs.get_mut(run_id as usize) else { return };
+    let step = record.step.clone();
+    record.ended_at = Some(Utc::now());
+    record.outcome = Some(RunOutcomeRecord::Error(RunError {
+        kind: RunErrorKind::Instantiate,
+        message: format!("the run was interrupted and step {step} is no longer deployed"),
+    }));
+    let progress = task.progress.entry(step).or_default();
+    progress.last_failed = true;
+    progress.redo = false;
+}

@@ -1,0 +1,289 @@
+//! The long-running service behind `whenever serve`: tasks are stored before anything runs, driven
+//! by tokio workers that commit every applied change before the runs it enables start, journal
+//! every connector result before the step sees it, and resume after a restart.
+//!
+//! - [`drive`]: driving one stored task durably (checkpoint, journal, crash resumption).
+//! - [`steps`]: deploying, removing and listing steps; their versions persist in the store.
+//! - [`metrics`]: counters and histograms for `/metrics`.
+//! - [`patch`]: JSON merge patch (RFC 7396).
+//!
+//! Concurrency between writers of one task is the store's business: a task is changed from
+//! outside (patch, retry, re-evaluation after a deploy) only while it is settled, through a
+//! compare-and-swap on its revision, which moves it to `running`; the worker that then drives it
+//! saves with the same compare-and-swap. A patch of a running task is refused (409).
+
+pub mod drive;
+pub mod metrics;
+pub mod patch;
+pub mod steps;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use thiserror::Error;
+use tokio::sync::{Semaphore, broadcast};
+
+use crate::config::Config;
+use crate::host::{Host, HostOptions, SetupError};
+use crate::runtime::LoadError;
+use crate::scheduler::Scheduler;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
+use crate::task::{Task, TaskStatus};
+
+pub use metrics::Metrics;
+pub use steps::StepInfo;
+
+/// What to start a service from.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceOptions {
+    /// The SQLite database file.
+    pub db: PathBuf,
+    /// Folders of steps deployed at start (new or changed files only); empty: the bundled
+    /// RetailMax steps.
+    pub steps: Vec<PathBuf>,
+    /// Start with no steps but those in the store (tests).
+    pub no_steps: bool,
+    /// The config file.
+    pub config: Option<PathBuf>,
+}
+
+/// A service operation failed; the API maps each kind to a status code.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// No such task or step.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is well-formed but cannot apply (a running task, a changed revision).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is well-formed but not acceptable (a step that never ran, a non-object).
+    #[error("{0}")]
+    Invalid(String),
+    /// A component or manifest was refused; the previous version keeps serving.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The service could not be assembled.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ServiceError::NotFound(format!("{what} not found")),
+            StoreError::Conflict(what) => ServiceError::Conflict(what),
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) scheduler: Scheduler,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: Config,
+    pub(crate) metrics: Metrics,
+    pub(crate) settled: broadcast::Sender<String>,
+    pub(crate) workers: Arc<Semaphore>,
+    pub(crate) deploys: tokio::sync::Mutex<()>,
+}
+
+/// The service. Cloning shares it.
+#[derive(Clone)]
+pub struct Service {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Opens the store, assembles the host, deploys new or changed steps from the folders (or the
+    /// bundled set), loads the steps the store serves, and resumes every unsettled task.
+    pub async fn start(options: &ServiceOptions) -> Result<Service, ServiceError> {
+        let host = Host::start(&HostOptions { steps: Vec::new(), config: options.config.clone(), no_steps: true }).await?;
+        let sqlite = SqliteOptions { synchronous: host.config.store.synchronous };
+        let db = options.db.clone();
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db, sqlite))
+            .await
+            .map_err(|e| ServiceError::Store(StoreError::Backend(e.to_string())))??;
+        Service::with_store(host, Arc::new(store), options).await
+    }
+
+    /// Like [`Service::start`] over a given store and host (another backend, tests).
+    pub async fn with_store(host: Host, store: Arc<dyn Store>, options: &ServiceOptions) -> Result<Service, ServiceError> {
+        let (settled, _) = broadcast::channel(4096);
+        let workers = Arc::new(Semaphore::new(host.config.server.max_concurrent_tasks.max(1)));
+        let service = Service {
+            inner: Arc::new(Inner {
+                scheduler: host.scheduler,
+                store,
+                config: host.config,
+                metrics: Metrics::default(),
+                settled,
+                workers,
+                deploys: tokio::sync::Mutex::new(()),
+            }),
+        };
+        if !options.no_steps {
+            let sources = steps::sources(&options.steps)?;
+            service.deploy_sources(sources).await?;
+        }
+        service.load_current_steps().await?;
+        service.resume_unsettled().await?;
+        Ok(service)
+    }
+
+    /// The scheduler (runtime, catalog, connectors).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Stores a new task over `data` (a JSON object) and starts driving it.
+    pub async fn create_task(&self, data: Value) -> Result<Task, ServiceError> {
+        if !data.is_object() {
+            return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
+        }
+        let task = Task::new(data);
+        self.inner.store.create_task(&task).await?;
+        self.spawn_drive(task.id.clone());
+        Ok(task)
+    }
+
+    /// One task with its history.
+    pub async fn task(&self, id: &str) -> Result<StoredTask, ServiceError> {
+        self.inner.store.get_task(id).await?.ok_or_else(|| ServiceError::NotFound(format!("task {id} not found")))
+    }
+
+    /// A page of tasks.
+    pub async fn tasks(&self, query: &TaskQuery) -> Result<TaskPage, ServiceError> {
+        Ok(self.inner.store.list_tasks(query).await?)
+    }
+
+    /// Applies a JSON merge patch to a settled task's data and resumes it (409 while running).
+    pub async fn patch_task(&self, id: &str, merge: &Value) -> Result<Task, ServiceError> {
+        if !merge.is_object() {
+            return Err(ServiceError::Invalid("a merge patch of task data must be a JSON object".into()));
+        }
+        self.resume_with(id, |task| {
+            if task.status == TaskStatus::Running {
+                return Err(ServiceError::Conflict(format!(
+                    "task {} is running; patch it once it is waiting, failed or completed",
+                    task.id
+                )));
+            }
+            patch::merge_patch(&mut task.data, merge);
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Runs a step again on a settled task (`None`: every step whose latest run failed).
+    pub async fn retry_task(&self, id: &str, step: Option<&str>) -> Result<Task, ServiceError> {
+        let catalog = self.inner.scheduler.catalog().clone();
+        self.resume_with(id, |task| {
+            if task.status == TaskStatus::Running {
+                return Err(ServiceError::Conflict(format!("task {} is running; retry it once it settles", task.id)));
+            }
+            let names: Vec<String> = match step {
+                Some(name) => {
+                    if catalog.get(name).is_none() {
+                        return Err(ServiceError::Invalid(format!("step {name} is not deployed")));
+                    }
+                    if !task.progress.contains_key(name) {
+                        return Err(ServiceError::Invalid(format!("step {name} never ran on task {}", task.id)));
+                    }
+                    vec![name.to_string()]
+                }
+                None => task.progress.iter().filter(|(_, p)| p.last_failed).map(|(n, _)| n.clone()).collect(),
+            };
+            if names.is_empty() {
+                return Err(ServiceError::Invalid(format!("task {} has no failed step to retry", task.id)));
+            }
+            for name in names {
+                task.progress.entry(name).or_default().redo = true;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Waits until the task is settled or `timeout` passes, and returns it as it is then.
+    pub async fn wait_settled(&self, id: &str, timeout: Duration) -> Result<StoredTask, ServiceError> {
+        let mut settled = self.inner.settled.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stored = self.task(id).await?;
+            if stored.task.status != TaskStatus::Running {
+                return Ok(stored);
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, settled.recv()).await {
+                    Err(_) => return self.task(id).await,
+                    Ok(Ok(done)) if done == id => break,
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return self.task(id).await,
+                }
+            }
+        }
+    }
+
+    /// Changes a settled task through `change` (which returns whether there is anything to do),
+    /// moves it to running with a compare-and-swap, and starts driving it.
+    pub(crate) async fn resume_with(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Task) -> Result<bool, ServiceError>,
+    ) -> Result<Task, ServiceError> {
+        let stored = self.task(id).await?;
+        let mut task = stored.task;
+        if !change(&mut task)? {
+            return Ok(task);
+        }
+        task.status = TaskStatus::Running;
+        task.message = None;
+        let save = TaskSave { task: &task, expected_revision: stored.revision, runs: &[], starting: &[], input: None };
+        self.inner.store.save_task(save).await?;
+        self.spawn_drive(task.id.clone());
+        Ok(task)
+    }
+
+    async fn resume_unsettled(&self) -> Result<(), ServiceError> {
+        let mut cursor = None;
+        loop {
+            let query = TaskQuery { status: Some(TaskStatus::Running), tag: None, limit: 500, cursor };
+            let page = self.inner.store.list_tasks(&query).await?;
+            for task in &page.tasks {
+                self.spawn_drive(task.id.clone());
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+}

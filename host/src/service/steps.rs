@@ -1,0 +1,252 @@
+//! Steps in the service: every deployed version persists in the store with its component and
+//! manifest; the store says which version serves. A deploy validates and compiles first, so an
+//! invalid component changes nothing; a good one is stored, swapped into the catalog atomically
+//! (runs in flight keep their version) and the waiting and failed tasks are re-evaluated.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Service, ServiceError};
+use crate::runtime::{LoadError, LoadedStep, StepManifest};
+use crate::scheduler::rules;
+use crate::store::{StepVersion, StepVersionInfo, TaskQuery};
+use crate::task::TaskStatus;
+
+/// A step as the API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepInfo {
+    /// The step's name.
+    pub name: String,
+    /// The serving version.
+    pub version: String,
+    /// The component's SHA-256.
+    pub digest: String,
+    /// Size of the component in bytes.
+    pub size: u64,
+    /// The connectors it is granted.
+    pub connectors: Vec<String>,
+    /// Its condition (the JSON pattern).
+    pub condition: serde_json::Value,
+    /// When the serving version was first deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<DateTime<Utc>>,
+    /// Every stored version, oldest first.
+    pub versions: Vec<StepVersionInfo>,
+}
+
+/// A step to deploy at start: its name, component and manifest.
+pub(crate) struct Source {
+    name: String,
+    bytes: Vec<u8>,
+    manifest: StepManifest,
+}
+
+fn version_of(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))[..12].to_string()
+}
+
+/// The steps to deploy at start: the folders' `NAME.wasm` (+ `NAME.toml`), or the bundled set.
+pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Source>, ServiceError> {
+    let manifest_error = |step: &str, message: String| LoadError::Manifest { step: step.to_string(), message };
+    let mut sources = Vec::new();
+    if dirs.is_empty() {
+        for bundled in whenever_step_artifacts::RETAILMAX {
+            let manifest =
+                StepManifest::from_toml(bundled.manifest).map_err(|e| manifest_error(bundled.name, e.to_string()))?;
+            sources.push(Source { name: bundled.name.to_string(), bytes: bundled.component.to_vec(), manifest });
+        }
+        return Ok(sources);
+    }
+    let unreadable = |path: &Path, e: std::io::Error| ServiceError::Invalid(format!("cannot read {}: {e}", path.display()));
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| unreadable(dir, e))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
+            let manifest_path = path.with_extension("toml");
+            let manifest = if manifest_path.is_file() {
+                let text = std::fs::read_to_string(&manifest_path).map_err(|e| unreadable(&manifest_path, e))?;
+                StepManifest::from_toml(&text)
+                    .map_err(|e| manifest_error(&name, format!("{}: {e}", manifest_path.display())))?
+            } else {
+                StepManifest::default()
+            };
+            sources.push(Source { name, bytes, manifest });
+        }
+    }
+    Ok(sources)
+}
+
+impl Service {
+    /// Deploys the start-up steps the store has not seen (new or changed files); a version the
+    /// store knows keeps whatever the store says (a later deploy or removal over HTTP stands).
+    pub(crate) async fn deploy_sources(&self, sources: Vec<Source>) -> Result<(), ServiceError> {
+        let known: HashSet<(String, String)> =
+            self.inner.store.step_versions(None).await?.into_iter().map(|v| (v.name, v.version)).collect();
+        for source in sources {
+            if known.contains(&(source.name.clone(), version_of(&source.bytes))) {
+                continue;
+            }
+            self.store_and_serve(&source.name, source.bytes, source.manifest).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads the versions the store serves into the catalog.
+    pub(crate) async fn load_current_steps(&self) -> Result<(), ServiceError> {
+        let catalog = self.inner.scheduler.catalog();
+        for version in self.inner.store.current_steps().await? {
+            if catalog.get(&version.name).is_some_and(|s| s.version == version.version) {
+                continue;
+            }
+            let step = self.inner.scheduler.runtime().load(&version.name, &version.component, version.manifest).await?;
+            catalog.insert(step);
+        }
+        Ok(())
+    }
+
+    /// Validates, compiles and stores a version, then swaps it into the catalog.
+    async fn store_and_serve(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        manifest: StepManifest,
+    ) -> Result<Arc<LoadedStep>, ServiceError> {
+        let step = self.inner.scheduler.runtime().load(name, &bytes, manifest.clone()).await?;
+        let version = StepVersion {
+            name: step.name.clone(),
+            version: step.version.clone(),
+            digest: step.digest.clone(),
+            component: bytes,
+            manifest,
+            deployed_at: Utc::now(),
+        };
+        self.inner.store.put_step_version(&version, true).await?;
+        let step = Arc::new(step);
+        self.inner.scheduler.catalog().insert((*step).clone());
+        Ok(step)
+    }
+
+    /// Deploys a step live: refused with a [`LoadError`] (the old version keeps serving), or
+    /// stored, swapped in, and the waiting and failed tasks re-evaluated against it.
+    pub async fn deploy_step(&self, name: &str, bytes: Vec<u8>, manifest: StepManifest) -> Result<StepInfo, ServiceError> {
+        let _deploying = self.inner.deploys.lock().await;
+        let step = self.store_and_serve(name, bytes, manifest).await?;
+        self.spawn_reevaluation(step.name.clone());
+        self.step(name).await
+    }
+
+    /// Makes an earlier stored version serve again.
+    pub async fn rollback_step(&self, name: &str, version: &str) -> Result<StepInfo, ServiceError> {
+        let _deploying = self.inner.deploys.lock().await;
+        let stored = self
+            .inner
+            .store
+            .step_version(name, version)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("version {version} of step {name} not found")))?;
+        let step = self.inner.scheduler.runtime().load(name, &stored.component, stored.manifest).await?;
+        self.inner.store.set_current_step(name, Some(version)).await?;
+        self.inner.scheduler.catalog().insert(step);
+        self.spawn_reevaluation(name.to_string());
+        self.step(name).await
+    }
+
+    /// Stops serving a step (its versions stay in the store).
+    pub async fn remove_step(&self, name: &str) -> Result<(), ServiceError> {
+        let _deploying = self.inner.deploys.lock().await;
+        if self.inner.scheduler.catalog().get(name).is_none() {
+            return Err(ServiceError::NotFound(format!("step {name} not found")));
+        }
+        self.inner.store.set_current_step(name, None).await?;
+        self.inner.scheduler.catalog().remove(name);
+        Ok(())
+    }
+
+    /// One serving step with its versions.
+    pub async fn step(&self, name: &str) -> Result<StepInfo, ServiceError> {
+        let step = self
+            .inner
+            .scheduler
+            .catalog()
+            .get(name)
+            .ok_or_else(|| ServiceError::NotFound(format!("step {name} not found")))?;
+        let versions = self.inner.store.step_versions(Some(name)).await?;
+        Ok(info(&step, versions))
+    }
+
+    /// Every serving step, by name.
+    pub async fn steps(&self) -> Result<Vec<StepInfo>, ServiceError> {
+        let versions = self.inner.store.step_versions(None).await?;
+        Ok(self
+            .inner
+            .scheduler
+            .catalog()
+            .snapshot()
+            .iter()
+            .map(|step| info(step, versions.iter().filter(|v| v.name == step.name).cloned().collect()))
+            .collect())
+    }
+
+    /// Re-evaluates the waiting and failed tasks after step `name` changed: a task runs again
+    /// when a step is now eligible, or when `name`'s latest run on it failed (the new version
+    /// gets a chance).
+    fn spawn_reevaluation(&self, name: String) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            for status in [TaskStatus::Waiting, TaskStatus::Failed] {
+                let mut cursor = None;
+                loop {
+                    let query = TaskQuery { status: Some(status), tag: None, limit: 500, cursor };
+                    let Ok(page) = service.inner.store.list_tasks(&query).await else { break };
+                    for summary in &page.tasks {
+                        let catalog = service.inner.scheduler.catalog().clone();
+                        let name = name.clone();
+                        // A task that changed meanwhile (patched, already resumed) is skipped.
+                        let _ = service
+                            .resume_with(&summary.id, move |task| {
+                                if task.status == TaskStatus::Running || task.status == TaskStatus::Completed {
+                                    return Ok(false);
+                                }
+                                if let Some(progress) = task.progress.get_mut(&name).filter(|p| p.last_failed) {
+                                    progress.redo = true;
+                                    return Ok(true);
+                                }
+                                let steps = catalog.snapshot();
+                                Ok(!rules::eligible(task, &steps, &HashSet::new()).is_empty())
+                            })
+                            .await;
+                    }
+                    match page.next_cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
+    StepInfo {
+        name: step.name.clone(),
+        version: step.version.clone(),
+        digest: step.digest.clone(),
+        size: step.size as u64,
+        connectors: step.manifest.connectors.clone(),
+        condition: step.condition.pattern().clone(),
+        deployed_at: versions.iter().find(|v| v.version == step.version).map(|v| v.deployed_at),
+        versions,
+    }
+}

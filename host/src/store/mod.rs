@@ -1,0 +1,201 @@
+//! Durable storage of tasks, their run history, the connector-call journal and deployed steps.
+//!
+//! [`Store`] is the contract; [`sqlite::SqliteStore`] the embedded default (one file, WAL,
+//! grouped commits). The trait makes no single-process assumption: concurrent writers of one task
+//! are detected by the store itself (each task carries a revision, and a save names the revision
+//! it read — a compare-and-swap the database performs), so a PostgreSQL backend shared by several
+//! hosts can implement it as it stands.
+
+pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::runtime::{ConnectorCallRecord, StepManifest};
+use crate::task::{Task, TaskStatus};
+
+/// A storage operation failed.
+#[derive(Debug, Clone, Error)]
+pub enum StoreError {
+    /// The task (or step version) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Someone else changed the task since it was read (or the id is taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+/// A task as stored: the task, its revision (for compare-and-swap saves) and the last write time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTask {
+    /// The task with its whole history.
+    pub task: Task,
+    /// Incremented by every save; a save names the revision it read.
+    pub revision: u64,
+    /// When it was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A task in a listing (no data, no history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    /// The task's id.
+    pub id: String,
+    /// Its status.
+    pub status: TaskStatus,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which tasks to list: newest first, filtered, one page at a time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskQuery {
+    /// Only tasks with this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks with this tag.
+    pub tag: Option<String>,
+    /// At most this many (the store may cap it).
+    pub limit: u32,
+    /// Continue after this cursor (from the previous page's `next_cursor`).
+    pub cursor: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPage {
+    /// The tasks, newest first.
+    pub tasks: Vec<TaskSummary>,
+    /// Pass this as the cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What one save writes: the task row and the named run records.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskSave<'a> {
+    /// The task as it is now.
+    pub task: &'a Task,
+    /// The revision the writer read (the save fails with [`StoreError::Conflict`] otherwise).
+    pub expected_revision: u64,
+    /// Run records to write (positions in `task.runs`), new or changed.
+    pub runs: &'a [u64],
+    /// Runs that are starting, with the data they start from (kept until they finish, to re-run
+    /// them after a crash).
+    pub starting: &'a [u64],
+    /// The data the starting runs start from.
+    pub input: Option<&'a Value>,
+}
+
+/// A run that started and never finished (the host stopped): re-run it with its journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterruptedRun {
+    /// Its position in the task's runs.
+    pub run_id: u64,
+    /// The data it started from.
+    pub input: Value,
+    /// The connector results it had received, in call order.
+    pub journal: Vec<ConnectorCallRecord>,
+}
+
+/// One deployed version of a step, with its component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepVersion {
+    /// The step's name.
+    pub name: String,
+    /// Its version (the first 12 hex digits of the component's SHA-256).
+    pub version: String,
+    /// The component's full SHA-256.
+    pub digest: String,
+    /// The component's bytes.
+    pub component: Vec<u8>,
+    /// Grants and limits.
+    pub manifest: StepManifest,
+    /// When this version was first deployed.
+    pub deployed_at: DateTime<Utc>,
+}
+
+/// A step version in a listing (no bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepVersionInfo {
+    /// The step's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The component's SHA-256.
+    pub digest: String,
+    /// Size of the component in bytes.
+    pub size: u64,
+    /// When it was first deployed.
+    pub deployed_at: DateTime<Utc>,
+    /// Whether it is the version that serves now.
+    pub current: bool,
+}
+
+/// Durable storage for the service. Every method returns once its effect is durable.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new task with its runs; revision 1. [`StoreError::Conflict`] if the id exists.
+    async fn create_task(&self, task: &Task) -> Result<u64, StoreError>;
+
+    /// Writes the task row and the named runs if the stored revision is still
+    /// `expected_revision`; returns the new revision. Finished runs drop their input and journal.
+    async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError>;
+
+    /// One task with its whole history.
+    async fn get_task(&self, id: &str) -> Result<Option<StoredTask>, StoreError>;
+
+    /// A page of tasks, newest first.
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
+
+    /// How many tasks are in each status.
+    async fn count_tasks(&self) -> Result<BTreeMap<TaskStatus, u64>, StoreError>;
+
+    /// The runs of a task that started and never finished, with their inputs and journals.
+    async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError>;
+
+    /// Journals connector call `index` of run `run_id` of a task.
+    async fn journal_call(
+        &self,
+        task_id: &str,
+        run_id: u64,
+        index: usize,
+        call: &ConnectorCallRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a step version (kept if it exists) and, when `make_current`, makes it the one
+    /// that serves.
+    async fn put_step_version(&self, version: &StepVersion, make_current: bool) -> Result<(), StoreError>;
+
+    /// Makes `version` the serving version of step `name`, or, with `None`, removes the step
+    /// (its versions stay for history and rollback). [`StoreError::NotFound`] for an unknown version.
+    async fn set_current_step(&self, name: &str, version: Option<&str>) -> Result<(), StoreError>;
+
+    /// The serving version of every step, with components.
+    async fn current_steps(&self) -> Result<Vec<StepVersion>, StoreError>;
+
+    /// One version of a step, with its component.
+    async fn step_version(&self, name: &str, version: &str) -> Result<Option<StepVersion>, StoreError>;
+
+    /// Every stored version (of one step, or of all), oldest first, without components.
+    async fn step_versions(&self, name: Option<&str>) -> Result<Vec<StepVersionInfo>, StoreError>;
+}

@@ -1,0 +1,788 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go to one dedicated writer thread that owns the only writing connection. It takes every
+//! write waiting in its queue, runs each inside its own savepoint of one transaction and commits
+//! them together (group commit): under load one fsync covers many writes, so durability does not
+//! cost throughput. Each caller is answered only after the commit. Reads use a small pool of
+//! reader connections on blocking threads (WAL lets them read while the writer writes).
+//!
+//! The schema is versioned: `schema_version` holds the number of migrations applied, and
+//! [`SqliteStore::open`] applies the missing ones.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{
+    InterruptedRun, Store, StoreError, StepVersion, StepVersionInfo, StoredTask, TaskPage, TaskQuery, TaskSave,
+    TaskSummary,
+};
+use crate::runtime::{ConnectorCallRecord, StepManifest};
+use crate::task::{RunRecord, Task, TaskStatus};
+
+/// The migrations, in order; `schema_version.version` counts those applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    name TEXT,
+    tags TEXT NOT NULL,
+    message TEXT,
+    data TEXT NOT NULL,
+    progress TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision INTEGER NOT NULL
+);
+CREATE INDEX tasks_by_status ON tasks (status, seq);
+CREATE TABLE runs (
+    task_id TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    version TEXT NOT NULL,
+    finished INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    input TEXT,
+    PRIMARY KEY (task_id, run_id)
+);
+CREATE TABLE journal (
+    task_id TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    call_index INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (task_id, run_id, call_index)
+);
+CREATE TABLE step_versions (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    component BLOB NOT NULL,
+    manifest TEXT NOT NULL,
+    deployed_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE steps (
+    name TEXT PRIMARY KEY,
+    current TEXT,
+    updated_at TEXT NOT NULL
+);
+"#];
+
+/// How hard SQLite syncs to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every (group) commit: survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a crash of the process (kill -9), not of the machine.
+    Normal,
+}
+
+/// Settings of the SQLite store.
+#[derive(Debug, Clone, Default)]
+pub struct SqliteOptions {
+    /// How hard to sync.
+    pub synchronous: Synchronous,
+}
+
+type WriteFn = Box<dyn FnOnce(&Connection) -> Result<u64, StoreError> + Send>;
+
+struct WriteJob {
+    op: WriteFn,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// The SQLite store. Cloning shares the same writer and readers.
+#[derive(Clone)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<WriteJob>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt("cannot encode", e))
+}
+
+fn time_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| corrupt("time", e))
+}
+
+fn parse_status(text: &str) -> Result<TaskStatus, StoreError> {
+    serde_json::from_value(Value::String(text.to_string())).map_err(|e| corrupt("status", e))
+}
+
+fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    let sync = match options.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 10000;"
+    ))
+    .map_err(backend)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").map_err(backend)?;
+    let applied: Option<i64> =
+        tx.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).optional().map_err(backend)?;
+    let applied = applied.unwrap_or(0);
+    if applied == 0 {
+        tx.execute("INSERT INTO schema_version (version) VALUES (0)", []).map_err(backend)?;
+    }
+    let applied = usize::try_from(applied).map_err(|e| corrupt("schema_version", e))?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {applied}, newer than this host knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for migration in &MIGRATIONS[applied..] {
+        tx.execute_batch(migration).map_err(backend)?;
+    }
+    tx.execute("UPDATE schema_version SET version = ?1", params![MIGRATIONS.len() as i64]).map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+/// The writer thread: takes every waiting write, runs each in a savepoint of one transaction,
+/// commits once, answers all.
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
+    const MAX_BATCH: usize = 1024;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            for job in batch {
+                let _ = job.reply.send(Err(backend(&e)));
+            }
+            continue;
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        for job in batch {
+            let result = match conn.execute_batch("SAVEPOINT op") {
+                Err(e) => Err(backend(e)),
+                Ok(()) => {
+                    let result = (job.op)(&conn);
+                    let end = if result.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+                    match conn.execute_batch(end) {
+                        Ok(()) => result,
+                        Err(e) => Err(backend(e)),
+                    }
+                }
+            };
+            answers.push((job.reply, result));
+        }
+        let committed = conn.execute_batch("COMMIT");
+        if let Err(e) = &committed {
+            let _ = conn.execute_batch("ROLLBACK");
+            for (reply, _) in answers {
+                let _ = reply.send(Err(backend(format!("commit failed: {e}"))));
+            }
+            continue;
+        }
+        for (reply, result) in answers {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file, applies migrations and starts the writer.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = open_connection(path, &options)?;
+        migrate(&mut conn)?;
+        let (writer, jobs) = mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("whenever-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, jobs))
+            .map_err(|e| backend(format!("cannot start the writer thread: {e}")))?;
+        let mut readers = Vec::new();
+        for _ in 0..2 {
+            readers.push(open_connection(path, &options)?);
+        }
+        Ok(SqliteStore { path: path.to_path_buf(), writer, readers: Arc::new(Mutex::new(readers)) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write(&self, op: WriteFn) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteJob { op, reply })
+            .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&path, &SqliteOptions::default())?,
+            };
+            let result = f(&conn);
+            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+/// The columns of a task row, encoded.
+struct TaskRow {
+    id: String,
+    status: &'static str,
+    name: Option<String>,
+    tags: String,
+    message: Option<String>,
+    data: String,
+    progress: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TaskRow {
+    fn of(task: &Task) -> Result<TaskRow, StoreError> {
+        Ok(TaskRow {
+            id: task.id.clone(),
+            status: task.status.as_str(),
+            name: task.name.clone(),
+            tags: to_json(&task.tags)?,
+            message: task.message.clone(),
+            data: to_json(&task.data)?,
+            progress: to_json(&task.progress)?,
+            created_at: time_text(&task.created_at),
+            updated_at: time_text(&Utc::now()),
+        })
+    }
+}
+
+/// A run record, encoded, with its input when it is starting.
+struct RunRow {
+    run_id: i64,
+    step: String,
+    version: String,
+    finished: bool,
+    record: String,
+    input: Option<String>,
+}
+
+fn run_rows(task: &Task, ids: &[u64], starting: &[u64], input: Option<&Value>) -> Result<Vec<RunRow>, StoreError> {
+    let input_text = input.map(to_json).transpose()?;
+    ids.iter()
+        .filter_map(|id| task.runs.get(*id as usize).map(|r| (*id, r)))
+        .map(|(id, run)| {
+            Ok(RunRow {
+                run_id: i64::try_from(id).map_err(|e| corrupt("run id", e))?,
+                step: run.step.clone(),
+                version: run.version.clone(),
+                finished: run.outcome.is_some(),
+                record: to_json(run)?,
+                input: if starting.contains(&id) { input_text.clone() } else { None },
+            })
+        })
+        .collect()
+}
+
+fn write_runs(conn: &Connection, task_id: &str, rows: &[RunRow]) -> Result<(), StoreError> {
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO runs (task_id, run_id, step, version, finished, record, input)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (task_id, run_id) DO UPDATE SET
+               finished = excluded.finished, record = excluded.record,
+               input = CASE WHEN excluded.finished THEN NULL ELSE coalesce(excluded.input, runs.input) END",
+        )
+        .map_err(backend)?;
+    let mut forget = conn.prepare_cached("DELETE FROM journal WHERE task_id = ?1 AND run_id = ?2").map_err(backend)?;
+    for row in rows {
+        upsert
+            .execute(params![task_id, row.run_id, row.step, row.version, row.finished, row.record, row.input])
+            .map_err(backend)?;
+        if row.finished {
+            forget.execute(params![task_id, row.run_id]).map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, [Option<String>; 7])> {
+    Ok((
+        row.get(0)?,
+        [row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?],
+    ))
+}
+
+fn decode_summary(cols: [Option<String>; 7]) -> Result<TaskSummary, StoreError> {
+    let [id, status, name, tags, message, created, updated] = cols;
+    Ok(TaskSummary {
+        id: id.unwrap_or_default(),
+        status: parse_status(status.as_deref().unwrap_or_default())?,
+        name,
+        tags: serde_json::from_str(tags.as_deref().unwrap_or("[]")).map_err(|e| corrupt("tags", e))?,
+        message,
+        created_at: parse_time(created.as_deref().unwrap_or_default())?,
+        updated_at: parse_time(updated.as_deref().unwrap_or_default())?,
+    })
+}
+
+fn decode_version(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Vec<u8>, String, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+}
+
+fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> Result<StepVersion, StoreError> {
+    let (name, version, digest, component, manifest, deployed_at) = cols;
+    let manifest: StepManifest = serde_json::from_str(&manifest).map_err(|e| corrupt("manifest", e))?;
+    Ok(StepVersion { name, version, digest, component, manifest, deployed_at: parse_time(&deployed_at)? })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
+        let row = TaskRow::of(task)?;
+        let all: Vec<u64> = (0..task.runs.len() as u64).collect();
+        let runs = run_rows(task, &all, &[], None)?;
+        self.write(Box::new(move |conn| {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1) ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row.id, row.status, row.name, row.tags, row.message, row.data, row.progress, row.created_at,
+                        row.updated_at
+                    ])
+                })
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("a task with id {} exists", row.id)));
+            }
+            write_runs(conn, &row.id, &runs)?;
+            Ok(1)
+        }))
+        .await
+    }
+
+    async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError> {
+        let row = TaskRow::of(save.task)?;
+        let runs = run_rows(save.task, save.runs, save.starting, save.input)?;
+        let expected = i64::try_from(save.expected_revision).map_err(|e| corrupt("revision", e))?;
+        self.write(Box::new(move |conn| {
+            let updated = conn
+                .prepare_cached(
+                    "UPDATE tasks SET status = ?2, name = ?3, tags = ?4, message = ?5, data = ?6, progress = ?7,
+                       updated_at = ?8, revision = revision + 1
+                     WHERE id = ?1 AND revision = ?9",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row.id, row.status, row.name, row.tags, row.message, row.data, row.progress, row.updated_at,
+                        expected
+                    ])
+                })
+                .map_err(backend)?;
+            if updated == 0 {
+                let exists: Option<i64> = conn
+                    .query_row("SELECT revision FROM tasks WHERE id = ?1", params![row.id], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                return Err(match exists {
+                    None => StoreError::NotFound(format!("task {}", row.id)),
+                    Some(revision) => StoreError::Conflict(format!(
+                        "task {} changed meanwhile (revision {revision}, expected {expected})",
+                        row.id
+                    )),
+                });
+            }
+            write_runs(conn, &row.id, &runs)?;
+            Ok(expected as u64 + 1)
+        }))
+        .await
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Option<StoredTask>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            type Cols = (String, String, Option<String>, String, Option<String>, String, String, String, String, i64);
+            let row: Option<Cols> = conn
+                .prepare_cached(
+                    "SELECT id, status, name, tags, message, data, progress, created_at, updated_at, revision
+                     FROM tasks WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![id], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                            r.get(8)?,
+                            r.get(9)?,
+                        ))
+                    })
+                    .optional()
+                })
+                .map_err(backend)?;
+            let Some((id, status, name, tags, message, data, progress, created, updated, revision)) = row else {
+                return Ok(None);
+            };
+            let mut statement =
+                conn.prepare_cached("SELECT record FROM runs WHERE task_id = ?1 ORDER BY run_id").map_err(backend)?;
+            let records: Vec<String> = statement
+                .query_map(params![id], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(backend)?;
+            let runs: Vec<RunRecord> = records
+                .iter()
+                .map(|text| serde_json::from_str(text).map_err(|e| corrupt("run record", e)))
+                .collect::<Result<_, _>>()?;
+            let task = Task {
+                id,
+                status: parse_status(&status)?,
+                message,
+                name,
+                tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
+                data: serde_json::from_str(&data).map_err(|e| corrupt("data", e))?,
+                runs,
+                progress: serde_json::from_str(&progress).map_err(|e| corrupt("progress", e))?,
+                created_at: parse_time(&created)?,
+            };
+            Ok(Some(StoredTask {
+                task,
+                revision: u64::try_from(revision).map_err(|e| corrupt("revision", e))?,
+                updated_at: parse_time(&updated)?,
+            }))
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let status = query.status.map(|s| s.as_str().to_string());
+        let tag = query.tag.clone();
+        let limit = query.limit.clamp(1, 1000);
+        let cursor: Option<i64> = match &query.cursor {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| StoreError::NotFound(format!("cursor {text:?}")))?),
+        };
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT seq, id, status, name, tags, message, created_at, updated_at FROM tasks
+                     WHERE (?1 IS NULL OR status = ?1)
+                       AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ?2))
+                       AND (?3 IS NULL OR seq < ?3)
+                     ORDER BY seq DESC LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows: Vec<(i64, [Option<String>; 7])> = statement
+                .query_map(params![status, tag, cursor, i64::from(limit) + 1], read_summary)
+                .and_then(|rows| rows.collect())
+                .map_err(backend)?;
+            let more = rows.len() > limit as usize;
+            let mut tasks = Vec::new();
+            let mut last = None;
+            for (seq, cols) in rows.into_iter().take(limit as usize) {
+                tasks.push(decode_summary(cols)?);
+                last = Some(seq);
+            }
+            Ok(TaskPage { tasks, next_cursor: if more { last.map(|s| s.to_string()) } else { None } })
+        })
+        .await
+    }
+
+    async fn count_tasks(&self) -> Result<BTreeMap<TaskStatus, u64>, StoreError> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status").map_err(backend)?;
+            let rows: Vec<(String, i64)> = statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(backend)?;
+            let mut counts = BTreeMap::new();
+            for (status, count) in rows {
+                counts.insert(parse_status(&status)?, u64::try_from(count).unwrap_or_default());
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError> {
+        let task_id = task_id.to_string();
+        self.read(move |conn| {
+            let mut runs_q = conn
+                .prepare_cached("SELECT run_id, input FROM runs WHERE task_id = ?1 AND finished = 0 ORDER BY run_id")
+                .map_err(backend)?;
+            let rows: Vec<(i64, Option<String>)> = runs_q
+                .query_map(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(backend)?;
+            let mut journal_q = conn
+                .prepare_cached("SELECT record FROM journal WHERE task_id = ?1 AND run_id = ?2 ORDER BY call_index")
+                .map_err(backend)?;
+            let mut interrupted = Vec::new();
+            for (run_id, input) in rows {
+                let Some(input) = input else { continue };
+                let calls: Vec<String> = journal_q
+                    .query_map(params![task_id, run_id], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+                    .map_err(backend)?;
+                interrupted.push(InterruptedRun {
+                    run_id: u64::try_from(run_id).map_err(|e| corrupt("run id", e))?,
+                    input: serde_json::from_str(&input).map_err(|e| corrupt("run input", e))?,
+                    journal: calls
+                        .iter()
+                        .map(|c| serde_json::from_str(c).map_err(|e| corrupt("journal", e)))
+                        .collect::<Result<_, _>>()?,
+                });
+            }
+            Ok(interrupted)
+        })
+        .await
+    }
+
+    async fn journal_call(
+        &self,
+        task_id: &str,
+        run_id: u64,
+        index: usize,
+        call: &ConnectorCallRecord,
+    ) -> Result<(), StoreError> {
+        let task_id = task_id.to_string();
+        let record = to_json(call)?;
+        let run_id = i64::try_from(run_id).map_err(|e| corrupt("run id", e))?;
+        let index = i64::try_from(index).map_err(|e| corrupt("call index", e))?;
+        self.write(Box::new(move |conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO journal (task_id, run_id, call_index, record) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![task_id, run_id, index, record]))
+            .map_err(backend)?;
+            Ok(0)
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    async fn put_step_version(&self, version: &StepVersion, make_current: bool) -> Result<(), StoreError> {
+        let v = version.clone();
+        let manifest = to_json(&v.manifest)?;
+        self.write(Box::new(move |conn| {
+            conn.execute(
+                "INSERT INTO step_versions (name, version, digest, component, manifest, deployed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name, version) DO NOTHING",
+                params![v.name, v.version, v.digest, v.component, manifest, time_text(&v.deployed_at)],
+            )
+            .map_err(backend)?;
+            if make_current {
+                conn.execute(
+                    "INSERT INTO steps (name, current, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at",
+                    params![v.name, v.version, time_text(&Utc::now())],
+                )
+                .map_err(backend)?;
+            }
+            Ok(0)
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    async fn set_current_step(&self, name: &str, version: Option<&str>) -> Result<(), StoreError> {
+        let name = name.to_string();
+        let version = version.map(str::to_string);
+        self.write(Box::new(move |conn| {
+            if let Some(version) = &version {
+                let known: Option<i64> = conn
+                    .query_row(
+                        "SELECT 1 FROM step_versions WHERE name = ?1 AND version = ?2",
+                        params![name, version],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if known.is_none() {
+                    return Err(StoreError::NotFound(format!("version {version} of step {name}")));
+                }
+            }
+            conn.execute(
+                "INSERT INTO steps (name, current, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at",
+                params![name, version, time_text(&Utc::now())],
+            )
+            .map_err(backend)?;
+            Ok(0)
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    async fn current_steps(&self) -> Result<Vec<StepVersion>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT v.name, v.version, v.digest, v.component, v.manifest, v.deployed_at
+                     FROM steps s JOIN step_versions v ON v.name = s.name AND v.version = s.current
+                     ORDER BY v.name",
+                )
+                .map_err(backend)?;
+            let rows: Vec<_> =
+                statement.query_map([], decode_version).and_then(|rows| rows.collect()).map_err(backend)?;
+            rows.into_iter().map(step_version_of).collect()
+        })
+        .await
+    }
+
+    async fn step_version(&self, name: &str, version: &str) -> Result<Option<StepVersion>, StoreError> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.read(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT name, version, digest, component, manifest, deployed_at FROM step_versions
+                     WHERE name = ?1 AND version = ?2",
+                    params![name, version],
+                    decode_version,
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(step_version_of).transpose()
+        })
+        .await
+    }
+
+    async fn step_versions(&self, name: Option<&str>) -> Result<Vec<StepVersionInfo>, StoreError> {
+        let name = name.map(str::to_string);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT v.name, v.version, v.digest, length(v.component), v.deployed_at,
+                            coalesce(s.current = v.version, 0)
+                     FROM step_versions v LEFT JOIN steps s ON s.name = v.name
+                     WHERE (?1 IS NULL OR v.name = ?1)
+                     ORDER BY v.name, v.deployed_at, v.rowid",
+                )
+                .map_err(backend)?;
+            let rows: Vec<(String, String, String, i64, String, bool)> = statement
+                .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(backend)?;
+            rows.into_iter()
+                .map(|(name, version, digest, size, deployed_at, current)| {
+                    Ok(StepVersionInfo {
+                        name,
+                        version,
+                        digest,
+                        size: u64::try_from(size).unwrap_or_default(),
+                        deployed_at: parse_time(&deployed_at)?,
+                        current,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("whenever.db"), SqliteOptions::default()).expect("opens")
+    }
+
+    #[tokio::test]
+    async fn store_suite_passes_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        super::super::suite::run_all(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn store_survives_reopening_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let task = Task::new(serde_json::json!({"x": 1}));
+        {
+            let store = open(&dir);
+            store.create_task(&task).await.expect("created");
+        }
+        let store = open(&dir);
+        let stored = store.get_task(&task.id).await.expect("reads").expect("still there");
+        assert_eq!(stored.task.data, task.data);
+        let conn = Connection::open(dir.path().join("whenever.db")).expect("open");
+        let version: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_are_grouped_and_all_land() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        let mut handles = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                store.create_task(&Task::new(serde_json::json!({"i": i}))).await
+            }));
+        }
+        for handle in handles {
+            handle.await.expect("joined").expect("created");
+        }
+        let counts = store.count_tasks().await.expect("counts");
+        assert_eq!(counts.get(&TaskStatus::Running), Some(&200));
+    }
+}

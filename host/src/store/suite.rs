@@ -1,0 +1,175 @@
+//! The behaviour every [`Store`] must have, as one generic suite: the SQLite tests run it, and a
+//! PostgreSQL backend runs the same functions.
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{Store, StoreError, StepVersion, TaskQuery, TaskSave};
+use crate::runtime::{CallError, ConnectorCallRecord, StepManifest};
+use crate::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
+
+/// Runs every check of the suite on `store` (which should be empty).
+pub(crate) async fn run_all<S: Store>(store: &S) {
+    tasks_round_trip(store).await;
+    saves_are_compare_and_swap(store).await;
+    interrupted_runs_keep_input_and_journal(store).await;
+    listing_filters_and_pages(store).await;
+    step_versions_and_current(store).await;
+}
+
+fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
+    RunRecord {
+        id,
+        step: step.into(),
+        version: "v1".into(),
+        number: 1,
+        started_at: Utc::now(),
+        ended_at: finished.then(Utc::now),
+        duration_ms: 1.5,
+        outcome: finished.then_some(RunOutcomeRecord::Ok),
+        logs: Vec::new(),
+        logs_truncated: false,
+        changes: Vec::new(),
+        conflicts: Vec::new(),
+        connector_calls: Vec::new(),
+    }
+}
+
+fn call(n: u32) -> ConnectorCallRecord {
+    ConnectorCallRecord {
+        connector: "stripe".into(),
+        method: "charge".into(),
+        args: json!({"amount": n}),
+        result: if n.is_multiple_of(2) {
+            Ok(json!({"success": true, "n": n}))
+        } else {
+            Err(CallError { kind: whenever_connectors::ErrorKind::Unavailable, message: "down".into() })
+        },
+        idempotency_key: format!("t:s:1:{n}"),
+        duration_us: 10,
+    }
+}
+
+async fn tasks_round_trip<S: Store>(store: &S) {
+    let mut task = Task::new(json!({"order": {"id": 1, "items": ["a", "b"]}}));
+    task.name = Some("Order 1".into());
+    task.tags = vec!["retail".into()];
+    task.runs.push(run_record(0, "write-a", true));
+    let revision = store.create_task(&task).await.expect("created");
+    assert_eq!(revision, 1);
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!(stored.task, task);
+    assert_eq!(stored.revision, 1);
+    assert!(matches!(store.create_task(&task).await, Err(StoreError::Conflict(_))), "ids are unique");
+    assert!(store.get_task("t_missing").await.expect("read").is_none());
+}
+
+async fn saves_are_compare_and_swap<S: Store>(store: &S) {
+    let mut task = Task::new(json!({"n": 0}));
+    store.create_task(&task).await.expect("created");
+    task.data = json!({"n": 1});
+    task.status = TaskStatus::Waiting;
+    let save = TaskSave { task: &task, expected_revision: 1, runs: &[], starting: &[], input: None };
+    assert_eq!(store.save_task(save).await.expect("saved"), 2);
+    // A writer that read revision 1 is refused: someone else wrote meanwhile.
+    let stale = TaskSave { task: &task, expected_revision: 1, runs: &[], starting: &[], input: None };
+    assert!(matches!(store.save_task(stale).await, Err(StoreError::Conflict(_))));
+    let missing = Task::new(json!({}));
+    let save = TaskSave { task: &missing, expected_revision: 1, runs: &[], starting: &[], input: None };
+    assert!(matches!(store.save_task(save).await, Err(StoreError::NotFound(_))));
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!(stored.task.data, json!({"n": 1}));
+    assert_eq!(stored.task.status, TaskStatus::Waiting);
+    assert_eq!(stored.revision, 2);
+}
+
+async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
+    let mut task = Task::new(json!({"start": true}));
+    store.create_task(&task).await.expect("created");
+    task.runs.push(run_record(0, "charge", false));
+    task.runs.push(run_record(1, "notify", false));
+    let input = task.data.clone();
+    let save = TaskSave { task: &task, expected_revision: 1, runs: &[0, 1], starting: &[0, 1], input: Some(&input) };
+    store.save_task(save).await.expect("saved");
+    store.journal_call(&task.id, 0, 0, &call(0)).await.expect("journaled");
+    store.journal_call(&task.id, 0, 1, &call(1)).await.expect("journaled");
+    let interrupted = store.interrupted_runs(&task.id).await.expect("read");
+    assert_eq!(interrupted.len(), 2);
+    assert_eq!(interrupted[0].run_id, 0);
+    assert_eq!(interrupted[0].input, input);
+    assert_eq!(interrupted[0].journal, vec![call(0), call(1)]);
+    assert!(interrupted[1].journal.is_empty());
+
+    // Run 0 finishes: it is no longer interrupted, its journal is gone, run 1 keeps its input.
+    task.runs[0] = run_record(0, "charge", true);
+    let save = TaskSave { task: &task, expected_revision: 2, runs: &[0], starting: &[], input: None };
+    store.save_task(save).await.expect("saved");
+    let interrupted = store.interrupted_runs(&task.id).await.expect("read");
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0].run_id, 1);
+    assert_eq!(interrupted[0].input, input);
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!(stored.task.runs, task.runs);
+}
+
+async fn listing_filters_and_pages<S: Store>(store: &S) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let mut task = Task::new(json!({"i": i}));
+        task.status = if i % 2 == 0 { TaskStatus::Completed } else { TaskStatus::Failed };
+        task.tags = vec![format!("batch-{}", i % 3), "listing".into()];
+        store.create_task(&task).await.expect("created");
+        ids.push(task.id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let query = TaskQuery { tag: Some("listing".into()), limit: 3, cursor: cursor.clone(), ..TaskQuery::default() };
+        let page = store.list_tasks(&query).await.expect("listed");
+        assert!(page.tasks.len() <= 3);
+        seen.extend(page.tasks.iter().map(|t| t.id.clone()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first, "every task once, newest first");
+
+    let query = TaskQuery { status: Some(TaskStatus::Completed), tag: Some("batch-0".into()), limit: 50, cursor: None };
+    let page = store.list_tasks(&query).await.expect("listed");
+    let got: Vec<&str> = page.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(got, vec![ids[6].as_str(), ids[0].as_str()]);
+    assert!(page.next_cursor.is_none());
+    let counts = store.count_tasks().await.expect("counts");
+    assert!(counts.get(&TaskStatus::Completed).copied().unwrap_or_default() >= 4);
+}
+
+async fn step_versions_and_current<S: Store>(store: &S) {
+    let version = |v: &str, bytes: &[u8]| StepVersion {
+        name: "charge".into(),
+        version: v.into(),
+        digest: format!("{v}-digest"),
+        component: bytes.to_vec(),
+        manifest: StepManifest { connectors: vec!["stripe".into()], ..StepManifest::default() },
+        deployed_at: Utc::now(),
+    };
+    store.put_step_version(&version("v1", b"one"), true).await.expect("stored");
+    store.put_step_version(&version("v2", b"two!"), true).await.expect("stored");
+    let current = store.current_steps().await.expect("read");
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].version, "v2");
+    assert_eq!(current[0].component, b"two!");
+    assert_eq!(current[0].manifest.connectors, vec!["stripe".to_string()]);
+    // Rollback is making an older version current again.
+    store.set_current_step("charge", Some("v1")).await.expect("rolled back");
+    assert_eq!(store.current_steps().await.expect("read")[0].version, "v1");
+    assert!(matches!(store.set_current_step("charge", Some("v9")).await, Err(StoreError::NotFound(_))));
+    let versions = store.step_versions(Some("charge")).await.expect("listed");
+    let listed: Vec<(&str, bool, u64)> = versions.iter().map(|v| (v.version.as_str(), v.current, v.size)).collect();
+    assert_eq!(listed, vec![("v1", true, 3), ("v2", false, 4)]);
+    // Removal keeps the versions.
+    store.set_current_step("charge", None).await.expect("removed");
+    assert!(store.current_steps().await.expect("read").is_empty());
+    assert!(store.step_version("charge", "v2").await.expect("read").is_some());
+}

@@ -1,0 +1,580 @@
+//! The service over a real socket: tasks, webhooks, patch, retry, listing, live deploys, errors,
+//! auth, and persistence across a restart on the same database file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use whenever::api::{self, ApiOptions};
+use whenever::runtime::StepManifest;
+use whenever::service::{Service, ServiceOptions};
+use whenever::store::{Store, TaskSave};
+use whenever::task::{RunRecord, Task, TaskStatus};
+use whenever_step_artifacts::StepFiles;
+use whenever_step_artifacts::testing::*;
+
+/// A running server on a loopback port.
+struct Server {
+    base: String,
+    service: Service,
+    http: reqwest::Client,
+    token: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+fn options() -> ApiOptions {
+    ApiOptions { max_body_bytes: 64 << 10, max_component_bytes: 64 << 20, ..ApiOptions::default() }
+}
+
+async fn start(db: &Path, steps: &[StepFiles], api_options: ApiOptions) -> Server {
+    let service = Service::start(&ServiceOptions { db: db.to_path_buf(), no_steps: true, ..ServiceOptions::default() })
+        .await
+        .expect("service starts");
+    for step in steps {
+        let (bytes, manifest) = component(step);
+        service.deploy_step(step.name, bytes, manifest).await.expect("test component deploys");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let token = api_options.token.clone();
+    let serving = service.clone();
+    let handle = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        api::serve(listener, serving, api_options, shutdown).await.expect("serves");
+    });
+    Server { base, service, http: reqwest::Client::new(), token, stop: Some(stop), handle }
+}
+
+fn component(step: &StepFiles) -> (Vec<u8>, StepManifest) {
+    let bytes = std::fs::read(step.component).expect("component built");
+    let manifest = StepManifest::from_toml(&std::fs::read_to_string(step.manifest).expect("manifest")).expect("valid");
+    (bytes, manifest)
+}
+
+impl Server {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.handle.await;
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body.to_string().into_bytes())).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body.to_string().into_bytes())).await
+    }
+
+    /// Creates a task and waits for it to settle.
+    async fn run(&self, data: Value) -> Value {
+        let (status, task) = self.post("/v1/tasks?wait=20000", &data).await;
+        assert_eq!(status, 201, "{task}");
+        task
+    }
+
+    /// Polls a task until `done` holds (or 20 s pass).
+    async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..400 {
+            let (_, task) = self.get(&format!("/v1/tasks/{id}")).await;
+            if done(&task) {
+                return task;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task {id} never reached the expected state");
+    }
+}
+
+fn db_in(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("whenever.db")
+}
+
+fn runs(task: &Value) -> Vec<Value> {
+    task["runs"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_complete_or_wait_over_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[COMPLETES, WRITE_A], options()).await;
+    let done = server.run(json!({"finish": true})).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["data"]["done"], true);
+    assert_eq!(done["tags"], json!(["finished", "test"]));
+
+    let waiting = server.run(json!({"start": true})).await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    assert_eq!(waiting["data"]["a"], "A");
+    assert_eq!(runs(&waiting)[0]["step"], "write-a");
+    assert_eq!(runs(&waiting)[0]["logs"][0]["message"], "writing a");
+
+    // Without ?wait the answer is immediate and the task settles in the background.
+    let (status, created) = server.post("/v1/tasks", &json!({"start": true})).await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().expect("id").to_string();
+    let settled = server.until(&id, |t| t["status"] == "waiting").await;
+    assert_eq!(settled["data"]["a"], "A");
+
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().expect("text");
+    assert!(text.contains("whenever_tasks{status=\"completed\"} 1"), "{text}");
+    assert!(text.contains("whenever_runs_total{step=\"write-a\",outcome=\"ok\"} 2"), "{text}");
+    assert!(text.contains("whenever_run_duration_seconds_bucket{step=\"completes\",le=\"+Inf\"} 1"), "{text}");
+    server.stop().await;
+}
+
+fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut api_options = options();
+    api_options.hook_secrets.insert("shop".into(), b"s3cret".to_vec());
+    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+
+    let body = json!({"start": true, "order": {"id": 7}}).to_string();
+    let signed = |signature: Option<String>| {
+        let mut request = server.http.post(format!("{}/v1/hooks/shop?wait=20000", server.base)).body(body.clone());
+        if let Some(signature) = signature {
+            request = request.header("X-Whenever-Signature", signature);
+        }
+        request
+    };
+    let response = signed(Some(sign(b"s3cret", body.as_bytes()))).send().await.expect("sent");
+    assert_eq!(response.status().as_u16(), 201);
+    let task: Value = response.json_value().await;
+    assert_eq!(task["status"], "waiting");
+    assert_eq!(task["data"]["a"], "A");
+    assert_eq!(task["data"]["$via"]["type"], "webhook");
+    assert_eq!(task["data"]["$via"]["name"], "shop");
+    assert!(task["data"]["$via"]["received"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(task["data"]["$via"]["id"].as_str().is_some());
+
+    for bad in [None, Some(sign(b"wrong", body.as_bytes())), Some("sha256=zz".to_string())] {
+        let response = signed(bad).send().await.expect("sent");
+        assert_eq!(response.status().as_u16(), 401);
+        let error: Value = response.json_value().await;
+        assert_eq!(error["error"]["code"], "unauthorized");
+    }
+
+    // A hook without a secret takes any JSON; a non-object is kept under `payload`.
+    let (status, task) = server.post("/v1/hooks/open?wait=20000", &json!([1, 2])).await;
+    assert_eq!(status, 201);
+    assert_eq!(task["data"]["payload"], json!([1, 2]));
+    assert_eq!(task["data"]["$via"]["name"], "open");
+    server.stop().await;
+}
+
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        let text = self.text().await.expect("body");
+        serde_json::from_str(&text).expect("JSON answer")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[WAIT_FOR_A, INFINITE_LOOP], options()).await;
+    let task = server.run(json!({"start": true})).await;
+    assert_eq!(task["status"], "waiting");
+    assert!(runs(&task).is_empty());
+    let id = task["id"].as_str().expect("id");
+
+    let (status, patched) = server.patch(&format!("/v1/tasks/{id}?wait=20000"), &json!({"a": "A", "start": null})).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["status"], "waiting");
+    assert_eq!(patched["data"], json!({"a": "A", "waited": true}));
+    assert_eq!(runs(&patched).len(), 1);
+
+    // A task with a run in flight (2 s until its deadline) refuses a patch.
+    let (status, looping) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
+    assert_eq!(status, 201);
+    let looping_id = looping["id"].as_str().expect("id");
+    let (status, error) = server.patch(&format!("/v1/tasks/{looping_id}"), &json!({"x": 1})).await;
+    assert_eq!(status, 409, "{error}");
+    assert_eq!(error["error"]["code"], "conflict");
+
+    let (status, error) = server.patch("/v1/tasks/t_nope", &json!({"x": 1})).await;
+    assert_eq!(status, 404, "{error}");
+    let (status, error) = server.patch(&format!("/v1/tasks/{id}"), &json!([1])).await;
+    assert_eq!(status, 422, "{error}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_runs_a_failed_step_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[RETURNS_ERROR, WRITE_A], options()).await;
+    let task = server.run(json!({"failPlease": true})).await;
+    assert_eq!(task["status"], "failed");
+    assert!(task["message"].as_str().is_some_and(|m| m.contains("returns-error")), "{task}");
+    let id = task["id"].as_str().expect("id");
+
+    let (status, retried) = server.post(&format!("/v1/tasks/{id}/retry?wait=20000"), &json!({"step": "returns-error"})).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["status"], "failed");
+    let numbers: Vec<u64> = runs(&retried).iter().filter_map(|r| r["number"].as_u64()).collect();
+    assert_eq!(numbers, vec![1, 2]);
+
+    // An empty body retries every failed step.
+    let (status, again) = server.call(reqwest::Method::POST, &format!("/v1/tasks/{id}/retry?wait=20000"), None).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(runs(&again).len(), 3);
+
+    let (status, error) = server.post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "write-a"})).await;
+    assert_eq!(status, 422, "a step that never ran on the task: {error}");
+    let (status, _) = server.post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "no-such-step"})).await;
+    assert_eq!(status, 422);
+    let (status, _) = server.post("/v1/tasks/t_nope/retry", &json!({"step": "returns-error"})).await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_filters_by_status_and_tag_and_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[COMPLETES, WRITE_A], options()).await;
+    let mut completed = Vec::new();
+    for _ in 0..5 {
+        completed.push(server.run(json!({"finish": true})).await["id"].as_str().expect("id").to_string());
+    }
+    for _ in 0..3 {
+        server.run(json!({"start": true})).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/tasks?status=completed&limit=2".to_string();
+    loop {
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        let tasks = page["tasks"].as_array().expect("tasks");
+        assert!(tasks.len() <= 2);
+        assert!(tasks.iter().all(|t| t["status"] == "completed"));
+        seen.extend(tasks.iter().map(|t| t["id"].as_str().expect("id").to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/tasks?status=completed&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    completed.reverse();
+    assert_eq!(seen, completed, "newest first, each once");
+
+    let (_, page) = server.get("/v1/tasks?tag=finished&limit=100").await;
+    assert_eq!(page["tasks"].as_array().map(Vec::len), Some(5));
+    let (_, page) = server.get("/v1/tasks?status=waiting").await;
+    assert_eq!(page["tasks"].as_array().map(Vec::len), Some(3));
+    let (status, error) = server.get("/v1/tasks?status=bogus").await;
+    assert_eq!(status, 400);
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("bogus")));
+    let (status, _) = server.get("/v1/tasks?limit=abc").await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_deployed_over_http_picks_up_the_tasks_waiting_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[], options()).await;
+    let task = server.run(json!({"a": "A"})).await;
+    assert_eq!(task["status"], "waiting");
+    let id = task["id"].as_str().expect("id");
+
+    let (bytes, _) = component(&WAIT_FOR_A);
+    let (status, step) = server.call(reqwest::Method::PUT, "/v1/steps/wait-for-a", Some(bytes)).await;
+    assert_eq!(status, 201, "{step}");
+    assert_eq!(step["name"], "wait-for-a");
+    let version = step["version"].as_str().expect("version").to_string();
+
+    let resumed = server.until(id, |t| t["data"]["waited"] == true && t["status"] == "waiting").await;
+    assert_eq!(runs(&resumed)[0]["version"], version.as_str());
+    let (_, steps) = server.get("/v1/steps").await;
+    assert_eq!(steps["steps"][0]["name"], "wait-for-a");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_component_is_refused_and_the_old_version_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[WRITE_A], options()).await;
+    let (_, before) = server.get("/v1/steps/write-a").await;
+    let (status, error) =
+        server.call(reqwest::Method::PUT, "/v1/steps/write-a", Some(b"\0asm this is not a component".to_vec())).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["code"], "unprocessable");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("write-a")), "{error}");
+    let (status, error) = server
+        .call(reqwest::Method::PUT, "/v1/steps/write-a?manifest=connectorz%3D1", Some(component(&WRITE_A).0))
+        .await;
+    assert_eq!(status, 422, "a bad manifest: {error}");
+    let (_, after) = server.get("/v1/steps/write-a").await;
+    assert_eq!(after["version"], before["version"]);
+    assert_eq!(after["versions"].as_array().map(Vec::len), Some(1));
+    let task = server.run(json!({"start": true})).await;
+    assert_eq!(task["data"]["a"], "A");
+    server.stop().await;
+}
+
+/// The same component with a trailing custom section: another version of it.
+fn another_version(bytes: &[u8], tag: u8) -> Vec<u8> {
+    let mut other = bytes.to_vec();
+    other.extend_from_slice(&[0, 5, 4, b'v', b'e', b'r', tag]);
+    other
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[], options()).await;
+    let (write_a, _) = component(&WRITE_A);
+    let (status, v1) = server.call(reqwest::Method::PUT, "/v1/steps/writer", Some(write_a.clone())).await;
+    assert_eq!(status, 201, "{v1}");
+    let first = server.run(json!({"start": true})).await;
+    let (status, v2) = server.call(reqwest::Method::PUT, "/v1/steps/writer", Some(another_version(&write_a, b'2'))).await;
+    assert_eq!(status, 201, "{v2}");
+    assert_ne!(v1["version"], v2["version"]);
+    let second = server.run(json!({"start": true})).await;
+    assert_eq!(runs(&first)[0]["version"], v1["version"]);
+    assert_eq!(runs(&second)[0]["version"], v2["version"]);
+    assert_eq!(v2["versions"].as_array().map(Vec::len), Some(2));
+
+    // Rollback: the first version serves again.
+    let (status, rolled) = server.post("/v1/steps/writer/rollback", &json!({"version": v1["version"]})).await;
+    assert_eq!(status, 200, "{rolled}");
+    assert_eq!(rolled["version"], v1["version"]);
+    let third = server.run(json!({"start": true})).await;
+    assert_eq!(runs(&third)[0]["version"], v1["version"]);
+
+    // A run in flight finishes on the version it started with.
+    let (looping, _) = component(&INFINITE_LOOP);
+    let (_, slow_v1) = server.call(reqwest::Method::PUT, "/v1/steps/slow", Some(looping.clone())).await;
+    let (_, task) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
+    let id = task["id"].as_str().expect("id");
+    server.until(id, |t| !runs(t).is_empty()).await;
+    let (status, slow_v2) = server.call(reqwest::Method::PUT, "/v1/steps/slow", Some(another_version(&looping, b'2'))).await;
+    assert_eq!(status, 201);
+    let done = server.until(id, |t| t["status"] != "running").await;
+    assert_eq!(runs(&done)[0]["version"], slow_v1["version"]);
+    assert_ne!(slow_v1["version"], slow_v2["version"]);
+
+    let (status, _) = server.call(reqwest::Method::DELETE, "/v1/steps/writer", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = server.get("/v1/steps/writer").await;
+    assert_eq!(status, 404);
+    let (status, _) = server.call(reqwest::Method::DELETE, "/v1/steps/writer", None).await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors_with_the_right_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut api_options = options();
+    api_options.max_body_bytes = 1024;
+    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+
+    let (status, error) = server.get("/v1/tasks/t_nope").await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, error) = server.call(reqwest::Method::POST, "/v1/tasks", Some(b"{\"start\": tru".to_vec())).await;
+    assert_eq!(status, 400);
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("malformed JSON") && message.contains("line 1"), "{message}");
+    let (status, _) = server.call(reqwest::Method::POST, "/v1/tasks", None).await;
+    assert_eq!(status, 400, "an empty body");
+    let (status, error) = server.post("/v1/tasks", &json!([1, 2])).await;
+    assert_eq!(status, 422, "{error}");
+    let big = json!({"start": true, "blob": "x".repeat(4096)});
+    let (status, error) = server.post("/v1/tasks", &big).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    let (status, error) = server.get("/v2/nothing").await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, _) = server.call(reqwest::Method::DELETE, "/v1/tasks", None).await;
+    assert_eq!(status, 405);
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_required_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut api_options = options();
+    api_options.token = Some("tok-123".into());
+    let mut server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    let (status, _) = server.get("/v1/steps").await;
+    assert_eq!(status, 200, "with the token");
+    server.token = None;
+    let (status, error) = server.get("/v1/steps").await;
+    assert_eq!((status, error["error"]["code"].as_str()), (401, Some("unauthorized")));
+    server.token = Some("wrong".into());
+    let (status, _) = server.post("/v1/tasks", &json!({"start": true})).await;
+    assert_eq!(status, 401);
+    server.token = None;
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200, "health needs no token");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    let server = start(&db, &[WRITE_A, COMPLETES], options()).await;
+    let waiting = server.run(json!({"start": true})).await;
+    let done = server.run(json!({"finish": true})).await;
+    let write_a = server.service.scheduler().catalog().get("write-a").expect("deployed");
+    server.stop().await;
+
+    // Simulate a crash: a task stored as running, with run 0 of write-a started and never
+    // finished (its input recorded), and another task stored but never driven.
+    let store = whenever::store::sqlite::SqliteStore::open(&db, Default::default()).expect("store");
+    let mut interrupted = Task::new(json!({"start": true, "other": 1}));
+    store.create_task(&interrupted).await.expect("created");
+    let progress = interrupted.progress.entry("write-a".into()).or_default();
+    progress.runs = 1;
+    progress.last_projection = Some(write_a.condition.projection(&interrupted.data).to_json());
+    interrupted.runs.push(RunRecord {
+        id: 0,
+        step: "write-a".into(),
+        version: write_a.version.clone(),
+        number: 1,
+        started_at: interrupted.created_at,
+        ended_at: None,
+        duration_ms: 0.0,
+        outcome: None,
+        logs: Vec::new(),
+        logs_truncated: false,
+        changes: Vec::new(),
+        conflicts: Vec::new(),
+        connector_calls: Vec::new(),
+    });
+    let input = interrupted.data.clone();
+    let save = TaskSave { task: &interrupted, expected_revision: 1, runs: &[0], starting: &[0], input: Some(&input) };
+    store.save_task(save).await.expect("saved");
+    let never_driven = Task::new(json!({"finish": true}));
+    store.create_task(&never_driven).await.expect("created");
+    drop(store);
+
+    let server = start(&db, &[], options()).await;
+    let (_, steps) = server.get("/v1/steps").await;
+    let names: Vec<&str> = steps["steps"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, vec!["completes", "write-a"], "steps deployed before the restart still serve");
+    for before in [&waiting, &done] {
+        let (status, after) = server.get(&format!("/v1/tasks/{}", before["id"].as_str().expect("id"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(after["status"], before["status"]);
+        assert_eq!(after["data"], before["data"]);
+        assert_eq!(after["runs"], before["runs"], "history with logs and changes persists");
+    }
+    let resumed = server.until(&interrupted.id, |t| t["status"] != "running").await;
+    assert_eq!(resumed["status"], "waiting", "{resumed}");
+    assert_eq!(resumed["data"]["a"], "A");
+    assert_eq!(runs(&resumed).len(), 1, "the interrupted run was re-run in place, not started again");
+    assert_eq!(runs(&resumed)[0]["outcome"], "ok");
+    let finished = server.until(&never_driven.id, |t| t["status"] != "running").await;
+    assert_eq!(finished["status"], "completed");
+    let (_, page) = server.get("/v1/tasks?status=running").await;
+    assert_eq!(page["tasks"].as_array().map(Vec::len), Some(0));
+    assert_eq!(server.service.store().count_tasks().await.expect("counts").get(&TaskStatus::Completed), Some(&2));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_results_are_journaled_and_replayed_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    let (bytes, _) = component(&UNGRANTED_CONNECTOR);
+    let granted = StepManifest { connectors: vec!["stripe".into()], ..StepManifest::default() };
+
+    // A live run: the charge happens once, is recorded in history, and no journal is left over.
+    let server = start(&db, &[], options()).await;
+    let step = server.service.deploy_step("charger", bytes.clone(), granted.clone()).await.expect("deploys");
+    let task = server.run(json!({"tryStripe": true})).await;
+    let id = task["id"].as_str().expect("id");
+    assert_eq!(task["data"]["stripeResult"]["ok"]["success"], true, "{task}");
+    assert_eq!(runs(&task)[0]["connector_calls"][0]["connector"], "stripe");
+    let effects = server.service.scheduler().connectors().effects();
+    assert_eq!(effects.count_for_task(id, "stripe", "charge"), 1);
+    assert!(server.service.store().interrupted_runs(id).await.expect("read").is_empty());
+    server.stop().await;
+
+    // A crash after the charge was journaled and before the run finished: the restarted host
+    // re-runs the step with the journaled result and charges nothing.
+    let store = whenever::store::sqlite::SqliteStore::open(&db, Default::default()).expect("store");
+    let charger = whenever::store::Store::current_steps(&store).await.expect("steps");
+    let manifest = charger[0].manifest.clone();
+    assert_eq!(manifest, granted);
+    let mut crashed = Task::new(json!({"tryStripe": true}));
+    store.create_task(&crashed).await.expect("created");
+    crashed.progress.entry("charger".into()).or_default().runs = 1;
+    crashed.runs.push(RunRecord {
+        id: 0,
+        step: "charger".into(),
+        version: step.version.clone(),
+        number: 1,
+        started_at: crashed.created_at,
+        ended_at: None,
+        duration_ms: 0.0,
+        outcome: None,
+        logs: Vec::new(),
+        logs_truncated: false,
+        changes: Vec::new(),
+        conflicts: Vec::new(),
+        connector_calls: Vec::new(),
+    });
+    let input = crashed.data.clone();
+    let save = TaskSave { task: &crashed, expected_revision: 1, runs: &[0], starting: &[0], input: Some(&input) };
+    store.save_task(save).await.expect("saved");
+    let journaled = whenever::runtime::ConnectorCallRecord {
+        connector: "stripe".into(),
+        method: "charge".into(),
+        args: json!({"amount": 100, "currency": "usd", "source": "tok_visa"}),
+        result: Ok(json!({"success": true, "transactionId": "txn_journaled"})),
+        idempotency_key: format!("{}:charger:1:1", crashed.id),
+        duration_us: 5,
+    };
+    store.journal_call(&crashed.id, 0, 0, &journaled).await.expect("journaled");
+    drop(store);
+
+    let server = start(&db, &[], options()).await;
+    let resumed = server.until(&crashed.id, |t| t["status"] != "running").await;
+    assert_eq!(resumed["data"]["stripeResult"]["ok"]["transactionId"], "txn_journaled", "{resumed}");
+    assert_eq!(runs(&resumed).len(), 1);
+    let effects = server.service.scheduler().connectors().effects();
+    assert_eq!(effects.count_for_task(&crashed.id, "stripe", "charge"), 0, "no second charge");
+    server.stop().await;
+}
