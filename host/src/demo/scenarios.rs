@@ -46,18 +46,24 @@ fn person(note: &'static str, patch: Value) -> PersonAction {
     PersonAction { note, patch }
 }
 
+/// The seed's order with one item replaced or the list replaced: a camera with no stock anywhere.
+fn camera() -> Value {
+    json!({"sku": "CAMERA-CANON-R5", "name": "Canon EOS R5 Camera", "quantity": 1, "price": 248.0,
+        "category": "electronics", "weight": 1.6, "requiresSignature": true})
+}
+
 /// Every scenario, in demo order.
 pub fn scenarios() -> Vec<Scenario> {
-    let camera = json!({"sku": "CAMERA-CANON-R5", "name": "Canon EOS R5", "quantity": 1, "price": 3899.0,
-        "category": "electronics", "weight": 1.6, "requiresSignature": true});
-    let seed_items = seed_order()["order"]["items"].clone();
-    let mut with_camera = seed_items.as_array().cloned().unwrap_or_default();
-    with_camera.push(camera.clone());
+    let mut partial_items = seed_order()["order"]["items"].as_array().cloned().unwrap_or_default();
+    if let Some(second) = partial_items.get_mut(1) {
+        *second = camera();
+    }
+    let review = json!({"order": {"customer": {"totalOrders": 1}, "shipping": {"address": {"country": "CA"}}}});
     vec![
         Scenario {
             name: "seed",
             title: "The seed's order: business customer, card, expedited",
-            story: "Tier analysis, fraud detection and inventory run in parallel; payment waits for fraud approval; fulfilment for payment and stock.",
+            story: "Tier analysis, fraud detection and inventory run in parallel; payment waits for fraud approval, fulfilment for payment and stock.",
             order: seed_order(),
             actions: vec![],
             expected: TaskStatus::Completed,
@@ -65,7 +71,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "enterprise",
             title: "Enterprise customer: white-glove fulfilment",
-            story: "The same order from an enterprise account gets critical priority and premium handling.",
+            story: "The same order from an enterprise account gets critical priority, premium handling and the enterprise team.",
             order: order_with(json!({"order": {"customer": {"tier": "enterprise"}}})),
             actions: vec![],
             expected: TaskStatus::Completed,
@@ -73,50 +79,56 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "loyal",
             title: "Loyal customer",
-            story: "Lifetime value under $10k but more than 10 orders: loyalty perks, normal priority.",
-            order: order_with(json!({"order": {"customer": {"tier": "standard", "totalSpent": 2000.0, "totalOrders": 15}}})),
+            story: "Lifetime value under $10k but more than 10 orders: loyalty perks, normal priority, standard fulfilment.",
+            order: order_with(json!({"order": {"customer": {"tier": "standard", "totalSpent": 2000}}})),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "standard",
-            title: "Standard customer, standard shipping",
-            story: "A small first order: standard tier, eco packaging.",
-            order: order_with(json!({"order": {"total": 124.0, "customer": {"tier": "standard", "totalSpent": 0.0, "totalOrders": 1},
-                "items": [{"sku": "MOUSE-WIRELESS-PRO", "name": "Wireless Pro Mouse", "quantity": 1, "price": 124.0, "category": "accessories", "weight": 0.3, "requiresSignature": false}],
-                "shipping": {"method": "standard"}}})),
+            title: "Standard customer",
+            story: "Five orders and $500 spent: standard tier, eco packaging, a plain confirmation.",
+            order: order_with(json!({"order": {"customer": {"tier": "standard", "totalSpent": 500, "totalOrders": 5}}})),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "fraud-review",
             title: "Fraud review, then a person approves",
-            story: "A new customer's $2,500 expedited electronics order scores 55: the fraud team is alerted and the task waits for a person.",
-            order: order_with(json!({"order": {"total": 2500.0, "customer": {"tier": "standard", "totalSpent": 0.0, "totalOrders": 1}}})),
+            story: "A first order shipped to Canada scores 50: #fraud-review is alerted at once and the task waits for a person.",
+            order: order_with(review.clone()),
             actions: vec![person("the fraud team approves the order", json!({"order": {"fraudApproved": true}}))],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
+            name: "fraud-review-rejected",
+            title: "Fraud review, then a person rejects",
+            story: "The same order; the fraud team rejects it: reservations are released and the customer is told.",
+            order: order_with(review),
+            actions: vec![person("the fraud team rejects the order", json!({"order": {"fraudRejected": true}}))],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "fraud-rejected",
             title: "Fraud rejection",
-            story: "The same order from a .test address scores 85 with FraudGuard: rejected, reservations released, customer told.",
-            order: order_with(json!({"order": {"total": 2500.0, "customer": {"tier": "standard", "totalSpent": 0.0, "totalOrders": 1, "email": "buyer@fraudster.test"}}})),
+            story: "A $6,000 first order to Canada scores 80 with FraudGuard: rejected without payment.",
+            order: order_with(json!({"order": {"total": 6000, "customer": {"totalOrders": 1}, "shipping": {"address": {"country": "CA"}}}})),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "payment-declined",
             title: "Card declined, recovery, then a new card succeeds",
-            story: "Stripe declines the card; recovery e-mails the customer and waits; the customer supplies a new token and payment runs again.",
+            story: "Stripe declines the card: stock is released, recovery writes to the customer and waits; a new token makes payment run again.",
             order: order_with(json!({"order": {"payment": {"token": "tok_chargeDeclined"}}})),
-            actions: vec![person("the customer enters a new card", json!({"order": {"payment": {"token": "tok_visa_retry"}}}))],
+            actions: vec![person("the customer enters a new card", json!({"order": {"payment": {"token": "tok_visa"}}}))],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "partial-backorder",
             title: "Partial backorder",
-            story: "One item has no stock anywhere: the customer is offered a partial shipment and the inventory team is alerted.",
-            order: order_with(json!({"order": {"items": with_camera}})),
+            story: "The camera has no stock anywhere: the customer is offered a partial shipment and the inventory team is alerted.",
+            order: order_with(json!({"order": {"items": partial_items}})),
             actions: vec![],
             expected: TaskStatus::Waiting,
         },
@@ -124,7 +136,7 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "full-backorder",
             title: "Full backorder",
             story: "Nothing in the order is in stock: the customer chooses between waiting, substitution or a refund.",
-            order: order_with(json!({"order": {"total": 3899.0, "items": [camera]}})),
+            order: order_with(json!({"order": {"items": [camera()]}})),
             actions: vec![],
             expected: TaskStatus::Waiting,
         },
@@ -132,15 +144,15 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "paypal",
             title: "PayPal, approved",
             story: "Payment goes through PayPal instead of Stripe.",
-            order: order_with(json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-4F7A2B", "last4": null}}})),
+            order: order_with(json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-5XY12345AB678901C", "last4": null}}})),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "paypal-declined",
             title: "PayPal, declined",
-            story: "PayPal declines the instrument: payment failure recovery takes over and the task waits for a new payment.",
-            order: order_with(json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-DECLINED-77", "last4": null}}})),
+            story: "PayPal declines the instrument: recovery takes over and the task waits for a new payment.",
+            order: order_with(json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-DECLINED-5XY12345", "last4": null}}})),
             actions: vec![],
             expected: TaskStatus::Waiting,
         },
@@ -148,22 +160,22 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "crypto",
             title: "Bitcoin payment",
             story: "A crypto order is paid through Coinbase by a step added later, without touching the others.",
-            order: order_with(json!({"order": {"payment": {"method": "bitcoin", "provider": "coinbase", "token": "btc_checkout_91", "walletAddress": "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", "last4": null}}})),
+            order: order_with(json!({"order": {"payment": {"method": "bitcoin", "provider": "coinbase", "walletAddress": "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", "token": null, "last4": null}}})),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "vip",
             title: "VIP customer",
-            story: "A customer who has spent over $100,000 becomes VIP with a personal shopper, after the tier analysis.",
-            order: order_with(json!({"order": {"customer": {"tier": "enterprise", "totalSpent": 150000.0}}})),
+            story: "A customer who has spent over $100,000 becomes VIP with a personal shopper, right after the tier analysis.",
+            order: order_with(json!({"order": {"customer": {"totalSpent": 150000}}})),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "bounce",
             title: "The confirmation e-mail bounces",
-            story: "The customer's mailbox is unavailable: the notification failure is recorded and the order still completes.",
+            story: "The customer's mailbox is unavailable: the failure is recorded and the order still completes.",
             order: order_with(json!({"order": {"customer": {"email": "michael.foster@bounce.test"}}})),
             actions: vec![],
             expected: TaskStatus::Completed,

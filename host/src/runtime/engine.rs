@@ -189,6 +189,14 @@ impl Runtime {
             self.from_cache.fetch_add(1, Ordering::Relaxed);
             return Ok(component);
         }
+        // One compile per component at a time in this process: hosts started together (tests,
+        // several services) wait for the first compile and then load its result from the cache.
+        let gate = compile_gate(digest);
+        let _compiling = gate.lock().await;
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
+            self.from_cache.fetch_add(1, Ordering::Relaxed);
+            return Ok(component);
+        }
         let engine = self.engine.clone();
         let owned = bytes.to_vec();
         let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, owned))
@@ -332,6 +340,14 @@ fn parse_output(output: &str, limits: &StepLimits) -> Result<RunOutput, RunError
         });
     }
     Ok(RunOutput { data })
+}
+
+/// The per-component lock that serialises compiles of the same bytes within this process.
+fn compile_gate(digest: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static GATES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
+    gates.entry(digest.to_string()).or_default().clone()
 }
 
 /// Names why a call into the guest failed.

@@ -1,0 +1,297 @@
+//! The RetailMax automation end to end: the bundled steps (real components), the simulators, and
+//! every scenario of the demo, asserted field by field against the seed's logic.
+
+use serde_json::{Value, json};
+use whenever::demo::{ScenarioRun, run_scenario, scenarios};
+use whenever::task::{RunOutcomeRecord, TaskStatus};
+use whenever::{Host, HostOptions};
+
+async fn scenario(name: &str) -> (Host, ScenarioRun) {
+    let host = Host::start(&HostOptions::default()).await.expect("host with the bundled steps");
+    let scenario = scenarios().into_iter().find(|s| s.name == name).expect("scenario exists");
+    let run = run_scenario(&host, &scenario).await;
+    assert_eq!(
+        run.task.status,
+        scenario.expected,
+        "{name} ended {} ({:?})\n{}",
+        run.task.status,
+        run.task.message,
+        run.timeline.join("\n")
+    );
+    // No run of any step failed on any path.
+    for record in &run.task.runs {
+        assert_eq!(record.outcome, Some(RunOutcomeRecord::Ok), "{name}: {} failed", record.step);
+    }
+    (host, run)
+}
+
+fn order_of(run: &ScenarioRun) -> &Value {
+    &run.task.data["order"]
+}
+
+/// (connector, recipient, subject or text) of each outbox message of the task, in order.
+fn outbox(host: &Host, run: &ScenarioRun) -> Vec<(String, String, String)> {
+    host.scheduler
+        .connectors()
+        .outbox()
+        .for_task(&run.task.id)
+        .into_iter()
+        .map(|m| (m.connector.clone(), m.to.clone(), m.subject.clone().unwrap_or(m.body.clone())))
+        .collect()
+}
+
+const FLAGS: [&str; 10] = [
+    "tierAnalyzed",
+    "fraudChecked",
+    "fraudApproved",
+    "inventoryChecked",
+    "inventoryReserved",
+    "paymentProcessed",
+    "fulfillmentRouted",
+    "customerNotified",
+    "internalTeamNotified",
+    "orderProcessingComplete",
+];
+
+fn assert_completed(run: &ScenarioRun, tier: &str, priority: &str, strategy: &str) {
+    let order = order_of(run);
+    assert_eq!(run.task.status, TaskStatus::Completed);
+    assert_eq!(order["status"], json!("processing_complete"));
+    for flag in FLAGS {
+        assert_eq!(order[flag], json!(true), "order.{flag}");
+    }
+    assert_eq!(order["customer"]["effectiveTier"], json!(tier));
+    assert_eq!(order["priority"], json!(priority));
+    assert_eq!(order["fulfillment"]["strategy"], json!(strategy));
+    assert_eq!(run.task.data["orderProcessing"]["status"], json!("completed"));
+    assert_eq!(run.task.data["orderProcessing"]["customerTier"], json!(tier));
+    assert_eq!(run.task.data["orderProcessing"]["fulfillmentStrategy"], json!(strategy));
+    assert_eq!(run.task.name.as_deref(), Some("Order: ORD-2025-08-18-7892 - Michael Foster ($1247.99)"));
+    assert_eq!(run.task.tags, vec!["order_processing", "completed", tier, priority, "website", "value_1000"]);
+}
+
+#[tokio::test]
+async fn the_seed_order_completes_as_the_seed_describes() {
+    let (host, run) = scenario("seed").await;
+    assert_completed(&run, "business", "high", "expedited");
+    let order = order_of(&run);
+    assert_eq!(order["processingTime"], json!(30));
+    assert_eq!(order["expeditedProcessing"], json!(true));
+    // The seed's rules give 20 (electronics + expedited); its printed sample says 35.
+    assert_eq!(order["fraud"]["finalScore"], json!(20));
+    assert_eq!(order["fraud"]["factors"], json!(["electronics_category", "expedited_shipping"]));
+    assert_eq!(order["fraud"]["recommendation"], json!("approve"));
+    for result in order["inventory"]["results"].as_array().expect("results") {
+        assert_eq!(result["warehouse"], json!("TX-MAIN"));
+        assert!(result["reservationId"].as_str().is_some_and(|id| id.starts_with("RES-")));
+    }
+    assert_eq!(order["inventory"]["allAvailable"], json!(true));
+    assert!(order["payment"]["transactionId"].as_str().is_some_and(|id| id.starts_with("txn_")));
+    assert_eq!(order["payment"]["processorFee"], json!(36.49));
+    assert_eq!(order["fulfillment"]["priority"], json!("high"));
+    assert_eq!(order["fulfillment"]["targetProcessingHours"], json!(4));
+    let ff = order["fulfillment"]["orders"].as_array().expect("orders");
+    assert_eq!(ff.len(), 1);
+    assert_eq!(ff[0]["warehouse"], json!("TX-MAIN"));
+    assert_eq!(
+        ff[0]["items"],
+        json!([{"sku": "LAPTOP-DELL-XPS13", "quantity": 1}, {"sku": "MOUSE-WIRELESS-PRO", "quantity": 2}])
+    );
+    let summary = &run.task.data["orderProcessing"];
+    assert_eq!(summary["priority"], json!("high"));
+    assert_eq!(
+        summary["completedSteps"],
+        json!(["tier_analysis", "fraud_detection", "inventory_management", "payment_processing", "fulfillment_routing", "customer_notification", "internal_notification"])
+    );
+    assert_eq!(
+        summary["metrics"],
+        json!({"fraudScore": 20, "inventoryReservations": 2, "fulfillmentOrders": 1, "paymentMethod": "credit_card", "totalValue": 1247.99})
+    );
+    let messages = outbox(&host, &run);
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0].1, "michael.foster@techcorp.com");
+    assert_eq!(messages[0].2, "Order Confirmation ORD-2025-08-18-7892");
+    assert_eq!(messages[1].1, "#fulfillment-priority");
+    assert!(messages[1].2.contains("Strategy: expedited") && messages[1].2.contains("Warehouses: TX-MAIN"));
+    // Tier analysis, fraud detection and inventory started together, before any finished.
+    let first_end = run.task.runs.iter().filter_map(|r| r.ended_at).min().expect("ended");
+    let started_first: Vec<&str> =
+        run.task.runs.iter().filter(|r| r.started_at <= first_end).map(|r| r.step.as_str()).collect();
+    for step in ["customer-tier-analysis", "fraud-detection", "inventory-management"] {
+        assert!(started_first.contains(&step), "{step} in the first wave: {started_first:?}");
+    }
+    // Exactly one charge.
+    let effects = host.scheduler.connectors().effects();
+    assert_eq!(effects.count_for_task(&run.task.id, "stripe", "charge"), 1);
+}
+
+#[tokio::test]
+async fn an_enterprise_order_gets_white_glove_fulfilment() {
+    let (host, run) = scenario("enterprise").await;
+    assert_completed(&run, "enterprise", "critical", "white_glove");
+    let order = order_of(&run);
+    assert_eq!(order["personalizedService"], json!(true));
+    assert_eq!(order["fulfillment"]["packagingType"], json!("premium"));
+    assert_eq!(order["fulfillment"]["targetProcessingHours"], json!(2));
+    let messages = outbox(&host, &run);
+    assert_eq!(messages[0].2, "Order Confirmation ORD-2025-08-18-7892 - Premium Processing Initiated");
+    let channels: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
+    assert!(channels.contains(&"#enterprise-orders") && channels.contains(&"#fulfillment-priority"), "{channels:?}");
+}
+
+#[tokio::test]
+async fn loyal_and_standard_customers_get_standard_fulfilment() {
+    let (host, run) = scenario("loyal").await;
+    assert_completed(&run, "loyal", "normal", "standard");
+    assert_eq!(order_of(&run)["loyaltyPerks"], json!(true));
+    assert_eq!(order_of(&run)["fulfillment"]["packagingType"], json!("eco"));
+    assert_eq!(outbox(&host, &run).len(), 1, "only the confirmation");
+
+    let (_, run) = scenario("standard").await;
+    assert_completed(&run, "standard", "normal", "standard");
+    assert_eq!(order_of(&run)["processingTime"], json!(120));
+}
+
+#[tokio::test]
+async fn a_fraud_review_waits_for_a_person_then_completes() {
+    let (host, run) = scenario("fraud-review").await;
+    assert_eq!(run.statuses, vec![TaskStatus::Waiting, TaskStatus::Completed]);
+    let order = order_of(&run);
+    assert_eq!(order["fraud"]["recommendation"], json!("review"));
+    assert_eq!(order["fraud"]["finalScore"], json!(50));
+    assert_eq!(order["fraud"]["externalScore"], json!(15));
+    assert_eq!(order["requiresManualReview"], json!(true));
+    assert_eq!(order["fraudReviewAlerted"], json!(true));
+    assert_eq!(order["status"], json!("processing_complete"));
+    assert_eq!(run.task.data["orderProcessing"]["metrics"]["fraudScore"], json!(50));
+    assert!(run.task.tags.contains(&"fraud_review".to_string()));
+    let messages = outbox(&host, &run);
+    assert_eq!(messages[0].1, "#fraud-review");
+    assert!(messages[0].2.contains("Manual Review Required") && messages[0].2.contains("Fraud Score: 50"));
+    assert_eq!(host.scheduler.connectors().effects().count_for_task(&run.task.id, "stripe", "charge"), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_review_releases_stock_and_completes_as_rejected() {
+    let (host, run) = scenario("fraud-review-rejected").await;
+    let order = order_of(&run);
+    assert_eq!(order["status"], json!("rejected"));
+    assert_eq!(order["orderRejected"], json!(true));
+    assert_eq!(order["inventoryReleased"], json!(true));
+    assert_eq!(order["inventoryReserved"], json!(false));
+    assert!(order.get("paymentProcessed").is_none(), "never charged");
+    assert_eq!(run.task.data["orderProcessing"]["status"], json!("rejected"));
+    assert!(run.task.name.as_deref().unwrap_or("").ends_with("- rejected"));
+    let effects = host.scheduler.connectors().effects();
+    assert_eq!(effects.count_for_task(&run.task.id, "stripe", "charge"), 0);
+    assert_eq!(effects.count_for_task(&run.task.id, "inventorySystem", "release"), 2);
+    let messages = outbox(&host, &run);
+    assert_eq!(messages.last().map(|m| m.2.as_str()), Some("Order Cancelled - ORD-2025-08-18-7892"));
+}
+
+#[tokio::test]
+async fn a_high_risk_order_is_rejected_without_payment() {
+    let (host, run) = scenario("fraud-rejected").await;
+    let order = order_of(&run);
+    assert_eq!(order["fraud"]["recommendation"], json!("reject"));
+    assert_eq!(order["fraud"]["finalScore"], json!(80));
+    assert_eq!(order["fraudRejected"], json!(true));
+    assert_eq!(order["status"], json!("rejected"));
+    assert_eq!(host.scheduler.connectors().effects().count_for_task(&run.task.id, "stripe", "charge"), 0);
+    assert_eq!(outbox(&host, &run).len(), 1, "only the cancellation e-mail");
+}
+
+#[tokio::test]
+async fn a_declined_card_recovers_with_a_new_token() {
+    let (host, run) = scenario("payment-declined").await;
+    assert_eq!(run.statuses, vec![TaskStatus::Waiting, TaskStatus::Completed]);
+    let order = order_of(&run);
+    assert_eq!(order["status"], json!("processing_complete"));
+    assert_eq!(order["paymentRetryAttempts"], json!(1));
+    assert!(order.get("paymentFailed").is_none());
+    assert!(order["payment"].get("error").is_none());
+    assert_eq!(order["inventoryReserved"], json!(true));
+    let effects = host.scheduler.connectors().effects();
+    assert_eq!(effects.count_for_task(&run.task.id, "stripe", "charge"), 1, "one successful charge");
+    let messages = outbox(&host, &run);
+    assert_eq!(messages[0].2, "Payment Issue - Order ORD-2025-08-18-7892");
+    assert_eq!(messages[1].1, "#customer-service");
+    assert!(messages[1].2.contains("Attempt: 1/3"));
+    // Payment processing ran twice: once per token.
+    assert_eq!(run.task.runs.iter().filter(|r| r.step == "payment-processing").count(), 2);
+}
+
+#[tokio::test]
+async fn backorders_are_handled_and_the_task_waits_for_the_customer() {
+    let (host, run) = scenario("partial-backorder").await;
+    let order = order_of(&run);
+    assert_eq!(order["status"], json!("inventory_shortage_handled"));
+    assert_eq!(order["hasBackorders"], json!(true));
+    assert_eq!(order["inventoryShortageHandled"], json!(true));
+    assert_eq!(order["partialShipment"]["items"].as_array().map(Vec::len), Some(1));
+    let messages = outbox(&host, &run);
+    assert_eq!(messages[0].2, "Partial Shipment Available - Order ORD-2025-08-18-7892");
+    assert_eq!(messages[1].1, "#inventory-alerts");
+    assert!(messages[1].2.contains("1 items backordered"));
+
+    let (host, run) = scenario("full-backorder").await;
+    let full = order_of(&run);
+    assert_eq!(full["status"], json!("inventory_shortage_handled"));
+    assert!(full.get("partialShipment").is_none());
+    assert_eq!(outbox(&host, &run)[0].2, "Order Update - ORD-2025-08-18-7892");
+}
+
+#[tokio::test]
+async fn paypal_approved_and_declined() {
+    let (host, run) = scenario("paypal").await;
+    assert_completed(&run, "business", "high", "expedited");
+    assert!(order_of(&run)["payment"]["transactionId"].as_str().is_some_and(|id| id.starts_with("pp_")));
+    assert_eq!(run.task.data["orderProcessing"]["metrics"]["paymentMethod"], json!("paypal"));
+    assert_eq!(host.scheduler.connectors().effects().count_for_task(&run.task.id, "stripe", "charge"), 0);
+
+    let (_, run) = scenario("paypal-declined").await;
+    let declined = order_of(&run);
+    assert_eq!(declined["paymentFailed"], json!(true));
+    assert_eq!(declined["payment"]["error"], json!("INSTRUMENT_DECLINED"));
+    assert_eq!(declined["status"], json!("payment_retry_requested"));
+}
+
+#[tokio::test]
+async fn a_bitcoin_order_is_paid_through_coinbase() {
+    let (host, run) = scenario("crypto").await;
+    let order = order_of(&run);
+    assert_eq!(order["cryptoPaymentProcessed"], json!(true));
+    assert_eq!(order["paymentProcessed"], json!(true));
+    assert!(order["payment"]["blockchainTxId"].as_str().is_some_and(|id| id.starts_with("cb_")));
+    assert_eq!(order["status"], json!("processing_complete"));
+    assert_eq!(run.task.data["orderProcessing"]["metrics"]["paymentMethod"], json!("bitcoin"));
+    assert_eq!(host.scheduler.connectors().effects().count_for_task(&run.task.id, "coinbase", "processPayment"), 1);
+}
+
+#[tokio::test]
+async fn a_big_spender_becomes_vip_after_the_tier_analysis() {
+    let (_, run) = scenario("vip").await;
+    let order = order_of(&run);
+    assert_eq!(order["customer"]["effectiveTier"], json!("vip"));
+    assert_eq!(order["priority"], json!("critical"));
+    assert_eq!(order["personalShopper"], json!(true));
+    assert_eq!(order["vipProcessingTriggered"], json!(true));
+    assert_eq!(order["status"], json!("processing_complete"));
+    assert!(run.task.tags.contains(&"vip".to_string()));
+    let tier = run.task.runs.iter().find(|r| r.step == "customer-tier-analysis").expect("tier ran");
+    let vip = run.task.runs.iter().find(|r| r.step == "vip-detection").expect("vip ran");
+    assert!(vip.started_at >= tier.ended_at.expect("ended"), "VIP runs after the tier analysis");
+}
+
+#[tokio::test]
+async fn a_bounced_confirmation_does_not_block_completion() {
+    let (host, run) = scenario("bounce").await;
+    let order = order_of(&run);
+    assert_eq!(run.task.status, TaskStatus::Completed);
+    assert_eq!(order["customerNotified"], json!(false));
+    assert!(order["customerNotificationError"].as_str().unwrap_or("").contains("mailbox unavailable"));
+    assert_eq!(order["orderProcessingComplete"], json!(true));
+    let messages = outbox(&host, &run);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].1, "#fulfillment-priority");
+}
