@@ -1,13 +1,27 @@
-//! `eMailSmtpOAuth`: sends e-mail (SMTP with OAuth in the real implementation).
+//! `eMailSmtpOAuth`: sends e-mail. Kind `smtp` is real SMTP ([`SmtpMailer`], through
+//! `lettre`): STARTTLS, implicit TLS or plain, AUTH PLAIN or XOAUTH2.
 
+use std::error::Error as _;
+use std::fmt;
 use std::sync::Arc;
 
 use chrono::Utc;
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::args::{Args, unknown_method};
-use crate::config::{self, BuildContext, ConnectorConfig, SIMULATOR};
+use crate::config::{
+    self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, SMTP, Settings,
+};
+use crate::http::backoff;
 use crate::idempotency::key_hash;
+use crate::secret::{Secret, redact};
 use crate::{CallContext, ConfigError, Connector, ConnectorError, Effects, Outbox, OutboxMessage};
 
 /// The name steps call this connector by.
@@ -29,7 +43,347 @@ pub fn build(
             config::check_settings(NAME, config, &[])?;
             Ok(Arc::new(EmailSimulator::new(cx)))
         }
-        other => Err(config::unknown_kind(NAME, other)),
+        SMTP => Ok(Arc::new(SmtpMailer::new(config, cx)?)),
+        HTTP => crate::http_service::build(NAME, config, cx),
+        other => Err(config::unknown_kind(NAME, other, &[SIMULATOR, SMTP, HTTP])),
+    }
+}
+
+/// The settings of kind `smtp`, besides `timeout_ms`, `retries` and `backoff_ms`.
+pub const SETTINGS: &[&str] = &[
+    "host",
+    "port",
+    "tls",
+    "auth",
+    "username",
+    "username_env",
+    "password_env",
+    "token_env",
+    "from",
+    "hello_name",
+    "ca_file",
+];
+
+/// The recipients of a `sendEmail` call: `to` as one address, a comma-separated list, or a
+/// list of addresses, trimmed; an error when none or not a string/list.
+fn recipients<'a>(a: &Args<'a>) -> Result<Vec<&'a str>, ConnectorError> {
+    let list: Vec<&str> = match a.get("to") {
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Some(Value::Array(_)) => a.opt_str_list("to")?.into_iter().map(str::trim).collect(),
+        Some(_) => return Err(a.error("`to` must be an address or a list of addresses")),
+        None => return Err(a.error("`to` is required")),
+    };
+    if list.is_empty() {
+        return Err(a.error("`to` names no recipient"));
+    }
+    Ok(list)
+}
+
+/// Whether an SMTP error comes from a TLS handshake that failed (a certificate refused, ...):
+/// `lettre` reports those as connection errors, over an I/O error of kind `InvalidData`.
+fn is_tls_failure(error: &lettre::transport::smtp::Error) -> bool {
+    let mut source = error.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The real mail sender: SMTP through `lettre` (rustls).
+///
+/// `sendEmail {from?, to, subject?, html? | text?}` builds a message (`from` defaults to the
+/// `from` setting; `to` is an address, a comma-separated list or a list; the body is HTML when
+/// `html` is given, else plain `text`) with a `Message-ID` derived from the call's idempotency
+/// key (`<hash@from-domain>`, so a receiver can recognise a repeat) and sends it: one
+/// connection per message, `tls = "starttls"` (default, port 587) or `"tls"` (implicit TLS,
+/// port 465) or `"none"` (plain, for local testing; port 25), `auth = "plain"` (username and
+/// password) or `"xoauth2"` (username and OAuth2 access token) or `"none"`.
+///
+/// Answers: sent → `{messageId}`; a permanent `5xx` reply (e.g. a recipient refused with
+/// `550`) → `failed` with the server's message (e.g. "mailbox unavailable"); a transient
+/// `4xx` reply or a refused connection → retried, then `unavailable`; a connection lost
+/// mid-way → `unavailable` (not retried: the server may have taken the message); no answer in
+/// time → `timeout`. Sent messages go into the outbox, like the simulator's.
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    host: String,
+    port: u16,
+    tls: &'static str,
+    auth: &'static str,
+    secret: Option<Secret>,
+    default_from: Option<Mailbox>,
+    options: CallOptions,
+    outbox: Outbox,
+    effects: Effects,
+}
+
+impl fmt::Debug for SmtpMailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpMailer")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("auth", &self.auth)
+            .field("secret", &self.secret)
+            .field("from", &self.default_from.as_ref().map(ToString::to_string))
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl SmtpMailer {
+    /// Reads the settings of kind `smtp`; the password or token comes from the environment
+    /// variable `password_env` or `token_env` names.
+    pub fn new(config: &ConnectorConfig, cx: &BuildContext) -> Result<Self, ConfigError> {
+        let s = Settings::new(NAME, config, cx, SETTINGS)?;
+        let host = s.str("host")?.trim().to_string();
+        let tls = s.one_of("tls", &["starttls", "tls", "none"], "starttls")?;
+        let default_port = match tls {
+            "tls" => 465,
+            "none" => 25,
+            _ => 587,
+        };
+        let port = s.opt_u64("port", 1, 65_535)?.unwrap_or(default_port);
+        let port = u16::try_from(port).map_err(|_| s.error("setting `port` is out of range"))?;
+        let has_user = s.has("username") || s.has("username_env");
+        let auth = s.one_of(
+            "auth",
+            &["plain", "xoauth2", "none"],
+            if has_user { "plain" } else { "none" },
+        )?;
+        let username = match (s.opt_str("username")?, s.opt_secret("username_env")?) {
+            (Some(_), Some(_)) => {
+                return Err(s.error("give `username` or `username_env`, not both"));
+            }
+            (Some(u), None) => Some(u.to_string()),
+            (None, Some(u)) => Some(u.expose().to_string()),
+            (None, None) => None,
+        };
+        let (secret_key, other_key) = match auth {
+            "plain" => ("password_env", "token_env"),
+            "xoauth2" => ("token_env", "password_env"),
+            _ => ("", ""),
+        };
+        if auth == "none" {
+            if let Some(k) = ["username", "username_env", "password_env", "token_env"]
+                .into_iter()
+                .find(|k| s.has(k))
+            {
+                return Err(s.error(format!(
+                    "setting `{k}` needs `auth = \"plain\"` or `\"xoauth2\"`"
+                )));
+            }
+        } else if s.has(other_key) {
+            return Err(s.error(format!(
+                "setting `{other_key}` does not apply to `auth = \"{auth}\"` (use `{secret_key}`)"
+            )));
+        }
+        let secret = if auth == "none" {
+            None
+        } else {
+            Some(s.secret(secret_key)?)
+        };
+        let default_from = s
+            .opt_str("from")?
+            .map(|f| {
+                f.parse::<Mailbox>()
+                    .map_err(|e| s.error(format!("setting `from` is not an address: {e}")))
+            })
+            .transpose()?;
+        let options = s.call_options()?;
+
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+            .port(port)
+            .timeout(Some(options.timeout));
+        if let Some(name) = s.opt_str("hello_name")? {
+            builder = builder.hello_name(ClientId::Domain(name.to_string()));
+        }
+        if tls != "none" {
+            let mut params = TlsParameters::builder(host.clone());
+            if let Some(path) = s.opt_path("ca_file")? {
+                let pem = std::fs::read(&path).map_err(|e| {
+                    s.error(format!("cannot read `ca_file` {}: {e}", path.display()))
+                })?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| {
+                    s.error(format!(
+                        "`ca_file` {} is not a PEM certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| s.error(format!("cannot set up TLS: {e}")))?;
+            builder = builder.tls(if tls == "tls" {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            });
+        } else if s.has("ca_file") {
+            return Err(s.error("setting `ca_file` needs `tls = \"starttls\"` or `\"tls\"`"));
+        }
+        if let Some(secret) = &secret {
+            let Some(user) = username else {
+                return Err(s.error(format!(
+                    "`auth = \"{auth}\"` needs `username` or `username_env`"
+                )));
+            };
+            builder = builder
+                .credentials(Credentials::new(user, secret.expose().to_string()))
+                .authentication(vec![if auth == "xoauth2" {
+                    Mechanism::Xoauth2
+                } else {
+                    Mechanism::Plain
+                }]);
+        }
+        Ok(SmtpMailer {
+            transport: builder.build(),
+            host,
+            port,
+            tls,
+            auth,
+            secret,
+            default_from,
+            options,
+            outbox: cx.outbox.clone(),
+            effects: cx.effects.clone(),
+        })
+    }
+
+    fn redact(&self, text: &str) -> String {
+        redact(text, &self.secret.iter().collect::<Vec<_>>())
+    }
+
+    async fn send_email(&self, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
+        let a = Args::new("eMailSmtpOAuth.sendEmail", args)?;
+        let to = recipients(&a)?;
+        let from = match a.opt_str("from")? {
+            Some(f) => f
+                .parse::<Mailbox>()
+                .map_err(|e| a.error(format!("`from` is not an address: {e}")))?,
+            None => self
+                .default_from
+                .clone()
+                .ok_or_else(|| a.error("`from` is required (no `from` setting)"))?,
+        };
+        let subject = a.opt_str("subject")?.unwrap_or_default();
+        let (body, content_type) = match a.opt_str("html")? {
+            Some(html) => (html, ContentType::TEXT_HTML),
+            None => (
+                a.opt_str("text")?.unwrap_or_default(),
+                ContentType::TEXT_PLAIN,
+            ),
+        };
+        let digest = hex::encode(Sha256::digest(ctx.idempotency_key.as_bytes()));
+        let message_id = format!("<{}@{}>", &digest[..32], from.email.domain());
+        let mut builder = Message::builder()
+            .from(from)
+            .subject(subject)
+            .message_id(Some(message_id.clone()))
+            .header(content_type);
+        for r in &to {
+            let mailbox = r
+                .parse::<Mailbox>()
+                .map_err(|e| a.error(format!("`{r}` is not an e-mail address: {e}")))?;
+            builder = builder.to(mailbox);
+        }
+        let message = builder
+            .body(body.to_string())
+            .map_err(|e| a.error(format!("cannot build the message: {e}")))?;
+
+        let mut attempt = 0u32;
+        loop {
+            let sent =
+                tokio::time::timeout(self.options.timeout, self.transport.send(message.clone()))
+                    .await;
+            let error = match sent {
+                Ok(Ok(_)) => break,
+                Err(_) => return Err(self.timed_out()),
+                Ok(Err(e)) => e,
+            };
+            if error.is_timeout() {
+                return Err(self.timed_out());
+            }
+            // The server's own words (e.g. "mailbox unavailable"), without lettre's prefix.
+            let server_text = error
+                .source()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| error.to_string());
+            if error.is_permanent() {
+                return Err(ConnectorError::failed(self.redact(&server_text)));
+            }
+            if error.is_client() || error.is_tls() || is_tls_failure(&error) {
+                // A refused certificate, no STARTTLS offered, no common AUTH mechanism: trying
+                // again will not help.
+                return Err(ConnectorError::failed(self.redact(&format!(
+                    "{NAME}: {}:{}: {server_text}",
+                    self.host, self.port
+                ))));
+            }
+            let connect_failed =
+                !(error.is_response() || error.is_transient() || error.is_transport_shutdown())
+                    && error.to_string().starts_with("Connection error");
+            let retry = error.is_transient() || connect_failed;
+            if !retry || attempt >= self.options.retries {
+                let what = if error.is_transient() {
+                    format!("{NAME}: the server refused for now: {server_text}")
+                } else {
+                    format!(
+                        "{NAME}: cannot reach {}:{}: {server_text}",
+                        self.host, self.port
+                    )
+                };
+                return Err(ConnectorError::unavailable(self.redact(&what)));
+            }
+            tokio::time::sleep(backoff(self.options.backoff, attempt)).await;
+            attempt += 1;
+        }
+        self.outbox.push(OutboxMessage {
+            task_id: ctx.task_id.clone(),
+            connector: NAME.to_string(),
+            to: to.join(", "),
+            subject: Some(subject.to_string()),
+            body: body.to_string(),
+            at: Utc::now(),
+        });
+        self.effects.record(ctx, NAME, "sendEmail", &message_id);
+        Ok(json!({"messageId": message_id}))
+    }
+
+    fn timed_out(&self) -> ConnectorError {
+        ConnectorError::timeout(format!(
+            "{NAME}: {}:{} did not answer within {} ms",
+            self.host,
+            self.port,
+            self.options.timeout.as_millis()
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for SmtpMailer {
+    async fn call(
+        &self,
+        method: &str,
+        args: &Value,
+        ctx: &CallContext,
+    ) -> Result<Value, ConnectorError> {
+        match method {
+            "sendEmail" => self.send_email(args, ctx).await,
+            _ => Err(unknown_method(NAME, method)),
+        }
+    }
+
+    fn methods(&self) -> &[&str] {
+        METHODS
     }
 }
 
@@ -52,19 +406,7 @@ impl EmailSimulator {
 
     fn send_email(&self, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         let a = Args::new("eMailSmtpOAuth.sendEmail", args)?;
-        let recipients: Vec<&str> = match a.get("to") {
-            Some(Value::String(s)) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect(),
-            Some(Value::Array(_)) => a.opt_str_list("to")?.into_iter().map(str::trim).collect(),
-            Some(_) => return Err(a.error("`to` must be an address or a list of addresses")),
-            None => return Err(a.error("`to` is required")),
-        };
-        if recipients.is_empty() {
-            return Err(a.error("`to` names no recipient"));
-        }
+        let recipients = recipients(&a)?;
         let mut domains = Vec::with_capacity(recipients.len());
         for r in &recipients {
             match r.rsplit_once('@') {

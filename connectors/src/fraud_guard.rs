@@ -20,14 +20,19 @@ pub const REVIEW_ABOVE: u32 = 30;
 /// Builds the implementation `config.kind` selects.
 pub fn build(
     config: &ConnectorConfig,
-    _cx: &BuildContext,
+    cx: &BuildContext,
 ) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[])?;
             Ok(Arc::new(FraudGuardSimulator))
         }
-        other => Err(config::unknown_kind(NAME, other)),
+        config::HTTP => crate::http_service::build(NAME, config, cx),
+        other => Err(config::unknown_kind(
+            NAME,
+            other,
+            &[SIMULATOR, config::HTTP],
+        )),
     }
 }
 

@@ -28,7 +28,12 @@ pub fn build(
             config::check_settings(NAME, config, &[])?;
             Ok(Arc::new(FulfillmentSimulator::new(cx)))
         }
-        other => Err(config::unknown_kind(NAME, other)),
+        config::HTTP => crate::http_service::build(NAME, config, cx),
+        other => Err(config::unknown_kind(
+            NAME,
+            other,
+            &[SIMULATOR, config::HTTP],
+        )),
     }
 }
 

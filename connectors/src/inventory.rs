@@ -116,7 +116,12 @@ pub fn build(
             };
             Ok(Arc::new(InventorySimulator::with_stock(cx, stock)))
         }
-        other => Err(config::unknown_kind(NAME, other)),
+        config::HTTP => crate::http_service::build(NAME, config, cx),
+        other => Err(config::unknown_kind(
+            NAME,
+            other,
+            &[SIMULATOR, config::HTTP],
+        )),
     }
 }
 

@@ -4,7 +4,10 @@
 //! which finds the [`Connector`] by name, checks the method, and runs the call once per
 //! idempotency key (see [`idempotency`]). Every connector exists as a deterministic simulator
 //! (the sandbox contract, like a payment provider's test cards); real implementations sit beside
-//! the simulators behind the same trait and are chosen per connector by the config's `kind`.
+//! the simulators behind the same trait and are chosen per connector by the config's `kind`
+//! (`stripe`, `paypal`, `coinbase`, `slack`, `smtp`, and the generic `http` for any service that
+//! takes `POST {base_url}/{method}`), with secrets read from environment variables the config
+//! names. The crate's README documents every kind's settings.
 //!
 //! ```
 //! use serde_json::json;
@@ -35,20 +38,24 @@ pub mod email;
 pub mod error;
 pub mod fraud_guard;
 pub mod fulfillment;
+pub mod http;
+pub mod http_service;
 pub mod idempotency;
 pub mod inventory;
 pub mod outbox;
 pub mod paypal;
 pub mod registry;
+pub mod secret;
 pub mod slack;
 pub mod stripe;
 
-pub use config::{BuildContext, ConnectorConfig, ConnectorsConfig};
+pub use config::{BuildContext, CallOptions, ConnectorConfig, ConnectorsConfig};
 pub use effects::{Effect, Effects};
 pub use error::{ConfigError, ConnectorError, ErrorKind};
 pub use idempotency::IdempotencyCache;
 pub use outbox::{Outbox, OutboxMessage};
 pub use registry::Registry;
+pub use secret::{Env, Secret};
 
 /// Who is calling: used for idempotency and the effects ledger.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
-use crate::config::{BuildContext, ConnectorConfig, ConnectorsConfig};
+use crate::config::{BuildContext, ConnectorConfig, ConnectorsConfig, HTTP};
+use crate::http::HttpClient;
 use crate::{
-    CallContext, ConfigError, Connector, ConnectorError, Effects, IdempotencyCache, Outbox,
-    coinbase, email, fraud_guard, fulfillment, inventory, paypal, slack, stripe,
+    CallContext, ConfigError, Connector, ConnectorError, Effects, Env, IdempotencyCache, Outbox,
+    coinbase, email, fraud_guard, fulfillment, http_service, inventory, paypal, slack, stripe,
 };
 
 /// Builds a connector's simulator.
@@ -63,6 +64,15 @@ const BUILTIN: &[(&str, SimulatorFn, BuildFn)] = &[
         slack::build,
     ),
 ];
+
+/// Whether `name` can name a connector of kind `http` of one's own.
+fn is_connector_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
 
 /// The names of the built-in connectors, as steps call them.
 pub fn builtin_names() -> Vec<&'static str> {
@@ -123,7 +133,8 @@ impl Registry {
     }
 
     /// The connectors `config` describes, relative setting paths resolved against the current
-    /// directory; built-in connectors it does not name are their simulators.
+    /// directory, secrets read from the process environment; built-in connectors it does not
+    /// name are their simulators.
     pub fn from_config(config: &ConnectorsConfig) -> Result<Registry, ConfigError> {
         Self::from_config_in(config, Path::new(""))
     }
@@ -134,21 +145,47 @@ impl Registry {
         config: &ConnectorsConfig,
         base_dir: &Path,
     ) -> Result<Registry, ConfigError> {
+        Self::from_config_with_env(config, base_dir, Env::process())
+    }
+
+    /// Like [`Registry::from_config_in`], the environment variables that `*_env` settings name
+    /// read from `env` instead of the process environment.
+    ///
+    /// A section may name a built-in connector (any of its kinds) or, with `kind = "http"`,
+    /// a connector of its own.
+    pub fn from_config_with_env(
+        config: &ConnectorsConfig,
+        base_dir: &Path,
+        env: Env,
+    ) -> Result<Registry, ConfigError> {
         let reg = Registry::empty();
-        let cx = reg.build_context(base_dir);
-        if let Some(name) = config
-            .keys()
-            .find(|n| !BUILTIN.iter().any(|(b, _, _)| b == n))
-        {
-            return Err(ConfigError::new(
-                name.as_str(),
-                format!(
-                    "no connector is called `{name}` (known: {})",
-                    builtin_names().join(", ")
-                ),
-            ));
-        }
+        let cx = BuildContext {
+            env,
+            ..reg.build_context(base_dir)
+        };
         let mut connectors = BTreeMap::new();
+        for (name, c) in config {
+            if BUILTIN.iter().any(|(b, _, _)| b == name) {
+                continue;
+            }
+            if c.kind != HTTP {
+                return Err(ConfigError::new(
+                    name.as_str(),
+                    format!(
+                        "no connector is called `{name}` (known: {}); a service of your own \
+                         takes `kind = \"http\"`",
+                        builtin_names().join(", ")
+                    ),
+                ));
+            }
+            if !is_connector_name(name) {
+                return Err(ConfigError::new(
+                    name.as_str(),
+                    "a connector name is letters, digits, `_` and `-`",
+                ));
+            }
+            connectors.insert(name.clone(), http_service::build(name, c, &cx)?);
+        }
         for (name, simulator, build) in BUILTIN {
             let connector = match config.get(*name) {
                 Some(c) => build(c, &cx)?,
@@ -169,12 +206,15 @@ impl Registry {
         self
     }
 
-    /// What connectors built for this registry share: its outbox and effects ledger.
+    /// What connectors built for this registry share: its outbox and effects ledger (secrets
+    /// from the process environment, a new shared HTTP client).
     pub fn build_context(&self, base_dir: &Path) -> BuildContext {
         BuildContext {
             outbox: self.outbox.clone(),
             effects: self.effects.clone(),
             base_dir: base_dir.to_path_buf(),
+            env: Env::process(),
+            http: HttpClient::default(),
         }
     }
 
@@ -227,7 +267,7 @@ impl Registry {
         self.connectors.contains_key(name)
     }
 
-    /// The e-mails and Slack messages sent (by simulators).
+    /// The e-mails and Slack messages sent (by simulators and real connectors alike).
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
     }
@@ -422,18 +462,57 @@ mod tests {
             config.insert(
                 name.to_string(),
                 ConnectorConfig {
-                    kind: "http".into(),
+                    kind: "carrier-pigeon".into(),
                     settings: toml::Table::new(),
                 },
             );
             let e = Registry::from_config(&config).err();
             assert!(
                 e.as_ref().is_some_and(|e| e.connector == name
-                    && e.message.contains("`http`")
-                    && e.message.contains(name)),
+                    && e.message.contains("`carrier-pigeon`")
+                    && e.message.contains(name)
+                    && e.message.contains("simulator")
+                    && e.message.contains("http")),
                 "{e:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_builtin_takes_kind_http_and_names_of_ones_own_need_it() {
+        let http = |url: &str| {
+            let mut c = ConnectorConfig {
+                kind: "http".into(),
+                settings: toml::Table::new(),
+            };
+            c.settings
+                .insert("base_url".into(), toml::Value::String(url.into()));
+            c
+        };
+        let mut config = ConnectorsConfig::new();
+        for name in builtin_names() {
+            config.insert(name.to_string(), http("http://127.0.0.1:9"));
+        }
+        config.insert(
+            "loyaltyPoints".into(),
+            http("https://loyalty.example.com/api"),
+        );
+        let reg = Registry::from_config_with_env(&config, Path::new(""), Env::empty());
+        let Ok(reg) = reg else { panic!("{reg:?}") };
+        assert!(reg.contains("loyaltyPoints"));
+        assert_eq!(reg.names().len(), 9);
+
+        let mut config = ConnectorsConfig::new();
+        config.insert("loyaltyPoints".into(), simulator_config());
+        let e = Registry::from_config(&config).err();
+        assert!(e.is_some_and(|e| e.message.contains("kind = \"http\"")));
+        let mut config = ConnectorsConfig::new();
+        config.insert("bad name/..".into(), http("http://127.0.0.1:9"));
+        assert!(Registry::from_config(&config).is_err());
+        let mut config = ConnectorsConfig::new();
+        config.insert("svc".into(), http("ftp://files.example.com"));
+        let e = Registry::from_config(&config).err();
+        assert!(e.is_some_and(|e| e.connector == "svc" && e.message.contains("`base_url`")));
     }
 
     #[test]

@@ -20,6 +20,10 @@
 //!
 //! [hooks.shopify]               # POST /v1/hooks/shopify must be signed:
 //! secret_env = "SHOPIFY_HOOK_SECRET"   # X-Whenever-Signature: sha256=HEX(HMAC-SHA256(secret, body))
+//!
+//! [steps.fraud-detection]       # narrows what the step's manifest grants (the intersection):
+//! connectors = ["fraudGuard"]   # at most these connectors
+//! hosts = ["fraud.internal"]    # at most these hosts for `kind = "http"` connectors
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -27,6 +31,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 use whenever_connectors::ConnectorsConfig;
+
+use crate::runtime::{BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, host_pattern_problem, url_host};
 
 /// The configuration could not be read.
 #[derive(Debug, Error)]
@@ -100,6 +106,17 @@ pub struct HookSection {
     pub secret_env: Option<String>,
 }
 
+/// One step's section: the operator narrows what its manifest grants. A key left out leaves
+/// that part of the manifest's grant as it is; an empty list withholds all of it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepSection {
+    /// At most these connectors (those the manifest also lists).
+    pub connectors: Option<Vec<String>>,
+    /// At most these hosts for `http` connectors (names, `*.suffix` or `*`).
+    pub hosts: Option<Vec<String>>,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +139,9 @@ pub struct Config {
     /// Webhooks by name.
     #[serde(default)]
     pub hooks: std::collections::BTreeMap<String, HookSection>,
+    /// Per-step narrowing of grants, by step name.
+    #[serde(default)]
+    pub steps: std::collections::BTreeMap<String, StepSection>,
 }
 
 impl Config {
@@ -131,6 +151,101 @@ impl Config {
             .map_err(|e| ConfigError::Read { path: path.to_path_buf(), message: e.to_string() })?;
         let config: Config = toml::from_str(&text)
             .map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
+        config.capabilities().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
         Ok(config)
+    }
+
+    /// The operator's side of capabilities: the `[steps.NAME]` narrowing and the host each
+    /// `kind = "http"` connector reaches. Refuses a connector name no connector has (a typo
+    /// would silently withhold it), a host that is not a pattern, and an `http` connector
+    /// without a usable `base_url`.
+    pub fn capabilities(&self) -> Result<Capabilities, String> {
+        let mut capabilities = Capabilities::new();
+        for (name, connector) in &self.connectors {
+            if connector.kind != HTTP_KIND {
+                continue;
+            }
+            let url = connector.settings.get(BASE_URL_SETTING).and_then(|v| v.as_str()).unwrap_or_default();
+            let host = url_host(url).ok_or_else(|| {
+                format!("[connectors.{name}] needs a {BASE_URL_SETTING} with a host (http://HOST[:PORT]/...), found {url:?}")
+            })?;
+            capabilities = capabilities.connector_host(name, &host);
+        }
+        let known: Vec<String> = whenever_connectors::registry::builtin_names()
+            .into_iter()
+            .map(str::to_string)
+            .chain(self.connectors.keys().cloned())
+            .collect();
+        for (step, section) in &self.steps {
+            if let Some(unknown) = section.connectors.iter().flatten().find(|c| !known.contains(c)) {
+                return Err(format!(
+                    "[steps.{step}] connectors: no connector is called {unknown:?} (known: {})",
+                    known.join(", ")
+                ));
+            }
+            if let Some(problem) = section.hosts.iter().flatten().find_map(|h| host_pattern_problem(h)) {
+                return Err(format!("[steps.{step}] hosts: {problem}"));
+            }
+            capabilities = capabilities.limit_step(
+                step,
+                OperatorGrants { connectors: section.connectors.clone(), hosts: section.hosts.clone() },
+            );
+        }
+        Ok(capabilities)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("whenever.toml");
+        std::fs::write(&path, text).expect("written");
+        (dir, path)
+    }
+
+    #[test]
+    fn step_sections_narrow_grants() {
+        let (_dir, path) = write("[steps.pay]\nconnectors = [\"stripe\"]\nhosts = [\"*.internal\"]\n[steps.quiet]\nconnectors = []\n");
+        let config = Config::load(&path).expect("valid");
+        assert_eq!(config.steps["pay"].connectors.as_deref(), Some(&["stripe".to_string()][..]));
+        assert_eq!(config.steps["quiet"].hosts, None);
+        let caps = config.capabilities().expect("valid");
+        let manifest = crate::runtime::StepManifest { connectors: vec!["stripe".into(), "paypal".into()], ..Default::default() };
+        let (narrowed, withheld) = caps.narrow("pay", manifest.clone());
+        assert_eq!(narrowed.connectors, vec!["stripe".to_string()]);
+        assert_eq!(withheld.connectors, vec!["paypal".to_string()]);
+        let (quiet, _) = caps.narrow("quiet", manifest);
+        assert!(quiet.connectors.is_empty());
+    }
+
+    #[test]
+    fn a_misspelt_connector_or_bad_host_in_a_step_section_is_refused() {
+        let (_dir, path) = write("[steps.pay]\nconnectors = [\"strpe\"]\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("[steps.pay] connectors") && error.contains("\"strpe\""), "{error}");
+        let (_dir, path) = write("[steps.pay]\nhosts = [\"http://x.internal\"]\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("[steps.pay] hosts") && error.contains("not a host name pattern"), "{error}");
+        let (_dir, path) = write("[steps.pay]\nconnector = []\n");
+        assert!(Config::load(&path).is_err(), "unknown key refused");
+    }
+
+    #[test]
+    fn http_connectors_reach_the_host_of_their_base_url() {
+        let mut config = Config::default();
+        let mut section = whenever_connectors::ConnectorConfig::simulator();
+        section.kind = HTTP_KIND.to_string();
+        section.settings.insert(BASE_URL_SETTING.into(), toml::Value::String("https://Inventory.internal:8443/api".into()));
+        config.connectors.insert("inventorySystem".into(), section.clone());
+        let caps = config.capabilities().expect("valid");
+        assert_eq!(caps.host_of("inventorySystem"), Some("inventory.internal"));
+        assert_eq!(caps.host_of("stripe"), None);
+        section.settings.clear();
+        config.connectors.insert("inventorySystem".into(), section);
+        let error = config.capabilities().expect_err("no base_url");
+        assert!(error.contains("[connectors.inventorySystem]") && error.contains("base_url"), "{error}");
     }
 }

@@ -67,6 +67,10 @@ impl Host {
         if let Some(dir) = &config.runtime.cache_dir {
             runtime_config.cache_dir = Some(dir.clone());
         }
+        runtime_config.capabilities = config.capabilities().map_err(|message| ConfigError::Invalid {
+            path: options.config.clone().unwrap_or_default(),
+            message,
+        })?;
         let runtime = Arc::new(Runtime::new(runtime_config)?);
         let catalog = Catalog::new();
         if !options.no_steps {

@@ -1,7 +1,9 @@
 //! End-to-end tests with real `wasm32-wasip2` components, one file per behaviour.
 
+mod capabilities;
 mod compile_cache;
 mod retailmax;
 mod sandbox;
 mod scheduling;
+mod security;
 mod service;

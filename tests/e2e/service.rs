@@ -16,23 +16,27 @@ use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::*;
 
 /// A running server on a loopback port.
-struct Server {
+pub(crate) struct Server {
     base: String,
-    service: Service,
+    pub(crate) service: Service,
     http: reqwest::Client,
     token: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<()>,
 }
 
-fn options() -> ApiOptions {
+pub(crate) fn options() -> ApiOptions {
     ApiOptions { max_body_bytes: 64 << 10, max_component_bytes: 64 << 20, ..ApiOptions::default() }
 }
 
-async fn start(db: &Path, steps: &[StepFiles], api_options: ApiOptions) -> Server {
-    let service = Service::start(&ServiceOptions { db: db.to_path_buf(), no_steps: true, ..ServiceOptions::default() })
-        .await
-        .expect("service starts");
+pub(crate) async fn start(db: &Path, steps: &[StepFiles], api_options: ApiOptions) -> Server {
+    let service_options = ServiceOptions { db: db.to_path_buf(), no_steps: true, ..ServiceOptions::default() };
+    start_with(&service_options, steps, api_options).await
+}
+
+/// Like [`start`], with other service options (a config file).
+pub(crate) async fn start_with(service_options: &ServiceOptions, steps: &[StepFiles], api_options: ApiOptions) -> Server {
+    let service = Service::start(service_options).await.expect("service starts");
     for step in steps {
         let (bytes, manifest) = component(step);
         service.deploy_step(step.name, bytes, manifest).await.expect("test component deploys");
@@ -51,21 +55,21 @@ async fn start(db: &Path, steps: &[StepFiles], api_options: ApiOptions) -> Serve
     Server { base, service, http: reqwest::Client::new(), token, stop: Some(stop), handle }
 }
 
-fn component(step: &StepFiles) -> (Vec<u8>, StepManifest) {
+pub(crate) fn component(step: &StepFiles) -> (Vec<u8>, StepManifest) {
     let bytes = std::fs::read(step.component).expect("component built");
     let manifest = StepManifest::from_toml(&std::fs::read_to_string(step.manifest).expect("manifest")).expect("valid");
     (bytes, manifest)
 }
 
 impl Server {
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = self.handle.await;
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -79,11 +83,11 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, Some(body.to_string().into_bytes())).await
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
 
@@ -92,14 +96,14 @@ impl Server {
     }
 
     /// Creates a task and waits for it to settle.
-    async fn run(&self, data: Value) -> Value {
+    pub(crate) async fn run(&self, data: Value) -> Value {
         let (status, task) = self.post("/v1/tasks?wait=20000", &data).await;
         assert_eq!(status, 201, "{task}");
         task
     }
 
     /// Polls a task until `done` holds (or 20 s pass).
-    async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..400 {
             let (_, task) = self.get(&format!("/v1/tasks/{id}")).await;
             if done(&task) {
@@ -111,11 +115,11 @@ impl Server {
     }
 }
 
-fn db_in(dir: &tempfile::TempDir) -> std::path::PathBuf {
+pub(crate) fn db_in(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("whenever.db")
 }
 
-fn runs(task: &Value) -> Vec<Value> {
+pub(crate) fn runs(task: &Value) -> Vec<Value> {
     task["runs"].as_array().cloned().unwrap_or_default()
 }
 
@@ -566,6 +570,7 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
         result: Ok(json!({"success": true, "transactionId": "txn_journaled"})),
         idempotency_key: format!("{}:charger:1:1", crashed.id),
         duration_us: 5,
+        replayed: false,
     };
     store.journal_call(&crashed.id, 0, 0, &journaled).await.expect("journaled");
     drop(store);

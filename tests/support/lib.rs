@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-use whenever::runtime::{LoadedStep, StepManifest};
+use serde_json::{Value, json};
+use whenever::runtime::{LoadError, LoadedStep, StepManifest};
 use whenever::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
 use whenever::{Host, HostOptions};
 use whenever_step_artifacts::StepFiles;
@@ -19,14 +19,56 @@ pub async fn host_with(steps: &[StepFiles]) -> Host {
     host
 }
 
-/// Loads one test component into the host's catalog.
-pub async fn deploy(host: &Host, step: &StepFiles) -> Result<Arc<LoadedStep>, whenever::runtime::LoadError> {
-    let bytes = std::fs::read(step.component).expect("component built by whenever-step-artifacts");
-    let manifest_text = std::fs::read_to_string(step.manifest).expect("manifest");
-    let manifest = StepManifest::from_toml(&manifest_text).expect("valid manifest");
-    let loaded = host.scheduler.runtime().load(step.name, &bytes, manifest).await?;
+/// Loads one test component into the host's catalog, with its `step.toml`.
+pub async fn deploy(host: &Host, step: &StepFiles) -> Result<Arc<LoadedStep>, LoadError> {
+    deploy_as(host, step.name, step, manifest_of(step)).await
+}
+
+/// Loads a test component as step `name` with the given manifest (another grant, no manifest).
+pub async fn deploy_as(
+    host: &Host,
+    name: &str,
+    step: &StepFiles,
+    manifest: StepManifest,
+) -> Result<Arc<LoadedStep>, LoadError> {
+    let loaded = host.scheduler.runtime().load(name, &component_of(step), manifest).await?;
     host.scheduler.catalog().insert(loaded);
-    Ok(host.scheduler.catalog().get(step.name).expect("just deployed"))
+    Ok(host.scheduler.catalog().get(name).expect("just deployed"))
+}
+
+/// A test component's bytes.
+pub fn component_of(step: &StepFiles) -> Vec<u8> {
+    std::fs::read(step.component).expect("component built by whenever-step-artifacts")
+}
+
+/// A test component's manifest (`step.toml`).
+pub fn manifest_of(step: &StepFiles) -> StepManifest {
+    let text = std::fs::read_to_string(step.manifest).expect("manifest");
+    StepManifest::from_toml(&text).expect("valid manifest")
+}
+
+/// Runs `bad` and a normal task (`write-a` must be deployed) at the same time; checks the
+/// normal one is unaffected and returns the other.
+pub async fn run_beside_a_normal_task(host: &Host, bad: Value) -> Task {
+    let (bad_task, good_task) = tokio::join!(run_task(host, bad), run_task(host, json!({"start": true})));
+    assert_normal_task_unaffected(&good_task);
+    bad_task
+}
+
+/// Deploys `step` (with its `step.toml`) while a normal task runs (`write-a` must be
+/// deployed); checks the normal one is unaffected and returns why the deploy was refused.
+pub async fn refused_beside_a_normal_task(host: &Host, step: &StepFiles) -> LoadError {
+    let (refused, good_task) = tokio::join!(deploy(host, step), run_task(host, json!({"start": true})));
+    assert_normal_task_unaffected(&good_task);
+    let error = refused.expect_err("the deploy is refused");
+    assert!(host.scheduler.catalog().get(step.name).is_none(), "{} was not deployed", step.name);
+    error
+}
+
+fn assert_normal_task_unaffected(task: &Task) {
+    assert_status(task, TaskStatus::Waiting);
+    assert_eq!(task.data["a"], json!("A"), "the normal task is unaffected");
+    assert_eq!(runs_of(task, "write-a").len(), 1);
 }
 
 /// Runs a task over `data` until it settles.

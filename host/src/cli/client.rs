@@ -254,20 +254,40 @@ pub(crate) async fn steps(args: StepsArgs) -> u8 {
         }
         for step in answer["steps"].as_array().into_iter().flatten() {
             let versions = step["versions"].as_array().map(Vec::len).unwrap_or_default();
-            let connectors: Vec<&str> =
-                step["connectors"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             println!(
-                "{:<30} {:<12} {} version(s)  connectors: {}",
+                "{:<30} {:<12} {} version(s)  grants: {}",
                 text(step, "name"),
                 text(step, "version"),
                 versions,
-                if connectors.is_empty() { "-".to_string() } else { connectors.join(", ") }
+                grants(step)
             );
         }
         Ok(())
     }
     .await;
     finish("steps", result)
+}
+
+/// A step's grants for people: `stripe, fraudGuard (hosts: fraud.internal)`, `-` for none, and
+/// what the host's config withholds.
+fn grants(step: &Value) -> String {
+    let list = |value: &Value| -> Vec<String> {
+        value.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+    };
+    let connectors = list(&step["connectors"]);
+    let hosts = list(&step["hosts"]);
+    let mut out = if connectors.is_empty() { "-".to_string() } else { connectors.join(", ") };
+    if !hosts.is_empty() {
+        out.push_str(&format!(" (hosts: {})", hosts.join(", ")));
+    }
+    let withheld: Vec<String> = list(&step["withheld"]["connectors"])
+        .into_iter()
+        .chain(list(&step["withheld"]["hosts"]).into_iter().map(|h| format!("host {h}")))
+        .collect();
+    if !withheld.is_empty() {
+        out.push_str(&format!("  withheld by config: {}", withheld.join(", ")));
+    }
+    out
 }
 
 /// `whenever tasks`.

@@ -14,6 +14,7 @@ use whenever_condition::Condition;
 use super::bindings::{Step, StepPre};
 use super::cache::{CompileCache, digest};
 use super::error::{LoadError, RuntimeError};
+use super::grants::Capabilities;
 use super::limits::StepLimits;
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
@@ -35,11 +36,18 @@ pub struct RuntimeConfig {
     pub pooling: bool,
     /// How many instances may exist at once (pooling).
     pub max_instances: u32,
+    /// The operator's narrowing of step grants and the hosts `http` connectors reach.
+    pub capabilities: Capabilities,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { cache_dir: default_cache_dir(), pooling: true, max_instances: 1_000 }
+        RuntimeConfig {
+            cache_dir: default_cache_dir(),
+            pooling: true,
+            max_instances: 1_000,
+            capabilities: Capabilities::default(),
+        }
     }
 }
 
@@ -59,6 +67,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<RunState>,
     cache: Option<CompileCache>,
+    capabilities: Arc<Capabilities>,
     ticker_stop: Arc<AtomicBool>,
     compiled: AtomicU64,
     from_cache: AtomicU64,
@@ -133,6 +142,7 @@ impl Runtime {
             engine,
             linker,
             cache,
+            capabilities: Arc::new(config.capabilities),
             ticker_stop,
             compiled: AtomicU64::new(0),
             from_cache: AtomicU64::new(0),
@@ -140,7 +150,8 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the cache), links and checks a component as step `name`, and
-    /// reads its condition once. Any problem is a [`LoadError`] naming it.
+    /// reads its condition once. The manifest's grants are narrowed by the operator's
+    /// [`Capabilities`]. Any problem is a [`LoadError`] naming it.
     pub async fn load(
         &self,
         name: &str,
@@ -162,15 +173,20 @@ impl Runtime {
                 ),
             });
         }
+        manifest
+            .validate()
+            .map_err(|e| LoadError::Manifest { step: name.to_string(), message: e.to_string() })?;
+        let (manifest, withheld) = self.capabilities.narrow(name, manifest);
         let digest = digest(bytes);
         let component = self.compile(name, bytes, &digest).await?;
+        check_world(&self.engine, name, &component)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld {
             step: name.to_string(),
             message: format!("{e:#}"),
         })?;
         let pre = StepPre::new(pre).map_err(|e| LoadError::WrongWorld {
             step: name.to_string(),
-            message: format!("{e:#}"),
+            message: format!("its exports do not have the step world's types: {e:#}"),
         })?;
         let condition = self.read_condition(name, &pre, &manifest.limits).await?;
         Ok(LoadedStep {
@@ -178,6 +194,7 @@ impl Runtime {
             version: digest[..12].to_string(),
             digest,
             manifest: Arc::new(manifest),
+            withheld,
             condition: Arc::new(condition),
             size: bytes.len(),
             pre,
@@ -199,6 +216,9 @@ impl Runtime {
         }
         let engine = self.engine.clone();
         let owned = bytes.to_vec();
+        if let Some(message) = not_a_component(bytes) {
+            return Err(LoadError::NotAComponent { step: name.to_string(), message });
+        }
         let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, owned))
             .await
             .map_err(|e| LoadError::NotAComponent { step: name.to_string(), message: e.to_string() })?;
@@ -245,13 +265,29 @@ impl Runtime {
             Ok(text) => text,
             Err(e) => {
                 let error = classify(e, store.data(), limits);
-                return Err(invalid(format!("condition() failed: {}", error.message)));
+                return Err(invalid(match error.kind {
+                    RunErrorKind::Deadline => format!(
+                        "condition() did not return within the deadline of {} ms and was stopped \
+                         (it must return its pattern, not compute)",
+                        limits.timeout_ms
+                    ),
+                    _ => format!("condition() failed: {}", error.message),
+                }));
             }
         };
         if text.len() > limits.max_output_bytes {
-            return Err(invalid(format!("condition() returned {} bytes", text.len())));
+            return Err(invalid(format!(
+                "condition() returned {} bytes, over the limit of {}",
+                text.len(),
+                describe_bytes(limits.max_output_bytes)
+            )));
         }
-        Condition::from_json_text(&text).map_err(|e| invalid(e.to_string()))
+        let pattern: Value = serde_json::from_str(&text)
+            .map_err(|e| invalid(format!("condition() did not return JSON ({e}): it returned {}", snippet(&text))))?;
+        Condition::parse(&pattern).map_err(|e| {
+            let at = if e.path.is_empty() { "at the top level".to_string() } else { format!("at {}", e.path) };
+            invalid(format!("{at}: {} (condition() returned {})", e.message, snippet(&text)))
+        })
     }
 
     /// Runs the step's `content` once on `input` in a fresh sandbox and reports what happened.
@@ -265,6 +301,8 @@ impl Runtime {
             step: step.name.clone(),
             run_number: input.run_number,
             manifest: step.manifest.clone(),
+            withheld: step.withheld.clone(),
+            capabilities: self.capabilities.clone(),
             connectors: input.connectors,
             replay: input.replay,
             journal: input.journal,
@@ -323,9 +361,11 @@ fn parse_output(output: &str, limits: &StepLimits) -> Result<RunOutput, RunError
         return Err(RunError {
             kind: RunErrorKind::OutputTooLarge,
             message: format!(
-                "the output is {} bytes, over the limit of {} bytes",
+                "the step's output is {} ({} bytes), over the output limit of {} (limits.max_output_bytes); \
+                 nothing was applied",
+                describe_bytes(output.len()),
                 output.len(),
-                limits.max_output_bytes
+                describe_bytes(limits.max_output_bytes)
             ),
         });
     }
@@ -355,7 +395,12 @@ fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> Ru
     if state.call_cap_hit {
         return RunError {
             kind: RunErrorKind::TooManyConnectorCalls,
-            message: format!("the run made more than {} connector calls", limits.max_connector_calls),
+            message: format!(
+                "the run tried to make more than {} connector calls (limits.max_connector_calls) and \
+                 was stopped at call {}",
+                limits.max_connector_calls,
+                u64::from(limits.max_connector_calls) + 1
+            ),
         };
     }
     let trap = error.downcast_ref::<Trap>().copied();
@@ -368,20 +413,117 @@ fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> Ru
     if state.limiter.hit {
         return RunError {
             kind: RunErrorKind::Memory,
-            message: format!("the run tried to use more than its memory limit of {} MiB", limits.memory_mib),
+            message: format!(
+                "the run tried to use more than its memory limit of {} MiB (limits.memory_mib) and was stopped",
+                limits.memory_mib
+            ),
+        };
+    }
+    if trap == Some(Trap::StackOverflow) {
+        return RunError {
+            kind: RunErrorKind::StackOverflow,
+            message: "the step overflowed its stack (recursion too deep) and was stopped".to_string(),
         };
     }
     if let Some(panic) = panic_message(&state.log) {
         return RunError { kind: RunErrorKind::Panic, message: format!("the step panicked: {panic}") };
     }
     match trap {
-        Some(Trap::StackOverflow) => RunError {
-            kind: RunErrorKind::Trap,
-            message: "the step overflowed its stack (too deep recursion)".to_string(),
-        },
         Some(trap) => RunError { kind: RunErrorKind::Trap, message: format!("the step trapped: {trap}") },
         None => RunError { kind: RunErrorKind::Trap, message: format!("the step failed: {error:#}") },
     }
+}
+
+/// A size for people: `4 MiB`, `100.0 MiB`, `512 bytes`.
+fn describe_bytes(bytes: usize) -> String {
+    const MIB: usize = 1 << 20;
+    const KIB: usize = 1 << 10;
+    if bytes >= MIB {
+        if bytes % MIB == 0 { format!("{} MiB", bytes / MIB) } else { format!("{:.1} MiB", bytes as f64 / MIB as f64) }
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// The start of a guest's text, quoted, for messages.
+fn snippet(text: &str) -> String {
+    const MAX: usize = 120;
+    if text.len() <= MAX {
+        return format!("{text:?}");
+    }
+    let mut cut = MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{:?}... ({} bytes)", &text[..cut], text.len())
+}
+
+/// Why `bytes` cannot be a component, when that is plain from the header: a core module, or not
+/// WebAssembly at all. `None` leaves the rest to wasmtime.
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    let Some(header) = bytes.get(..8) else {
+        return Some(format!("the file is {} bytes, too short for a WebAssembly component", bytes.len()));
+    };
+    if &header[..4] != b"\0asm" {
+        return Some("the file is not WebAssembly (it does not start with the \\0asm magic)".to_string());
+    }
+    // The version field: 1 with layer 0 is a core module; a component is version 0x0d, layer 1.
+    if header[4..8] == [1, 0, 0, 0] {
+        return Some(
+            "the file is a core WebAssembly module, not a component: build the step for the \
+             wasm32-wasip2 target (or wrap a module with `wasm-tools component new`)"
+                .to_string(),
+        );
+    }
+    None
+}
+
+/// The interfaces a step may import (what `link_wasi` and the step world provide).
+const ALLOWED_IMPORTS: &[&str] =
+    &["whenever:step/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/"];
+
+/// Checks the component against the step world before linking, so a refusal names the cause: it
+/// imports something a step may not use (files, sockets, ...), or it does not export the step
+/// world's functions (a command, or a component for another world).
+fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<(), LoadError> {
+    use wasmtime::component::types::ComponentItem;
+    let wrong = |message: String| LoadError::WrongWorld { step: name.to_string(), message };
+    let ty = component.component_type();
+    let forbidden: Vec<&str> = ty
+        .imports(engine)
+        .map(|(import, _)| import)
+        .filter(|import| !ALLOWED_IMPORTS.iter().any(|allowed| import.starts_with(allowed)))
+        .collect();
+    if !forbidden.is_empty() {
+        return Err(wrong(format!(
+            "it imports {}, which a step may not use: a step gets the step world (log, connectors, \
+             task) and WASI streams, clocks, random, stdio and an empty environment; no filesystem \
+             and no sockets",
+            forbidden.join(", ")
+        )));
+    }
+    let exports: Vec<(&str, bool)> = ty
+        .exports(engine)
+        .map(|(export, item)| (export, matches!(item.ty, ComponentItem::ComponentFunc(_))))
+        .collect();
+    let missing: Vec<&str> = ["condition", "content"]
+        .into_iter()
+        .filter(|wanted| !exports.iter().any(|(export, is_func)| export == wanted && *is_func))
+        .collect();
+    if !missing.is_empty() {
+        let found: Vec<&str> = exports.iter().map(|(export, _)| *export).collect();
+        return Err(wrong(format!(
+            "it does not export the step world's {} function{} (it exports {}): it was built for \
+             another world; a step is a cdylib built against wit/step.wit (see whenever-step-sdk), \
+             not a command with fn main",
+            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(" and "),
+            if missing.len() > 1 { "s" } else { "" },
+            if found.is_empty() { "nothing".to_string() } else { found.join(", ") }
+        )));
+    }
+    Ok(())
 }
 
 /// The message of a Rust panic, as the guest's panic hook printed it to stderr.

@@ -1,9 +1,19 @@
-//! The step manifest (`NAME.toml` beside `NAME.wasm`): which connectors the step may call and
-//! its limits. A step without a manifest is granted nothing.
+//! The step manifest (`NAME.toml` beside `NAME.wasm`): which connectors the step may call (and,
+//! for `http` connectors, which hosts) and its limits. A step without a manifest is granted
+//! nothing.
+//!
+//! ```toml
+//! connectors = ["inventorySystem", "slackCom"]
+//! [http]
+//! hosts = ["inventory.internal"]   # or "*.internal", or "*" for whatever the operator configures
+//! [limits]
+//! timeout_ms = 2000
+//! ```
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::grants::host_pattern_problem;
 use super::limits::StepLimits;
 
 /// What a step is granted and held to.
@@ -12,10 +22,21 @@ use super::limits::StepLimits;
 pub struct StepManifest {
     /// The connectors the step may call (`stripe`, `slackCom`, ...). Anything else is not granted.
     pub connectors: Vec<String>,
+    /// What the step may reach through connectors of kind `http`.
+    pub http: HttpGrants,
     /// Sandbox limits; unset fields keep the defaults.
     pub limits: StepLimits,
     /// A description for people.
     pub description: Option<String>,
+}
+
+/// The `[http]` section: the hosts the step may reach through connectors the operator configured
+/// with `kind = "http"` (the host of their `base_url`). None listed: no `http` connector answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpGrants {
+    /// Host names (`inventory.internal`), `*.suffix` for every name under a suffix, or `*`.
+    pub hosts: Vec<String>,
 }
 
 /// The manifest text is not valid.
@@ -26,7 +47,17 @@ pub struct ManifestError(pub String);
 impl StepManifest {
     /// Parses a manifest from TOML text.
     pub fn from_toml(text: &str) -> Result<StepManifest, ManifestError> {
-        toml::from_str(text).map_err(|e| ManifestError(e.to_string()))
+        let manifest: StepManifest = toml::from_str(text).map_err(|e| ManifestError(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks what TOML cannot: every `[http] hosts` entry is a host name pattern.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        match self.http.hosts.iter().find_map(|h| host_pattern_problem(h)) {
+            Some(problem) => Err(ManifestError(format!("[http] hosts: {problem}"))),
+            None => Ok(()),
+        }
     }
 
     /// Whether the step may call `connector`.
@@ -47,6 +78,18 @@ mod tests {
         assert!(!m.grants("paypal"));
         assert_eq!(m.limits.timeout_ms, 500);
         assert_eq!(m.limits.memory_mib, 64);
+    }
+
+    #[test]
+    fn parses_http_hosts_and_refuses_urls() {
+        let m = StepManifest::from_toml("connectors = [\"fraudGuard\"]\n[http]\nhosts = [\"fraud.internal\", \"*.svc\"]\n")
+            .expect("valid manifest");
+        assert_eq!(m.http.hosts, vec!["fraud.internal".to_string(), "*.svc".to_string()]);
+        assert!(StepManifest::from_toml("").expect("empty").http.hosts.is_empty());
+        let err = StepManifest::from_toml("[http]\nhosts = [\"https://fraud.internal/x\"]\n").expect_err("a URL refused");
+        assert!(err.to_string().contains("[http] hosts") && err.to_string().contains("not a host name pattern"), "{err}");
+        let err = StepManifest::from_toml("[http]\nhost = [\"a\"]\n").expect_err("typo refused");
+        assert!(err.to_string().contains("host"), "{err}");
     }
 
     #[test]

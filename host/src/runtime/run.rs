@@ -70,6 +70,10 @@ pub struct ConnectorCallRecord {
     pub idempotency_key: String,
     /// How long the call took, in microseconds.
     pub duration_us: u64,
+    /// The result was not asked of the connector again but replayed from the journal of an
+    /// attempt of this run that a crash interrupted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// What a run asked of its task through the task API; applied only when the run succeeds.
@@ -97,6 +101,8 @@ pub enum RunErrorKind {
     Memory,
     /// The guest panicked.
     Panic,
+    /// The guest overflowed its stack (recursion too deep).
+    StackOverflow,
     /// The guest trapped for another reason.
     Trap,
     /// The output is not valid JSON (or not an object).

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use whenever_connectors::{CallContext, Registry};
 
 use super::bindings::whenever::step::{connectors, log, task};
+use super::grants::{Capabilities, Withheld};
 use super::limits::MemoryLimiter;
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
@@ -20,6 +21,8 @@ pub(crate) struct RunContext {
     pub(crate) step: String,
     pub(crate) run_number: u32,
     pub(crate) manifest: Arc<StepManifest>,
+    pub(crate) withheld: Withheld,
+    pub(crate) capabilities: Arc<Capabilities>,
     pub(crate) connectors: Registry,
     pub(crate) replay: Vec<ConnectorCallRecord>,
     pub(crate) journal: Option<Arc<dyn super::run::CallJournal>>,
@@ -135,14 +138,8 @@ impl connectors::Host for RunState {
                 message: format!("the arguments to {connector}.{method} are not JSON: {e}"),
             }),
             Ok(ref args) => {
-                if !ctx.manifest.grants(&connector) {
-                    Err(whenever_connectors::ConnectorError {
-                        kind: K::NotGranted,
-                        message: format!(
-                            "step {} is not granted the connector {connector:?} (add it to the step's manifest)",
-                            ctx.step
-                        ),
-                    })
+                if let Err(message) = ctx.capabilities.check_call(&ctx.step, &ctx.manifest, &ctx.withheld, &connector) {
+                    Err(whenever_connectors::ConnectorError { kind: K::NotGranted, message })
                 } else if let Some(journaled) = ctx
                     .replay
                     .get(number)
@@ -171,6 +168,7 @@ impl connectors::Host for RunState {
             result: result.clone().map_err(|e| super::run::CallError { kind: e.kind, message: e.message }),
             idempotency_key: key,
             duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            replayed,
         };
         // A real result is made durable before the step sees it; a replayed one already is.
         if called

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use whenever_condition::Condition;
 
 use super::bindings::StepPre;
+use super::grants::Withheld;
 use super::manifest::StepManifest;
 use super::state::RunState;
 
@@ -17,8 +18,10 @@ pub struct LoadedStep {
     pub version: String,
     /// The full SHA-256 of the component.
     pub digest: String,
-    /// Grants and limits.
+    /// Grants and limits: the manifest's, narrowed by the operator's config.
     pub manifest: Arc<StepManifest>,
+    /// What the manifest asks for that the operator's config withholds.
+    pub withheld: Withheld,
     /// The parsed condition.
     pub condition: Arc<Condition>,
     /// Size of the component in bytes.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::Value;
-use tokio::task::JoinSet;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use whenever_connectors::Registry;
 
 use super::merge::{self, Change};
@@ -174,7 +176,10 @@ impl Scheduler {
         mut checkpoint: Option<&mut dyn Checkpoint>,
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<TaskStatus, CheckpointError> {
-        let mut runs: JoinSet<(u64, RunReport)> = JoinSet::new();
+        // The task's runs progress concurrently inside this driver (interleaving at connector calls
+        // and deadline ticks); other tasks' drivers use the other cores. Polling them here rather
+        // than spawning saves a cross-thread hand-off per run.
+        let mut runs: FuturesUnordered<BoxFuture<'static, (u64, Result<RunReport, String>)>> = FuturesUnordered::new();
         let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
         let mut applied: Vec<Applied> = Vec::new();
         let mut seq: u64 = 0;
@@ -199,7 +204,7 @@ impl Scheduler {
             let runtime = self.runtime.clone();
             let step = resume.step.clone();
             let run_id = resume.run_id;
-            runs.spawn(async move { (run_id, runtime.run(&step, input).await) });
+            runs.push(launch(runtime, step, input, run_id));
             in_flight.insert(run_id, InFlight { step: resume.step, snapshot: Arc::new(resume.input), start_seq: seq });
         }
 
@@ -274,22 +279,18 @@ impl Scheduler {
                     };
                     let runtime = self.runtime.clone();
                     let running = step.clone();
-                    runs.spawn(async move { (run_id, runtime.run(&running, input).await) });
+                    runs.push(launch(runtime, running, input, run_id));
                     in_flight.insert(run_id, InFlight { step, snapshot: snapshot.clone(), start_seq: seq });
                 }
             }
 
-            let Some(joined) = runs.join_next().await else { break };
-            let (run_id, report) = match joined {
-                Ok(done) => done,
-                Err(join_error) => {
-                    // A run's task panicked inside the host: fail every run we can no longer track.
-                    let lost: Vec<u64> = in_flight.keys().copied().collect();
-                    for run_id in lost {
-                        if let Some(flight) = in_flight.remove(&run_id) {
-                            self.finish_failed(task, run_id, &flight, format!("internal error: {join_error}"));
-                            dirty.insert(run_id);
-                        }
+            let Some((run_id, joined)) = runs.next().await else { break };
+            let report = match joined {
+                Ok(report) => report,
+                Err(message) => {
+                    if let Some(flight) = in_flight.remove(&run_id) {
+                        self.finish_failed(task, run_id, &flight, format!("internal error: {message}"));
+                        dirty.insert(run_id);
                     }
                     continue;
                 }
@@ -424,6 +425,23 @@ impl Scheduler {
         let mut none = Vec::new();
         self.finish(task, run_id, flight, report, 0, &mut none);
     }
+}
+
+/// One run as a future; a panic inside the host while running it becomes an error, not a crash.
+fn launch(
+    runtime: Arc<Runtime>,
+    step: Arc<LoadedStep>,
+    input: RunInput,
+    run_id: u64,
+) -> BoxFuture<'static, (u64, Result<RunReport, String>)> {
+    async move {
+        let outcome = std::panic::AssertUnwindSafe(async move { runtime.run(&step, input).await })
+            .catch_unwind()
+            .await
+            .map_err(|_| "the host panicked while running the step".to_string());
+        (run_id, outcome)
+    }
+    .boxed()
 }
 
 /// "step X failed: why" for the latest failed run of each failing step.

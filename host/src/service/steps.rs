@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Service, ServiceError};
-use crate::runtime::{LoadError, LoadedStep, StepManifest};
+use crate::runtime::{LoadError, LoadedStep, StepManifest, Withheld};
 use crate::scheduler::rules;
 use crate::store::{StepVersion, StepVersionInfo, TaskQuery};
 use crate::task::TaskStatus;
@@ -28,8 +28,14 @@ pub struct StepInfo {
     pub digest: String,
     /// Size of the component in bytes.
     pub size: u64,
-    /// The connectors it is granted.
+    /// The connectors it is granted (its manifest's, narrowed by the host's config).
     pub connectors: Vec<String>,
+    /// The hosts it may reach through `http` connectors (likewise narrowed).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// What its manifest asks for that the host's config withholds.
+    #[serde(default, skip_serializing_if = "Withheld::is_empty")]
+    pub withheld: Withheld,
     /// Its condition (the JSON pattern).
     pub condition: serde_json::Value,
     /// When the serving version was first deployed.
@@ -245,6 +251,8 @@ fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
         digest: step.digest.clone(),
         size: step.size as u64,
         connectors: step.manifest.connectors.clone(),
+        hosts: step.manifest.http.hosts.clone(),
+        withheld: step.withheld.clone(),
         condition: step.condition.pattern().clone(),
         deployed_at: versions.iter().find(|v| v.version == step.version).map(|v| v.deployed_at),
         versions,

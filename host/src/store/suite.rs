@@ -47,6 +47,7 @@ fn call(n: u32) -> ConnectorCallRecord {
         },
         idempotency_key: format!("t:s:1:{n}"),
         duration_us: 10,
+        replayed: false,
     }
 }
 

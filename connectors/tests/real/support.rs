@@ -1,0 +1,178 @@
+//! Shared by the real-connector tests: local servers on 127.0.0.1:0 that record every request,
+//! registries built from TOML the way the host builds them, and call helpers.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use serde_json::Value;
+use whenever_connectors::{
+    CallContext, ConfigError, ConnectorError, ConnectorsConfig, Env, Registry,
+};
+
+/// One request a local server received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Seen {
+    /// A header's value as text ("" when absent).
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The body as form pairs, in order.
+    pub fn form(&self) -> Vec<(String, String)> {
+        serde_urlencoded::from_bytes(&self.body).expect("a form body")
+    }
+
+    /// One form field's value.
+    pub fn form_value(&self, key: &str) -> Option<String> {
+        self.form()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// Every request a server received, shared with its handlers.
+#[derive(Debug, Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<Seen>>>);
+
+impl Log {
+    pub fn all(&self) -> Vec<Seen> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// The requests to `path`.
+    pub fn to(&self, path: &str) -> Vec<Seen> {
+        self.all().into_iter().filter(|s| s.path == path).collect()
+    }
+
+    fn push(&self, seen: Seen) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(seen);
+    }
+}
+
+async fn record(State(log): State<Log>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    log.push(Seen {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        headers: parts.headers.clone(),
+        body: bytes.clone(),
+    });
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Serves `router` on 127.0.0.1 (a free port), recording every request in the returned log;
+/// answers `http://127.0.0.1:PORT`.
+pub async fn serve(router: Router) -> (String, Log) {
+    let log = Log::default();
+    let router = router.layer(middleware::from_fn_with_state(log.clone(), record));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://{addr}"), log)
+}
+
+/// A local address nothing listens on.
+pub async fn closed_port_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let addr = listener.local_addr().expect("local address");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// Parses `[connectors.*]` sections the way the host parses its config file.
+pub fn parse(toml_text: &str) -> ConnectorsConfig {
+    #[derive(serde::Deserialize)]
+    struct File {
+        connectors: ConnectorsConfig,
+    }
+    let file: File = toml::from_str(toml_text).expect("valid config TOML");
+    file.connectors
+}
+
+/// The registry a config file and these environment variables give.
+pub fn try_registry(toml_text: &str, env: &[(&str, &str)]) -> Result<Registry, ConfigError> {
+    Registry::from_config_with_env(
+        &parse(toml_text),
+        Path::new(""),
+        Env::from_vars(env.iter().copied()),
+    )
+}
+
+/// Like [`try_registry`], for configs that must build.
+pub fn registry(toml_text: &str, env: &[(&str, &str)]) -> Registry {
+    match try_registry(toml_text, env) {
+        Ok(r) => r,
+        Err(e) => panic!("config does not build: {e}"),
+    }
+}
+
+/// Calls as task `task-1`, step `step`, with this idempotency key.
+pub async fn call(
+    reg: &Registry,
+    connector: &str,
+    method: &str,
+    args: Value,
+    key: &str,
+) -> Result<Value, ConnectorError> {
+    reg.call(
+        connector,
+        method,
+        &args,
+        &CallContext::new("task-1", "step", key),
+    )
+    .await
+}
+
+/// How long a test server's slow answer takes (well above the timeouts tests configure).
+pub const SLOW: Duration = Duration::from_secs(3);
+
+/// Asserts none of `secrets` appears in `text`.
+pub fn assert_no_secret(text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(!text.contains(s), "a secret leaked into: {text}");
+    }
+}

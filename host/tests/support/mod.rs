@@ -1,0 +1,140 @@
+//! A real `whenever serve` process for the tests of this folder: started on a free loopback port,
+//! its address read from its first lines on stderr, talked to over HTTP, and stopped (or killed
+//! with SIGKILL) by its process id.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `whenever serve` child process.
+pub struct ServeProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Everything the server wrote on stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// A client for the server.
+    pub http: reqwest::Client,
+}
+
+/// The `whenever` binary built for these tests.
+pub fn whenever_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_whenever")
+}
+
+impl ServeProcess {
+    /// Starts `whenever serve --listen 127.0.0.1:0 --db DB ARGS...` and waits (up to 60 s) until
+    /// it listens.
+    pub fn start(db: &Path, args: &[&str]) -> ServeProcess {
+        let mut child = Command::new(whenever_binary())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .args(args)
+            .env_remove("WHENEVER_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("whenever serve starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, address) = std::sync::mpsc::channel::<String>();
+        let lines = log.clone();
+        // Drain stderr for the process's whole life, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = found.send(addr);
+                }
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let addr = match address.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("whenever serve did not start listening: {:?}", log.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+        };
+        ServeProcess { child, base: format!("http://{addr}"), log, http: reqwest::Client::new() }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (`Child::kill` is SIGKILL on Unix), then reaps the process.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL delivered");
+        let status = self.child.wait().expect("reaped");
+        assert!(!status.success(), "the server was killed, not stopped: {status:?}");
+    }
+
+    /// The server's stderr so far, one string.
+    pub fn stderr(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    }
+
+    /// One request; the status and the JSON answer (a string when it is not JSON).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// POST of a JSON value.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body.to_string().into_bytes())).await
+    }
+
+    /// How many tasks have this status (at most 1,000 counted).
+    pub async fn count(&self, status: &str) -> usize {
+        let (code, page) = self.get(&format!("/v1/tasks?status={status}&limit=1000")).await;
+        assert_eq!(code, 200, "{page}");
+        page["tasks"].as_array().map(Vec::len).unwrap_or_default()
+    }
+
+    /// Polls until `done` holds, or panics after `timeout`.
+    pub async fn until<F, Fut>(&self, what: &str, timeout: Duration, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        while !done().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; server log:\n{}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        // A test that panicked leaves no server behind (this process's own child, by its id).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

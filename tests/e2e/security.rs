@@ -1,0 +1,334 @@
+//! The security suite: what an untrusted third-party step can try, each case with a real
+//! component. Every attempt ends with a clear error in the run or at deploy, the host stays up,
+//! a normal task run at the same time completes, and nothing stored is lost. (A call to an
+//! ungranted connector is in `sandbox.rs`; grants and their narrowing in `capabilities.rs`.)
+
+use serde_json::{Value, json};
+use whenever::runtime::{LoadError, RunErrorKind, StepManifest, TRUNCATED_MARKER};
+use whenever::task::TaskStatus;
+use whenever_step_artifacts::StepFiles;
+use whenever_step_artifacts::testing::*;
+use whenever_tests::{
+    assert_status, component_of, deploy_as, error_of, host_with, refused_beside_a_normal_task,
+    run_beside_a_normal_task, run_task, runs_of,
+};
+
+use crate::service::{component, db_in, options, runs, start};
+
+/// The smallest core WebAssembly module: the magic and version 1, no sections.
+const CORE_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+// ---- runs: stopped by a limit, nothing applied ----
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_the_deadline() {
+    let host = host_with(&[INFINITE_LOOP, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"loopForever": true})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "infinite-loop");
+    assert_eq!(error.kind, RunErrorKind::Deadline);
+    assert!(error.message.contains("deadline of 2000 ms"), "{}", error.message);
+    assert!(task.message.as_deref().unwrap_or("").contains("infinite-loop"));
+    assert_eq!(task.data, json!({"loopForever": true}), "nothing applied");
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_stopped_by_the_memory_limit() {
+    let host = host_with(&[MEMORY_BOMB, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"eatMemory": true})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "memory-bomb");
+    assert_eq!(error.kind, RunErrorKind::Memory);
+    assert!(error.message.contains("memory limit of 64 MiB (limits.memory_mib)"), "{}", error.message);
+    assert_eq!(task.data, json!({"eatMemory": true}), "nothing applied");
+    // A fresh instance of the same step works afterwards: the host is fine.
+    let again = run_task(&host, json!({"start": true})).await;
+    assert_eq!(again.data["a"], json!("A"));
+}
+
+#[tokio::test]
+async fn deep_recursion_is_stopped_by_the_stack_limit() {
+    let host = host_with(&[DEEP_RECURSION, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"recurseDeeply": true})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "deep-recursion");
+    assert_eq!(error.kind, RunErrorKind::StackOverflow, "{}", error.message);
+    assert!(error.message.contains("overflowed its stack"), "{}", error.message);
+    assert_eq!(task.data, json!({"recurseDeeply": true}), "nothing applied");
+    // The host thread survived the guest's overflow.
+    let again = run_task(&host, json!({"start": true})).await;
+    assert_eq!(again.data["a"], json!("A"));
+}
+
+#[tokio::test]
+async fn an_output_of_100_mib_is_stopped_by_the_output_limit() {
+    // huge-output's manifest gives it 512 MiB of memory, so the output limit is what stops it.
+    let host = host_with(&[HUGE_OUTPUT, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"hugeOutput": true})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "huge-output");
+    assert_eq!(error.kind, RunErrorKind::OutputTooLarge, "{}", error.message);
+    assert!(error.message.contains("output is 100.0 MiB"), "{}", error.message);
+    assert!(error.message.contains("output limit of 4 MiB (limits.max_output_bytes)"), "{}", error.message);
+    assert_eq!(task.data, json!({"hugeOutput": true}), "nothing applied");
+}
+
+#[tokio::test]
+async fn an_output_of_100_mib_with_the_default_memory_is_stopped_by_the_memory_limit() {
+    let host = host_with(&[WRITE_A]).await;
+    deploy_as(&host, "huge-output", &HUGE_OUTPUT, StepManifest::default()).await.expect("loads");
+    let task = run_beside_a_normal_task(&host, json!({"hugeOutput": true})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "huge-output");
+    assert_eq!(error.kind, RunErrorKind::Memory, "{}", error.message);
+    assert!(error.message.contains("memory limit of 64 MiB"), "{}", error.message);
+    assert_eq!(task.data, json!({"hugeOutput": true}));
+}
+
+#[tokio::test]
+async fn logs_of_100_mib_are_cut_at_1_mib_with_a_marker() {
+    let host = host_with(&[HUGE_LOGS, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"hugeLogs": true})).await;
+    // The run itself is fine: its log is cut, not the run.
+    assert_status(&task, TaskStatus::Waiting);
+    assert_eq!(task.data["logged"], json!(100 << 20), "it did log 100 MiB");
+    let run = runs_of(&task, "huge-logs")[0];
+    assert!(run.logs_truncated);
+    let (marker, kept) = run.logs.split_last().expect("log lines");
+    assert_eq!(marker.message, TRUNCATED_MARKER);
+    let kept_bytes: usize = kept.iter().map(|l| l.message.len()).sum();
+    assert_eq!(kept_bytes, 1 << 20, "exactly the 1 MiB cap is kept");
+    let stored = serde_json::to_vec(&task).expect("serializes");
+    assert!(stored.len() < (1 << 20) + (64 << 10), "the stored task is {} bytes", stored.len());
+}
+
+#[tokio::test]
+async fn a_flood_of_100_000_connector_calls_is_stopped_at_1000() {
+    let host = host_with(&[CONNECTOR_FLOOD, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"floodConnectors": true})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "connector-flood");
+    assert_eq!(error.kind, RunErrorKind::TooManyConnectorCalls, "{}", error.message);
+    assert!(
+        error.message.contains("more than 1000 connector calls (limits.max_connector_calls)")
+            && error.message.contains("stopped at call 1001"),
+        "{}",
+        error.message
+    );
+    let run = runs_of(&task, "connector-flood")[0];
+    assert_eq!(run.connector_calls.len(), 1000);
+    assert!(run.connector_calls.iter().all(|c| c.result.is_ok()), "the first 1000 went through");
+    let effects = host.scheduler.connectors().effects();
+    assert_eq!(effects.count_for_task(&task.id, "slackCom", "send"), 1000, "no side effect past the cap");
+    assert_eq!(effects.len(), 1000, "and none elsewhere");
+    assert!(task.data.get("flooded").is_none(), "nothing applied");
+}
+
+// ---- WASI: no files, no sockets, no environment ----
+
+#[tokio::test]
+async fn a_component_opening_files_is_refused_at_deploy() {
+    let host = host_with(&[WRITE_A]).await;
+    let error = refused_beside_a_normal_task(&host, &READS_FILE).await;
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("reads-file") && message.contains("imports wasi:filesystem/"), "{message}");
+    assert!(message.contains("no filesystem"), "{message}");
+}
+
+#[tokio::test]
+async fn a_component_opening_sockets_is_refused_at_deploy() {
+    let host = host_with(&[WRITE_A]).await;
+    let error = refused_beside_a_normal_task(&host, &OPENS_SOCKET).await;
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("opens-socket") && message.contains("wasi:sockets/tcp"), "{message}");
+    assert!(message.contains("no sockets"), "{message}");
+}
+
+#[tokio::test]
+async fn a_step_sees_no_environment_and_no_arguments() {
+    assert!(std::env::vars().next().is_some(), "the host itself has an environment to leak");
+    let host = host_with(&[READS_ENVIRONMENT, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"readEnvironment": true})).await;
+    assert_status(&task, TaskStatus::Waiting);
+    let seen = &task.data["environment"];
+    assert_eq!(seen["vars"], json!({}), "{seen}");
+    assert_eq!(seen["args"], json!([]), "{seen}");
+    assert_eq!(seen["home"], Value::Null, "{seen}");
+    assert!(seen["cwd"].get("error").is_some() || seen["cwd"]["ok"] == json!("/"), "no host directory: {seen}");
+}
+
+// ---- components that are not steps ----
+
+#[tokio::test]
+async fn a_command_component_built_for_another_world_is_refused() {
+    let host = host_with(&[WRITE_A]).await;
+    let error = refused_beside_a_normal_task(&host, &OTHER_WORLD).await;
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("does not export the step world's `condition` and `content` functions"), "{message}");
+    assert!(message.contains("wasi:cli/run"), "names what it does export: {message}");
+}
+
+#[tokio::test]
+async fn a_component_exporting_other_signatures_is_refused() {
+    let host = host_with(&[WRITE_A]).await;
+    let error = refused_beside_a_normal_task(&host, &WRONG_SIGNATURE).await;
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("wrong-signature") && message.contains("do not have the step world's types"), "{message}");
+}
+
+#[tokio::test]
+async fn a_core_module_or_other_bytes_are_refused_as_not_a_component() {
+    let host = host_with(&[WRITE_A]).await;
+    let runtime = host.scheduler.runtime();
+    let (refused, good) = tokio::join!(
+        runtime.load("core-module", CORE_MODULE, StepManifest::default()),
+        run_task(&host, json!({"start": true}))
+    );
+    assert_eq!(good.data["a"], json!("A"));
+    let error = refused.expect_err("refused");
+    assert!(matches!(error, LoadError::NotAComponent { .. }), "{error}");
+    assert!(error.to_string().contains("core-module: not a valid WebAssembly component: the file is a core WebAssembly module"), "{error}");
+
+    let error = runtime.load("garbage", b"definitely not wasm", StepManifest::default()).await.expect_err("refused");
+    assert!(matches!(error, LoadError::NotAComponent { .. }), "{error}");
+    assert!(error.to_string().contains("garbage") && error.to_string().contains("not WebAssembly"), "{error}");
+    let error = runtime.load("tiny", b"\0as", StepManifest::default()).await.expect_err("refused");
+    assert!(error.to_string().contains("too short"), "{error}");
+}
+
+// ---- conditions ----
+
+#[tokio::test]
+async fn a_condition_that_is_not_json_is_refused_at_deploy() {
+    let host = host_with(&[WRITE_A]).await;
+    let error = refused_beside_a_normal_task(&host, &CONDITION_NOT_JSON).await;
+    assert!(matches!(error, LoadError::InvalidCondition { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("condition() did not return JSON"), "{message}");
+    assert!(message.contains("$number"), "quotes what it returned: {message}");
+}
+
+#[tokio::test]
+async fn a_condition_that_is_not_a_valid_pattern_is_refused_at_deploy() {
+    let host = host_with(&[WRITE_A]).await;
+    let error = refused_beside_a_normal_task(&host, &CONDITION_BAD_PATTERN).await;
+    assert!(matches!(error, LoadError::InvalidCondition { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("at order.id: unknown type name \"$strnig\""), "{message}");
+}
+
+#[tokio::test]
+async fn a_condition_that_loops_is_stopped_at_deploy() {
+    let host = host_with(&[WRITE_A]).await;
+    let started = std::time::Instant::now();
+    let error = refused_beside_a_normal_task(&host, &CONDITION_LOOPS).await;
+    assert!(matches!(error, LoadError::InvalidCondition { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("condition() did not return within the deadline of 2000 ms"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "stopped, not waited out");
+}
+
+// ---- through the service: the store keeps everything ----
+
+/// Every deploy-time refusal over the API leaves the serving version as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_deploys_keep_the_previous_version_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[], options()).await;
+    let (status, v1) = server.call(reqwest::Method::PUT, "/v1/steps/probe", Some(component(&WRITE_A).0)).await;
+    assert_eq!(status, 201, "{v1}");
+
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (CORE_MODULE.to_vec(), "core WebAssembly module"),
+        (component_of(&OTHER_WORLD), "does not export the step world's"),
+        (component_of(&WRONG_SIGNATURE), "types"),
+        (component_of(&READS_FILE), "wasi:filesystem"),
+        (component_of(&OPENS_SOCKET), "wasi:sockets"),
+        (component_of(&CONDITION_NOT_JSON), "did not return JSON"),
+        (component_of(&CONDITION_BAD_PATTERN), "$strnig"),
+        (component_of(&CONDITION_LOOPS), "did not return within the deadline"),
+    ];
+    for (bytes, cause) in bad {
+        let (status, error) = server.call(reqwest::Method::PUT, "/v1/steps/probe", Some(bytes)).await;
+        assert_eq!(status, 422, "{error}");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("probe") && message.contains(cause), "{cause}: {message}");
+    }
+    let (_, after) = server.get("/v1/steps/probe").await;
+    assert_eq!(after["version"], v1["version"]);
+    assert_eq!(after["versions"].as_array().map(Vec::len), Some(1), "nothing refused was stored");
+    let task = server.run(json!({"start": true})).await;
+    assert_eq!(task["data"]["a"], "A");
+    assert_eq!(runs(&task)[0]["version"], v1["version"]);
+    server.stop().await;
+}
+
+/// Misbehaving runs over the service, side by side with normal tasks: each fails with its error
+/// in the stored history, and every task (earlier ones too) is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_runs_lose_nothing_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    let steps: [StepFiles; 7] =
+        [WRITE_A, COMPLETES, INFINITE_LOOP, MEMORY_BOMB, DEEP_RECURSION, CONNECTOR_FLOOD, HUGE_LOGS];
+    let server = start(&db, &steps, options()).await;
+    let earlier = server.run(json!({"finish": true})).await;
+    assert_eq!(earlier["status"], "completed");
+
+    let attacks = [
+        (json!({"loopForever": true}), "infinite-loop", "deadline"),
+        (json!({"eatMemory": true}), "memory-bomb", "memory"),
+        (json!({"recurseDeeply": true}), "deep-recursion", "stack-overflow"),
+        (json!({"floodConnectors": true}), "connector-flood", "too-many-connector-calls"),
+    ];
+    let (bad, normal, logs) = tokio::join!(
+        futures_all(&server, attacks.iter().map(|(data, _, _)| data.clone()).collect()),
+        server.run(json!({"start": true})),
+        server.run(json!({"hugeLogs": true})),
+    );
+    assert_eq!(normal["status"], "waiting", "{normal}");
+    assert_eq!(normal["data"]["a"], "A");
+    assert_eq!(logs["status"], "waiting");
+    assert!(logs.to_string().len() < (1 << 20) + (64 << 10), "the stored log is bounded");
+    for (task, (data, step, kind)) in bad.iter().zip(&attacks) {
+        assert_eq!(task["status"], "failed", "{step}: {}", task["message"]);
+        assert_eq!(&task["data"], data, "{step}: nothing applied");
+        let run = &runs(task)[0];
+        assert_eq!(run["step"], *step);
+        assert_eq!(run["outcome"]["error"]["kind"], *kind, "{step}: {run}");
+    }
+
+    // A restart on the same database: every task is there as it was.
+    server.stop().await;
+    let server = start(&db, &[], options()).await;
+    for before in bad.iter().chain([&earlier, &normal, &logs]) {
+        let id = before["id"].as_str().expect("id");
+        let (status, after) = server.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(status, 200, "{id}");
+        assert_eq!(after["status"], before["status"]);
+        assert_eq!(after["data"], before["data"]);
+        assert_eq!(after["runs"], before["runs"]);
+    }
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+/// Runs every task at once over the API, each to its settled state.
+async fn futures_all(server: &crate::service::Server, tasks: Vec<Value>) -> Vec<Value> {
+    let mut ids = Vec::new();
+    for data in tasks {
+        let (status, created) = server.post("/v1/tasks", &data).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().expect("id").to_string());
+    }
+    let mut settled = Vec::new();
+    for id in ids {
+        settled.push(server.until(&id, |t| t["status"] != "running").await);
+    }
+    settled
+}
