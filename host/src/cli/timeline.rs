@@ -68,7 +68,7 @@ impl Timeline {
                                 run.connector_calls.iter().map(|c| format!("{}.{}", c.connector, c.method)).collect();
                             format!("; calls {}", names.join(", "))
                         };
-                        format!("✓ {} in {:.1} ms: {} change(s){calls}", run.step, run.duration_ms, run.changes.len())
+                        format!("✓ {} in {:.1} ms: {}{calls}", run.step, run.duration_ms, changed(run))
                     }
                     Some(RunOutcomeRecord::Error(e)) => {
                         format!("✗ {} in {:.1} ms: {}", run.step, run.duration_ms, e.message)
@@ -97,6 +97,19 @@ impl Timeline {
             }
         }
     }
+}
+
+/// The paths a run changed, dotted and shortened: `order.tierAnalyzed, order.priority, +3 more`.
+fn changed(run: &RunRecord) -> String {
+    if run.changes.is_empty() {
+        return "no changes".to_string();
+    }
+    let mut names: Vec<String> =
+        run.changes.iter().take(4).map(|c| c.path().trim_start_matches('/').replace('/', ".")).collect();
+    if run.changes.len() > 4 {
+        names.push(format!("+{} more", run.changes.len() - 4));
+    }
+    format!("set {}", names.join(", "))
 }
 
 fn offset(task: &Task, run: &RunRecord, end: bool) -> String {
