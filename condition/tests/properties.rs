@@ -37,8 +37,8 @@ fn number() -> impl Strategy<Value = Value> {
 fn string() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "x", "y", "", "$string", "$number", "$boolean", "$array", "$object", "$any", "$strnig", "$",
-            "$null", "^x", "(", "[a-",
+            "x", "y", "", "$string", "$number", "$boolean", "$array", "$object", "$any", "$strnig", "$", "$null", "^x",
+            "(", "[a-",
         ])
         .prop_map(str::to_string),
         "\\PC{0,8}",
@@ -56,7 +56,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 32, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((key(), inner), 0..4).prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            prop::collection::vec((key(), inner), 0..4)
+                .prop_map(|entries| Value::Object(entries.into_iter().collect())),
         ]
     })
 }
@@ -83,7 +84,8 @@ fn pattern() -> impl Strategy<Value = Value> {
         (prop::sample::select(vec!["$gt", "$gte", "$lt", "$lte"]), number()).prop_map(|(op, n)| json!({op: n})),
         (prop::sample::select(vec!["$in", "$nin"]), prop::collection::vec(json_value(), 0..4))
             .prop_map(|(op, items)| json!({op: items})),
-        (prop::sample::select(vec!["$in", "$regex", "$gt", "$bogus"]), json_value()).prop_map(|(op, arg)| json!({op: arg})),
+        (prop::sample::select(vec!["$in", "$regex", "$gt", "$bogus"]), json_value())
+            .prop_map(|(op, arg)| json!({op: arg})),
     ];
     leaf.prop_recursive(4, 24, 4, |inner| {
         prop_oneof![

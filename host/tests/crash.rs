@@ -1,27 +1,33 @@
 //! Crash recovery of the real `whenever serve` process.
 //!
-//! RetailMax orders arrive through a webhook; the server is killed with SIGKILL while they are
-//! being processed, restarted on the same database, killed again during its recovery, and
-//! restarted once more. Then every order must have reached the seed path's final state, and no
-//! side effect may have happened twice.
+//! RetailMax orders arrive through a webhook from eight concurrent senders; the server is killed
+//! with SIGKILL while orders are still arriving and being processed, restarted on the same
+//! database (the senders go on delivering what was not accepted), killed again in the middle of
+//! that, and restarted once more. Then every order must have reached the seed path's final state,
+//! and no side effect may have happened twice.
+//!
+//! A delivery that was in flight when the server died got no answer: it may or may not have been
+//! accepted, so the sender delivers it again, as any webhook sender would; such an order may then
+//! exist as two tasks (webhooks carry no delivery id to deduplicate on), each processed once.
 //!
 //! The connector simulators live in the server process, so their ledger dies with it. What is
 //! asserted instead is what a real provider would see, read from the store:
 //! - every order completed (`order.status = processing_complete`), every run succeeded, and no
-//!   step was started twice on an order: an interrupted run is re-run in place (same run, same
-//!   run number), not started anew;
-//! - all successful `stripe.charge` calls of an order carry one idempotency key (a provider
+//!   step was started twice on a task: an interrupted run is re-run in place (same run, same run
+//!   number), not started anew;
+//! - all successful `stripe.charge` calls of a task carry one idempotency key (a provider
 //!   honouring `Idempotency-Key`, as Stripe does, charges once), and the order's transaction id
 //!   is the one that key yields; likewise one key per reserved item for `inventorySystem.reserve`;
-//! - every connector result that was journaled when the server died is exactly the result the
-//!   re-run saw (same call, result and idempotency key) and is marked as replayed, not called
-//!   again.
+//! - every connector result that was journaled when a server died is exactly the result the re-run
+//!   saw (same call, result and idempotency key) and is marked as replayed, not called again; and
+//!   every replayed result is one of those.
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -44,38 +50,50 @@ fn order(i: usize) -> Value {
     order
 }
 
-/// Sends every order through `POST /v1/hooks/checkout`; returns the task ids in order.
-async fn send_orders(server: &ServeProcess) -> Vec<String> {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// What the senders delivered to one server.
+#[derive(Debug, Default)]
+struct Delivered {
+    /// (order number, task id) of each accepted delivery.
+    accepted: Vec<(usize, String)>,
+    /// Orders whose delivery got no answer (the server died): delivered again later.
+    unanswered: Vec<usize>,
+}
+
+/// Starts `SENDERS` senders taking order numbers from `queue` and delivering them through
+/// `POST /v1/hooks/checkout` until the queue is empty or `stop` is set.
+fn start_senders(
+    server: &ServeProcess,
+    queue: &Arc<Mutex<VecDeque<usize>>>,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinSet<Delivered> {
     let mut senders = tokio::task::JoinSet::new();
     for _ in 0..SENDERS {
-        let (http, base, next) = (server.http.clone(), server.base.clone(), next.clone());
+        let (http, base, queue, stop) = (server.http.clone(), server.base.clone(), queue.clone(), stop.clone());
         senders.spawn(async move {
-            let mut accepted = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= ORDERS {
-                    return accepted;
+            let mut delivered = Delivered::default();
+            while !stop.load(Ordering::SeqCst) {
+                let Some(i) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { break };
+                let sent = http.post(format!("{base}/v1/hooks/checkout")).body(order(i).to_string()).send().await;
+                let answer = match sent {
+                    Ok(response) => Some((response.status().as_u16(), response.text().await)),
+                    Err(_) => None,
+                };
+                match answer {
+                    Some((201, Ok(text))) => {
+                        let task: Value = serde_json::from_str(&text).expect("the answer is JSON");
+                        delivered.accepted.push((i, task["id"].as_str().expect("task id").to_string()));
+                    }
+                    Some((status, text)) if status != 201 => panic!("delivery refused: {status} {text:?}"),
+                    _ => {
+                        delivered.unanswered.push(i);
+                        break;
+                    }
                 }
-                let response = http
-                    .post(format!("{base}/v1/hooks/checkout"))
-                    .body(order(i).to_string())
-                    .send()
-                    .await
-                    .expect("webhook delivered");
-                assert_eq!(response.status().as_u16(), 201, "the webhook is accepted");
-                let task: Value = serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
-                accepted.push((i, task["id"].as_str().expect("task id").to_string()));
             }
+            delivered
         });
     }
-    let mut ids = vec![String::new(); ORDERS];
-    while let Some(done) = senders.join_next().await {
-        for (i, id) in done.expect("sender") {
-            ids[i] = id;
-        }
-    }
-    ids
+    senders
 }
 
 /// What the store held when the server died.
@@ -122,19 +140,6 @@ fn journaled_calls(deaths: &[&AtDeath]) -> usize {
     calls.len()
 }
 
-/// Kills the server once `completed` orders (at least) have completed, and reads the store.
-async fn kill_when_completed(server: ServeProcess, db: &Path, completed: usize) -> AtDeath {
-    server
-        .until("orders to complete before the kill", Duration::from_secs(60), || server_has_completed(&server, completed))
-        .await;
-    server.kill();
-    AtDeath::read(db).await
-}
-
-async fn server_has_completed(server: &ServeProcess, completed: usize) -> bool {
-    server.count("completed").await >= completed
-}
-
 fn txn_for(key: &str) -> String {
     format!("txn_{}", &hex::encode(Sha256::digest(key.as_bytes()))[..12])
 }
@@ -150,92 +155,166 @@ fn successful_calls<'a>(task: &'a Task, connector: &str, method: &str) -> BTreeM
         .collect()
 }
 
+/// Waits for the senders; what got no answer goes back to the front of the queue.
+async fn collect(
+    senders: &mut tokio::task::JoinSet<Delivered>,
+    queue: &Mutex<VecDeque<usize>>,
+    accepted: &mut Vec<(usize, String)>,
+    redelivered: &mut BTreeSet<usize>,
+) {
+    while let Some(done) = senders.join_next().await {
+        let done = done.expect("sender");
+        accepted.extend(done.accepted);
+        let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+        for i in done.unanswered {
+            redelivered.insert(i);
+            queue.push_front(i);
+        }
+    }
+}
+
+/// The order number of a task.
+fn order_number(task: &Task) -> usize {
+    let id = task.data["order"]["id"].as_str().unwrap_or_default();
+    id.strip_prefix("ORD-CRASH-").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("unknown order {id:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("whenever.db");
+    let queue = Arc::new(Mutex::new((0..ORDERS).collect::<VecDeque<usize>>()));
+    let mut accepted: Vec<(usize, String)> = Vec::new();
+    let mut redelivered = BTreeSet::new();
+    let mut deaths: Vec<AtDeath> = Vec::new();
 
-    // 1. Orders arrive; the server dies with SIGKILL while it processes them.
-    let server = ServeProcess::start(&db, &[]);
-    let ids = send_orders(&server).await;
-    let first = kill_when_completed(server, &db, ORDERS / 5).await;
-    assert!(first.running > 0, "the server was killed in the middle of the load: {first:?}");
-    assert!(first.interrupted > 0, "runs were in flight when the server died: {first:?}");
-
-    // 2. Restarted on the same database, it resumes; it is killed again during the recovery.
-    let server = ServeProcess::start(&db, &[]);
-    let completed_before = ORDERS - first.running;
-    let second = kill_when_completed(server, &db, (completed_before + 10).min(ORDERS)).await;
-
-    // 3. Restarted once more, it finishes every order.
-    let server = ServeProcess::start(&db, &[]);
-    server
-        .until("every order to settle", Duration::from_secs(60), || async { server.count("running").await == 0 })
-        .await;
-
-    let mut replayed = 0;
-    let mut checked_journal = BTreeSet::new();
-    for (i, id) in ids.iter().enumerate() {
-        let (status, answer) = server.get(&format!("/v1/tasks/{id}")).await;
-        assert_eq!(status, 200, "{answer}");
-        let task: Task = serde_json::from_value(answer).expect("a task");
-        let order = &task.data["order"];
-        assert_eq!(task.status, TaskStatus::Completed, "order {i} ({id}): {:?}", task.message);
-        assert_eq!(order["id"], json!(format!("ORD-CRASH-{i:04}")));
-        assert_eq!(order["status"], json!("processing_complete"), "order {i}");
-        assert_eq!(order["orderProcessingComplete"], json!(true), "order {i}");
-
-        // Every run succeeded and no step was started twice: interrupted runs re-ran in place.
-        let mut steps = BTreeSet::new();
-        for run in &task.runs {
-            assert_eq!(run.outcome, Some(RunOutcomeRecord::Ok), "order {i}: run {} of {}", run.id, run.step);
-            assert!(steps.insert(run.step.as_str()), "order {i}: step {} started twice", run.step);
-            assert_eq!(run.number, 1, "order {i}: {} is its first run", run.step);
+    // Two servers die under load, each once a fifth of the orders more have completed; the
+    // third finishes the work.
+    for round in 0..3 {
+        let server = ServeProcess::start(&db, &[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut senders = start_senders(&server, &queue, &stop);
+        if round < 2 {
+            let target = (server.count("completed").await + ORDERS / 5).min(ORDERS);
+            server
+                .until("orders to complete before the kill", Duration::from_secs(60), || async {
+                    server.count("completed").await >= target
+                })
+                .await;
+            stop.store(true, Ordering::SeqCst);
+            server.kill();
+            collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
+            let death = AtDeath::read(&db).await;
+            assert!(death.running > 0, "server {round} was killed in the middle of the load: {death:?}");
+            assert!(death.interrupted > 0, "runs were in flight when server {round} died: {death:?}");
+            deaths.push(death);
+            continue;
         }
+        collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
+        assert!(queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty(), "every order was delivered");
+        server
+            .until("every task to settle", Duration::from_secs(60), || async { server.count("running").await == 0 })
+            .await;
 
-        // Exactly one charge: one idempotency key among the successful charges, and the
-        // transaction the order records is that key's.
-        let charges = successful_calls(&task, "stripe", "charge");
-        assert_eq!(charges.len(), 1, "order {i}: one charge key, got {:?}", charges.keys());
-        let key = charges.keys().next().copied().unwrap_or_default();
-        assert_eq!(order["payment"]["transactionId"], json!(txn_for(key)), "order {i}");
-        // One reservation per item, each under its own key.
-        let items = order["items"].as_array().map(Vec::len).unwrap_or_default();
-        let reservations = successful_calls(&task, "inventorySystem", "reserve");
-        assert_eq!(reservations.len(), items, "order {i}: one reservation per item");
-
-        // What the dead servers had journaled is what the re-runs saw, replayed.
-        for journal in [&first.journal, &second.journal] {
-            for ((task_id, run_id), calls) in journal.iter().filter(|((t, _), _)| t == id) {
-                let run = task.runs.iter().find(|r| r.id == *run_id).expect("the interrupted run is in history");
-                for (index, journaled) in calls.iter().enumerate() {
-                    let seen = run.connector_calls.get(index).unwrap_or_else(|| {
-                        panic!("{task_id} run {run_id}: journaled call {index} is not in the re-run's history")
-                    });
-                    assert_eq!(
-                        (&seen.connector, &seen.method, &seen.result, &seen.idempotency_key),
-                        (&journaled.connector, &journaled.method, &journaled.result, &journaled.idempotency_key),
-                        "{task_id} run {run_id} call {index}: the re-run saw the journaled result"
-                    );
-                    assert!(seen.replayed, "{task_id} run {run_id} call {index} was replayed, not called again");
-                    checked_journal.insert((task_id.clone(), *run_id, index));
-                }
+        let (status, page) = server.get("/v1/tasks?limit=1000").await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page["next_cursor"].is_null());
+        let ids: Vec<String> =
+            page["tasks"].as_array().into_iter().flatten().filter_map(|t| t["id"].as_str().map(String::from)).collect();
+        for (_, id) in &accepted {
+            assert!(ids.contains(id), "accepted task {id} is stored");
+        }
+        let mut tasks_per_order = vec![0usize; ORDERS];
+        let mut replayed = BTreeSet::new();
+        let mut checked = BTreeSet::new();
+        for id in &ids {
+            let (status, answer) = server.get(&format!("/v1/tasks/{id}")).await;
+            assert_eq!(status, 200, "{answer}");
+            let task: Task = serde_json::from_value(answer).expect("a task");
+            let i = order_number(&task);
+            tasks_per_order[i] += 1;
+            check_order(&task, i);
+            checked.extend(check_replays(&task, &deaths));
+            for run in &task.runs {
+                let calls = run.connector_calls.iter().enumerate().filter(|(_, c)| c.replayed);
+                replayed.extend(calls.map(|(index, _)| (task.id.clone(), run.id, index)));
             }
         }
-        replayed += task.runs.iter().flat_map(|r| &r.connector_calls).filter(|c| c.replayed).count();
+        for (i, count) in tasks_per_order.iter().enumerate() {
+            assert!(*count >= 1, "order {i} was processed");
+            assert!(*count == 1 || redelivered.contains(&i), "order {i} has {count} tasks but was delivered once");
+        }
+        // Every journaled call was checked (a run interrupted twice is in both journals), and
+        // every replayed call had been journaled by a server that died.
+        assert_eq!(checked.len(), journaled_calls(&deaths.iter().collect::<Vec<_>>()));
+        assert_eq!(replayed, checked);
+        eprintln!(
+            "crash test: {ORDERS} orders in {} tasks; {} deliveries redelivered; at the kills: {}; {} calls replayed",
+            ids.len(),
+            redelivered.len(),
+            deaths
+                .iter()
+                .map(|d| format!(
+                    "{} tasks running, {} runs interrupted, {} calls journaled",
+                    d.running,
+                    d.interrupted,
+                    d.journaled_calls()
+                ))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            replayed.len()
+        );
     }
-    // Every journaled call was checked (a run interrupted twice is in both journals), and every
-    // replayed call was journaled by a server that died.
-    assert_eq!(checked_journal.len(), journaled_calls(&[&first, &second]));
-    assert_eq!(replayed, checked_journal.len());
-    eprintln!(
-        "crash test: {ORDERS} orders; first kill: {} running, {} interrupted runs, {} journaled calls; \
-         second kill: {} running, {} interrupted runs, {} journaled calls; {replayed} calls replayed",
-        first.running,
-        first.interrupted,
-        first.journaled_calls(),
-        second.running,
-        second.interrupted,
-        second.journaled_calls()
-    );
+}
+
+/// The seed path's final state, each step once, one charge and one reservation per item.
+fn check_order(task: &Task, i: usize) {
+    let order = &task.data["order"];
+    let id = &task.id;
+    assert_eq!(task.status, TaskStatus::Completed, "order {i} ({id}): {:?}", task.message);
+    assert_eq!(order["status"], json!("processing_complete"), "order {i}");
+    assert_eq!(order["orderProcessingComplete"], json!(true), "order {i}");
+
+    // Every run succeeded and no step was started twice: interrupted runs re-ran in place.
+    let mut steps = BTreeSet::new();
+    for run in &task.runs {
+        assert_eq!(run.outcome, Some(RunOutcomeRecord::Ok), "order {i}: run {} of {}", run.id, run.step);
+        assert!(steps.insert(run.step.as_str()), "order {i}: step {} started twice", run.step);
+        assert_eq!(run.number, 1, "order {i}: {} is its first run", run.step);
+    }
+
+    // Exactly one charge: one idempotency key among the successful charges, and the transaction
+    // the order records is that key's.
+    let charges = successful_calls(task, "stripe", "charge");
+    assert_eq!(charges.len(), 1, "order {i}: one charge key, got {:?}", charges.keys());
+    let key = charges.keys().next().copied().unwrap_or_default();
+    assert_eq!(order["payment"]["transactionId"], json!(txn_for(key)), "order {i}");
+    // One reservation per item, each under its own key.
+    let items = order["items"].as_array().map(Vec::len).unwrap_or_default();
+    let reservations = successful_calls(task, "inventorySystem", "reserve");
+    assert_eq!(reservations.len(), items, "order {i}: one reservation per item");
+}
+
+/// Checks that what the dead servers had journaled for this task is what its re-runs saw,
+/// replayed; returns the (task, run, call) checked.
+fn check_replays(task: &Task, deaths: &[AtDeath]) -> BTreeSet<(String, u64, usize)> {
+    let mut checked = BTreeSet::new();
+    for death in deaths {
+        for ((task_id, run_id), calls) in death.journal.iter().filter(|((t, _), _)| *t == task.id) {
+            let run = task.runs.iter().find(|r| r.id == *run_id).expect("the interrupted run is in history");
+            for (index, journaled) in calls.iter().enumerate() {
+                let seen = run.connector_calls.get(index).unwrap_or_else(|| {
+                    panic!("{task_id} run {run_id}: journaled call {index} is not in the re-run's history")
+                });
+                assert_eq!(
+                    (&seen.connector, &seen.method, &seen.result, &seen.idempotency_key),
+                    (&journaled.connector, &journaled.method, &journaled.result, &journaled.idempotency_key),
+                    "{task_id} run {run_id} call {index}: the re-run saw the journaled result"
+                );
+                assert!(seen.replayed, "{task_id} run {run_id} call {index} was replayed, not called again");
+                checked.insert((task_id.clone(), *run_id, index));
+            }
+        }
+    }
+    checked
 }

@@ -19,7 +19,8 @@ use whenever_tests::{assert_status, component_of, deploy_as, host_with, run_task
 use crate::service::{db_in, options, start_with};
 
 fn manifest(connectors: &[&str], hosts: &[&str]) -> StepManifest {
-    let mut m = StepManifest { connectors: connectors.iter().map(|c| c.to_string()).collect(), ..StepManifest::default() };
+    let mut m =
+        StepManifest { connectors: connectors.iter().map(|c| c.to_string()).collect(), ..StepManifest::default() };
     m.http.hosts = hosts.iter().map(|h| h.to_string()).collect();
     m
 }
@@ -73,9 +74,8 @@ async fn the_operator_config_narrows_a_manifest() {
     let host = Host::start(&HostOptions { config: Some(path), no_steps: true, ..HostOptions::default() })
         .await
         .expect("host starts");
-    let step = deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe", "slackCom"], &[]))
-        .await
-        .expect("loads");
+    let step =
+        deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe", "slackCom"], &[])).await.expect("loads");
     assert_eq!(step.manifest.connectors, vec!["slackCom".to_string()], "the intersection");
     assert_eq!(step.withheld.connectors, vec!["stripe".to_string()]);
     let result = charge_as(&host).await;
@@ -126,14 +126,11 @@ async fn an_http_connector_needs_its_host_granted() {
     assert_eq!(charge_as(&host).await["error"], "not-granted");
 
     // The operator narrows hosts as well.
-    let narrowed = reaches().limit_step(
-        "charger",
-        OperatorGrants { connectors: None, hosts: Some(vec!["inventory.internal".into()]) },
-    );
+    let narrowed = reaches()
+        .limit_step("charger", OperatorGrants { connectors: None, hosts: Some(vec!["inventory.internal".into()]) });
     let host = host_with_capabilities(narrowed);
-    let step = deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["*.internal"]))
-        .await
-        .expect("loads");
+    let step =
+        deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["*.internal"])).await.expect("loads");
     assert_eq!(step.manifest.http.hosts, vec!["inventory.internal".to_string()]);
     let result = charge_as(&host).await;
     let message = result["message"].as_str().unwrap_or_default();
@@ -144,9 +141,10 @@ async fn an_http_connector_needs_its_host_granted() {
 #[tokio::test]
 async fn a_manifest_with_a_bad_host_is_refused_at_deploy() {
     let host = host_with(&[]).await;
-    let error = deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["https://payments.internal/"]))
-        .await
-        .expect_err("refused");
+    let error =
+        deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["https://payments.internal/"]))
+            .await
+            .expect_err("refused");
     assert!(matches!(error, whenever::runtime::LoadError::Manifest { .. }), "{error}");
     assert!(error.to_string().contains("not a host name pattern"), "{error}");
 }
@@ -165,16 +163,21 @@ fn encode(text: &str) -> String {
 async fn the_steps_listing_shows_each_steps_grants() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("whenever.toml");
-    std::fs::write(&config, "[steps.charger]\nconnectors = [\"stripe\", \"fraudGuard\"]\nhosts = [\"fraud.internal\"]\n")
-        .expect("written");
-    let service_options = ServiceOptions { db: db_in(&dir), no_steps: true, config: Some(config), ..ServiceOptions::default() };
+    std::fs::write(
+        &config,
+        "[steps.charger]\nconnectors = [\"stripe\", \"fraudGuard\"]\nhosts = [\"fraud.internal\"]\n",
+    )
+    .expect("written");
+    let service_options =
+        ServiceOptions { db: db_in(&dir), no_steps: true, config: Some(config), ..ServiceOptions::default() };
     let server = start_with(&service_options, &[WRITE_A], options()).await;
 
     let asked = "connectors = [\"stripe\", \"paypal\", \"fraudGuard\"]\n[http]\nhosts = [\"fraud.internal\", \"shop.internal\"]\n";
     let path = format!("/v1/steps/charger?manifest={}", encode(asked));
     let (status, deployed) = server.call(reqwest::Method::PUT, &path, Some(component_of(&UNGRANTED_CONNECTOR))).await;
     assert_eq!(status, 201, "{deployed}");
-    let (status, third) = server.call(reqwest::Method::PUT, "/v1/steps/third-party", Some(component_of(&UNGRANTED_CONNECTOR))).await;
+    let (status, third) =
+        server.call(reqwest::Method::PUT, "/v1/steps/third-party", Some(component_of(&UNGRANTED_CONNECTOR))).await;
     assert_eq!(status, 201, "{third}");
 
     let (status, listing) = server.get("/v1/steps").await;
@@ -197,4 +200,53 @@ async fn the_steps_listing_shows_each_steps_grants() {
     let stored = stored.expect("read").expect("stored");
     assert_eq!(stored.manifest.connectors, vec!["stripe", "paypal", "fraudGuard"]);
     server.stop().await;
+}
+
+/// A local service answering `POST /charge` as a payment service would; counts the requests.
+async fn payment_service() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let app = axum::Router::new().route(
+        "/charge",
+        axum::routing::post(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({"success": true, "transactionId": "txn_local"}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, requests)
+}
+
+#[tokio::test]
+async fn a_real_http_connector_is_called_only_with_its_host_granted() {
+    use std::sync::atomic::Ordering;
+    let (base, requests) = payment_service().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("whenever.toml");
+    std::fs::write(&config, format!("[connectors.stripe]\nkind = \"http\"\nbase_url = \"{base}\"\n")).expect("written");
+    let host = Host::start(&HostOptions { config: Some(config), no_steps: true, ..HostOptions::default() })
+        .await
+        .expect("host starts");
+
+    // Granted the connector but not the host: refused before anything leaves the host.
+    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[])).await.expect("loads");
+    let result = charge_as(&host).await;
+    assert_eq!(result["error"], "not-granted", "{result}");
+    let message = result["message"].as_str().unwrap_or_default();
+    assert!(message.contains("host 127.0.0.1 that connector \"stripe\" reaches"), "{message}");
+    assert_eq!(requests.load(Ordering::SeqCst), 0, "no request was sent");
+
+    // With the host granted, the service answers.
+    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["127.0.0.1"])).await.expect("loads");
+    let result = charge_as(&host).await;
+    assert_eq!(result["ok"]["transactionId"], "txn_local", "{result}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
 }

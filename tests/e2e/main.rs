@@ -2,6 +2,7 @@
 
 mod capabilities;
 mod compile_cache;
+mod hot_deploy;
 mod retailmax;
 mod sandbox;
 mod scheduling;

@@ -191,7 +191,12 @@ async fn a_core_module_or_other_bytes_are_refused_as_not_a_component() {
     assert_eq!(good.data["a"], json!("A"));
     let error = refused.expect_err("refused");
     assert!(matches!(error, LoadError::NotAComponent { .. }), "{error}");
-    assert!(error.to_string().contains("core-module: not a valid WebAssembly component: the file is a core WebAssembly module"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("core-module: not a valid WebAssembly component: the file is a core WebAssembly module"),
+        "{error}"
+    );
 
     let error = runtime.load("garbage", b"definitely not wasm", StepManifest::default()).await.expect_err("refused");
     assert!(matches!(error, LoadError::NotAComponent { .. }), "{error}");

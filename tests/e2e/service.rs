@@ -579,6 +579,7 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
     let resumed = server.until(&crashed.id, |t| t["status"] != "running").await;
     assert_eq!(resumed["data"]["stripeResult"]["ok"]["transactionId"], "txn_journaled", "{resumed}");
     assert_eq!(runs(&resumed).len(), 1);
+    assert_eq!(runs(&resumed)[0]["connector_calls"][0]["replayed"], true, "history marks the replayed call");
     let effects = server.service.scheduler().connectors().effects();
     assert_eq!(effects.count_for_task(&crashed.id, "stripe", "charge"), 0, "no second charge");
     server.stop().await;

@@ -1,5 +1,5 @@
-//! The client commands: `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, talking to a
-//! running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
+//! The client commands: `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `rollback`,
+//! talking to a running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
 //! `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`). Output for people by default, the
 //! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
 //! the input is bad, 1 when the server is unreachable or failed.
@@ -103,6 +103,18 @@ pub struct RetryArgs {
     /// Wait up to this many milliseconds for the task to settle.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `whenever rollback NAME VERSION`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The step's name.
+    pub name: String,
+    /// The earlier version to serve again (as `whenever steps --json` lists them).
+    pub version: String,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -390,4 +402,25 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
     }
     .await;
     finish("retry", result)
+}
+
+/// `whenever rollback`.
+pub(crate) async fn rollback(args: RollbackArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let request = client
+            .http
+            .post(client.url(&format!("/v1/steps/{}/rollback", args.name)))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"version": args.version}).to_string());
+        let step = client.send(request).await?;
+        if args.client.json {
+            print_json(&step);
+        } else {
+            println!("{} now serves version {}", text(&step, "name"), text(&step, "version"));
+        }
+        Ok(())
+    }
+    .await;
+    finish("rollback", result)
 }

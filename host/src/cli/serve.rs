@@ -1,6 +1,6 @@
 //! `whenever serve [--listen ADDR] [--db PATH] [--steps DIR]... [--config FILE]`: the service and
 //! its HTTP API. The bearer token comes from `WHENEVER_TOKEN`; it is required when the address is
-//! not a loopback one.
+//! not a loopback one. The `--steps` folders are watched: a step dropped there is deployed live.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,8 +20,9 @@ pub struct ServeArgs {
     /// The SQLite database file (created if missing).
     #[arg(long, default_value = "whenever.db")]
     pub db: PathBuf,
-    /// A folder of steps (`NAME.wasm` with `NAME.toml`) deployed at start when new or changed;
-    /// repeatable. Default: the bundled RetailMax steps.
+    /// A folder of steps (`NAME.wasm` with `NAME.toml`) deployed at start when new or changed,
+    /// then watched: a file added or changed there is deployed live; repeatable. Default: the
+    /// bundled RetailMax steps.
     #[arg(long = "steps")]
     pub steps: Vec<PathBuf>,
     /// The config file (connectors, scheduler, runtime, server, store, hooks).
@@ -36,7 +37,8 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         eprintln!("whenever serve: listening on {} needs a bearer token: set WHENEVER_TOKEN", args.listen);
         return EXIT_BAD_INPUT;
     }
-    let options = ServiceOptions { db: args.db.clone(), steps: args.steps, no_steps: false, config: args.config };
+    let options =
+        ServiceOptions { db: args.db.clone(), steps: args.steps.clone(), no_steps: false, config: args.config };
     let service = match Service::start(&options).await {
         Ok(service) => service,
         Err(e) => {
@@ -63,6 +65,10 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
             return EXIT_INTERNAL;
         }
     };
+    if !args.steps.is_empty() {
+        // Dropped into a watched folder, a new or changed step is deployed live.
+        service.watch_steps(args.steps.clone(), std::time::Duration::from_secs(1));
+    }
     let steps: Vec<String> = service.scheduler().catalog().snapshot().iter().map(|s| s.name.clone()).collect();
     eprintln!(
         "whenever serve: listening on http://{} (database {}, {} steps: {})",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::manifest::StepManifest;
 
 /// The config `kind` of connectors that reach a service over HTTP (`POST {base_url}/{method}`).
-pub const HTTP_KIND: &str = "http";
+pub const HTTP_KIND: &str = whenever_connectors::config::HTTP;
 
 /// The setting of an `http` connector that holds the URL it reaches.
 pub const BASE_URL_SETTING: &str = "base_url";
@@ -160,10 +160,12 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
         return true;
     }
     match pattern.strip_prefix("*.") {
-        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(suffix) && {
-            let dot = host.len() - suffix.len() - 1;
-            host.as_bytes()[dot] == b'.'
-        },
+        Some(suffix) => {
+            host.len() > suffix.len() + 1 && host.ends_with(suffix) && {
+                let dot = host.len() - suffix.len() - 1;
+                host.as_bytes()[dot] == b'.'
+            }
+        }
         None => pattern == host,
     }
 }
@@ -204,10 +206,8 @@ mod tests {
     use super::*;
 
     fn manifest(connectors: &[&str], hosts: &[&str]) -> StepManifest {
-        let mut m = StepManifest {
-            connectors: connectors.iter().map(|c| c.to_string()).collect(),
-            ..StepManifest::default()
-        };
+        let mut m =
+            StepManifest { connectors: connectors.iter().map(|c| c.to_string()).collect(), ..StepManifest::default() };
         m.http.hosts = hosts.iter().map(|h| h.to_string()).collect();
         m
     }
@@ -237,7 +237,9 @@ mod tests {
         for good in ["inventory.internal", "*.internal", "*", "127.0.0.1", "svc_1", "::1"] {
             assert_eq!(host_pattern_problem(good), None, "{good}");
         }
-        for bad in ["", "https://inventory.internal", "inventory.internal:80", "a/b", "*a.internal", "a.*.b", ".x", "a..b"] {
+        for bad in
+            ["", "https://inventory.internal", "inventory.internal:80", "a/b", "*a.internal", "a.*.b", ".x", "a..b"]
+        {
             let problem = host_pattern_problem(bad).unwrap_or_default();
             assert!(problem.contains("not a host name pattern"), "{bad}: {problem}");
         }
@@ -254,10 +256,8 @@ mod tests {
 
     #[test]
     fn the_operator_narrows_connectors_to_the_intersection() {
-        let caps = Capabilities::new().limit_step(
-            "pay",
-            OperatorGrants { connectors: Some(strings(&["stripe", "slackCom"])), hosts: None },
-        );
+        let caps = Capabilities::new()
+            .limit_step("pay", OperatorGrants { connectors: Some(strings(&["stripe", "slackCom"])), hosts: None });
         let (narrowed, withheld) = caps.narrow("pay", manifest(&["stripe", "paypal"], &["a.internal"]));
         assert_eq!(narrowed.connectors, strings(&["stripe"]));
         assert_eq!(narrowed.http.hosts, strings(&["a.internal"]), "hosts not narrowed");
@@ -282,7 +282,8 @@ mod tests {
         assert_eq!(withheld.hosts, strings(&["*.internal", "other.example"]));
         let (all, _) = caps.narrow("s", manifest(&[], &["*"]));
         assert_eq!(all.http.hosts, strings(&["fraud.internal", "*.shop.example"]));
-        let caps = Capabilities::new().limit_step("s", OperatorGrants { connectors: Some(vec![]), hosts: Some(vec![]) });
+        let caps =
+            Capabilities::new().limit_step("s", OperatorGrants { connectors: Some(vec![]), hosts: Some(vec![]) });
         let (none, withheld) = caps.narrow("s", manifest(&["stripe"], &["a.internal"]));
         assert!(none.connectors.is_empty() && none.http.hosts.is_empty());
         assert_eq!(withheld.connectors, strings(&["stripe"]));

@@ -5,6 +5,8 @@
 
 pub mod driver;
 pub mod merge;
+#[cfg(test)]
+mod merge_properties;
 pub mod rules;
 
 pub use driver::{Checkpoint, CheckpointError, Commit, Event, Resumed, Scheduler, SchedulerSettings};

@@ -6,6 +6,7 @@
 //! - [`steps`]: deploying, removing and listing steps; their versions persist in the store.
 //! - [`metrics`]: counters and histograms for `/metrics`.
 //! - [`patch`]: JSON merge patch (RFC 7396).
+//! - `watch`: the steps-folder watcher of `whenever serve --steps DIR` ([`Service::watch_steps`]).
 //!
 //! Concurrency between writers of one task is the store's business: a task is changed from
 //! outside (patch, retry, re-evaluation after a deploy) only while it is settled, through a
@@ -16,6 +17,7 @@ pub mod drive;
 pub mod metrics;
 pub mod patch;
 pub mod steps;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -45,14 +45,15 @@ pub struct StepInfo {
     pub versions: Vec<StepVersionInfo>,
 }
 
-/// A step to deploy at start: its name, component and manifest.
+/// A step to deploy from a folder or the bundled set: its name, component and manifest.
 pub(crate) struct Source {
-    name: String,
-    bytes: Vec<u8>,
-    manifest: StepManifest,
+    pub(crate) name: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) manifest: StepManifest,
 }
 
-fn version_of(bytes: &[u8]) -> String {
+/// The version a component gets: the first 12 hex digits of its SHA-256.
+pub(crate) fn version_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))[..12].to_string()
 }
 
@@ -78,30 +79,47 @@ pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Source>, ServiceError> {
             .collect();
         files.sort();
         for path in files {
-            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-            let bytes = std::fs::read(&path).map_err(|e| unreadable(&path, e))?;
-            let manifest_path = path.with_extension("toml");
-            let manifest = if manifest_path.is_file() {
-                let text = std::fs::read_to_string(&manifest_path).map_err(|e| unreadable(&manifest_path, e))?;
-                StepManifest::from_toml(&text)
-                    .map_err(|e| manifest_error(&name, format!("{}: {e}", manifest_path.display())))?
-            } else {
-                StepManifest::default()
-            };
-            sources.push(Source { name, bytes, manifest });
+            sources.push(read_source(&path)?);
         }
     }
     Ok(sources)
 }
 
+/// Reads `NAME.wasm` and the manifest `NAME.toml` beside it (none: no grants, default limits).
+pub(crate) fn read_source(path: &Path) -> Result<Source, ServiceError> {
+    let unreadable = |path: &Path, e: std::io::Error| ServiceError::Invalid(format!("cannot read {}: {e}", path.display()));
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+    let manifest_path = path.with_extension("toml");
+    let manifest = if manifest_path.is_file() {
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| unreadable(&manifest_path, e))?;
+        StepManifest::from_toml(&text).map_err(|e| LoadError::Manifest {
+            step: name.clone(),
+            message: format!("{}: {e}", manifest_path.display()),
+        })?
+    } else {
+        StepManifest::default()
+    };
+    Ok(Source { name, bytes, manifest })
+}
+
 impl Service {
-    /// Deploys the start-up steps the store has not seen (new or changed files); a version the
-    /// store knows keeps whatever the store says (a later deploy or removal over HTTP stands).
+    /// Deploys the start-up steps the store has not seen (new or changed files, a changed
+    /// manifest included); a version the store knows with the same manifest keeps whatever the
+    /// store says (a later deploy, rollback or removal over HTTP stands).
     pub(crate) async fn deploy_sources(&self, sources: Vec<Source>) -> Result<(), ServiceError> {
         let known: HashSet<(String, String)> =
             self.inner.store.step_versions(None).await?.into_iter().map(|v| (v.name, v.version)).collect();
         for source in sources {
-            if known.contains(&(source.name.clone(), version_of(&source.bytes))) {
+            let version = version_of(&source.bytes);
+            if known.contains(&(source.name.clone(), version.clone()))
+                && self
+                    .inner
+                    .store
+                    .step_version(&source.name, &version)
+                    .await?
+                    .is_some_and(|stored| stored.manifest == source.manifest)
+            {
                 continue;
             }
             self.store_and_serve(&source.name, source.bytes, source.manifest).await?;

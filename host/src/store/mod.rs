@@ -5,12 +5,20 @@
 //! are detected by the store itself (each task carries a revision, and a save names the revision
 //! it read — a compare-and-swap the database performs), so a PostgreSQL backend shared by several
 //! hosts can implement it as it stands.
+//!
+//! [`postgres::PostgresStore`] is that backend. Hosts sharing it divide the running tasks with
+//! leases ([`Store::claim_tasks`], [`Store::renew_leases`], [`Store::release_task`]) and hear of
+//! each other's changes through [`Store::events`]; the SQLite store keeps the leases in memory (one
+//! host owns the file) and has no events.
 
+pub mod lease;
+pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -151,6 +159,15 @@ pub struct StepVersionInfo {
     pub current: bool,
 }
 
+/// A change made through another host sharing the store, which this host should react to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Tasks became claimable (created, resumed, or released by a host).
+    TasksAvailable,
+    /// The serving steps changed (a deploy, rollback or removal): reload them.
+    StepsChanged,
+}
+
 /// Durable storage for the service. Every method returns once its effect is durable.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -182,8 +199,8 @@ pub trait Store: Send + Sync + 'static {
         call: &ConnectorCallRecord,
     ) -> Result<(), StoreError>;
 
-    /// Stores a step version (kept if it exists) and, when `make_current`, makes it the one
-    /// that serves.
+    /// Stores a step version (a version that exists keeps its component and first deploy time
+    /// and takes the new manifest) and, when `make_current`, makes it the one that serves.
     async fn put_step_version(&self, version: &StepVersion, make_current: bool) -> Result<(), StoreError>;
 
     /// Makes `version` the serving version of step `name`, or, with `None`, removes the step
@@ -198,4 +215,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every stored version (of one step, or of all), oldest first, without components.
     async fn step_versions(&self, name: Option<&str>) -> Result<Vec<StepVersionInfo>, StoreError>;
+
+    /// Whether several hosts may share this store: they then claim tasks with leases and listen
+    /// to [`Store::events`] instead of driving every task they see.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Claims up to `limit` running tasks that no host holds (or whose holder's lease expired),
+    /// oldest first, for `owner` until `lease` from now; returns their ids. Two concurrent claims
+    /// never get the same task. A save that settles a task (any status but running) ends its lease.
+    async fn claim_tasks(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<String>, StoreError>;
+
+    /// Extends `owner`'s leases on `ids` to `lease` from now; returns the ids it still holds (a
+    /// missing id was taken over, or settled).
+    async fn renew_leases(&self, owner: &str, ids: &[String], lease: Duration) -> Result<Vec<String>, StoreError>;
+
+    /// Ends `owner`'s lease on task `id` (nothing when it does not hold it); a task still running
+    /// becomes claimable at once.
+    async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// A token that changes whenever the serving steps change (deploy, rollback, removal, a new
+    /// manifest): a host that claims work compares it with the one it loaded.
+    async fn steps_stamp(&self) -> Result<String, StoreError>;
+
+    /// Changes made through other hosts, as they commit (`None` for a store no other host
+    /// shares). Delivery is best effort: a host also polls slowly as a backstop.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        None
+    }
 }

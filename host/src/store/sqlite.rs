@@ -106,6 +106,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<WriteJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One host owns the file: leases live in memory.
+    leases: Arc<super::lease::LeaseTable>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -238,7 +240,12 @@ impl SqliteStore {
         for _ in 0..2 {
             readers.push(open_connection(path, &options)?);
         }
-        Ok(SqliteStore { path: path.to_path_buf(), writer, readers: Arc::new(Mutex::new(readers)) })
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer,
+            readers: Arc::new(Mutex::new(readers)),
+            leases: Arc::default(),
+        })
     }
 
     /// The database file.
@@ -415,6 +422,9 @@ impl Store for SqliteStore {
     }
 
     async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError> {
+        if save.task.status != TaskStatus::Running {
+            self.leases.forget(&save.task.id);
+        }
         let row = TaskRow::of(save.task)?;
         let runs = run_rows(save.task, save.runs, save.starting, save.input)?;
         let expected = i64::try_from(save.expected_revision).map_err(|e| corrupt("revision", e))?;
@@ -625,7 +635,7 @@ impl Store for SqliteStore {
         self.write(Box::new(move |conn| {
             conn.execute(
                 "INSERT INTO step_versions (name, version, digest, component, manifest, deployed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name, version) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name, version) DO UPDATE SET manifest = excluded.manifest",
                 params![v.name, v.version, v.digest, v.component, manifest, time_text(&v.deployed_at)],
             )
             .map_err(backend)?;
@@ -733,6 +743,44 @@ impl Store for SqliteStore {
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn claim_tasks(&self, owner: &str, limit: u32, lease: std::time::Duration) -> Result<Vec<String>, StoreError> {
+        let running: Vec<String> = self
+            .read(|conn| {
+                let mut statement = conn
+                    .prepare_cached("SELECT id FROM tasks WHERE status = 'running' ORDER BY seq")
+                    .map_err(backend)?;
+                statement.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(backend)
+            })
+            .await?;
+        Ok(self.leases.claim(running, owner, limit, lease))
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[String],
+        lease: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(self.leases.renew(owner, ids, lease))
+    }
+
+    async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        self.leases.release(id, owner);
+        Ok(())
+    }
+
+    async fn steps_stamp(&self) -> Result<String, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT count(*), coalesce(max(updated_at), ''), (SELECT count(*) FROM step_versions) FROM steps",
+                [],
+                |r| Ok(format!("{}:{}:{}", r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .map_err(backend)
         })
         .await
     }

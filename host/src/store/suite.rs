@@ -1,6 +1,9 @@
 //! The behaviour every [`Store`] must have, as one generic suite: the SQLite tests run it, and a
 //! PostgreSQL backend runs the same functions.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use chrono::Utc;
 use serde_json::json;
 
@@ -15,6 +18,7 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     interrupted_runs_keep_input_and_journal(store).await;
     listing_filters_and_pages(store).await;
     step_versions_and_current(store).await;
+    leases_are_exclusive_expire_and_end_when_settled(store).await;
 }
 
 fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
@@ -155,7 +159,10 @@ async fn step_versions_and_current<S: Store>(store: &S) {
         manifest: StepManifest { connectors: vec!["stripe".into()], ..StepManifest::default() },
         deployed_at: Utc::now(),
     };
+    let stamp = store.steps_stamp().await.expect("stamp");
     store.put_step_version(&version("v1", b"one"), true).await.expect("stored");
+    let after_deploy = store.steps_stamp().await.expect("stamp");
+    assert_ne!(stamp, after_deploy, "a deploy changes the steps stamp");
     store.put_step_version(&version("v2", b"two!"), true).await.expect("stored");
     let current = store.current_steps().await.expect("read");
     assert_eq!(current.len(), 1);
@@ -169,8 +176,85 @@ async fn step_versions_and_current<S: Store>(store: &S) {
     let versions = store.step_versions(Some("charge")).await.expect("listed");
     let listed: Vec<(&str, bool, u64)> = versions.iter().map(|v| (v.version.as_str(), v.current, v.size)).collect();
     assert_eq!(listed, vec![("v1", true, 3), ("v2", false, 4)]);
+    // A version deployed again keeps its component and takes the new manifest.
+    let mut again = version("v2", b"two!");
+    again.manifest.connectors = vec!["paypal".into()];
+    store.put_step_version(&again, false).await.expect("stored");
+    let stored = store.step_version("charge", "v2").await.expect("read").expect("there");
+    assert_eq!(stored.manifest.connectors, vec!["paypal".to_string()]);
+    assert_eq!(store.current_steps().await.expect("read")[0].version, "v1", "not made current");
     // Removal keeps the versions.
+    let before_removal = store.steps_stamp().await.expect("stamp");
     store.set_current_step("charge", None).await.expect("removed");
+    assert_ne!(store.steps_stamp().await.expect("stamp"), before_removal, "a removal changes the steps stamp");
     assert!(store.current_steps().await.expect("read").is_empty());
     assert!(store.step_version("charge", "v2").await.expect("read").is_some());
+}
+
+fn sorted(ids: &[String]) -> BTreeSet<String> {
+    ids.iter().cloned().collect()
+}
+
+async fn leases_are_exclusive_expire_and_end_when_settled<S: Store>(store: &S) {
+    const LONG: Duration = Duration::from_secs(60);
+    let mut mine = Vec::new();
+    for i in 0..20 {
+        let task = Task::new(json!({"lease": i}));
+        store.create_task(&task).await.expect("created");
+        mine.push(task);
+    }
+    let ids: Vec<String> = mine.iter().map(|t| t.id.clone()).collect();
+    // Concurrent claims never share a task, and together take every running task.
+    let claims = futures_util::future::join_all(
+        ["h1", "h2", "h3", "h4"].map(|owner| async move { (owner, store.claim_tasks(owner, 1000, LONG).await) }),
+    )
+    .await;
+    let mut holder = std::collections::HashMap::new();
+    for (owner, claimed) in claims {
+        for id in claimed.expect("claimed") {
+            assert!(holder.insert(id.clone(), owner).is_none(), "task {id} was claimed twice");
+        }
+    }
+    for id in &ids {
+        assert!(holder.contains_key(id), "every running task is claimed once");
+    }
+    assert!(store.claim_tasks("h5", 1000, LONG).await.expect("claimed").is_empty(), "nothing is left to claim");
+    // Only the holder renews and releases.
+    let first = ids[0].clone();
+    let owner = holder[&first];
+    let other = if owner == "h1" { "h2" } else { "h1" };
+    let one = [first.clone()];
+    assert_eq!(store.renew_leases(owner, &one, LONG).await.expect("renewed"), one.to_vec());
+    assert!(store.renew_leases(other, &one, LONG).await.expect("renewed").is_empty());
+    store.release_task(&first, other).await.expect("released");
+    assert!(store.claim_tasks("h5", 1000, LONG).await.expect("claimed").is_empty(), "a stranger's release is a no-op");
+    store.release_task(&first, owner).await.expect("released");
+    assert_eq!(store.claim_tasks("h5", 1000, LONG).await.expect("claimed"), one.to_vec(), "released: claimable");
+    // A settled task's lease ends with the save that settles it.
+    let mut settled = mine[1].clone();
+    settled.status = TaskStatus::Completed;
+    let save = TaskSave { task: &settled, expected_revision: 1, runs: &[], starting: &[], input: None };
+    store.save_task(save).await.expect("saved");
+    let settled_owner = holder[&settled.id];
+    assert!(store.renew_leases(settled_owner, &[settled.id.clone()], LONG).await.expect("renewed").is_empty());
+    // An expired lease is taken over; the old holder learns it on its next renewal.
+    let batch: Vec<String> = ids[2..6].to_vec();
+    let by_owner: Vec<(&str, String)> = batch.iter().map(|id| (holder[id], id.clone())).collect();
+    for (owner, id) in &by_owner {
+        store.release_task(id, owner).await.expect("released");
+    }
+    let short = store.claim_tasks("h6", 2, Duration::from_millis(1)).await.expect("claimed");
+    assert_eq!(short.len(), 2, "the limit holds");
+    assert!(sorted(&short).is_subset(&sorted(&batch)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let taken = store.claim_tasks("h7", 1000, LONG).await.expect("claimed");
+    assert_eq!(sorted(&taken), sorted(&batch), "expired and free tasks are claimed, oldest first");
+    assert_eq!(taken, batch, "oldest first");
+    assert!(store.renew_leases("h6", &short, LONG).await.expect("renewed").is_empty(), "h6 lost them");
+    // Leave nothing held for whoever uses the store next.
+    for id in &ids {
+        for owner in ["h1", "h2", "h3", "h4", "h5", "h7"] {
+            store.release_task(id, owner).await.expect("released");
+        }
+    }
 }

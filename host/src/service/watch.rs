@@ -1,0 +1,154 @@
+//! Watching steps folders (`whenever serve --steps DIR`): every interval the folders are read
+//! again, and a `NAME.wasm` that appeared, or whose bytes or `NAME.toml` manifest changed, is
+//! deployed live through [`Service::deploy_step`] once it has stayed unchanged for one interval
+//! (so a file caught half-written is not deployed). An invalid component or manifest is reported
+//! on stderr and the version that served keeps serving; the file is tried again when it changes.
+//! Removing a file removes nothing: a step is taken away with `DELETE /v1/steps/{name}`.
+//!
+//! Polling keeps this free of platform file-notification machinery; a folder of a few dozen
+//! steps costs a few `stat` calls a second.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::Service;
+use super::steps::read_source;
+
+/// What a step's files looked like at one poll: size and modification time of both.
+type Signature = (Option<(u64, SystemTime)>, Option<(u64, SystemTime)>);
+
+fn stat(path: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// The `NAME.wasm` files of the folders, with their signatures.
+fn scan(dirs: &[PathBuf]) -> BTreeMap<PathBuf, Signature> {
+    let mut found = BTreeMap::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            if path.extension().is_some_and(|ext| ext == "wasm") {
+                let signature = (stat(&path), stat(&path.with_extension("toml")));
+                found.insert(path, signature);
+            }
+        }
+    }
+    found
+}
+
+/// The watcher's memory between polls.
+#[derive(Debug, Default)]
+struct Watcher {
+    /// The signature each file had when it was last dealt with (deployed, found unchanged, or
+    /// refused).
+    handled: BTreeMap<PathBuf, Signature>,
+    /// Changed files waiting to be stable for one interval, with the signature last seen.
+    pending: BTreeMap<PathBuf, Signature>,
+}
+
+impl Watcher {
+    /// The files to deploy now: changed since they were handled and unchanged since last poll.
+    fn due(&mut self, now: BTreeMap<PathBuf, Signature>) -> Vec<(PathBuf, Signature)> {
+        let mut due = Vec::new();
+        self.pending.retain(|path, _| now.contains_key(path));
+        for (path, signature) in now {
+            if self.handled.get(&path) == Some(&signature) {
+                self.pending.remove(&path);
+                continue;
+            }
+            match self.pending.insert(path.clone(), signature) {
+                Some(previous) if previous == signature => {
+                    self.pending.remove(&path);
+                    due.push((path, signature));
+                }
+                _ => {}
+            }
+        }
+        due
+    }
+}
+
+impl Service {
+    /// Watches `dirs` every `interval` and deploys new or changed steps live (see the module
+    /// docs). The files as they are now count as deployed. Runs until the task is aborted.
+    pub fn watch_steps(&self, dirs: Vec<PathBuf>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let scan_dirs = dirs.clone();
+            let initial = tokio::task::spawn_blocking(move || scan(&scan_dirs)).await.unwrap_or_default();
+            let mut watcher = Watcher { handled: initial, pending: BTreeMap::new() };
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let scan_dirs = dirs.clone();
+                let Ok(now) = tokio::task::spawn_blocking(move || scan(&scan_dirs)).await else { continue };
+                for (path, signature) in watcher.due(now) {
+                    service.deploy_file(&path).await;
+                    watcher.handled.insert(path, signature);
+                }
+            }
+        })
+    }
+
+    /// Deploys one `NAME.wasm` (with its manifest) unless that exact version and manifest
+    /// already serve; reports the outcome on stderr.
+    async fn deploy_file(&self, path: &Path) {
+        let read_path = path.to_path_buf();
+        let source = match tokio::task::spawn_blocking(move || read_source(&read_path)).await {
+            Ok(Ok(source)) => source,
+            Ok(Err(e)) => {
+                eprintln!("whenever serve: {} refused: {e}; the serving version is unchanged", path.display());
+                return;
+            }
+            Err(e) => {
+                eprintln!("whenever serve: {}: {e}", path.display());
+                return;
+            }
+        };
+        let name = source.name.clone();
+        let serving = self.inner.scheduler.catalog().get(&name);
+        if serving.as_ref().is_some_and(|step| {
+            step.version == super::steps::version_of(&source.bytes) && *step.manifest == source.manifest
+        }) {
+            return;
+        }
+        match self.deploy_step(&name, source.bytes, source.manifest).await {
+            Ok(step) => eprintln!("whenever serve: deployed {name} version {} from {}", step.version, path.display()),
+            Err(e) => {
+                eprintln!("whenever serve: {} refused: {e}; the serving version is unchanged", path.display())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(n: u64) -> Signature {
+        (Some((n, SystemTime::UNIX_EPOCH)), None)
+    }
+
+    #[test]
+    fn a_change_is_due_once_it_has_been_stable_for_one_poll() {
+        let path = PathBuf::from("a.wasm");
+        let mut watcher = Watcher::default();
+        watcher.handled.insert(path.clone(), sig(1));
+        assert!(watcher.due(BTreeMap::from([(path.clone(), sig(1))])).is_empty(), "unchanged");
+        assert!(watcher.due(BTreeMap::from([(path.clone(), sig(2))])).is_empty(), "changed: wait a poll");
+        assert!(watcher.due(BTreeMap::from([(path.clone(), sig(3))])).is_empty(), "still being written");
+        assert_eq!(watcher.due(BTreeMap::from([(path.clone(), sig(3))])), vec![(path.clone(), sig(3))]);
+        watcher.handled.insert(path.clone(), sig(3));
+        assert!(watcher.due(BTreeMap::from([(path.clone(), sig(3))])).is_empty(), "dealt with");
+        // A new file is due after one stable poll too; a vanished one is forgotten.
+        let new = PathBuf::from("b.wasm");
+        assert!(watcher.due(BTreeMap::from([(new.clone(), sig(1))])).is_empty());
+        assert_eq!(watcher.due(BTreeMap::from([(new.clone(), sig(1))])), vec![(new, sig(1))]);
+        assert!(watcher.due(BTreeMap::new()).is_empty());
+        assert!(watcher.pending.is_empty());
+    }
+}

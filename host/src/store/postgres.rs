@@ -1,0 +1,936 @@
+//! The shared store: PostgreSQL, for several hosts (`whenever serve --db postgres://...`).
+//!
+//! The schema is SQLite's translated (JSON kept as text, so documents round-trip byte for byte;
+//! times as RFC 3339 text, except lease expiry, which is the server's `timestamptz` so every host
+//! reads one clock). Migrations are versioned in `schema_version` and applied on open under an
+//! advisory lock, so hosts starting together apply them once.
+//!
+//! Several hosts: a running task is held by one host at a time through a lease (`owner`,
+//! `lease_until`), claimed with `FOR UPDATE SKIP LOCKED`, renewed while the host drives it and
+//! ended when the task settles; a lease that expires (its host died) lets another host claim the
+//! task, which re-runs interrupted runs with the journaled connector results. Saves stay
+//! compare-and-swap on the revision, so a host that lost its lease cannot overwrite the new
+//! holder's progress. Changes other hosts must hear of go out with `pg_notify` in the same
+//! transaction (a claimable task; a change of serving steps), on one channel per schema;
+//! [`PostgresStore::events`] LISTENs on a dedicated connection.
+//!
+//! TLS is not built in: use a local socket, a loopback address or a tunnel.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::{
+    InterruptedRun, Store, StoreError, StoreEvent, StepVersion, StepVersionInfo, StoredTask, TaskPage, TaskQuery,
+    TaskSave, TaskSummary,
+};
+use crate::runtime::{ConnectorCallRecord, StepManifest};
+use crate::task::{RunRecord, Task, TaskStatus};
+
+/// The migrations, in order; `schema_version.version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: SQLite's schema, translated.
+    r#"
+CREATE TABLE tasks (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    name TEXT,
+    tags TEXT NOT NULL,
+    message TEXT,
+    data TEXT NOT NULL,
+    progress TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision BIGINT NOT NULL
+);
+CREATE INDEX tasks_by_status ON tasks (status, seq);
+CREATE TABLE runs (
+    task_id TEXT NOT NULL,
+    run_id BIGINT NOT NULL,
+    step TEXT NOT NULL,
+    version TEXT NOT NULL,
+    finished BOOLEAN NOT NULL,
+    record TEXT NOT NULL,
+    input TEXT,
+    PRIMARY KEY (task_id, run_id)
+);
+CREATE TABLE journal (
+    task_id TEXT NOT NULL,
+    run_id BIGINT NOT NULL,
+    call_index BIGINT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (task_id, run_id, call_index)
+);
+CREATE TABLE step_versions (
+    seq BIGSERIAL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    component BYTEA NOT NULL,
+    manifest TEXT NOT NULL,
+    deployed_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE steps (
+    name TEXT PRIMARY KEY,
+    current TEXT,
+    updated_at TEXT NOT NULL
+);
+"#,
+    // 2: leases, for several hosts.
+    r#"
+ALTER TABLE tasks ADD COLUMN owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ;
+CREATE INDEX tasks_running ON tasks (seq) WHERE status = 'running';
+"#,
+];
+
+/// The advisory lock that serializes migrations between hosts starting together.
+const MIGRATION_LOCK: i64 = 0x5768_656e_6576_6572; // "Whenever"
+
+/// Whether a `--db` value names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// A connection string with its password hidden, for logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
+    let Some((credentials, host)) = authority.rsplit_once('@') else { return url.to_string() };
+    let user = credentials.split(':').next().unwrap_or_default();
+    let sep = if tail.is_empty() && !rest.contains('/') { "" } else { "/" };
+    format!("{scheme}://{user}{}@{host}{sep}{tail}", if credentials.contains(':') { ":***" } else { "" })
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// A database error, with the server's detail when there is one.
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code())),
+        None => StoreError::Backend(format!("postgres: {e}")),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Backend(format!("postgres pool: {e}"))
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt("cannot encode", e))
+}
+
+fn time_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| corrupt("time", e))
+}
+
+fn parse_status(text: &str) -> Result<TaskStatus, StoreError> {
+    serde_json::from_value(Value::String(text.to_string())).map_err(|e| corrupt("status", e))
+}
+
+fn millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+fn signed(n: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|e| corrupt(what, e))
+}
+
+/// What a notification on the schema's channel says.
+const TASKS: &str = "tasks";
+const STEPS: &str = "steps";
+
+/// The PostgreSQL store. Cloning shares the pool and the listener.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    /// The NOTIFY channel of this schema (hosts on other schemas of the database do not hear it).
+    channel: String,
+    events: Arc<OnceLock<broadcast::Sender<StoreEvent>>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("channel", &self.channel).finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/db[?options=...]`), applies the
+    /// missing migrations and returns the store. Fails when no server answers.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL {}: {e}", redact(url))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("whenever");
+        }
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(16).build().map_err(backend)?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot connect to {}: {e}", redact(url))))?;
+        migrate(&mut client).await?;
+        let schema: String = client.query_one("SELECT current_schema()", &[]).await.map_err(pg)?.get(0);
+        Ok(PostgresStore { pool, config, channel: format!("whenever:{schema}"), events: Arc::default() })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Starts the LISTEN connection (once); it reconnects when the connection drops and stops
+    /// once nobody listens any more.
+    fn start_listener(&self) -> broadcast::Sender<StoreEvent> {
+        self.events
+            .get_or_init(|| {
+                let (sender, _) = broadcast::channel(1024);
+                let config = self.config.clone();
+                let channel = self.channel.clone();
+                let events = sender.clone();
+                tokio::spawn(listen(config, channel, events));
+                sender
+            })
+            .clone()
+    }
+}
+
+/// Listens on `channel` and forwards notifications as events until nobody subscribes.
+async fn listen(config: tokio_postgres::Config, channel: String, events: broadcast::Sender<StoreEvent>) {
+    let mut first = true;
+    loop {
+        if !first && events.receiver_count() == 0 {
+            return;
+        }
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (forward_events, forward_channel) = (events.clone(), channel.clone());
+                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let forward = tokio::spawn(async move {
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) if n.channel() == forward_channel => {
+                                let event = if n.payload() == STEPS {
+                                    StoreEvent::StepsChanged
+                                } else {
+                                    StoreEvent::TasksAvailable
+                                };
+                                if forward_events.send(event).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => return,
+                        }
+                    }
+                });
+                let quoted = channel.replace('"', "\"\"");
+                if client.batch_execute(&format!("LISTEN \"{quoted}\"")).await.is_ok() {
+                    // Whatever happened while not listening is picked up now.
+                    if !first {
+                        let _ = events.send(StoreEvent::StepsChanged);
+                        let _ = events.send(StoreEvent::TasksAvailable);
+                    }
+                    first = false;
+                    let mut forward = forward;
+                    loop {
+                        tokio::select! {
+                            _ = &mut forward => break,
+                            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                                if events.receiver_count() == 0 {
+                                    forward.abort();
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    forward.abort();
+                }
+                drop(client);
+            }
+            Err(e) => eprintln!("whenever: cannot LISTEN for other hosts' changes ({e}); retrying"),
+        }
+        first = false;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").await.map_err(pg)?;
+    let applied: Option<i32> = tx.query_opt("SELECT version FROM schema_version", &[]).await.map_err(pg)?.map(|r| r.get(0));
+    if applied.is_none() {
+        tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[]).await.map_err(pg)?;
+    }
+    let applied = usize::try_from(applied.unwrap_or(0)).map_err(|e| corrupt("schema_version", e))?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {applied}, newer than this host knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for migration in &MIGRATIONS[applied..] {
+        tx.batch_execute(migration).await.map_err(pg)?;
+    }
+    let version = i32::try_from(MIGRATIONS.len()).map_err(|e| corrupt("schema_version", e))?;
+    tx.execute("UPDATE schema_version SET version = $1", &[&version]).await.map_err(pg)?;
+    tx.commit().await.map_err(pg)
+}
+
+/// The columns of a task row, encoded.
+struct TaskRow {
+    id: String,
+    status: &'static str,
+    name: Option<String>,
+    tags: String,
+    message: Option<String>,
+    data: String,
+    progress: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TaskRow {
+    fn of(task: &Task) -> Result<TaskRow, StoreError> {
+        Ok(TaskRow {
+            id: task.id.clone(),
+            status: task.status.as_str(),
+            name: task.name.clone(),
+            tags: to_json(&task.tags)?,
+            message: task.message.clone(),
+            data: to_json(&task.data)?,
+            progress: to_json(&task.progress)?,
+            created_at: time_text(&task.created_at),
+            updated_at: time_text(&Utc::now()),
+        })
+    }
+}
+
+/// A run record, encoded, with its input when it is starting.
+struct RunRow {
+    run_id: i64,
+    step: String,
+    version: String,
+    finished: bool,
+    record: String,
+    input: Option<String>,
+}
+
+fn run_rows(task: &Task, ids: &[u64], starting: &[u64], input: Option<&Value>) -> Result<Vec<RunRow>, StoreError> {
+    let input_text = input.map(to_json).transpose()?;
+    ids.iter()
+        .filter_map(|id| task.runs.get(*id as usize).map(|r| (*id, r)))
+        .map(|(id, run)| {
+            Ok(RunRow {
+                run_id: signed(id, "run id")?,
+                step: run.step.clone(),
+                version: run.version.clone(),
+                finished: run.outcome.is_some(),
+                record: to_json(run)?,
+                input: if starting.contains(&id) { input_text.clone() } else { None },
+            })
+        })
+        .collect()
+}
+
+async fn write_runs(tx: &deadpool_postgres::Transaction<'_>, task_id: &str, rows: &[RunRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO runs (task_id, run_id, step, version, finished, record, input)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (task_id, run_id) DO UPDATE SET
+               finished = excluded.finished, record = excluded.record,
+               input = CASE WHEN excluded.finished THEN NULL ELSE coalesce(excluded.input, runs.input) END",
+        )
+        .await
+        .map_err(pg)?;
+    let forget = tx.prepare_cached("DELETE FROM journal WHERE task_id = $1 AND run_id = $2").await.map_err(pg)?;
+    for row in rows {
+        tx.execute(&upsert, &[&task_id, &row.run_id, &row.step, &row.version, &row.finished, &row.record, &row.input])
+            .await
+            .map_err(pg)?;
+        if row.finished {
+            tx.execute(&forget, &[&task_id, &row.run_id]).await.map_err(pg)?;
+        }
+    }
+    Ok(())
+}
+
+impl PostgresStore {
+    async fn notify(&self, tx: &deadpool_postgres::Transaction<'_>, what: &str) -> Result<(), StoreError> {
+        tx.execute("SELECT pg_notify($1, $2)", &[&self.channel, &what]).await.map_err(pg)?;
+        Ok(())
+    }
+}
+
+fn step_version_of(row: &tokio_postgres::Row) -> Result<StepVersion, StoreError> {
+    let manifest: String = row.get(4);
+    let manifest: StepManifest = serde_json::from_str(&manifest).map_err(|e| corrupt("manifest", e))?;
+    let deployed_at: String = row.get(5);
+    Ok(StepVersion {
+        name: row.get(0),
+        version: row.get(1),
+        digest: row.get(2),
+        component: row.get(3),
+        manifest,
+        deployed_at: parse_time(&deployed_at)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
+        let row = TaskRow::of(task)?;
+        let all: Vec<u64> = (0..task.runs.len() as u64).collect();
+        let runs = run_rows(task, &all, &[], None)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (id) DO NOTHING",
+            )
+            .await
+            .map_err(pg)?;
+        let inserted = tx
+            .execute(
+                &insert,
+                &[
+                    &row.id, &row.status, &row.name, &row.tags, &row.message, &row.data, &row.progress, &row.created_at,
+                    &row.updated_at,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("a task with id {} exists", row.id)));
+        }
+        write_runs(&tx, &row.id, &runs).await?;
+        if task.status == TaskStatus::Running {
+            self.notify(&tx, TASKS).await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(1)
+    }
+
+    async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError> {
+        let row = TaskRow::of(save.task)?;
+        let runs = run_rows(save.task, save.runs, save.starting, save.input)?;
+        let expected = signed(save.expected_revision, "revision")?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // A settled task has no holder; a running one keeps its holder (none: it is claimable).
+        let update = tx
+            .prepare_cached(
+                "UPDATE tasks SET status = $2, name = $3, tags = $4, message = $5, data = $6, progress = $7,
+                   updated_at = $8, revision = revision + 1,
+                   owner = CASE WHEN $2 = 'running' THEN owner END,
+                   lease_until = CASE WHEN $2 = 'running' THEN lease_until END
+                 WHERE id = $1 AND revision = $9
+                 RETURNING owner IS NULL",
+            )
+            .await
+            .map_err(pg)?;
+        let updated = tx
+            .query_opt(
+                &update,
+                &[
+                    &row.id, &row.status, &row.name, &row.tags, &row.message, &row.data, &row.progress, &row.updated_at,
+                    &expected,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(updated) = updated else {
+            let exists = tx.query_opt("SELECT revision FROM tasks WHERE id = $1", &[&row.id]).await.map_err(pg)?;
+            return Err(match exists {
+                None => StoreError::NotFound(format!("task {}", row.id)),
+                Some(current) => StoreError::Conflict(format!(
+                    "task {} changed meanwhile (revision {}, expected {expected})",
+                    row.id,
+                    current.get::<_, i64>(0)
+                )),
+            });
+        };
+        write_runs(&tx, &row.id, &runs).await?;
+        let unheld: bool = updated.get(0);
+        if unheld && save.task.status == TaskStatus::Running {
+            self.notify(&tx, TASKS).await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(save.expected_revision + 1)
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Option<StoredTask>, StoreError> {
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(
+                "SELECT id, status, name, tags, message, data, progress, created_at, updated_at, revision
+                 FROM tasks WHERE id = $1",
+            )
+            .await
+            .map_err(pg)?;
+        let Some(row) = client.query_opt(&select, &[&id]).await.map_err(pg)? else { return Ok(None) };
+        let runs_q = client.prepare_cached("SELECT record FROM runs WHERE task_id = $1 ORDER BY run_id").await.map_err(pg)?;
+        let runs: Vec<RunRecord> = client
+            .query(&runs_q, &[&id])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| corrupt("run record", e)))
+            .collect::<Result<_, _>>()?;
+        let status: &str = row.get(1);
+        let tags: &str = row.get(3);
+        let data: &str = row.get(5);
+        let progress: &str = row.get(6);
+        let created: &str = row.get(7);
+        let updated: &str = row.get(8);
+        let revision: i64 = row.get(9);
+        let task = Task {
+            id: row.get(0),
+            status: parse_status(status)?,
+            message: row.get(4),
+            name: row.get(2),
+            tags: serde_json::from_str(tags).map_err(|e| corrupt("tags", e))?,
+            data: serde_json::from_str(data).map_err(|e| corrupt("data", e))?,
+            runs,
+            progress: serde_json::from_str(progress).map_err(|e| corrupt("progress", e))?,
+            created_at: parse_time(created)?,
+        };
+        Ok(Some(StoredTask {
+            task,
+            revision: u64::try_from(revision).map_err(|e| corrupt("revision", e))?,
+            updated_at: parse_time(updated)?,
+        }))
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let status = query.status.map(|s| s.as_str().to_string());
+        let limit = query.limit.clamp(1, 1000);
+        let cursor: Option<i64> = match &query.cursor {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| StoreError::NotFound(format!("cursor {text:?}")))?),
+        };
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(
+                "SELECT seq, id, status, name, tags, message, created_at, updated_at FROM tasks
+                 WHERE ($1::text IS NULL OR status = $1)
+                   AND ($2::text IS NULL OR tags::jsonb ? $2)
+                   AND ($3::bigint IS NULL OR seq < $3)
+                 ORDER BY seq DESC LIMIT $4",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = client
+            .query(&select, &[&status, &query.tag, &cursor, &(i64::from(limit) + 1)])
+            .await
+            .map_err(pg)?;
+        let more = rows.len() > limit as usize;
+        let mut tasks = Vec::new();
+        let mut last = None;
+        for row in rows.iter().take(limit as usize) {
+            let tags: &str = row.get(4);
+            let created: &str = row.get(6);
+            let updated: &str = row.get(7);
+            tasks.push(TaskSummary {
+                id: row.get(1),
+                status: parse_status(row.get(2))?,
+                name: row.get(3),
+                tags: serde_json::from_str(tags).map_err(|e| corrupt("tags", e))?,
+                message: row.get(5),
+                created_at: parse_time(created)?,
+                updated_at: parse_time(updated)?,
+            });
+            last = Some(row.get::<_, i64>(0));
+        }
+        Ok(TaskPage { tasks, next_cursor: if more { last.map(|s| s.to_string()) } else { None } })
+    }
+
+    async fn count_tasks(&self) -> Result<BTreeMap<TaskStatus, u64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT status, count(*) FROM tasks GROUP BY status", &[]).await.map_err(pg)?;
+        let mut counts = BTreeMap::new();
+        for row in rows {
+            counts.insert(parse_status(row.get(0))?, u64::try_from(row.get::<_, i64>(1)).unwrap_or_default());
+        }
+        Ok(counts)
+    }
+
+    async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError> {
+        let client = self.client().await?;
+        let runs_q = client
+            .prepare_cached("SELECT run_id, input FROM runs WHERE task_id = $1 AND NOT finished ORDER BY run_id")
+            .await
+            .map_err(pg)?;
+        let journal_q = client
+            .prepare_cached("SELECT record FROM journal WHERE task_id = $1 AND run_id = $2 ORDER BY call_index")
+            .await
+            .map_err(pg)?;
+        let mut interrupted = Vec::new();
+        for row in client.query(&runs_q, &[&task_id]).await.map_err(pg)? {
+            let run_id: i64 = row.get(0);
+            let Some(input) = row.get::<_, Option<&str>>(1) else { continue };
+            let journal = client
+                .query(&journal_q, &[&task_id, &run_id])
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| corrupt("journal", e)))
+                .collect::<Result<_, _>>()?;
+            interrupted.push(InterruptedRun {
+                run_id: u64::try_from(run_id).map_err(|e| corrupt("run id", e))?,
+                input: serde_json::from_str(input).map_err(|e| corrupt("run input", e))?,
+                journal,
+            });
+        }
+        Ok(interrupted)
+    }
+
+    async fn journal_call(
+        &self,
+        task_id: &str,
+        run_id: u64,
+        index: usize,
+        call: &ConnectorCallRecord,
+    ) -> Result<(), StoreError> {
+        let record = to_json(call)?;
+        let run_id = signed(run_id, "run id")?;
+        let index = i64::try_from(index).map_err(|e| corrupt("call index", e))?;
+        let client = self.client().await?;
+        let upsert = client
+            .prepare_cached(
+                "INSERT INTO journal (task_id, run_id, call_index, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (task_id, run_id, call_index) DO UPDATE SET record = excluded.record",
+            )
+            .await
+            .map_err(pg)?;
+        client.execute(&upsert, &[&task_id, &run_id, &index, &record]).await.map_err(pg)?;
+        Ok(())
+    }
+
+    async fn put_step_version(&self, version: &StepVersion, make_current: bool) -> Result<(), StoreError> {
+        let manifest = to_json(&version.manifest)?;
+        let now = time_text(&Utc::now());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO step_versions (name, version, digest, component, manifest, deployed_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO UPDATE SET manifest = excluded.manifest",
+            &[&version.name, &version.version, &version.digest, &version.component, &manifest, &time_text(&version.deployed_at)],
+        )
+        .await
+        .map_err(pg)?;
+        let changed = if make_current {
+            tx.execute(
+                "INSERT INTO steps (name, current, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at",
+                &[&version.name, &version.version, &now],
+            )
+            .await
+            .map_err(pg)?
+        } else {
+            // The serving version may have taken a new manifest: that changes the serving steps too.
+            tx.execute(
+                "UPDATE steps SET updated_at = $3 WHERE name = $1 AND current = $2",
+                &[&version.name, &version.version, &now],
+            )
+            .await
+            .map_err(pg)?
+        };
+        if changed > 0 {
+            self.notify(&tx, STEPS).await?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn set_current_step(&self, name: &str, version: Option<&str>) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        if let Some(version) = version {
+            let known = tx
+                .query_opt("SELECT 1 FROM step_versions WHERE name = $1 AND version = $2", &[&name, &version])
+                .await
+                .map_err(pg)?;
+            if known.is_none() {
+                return Err(StoreError::NotFound(format!("version {version} of step {name}")));
+            }
+        }
+        tx.execute(
+            "INSERT INTO steps (name, current, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at",
+            &[&name, &version, &time_text(&Utc::now())],
+        )
+        .await
+        .map_err(pg)?;
+        self.notify(&tx, STEPS).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn current_steps(&self) -> Result<Vec<StepVersion>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT v.name, v.version, v.digest, v.component, v.manifest, v.deployed_at
+                 FROM steps s JOIN step_versions v ON v.name = s.name AND v.version = s.current
+                 ORDER BY v.name",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        rows.iter().map(step_version_of).collect()
+    }
+
+    async fn step_version(&self, name: &str, version: &str) -> Result<Option<StepVersion>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT name, version, digest, component, manifest, deployed_at FROM step_versions
+                 WHERE name = $1 AND version = $2",
+                &[&name, &version],
+            )
+            .await
+            .map_err(pg)?;
+        row.as_ref().map(step_version_of).transpose()
+    }
+
+    async fn step_versions(&self, name: Option<&str>) -> Result<Vec<StepVersionInfo>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT v.name, v.version, v.digest, octet_length(v.component)::bigint, v.deployed_at,
+                        coalesce(s.current = v.version, false)
+                 FROM step_versions v LEFT JOIN steps s ON s.name = v.name
+                 WHERE ($1::text IS NULL OR v.name = $1)
+                 ORDER BY v.name, v.deployed_at, v.seq",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|row| {
+                let deployed_at: &str = row.get(4);
+                Ok(StepVersionInfo {
+                    name: row.get(0),
+                    version: row.get(1),
+                    digest: row.get(2),
+                    size: u64::try_from(row.get::<_, i64>(3)).unwrap_or_default(),
+                    deployed_at: parse_time(deployed_at)?,
+                    current: row.get(5),
+                })
+            })
+            .collect()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn claim_tasks(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let claim = client
+            .prepare_cached(
+                "UPDATE tasks SET owner = $1, lease_until = now() + $3::bigint * interval '1 millisecond'
+                 WHERE seq IN (
+                   SELECT seq FROM tasks
+                   WHERE status = 'running' AND (owner IS NULL OR lease_until < now())
+                   ORDER BY seq LIMIT $2
+                   FOR UPDATE SKIP LOCKED)
+                 RETURNING id, seq",
+            )
+            .await
+            .map_err(pg)?;
+        let mut rows = client.query(&claim, &[&owner, &i64::from(limit), &millis(lease)]).await.map_err(pg)?;
+        rows.sort_by_key(|r| r.get::<_, i64>(1));
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn renew_leases(&self, owner: &str, ids: &[String], lease: Duration) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let renew = client
+            .prepare_cached(
+                "UPDATE tasks SET lease_until = now() + $3::bigint * interval '1 millisecond'
+                 WHERE owner = $1 AND id = ANY($2) RETURNING id",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = client.query(&renew, &[&owner, &ids, &millis(lease)]).await.map_err(pg)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let released = tx
+            .query_opt(
+                "UPDATE tasks SET owner = NULL, lease_until = NULL WHERE id = $1 AND owner = $2 RETURNING status",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(pg)?;
+        if released.is_some_and(|r| r.get::<_, &str>(0) == TaskStatus::Running.as_str()) {
+            self.notify(&tx, TASKS).await?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn steps_stamp(&self) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let stamp = client
+            .prepare_cached(
+                "SELECT count(*) || ':' || coalesce(max(updated_at), '') || ':' ||
+                        (SELECT count(*) FROM step_versions) FROM steps",
+            )
+            .await
+            .map_err(pg)?;
+        Ok(client.query_one(&stamp, &[]).await.map_err(pg)?.get(0))
+    }
+
+    fn events(&self) -> Option<broadcast::Receiver<StoreEvent>> {
+        Some(self.start_listener().subscribe())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The test server: `$WHENEVER_TEST_POSTGRES`, else the local one.
+    pub(crate) fn test_url() -> String {
+        std::env::var("WHENEVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// A fresh schema on the test server, dropped by [`TestSchema::drop_schema`]; `None` (with a
+    /// message) when no server answers.
+    pub(crate) struct TestSchema {
+        admin: tokio_postgres::Client,
+        /// The schema's name.
+        pub(crate) name: String,
+        /// A URL whose connections use the schema.
+        pub(crate) url: String,
+    }
+
+    impl TestSchema {
+        pub(crate) async fn create(test: &str) -> Option<TestSchema> {
+            let base = test_url();
+            let connected = tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&base, NoTls)).await;
+            let (admin, connection) = match connected {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => {
+                    eprintln!("{test}: skipped: no PostgreSQL at {} ({e})", redact(&base));
+                    return None;
+                }
+                Err(_) => {
+                    eprintln!("{test}: skipped: no PostgreSQL at {} (timed out)", redact(&base));
+                    return None;
+                }
+            };
+            tokio::spawn(connection);
+            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            let name = format!("t_{}_{:x}{:x}", test.replace('-', "_"), std::process::id(), nanos);
+            admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.expect("creates a schema");
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-csearch_path%3D{name}");
+            Some(TestSchema { admin, name, url })
+        }
+
+        pub(crate) async fn drop_schema(self) {
+            let _ = self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn store_suite_passes_on_postgres() {
+        let Some(schema) = TestSchema::create("store_suite").await else { return };
+        let store = PostgresStore::connect(&schema.url).await.expect("connects");
+        super::super::suite::run_all(&store).await;
+        // Migrations are recorded and applying them again changes nothing.
+        let again = PostgresStore::connect(&schema.url).await.expect("connects again");
+        let client = again.client().await.expect("client");
+        let version: i32 = client.query_one("SELECT version FROM schema_version", &[]).await.expect("v").get(0);
+        assert_eq!(version as usize, MIGRATIONS.len());
+        schema.drop_schema().await;
+    }
+
+    #[tokio::test]
+    async fn notifications_reach_listeners_of_the_same_schema() {
+        let Some(schema) = TestSchema::create("notify").await else { return };
+        let a = PostgresStore::connect(&schema.url).await.expect("connects");
+        let b = PostgresStore::connect(&schema.url).await.expect("connects");
+        let mut events = b.events().expect("shared");
+        // The listener needs a moment to LISTEN; send until it hears.
+        let heard = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                a.create_task(&Task::new(serde_json::json!({}))).await.expect("created");
+                match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+                    Ok(Ok(event)) => return event,
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("a notification arrives");
+        assert_eq!(heard, StoreEvent::TasksAvailable);
+        let version = StepVersion {
+            name: "s".into(),
+            version: "v1".into(),
+            digest: "d".into(),
+            component: vec![1],
+            manifest: StepManifest::default(),
+            deployed_at: Utc::now(),
+        };
+        a.put_step_version(&version, true).await.expect("stored");
+        let steps = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(StoreEvent::StepsChanged) = events.recv().await {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(steps.is_ok(), "a deploy is heard as StepsChanged");
+        schema.drop_schema().await;
+    }
+
+    #[test]
+    fn urls_are_recognized_and_redacted() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("postgresql://u@h/db"));
+        assert!(!is_postgres_url("whenever.db"));
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,130 @@
+//! `whenever serve --steps DIR` watches its folder: a step dropped there, or changed (component or
+//! manifest), is deployed live; an invalid one is refused with a logged error while the previous
+//! version keeps serving; and `whenever rollback NAME VERSION` makes an earlier version serve.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{ServeProcess, whenever_binary};
+use whenever_step_artifacts::StepFiles;
+use whenever_step_artifacts::testing::{WAIT_FOR_A, WRITE_A};
+
+/// Writes a file the way an operator's deploy script should: to a temporary name, then renamed.
+fn put(dir: &Path, file: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, dir.join(file)).expect("rename");
+}
+
+fn copy_step(dir: &Path, step: &StepFiles) {
+    put(dir, &format!("{}.wasm", step.name), &std::fs::read(step.component).expect("component"));
+    put(dir, &format!("{}.toml", step.name), &std::fs::read(step.manifest).expect("manifest"));
+}
+
+/// The same component with a trailing custom section: another version of it.
+fn another_version(bytes: &[u8], tag: u8) -> Vec<u8> {
+    let mut other = bytes.to_vec();
+    other.extend_from_slice(&[0, 5, 4, b'v', b'e', b'r', tag]);
+    other
+}
+
+async fn step(server: &ServeProcess, name: &str) -> (u16, Value) {
+    server.get(&format!("/v1/steps/{name}")).await
+}
+
+/// Polls `GET /v1/steps/{name}` until `done` holds (the watcher polls every second).
+async fn until_step(server: &ServeProcess, name: &str, what: &str, done: impl Fn(u16, &Value) -> bool) -> Value {
+    for _ in 0..300 {
+        let (status, step) = step(server, name).await;
+        if done(status, &step) {
+            return step;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} never happened; server log:\n{}", server.stderr());
+}
+
+fn rollback(server: &ServeProcess, name: &str, version: &str) -> std::process::Output {
+    Command::new(whenever_binary())
+        .args(["rollback", name, version, "--server", &server.base])
+        .env_remove("WHENEVER_TOKEN")
+        .output()
+        .expect("whenever rollback runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let steps = dir.path().join("steps");
+    std::fs::create_dir_all(&steps).expect("steps dir");
+    copy_step(&steps, &WRITE_A);
+    let server = ServeProcess::start(&dir.path().join("whenever.db"), &["--steps", &steps.display().to_string()]);
+
+    let (status, v1) = step(&server, "write-a").await;
+    assert_eq!(status, 200, "{v1}");
+    let v1 = v1["version"].as_str().expect("version").to_string();
+    let (status, waiting) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(status, 201);
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    let waiting_id = waiting["id"].as_str().expect("id").to_string();
+
+    // An invalid component is refused, the error is logged, the old version keeps serving.
+    put(&steps, "write-a.wasm", b"\0asm but not a component");
+    server
+        .until("the refusal to be logged", Duration::from_secs(15), || async {
+            server.stderr().contains("write-a.wasm refused")
+        })
+        .await;
+    let (_, still) = step(&server, "write-a").await;
+    assert_eq!(still["version"], json!(v1), "{}", server.stderr());
+    let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(task["runs"][0]["version"], json!(v1));
+
+    // A new version dropped in is deployed live; tasks run on it.
+    let component = std::fs::read(WRITE_A.component).expect("component");
+    put(&steps, "write-a.wasm", &another_version(&component, b'2'));
+    let v2 = until_step(&server, "write-a", "the new version to serve", |_, s| {
+        s["version"].as_str().is_some_and(|v| v != v1)
+    })
+    .await["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(task["runs"][0]["version"], json!(v2));
+
+    // A manifest change alone is deployed too.
+    put(&steps, "write-a.toml", b"connectors = [\"slackCom\"]\n");
+    until_step(&server, "write-a", "the new manifest to serve", |_, s| s["connectors"] == json!(["slackCom"])).await;
+
+    // A step dropped into the folder picks up the task that waited for it.
+    copy_step(&steps, &WAIT_FOR_A);
+    until_step(&server, "wait-for-a", "wait-for-a to be deployed", |status, _| status == 200).await;
+    server
+        .until("the waiting task to resume", Duration::from_secs(20), || async {
+            let (_, task) = server.get(&format!("/v1/tasks/{waiting_id}")).await;
+            task["data"]["waited"] == json!(true) && task["status"] == "waiting"
+        })
+        .await;
+
+    // Rollback is one command; the folder's file is not deployed again until it changes.
+    let output = rollback(&server, "write-a", &v1);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("write-a now serves version") && printed.contains(&v1), "{printed}");
+    let (_, rolled) = step(&server, "write-a").await;
+    assert_eq!(rolled["version"], json!(v1));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, after) = step(&server, "write-a").await;
+    assert_eq!(after["version"], json!(v1), "the watcher left the rollback alone");
+    let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(task["runs"][0]["version"], json!(v1));
+
+    let output = rollback(&server, "write-a", "000000000000");
+    assert_eq!(output.status.code(), Some(2), "an unknown version is refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("404"), "{}", String::from_utf8_lossy(&output.stderr));
+}

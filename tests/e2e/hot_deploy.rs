@@ -1,0 +1,259 @@
+//! Hot deploys of the RetailMax steps while orders flow through the service's webhook over a real
+//! socket: no task fails, history records which version ran, and orders waiting for a step that
+//! was taken away complete when it is deployed again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use whenever::api::{self, ApiOptions};
+use whenever::service::{Service, ServiceOptions};
+use whenever::task::{RunOutcomeRecord, Task, TaskStatus};
+
+/// The service with the bundled RetailMax steps, serving on a loopback port.
+struct Server {
+    base: String,
+    service: Service,
+    http: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = ServiceOptions { db: dir.path().join("whenever.db"), ..ServiceOptions::default() };
+    let service = Service::start(&options).await.expect("the service starts with the bundled steps");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_options = ApiOptions { max_body_bytes: 1 << 20, max_component_bytes: 64 << 20, ..ApiOptions::default() };
+    let serving = service.clone();
+    let handle = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        api::serve(listener, serving, api_options, shutdown).await.expect("serves");
+    });
+    Server { base, service, http: reqwest::Client::new(), stop, handle, _dir: dir }
+}
+
+impl Server {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.await;
+    }
+
+    async fn request(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Delivers one order through the webhook; returns its task id.
+    async fn deliver(&self, order: &Value) -> String {
+        let (status, task) =
+            self.request(self.http.post(format!("{}/v1/hooks/checkout", self.base)).body(order.to_string())).await;
+        assert_eq!(status, 201, "{task}");
+        task["id"].as_str().expect("task id").to_string()
+    }
+
+    /// `PUT /v1/steps/{name}` with the manifest as `?manifest=`.
+    async fn deploy(&self, name: &str, component: Vec<u8>, manifest: &str) -> Value {
+        let url = format!("{}/v1/steps/{name}", self.base);
+        let (status, step) = self.request(self.http.put(url).query(&[("manifest", manifest)]).body(component)).await;
+        assert_eq!(status, 201, "{step}");
+        step
+    }
+
+    /// Every task, once none is running (or 60 s pass).
+    async fn settled_tasks(&self, ids: &[String]) -> Vec<Task> {
+        let mut tasks = Vec::new();
+        for id in ids {
+            let stored = self.service.wait_settled(id, Duration::from_secs(60)).await.expect("task exists");
+            tasks.push(stored.task);
+        }
+        tasks
+    }
+}
+
+/// A bundled RetailMax step: its component and manifest text.
+fn bundled(name: &str) -> (Vec<u8>, &'static str) {
+    let step = whenever_step_artifacts::RETAILMAX.iter().find(|s| s.name == name).expect("a bundled step");
+    (step.component.to_vec(), step.manifest)
+}
+
+/// The same component with a trailing custom section: another version of it.
+fn another_version(bytes: &[u8], tag: u8) -> Vec<u8> {
+    let mut other = bytes.to_vec();
+    other.extend_from_slice(&[0, 5, 4, b'v', b'e', b'r', tag]);
+    other
+}
+
+fn order(i: usize) -> Value {
+    let mut order = whenever::demo::seed_order();
+    order["order"]["id"] = json!(format!("ORD-HOT-{i:04}"));
+    order
+}
+
+fn assert_completed(task: &Task) {
+    assert_eq!(task.status, TaskStatus::Completed, "{}: {:?}", task.id, task.message);
+    assert_eq!(task.data["order"]["status"], json!("processing_complete"), "{}", task.id);
+    for run in &task.runs {
+        assert_eq!(run.outcome, Some(RunOutcomeRecord::Ok), "{}: {} failed", task.id, run.step);
+    }
+}
+
+fn version_of(step: &Value) -> String {
+    step["version"].as_str().expect("version").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_version() {
+    let server = Arc::new(start().await);
+    let name = "customer-notification";
+    let v1 = server.service.step(name).await.expect("bundled").version;
+
+    // Four senders deliver orders until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(std::sync::Mutex::new(Vec::<(String, DateTime<Utc>)>::new()));
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..4 {
+        let (server, stop, sent) = (server.clone(), stop.clone(), sent.clone());
+        senders.spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let id = server.deliver(&order(sender * 1000 + i)).await;
+                sent.lock().unwrap_or_else(|p| p.into_inner()).push((id, Utc::now()));
+                i += 1;
+            }
+        });
+    }
+    let sent_count = || sent.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let notified = || async {
+        let ids: Vec<String> = sent.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(id, _)| id.clone()).collect();
+        let mut count = 0;
+        for id in ids {
+            let task = server.service.task(&id).await.expect("stored").task;
+            count += usize::from(task.runs.iter().any(|r| r.step == name));
+        }
+        count
+    };
+    for _ in 0..600 {
+        if notified().await >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(notified().await >= 8, "orders reached {name} before the deploy");
+
+    // Version 2, with a changed manifest, deployed while the orders flow.
+    let (component, manifest) = bundled(name);
+    let manifest_v2 = format!("{manifest}\n# version 2\n").replace("Step 6:", "Step 6 (v2):");
+    let before_deploy = Utc::now();
+    let v2_step = server.deploy(name, another_version(&component, b'2'), &manifest_v2).await;
+    let after_deploy = Utc::now();
+    let v2 = version_of(&v2_step);
+    assert_ne!(v1, v2);
+    assert_eq!(v2_step["versions"].as_array().map(Vec::len), Some(2));
+
+    // More orders after the deploy, then the senders stop.
+    let at_deploy = sent_count();
+    for _ in 0..600 {
+        if sent_count() >= at_deploy + 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    while let Some(done) = senders.join_next().await {
+        done.expect("sender");
+    }
+
+    let sent = sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let ids: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
+    let tasks = server.settled_tasks(&ids).await;
+    let serving: std::collections::BTreeMap<String, String> =
+        server.service.steps().await.expect("steps").into_iter().map(|s| (s.name, s.version)).collect();
+    let mut seen = BTreeSet::new();
+    let mut created_after = 0;
+    for task in &tasks {
+        assert_completed(task);
+        let run = task.runs.iter().find(|r| r.step == name).expect("the order was notified");
+        seen.insert(run.version.clone());
+        assert!(run.version == v1 || run.version == v2, "{}: unknown version {}", task.id, run.version);
+        // A run started before the deploy began ran version 1; every order created after the deploy
+        // was answered ran version 2.
+        if run.started_at < before_deploy {
+            assert_eq!(run.version, v1, "{}: started before the deploy", task.id);
+        }
+        if task.created_at > after_deploy {
+            assert_eq!(run.version, v2, "{}: created after the deploy", task.id);
+            created_after += 1;
+        }
+        // The other steps kept their version.
+        for other in task.runs.iter().filter(|r| r.step != name) {
+            assert_eq!(Some(&other.version), serving.get(&other.step), "{}: {}", task.id, other.step);
+        }
+    }
+    assert!(created_after >= 10, "orders were created after the deploy: {created_after}");
+    assert_eq!(seen, BTreeSet::from([v1.clone(), v2.clone()]), "both versions ran");
+    let counts = server.service.store().count_tasks().await.expect("counts");
+    assert_eq!(counts.get(&TaskStatus::Failed), None, "no task failed: {counts:?}");
+    assert_eq!(counts.get(&TaskStatus::Completed), Some(&(tasks.len() as u64)));
+
+    // The new manifest serves and persists with the version.
+    let (status, step) = server.request(server.http.get(format!("{}/v1/steps/{name}", server.base))).await;
+    assert_eq!(status, 200);
+    assert_eq!(step["version"], json!(v2));
+    let stored = server.service.store().step_version(name, &v2).await.expect("reads").expect("stored");
+    assert_eq!(stored.manifest.description.as_deref().map(|d| d.starts_with("Step 6 (v2):")), Some(true));
+    match Arc::try_unwrap(server) {
+        Ok(server) => server.stop().await,
+        Err(_) => panic!("the senders are done"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_waiting_for_a_removed_step_complete_when_it_is_deployed_again() {
+    let server = start().await;
+    let name = "order-completion";
+    let v1 = server.service.step(name).await.expect("bundled").version;
+    let (status, _) = server.request(server.http.delete(format!("{}/v1/steps/{name}", server.base))).await;
+    assert_eq!(status, 204);
+
+    // Without the completion step the orders go all the way and then wait.
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(server.deliver(&order(i)).await);
+    }
+    for task in server.settled_tasks(&ids).await {
+        assert_eq!(task.status, TaskStatus::Waiting, "{}: {:?}", task.id, task.message);
+        assert_eq!(task.data["order"]["customerNotified"], json!(true));
+        assert_eq!(task.data["order"]["internalTeamNotified"], json!(true));
+        assert!(task.runs.iter().all(|r| r.step != name));
+    }
+
+    // A new version of the step is deployed: the waiting orders resume and complete on it.
+    let (component, manifest) = bundled(name);
+    let v2 = version_of(&server.deploy(name, another_version(&component, b'2'), manifest).await);
+    assert_ne!(v1, v2);
+    for id in &ids {
+        let mut task = server.service.task(id).await.expect("stored").task;
+        for _ in 0..400 {
+            if task.status == TaskStatus::Completed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            task = server.service.task(id).await.expect("stored").task;
+        }
+        assert_completed(&task);
+        let runs: Vec<&str> = task.runs.iter().filter(|r| r.step == name).map(|r| r.version.as_str()).collect();
+        assert_eq!(runs, vec![v2.as_str()], "{id}: the redeployed step ran once, in its new version");
+    }
+    server.stop().await;
+}
