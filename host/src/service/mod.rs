@@ -15,7 +15,6 @@
 
 pub mod drive;
 pub mod metrics;
-pub mod patch;
 pub mod steps;
 mod watch;
 
@@ -197,7 +196,7 @@ impl Service {
                     task.id
                 )));
             }
-            patch::merge_patch(&mut task.data, merge);
+            crate::scheduler::merge::merge_patch(&mut task.data, merge);
             Ok(true)
         })
         .await
