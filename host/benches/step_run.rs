@@ -75,6 +75,48 @@ async fn bench() {
         }
     }
 
+    // (a') the runtime's whole run alone (limits, log, output parse), without the scheduler.
+    let mut runtime_only = Vec::with_capacity(SAMPLES);
+    for i in 0..WARMUP + SAMPLES {
+        let input = whenever::runtime::RunInput {
+            task_id: format!("rt-{i}"),
+            data: order_text.clone(),
+            run_number: 1,
+            connectors: Registry::simulators(),
+            replay: Vec::new(),
+            journal: None,
+        };
+        let started = Instant::now();
+        let report = engine.run(&step, input).await;
+        let took = started.elapsed();
+        assert!(report.outcome.is_ok());
+        if i >= WARMUP {
+            runtime_only.push(took);
+        }
+    }
+
+    // The host's own JSON work per run, natively: snapshot clone and text, output parse, diff, apply.
+    let output: Value = serde_json::from_str(
+        &engine.bare_content(&step, &order_text).await.expect("no trap").expect("content ok"),
+    )
+    .expect("json");
+    let output_text = output.to_string();
+    let mut json_work = Vec::with_capacity(SAMPLES);
+    for i in 0..WARMUP + SAMPLES {
+        let started = Instant::now();
+        let snapshot = order.clone();
+        let text = snapshot.to_string();
+        let parsed: Value = serde_json::from_str(&output_text).expect("json");
+        let changes = whenever::scheduler::merge::diff(&snapshot, &parsed);
+        let mut current = snapshot.clone();
+        whenever::scheduler::merge::apply(&mut current, &changes);
+        let took = started.elapsed();
+        assert!(!text.is_empty() && !changes.is_empty());
+        if i >= WARMUP {
+            json_work.push(took);
+        }
+    }
+
     // (c) the same logic as native Rust (parse, score, serialize, as the guest does).
     let mut native = Vec::with_capacity(SAMPLES);
     for i in 0..WARMUP + SAMPLES {
@@ -116,12 +158,16 @@ async fn bench() {
     let (a50, a99) = stats(whole);
     let (b50, b99) = stats(bare);
     let (c50, c99) = stats(native);
+    let (r50, r99) = stats(runtime_only);
+    let (j50, j99) = stats(json_work);
     println!("order: {} bytes; {SAMPLES} samples each after {WARMUP} warm-up", order_text.len());
     println!("| measure | median µs | p99 µs |");
     println!("|---|---|---|");
     println!("| (a) whole run (match, fresh instance, content, diff, merge, history) | {a50:.1} | {a99:.1} |");
     println!("| (b) bare floor (fresh Store, instantiate, content) | {b50:.1} | {b99:.1} |");
     println!("| (c) same logic, native Rust | {c50:.1} | {c99:.1} |");
+    println!("| (a') Runtime::run alone (limits, log, output parse; no scheduler) | {r50:.1} | {r99:.1} |");
+    println!("| host JSON work natively (snapshot, text, parse output, diff, apply) | {j50:.1} | {j99:.1} |");
     println!();
     println!("(a)/(b) median ratio: {:.2}x; (b)/(c): {:.2}x", a50 / b50, b50 / c50);
     println!("throughput of (a), 2 worker threads, {drivers} concurrent drivers: {throughput:.0} runs/s");
