@@ -1,23 +1,35 @@
 //! RetailMax orders through the service, printed as one table: orders per second and latency per
-//! order (p50, p99) on the seed path (every order completes):
+//! order (p50, p99) on the seed path (every order completes; eight step runs and eight connector
+//! calls each).
 //!
-//! - through the HTTP API: each client delivers an order to `POST /v1/hooks/bench?wait=60000` and
-//!   waits for the answer, which comes once the task has completed (so the latency is "webhook
-//!   sent → task completed", acceptance included), with SQLite durability (`synchronous = full`,
-//!   the default, and `normal`);
-//! - in process through the service API (`Service::create_task` then `wait_settled`), same store;
-//! - the bare scheduler (`Scheduler::drive`), no store at all.
+//! Two ways to load it:
+//! - **waiting clients**: each client sends an order and waits for it to complete before sending
+//!   the next (`POST /v1/hooks/bench?wait=60000`, whose answer comes once the task completed;
+//!   in process, `Service::create_task` then `wait_settled`; or `Scheduler::drive`). Latency is
+//!   order sent → task completed, acceptance included. Throughput is bounded by
+//!   clients ÷ latency.
+//! - **webhook senders**: each sender delivers orders as fast as they are accepted (`201` once
+//!   the task is durably stored), keeping at most 32 of its orders unfinished; the server drives
+//!   up to 512 at once. Latency is webhook accepted → task completed (completion as the service
+//!   announces it, [`Service::settled`]). This is how a shop's checkout feeds the service, and
+//!   where grouped commits pay: one fsync serves every write waiting for it.
 //!
-//! Clients run closed loops (an order, then the next) for a fixed window after a warm-up; server
-//! and clients share one tokio runtime with two worker threads, as on a 2-core machine.
+//! Durability: SQLite in WAL mode with `synchronous = full` (fsync at every group commit; survives
+//! power loss) or `normal` (survives `kill -9`, not a power cut); the bare scheduler row has no
+//! store at all. Each row starts a fresh service on a fresh database, warms up for 0.5 s and
+//! measures for 3 s; server and clients share one tokio runtime with two worker threads. The last
+//! column is the process's CPU time (both cores, clients included) per order: what the throughput
+//! would be on two otherwise idle cores is about 2,000 ÷ that figure.
 //!
-//! `cargo bench -p whenever --bench service`
+//! `cargo bench -p whenever --bench service [-- FILTER]` (FILTER: rows whose path contains it).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use whenever::api::{self, ApiOptions};
 use whenever::service::{Service, ServiceOptions};
 use whenever::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -26,34 +38,59 @@ use whenever::{Host, HostOptions};
 
 const WARMUP: Duration = Duration::from_millis(500);
 const WINDOW: Duration = Duration::from_secs(3);
+/// Unfinished orders a webhook sender keeps.
+const DEPTH: usize = 32;
 
 /// One line of the table.
 struct Row {
     path: &'static str,
-    clients: usize,
+    load: String,
     orders: usize,
     window: Duration,
     latencies: Vec<Duration>,
+    /// CPU time of the whole process per order over the whole row (warm-up included).
+    cpu_per_order: Duration,
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (Linux; zero
+/// elsewhere), in clock ticks of 10 ms.
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let Some(rest) = stat.rsplit(')').next() else { return Duration::ZERO };
+    let fields: Vec<u64> = rest.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    match (fields.get(11), fields.get(12)) {
+        (Some(user), Some(system)) => Duration::from_millis((user + system) * 10),
+        _ => Duration::ZERO,
+    }
+}
+
+/// CPU time per order between `since` and now.
+fn cpu_per_order(since: Duration, orders: usize) -> Duration {
+    cpu_time().saturating_sub(since) / u32::try_from(orders.max(1)).unwrap_or(u32::MAX)
 }
 
 fn order(n: usize) -> Value {
     let mut order = whenever::demo::seed_order();
-    order["order"]["id"] = json!(format!("ORD-BENCH-{n:07}"));
+    order["order"]["id"] = json!(format!("ORD-BENCH-{n:08}"));
     order
 }
 
 /// Runs `clients` closed loops of `one` for the warm-up and the window; counts and times the
 /// orders started in the window.
-async fn closed_loop<F, Fut>(path: &'static str, clients: usize, one: F) -> Row
+async fn waiting_clients<F, Fut>(path: &'static str, clients: usize, one: F) -> Row
 where
     F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
+    let cpu = cpu_time();
     let started = Instant::now();
     let window_start = started + WARMUP;
     let window_end = window_start + WINDOW;
+    let all = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut loops = tokio::task::JoinSet::new();
     for client in 0..clients {
+        let all = all.clone();
         let one = one.clone();
         loops.spawn(async move {
             let mut latencies = Vec::new();
@@ -65,6 +102,7 @@ where
                 }
                 one(client * 1_000_000 + n).await;
                 n += 1;
+                all.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if at >= window_start {
                     latencies.push(at.elapsed());
                 }
@@ -76,7 +114,110 @@ where
         latencies.extend(done.expect("client"));
     }
     let window = started.elapsed().saturating_sub(WARMUP);
-    Row { path, clients, orders: latencies.len(), window, latencies }
+    let load = format!("{clients} waiting client{}", if clients == 1 { "" } else { "s" });
+    let cpu_per_order = cpu_per_order(cpu, all.load(std::sync::atomic::Ordering::Relaxed));
+    Row { path, load, orders: latencies.len(), window, latencies, cpu_per_order }
+}
+
+/// What the senders and the completion listener know of each order.
+enum Seen {
+    /// Accepted at this instant by this sender.
+    Accepted(Instant, usize),
+    /// Completed at this instant (the listener heard of it before the sender's answer came).
+    Completed(Instant),
+}
+
+#[derive(Default)]
+struct Tracker {
+    orders: HashMap<String, Seen>,
+    /// (accepted, completed) of every order.
+    done: Vec<(Instant, Instant)>,
+}
+
+/// Runs `senders` webhook senders, each keeping at most [`DEPTH`] unfinished orders, for the
+/// warm-up and the window. `accept` delivers one order and returns its task id once accepted.
+async fn webhook_senders<F, Fut>(path: &'static str, senders: usize, service: &Service, accept: F) -> Row
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = String> + Send,
+{
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let credits: Arc<Vec<Semaphore>> = Arc::new((0..senders).map(|_| Semaphore::new(DEPTH)).collect());
+    let mut settled = service.settled();
+    let listener = {
+        let (tracker, credits) = (tracker.clone(), credits.clone());
+        tokio::spawn(async move {
+            loop {
+                let id = match settled.recv().await {
+                    Ok(id) => id,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Err(e) => panic!("the completion listener fell behind: {e}"),
+                };
+                let now = Instant::now();
+                let mut tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                match tracker.orders.remove(&id) {
+                    Some(Seen::Accepted(at, sender)) => {
+                        tracker.done.push((at, now));
+                        credits[sender].add_permits(1);
+                    }
+                    _ => {
+                        tracker.orders.insert(id, Seen::Completed(now));
+                    }
+                }
+            }
+        })
+    };
+    let cpu = cpu_time();
+    let started = Instant::now();
+    let window_end = started + WARMUP + WINDOW;
+    let mut loops = tokio::task::JoinSet::new();
+    for sender in 0..senders {
+        let (accept, tracker, credits) = (accept.clone(), tracker.clone(), credits.clone());
+        loops.spawn(async move {
+            let mut n = 0;
+            while Instant::now() < window_end {
+                credits[sender].acquire().await.expect("open").forget();
+                let id = accept(sender * 1_000_000 + n).await;
+                let now = Instant::now();
+                n += 1;
+                let mut tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                match tracker.orders.remove(&id) {
+                    Some(Seen::Completed(at)) => {
+                        tracker.done.push((now, at));
+                        credits[sender].add_permits(1);
+                    }
+                    _ => {
+                        tracker.orders.insert(id, Seen::Accepted(now, sender));
+                    }
+                }
+            }
+        });
+    }
+    while let Some(done) = loops.join_next().await {
+        done.expect("sender");
+    }
+    // Let every accepted order finish.
+    for _ in 0..600 {
+        let pending = tracker.lock().unwrap_or_else(|p| p.into_inner()).orders.len();
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    listener.abort();
+    let tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(tracker.orders.is_empty(), "{} orders never completed", tracker.orders.len());
+    let (window_start, window_end) = (started + WARMUP, started + WARMUP + WINDOW);
+    let orders = tracker.done.iter().filter(|(_, done)| *done >= window_start && *done < window_end).count();
+    let latencies: Vec<Duration> = tracker
+        .done
+        .iter()
+        .filter(|(accepted, _)| *accepted >= window_start && *accepted < window_end)
+        .map(|(accepted, done)| done.saturating_duration_since(*accepted))
+        .collect();
+    let cpu_per_order = cpu_per_order(cpu, tracker.done.len());
+    let load = format!("{senders} webhook senders × {DEPTH}");
+    Row { path, load, orders, window: WINDOW, latencies, cpu_per_order }
 }
 
 /// A service with the bundled RetailMax steps on a fresh SQLite file.
@@ -88,18 +229,29 @@ async fn service(dir: &tempfile::TempDir, synchronous: Synchronous) -> Service {
     Service::with_store(host, Arc::new(store), &options).await.expect("service")
 }
 
-async fn http_row(path: &'static str, clients: usize, synchronous: Synchronous) -> Row {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let service = service(&dir, synchronous).await;
+/// The service behind its HTTP API on a loopback port: the base URL and a stop switch.
+async fn serve(service: &Service) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/v1/hooks/bench?wait=60000", listener.local_addr().expect("addr"));
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
     let options = ApiOptions { max_body_bytes: 1 << 20, max_component_bytes: 64 << 20, ..ApiOptions::default() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, service, options, async move {
-        let _ = stopped.await;
-    }));
+    let service = service.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        api::serve(listener, service, options, shutdown).await.expect("serves");
+    });
+    (base, stop, server)
+}
+
+async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchronous) -> Row {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = service(&dir, synchronous).await;
+    let (base, stop, server) = serve(&service).await;
+    let url = format!("{base}/v1/hooks/bench?wait=60000");
     let http = reqwest::Client::new();
-    let row = closed_loop(path, clients, move |n| {
+    let row = waiting_clients(path, clients, move |n| {
         let (http, url) = (http.clone(), url.clone());
         async move {
             let response = http.post(&url).body(order(n).to_string()).send().await.expect("delivered");
@@ -114,10 +266,32 @@ async fn http_row(path: &'static str, clients: usize, synchronous: Synchronous) 
     row
 }
 
-async fn service_row(path: &'static str, clients: usize, synchronous: Synchronous) -> Row {
+async fn http_senders(path: &'static str, senders: usize, synchronous: Synchronous) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     let service = service(&dir, synchronous).await;
-    closed_loop(path, clients, move |n| {
+    let (base, stop, server) = serve(&service).await;
+    let url = format!("{base}/v1/hooks/bench");
+    let http = reqwest::Client::new();
+    let row = webhook_senders(path, senders, &service, move |n| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let response = http.post(&url).body(order(n).to_string()).send().await.expect("delivered");
+            assert_eq!(response.status().as_u16(), 201);
+            let task: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+            task["id"].as_str().expect("id").to_string()
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    let _ = server.await;
+    assert_all_completed(&service).await;
+    row
+}
+
+async fn service_waiting(path: &'static str, clients: usize, synchronous: Synchronous) -> Row {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = service(&dir, synchronous).await;
+    waiting_clients(path, clients, move |n| {
         let service = service.clone();
         async move {
             let task = service.create_task(order(n)).await.expect("created");
@@ -128,10 +302,28 @@ async fn service_row(path: &'static str, clients: usize, synchronous: Synchronou
     .await
 }
 
-async fn drive_row(path: &'static str, clients: usize) -> Row {
+async fn service_senders(path: &'static str, senders: usize, synchronous: Synchronous) -> Row {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = service(&dir, synchronous).await;
+    let creating = service.clone();
+    let row = webhook_senders(path, senders, &service, move |n| {
+        let service = creating.clone();
+        async move { service.create_task(order(n)).await.expect("created").id }
+    })
+    .await;
+    assert_all_completed(&service).await;
+    row
+}
+
+async fn assert_all_completed(service: &Service) {
+    let counts = service.store().count_tasks().await.expect("counts");
+    assert!(counts.keys().all(|s| *s == TaskStatus::Completed), "every order completed: {counts:?}");
+}
+
+async fn drive_waiting(path: &'static str, clients: usize) -> Row {
     let host = Host::start(&HostOptions::default()).await.expect("host");
     let scheduler = host.scheduler.clone();
-    closed_loop(path, clients, move |n| {
+    waiting_clients(path, clients, move |n| {
         let scheduler = scheduler.clone();
         async move {
             let mut task = Task::new(order(n));
@@ -152,22 +344,29 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
 /// What a row measures.
 #[derive(Clone, Copy)]
 enum Kind {
-    Http(Synchronous),
-    Service(Synchronous),
+    HttpWaiting(Synchronous),
+    HttpSenders(Synchronous),
+    ServiceWaiting(Synchronous),
+    ServiceSenders(Synchronous),
     Drive,
 }
 
+const FULL: Synchronous = Synchronous::Full;
+const NORMAL: Synchronous = Synchronous::Normal;
+
 const ROWS: &[(&str, usize, Kind)] = &[
-    ("HTTP API, SQLite synchronous=full", 1, Kind::Http(Synchronous::Full)),
-    ("HTTP API, SQLite synchronous=full", 16, Kind::Http(Synchronous::Full)),
-    ("HTTP API, SQLite synchronous=normal", 16, Kind::Http(Synchronous::Normal)),
-    ("service API in process, SQLite synchronous=full", 1, Kind::Service(Synchronous::Full)),
-    ("service API in process, SQLite synchronous=full", 16, Kind::Service(Synchronous::Full)),
-    ("Scheduler::drive, no store", 1, Kind::Drive),
-    ("Scheduler::drive, no store", 16, Kind::Drive),
+    ("HTTP API + SQLite, synchronous=full", 1, Kind::HttpWaiting(FULL)),
+    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpWaiting(FULL)),
+    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpSenders(FULL)),
+    ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpWaiting(NORMAL)),
+    ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpSenders(NORMAL)),
+    ("in process (Service API) + SQLite, synchronous=full", 1, Kind::ServiceWaiting(FULL)),
+    ("in process (Service API) + SQLite, synchronous=full", 16, Kind::ServiceWaiting(FULL)),
+    ("in process (Service API) + SQLite, synchronous=full", 16, Kind::ServiceSenders(FULL)),
+    ("in process, no store (Scheduler::drive)", 1, Kind::Drive),
+    ("in process, no store (Scheduler::drive)", 16, Kind::Drive),
 ];
 
-/// `cargo bench -p whenever --bench service [-- FILTER]`: the rows whose path contains FILTER.
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
@@ -175,30 +374,33 @@ fn main() {
         let mut rows = Vec::new();
         for (path, clients, kind) in ROWS.iter().copied().filter(|(path, _, _)| path.contains(filter.as_str())) {
             rows.push(match kind {
-                Kind::Http(synchronous) => http_row(path, clients, synchronous).await,
-                Kind::Service(synchronous) => service_row(path, clients, synchronous).await,
-                Kind::Drive => drive_row(path, clients).await,
+                Kind::HttpWaiting(synchronous) => http_waiting(path, clients, synchronous).await,
+                Kind::HttpSenders(synchronous) => http_senders(path, clients, synchronous).await,
+                Kind::ServiceWaiting(synchronous) => service_waiting(path, clients, synchronous).await,
+                Kind::ServiceSenders(synchronous) => service_senders(path, clients, synchronous).await,
+                Kind::Drive => drive_waiting(path, clients).await,
             });
         }
         rows
     });
     println!(
-        "RetailMax seed orders; {} s per row after {} ms warm-up; 2 tokio workers",
+        "RetailMax seed orders, {} s per row after {} ms warm-up, 2 tokio worker threads",
         WINDOW.as_secs(),
         WARMUP.as_millis()
     );
-    println!("| path | clients | orders | orders/s | p50 ms | p99 ms |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| path | load | orders | orders/s | p50 ms | p99 ms | CPU ms/order |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for mut row in rows {
         row.latencies.sort();
         println!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.2} |",
             row.path,
-            row.clients,
+            row.load,
             row.orders,
             row.orders as f64 / row.window.as_secs_f64(),
             percentile(&row.latencies, 0.5),
-            percentile(&row.latencies, 0.99)
+            percentile(&row.latencies, 0.99),
+            row.cpu_per_order.as_secs_f64() * 1e3
         );
     }
 }

@@ -18,6 +18,10 @@
 //! [store]
 //! synchronous = "full"          # or "normal": survives kill -9, not a power cut
 //!
+//! [cluster]                     # hosts sharing `--db postgres://...`
+//! lease_ms = 10000              # a dead host's tasks are taken over after this
+//! poll_ms = 1000                # backstop poll for work (wake-ups come through LISTEN/NOTIFY)
+//!
 //! [hooks.shopify]               # POST /v1/hooks/shopify must be signed:
 //! secret_env = "SHOPIFY_HOOK_SECRET"   # X-Whenever-Signature: sha256=HEX(HMAC-SHA256(secret, body))
 //!
@@ -97,6 +101,27 @@ pub struct StoreSection {
     pub synchronous: crate::store::sqlite::Synchronous,
 }
 
+/// Settings of hosts sharing a PostgreSQL store (`whenever serve --db postgres://...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// How long a host holds a claimed task without renewing (renewed every quarter of it); a
+    /// host that dies has its tasks taken over this long after its last renewal.
+    pub lease_ms: u64,
+    /// How often an idle host looks for work when no notification came (a backstop).
+    pub poll_ms: u64,
+    /// At most this many tasks claimed at once (spreads a burst over the hosts).
+    pub claim_batch: u32,
+    /// This host's name in the `owner` column (default: hostname, process id and a random part).
+    pub host_id: Option<String>,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { lease_ms: 10_000, poll_ms: 1_000, claim_batch: 16, host_id: None }
+    }
+}
+
 /// One webhook's settings.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -136,6 +161,9 @@ pub struct Config {
     /// Store settings.
     #[serde(default)]
     pub store: StoreSection,
+    /// Settings of hosts sharing a PostgreSQL store.
+    #[serde(default)]
+    pub cluster: ClusterSection,
     /// Webhooks by name.
     #[serde(default)]
     pub hooks: std::collections::BTreeMap<String, HookSection>,

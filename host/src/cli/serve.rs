@@ -17,7 +17,8 @@ pub struct ServeArgs {
     /// The address to listen on. Beyond loopback, `WHENEVER_TOKEN` must be set.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The SQLite database file (created if missing).
+    /// The SQLite database file (created if missing), or a PostgreSQL database shared by several
+    /// hosts: a value starting with `postgres://` or `postgresql://`.
     #[arg(long, default_value = "whenever.db")]
     pub db: PathBuf,
     /// A folder of steps (`NAME.wasm` with `NAME.toml`) deployed at start when new or changed,
@@ -70,10 +71,17 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         service.watch_steps(args.steps.clone(), std::time::Duration::from_secs(1));
     }
     let steps: Vec<String> = service.scheduler().catalog().snapshot().iter().map(|s| s.name.clone()).collect();
+    let db = crate::store::postgres::redact(&args.db.to_string_lossy());
+    if let Some(host) = service.host_id() {
+        eprintln!(
+            "whenever serve: host {host} shares database {db} (lease {} ms)",
+            service.config().cluster.lease_ms
+        );
+    }
     eprintln!(
         "whenever serve: listening on http://{} (database {}, {} steps: {})",
         listener.local_addr().unwrap_or(args.listen),
-        args.db.display(),
+        db,
         steps.len(),
         steps.join(", ")
     );

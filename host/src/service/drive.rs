@@ -53,10 +53,34 @@ impl CallJournal for StoreJournal {
 impl Service {
     /// Drives the task on a worker (bounded by the configured concurrency).
     pub(crate) fn spawn_drive(&self, id: String) {
+        self.spawn_drive_from(id, None);
+    }
+
+    /// Drives `task`, just saved at `revision` with no run in flight (created, patched, retried),
+    /// on a worker without reading it back from the store. Hosts sharing a store drive only what
+    /// they claim: there it is [`Service::spawn_drive`].
+    pub(crate) fn spawn_drive_saved(&self, task: Task, revision: u64) {
+        if self.inner.cluster.is_some() {
+            return self.spawn_drive(task.id);
+        }
+        self.spawn_drive_from(task.id.clone(), Some((task, revision)));
+    }
+
+    fn spawn_drive_from(&self, id: String, saved: Option<(Task, u64)>) {
+        if let Some(cluster) = self.cluster() {
+            // Hosts sharing the store drive only what they claim: the claim loop takes it from
+            // here (driving it directly would race the host that claims it).
+            cluster.wake();
+            return;
+        }
         let service = self.clone();
         tokio::spawn(async move {
             let Ok(_permit) = service.inner.workers.clone().acquire_owned().await else { return };
-            if let Err(e) = service.drive_stored(&id).await {
+            let result = match saved {
+                Some((task, revision)) => service.drive_task(task, revision, Vec::new()).await,
+                None => service.drive_stored(&id).await,
+            };
+            if let Err(e) = result {
                 eprintln!("whenever serve: task {id}: {e}");
             }
             let _ = service.inner.settled.send(id);
@@ -64,15 +88,24 @@ impl Service {
     }
 
     /// Loads a running task and drives it to settlement, re-running interrupted runs first.
-    async fn drive_stored(&self, id: &str) -> Result<(), ServiceError> {
+    pub(crate) async fn drive_stored(&self, id: &str) -> Result<(), ServiceError> {
         let store = self.inner.store.clone();
         let Some(stored) = store.get_task(id).await? else { return Ok(()) };
         if stored.task.status != TaskStatus::Running {
             return Ok(());
         }
-        let mut task = stored.task;
-        let mut revision = stored.revision;
         let interrupted = store.interrupted_runs(id).await?;
+        self.drive_task(stored.task, stored.revision, interrupted).await
+    }
+
+    /// Drives `task`, stored at `revision`, to settlement, re-running `interrupted` first.
+    async fn drive_task(
+        &self,
+        mut task: Task,
+        mut revision: u64,
+        interrupted: Vec<InterruptedRun>,
+    ) -> Result<(), ServiceError> {
+        let store = self.inner.store.clone();
         let mut resumed = Vec::new();
         let mut lost = Vec::new();
         for run in interrupted {

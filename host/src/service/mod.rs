@@ -13,6 +13,7 @@
 //! compare-and-swap on its revision, which moves it to `running`; the worker that then drives it
 //! saves with the same compare-and-swap. A patch of a running task is refused (409).
 
+mod cluster;
 pub mod drive;
 pub mod metrics;
 pub mod steps;
@@ -92,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) settled: broadcast::Sender<String>,
     pub(crate) workers: Arc<Semaphore>,
     pub(crate) deploys: tokio::sync::Mutex<()>,
+    /// Set when the store is shared by several hosts: tasks are claimed with leases.
+    pub(crate) cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// The service. Cloning shares it.
@@ -111,6 +114,11 @@ impl Service {
     /// bundled set), loads the steps the store serves, and resumes every unsettled task.
     pub async fn start(options: &ServiceOptions) -> Result<Service, ServiceError> {
         let host = Host::start(&HostOptions { steps: Vec::new(), config: options.config.clone(), no_steps: true }).await?;
+        let url = options.db.to_string_lossy();
+        if crate::store::postgres::is_postgres_url(&url) {
+            let store = crate::store::postgres::PostgresStore::connect(&url).await.map_err(ServiceError::Store)?;
+            return Service::with_store(host, Arc::new(store), options).await;
+        }
         let sqlite = SqliteOptions { synchronous: host.config.store.synchronous };
         let db = options.db.clone();
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db, sqlite))
@@ -123,6 +131,7 @@ impl Service {
     pub async fn with_store(host: Host, store: Arc<dyn Store>, options: &ServiceOptions) -> Result<Service, ServiceError> {
         let (settled, _) = broadcast::channel(4096);
         let workers = Arc::new(Semaphore::new(host.config.server.max_concurrent_tasks.max(1)));
+        let cluster = store.shared().then(|| Arc::new(cluster::Cluster::new(&host.config.cluster)));
         let service = Service {
             inner: Arc::new(Inner {
                 scheduler: host.scheduler,
@@ -132,6 +141,7 @@ impl Service {
                 settled,
                 workers,
                 deploys: tokio::sync::Mutex::new(()),
+                cluster,
             }),
         };
         if !options.no_steps {
@@ -139,7 +149,12 @@ impl Service {
             service.deploy_sources(sources).await?;
         }
         service.load_current_steps().await?;
-        service.resume_unsettled().await?;
+        if service.inner.cluster.is_some() {
+            // Running tasks are claimed from the store, this host's share of them.
+            service.start_cluster().await?;
+        } else {
+            service.resume_unsettled().await?;
+        }
         Ok(service)
     }
 
@@ -169,8 +184,8 @@ impl Service {
             return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
         }
         let task = Task::new(data);
-        self.inner.store.create_task(&task).await?;
-        self.spawn_drive(task.id.clone());
+        let revision = self.inner.store.create_task(&task).await?;
+        self.spawn_drive_saved(task.clone(), revision);
         Ok(task)
     }
 
@@ -232,17 +247,28 @@ impl Service {
         .await
     }
 
+    /// The ids of the tasks whose drive on this host ends from now on: they settled (completed,
+    /// waiting or failed) or a store failure stopped the drive. A receiver that falls more than
+    /// 4,096 behind skips ahead (`RecvError::Lagged`).
+    pub fn settled(&self) -> broadcast::Receiver<String> {
+        self.inner.settled.subscribe()
+    }
+
     /// Waits until the task is settled or `timeout` passes, and returns it as it is then.
     pub async fn wait_settled(&self, id: &str, timeout: Duration) -> Result<StoredTask, ServiceError> {
         let mut settled = self.inner.settled.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
+        // Another host may drive the task: then no local signal comes, so look again now and then.
+        let recheck = if self.inner.cluster.is_some() { Duration::from_millis(100) } else { timeout };
         loop {
             let stored = self.task(id).await?;
             if stored.task.status != TaskStatus::Running {
                 return Ok(stored);
             }
             loop {
-                match tokio::time::timeout_at(deadline, settled.recv()).await {
+                let wake = deadline.min(tokio::time::Instant::now() + recheck);
+                match tokio::time::timeout_at(wake, settled.recv()).await {
+                    Err(_) if tokio::time::Instant::now() < deadline => break,
                     Err(_) => return self.task(id).await,
                     Ok(Ok(done)) if done == id => break,
                     Ok(Ok(_)) => continue,
@@ -268,8 +294,8 @@ impl Service {
         task.status = TaskStatus::Running;
         task.message = None;
         let save = TaskSave { task: &task, expected_revision: stored.revision, runs: &[], starting: &[], input: None };
-        self.inner.store.save_task(save).await?;
-        self.spawn_drive(task.id.clone());
+        let revision = self.inner.store.save_task(save).await?;
+        self.spawn_drive_saved(task.clone(), revision);
         Ok(task)
     }
 

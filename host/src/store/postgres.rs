@@ -163,6 +163,9 @@ const STEPS: &str = "steps";
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Claims, renewals and releases: their own connections, so a renewal never waits behind
+    /// a burst of saves (a late renewal would let the lease lapse under a live host).
+    leases: Pool,
     config: tokio_postgres::Config,
     /// The NOTIFY channel of this schema (hosts on other schemas of the database do not hear it).
     channel: String,
@@ -187,20 +190,26 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("whenever");
         }
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(16).build().map_err(backend)?;
+        let manager = || {
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast })
+        };
+        let pool = Pool::builder(manager()).max_size(16).build().map_err(backend)?;
+        let leases = Pool::builder(manager()).max_size(2).build().map_err(backend)?;
         let mut client = pool
             .get()
             .await
             .map_err(|e| StoreError::Backend(format!("cannot connect to {}: {e}", redact(url))))?;
         migrate(&mut client).await?;
         let schema: String = client.query_one("SELECT current_schema()", &[]).await.map_err(pg)?.get(0);
-        Ok(PostgresStore { pool, config, channel: format!("whenever:{schema}"), events: Arc::default() })
+        Ok(PostgresStore { pool, leases, config, channel: format!("whenever:{schema}"), events: Arc::default() })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn lease_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.leases.get().await.map_err(pool_error)
     }
 
     /// Starts the LISTEN connection (once); it reconnects when the connection drops and stops
@@ -255,7 +264,6 @@ async fn listen(config: tokio_postgres::Config, channel: String, events: broadca
                         let _ = events.send(StoreEvent::StepsChanged);
                         let _ = events.send(StoreEvent::TasksAvailable);
                     }
-                    first = false;
                     let mut forward = forward;
                     loop {
                         tokio::select! {
@@ -756,21 +764,29 @@ impl Store for PostgresStore {
     }
 
     async fn claim_tasks(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<String>, StoreError> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         let claim = client
             .prepare_cached(
-                "UPDATE tasks SET owner = $1, lease_until = now() + $3::bigint * interval '1 millisecond'
-                 WHERE seq IN (
-                   SELECT seq FROM tasks
+                "WITH free AS (
+                   SELECT seq, owner AS previous, lease_until AS expired FROM tasks
                    WHERE status = 'running' AND (owner IS NULL OR lease_until < now())
                    ORDER BY seq LIMIT $2
                    FOR UPDATE SKIP LOCKED)
-                 RETURNING id, seq",
+                 UPDATE tasks SET owner = $1, lease_until = now() + $3::bigint * interval '1 millisecond'
+                 FROM free WHERE tasks.seq = free.seq
+                 RETURNING tasks.id, tasks.seq, free.previous, (now() - free.expired)::text",
             )
             .await
             .map_err(pg)?;
         let mut rows = client.query(&claim, &[&owner, &i64::from(limit), &millis(lease)]).await.map_err(pg)?;
         rows.sort_by_key(|r| r.get::<_, i64>(1));
+        for row in &rows {
+            if let Some(previous) = row.get::<_, Option<&str>>(2) {
+                let id: &str = row.get(0);
+                let ago: Option<&str> = row.get(3);
+                eprintln!("whenever: took task {id} over from host {previous} (its lease expired {} ago)", ago.unwrap_or("?"));
+            }
+        }
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -778,7 +794,7 @@ impl Store for PostgresStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         let renew = client
             .prepare_cached(
                 "UPDATE tasks SET lease_until = now() + $3::bigint * interval '1 millisecond'
@@ -791,7 +807,7 @@ impl Store for PostgresStore {
     }
 
     async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.lease_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let released = tx
             .query_opt(
@@ -921,6 +937,44 @@ pub(crate) mod tests {
         })
         .await;
         assert!(steps.is_ok(), "a deploy is heard as StepsChanged");
+        schema.drop_schema().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claimers_in_small_batches_never_share_a_task() {
+        let Some(schema) = TestSchema::create("claims").await else { return };
+        let store = PostgresStore::connect(&schema.url).await.expect("connects");
+        let mut claimers = tokio::task::JoinSet::new();
+        for c in 0..6 {
+            let store = store.clone();
+            claimers.spawn(async move {
+                let owner = format!("h{c}");
+                let mut claimed = Vec::new();
+                let mut idle = 0;
+                while idle < 100 {
+                    let got = store.claim_tasks(&owner, 3, Duration::from_secs(60)).await.expect("claims");
+                    if got.is_empty() {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    } else {
+                        idle = 0;
+                    }
+                    claimed.extend(got);
+                }
+                claimed
+            });
+        }
+        // Tasks arrive while the claimers run, as webhooks would deliver them.
+        for i in 0..300 {
+            store.create_task(&Task::new(serde_json::json!({ "i": i }))).await.expect("created");
+        }
+        let mut seen = std::collections::HashSet::new();
+        while let Some(claimed) = claimers.join_next().await {
+            for id in claimed.expect("claimer") {
+                assert!(seen.insert(id.clone()), "task {id} claimed twice");
+            }
+        }
+        assert_eq!(seen.len(), 300, "every task claimed once");
         schema.drop_schema().await;
     }
 

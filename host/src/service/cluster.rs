@@ -1,0 +1,323 @@
+//! Several hosts on one shared store (PostgreSQL): who drives which task, and hearing of what the
+//! other hosts did.
+//!
+//! - **Claiming.** A host drives only the tasks it holds a lease on. One claim loop per host takes
+//!   as many running, unheld (or expired) tasks as it has free workers, a batch at a time
+//!   ([`Store::claim_tasks`](crate::store::Store::claim_tasks), `FOR UPDATE SKIP LOCKED`). It
+//!   wakes when a task is created or resumed here, when a drive ends, when another host's
+//!   `NOTIFY` arrives, and every `poll_ms` as a backstop.
+//! - **Renewing.** Every quarter of the lease the host renews the leases of the tasks it drives; a
+//!   task it no longer holds (another host took it over after the lease expired) stops being
+//!   driven here at once, and so does everything when renewals have failed for a whole lease.
+//!   Saves stay compare-and-swap on the revision, so a host that lost a task cannot overwrite
+//!   the new holder's progress; an interrupted run is re-run by the new holder with the journaled
+//!   connector results replayed, and calls it repeats carry the same idempotency key.
+//! - **Steps.** A deploy, rollback or removal through any host is stored and notified; every host
+//!   reloads the serving steps from the store, and a host that claims work first checks that its
+//!   steps are those the store serves (the steps stamp), so a task resumed for a new step is never
+//!   evaluated against an older set.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast, oneshot};
+
+use super::{Inner, Service, ServiceError};
+use crate::config::ClusterSection;
+use crate::store::StoreEvent;
+
+/// A task this host drives: the drive's generation and the signal that stops it.
+type Held = HashMap<String, (u64, oneshot::Sender<()>)>;
+
+/// This host's side of the cluster.
+pub(crate) struct Cluster {
+    /// This host's name in the store's `owner` column.
+    pub(crate) host_id: String,
+    /// How long a claim holds without renewal.
+    pub(crate) lease: Duration,
+    poll: Duration,
+    batch: u32,
+    wake: Notify,
+    held: Mutex<Held>,
+    generation: std::sync::atomic::AtomicU64,
+    /// The steps stamp the catalog was loaded at.
+    steps_stamp: tokio::sync::Mutex<String>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("host_id", &self.host_id).field("lease", &self.lease).finish_non_exhaustive()
+    }
+}
+
+/// A name for this host: the configured one, else hostname, process id and a random part.
+fn host_id(configured: Option<&str>) -> String {
+    if let Some(id) = configured.filter(|id| !id.is_empty()) {
+        return id.to_string();
+    }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let nanos = chrono::Utc::now().timestamp_subsec_nanos();
+    format!("{hostname}-{}-{:05x}", std::process::id(), nanos & 0xfffff)
+}
+
+impl Cluster {
+    /// This host's settings.
+    pub(crate) fn new(settings: &ClusterSection) -> Cluster {
+        Cluster {
+            host_id: host_id(settings.host_id.as_deref()),
+            lease: Duration::from_millis(settings.lease_ms.max(100)),
+            poll: Duration::from_millis(settings.poll_ms.max(10)),
+            batch: settings.claim_batch.max(1),
+            wake: Notify::new(),
+            held: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            steps_stamp: tokio::sync::Mutex::new(String::new()),
+        }
+    }
+
+    /// Wakes the claim loop (a task may be waiting for a worker).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops driving `id` here if generation `generation` still drives it.
+    fn lose(&self, id: &str, generation: u64) {
+        let mut held = self.held();
+        if held.get(id).is_some_and(|(g, _)| *g == generation)
+            && let Some((_, stop)) = held.remove(id)
+        {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Service {
+    /// This host's side of the cluster, when the store is shared.
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// This host's name among the hosts sharing the store (`None` on an unshared store).
+    pub fn host_id(&self) -> Option<&str> {
+        self.cluster().map(|c| c.host_id.as_str())
+    }
+
+    /// Starts the claim loop, the lease renewals and the listener for other hosts' changes.
+    pub(crate) async fn start_cluster(&self) -> Result<(), ServiceError> {
+        let Some(cluster) = self.cluster().cloned() else { return Ok(()) };
+        self.reload_steps().await?;
+        let weak = Arc::downgrade(&self.inner);
+        if let Some(events) = self.inner.store.events() {
+            tokio::spawn(listen(weak.clone(), cluster.clone(), events));
+        }
+        tokio::spawn(renew(weak.clone(), cluster.clone()));
+        tokio::spawn(claim(weak, cluster));
+        Ok(())
+    }
+
+    /// Loads the steps the store serves now (new versions, new manifests) and drops the removed
+    /// ones, remembering the stamp they were read at.
+    pub(crate) async fn reload_steps(&self) -> Result<(), ServiceError> {
+        let Some(cluster) = self.cluster() else { return self.load_current_steps().await };
+        let _deploying = self.inner.deploys.lock().await;
+        let mut loaded_stamp = cluster.steps_stamp.lock().await;
+        let stamp = self.inner.store.steps_stamp().await?;
+        let current = self.inner.store.current_steps().await?;
+        let catalog = self.inner.scheduler.catalog();
+        for step in catalog.snapshot().iter() {
+            if !current.iter().any(|v| v.name == step.name) {
+                catalog.remove(&step.name);
+            }
+        }
+        for version in current {
+            if catalog.get(&version.name).is_some_and(|s| s.version == version.version && *s.manifest == version.manifest)
+            {
+                continue;
+            }
+            let name = version.name.clone();
+            match self.inner.scheduler.runtime().load(&version.name, &version.component, version.manifest).await {
+                Ok(step) => {
+                    eprintln!("whenever serve: loaded step {name} version {} (deployed through the store)", step.version);
+                    catalog.insert(step);
+                }
+                Err(e) => eprintln!("whenever serve: cannot load step {name} from the store: {e}"),
+            }
+        }
+        *loaded_stamp = stamp;
+        Ok(())
+    }
+
+    /// Reloads the steps when the store serves others than those loaded.
+    async fn sync_steps(&self, cluster: &Cluster) {
+        let stamp = match self.inner.store.steps_stamp().await {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                eprintln!("whenever serve: cannot read the steps stamp: {e}");
+                return;
+            }
+        };
+        if *cluster.steps_stamp.lock().await != stamp
+            && let Err(e) = self.reload_steps().await
+        {
+            eprintln!("whenever serve: cannot reload the steps: {e}");
+        }
+    }
+
+    /// Claims tasks while workers are free, and drives each on one.
+    async fn claim_available(&self, cluster: &Arc<Cluster>) {
+        loop {
+            let mut permits: Vec<OwnedSemaphorePermit> = Vec::new();
+            while permits.len() < cluster.batch as usize {
+                match self.inner.workers.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            if permits.is_empty() {
+                return;
+            }
+            let wanted = permits.len();
+            let ids = match self.inner.store.claim_tasks(&cluster.host_id, wanted as u32, cluster.lease).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    eprintln!("whenever serve: cannot claim tasks: {e}");
+                    return;
+                }
+            };
+            if ids.is_empty() {
+                return;
+            }
+            let claimed = ids.len();
+            self.sync_steps(cluster).await;
+            for id in ids {
+                let Some(permit) = permits.pop() else { break };
+                self.spawn_claimed(cluster, id, permit);
+            }
+            if claimed < wanted {
+                return;
+            }
+        }
+    }
+
+    /// Drives a claimed task on a worker until it settles or the lease is lost, then ends the lease.
+    fn spawn_claimed(&self, cluster: &Arc<Cluster>, id: String, permit: OwnedSemaphorePermit) {
+        let (stop, stopped) = oneshot::channel();
+        let generation = cluster.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut held = cluster.held();
+            if held.contains_key(&id) {
+                // Already driven here (its lease had lapsed and this host took it again).
+                return;
+            }
+            held.insert(id.clone(), (generation, stop));
+        }
+        let service = self.clone();
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                result = service.drive_stored(&id) => {
+                    if let Err(e) = result {
+                        eprintln!("whenever serve: task {id}: {e}");
+                    }
+                }
+                _ = stopped => {
+                    eprintln!("whenever serve: task {id}: lease lost (another host took it over); stopped driving it");
+                }
+            }
+            cluster.lose(&id, generation);
+            if let Err(e) = service.inner.store.release_task(&id, &cluster.host_id).await {
+                eprintln!("whenever serve: task {id}: cannot release it: {e}");
+            }
+            let _ = service.inner.settled.send(id);
+            cluster.wake();
+        });
+    }
+}
+
+/// The claim loop: claims whenever woken, and every poll interval.
+async fn claim(service: Weak<Inner>, cluster: Arc<Cluster>) {
+    loop {
+        {
+            let Some(inner) = service.upgrade() else { return };
+            Service { inner }.claim_available(&cluster).await;
+        }
+        tokio::select! {
+            _ = cluster.wake.notified() => {}
+            _ = tokio::time::sleep(cluster.poll) => {}
+        }
+    }
+}
+
+/// Renews the leases of the tasks driven here every quarter of the lease; stops the drives of
+/// tasks lost, and of all when renewals have failed for a whole lease.
+async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
+    let mut last_renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(cluster.lease / 4).await;
+        let Some(inner) = service.upgrade() else { return };
+        let held: Vec<(String, u64)> = cluster.held().iter().map(|(id, (g, _))| (id.clone(), *g)).collect();
+        if held.is_empty() {
+            last_renewed = tokio::time::Instant::now();
+            continue;
+        }
+        let ids: Vec<String> = held.iter().map(|(id, _)| id.clone()).collect();
+        let renewed = inner.store.renew_leases(&cluster.host_id, &ids, cluster.lease).await;
+        if last_renewed.elapsed() > cluster.lease / 2 {
+            // Starved (an overloaded host or database): the leases came close to lapsing.
+            eprintln!("whenever serve: leases renewed {:?} apart (lease {:?})", last_renewed.elapsed(), cluster.lease);
+        }
+        match renewed {
+            Ok(still) => {
+                last_renewed = tokio::time::Instant::now();
+                for (id, generation) in &held {
+                    if !still.contains(id) {
+                        cluster.lose(id, *generation);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("whenever serve: cannot renew leases: {e}");
+                if last_renewed.elapsed() >= cluster.lease {
+                    for (id, generation) in &held {
+                        cluster.lose(id, *generation);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Hears other hosts' changes: claimable tasks wake the claim loop; changed steps are reloaded.
+async fn listen(service: Weak<Inner>, cluster: Arc<Cluster>, mut events: broadcast::Receiver<StoreEvent>) {
+    loop {
+        let event = events.recv().await;
+        let steps_changed = match event {
+            Ok(StoreEvent::TasksAvailable) => false,
+            Ok(StoreEvent::StepsChanged) => true,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                cluster.wake();
+                true
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if steps_changed {
+            let Some(inner) = service.upgrade() else { return };
+            if let Err(e) = (Service { inner }).reload_steps().await {
+                eprintln!("whenever serve: cannot reload the steps: {e}");
+            }
+        } else {
+            cluster.wake();
+        }
+    }
+}

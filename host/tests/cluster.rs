@@ -1,0 +1,349 @@
+//! Several `whenever serve` processes sharing one PostgreSQL database (each test in its own
+//! schema of `$WHENEVER_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`).
+//!
+//! - Three hosts share a load of RetailMax orders delivered through the webhook; one is killed
+//!   with SIGKILL while it holds running tasks. Every order must complete exactly once, with
+//!   exactly one successful Stripe charge, the dead host's tasks taken over by the others once its
+//!   lease expired, and every connector result it had journaled replayed, not called again.
+//! - A step deployed through one host is loaded by the others and runs there.
+//!
+//! Without a server the tests print "skipped: no PostgreSQL at ..." and pass.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::ServeProcess;
+use tokio_postgres::NoTls;
+use whenever::runtime::ConnectorCallRecord;
+use whenever::store::postgres::PostgresStore;
+use whenever::store::{Store, TaskQuery};
+use whenever::task::{RunOutcomeRecord, Task, TaskStatus};
+
+fn test_url() -> String {
+    std::env::var("WHENEVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema for one test, dropped at the end.
+struct Schema {
+    admin: tokio_postgres::Client,
+    name: String,
+    /// Connections through this URL use the schema.
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Schema {
+    async fn create(test: &str) -> Option<Schema> {
+        let base = test_url();
+        let (admin, connection) =
+            match tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&base, NoTls)).await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => {
+                    eprintln!("{test}: skipped: no PostgreSQL at {} ({e})", whenever::store::postgres::redact(&base));
+                    return None;
+                }
+                Err(_) => {
+                    eprintln!("{test}: skipped: no PostgreSQL at {} (timed out)", whenever::store::postgres::redact(&base));
+                    return None;
+                }
+            };
+        tokio::spawn(connection);
+        let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let name = format!("t_{test}_{}_{nanos:x}", std::process::id());
+        admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.expect("creates the schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
+        Some(Schema { admin, name, url, dir: tempfile::tempdir().expect("tempdir") })
+    }
+
+    /// A config file with a short lease, so a dead host's tasks are taken over quickly.
+    fn config(&self) -> String {
+        let path = self.dir.path().join("cluster.toml");
+        std::fs::write(&path, "[cluster]\nlease_ms = 3000\npoll_ms = 250\nclaim_batch = 4\n").expect("config");
+        path.display().to_string()
+    }
+
+    /// Starts `n` hosts on the schema, in parallel.
+    fn start_hosts(&self, n: usize) -> Vec<(ServeProcess, String)> {
+        let config = self.config();
+        let db = std::path::PathBuf::from(&self.url);
+        std::thread::scope(|scope| {
+            let starting: Vec<_> = (0..n)
+                .map(|_| scope.spawn(|| ServeProcess::start(&db, &["--config", &config])))
+                .collect();
+            starting
+                .into_iter()
+                .map(|h| {
+                    let host = h.join().expect("a host starts");
+                    let id = host_id(&host);
+                    (host, id)
+                })
+                .collect()
+        })
+    }
+
+    async fn count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
+        let sql = sql.replace("tasks", &format!("{}.tasks", self.name)).replace("runs", &format!("{}.runs", self.name));
+        self.admin.query_one(&sql, params).await.expect("counts").get(0)
+    }
+
+    async fn drop_schema(self) {
+        let _ = self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await;
+    }
+}
+
+/// The host id a server announced on stderr.
+fn host_id(server: &ServeProcess) -> String {
+    let log = server.stderr();
+    let line = log.lines().find(|l| l.contains(" shares database ")).unwrap_or_else(|| panic!("no host line:\n{log}"));
+    line.split("host ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default().to_string()
+}
+
+/// The seed's order with its own order id.
+fn order(i: usize) -> Value {
+    let mut order = whenever::demo::seed_order();
+    order["order"]["id"] = json!(format!("ORD-CLUSTER-{i:04}"));
+    order
+}
+
+/// Delivers orders `range` through `POST /v1/hooks/checkout` from `senders` concurrent senders,
+/// round-robin over `hosts`; returns (order, task id) of each.
+async fn deliver(hosts: &[&ServeProcess], range: std::ops::Range<usize>, senders: usize) -> Vec<(usize, String)> {
+    let targets: Vec<(reqwest::Client, String)> = hosts.iter().map(|h| (h.http.clone(), h.base.clone())).collect();
+    let targets = Arc::new(targets);
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..senders {
+        let (targets, next, end) = (targets.clone(), next.clone(), range.end);
+        set.spawn(async move {
+            let mut accepted = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= end {
+                    return accepted;
+                }
+                let (http, base) = &targets[i % targets.len()];
+                let response =
+                    http.post(format!("{base}/v1/hooks/checkout")).body(order(i).to_string()).send().await.expect("sent");
+                assert_eq!(response.status().as_u16(), 201, "delivery of order {i} accepted");
+                let task: Value = response.json().await.expect("JSON");
+                accepted.push((i, task["id"].as_str().expect("id").to_string()));
+            }
+        });
+    }
+    let mut accepted = Vec::new();
+    while let Some(done) = set.join_next().await {
+        accepted.extend(done.expect("sender"));
+    }
+    accepted
+}
+
+/// The successful calls of `connector.method` in a task's history, by idempotency key.
+fn successful_calls<'a>(task: &'a Task, connector: &str, method: &str) -> BTreeMap<&'a str, &'a ConnectorCallRecord> {
+    task.runs
+        .iter()
+        .flat_map(|run| &run.connector_calls)
+        .filter(|call| call.connector == connector && call.method == method)
+        .filter(|call| call.result.as_ref().is_ok_and(|r| r["success"] != json!(false)))
+        .map(|call| (call.idempotency_key.as_str(), call))
+        .collect()
+}
+
+const ORDERS: usize = 90;
+const BEFORE_KILL: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
+    let Some(schema) = Schema::create("share").await else { return };
+    let started = std::time::Instant::now();
+    let mut hosts = schema.start_hosts(3);
+    let (victim, victim_id) = hosts.pop().expect("three hosts");
+    let survivors: Vec<&ServeProcess> = hosts.iter().map(|(h, _)| h).collect();
+    let mut everyone = survivors.clone();
+    everyone.push(&victim);
+    eprintln!("cluster test: 3 hosts up in {:?}", started.elapsed());
+
+    // The first orders go to all three hosts; the victim is killed while it holds running tasks.
+    let mut accepted = deliver(&everyone, 0..BEFORE_KILL, 6).await;
+    let mut held_at_death = 0;
+    for _ in 0..400 {
+        held_at_death = schema
+            .count("SELECT count(*) FROM tasks WHERE status = 'running' AND owner = $1", &[&victim_id])
+            .await;
+        if held_at_death > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(held_at_death > 0, "the victim held running tasks; log:\n{}", victim.stderr());
+    victim.kill();
+    // The database may still finish a statement the victim sent just before it died.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let store = PostgresStore::connect(&schema.url).await.expect("connects");
+    let mut orphans = Vec::new();
+    let mut journaled: BTreeMap<(String, u64), Vec<ConnectorCallRecord>> = BTreeMap::new();
+    let client_rows = schema
+        .admin
+        .query(&format!("SELECT id FROM {}.tasks WHERE status = 'running' AND owner = $1", schema.name), &[&victim_id])
+        .await
+        .expect("reads");
+    for row in client_rows {
+        let id: String = row.get(0);
+        for run in store.interrupted_runs(&id).await.expect("reads") {
+            if !run.journal.is_empty() {
+                journaled.insert((id.clone(), run.run_id), run.journal);
+            }
+        }
+        orphans.push(id);
+    }
+
+    // The rest of the load goes to the survivors.
+    accepted.extend(deliver(&survivors, BEFORE_KILL..ORDERS, 6).await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = schema.count("SELECT count(*) FROM tasks WHERE status = 'running'", &[]).await;
+        if running == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{running} tasks still running; logs:\n{}\n{}",
+            survivors[0].stderr(),
+            survivors[1].stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+
+    // Every order is one task, completed once, charged once.
+    let page = store
+        .list_tasks(&TaskQuery { status: None, tag: None, limit: 1000, cursor: None })
+        .await
+        .expect("lists");
+    assert_eq!(page.tasks.len(), ORDERS, "one task per delivered order");
+    let mut orders = BTreeSet::new();
+    let mut charge_keys = BTreeSet::new();
+    let mut replayed = BTreeSet::new();
+    for summary in &page.tasks {
+        let task = store.get_task(&summary.id).await.expect("reads").expect("exists").task;
+        let order_id = task.data["order"]["id"].as_str().unwrap_or_default().to_string();
+        assert!(orders.insert(order_id.clone()), "order {order_id} is one task");
+        assert_eq!(task.status, TaskStatus::Completed, "{order_id}: {:?}", task.message);
+        assert_eq!(task.data["order"]["status"], json!("processing_complete"), "{order_id}");
+        let mut steps = BTreeSet::new();
+        for run in &task.runs {
+            assert_eq!(run.outcome, Some(RunOutcomeRecord::Ok), "{order_id}: run {} of {}", run.id, run.step);
+            assert!(steps.insert(run.step.as_str()), "{order_id}: step {} started twice", run.step);
+            for (index, call) in run.connector_calls.iter().enumerate() {
+                if call.replayed {
+                    replayed.insert((task.id.clone(), run.id, index));
+                }
+            }
+        }
+        let charges = successful_calls(&task, "stripe", "charge");
+        assert_eq!(charges.len(), 1, "{order_id}: exactly one successful charge, got {:?}", charges.keys());
+        let all_charges: usize = task
+            .runs
+            .iter()
+            .flat_map(|r| &r.connector_calls)
+            .filter(|c| c.connector == "stripe" && c.method == "charge")
+            .count();
+        // One charge record: made here, or made by the dead host, journaled and replayed here.
+        assert_eq!(all_charges, 1, "{order_id}: Stripe was called once");
+        charge_keys.extend(charges.keys().map(|k| k.to_string()));
+    }
+    assert_eq!(orders.len(), ORDERS);
+    assert_eq!(charge_keys.len(), ORDERS, "every charge has its own idempotency key");
+    let delivered: BTreeSet<String> = accepted.iter().map(|(i, _)| format!("ORD-CLUSTER-{i:04}")).collect();
+    assert_eq!(orders, delivered, "exactly the delivered orders");
+    // What the victim had journaled was replayed by the host that took over, not called again.
+    let mut expected_replays = BTreeSet::new();
+    for ((task_id, run_id), calls) in &journaled {
+        let task = store.get_task(task_id).await.expect("reads").expect("exists").task;
+        let run = task.runs.iter().find(|r| r.id == *run_id).expect("the interrupted run is in history");
+        for (index, call) in calls.iter().enumerate() {
+            let seen = &run.connector_calls[index];
+            assert_eq!((&seen.result, &seen.idempotency_key), (&call.result, &call.idempotency_key));
+            assert!(
+                seen.replayed,
+                "{task_id} run {run_id} call {index} was replayed; survivors' logs:\n{}\n{}",
+                survivors[0].stderr(),
+                survivors[1].stderr()
+            );
+            expected_replays.insert((task_id.clone(), *run_id, index));
+        }
+    }
+    assert!(expected_replays.is_subset(&replayed));
+
+    let owners = schema.count("SELECT count(*) FROM tasks WHERE owner IS NOT NULL", &[]).await;
+    assert_eq!(owners, 0, "settled tasks hold no lease");
+    let lost: usize = survivors.iter().map(|h| h.stderr().matches("lease lost").count()).sum();
+    if lost == 0 {
+        // No live host lost a lease: the only replays are the dead host's journal.
+        assert_eq!(replayed, expected_replays, "only what the dead host journaled was replayed");
+        for host in &survivors {
+            assert!(!host.stderr().contains("changed meanwhile"), "no two hosts drove one task:\n{}", host.stderr());
+        }
+    }
+    for line in survivors.iter().flat_map(|h| h.stderr().lines().map(String::from).collect::<Vec<_>>()) {
+        if line.contains("apart") {
+            eprintln!("cluster test: survivor: {line}");
+        }
+    }
+    eprintln!(
+        "cluster test: {ORDERS} orders on 3 hosts (one killed holding {held_at_death} running tasks, {} runs with \
+         {} journaled calls) in {elapsed:?}; {} calls replayed; {lost} leases lost by live hosts",
+        journaled.len(),
+        journaled.values().map(Vec::len).sum::<usize>(),
+        replayed.len()
+    );
+    drop(hosts);
+    schema.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_deployed_through_one_host_runs_on_the_others() {
+    let Some(schema) = Schema::create("deploy").await else { return };
+    let mut hosts = schema.start_hosts(3);
+    let (first, _) = hosts.remove(0);
+    let component = std::fs::read(whenever_step_artifacts::testing::WRITE_A.component).expect("component");
+    let (status, deployed) = first.call(reqwest::Method::PUT, "/v1/steps/write-a", Some(component)).await;
+    assert!(status == 200 || status == 201, "{status} {deployed}");
+    let version = deployed["version"].as_str().expect("version").to_string();
+    for (host, _) in &hosts {
+        host.until("the step to be loaded", Duration::from_secs(20), || async {
+            let (status, step) = host.get("/v1/steps/write-a").await;
+            status == 200 && step["version"] == json!(version)
+        })
+        .await;
+    }
+    // The deploying host is gone: the step runs on the others.
+    first.kill();
+    for (i, (host, _)) in hosts.iter().enumerate() {
+        for n in 0..3 {
+            let (status, task) = host.post("/v1/tasks?wait=20000", &json!({"start": true, "n": n})).await;
+            assert_eq!(status, 201, "{task}");
+            assert_eq!(task["status"], json!("waiting"), "host {i}: {task}");
+            assert_eq!(task["data"]["a"], json!("A"), "host {i}: write-a ran: {task}");
+            let runs = task["runs"].as_array().expect("runs");
+            assert!(runs.iter().any(|r| r["step"] == json!("write-a") && r["version"] == json!(version)));
+        }
+    }
+    // A removal through one host reaches the others too.
+    let (second, _) = &hosts[0];
+    let (status, _) = second.call(reqwest::Method::DELETE, "/v1/steps/write-a", None).await;
+    assert!(status == 200 || status == 204, "removed: {status}");
+    let (third, _) = &hosts[1];
+    third
+        .until("the removal to reach the other host", Duration::from_secs(20), || async {
+            third.get("/v1/steps/write-a").await.0 == 404
+        })
+        .await;
+    drop(hosts);
+    schema.drop_schema().await;
+}
