@@ -58,11 +58,9 @@ fn cpu_time() -> Duration {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
     // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
     let Some(rest) = stat.rsplit(')').next() else { return Duration::ZERO };
-    let fields: Vec<u64> = rest.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    match (fields.get(11), fields.get(12)) {
-        (Some(user), Some(system)) => Duration::from_millis((user + system) * 10),
-        _ => Duration::ZERO,
-    }
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or_default();
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// CPU time per order between `since` and now.
