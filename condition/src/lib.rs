@@ -119,7 +119,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ORDER_CONDITION: &str = r#"{"order":{"total":"$number","payment":{"method":"$string","token":"$string"},"fraudChecked":null}}"#;
+    const ORDER_CONDITION: &str =
+        r#"{"order":{"total":"$number","payment":{"method":"$string","token":"$string"},"fraudChecked":null}}"#;
 
     fn realistic_order() -> Value {
         json!({
@@ -237,11 +238,7 @@ mod tests {
         let c = order_condition();
         let original: Value = serde_json::from_str(ORDER_CONDITION).unwrap_or(Value::Null);
         assert_eq!(c.pattern(), &original);
-        assert_eq!(
-            c.pattern().to_string(),
-            ORDER_CONDITION,
-            "key order preserved"
-        );
+        assert_eq!(c.pattern().to_string(), ORDER_CONDITION, "key order preserved");
     }
 
     #[test]

@@ -35,11 +35,7 @@ impl Node {
 
     /// Like [`Node::matches`], but on failure says where (the keys in `path`
     /// plus any below) and why.
-    pub(crate) fn explain<'a>(
-        &'a self,
-        v: Option<&Value>,
-        path: &mut Vec<&'a str>,
-    ) -> Result<(), Mismatch> {
+    pub(crate) fn explain<'a>(&'a self, v: Option<&Value>, path: &mut Vec<&'a str>) -> Result<(), Mismatch> {
         match self {
             Node::Type(t) => match v {
                 None => Err(missing(path)),
@@ -77,10 +73,7 @@ impl Node {
                 Some(whole @ Value::Array(elems)) => {
                     for item in items {
                         if !elems.iter().any(|e| item.node.matches(Some(e))) {
-                            let want = format!(
-                                "an array with an element matching {}",
-                                describe(&item.source)
-                            );
+                            let want = format!("an array with an element matching {}", describe(&item.source));
                             return Err(expected(path, &want, whole));
                         }
                     }
@@ -140,16 +133,10 @@ impl Op {
                 format!("expected a value other than {}, found {found}", describe(x))
             }
             Op::Regex(re) if v.is_some() => {
-                format!(
-                    "expected a string matching /{}/, found {found}",
-                    re.as_str()
-                )
+                format!("expected a string matching /{}/, found {found}", re.as_str())
             }
             Op::Range(bound, limit) if v.is_some() => {
-                format!(
-                    "expected a number {} {limit}, found {found}",
-                    bound.symbol()
-                )
+                format!("expected a number {} {limit}, found {found}", bound.symbol())
             }
             Op::In(list) if v.is_some() => {
                 format!(
@@ -266,13 +253,7 @@ mod tests {
         check(
             json!(null),
             &[None, s(json!(null))],
-            &[
-                s(json!(false)),
-                s(json!(0)),
-                s(json!("")),
-                s(json!({})),
-                s(json!([])),
-            ],
+            &[s(json!(false)), s(json!(0)), s(json!("")), s(json!({})), s(json!([]))],
         );
     }
 
@@ -281,13 +262,7 @@ mod tests {
         for p in [json!({"$ne": null}), json!("$any")] {
             check(
                 p,
-                &[
-                    s(json!(false)),
-                    s(json!(0)),
-                    s(json!("")),
-                    s(json!({})),
-                    s(json!([])),
-                ],
+                &[s(json!(false)), s(json!(0)), s(json!("")), s(json!({})), s(json!([]))],
                 &[None, s(json!(null))],
             );
         }
@@ -312,11 +287,7 @@ mod tests {
             &[s(json!(true))],
             &[None, s(json!(false)), s(json!(1)), s(json!("true"))],
         );
-        check(
-            json!(false),
-            &[s(json!(false))],
-            &[None, s(json!(null)), s(json!(0))],
-        );
+        check(json!(false), &[s(json!(false))], &[None, s(json!(null)), s(json!(0))]);
         check(json!(""), &[s(json!(""))], &[None, s(json!(null))]);
     }
 
@@ -339,11 +310,7 @@ mod tests {
         );
         check(json!({"$eq": 1}), &[s(json!(1.0))], &[s(json!(1.1)), None]);
         // A missing field counts as null, as for $ne / $in.
-        check(
-            json!({"$eq": null}),
-            &[None, s(json!(null))],
-            &[s(json!(0))],
-        );
+        check(json!({"$eq": null}), &[None, s(json!(null))], &[s(json!(0))]);
     }
 
     #[test]
@@ -442,11 +409,7 @@ mod tests {
             &[s(json!(["a", 11])), s(json!([11, "a"]))],
             &[s(json!(["a", 10])), s(json!([11]))],
         );
-        check(
-            json!([["x"]]),
-            &[s(json!([["y", "x"]]))],
-            &[s(json!(["x"]))],
-        );
+        check(json!([["x"]]), &[s(json!([["y", "x"]]))], &[s(json!(["x"]))]);
     }
 
     #[test]
@@ -457,11 +420,7 @@ mod tests {
             &[None, s(json!("ord-")), s(json!(12)), s(json!(null))],
         );
         // "containing a match": unanchored.
-        check(
-            json!({"$regex": "b+"}),
-            &[s(json!("abbc"))],
-            &[s(json!("ac"))],
-        );
+        check(json!({"$regex": "b+"}), &[s(json!("abbc"))], &[s(json!("ac"))]);
         check(json!({"$regex": ""}), &[s(json!(""))], &[s(json!(1)), None]);
     }
 
@@ -523,32 +482,20 @@ mod tests {
             &[s(json!("a")), s(json!(1.0)), s(json!(null)), None],
             &[s(json!("b")), s(json!(2))],
         );
-        check(
-            json!({"$in": ["a"]}),
-            &[s(json!("a"))],
-            &[None, s(json!(null))],
-        );
+        check(json!({"$in": ["a"]}), &[s(json!("a"))], &[None, s(json!(null))]);
         check(json!({"$in": []}), &[], &[None, s(json!(1))]);
         check(
             json!({"$in": [[1, 2], {"a": 1}]}),
             &[s(json!([1, 2])), s(json!({"a": 1.0}))],
             &[s(json!([2, 1]))],
         );
-        check(
-            json!({"$in": ["$string"]}),
-            &[s(json!("$string"))],
-            &[s(json!("x"))],
-        );
+        check(json!({"$in": ["$string"]}), &[s(json!("$string"))], &[s(json!("x"))]);
         check(
             json!({"$nin": ["a", 1]}),
             &[None, s(json!(null)), s(json!("b")), s(json!(2))],
             &[s(json!("a")), s(json!(1.0))],
         );
-        check(
-            json!({"$nin": [null]}),
-            &[s(json!(0))],
-            &[None, s(json!(null))],
-        );
+        check(json!({"$nin": [null]}), &[s(json!(0))], &[None, s(json!(null))]);
         check(json!({"$nin": []}), &[None, s(json!(1))], &[]);
     }
 
@@ -559,11 +506,7 @@ mod tests {
             &[None, s(json!(null)), s(json!(1))],
             &[s(json!("x"))],
         );
-        check(
-            json!({"$not": null}),
-            &[s(json!(0))],
-            &[None, s(json!(null))],
-        );
+        check(json!({"$not": null}), &[s(json!(0))], &[None, s(json!(null))]);
         check(
             json!({"$not": {"$gt": 3}}),
             &[None, s(json!(3)), s(json!("x"))],
@@ -574,16 +517,8 @@ mod tests {
             &[None, s(json!({"a": 2})), s(json!(5))],
             &[s(json!({"a": 1, "b": 2}))],
         );
-        check(
-            json!({"$not": {"$not": 1}}),
-            &[s(json!(1))],
-            &[None, s(json!(2))],
-        );
-        check(
-            json!({"$not": ["a"]}),
-            &[None, s(json!(["b"]))],
-            &[s(json!(["a"]))],
-        );
+        check(json!({"$not": {"$not": 1}}), &[s(json!(1))], &[None, s(json!(2))]);
+        check(json!({"$not": ["a"]}), &[None, s(json!(["b"]))], &[s(json!(["a"]))]);
     }
 
     #[test]
@@ -632,9 +567,9 @@ mod tests {
 
     #[test]
     fn explain_messages() {
-        let order = json!({"order": {"payment": {"method": "$string"}, "fraudChecked": null, "customer": {"id": "$string"}}});
-        let (path, reason) =
-            explain_err(order.clone(), json!({"order": {"payment": {"method": 12}}}));
+        let order =
+            json!({"order": {"payment": {"method": "$string"}, "fraudChecked": null, "customer": {"id": "$string"}}});
+        let (path, reason) = explain_err(order.clone(), json!({"order": {"payment": {"method": 12}}}));
         assert_eq!(
             (path.as_str(), reason.as_str()),
             ("order.payment.method", "expected a string, found 12")
@@ -652,14 +587,8 @@ mod tests {
             (path.as_str(), reason.as_str()),
             ("order.fraudChecked", "expected absent or null, found true")
         );
-        let (path, reason) = explain_err(
-            order.clone(),
-            json!({"order": {"payment": {"method": "card"}}}),
-        );
-        assert_eq!(
-            (path.as_str(), reason.as_str()),
-            ("order.customer", "missing")
-        );
+        let (path, reason) = explain_err(order.clone(), json!({"order": {"payment": {"method": "card"}}}));
+        assert_eq!((path.as_str(), reason.as_str()), ("order.customer", "missing"));
         let (path, reason) = explain_err(order, json!({}));
         assert_eq!((path.as_str(), reason.as_str()), ("order", "missing"));
 
@@ -670,12 +599,7 @@ mod tests {
                 "a",
                 "expected an object, found 3",
             ),
-            (
-                json!({"a": "x"}),
-                json!({"a": "y"}),
-                "a",
-                "expected \"x\", found \"y\"",
-            ),
+            (json!({"a": "x"}), json!({"a": "y"}), "a", "expected \"x\", found \"y\""),
             (json!({"a": 1}), json!({"a": 2}), "a", "expected 1, found 2"),
             (
                 json!({"a": "$any"}),
@@ -766,12 +690,7 @@ mod tests {
                 "a",
                 "expected an array with an element matching {\"b\":1}, found [{\"b\":2}]",
             ),
-            (
-                json!({"a": []}),
-                json!({"a": {}}),
-                "a",
-                "expected an array, found {}",
-            ),
+            (json!({"a": []}), json!({"a": {}}), "a", "expected an array, found {}"),
             (json!({"a": "$array"}), json!({}), "a", "missing"),
             (
                 json!({"$not": {"x": 1}}),
@@ -837,11 +756,7 @@ mod tests {
             2 => json!(rng.below(5) as i64 - 2),
             3 => json!((rng.below(5) as f64) / 2.0 - 1.0),
             4 => json!(*rng.pick(&["x", "y", "", "$string"])),
-            5 => Value::Array(
-                (0..rng.below(3))
-                    .map(|_| random_value(rng, depth - 1))
-                    .collect(),
-            ),
+            5 => Value::Array((0..rng.below(3)).map(|_| random_value(rng, depth - 1)).collect()),
             _ => random_object(rng, depth - 1),
         }
     }
@@ -868,9 +783,7 @@ mod tests {
     fn random_pattern(rng: &mut Rng, depth: u32) -> Value {
         let kinds = if depth == 0 { 12 } else { 16 };
         match rng.below(kinds) {
-            0 => json!(*rng.pick(&[
-                "$string", "$number", "$boolean", "$array", "$object", "$any"
-            ])),
+            0 => json!(*rng.pick(&["$string", "$number", "$boolean", "$array", "$object", "$any"])),
             1 => Value::Null,
             2 | 3 => random_literal(rng),
             4 => json!({"$eq": random_value(rng, 1)}),
@@ -882,11 +795,7 @@ mod tests {
             10 => json!({"$lt": random_literal_number(rng)}),
             11 => json!({"$gte": random_literal_number(rng)}),
             12 => json!({"$not": random_pattern(rng, depth - 1)}),
-            13 => Value::Array(
-                (0..rng.below(3))
-                    .map(|_| random_pattern(rng, depth - 1))
-                    .collect(),
-            ),
+            13 => Value::Array((0..rng.below(3)).map(|_| random_pattern(rng, depth - 1)).collect()),
             _ => random_object_pattern(rng, depth - 1),
         }
     }
@@ -915,11 +824,7 @@ mod tests {
             let c = cond(p.clone());
             let m = c.matches(&data);
             matched += usize::from(m);
-            assert_eq!(
-                m,
-                c.explain(&data).is_ok(),
-                "explain disagrees: {p} on {data}"
-            );
+            assert_eq!(m, c.explain(&data).is_ok(), "explain disagrees: {p} on {data}");
             // $not at the top level and under a key.
             let top = cond(json!({"$not": p.clone()}));
             assert_eq!(top.matches(&data), !m, "top-level $not of {p} on {data}");
@@ -953,11 +858,7 @@ mod tests {
         match v {
             Value::Number(n) => n.as_f64().map_or_else(|| v.clone(), |f| json!(f)),
             Value::Array(a) => Value::Array(a.iter().map(float_numbers).collect()),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), float_numbers(v)))
-                    .collect(),
-            ),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), float_numbers(v))).collect()),
             other => other.clone(),
         }
     }

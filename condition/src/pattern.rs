@@ -141,10 +141,7 @@ pub(crate) fn parse_root(pattern: &Value) -> Result<Node, PatternError> {
     if !pattern.is_object() {
         return Err(PatternError::new(
             "",
-            format!(
-                "the condition must be a JSON object, found {}",
-                describe(pattern)
-            ),
+            format!("the condition must be a JSON object, found {}", describe(pattern)),
         ));
     }
     parse_node(pattern, "", 0)
@@ -216,8 +213,7 @@ fn parse_object(map: &Map<String, Value>, path: &str, depth: usize) -> Result<No
             .map(Node::Object);
     }
     if operator_count != map.len() {
-        let (ops, others): (Vec<&str>, Vec<&str>) =
-            map.keys().map(String::as_str).partition(|k| is_operator(k));
+        let (ops, others): (Vec<&str>, Vec<&str>) = map.keys().map(String::as_str).partition(|k| is_operator(k));
         return Err(PatternError::new(
             path,
             format!(
@@ -238,8 +234,7 @@ fn parse_object(map: &Map<String, Value>, path: &str, depth: usize) -> Result<No
 }
 
 fn parse_op(op: &str, arg: &Value, path: &str, depth: usize) -> Result<Op, PatternError> {
-    let needs =
-        |what: &str| PatternError::new(path, format!("{op} needs {what}, found {}", describe(arg)));
+    let needs = |what: &str| PatternError::new(path, format!("{op} needs {what}, found {}", describe(arg)));
     match op {
         "$eq" => Ok(Op::Eq(arg.clone())),
         "$ne" => Ok(Op::Ne(arg.clone())),
@@ -418,12 +413,8 @@ mod tests {
 
     #[test]
     fn unknown_dollar_keys_are_data_keys() {
-        let node =
-            parse_root(&json!({"$via": "webhook", "$other": {"$x": 1}})).map_err(|e| e.to_string());
-        assert!(
-            matches!(node, Ok(Node::Object(ref f)) if f.len() == 2),
-            "{node:?}"
-        );
+        let node = parse_root(&json!({"$via": "webhook", "$other": {"$x": 1}})).map_err(|e| e.to_string());
+        assert!(matches!(node, Ok(Node::Object(ref f)) if f.len() == 2), "{node:?}");
     }
 
     #[test]
@@ -438,9 +429,7 @@ mod tests {
         assert!(
             matches!(parse_root(&json!({"a": {"$ne": null}})), Ok(Node::Object(f)) if matches!(f[0].1, Node::Present))
         );
-        assert!(
-            matches!(parse_root(&json!({"a": "$any"})), Ok(Node::Object(f)) if matches!(f[0].1, Node::Present))
-        );
+        assert!(matches!(parse_root(&json!({"a": "$any"})), Ok(Node::Object(f)) if matches!(f[0].1, Node::Present)));
     }
 
     #[test]

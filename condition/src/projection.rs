@@ -224,10 +224,7 @@ mod tests {
         let null = json!([{"path": ["x"], "value": null}]);
         let absent = json!([{"path": ["x"]}]);
         assert_ne!(Projection::from_json(&null), Projection::from_json(&absent));
-        assert_eq!(
-            Projection::from_json(&json!([])),
-            Some(Projection::default())
-        );
+        assert_eq!(Projection::from_json(&json!([])), Some(Projection::default()));
     }
 
     #[test]

@@ -20,16 +20,12 @@ pub(crate) fn cmp_numbers(a: &Number, b: &Number) -> Ordering {
         (Some(x), None) => cmp_int_float(x, as_float(b)),
         (None, Some(y)) => cmp_int_float(y, as_float(a)).reverse(),
         // JSON numbers are never NaN, so the fallback is unreachable.
-        (None, None) => as_float(a)
-            .partial_cmp(&as_float(b))
-            .unwrap_or(Ordering::Equal),
+        (None, None) => as_float(a).partial_cmp(&as_float(b)).unwrap_or(Ordering::Equal),
     }
 }
 
 fn as_int(n: &Number) -> Option<i128> {
-    n.as_i64()
-        .map(i128::from)
-        .or_else(|| n.as_u64().map(i128::from))
+    n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))
 }
 
 fn as_float(n: &Number) -> f64 {
@@ -56,13 +52,9 @@ pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::String(x), Value::String(y)) => x == y,
         (Value::Number(x), Value::Number(y)) => cmp_numbers(x, y) == Ordering::Equal,
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => false,
     }
@@ -138,10 +130,7 @@ mod tests {
 
     #[test]
     fn one_equals_one_point_zero() {
-        assert_eq!(
-            cmp_numbers(&num(json!(1)), &num(json!(1.0))),
-            Ordering::Equal
-        );
+        assert_eq!(cmp_numbers(&num(json!(1)), &num(json!(1.0))), Ordering::Equal);
         assert!(json_eq(&json!(1), &json!(1.0)));
         assert!(json_eq(&json!(-0.0), &json!(0)));
         assert!(!json_eq(&json!(1), &json!(1.5)));
@@ -158,14 +147,8 @@ mod tests {
         assert_eq!(cmp_numbers(&max, &two64), Ordering::Less);
         let neg = num(json!(i64::MIN));
         assert_eq!(cmp_numbers(&neg, &max), Ordering::Less);
-        assert_eq!(
-            cmp_numbers(&num(json!(-1)), &num(json!(-1.0))),
-            Ordering::Equal
-        );
-        assert_eq!(
-            cmp_numbers(&num(json!(2.5)), &num(json!(2))),
-            Ordering::Greater
-        );
+        assert_eq!(cmp_numbers(&num(json!(-1)), &num(json!(-1.0))), Ordering::Equal);
+        assert_eq!(cmp_numbers(&num(json!(2.5)), &num(json!(2))), Ordering::Greater);
     }
 
     #[test]

@@ -11,7 +11,10 @@ use whenever_condition::Condition;
 const CASES: u32 = 512;
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: CASES, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: CASES,
+        ..ProptestConfig::default()
+    }
 }
 
 /// Keys shared by patterns and data, so they meet; `$via` is a data key that looks like an
@@ -70,8 +73,10 @@ fn data() -> impl Strategy<Value = Value> {
 /// A sub-pattern biased towards the condition language.
 fn pattern() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
-        prop::sample::select(vec!["$string", "$number", "$boolean", "$array", "$object", "$any", "$strnig"])
-            .prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "$string", "$number", "$boolean", "$array", "$object", "$any", "$strnig"
+        ])
+        .prop_map(|s| json!(s)),
         Just(Value::Null),
         number(),
         string().prop_map(Value::String),
@@ -79,12 +84,22 @@ fn pattern() -> impl Strategy<Value = Value> {
         json_value().prop_map(|v| json!({"$eq": v})),
         json_value().prop_map(|v| json!({"$ne": v})),
         string().prop_map(|re| json!({"$regex": re})),
-        (prop::sample::select(vec!["$gt", "$gte", "$lt", "$lte"]), json_value(), number())
+        (
+            prop::sample::select(vec!["$gt", "$gte", "$lt", "$lte"]),
+            json_value(),
+            number()
+        )
             .prop_map(|(op, bad, good)| json!({op: good, "$ne": bad})),
         (prop::sample::select(vec!["$gt", "$gte", "$lt", "$lte"]), number()).prop_map(|(op, n)| json!({op: n})),
-        (prop::sample::select(vec!["$in", "$nin"]), prop::collection::vec(json_value(), 0..4))
+        (
+            prop::sample::select(vec!["$in", "$nin"]),
+            prop::collection::vec(json_value(), 0..4)
+        )
             .prop_map(|(op, items)| json!({op: items})),
-        (prop::sample::select(vec!["$in", "$regex", "$gt", "$bogus"]), json_value())
+        (
+            prop::sample::select(vec!["$in", "$regex", "$gt", "$bogus"]),
+            json_value()
+        )
             .prop_map(|(op, arg)| json!({op: arg})),
     ];
     leaf.prop_recursive(4, 24, 4, |inner| {
@@ -107,12 +122,20 @@ fn root_pattern() -> impl Strategy<Value = Value> {
 fn exercise(condition: &Condition, data: &Value) -> bool {
     let matched = condition.matches(data);
     let explained = condition.explain(data);
-    assert_eq!(matched, explained.is_ok(), "explain disagrees with matches on {data}: {explained:?}");
+    assert_eq!(
+        matched,
+        explained.is_ok(),
+        "explain disagrees with matches on {data}: {explained:?}"
+    );
     if let Err(mismatch) = explained {
         assert!(!mismatch.to_string().is_empty());
     }
     let projection = condition.projection(data);
-    assert_eq!(projection, condition.projection(data), "projection is a function of the data");
+    assert_eq!(
+        projection,
+        condition.projection(data),
+        "projection is a function of the data"
+    );
     let _ = projection.to_json();
     matched
 }
@@ -210,5 +233,8 @@ fn the_generators_reach_valid_patterns_and_both_outcomes() {
     }
     assert!(valid > 300, "only {valid} of 1000 patterns are valid");
     assert!(invalid > 50, "only {invalid} of 1000 patterns are invalid");
-    assert!(matched > 50 && matched < valid - 50, "{matched} of {valid} valid patterns matched");
+    assert!(
+        matched > 50 && matched < valid - 50,
+        "{matched} of {valid} valid patterns matched"
+    );
 }

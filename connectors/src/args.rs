@@ -88,10 +88,7 @@ impl<'a> Args<'a> {
     }
 
     /// An optional JSON object.
-    pub(crate) fn opt_object(
-        &self,
-        field: &str,
-    ) -> Result<Option<&'a Map<String, Value>>, ConnectorError> {
+    pub(crate) fn opt_object(&self, field: &str) -> Result<Option<&'a Map<String, Value>>, ConnectorError> {
         match self.get(field) {
             None => Ok(None),
             Some(Value::Object(m)) => Ok(Some(m)),

@@ -9,9 +9,7 @@ use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
 use crate::args::{Args, unknown_method};
-use crate::config::{
-    self, BuildContext, COINBASE, CallOptions, ConnectorConfig, HTTP, SIMULATOR, Settings,
-};
+use crate::config::{self, BuildContext, COINBASE, CallOptions, ConnectorConfig, HTTP, SIMULATOR, Settings};
 use crate::http::Caller;
 use crate::http_service::{self, IDEMPOTENCY_HEADER, idempotency_value};
 use crate::idempotency::key_hash;
@@ -25,10 +23,7 @@ pub const NAME: &str = "coinbase";
 pub const METHODS: &[&str] = &["processPayment"];
 
 /// Builds the implementation `config.kind` selects.
-pub fn build(
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[])?;
@@ -36,11 +31,7 @@ pub fn build(
         }
         COINBASE => Ok(Arc::new(CoinbaseApi::new(config, cx)?)),
         HTTP => http_service::build(NAME, config, cx),
-        other => Err(config::unknown_kind(
-            NAME,
-            other,
-            &[SIMULATOR, COINBASE, HTTP],
-        )),
+        other => Err(config::unknown_kind(NAME, other, &[SIMULATOR, COINBASE, HTTP])),
     }
 }
 
@@ -103,19 +94,15 @@ impl CoinbaseApi {
     pub fn new(config: &ConnectorConfig, cx: &BuildContext) -> Result<Self, ConfigError> {
         let s = Settings::new(NAME, config, cx, SETTINGS)?;
         let api_key = s.secret("api_key_env")?;
-        let mut api_key_header = HeaderValue::from_str(api_key.expose()).map_err(|_| {
-            s.error("the key in the variable named by `api_key_env` is not a valid header value")
-        })?;
+        let mut api_key_header = HeaderValue::from_str(api_key.expose())
+            .map_err(|_| s.error("the key in the variable named by `api_key_env` is not a valid header value"))?;
         api_key_header.set_sensitive(true);
         Ok(CoinbaseApi {
             client: cx.http.get(NAME)?,
             base_url: s.url("base_url", Some(DEFAULT_BASE_URL))?,
             api_key,
             api_key_header,
-            api_version: s
-                .opt_str("api_version")?
-                .unwrap_or(DEFAULT_API_VERSION)
-                .to_string(),
+            api_version: s.opt_str("api_version")?.unwrap_or(DEFAULT_API_VERSION).to_string(),
             default_currency: s.opt_str("default_currency")?.unwrap_or("USD").to_string(),
             charge_name: s.opt_str("charge_name")?.unwrap_or("Order").to_string(),
             options: s.call_options()?,
@@ -123,11 +110,7 @@ impl CoinbaseApi {
         })
     }
 
-    async fn process_payment(
-        &self,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn process_payment(&self, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         let a = Args::new("coinbase.processPayment", args)?;
         let wallet = a.opt_str("wallet")?.unwrap_or_default();
         let currency = a.opt_str("currency")?.unwrap_or(&self.default_currency);
@@ -188,8 +171,7 @@ impl CoinbaseApi {
                 reply.status
             )));
         };
-        self.effects
-            .record(ctx, NAME, "processPayment", transaction_id);
+        self.effects.record(ctx, NAME, "processPayment", transaction_id);
         Ok(json!({
             "success": true,
             "transactionId": transaction_id,
@@ -201,12 +183,7 @@ impl CoinbaseApi {
 
 #[async_trait::async_trait]
 impl Connector for CoinbaseApi {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "processPayment" => self.process_payment(args, ctx).await,
             _ => Err(unknown_method(NAME, method)),
@@ -248,12 +225,7 @@ impl CoinbaseSimulator {
 
 #[async_trait::async_trait]
 impl Connector for CoinbaseSimulator {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "processPayment" => self.process_payment(args, ctx),
             _ => Err(unknown_method(NAME, method)),

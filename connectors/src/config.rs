@@ -107,16 +107,8 @@ pub(crate) fn unknown_kind(connector: &str, kind: &str, known: &[&str]) -> Confi
 }
 
 /// Rejects settings other than `allowed`, so a typo does not silently fall back to a default.
-pub(crate) fn check_settings(
-    connector: &str,
-    config: &ConnectorConfig,
-    allowed: &[&str],
-) -> Result<(), ConfigError> {
-    match config
-        .settings
-        .keys()
-        .find(|k| !allowed.contains(&k.as_str()))
-    {
+pub(crate) fn check_settings(connector: &str, config: &ConnectorConfig, allowed: &[&str]) -> Result<(), ConfigError> {
+    match config.settings.keys().find(|k| !allowed.contains(&k.as_str())) {
         None => Ok(()),
         Some(key) => Err(ConfigError::new(
             connector,
@@ -185,11 +177,7 @@ impl<'a> Settings<'a> {
     ) -> Result<Self, ConfigError> {
         let all: Vec<&str> = allowed.iter().chain(COMMON_SETTINGS).copied().collect();
         check_settings(connector, config, &all)?;
-        Ok(Settings {
-            connector,
-            config,
-            cx,
-        })
+        Ok(Settings { connector, config, cx })
     }
 
     /// A configuration error about this connector.
@@ -216,20 +204,12 @@ impl<'a> Settings<'a> {
         match self.opt_str(key)? {
             Some(s) if !s.trim().is_empty() => Ok(s),
             Some(_) => Err(self.error(format!("setting `{key}` must not be empty"))),
-            None => Err(self.error(format!(
-                "setting `{key}` is required for kind `{}`",
-                self.config.kind
-            ))),
+            None => Err(self.error(format!("setting `{key}` is required for kind `{}`", self.config.kind))),
         }
     }
 
     /// An optional integer setting in `min..=max`.
-    pub(crate) fn opt_u64(
-        &self,
-        key: &str,
-        min: u64,
-        max: u64,
-    ) -> Result<Option<u64>, ConfigError> {
+    pub(crate) fn opt_u64(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
         match self.config.settings.get(key) {
             None => Ok(None),
             Some(toml::Value::Integer(n)) => match u64::try_from(*n) {
@@ -251,11 +231,7 @@ impl<'a> Settings<'a> {
 
     /// An optional list of non-empty strings.
     pub(crate) fn opt_str_list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        let bad = || {
-            self.error(format!(
-                "setting `{key}` must be a list of non-empty strings"
-            ))
-        };
+        let bad = || self.error(format!("setting `{key}` must be a list of non-empty strings"));
         match self.config.settings.get(key) {
             None => Ok(None),
             Some(toml::Value::Array(items)) => items
@@ -282,11 +258,7 @@ impl<'a> Settings<'a> {
             Some(v) => choices.iter().find(|c| **c == v).copied().ok_or_else(|| {
                 self.error(format!(
                     "setting `{key}` must be one of {} (got `{v}`)",
-                    choices
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
                 ))
             }),
         }
@@ -332,14 +304,10 @@ impl<'a> Settings<'a> {
             (Some(t), _) => t,
             (None, Some(d)) => d,
             (None, None) => {
-                return Err(self.error(format!(
-                    "setting `{key}` is required for kind `{}`",
-                    self.config.kind
-                )));
+                return Err(self.error(format!("setting `{key}` is required for kind `{}`", self.config.kind)));
             }
         };
-        let url = reqwest::Url::parse(text)
-            .map_err(|e| self.error(format!("setting `{key}` is not a URL: {e}")))?;
+        let url = reqwest::Url::parse(text).map_err(|e| self.error(format!("setting `{key}` is not a URL: {e}")))?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err(self.error(format!(
                 "setting `{key}` must not hold credentials; name an environment variable in the \
@@ -361,13 +329,9 @@ impl<'a> Settings<'a> {
 
     /// `timeout_ms`, `retries` and `backoff_ms`, defaults filled in.
     pub(crate) fn call_options(&self) -> Result<CallOptions, ConfigError> {
-        let timeout = self
-            .opt_u64("timeout_ms", 1, 600_000)?
-            .unwrap_or(DEFAULT_TIMEOUT_MS);
+        let timeout = self.opt_u64("timeout_ms", 1, 600_000)?.unwrap_or(DEFAULT_TIMEOUT_MS);
         let retries = self.opt_u64("retries", 0, 10)?.unwrap_or(DEFAULT_RETRIES);
-        let backoff = self
-            .opt_u64("backoff_ms", 0, 60_000)?
-            .unwrap_or(DEFAULT_BACKOFF_MS);
+        let backoff = self.opt_u64("backoff_ms", 0, 60_000)?.unwrap_or(DEFAULT_BACKOFF_MS);
         Ok(CallOptions {
             timeout: Duration::from_millis(timeout),
             retries: u32::try_from(retries).unwrap_or(10),
@@ -421,22 +385,16 @@ mod tests {
     fn settings_are_checked_and_paths_resolved() {
         let mut c = ConnectorConfig::simulator();
         assert!(check_settings("stripe", &c, &[]).is_ok());
-        c.settings
-            .insert("stok".into(), toml::Value::String("x".into()));
+        c.settings.insert("stok".into(), toml::Value::String("x".into()));
         let e = check_settings("inventorySystem", &c, &["stock"]).err();
-        assert!(
-            e.is_some_and(|e| e.connector == "inventorySystem" && e.message.contains("`stok`"))
-        );
+        assert!(e.is_some_and(|e| e.connector == "inventorySystem" && e.message.contains("`stok`")));
         let cx = BuildContext {
             base_dir: PathBuf::from("/etc/whenever"),
             ..BuildContext::default()
         };
         assert_eq!(cx.resolve("s.json"), PathBuf::from("/etc/whenever/s.json"));
         assert_eq!(cx.resolve("/abs/s.json"), PathBuf::from("/abs/s.json"));
-        assert_eq!(
-            BuildContext::default().resolve("s.json"),
-            PathBuf::from("s.json")
-        );
+        assert_eq!(BuildContext::default().resolve("s.json"), PathBuf::from("s.json"));
     }
 
     #[test]
@@ -444,10 +402,6 @@ mod tests {
         let e = unknown_kind("stripe", "smtp", &[SIMULATOR, STRIPE, HTTP]);
         assert_eq!(e.connector, "stripe");
         assert!(e.message.contains("`smtp`") && e.message.contains("stripe"));
-        assert!(
-            e.message.contains("simulator, stripe, http"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("simulator, stripe, http"), "{}", e.message);
     }
 }

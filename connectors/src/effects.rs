@@ -50,18 +50,12 @@ impl Effects {
             reference: reference.to_string(),
             at: Utc::now(),
         };
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(effect);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(effect);
     }
 
     /// A copy of every effect, oldest first.
     pub fn all(&self) -> Vec<Effect> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The effects one task caused, oldest first.

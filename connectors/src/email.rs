@@ -16,9 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::args::{Args, unknown_method};
-use crate::config::{
-    self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, SMTP, Settings,
-};
+use crate::config::{self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, SMTP, Settings};
 use crate::http::backoff;
 use crate::idempotency::key_hash;
 use crate::secret::{Secret, redact};
@@ -34,10 +32,7 @@ pub const METHODS: &[&str] = &["sendEmail"];
 pub const BOUNCE_DOMAIN: &str = "bounce.test";
 
 /// Builds the implementation `config.kind` selects.
-pub fn build(
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[])?;
@@ -68,11 +63,7 @@ pub const SETTINGS: &[&str] = &[
 /// list of addresses, trimmed; an error when none or not a string/list.
 fn recipients<'a>(a: &Args<'a>) -> Result<Vec<&'a str>, ConnectorError> {
     let list: Vec<&str> = match a.get("to") {
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect(),
+        Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
         Some(Value::Array(_)) => a.opt_str_list("to")?.into_iter().map(str::trim).collect(),
         Some(_) => return Err(a.error("`to` must be an address or a list of addresses")),
         None => return Err(a.error("`to` is required")),
@@ -176,9 +167,7 @@ impl SmtpMailer {
                 .into_iter()
                 .find(|k| s.has(k))
             {
-                return Err(s.error(format!(
-                    "setting `{k}` needs `auth = \"plain\"` or `\"xoauth2\"`"
-                )));
+                return Err(s.error(format!("setting `{k}` needs `auth = \"plain\"` or `\"xoauth2\"`")));
             }
         } else if s.has(other_key) {
             return Err(s.error(format!(
@@ -208,15 +197,10 @@ impl SmtpMailer {
         if tls != "none" {
             let mut params = TlsParameters::builder(host.clone());
             if let Some(path) = s.opt_path("ca_file")? {
-                let pem = std::fs::read(&path).map_err(|e| {
-                    s.error(format!("cannot read `ca_file` {}: {e}", path.display()))
-                })?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| {
-                    s.error(format!(
-                        "`ca_file` {} is not a PEM certificate: {e}",
-                        path.display()
-                    ))
-                })?;
+                let pem = std::fs::read(&path)
+                    .map_err(|e| s.error(format!("cannot read `ca_file` {}: {e}", path.display())))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| s.error(format!("`ca_file` {} is not a PEM certificate: {e}", path.display())))?;
                 params = params.add_root_certificate(cert);
             }
             let params = params
@@ -232,9 +216,7 @@ impl SmtpMailer {
         }
         if let Some(secret) = &secret {
             let Some(user) = username else {
-                return Err(s.error(format!(
-                    "`auth = \"{auth}\"` needs `username` or `username_env`"
-                )));
+                return Err(s.error(format!("`auth = \"{auth}\"` needs `username` or `username_env`")));
             };
             builder = builder
                 .credentials(Credentials::new(user, secret.expose().to_string()))
@@ -277,10 +259,7 @@ impl SmtpMailer {
         let subject = a.opt_str("subject")?.unwrap_or_default();
         let (body, content_type) = match a.opt_str("html")? {
             Some(html) => (html, ContentType::TEXT_HTML),
-            None => (
-                a.opt_str("text")?.unwrap_or_default(),
-                ContentType::TEXT_PLAIN,
-            ),
+            None => (a.opt_str("text")?.unwrap_or_default(), ContentType::TEXT_PLAIN),
         };
         let digest = hex::encode(Sha256::digest(ctx.idempotency_key.as_bytes()));
         let message_id = format!("<{}@{}>", &digest[..32], from.email.domain());
@@ -301,9 +280,7 @@ impl SmtpMailer {
 
         let mut attempt = 0u32;
         loop {
-            let sent =
-                tokio::time::timeout(self.options.timeout, self.transport.send(message.clone()))
-                    .await;
+            let sent = tokio::time::timeout(self.options.timeout, self.transport.send(message.clone())).await;
             let error = match sent {
                 Ok(Ok(_)) => break,
                 Err(_) => return Err(self.timed_out()),
@@ -323,23 +300,18 @@ impl SmtpMailer {
             if error.is_client() || error.is_tls() || is_tls_failure(&error) {
                 // A refused certificate, no STARTTLS offered, no common AUTH mechanism: trying
                 // again will not help.
-                return Err(ConnectorError::failed(self.redact(&format!(
-                    "{NAME}: {}:{}: {server_text}",
-                    self.host, self.port
-                ))));
+                return Err(ConnectorError::failed(
+                    self.redact(&format!("{NAME}: {}:{}: {server_text}", self.host, self.port)),
+                ));
             }
-            let connect_failed =
-                !(error.is_response() || error.is_transient() || error.is_transport_shutdown())
-                    && error.to_string().starts_with("Connection error");
+            let connect_failed = !(error.is_response() || error.is_transient() || error.is_transport_shutdown())
+                && error.to_string().starts_with("Connection error");
             let retry = error.is_transient() || connect_failed;
             if !retry || attempt >= self.options.retries {
                 let what = if error.is_transient() {
                     format!("{NAME}: the server refused for now: {server_text}")
                 } else {
-                    format!(
-                        "{NAME}: cannot reach {}:{}: {server_text}",
-                        self.host, self.port
-                    )
+                    format!("{NAME}: cannot reach {}:{}: {server_text}", self.host, self.port)
                 };
                 return Err(ConnectorError::unavailable(self.redact(&what)));
             }
@@ -370,12 +342,7 @@ impl SmtpMailer {
 
 #[async_trait::async_trait]
 impl Connector for SmtpMailer {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "sendEmail" => self.send_email(args, ctx).await,
             _ => Err(unknown_method(NAME, method)),
@@ -441,12 +408,7 @@ impl EmailSimulator {
 
 #[async_trait::async_trait]
 impl Connector for EmailSimulator {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "sendEmail" => self.send_email(args, ctx),
             _ => Err(unknown_method(NAME, method)),
@@ -475,10 +437,7 @@ mod tests {
     async fn sends_into_the_outbox_once_per_key() {
         let reg = Registry::simulators();
         let a = call(&reg, NAME, "sendEmail", mail(json!("ann@example.com")), "k").await;
-        assert_eq!(
-            a,
-            Ok(json!({"messageId": format!("msg_{}", key_hash("k"))}))
-        );
+        assert_eq!(a, Ok(json!({"messageId": format!("msg_{}", key_hash("k"))})));
         assert_eq!(
             call(&reg, NAME, "sendEmail", mail(json!("ann@example.com")), "k").await,
             a
@@ -492,15 +451,9 @@ mod tests {
         assert_eq!(sent[0].body, "<p>Thanks!</p>");
         assert_eq!(reg.effects().count(NAME, "sendEmail"), 1);
         assert!(
-            call(
-                &reg,
-                NAME,
-                "sendEmail",
-                mail(json!(["a@x.com", "b@y.com"])),
-                "k2"
-            )
-            .await
-            .is_ok()
+            call(&reg, NAME, "sendEmail", mail(json!(["a@x.com", "b@y.com"])), "k2")
+                .await
+                .is_ok()
         );
         assert_eq!(reg.outbox().messages()[1].to, "a@x.com, b@y.com");
         assert_eq!(reg.outbox().len(), 2);
@@ -518,15 +471,9 @@ mod tests {
         }
         // Only the domain itself bounces.
         assert!(
-            call(
-                &reg,
-                NAME,
-                "sendEmail",
-                mail(json!("bob@notbounce.test")),
-                "c"
-            )
-            .await
-            .is_ok()
+            call(&reg, NAME, "sendEmail", mail(json!("bob@notbounce.test")), "c")
+                .await
+                .is_ok()
         );
         assert_eq!(reg.outbox().len(), 1);
         assert_eq!(reg.effects().len(), 1);

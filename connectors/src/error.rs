@@ -126,10 +126,7 @@ mod tests {
             (ErrorKind::Unavailable, "unavailable"),
             (ErrorKind::Timeout, "timeout"),
         ] {
-            assert_eq!(
-                serde_json::to_value(kind).ok(),
-                Some(serde_json::json!(text))
-            );
+            assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::json!(text)));
             assert_eq!(kind.to_string(), text);
             let back: Option<ErrorKind> = serde_json::from_value(serde_json::json!(text)).ok();
             assert_eq!(back, Some(kind));
@@ -140,15 +137,9 @@ mod tests {
     fn constructors_set_the_kind() {
         assert_eq!(ConnectorError::not_granted("x").kind, ErrorKind::NotGranted);
         assert_eq!(ConnectorError::unknown("x").kind, ErrorKind::Unknown);
-        assert_eq!(
-            ConnectorError::invalid_args("x").kind,
-            ErrorKind::InvalidArgs
-        );
+        assert_eq!(ConnectorError::invalid_args("x").kind, ErrorKind::InvalidArgs);
         assert_eq!(ConnectorError::failed("x").kind, ErrorKind::Failed);
-        assert_eq!(
-            ConnectorError::unavailable("x").kind,
-            ErrorKind::Unavailable
-        );
+        assert_eq!(ConnectorError::unavailable("x").kind, ErrorKind::Unavailable);
         assert_eq!(ConnectorError::timeout("x").kind, ErrorKind::Timeout);
         assert_eq!(
             ConnectorError::failed("mailbox unavailable").to_string(),

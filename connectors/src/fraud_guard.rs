@@ -18,21 +18,14 @@ pub const METHODS: &[&str] = &["analyze"];
 pub const REVIEW_ABOVE: u32 = 30;
 
 /// Builds the implementation `config.kind` selects.
-pub fn build(
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[])?;
             Ok(Arc::new(FraudGuardSimulator))
         }
         config::HTTP => crate::http_service::build(NAME, config, cx),
-        other => Err(config::unknown_kind(
-            NAME,
-            other,
-            &[SIMULATOR, config::HTTP],
-        )),
+        other => Err(config::unknown_kind(NAME, other, &[SIMULATOR, config::HTTP])),
     }
 }
 
@@ -48,9 +41,7 @@ impl FraudGuardSimulator {
         let email = a.str("customerEmail")?;
         let amount = a.number("amount")?;
         let address = a.opt_object("shippingAddress")?;
-        let country = address
-            .and_then(|addr| addr.get("country"))
-            .and_then(Value::as_str);
+        let country = address.and_then(|addr| addr.get("country")).and_then(Value::as_str);
 
         let domain = email
             .rsplit_once('@')
@@ -67,23 +58,14 @@ impl FraudGuardSimulator {
         if amount > 5000.0 {
             score += 10;
         }
-        let recommendation = if score > REVIEW_ABOVE {
-            "review"
-        } else {
-            "approve"
-        };
+        let recommendation = if score > REVIEW_ABOVE { "review" } else { "approve" };
         Ok(json!({"score": score, "recommendation": recommendation}))
     }
 }
 
 #[async_trait::async_trait]
 impl Connector for FraudGuardSimulator {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        _ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, _ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "analyze" => self.analyze(args),
             _ => Err(unknown_method(NAME, method)),
@@ -127,19 +109,8 @@ mod tests {
             (order("a@test.com", 100.0, Some("US")), 0, "approve"),
         ];
         for (i, (args, score, rec)) in cases.into_iter().enumerate() {
-            let r = call(
-                &reg,
-                "fraudGuard",
-                "analyze",
-                args.clone(),
-                &format!("k{i}"),
-            )
-            .await;
-            assert_eq!(
-                r,
-                Ok(json!({"score": score, "recommendation": rec})),
-                "{args}"
-            );
+            let r = call(&reg, "fraudGuard", "analyze", args.clone(), &format!("k{i}")).await;
+            assert_eq!(r, Ok(json!({"score": score, "recommendation": rec})), "{args}");
         }
         assert!(reg.effects().is_empty());
     }

@@ -19,21 +19,14 @@ pub const METHODS: &[&str] = &["createOrder"];
 pub const ESTIMATED_PROCESSING_HOURS: u64 = 4;
 
 /// Builds the implementation `config.kind` selects.
-pub fn build(
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[])?;
             Ok(Arc::new(FulfillmentSimulator::new(cx)))
         }
         config::HTTP => crate::http_service::build(NAME, config, cx),
-        other => Err(config::unknown_kind(
-            NAME,
-            other,
-            &[SIMULATOR, config::HTTP],
-        )),
+        other => Err(config::unknown_kind(NAME, other, &[SIMULATOR, config::HTTP])),
     }
 }
 
@@ -62,12 +55,7 @@ impl FulfillmentSimulator {
 
 #[async_trait::async_trait]
 impl Connector for FulfillmentSimulator {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "createOrder" => self.create_order(args, ctx),
             _ => Err(unknown_method(NAME, method)),

@@ -55,9 +55,7 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("whenever/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| {
-                ConfigError::new(connector, format!("cannot set up the HTTP client: {e}"))
-            })?;
+            .map_err(|e| ConfigError::new(connector, format!("cannot set up the HTTP client: {e}")))?;
         Ok(self.0.get_or_init(|| client).clone())
     }
 }
@@ -133,10 +131,7 @@ impl Caller<'_> {
 
     /// Sends the request `make` builds, retrying transient failures (see the module docs);
     /// any answer that is not `5xx` or `429` is returned for the connector to map.
-    pub(crate) async fn send(
-        &self,
-        make: impl Fn() -> RequestBuilder,
-    ) -> Result<Reply, ConnectorError> {
+    pub(crate) async fn send(&self, make: impl Fn() -> RequestBuilder) -> Result<Reply, ConnectorError> {
         let mut attempt: u32 = 0;
         loop {
             let (error, retry_after) = match self.attempt(make()).await? {
@@ -168,17 +163,9 @@ impl Caller<'_> {
 
     /// One attempt. The outer error ends the call at once (a timeout, an oversized answer);
     /// the inner one may be retried (cannot connect, connection lost).
-    async fn attempt(
-        &self,
-        request: RequestBuilder,
-    ) -> Result<Result<Reply, ConnectorError>, ConnectorError> {
+    async fn attempt(&self, request: RequestBuilder) -> Result<Result<Reply, ConnectorError>, ConnectorError> {
         let timeout_ms = self.options.timeout.as_millis();
-        let timed_out = || {
-            ConnectorError::timeout(format!(
-                "{}: no answer within {timeout_ms} ms",
-                self.connector
-            ))
-        };
+        let timed_out = || ConnectorError::timeout(format!("{}: no answer within {timeout_ms} ms", self.connector));
         let mut response = match request.timeout(self.options.timeout).send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Err(timed_out()),
@@ -216,11 +203,7 @@ impl Caller<'_> {
                 }
             }
         }
-        Ok(Ok(Reply {
-            status,
-            headers,
-            body,
-        }))
+        Ok(Ok(Reply { status, headers, body }))
     }
 }
 
@@ -237,13 +220,7 @@ pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
 
 /// A `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`] (HTTP dates are ignored).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
@@ -284,10 +261,7 @@ mod tests {
         assert_eq!(retry_after(&h), None);
         h.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("2"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(
-            RETRY_AFTER,
-            reqwest::header::HeaderValue::from_static("3600"),
-        );
+        h.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("3600"));
         assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
         h.insert(
             RETRY_AFTER,
@@ -306,15 +280,9 @@ mod tests {
         assert_eq!(reply(r#"{"error":{"message":"a"}}"#).message(), "a");
         assert_eq!(reply(r#"{"error":"b"}"#).message(), "b");
         assert_eq!(reply(r#"{"message":"c"}"#).message(), "c");
-        assert_eq!(
-            reply(r#"{"error":"x","error_description":"d"}"#).message(),
-            "x"
-        );
+        assert_eq!(reply(r#"{"error":"x","error_description":"d"}"#).message(), "x");
         assert_eq!(reply("  plain text \n").message(), "plain text");
         let long = "x".repeat(1000);
-        assert_eq!(
-            reply(&long).message().chars().count(),
-            MAX_MESSAGE_CHARS + 1
-        );
+        assert_eq!(reply(&long).message().chars().count(), MAX_MESSAGE_CHARS + 1);
     }
 }

@@ -20,8 +20,8 @@ use crate::http::Caller;
 use crate::idempotency::key_hash;
 use crate::secret::Secret;
 use crate::{
-    CallContext, ConfigError, Connector, ConnectorError, Effects, coinbase, email, fraud_guard,
-    fulfillment, inventory, paypal, slack, stripe,
+    CallContext, ConfigError, Connector, ConnectorError, Effects, coinbase, email, fraud_guard, fulfillment, inventory,
+    paypal, slack, stripe,
 };
 
 /// The settings of kind `http`, besides `timeout_ms`, `retries` and `backoff_ms`.
@@ -67,11 +67,7 @@ fn builtin_effect_methods(name: &str) -> &'static [&'static str] {
 }
 
 /// Builds connector `name` of kind `http` from its settings.
-pub fn build(
-    name: &str,
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(name: &str, config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     let s = Settings::new(name, config, cx, SETTINGS)?;
     let base_url = s.url("base_url", None)?;
     let token = s.opt_secret("token_env")?;
@@ -96,17 +92,10 @@ pub fn build(
             } else {
                 format!("{scheme} {}", token.expose())
             };
-            let mut value = HeaderValue::from_str(&text).map_err(|_| {
-                s.error(
-                    "the token in the variable named by `token_env` is not a valid header value",
-                )
-            })?;
+            let mut value = HeaderValue::from_str(&text)
+                .map_err(|_| s.error("the token in the variable named by `token_env` is not a valid header value"))?;
             value.set_sensitive(true);
-            Some(Auth {
-                header,
-                value,
-                token,
-            })
+            Some(Auth { header, value, token })
         }
     };
     let methods = match s.opt_str_list("methods")? {
@@ -120,10 +109,7 @@ pub fn build(
     }
     let effect_methods = match s.opt_str_list("effect_methods")? {
         Some(list) => list,
-        None => builtin_effect_methods(name)
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        None => builtin_effect_methods(name).iter().map(|s| s.to_string()).collect(),
     };
     Ok(Arc::new(HttpService {
         name: name.to_string(),
@@ -156,8 +142,7 @@ pub(crate) fn idempotency_value(ctx: &CallContext) -> HeaderValue {
         None => {
             use sha2::{Digest, Sha256};
             let hex = hex::encode(Sha256::digest(key.as_bytes()));
-            HeaderValue::from_str(&format!("sha256-{hex}"))
-                .unwrap_or_else(|_| HeaderValue::from_static("invalid-key"))
+            HeaderValue::from_str(&format!("sha256-{hex}")).unwrap_or_else(|_| HeaderValue::from_static("invalid-key"))
         }
     }
 }
@@ -186,10 +171,7 @@ impl fmt::Debug for HttpService {
         f.debug_struct("HttpService")
             .field("name", &self.name)
             .field("base_url", &self.base_url)
-            .field(
-                "auth_header",
-                &self.auth.as_ref().map(|a| a.header.as_str()),
-            )
+            .field("auth_header", &self.auth.as_ref().map(|a| a.header.as_str()))
             .field("token", &self.auth.as_ref().map(|a| &a.token))
             .field("methods", &self.methods)
             .field("effect_methods", &self.effect_methods)
@@ -210,12 +192,7 @@ impl HttpService {
 
 #[async_trait::async_trait]
 impl Connector for HttpService {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         let name = &self.name;
         if let Some(methods) = &self.methods
             && !methods.iter().any(|m| m == method)
@@ -274,9 +251,7 @@ impl Connector for HttpService {
             message
         };
         match reply.status {
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
-                Err(caller.invalid(&message))
-            }
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Err(caller.invalid(&message)),
             _ => Err(caller.failed(&message)),
         }
     }
@@ -301,10 +276,7 @@ mod tests {
         let v = idempotency_value(&CallContext::new("t", "s", "order-1/pay/1/0"));
         assert_eq!(v.to_str().ok(), Some("order-1/pay/1/0"));
         let v = idempotency_value(&CallContext::new("t", "s", "bad\nkey"));
-        assert!(
-            v.to_str()
-                .is_ok_and(|s| s.starts_with("sha256-") && s.len() == 71)
-        );
+        assert!(v.to_str().is_ok_and(|s| s.starts_with("sha256-") && s.len() == 71));
         let long = "k".repeat(300);
         let a = idempotency_value(&CallContext::new("t", "s", long.as_str()));
         let b = idempotency_value(&CallContext::new("t", "s", long.as_str()));

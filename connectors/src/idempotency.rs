@@ -63,13 +63,7 @@ impl IdempotencyCache {
     ///
     /// The lock is never held across `.await`: concurrent callers share a `OnceCell`. If the
     /// first caller is cancelled before finishing, the next one runs `call` instead.
-    pub async fn once<F, Fut>(
-        &self,
-        connector: &str,
-        method: &str,
-        key: &str,
-        call: F,
-    ) -> CallResult
+    pub async fn once<F, Fut>(&self, connector: &str, method: &str, key: &str, call: F) -> CallResult
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = CallResult>,
@@ -87,11 +81,7 @@ impl IdempotencyCache {
 
     /// How many keys the cache remembers.
     pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .cells
-            .len()
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).cells.len()
     }
 
     /// Whether the cache remembers no key.
@@ -158,9 +148,7 @@ mod tests {
     async fn errors_are_stored_too() {
         let cache = IdempotencyCache::new();
         let first = cache
-            .once("c", "m", "k", || async {
-                Err(ConnectorError::failed("no"))
-            })
+            .once("c", "m", "k", || async { Err(ConnectorError::failed("no")) })
             .await;
         let second = cache.once("c", "m", "k", || async { Ok(json!(1)) }).await;
         assert_eq!(first, Err(ConnectorError::failed("no")));
@@ -171,12 +159,7 @@ mod tests {
     async fn different_keys_methods_or_connectors_run_separately() {
         let cache = IdempotencyCache::new();
         let runs = AtomicUsize::new(0);
-        for (c, m, k) in [
-            ("c", "m", "k"),
-            ("c", "m", "k2"),
-            ("c", "m2", "k"),
-            ("c2", "m", "k"),
-        ] {
+        for (c, m, k) in [("c", "m", "k"), ("c", "m", "k2"), ("c", "m2", "k"), ("c2", "m", "k")] {
             cache
                 .once(c, m, k, || async {
                     runs.fetch_add(1, Ordering::SeqCst);
@@ -216,10 +199,7 @@ mod tests {
     async fn capacity_forgets_the_oldest_keys() {
         let cache = IdempotencyCache::with_capacity(2);
         for k in ["a", "b", "c"] {
-            cache
-                .once("c", "m", k, || async { Ok(json!(k)) })
-                .await
-                .ok();
+            cache.once("c", "m", k, || async { Ok(json!(k)) }).await.ok();
         }
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.get("c", "m", "a"), None);

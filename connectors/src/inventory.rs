@@ -41,14 +41,8 @@ pub type StockTable = BTreeMap<String, BTreeMap<String, u64>>;
 /// `CAMERA-CANON-R5` known but out of stock everywhere (so it can only be backordered).
 pub fn demo_catalogue() -> StockTable {
     let rows: &[(&str, &[(&str, u64)])] = &[
-        (
-            "LAPTOP-DELL-XPS13",
-            &[("TX-MAIN", 100_000), ("CA-WEST", 40_000)],
-        ),
-        (
-            "MOUSE-WIRELESS-PRO",
-            &[("TX-MAIN", 400_000), ("NY-EAST", 160_000)],
-        ),
+        ("LAPTOP-DELL-XPS13", &[("TX-MAIN", 100_000), ("CA-WEST", 40_000)]),
+        ("MOUSE-WIRELESS-PRO", &[("TX-MAIN", 400_000), ("NY-EAST", 160_000)]),
         ("MONITOR-LG-27", &[("TX-MAIN", 60_000)]),
         ("HEADPHONES-SONY-XM5", &[("CA-WEST", 80_000)]),
         ("KEYBOARD-MECH-K2", &[("NY-EAST", 50_000)]),
@@ -74,8 +68,7 @@ pub fn demo_catalogue() -> StockTable {
 /// Reads a stock file; the error message names the path and the problem.
 pub fn load_stock_file(path: &Path) -> Result<StockTable, String> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read stock file `{shown}`: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read stock file `{shown}`: {e}"))?;
     let table: StockTable = serde_json::from_str(&text).map_err(|e| {
         format!(
             "stock file `{shown}` is not {{\"SKU\": {{\"WAREHOUSE\": quantity}}}} with non-negative integer quantities: {e}"
@@ -95,10 +88,7 @@ pub fn load_stock_file(path: &Path) -> Result<StockTable, String> {
 }
 
 /// Builds the implementation `config.kind` selects; the simulator takes an optional `stock` file.
-pub fn build(
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[STOCK_SETTING])?;
@@ -117,11 +107,7 @@ pub fn build(
             Ok(Arc::new(InventorySimulator::with_stock(cx, stock)))
         }
         config::HTTP => crate::http_service::build(NAME, config, cx),
-        other => Err(config::unknown_kind(
-            NAME,
-            other,
-            &[SIMULATOR, config::HTTP],
-        )),
+        other => Err(config::unknown_kind(NAME, other, &[SIMULATOR, config::HTTP])),
     }
 }
 
@@ -154,11 +140,7 @@ impl State {
             let Some(Reverse((at, id))) = self.expiries.pop() else {
                 break;
             };
-            if self
-                .reservations
-                .get(&id)
-                .is_some_and(|r| r.expires_at == at)
-            {
+            if self.reservations.get(&id).is_some_and(|r| r.expires_at == at) {
                 self.remove(&id);
             }
         }
@@ -198,14 +180,8 @@ impl State {
 
 /// The warehouses holding `levels`, in the fixed order, then any others alphabetically.
 fn ordered_warehouses(levels: &BTreeMap<String, u64>) -> Vec<&str> {
-    let fixed = WAREHOUSES
-        .iter()
-        .copied()
-        .filter(|w| levels.contains_key(*w));
-    let others = levels
-        .keys()
-        .map(String::as_str)
-        .filter(|w| !WAREHOUSES.contains(w));
+    let fixed = WAREHOUSES.iter().copied().filter(|w| levels.contains_key(*w));
+    let others = levels.keys().map(String::as_str).filter(|w| !WAREHOUSES.contains(w));
     fixed.chain(others).collect()
 }
 
@@ -284,9 +260,7 @@ impl InventorySimulator {
         let quantity = a.positive_int("quantity")?;
         let warehouse = a.str("warehouse")?;
         a.opt_str("orderId")?;
-        let expires_in = a
-            .opt_positive_int("expiresIn")?
-            .unwrap_or(DEFAULT_EXPIRES_IN);
+        let expires_in = a.opt_positive_int("expiresIn")?.unwrap_or(DEFAULT_EXPIRES_IN);
         let now = Utc::now();
         let expires_at = i64::try_from(expires_in)
             .ok()
@@ -310,10 +284,7 @@ impl InventorySimulator {
                 "not enough unreserved stock of `{sku}` in `{warehouse}`: {quantity} requested, {available} available"
             )));
         }
-        *state
-            .held
-            .entry((sku.to_string(), warehouse.to_string()))
-            .or_insert(0) += quantity;
+        *state.held.entry((sku.to_string(), warehouse.to_string())).or_insert(0) += quantity;
         state.reservations.insert(
             id.clone(),
             Reservation {
@@ -356,12 +327,7 @@ impl InventorySimulator {
 
 #[async_trait::async_trait]
 impl Connector for InventorySimulator {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "checkStock" => self.check_stock(args),
             "reserve" => self.reserve(args, ctx),
@@ -407,10 +373,7 @@ mod tests {
     fn small_registry() -> Registry {
         let reg = Registry::simulators();
         let cx = reg.build_context(Path::new(""));
-        reg.with_connector(
-            NAME,
-            Arc::new(InventorySimulator::with_stock(&cx, small_stock())),
-        )
+        reg.with_connector(NAME, Arc::new(InventorySimulator::with_stock(&cx, small_stock())))
     }
 
     async fn check(reg: &Registry, sku: &str, qty: u64, preferred: &[&str], key: &str) -> Value {
@@ -431,10 +394,7 @@ mod tests {
         assert!(q("MONITOR-LG-27", "TX-MAIN") >= Some(30));
         assert!(q("HEADPHONES-SONY-XM5", "CA-WEST") >= Some(40));
         assert!(q("KEYBOARD-MECH-K2", "NY-EAST") >= Some(25));
-        assert!(
-            c.get("CAMERA-CANON-R5")
-                .is_some_and(|l| l.values().all(|q| *q == 0))
-        );
+        assert!(c.get("CAMERA-CANON-R5").is_some_and(|l| l.values().all(|q| *q == 0)));
         assert!(q("LAPTOP-DELL-XPS13", "TX-MAIN") > q("LAPTOP-DELL-XPS13", "CA-WEST"));
         assert!(q("MOUSE-WIRELESS-PRO", "TX-MAIN") > q("MOUSE-WIRELESS-PRO", "NY-EAST"));
     }
@@ -497,14 +457,7 @@ mod tests {
             json!({"available": true, "warehouse": "IL-CENTRAL"})
         );
         // Use up warehouses one by one: the next in the fixed order answers, the extra one last.
-        let mut expected = vec![
-            "TX-MAIN",
-            "CA-WEST",
-            "NY-EAST",
-            "IL-CENTRAL",
-            "FL-SOUTH",
-            "AA-EXTRA",
-        ];
+        let mut expected = vec!["TX-MAIN", "CA-WEST", "NY-EAST", "IL-CENTRAL", "FL-SOUTH", "AA-EXTRA"];
         let mut n = 0;
         while !expected.is_empty() {
             let w = expected.remove(0);
@@ -523,10 +476,7 @@ mod tests {
             assert!(r.is_ok(), "{r:?}");
             n += 1;
         }
-        assert_eq!(
-            check(&reg, "WIDGET", 3, &[], "last").await,
-            json!({"available": false})
-        );
+        assert_eq!(check(&reg, "WIDGET", 3, &[], "last").await, json!({"available": false}));
         // A preferred warehouse with too little left is skipped.
         assert_eq!(
             check(&reg, "WIDGET", 2, &["CA-WEST"], "two").await,
@@ -563,20 +513,21 @@ mod tests {
     async fn reserve_returns_a_deterministic_id_and_rfc3339_expiry() {
         let reg = Registry::simulators();
         let before = Utc::now();
-        let r = call(&reg, NAME, "reserve", json!({"sku": "MONITOR-LG-27", "quantity": 2, "warehouse": "TX-MAIN", "orderId": "o1", "expiresIn": 600}), "k").await;
+        let r = call(
+            &reg,
+            NAME,
+            "reserve",
+            json!({"sku": "MONITOR-LG-27", "quantity": 2, "warehouse": "TX-MAIN", "orderId": "o1", "expiresIn": 600}),
+            "k",
+        )
+        .await;
         let r = r.unwrap_or_default();
-        assert_eq!(
-            r["id"],
-            json!(format!("RES-{}", key_hash("k").to_uppercase()))
-        );
+        assert_eq!(r["id"], json!(format!("RES-{}", key_hash("k").to_uppercase())));
         let at = r["expiresAt"]
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
         let at = at.map(|t| t.with_timezone(&Utc));
-        assert!(
-            at.is_some_and(|t| t >= before + TimeDelta::seconds(599)
-                && t <= Utc::now() + TimeDelta::seconds(601))
-        );
+        assert!(at.is_some_and(|t| t >= before + TimeDelta::seconds(599) && t <= Utc::now() + TimeDelta::seconds(601)));
         assert_eq!(reg.effects().count(NAME, "reserve"), 1);
     }
 
@@ -586,7 +537,15 @@ mod tests {
         let reserve = |key: &'static str, order: &'static str| {
             let reg = reg.clone();
             async move {
-                call_as(&reg, order, NAME, "reserve", json!({"sku": "WIDGET", "quantity": 4, "warehouse": "TX-MAIN", "orderId": order, "expiresIn": 900}), key).await
+                call_as(
+                    &reg,
+                    order,
+                    NAME,
+                    "reserve",
+                    json!({"sku": "WIDGET", "quantity": 4, "warehouse": "TX-MAIN", "orderId": order, "expiresIn": 900}),
+                    key,
+                )
+                .await
             }
         };
         let first = reserve("k1", "order-1").await;
@@ -621,14 +580,7 @@ mod tests {
     #[tokio::test]
     async fn release_of_an_unknown_id_is_not_released() {
         let reg = Registry::simulators();
-        let r = call(
-            &reg,
-            NAME,
-            "release",
-            json!({"reservationId": "RES-NOPE"}),
-            "k",
-        )
-        .await;
+        let r = call(&reg, NAME, "release", json!({"reservationId": "RES-NOPE"}), "k").await;
         assert_eq!(r, Ok(json!({"released": false})));
         assert!(reg.effects().is_empty());
         let r = call(&reg, NAME, "release", json!({}), "k2").await;
@@ -738,18 +690,8 @@ mod tests {
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
         let days = date.map(|d| (d.with_timezone(&Utc) - Utc::now()).num_hours());
-        assert!(
-            days.is_some_and(|h| (14 * 24 - 1..=14 * 24).contains(&h)),
-            "{days:?}"
-        );
-        let r = call(
-            &reg,
-            NAME,
-            "checkBackorder",
-            json!({"sku": "NOPE", "quantity": 1}),
-            "b",
-        )
-        .await;
+        assert!(days.is_some_and(|h| (14 * 24 - 1..=14 * 24).contains(&h)), "{days:?}");
+        let r = call(&reg, NAME, "checkBackorder", json!({"sku": "NOPE", "quantity": 1}), "b").await;
         assert_eq!(r, Ok(json!({"available": false})));
         let r = call(&reg, NAME, "checkBackorder", json!({"quantity": 1}), "c").await;
         assert_eq!(r.err().map(|e| e.kind), Some(ErrorKind::InvalidArgs));
@@ -778,13 +720,8 @@ mod tests {
             let e = load_stock_file(&p).err().unwrap_or_default();
             assert!(e.contains(name) && e.contains(needle), "{e}");
         }
-        let e = load_stock_file(&dir.join("missing.json"))
-            .err()
-            .unwrap_or_default();
-        assert!(
-            e.contains("missing.json") && e.contains("cannot read"),
-            "{e}"
-        );
+        let e = load_stock_file(&dir.join("missing.json")).err().unwrap_or_default();
+        assert!(e.contains("missing.json") && e.contains("cannot read"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

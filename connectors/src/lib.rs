@@ -73,11 +73,7 @@ pub struct CallContext {
 
 impl CallContext {
     /// A context for one call.
-    pub fn new(
-        task_id: impl Into<String>,
-        step: impl Into<String>,
-        idempotency_key: impl Into<String>,
-    ) -> Self {
+    pub fn new(task_id: impl Into<String>, step: impl Into<String>, idempotency_key: impl Into<String>) -> Self {
         CallContext {
             task_id: task_id.into(),
             step: step.into(),
@@ -93,12 +89,7 @@ impl CallContext {
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync + 'static {
     /// Calls `method` with JSON `args`.
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError>;
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError>;
 
     /// The methods this connector answers, so the registry can reject others as
     /// [`ErrorKind::Unknown`] before calling; empty (the default) means every method reaches `call`.

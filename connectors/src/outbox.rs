@@ -36,18 +36,12 @@ impl Outbox {
 
     /// Appends a sent message (connectors call this once per message actually sent).
     pub fn push(&self, message: OutboxMessage) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(message);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(message);
     }
 
     /// A copy of every message sent, oldest first.
     pub fn messages(&self) -> Vec<OutboxMessage> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The messages one task sent, oldest first.

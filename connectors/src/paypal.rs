@@ -9,9 +9,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use crate::args::{Args, unknown_method};
-use crate::config::{
-    self, BuildContext, CallOptions, ConnectorConfig, HTTP, PAYPAL, SIMULATOR, Settings,
-};
+use crate::config::{self, BuildContext, CallOptions, ConnectorConfig, HTTP, PAYPAL, SIMULATOR, Settings};
 use crate::http::{Caller, Reply};
 use crate::http_service::{self, idempotency_value};
 use crate::idempotency::key_hash;
@@ -28,10 +26,7 @@ pub const METHODS: &[&str] = &["executePayment"];
 pub const DECLINED_PREFIX: &str = "PAY-DECLINED";
 
 /// Builds the implementation `config.kind` selects.
-pub fn build(
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[])?;
@@ -39,11 +34,7 @@ pub fn build(
         }
         PAYPAL => Ok(Arc::new(PaypalApi::new(config, cx)?)),
         HTTP => http_service::build(NAME, config, cx),
-        other => Err(config::unknown_kind(
-            NAME,
-            other,
-            &[SIMULATOR, PAYPAL, HTTP],
-        )),
+        other => Err(config::unknown_kind(NAME, other, &[SIMULATOR, PAYPAL, HTTP])),
     }
 }
 
@@ -127,10 +118,7 @@ fn paypal_message(reply: &Reply) -> String {
 
 /// Order ids go into the URL path: only letters, digits, `-` and `_`.
 fn is_order_id(id: &str) -> bool {
-    id.len() <= 100
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    id.len() <= 100 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl PaypalApi {
@@ -187,9 +175,7 @@ impl PaypalApi {
         }
         let body = reply.json().unwrap_or(Value::Null);
         let Some(value) = body.get("access_token").and_then(Value::as_str) else {
-            return Err(ConnectorError::failed(
-                "paypal: the token answer holds no access_token",
-            ));
+            return Err(ConnectorError::failed("paypal: the token answer holds no access_token"));
         };
         let life = Duration::from_secs(body.get("expires_in").and_then(Value::as_u64).unwrap_or(0));
         let token = Secret::new(value);
@@ -208,12 +194,7 @@ impl PaypalApi {
         }
     }
 
-    async fn capture(
-        &self,
-        order_id: &str,
-        ctx: &CallContext,
-        token: &Secret,
-    ) -> Result<Reply, ConnectorError> {
+    async fn capture(&self, order_id: &str, ctx: &CallContext, token: &Secret) -> Result<Reply, ConnectorError> {
         let url = format!("{}/v2/checkout/orders/{order_id}/capture", self.base_url);
         let key = idempotency_value(ctx);
         self.caller(Some(token))
@@ -228,11 +209,7 @@ impl PaypalApi {
             .await
     }
 
-    async fn execute_payment(
-        &self,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn execute_payment(&self, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         let a = Args::new("paypal.executePayment", args)?;
         let order_id = a.str("paymentId")?;
         a.opt_str("currency")?;
@@ -269,9 +246,7 @@ impl PaypalApi {
             .flatten()
             .find_map(|u| u.pointer("/payments/captures/0"));
         let capture_id = capture.and_then(|c| c.get("id")).and_then(Value::as_str);
-        let capture_status = capture
-            .and_then(|c| c.get("status"))
-            .and_then(Value::as_str);
+        let capture_status = capture.and_then(|c| c.get("status")).and_then(Value::as_str);
         match (status, capture_id, capture_status) {
             (_, Some(_), Some(s @ ("DECLINED" | "FAILED"))) => {
                 Ok(json!({"success": false, "error": format!("CAPTURE_{s}")}))
@@ -298,12 +273,7 @@ impl PaypalApi {
 
 #[async_trait::async_trait]
 impl Connector for PaypalApi {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "executePayment" => self.execute_payment(args, ctx).await,
             _ => Err(unknown_method(NAME, method)),
@@ -345,12 +315,7 @@ impl PaypalSimulator {
 
 #[async_trait::async_trait]
 impl Connector for PaypalSimulator {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "executePayment" => self.execute_payment(args, ctx),
             _ => Err(unknown_method(NAME, method)),
@@ -393,10 +358,7 @@ mod tests {
             "k",
         )
         .await;
-        assert_eq!(
-            r,
-            Ok(json!({"success": false, "error": "INSTRUMENT_DECLINED"}))
-        );
+        assert_eq!(r, Ok(json!({"success": false, "error": "INSTRUMENT_DECLINED"})));
         assert!(reg.effects().is_empty());
     }
 

@@ -12,8 +12,8 @@ use serde_json::Value;
 use crate::config::{BuildContext, ConnectorConfig, ConnectorsConfig, HTTP};
 use crate::http::HttpClient;
 use crate::{
-    CallContext, ConfigError, Connector, ConnectorError, Effects, Env, IdempotencyCache, Outbox,
-    coinbase, email, fraud_guard, fulfillment, http_service, inventory, paypal, slack, stripe,
+    CallContext, ConfigError, Connector, ConnectorError, Effects, Env, IdempotencyCache, Outbox, coinbase, email,
+    fraud_guard, fulfillment, http_service, inventory, paypal, slack, stripe,
 };
 
 /// Builds a connector's simulator.
@@ -53,25 +53,13 @@ const BUILTIN: &[(&str, SimulatorFn, BuildFn)] = &[
         |cx| Arc::new(fulfillment::FulfillmentSimulator::new(cx)),
         fulfillment::build,
     ),
-    (
-        email::NAME,
-        |cx| Arc::new(email::EmailSimulator::new(cx)),
-        email::build,
-    ),
-    (
-        slack::NAME,
-        |cx| Arc::new(slack::SlackSimulator::new(cx)),
-        slack::build,
-    ),
+    (email::NAME, |cx| Arc::new(email::EmailSimulator::new(cx)), email::build),
+    (slack::NAME, |cx| Arc::new(slack::SlackSimulator::new(cx)), slack::build),
 ];
 
 /// Whether `name` can name a connector of kind `http` of one's own.
 fn is_connector_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// The names of the built-in connectors, as steps call them.
@@ -141,10 +129,7 @@ impl Registry {
 
     /// Like [`Registry::from_config`], relative setting paths (e.g. a stock file) resolved
     /// against `base_dir` (typically the config file's directory).
-    pub fn from_config_in(
-        config: &ConnectorsConfig,
-        base_dir: &Path,
-    ) -> Result<Registry, ConfigError> {
+    pub fn from_config_in(config: &ConnectorsConfig, base_dir: &Path) -> Result<Registry, ConfigError> {
         Self::from_config_with_env(config, base_dir, Env::process())
     }
 
@@ -153,11 +138,7 @@ impl Registry {
     ///
     /// A section may name a built-in connector (any of its kinds) or, with `kind = "http"`,
     /// a connector of its own.
-    pub fn from_config_with_env(
-        config: &ConnectorsConfig,
-        base_dir: &Path,
-        env: Env,
-    ) -> Result<Registry, ConfigError> {
+    pub fn from_config_with_env(config: &ConnectorsConfig, base_dir: &Path, env: Env) -> Result<Registry, ConfigError> {
         let reg = Registry::empty();
         let cx = BuildContext {
             env,
@@ -251,9 +232,7 @@ impl Registry {
             return c.call(method, args, &ctx).await;
         }
         self.cache
-            .once(connector, method, &ctx.idempotency_key, || {
-                c.call(method, args, ctx)
-            })
+            .once(connector, method, &ctx.idempotency_key, || c.call(method, args, ctx))
             .await
     }
 
@@ -339,9 +318,7 @@ mod tests {
     async fn unknown_connector_and_method_are_unknown_errors() {
         let reg = Registry::simulators();
         let e = call(&reg, "mailchimp", "send", json!({}), "k").await.err();
-        assert!(
-            e.is_some_and(|e| e.kind == ErrorKind::Unknown && e.message.contains("`mailchimp`"))
-        );
+        assert!(e.is_some_and(|e| e.kind == ErrorKind::Unknown && e.message.contains("`mailchimp`")));
         let e = call(&reg, "stripe", "refund", json!({}), "k").await.err();
         assert!(e.is_some_and(|e| e.kind == ErrorKind::Unknown && e.message.contains("`stripe.refund`")));
         assert!(reg.effects().is_empty());
@@ -351,12 +328,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Connector for Counting {
-        async fn call(
-            &self,
-            method: &str,
-            args: &Value,
-            ctx: &CallContext,
-        ) -> Result<Value, ConnectorError> {
+        async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
             match method {
                 "count" => Ok(json!({"n": n, "args": args, "key": ctx.idempotency_key})),
@@ -380,9 +352,7 @@ mod tests {
         let s = call(&reg, "stripe", "count", json!({}), "k").await;
         assert!(s.is_ok_and(|v| v["n"] == json!(1)));
         let e = call(&reg, "counting", "other", json!({}), "k").await.err();
-        assert!(
-            e.is_some_and(|e| e.kind == ErrorKind::Unknown && e.message.contains("counting.other"))
-        );
+        assert!(e.is_some_and(|e| e.kind == ErrorKind::Unknown && e.message.contains("counting.other")));
     }
 
     #[tokio::test]
@@ -425,8 +395,7 @@ mod tests {
                 handles.push(tokio::spawn(async move {
                     let task = format!("order-{order}");
                     let key = format!("{task}/pay/run1/call0");
-                    let args =
-                        json!({"amount": 1000 + order, "currency": "usd", "source": "tok_visa"});
+                    let args = json!({"amount": 1000 + order, "currency": "usd", "source": "tok_visa"});
                     call_as(&reg, &task, "stripe", "charge", args, &key).await
                 }));
             }
@@ -447,10 +416,7 @@ mod tests {
     #[test]
     fn an_empty_config_gives_the_simulators() {
         let reg = Registry::from_config(&ConnectorsConfig::new());
-        assert_eq!(
-            reg.map(|r| r.names()).ok(),
-            Some(Registry::simulators().names())
-        );
+        assert_eq!(reg.map(|r| r.names()).ok(), Some(Registry::simulators().names()));
     }
 
     #[test]
@@ -485,18 +451,14 @@ mod tests {
                 kind: "http".into(),
                 settings: toml::Table::new(),
             };
-            c.settings
-                .insert("base_url".into(), toml::Value::String(url.into()));
+            c.settings.insert("base_url".into(), toml::Value::String(url.into()));
             c
         };
         let mut config = ConnectorsConfig::new();
         for name in builtin_names() {
             config.insert(name.to_string(), http("http://127.0.0.1:9"));
         }
-        config.insert(
-            "loyaltyPoints".into(),
-            http("https://loyalty.example.com/api"),
-        );
+        config.insert("loyaltyPoints".into(), http("https://loyalty.example.com/api"));
         let reg = Registry::from_config_with_env(&config, Path::new(""), Env::empty());
         let Ok(reg) = reg else { panic!("{reg:?}") };
         assert!(reg.contains("loyaltyPoints"));
@@ -531,26 +493,15 @@ mod tests {
         assert!(e.is_some_and(|e| e.connector == "stripe" && e.message.contains("`apiKey`")));
 
         let mut config = ConnectorsConfig::new();
-        config.insert(
-            "inventorySystem".into(),
-            with_setting("stock", toml::Value::Integer(3)),
-        );
+        config.insert("inventorySystem".into(), with_setting("stock", toml::Value::Integer(3)));
         let e = Registry::from_config(&config).err();
-        assert!(
-            e.is_some_and(|e| e.connector == "inventorySystem" && e.message.contains("`stock`"))
-        );
+        assert!(e.is_some_and(|e| e.connector == "inventorySystem" && e.message.contains("`stock`")));
     }
 
     #[tokio::test]
     async fn a_stock_file_replaces_the_demo_catalogue() {
         let dir = temp_dir("stock-ok");
-        assert!(
-            std::fs::write(
-                dir.join("stock.json"),
-                r#"{"GADGET": {"FL-SOUTH": 3, "TX-MAIN": 1}}"#
-            )
-            .is_ok()
-        );
+        assert!(std::fs::write(dir.join("stock.json"), r#"{"GADGET": {"FL-SOUTH": 3, "TX-MAIN": 1}}"#).is_ok());
         // Parsed the way the host parses its config file; the path is relative to `dir`.
         let text = "[connectors.inventorySystem]\nkind = \"simulator\"\nstock = \"stock.json\"\n";
         #[derive(serde::Deserialize)]
@@ -558,9 +509,7 @@ mod tests {
             connectors: ConnectorsConfig,
         }
         let file: Result<File, _> = toml::from_str(text);
-        let Ok(file) = file else {
-            panic!("config parses")
-        };
+        let Ok(file) = file else { panic!("config parses") };
         let reg = Registry::from_config_in(&file.connectors, &dir);
         let Ok(reg) = reg else { panic!("{reg:?}") };
         let check = |sku: &str, qty: u64, key: &str| {
@@ -596,10 +545,7 @@ mod tests {
     fn a_bad_stock_file_is_a_config_error_naming_path_and_problem() {
         let dir = temp_dir("stock-bad");
         assert!(std::fs::write(dir.join("bad.json"), r#"{"GADGET": {"TX-MAIN": "many"}}"#).is_ok());
-        for (file, problem) in [
-            ("bad.json", "non-negative integer"),
-            ("absent.json", "cannot read"),
-        ] {
+        for (file, problem) in [("bad.json", "non-negative integer"), ("absent.json", "cannot read")] {
             let mut config = ConnectorsConfig::new();
             config.insert(
                 "inventorySystem".into(),

@@ -42,10 +42,7 @@ impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.vars {
             None => f.write_str("Env(process)"),
-            Some(vars) => f
-                .debug_tuple("Env")
-                .field(&vars.keys().collect::<Vec<_>>())
-                .finish(),
+            Some(vars) => f.debug_tuple("Env").field(&vars.keys().collect::<Vec<_>>()).finish(),
         }
     }
 }
@@ -71,11 +68,7 @@ impl Env {
         V: Into<String>,
     {
         Env {
-            vars: Some(Arc::new(
-                vars.into_iter()
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect(),
-            )),
+            vars: Some(Arc::new(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect())),
         }
     }
 
@@ -133,10 +126,7 @@ mod tests {
         assert_eq!(s.expose(), "sk_test_abcdef");
         let env = Env::from_vars([("KEY", "sk_test_abcdef")]);
         let shown = format!("{env:?}");
-        assert!(
-            shown.contains("KEY") && !shown.contains("sk_test"),
-            "{shown}"
-        );
+        assert!(shown.contains("KEY") && !shown.contains("sk_test"), "{shown}");
         assert_eq!(format!("{:?}", Env::process()), "Env(process)");
     }
 
@@ -149,11 +139,7 @@ mod tests {
         );
         assert!(env.secret("EMPTY").is_none());
         assert!(env.secret("MISSING").is_none());
-        assert!(
-            Env::process()
-                .secret("WHENEVER_SURELY_UNSET_VARIABLE_1234")
-                .is_none()
-        );
+        assert!(Env::process().secret("WHENEVER_SURELY_UNSET_VARIABLE_1234").is_none());
     }
 
     #[test]

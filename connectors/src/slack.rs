@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::args::{Args, unknown_method};
-use crate::config::{
-    self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, SLACK, Settings,
-};
+use crate::config::{self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, SLACK, Settings};
 use crate::http::Caller;
 use crate::http_service::{self, IDEMPOTENCY_HEADER, idempotency_value};
 use crate::secret::Secret;
@@ -25,10 +23,7 @@ pub const NAME: &str = "slackCom";
 pub const METHODS: &[&str] = &["send"];
 
 /// Builds the implementation `config.kind` selects.
-pub fn build(
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[])?;
@@ -103,13 +98,10 @@ impl SlackApi {
                 }
                 let url = s.secret("webhook_url_env")?;
                 // Checked without ever showing it: the URL is the secret.
-                let ok = reqwest::Url::parse(url.expose()).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-                });
+                let ok = reqwest::Url::parse(url.expose())
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
                 if !ok {
-                    return Err(s.error(
-                        "the variable named by `webhook_url_env` does not hold an http(s) URL",
-                    ));
+                    return Err(s.error("the variable named by `webhook_url_env` does not hold an http(s) URL"));
                 }
                 Mode::Webhook { url }
             }
@@ -132,9 +124,7 @@ impl SlackApi {
     async fn send(&self, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         let a = Args::new("slackCom.send", args)?;
         let channel = a.str("channel")?;
-        let text = a
-            .opt_str("text")?
-            .ok_or_else(|| a.error("`text` is required"))?;
+        let text = a.opt_str("text")?.ok_or_else(|| a.error("`text` is required"))?;
         let key = idempotency_value(ctx);
         let body = json!({"channel": channel, "text": text});
         let (ts, reference) = match &self.mode {
@@ -160,16 +150,10 @@ impl SlackApi {
                         .get("error")
                         .and_then(Value::as_str)
                         .map(str::to_string)
-                        .unwrap_or_else(|| {
-                            format!("slack answered {}: {}", reply.status, reply.message())
-                        });
+                        .unwrap_or_else(|| format!("slack answered {}: {}", reply.status, reply.message()));
                     return Err(caller.failed(&error));
                 }
-                let ts = answer
-                    .get("ts")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let ts = answer.get("ts").and_then(Value::as_str).unwrap_or_default().to_string();
                 (Value::String(ts.clone()), ts)
             }
             Mode::Webhook { url } => {
@@ -197,10 +181,7 @@ impl SlackApi {
                 }
                 (
                     Value::Null,
-                    format!(
-                        "webhook:{}",
-                        crate::idempotency::key_hash(&ctx.idempotency_key)
-                    ),
+                    format!("webhook:{}", crate::idempotency::key_hash(&ctx.idempotency_key)),
                 )
             }
         };
@@ -219,12 +200,7 @@ impl SlackApi {
 
 #[async_trait::async_trait]
 impl Connector for SlackApi {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "send" => self.send(args, ctx).await,
             _ => Err(unknown_method(NAME, method)),
@@ -243,11 +219,7 @@ pub fn deterministic_ts(key: &str) -> String {
     let mut high = [0u8; 8];
     high.copy_from_slice(&digest[..8]);
     let n = u64::from_be_bytes(high);
-    format!(
-        "{}.{:06}",
-        1_700_000_000 + n % 100_000_000,
-        (n >> 32) % 1_000_000
-    )
+    format!("{}.{:06}", 1_700_000_000 + n % 100_000_000, (n >> 32) % 1_000_000)
 }
 
 /// The deterministic Slack: records each message in the outbox and answers `{ok:true, ts}`.
@@ -269,9 +241,7 @@ impl SlackSimulator {
     fn send(&self, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         let a = Args::new("slackCom.send", args)?;
         let channel = a.str("channel")?;
-        let text = a
-            .opt_str("text")?
-            .ok_or_else(|| a.error("`text` is required"))?;
+        let text = a.opt_str("text")?.ok_or_else(|| a.error("`text` is required"))?;
         let ts = deterministic_ts(&ctx.idempotency_key);
         self.outbox.push(OutboxMessage {
             task_id: ctx.task_id.clone(),
@@ -288,12 +258,7 @@ impl SlackSimulator {
 
 #[async_trait::async_trait]
 impl Connector for SlackSimulator {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "send" => self.send(args, ctx),
             _ => Err(unknown_method(NAME, method)),
@@ -324,11 +289,7 @@ mod tests {
         let sent = reg.outbox().messages();
         assert_eq!(sent.len(), 1);
         assert_eq!(
-            (
-                sent[0].to.as_str(),
-                sent[0].subject.as_deref(),
-                sent[0].body.as_str()
-            ),
+            (sent[0].to.as_str(), sent[0].subject.as_deref(), sent[0].body.as_str()),
             ("#orders", None, "Order o1 shipped")
         );
         assert_eq!(reg.effects().count(NAME, "send"), 1);
@@ -344,11 +305,7 @@ mod tests {
         assert_eq!(ts, deterministic_ts("abc"));
         let (secs, micros) = ts.split_once('.').unwrap_or_default();
         assert_eq!((secs.len(), micros.len()), (10, 6));
-        assert!(
-            secs.chars()
-                .chain(micros.chars())
-                .all(|c| c.is_ascii_digit())
-        );
+        assert!(secs.chars().chain(micros.chars()).all(|c| c.is_ascii_digit()));
     }
 
     #[tokio::test]

@@ -9,9 +9,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use crate::args::{Args, unknown_method};
-use crate::config::{
-    self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, STRIPE, Settings,
-};
+use crate::config::{self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, STRIPE, Settings};
 use crate::http::Caller;
 use crate::http_service::{self, IDEMPOTENCY_HEADER, idempotency_value};
 use crate::idempotency::key_hash;
@@ -31,10 +29,7 @@ pub const TOKEN_DECLINED: &str = "tok_chargeDeclined";
 pub const TOKEN_UNAVAILABLE: &str = "tok_unavailable";
 
 /// Builds the implementation `config.kind` selects.
-pub fn build(
-    config: &ConnectorConfig,
-    cx: &BuildContext,
-) -> Result<Arc<dyn Connector>, ConfigError> {
+pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
         SIMULATOR => {
             config::check_settings(NAME, config, &[])?;
@@ -42,11 +37,7 @@ pub fn build(
         }
         STRIPE => Ok(Arc::new(StripeApi::new(config, cx)?)),
         HTTP => http_service::build(NAME, config, cx),
-        other => Err(config::unknown_kind(
-            NAME,
-            other,
-            &[SIMULATOR, STRIPE, HTTP],
-        )),
+        other => Err(config::unknown_kind(NAME, other, &[SIMULATOR, STRIPE, HTTP])),
     }
 }
 
@@ -203,12 +194,7 @@ impl StripeApi {
 
 #[async_trait::async_trait]
 impl Connector for StripeApi {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "charge" => self.charge(args, ctx).await,
             _ => Err(unknown_method(NAME, method)),
@@ -263,12 +249,7 @@ impl StripeSimulator {
 
 #[async_trait::async_trait]
 impl Connector for StripeSimulator {
-    async fn call(
-        &self,
-        method: &str,
-        args: &Value,
-        ctx: &CallContext,
-    ) -> Result<Value, ConnectorError> {
+    async fn call(&self, method: &str, args: &Value, ctx: &CallContext) -> Result<Value, ConnectorError> {
         match method {
             "charge" => self.charge(args, ctx),
             _ => Err(unknown_method(NAME, method)),
@@ -301,18 +282,11 @@ mod tests {
         )
         .await;
         let id = format!("txn_{}", key_hash("k1"));
-        assert_eq!(
-            r,
-            Ok(json!({"success": true, "transactionId": id, "fee": 36.49}))
-        );
+        assert_eq!(r, Ok(json!({"success": true, "transactionId": id, "fee": 36.49})));
         assert_eq!(reg.effects().count("stripe", "charge"), 1);
         let e = &reg.effects().all()[0];
         assert_eq!(
-            (
-                e.task_id.as_str(),
-                e.reference.as_str(),
-                e.idempotency_key.as_str()
-            ),
+            (e.task_id.as_str(), e.reference.as_str(), e.idempotency_key.as_str()),
             ("task-1", id.as_str(), "k1")
         );
     }
@@ -336,10 +310,7 @@ mod tests {
             "k",
         )
         .await;
-        assert_eq!(
-            r,
-            Ok(json!({"success": false, "error": "Your card was declined."}))
-        );
+        assert_eq!(r, Ok(json!({"success": false, "error": "Your card was declined."})));
         assert!(reg.effects().is_empty());
     }
 
@@ -376,11 +347,7 @@ mod tests {
         .enumerate()
         {
             let r = call(&reg, "stripe", "charge", args.clone(), &format!("k{i}")).await;
-            assert_eq!(
-                r.err().map(|e| e.kind),
-                Some(ErrorKind::InvalidArgs),
-                "{args}"
-            );
+            assert_eq!(r.err().map(|e| e.kind), Some(ErrorKind::InvalidArgs), "{args}");
         }
         assert!(reg.effects().is_empty());
     }

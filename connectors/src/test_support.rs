@@ -29,11 +29,6 @@ pub(crate) async fn call_as(
     args: Value,
     key: &str,
 ) -> Result<Value, ConnectorError> {
-    reg.call(
-        connector,
-        method,
-        &args,
-        &CallContext::new(task, "step", key),
-    )
-    .await
+    reg.call(connector, method, &args, &CallContext::new(task, "step", key))
+        .await
 }

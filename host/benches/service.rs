@@ -55,9 +55,13 @@ struct Row {
 /// CPU time (user + system) of this process so far, from `/proc/self/stat` (Linux; zero
 /// elsewhere), in clock ticks of 10 ms.
 fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
     // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
-    let Some(rest) = stat.rsplit(')').next() else { return Duration::ZERO };
+    let Some(rest) = stat.rsplit(')').next() else {
+        return Duration::ZERO;
+    };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or_default();
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
@@ -114,7 +118,14 @@ where
     let window = started.elapsed().saturating_sub(WARMUP);
     let load = format!("{clients} waiting client{}", if clients == 1 { "" } else { "s" });
     let cpu_per_order = cpu_per_order(cpu, all.load(std::sync::atomic::Ordering::Relaxed));
-    Row { path, load, orders: latencies.len(), window, latencies, cpu_per_order }
+    Row {
+        path,
+        load,
+        orders: latencies.len(),
+        window,
+        latencies,
+        cpu_per_order,
+    }
 }
 
 /// What the senders and the completion listener know of each order.
@@ -204,9 +215,17 @@ where
     }
     listener.abort();
     let tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
-    assert!(tracker.orders.is_empty(), "{} orders never completed", tracker.orders.len());
+    assert!(
+        tracker.orders.is_empty(),
+        "{} orders never completed",
+        tracker.orders.len()
+    );
     let (window_start, window_end) = (started + WARMUP, started + WARMUP + WINDOW);
-    let orders = tracker.done.iter().filter(|(_, done)| *done >= window_start && *done < window_end).count();
+    let orders = tracker
+        .done
+        .iter()
+        .filter(|(_, done)| *done >= window_start && *done < window_end)
+        .count();
     let latencies: Vec<Duration> = tracker
         .done
         .iter()
@@ -215,23 +234,44 @@ where
         .collect();
     let cpu_per_order = cpu_per_order(cpu, tracker.done.len());
     let load = format!("{senders} webhook senders × {DEPTH}");
-    Row { path, load, orders, window: WINDOW, latencies, cpu_per_order }
+    Row {
+        path,
+        load,
+        orders,
+        window: WINDOW,
+        latencies,
+        cpu_per_order,
+    }
 }
 
 /// A service with the bundled RetailMax steps on a fresh SQLite file.
 async fn service(dir: &tempfile::TempDir, synchronous: Synchronous) -> Service {
-    let host = Host::start(&HostOptions { no_steps: true, ..HostOptions::default() }).await.expect("host");
+    let host = Host::start(&HostOptions {
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await
+    .expect("host");
     let db = dir.path().join(format!("{synchronous:?}.db"));
     let store = SqliteStore::open(&db, SqliteOptions { synchronous }).expect("store");
-    let options = ServiceOptions { db, ..ServiceOptions::default() };
-    Service::with_store(host, Arc::new(store), &options).await.expect("service")
+    let options = ServiceOptions {
+        db,
+        ..ServiceOptions::default()
+    };
+    Service::with_store(host, Arc::new(store), &options)
+        .await
+        .expect("service")
 }
 
 /// The service behind its HTTP API on a loopback port: the base URL and a stop switch.
 async fn serve(service: &Service) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let options = ApiOptions { max_body_bytes: 1 << 20, max_component_bytes: 64 << 20, ..ApiOptions::default() };
+    let options = ApiOptions {
+        max_body_bytes: 1 << 20,
+        max_component_bytes: 64 << 20,
+        ..ApiOptions::default()
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = service.clone();
     let server = tokio::spawn(async move {
@@ -252,7 +292,12 @@ async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchrono
     let row = waiting_clients(path, clients, move |n| {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let response = http.post(&url).body(order(n).to_string()).send().await.expect("delivered");
+            let response = http
+                .post(&url)
+                .body(order(n).to_string())
+                .send()
+                .await
+                .expect("delivered");
             assert_eq!(response.status().as_u16(), 201);
             let task: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
             assert_eq!(task["status"], "completed", "{}", task["message"]);
@@ -273,7 +318,12 @@ async fn http_senders(path: &'static str, senders: usize, synchronous: Synchrono
     let row = webhook_senders(path, senders, &service, move |n| {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let response = http.post(&url).body(order(n).to_string()).send().await.expect("delivered");
+            let response = http
+                .post(&url)
+                .body(order(n).to_string())
+                .send()
+                .await
+                .expect("delivered");
             assert_eq!(response.status().as_u16(), 201);
             let task: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
             task["id"].as_str().expect("id").to_string()
@@ -293,7 +343,10 @@ async fn service_waiting(path: &'static str, clients: usize, synchronous: Synchr
         let service = service.clone();
         async move {
             let task = service.create_task(order(n)).await.expect("created");
-            let settled = service.wait_settled(&task.id, Duration::from_secs(60)).await.expect("settled");
+            let settled = service
+                .wait_settled(&task.id, Duration::from_secs(60))
+                .await
+                .expect("settled");
             assert_eq!(settled.task.status, TaskStatus::Completed, "{:?}", settled.task.message);
         }
     })
@@ -315,7 +368,10 @@ async fn service_senders(path: &'static str, senders: usize, synchronous: Synchr
 
 async fn assert_all_completed(service: &Service) {
     let counts = service.store().count_tasks().await.expect("counts");
-    assert!(counts.keys().all(|s| *s == TaskStatus::Completed), "every order completed: {counts:?}");
+    assert!(
+        counts.keys().all(|s| *s == TaskStatus::Completed),
+        "every order completed: {counts:?}"
+    );
 }
 
 async fn drive_waiting(path: &'static str, clients: usize) -> Row {
@@ -358,19 +414,42 @@ const ROWS: &[(&str, usize, Kind)] = &[
     ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpSenders(FULL)),
     ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpWaiting(NORMAL)),
     ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpSenders(NORMAL)),
-    ("in process (Service API) + SQLite, synchronous=full", 1, Kind::ServiceWaiting(FULL)),
-    ("in process (Service API) + SQLite, synchronous=full", 16, Kind::ServiceWaiting(FULL)),
-    ("in process (Service API) + SQLite, synchronous=full", 16, Kind::ServiceSenders(FULL)),
+    (
+        "in process (Service API) + SQLite, synchronous=full",
+        1,
+        Kind::ServiceWaiting(FULL),
+    ),
+    (
+        "in process (Service API) + SQLite, synchronous=full",
+        16,
+        Kind::ServiceWaiting(FULL),
+    ),
+    (
+        "in process (Service API) + SQLite, synchronous=full",
+        16,
+        Kind::ServiceSenders(FULL),
+    ),
     ("in process, no store (Scheduler::drive)", 1, Kind::Drive),
     ("in process, no store (Scheduler::drive)", 16, Kind::Drive),
 ];
 
 fn main() {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
     let rows = runtime.block_on(async {
         let mut rows = Vec::new();
-        for (path, clients, kind) in ROWS.iter().copied().filter(|(path, _, _)| path.contains(filter.as_str())) {
+        for (path, clients, kind) in ROWS
+            .iter()
+            .copied()
+            .filter(|(path, _, _)| path.contains(filter.as_str()))
+        {
             rows.push(match kind {
                 Kind::HttpWaiting(synchronous) => http_waiting(path, clients, synchronous).await,
                 Kind::HttpSenders(synchronous) => http_senders(path, clients, synchronous).await,

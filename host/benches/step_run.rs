@@ -42,12 +42,26 @@ fn main() {
 async fn bench() {
     let order: Value = serde_json::from_str(ORDER).expect("order JSON");
     let order_text = order.to_string();
-    let engine = Arc::new(Runtime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() }).expect("runtime"));
+    let engine = Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: None,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime"),
+    );
     let bytes = std::fs::read(ORDER_SCORING.component).expect("component");
-    let step = engine.load("order-scoring", &bytes, StepManifest::default()).await.expect("loads");
+    let step = engine
+        .load("order-scoring", &bytes, StepManifest::default())
+        .await
+        .expect("loads");
     let catalog = Catalog::new();
     catalog.insert(step.clone());
-    let scheduler = Scheduler::new(engine.clone(), catalog, Registry::simulators(), SchedulerSettings::default());
+    let scheduler = Scheduler::new(
+        engine.clone(),
+        catalog,
+        Registry::simulators(),
+        SchedulerSettings::default(),
+    );
 
     // (a) the whole run as the host does it.
     let mut whole = Vec::with_capacity(SAMPLES);
@@ -67,7 +81,11 @@ async fn bench() {
     let mut bare = Vec::with_capacity(SAMPLES);
     for i in 0..WARMUP + SAMPLES {
         let started = Instant::now();
-        let out = engine.bare_content(&step, &order_text).await.expect("no trap").expect("content ok");
+        let out = engine
+            .bare_content(&step, &order_text)
+            .await
+            .expect("no trap")
+            .expect("content ok");
         let took = started.elapsed();
         assert!(out.len() > order_text.len());
         if i >= WARMUP {
@@ -97,7 +115,11 @@ async fn bench() {
 
     // The host's own JSON work per run, natively: snapshot clone and text, output parse, diff, apply.
     let output: Value = serde_json::from_str(
-        &engine.bare_content(&step, &order_text).await.expect("no trap").expect("content ok"),
+        &engine
+            .bare_content(&step, &order_text)
+            .await
+            .expect("no trap")
+            .expect("content ok"),
     )
     .expect("json");
     let output_text = output.to_string();
@@ -160,7 +182,10 @@ async fn bench() {
     let (c50, c99) = stats(native);
     let (r50, r99) = stats(runtime_only);
     let (j50, j99) = stats(json_work);
-    println!("order: {} bytes; {SAMPLES} samples each after {WARMUP} warm-up", order_text.len());
+    println!(
+        "order: {} bytes; {SAMPLES} samples each after {WARMUP} warm-up",
+        order_text.len()
+    );
     println!("| measure | median µs | p99 µs |");
     println!("|---|---|---|");
     println!("| (a) whole run (match, fresh instance, content, diff, merge, history) | {a50:.1} | {a99:.1} |");

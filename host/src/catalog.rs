@@ -86,7 +86,10 @@ impl Catalog {
     /// Loads every `NAME.wasm` in `dir`, with `NAME.toml` beside it as its manifest (none: no
     /// grants and default limits).
     pub async fn load_dir(&self, runtime: &Runtime, dir: &Path) -> Result<usize, CatalogError> {
-        let io = |path: &Path, e: std::io::Error| CatalogError::Io { path: path.to_path_buf(), message: e.to_string() };
+        let io = |path: &Path, e: std::io::Error| CatalogError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| io(dir, e))?
             .filter_map(Result::ok)
@@ -102,8 +105,15 @@ impl Catalog {
 
     /// Loads one `NAME.wasm` (and its `NAME.toml`, if any).
     pub async fn load_file(&self, runtime: &Runtime, path: &Path) -> Result<Arc<LoadedStep>, CatalogError> {
-        let io = |path: &Path, e: std::io::Error| CatalogError::Io { path: path.to_path_buf(), message: e.to_string() };
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let io = |path: &Path, e: std::io::Error| CatalogError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
         let manifest_path = path.with_extension("toml");
         let manifest = if manifest_path.is_file() {
@@ -117,6 +127,9 @@ impl Catalog {
         };
         let step = runtime.load(&name, &bytes, manifest).await?;
         self.insert(step);
-        self.get(&name).ok_or_else(|| CatalogError::Io { path: path.to_path_buf(), message: "vanished".into() })
+        self.get(&name).ok_or_else(|| CatalogError::Io {
+            path: path.to_path_buf(),
+            message: "vanished".into(),
+        })
     }
 }

@@ -89,7 +89,11 @@ pub struct ServerSection {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        ServerSection { max_body_bytes: 1 << 20, max_component_bytes: 64 << 20, max_concurrent_tasks: 512 }
+        ServerSection {
+            max_body_bytes: 1 << 20,
+            max_component_bytes: 64 << 20,
+            max_concurrent_tasks: 512,
+        }
     }
 }
 
@@ -118,7 +122,12 @@ pub struct ClusterSection {
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        ClusterSection { lease_ms: 10_000, poll_ms: 1_000, claim_batch: 16, host_id: None }
+        ClusterSection {
+            lease_ms: 10_000,
+            poll_ms: 1_000,
+            claim_batch: 16,
+            host_id: None,
+        }
     }
 }
 
@@ -175,11 +184,18 @@ pub struct Config {
 impl Config {
     /// Reads a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.to_path_buf(), message: e.to_string() })?;
-        let config: Config = toml::from_str(&text)
-            .map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
-        config.capabilities().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.capabilities().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -193,9 +209,15 @@ impl Config {
             if connector.kind != HTTP_KIND {
                 continue;
             }
-            let url = connector.settings.get(BASE_URL_SETTING).and_then(|v| v.as_str()).unwrap_or_default();
+            let url = connector
+                .settings
+                .get(BASE_URL_SETTING)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
             let host = url_host(url).ok_or_else(|| {
-                format!("[connectors.{name}] needs a {BASE_URL_SETTING} with a host (http://HOST[:PORT]/...), found {url:?}")
+                format!(
+                    "[connectors.{name}] needs a {BASE_URL_SETTING} with a host (http://HOST[:PORT]/...), found {url:?}"
+                )
             })?;
             capabilities = capabilities.connector_host(name, &host);
         }
@@ -216,7 +238,10 @@ impl Config {
             }
             capabilities = capabilities.limit_step(
                 step,
-                OperatorGrants { connectors: section.connectors.clone(), hosts: section.hosts.clone() },
+                OperatorGrants {
+                    connectors: section.connectors.clone(),
+                    hosts: section.hosts.clone(),
+                },
             );
         }
         Ok(capabilities)
@@ -236,12 +261,19 @@ mod tests {
 
     #[test]
     fn step_sections_narrow_grants() {
-        let (_dir, path) = write("[steps.pay]\nconnectors = [\"stripe\"]\nhosts = [\"*.internal\"]\n[steps.quiet]\nconnectors = []\n");
+        let (_dir, path) =
+            write("[steps.pay]\nconnectors = [\"stripe\"]\nhosts = [\"*.internal\"]\n[steps.quiet]\nconnectors = []\n");
         let config = Config::load(&path).expect("valid");
-        assert_eq!(config.steps["pay"].connectors.as_deref(), Some(&["stripe".to_string()][..]));
+        assert_eq!(
+            config.steps["pay"].connectors.as_deref(),
+            Some(&["stripe".to_string()][..])
+        );
         assert_eq!(config.steps["quiet"].hosts, None);
         let caps = config.capabilities().expect("valid");
-        let manifest = crate::runtime::StepManifest { connectors: vec!["stripe".into(), "paypal".into()], ..Default::default() };
+        let manifest = crate::runtime::StepManifest {
+            connectors: vec!["stripe".into(), "paypal".into()],
+            ..Default::default()
+        };
         let (narrowed, withheld) = caps.narrow("pay", manifest.clone());
         assert_eq!(narrowed.connectors, vec!["stripe".to_string()]);
         assert_eq!(withheld.connectors, vec!["paypal".to_string()]);
@@ -253,10 +285,16 @@ mod tests {
     fn a_misspelt_connector_or_bad_host_in_a_step_section_is_refused() {
         let (_dir, path) = write("[steps.pay]\nconnectors = [\"strpe\"]\n");
         let error = Config::load(&path).expect_err("refused").to_string();
-        assert!(error.contains("[steps.pay] connectors") && error.contains("\"strpe\""), "{error}");
+        assert!(
+            error.contains("[steps.pay] connectors") && error.contains("\"strpe\""),
+            "{error}"
+        );
         let (_dir, path) = write("[steps.pay]\nhosts = [\"http://x.internal\"]\n");
         let error = Config::load(&path).expect_err("refused").to_string();
-        assert!(error.contains("[steps.pay] hosts") && error.contains("not a host name pattern"), "{error}");
+        assert!(
+            error.contains("[steps.pay] hosts") && error.contains("not a host name pattern"),
+            "{error}"
+        );
         let (_dir, path) = write("[steps.pay]\nconnector = []\n");
         assert!(Config::load(&path).is_err(), "unknown key refused");
     }
@@ -266,7 +304,10 @@ mod tests {
         let mut config = Config::default();
         let mut section = whenever_connectors::ConnectorConfig::simulator();
         section.kind = HTTP_KIND.to_string();
-        section.settings.insert(BASE_URL_SETTING.into(), toml::Value::String("https://Inventory.internal:8443/api".into()));
+        section.settings.insert(
+            BASE_URL_SETTING.into(),
+            toml::Value::String("https://Inventory.internal:8443/api".into()),
+        );
         config.connectors.insert("inventorySystem".into(), section.clone());
         let caps = config.capabilities().expect("valid");
         assert_eq!(caps.host_of("inventorySystem"), Some("inventory.internal"));
@@ -274,6 +315,9 @@ mod tests {
         section.settings.clear();
         config.connectors.insert("inventorySystem".into(), section);
         let error = config.capabilities().expect_err("no base_url");
-        assert!(error.contains("[connectors.inventorySystem]") && error.contains("base_url"), "{error}");
+        assert!(
+            error.contains("[connectors.inventorySystem]") && error.contains("base_url"),
+            "{error}"
+        );
     }
 }

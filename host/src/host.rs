@@ -86,7 +86,13 @@ impl Host {
             .config
             .as_deref()
             .and_then(|p| p.parent())
-            .map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(std::path::Path::new("."));
         let connectors = Registry::from_config_in(&config.connectors, base)?;
         let mut settings = SchedulerSettings::default();

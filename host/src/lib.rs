@@ -18,6 +18,7 @@
 //! - [`cli`]: the `whenever` command line.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -28,7 +29,6 @@ pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod task;
-pub mod api;
 
 pub use host::{Host, HostOptions, SetupError};
 pub use whenever_condition as condition;

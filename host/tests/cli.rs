@@ -8,7 +8,10 @@ use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::{COMPLETES, RETURNS_ERROR, WAIT_FOR_A, WRITE_A, WRITE_B};
 
 fn whenever(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_whenever")).args(args).output().expect("whenever runs")
+    Command::new(env!("CARGO_BIN_EXE_whenever"))
+        .args(args)
+        .output()
+        .expect("whenever runs")
 }
 
 /// A scratch folder for one test.
@@ -38,7 +41,11 @@ fn write_json(dir: &Path, file: &str, value: &Value) -> String {
 
 fn stdout_json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
     })
 }
 
@@ -48,16 +55,27 @@ fn run_prints_the_final_task_and_exits_3_when_waiting() {
     let dir = steps.parent().expect("parent").to_path_buf();
     let task = write_json(&dir, "task.json", &json!({"start": true}));
     let output = whenever(&["run", &task, "--steps", &steps.display().to_string()]);
-    assert_eq!(output.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let result = stdout_json(&output);
     assert_eq!(result["status"], json!("waiting"));
-    assert_eq!(result["data"], json!({"start": true, "a": "A", "b": "B", "waited": true}));
+    assert_eq!(
+        result["data"],
+        json!({"start": true, "a": "A", "b": "B", "waited": true})
+    );
     assert_eq!(result["runs"].as_array().map(Vec::len), Some(3));
     for key in ["id", "name", "tags"] {
         assert!(result.get(key).is_some(), "{key} is printed");
     }
     let timeline = String::from_utf8_lossy(&output.stderr);
-    assert!(timeline.contains("▶ write-a") && timeline.contains("▶ write-b"), "{timeline}");
+    assert!(
+        timeline.contains("▶ write-a") && timeline.contains("▶ write-b"),
+        "{timeline}"
+    );
     // Two runs in flight at once show as a second lane.
     assert!(timeline.contains("│ ▶"), "parallel runs visible:\n{timeline}");
     assert!(timeline.contains("is waiting"), "{timeline}");
@@ -92,7 +110,10 @@ fn run_refuses_bad_input_with_exit_2() {
     let output = whenever(&["run", &malformed.display().to_string()]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("malformed.json") && stderr.contains("not valid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("malformed.json") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
 
     let array = write_json(&dir, "array.json", &json!([1, 2]));
     let output = whenever(&["run", &array]);
@@ -107,7 +128,10 @@ fn run_refuses_bad_input_with_exit_2() {
     let output = whenever(&["run", &task, "--steps", &steps.display().to_string()]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("broken") && stderr.contains("not a valid WebAssembly component"), "{stderr}");
+    assert!(
+        stderr.contains("broken") && stderr.contains("not a valid WebAssembly component"),
+        "{stderr}"
+    );
 
     let output = whenever(&["run", &dir.join("missing.json").display().to_string()]);
     assert_eq!(output.status.code(), Some(2));
@@ -121,8 +145,16 @@ fn match_prints_true_or_false_with_the_failing_path() {
         "condition.json",
         &json!({"order": {"total": "$number", "payment": {"method": "$string"}, "fraudChecked": null}}),
     );
-    let good = write_json(&dir, "good.json", &json!({"order": {"total": 10, "payment": {"method": "card"}}}));
-    let bad = write_json(&dir, "bad.json", &json!({"order": {"total": 10, "payment": {"method": 12}}}));
+    let good = write_json(
+        &dir,
+        "good.json",
+        &json!({"order": {"total": 10, "payment": {"method": "card"}}}),
+    );
+    let bad = write_json(
+        &dir,
+        "bad.json",
+        &json!({"order": {"total": 10, "payment": {"method": 12}}}),
+    );
 
     let output = whenever(&["match", "--condition", &condition, "--data", &good]);
     assert_eq!(output.status.code(), Some(0));

@@ -44,21 +44,35 @@ impl Schema {
             match tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&base, NoTls)).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => {
-                    eprintln!("{test}: skipped: no PostgreSQL at {} ({e})", whenever::store::postgres::redact(&base));
+                    eprintln!(
+                        "{test}: skipped: no PostgreSQL at {} ({e})",
+                        whenever::store::postgres::redact(&base)
+                    );
                     return None;
                 }
                 Err(_) => {
-                    eprintln!("{test}: skipped: no PostgreSQL at {} (timed out)", whenever::store::postgres::redact(&base));
+                    eprintln!(
+                        "{test}: skipped: no PostgreSQL at {} (timed out)",
+                        whenever::store::postgres::redact(&base)
+                    );
                     return None;
                 }
             };
         tokio::spawn(connection);
         let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let name = format!("t_{test}_{}_{nanos:x}", std::process::id());
-        admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.expect("creates the schema");
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .expect("creates the schema");
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-csearch_path%3D{name}");
-        Some(Schema { admin, name, url, dir: tempfile::tempdir().expect("tempdir") })
+        Some(Schema {
+            admin,
+            name,
+            url,
+            dir: tempfile::tempdir().expect("tempdir"),
+        })
     }
 
     /// A config file with a short lease, so a dead host's tasks are taken over quickly.
@@ -88,20 +102,32 @@ impl Schema {
     }
 
     async fn count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
-        let sql = sql.replace("tasks", &format!("{}.tasks", self.name)).replace("runs", &format!("{}.runs", self.name));
+        let sql = sql
+            .replace("tasks", &format!("{}.tasks", self.name))
+            .replace("runs", &format!("{}.runs", self.name));
         self.admin.query_one(&sql, params).await.expect("counts").get(0)
     }
 
     async fn drop_schema(self) {
-        let _ = self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await;
+        let _ = self
+            .admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .await;
     }
 }
 
 /// The host id a server announced on stderr.
 fn host_id(server: &ServeProcess) -> String {
     let log = server.stderr();
-    let line = log.lines().find(|l| l.contains(" shares database ")).unwrap_or_else(|| panic!("no host line:\n{log}"));
-    line.split("host ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default().to_string()
+    let line = log
+        .lines()
+        .find(|l| l.contains(" shares database "))
+        .unwrap_or_else(|| panic!("no host line:\n{log}"));
+    line.split("host ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The seed's order with its own order id.
@@ -128,8 +154,12 @@ async fn deliver(hosts: &[&ServeProcess], range: std::ops::Range<usize>, senders
                     return accepted;
                 }
                 let (http, base) = &targets[i % targets.len()];
-                let response =
-                    http.post(format!("{base}/v1/hooks/checkout")).body(order(i).to_string()).send().await.expect("sent");
+                let response = http
+                    .post(format!("{base}/v1/hooks/checkout"))
+                    .body(order(i).to_string())
+                    .send()
+                    .await
+                    .expect("sent");
                 assert_eq!(response.status().as_u16(), 201, "delivery of order {i} accepted");
                 let task: Value = response.json().await.expect("JSON");
                 accepted.push((i, task["id"].as_str().expect("id").to_string()));
@@ -159,7 +189,9 @@ const BEFORE_KILL: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
-    let Some(schema) = Schema::create("share").await else { return };
+    let Some(schema) = Schema::create("share").await else {
+        return;
+    };
     let started = std::time::Instant::now();
     let mut hosts = schema.start_hosts(3);
     let (victim, victim_id) = hosts.pop().expect("three hosts");
@@ -173,14 +205,21 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     let mut held_at_death = 0;
     for _ in 0..400 {
         held_at_death = schema
-            .count("SELECT count(*) FROM tasks WHERE status = 'running' AND owner = $1", &[&victim_id])
+            .count(
+                "SELECT count(*) FROM tasks WHERE status = 'running' AND owner = $1",
+                &[&victim_id],
+            )
             .await;
         if held_at_death > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(held_at_death > 0, "the victim held running tasks; log:\n{}", victim.stderr());
+    assert!(
+        held_at_death > 0,
+        "the victim held running tasks; log:\n{}",
+        victim.stderr()
+    );
     victim.kill();
     // The database may still finish a statement the victim sent just before it died.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -189,7 +228,13 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     let mut journaled: BTreeMap<(String, u64), Vec<ConnectorCallRecord>> = BTreeMap::new();
     let client_rows = schema
         .admin
-        .query(&format!("SELECT id FROM {}.tasks WHERE status = 'running' AND owner = $1", schema.name), &[&victim_id])
+        .query(
+            &format!(
+                "SELECT id FROM {}.tasks WHERE status = 'running' AND owner = $1",
+                schema.name
+            ),
+            &[&victim_id],
+        )
         .await
         .expect("reads");
     for row in client_rows {
@@ -206,7 +251,9 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     accepted.extend(deliver(&survivors, BEFORE_KILL..ORDERS, 6).await);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let running = schema.count("SELECT count(*) FROM tasks WHERE status = 'running'", &[]).await;
+        let running = schema
+            .count("SELECT count(*) FROM tasks WHERE status = 'running'", &[])
+            .await;
         if running == 0 {
             break;
         }
@@ -222,7 +269,12 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
 
     // Every order is one task, completed once, charged once.
     let page = store
-        .list_tasks(&TaskQuery { status: None, tag: None, limit: 1000, cursor: None })
+        .list_tasks(&TaskQuery {
+            status: None,
+            tag: None,
+            limit: 1000,
+            cursor: None,
+        })
         .await
         .expect("lists");
     assert_eq!(page.tasks.len(), ORDERS, "one task per delivered order");
@@ -237,8 +289,18 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
         assert_eq!(task.data["order"]["status"], json!("processing_complete"), "{order_id}");
         let mut steps = BTreeSet::new();
         for run in &task.runs {
-            assert_eq!(run.outcome, Some(RunOutcomeRecord::Ok), "{order_id}: run {} of {}", run.id, run.step);
-            assert!(steps.insert(run.step.as_str()), "{order_id}: step {} started twice", run.step);
+            assert_eq!(
+                run.outcome,
+                Some(RunOutcomeRecord::Ok),
+                "{order_id}: run {} of {}",
+                run.id,
+                run.step
+            );
+            assert!(
+                steps.insert(run.step.as_str()),
+                "{order_id}: step {} started twice",
+                run.step
+            );
             for (index, call) in run.connector_calls.iter().enumerate() {
                 if call.replayed {
                     replayed.insert((task.id.clone(), run.id, index));
@@ -246,7 +308,12 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
             }
         }
         let charges = successful_calls(&task, "stripe", "charge");
-        assert_eq!(charges.len(), 1, "{order_id}: exactly one successful charge, got {:?}", charges.keys());
+        assert_eq!(
+            charges.len(),
+            1,
+            "{order_id}: exactly one successful charge, got {:?}",
+            charges.keys()
+        );
         let all_charges: usize = task
             .runs
             .iter()
@@ -265,10 +332,17 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     let mut expected_replays = BTreeSet::new();
     for ((task_id, run_id), calls) in &journaled {
         let task = store.get_task(task_id).await.expect("reads").expect("exists").task;
-        let run = task.runs.iter().find(|r| r.id == *run_id).expect("the interrupted run is in history");
+        let run = task
+            .runs
+            .iter()
+            .find(|r| r.id == *run_id)
+            .expect("the interrupted run is in history");
         for (index, call) in calls.iter().enumerate() {
             let seen = &run.connector_calls[index];
-            assert_eq!((&seen.result, &seen.idempotency_key), (&call.result, &call.idempotency_key));
+            assert_eq!(
+                (&seen.result, &seen.idempotency_key),
+                (&call.result, &call.idempotency_key)
+            );
             assert!(
                 seen.replayed,
                 "{task_id} run {run_id} call {index} was replayed; survivors' logs:\n{}\n{}",
@@ -280,17 +354,29 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     }
     assert!(expected_replays.is_subset(&replayed));
 
-    let owners = schema.count("SELECT count(*) FROM tasks WHERE owner IS NOT NULL", &[]).await;
+    let owners = schema
+        .count("SELECT count(*) FROM tasks WHERE owner IS NOT NULL", &[])
+        .await;
     assert_eq!(owners, 0, "settled tasks hold no lease");
     let lost: usize = survivors.iter().map(|h| h.stderr().matches("lease lost").count()).sum();
     if lost == 0 {
         // No live host lost a lease: the only replays are the dead host's journal.
-        assert_eq!(replayed, expected_replays, "only what the dead host journaled was replayed");
+        assert_eq!(
+            replayed, expected_replays,
+            "only what the dead host journaled was replayed"
+        );
         for host in &survivors {
-            assert!(!host.stderr().contains("changed meanwhile"), "no two hosts drove one task:\n{}", host.stderr());
+            assert!(
+                !host.stderr().contains("changed meanwhile"),
+                "no two hosts drove one task:\n{}",
+                host.stderr()
+            );
         }
     }
-    for line in survivors.iter().flat_map(|h| h.stderr().lines().map(String::from).collect::<Vec<_>>()) {
+    for line in survivors
+        .iter()
+        .flat_map(|h| h.stderr().lines().map(String::from).collect::<Vec<_>>())
+    {
         if line.contains("apart") {
             eprintln!("cluster test: survivor: {line}");
         }
@@ -308,11 +394,15 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_deployed_through_one_host_runs_on_the_others() {
-    let Some(schema) = Schema::create("deploy").await else { return };
+    let Some(schema) = Schema::create("deploy").await else {
+        return;
+    };
     let mut hosts = schema.start_hosts(3);
     let (first, _) = hosts.remove(0);
     let component = std::fs::read(whenever_step_artifacts::testing::WRITE_A.component).expect("component");
-    let (status, deployed) = first.call(reqwest::Method::PUT, "/v1/steps/write-a", Some(component)).await;
+    let (status, deployed) = first
+        .call(reqwest::Method::PUT, "/v1/steps/write-a", Some(component))
+        .await;
     assert!(status == 200 || status == 201, "{status} {deployed}");
     let version = deployed["version"].as_str().expect("version").to_string();
     for (host, _) in &hosts {
@@ -331,7 +421,10 @@ async fn a_step_deployed_through_one_host_runs_on_the_others() {
             assert_eq!(task["status"], json!("waiting"), "host {i}: {task}");
             assert_eq!(task["data"]["a"], json!("A"), "host {i}: write-a ran: {task}");
             let runs = task["runs"].as_array().expect("runs");
-            assert!(runs.iter().any(|r| r["step"] == json!("write-a") && r["version"] == json!(version)));
+            assert!(
+                runs.iter()
+                    .any(|r| r["step"] == json!("write-a") && r["version"] == json!(version))
+            );
         }
     }
     // A removal through one host reaches the others too.
@@ -340,9 +433,11 @@ async fn a_step_deployed_through_one_host_runs_on_the_others() {
     assert!(status == 200 || status == 204, "removed: {status}");
     let (third, _) = &hosts[1];
     third
-        .until("the removal to reach the other host", Duration::from_secs(20), || async {
-            third.get("/v1/steps/write-a").await.0 == 404
-        })
+        .until(
+            "the removal to reach the other host",
+            Duration::from_secs(20),
+            || async { third.get("/v1/steps/write-a").await.0 == 404 },
+        )
         .await;
     drop(hosts);
     schema.drop_schema().await;

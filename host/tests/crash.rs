@@ -72,8 +72,14 @@ fn start_senders(
         senders.spawn(async move {
             let mut delivered = Delivered::default();
             while !stop.load(Ordering::SeqCst) {
-                let Some(i) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { break };
-                let sent = http.post(format!("{base}/v1/hooks/checkout")).body(order(i).to_string()).send().await;
+                let Some(i) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+                    break;
+                };
+                let sent = http
+                    .post(format!("{base}/v1/hooks/checkout"))
+                    .body(order(i).to_string())
+                    .send()
+                    .await;
                 let answer = match sent {
                     Ok(response) => Some((response.status().as_u16(), response.text().await)),
                     Err(_) => None,
@@ -81,7 +87,9 @@ fn start_senders(
                 match answer {
                     Some((201, Ok(text))) => {
                         let task: Value = serde_json::from_str(&text).expect("the answer is JSON");
-                        delivered.accepted.push((i, task["id"].as_str().expect("task id").to_string()));
+                        delivered
+                            .accepted
+                            .push((i, task["id"].as_str().expect("task id").to_string()));
                     }
                     Some((status, text)) if status != 201 => panic!("delivery refused: {status} {text:?}"),
                     _ => {
@@ -110,9 +118,17 @@ struct AtDeath {
 impl AtDeath {
     async fn read(db: &Path) -> AtDeath {
         let store = SqliteStore::open(db, SqliteOptions::default()).expect("the killed server's database opens");
-        let query = TaskQuery { status: Some(TaskStatus::Running), tag: None, limit: 1000, cursor: None };
+        let query = TaskQuery {
+            status: Some(TaskStatus::Running),
+            tag: None,
+            limit: 1000,
+            cursor: None,
+        };
         let page = store.list_tasks(&query).await.expect("lists");
-        let mut at_death = AtDeath { running: page.tasks.len(), ..AtDeath::default() };
+        let mut at_death = AtDeath {
+            running: page.tasks.len(),
+            ..AtDeath::default()
+        };
         for task in &page.tasks {
             for run in store.interrupted_runs(&task.id).await.expect("reads") {
                 at_death.interrupted += 1;
@@ -176,7 +192,9 @@ async fn collect(
 /// The order number of a task.
 fn order_number(task: &Task) -> usize {
     let id = task.data["order"]["id"].as_str().unwrap_or_default();
-    id.strip_prefix("ORD-CRASH-").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("unknown order {id:?}"))
+    id.strip_prefix("ORD-CRASH-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unknown order {id:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,30 +215,47 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
         if round < 2 {
             let target = (server.count("completed").await + ORDERS / 5).min(ORDERS);
             server
-                .until("orders to complete before the kill", Duration::from_secs(60), || async {
-                    server.count("completed").await >= target
-                })
+                .until(
+                    "orders to complete before the kill",
+                    Duration::from_secs(60),
+                    || async { server.count("completed").await >= target },
+                )
                 .await;
             stop.store(true, Ordering::SeqCst);
             server.kill();
             collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
             let death = AtDeath::read(&db).await;
-            assert!(death.running > 0, "server {round} was killed in the middle of the load: {death:?}");
-            assert!(death.interrupted > 0, "runs were in flight when server {round} died: {death:?}");
+            assert!(
+                death.running > 0,
+                "server {round} was killed in the middle of the load: {death:?}"
+            );
+            assert!(
+                death.interrupted > 0,
+                "runs were in flight when server {round} died: {death:?}"
+            );
             deaths.push(death);
             continue;
         }
         collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
-        assert!(queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty(), "every order was delivered");
+        assert!(
+            queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty(),
+            "every order was delivered"
+        );
         server
-            .until("every task to settle", Duration::from_secs(60), || async { server.count("running").await == 0 })
+            .until("every task to settle", Duration::from_secs(60), || async {
+                server.count("running").await == 0
+            })
             .await;
 
         let (status, page) = server.get("/v1/tasks?limit=1000").await;
         assert_eq!(status, 200, "{page}");
         assert!(page["next_cursor"].is_null());
-        let ids: Vec<String> =
-            page["tasks"].as_array().into_iter().flatten().filter_map(|t| t["id"].as_str().map(String::from)).collect();
+        let ids: Vec<String> = page["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_str().map(String::from))
+            .collect();
         for (_, id) in &accepted {
             assert!(ids.contains(id), "accepted task {id} is stored");
         }
@@ -242,7 +277,10 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
         }
         for (i, count) in tasks_per_order.iter().enumerate() {
             assert!(*count >= 1, "order {i} was processed");
-            assert!(*count == 1 || redelivered.contains(&i), "order {i} has {count} tasks but was delivered once");
+            assert!(
+                *count == 1 || redelivered.contains(&i),
+                "order {i} has {count} tasks but was delivered once"
+            );
         }
         // Every journaled call was checked (a run interrupted twice is in both journals), and
         // every replayed call had been journaled by a server that died.
@@ -271,15 +309,30 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
 fn check_order(task: &Task, i: usize) {
     let order = &task.data["order"];
     let id = &task.id;
-    assert_eq!(task.status, TaskStatus::Completed, "order {i} ({id}): {:?}", task.message);
+    assert_eq!(
+        task.status,
+        TaskStatus::Completed,
+        "order {i} ({id}): {:?}",
+        task.message
+    );
     assert_eq!(order["status"], json!("processing_complete"), "order {i}");
     assert_eq!(order["orderProcessingComplete"], json!(true), "order {i}");
 
     // Every run succeeded and no step was started twice: interrupted runs re-ran in place.
     let mut steps = BTreeSet::new();
     for run in &task.runs {
-        assert_eq!(run.outcome, Some(RunOutcomeRecord::Ok), "order {i}: run {} of {}", run.id, run.step);
-        assert!(steps.insert(run.step.as_str()), "order {i}: step {} started twice", run.step);
+        assert_eq!(
+            run.outcome,
+            Some(RunOutcomeRecord::Ok),
+            "order {i}: run {} of {}",
+            run.id,
+            run.step
+        );
+        assert!(
+            steps.insert(run.step.as_str()),
+            "order {i}: step {} started twice",
+            run.step
+        );
         assert_eq!(run.number, 1, "order {i}: {} is its first run", run.step);
     }
 
@@ -301,17 +354,29 @@ fn check_replays(task: &Task, deaths: &[AtDeath]) -> BTreeSet<(String, u64, usiz
     let mut checked = BTreeSet::new();
     for death in deaths {
         for ((task_id, run_id), calls) in death.journal.iter().filter(|((t, _), _)| *t == task.id) {
-            let run = task.runs.iter().find(|r| r.id == *run_id).expect("the interrupted run is in history");
+            let run = task
+                .runs
+                .iter()
+                .find(|r| r.id == *run_id)
+                .expect("the interrupted run is in history");
             for (index, journaled) in calls.iter().enumerate() {
                 let seen = run.connector_calls.get(index).unwrap_or_else(|| {
                     panic!("{task_id} run {run_id}: journaled call {index} is not in the re-run's history")
                 });
                 assert_eq!(
                     (&seen.connector, &seen.method, &seen.result, &seen.idempotency_key),
-                    (&journaled.connector, &journaled.method, &journaled.result, &journaled.idempotency_key),
+                    (
+                        &journaled.connector,
+                        &journaled.method,
+                        &journaled.result,
+                        &journaled.idempotency_key
+                    ),
                     "{task_id} run {run_id} call {index}: the re-run saw the journaled result"
                 );
-                assert!(seen.replayed, "{task_id} run {run_id} call {index} was replayed, not called again");
+                assert!(
+                    seen.replayed,
+                    "{task_id} run {run_id} call {index} was replayed, not called again"
+                );
                 checked.insert((task_id.clone(), *run_id, index));
             }
         }

@@ -21,8 +21,16 @@ fn put(dir: &Path, file: &str, bytes: &[u8]) {
 }
 
 fn copy_step(dir: &Path, step: &StepFiles) {
-    put(dir, &format!("{}.wasm", step.name), &std::fs::read(step.component).expect("component"));
-    put(dir, &format!("{}.toml", step.name), &std::fs::read(step.manifest).expect("manifest"));
+    put(
+        dir,
+        &format!("{}.wasm", step.name),
+        &std::fs::read(step.component).expect("component"),
+    );
+    put(
+        dir,
+        &format!("{}.toml", step.name),
+        &std::fs::read(step.manifest).expect("manifest"),
+    );
 }
 
 /// The same component with a trailing custom section: another version of it.
@@ -62,7 +70,10 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     let steps = dir.path().join("steps");
     std::fs::create_dir_all(&steps).expect("steps dir");
     copy_step(&steps, &WRITE_A);
-    let server = ServeProcess::start(&dir.path().join("whenever.db"), &["--steps", &steps.display().to_string()]);
+    let server = ServeProcess::start(
+        &dir.path().join("whenever.db"),
+        &["--steps", &steps.display().to_string()],
+    );
 
     let (status, v1) = step(&server, "write-a").await;
     assert_eq!(status, 200, "{v1}");
@@ -99,11 +110,17 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
 
     // A manifest change alone is deployed too.
     put(&steps, "write-a.toml", b"connectors = [\"slackCom\"]\n");
-    until_step(&server, "write-a", "the new manifest to serve", |_, s| s["connectors"] == json!(["slackCom"])).await;
+    until_step(&server, "write-a", "the new manifest to serve", |_, s| {
+        s["connectors"] == json!(["slackCom"])
+    })
+    .await;
 
     // A step dropped into the folder picks up the task that waited for it.
     copy_step(&steps, &WAIT_FOR_A);
-    until_step(&server, "wait-for-a", "wait-for-a to be deployed", |status, _| status == 200).await;
+    until_step(&server, "wait-for-a", "wait-for-a to be deployed", |status, _| {
+        status == 200
+    })
+    .await;
     server
         .until("the waiting task to resume", Duration::from_secs(20), || async {
             let (_, task) = server.get(&format!("/v1/tasks/{waiting_id}")).await;
@@ -113,9 +130,17 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
 
     // Rollback is one command; the folder's file is not deployed again until it changes.
     let output = rollback(&server, "write-a", &v1);
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(printed.contains("write-a now serves version") && printed.contains(&v1), "{printed}");
+    assert!(
+        printed.contains("write-a now serves version") && printed.contains(&v1),
+        "{printed}"
+    );
     let (_, rolled) = step(&server, "write-a").await;
     assert_eq!(rolled["version"], json!(v1));
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -126,5 +151,9 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
 
     let output = rollback(&server, "write-a", "000000000000");
     assert_eq!(output.status.code(), Some(2), "an unknown version is refused");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("404"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

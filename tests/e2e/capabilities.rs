@@ -19,8 +19,10 @@ use whenever_tests::{assert_status, component_of, deploy_as, host_with, run_task
 use crate::service::{db_in, options, start_with};
 
 fn manifest(connectors: &[&str], hosts: &[&str]) -> StepManifest {
-    let mut m =
-        StepManifest { connectors: connectors.iter().map(|c| c.to_string()).collect(), ..StepManifest::default() };
+    let mut m = StepManifest {
+        connectors: connectors.iter().map(|c| c.to_string()).collect(),
+        ..StepManifest::default()
+    };
     m.http.hosts = hosts.iter().map(|h| h.to_string()).collect();
     m
 }
@@ -35,10 +37,21 @@ async fn charge_as(host: &Host) -> serde_json::Value {
 /// A host whose runtime has these capabilities (e.g. a connector that reaches a host over HTTP:
 /// the simulators stand in for the services, the check is the same).
 fn host_with_capabilities(capabilities: Capabilities) -> Host {
-    let config = RuntimeConfig { capabilities, ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        capabilities,
+        ..RuntimeConfig::default()
+    };
     let runtime = Arc::new(Runtime::new(config).expect("runtime"));
-    let scheduler = Scheduler::new(runtime, Catalog::new(), Registry::simulators(), SchedulerSettings::default());
-    Host { scheduler, config: Config::default() }
+    let scheduler = Scheduler::new(
+        runtime,
+        Catalog::new(),
+        Registry::simulators(),
+        SchedulerSettings::default(),
+    );
+    Host {
+        scheduler,
+        config: Config::default(),
+    }
 }
 
 #[tokio::test]
@@ -47,20 +60,30 @@ async fn a_third_party_step_without_a_manifest_is_granted_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("third-party.wasm");
     std::fs::write(&path, component_of(&UNGRANTED_CONNECTOR)).expect("written");
-    let step = host.scheduler.catalog().load_file(host.scheduler.runtime(), &path).await.expect("loads");
+    let step = host
+        .scheduler
+        .catalog()
+        .load_file(host.scheduler.runtime(), &path)
+        .await
+        .expect("loads");
     assert_eq!(*step.manifest, StepManifest::default(), "no manifest: no grants");
 
     let result = charge_as(&host).await;
     assert_eq!(result["error"], "not-granted", "{result}");
     let message = result["message"].as_str().unwrap_or_default();
-    assert!(message.contains("step third-party is not granted the connector \"stripe\""), "{message}");
+    assert!(
+        message.contains("step third-party is not granted the connector \"stripe\""),
+        "{message}"
+    );
     assert!(host.scheduler.connectors().effects().is_empty(), "no charge happened");
 }
 
 #[tokio::test]
 async fn a_granted_connector_answers() {
     let host = host_with(&[]).await;
-    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[])).await.expect("loads");
+    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[]))
+        .await
+        .expect("loads");
     let result = charge_as(&host).await;
     assert_eq!(result["ok"]["success"], true, "{result}");
     assert_eq!(host.scheduler.connectors().effects().count("stripe", "charge"), 1);
@@ -71,22 +94,41 @@ async fn the_operator_config_narrows_a_manifest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("whenever.toml");
     std::fs::write(&path, "[steps.charger]\nconnectors = [\"slackCom\"]\n").expect("written");
-    let host = Host::start(&HostOptions { config: Some(path), no_steps: true, ..HostOptions::default() })
-        .await
-        .expect("host starts");
-    let step =
-        deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe", "slackCom"], &[])).await.expect("loads");
-    assert_eq!(step.manifest.connectors, vec!["slackCom".to_string()], "the intersection");
+    let host = Host::start(&HostOptions {
+        config: Some(path),
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await
+    .expect("host starts");
+    let step = deploy_as(
+        &host,
+        "charger",
+        &UNGRANTED_CONNECTOR,
+        manifest(&["stripe", "slackCom"], &[]),
+    )
+    .await
+    .expect("loads");
+    assert_eq!(
+        step.manifest.connectors,
+        vec!["slackCom".to_string()],
+        "the intersection"
+    );
     assert_eq!(step.withheld.connectors, vec!["stripe".to_string()]);
     let result = charge_as(&host).await;
     assert_eq!(result["error"], "not-granted", "{result}");
     let message = result["message"].as_str().unwrap_or_default();
-    assert!(message.contains("the host's config withholds it ([steps.charger] connectors)"), "{message}");
+    assert!(
+        message.contains("the host's config withholds it ([steps.charger] connectors)"),
+        "{message}"
+    );
     assert!(host.scheduler.connectors().effects().is_empty());
 
     // A step the config does not name keeps its manifest's grants.
     host.scheduler.catalog().remove("charger");
-    deploy_as(&host, "other", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[])).await.expect("loads");
+    deploy_as(&host, "other", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[]))
+        .await
+        .expect("loads");
     assert_eq!(charge_as(&host).await["ok"]["success"], true);
 }
 
@@ -95,11 +137,18 @@ async fn a_config_naming_an_unknown_connector_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("whenever.toml");
     std::fs::write(&path, "[steps.charger]\nconnectors = [\"strpie\"]\n").expect("written");
-    let error = Host::start(&HostOptions { config: Some(path), no_steps: true, ..HostOptions::default() })
-        .await
-        .expect_err("refused");
+    let error = Host::start(&HostOptions {
+        config: Some(path),
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await
+    .expect_err("refused");
     assert!(error.is_bad_input());
-    assert!(error.to_string().contains("no connector is called \"strpie\""), "{error}");
+    assert!(
+        error.to_string().contains("no connector is called \"strpie\""),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -108,7 +157,9 @@ async fn an_http_connector_needs_its_host_granted() {
     let reaches = || Capabilities::new().connector_host("stripe", "payments.internal");
     let host = host_with_capabilities(reaches());
 
-    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[])).await.expect("loads");
+    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[]))
+        .await
+        .expect("loads");
     let result = charge_as(&host).await;
     assert_eq!(result["error"], "not-granted", "{result}");
     let message = result["message"].as_str().unwrap_or_default();
@@ -119,33 +170,63 @@ async fn an_http_connector_needs_its_host_granted() {
     );
 
     for hosts in [&["payments.internal"][..], &["*.internal"], &["*"]] {
-        deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], hosts)).await.expect("loads");
+        deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], hosts))
+            .await
+            .expect("loads");
         assert_eq!(charge_as(&host).await["ok"]["success"], true, "{hosts:?}");
     }
-    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["*.example"])).await.expect("loads");
+    deploy_as(
+        &host,
+        "charger",
+        &UNGRANTED_CONNECTOR,
+        manifest(&["stripe"], &["*.example"]),
+    )
+    .await
+    .expect("loads");
     assert_eq!(charge_as(&host).await["error"], "not-granted");
 
     // The operator narrows hosts as well.
-    let narrowed = reaches()
-        .limit_step("charger", OperatorGrants { connectors: None, hosts: Some(vec!["inventory.internal".into()]) });
+    let narrowed = reaches().limit_step(
+        "charger",
+        OperatorGrants {
+            connectors: None,
+            hosts: Some(vec!["inventory.internal".into()]),
+        },
+    );
     let host = host_with_capabilities(narrowed);
-    let step =
-        deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["*.internal"])).await.expect("loads");
+    let step = deploy_as(
+        &host,
+        "charger",
+        &UNGRANTED_CONNECTOR,
+        manifest(&["stripe"], &["*.internal"]),
+    )
+    .await
+    .expect("loads");
     assert_eq!(step.manifest.http.hosts, vec!["inventory.internal".to_string()]);
     let result = charge_as(&host).await;
     let message = result["message"].as_str().unwrap_or_default();
-    assert!(message.contains("the host's config withholds it ([steps.charger] hosts)"), "{message}");
+    assert!(
+        message.contains("the host's config withholds it ([steps.charger] hosts)"),
+        "{message}"
+    );
     assert!(host.scheduler.connectors().effects().is_empty(), "no charge happened");
 }
 
 #[tokio::test]
 async fn a_manifest_with_a_bad_host_is_refused_at_deploy() {
     let host = host_with(&[]).await;
-    let error =
-        deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["https://payments.internal/"]))
-            .await
-            .expect_err("refused");
-    assert!(matches!(error, whenever::runtime::LoadError::Manifest { .. }), "{error}");
+    let error = deploy_as(
+        &host,
+        "charger",
+        &UNGRANTED_CONNECTOR,
+        manifest(&["stripe"], &["https://payments.internal/"]),
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        matches!(error, whenever::runtime::LoadError::Manifest { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("not a host name pattern"), "{error}");
 }
 
@@ -168,16 +249,27 @@ async fn the_steps_listing_shows_each_steps_grants() {
         "[steps.charger]\nconnectors = [\"stripe\", \"fraudGuard\"]\nhosts = [\"fraud.internal\"]\n",
     )
     .expect("written");
-    let service_options =
-        ServiceOptions { db: db_in(&dir), no_steps: true, config: Some(config), ..ServiceOptions::default() };
+    let service_options = ServiceOptions {
+        db: db_in(&dir),
+        no_steps: true,
+        config: Some(config),
+        ..ServiceOptions::default()
+    };
     let server = start_with(&service_options, &[WRITE_A], options()).await;
 
     let asked = "connectors = [\"stripe\", \"paypal\", \"fraudGuard\"]\n[http]\nhosts = [\"fraud.internal\", \"shop.internal\"]\n";
     let path = format!("/v1/steps/charger?manifest={}", encode(asked));
-    let (status, deployed) = server.call(reqwest::Method::PUT, &path, Some(component_of(&UNGRANTED_CONNECTOR))).await;
+    let (status, deployed) = server
+        .call(reqwest::Method::PUT, &path, Some(component_of(&UNGRANTED_CONNECTOR)))
+        .await;
     assert_eq!(status, 201, "{deployed}");
-    let (status, third) =
-        server.call(reqwest::Method::PUT, "/v1/steps/third-party", Some(component_of(&UNGRANTED_CONNECTOR))).await;
+    let (status, third) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/steps/third-party",
+            Some(component_of(&UNGRANTED_CONNECTOR)),
+        )
+        .await;
     assert_eq!(status, 201, "{third}");
 
     let (status, listing) = server.get("/v1/steps").await;
@@ -187,16 +279,27 @@ async fn the_steps_listing_shows_each_steps_grants() {
     let charger = find("charger");
     assert_eq!(charger["connectors"], json!(["stripe", "fraudGuard"]), "{charger}");
     assert_eq!(charger["hosts"], json!(["fraud.internal"]));
-    assert_eq!(charger["withheld"], json!({"connectors": ["paypal"], "hosts": ["shop.internal"]}));
+    assert_eq!(
+        charger["withheld"],
+        json!({"connectors": ["paypal"], "hosts": ["shop.internal"]})
+    );
     let third = find("third-party");
-    assert_eq!(third["connectors"], json!([]), "a step deployed without a manifest: {third}");
+    assert_eq!(
+        third["connectors"],
+        json!([]),
+        "a step deployed without a manifest: {third}"
+    );
     assert_eq!(third["hosts"], json!([]));
     assert!(third.get("withheld").is_none(), "{third}");
     let write_a = find("write-a");
     assert_eq!(write_a["connectors"], json!([]));
 
     // The stored manifest is the step's own: the narrowing is the config's, applied on load.
-    let stored = server.service.store().step_version("charger", deployed["version"].as_str().expect("version")).await;
+    let stored = server
+        .service
+        .store()
+        .step_version("charger", deployed["version"].as_str().expect("version"))
+        .await;
     let stored = stored.expect("read").expect("stored");
     assert_eq!(stored.manifest.connectors, vec!["stripe", "paypal", "fraudGuard"]);
     server.stop().await;
@@ -231,21 +334,41 @@ async fn a_real_http_connector_is_called_only_with_its_host_granted() {
     let (base, requests) = payment_service().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("whenever.toml");
-    std::fs::write(&config, format!("[connectors.stripe]\nkind = \"http\"\nbase_url = \"{base}\"\n")).expect("written");
-    let host = Host::start(&HostOptions { config: Some(config), no_steps: true, ..HostOptions::default() })
-        .await
-        .expect("host starts");
+    std::fs::write(
+        &config,
+        format!("[connectors.stripe]\nkind = \"http\"\nbase_url = \"{base}\"\n"),
+    )
+    .expect("written");
+    let host = Host::start(&HostOptions {
+        config: Some(config),
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await
+    .expect("host starts");
 
     // Granted the connector but not the host: refused before anything leaves the host.
-    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[])).await.expect("loads");
+    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[]))
+        .await
+        .expect("loads");
     let result = charge_as(&host).await;
     assert_eq!(result["error"], "not-granted", "{result}");
     let message = result["message"].as_str().unwrap_or_default();
-    assert!(message.contains("host 127.0.0.1 that connector \"stripe\" reaches"), "{message}");
+    assert!(
+        message.contains("host 127.0.0.1 that connector \"stripe\" reaches"),
+        "{message}"
+    );
     assert_eq!(requests.load(Ordering::SeqCst), 0, "no request was sent");
 
     // With the host granted, the service answers.
-    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &["127.0.0.1"])).await.expect("loads");
+    deploy_as(
+        &host,
+        "charger",
+        &UNGRANTED_CONNECTOR,
+        manifest(&["stripe"], &["127.0.0.1"]),
+    )
+    .await
+    .expect("loads");
     let result = charge_as(&host).await;
     assert_eq!(result["ok"]["transactionId"], "txn_local", "{result}");
     assert_eq!(requests.load(Ordering::SeqCst), 1);

@@ -25,20 +25,38 @@ struct Server {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = ServiceOptions { db: dir.path().join("whenever.db"), ..ServiceOptions::default() };
-    let service = Service::start(&options).await.expect("the service starts with the bundled steps");
+    let options = ServiceOptions {
+        db: dir.path().join("whenever.db"),
+        ..ServiceOptions::default()
+    };
+    let service = Service::start(&options)
+        .await
+        .expect("the service starts with the bundled steps");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let api_options = ApiOptions { max_body_bytes: 1 << 20, max_component_bytes: 64 << 20, ..ApiOptions::default() };
+    let api_options = ApiOptions {
+        max_body_bytes: 1 << 20,
+        max_component_bytes: 64 << 20,
+        ..ApiOptions::default()
+    };
     let serving = service.clone();
     let handle = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        api::serve(listener, serving, api_options, shutdown).await.expect("serves");
+        api::serve(listener, serving, api_options, shutdown)
+            .await
+            .expect("serves");
     });
-    Server { base, service, http: reqwest::Client::new(), stop, handle, _dir: dir }
+    Server {
+        base,
+        service,
+        http: reqwest::Client::new(),
+        stop,
+        handle,
+        _dir: dir,
+    }
 }
 
 impl Server {
@@ -56,8 +74,13 @@ impl Server {
 
     /// Delivers one order through the webhook; returns its task id.
     async fn deliver(&self, order: &Value) -> String {
-        let (status, task) =
-            self.request(self.http.post(format!("{}/v1/hooks/checkout", self.base)).body(order.to_string())).await;
+        let (status, task) = self
+            .request(
+                self.http
+                    .post(format!("{}/v1/hooks/checkout", self.base))
+                    .body(order.to_string()),
+            )
+            .await;
         assert_eq!(status, 201, "{task}");
         task["id"].as_str().expect("task id").to_string()
     }
@@ -65,7 +88,9 @@ impl Server {
     /// `PUT /v1/steps/{name}` with the manifest as `?manifest=`.
     async fn deploy(&self, name: &str, component: Vec<u8>, manifest: &str) -> Value {
         let url = format!("{}/v1/steps/{name}", self.base);
-        let (status, step) = self.request(self.http.put(url).query(&[("manifest", manifest)]).body(component)).await;
+        let (status, step) = self
+            .request(self.http.put(url).query(&[("manifest", manifest)]).body(component))
+            .await;
         assert_eq!(status, 201, "{step}");
         step
     }
@@ -74,7 +99,11 @@ impl Server {
     async fn settled_tasks(&self, ids: &[String]) -> Vec<Task> {
         let mut tasks = Vec::new();
         for id in ids {
-            let stored = self.service.wait_settled(id, Duration::from_secs(60)).await.expect("task exists");
+            let stored = self
+                .service
+                .wait_settled(id, Duration::from_secs(60))
+                .await
+                .expect("task exists");
             tasks.push(stored.task);
         }
         tasks
@@ -83,7 +112,10 @@ impl Server {
 
 /// A bundled RetailMax step: its component and manifest text.
 fn bundled(name: &str) -> (Vec<u8>, &'static str) {
-    let step = whenever_step_artifacts::RETAILMAX.iter().find(|s| s.name == name).expect("a bundled step");
+    let step = whenever_step_artifacts::RETAILMAX
+        .iter()
+        .find(|s| s.name == name)
+        .expect("a bundled step");
     (step.component.to_vec(), step.manifest)
 }
 
@@ -102,9 +134,20 @@ fn order(i: usize) -> Value {
 
 fn assert_completed(task: &Task) {
     assert_eq!(task.status, TaskStatus::Completed, "{}: {:?}", task.id, task.message);
-    assert_eq!(task.data["order"]["status"], json!("processing_complete"), "{}", task.id);
+    assert_eq!(
+        task.data["order"]["status"],
+        json!("processing_complete"),
+        "{}",
+        task.id
+    );
     for run in &task.runs {
-        assert_eq!(run.outcome, Some(RunOutcomeRecord::Ok), "{}: {} failed", task.id, run.step);
+        assert_eq!(
+            run.outcome,
+            Some(RunOutcomeRecord::Ok),
+            "{}: {} failed",
+            task.id,
+            run.step
+        );
     }
 }
 
@@ -135,7 +178,12 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
     }
     let sent_count = || sent.lock().unwrap_or_else(|p| p.into_inner()).len();
     let notified = || async {
-        let ids: Vec<String> = sent.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> = sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut count = 0;
         for id in ids {
             let task = server.service.task(&id).await.expect("stored").task;
@@ -155,7 +203,9 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
     let (component, manifest) = bundled(name);
     let manifest_v2 = format!("{manifest}\n# version 2\n").replace("Step 6:", "Step 6 (v2):");
     let before_deploy = Utc::now();
-    let v2_step = server.deploy(name, another_version(&component, b'2'), &manifest_v2).await;
+    let v2_step = server
+        .deploy(name, another_version(&component, b'2'), &manifest_v2)
+        .await;
     let after_deploy = Utc::now();
     let v2 = version_of(&v2_step);
     assert_ne!(v1, v2);
@@ -177,15 +227,30 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
     let sent = sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let ids: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
     let tasks = server.settled_tasks(&ids).await;
-    let serving: std::collections::BTreeMap<String, String> =
-        server.service.steps().await.expect("steps").into_iter().map(|s| (s.name, s.version)).collect();
+    let serving: std::collections::BTreeMap<String, String> = server
+        .service
+        .steps()
+        .await
+        .expect("steps")
+        .into_iter()
+        .map(|s| (s.name, s.version))
+        .collect();
     let mut seen = BTreeSet::new();
     let mut created_after = 0;
     for task in &tasks {
         assert_completed(task);
-        let run = task.runs.iter().find(|r| r.step == name).expect("the order was notified");
+        let run = task
+            .runs
+            .iter()
+            .find(|r| r.step == name)
+            .expect("the order was notified");
         seen.insert(run.version.clone());
-        assert!(run.version == v1 || run.version == v2, "{}: unknown version {}", task.id, run.version);
+        assert!(
+            run.version == v1 || run.version == v2,
+            "{}: unknown version {}",
+            task.id,
+            run.version
+        );
         // A run started before the deploy began ran version 1; every order created after the deploy
         // was answered ran version 2.
         if run.started_at < before_deploy {
@@ -197,21 +262,45 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
         }
         // The other steps kept their version.
         for other in task.runs.iter().filter(|r| r.step != name) {
-            assert_eq!(Some(&other.version), serving.get(&other.step), "{}: {}", task.id, other.step);
+            assert_eq!(
+                Some(&other.version),
+                serving.get(&other.step),
+                "{}: {}",
+                task.id,
+                other.step
+            );
         }
     }
-    assert!(created_after >= 10, "orders were created after the deploy: {created_after}");
+    assert!(
+        created_after >= 10,
+        "orders were created after the deploy: {created_after}"
+    );
     assert_eq!(seen, BTreeSet::from([v1.clone(), v2.clone()]), "both versions ran");
     let counts = server.service.store().count_tasks().await.expect("counts");
     assert_eq!(counts.get(&TaskStatus::Failed), None, "no task failed: {counts:?}");
     assert_eq!(counts.get(&TaskStatus::Completed), Some(&(tasks.len() as u64)));
 
     // The new manifest serves and persists with the version.
-    let (status, step) = server.request(server.http.get(format!("{}/v1/steps/{name}", server.base))).await;
+    let (status, step) = server
+        .request(server.http.get(format!("{}/v1/steps/{name}", server.base)))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(step["version"], json!(v2));
-    let stored = server.service.store().step_version(name, &v2).await.expect("reads").expect("stored");
-    assert_eq!(stored.manifest.description.as_deref().map(|d| d.starts_with("Step 6 (v2):")), Some(true));
+    let stored = server
+        .service
+        .store()
+        .step_version(name, &v2)
+        .await
+        .expect("reads")
+        .expect("stored");
+    assert_eq!(
+        stored
+            .manifest
+            .description
+            .as_deref()
+            .map(|d| d.starts_with("Step 6 (v2):")),
+        Some(true)
+    );
     match Arc::try_unwrap(server) {
         Ok(server) => server.stop().await,
         Err(_) => panic!("the senders are done"),
@@ -223,7 +312,9 @@ async fn orders_waiting_for_a_removed_step_complete_when_it_is_deployed_again() 
     let server = start().await;
     let name = "order-completion";
     let v1 = server.service.step(name).await.expect("bundled").version;
-    let (status, _) = server.request(server.http.delete(format!("{}/v1/steps/{name}", server.base))).await;
+    let (status, _) = server
+        .request(server.http.delete(format!("{}/v1/steps/{name}", server.base)))
+        .await;
     assert_eq!(status, 204);
 
     // Without the completion step the orders go all the way and then wait.
@@ -252,8 +343,17 @@ async fn orders_waiting_for_a_removed_step_complete_when_it_is_deployed_again() 
             task = server.service.task(id).await.expect("stored").task;
         }
         assert_completed(&task);
-        let runs: Vec<&str> = task.runs.iter().filter(|r| r.step == name).map(|r| r.version.as_str()).collect();
-        assert_eq!(runs, vec![v2.as_str()], "{id}: the redeployed step ran once, in its new version");
+        let runs: Vec<&str> = task
+            .runs
+            .iter()
+            .filter(|r| r.step == name)
+            .map(|r| r.version.as_str())
+            .collect();
+        assert_eq!(
+            runs,
+            vec![v2.as_str()],
+            "{id}: the redeployed step ran once, in its new version"
+        );
     }
     server.stop().await;
 }

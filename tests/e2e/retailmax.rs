@@ -7,8 +7,13 @@ use whenever::task::{RunOutcomeRecord, TaskStatus};
 use whenever::{Host, HostOptions};
 
 async fn scenario(name: &str) -> (Host, ScenarioRun) {
-    let host = Host::start(&HostOptions::default()).await.expect("host with the bundled steps");
-    let scenario = scenarios().into_iter().find(|s| s.name == name).expect("scenario exists");
+    let host = Host::start(&HostOptions::default())
+        .await
+        .expect("host with the bundled steps");
+    let scenario = scenarios()
+        .into_iter()
+        .find(|s| s.name == name)
+        .expect("scenario exists");
     let run = run_scenario(&host, &scenario).await;
     assert_eq!(
         run.task.status,
@@ -20,7 +25,12 @@ async fn scenario(name: &str) -> (Host, ScenarioRun) {
     );
     // No run of any step failed on any path.
     for record in &run.task.runs {
-        assert_eq!(record.outcome, Some(RunOutcomeRecord::Ok), "{name}: {} failed", record.step);
+        assert_eq!(
+            record.outcome,
+            Some(RunOutcomeRecord::Ok),
+            "{name}: {} failed",
+            record.step
+        );
     }
     (host, run)
 }
@@ -36,7 +46,13 @@ fn outbox(host: &Host, run: &ScenarioRun) -> Vec<(String, String, String)> {
         .outbox()
         .for_task(&run.task.id)
         .into_iter()
-        .map(|m| (m.connector.clone(), m.to.clone(), m.subject.clone().unwrap_or(m.body.clone())))
+        .map(|m| {
+            (
+                m.connector.clone(),
+                m.to.clone(),
+                m.subject.clone().unwrap_or(m.body.clone()),
+            )
+        })
         .collect()
 }
 
@@ -66,8 +82,14 @@ fn assert_completed(run: &ScenarioRun, tier: &str, priority: &str, strategy: &st
     assert_eq!(run.task.data["orderProcessing"]["status"], json!("completed"));
     assert_eq!(run.task.data["orderProcessing"]["customerTier"], json!(tier));
     assert_eq!(run.task.data["orderProcessing"]["fulfillmentStrategy"], json!(strategy));
-    assert_eq!(run.task.name.as_deref(), Some("Order: ORD-2025-08-18-7892 - Michael Foster ($1247.99)"));
-    assert_eq!(run.task.tags, vec!["order_processing", "completed", tier, priority, "website", "value_1000"]);
+    assert_eq!(
+        run.task.name.as_deref(),
+        Some("Order: ORD-2025-08-18-7892 - Michael Foster ($1247.99)")
+    );
+    assert_eq!(
+        run.task.tags,
+        vec!["order_processing", "completed", tier, priority, "website", "value_1000"]
+    );
 }
 
 #[tokio::test]
@@ -79,14 +101,25 @@ async fn the_seed_order_completes_as_the_seed_describes() {
     assert_eq!(order["expeditedProcessing"], json!(true));
     // The seed's rules give 20 (electronics + expedited); its printed sample says 35.
     assert_eq!(order["fraud"]["finalScore"], json!(20));
-    assert_eq!(order["fraud"]["factors"], json!(["electronics_category", "expedited_shipping"]));
+    assert_eq!(
+        order["fraud"]["factors"],
+        json!(["electronics_category", "expedited_shipping"])
+    );
     assert_eq!(order["fraud"]["recommendation"], json!("approve"));
     for result in order["inventory"]["results"].as_array().expect("results") {
         assert_eq!(result["warehouse"], json!("TX-MAIN"));
-        assert!(result["reservationId"].as_str().is_some_and(|id| id.starts_with("RES-")));
+        assert!(
+            result["reservationId"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("RES-"))
+        );
     }
     assert_eq!(order["inventory"]["allAvailable"], json!(true));
-    assert!(order["payment"]["transactionId"].as_str().is_some_and(|id| id.starts_with("txn_")));
+    assert!(
+        order["payment"]["transactionId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("txn_"))
+    );
     assert_eq!(order["payment"]["processorFee"], json!(36.49));
     assert_eq!(order["fulfillment"]["priority"], json!("high"));
     assert_eq!(order["fulfillment"]["targetProcessingHours"], json!(4));
@@ -101,7 +134,15 @@ async fn the_seed_order_completes_as_the_seed_describes() {
     assert_eq!(summary["priority"], json!("high"));
     assert_eq!(
         summary["completedSteps"],
-        json!(["tier_analysis", "fraud_detection", "inventory_management", "payment_processing", "fulfillment_routing", "customer_notification", "internal_notification"])
+        json!([
+            "tier_analysis",
+            "fraud_detection",
+            "inventory_management",
+            "payment_processing",
+            "fulfillment_routing",
+            "customer_notification",
+            "internal_notification"
+        ])
     );
     assert_eq!(
         summary["metrics"],
@@ -115,10 +156,18 @@ async fn the_seed_order_completes_as_the_seed_describes() {
     assert!(messages[1].2.contains("Strategy: expedited") && messages[1].2.contains("Warehouses: TX-MAIN"));
     // Tier analysis, fraud detection and inventory started together, before any finished.
     let first_end = run.task.runs.iter().filter_map(|r| r.ended_at).min().expect("ended");
-    let started_first: Vec<&str> =
-        run.task.runs.iter().filter(|r| r.started_at <= first_end).map(|r| r.step.as_str()).collect();
+    let started_first: Vec<&str> = run
+        .task
+        .runs
+        .iter()
+        .filter(|r| r.started_at <= first_end)
+        .map(|r| r.step.as_str())
+        .collect();
     for step in ["customer-tier-analysis", "fraud-detection", "inventory-management"] {
-        assert!(started_first.contains(&step), "{step} in the first wave: {started_first:?}");
+        assert!(
+            started_first.contains(&step),
+            "{step} in the first wave: {started_first:?}"
+        );
     }
     // Exactly one charge.
     let effects = host.scheduler.connectors().effects();
@@ -134,9 +183,15 @@ async fn an_enterprise_order_gets_white_glove_fulfilment() {
     assert_eq!(order["fulfillment"]["packagingType"], json!("premium"));
     assert_eq!(order["fulfillment"]["targetProcessingHours"], json!(2));
     let messages = outbox(&host, &run);
-    assert_eq!(messages[0].2, "Order Confirmation ORD-2025-08-18-7892 - Premium Processing Initiated");
+    assert_eq!(
+        messages[0].2,
+        "Order Confirmation ORD-2025-08-18-7892 - Premium Processing Initiated"
+    );
     let channels: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
-    assert!(channels.contains(&"#enterprise-orders") && channels.contains(&"#fulfillment-priority"), "{channels:?}");
+    assert!(
+        channels.contains(&"#enterprise-orders") && channels.contains(&"#fulfillment-priority"),
+        "{channels:?}"
+    );
 }
 
 #[tokio::test]
@@ -168,7 +223,13 @@ async fn a_fraud_review_waits_for_a_person_then_completes() {
     let messages = outbox(&host, &run);
     assert_eq!(messages[0].1, "#fraud-review");
     assert!(messages[0].2.contains("Manual Review Required") && messages[0].2.contains("Fraud Score: 50"));
-    assert_eq!(host.scheduler.connectors().effects().count_for_task(&run.task.id, "stripe", "charge"), 1);
+    assert_eq!(
+        host.scheduler
+            .connectors()
+            .effects()
+            .count_for_task(&run.task.id, "stripe", "charge"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -186,7 +247,10 @@ async fn a_rejected_review_releases_stock_and_completes_as_rejected() {
     assert_eq!(effects.count_for_task(&run.task.id, "stripe", "charge"), 0);
     assert_eq!(effects.count_for_task(&run.task.id, "inventorySystem", "release"), 2);
     let messages = outbox(&host, &run);
-    assert_eq!(messages.last().map(|m| m.2.as_str()), Some("Order Cancelled - ORD-2025-08-18-7892"));
+    assert_eq!(
+        messages.last().map(|m| m.2.as_str()),
+        Some("Order Cancelled - ORD-2025-08-18-7892")
+    );
 }
 
 #[tokio::test]
@@ -197,7 +261,13 @@ async fn a_high_risk_order_is_rejected_without_payment() {
     assert_eq!(order["fraud"]["finalScore"], json!(80));
     assert_eq!(order["fraudRejected"], json!(true));
     assert_eq!(order["status"], json!("rejected"));
-    assert_eq!(host.scheduler.connectors().effects().count_for_task(&run.task.id, "stripe", "charge"), 0);
+    assert_eq!(
+        host.scheduler
+            .connectors()
+            .effects()
+            .count_for_task(&run.task.id, "stripe", "charge"),
+        0
+    );
     assert_eq!(outbox(&host, &run).len(), 1, "only the cancellation e-mail");
 }
 
@@ -212,13 +282,20 @@ async fn a_declined_card_recovers_with_a_new_token() {
     assert!(order["payment"].get("error").is_none());
     assert_eq!(order["inventoryReserved"], json!(true));
     let effects = host.scheduler.connectors().effects();
-    assert_eq!(effects.count_for_task(&run.task.id, "stripe", "charge"), 1, "one successful charge");
+    assert_eq!(
+        effects.count_for_task(&run.task.id, "stripe", "charge"),
+        1,
+        "one successful charge"
+    );
     let messages = outbox(&host, &run);
     assert_eq!(messages[0].2, "Payment Issue - Order ORD-2025-08-18-7892");
     assert_eq!(messages[1].1, "#customer-service");
     assert!(messages[1].2.contains("Attempt: 1/3"));
     // Payment processing ran twice: once per token.
-    assert_eq!(run.task.runs.iter().filter(|r| r.step == "payment-processing").count(), 2);
+    assert_eq!(
+        run.task.runs.iter().filter(|r| r.step == "payment-processing").count(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -245,9 +322,22 @@ async fn backorders_are_handled_and_the_task_waits_for_the_customer() {
 async fn paypal_approved_and_declined() {
     let (host, run) = scenario("paypal").await;
     assert_completed(&run, "business", "high", "expedited");
-    assert!(order_of(&run)["payment"]["transactionId"].as_str().is_some_and(|id| id.starts_with("pp_")));
-    assert_eq!(run.task.data["orderProcessing"]["metrics"]["paymentMethod"], json!("paypal"));
-    assert_eq!(host.scheduler.connectors().effects().count_for_task(&run.task.id, "stripe", "charge"), 0);
+    assert!(
+        order_of(&run)["payment"]["transactionId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("pp_"))
+    );
+    assert_eq!(
+        run.task.data["orderProcessing"]["metrics"]["paymentMethod"],
+        json!("paypal")
+    );
+    assert_eq!(
+        host.scheduler
+            .connectors()
+            .effects()
+            .count_for_task(&run.task.id, "stripe", "charge"),
+        0
+    );
 
     let (_, run) = scenario("paypal-declined").await;
     let declined = order_of(&run);
@@ -262,10 +352,23 @@ async fn a_bitcoin_order_is_paid_through_coinbase() {
     let order = order_of(&run);
     assert_eq!(order["cryptoPaymentProcessed"], json!(true));
     assert_eq!(order["paymentProcessed"], json!(true));
-    assert!(order["payment"]["blockchainTxId"].as_str().is_some_and(|id| id.starts_with("cb_")));
+    assert!(
+        order["payment"]["blockchainTxId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("cb_"))
+    );
     assert_eq!(order["status"], json!("processing_complete"));
-    assert_eq!(run.task.data["orderProcessing"]["metrics"]["paymentMethod"], json!("bitcoin"));
-    assert_eq!(host.scheduler.connectors().effects().count_for_task(&run.task.id, "coinbase", "processPayment"), 1);
+    assert_eq!(
+        run.task.data["orderProcessing"]["metrics"]["paymentMethod"],
+        json!("bitcoin")
+    );
+    assert_eq!(
+        host.scheduler
+            .connectors()
+            .effects()
+            .count_for_task(&run.task.id, "coinbase", "processPayment"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -278,9 +381,22 @@ async fn a_big_spender_becomes_vip_after_the_tier_analysis() {
     assert_eq!(order["vipProcessingTriggered"], json!(true));
     assert_eq!(order["status"], json!("processing_complete"));
     assert!(run.task.tags.contains(&"vip".to_string()));
-    let tier = run.task.runs.iter().find(|r| r.step == "customer-tier-analysis").expect("tier ran");
-    let vip = run.task.runs.iter().find(|r| r.step == "vip-detection").expect("vip ran");
-    assert!(vip.started_at >= tier.ended_at.expect("ended"), "VIP runs after the tier analysis");
+    let tier = run
+        .task
+        .runs
+        .iter()
+        .find(|r| r.step == "customer-tier-analysis")
+        .expect("tier ran");
+    let vip = run
+        .task
+        .runs
+        .iter()
+        .find(|r| r.step == "vip-detection")
+        .expect("vip ran");
+    assert!(
+        vip.started_at >= tier.ended_at.expect("ended"),
+        "VIP runs after the tier analysis"
+    );
 }
 
 #[tokio::test]
@@ -289,7 +405,12 @@ async fn a_bounced_confirmation_does_not_block_completion() {
     let order = order_of(&run);
     assert_eq!(run.task.status, TaskStatus::Completed);
     assert_eq!(order["customerNotified"], json!(false));
-    assert!(order["customerNotificationError"].as_str().unwrap_or("").contains("mailbox unavailable"));
+    assert!(
+        order["customerNotificationError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("mailbox unavailable")
+    );
     assert_eq!(order["orderProcessingComplete"], json!(true));
     let messages = outbox(&host, &run);
     assert_eq!(messages.len(), 1);

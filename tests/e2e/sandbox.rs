@@ -48,7 +48,10 @@ async fn an_ungranted_connector_returns_not_granted_to_the_step() {
     assert_status(&task, TaskStatus::Waiting);
     assert_eq!(task.data["stripeResult"]["error"], json!("not-granted"));
     let message = task.data["stripeResult"]["message"].as_str().unwrap_or("");
-    assert!(message.contains("stripe") && message.contains("ungranted-connector"), "{message}");
+    assert!(
+        message.contains("stripe") && message.contains("ungranted-connector"),
+        "{message}"
+    );
     let run = runs_of(&task, "ungranted-connector")[0];
     assert_eq!(run.connector_calls.len(), 1);
     assert!(run.connector_calls[0].result.is_err());

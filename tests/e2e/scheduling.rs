@@ -48,7 +48,10 @@ async fn a_step_waits_for_a_field_another_step_writes() {
     assert_eq!(task.data["waited"], json!(true));
     let writer = runs_of(&task, "write-a")[0];
     let waiter = runs_of(&task, "wait-for-a")[0];
-    assert!(waiter.started_at >= writer.ended_at.expect("ended"), "the waiter starts after the write");
+    assert!(
+        waiter.started_at >= writer.ended_at.expect("ended"),
+        "the waiter starts after the write"
+    );
 
     // Without the writer, the waiter waits.
     let host = host_with(&[WAIT_FOR_A]).await;
@@ -113,7 +116,10 @@ async fn a_runaway_step_is_stopped_by_the_cap() {
     assert_status(&task, TaskStatus::Failed);
     assert_eq!(runs_of(&task, "redo-three-times").len(), 100);
     let message = task.message.clone().unwrap_or_default();
-    assert!(message.contains("redo-three-times") && message.contains("100"), "{message}");
+    assert!(
+        message.contains("redo-three-times") && message.contains("100"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -125,5 +131,8 @@ async fn history_records_version_times_logs_and_changes() {
     assert_eq!(run.version, deployed.version);
     assert_eq!(run.outcome, Some(RunOutcomeRecord::Ok));
     assert!(run.ended_at.expect("ended") >= run.started_at);
-    assert_eq!(serde_json::to_value(&run.changes).expect("json"), json!([{"op": "set", "path": "/a", "value": "A"}]));
+    assert_eq!(
+        serde_json::to_value(&run.changes).expect("json"),
+        json!([{"op": "set", "path": "/a", "value": "A"}])
+    );
 }

@@ -39,7 +39,11 @@ async fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     assert_status(&task, TaskStatus::Failed);
     let error = error_of(&task, "memory-bomb");
     assert_eq!(error.kind, RunErrorKind::Memory);
-    assert!(error.message.contains("memory limit of 64 MiB (limits.memory_mib)"), "{}", error.message);
+    assert!(
+        error.message.contains("memory limit of 64 MiB (limits.memory_mib)"),
+        "{}",
+        error.message
+    );
     assert_eq!(task.data, json!({"eatMemory": true}), "nothing applied");
     // A fresh instance of the same step works afterwards: the host is fine.
     let again = run_task(&host, json!({"start": true})).await;
@@ -69,14 +73,22 @@ async fn an_output_of_100_mib_is_stopped_by_the_output_limit() {
     let error = error_of(&task, "huge-output");
     assert_eq!(error.kind, RunErrorKind::OutputTooLarge, "{}", error.message);
     assert!(error.message.contains("output is 100.0 MiB"), "{}", error.message);
-    assert!(error.message.contains("output limit of 4 MiB (limits.max_output_bytes)"), "{}", error.message);
+    assert!(
+        error
+            .message
+            .contains("output limit of 4 MiB (limits.max_output_bytes)"),
+        "{}",
+        error.message
+    );
     assert_eq!(task.data, json!({"hugeOutput": true}), "nothing applied");
 }
 
 #[tokio::test]
 async fn an_output_of_100_mib_with_the_default_memory_is_stopped_by_the_memory_limit() {
     let host = host_with(&[WRITE_A]).await;
-    deploy_as(&host, "huge-output", &HUGE_OUTPUT, StepManifest::default()).await.expect("loads");
+    deploy_as(&host, "huge-output", &HUGE_OUTPUT, StepManifest::default())
+        .await
+        .expect("loads");
     let task = run_beside_a_normal_task(&host, json!({"hugeOutput": true})).await;
     assert_status(&task, TaskStatus::Failed);
     let error = error_of(&task, "huge-output");
@@ -99,7 +111,11 @@ async fn logs_of_100_mib_are_cut_at_1_mib_with_a_marker() {
     let kept_bytes: usize = kept.iter().map(|l| l.message.len()).sum();
     assert_eq!(kept_bytes, 1 << 20, "exactly the 1 MiB cap is kept");
     let stored = serde_json::to_vec(&task).expect("serializes");
-    assert!(stored.len() < (1 << 20) + (64 << 10), "the stored task is {} bytes", stored.len());
+    assert!(
+        stored.len() < (1 << 20) + (64 << 10),
+        "the stored task is {} bytes",
+        stored.len()
+    );
 }
 
 #[tokio::test]
@@ -110,16 +126,25 @@ async fn a_flood_of_100_000_connector_calls_is_stopped_at_1000() {
     let error = error_of(&task, "connector-flood");
     assert_eq!(error.kind, RunErrorKind::TooManyConnectorCalls, "{}", error.message);
     assert!(
-        error.message.contains("more than 1000 connector calls (limits.max_connector_calls)")
+        error
+            .message
+            .contains("more than 1000 connector calls (limits.max_connector_calls)")
             && error.message.contains("stopped at call 1001"),
         "{}",
         error.message
     );
     let run = runs_of(&task, "connector-flood")[0];
     assert_eq!(run.connector_calls.len(), 1000);
-    assert!(run.connector_calls.iter().all(|c| c.result.is_ok()), "the first 1000 went through");
+    assert!(
+        run.connector_calls.iter().all(|c| c.result.is_ok()),
+        "the first 1000 went through"
+    );
     let effects = host.scheduler.connectors().effects();
-    assert_eq!(effects.count_for_task(&task.id, "slackCom", "send"), 1000, "no side effect past the cap");
+    assert_eq!(
+        effects.count_for_task(&task.id, "slackCom", "send"),
+        1000,
+        "no side effect past the cap"
+    );
     assert_eq!(effects.len(), 1000, "and none elsewhere");
     assert!(task.data.get("flooded").is_none(), "nothing applied");
 }
@@ -132,7 +157,10 @@ async fn a_component_opening_files_is_refused_at_deploy() {
     let error = refused_beside_a_normal_task(&host, &READS_FILE).await;
     assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
     let message = error.to_string();
-    assert!(message.contains("reads-file") && message.contains("imports wasi:filesystem/"), "{message}");
+    assert!(
+        message.contains("reads-file") && message.contains("imports wasi:filesystem/"),
+        "{message}"
+    );
     assert!(message.contains("no filesystem"), "{message}");
 }
 
@@ -142,13 +170,19 @@ async fn a_component_opening_sockets_is_refused_at_deploy() {
     let error = refused_beside_a_normal_task(&host, &OPENS_SOCKET).await;
     assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
     let message = error.to_string();
-    assert!(message.contains("opens-socket") && message.contains("wasi:sockets/tcp"), "{message}");
+    assert!(
+        message.contains("opens-socket") && message.contains("wasi:sockets/tcp"),
+        "{message}"
+    );
     assert!(message.contains("no sockets"), "{message}");
 }
 
 #[tokio::test]
 async fn a_step_sees_no_environment_and_no_arguments() {
-    assert!(std::env::vars().next().is_some(), "the host itself has an environment to leak");
+    assert!(
+        std::env::vars().next().is_some(),
+        "the host itself has an environment to leak"
+    );
     let host = host_with(&[READS_ENVIRONMENT, WRITE_A]).await;
     let task = run_beside_a_normal_task(&host, json!({"readEnvironment": true})).await;
     assert_status(&task, TaskStatus::Waiting);
@@ -156,7 +190,10 @@ async fn a_step_sees_no_environment_and_no_arguments() {
     assert_eq!(seen["vars"], json!({}), "{seen}");
     assert_eq!(seen["args"], json!([]), "{seen}");
     assert_eq!(seen["home"], Value::Null, "{seen}");
-    assert!(seen["cwd"].get("error").is_some() || seen["cwd"]["ok"] == json!("/"), "no host directory: {seen}");
+    assert!(
+        seen["cwd"].get("error").is_some() || seen["cwd"]["ok"] == json!("/"),
+        "no host directory: {seen}"
+    );
 }
 
 // ---- components that are not steps ----
@@ -167,7 +204,10 @@ async fn a_command_component_built_for_another_world_is_refused() {
     let error = refused_beside_a_normal_task(&host, &OTHER_WORLD).await;
     assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
     let message = error.to_string();
-    assert!(message.contains("does not export the step world's `condition` and `content` functions"), "{message}");
+    assert!(
+        message.contains("does not export the step world's `condition` and `content` functions"),
+        "{message}"
+    );
     assert!(message.contains("wasi:cli/run"), "names what it does export: {message}");
 }
 
@@ -177,7 +217,10 @@ async fn a_component_exporting_other_signatures_is_refused() {
     let error = refused_beside_a_normal_task(&host, &WRONG_SIGNATURE).await;
     assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
     let message = error.to_string();
-    assert!(message.contains("wrong-signature") && message.contains("do not have the step world's types"), "{message}");
+    assert!(
+        message.contains("wrong-signature") && message.contains("do not have the step world's types"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -198,10 +241,19 @@ async fn a_core_module_or_other_bytes_are_refused_as_not_a_component() {
         "{error}"
     );
 
-    let error = runtime.load("garbage", b"definitely not wasm", StepManifest::default()).await.expect_err("refused");
+    let error = runtime
+        .load("garbage", b"definitely not wasm", StepManifest::default())
+        .await
+        .expect_err("refused");
     assert!(matches!(error, LoadError::NotAComponent { .. }), "{error}");
-    assert!(error.to_string().contains("garbage") && error.to_string().contains("not WebAssembly"), "{error}");
-    let error = runtime.load("tiny", b"\0as", StepManifest::default()).await.expect_err("refused");
+    assert!(
+        error.to_string().contains("garbage") && error.to_string().contains("not WebAssembly"),
+        "{error}"
+    );
+    let error = runtime
+        .load("tiny", b"\0as", StepManifest::default())
+        .await
+        .expect_err("refused");
     assert!(error.to_string().contains("too short"), "{error}");
 }
 
@@ -223,7 +275,10 @@ async fn a_condition_that_is_not_a_valid_pattern_is_refused_at_deploy() {
     let error = refused_beside_a_normal_task(&host, &CONDITION_BAD_PATTERN).await;
     assert!(matches!(error, LoadError::InvalidCondition { .. }), "{error}");
     let message = error.to_string();
-    assert!(message.contains("at order.id: unknown type name \"$strnig\""), "{message}");
+    assert!(
+        message.contains("at order.id: unknown type name \"$strnig\""),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -233,8 +288,14 @@ async fn a_condition_that_loops_is_stopped_at_deploy() {
     let error = refused_beside_a_normal_task(&host, &CONDITION_LOOPS).await;
     assert!(matches!(error, LoadError::InvalidCondition { .. }), "{error}");
     let message = error.to_string();
-    assert!(message.contains("condition() did not return within the deadline of 2000 ms"), "{message}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "stopped, not waited out");
+    assert!(
+        message.contains("condition() did not return within the deadline of 2000 ms"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "stopped, not waited out"
+    );
 }
 
 // ---- through the service: the store keeps everything ----
@@ -244,7 +305,9 @@ async fn a_condition_that_loops_is_stopped_at_deploy() {
 async fn refused_deploys_keep_the_previous_version_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(&db_in(&dir), &[], options()).await;
-    let (status, v1) = server.call(reqwest::Method::PUT, "/v1/steps/probe", Some(component(&WRITE_A).0)).await;
+    let (status, v1) = server
+        .call(reqwest::Method::PUT, "/v1/steps/probe", Some(component(&WRITE_A).0))
+        .await;
     assert_eq!(status, 201, "{v1}");
 
     let bad: Vec<(Vec<u8>, &str)> = vec![
@@ -261,11 +324,18 @@ async fn refused_deploys_keep_the_previous_version_serving() {
         let (status, error) = server.call(reqwest::Method::PUT, "/v1/steps/probe", Some(bytes)).await;
         assert_eq!(status, 422, "{error}");
         let message = error["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("probe") && message.contains(cause), "{cause}: {message}");
+        assert!(
+            message.contains("probe") && message.contains(cause),
+            "{cause}: {message}"
+        );
     }
     let (_, after) = server.get("/v1/steps/probe").await;
     assert_eq!(after["version"], v1["version"]);
-    assert_eq!(after["versions"].as_array().map(Vec::len), Some(1), "nothing refused was stored");
+    assert_eq!(
+        after["versions"].as_array().map(Vec::len),
+        Some(1),
+        "nothing refused was stored"
+    );
     let task = server.run(json!({"start": true})).await;
     assert_eq!(task["data"]["a"], "A");
     assert_eq!(runs(&task)[0]["version"], v1["version"]);
@@ -278,8 +348,15 @@ async fn refused_deploys_keep_the_previous_version_serving() {
 async fn misbehaving_runs_lose_nothing_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = db_in(&dir);
-    let steps: [StepFiles; 7] =
-        [WRITE_A, COMPLETES, INFINITE_LOOP, MEMORY_BOMB, DEEP_RECURSION, CONNECTOR_FLOOD, HUGE_LOGS];
+    let steps: [StepFiles; 7] = [
+        WRITE_A,
+        COMPLETES,
+        INFINITE_LOOP,
+        MEMORY_BOMB,
+        DEEP_RECURSION,
+        CONNECTOR_FLOOD,
+        HUGE_LOGS,
+    ];
     let server = start(&db, &steps, options()).await;
     let earlier = server.run(json!({"finish": true})).await;
     assert_eq!(earlier["status"], "completed");
@@ -288,7 +365,11 @@ async fn misbehaving_runs_lose_nothing_stored() {
         (json!({"loopForever": true}), "infinite-loop", "deadline"),
         (json!({"eatMemory": true}), "memory-bomb", "memory"),
         (json!({"recurseDeeply": true}), "deep-recursion", "stack-overflow"),
-        (json!({"floodConnectors": true}), "connector-flood", "too-many-connector-calls"),
+        (
+            json!({"floodConnectors": true}),
+            "connector-flood",
+            "too-many-connector-calls",
+        ),
     ];
     let (bad, normal, logs) = tokio::join!(
         futures_all(&server, attacks.iter().map(|(data, _, _)| data.clone()).collect()),
@@ -298,7 +379,10 @@ async fn misbehaving_runs_lose_nothing_stored() {
     assert_eq!(normal["status"], "waiting", "{normal}");
     assert_eq!(normal["data"]["a"], "A");
     assert_eq!(logs["status"], "waiting");
-    assert!(logs.to_string().len() < (1 << 20) + (64 << 10), "the stored log is bounded");
+    assert!(
+        logs.to_string().len() < (1 << 20) + (64 << 10),
+        "the stored log is bounded"
+    );
     for (task, (data, step, kind)) in bad.iter().zip(&attacks) {
         assert_eq!(task["status"], "failed", "{step}: {}", task["message"]);
         assert_eq!(&task["data"], data, "{step}: nothing applied");

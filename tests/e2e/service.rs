@@ -26,20 +26,35 @@ pub(crate) struct Server {
 }
 
 pub(crate) fn options() -> ApiOptions {
-    ApiOptions { max_body_bytes: 64 << 10, max_component_bytes: 64 << 20, ..ApiOptions::default() }
+    ApiOptions {
+        max_body_bytes: 64 << 10,
+        max_component_bytes: 64 << 20,
+        ..ApiOptions::default()
+    }
 }
 
 pub(crate) async fn start(db: &Path, steps: &[StepFiles], api_options: ApiOptions) -> Server {
-    let service_options = ServiceOptions { db: db.to_path_buf(), no_steps: true, ..ServiceOptions::default() };
+    let service_options = ServiceOptions {
+        db: db.to_path_buf(),
+        no_steps: true,
+        ..ServiceOptions::default()
+    };
     start_with(&service_options, steps, api_options).await
 }
 
 /// Like [`start`], with other service options (a config file).
-pub(crate) async fn start_with(service_options: &ServiceOptions, steps: &[StepFiles], api_options: ApiOptions) -> Server {
+pub(crate) async fn start_with(
+    service_options: &ServiceOptions,
+    steps: &[StepFiles],
+    api_options: ApiOptions,
+) -> Server {
     let service = Service::start(service_options).await.expect("service starts");
     for step in steps {
         let (bytes, manifest) = component(step);
-        service.deploy_step(step.name, bytes, manifest).await.expect("test component deploys");
+        service
+            .deploy_step(step.name, bytes, manifest)
+            .await
+            .expect("test component deploys");
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -50,9 +65,18 @@ pub(crate) async fn start_with(service_options: &ServiceOptions, steps: &[StepFi
         let shutdown = async move {
             let _ = stopped.await;
         };
-        api::serve(listener, serving, api_options, shutdown).await.expect("serves");
+        api::serve(listener, serving, api_options, shutdown)
+            .await
+            .expect("serves");
     });
-    Server { base, service, http: reqwest::Client::new(), token, stop: Some(stop), handle }
+    Server {
+        base,
+        service,
+        http: reqwest::Client::new(),
+        token,
+        stop: Some(stop),
+        handle,
+    }
 }
 
 pub(crate) fn component(step: &StepFiles) -> (Vec<u8>, StepManifest) {
@@ -84,7 +108,8 @@ impl Server {
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body.to_string().into_bytes())).await
+        self.call(reqwest::Method::POST, path, Some(body.to_string().into_bytes()))
+            .await
     }
 
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
@@ -92,7 +117,8 @@ impl Server {
     }
 
     async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.call(reqwest::Method::PATCH, path, Some(body.to_string().into_bytes())).await
+        self.call(reqwest::Method::PATCH, path, Some(body.to_string().into_bytes()))
+            .await
     }
 
     /// Creates a task and waits for it to settle.
@@ -149,8 +175,14 @@ async fn tasks_complete_or_wait_over_http() {
     assert_eq!(status, 200);
     let text = metrics.as_str().expect("text");
     assert!(text.contains("whenever_tasks{status=\"completed\"} 1"), "{text}");
-    assert!(text.contains("whenever_runs_total{step=\"write-a\",outcome=\"ok\"} 2"), "{text}");
-    assert!(text.contains("whenever_run_duration_seconds_bucket{step=\"completes\",le=\"+Inf\"} 1"), "{text}");
+    assert!(
+        text.contains("whenever_runs_total{step=\"write-a\",outcome=\"ok\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("whenever_run_duration_seconds_bucket{step=\"completes\",le=\"+Inf\"} 1"),
+        "{text}"
+    );
     server.stop().await;
 }
 
@@ -169,23 +201,37 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
 
     let body = json!({"start": true, "order": {"id": 7}}).to_string();
     let signed = |signature: Option<String>| {
-        let mut request = server.http.post(format!("{}/v1/hooks/shop?wait=20000", server.base)).body(body.clone());
+        let mut request = server
+            .http
+            .post(format!("{}/v1/hooks/shop?wait=20000", server.base))
+            .body(body.clone());
         if let Some(signature) = signature {
             request = request.header("X-Whenever-Signature", signature);
         }
         request
     };
-    let response = signed(Some(sign(b"s3cret", body.as_bytes()))).send().await.expect("sent");
+    let response = signed(Some(sign(b"s3cret", body.as_bytes())))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status().as_u16(), 201);
     let task: Value = response.json_value().await;
     assert_eq!(task["status"], "waiting");
     assert_eq!(task["data"]["a"], "A");
     assert_eq!(task["data"]["$via"]["type"], "webhook");
     assert_eq!(task["data"]["$via"]["name"], "shop");
-    assert!(task["data"]["$via"]["received"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(
+        task["data"]["$via"]["received"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
     assert!(task["data"]["$via"]["id"].as_str().is_some());
 
-    for bad in [None, Some(sign(b"wrong", body.as_bytes())), Some("sha256=zz".to_string())] {
+    for bad in [
+        None,
+        Some(sign(b"wrong", body.as_bytes())),
+        Some("sha256=zz".to_string()),
+    ] {
         let response = signed(bad).send().await.expect("sent");
         assert_eq!(response.status().as_u16(), 401);
         let error: Value = response.json_value().await;
@@ -220,7 +266,9 @@ async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
     assert!(runs(&task).is_empty());
     let id = task["id"].as_str().expect("id");
 
-    let (status, patched) = server.patch(&format!("/v1/tasks/{id}?wait=20000"), &json!({"a": "A", "start": null})).await;
+    let (status, patched) = server
+        .patch(&format!("/v1/tasks/{id}?wait=20000"), &json!({"a": "A", "start": null}))
+        .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["status"], "waiting");
     assert_eq!(patched["data"], json!({"a": "A", "waited": true}));
@@ -247,25 +295,41 @@ async fn retry_runs_a_failed_step_again() {
     let server = start(&db_in(&dir), &[RETURNS_ERROR, WRITE_A], options()).await;
     let task = server.run(json!({"failPlease": true})).await;
     assert_eq!(task["status"], "failed");
-    assert!(task["message"].as_str().is_some_and(|m| m.contains("returns-error")), "{task}");
+    assert!(
+        task["message"].as_str().is_some_and(|m| m.contains("returns-error")),
+        "{task}"
+    );
     let id = task["id"].as_str().expect("id");
 
-    let (status, retried) = server.post(&format!("/v1/tasks/{id}/retry?wait=20000"), &json!({"step": "returns-error"})).await;
+    let (status, retried) = server
+        .post(
+            &format!("/v1/tasks/{id}/retry?wait=20000"),
+            &json!({"step": "returns-error"}),
+        )
+        .await;
     assert_eq!(status, 200, "{retried}");
     assert_eq!(retried["status"], "failed");
     let numbers: Vec<u64> = runs(&retried).iter().filter_map(|r| r["number"].as_u64()).collect();
     assert_eq!(numbers, vec![1, 2]);
 
     // An empty body retries every failed step.
-    let (status, again) = server.call(reqwest::Method::POST, &format!("/v1/tasks/{id}/retry?wait=20000"), None).await;
+    let (status, again) = server
+        .call(reqwest::Method::POST, &format!("/v1/tasks/{id}/retry?wait=20000"), None)
+        .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(runs(&again).len(), 3);
 
-    let (status, error) = server.post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "write-a"})).await;
+    let (status, error) = server
+        .post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "write-a"}))
+        .await;
     assert_eq!(status, 422, "a step that never ran on the task: {error}");
-    let (status, _) = server.post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "no-such-step"})).await;
+    let (status, _) = server
+        .post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "no-such-step"}))
+        .await;
     assert_eq!(status, 422);
-    let (status, _) = server.post("/v1/tasks/t_nope/retry", &json!({"step": "returns-error"})).await;
+    let (status, _) = server
+        .post("/v1/tasks/t_nope/retry", &json!({"step": "returns-error"}))
+        .await;
     assert_eq!(status, 404);
     server.stop().await;
 }
@@ -276,7 +340,12 @@ async fn listing_filters_by_status_and_tag_and_pages() {
     let server = start(&db_in(&dir), &[COMPLETES, WRITE_A], options()).await;
     let mut completed = Vec::new();
     for _ in 0..5 {
-        completed.push(server.run(json!({"finish": true})).await["id"].as_str().expect("id").to_string());
+        completed.push(
+            server.run(json!({"finish": true})).await["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
     }
     for _ in 0..3 {
         server.run(json!({"start": true})).await;
@@ -319,12 +388,16 @@ async fn a_step_deployed_over_http_picks_up_the_tasks_waiting_for_it() {
     let id = task["id"].as_str().expect("id");
 
     let (bytes, _) = component(&WAIT_FOR_A);
-    let (status, step) = server.call(reqwest::Method::PUT, "/v1/steps/wait-for-a", Some(bytes)).await;
+    let (status, step) = server
+        .call(reqwest::Method::PUT, "/v1/steps/wait-for-a", Some(bytes))
+        .await;
     assert_eq!(status, 201, "{step}");
     assert_eq!(step["name"], "wait-for-a");
     let version = step["version"].as_str().expect("version").to_string();
 
-    let resumed = server.until(id, |t| t["data"]["waited"] == true && t["status"] == "waiting").await;
+    let resumed = server
+        .until(id, |t| t["data"]["waited"] == true && t["status"] == "waiting")
+        .await;
     assert_eq!(runs(&resumed)[0]["version"], version.as_str());
     let (_, steps) = server.get("/v1/steps").await;
     assert_eq!(steps["steps"][0]["name"], "wait-for-a");
@@ -336,13 +409,27 @@ async fn an_invalid_component_is_refused_and_the_old_version_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(&db_in(&dir), &[WRITE_A], options()).await;
     let (_, before) = server.get("/v1/steps/write-a").await;
-    let (status, error) =
-        server.call(reqwest::Method::PUT, "/v1/steps/write-a", Some(b"\0asm this is not a component".to_vec())).await;
+    let (status, error) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/steps/write-a",
+            Some(b"\0asm this is not a component".to_vec()),
+        )
+        .await;
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "unprocessable");
-    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("write-a")), "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("write-a")),
+        "{error}"
+    );
     let (status, error) = server
-        .call(reqwest::Method::PUT, "/v1/steps/write-a?manifest=connectorz%3D1", Some(component(&WRITE_A).0))
+        .call(
+            reqwest::Method::PUT,
+            "/v1/steps/write-a?manifest=connectorz%3D1",
+            Some(component(&WRITE_A).0),
+        )
         .await;
     assert_eq!(status, 422, "a bad manifest: {error}");
     let (_, after) = server.get("/v1/steps/write-a").await;
@@ -365,10 +452,18 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(&db_in(&dir), &[], options()).await;
     let (write_a, _) = component(&WRITE_A);
-    let (status, v1) = server.call(reqwest::Method::PUT, "/v1/steps/writer", Some(write_a.clone())).await;
+    let (status, v1) = server
+        .call(reqwest::Method::PUT, "/v1/steps/writer", Some(write_a.clone()))
+        .await;
     assert_eq!(status, 201, "{v1}");
     let first = server.run(json!({"start": true})).await;
-    let (status, v2) = server.call(reqwest::Method::PUT, "/v1/steps/writer", Some(another_version(&write_a, b'2'))).await;
+    let (status, v2) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/steps/writer",
+            Some(another_version(&write_a, b'2')),
+        )
+        .await;
     assert_eq!(status, 201, "{v2}");
     assert_ne!(v1["version"], v2["version"]);
     let second = server.run(json!({"start": true})).await;
@@ -377,7 +472,9 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
     assert_eq!(v2["versions"].as_array().map(Vec::len), Some(2));
 
     // Rollback: the first version serves again.
-    let (status, rolled) = server.post("/v1/steps/writer/rollback", &json!({"version": v1["version"]})).await;
+    let (status, rolled) = server
+        .post("/v1/steps/writer/rollback", &json!({"version": v1["version"]}))
+        .await;
     assert_eq!(status, 200, "{rolled}");
     assert_eq!(rolled["version"], v1["version"]);
     let third = server.run(json!({"start": true})).await;
@@ -385,11 +482,19 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
 
     // A run in flight finishes on the version it started with.
     let (looping, _) = component(&INFINITE_LOOP);
-    let (_, slow_v1) = server.call(reqwest::Method::PUT, "/v1/steps/slow", Some(looping.clone())).await;
+    let (_, slow_v1) = server
+        .call(reqwest::Method::PUT, "/v1/steps/slow", Some(looping.clone()))
+        .await;
     let (_, task) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
     let id = task["id"].as_str().expect("id");
     server.until(id, |t| !runs(t).is_empty()).await;
-    let (status, slow_v2) = server.call(reqwest::Method::PUT, "/v1/steps/slow", Some(another_version(&looping, b'2'))).await;
+    let (status, slow_v2) = server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/steps/slow",
+            Some(another_version(&looping, b'2')),
+        )
+        .await;
     assert_eq!(status, 201);
     let done = server.until(id, |t| t["status"] != "running").await;
     assert_eq!(runs(&done)[0]["version"], slow_v1["version"]);
@@ -413,17 +518,25 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
 
     let (status, error) = server.get("/v1/tasks/t_nope").await;
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
-    let (status, error) = server.call(reqwest::Method::POST, "/v1/tasks", Some(b"{\"start\": tru".to_vec())).await;
+    let (status, error) = server
+        .call(reqwest::Method::POST, "/v1/tasks", Some(b"{\"start\": tru".to_vec()))
+        .await;
     assert_eq!(status, 400);
     let message = error["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("malformed JSON") && message.contains("line 1"), "{message}");
+    assert!(
+        message.contains("malformed JSON") && message.contains("line 1"),
+        "{message}"
+    );
     let (status, _) = server.call(reqwest::Method::POST, "/v1/tasks", None).await;
     assert_eq!(status, 400, "an empty body");
     let (status, error) = server.post("/v1/tasks", &json!([1, 2])).await;
     assert_eq!(status, 422, "{error}");
     let big = json!({"start": true, "blob": "x".repeat(4096)});
     let (status, error) = server.post("/v1/tasks", &big).await;
-    assert_eq!((status, error["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
     let (status, error) = server.get("/v2/nothing").await;
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, _) = server.call(reqwest::Method::DELETE, "/v1/tasks", None).await;
@@ -487,7 +600,13 @@ async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
         connector_calls: Vec::new(),
     });
     let input = interrupted.data.clone();
-    let save = TaskSave { task: &interrupted, expected_revision: 1, runs: &[0], starting: &[0], input: Some(&input) };
+    let save = TaskSave {
+        task: &interrupted,
+        expected_revision: 1,
+        runs: &[0],
+        starting: &[0],
+        input: Some(&input),
+    };
     store.save_task(save).await.expect("saved");
     let never_driven = Task::new(json!({"finish": true}));
     store.create_task(&never_driven).await.expect("created");
@@ -495,10 +614,21 @@ async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
 
     let server = start(&db, &[], options()).await;
     let (_, steps) = server.get("/v1/steps").await;
-    let names: Vec<&str> = steps["steps"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, vec!["completes", "write-a"], "steps deployed before the restart still serve");
+    let names: Vec<&str> = steps["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["completes", "write-a"],
+        "steps deployed before the restart still serve"
+    );
     for before in [&waiting, &done] {
-        let (status, after) = server.get(&format!("/v1/tasks/{}", before["id"].as_str().expect("id"))).await;
+        let (status, after) = server
+            .get(&format!("/v1/tasks/{}", before["id"].as_str().expect("id")))
+            .await;
         assert_eq!(status, 200);
         assert_eq!(after["status"], before["status"]);
         assert_eq!(after["data"], before["data"]);
@@ -507,13 +637,26 @@ async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
     let resumed = server.until(&interrupted.id, |t| t["status"] != "running").await;
     assert_eq!(resumed["status"], "waiting", "{resumed}");
     assert_eq!(resumed["data"]["a"], "A");
-    assert_eq!(runs(&resumed).len(), 1, "the interrupted run was re-run in place, not started again");
+    assert_eq!(
+        runs(&resumed).len(),
+        1,
+        "the interrupted run was re-run in place, not started again"
+    );
     assert_eq!(runs(&resumed)[0]["outcome"], "ok");
     let finished = server.until(&never_driven.id, |t| t["status"] != "running").await;
     assert_eq!(finished["status"], "completed");
     let (_, page) = server.get("/v1/tasks?status=running").await;
     assert_eq!(page["tasks"].as_array().map(Vec::len), Some(0));
-    assert_eq!(server.service.store().count_tasks().await.expect("counts").get(&TaskStatus::Completed), Some(&2));
+    assert_eq!(
+        server
+            .service
+            .store()
+            .count_tasks()
+            .await
+            .expect("counts")
+            .get(&TaskStatus::Completed),
+        Some(&2)
+    );
     server.stop().await;
 }
 
@@ -522,18 +665,33 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = db_in(&dir);
     let (bytes, _) = component(&UNGRANTED_CONNECTOR);
-    let granted = StepManifest { connectors: vec!["stripe".into()], ..StepManifest::default() };
+    let granted = StepManifest {
+        connectors: vec!["stripe".into()],
+        ..StepManifest::default()
+    };
 
     // A live run: the charge happens once, is recorded in history, and no journal is left over.
     let server = start(&db, &[], options()).await;
-    let step = server.service.deploy_step("charger", bytes.clone(), granted.clone()).await.expect("deploys");
+    let step = server
+        .service
+        .deploy_step("charger", bytes.clone(), granted.clone())
+        .await
+        .expect("deploys");
     let task = server.run(json!({"tryStripe": true})).await;
     let id = task["id"].as_str().expect("id");
     assert_eq!(task["data"]["stripeResult"]["ok"]["success"], true, "{task}");
     assert_eq!(runs(&task)[0]["connector_calls"][0]["connector"], "stripe");
     let effects = server.service.scheduler().connectors().effects();
     assert_eq!(effects.count_for_task(id, "stripe", "charge"), 1);
-    assert!(server.service.store().interrupted_runs(id).await.expect("read").is_empty());
+    assert!(
+        server
+            .service
+            .store()
+            .interrupted_runs(id)
+            .await
+            .expect("read")
+            .is_empty()
+    );
     server.stop().await;
 
     // A crash after the charge was journaled and before the run finished: the restarted host
@@ -561,7 +719,13 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
         connector_calls: Vec::new(),
     });
     let input = crashed.data.clone();
-    let save = TaskSave { task: &crashed, expected_revision: 1, runs: &[0], starting: &[0], input: Some(&input) };
+    let save = TaskSave {
+        task: &crashed,
+        expected_revision: 1,
+        runs: &[0],
+        starting: &[0],
+        input: Some(&input),
+    };
     store.save_task(save).await.expect("saved");
     let journaled = whenever::runtime::ConnectorCallRecord {
         connector: "stripe".into(),
@@ -572,15 +736,29 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
         duration_us: 5,
         replayed: false,
     };
-    store.journal_call(&crashed.id, 0, 0, &journaled).await.expect("journaled");
+    store
+        .journal_call(&crashed.id, 0, 0, &journaled)
+        .await
+        .expect("journaled");
     drop(store);
 
     let server = start(&db, &[], options()).await;
     let resumed = server.until(&crashed.id, |t| t["status"] != "running").await;
-    assert_eq!(resumed["data"]["stripeResult"]["ok"]["transactionId"], "txn_journaled", "{resumed}");
+    assert_eq!(
+        resumed["data"]["stripeResult"]["ok"]["transactionId"], "txn_journaled",
+        "{resumed}"
+    );
     assert_eq!(runs(&resumed).len(), 1);
-    assert_eq!(runs(&resumed)[0]["connector_calls"][0]["replayed"], true, "history marks the replayed call");
+    assert_eq!(
+        runs(&resumed)[0]["connector_calls"][0]["replayed"],
+        true,
+        "history marks the replayed call"
+    );
     let effects = server.service.scheduler().connectors().effects();
-    assert_eq!(effects.count_for_task(&crashed.id, "stripe", "charge"), 0, "no second charge");
+    assert_eq!(
+        effects.count_for_task(&crashed.id, "stripe", "charge"),
+        0,
+        "no second charge"
+    );
     server.stop().await;
 }

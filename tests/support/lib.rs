@@ -10,9 +10,12 @@ use whenever_step_artifacts::StepFiles;
 
 /// A host with no steps but those given (test components by path, with their manifests).
 pub async fn host_with(steps: &[StepFiles]) -> Host {
-    let host = Host::start(&HostOptions { no_steps: true, ..HostOptions::default() })
-        .await
-        .expect("host starts");
+    let host = Host::start(&HostOptions {
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await
+    .expect("host starts");
     for step in steps {
         deploy(&host, step).await.expect("test component loads");
     }
@@ -31,7 +34,11 @@ pub async fn deploy_as(
     step: &StepFiles,
     manifest: StepManifest,
 ) -> Result<Arc<LoadedStep>, LoadError> {
-    let loaded = host.scheduler.runtime().load(name, &component_of(step), manifest).await?;
+    let loaded = host
+        .scheduler
+        .runtime()
+        .load(name, &component_of(step), manifest)
+        .await?;
     host.scheduler.catalog().insert(loaded);
     Ok(host.scheduler.catalog().get(name).expect("just deployed"))
 }
@@ -61,7 +68,11 @@ pub async fn refused_beside_a_normal_task(host: &Host, step: &StepFiles) -> Load
     let (refused, good_task) = tokio::join!(deploy(host, step), run_task(host, json!({"start": true})));
     assert_normal_task_unaffected(&good_task);
     let error = refused.expect_err("the deploy is refused");
-    assert!(host.scheduler.catalog().get(step.name).is_none(), "{} was not deployed", step.name);
+    assert!(
+        host.scheduler.catalog().get(step.name).is_none(),
+        "{} was not deployed",
+        step.name
+    );
     error
 }
 
@@ -85,7 +96,10 @@ pub fn runs_of<'a>(task: &'a Task, step: &str) -> Vec<&'a RunRecord> {
 
 /// The error message of a step's only (or latest) run; panics when it succeeded.
 pub fn error_of(task: &Task, step: &str) -> whenever::runtime::RunError {
-    let run = runs_of(task, step).into_iter().next_back().unwrap_or_else(|| panic!("{step} never ran"));
+    let run = runs_of(task, step)
+        .into_iter()
+        .next_back()
+        .unwrap_or_else(|| panic!("{step} never ran"));
     match &run.outcome {
         Some(RunOutcomeRecord::Error(e)) => e.clone(),
         other => panic!("{step} did not fail: {other:?}"),

@@ -16,26 +16,18 @@ async fn charges(headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Res
     if header("x-cc-api-key") != API_KEY {
         return (
             StatusCode::UNAUTHORIZED,
-            axum::Json(
-                json!({"error": {"type": "authorization_error", "message": "No such API key."}}),
-            ),
+            axum::Json(json!({"error": {"type": "authorization_error", "message": "No such API key."}})),
         )
             .into_response();
     }
     if header("x-cc-version") != "2018-03-22" {
         return (
             StatusCode::BAD_REQUEST,
-            axum::Json(
-                json!({"error": {"type": "invalid_request", "message": "Unsupported API version"}}),
-            ),
+            axum::Json(json!({"error": {"type": "invalid_request", "message": "Unsupported API version"}})),
         )
             .into_response();
     }
-    if body
-        .pointer("/local_price/amount")
-        .and_then(Value::as_str)
-        .is_none()
-    {
+    if body.pointer("/local_price/amount").and_then(Value::as_str).is_none() {
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": {"type": "invalid_request", "message": "local_price: amount is required"}})),
@@ -95,10 +87,7 @@ async fn coinbase_creates_a_charge_with_key_version_and_idempotency_key() {
     assert_eq!(body["name"], json!("RetailMax order"));
     assert_eq!(body["description"], json!("Order o-7"));
     assert_eq!(body["pricing_type"], json!("fixed_price"));
-    assert_eq!(
-        body["local_price"],
-        json!({"amount": "1247.99", "currency": "USD"})
-    );
+    assert_eq!(body["local_price"], json!({"amount": "1247.99", "currency": "USD"}));
     assert_eq!(body["metadata"]["wallet"], json!("bc1qxyz"));
     assert_eq!(body["metadata"]["orderId"], json!("o-7"));
     assert_eq!(body["metadata"]["idempotencyKey"], json!("o-7/pay/1/0"));
@@ -118,14 +107,7 @@ async fn coinbase_empty_wallet_is_refused_like_the_simulator_without_a_request()
     )
     .await;
     assert_eq!(r, Ok(json!({"success": false, "error": "invalid wallet"})));
-    let r = call(
-        &reg,
-        "coinbase",
-        "processPayment",
-        json!({"wallet": "w"}),
-        "k2",
-    )
-    .await;
+    let r = call(&reg, "coinbase", "processPayment", json!({"wallet": "w"}), "k2").await;
     assert_eq!(r.err().map(|e| e.kind), Some(ErrorKind::InvalidArgs));
     assert_eq!(log.len(), 0);
 }
@@ -133,10 +115,7 @@ async fn coinbase_empty_wallet_is_refused_like_the_simulator_without_a_request()
 #[tokio::test]
 async fn coinbase_refusal_is_failed_with_its_message() {
     let (url, _log) = fake_coinbase().await;
-    let reg = registry(
-        &config(&url),
-        &[("COINBASE_COMMERCE_KEY", "cb-wrong-key-0042")],
-    );
+    let reg = registry(&config(&url), &[("COINBASE_COMMERCE_KEY", "cb-wrong-key-0042")]);
     let e = call(
         &reg,
         "coinbase",
@@ -146,13 +125,8 @@ async fn coinbase_refusal_is_failed_with_its_message() {
     )
     .await
     .err();
-    let Some(e) = e else {
-        panic!("a wrong key must fail")
-    };
-    assert_eq!(
-        (e.kind, e.message.as_str()),
-        (ErrorKind::Failed, "No such API key.")
-    );
+    let Some(e) = e else { panic!("a wrong key must fail") };
+    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Failed, "No such API key."));
     assert_no_secret(&format!("{e:?}"), &["cb-wrong-key-0042"]);
     assert!(reg.effects().is_empty());
 }

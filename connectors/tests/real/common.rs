@@ -13,9 +13,7 @@ use axum::routing::post;
 use serde_json::json;
 use whenever_connectors::{BuildContext, ConnectorConfig, Env, ErrorKind, Registry};
 
-use crate::support::{
-    SLOW, assert_no_secret, call, closed_port_url, parse, registry, serve, try_registry,
-};
+use crate::support::{SLOW, assert_no_secret, call, closed_port_url, parse, registry, serve, try_registry};
 
 const KEY: &str = "sk_test_commonSecretKey42";
 
@@ -29,14 +27,11 @@ async fn flaky_stripe(failures: usize) -> (String, crate::support::Log) {
                 if count.fetch_add(1, Ordering::SeqCst) < failures {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(
-                            json!({"error": {"type": "api_error", "message": "Try again."}}),
-                        ),
+                        axum::Json(json!({"error": {"type": "api_error", "message": "Try again."}})),
                     )
                         .into_response()
                 } else {
-                    axum::Json(json!({"id": "ch_after_retries", "status": "succeeded"}))
-                        .into_response()
+                    axum::Json(json!({"id": "ch_after_retries", "status": "succeeded"})).into_response()
                 }
             }),
         )
@@ -45,9 +40,7 @@ async fn flaky_stripe(failures: usize) -> (String, crate::support::Log) {
 }
 
 fn stripe_config(url: &str, extra: &str) -> String {
-    format!(
-        "[connectors.stripe]\nkind = \"stripe\"\nsecret_key_env = \"STRIPE_KEY\"\nbase_url = \"{url}\"\n{extra}\n"
-    )
+    format!("[connectors.stripe]\nkind = \"stripe\"\nsecret_key_env = \"STRIPE_KEY\"\nbase_url = \"{url}\"\n{extra}\n")
 }
 
 const ENV: &[(&str, &str)] = &[("STRIPE_KEY", KEY)];
@@ -71,10 +64,7 @@ async fn two_503s_are_retried_with_the_same_idempotency_key() {
     );
     let seen = log.all();
     assert_eq!(seen.len(), 3);
-    assert!(
-        seen.iter()
-            .all(|s| s.header("idempotency-key") == "order-9/pay/1/0")
-    );
+    assert!(seen.iter().all(|s| s.header("idempotency-key") == "order-9/pay/1/0"));
     assert!(seen.iter().all(|s| s.body == seen[0].body));
     // Backoff 50 ms, then 100 ms.
     assert!(
@@ -130,10 +120,7 @@ async fn a_slow_service_is_a_timeout_and_not_retried() {
         }),
     );
     let (url, log) = serve(router).await;
-    let reg = registry(
-        &stripe_config(&url, "timeout_ms = 200\nbackoff_ms = 10"),
-        ENV,
-    );
+    let reg = registry(&stripe_config(&url, "timeout_ms = 200\nbackoff_ms = 10"), ENV);
     let started = Instant::now();
     let e = call(
         &reg,
@@ -173,8 +160,8 @@ async fn nothing_listening_is_unavailable_after_the_retries() {
     .await
     .err();
     assert!(
-        e.as_ref().is_some_and(|e| e.kind == ErrorKind::Unavailable
-            && e.message.contains("cannot reach")),
+        e.as_ref()
+            .is_some_and(|e| e.kind == ErrorKind::Unavailable && e.message.contains("cannot reach")),
         "{e:?}"
     );
     // Two retries: 20 ms, then 40 ms.
@@ -224,14 +211,11 @@ fn a_missing_secret_is_a_config_error_naming_the_variable() {
 fn a_secret_written_into_the_config_is_refused_without_being_shown() {
     // Pasted into the `*_env` setting by mistake: refused, and not echoed.
     let e = try_registry(
-        &stripe_config("http://127.0.0.1:1", "")
-            .replace("\"STRIPE_KEY\"", "\"sk_live_pastedByMistake\""),
+        &stripe_config("http://127.0.0.1:1", "").replace("\"STRIPE_KEY\"", "\"sk_live_pastedByMistake\""),
         ENV,
     )
     .err();
-    let Some(e) = e else {
-        panic!("must be refused")
-    };
+    let Some(e) = e else { panic!("must be refused") };
     assert!(e.message.contains("`secret_key_env`"), "{e}");
     assert_no_secret(&e.to_string(), &["sk_live_pastedByMistake"]);
     // Written as a setting of its own: an unknown setting, named by key only.
@@ -240,20 +224,12 @@ fn a_secret_written_into_the_config_is_refused_without_being_shown() {
         ENV,
     )
     .err();
-    let Some(e) = e else {
-        panic!("must be refused")
-    };
+    let Some(e) = e else { panic!("must be refused") };
     assert!(e.message.contains("`secret_key`"), "{e}");
     assert_no_secret(&e.to_string(), &["sk_live_inTheFile"]);
     // Credentials in a URL are refused too.
-    let e = try_registry(
-        &stripe_config("https://user:pw-in-url@api.example.com", ""),
-        ENV,
-    )
-    .err();
-    let Some(e) = e else {
-        panic!("must be refused")
-    };
+    let e = try_registry(&stripe_config("https://user:pw-in-url@api.example.com", ""), ENV).err();
+    let Some(e) = e else { panic!("must be refused") };
     assert_no_secret(&e.to_string(), &["pw-in-url"]);
 }
 
@@ -269,9 +245,7 @@ fn bad_common_settings_are_config_errors() {
         ("secretKeyEnv = \"X\"", "secretKeyEnv"),
     ] {
         let text = if extra.starts_with("base_url") {
-            format!(
-                "[connectors.stripe]\nkind = \"stripe\"\nsecret_key_env = \"STRIPE_KEY\"\n{extra}\n"
-            )
+            format!("[connectors.stripe]\nkind = \"stripe\"\nsecret_key_env = \"STRIPE_KEY\"\n{extra}\n")
         } else {
             stripe_config("http://127.0.0.1:1", extra)
         };
@@ -371,17 +345,9 @@ async fn no_secret_shows_in_errors_or_debug_output() {
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let mut errors = Vec::new();
     for (connector, method, args) in [
-        (
-            "stripe",
-            "charge",
-            json!({"amount": 1, "source": "tok_visa"}),
-        ),
+        ("stripe", "charge", json!({"amount": 1, "source": "tok_visa"})),
         ("paypal", "executePayment", json!({"paymentId": "ORDER1"})),
-        (
-            "coinbase",
-            "processPayment",
-            json!({"amount": 1, "wallet": "w"}),
-        ),
+        ("coinbase", "processPayment", json!({"amount": 1, "wallet": "w"})),
         ("slackCom", "send", json!({"channel": "#c", "text": "hi"})),
         (
             "eMailSmtpOAuth",
@@ -407,11 +373,7 @@ async fn no_secret_shows_in_errors_or_debug_output() {
     env.push(("SLACK_WEBHOOK_URL", &webhook_closed));
     let reg = registry(&all_real_connectors_config(&closed), &env);
     for (connector, method, args) in [
-        (
-            "stripe",
-            "charge",
-            json!({"amount": 1, "source": "tok_visa"}),
-        ),
+        ("stripe", "charge", json!({"amount": 1, "source": "tok_visa"})),
         ("slackCom", "send", json!({"channel": "#c", "text": "hi"})),
         (
             "eMailSmtpOAuth",
@@ -460,10 +422,7 @@ async fn no_secret_shows_in_errors_or_debug_output() {
     ));
     for text in &debug {
         assert!(
-            text.contains("Ok(")
-                || text.contains("Registry")
-                || text.contains("Env")
-                || text.contains("kind"),
+            text.contains("Ok(") || text.contains("Registry") || text.contains("Env") || text.contains("kind"),
             "{text}"
         );
         assert_no_secret(text, &secrets);

@@ -22,11 +22,7 @@ fn authorized(headers: &HeaderMap, name: &str, value: &str) -> bool {
 
 async fn analyze(headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
     if !authorized(&headers, "authorization", &format!("Bearer {TOKEN}")) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"error": "bad token"})),
-        )
-            .into_response();
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "bad token"}))).into_response();
     }
     match body["customerEmail"].as_str() {
         None => (
@@ -44,11 +40,7 @@ async fn analyze(headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Res
 
 async fn reserve(headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
     if !authorized(&headers, "x-api-key", TOKEN) {
-        return (
-            StatusCode::FORBIDDEN,
-            axum::Json(json!({"message": "forbidden"})),
-        )
-            .into_response();
+        return (StatusCode::FORBIDDEN, axum::Json(json!({"message": "forbidden"}))).into_response();
     }
     if body["sku"] == json!("GONE") {
         return (
@@ -74,10 +66,7 @@ async fn fake_services() -> (String, Log) {
             .route("/fraud/analyze", post(analyze))
             .route("/inventory/reserve", post(reserve))
             .route("/inventory/release", post(release))
-            .route(
-                "/loyalty/v2.award",
-                post(|| async { StatusCode::NO_CONTENT }),
-            )
+            .route("/loyalty/v2.award", post(|| async { StatusCode::NO_CONTENT }))
             .route(
                 "/loyalty/echo",
                 post(|axum::Json(v): axum::Json<Value>| async move { axum::Json(v) }),
@@ -121,10 +110,7 @@ async fn http_posts_the_json_args_with_bearer_token_and_idempotency_key() {
     let r = call(&reg, "fraudGuard", "analyze", args.clone(), "o-1/fraud/1/0").await;
     assert_eq!(r, Ok(json!({"score": 45, "recommendation": "review"})));
     let s = &log.all()[0];
-    assert_eq!(
-        (s.method.as_str(), s.path.as_str()),
-        ("POST", "/fraud/analyze")
-    );
+    assert_eq!((s.method.as_str(), s.path.as_str()), ("POST", "/fraud/analyze"));
     assert_eq!(s.header("authorization"), format!("Bearer {TOKEN}"));
     assert_eq!(s.header("idempotency-key"), "o-1/fraud/1/0");
     assert_eq!(s.json(), args);
@@ -144,10 +130,7 @@ async fn http_custom_header_auth_and_effects_for_effectful_methods() {
         "k",
     )
     .await;
-    assert_eq!(
-        r,
-        Ok(json!({"id": "RES-42", "expiresAt": "2030-01-01T00:00:00Z"}))
-    );
+    assert_eq!(r, Ok(json!({"id": "RES-42", "expiresAt": "2030-01-01T00:00:00Z"})));
     let s = &log.all()[0];
     assert_eq!(s.header("x-api-key"), TOKEN);
     assert_eq!(s.header("authorization"), "");
@@ -168,14 +151,7 @@ async fn http_4xx_is_failed_or_invalid_args_with_the_services_message() {
         r.err().map(|e| (e.kind, e.message)),
         Some((ErrorKind::InvalidArgs, "customerEmail is required".into()))
     );
-    let r = call(
-        &reg,
-        "inventorySystem",
-        "reserve",
-        json!({"sku": "GONE"}),
-        "b",
-    )
-    .await;
+    let r = call(&reg, "inventorySystem", "reserve", json!({"sku": "GONE"}), "b").await;
     assert_eq!(
         r.err().map(|e| (e.kind, e.message)),
         Some((ErrorKind::Failed, "insufficient stock for GONE".into()))
@@ -184,14 +160,7 @@ async fn http_4xx_is_failed_or_invalid_args_with_the_services_message() {
         &config(&url),
         &[("FRAUD_TOKEN", "wrong-token-1"), ("INVENTORY_KEY", TOKEN)],
     );
-    let r = call(
-        &reg,
-        "fraudGuard",
-        "analyze",
-        json!({"customerEmail": "a@b.c"}),
-        "c",
-    )
-    .await;
+    let r = call(&reg, "fraudGuard", "analyze", json!({"customerEmail": "a@b.c"}), "c").await;
     assert_eq!(
         r.err().map(|e| (e.kind, e.message)),
         Some((ErrorKind::Failed, "bad token".into()))
@@ -222,9 +191,7 @@ async fn http_methods_are_checked_before_any_request() {
     let reg = registry(&config(&url), ENV);
     // A built-in name keeps its methods by default.
     let r = call(&reg, "fraudGuard", "refund", json!({}), "a").await;
-    assert!(
-        r.is_err_and(|e| e.kind == ErrorKind::Unknown && e.message.contains("fraudGuard.refund"))
-    );
+    assert!(r.is_err_and(|e| e.kind == ErrorKind::Unknown && e.message.contains("fraudGuard.refund")));
     // A service of one's own takes any method that is safe in a URL path.
     let r = call(&reg, "loyaltyPoints", "../fraud/analyze", json!({}), "b").await;
     assert_eq!(r.err().map(|e| e.kind), Some(ErrorKind::Unknown));

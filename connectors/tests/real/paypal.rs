@@ -41,10 +41,7 @@ impl FakePaypal {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 async fn token(
@@ -71,20 +68,14 @@ async fn token(
             .into_response();
     }
     let n = pp.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
-    axum::Json(
-        json!({"scope": "https://uri.paypal.com/services/payments/payment",
+    axum::Json(json!({"scope": "https://uri.paypal.com/services/payments/payment",
                       "access_token": format!("A21AAtoken{n}"), "token_type": "Bearer",
                       "app_id": "APP-80W284485P519543T", "expires_in": pp.expires_in,
-                      "nonce": "2024-01-01T00:00:00ZnOnCe"}),
-    )
+                      "nonce": "2024-01-01T00:00:00ZnOnCe"}))
     .into_response()
 }
 
-async fn capture(
-    State(pp): State<FakePaypal>,
-    Path(order): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn capture(State(pp): State<FakePaypal>, Path(order): Path<String>, headers: HeaderMap) -> Response {
     let auth = header(&headers, "authorization");
     let valid = auth.starts_with("Bearer A21AAtoken")
         && !pp
@@ -167,10 +158,7 @@ fn config(url: &str) -> String {
     )
 }
 
-const ENV: &[(&str, &str)] = &[
-    ("PAYPAL_CLIENT_ID", CLIENT_ID),
-    ("PAYPAL_CLIENT_SECRET", CLIENT_SECRET),
-];
+const ENV: &[(&str, &str)] = &[("PAYPAL_CLIENT_ID", CLIENT_ID), ("PAYPAL_CLIENT_SECRET", CLIENT_SECRET)];
 
 #[tokio::test]
 async fn paypal_captures_orders_with_one_cached_token() {
@@ -184,10 +172,7 @@ async fn paypal_captures_orders_with_one_cached_token() {
         "o-1/pay/1/0",
     )
     .await;
-    assert_eq!(
-        a,
-        Ok(json!({"success": true, "transactionId": "3C679366HH908511"}))
-    );
+    assert_eq!(a, Ok(json!({"success": true, "transactionId": "3C679366HH908511"})));
     let b = call(
         &reg,
         "paypal",
@@ -196,26 +181,13 @@ async fn paypal_captures_orders_with_one_cached_token() {
         "o-2/pay/1/0",
     )
     .await;
-    assert_eq!(
-        b,
-        Ok(json!({"success": true, "transactionId": "3C679366HH908512"}))
-    );
+    assert_eq!(b, Ok(json!({"success": true, "transactionId": "3C679366HH908512"})));
     assert_eq!(log.to("/v1/oauth2/token").len(), 1);
     let token = &log.to("/v1/oauth2/token")[0];
-    assert_eq!(
-        token.form_value("grant_type").as_deref(),
-        Some("client_credentials")
-    );
-    let captures: Vec<_> = log
-        .all()
-        .into_iter()
-        .filter(|s| s.path.ends_with("/capture"))
-        .collect();
+    assert_eq!(token.form_value("grant_type").as_deref(), Some("client_credentials"));
+    let captures: Vec<_> = log.all().into_iter().filter(|s| s.path.ends_with("/capture")).collect();
     assert_eq!(captures.len(), 2);
-    assert_eq!(
-        captures[0].path,
-        "/v2/checkout/orders/5O190127TN364715T/capture"
-    );
+    assert_eq!(captures[0].path, "/v2/checkout/orders/5O190127TN364715T/capture");
     assert_eq!(captures[0].header("paypal-request-id"), "o-1/pay/1/0");
     assert_eq!(captures[1].header("paypal-request-id"), "o-2/pay/1/0");
     assert_eq!(captures[0].header("authorization"), "Bearer A21AAtoken1");
@@ -235,10 +207,7 @@ async fn paypal_instrument_declined_is_an_unsuccessful_answer() {
         "k",
     )
     .await;
-    assert_eq!(
-        r,
-        Ok(json!({"success": false, "error": "INSTRUMENT_DECLINED"}))
-    );
+    assert_eq!(r, Ok(json!({"success": false, "error": "INSTRUMENT_DECLINED"})));
     let r = call(
         &reg,
         "paypal",
@@ -247,10 +216,7 @@ async fn paypal_instrument_declined_is_an_unsuccessful_answer() {
         "k2",
     )
     .await;
-    assert_eq!(
-        r,
-        Ok(json!({"success": false, "error": "CAPTURE_DECLINED"}))
-    );
+    assert_eq!(r, Ok(json!({"success": false, "error": "CAPTURE_DECLINED"})));
     assert!(reg.effects().is_empty());
 }
 
@@ -258,15 +224,9 @@ async fn paypal_instrument_declined_is_an_unsuccessful_answer() {
 async fn paypal_unknown_order_is_failed_with_paypals_issue() {
     let (url, _log) = fake_paypal(FakePaypal::new(32400)).await;
     let reg = registry(&config(&url), ENV);
-    let e = call(
-        &reg,
-        "paypal",
-        "executePayment",
-        json!({"paymentId": "MISSING"}),
-        "k",
-    )
-    .await
-    .err();
+    let e = call(&reg, "paypal", "executePayment", json!({"paymentId": "MISSING"}), "k")
+        .await
+        .err();
     assert!(
         e.as_ref().is_some_and(|e| e.kind == ErrorKind::Failed
             && e.message
@@ -281,14 +241,7 @@ async fn paypal_expired_and_revoked_tokens_are_renewed() {
     let (url, log) = fake_paypal(FakePaypal::new(0)).await;
     let reg = registry(&config(&url), ENV);
     for k in ["a", "b"] {
-        let r = call(
-            &reg,
-            "paypal",
-            "executePayment",
-            json!({"paymentId": "ORDER1"}),
-            k,
-        )
-        .await;
+        let r = call(&reg, "paypal", "executePayment", json!({"paymentId": "ORDER1"}), k).await;
         assert!(r.is_ok_and(|v| v["success"] == json!(true)));
     }
     assert_eq!(log.to("/v1/oauth2/token").len(), 2);
@@ -297,27 +250,13 @@ async fn paypal_expired_and_revoked_tokens_are_renewed() {
     let pp = FakePaypal::new(32400);
     let (url, log) = fake_paypal(pp.clone()).await;
     let reg = registry(&config(&url), ENV);
-    let r = call(
-        &reg,
-        "paypal",
-        "executePayment",
-        json!({"paymentId": "ORDER1"}),
-        "a",
-    )
-    .await;
+    let r = call(&reg, "paypal", "executePayment", json!({"paymentId": "ORDER1"}), "a").await;
     assert!(r.is_ok());
     pp.revoked
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push("A21AAtoken1".into());
-    let r = call(
-        &reg,
-        "paypal",
-        "executePayment",
-        json!({"paymentId": "ORDER2"}),
-        "b",
-    )
-    .await;
+    let r = call(&reg, "paypal", "executePayment", json!({"paymentId": "ORDER2"}), "b").await;
     assert!(r.is_ok_and(|v| v["success"] == json!(true)));
     assert_eq!(log.to("/v1/oauth2/token").len(), 2);
     let last = log.all().pop().map(|s| s.header("authorization"));
@@ -334,23 +273,14 @@ async fn paypal_wrong_credentials_fail_without_showing_them() {
             ("PAYPAL_CLIENT_SECRET", "EWrongSecretValue789"),
         ],
     );
-    let e = call(
-        &reg,
-        "paypal",
-        "executePayment",
-        json!({"paymentId": "ORDER1"}),
-        "k",
-    )
-    .await
-    .err();
+    let e = call(&reg, "paypal", "executePayment", json!({"paymentId": "ORDER1"}), "k")
+        .await
+        .err();
     let Some(e) = e else {
         panic!("wrong credentials must fail")
     };
     assert_eq!(e.kind, ErrorKind::Failed);
-    assert!(
-        e.message.contains("invalid_client") && e.message.contains("401"),
-        "{e}"
-    );
+    assert!(e.message.contains("invalid_client") && e.message.contains("401"), "{e}");
     assert_no_secret(&format!("{e} {e:?}"), &["EWrongSecretValue789", CLIENT_ID]);
     assert_eq!(log.len(), 1);
 }
@@ -359,24 +289,9 @@ async fn paypal_wrong_credentials_fail_without_showing_them() {
 async fn paypal_order_ids_cannot_reach_other_paths() {
     let (url, log) = fake_paypal(FakePaypal::new(32400)).await;
     let reg = registry(&config(&url), ENV);
-    for (k, id) in [
-        ("a", "../../v1/oauth2/token"),
-        ("b", "ORDER?x=1"),
-        ("c", ""),
-    ] {
-        let r = call(
-            &reg,
-            "paypal",
-            "executePayment",
-            json!({"paymentId": id}),
-            k,
-        )
-        .await;
-        assert_eq!(
-            r.err().map(|e| e.kind),
-            Some(ErrorKind::InvalidArgs),
-            "{id}"
-        );
+    for (k, id) in [("a", "../../v1/oauth2/token"), ("b", "ORDER?x=1"), ("c", "")] {
+        let r = call(&reg, "paypal", "executePayment", json!({"paymentId": id}), k).await;
+        assert_eq!(r.err().map(|e| e.kind), Some(ErrorKind::InvalidArgs), "{id}");
     }
     assert_eq!(log.len(), 0);
 }

@@ -60,10 +60,7 @@ impl SmtpServer {
     }
 
     fn received(&self) -> Vec<Received> {
-        self.received
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.received.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     async fn session(&self, stream: TcpStream) -> std::io::Result<()> {
@@ -80,10 +77,7 @@ impl SmtpServer {
                 .await?;
             return Ok(());
         }
-        plain
-            .get_mut()
-            .write_all(b"220 mail.test ESMTP ready\r\n")
-            .await?;
+        plain.get_mut().write_all(b"220 mail.test ESMTP ready\r\n").await?;
         if self.conversation(&mut plain, false).await?
             && let Some(acceptor) = &self.tls
         {
@@ -115,13 +109,10 @@ impl SmtpServer {
                     // Like real submission servers: AUTH only once the connection is encrypted.
                     "250-mail.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n".into()
                 } else {
-                    "250-mail.test\r\n250-AUTH PLAIN XOAUTH2\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
-                        .into()
+                    "250-mail.test\r\n250-AUTH PLAIN XOAUTH2\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".into()
                 }
             } else if upper == "STARTTLS" && offers_tls {
-                io.get_mut()
-                    .write_all(b"220 2.0.0 Ready to start TLS\r\n")
-                    .await?;
+                io.get_mut().write_all(b"220 2.0.0 Ready to start TLS\r\n").await?;
                 return Ok(true);
             } else if upper.starts_with("AUTH ") && !offers_tls {
                 let mut parts = command.split_whitespace().skip(1);
@@ -173,11 +164,7 @@ impl SmtpServer {
                     if l == ".\r\n" {
                         break;
                     }
-                    data.push_str(
-                        l.strip_prefix('.')
-                            .filter(|_| l.starts_with(".."))
-                            .unwrap_or(&l),
-                    );
+                    data.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(&l));
                 }
                 self.received
                     .lock()
@@ -280,23 +267,14 @@ async fn smtp_auth_plain_delivers_the_message_with_subject_and_body() {
     assert_eq!(m.auth, "PLAIN");
     assert_eq!(m.from, "<orders@retailmax.example>");
     assert_eq!(m.to, vec!["<ann@example.com>".to_string()]);
+    assert!(m.data.contains("Subject: Your order o-1 has shipped"), "{}", m.data);
     assert!(
-        m.data.contains("Subject: Your order o-1 has shipped"),
-        "{}",
-        m.data
-    );
-    assert!(
-        m.data
-            .contains("<p>Thanks for shopping with RetailMax!</p>"),
+        m.data.contains("<p>Thanks for shopping with RetailMax!</p>"),
         "{}",
         m.data
     );
     assert!(m.data.contains("Content-Type: text/html"), "{}", m.data);
-    assert!(
-        m.data.contains(&format!("Message-ID: {message_id}")),
-        "{}",
-        m.data
-    );
+    assert!(m.data.contains(&format!("Message-ID: {message_id}")), "{}", m.data);
     // Outbox and effects as with the simulator; the same key again sends nothing more.
     assert_eq!(reg.outbox().len(), 1);
     assert_eq!(reg.effects().count("eMailSmtpOAuth", "sendEmail"), 1);
@@ -343,9 +321,7 @@ async fn smtp_550_on_a_recipient_is_failed_mailbox_unavailable() {
         "k",
     )
     .await;
-    let Err(e) = r else {
-        panic!("must bounce: {r:?}")
-    };
+    let Err(e) = r else { panic!("must bounce: {r:?}") };
     assert_eq!(e.kind, ErrorKind::Failed);
     assert!(e.message.contains("mailbox unavailable"), "{e}");
     assert!(server.received().is_empty());
@@ -355,10 +331,7 @@ async fn smtp_550_on_a_recipient_is_failed_mailbox_unavailable() {
 #[tokio::test]
 async fn smtp_wrong_password_is_failed_without_showing_it() {
     let (port, _server) = SmtpServer::default().start().await;
-    let reg = registry(
-        &config(port, "plain", ""),
-        &[("SMTP_PASSWORD", "not-the-Pa55word")],
-    );
+    let reg = registry(&config(port, "plain", ""), &[("SMTP_PASSWORD", "not-the-Pa55word")]);
     let r = call(
         &reg,
         "eMailSmtpOAuth",
@@ -367,14 +340,9 @@ async fn smtp_wrong_password_is_failed_without_showing_it() {
         "k",
     )
     .await;
-    let Err(e) = r else {
-        panic!("must fail: {r:?}")
-    };
+    let Err(e) = r else { panic!("must fail: {r:?}") };
     assert_eq!(e.kind, ErrorKind::Failed);
-    assert!(
-        e.message.contains("Authentication credentials invalid"),
-        "{e}"
-    );
+    assert!(e.message.contains("Authentication credentials invalid"), "{e}");
     assert_no_secret(&format!("{e} {e:?}"), &["not-the-Pa55word"]);
 }
 
@@ -414,9 +382,8 @@ async fn smtp_busy_server_is_retried_then_delivers() {
     )
     .await;
     assert!(
-        r.as_ref().is_err_and(
-            |e| e.kind == ErrorKind::Unavailable && e.message.contains("try again later")
-        ),
+        r.as_ref()
+            .is_err_and(|e| e.kind == ErrorKind::Unavailable && e.message.contains("try again later")),
         "{r:?}"
     );
 }
@@ -442,11 +409,7 @@ async fn smtp_silent_server_is_a_timeout_and_nothing_listening_unavailable() {
     assert!(started.elapsed() < Duration::from_millis(2000));
 
     let closed = crate::support::closed_port_url().await;
-    let port: u16 = closed
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1);
+    let port: u16 = closed.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(1);
     let reg = registry(&config(port, "plain", "backoff_ms = 100"), ENV);
     let started = Instant::now();
     let r = call(
@@ -541,10 +504,7 @@ async fn smtp_starttls_with_a_private_ca_delivers_over_tls() {
         ..SmtpServer::default()
     };
     let (port, server) = server.start().await;
-    let ca_file = std::env::temp_dir().join(format!(
-        "whenever-smtp-ca-{}-{port}.pem",
-        std::process::id()
-    ));
+    let ca_file = std::env::temp_dir().join(format!("whenever-smtp-ca-{}-{port}.pem", std::process::id()));
     std::fs::write(&ca_file, ca_pem).expect("write the CA file");
     let reg = registry(&starttls_config(port, Some(&ca_file)), ENV);
     let r = call(
@@ -602,10 +562,7 @@ async fn smtp_starttls_refuses_an_untrusted_certificate_and_a_server_without_tls
     let Err(e) = r else {
         panic!("must refuse to go on without TLS")
     };
-    assert!(
-        e.kind == ErrorKind::Failed && e.message.contains("STARTTLS"),
-        "{e}"
-    );
+    assert!(e.kind == ErrorKind::Failed && e.message.contains("STARTTLS"), "{e}");
     assert_no_secret(&format!("{e} {e:?}"), &[PASSWORD]);
     assert!(server.received().is_empty());
 }

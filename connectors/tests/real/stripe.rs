@@ -35,9 +35,7 @@ async fn charges(
     let field = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
     if header("authorization") != format!("Bearer {KEY}") {
         // Stripe echoes part of a wrong key; this one echoes all of it, to test scrubbing.
-        let shown = header("authorization")
-            .trim_start_matches("Bearer ")
-            .to_string();
+        let shown = header("authorization").trim_start_matches("Bearer ").to_string();
         let (s, v) = stripe_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
@@ -73,16 +71,11 @@ async fn charges(
         ),
         (Some(amount), Some(_)) => {
             let n = {
-                let mut c = stripe
-                    .charges
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut c = stripe.charges.lock().unwrap_or_else(PoisonError::into_inner);
                 *c += 1;
                 *c
             };
-            let expanded = form
-                .iter()
-                .any(|(k, v)| k == "expand[]" && v == "balance_transaction");
+            let expanded = form.iter().any(|(k, v)| k == "expand[]" && v == "balance_transaction");
             let balance = if expanded {
                 // Not the simulator's formula, so the test sees which one is used.
                 json!({"id": format!("txn_{n}"), "object": "balance_transaction", "fee": 3700})
@@ -143,10 +136,7 @@ async fn stripe_charge_posts_the_form_with_bearer_key_and_idempotency_key() {
     let seen = log.all();
     assert_eq!(seen.len(), 1);
     let s = &seen[0];
-    assert_eq!(
-        (s.method.as_str(), s.path.as_str()),
-        ("POST", "/v1/charges")
-    );
+    assert_eq!((s.method.as_str(), s.path.as_str()), ("POST", "/v1/charges"));
     assert_eq!(s.header("authorization"), format!("Bearer {KEY}"));
     assert_eq!(s.header("idempotency-key"), "o-1/charge/1/0");
     assert_eq!(s.form_value("amount").as_deref(), Some("124799"));
@@ -155,10 +145,7 @@ async fn stripe_charge_posts_the_form_with_bearer_key_and_idempotency_key() {
     assert_eq!(s.form_value("description").as_deref(), Some("Order o-1"));
     assert_eq!(s.form_value("metadata[orderId]").as_deref(), Some("o-1"));
     assert_eq!(s.form_value("metadata[items]").as_deref(), Some("2"));
-    assert_eq!(
-        s.form_value("expand[]").as_deref(),
-        Some("balance_transaction")
-    );
+    assert_eq!(s.form_value("expand[]").as_deref(), Some("balance_transaction"));
     // The effect is recorded like the simulator's, with Stripe's charge id.
     let effects = reg.effects().all();
     assert_eq!(effects.len(), 1);
@@ -167,10 +154,7 @@ async fn stripe_charge_posts_the_form_with_bearer_key_and_idempotency_key() {
         ("stripe", "ch_3Test1")
     );
     // The same key again: the registry answers from its cache, Stripe sees nothing more.
-    assert_eq!(
-        call(&reg, "stripe", "charge", args, "o-1/charge/1/0").await,
-        r
-    );
+    assert_eq!(call(&reg, "stripe", "charge", args, "o-1/charge/1/0").await, r);
     assert_eq!(log.len(), 1);
     assert_eq!(reg.effects().count("stripe", "charge"), 1);
 }
@@ -180,22 +164,8 @@ async fn stripe_repeat_after_a_host_restart_is_answered_by_stripe_idempotency() 
     let (url, log) = fake_stripe().await;
     let args = json!({"amount": 1000, "currency": "usd", "source": "tok_visa"});
     // Two registries: as if the host restarted and lost its in-memory cache.
-    let first = call(
-        &registry(&config(&url, ""), ENV),
-        "stripe",
-        "charge",
-        args.clone(),
-        "k",
-    )
-    .await;
-    let second = call(
-        &registry(&config(&url, ""), ENV),
-        "stripe",
-        "charge",
-        args,
-        "k",
-    )
-    .await;
+    let first = call(&registry(&config(&url, ""), ENV), "stripe", "charge", args.clone(), "k").await;
+    let second = call(&registry(&config(&url, ""), ENV), "stripe", "charge", args, "k").await;
     assert_eq!(first, second);
     assert_eq!(log.len(), 2);
     assert!(log.all().iter().all(|s| s.header("idempotency-key") == "k"));
@@ -204,10 +174,7 @@ async fn stripe_repeat_after_a_host_restart_is_answered_by_stripe_idempotency() 
 #[tokio::test]
 async fn stripe_fee_is_computed_like_the_simulator_when_not_expanded() {
     let (url, log) = fake_stripe().await;
-    let reg = registry(
-        &config(&url, "expand_fee = false\ndefault_currency = \"eur\""),
-        ENV,
-    );
+    let reg = registry(&config(&url, "expand_fee = false\ndefault_currency = \"eur\""), ENV);
     let r = call(
         &reg,
         "stripe",
@@ -237,10 +204,7 @@ async fn stripe_card_error_is_an_unsuccessful_answer_without_effect() {
         "k",
     )
     .await;
-    assert_eq!(
-        r,
-        Ok(json!({"success": false, "error": "Your card was declined."}))
-    );
+    assert_eq!(r, Ok(json!({"success": false, "error": "Your card was declined."})));
     assert!(reg.effects().is_empty());
 }
 
@@ -258,10 +222,7 @@ async fn stripe_other_4xx_is_failed_with_stripes_message() {
     .await;
     assert!(r.is_ok());
     // A wrong key: Stripe's message is passed on, the key scrubbed out of it.
-    let reg = registry(
-        &config(&url, ""),
-        &[("STRIPE_SECRET_KEY", "sk_test_wrongWrongWrong99")],
-    );
+    let reg = registry(&config(&url, ""), &[("STRIPE_SECRET_KEY", "sk_test_wrongWrongWrong99")]);
     let e = call(
         &reg,
         "stripe",
@@ -271,9 +232,7 @@ async fn stripe_other_4xx_is_failed_with_stripes_message() {
     )
     .await
     .err();
-    let Some(e) = e else {
-        panic!("a wrong key must fail")
-    };
+    let Some(e) = e else { panic!("a wrong key must fail") };
     assert_eq!(e.kind, ErrorKind::Failed);
     assert!(e.message.starts_with("Invalid API Key provided:"), "{e}");
     assert_no_secret(&e.to_string(), &["sk_test_wrongWrongWrong99"]);

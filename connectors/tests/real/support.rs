@@ -12,9 +12,7 @@ use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use serde_json::Value;
-use whenever_connectors::{
-    CallContext, ConfigError, ConnectorError, ConnectorsConfig, Env, Registry,
-};
+use whenever_connectors::{CallContext, ConfigError, ConnectorError, ConnectorsConfig, Env, Registry};
 
 /// One request a local server received.
 #[derive(Debug, Clone)]
@@ -42,10 +40,7 @@ impl Seen {
 
     /// One form field's value.
     pub fn form_value(&self, key: &str) -> Option<String> {
-        self.form()
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.form().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// The body as JSON.
@@ -60,10 +55,7 @@ pub struct Log(Arc<Mutex<Vec<Seen>>>);
 
 impl Log {
     pub fn all(&self) -> Vec<Seen> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub fn len(&self) -> usize {
@@ -76,26 +68,20 @@ impl Log {
     }
 
     fn push(&self, seen: Seen) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(seen);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(seen);
     }
 }
 
 async fn record(State(log): State<Log>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     log.push(Seen {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         headers: parts.headers.clone(),
         body: bytes.clone(),
     });
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// Serves `router` on 127.0.0.1 (a free port), recording every request in the returned log;
@@ -135,11 +121,7 @@ pub fn parse(toml_text: &str) -> ConnectorsConfig {
 
 /// The registry a config file and these environment variables give.
 pub fn try_registry(toml_text: &str, env: &[(&str, &str)]) -> Result<Registry, ConfigError> {
-    Registry::from_config_with_env(
-        &parse(toml_text),
-        Path::new(""),
-        Env::from_vars(env.iter().copied()),
-    )
+    Registry::from_config_with_env(&parse(toml_text), Path::new(""), Env::from_vars(env.iter().copied()))
 }
 
 /// Like [`try_registry`], for configs that must build.
@@ -158,13 +140,8 @@ pub async fn call(
     args: Value,
     key: &str,
 ) -> Result<Value, ConnectorError> {
-    reg.call(
-        connector,
-        method,
-        &args,
-        &CallContext::new("task-1", "step", key),
-    )
-    .await
+    reg.call(connector, method, &args, &CallContext::new("task-1", "step", key))
+        .await
 }
 
 /// How long a test server's slow answer takes (well above the timeouts tests configure).

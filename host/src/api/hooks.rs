@@ -18,9 +18,15 @@ pub const SIGNATURE_HEADER: &str = "x-whenever-signature";
 
 /// Whether `signature` (`sha256=HEX`) is the HMAC-SHA256 of `body` under `secret`.
 pub fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
-    let Some(hex_digest) = signature.trim().strip_prefix("sha256=") else { return false };
-    let Ok(expected) = hex::decode(hex_digest) else { return false };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
+    let Some(hex_digest) = signature.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_digest) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
 }
@@ -40,7 +46,9 @@ pub(crate) async fn receive(
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::Unauthorized(format!("hook {hook} needs an {SIGNATURE_HEADER} header")))?;
         if !signature_valid(secret, &raw, signature) {
-            return Err(ApiError::Unauthorized(format!("the signature of this delivery to hook {hook} is not valid")));
+            return Err(ApiError::Unauthorized(format!(
+                "the signature of this delivery to hook {hook} is not valid"
+            )));
         }
     }
     let payload = parse_json(&raw)?;

@@ -90,7 +90,10 @@ pub(crate) struct AppState {
 pub fn router(service: Service, options: ApiOptions) -> Router {
     let body_limit = options.max_body_bytes;
     let component_limit = options.max_component_bytes;
-    let state = AppState { service, options: Arc::new(options) };
+    let state = AppState {
+        service,
+        options: Arc::new(options),
+    };
     Router::new()
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{id}", get(tasks::show).patch(tasks::patch))
@@ -99,7 +102,10 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
         .route("/v1/steps", get(steps::list))
         .route(
             "/v1/steps/{name}",
-            put(steps::deploy).layer(DefaultBodyLimit::max(component_limit)).get(steps::show).delete(steps::remove),
+            put(steps::deploy)
+                .layer(DefaultBodyLimit::max(component_limit))
+                .get(steps::show)
+                .delete(steps::remove),
         )
         .route("/v1/steps/{name}/rollback", post(steps::rollback))
         .route("/healthz", get(healthz))
@@ -118,11 +124,15 @@ pub async fn serve(
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service, options)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(service, options))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = state.options.token.as_deref() else { return next.run(request).await };
+    let Some(token) = state.options.token.as_deref() else {
+        return next.run(request).await;
+    };
     let path = request.uri().path();
     if path == "/healthz" {
         return next.run(request).await;
@@ -162,9 +172,19 @@ async fn healthz() -> axum::Json<Value> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state.service.store().count_tasks().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let counts = state
+        .service
+        .store()
+        .count_tasks()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let text = state.service.metrics().render(&counts);
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response())
 }
 
 /// The body, or 413 beyond the limit (400 for another read failure).

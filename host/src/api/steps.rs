@@ -14,7 +14,9 @@ use super::{ApiError, AppState, body, parse_json};
 use crate::runtime::StepManifest;
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Json<Value>, ApiError> {
-    serde_json::to_value(value).map(Json).map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_value(value)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -39,12 +41,15 @@ pub(crate) async fn deploy(
     let params = query(params)?;
     let bytes = body(raw, state.options.max_component_bytes)?;
     if bytes.is_empty() {
-        return Err(ApiError::BadRequest("the request body must be the component's bytes".into()));
+        return Err(ApiError::BadRequest(
+            "the request body must be the component's bytes".into(),
+        ));
     }
     let manifest = match params.manifest.as_deref() {
         None => StepManifest::default(),
-        Some(text) => StepManifest::from_toml(text)
-            .map_err(|e| ApiError::Unprocessable(format!("step {name}: {e}")))?,
+        Some(text) => {
+            StepManifest::from_toml(text).map_err(|e| ApiError::Unprocessable(format!("step {name}: {e}")))?
+        }
     };
     let info = state.service.deploy_step(&name, bytes.to_vec(), manifest).await?;
     Ok((StatusCode::CREATED, to_json(&info)?))

@@ -24,7 +24,9 @@ pub(crate) fn task_json(stored: &StoredTask) -> Value {
 }
 
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
 }
 
 /// The task after an optional wait for it to settle.
@@ -66,9 +68,13 @@ pub(crate) async fn list(
     let params = query(params)?;
     let status = match params.status.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(serde_json::from_value::<TaskStatus>(Value::String(text.into())).map_err(|_| {
-            ApiError::BadRequest(format!("unknown status {text:?}: use running, waiting, completed or failed"))
-        })?),
+        Some(text) => Some(
+            serde_json::from_value::<TaskStatus>(Value::String(text.into())).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "unknown status {text:?}: use running, waiting, completed or failed"
+                ))
+            })?,
+        ),
     };
     if let Some(cursor) = &params.cursor
         && cursor.parse::<u64>().is_err()
@@ -81,9 +87,16 @@ pub(crate) async fn list(
     }
     let page = state
         .service
-        .tasks(&TaskQuery { status, tag: params.tag.filter(|t| !t.is_empty()), limit, cursor: params.cursor })
+        .tasks(&TaskQuery {
+            status,
+            tag: params.tag.filter(|t| !t.is_empty()),
+            limit,
+            cursor: params.cursor,
+        })
         .await?;
-    Ok(Json(serde_json::to_value(&page).map_err(|e| ApiError::Internal(e.to_string()))?))
+    Ok(Json(
+        serde_json::to_value(&page).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
 }
 
 pub(crate) async fn patch(
@@ -115,7 +128,11 @@ pub(crate) async fn retry(
                 Some(Value::String(step)) => Some(step.clone()),
                 Some(_) => return Err(ApiError::BadRequest("\"step\" must be a string".into())),
             },
-            _ => return Err(ApiError::BadRequest("the body must be an object like {\"step\": NAME}".into())),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "the body must be an object like {\"step\": NAME}".into(),
+                ));
+            }
         }
     };
     state.service.retry_task(&id, step.as_deref()).await?;

@@ -157,13 +157,27 @@ impl Client {
             .await
             .map_err(|e| Failure(format!("cannot reach the server at {}: {e}", self.base), EXIT_INTERNAL))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| Failure(format!("cannot read the answer: {e}"), EXIT_INTERNAL))?;
-        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Failure(format!("cannot read the answer: {e}"), EXIT_INTERNAL))?;
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         if status.is_success() {
             return Ok(value);
         }
-        let message = value["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
-        let code = if status.is_client_error() { EXIT_BAD_INPUT } else { EXIT_INTERNAL };
+        let message = value["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        let code = if status.is_client_error() {
+            EXIT_BAD_INPUT
+        } else {
+            EXIT_INTERNAL
+        };
         Err(Failure(format!("the server answered {status}: {message}"), code))
     }
 
@@ -183,7 +197,10 @@ fn finish(command: &str, result: Result<(), Failure>) -> u8 {
 }
 
 fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
 }
 
 fn text<'a>(value: &'a Value, key: &str) -> &'a str {
@@ -202,7 +219,10 @@ fn print_task(task: &Value) {
     if let Some(message) = task["message"].as_str() {
         println!("message  {message}");
     }
-    println!("data     {}", serde_json::to_string_pretty(&task["data"]).unwrap_or_default());
+    println!(
+        "data     {}",
+        serde_json::to_string_pretty(&task["data"]).unwrap_or_default()
+    );
     if let Some(runs) = task["runs"].as_array() {
         println!("runs     {}", runs.len());
         for run in runs {
@@ -231,7 +251,12 @@ pub(crate) async fn deploy(args: DeployArgs) -> u8 {
             .map_err(|e| bad(format!("cannot read {}: {e}", args.component.display())))?;
         let name = match &args.name {
             Some(name) => name.clone(),
-            None => args.component.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string(),
+            None => args
+                .component
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string(),
         };
         let manifest_path = args.manifest.clone().or_else(|| {
             let beside = args.component.with_extension("toml");
@@ -284,17 +309,31 @@ pub(crate) async fn steps(args: StepsArgs) -> u8 {
 /// what the host's config withholds.
 fn grants(step: &Value) -> String {
     let list = |value: &Value| -> Vec<String> {
-        value.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
     };
     let connectors = list(&step["connectors"]);
     let hosts = list(&step["hosts"]);
-    let mut out = if connectors.is_empty() { "-".to_string() } else { connectors.join(", ") };
+    let mut out = if connectors.is_empty() {
+        "-".to_string()
+    } else {
+        connectors.join(", ")
+    };
     if !hosts.is_empty() {
         out.push_str(&format!(" (hosts: {})", hosts.join(", ")));
     }
     let withheld: Vec<String> = list(&step["withheld"]["connectors"])
         .into_iter()
-        .chain(list(&step["withheld"]["hosts"]).into_iter().map(|h| format!("host {h}")))
+        .chain(
+            list(&step["withheld"]["hosts"])
+                .into_iter()
+                .map(|h| format!("host {h}")),
+        )
         .collect();
     if !withheld.is_empty() {
         out.push_str(&format!("  withheld by config: {}", withheld.join(", ")));
@@ -319,13 +358,20 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
         if let Some(cursor) = &args.cursor {
             query.push(("cursor", cursor.clone()));
         }
-        let page = client.send(client.http.get(client.url("/v1/tasks")).query(&query)).await?;
+        let page = client
+            .send(client.http.get(client.url("/v1/tasks")).query(&query))
+            .await?;
         if args.client.json {
             print_json(&page);
             return Ok(());
         }
         for task in page["tasks"].as_array().into_iter().flatten() {
-            let tags: Vec<&str> = task["tags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let tags: Vec<&str> = task["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             println!(
                 "{:<20} {:<10} {:<32} {}",
                 text(task, "id"),
@@ -347,8 +393,14 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
 pub(crate) async fn task(args: TaskArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client);
-        let task = client.send(client.http.get(client.url(&format!("/v1/tasks/{}", args.id)))).await?;
-        if args.client.json { print_json(&task) } else { print_task(&task) }
+        let task = client
+            .send(client.http.get(client.url(&format!("/v1/tasks/{}", args.id))))
+            .await?;
+        if args.client.json {
+            print_json(&task)
+        } else {
+            print_task(&task)
+        }
         Ok(())
     }
     .await;
@@ -361,7 +413,9 @@ pub(crate) async fn patch(args: PatchArgs) -> u8 {
         let client = Client::new(&args.client);
         let text = if args.patch.as_os_str() == "-" {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map_err(|e| bad(format!("cannot read stdin: {e}")))?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| bad(format!("cannot read stdin: {e}")))?;
             text
         } else {
             std::fs::read_to_string(&args.patch)
@@ -375,7 +429,11 @@ pub(crate) async fn patch(args: PatchArgs) -> u8 {
             .header("content-type", "application/merge-patch+json")
             .body(merge.to_string());
         let task = client.send(request).await?;
-        if args.client.json { print_json(&task) } else { print_task(&task) }
+        if args.client.json {
+            print_json(&task)
+        } else {
+            print_task(&task)
+        }
         Ok(())
     }
     .await;
@@ -397,7 +455,11 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
             .header("content-type", "application/json")
             .body(body);
         let task = client.send(request).await?;
-        if args.client.json { print_json(&task) } else { print_task(&task) }
+        if args.client.json {
+            print_json(&task)
+        } else {
+            print_task(&task)
+        }
         Ok(())
     }
     .await;

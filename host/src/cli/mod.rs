@@ -83,7 +83,12 @@ pub enum Command {
 /// Runs the command line and returns the process exit code.
 pub async fn main(cli: Cli) -> ExitCode {
     let code = match cli.command {
-        Command::Run { task, steps, config, quiet } => run::run(&task, &steps, config.as_deref(), quiet).await,
+        Command::Run {
+            task,
+            steps,
+            config,
+            quiet,
+        } => run::run(&task, &steps, config.as_deref(), quiet).await,
         Command::Match { condition, data } => matching::run(&condition, &data),
         Command::Demo => crate::demo::main().await,
         Command::Serve(args) => serve::run(args).await,

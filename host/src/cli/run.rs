@@ -18,17 +18,28 @@ pub(crate) async fn run(task_path: &Path, steps: &[PathBuf], config: Option<&Pat
             return EXIT_BAD_INPUT;
         }
     };
-    let options = HostOptions { steps: steps.to_vec(), config: config.map(Path::to_path_buf), no_steps: false };
+    let options = HostOptions {
+        steps: steps.to_vec(),
+        config: config.map(Path::to_path_buf),
+        no_steps: false,
+    };
     let host = match Host::start(&options).await {
         Ok(host) => host,
         Err(e) => {
             eprintln!("whenever run: {e}");
-            return if e.is_bad_input() { EXIT_BAD_INPUT } else { EXIT_INTERNAL };
+            return if e.is_bad_input() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_INTERNAL
+            };
         }
     };
     let mut task = Task::new(data);
     let mut timeline = Timeline::new(!quiet);
-    let status = host.scheduler.drive(&mut task, &mut |event| timeline.event(&event)).await;
+    let status = host
+        .scheduler
+        .drive(&mut task, &mut |event| timeline.event(&event))
+        .await;
     match serde_json::to_string_pretty(&task.summary_json()) {
         Ok(text) => println!("{text}"),
         Err(e) => {
@@ -46,8 +57,7 @@ pub(crate) async fn run(task_path: &Path, steps: &[PathBuf], config: Option<&Pat
 /// Reads a task file: a JSON object.
 pub(crate) fn read_task(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let data: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    let data: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
     if !data.is_object() {
         return Err(format!("{}: the task data must be a JSON object", path.display()));
     }

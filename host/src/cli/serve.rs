@@ -35,11 +35,18 @@ pub struct ServeArgs {
 pub(crate) async fn run(args: ServeArgs) -> u8 {
     let token = std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty());
     if !args.listen.ip().is_loopback() && token.is_none() {
-        eprintln!("whenever serve: listening on {} needs a bearer token: set WHENEVER_TOKEN", args.listen);
+        eprintln!(
+            "whenever serve: listening on {} needs a bearer token: set WHENEVER_TOKEN",
+            args.listen
+        );
         return EXIT_BAD_INPUT;
     }
-    let options =
-        ServiceOptions { db: args.db.clone(), steps: args.steps.clone(), no_steps: false, config: args.config };
+    let options = ServiceOptions {
+        db: args.db.clone(),
+        steps: args.steps.clone(),
+        no_steps: false,
+        config: args.config,
+    };
     let service = match Service::start(&options).await {
         Ok(service) => service,
         Err(e) => {
@@ -70,7 +77,13 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         // Dropped into a watched folder, a new or changed step is deployed live.
         service.watch_steps(args.steps.clone(), std::time::Duration::from_secs(1));
     }
-    let steps: Vec<String> = service.scheduler().catalog().snapshot().iter().map(|s| s.name.clone()).collect();
+    let steps: Vec<String> = service
+        .scheduler()
+        .catalog()
+        .snapshot()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
     let db = crate::store::postgres::redact(&args.db.to_string_lossy());
     if let Some(host) = service.host_id() {
         eprintln!(

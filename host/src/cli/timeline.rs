@@ -18,12 +18,22 @@ pub struct Timeline {
 impl Timeline {
     /// A timeline printing to stderr as events arrive (or silent when `enabled` is false).
     pub fn new(enabled: bool) -> Self {
-        Timeline { enabled, in_flight: 0, lines: Vec::new(), echo: true }
+        Timeline {
+            enabled,
+            in_flight: 0,
+            lines: Vec::new(),
+            echo: true,
+        }
     }
 
     /// A timeline that only collects its lines (for the demo, which prints them itself).
     pub fn collecting() -> Self {
-        Timeline { enabled: true, in_flight: 0, lines: Vec::new(), echo: false }
+        Timeline {
+            enabled: true,
+            in_flight: 0,
+            lines: Vec::new(),
+            echo: false,
+        }
     }
 
     /// The lines printed so far.
@@ -64,8 +74,11 @@ impl Timeline {
                         let calls = if run.connector_calls.is_empty() {
                             String::new()
                         } else {
-                            let names: Vec<String> =
-                                run.connector_calls.iter().map(|c| format!("{}.{}", c.connector, c.method)).collect();
+                            let names: Vec<String> = run
+                                .connector_calls
+                                .iter()
+                                .map(|c| format!("{}.{}", c.connector, c.method))
+                                .collect();
                             format!("; calls {}", names.join(", "))
                         };
                         format!("✓ {} in {:.1} ms: {}{calls}", run.step, run.duration_ms, changed(run))
@@ -104,8 +117,12 @@ fn changed(run: &RunRecord) -> String {
     if run.changes.is_empty() {
         return "no changes".to_string();
     }
-    let mut names: Vec<String> =
-        run.changes.iter().take(4).map(|c| c.path().trim_start_matches('/').replace('/', ".")).collect();
+    let mut names: Vec<String> = run
+        .changes
+        .iter()
+        .take(4)
+        .map(|c| c.path().trim_start_matches('/').replace('/', "."))
+        .collect();
     if run.changes.len() > 4 {
         names.push(format!("+{} more", run.changes.len() - 4));
     }
@@ -113,13 +130,22 @@ fn changed(run: &RunRecord) -> String {
 }
 
 fn offset(task: &Task, run: &RunRecord, end: bool) -> String {
-    let at = if end { run.ended_at.unwrap_or(run.started_at) } else { run.started_at };
+    let at = if end {
+        run.ended_at.unwrap_or(run.started_at)
+    } else {
+        run.started_at
+    };
     let micros = (at - task.created_at).num_microseconds().unwrap_or(0);
     format!("+{:.1}ms", micros as f64 / 1000.0)
 }
 
 fn total(task: &Task) -> String {
-    let end = task.runs.iter().filter_map(|r| r.ended_at).max().unwrap_or(task.created_at);
+    let end = task
+        .runs
+        .iter()
+        .filter_map(|r| r.ended_at)
+        .max()
+        .unwrap_or(task.created_at);
     let micros = (end - task.created_at).num_microseconds().unwrap_or(0);
     format!("+{:.1}ms", micros as f64 / 1000.0)
 }

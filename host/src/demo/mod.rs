@@ -44,7 +44,11 @@ pub async fn run_scenario(host: &Host, scenario: &Scenario) -> ScenarioRun {
         statuses.push(host.scheduler.drive(&mut task, &mut |e| timeline.event(&e)).await);
         lines.extend(timeline.lines().iter().cloned());
     }
-    ScenarioRun { task, statuses, timeline: lines }
+    ScenarioRun {
+        task,
+        statuses,
+        timeline: lines,
+    }
 }
 
 /// The demo: every scenario, printed for people. Returns the process exit code.
@@ -71,14 +75,22 @@ pub async fn main() -> u8 {
     }
     let outbox = host.scheduler.connectors().outbox().messages();
     println!("All scenarios done: {} messages in the outbox.", outbox.len());
-    if all_ok { crate::cli::EXIT_COMPLETED } else { crate::cli::EXIT_FAILED }
+    if all_ok {
+        crate::cli::EXIT_COMPLETED
+    } else {
+        crate::cli::EXIT_FAILED
+    }
 }
 
 fn render(number: usize, scenario: &Scenario, run: &ScenarioRun, host: &Host) -> String {
     let task = &run.task;
     let mut out = String::new();
     let rule = "─".repeat(78);
-    let _ = writeln!(out, "{rule}\n{number}. {}\n   {}\n{rule}", scenario.title, scenario.story);
+    let _ = writeln!(
+        out,
+        "{rule}\n{number}. {}\n   {}\n{rule}",
+        scenario.title, scenario.story
+    );
     for line in &run.timeline {
         let _ = writeln!(out, "{line}");
     }
@@ -90,17 +102,39 @@ fn render(number: usize, scenario: &Scenario, run: &ScenarioRun, host: &Host) ->
     if !task.tags.is_empty() {
         let _ = writeln!(out, "  tags       {}", task.tags.join(", "));
     }
-    let _ = writeln!(out, "  order      status={} tier={} priority={}", text(&order["status"]), text(&order["customer"]["effectiveTier"]), text(&order["priority"]));
+    let _ = writeln!(
+        out,
+        "  order      status={} tier={} priority={}",
+        text(&order["status"]),
+        text(&order["customer"]["effectiveTier"]),
+        text(&order["priority"])
+    );
     let fraud = &order["fraud"];
     if !fraud.is_null() {
-        let _ = writeln!(out, "  fraud      score={} → {} {}", text(&fraud["finalScore"]), text(&fraud["recommendation"]), fraud["factors"]);
+        let _ = writeln!(
+            out,
+            "  fraud      score={} → {} {}",
+            text(&fraud["finalScore"]),
+            text(&fraud["recommendation"]),
+            fraud["factors"]
+        );
     }
     let payment = &order["payment"];
     if !payment["transactionId"].is_null() || !payment["error"].is_null() {
-        let _ = writeln!(out, "  payment    {} {}", text(&payment["transactionId"]), text(&payment["error"]));
+        let _ = writeln!(
+            out,
+            "  payment    {} {}",
+            text(&payment["transactionId"]),
+            text(&payment["error"])
+        );
     }
     if !order["fulfillment"].is_null() {
-        let _ = writeln!(out, "  fulfilment {} ({} order(s))", text(&order["fulfillment"]["strategy"]), order["fulfillment"]["orders"].as_array().map_or(0, Vec::len));
+        let _ = writeln!(
+            out,
+            "  fulfilment {} ({} order(s))",
+            text(&order["fulfillment"]["strategy"]),
+            order["fulfillment"]["orders"].as_array().map_or(0, Vec::len)
+        );
     }
     let messages = host.scheduler.connectors().outbox().for_task(&task.id);
     if !messages.is_empty() {

@@ -88,7 +88,9 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "standard",
             title: "Standard customer",
             story: "Five orders and $500 spent: standard tier, eco packaging, a plain confirmation.",
-            order: order_with(json!({"order": {"customer": {"tier": "standard", "totalSpent": 500, "totalOrders": 5}}})),
+            order: order_with(
+                json!({"order": {"customer": {"tier": "standard", "totalSpent": 500, "totalOrders": 5}}}),
+            ),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
@@ -97,7 +99,10 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "Fraud review, then a person approves",
             story: "A first order shipped to Canada scores 50: #fraud-review is alerted at once and the task waits for a person.",
             order: order_with(review.clone()),
-            actions: vec![person("the fraud team approves the order", json!({"order": {"fraudApproved": true}}))],
+            actions: vec![person(
+                "the fraud team approves the order",
+                json!({"order": {"fraudApproved": true}}),
+            )],
             expected: TaskStatus::Completed,
         },
         Scenario {
@@ -105,14 +110,19 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "Fraud review, then a person rejects",
             story: "The same order; the fraud team rejects it: reservations are released and the customer is told.",
             order: order_with(review),
-            actions: vec![person("the fraud team rejects the order", json!({"order": {"fraudRejected": true}}))],
+            actions: vec![person(
+                "the fraud team rejects the order",
+                json!({"order": {"fraudRejected": true}}),
+            )],
             expected: TaskStatus::Completed,
         },
         Scenario {
             name: "fraud-rejected",
             title: "Fraud rejection",
             story: "A $6,000 first order to Canada scores 80 with FraudGuard: rejected without payment.",
-            order: order_with(json!({"order": {"total": 6000, "customer": {"totalOrders": 1}, "shipping": {"address": {"country": "CA"}}}})),
+            order: order_with(
+                json!({"order": {"total": 6000, "customer": {"totalOrders": 1}, "shipping": {"address": {"country": "CA"}}}}),
+            ),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
@@ -121,7 +131,10 @@ pub fn scenarios() -> Vec<Scenario> {
             title: "Card declined, recovery, then a new card succeeds",
             story: "Stripe declines the card: stock is released, recovery writes to the customer and waits; a new token makes payment run again.",
             order: order_with(json!({"order": {"payment": {"token": "tok_chargeDeclined"}}})),
-            actions: vec![person("the customer enters a new card", json!({"order": {"payment": {"token": "tok_visa"}}}))],
+            actions: vec![person(
+                "the customer enters a new card",
+                json!({"order": {"payment": {"token": "tok_visa"}}}),
+            )],
             expected: TaskStatus::Completed,
         },
         Scenario {
@@ -144,7 +157,9 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "paypal",
             title: "PayPal, approved",
             story: "Payment goes through PayPal instead of Stripe.",
-            order: order_with(json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-5XY12345AB678901C", "last4": null}}})),
+            order: order_with(
+                json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-5XY12345AB678901C", "last4": null}}}),
+            ),
             actions: vec![],
             expected: TaskStatus::Completed,
         },
@@ -152,7 +167,9 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "paypal-declined",
             title: "PayPal, declined",
             story: "PayPal declines the instrument: recovery takes over and the task waits for a new payment.",
-            order: order_with(json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-DECLINED-5XY12345", "last4": null}}})),
+            order: order_with(
+                json!({"order": {"payment": {"method": "paypal", "provider": "paypal", "token": "PAY-DECLINED-5XY12345", "last4": null}}}),
+            ),
             actions: vec![],
             expected: TaskStatus::Waiting,
         },
@@ -160,7 +177,9 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "crypto",
             title: "Bitcoin payment",
             story: "A crypto order is paid through Coinbase by a step added later, without touching the others.",
-            order: order_with(json!({"order": {"payment": {"method": "bitcoin", "provider": "coinbase", "walletAddress": "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", "token": null, "last4": null}}})),
+            order: order_with(
+                json!({"order": {"payment": {"method": "bitcoin", "provider": "coinbase", "walletAddress": "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", "token": null, "last4": null}}}),
+            ),
             actions: vec![],
             expected: TaskStatus::Completed,
         },

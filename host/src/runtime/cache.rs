@@ -19,7 +19,10 @@ impl CompileCache {
     pub(crate) fn new(dir: PathBuf, engine: &Engine) -> Self {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        CompileCache { dir, engine_hash: format!("{:016x}", hasher.finish()) }
+        CompileCache {
+            dir,
+            engine_hash: format!("{:016x}", hasher.finish()),
+        }
     }
 
     fn path_for(&self, digest: &str) -> PathBuf {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
 use whenever_condition::Condition;
 
 use super::bindings::{Step, StepPre};
@@ -84,7 +86,9 @@ pub struct CompileStats {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("cache", &self.cache.as_ref().map(|c| c.dir().to_path_buf())).finish()
+        f.debug_struct("Runtime")
+            .field("cache", &self.cache.as_ref().map(|c| c.dir().to_path_buf()))
+            .finish()
     }
 }
 
@@ -152,12 +156,7 @@ impl Runtime {
     /// Compiles (or loads from the cache), links and checks a component as step `name`, and
     /// reads its condition once. The manifest's grants are narrowed by the operator's
     /// [`Capabilities`]. Any problem is a [`LoadError`] naming it.
-    pub async fn load(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        manifest: StepManifest,
-    ) -> Result<LoadedStep, LoadError> {
+    pub async fn load(&self, name: &str, bytes: &[u8], manifest: StepManifest) -> Result<LoadedStep, LoadError> {
         if name.is_empty()
             || name.len() > 128
             || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -173,17 +172,21 @@ impl Runtime {
                 ),
             });
         }
-        manifest
-            .validate()
-            .map_err(|e| LoadError::Manifest { step: name.to_string(), message: e.to_string() })?;
+        manifest.validate().map_err(|e| LoadError::Manifest {
+            step: name.to_string(),
+            message: e.to_string(),
+        })?;
         let (manifest, withheld) = self.capabilities.narrow(name, manifest);
         let digest = digest(bytes);
         let component = self.compile(name, bytes, &digest).await?;
         check_world(&self.engine, name, &component)?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld {
-            step: name.to_string(),
-            message: format!("{e:#}"),
-        })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld {
+                step: name.to_string(),
+                message: format!("{e:#}"),
+            })?;
         let pre = StepPre::new(pre).map_err(|e| LoadError::WrongWorld {
             step: name.to_string(),
             message: format!("its exports do not have the step world's types: {e:#}"),
@@ -217,11 +220,17 @@ impl Runtime {
         let engine = self.engine.clone();
         let owned = bytes.to_vec();
         if let Some(message) = not_a_component(bytes) {
-            return Err(LoadError::NotAComponent { step: name.to_string(), message });
+            return Err(LoadError::NotAComponent {
+                step: name.to_string(),
+                message,
+            });
         }
         let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, owned))
             .await
-            .map_err(|e| LoadError::NotAComponent { step: name.to_string(), message: e.to_string() })?;
+            .map_err(|e| LoadError::NotAComponent {
+                step: name.to_string(),
+                message: e.to_string(),
+            })?;
         let component = compiled.map_err(|e| LoadError::NotAComponent {
             step: name.to_string(),
             message: format!("{e:#}"),
@@ -257,10 +266,16 @@ impl Runtime {
         pre: &StepPre<RunState>,
         limits: &StepLimits,
     ) -> Result<Condition, LoadError> {
-        let invalid = |message: String| LoadError::InvalidCondition { step: name.to_string(), message };
+        let invalid = |message: String| LoadError::InvalidCondition {
+            step: name.to_string(),
+            message,
+        };
         let log = RunLog::new(limits.max_log_bytes);
         let mut store = self.new_store(limits, log, None);
-        let instance = pre.instantiate_async(&mut store).await.map_err(|e| invalid(format!("cannot instantiate: {e:#}")))?;
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| invalid(format!("cannot instantiate: {e:#}")))?;
         let text = match instance.call_condition(&mut store).await {
             Ok(text) => text,
             Err(e) => {
@@ -282,10 +297,18 @@ impl Runtime {
                 describe_bytes(limits.max_output_bytes)
             )));
         }
-        let pattern: Value = serde_json::from_str(&text)
-            .map_err(|e| invalid(format!("condition() did not return JSON ({e}): it returned {}", snippet(&text))))?;
+        let pattern: Value = serde_json::from_str(&text).map_err(|e| {
+            invalid(format!(
+                "condition() did not return JSON ({e}): it returned {}",
+                snippet(&text)
+            ))
+        })?;
         Condition::parse(&pattern).map_err(|e| {
-            let at = if e.path.is_empty() { "at the top level".to_string() } else { format!("at {}", e.path) };
+            let at = if e.path.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("at {}", e.path)
+            };
             invalid(format!("{at}: {} (condition() returned {})", e.message, snippet(&text)))
         })
     }
@@ -315,7 +338,10 @@ impl Runtime {
             }),
             Ok(instance) => match instance.call_content(&mut store, &input.data).await {
                 Err(e) => Err(classify(e, store.data(), &limits)),
-                Ok(Err(message)) => Err(RunError { kind: RunErrorKind::StepError, message }),
+                Ok(Err(message)) => Err(RunError {
+                    kind: RunErrorKind::StepError,
+                    message,
+                }),
                 Ok(Ok(output)) => parse_output(&output, &limits),
             },
         };
@@ -384,8 +410,9 @@ fn parse_output(output: &str, limits: &StepLimits) -> Result<RunOutput, RunError
 
 /// The per-component lock that serialises compiles of the same bytes within this process.
 fn compile_gate(digest: &str) -> Arc<tokio::sync::Mutex<()>> {
-    static GATES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-        std::sync::LazyLock::new(Default::default);
+    static GATES: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
     let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
     gates.entry(digest.to_string()).or_default().clone()
 }
@@ -407,7 +434,10 @@ fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> Ru
     if trap == Some(Trap::Interrupt) {
         return RunError {
             kind: RunErrorKind::Deadline,
-            message: format!("the run exceeded its deadline of {} ms and was stopped", limits.timeout_ms),
+            message: format!(
+                "the run exceeded its deadline of {} ms and was stopped",
+                limits.timeout_ms
+            ),
         };
     }
     if state.limiter.hit {
@@ -426,11 +456,20 @@ fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> Ru
         };
     }
     if let Some(panic) = panic_message(&state.log) {
-        return RunError { kind: RunErrorKind::Panic, message: format!("the step panicked: {panic}") };
+        return RunError {
+            kind: RunErrorKind::Panic,
+            message: format!("the step panicked: {panic}"),
+        };
     }
     match trap {
-        Some(trap) => RunError { kind: RunErrorKind::Trap, message: format!("the step trapped: {trap}") },
-        None => RunError { kind: RunErrorKind::Trap, message: format!("the step failed: {error:#}") },
+        Some(trap) => RunError {
+            kind: RunErrorKind::Trap,
+            message: format!("the step trapped: {trap}"),
+        },
+        None => RunError {
+            kind: RunErrorKind::Trap,
+            message: format!("the step failed: {error:#}"),
+        },
     }
 }
 
@@ -468,7 +507,10 @@ fn snippet(text: &str) -> String {
 /// WebAssembly at all. `None` leaves the rest to wasmtime.
 fn not_a_component(bytes: &[u8]) -> Option<String> {
     let Some(header) = bytes.get(..8) else {
-        return Some(format!("the file is {} bytes, too short for a WebAssembly component", bytes.len()));
+        return Some(format!(
+            "the file is {} bytes, too short for a WebAssembly component",
+            bytes.len()
+        ));
     };
     if &header[..4] != b"\0asm" {
         return Some("the file is not WebAssembly (it does not start with the \\0asm magic)".to_string());
@@ -485,15 +527,23 @@ fn not_a_component(bytes: &[u8]) -> Option<String> {
 }
 
 /// The interfaces a step may import (what `link_wasi` and the step world provide).
-const ALLOWED_IMPORTS: &[&str] =
-    &["whenever:step/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/"];
+const ALLOWED_IMPORTS: &[&str] = &[
+    "whenever:step/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+];
 
 /// Checks the component against the step world before linking, so a refusal names the cause: it
 /// imports something a step may not use (files, sockets, ...), or it does not export the step
 /// world's functions (a command, or a component for another world).
 fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<(), LoadError> {
     use wasmtime::component::types::ComponentItem;
-    let wrong = |message: String| LoadError::WrongWorld { step: name.to_string(), message };
+    let wrong = |message: String| LoadError::WrongWorld {
+        step: name.to_string(),
+        message,
+    };
     let ty = component.component_type();
     let forbidden: Vec<&str> = ty
         .imports(engine)
@@ -522,9 +572,17 @@ fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<(),
             "it does not export the step world's {} function{} (it exports {}): it was built for \
              another world; a step is a cdylib built against wit/step.wit (see whenever-step-sdk), \
              not a command with fn main",
-            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(" and "),
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(" and "),
             if missing.len() > 1 { "s" } else { "" },
-            if found.is_empty() { "nothing".to_string() } else { found.join(", ") }
+            if found.is_empty() {
+                "nothing".to_string()
+            } else {
+                found.join(", ")
+            }
         )));
     }
     Ok(())
@@ -536,7 +594,13 @@ fn panic_message(log: &RunLog) -> Option<String> {
     let at = lines
         .iter()
         .position(|l| l.level == LogLevel::Stderr && l.message.contains("panicked at"))?;
-    let location = lines[at].message.split("panicked at").nth(1).unwrap_or("").trim().trim_end_matches(':');
+    let location = lines[at]
+        .message
+        .split("panicked at")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .trim_end_matches(':');
     let message: Vec<&str> = lines[at + 1..]
         .iter()
         .filter(|l| l.level == LogLevel::Stderr && !l.message.starts_with("note:"))

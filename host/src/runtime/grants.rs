@@ -177,7 +177,9 @@ pub fn host_pattern_problem(pattern: &str) -> Option<String> {
         return None;
     }
     if name.is_empty()
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
         || name.starts_with('.')
         || name.ends_with('.')
         || name.contains("..")
@@ -206,8 +208,10 @@ mod tests {
     use super::*;
 
     fn manifest(connectors: &[&str], hosts: &[&str]) -> StepManifest {
-        let mut m =
-            StepManifest { connectors: connectors.iter().map(|c| c.to_string()).collect(), ..StepManifest::default() };
+        let mut m = StepManifest {
+            connectors: connectors.iter().map(|c| c.to_string()).collect(),
+            ..StepManifest::default()
+        };
         m.http.hosts = hosts.iter().map(|h| h.to_string()).collect();
         m
     }
@@ -237,9 +241,16 @@ mod tests {
         for good in ["inventory.internal", "*.internal", "*", "127.0.0.1", "svc_1", "::1"] {
             assert_eq!(host_pattern_problem(good), None, "{good}");
         }
-        for bad in
-            ["", "https://inventory.internal", "inventory.internal:80", "a/b", "*a.internal", "a.*.b", ".x", "a..b"]
-        {
+        for bad in [
+            "",
+            "https://inventory.internal",
+            "inventory.internal:80",
+            "a/b",
+            "*a.internal",
+            "a.*.b",
+            ".x",
+            "a..b",
+        ] {
             let problem = host_pattern_problem(bad).unwrap_or_default();
             assert!(problem.contains("not a host name pattern"), "{bad}: {problem}");
         }
@@ -247,7 +258,10 @@ mod tests {
 
     #[test]
     fn url_hosts() {
-        assert_eq!(url_host("https://user:pw@Inventory.internal:8443/api?x=1").as_deref(), Some("inventory.internal"));
+        assert_eq!(
+            url_host("https://user:pw@Inventory.internal:8443/api?x=1").as_deref(),
+            Some("inventory.internal")
+        );
         assert_eq!(url_host("http://127.0.0.1:9000").as_deref(), Some("127.0.0.1"));
         assert_eq!(url_host("http://[::1]:9000/x").as_deref(), Some("::1"));
         assert_eq!(url_host("inventory.internal"), None);
@@ -256,8 +270,13 @@ mod tests {
 
     #[test]
     fn the_operator_narrows_connectors_to_the_intersection() {
-        let caps = Capabilities::new()
-            .limit_step("pay", OperatorGrants { connectors: Some(strings(&["stripe", "slackCom"])), hosts: None });
+        let caps = Capabilities::new().limit_step(
+            "pay",
+            OperatorGrants {
+                connectors: Some(strings(&["stripe", "slackCom"])),
+                hosts: None,
+            },
+        );
         let (narrowed, withheld) = caps.narrow("pay", manifest(&["stripe", "paypal"], &["a.internal"]));
         assert_eq!(narrowed.connectors, strings(&["stripe"]));
         assert_eq!(narrowed.http.hosts, strings(&["a.internal"]), "hosts not narrowed");
@@ -274,16 +293,26 @@ mod tests {
     fn the_operator_narrows_hosts_to_the_intersection_of_patterns() {
         let caps = Capabilities::new().limit_step(
             "s",
-            OperatorGrants { connectors: None, hosts: Some(strings(&["fraud.internal", "*.shop.example"])) },
+            OperatorGrants {
+                connectors: None,
+                hosts: Some(strings(&["fraud.internal", "*.shop.example"])),
+            },
         );
-        let (narrowed, withheld) =
-            caps.narrow("s", manifest(&["fraudGuard"], &["*.internal", "eu.shop.example", "other.example"]));
+        let (narrowed, withheld) = caps.narrow(
+            "s",
+            manifest(&["fraudGuard"], &["*.internal", "eu.shop.example", "other.example"]),
+        );
         assert_eq!(narrowed.http.hosts, strings(&["eu.shop.example", "fraud.internal"]));
         assert_eq!(withheld.hosts, strings(&["*.internal", "other.example"]));
         let (all, _) = caps.narrow("s", manifest(&[], &["*"]));
         assert_eq!(all.http.hosts, strings(&["fraud.internal", "*.shop.example"]));
-        let caps =
-            Capabilities::new().limit_step("s", OperatorGrants { connectors: Some(vec![]), hosts: Some(vec![]) });
+        let caps = Capabilities::new().limit_step(
+            "s",
+            OperatorGrants {
+                connectors: Some(vec![]),
+                hosts: Some(vec![]),
+            },
+        );
         let (none, withheld) = caps.narrow("s", manifest(&["stripe"], &["a.internal"]));
         assert!(none.connectors.is_empty() && none.http.hosts.is_empty());
         assert_eq!(withheld.connectors, strings(&["stripe"]));
@@ -295,16 +324,29 @@ mod tests {
         let caps = Capabilities::new().connector_host("fraudGuard", "Fraud.Internal");
         let step = manifest(&["fraudGuard", "stripe"], &["fraud.internal"]);
         let none = Withheld::default();
-        assert_eq!(caps.check_call("s", &step, &none, "stripe"), Ok(()), "not an http connector");
+        assert_eq!(
+            caps.check_call("s", &step, &none, "stripe"),
+            Ok(()),
+            "not an http connector"
+        );
         assert_eq!(caps.check_call("s", &step, &none, "fraudGuard"), Ok(()));
         let error = caps.check_call("s", &step, &none, "paypal").unwrap_err();
-        assert!(error.contains("\"paypal\"") && error.contains("add it to the step's manifest"), "{error}");
+        assert!(
+            error.contains("\"paypal\"") && error.contains("add it to the step's manifest"),
+            "{error}"
+        );
 
         let no_hosts = manifest(&["fraudGuard"], &[]);
         let error = caps.check_call("s", &no_hosts, &none, "fraudGuard").unwrap_err();
-        assert!(error.contains("fraud.internal") && error.contains("[http] hosts"), "{error}");
+        assert!(
+            error.contains("fraud.internal") && error.contains("[http] hosts"),
+            "{error}"
+        );
 
-        let withheld = Withheld { connectors: strings(&["paypal"]), hosts: strings(&["*.internal"]) };
+        let withheld = Withheld {
+            connectors: strings(&["paypal"]),
+            hosts: strings(&["*.internal"]),
+        };
         let error = caps.check_call("s", &no_hosts, &withheld, "paypal").unwrap_err();
         assert!(error.contains("config withholds it ([steps.s] connectors)"), "{error}");
         let error = caps.check_call("s", &no_hosts, &withheld, "fraudGuard").unwrap_err();
@@ -313,7 +355,10 @@ mod tests {
         // Nothing at all for a step without a manifest.
         let nothing = StepManifest::default();
         for connector in ["stripe", "fraudGuard", "slackCom"] {
-            assert!(caps.check_call("third-party", &nothing, &none, connector).is_err(), "{connector}");
+            assert!(
+                caps.check_call("third-party", &nothing, &none, connector).is_err(),
+                "{connector}"
+            );
         }
     }
 }

@@ -61,7 +61,10 @@ pub const TRUNCATED_MARKER: &str = "[log truncated: the run logged more than its
 impl RunLog {
     /// A log keeping at most `cap` bytes.
     pub fn new(cap: usize) -> Self {
-        RunLog { cap, inner: Arc::new(Mutex::new(Buffer::default())) }
+        RunLog {
+            cap,
+            inner: Arc::new(Mutex::new(Buffer::default())),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
@@ -118,7 +121,10 @@ impl RunLog {
 
     /// A stream for the guest's stdout or stderr that writes into this log.
     pub(crate) fn stream(&self, level: LogLevel) -> LogStream {
-        LogStream { log: self.clone(), level }
+        LogStream {
+            log: self.clone(),
+            level,
+        }
     }
 }
 
@@ -133,15 +139,24 @@ fn push_line(buf: &mut Buffer, cap: usize, level: LogLevel, message: &str) {
             cut -= 1;
         }
         if cut > 0 {
-            buf.lines.push(LogLine { level, message: message[..cut].to_string() });
+            buf.lines.push(LogLine {
+                level,
+                message: message[..cut].to_string(),
+            });
         }
-        buf.lines.push(LogLine { level: LogLevel::Warn, message: TRUNCATED_MARKER.to_string() });
+        buf.lines.push(LogLine {
+            level: LogLevel::Warn,
+            message: TRUNCATED_MARKER.to_string(),
+        });
         buf.bytes = cap;
         buf.truncated = true;
         return;
     }
     buf.bytes += message.len();
-    buf.lines.push(LogLine { level, message: message.to_string() });
+    buf.lines.push(LogLine {
+        level,
+        message: message.to_string(),
+    });
 }
 
 /// The guest's stdout or stderr, written into a [`RunLog`]; never blocks, never fails.

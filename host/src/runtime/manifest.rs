@@ -72,8 +72,8 @@ mod tests {
 
     #[test]
     fn parses_grants_and_limits() {
-        let m = StepManifest::from_toml("connectors = [\"stripe\"]\n[limits]\ntimeout_ms = 500\n")
-            .expect("valid manifest");
+        let m =
+            StepManifest::from_toml("connectors = [\"stripe\"]\n[limits]\ntimeout_ms = 500\n").expect("valid manifest");
         assert!(m.grants("stripe"));
         assert!(!m.grants("paypal"));
         assert_eq!(m.limits.timeout_ms, 500);
@@ -82,12 +82,17 @@ mod tests {
 
     #[test]
     fn parses_http_hosts_and_refuses_urls() {
-        let m = StepManifest::from_toml("connectors = [\"fraudGuard\"]\n[http]\nhosts = [\"fraud.internal\", \"*.svc\"]\n")
-            .expect("valid manifest");
+        let m =
+            StepManifest::from_toml("connectors = [\"fraudGuard\"]\n[http]\nhosts = [\"fraud.internal\", \"*.svc\"]\n")
+                .expect("valid manifest");
         assert_eq!(m.http.hosts, vec!["fraud.internal".to_string(), "*.svc".to_string()]);
         assert!(StepManifest::from_toml("").expect("empty").http.hosts.is_empty());
-        let err = StepManifest::from_toml("[http]\nhosts = [\"https://fraud.internal/x\"]\n").expect_err("a URL refused");
-        assert!(err.to_string().contains("[http] hosts") && err.to_string().contains("not a host name pattern"), "{err}");
+        let err =
+            StepManifest::from_toml("[http]\nhosts = [\"https://fraud.internal/x\"]\n").expect_err("a URL refused");
+        assert!(
+            err.to_string().contains("[http] hosts") && err.to_string().contains("not a host name pattern"),
+            "{err}"
+        );
         let err = StepManifest::from_toml("[http]\nhost = [\"a\"]\n").expect_err("typo refused");
         assert!(err.to_string().contains("host"), "{err}");
     }

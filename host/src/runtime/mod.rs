@@ -18,9 +18,13 @@ mod step;
 
 pub use engine::{CompileStats, Runtime, RuntimeConfig};
 pub use error::{LoadError, RuntimeError};
+pub use grants::{
+    BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, Withheld, host_matches, host_pattern_problem, url_host,
+};
 pub use limits::StepLimits;
 pub use log::{LogLevel, LogLine, RunLog, TRUNCATED_MARKER};
-pub use grants::{BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, Withheld, host_matches, host_pattern_problem, url_host};
 pub use manifest::{HttpGrants, ManifestError, StepManifest};
-pub use run::{CallError, CallJournal, ConnectorCallRecord, RunError, RunErrorKind, RunInput, RunOutput, RunReport, TaskRequests};
+pub use run::{
+    CallError, CallJournal, ConnectorCallRecord, RunError, RunErrorKind, RunInput, RunOutput, RunReport, TaskRequests,
+};
 pub use step::LoadedStep;

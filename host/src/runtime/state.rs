@@ -74,7 +74,10 @@ impl RunState {
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -138,18 +141,27 @@ impl connectors::Host for RunState {
                 message: format!("the arguments to {connector}.{method} are not JSON: {e}"),
             }),
             Ok(ref args) => {
-                if let Err(message) = ctx.capabilities.check_call(&ctx.step, &ctx.manifest, &ctx.withheld, &connector) {
-                    Err(whenever_connectors::ConnectorError { kind: K::NotGranted, message })
+                if let Err(message) = ctx
+                    .capabilities
+                    .check_call(&ctx.step, &ctx.manifest, &ctx.withheld, &connector)
+                {
+                    Err(whenever_connectors::ConnectorError {
+                        kind: K::NotGranted,
+                        message,
+                    })
                 } else if let Some(journaled) = ctx
                     .replay
                     .get(number)
                     .filter(|r| r.connector == connector && r.method == method)
                 {
                     replayed = true;
-                    journaled.result.clone().map_err(|e| whenever_connectors::ConnectorError {
-                        kind: e.kind,
-                        message: e.message,
-                    })
+                    journaled
+                        .result
+                        .clone()
+                        .map_err(|e| whenever_connectors::ConnectorError {
+                            kind: e.kind,
+                            message: e.message,
+                        })
                 } else {
                     called = true;
                     let call = CallContext {
@@ -165,7 +177,10 @@ impl connectors::Host for RunState {
             connector: connector.clone(),
             method: method.clone(),
             args: args_value.unwrap_or(Value::String(args)),
-            result: result.clone().map_err(|e| super::run::CallError { kind: e.kind, message: e.message }),
+            result: result.clone().map_err(|e| super::run::CallError {
+                kind: e.kind,
+                message: e.message,
+            }),
             idempotency_key: key,
             duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             replayed,
@@ -176,7 +191,9 @@ impl connectors::Host for RunState {
             && let Some(journal) = ctx.journal.as_ref()
             && let Err(message) = journal.record(number, &record).await
         {
-            return Err(wasmtime::Error::msg(format!("cannot journal the result of {connector}.{method}: {message}")));
+            return Err(wasmtime::Error::msg(format!(
+                "cannot journal the result of {connector}.{method}: {message}"
+            )));
         }
         self.calls.push(record);
         Ok(match result {

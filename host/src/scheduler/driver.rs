@@ -5,16 +5,18 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
-use serde_json::Value;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde_json::Value;
 use whenever_connectors::Registry;
 
 use super::merge::{self, Change};
 use super::rules;
 use crate::catalog::Catalog;
-use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind, RunInput, RunReport, Runtime};
+use crate::runtime::{
+    CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind, RunInput, RunReport, Runtime,
+};
 use crate::task::{Conflict, RunOutcomeRecord, RunRecord, Task, TaskStatus};
 
 /// Tunables of the scheduler.
@@ -123,7 +125,12 @@ struct Applied {
 impl Scheduler {
     /// A scheduler over these parts.
     pub fn new(runtime: Arc<Runtime>, catalog: Catalog, connectors: Registry, settings: SchedulerSettings) -> Self {
-        Scheduler { runtime, catalog, connectors, settings }
+        Scheduler {
+            runtime,
+            catalog,
+            connectors,
+            settings,
+        }
     }
 
     /// The deployed steps.
@@ -192,7 +199,9 @@ impl Scheduler {
             task.message = None;
         }
         for resume in resumed {
-            let Some(record) = task.runs.get(resume.run_id as usize) else { continue };
+            let Some(record) = task.runs.get(resume.run_id as usize) else {
+                continue;
+            };
             let input = RunInput {
                 task_id: task.id.clone(),
                 data: resume.input.to_string(),
@@ -205,7 +214,14 @@ impl Scheduler {
             let step = resume.step.clone();
             let run_id = resume.run_id;
             runs.push(launch(runtime, step, input, run_id));
-            in_flight.insert(run_id, InFlight { step: resume.step, snapshot: Arc::new(resume.input), start_seq: seq });
+            in_flight.insert(
+                run_id,
+                InFlight {
+                    step: resume.step,
+                    snapshot: Arc::new(resume.input),
+                    start_seq: seq,
+                },
+            );
         }
 
         loop {
@@ -261,7 +277,12 @@ impl Scheduler {
                 if let Some(checkpoint) = checkpoint.as_deref_mut() {
                     let ids: Vec<u64> = starting.iter().map(|(id, _, _)| *id).collect();
                     let runs_changed: Vec<u64> = dirty.iter().copied().collect();
-                    let commit = Commit { runs: &runs_changed, starting: &ids, input: Some(&snapshot), settled: false };
+                    let commit = Commit {
+                        runs: &runs_changed,
+                        starting: &ids,
+                        input: Some(&snapshot),
+                        settled: false,
+                    };
                     checkpoint.commit(task, commit).await?;
                     dirty.clear();
                 }
@@ -280,11 +301,20 @@ impl Scheduler {
                     let runtime = self.runtime.clone();
                     let running = step.clone();
                     runs.push(launch(runtime, running, input, run_id));
-                    in_flight.insert(run_id, InFlight { step, snapshot: snapshot.clone(), start_seq: seq });
+                    in_flight.insert(
+                        run_id,
+                        InFlight {
+                            step,
+                            snapshot: snapshot.clone(),
+                            start_seq: seq,
+                        },
+                    );
                 }
             }
 
-            let Some((run_id, joined)) = runs.next().await else { break };
+            let Some((run_id, joined)) = runs.next().await else {
+                break;
+            };
             let report = match joined {
                 Ok(report) => report,
                 Err(message) => {
@@ -295,7 +325,9 @@ impl Scheduler {
                     continue;
                 }
             };
-            let Some(flight) = in_flight.remove(&run_id) else { continue };
+            let Some(flight) = in_flight.remove(&run_id) else {
+                continue;
+            };
             seq += 1;
             let finished = self.finish(task, run_id, &flight, report, seq, &mut applied);
             dirty.insert(run_id);
@@ -313,7 +345,17 @@ impl Scheduler {
         }
         if let Some(checkpoint) = checkpoint {
             let runs_changed: Vec<u64> = dirty.iter().copied().collect();
-            checkpoint.commit(task, Commit { runs: &runs_changed, starting: &[], input: None, settled: true }).await?;
+            checkpoint
+                .commit(
+                    task,
+                    Commit {
+                        runs: &runs_changed,
+                        starting: &[],
+                        input: None,
+                        settled: true,
+                    },
+                )
+                .await?;
         }
         on_event(Event::Settled { task });
         Ok(task.status)
@@ -357,7 +399,11 @@ impl Scheduler {
                 for path in skipped {
                     conflicts.push((
                         run_id,
-                        Conflict { path, steps: vec![step.clone()], winner: "(not applied: the data changed shape)".into() },
+                        Conflict {
+                            path,
+                            steps: vec![step.clone()],
+                            winner: "(not applied: the data changed shape)".into(),
+                        },
                     ));
                 }
                 for change in &changes {
@@ -415,7 +461,10 @@ impl Scheduler {
 
     fn finish_failed(&self, task: &mut Task, run_id: u64, flight: &InFlight, message: String) {
         let report = RunReport {
-            outcome: Err(RunError { kind: RunErrorKind::Trap, message }),
+            outcome: Err(RunError {
+                kind: RunErrorKind::Trap,
+                message,
+            }),
             logs: Vec::new(),
             logs_truncated: false,
             calls: Vec::new(),

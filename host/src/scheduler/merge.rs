@@ -66,7 +66,10 @@ fn diff_into(before: &Value, after: &Value, path: &mut String, changes: &mut Vec
             }
             for (key, new) in a {
                 if !b.contains_key(key) {
-                    changes.push(Change::Set { path: child(path, key), value: new.clone() });
+                    changes.push(Change::Set {
+                        path: child(path, key),
+                        value: new.clone(),
+                    });
                 }
             }
         }
@@ -80,7 +83,10 @@ fn diff_into(before: &Value, after: &Value, path: &mut String, changes: &mut Vec
         }
         _ => {
             if before != after {
-                changes.push(Change::Set { path: path.clone(), value: after.clone() });
+                changes.push(Change::Set {
+                    path: path.clone(),
+                    value: after.clone(),
+                });
             }
         }
     }
@@ -184,7 +190,9 @@ fn set(data: &mut Value, segments: &[String], value: Value) -> bool {
 }
 
 fn remove(data: &mut Value, segments: &[String]) {
-    let Some((last, parents)) = segments.split_last() else { return };
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
     let mut here = data;
     for segment in parents {
         let next = match here {
@@ -215,9 +223,17 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                Change::Set { path: "/order/items/0/warehouse".into(), value: json!("TX") },
-                Change::Remove { path: "/order/old".into() },
-                Change::Set { path: "/order/new".into(), value: json!(2) },
+                Change::Set {
+                    path: "/order/items/0/warehouse".into(),
+                    value: json!("TX")
+                },
+                Change::Remove {
+                    path: "/order/old".into()
+                },
+                Change::Set {
+                    path: "/order/new".into(),
+                    value: json!(2)
+                },
             ]
         );
     }
@@ -225,7 +241,13 @@ mod tests {
     #[test]
     fn arrays_of_different_length_are_replaced_whole() {
         let changes = diff(&json!({"a": [1, 2]}), &json!({"a": [1, 2, 3]}));
-        assert_eq!(changes, vec![Change::Set { path: "/a".into(), value: json!([1, 2, 3]) }]);
+        assert_eq!(
+            changes,
+            vec![Change::Set {
+                path: "/a".into(),
+                value: json!([1, 2, 3])
+            }]
+        );
     }
 
     #[test]
@@ -250,7 +272,13 @@ mod tests {
     #[test]
     fn a_vanished_index_is_reported_not_invented() {
         let mut current = json!({"items": []});
-        let skipped = apply(&mut current, &[Change::Set { path: "/items/3/x".into(), value: json!(1) }]);
+        let skipped = apply(
+            &mut current,
+            &[Change::Set {
+                path: "/items/3/x".into(),
+                value: json!(1),
+            }],
+        );
         assert_eq!(skipped, vec!["/items/3/x".to_string()]);
         assert_eq!(current, json!({"items": []}));
     }

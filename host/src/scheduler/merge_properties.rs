@@ -63,7 +63,10 @@ fn before_and_after() -> impl Strategy<Value = (Value, Value)> {
 fn without_object_nulls(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
-            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_object_nulls(v))).collect(),
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_object_nulls(v)))
+                .collect(),
         ),
         other => other.clone(),
     }

@@ -32,7 +32,10 @@ pub fn eligible(task: &Task, steps: &[Arc<LoadedStep>], in_flight: &HashSet<Stri
             let progress = task.progress.get(&step.name);
             let changed = progress.is_none_or(|p| p.last_projection.as_ref() != Some(&projection));
             let redo = progress.is_some_and(|p| p.redo);
-            (changed || redo).then(|| Eligible { step: step.clone(), projection })
+            (changed || redo).then(|| Eligible {
+                step: step.clone(),
+                projection,
+            })
         })
         .collect()
 }

@@ -47,7 +47,10 @@ pub(crate) struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("host_id", &self.host_id).field("lease", &self.lease).finish_non_exhaustive()
+        f.debug_struct("Cluster")
+            .field("host_id", &self.host_id)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,7 +117,9 @@ impl Service {
 
     /// Starts the claim loop, the lease renewals and the listener for other hosts' changes.
     pub(crate) async fn start_cluster(&self) -> Result<(), ServiceError> {
-        let Some(cluster) = self.cluster().cloned() else { return Ok(()) };
+        let Some(cluster) = self.cluster().cloned() else {
+            return Ok(());
+        };
         self.reload_steps().await?;
         let weak = Arc::downgrade(&self.inner);
         if let Some(events) = self.inner.store.events() {
@@ -128,7 +133,9 @@ impl Service {
     /// Loads the steps the store serves now (new versions, new manifests) and drops the removed
     /// ones, remembering the stamp they were read at.
     pub(crate) async fn reload_steps(&self) -> Result<(), ServiceError> {
-        let Some(cluster) = self.cluster() else { return self.load_current_steps().await };
+        let Some(cluster) = self.cluster() else {
+            return self.load_current_steps().await;
+        };
         let _deploying = self.inner.deploys.lock().await;
         let mut loaded_stamp = cluster.steps_stamp.lock().await;
         let stamp = self.inner.store.steps_stamp().await?;
@@ -140,14 +147,25 @@ impl Service {
             }
         }
         for version in current {
-            if catalog.get(&version.name).is_some_and(|s| s.version == version.version && *s.manifest == version.manifest)
+            if catalog
+                .get(&version.name)
+                .is_some_and(|s| s.version == version.version && *s.manifest == version.manifest)
             {
                 continue;
             }
             let name = version.name.clone();
-            match self.inner.scheduler.runtime().load(&version.name, &version.component, version.manifest).await {
+            match self
+                .inner
+                .scheduler
+                .runtime()
+                .load(&version.name, &version.component, version.manifest)
+                .await
+            {
                 Ok(step) => {
-                    eprintln!("whenever serve: loaded step {name} version {} (deployed through the store)", step.version);
+                    eprintln!(
+                        "whenever serve: loaded step {name} version {} (deployed through the store)",
+                        step.version
+                    );
                     catalog.insert(step);
                 }
                 Err(e) => eprintln!("whenever serve: cannot load step {name} from the store: {e}"),
@@ -187,7 +205,12 @@ impl Service {
                 return;
             }
             let wanted = permits.len();
-            let ids = match self.inner.store.claim_tasks(&cluster.host_id, wanted as u32, cluster.lease).await {
+            let ids = match self
+                .inner
+                .store
+                .claim_tasks(&cluster.host_id, wanted as u32, cluster.lease)
+                .await
+            {
                 Ok(ids) => ids,
                 Err(e) => {
                     eprintln!("whenever serve: cannot claim tasks: {e}");
@@ -275,7 +298,11 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
         let renewed = inner.store.renew_leases(&cluster.host_id, &ids, cluster.lease).await;
         if last_renewed.elapsed() > cluster.lease / 2 {
             // Starved (an overloaded host or database): the leases came close to lapsing.
-            eprintln!("whenever serve: leases renewed {:?} apart (lease {:?})", last_renewed.elapsed(), cluster.lease);
+            eprintln!(
+                "whenever serve: leases renewed {:?} apart (lease {:?})",
+                last_renewed.elapsed(),
+                cluster.lease
+            );
         }
         match renewed {
             Ok(still) => {

@@ -27,12 +27,20 @@ impl Checkpoint for StoreCheckpoint {
             starting: commit.starting,
             input: commit.input,
         };
-        self.revision = self.store.save_task(save).await.map_err(|e| CheckpointError(e.to_string()))?;
+        self.revision = self
+            .store
+            .save_task(save)
+            .await
+            .map_err(|e| CheckpointError(e.to_string()))?;
         Ok(())
     }
 
     fn journal(&self, task: &Task, run_id: u64) -> Option<Arc<dyn CallJournal>> {
-        Some(Arc::new(StoreJournal { store: self.store.clone(), task_id: task.id.clone(), run_id }))
+        Some(Arc::new(StoreJournal {
+            store: self.store.clone(),
+            task_id: task.id.clone(),
+            run_id,
+        }))
     }
 }
 
@@ -46,7 +54,10 @@ struct StoreJournal {
 #[async_trait::async_trait]
 impl CallJournal for StoreJournal {
     async fn record(&self, index: usize, call: &ConnectorCallRecord) -> Result<(), String> {
-        self.store.journal_call(&self.task_id, self.run_id, index, call).await.map_err(|e| e.to_string())
+        self.store
+            .journal_call(&self.task_id, self.run_id, index, call)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -75,7 +86,9 @@ impl Service {
         }
         let service = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = service.inner.workers.clone().acquire_owned().await else { return };
+            let Ok(_permit) = service.inner.workers.clone().acquire_owned().await else {
+                return;
+            };
             let result = match saved {
                 Some((task, revision)) => service.drive_task(task, revision, Vec::new()).await,
                 None => service.drive_stored(&id).await,
@@ -90,7 +103,9 @@ impl Service {
     /// Loads a running task and drives it to settlement, re-running interrupted runs first.
     pub(crate) async fn drive_stored(&self, id: &str) -> Result<(), ServiceError> {
         let store = self.inner.store.clone();
-        let Some(stored) = store.get_task(id).await? else { return Ok(()) };
+        let Some(stored) = store.get_task(id).await? else {
+            return Ok(());
+        };
         if stored.task.status != TaskStatus::Running {
             return Ok(());
         }
@@ -110,7 +125,12 @@ impl Service {
         let mut lost = Vec::new();
         for run in interrupted {
             match self.step_for(&task, &run).await {
-                Some(step) => resumed.push(Resumed { run_id: run.run_id, step, input: run.input, replay: run.journal }),
+                Some(step) => resumed.push(Resumed {
+                    run_id: run.run_id,
+                    step,
+                    input: run.input,
+                    replay: run.journal,
+                }),
                 None => lost.push(run.run_id),
             }
         }
@@ -118,7 +138,13 @@ impl Service {
             for run_id in &lost {
                 fail_lost_run(&mut task, *run_id);
             }
-            let save = TaskSave { task: &task, expected_revision: revision, runs: &lost, starting: &[], input: None };
+            let save = TaskSave {
+                task: &task,
+                expected_revision: revision,
+                runs: &lost,
+                starting: &[],
+                input: None,
+            };
             revision = store.save_task(save).await?;
         }
         let mut checkpoint = StoreCheckpoint { store, revision };
@@ -156,7 +182,9 @@ impl Service {
 
 /// Records that an interrupted run cannot be re-run (its step is gone).
 fn fail_lost_run(task: &mut Task, run_id: u64) {
-    let Some(record) = task.runs.get_mut(run_id as usize) else { return };
+    let Some(record) = task.runs.get_mut(run_id as usize) else {
+        return;
+    };
     let step = record.step.clone();
     record.ended_at = Some(Utc::now());
     record.outcome = Some(RunOutcomeRecord::Error(RunError {

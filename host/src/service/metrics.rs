@@ -59,7 +59,10 @@ impl Metrics {
             }
         }
         for call in &run.connector_calls {
-            let entry = state.connectors.entry((call.connector.clone(), call.method.clone())).or_default();
+            let entry = state
+                .connectors
+                .entry((call.connector.clone(), call.method.clone()))
+                .or_default();
             entry.calls += 1;
             if call.result.is_err() {
                 entry.errors += 1;
@@ -71,16 +74,31 @@ impl Metrics {
     pub fn render(&self, tasks: &BTreeMap<TaskStatus, u64>) -> String {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP whenever_tasks Tasks by status.\n# TYPE whenever_tasks gauge");
-        for status in [TaskStatus::Running, TaskStatus::Waiting, TaskStatus::Completed, TaskStatus::Failed] {
+        let _ = writeln!(
+            out,
+            "# HELP whenever_tasks Tasks by status.\n# TYPE whenever_tasks gauge"
+        );
+        for status in [
+            TaskStatus::Running,
+            TaskStatus::Waiting,
+            TaskStatus::Completed,
+            TaskStatus::Failed,
+        ] {
             let n = tasks.get(&status).copied().unwrap_or_default();
             let _ = writeln!(out, "whenever_tasks{{status=\"{status}\"}} {n}");
         }
-        let _ = writeln!(out, "# HELP whenever_runs_total Finished runs by step and outcome.\n# TYPE whenever_runs_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP whenever_runs_total Finished runs by step and outcome.\n# TYPE whenever_runs_total counter"
+        );
         for (step, s) in &state.steps {
             let step = escape(step);
             let _ = writeln!(out, "whenever_runs_total{{step=\"{step}\",outcome=\"ok\"}} {}", s.ok);
-            let _ = writeln!(out, "whenever_runs_total{{step=\"{step}\",outcome=\"error\"}} {}", s.failed);
+            let _ = writeln!(
+                out,
+                "whenever_runs_total{{step=\"{step}\",outcome=\"error\"}} {}",
+                s.failed
+            );
         }
         let _ = writeln!(
             out,
@@ -89,11 +107,21 @@ impl Metrics {
         for (step, s) in &state.steps {
             let step = escape(step);
             for (bound, count) in BUCKETS.iter().zip(&s.buckets) {
-                let _ = writeln!(out, "whenever_run_duration_seconds_bucket{{step=\"{step}\",le=\"{bound}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "whenever_run_duration_seconds_bucket{{step=\"{step}\",le=\"{bound}\"}} {count}"
+                );
             }
             let total = s.ok + s.failed;
-            let _ = writeln!(out, "whenever_run_duration_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {total}");
-            let _ = writeln!(out, "whenever_run_duration_seconds_sum{{step=\"{step}\"}} {}", s.sum_seconds);
+            let _ = writeln!(
+                out,
+                "whenever_run_duration_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {total}"
+            );
+            let _ = writeln!(
+                out,
+                "whenever_run_duration_seconds_sum{{step=\"{step}\"}} {}",
+                s.sum_seconds
+            );
             let _ = writeln!(out, "whenever_run_duration_seconds_count{{step=\"{step}\"}} {total}");
         }
         let _ = writeln!(

@@ -113,13 +113,22 @@ impl Service {
     /// Opens the store, assembles the host, deploys new or changed steps from the folders (or the
     /// bundled set), loads the steps the store serves, and resumes every unsettled task.
     pub async fn start(options: &ServiceOptions) -> Result<Service, ServiceError> {
-        let host = Host::start(&HostOptions { steps: Vec::new(), config: options.config.clone(), no_steps: true }).await?;
+        let host = Host::start(&HostOptions {
+            steps: Vec::new(),
+            config: options.config.clone(),
+            no_steps: true,
+        })
+        .await?;
         let url = options.db.to_string_lossy();
         if crate::store::postgres::is_postgres_url(&url) {
-            let store = crate::store::postgres::PostgresStore::connect(&url).await.map_err(ServiceError::Store)?;
+            let store = crate::store::postgres::PostgresStore::connect(&url)
+                .await
+                .map_err(ServiceError::Store)?;
             return Service::with_store(host, Arc::new(store), options).await;
         }
-        let sqlite = SqliteOptions { synchronous: host.config.store.synchronous };
+        let sqlite = SqliteOptions {
+            synchronous: host.config.store.synchronous,
+        };
         let db = options.db.clone();
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db, sqlite))
             .await
@@ -128,10 +137,16 @@ impl Service {
     }
 
     /// Like [`Service::start`] over a given store and host (another backend, tests).
-    pub async fn with_store(host: Host, store: Arc<dyn Store>, options: &ServiceOptions) -> Result<Service, ServiceError> {
+    pub async fn with_store(
+        host: Host,
+        store: Arc<dyn Store>,
+        options: &ServiceOptions,
+    ) -> Result<Service, ServiceError> {
         let (settled, _) = broadcast::channel(4096);
         let workers = Arc::new(Semaphore::new(host.config.server.max_concurrent_tasks.max(1)));
-        let cluster = store.shared().then(|| Arc::new(cluster::Cluster::new(&host.config.cluster)));
+        let cluster = store
+            .shared()
+            .then(|| Arc::new(cluster::Cluster::new(&host.config.cluster)));
         let service = Service {
             inner: Arc::new(Inner {
                 scheduler: host.scheduler,
@@ -191,7 +206,11 @@ impl Service {
 
     /// One task with its history.
     pub async fn task(&self, id: &str) -> Result<StoredTask, ServiceError> {
-        self.inner.store.get_task(id).await?.ok_or_else(|| ServiceError::NotFound(format!("task {id} not found")))
+        self.inner
+            .store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("task {id} not found")))
     }
 
     /// A page of tasks.
@@ -202,7 +221,9 @@ impl Service {
     /// Applies a JSON merge patch to a settled task's data and resumes it (409 while running).
     pub async fn patch_task(&self, id: &str, merge: &Value) -> Result<Task, ServiceError> {
         if !merge.is_object() {
-            return Err(ServiceError::Invalid("a merge patch of task data must be a JSON object".into()));
+            return Err(ServiceError::Invalid(
+                "a merge patch of task data must be a JSON object".into(),
+            ));
         }
         self.resume_with(id, |task| {
             if task.status == TaskStatus::Running {
@@ -222,7 +243,10 @@ impl Service {
         let catalog = self.inner.scheduler.catalog().clone();
         self.resume_with(id, |task| {
             if task.status == TaskStatus::Running {
-                return Err(ServiceError::Conflict(format!("task {} is running; retry it once it settles", task.id)));
+                return Err(ServiceError::Conflict(format!(
+                    "task {} is running; retry it once it settles",
+                    task.id
+                )));
             }
             let names: Vec<String> = match step {
                 Some(name) => {
@@ -230,14 +254,25 @@ impl Service {
                         return Err(ServiceError::Invalid(format!("step {name} is not deployed")));
                     }
                     if !task.progress.contains_key(name) {
-                        return Err(ServiceError::Invalid(format!("step {name} never ran on task {}", task.id)));
+                        return Err(ServiceError::Invalid(format!(
+                            "step {name} never ran on task {}",
+                            task.id
+                        )));
                     }
                     vec![name.to_string()]
                 }
-                None => task.progress.iter().filter(|(_, p)| p.last_failed).map(|(n, _)| n.clone()).collect(),
+                None => task
+                    .progress
+                    .iter()
+                    .filter(|(_, p)| p.last_failed)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
             };
             if names.is_empty() {
-                return Err(ServiceError::Invalid(format!("task {} has no failed step to retry", task.id)));
+                return Err(ServiceError::Invalid(format!(
+                    "task {} has no failed step to retry",
+                    task.id
+                )));
             }
             for name in names {
                 task.progress.entry(name).or_default().redo = true;
@@ -259,7 +294,11 @@ impl Service {
         let mut settled = self.inner.settled.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         // Another host may drive the task: then no local signal comes, so look again now and then.
-        let recheck = if self.inner.cluster.is_some() { Duration::from_millis(100) } else { timeout };
+        let recheck = if self.inner.cluster.is_some() {
+            Duration::from_millis(100)
+        } else {
+            timeout
+        };
         loop {
             let stored = self.task(id).await?;
             if stored.task.status != TaskStatus::Running {
@@ -293,7 +332,13 @@ impl Service {
         }
         task.status = TaskStatus::Running;
         task.message = None;
-        let save = TaskSave { task: &task, expected_revision: stored.revision, runs: &[], starting: &[], input: None };
+        let save = TaskSave {
+            task: &task,
+            expected_revision: stored.revision,
+            runs: &[],
+            starting: &[],
+            input: None,
+        };
         let revision = self.inner.store.save_task(save).await?;
         self.spawn_drive_saved(task.clone(), revision);
         Ok(task)
@@ -302,7 +347,12 @@ impl Service {
     async fn resume_unsettled(&self) -> Result<(), ServiceError> {
         let mut cursor = None;
         loop {
-            let query = TaskQuery { status: Some(TaskStatus::Running), tag: None, limit: 500, cursor };
+            let query = TaskQuery {
+                status: Some(TaskStatus::Running),
+                tag: None,
+                limit: 500,
+                cursor,
+            };
             let page = self.inner.store.list_tasks(&query).await?;
             for task in &page.tasks {
                 self.spawn_drive(task.id.clone());

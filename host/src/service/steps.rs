@@ -59,17 +59,25 @@ pub(crate) fn version_of(bytes: &[u8]) -> String {
 
 /// The steps to deploy at start: the folders' `NAME.wasm` (+ `NAME.toml`), or the bundled set.
 pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Source>, ServiceError> {
-    let manifest_error = |step: &str, message: String| LoadError::Manifest { step: step.to_string(), message };
+    let manifest_error = |step: &str, message: String| LoadError::Manifest {
+        step: step.to_string(),
+        message,
+    };
     let mut sources = Vec::new();
     if dirs.is_empty() {
         for bundled in whenever_step_artifacts::RETAILMAX {
             let manifest =
                 StepManifest::from_toml(bundled.manifest).map_err(|e| manifest_error(bundled.name, e.to_string()))?;
-            sources.push(Source { name: bundled.name.to_string(), bytes: bundled.component.to_vec(), manifest });
+            sources.push(Source {
+                name: bundled.name.to_string(),
+                bytes: bundled.component.to_vec(),
+                manifest,
+            });
         }
         return Ok(sources);
     }
-    let unreadable = |path: &Path, e: std::io::Error| ServiceError::Invalid(format!("cannot read {}: {e}", path.display()));
+    let unreadable =
+        |path: &Path, e: std::io::Error| ServiceError::Invalid(format!("cannot read {}: {e}", path.display()));
     for dir in dirs {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| unreadable(dir, e))?
@@ -87,8 +95,13 @@ pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Source>, ServiceError> {
 
 /// Reads `NAME.wasm` and the manifest `NAME.toml` beside it (none: no grants, default limits).
 pub(crate) fn read_source(path: &Path) -> Result<Source, ServiceError> {
-    let unreadable = |path: &Path, e: std::io::Error| ServiceError::Invalid(format!("cannot read {}: {e}", path.display()));
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+    let unreadable =
+        |path: &Path, e: std::io::Error| ServiceError::Invalid(format!("cannot read {}: {e}", path.display()));
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
     let bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
     let manifest_path = path.with_extension("toml");
     let manifest = if manifest_path.is_file() {
@@ -108,8 +121,14 @@ impl Service {
     /// manifest included); a version the store knows with the same manifest keeps whatever the
     /// store says (a later deploy, rollback or removal over HTTP stands).
     pub(crate) async fn deploy_sources(&self, sources: Vec<Source>) -> Result<(), ServiceError> {
-        let known: HashSet<(String, String)> =
-            self.inner.store.step_versions(None).await?.into_iter().map(|v| (v.name, v.version)).collect();
+        let known: HashSet<(String, String)> = self
+            .inner
+            .store
+            .step_versions(None)
+            .await?
+            .into_iter()
+            .map(|v| (v.name, v.version))
+            .collect();
         for source in sources {
             let version = version_of(&source.bytes);
             if known.contains(&(source.name.clone(), version.clone()))
@@ -122,7 +141,8 @@ impl Service {
             {
                 continue;
             }
-            self.store_and_serve(&source.name, source.bytes, source.manifest).await?;
+            self.store_and_serve(&source.name, source.bytes, source.manifest)
+                .await?;
         }
         Ok(())
     }
@@ -134,7 +154,12 @@ impl Service {
             if catalog.get(&version.name).is_some_and(|s| s.version == version.version) {
                 continue;
             }
-            let step = self.inner.scheduler.runtime().load(&version.name, &version.component, version.manifest).await?;
+            let step = self
+                .inner
+                .scheduler
+                .runtime()
+                .load(&version.name, &version.component, version.manifest)
+                .await?;
             catalog.insert(step);
         }
         Ok(())
@@ -147,7 +172,12 @@ impl Service {
         bytes: Vec<u8>,
         manifest: StepManifest,
     ) -> Result<Arc<LoadedStep>, ServiceError> {
-        let step = self.inner.scheduler.runtime().load(name, &bytes, manifest.clone()).await?;
+        let step = self
+            .inner
+            .scheduler
+            .runtime()
+            .load(name, &bytes, manifest.clone())
+            .await?;
         let version = StepVersion {
             name: step.name.clone(),
             version: step.version.clone(),
@@ -164,7 +194,12 @@ impl Service {
 
     /// Deploys a step live: refused with a [`LoadError`] (the old version keeps serving), or
     /// stored, swapped in, and the waiting and failed tasks re-evaluated against it.
-    pub async fn deploy_step(&self, name: &str, bytes: Vec<u8>, manifest: StepManifest) -> Result<StepInfo, ServiceError> {
+    pub async fn deploy_step(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        manifest: StepManifest,
+    ) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
         let step = self.store_and_serve(name, bytes, manifest).await?;
         self.spawn_reevaluation(step.name.clone());
@@ -180,7 +215,12 @@ impl Service {
             .step_version(name, version)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("version {version} of step {name} not found")))?;
-        let step = self.inner.scheduler.runtime().load(name, &stored.component, stored.manifest).await?;
+        let step = self
+            .inner
+            .scheduler
+            .runtime()
+            .load(name, &stored.component, stored.manifest)
+            .await?;
         self.inner.store.set_current_step(name, Some(version)).await?;
         self.inner.scheduler.catalog().insert(step);
         self.spawn_reevaluation(name.to_string());
@@ -232,8 +272,15 @@ impl Service {
             for status in [TaskStatus::Waiting, TaskStatus::Failed] {
                 let mut cursor = None;
                 loop {
-                    let query = TaskQuery { status: Some(status), tag: None, limit: 500, cursor };
-                    let Ok(page) = service.inner.store.list_tasks(&query).await else { break };
+                    let query = TaskQuery {
+                        status: Some(status),
+                        tag: None,
+                        limit: 500,
+                        cursor,
+                    };
+                    let Ok(page) = service.inner.store.list_tasks(&query).await else {
+                        break;
+                    };
                     for summary in &page.tasks {
                         let catalog = service.inner.scheduler.catalog().clone();
                         let name = name.clone();
@@ -272,7 +319,10 @@ fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
         hosts: step.manifest.http.hosts.clone(),
         withheld: step.withheld.clone(),
         condition: step.condition.pattern().clone(),
-        deployed_at: versions.iter().find(|v| v.version == step.version).map(|v| v.deployed_at),
+        deployed_at: versions
+            .iter()
+            .find(|v| v.version == step.version)
+            .map(|v| v.deployed_at),
         versions,
     }
 }

@@ -77,15 +77,22 @@ impl Service {
         let service = self.clone();
         tokio::spawn(async move {
             let scan_dirs = dirs.clone();
-            let initial = tokio::task::spawn_blocking(move || scan(&scan_dirs)).await.unwrap_or_default();
-            let mut watcher = Watcher { handled: initial, pending: BTreeMap::new() };
+            let initial = tokio::task::spawn_blocking(move || scan(&scan_dirs))
+                .await
+                .unwrap_or_default();
+            let mut watcher = Watcher {
+                handled: initial,
+                pending: BTreeMap::new(),
+            };
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
             loop {
                 ticks.tick().await;
                 let scan_dirs = dirs.clone();
-                let Ok(now) = tokio::task::spawn_blocking(move || scan(&scan_dirs)).await else { continue };
+                let Ok(now) = tokio::task::spawn_blocking(move || scan(&scan_dirs)).await else {
+                    continue;
+                };
                 for (path, signature) in watcher.due(now) {
                     service.deploy_file(&path).await;
                     watcher.handled.insert(path, signature);
@@ -101,7 +108,10 @@ impl Service {
         let source = match tokio::task::spawn_blocking(move || read_source(&read_path)).await {
             Ok(Ok(source)) => source,
             Ok(Err(e)) => {
-                eprintln!("whenever serve: {} refused: {e}; the serving version is unchanged", path.display());
+                eprintln!(
+                    "whenever serve: {} refused: {e}; the serving version is unchanged",
+                    path.display()
+                );
                 return;
             }
             Err(e) => {
@@ -117,9 +127,16 @@ impl Service {
             return;
         }
         match self.deploy_step(&name, source.bytes, source.manifest).await {
-            Ok(step) => eprintln!("whenever serve: deployed {name} version {} from {}", step.version, path.display()),
+            Ok(step) => eprintln!(
+                "whenever serve: deployed {name} version {} from {}",
+                step.version,
+                path.display()
+            ),
             Err(e) => {
-                eprintln!("whenever serve: {} refused: {e}; the serving version is unchanged", path.display())
+                eprintln!(
+                    "whenever serve: {} refused: {e}; the serving version is unchanged",
+                    path.display()
+                )
             }
         }
     }
@@ -138,16 +155,34 @@ mod tests {
         let path = PathBuf::from("a.wasm");
         let mut watcher = Watcher::default();
         watcher.handled.insert(path.clone(), sig(1));
-        assert!(watcher.due(BTreeMap::from([(path.clone(), sig(1))])).is_empty(), "unchanged");
-        assert!(watcher.due(BTreeMap::from([(path.clone(), sig(2))])).is_empty(), "changed: wait a poll");
-        assert!(watcher.due(BTreeMap::from([(path.clone(), sig(3))])).is_empty(), "still being written");
-        assert_eq!(watcher.due(BTreeMap::from([(path.clone(), sig(3))])), vec![(path.clone(), sig(3))]);
+        assert!(
+            watcher.due(BTreeMap::from([(path.clone(), sig(1))])).is_empty(),
+            "unchanged"
+        );
+        assert!(
+            watcher.due(BTreeMap::from([(path.clone(), sig(2))])).is_empty(),
+            "changed: wait a poll"
+        );
+        assert!(
+            watcher.due(BTreeMap::from([(path.clone(), sig(3))])).is_empty(),
+            "still being written"
+        );
+        assert_eq!(
+            watcher.due(BTreeMap::from([(path.clone(), sig(3))])),
+            vec![(path.clone(), sig(3))]
+        );
         watcher.handled.insert(path.clone(), sig(3));
-        assert!(watcher.due(BTreeMap::from([(path.clone(), sig(3))])).is_empty(), "dealt with");
+        assert!(
+            watcher.due(BTreeMap::from([(path.clone(), sig(3))])).is_empty(),
+            "dealt with"
+        );
         // A new file is due after one stable poll too; a vanished one is forgotten.
         let new = PathBuf::from("b.wasm");
         assert!(watcher.due(BTreeMap::from([(new.clone(), sig(1))])).is_empty());
-        assert_eq!(watcher.due(BTreeMap::from([(new.clone(), sig(1))])), vec![(new, sig(1))]);
+        assert_eq!(
+            watcher.due(BTreeMap::from([(new.clone(), sig(1))])),
+            vec![(new, sig(1))]
+        );
         assert!(watcher.due(BTreeMap::new()).is_empty());
         assert!(watcher.pending.is_empty());
     }

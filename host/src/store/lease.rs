@@ -76,13 +76,19 @@ mod tests {
         let ids = vec!["a".to_string(), "b".to_string()];
         assert_eq!(table.claim(ids.clone(), "h1", 1, Duration::from_secs(60)), vec!["a"]);
         assert_eq!(table.claim(ids.clone(), "h2", 5, Duration::from_millis(1)), vec!["b"]);
-        assert!(table.claim(ids.clone(), "h3", 5, Duration::from_secs(60)).is_empty() || {
-            // h2's lease on b may have expired already (1 ms): then h3 takes b, never a.
-            table.renew("h3", &ids, Duration::from_secs(60)) == vec!["b"]
-        });
+        assert!(
+            table.claim(ids.clone(), "h3", 5, Duration::from_secs(60)).is_empty() || {
+                // h2's lease on b may have expired already (1 ms): then h3 takes b, never a.
+                table.renew("h3", &ids, Duration::from_secs(60)) == vec!["b"]
+            }
+        );
         assert_eq!(table.renew("h1", &ids, Duration::from_secs(60)), vec!["a"]);
         table.release("a", "h2");
-        assert_eq!(table.renew("h1", &ids, Duration::from_secs(60)), vec!["a"], "only the holder releases");
+        assert_eq!(
+            table.renew("h1", &ids, Duration::from_secs(60)),
+            vec!["a"],
+            "only the holder releases"
+        );
         table.release("a", "h1");
         assert!(table.renew("h1", &ids, Duration::from_secs(60)).is_empty());
     }

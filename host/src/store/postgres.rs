@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
-    InterruptedRun, Store, StoreError, StoreEvent, StepVersion, StepVersionInfo, StoredTask, TaskPage, TaskQuery,
+    InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent, StoredTask, TaskPage, TaskQuery,
     TaskSave, TaskSummary,
 };
 use crate::runtime::{ConnectorCallRecord, StepManifest};
@@ -103,12 +103,23 @@ pub fn is_postgres_url(db: &str) -> bool {
 
 /// A connection string with its password hidden, for logs.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
-    let Some((credentials, host)) = authority.rsplit_once('@') else { return url.to_string() };
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
     let user = credentials.split(':').next().unwrap_or_default();
-    let sep = if tail.is_empty() && !rest.contains('/') { "" } else { "/" };
-    format!("{scheme}://{user}{}@{host}{sep}{tail}", if credentials.contains(':') { ":***" } else { "" })
+    let sep = if tail.is_empty() && !rest.contains('/') {
+        ""
+    } else {
+        "/"
+    };
+    format!(
+        "{scheme}://{user}{}@{host}{sep}{tail}",
+        if credentials.contains(':') { ":***" } else { "" }
+    )
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -140,7 +151,9 @@ fn time_text(t: &DateTime<Utc>) -> String {
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| corrupt("time", e))
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt("time", e))
 }
 
 fn parse_status(text: &str) -> Result<TaskStatus, StoreError> {
@@ -174,7 +187,9 @@ pub struct PostgresStore {
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").field("channel", &self.channel).finish_non_exhaustive()
+        f.debug_struct("PostgresStore")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
     }
 }
 
@@ -191,7 +206,13 @@ impl PostgresStore {
             config.application_name("whenever");
         }
         let manager = || {
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast })
+            Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            )
         };
         let pool = Pool::builder(manager()).max_size(16).build().map_err(backend)?;
         let leases = Pool::builder(manager()).max_size(2).build().map_err(backend)?;
@@ -200,8 +221,18 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Backend(format!("cannot connect to {}: {e}", redact(url))))?;
         migrate(&mut client).await?;
-        let schema: String = client.query_one("SELECT current_schema()", &[]).await.map_err(pg)?.get(0);
-        Ok(PostgresStore { pool, leases, config, channel: format!("whenever:{schema}"), events: Arc::default() })
+        let schema: String = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        Ok(PostgresStore {
+            pool,
+            leases,
+            config,
+            channel: format!("whenever:{schema}"),
+            events: Arc::default(),
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -290,11 +321,21 @@ async fn listen(config: tokio_postgres::Config, channel: String, events: broadca
 
 async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").await.map_err(pg)?;
-    let applied: Option<i32> = tx.query_opt("SELECT version FROM schema_version", &[]).await.map_err(pg)?.map(|r| r.get(0));
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .await
+        .map_err(pg)?;
+    let applied: Option<i32> = tx
+        .query_opt("SELECT version FROM schema_version", &[])
+        .await
+        .map_err(pg)?
+        .map(|r| r.get(0));
     if applied.is_none() {
-        tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[]).await.map_err(pg)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[])
+            .await
+            .map_err(pg)?;
     }
     let applied = usize::try_from(applied.unwrap_or(0)).map_err(|e| corrupt("schema_version", e))?;
     if applied > MIGRATIONS.len() {
@@ -307,7 +348,9 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreErro
         tx.batch_execute(migration).await.map_err(pg)?;
     }
     let version = i32::try_from(MIGRATIONS.len()).map_err(|e| corrupt("schema_version", e))?;
-    tx.execute("UPDATE schema_version SET version = $1", &[&version]).await.map_err(pg)?;
+    tx.execute("UPDATE schema_version SET version = $1", &[&version])
+        .await
+        .map_err(pg)?;
     tx.commit().await.map_err(pg)
 }
 
@@ -361,7 +404,11 @@ fn run_rows(task: &Task, ids: &[u64], starting: &[u64], input: Option<&Value>) -
                 version: run.version.clone(),
                 finished: run.outcome.is_some(),
                 record: to_json(run)?,
-                input: if starting.contains(&id) { input_text.clone() } else { None },
+                input: if starting.contains(&id) {
+                    input_text.clone()
+                } else {
+                    None
+                },
             })
         })
         .collect()
@@ -381,11 +428,25 @@ async fn write_runs(tx: &deadpool_postgres::Transaction<'_>, task_id: &str, rows
         )
         .await
         .map_err(pg)?;
-    let forget = tx.prepare_cached("DELETE FROM journal WHERE task_id = $1 AND run_id = $2").await.map_err(pg)?;
+    let forget = tx
+        .prepare_cached("DELETE FROM journal WHERE task_id = $1 AND run_id = $2")
+        .await
+        .map_err(pg)?;
     for row in rows {
-        tx.execute(&upsert, &[&task_id, &row.run_id, &row.step, &row.version, &row.finished, &row.record, &row.input])
-            .await
-            .map_err(pg)?;
+        tx.execute(
+            &upsert,
+            &[
+                &task_id,
+                &row.run_id,
+                &row.step,
+                &row.version,
+                &row.finished,
+                &row.record,
+                &row.input,
+            ],
+        )
+        .await
+        .map_err(pg)?;
         if row.finished {
             tx.execute(&forget, &[&task_id, &row.run_id]).await.map_err(pg)?;
         }
@@ -395,7 +456,9 @@ async fn write_runs(tx: &deadpool_postgres::Transaction<'_>, task_id: &str, rows
 
 impl PostgresStore {
     async fn notify(&self, tx: &deadpool_postgres::Transaction<'_>, what: &str) -> Result<(), StoreError> {
-        tx.execute("SELECT pg_notify($1, $2)", &[&self.channel, &what]).await.map_err(pg)?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&self.channel, &what])
+            .await
+            .map_err(pg)?;
         Ok(())
     }
 }
@@ -433,7 +496,14 @@ impl Store for PostgresStore {
             .execute(
                 &insert,
                 &[
-                    &row.id, &row.status, &row.name, &row.tags, &row.message, &row.data, &row.progress, &row.created_at,
+                    &row.id,
+                    &row.status,
+                    &row.name,
+                    &row.tags,
+                    &row.message,
+                    &row.data,
+                    &row.progress,
+                    &row.created_at,
                     &row.updated_at,
                 ],
             )
@@ -472,14 +542,24 @@ impl Store for PostgresStore {
             .query_opt(
                 &update,
                 &[
-                    &row.id, &row.status, &row.name, &row.tags, &row.message, &row.data, &row.progress, &row.updated_at,
+                    &row.id,
+                    &row.status,
+                    &row.name,
+                    &row.tags,
+                    &row.message,
+                    &row.data,
+                    &row.progress,
+                    &row.updated_at,
                     &expected,
                 ],
             )
             .await
             .map_err(pg)?;
         let Some(updated) = updated else {
-            let exists = tx.query_opt("SELECT revision FROM tasks WHERE id = $1", &[&row.id]).await.map_err(pg)?;
+            let exists = tx
+                .query_opt("SELECT revision FROM tasks WHERE id = $1", &[&row.id])
+                .await
+                .map_err(pg)?;
             return Err(match exists {
                 None => StoreError::NotFound(format!("task {}", row.id)),
                 Some(current) => StoreError::Conflict(format!(
@@ -507,8 +587,13 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let Some(row) = client.query_opt(&select, &[&id]).await.map_err(pg)? else { return Ok(None) };
-        let runs_q = client.prepare_cached("SELECT record FROM runs WHERE task_id = $1 ORDER BY run_id").await.map_err(pg)?;
+        let Some(row) = client.query_opt(&select, &[&id]).await.map_err(pg)? else {
+            return Ok(None);
+        };
+        let runs_q = client
+            .prepare_cached("SELECT record FROM runs WHERE task_id = $1 ORDER BY run_id")
+            .await
+            .map_err(pg)?;
         let runs: Vec<RunRecord> = client
             .query(&runs_q, &[&id])
             .await
@@ -546,7 +631,10 @@ impl Store for PostgresStore {
         let limit = query.limit.clamp(1, 1000);
         let cursor: Option<i64> = match &query.cursor {
             None => None,
-            Some(text) => Some(text.parse().map_err(|_| StoreError::NotFound(format!("cursor {text:?}")))?),
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| StoreError::NotFound(format!("cursor {text:?}")))?,
+            ),
         };
         let client = self.client().await?;
         let select = client
@@ -581,15 +669,24 @@ impl Store for PostgresStore {
             });
             last = Some(row.get::<_, i64>(0));
         }
-        Ok(TaskPage { tasks, next_cursor: if more { last.map(|s| s.to_string()) } else { None } })
+        Ok(TaskPage {
+            tasks,
+            next_cursor: if more { last.map(|s| s.to_string()) } else { None },
+        })
     }
 
     async fn count_tasks(&self) -> Result<BTreeMap<TaskStatus, u64>, StoreError> {
         let client = self.client().await?;
-        let rows = client.query("SELECT status, count(*) FROM tasks GROUP BY status", &[]).await.map_err(pg)?;
+        let rows = client
+            .query("SELECT status, count(*) FROM tasks GROUP BY status", &[])
+            .await
+            .map_err(pg)?;
         let mut counts = BTreeMap::new();
         for row in rows {
-            counts.insert(parse_status(row.get(0))?, u64::try_from(row.get::<_, i64>(1)).unwrap_or_default());
+            counts.insert(
+                parse_status(row.get(0))?,
+                u64::try_from(row.get::<_, i64>(1)).unwrap_or_default(),
+            );
         }
         Ok(counts)
     }
@@ -607,7 +704,9 @@ impl Store for PostgresStore {
         let mut interrupted = Vec::new();
         for row in client.query(&runs_q, &[&task_id]).await.map_err(pg)? {
             let run_id: i64 = row.get(0);
-            let Some(input) = row.get::<_, Option<&str>>(1) else { continue };
+            let Some(input) = row.get::<_, Option<&str>>(1) else {
+                continue;
+            };
             let journal = client
                 .query(&journal_q, &[&task_id, &run_id])
                 .await
@@ -642,7 +741,10 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        client.execute(&upsert, &[&task_id, &run_id, &index, &record]).await.map_err(pg)?;
+        client
+            .execute(&upsert, &[&task_id, &run_id, &index, &record])
+            .await
+            .map_err(pg)?;
         Ok(())
     }
 
@@ -654,7 +756,14 @@ impl Store for PostgresStore {
         tx.execute(
             "INSERT INTO step_versions (name, version, digest, component, manifest, deployed_at)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO UPDATE SET manifest = excluded.manifest",
-            &[&version.name, &version.version, &version.digest, &version.component, &manifest, &time_text(&version.deployed_at)],
+            &[
+                &version.name,
+                &version.version,
+                &version.digest,
+                &version.component,
+                &manifest,
+                &time_text(&version.deployed_at),
+            ],
         )
         .await
         .map_err(pg)?;
@@ -686,7 +795,10 @@ impl Store for PostgresStore {
         let tx = client.transaction().await.map_err(pg)?;
         if let Some(version) = version {
             let known = tx
-                .query_opt("SELECT 1 FROM step_versions WHERE name = $1 AND version = $2", &[&name, &version])
+                .query_opt(
+                    "SELECT 1 FROM step_versions WHERE name = $1 AND version = $2",
+                    &[&name, &version],
+                )
                 .await
                 .map_err(pg)?;
             if known.is_none() {
@@ -778,13 +890,19 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let mut rows = client.query(&claim, &[&owner, &i64::from(limit), &millis(lease)]).await.map_err(pg)?;
+        let mut rows = client
+            .query(&claim, &[&owner, &i64::from(limit), &millis(lease)])
+            .await
+            .map_err(pg)?;
         rows.sort_by_key(|r| r.get::<_, i64>(1));
         for row in &rows {
             if let Some(previous) = row.get::<_, Option<&str>>(2) {
                 let id: &str = row.get(0);
                 let ago: Option<&str> = row.get(3);
-                eprintln!("whenever: took task {id} over from host {previous} (its lease expired {} ago)", ago.unwrap_or("?"));
+                eprintln!(
+                    "whenever: took task {id} over from host {previous} (its lease expired {} ago)",
+                    ago.unwrap_or("?")
+                );
             }
         }
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -802,7 +920,10 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let rows = client.query(&renew, &[&owner, &ids, &millis(lease)]).await.map_err(pg)?;
+        let rows = client
+            .query(&renew, &[&owner, &ids, &millis(lease)])
+            .await
+            .map_err(pg)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -876,33 +997,47 @@ pub(crate) mod tests {
             tokio::spawn(connection);
             let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
             let name = format!("t_{}_{:x}{:x}", test.replace('-', "_"), std::process::id(), nanos);
-            admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.expect("creates a schema");
+            admin
+                .batch_execute(&format!("CREATE SCHEMA {name}"))
+                .await
+                .expect("creates a schema");
             let sep = if base.contains('?') { '&' } else { '?' };
             let url = format!("{base}{sep}options=-csearch_path%3D{name}");
             Some(TestSchema { admin, name, url })
         }
 
         pub(crate) async fn drop_schema(self) {
-            let _ = self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await;
+            let _ = self
+                .admin
+                .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+                .await;
         }
     }
 
     #[tokio::test]
     async fn store_suite_passes_on_postgres() {
-        let Some(schema) = TestSchema::create("store_suite").await else { return };
+        let Some(schema) = TestSchema::create("store_suite").await else {
+            return;
+        };
         let store = PostgresStore::connect(&schema.url).await.expect("connects");
         super::super::suite::run_all(&store).await;
         // Migrations are recorded and applying them again changes nothing.
         let again = PostgresStore::connect(&schema.url).await.expect("connects again");
         let client = again.client().await.expect("client");
-        let version: i32 = client.query_one("SELECT version FROM schema_version", &[]).await.expect("v").get(0);
+        let version: i32 = client
+            .query_one("SELECT version FROM schema_version", &[])
+            .await
+            .expect("v")
+            .get(0);
         assert_eq!(version as usize, MIGRATIONS.len());
         schema.drop_schema().await;
     }
 
     #[tokio::test]
     async fn notifications_reach_listeners_of_the_same_schema() {
-        let Some(schema) = TestSchema::create("notify").await else { return };
+        let Some(schema) = TestSchema::create("notify").await else {
+            return;
+        };
         let a = PostgresStore::connect(&schema.url).await.expect("connects");
         let b = PostgresStore::connect(&schema.url).await.expect("connects");
         let mut events = b.events().expect("shared");
@@ -942,7 +1077,9 @@ pub(crate) mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_claimers_in_small_batches_never_share_a_task() {
-        let Some(schema) = TestSchema::create("claims").await else { return };
+        let Some(schema) = TestSchema::create("claims").await else {
+            return;
+        };
         let store = PostgresStore::connect(&schema.url).await.expect("connects");
         let mut claimers = tokio::task::JoinSet::new();
         for c in 0..6 {
@@ -952,7 +1089,10 @@ pub(crate) mod tests {
                 let mut claimed = Vec::new();
                 let mut idle = 0;
                 while idle < 100 {
-                    let got = store.claim_tasks(&owner, 3, Duration::from_secs(60)).await.expect("claims");
+                    let got = store
+                        .claim_tasks(&owner, 3, Duration::from_secs(60))
+                        .await
+                        .expect("claims");
                     if got.is_empty() {
                         idle += 1;
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -966,7 +1106,10 @@ pub(crate) mod tests {
         }
         // Tasks arrive while the claimers run, as webhooks would deliver them.
         for i in 0..300 {
-            store.create_task(&Task::new(serde_json::json!({ "i": i }))).await.expect("created");
+            store
+                .create_task(&Task::new(serde_json::json!({ "i": i })))
+                .await
+                .expect("created");
         }
         let mut seen = std::collections::HashSet::new();
         while let Some(claimed) = claimers.join_next().await {

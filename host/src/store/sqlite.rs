@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{
-    InterruptedRun, Store, StoreError, StepVersion, StepVersionInfo, StoredTask, TaskPage, TaskQuery, TaskSave,
+    InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
     TaskSummary,
 };
 use crate::runtime::{ConnectorCallRecord, StepManifest};
@@ -112,7 +112,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,7 +135,9 @@ fn time_text(t: &DateTime<Utc>) -> String {
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| corrupt("time", e))
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt("time", e))
 }
 
 fn parse_status(text: &str) -> Result<TaskStatus, StoreError> {
@@ -154,13 +158,19 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, S
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)").map_err(backend)?;
-    let applied: Option<i64> =
-        tx.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).optional().map_err(backend)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(backend)?;
+    let applied: Option<i64> = tx
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
     let applied = applied.unwrap_or(0);
     if applied == 0 {
-        tx.execute("INSERT INTO schema_version (version) VALUES (0)", []).map_err(backend)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (0)", [])
+            .map_err(backend)?;
     }
     let applied = usize::try_from(applied).map_err(|e| corrupt("schema_version", e))?;
     if applied > MIGRATIONS.len() {
@@ -172,7 +182,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for migration in &MIGRATIONS[applied..] {
         tx.execute_batch(migration).map_err(backend)?;
     }
-    tx.execute("UPDATE schema_version SET version = ?1", params![MIGRATIONS.len() as i64]).map_err(backend)?;
+    tx.execute(
+        "UPDATE schema_version SET version = ?1",
+        params![MIGRATIONS.len() as i64],
+    )
+    .map_err(backend)?;
     tx.commit().map_err(backend)
 }
 
@@ -200,7 +214,11 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
                 Err(e) => Err(backend(e)),
                 Ok(()) => {
                     let result = (job.op)(&conn);
-                    let end = if result.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+                    let end = if result.is_ok() {
+                        "RELEASE op"
+                    } else {
+                        "ROLLBACK TO op; RELEASE op"
+                    };
                     match conn.execute_batch(end) {
                         Ok(()) => result,
                         Err(e) => Err(backend(e)),
@@ -258,7 +276,9 @@ impl SqliteStore {
         self.writer
             .send(WriteJob { op, reply })
             .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?
     }
 
     async fn read<T: Send + 'static>(
@@ -335,7 +355,11 @@ fn run_rows(task: &Task, ids: &[u64], starting: &[u64], input: Option<&Value>) -
                 version: run.version.clone(),
                 finished: run.outcome.is_some(),
                 record: to_json(run)?,
-                input: if starting.contains(&id) { input_text.clone() } else { None },
+                input: if starting.contains(&id) {
+                    input_text.clone()
+                } else {
+                    None
+                },
             })
         })
         .collect()
@@ -351,10 +375,20 @@ fn write_runs(conn: &Connection, task_id: &str, rows: &[RunRow]) -> Result<(), S
                input = CASE WHEN excluded.finished THEN NULL ELSE coalesce(excluded.input, runs.input) END",
         )
         .map_err(backend)?;
-    let mut forget = conn.prepare_cached("DELETE FROM journal WHERE task_id = ?1 AND run_id = ?2").map_err(backend)?;
+    let mut forget = conn
+        .prepare_cached("DELETE FROM journal WHERE task_id = ?1 AND run_id = ?2")
+        .map_err(backend)?;
     for row in rows {
         upsert
-            .execute(params![task_id, row.run_id, row.step, row.version, row.finished, row.record, row.input])
+            .execute(params![
+                task_id,
+                row.run_id,
+                row.step,
+                row.version,
+                row.finished,
+                row.record,
+                row.input
+            ])
             .map_err(backend)?;
         if row.finished {
             forget.execute(params![task_id, row.run_id]).map_err(backend)?;
@@ -366,7 +400,15 @@ fn write_runs(conn: &Connection, task_id: &str, rows: &[RunRow]) -> Result<(), S
 fn read_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, [Option<String>; 7])> {
     Ok((
         row.get(0)?,
-        [row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?],
+        [
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            row.get(6)?,
+            row.get(7)?,
+        ],
     ))
 }
 
@@ -384,13 +426,27 @@ fn decode_summary(cols: [Option<String>; 7]) -> Result<TaskSummary, StoreError> 
 }
 
 fn decode_version(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Vec<u8>, String, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
 }
 
 fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> Result<StepVersion, StoreError> {
     let (name, version, digest, component, manifest, deployed_at) = cols;
     let manifest: StepManifest = serde_json::from_str(&manifest).map_err(|e| corrupt("manifest", e))?;
-    Ok(StepVersion { name, version, digest, component, manifest, deployed_at: parse_time(&deployed_at)? })
+    Ok(StepVersion {
+        name,
+        version,
+        digest,
+        component,
+        manifest,
+        deployed_at: parse_time(&deployed_at)?,
+    })
 }
 
 #[async_trait::async_trait]
@@ -437,14 +493,23 @@ impl Store for SqliteStore {
                 )
                 .and_then(|mut s| {
                     s.execute(params![
-                        row.id, row.status, row.name, row.tags, row.message, row.data, row.progress, row.updated_at,
+                        row.id,
+                        row.status,
+                        row.name,
+                        row.tags,
+                        row.message,
+                        row.data,
+                        row.progress,
+                        row.updated_at,
                         expected
                     ])
                 })
                 .map_err(backend)?;
             if updated == 0 {
                 let exists: Option<i64> = conn
-                    .query_row("SELECT revision FROM tasks WHERE id = ?1", params![row.id], |r| r.get(0))
+                    .query_row("SELECT revision FROM tasks WHERE id = ?1", params![row.id], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(backend)?;
                 return Err(match exists {
@@ -464,7 +529,18 @@ impl Store for SqliteStore {
     async fn get_task(&self, id: &str) -> Result<Option<StoredTask>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| {
-            type Cols = (String, String, Option<String>, String, Option<String>, String, String, String, String, i64);
+            type Cols = (
+                String,
+                String,
+                Option<String>,
+                String,
+                Option<String>,
+                String,
+                String,
+                String,
+                String,
+                i64,
+            );
             let row: Option<Cols> = conn
                 .prepare_cached(
                     "SELECT id, status, name, tags, message, data, progress, created_at, updated_at, revision
@@ -491,8 +567,9 @@ impl Store for SqliteStore {
             let Some((id, status, name, tags, message, data, progress, created, updated, revision)) = row else {
                 return Ok(None);
             };
-            let mut statement =
-                conn.prepare_cached("SELECT record FROM runs WHERE task_id = ?1 ORDER BY run_id").map_err(backend)?;
+            let mut statement = conn
+                .prepare_cached("SELECT record FROM runs WHERE task_id = ?1 ORDER BY run_id")
+                .map_err(backend)?;
             let records: Vec<String> = statement
                 .query_map(params![id], |r| r.get(0))
                 .and_then(|rows| rows.collect())
@@ -527,7 +604,10 @@ impl Store for SqliteStore {
         let limit = query.limit.clamp(1, 1000);
         let cursor: Option<i64> = match &query.cursor {
             None => None,
-            Some(text) => Some(text.parse().map_err(|_| StoreError::NotFound(format!("cursor {text:?}")))?),
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| StoreError::NotFound(format!("cursor {text:?}")))?,
+            ),
         };
         self.read(move |conn| {
             let mut statement = conn
@@ -550,15 +630,19 @@ impl Store for SqliteStore {
                 tasks.push(decode_summary(cols)?);
                 last = Some(seq);
             }
-            Ok(TaskPage { tasks, next_cursor: if more { last.map(|s| s.to_string()) } else { None } })
+            Ok(TaskPage {
+                tasks,
+                next_cursor: if more { last.map(|s| s.to_string()) } else { None },
+            })
         })
         .await
     }
 
     async fn count_tasks(&self) -> Result<BTreeMap<TaskStatus, u64>, StoreError> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status").map_err(backend)?;
+            let mut statement = conn
+                .prepare_cached("SELECT status, count(*) FROM tasks GROUP BY status")
+                .map_err(backend)?;
             let rows: Vec<(String, i64)> = statement
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .and_then(|rows| rows.collect())
@@ -691,8 +775,10 @@ impl Store for SqliteStore {
                      ORDER BY v.name",
                 )
                 .map_err(backend)?;
-            let rows: Vec<_> =
-                statement.query_map([], decode_version).and_then(|rows| rows.collect()).map_err(backend)?;
+            let rows: Vec<_> = statement
+                .query_map([], decode_version)
+                .and_then(|rows| rows.collect())
+                .map_err(backend)?;
             rows.into_iter().map(step_version_of).collect()
         })
         .await
@@ -728,7 +814,9 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let rows: Vec<(String, String, String, i64, String, bool)> = statement
-                .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+                .query_map(params![name], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })
                 .and_then(|rows| rows.collect())
                 .map_err(backend)?;
             rows.into_iter()
@@ -747,13 +835,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_tasks(&self, owner: &str, limit: u32, lease: std::time::Duration) -> Result<Vec<String>, StoreError> {
+    async fn claim_tasks(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError> {
         let running: Vec<String> = self
             .read(|conn| {
                 let mut statement = conn
                     .prepare_cached("SELECT id FROM tasks WHERE status = 'running' ORDER BY seq")
                     .map_err(backend)?;
-                statement.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(backend)
+                statement
+                    .query_map([], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+                    .map_err(backend)
             })
             .await?;
         Ok(self.leases.claim(running, owner, limit, lease))
@@ -778,7 +874,14 @@ impl Store for SqliteStore {
             conn.query_row(
                 "SELECT count(*), coalesce(max(updated_at), ''), (SELECT count(*) FROM step_versions) FROM steps",
                 [],
-                |r| Ok(format!("{}:{}:{}", r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok(format!(
+                        "{}:{}:{}",
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?
+                    ))
+                },
             )
             .map_err(backend)
         })
@@ -812,7 +915,9 @@ mod tests {
         let stored = store.get_task(&task.id).await.expect("reads").expect("still there");
         assert_eq!(stored.task.data, task.data);
         let conn = Connection::open(dir.path().join("whenever.db")).expect("open");
-        let version: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).expect("version");
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
     }
 

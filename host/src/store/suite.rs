@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{Store, StoreError, StepVersion, TaskQuery, TaskSave};
+use super::{StepVersion, Store, StoreError, TaskQuery, TaskSave};
 use crate::runtime::{CallError, ConnectorCallRecord, StepManifest};
 use crate::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
 
@@ -47,7 +47,10 @@ fn call(n: u32) -> ConnectorCallRecord {
         result: if n.is_multiple_of(2) {
             Ok(json!({"success": true, "n": n}))
         } else {
-            Err(CallError { kind: whenever_connectors::ErrorKind::Unavailable, message: "down".into() })
+            Err(CallError {
+                kind: whenever_connectors::ErrorKind::Unavailable,
+                message: "down".into(),
+            })
         },
         idempotency_key: format!("t:s:1:{n}"),
         duration_us: 10,
@@ -65,7 +68,10 @@ async fn tasks_round_trip<S: Store>(store: &S) {
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!(stored.task, task);
     assert_eq!(stored.revision, 1);
-    assert!(matches!(store.create_task(&task).await, Err(StoreError::Conflict(_))), "ids are unique");
+    assert!(
+        matches!(store.create_task(&task).await, Err(StoreError::Conflict(_))),
+        "ids are unique"
+    );
     assert!(store.get_task("t_missing").await.expect("read").is_none());
 }
 
@@ -74,13 +80,31 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
     store.create_task(&task).await.expect("created");
     task.data = json!({"n": 1});
     task.status = TaskStatus::Waiting;
-    let save = TaskSave { task: &task, expected_revision: 1, runs: &[], starting: &[], input: None };
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 1,
+        runs: &[],
+        starting: &[],
+        input: None,
+    };
     assert_eq!(store.save_task(save).await.expect("saved"), 2);
     // A writer that read revision 1 is refused: someone else wrote meanwhile.
-    let stale = TaskSave { task: &task, expected_revision: 1, runs: &[], starting: &[], input: None };
+    let stale = TaskSave {
+        task: &task,
+        expected_revision: 1,
+        runs: &[],
+        starting: &[],
+        input: None,
+    };
     assert!(matches!(store.save_task(stale).await, Err(StoreError::Conflict(_))));
     let missing = Task::new(json!({}));
-    let save = TaskSave { task: &missing, expected_revision: 1, runs: &[], starting: &[], input: None };
+    let save = TaskSave {
+        task: &missing,
+        expected_revision: 1,
+        runs: &[],
+        starting: &[],
+        input: None,
+    };
     assert!(matches!(store.save_task(save).await, Err(StoreError::NotFound(_))));
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!(stored.task.data, json!({"n": 1}));
@@ -94,7 +118,13 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
     task.runs.push(run_record(0, "charge", false));
     task.runs.push(run_record(1, "notify", false));
     let input = task.data.clone();
-    let save = TaskSave { task: &task, expected_revision: 1, runs: &[0, 1], starting: &[0, 1], input: Some(&input) };
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 1,
+        runs: &[0, 1],
+        starting: &[0, 1],
+        input: Some(&input),
+    };
     store.save_task(save).await.expect("saved");
     store.journal_call(&task.id, 0, 0, &call(0)).await.expect("journaled");
     store.journal_call(&task.id, 0, 1, &call(1)).await.expect("journaled");
@@ -107,7 +137,13 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
 
     // Run 0 finishes: it is no longer interrupted, its journal is gone, run 1 keeps its input.
     task.runs[0] = run_record(0, "charge", true);
-    let save = TaskSave { task: &task, expected_revision: 2, runs: &[0], starting: &[], input: None };
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 2,
+        runs: &[0],
+        starting: &[],
+        input: None,
+    };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
     assert_eq!(interrupted.len(), 1);
@@ -121,7 +157,11 @@ async fn listing_filters_and_pages<S: Store>(store: &S) {
     let mut ids = Vec::new();
     for i in 0..7 {
         let mut task = Task::new(json!({"i": i}));
-        task.status = if i % 2 == 0 { TaskStatus::Completed } else { TaskStatus::Failed };
+        task.status = if i % 2 == 0 {
+            TaskStatus::Completed
+        } else {
+            TaskStatus::Failed
+        };
         task.tags = vec![format!("batch-{}", i % 3), "listing".into()];
         store.create_task(&task).await.expect("created");
         ids.push(task.id);
@@ -129,7 +169,12 @@ async fn listing_filters_and_pages<S: Store>(store: &S) {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let query = TaskQuery { tag: Some("listing".into()), limit: 3, cursor: cursor.clone(), ..TaskQuery::default() };
+        let query = TaskQuery {
+            tag: Some("listing".into()),
+            limit: 3,
+            cursor: cursor.clone(),
+            ..TaskQuery::default()
+        };
         let page = store.list_tasks(&query).await.expect("listed");
         assert!(page.tasks.len() <= 3);
         seen.extend(page.tasks.iter().map(|t| t.id.clone()));
@@ -141,7 +186,12 @@ async fn listing_filters_and_pages<S: Store>(store: &S) {
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first, "every task once, newest first");
 
-    let query = TaskQuery { status: Some(TaskStatus::Completed), tag: Some("batch-0".into()), limit: 50, cursor: None };
+    let query = TaskQuery {
+        status: Some(TaskStatus::Completed),
+        tag: Some("batch-0".into()),
+        limit: 50,
+        cursor: None,
+    };
     let page = store.list_tasks(&query).await.expect("listed");
     let got: Vec<&str> = page.tasks.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(got, vec![ids[6].as_str(), ids[0].as_str()]);
@@ -156,14 +206,23 @@ async fn step_versions_and_current<S: Store>(store: &S) {
         version: v.into(),
         digest: format!("{v}-digest"),
         component: bytes.to_vec(),
-        manifest: StepManifest { connectors: vec!["stripe".into()], ..StepManifest::default() },
+        manifest: StepManifest {
+            connectors: vec!["stripe".into()],
+            ..StepManifest::default()
+        },
         deployed_at: Utc::now(),
     };
     let stamp = store.steps_stamp().await.expect("stamp");
-    store.put_step_version(&version("v1", b"one"), true).await.expect("stored");
+    store
+        .put_step_version(&version("v1", b"one"), true)
+        .await
+        .expect("stored");
     let after_deploy = store.steps_stamp().await.expect("stamp");
     assert_ne!(stamp, after_deploy, "a deploy changes the steps stamp");
-    store.put_step_version(&version("v2", b"two!"), true).await.expect("stored");
+    store
+        .put_step_version(&version("v2", b"two!"), true)
+        .await
+        .expect("stored");
     let current = store.current_steps().await.expect("read");
     assert_eq!(current.len(), 1);
     assert_eq!(current[0].version, "v2");
@@ -172,9 +231,15 @@ async fn step_versions_and_current<S: Store>(store: &S) {
     // Rollback is making an older version current again.
     store.set_current_step("charge", Some("v1")).await.expect("rolled back");
     assert_eq!(store.current_steps().await.expect("read")[0].version, "v1");
-    assert!(matches!(store.set_current_step("charge", Some("v9")).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.set_current_step("charge", Some("v9")).await,
+        Err(StoreError::NotFound(_))
+    ));
     let versions = store.step_versions(Some("charge")).await.expect("listed");
-    let listed: Vec<(&str, bool, u64)> = versions.iter().map(|v| (v.version.as_str(), v.current, v.size)).collect();
+    let listed: Vec<(&str, bool, u64)> = versions
+        .iter()
+        .map(|v| (v.version.as_str(), v.current, v.size))
+        .collect();
     assert_eq!(listed, vec![("v1", true, 3), ("v2", false, 4)]);
     // A version deployed again keeps its component and takes the new manifest.
     let mut again = version("v2", b"two!");
@@ -182,11 +247,19 @@ async fn step_versions_and_current<S: Store>(store: &S) {
     store.put_step_version(&again, false).await.expect("stored");
     let stored = store.step_version("charge", "v2").await.expect("read").expect("there");
     assert_eq!(stored.manifest.connectors, vec!["paypal".to_string()]);
-    assert_eq!(store.current_steps().await.expect("read")[0].version, "v1", "not made current");
+    assert_eq!(
+        store.current_steps().await.expect("read")[0].version,
+        "v1",
+        "not made current"
+    );
     // Removal keeps the versions.
     let before_removal = store.steps_stamp().await.expect("stamp");
     store.set_current_step("charge", None).await.expect("removed");
-    assert_ne!(store.steps_stamp().await.expect("stamp"), before_removal, "a removal changes the steps stamp");
+    assert_ne!(
+        store.steps_stamp().await.expect("stamp"),
+        before_removal,
+        "a removal changes the steps stamp"
+    );
     assert!(store.current_steps().await.expect("read").is_empty());
     assert!(store.step_version("charge", "v2").await.expect("read").is_some());
 }
@@ -212,45 +285,87 @@ async fn leases_are_exclusive_expire_and_end_when_settled<S: Store>(store: &S) {
     let mut holder = std::collections::HashMap::new();
     for (owner, claimed) in claims {
         for id in claimed.expect("claimed") {
-            assert!(holder.insert(id.clone(), owner).is_none(), "task {id} was claimed twice");
+            assert!(
+                holder.insert(id.clone(), owner).is_none(),
+                "task {id} was claimed twice"
+            );
         }
     }
     for id in &ids {
         assert!(holder.contains_key(id), "every running task is claimed once");
     }
-    assert!(store.claim_tasks("h5", 1000, LONG).await.expect("claimed").is_empty(), "nothing is left to claim");
+    assert!(
+        store.claim_tasks("h5", 1000, LONG).await.expect("claimed").is_empty(),
+        "nothing is left to claim"
+    );
     // Only the holder renews and releases.
     let first = ids[0].clone();
     let owner = holder[&first];
     let other = if owner == "h1" { "h2" } else { "h1" };
     let one = [first.clone()];
-    assert_eq!(store.renew_leases(owner, &one, LONG).await.expect("renewed"), one.to_vec());
+    assert_eq!(
+        store.renew_leases(owner, &one, LONG).await.expect("renewed"),
+        one.to_vec()
+    );
     assert!(store.renew_leases(other, &one, LONG).await.expect("renewed").is_empty());
     store.release_task(&first, other).await.expect("released");
-    assert!(store.claim_tasks("h5", 1000, LONG).await.expect("claimed").is_empty(), "a stranger's release is a no-op");
+    assert!(
+        store.claim_tasks("h5", 1000, LONG).await.expect("claimed").is_empty(),
+        "a stranger's release is a no-op"
+    );
     store.release_task(&first, owner).await.expect("released");
-    assert_eq!(store.claim_tasks("h5", 1000, LONG).await.expect("claimed"), one.to_vec(), "released: claimable");
+    assert_eq!(
+        store.claim_tasks("h5", 1000, LONG).await.expect("claimed"),
+        one.to_vec(),
+        "released: claimable"
+    );
     // A settled task's lease ends with the save that settles it.
     let mut settled = mine[1].clone();
     settled.status = TaskStatus::Completed;
-    let save = TaskSave { task: &settled, expected_revision: 1, runs: &[], starting: &[], input: None };
+    let save = TaskSave {
+        task: &settled,
+        expected_revision: 1,
+        runs: &[],
+        starting: &[],
+        input: None,
+    };
     store.save_task(save).await.expect("saved");
     let settled_owner = holder[&settled.id];
-    assert!(store.renew_leases(settled_owner, &[settled.id.clone()], LONG).await.expect("renewed").is_empty());
+    assert!(
+        store
+            .renew_leases(settled_owner, &[settled.id.clone()], LONG)
+            .await
+            .expect("renewed")
+            .is_empty()
+    );
     // An expired lease is taken over; the old holder learns it on its next renewal.
     let batch: Vec<String> = ids[2..6].to_vec();
     let by_owner: Vec<(&str, String)> = batch.iter().map(|id| (holder[id], id.clone())).collect();
     for (owner, id) in &by_owner {
         store.release_task(id, owner).await.expect("released");
     }
-    let short = store.claim_tasks("h6", 2, Duration::from_millis(1)).await.expect("claimed");
+    let short = store
+        .claim_tasks("h6", 2, Duration::from_millis(1))
+        .await
+        .expect("claimed");
     assert_eq!(short.len(), 2, "the limit holds");
     assert!(sorted(&short).is_subset(&sorted(&batch)));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let taken = store.claim_tasks("h7", 1000, LONG).await.expect("claimed");
-    assert_eq!(sorted(&taken), sorted(&batch), "expired and free tasks are claimed, oldest first");
+    assert_eq!(
+        sorted(&taken),
+        sorted(&batch),
+        "expired and free tasks are claimed, oldest first"
+    );
     assert_eq!(taken, batch, "oldest first");
-    assert!(store.renew_leases("h6", &short, LONG).await.expect("renewed").is_empty(), "h6 lost them");
+    assert!(
+        store
+            .renew_leases("h6", &short, LONG)
+            .await
+            .expect("renewed")
+            .is_empty(),
+        "h6 lost them"
+    );
     // Leave nothing held for whoever uses the store next.
     for id in &ids {
         for owner in ["h1", "h2", "h3", "h4", "h5", "h7"] {

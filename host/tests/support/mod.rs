@@ -63,10 +63,18 @@ impl ServeProcess {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("whenever serve did not start listening: {:?}", log.lock().unwrap_or_else(|p| p.into_inner()));
+                panic!(
+                    "whenever serve did not start listening: {:?}",
+                    log.lock().unwrap_or_else(|p| p.into_inner())
+                );
             }
         };
-        ServeProcess { child, base: format!("http://{addr}"), log, http: reqwest::Client::new() }
+        ServeProcess {
+            child,
+            base: format!("http://{addr}"),
+            log,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// The process id.
@@ -105,7 +113,8 @@ impl ServeProcess {
 
     /// POST of a JSON value.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body.to_string().into_bytes())).await
+        self.call(reqwest::Method::POST, path, Some(body.to_string().into_bytes()))
+            .await
     }
 
     /// How many tasks have this status (at most 1,000 counted).
@@ -123,7 +132,11 @@ impl ServeProcess {
     {
         let deadline = Instant::now() + timeout;
         while !done().await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; server log:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; server log:\n{}",
+                self.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

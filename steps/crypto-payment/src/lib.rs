@@ -25,10 +25,7 @@ impl Step for CryptoPayment {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "Processing bitcoin payment for order: {}",
-            js::text(data, "order.id")
-        );
+        log_info!("Processing bitcoin payment for order: {}", js::text(data, "order.id"));
 
         // Outside any `try` in the seed: a connector error fails the run.
         let result = connectors::call(
@@ -37,10 +34,7 @@ impl Step for CryptoPayment {
             &js::object([
                 ("amount", js::lookup(data, "order.total").cloned()),
                 ("currency", Some(json!("BTC"))),
-                (
-                    "wallet",
-                    js::lookup(data, "order.payment.walletAddress").cloned(),
-                ),
+                ("wallet", js::lookup(data, "order.payment.walletAddress").cloned()),
             ]),
         )?;
 

@@ -64,8 +64,7 @@ fn caught(data: &mut Value, message: &str) {
 /// for JavaScript's invalid date).
 fn notify(data: &Value) -> Result<Option<js::Date>, String> {
     // Calculate estimated delivery date
-    let base_processing_days =
-        js::number(js::read(data, "order.fulfillment.targetProcessingHours")?) / 24.0;
+    let base_processing_days = js::number(js::read(data, "order.fulfillment.targetProcessingHours")?) / 24.0;
     let shipping_days = match js::read(data, "order.shipping.method")?.and_then(Value::as_str) {
         Some("overnight") => 1.0,
         Some("expedited") => 2.0,
@@ -73,8 +72,8 @@ fn notify(data: &Value) -> Result<Option<js::Date>, String> {
     };
 
     // `new Date()` plus `Math.ceil(baseProcessingDays + shippingDays)` days.
-    let estimated_delivery = js::parse_date(&task::now())
-        .and_then(|now| js::add_days(&now, (base_processing_days + shipping_days).ceil()));
+    let estimated_delivery =
+        js::parse_date(&task::now()).and_then(|now| js::add_days(&now, (base_processing_days + shipping_days).ceil()));
     let delivery_date = match &estimated_delivery {
         Some(date) => js::locale_date_string(date),
         None => "Invalid Date".to_string(),

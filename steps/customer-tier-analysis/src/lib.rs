@@ -27,8 +27,7 @@ impl Step for CustomerTierAnalysis {
 
         // Upgrade tier based on spending history and current order. As in JavaScript, a missing
         // total makes the sum NaN, which passes no threshold.
-        let lifetime_value =
-            js::num(data, "order.customer.totalSpent") + js::num(data, "order.total");
+        let lifetime_value = js::num(data, "order.customer.totalSpent") + js::num(data, "order.total");
         let tier = get_str(data, "order.customer.tier").to_string();
         let total_orders = js::num(data, "order.customer.totalOrders");
 

@@ -24,10 +24,7 @@ impl Step for FraudDetection {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "Running fraud detection for order: {}",
-            js::text(data, "order.id")
-        );
+        log_info!("Running fraud detection for order: {}", js::text(data, "order.id"));
 
         // The seed's `try { ... } catch (error) { ... }`: any error inside, a connector error or
         // a TypeError on a missing object, sends the order to manual review.
@@ -97,19 +94,10 @@ fn assess(data: &mut Value) -> Result<(), String> {
             "analyze",
             &js::object([
                 ("orderId", js::lookup(data, "order.id").cloned()),
-                (
-                    "customerEmail",
-                    js::read(data, "order.customer.email")?.cloned(),
-                ),
+                ("customerEmail", js::read(data, "order.customer.email")?.cloned()),
                 ("amount", js::lookup(data, "order.total").cloned()),
-                (
-                    "paymentToken",
-                    js::lookup(data, "order.payment.token").cloned(),
-                ),
-                (
-                    "shippingAddress",
-                    js::read(data, "order.shipping.address")?.cloned(),
-                ),
+                ("paymentToken", js::lookup(data, "order.payment.token").cloned()),
+                ("shippingAddress", js::read(data, "order.shipping.address")?.cloned()),
             ]),
         )
         .map_err(|e| e.message)?;
@@ -119,10 +107,7 @@ fn assess(data: &mut Value) -> Result<(), String> {
             "order.fraud",
             js::object([
                 ("externalScore", fraud_result.get("score").cloned()),
-                (
-                    "externalRecommendation",
-                    fraud_result.get("recommendation").cloned(),
-                ),
+                ("externalRecommendation", fraud_result.get("recommendation").cloned()),
                 ("externalChecked", Some(json!(true))),
             ]),
         );

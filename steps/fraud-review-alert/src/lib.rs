@@ -33,10 +33,7 @@ impl Step for FraudReviewAlert {
         };
         let risk_factors = match js::lookup(data, "order.fraud.factors") {
             Some(Value::Array(factors)) => js::join(factors, ", "),
-            _ => format!(
-                "fraud check failed: {}",
-                js::text(data, "order.fraud.error")
-            ),
+            _ => format!("fraud check failed: {}", js::text(data, "order.fraud.error")),
         };
         let fraud_message = format!(
             "⚠️ Manual Review Required\n\

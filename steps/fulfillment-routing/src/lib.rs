@@ -29,10 +29,7 @@ impl Step for FulfillmentRouting {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "Routing order for fulfillment: {}",
-            js::text(data, "order.id")
-        );
+        log_info!("Routing order for fulfillment: {}", js::text(data, "order.id"));
 
         // Fix: create `data.order.fulfillment` (keeping anything already in it).
         if !get(data, "order.fulfillment").is_object() {
@@ -100,9 +97,7 @@ impl Step for FulfillmentRouting {
                     ),
                 ])),
                 Err(message) => {
-                    log_error!(
-                        "Fulfillment order creation failed for warehouse {warehouse}: {message}"
-                    );
+                    log_error!("Fulfillment order creation failed for warehouse {warehouse}: {message}");
 
                     fulfillment_orders.push(json!({
                         "warehouse": warehouse,
@@ -122,29 +117,19 @@ impl Step for FulfillmentRouting {
         set(data, "order.fulfillmentRouted", true);
         set(data, "order.status", "fulfillment_queued");
 
-        log_info!(
-            "Fulfillment routing complete: {fulfillment_strategy} strategy, {orders_count} fulfillment orders"
-        );
+        log_info!("Fulfillment routing complete: {fulfillment_strategy} strategy, {orders_count} fulfillment orders");
         Ok(())
     }
 }
 
 /// One warehouse's `connectors.fulfillmentSystem.createOrder(...)`.
-fn create_order(
-    data: &Value,
-    warehouse: &str,
-    items: &[Value],
-    strategy: &str,
-) -> Result<Value, String> {
+fn create_order(data: &Value, warehouse: &str, items: &[Value], strategy: &str) -> Result<Value, String> {
     let args = js::object([
         ("orderId", js::lookup(data, "order.id").cloned()),
         ("warehouse", Some(json!(warehouse))),
         ("items", Some(json!(items))),
         ("strategy", Some(json!(strategy))),
-        (
-            "priority",
-            js::lookup(data, "order.fulfillment.priority").cloned(),
-        ),
+        ("priority", js::lookup(data, "order.fulfillment.priority").cloned()),
         (
             "packaging",
             js::lookup(data, "order.fulfillment.packagingType").cloned(),
@@ -153,14 +138,8 @@ fn create_order(
             "qualityCheck",
             js::lookup(data, "order.fulfillment.qualityCheck").cloned(),
         ),
-        (
-            "shippingAddress",
-            js::read(data, "order.shipping.address")?.cloned(),
-        ),
-        (
-            "shippingMethod",
-            js::read(data, "order.shipping.method")?.cloned(),
-        ),
+        ("shippingAddress", js::read(data, "order.shipping.address")?.cloned()),
+        ("shippingMethod", js::read(data, "order.shipping.method")?.cloned()),
         (
             "customerTier",
             js::lookup(data, "order.customer.effectiveTier").cloned(),

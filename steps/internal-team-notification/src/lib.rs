@@ -44,10 +44,7 @@ impl Step for InternalTeamNotification {
 
                 set(data, "order.internalTeamNotified", true);
 
-                log_info!(
-                    "Internal notifications sent to: {}",
-                    notifications.join(", ")
-                );
+                log_info!("Internal notifications sent to: {}", notifications.join(", "));
             }
             Err(message) => {
                 log_error!("Internal team notification failed: {message}");
@@ -113,8 +110,7 @@ fn notify_teams(data: &Value) -> Result<Vec<&'static str>, String> {
 
     // Fulfillment team notification for priority orders
     if priority == "critical" || priority == "high" {
-        let target_processing_hours =
-            js::string(js::read(data, "order.fulfillment.targetProcessingHours")?);
+        let target_processing_hours = js::string(js::read(data, "order.fulfillment.targetProcessingHours")?);
         let strategy = js::string(js::read(data, "order.fulfillment.strategy")?);
         // `data.order.fulfillment.orders.map(o => o.warehouse).join(', ')`
         let warehouses: Vec<Value> = js::array(data, "order.fulfillment.orders", "map")?
@@ -140,12 +136,7 @@ fn notify_teams(data: &Value) -> Result<Vec<&'static str>, String> {
 }
 
 fn send(channel: &str, text: &str) -> Result<Value, String> {
-    connectors::call(
-        "slackCom",
-        "send",
-        &json!({ "channel": channel, "text": text }),
-    )
-    .map_err(|e| e.message)
+    connectors::call("slackCom", "send", &json!({ "channel": channel, "text": text })).map_err(|e| e.message)
 }
 
 export_step!(InternalTeamNotification);

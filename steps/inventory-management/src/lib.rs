@@ -16,19 +16,13 @@ impl Step for InventoryManagement {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "Checking inventory for order: {}",
-            js::text(data, "order.id")
-        );
+        log_info!("Checking inventory for order: {}", js::text(data, "order.id"));
 
         let order_id = js::lookup(data, "order.id").cloned();
         let mut all_items_available = true;
         let mut inventory_results = Vec::new();
 
-        if let Some(items) = data
-            .pointer_mut("/order/items")
-            .and_then(Value::as_array_mut)
-        {
+        if let Some(items) = data.pointer_mut("/order/items").and_then(Value::as_array_mut) {
             for item in items.iter_mut() {
                 // The seed's per-item `try { ... } catch (error) { ... }`.
                 match check_item(item, order_id.as_ref()) {
@@ -94,10 +88,7 @@ fn check_item(item: &mut Value, order_id: Option<&Value>) -> Result<Value, Conne
         &js::object([
             ("sku", sku.clone()),
             ("quantity", quantity.clone()),
-            (
-                "preferredWarehouses",
-                Some(json!(["TX-MAIN", "CA-WEST", "NY-EAST"])),
-            ),
+            ("preferredWarehouses", Some(json!(["TX-MAIN", "CA-WEST", "NY-EAST"]))),
         ]),
     )?;
 
@@ -139,11 +130,7 @@ fn check_item(item: &mut Value, order_id: Option<&Value>) -> Result<Value, Conne
 
         if item.is_object() {
             js::assign(item, "backorder", backorder.get("available").cloned());
-            js::assign(
-                item,
-                "estimatedShipDate",
-                backorder.get("restockDate").cloned(),
-            );
+            js::assign(item, "estimatedShipDate", backorder.get("restockDate").cloned());
         }
 
         Ok(js::object([
@@ -151,10 +138,7 @@ fn check_item(item: &mut Value, order_id: Option<&Value>) -> Result<Value, Conne
             ("quantity", quantity),
             ("available", Some(json!(false))),
             ("backorderAvailable", backorder.get("available").cloned()),
-            (
-                "estimatedRestockDate",
-                backorder.get("restockDate").cloned(),
-            ),
+            ("estimatedRestockDate", backorder.get("restockDate").cloned()),
         ]))
     }
 }

@@ -25,10 +25,7 @@ impl Step for InventoryShortageHandling {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "Handling inventory shortage for order: {}",
-            js::text(data, "order.id")
-        );
+        log_info!("Handling inventory shortage for order: {}", js::text(data, "order.id"));
 
         // Separate available items from backordered items
         let items = js::array(data, "order.items", "filter")?.to_vec();
@@ -96,12 +93,7 @@ impl Step for InventoryShortageHandling {
 }
 
 /// The partial-shipment offer, exactly as the seed's template literal.
-fn partial_shipment_email(
-    id: &str,
-    available: &[Value],
-    backordered: &[Value],
-    item_count: usize,
-) -> (String, String) {
+fn partial_shipment_email(id: &str, available: &[Value], backordered: &[Value], item_count: usize) -> (String, String) {
     let available_list: String = available
         .iter()
         .map(|item| {

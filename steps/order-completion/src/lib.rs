@@ -22,10 +22,7 @@ impl Step for OrderCompletion {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "Completing order processing for: {}",
-            js::text(data, "order.id")
-        );
+        log_info!("Completing order processing for: {}", js::text(data, "order.id"));
 
         // Calculate total processing time
         let now = task::now();
@@ -37,11 +34,7 @@ impl Step for OrderCompletion {
         // Update final order status
         set(data, "order.status", "processing_complete");
         set(data, "order.processingCompletedAt", now);
-        set(
-            data,
-            "order.totalProcessingTimeMs",
-            js::to_json(processing_time_ms),
-        );
+        set(data, "order.totalProcessingTimeMs", js::to_json(processing_time_ms));
         set(
             data,
             "order.totalProcessingTimeSeconds",
@@ -76,10 +69,7 @@ impl Step for OrderCompletion {
             (
                 "metrics",
                 Some(js::object([
-                    (
-                        "fraudScore",
-                        js::lookup(data, "order.fraud.finalScore").cloned(),
-                    ),
+                    ("fraudScore", js::lookup(data, "order.fraud.finalScore").cloned()),
                     (
                         "inventoryReservations",
                         length(js::lookup(data, "order.inventory.results")),
@@ -88,10 +78,7 @@ impl Step for OrderCompletion {
                         "fulfillmentOrders",
                         length(js::lookup(data, "order.fulfillment.orders")),
                     ),
-                    (
-                        "paymentMethod",
-                        js::read(data, "order.payment.method")?.cloned(),
-                    ),
+                    ("paymentMethod", js::read(data, "order.payment.method")?.cloned()),
                     ("totalValue", js::lookup(data, "order.total").cloned()),
                 ])),
             ),

@@ -82,10 +82,7 @@ impl Step for OrderRejection {
             js::object([
                 ("status", Some(json!("rejected"))),
                 ("reason", Some(json!("fraud"))),
-                (
-                    "fraudScore",
-                    js::lookup(data, "order.fraud.finalScore").cloned(),
-                ),
+                ("fraudScore", js::lookup(data, "order.fraud.finalScore").cloned()),
                 ("releasedReservations", Some(json!(released))),
             ]),
         );

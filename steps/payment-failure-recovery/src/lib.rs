@@ -24,16 +24,10 @@ impl Step for PaymentFailureRecovery {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "Handling payment failure for order: {}",
-            js::text(data, "order.id")
-        );
+        log_info!("Handling payment failure for order: {}", js::text(data, "order.id"));
 
         // Increment retry counter: `(data.order.paymentRetryAttempts || 0) + 1`
-        let attempts = js::number(Some(&js::or(
-            js::lookup(data, "order.paymentRetryAttempts"),
-            0,
-        ))) + 1.0;
+        let attempts = js::number(Some(&js::or(js::lookup(data, "order.paymentRetryAttempts"), 0))) + 1.0;
         set(data, "order.paymentRetryAttempts", js::to_json(attempts));
 
         let id = js::text(data, "order.id");
@@ -47,10 +41,7 @@ impl Step for PaymentFailureRecovery {
             &js::object([
                 ("from", Some(json!("orders@retailmax.com"))),
                 ("to", email.clone()),
-                (
-                    "subject",
-                    Some(json!(format!("Payment Issue - Order {id}"))),
-                ),
+                ("subject", Some(json!(format!("Payment Issue - Order {id}")))),
                 (
                     "html",
                     Some(json!(format!(

@@ -30,10 +30,7 @@ impl Step for PaymentProcessing {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "Processing payment for order: {}",
-            js::text(data, "order.id")
-        );
+        log_info!("Processing payment for order: {}", js::text(data, "order.id"));
 
         // The seed's `try { ... } catch (error) { ... }`.
         match charge(data) {
@@ -104,10 +101,7 @@ fn charge(data: &Value) -> Result<Value, String> {
         Ok(payment_result)
     } else {
         // `throw new Error(paymentResult.error || 'Payment failed')`
-        Err(js::string(Some(&js::or(
-            payment_result.get("error"),
-            "Payment failed",
-        ))))
+        Err(js::string(Some(&js::or(payment_result.get("error"), "Payment failed"))))
     }
 }
 
@@ -133,11 +127,7 @@ fn succeeded(data: &mut Value, payment_result: &Value) {
         payment_result.get("transactionId").cloned(),
     );
     set(data, "order.payment.processedAt", task::now());
-    set(
-        data,
-        "order.payment.processorFee",
-        js::or(payment_result.get("fee"), 0),
-    );
+    set(data, "order.payment.processorFee", js::or(payment_result.get("fee"), 0));
     set(data, "order.paymentProcessed", true);
     set(data, "order.status", "payment_confirmed");
 

@@ -42,9 +42,7 @@ pub fn read<'a>(data: &'a Value, path: &str) -> Result<Option<&'a Value>, String
     for key in path.split('.') {
         here = match here {
             None => {
-                return Err(format!(
-                    "Cannot read properties of undefined (reading '{key}')"
-                ));
+                return Err(format!("Cannot read properties of undefined (reading '{key}')"));
             }
             Some(Value::Null) => {
                 return Err(format!("Cannot read properties of null (reading '{key}')"));
@@ -62,12 +60,8 @@ pub fn read<'a>(data: &'a Value, path: &str) -> Result<Option<&'a Value>, String
 pub fn array<'a>(data: &'a Value, path: &str, method: &str) -> Result<&'a [Value], String> {
     match read(data, path)? {
         Some(Value::Array(items)) => Ok(items),
-        None => Err(format!(
-            "Cannot read properties of undefined (reading '{method}')"
-        )),
-        Some(Value::Null) => Err(format!(
-            "Cannot read properties of null (reading '{method}')"
-        )),
+        None => Err(format!("Cannot read properties of undefined (reading '{method}')")),
+        Some(Value::Null) => Err(format!("Cannot read properties of null (reading '{method}')")),
         Some(_) => Err(format!("data.{path}.{method} is not a function")),
     }
 }
@@ -106,17 +100,11 @@ pub fn number(value: Option<&Value>) -> f64 {
                 "" => 0.0,
                 "Infinity" | "+Infinity" => f64::INFINITY,
                 "-Infinity" => f64::NEG_INFINITY,
-                _ => s
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite())
-                    .unwrap_or(f64::NAN),
+                _ => s.parse::<f64>().ok().filter(|f| f.is_finite()).unwrap_or(f64::NAN),
             }
         }
         Some(Value::Array(items)) if items.is_empty() => 0.0,
-        Some(Value::Array(items)) if items.len() == 1 => {
-            number(Some(&Value::String(join(items, ","))))
-        }
+        Some(Value::Array(items)) if items.len() == 1 => number(Some(&Value::String(join(items, ",")))),
         Some(_) => f64::NAN,
     }
 }
@@ -126,11 +114,7 @@ pub fn number_string(n: f64) -> String {
     if n.is_nan() {
         "NaN".into()
     } else if n.is_infinite() {
-        if n > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
+        if n > 0.0 { "Infinity".into() } else { "-Infinity".into() }
     } else if n == 0.0 {
         "0".into()
     } else if n.abs() >= 1e21 || n.abs() < 1e-6 {

@@ -54,7 +54,7 @@ pub trait Step {
 pub mod prelude {
     pub use crate::condition::{any, eq, gt, gte, lt, lte, ne, none_of, not, one_of, regex};
     pub use crate::connectors::{self, ConnectorError, ErrorKind};
-    pub use crate::data::{get, get_bool, get_f64, get_str, set, remove};
+    pub use crate::data::{get, get_bool, get_f64, get_str, remove, set};
     pub use crate::task;
     pub use crate::{Step, StepError, condition, export_step, json, log_error, log_info, log_warn};
     pub use serde_json::{Map, Value};
@@ -67,8 +67,7 @@ pub fn __condition_text<S: Step>() -> String {
 
 #[doc(hidden)]
 pub fn __run_content<S: Step>(input: String) -> Result<String, String> {
-    let mut data: Value =
-        serde_json::from_str(&input).map_err(|e| format!("task data is not JSON: {e}"))?;
+    let mut data: Value = serde_json::from_str(&input).map_err(|e| format!("task data is not JSON: {e}"))?;
     S::content(&mut data).map_err(|e| e.to_string())?;
     serde_json::to_string(&data).map_err(|e| format!("cannot serialize the new data: {e}"))
 }

@@ -23,10 +23,7 @@ impl Step for VipDetection {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        log_info!(
-            "VIP customer detected for order: {}",
-            get_str(data, "order.id")
-        );
+        log_info!("VIP customer detected for order: {}", get_str(data, "order.id"));
 
         set(data, "order.customer.effectiveTier", "vip");
         set(data, "order.priority", "critical");

@@ -9,7 +9,11 @@ impl Step for OpensSocket {
     }
     fn content(data: &mut Value) -> Result<(), StepError> {
         let stream = std::net::TcpStream::connect("127.0.0.1:80").map_err(|e| e.to_string())?;
-        set(data, "peer", stream.peer_addr().map(|a| a.to_string()).unwrap_or_default());
+        set(
+            data,
+            "peer",
+            stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        );
         Ok(())
     }
 }

@@ -43,7 +43,13 @@ pub fn score(data: &mut Value, now: &str) {
         risk += 10;
         factors.push("expedited_shipping");
     }
-    let recommendation = if risk > 60 { "reject" } else if risk > 40 { "review" } else { "approve" };
+    let recommendation = if risk > 60 {
+        "reject"
+    } else if risk > 40 {
+        "review"
+    } else {
+        "approve"
+    };
 
     let order = &mut data["order"];
     order["customer"]["effectiveTier"] = json!(effective);

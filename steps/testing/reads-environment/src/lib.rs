@@ -10,13 +10,19 @@ impl Step for ReadsEnvironment {
     fn content(data: &mut Value) -> Result<(), StepError> {
         let vars: Map<String, Value> = std::env::vars().map(|(k, v)| (k, Value::String(v))).collect();
         let args: Vec<String> = std::env::args().collect();
-        let cwd = std::env::current_dir().map(|d| d.display().to_string()).map_err(|e| e.to_string());
-        set(data, "environment", json!({
-            "vars": vars,
-            "args": args,
-            "home": std::env::var("HOME").ok(),
-            "cwd": match cwd { Ok(dir) => json!({"ok": dir}), Err(e) => json!({"error": e}) },
-        }));
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .map_err(|e| e.to_string());
+        set(
+            data,
+            "environment",
+            json!({
+                "vars": vars,
+                "args": args,
+                "home": std::env::var("HOME").ok(),
+                "cwd": match cwd { Ok(dir) => json!({"ok": dir}), Err(e) => json!({"error": e}) },
+            }),
+        );
         Ok(())
     }
 }
