@@ -21,7 +21,8 @@
 //! column is the process's CPU time (both cores, clients included) per order: what the throughput
 //! would be on two otherwise idle cores is about 2,000 ÷ that figure.
 //!
-//! `cargo bench -p whenever --bench service [-- FILTER]` (FILTER: rows whose path contains it).
+//! `cargo bench -p whenever --bench service [-- FILTER]`: only the rows whose `PATH / N LOAD`
+//! (e.g. `HTTP API + SQLite, synchronous=full / 16 senders`) contains FILTER.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,6 +36,10 @@ use whenever::service::{Service, ServiceOptions};
 use whenever::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use whenever::task::{Task, TaskStatus};
 use whenever::{Host, HostOptions};
+
+/// The allocator the `whenever` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WARMUP: Duration = Duration::from_millis(500);
 const WINDOW: Duration = Duration::from_secs(3);
@@ -445,11 +450,14 @@ fn main() {
         .expect("tokio");
     let rows = runtime.block_on(async {
         let mut rows = Vec::new();
-        for (path, clients, kind) in ROWS
-            .iter()
-            .copied()
-            .filter(|(path, _, _)| path.contains(filter.as_str()))
-        {
+        let selected = ROWS.iter().copied().filter(|(path, clients, kind)| {
+            let load = match kind {
+                Kind::HttpSenders(_) | Kind::ServiceSenders(_) => "senders",
+                _ => "waiting",
+            };
+            format!("{path} / {clients} {load}").contains(filter.as_str())
+        });
+        for (path, clients, kind) in selected {
             rows.push(match kind {
                 Kind::HttpWaiting(synchronous) => http_waiting(path, clients, synchronous).await,
                 Kind::HttpSenders(synchronous) => http_senders(path, clients, synchronous).await,

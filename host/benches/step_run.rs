@@ -17,6 +17,10 @@ use whenever::scheduler::{Scheduler, SchedulerSettings};
 use whenever::task::{Task, TaskStatus};
 use whenever_step_artifacts::testing::ORDER_SCORING;
 
+/// The allocator the `whenever` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../steps/testing/order-scoring/src/logic.rs"]
 mod logic;
 

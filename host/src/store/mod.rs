@@ -13,6 +13,7 @@
 
 pub mod lease;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;

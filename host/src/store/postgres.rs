@@ -21,13 +21,16 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
-use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::rows::{
+    RunRow, TaskRow, UNFINISHED_RUN_INPUTS, all_run_rows, corrupt, parse_status, parse_time, run_rows, signed,
+    time_text, to_json,
+};
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent, StoredTask, TaskPage, TaskQuery,
     TaskSave, TaskSummary,
@@ -91,6 +94,8 @@ CREATE TABLE steps (
 ALTER TABLE tasks ADD COLUMN owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ;
 CREATE INDEX tasks_running ON tasks (seq) WHERE status = 'running';
 "#,
+    // 3: a starting run whose input is the data saved with it stores a flag, not a copy.
+    "ALTER TABLE runs ADD COLUMN input_from_task BOOLEAN NOT NULL DEFAULT FALSE;",
 ];
 
 /// The advisory lock that serializes migrations between hosts starting together.
@@ -138,35 +143,80 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Backend(format!("postgres pool: {e}"))
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| corrupt("cannot encode", e))
-}
-
-fn time_text(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| corrupt("time", e))
-}
-
-fn parse_status(text: &str) -> Result<TaskStatus, StoreError> {
-    serde_json::from_value(Value::String(text.to_string())).map_err(|e| corrupt("status", e))
-}
-
 fn millis(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
-fn signed(n: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|e| corrupt(what, e))
-}
+/// A new task in one statement: the task row unless the id exists, its runs `$10..$14` (arrays;
+/// no inputs: a new task has no run in flight), and a notification on channel `$15` when it is
+/// running. Answers whether it was created.
+const CREATE_TASK: &str = "
+WITH created AS (
+    INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (id) DO NOTHING
+    RETURNING id
+),
+written AS (
+    INSERT INTO runs (task_id, run_id, step, version, finished, record)
+    SELECT $1, u.run_id, u.step, u.version, u.finished, u.record
+    FROM unnest($10::bigint[], $11::text[], $12::text[], $13::boolean[], $14::text[])
+      AS u(run_id, step, version, finished, record)
+    WHERE EXISTS (SELECT 1 FROM created)
+    ON CONFLICT (task_id, run_id) DO UPDATE SET
+      step = excluded.step, version = excluded.version, finished = excluded.finished, record = excluded.record,
+      input = NULL, input_from_task = FALSE
+),
+notified AS (
+    SELECT pg_notify($15, 'tasks') FROM created WHERE $2 = 'running'
+)
+SELECT EXISTS (SELECT 1 FROM created), (SELECT count(*) FROM notified)";
+
+/// A save in one statement (one round trip, one implicit transaction): the task row if its
+/// revision is still `$9` (compare-and-swap), the run rows `$10..$16` (arrays, one element per
+/// run), the inputs of unfinished runs that started from the old data copied before it changes
+/// (every part of the statement reads the rows as they were before it), the journal of runs that
+/// finished dropped, and a notification on channel `$17` when a running task has no holder.
+/// Answers whether it saved and the revision it found.
+const SAVE_TASK: &str = "
+WITH old AS (SELECT data, revision FROM tasks WHERE id = $1),
+saved AS (
+    UPDATE tasks SET status = $2, name = $3, tags = $4, message = $5, data = $6, progress = $7,
+      updated_at = $8, revision = revision + 1,
+      owner = CASE WHEN $2 = 'running' THEN owner END,
+      lease_until = CASE WHEN $2 = 'running' THEN lease_until END
+    WHERE id = $1 AND revision = $9
+    RETURNING owner IS NULL AS unheld
+),
+materialized AS (
+    UPDATE runs SET input = (SELECT data FROM old), input_from_task = FALSE
+    WHERE task_id = $1 AND input_from_task AND NOT finished AND NOT (run_id = ANY($10))
+      AND EXISTS (SELECT 1 FROM saved)
+),
+written AS (
+    INSERT INTO runs (task_id, run_id, step, version, finished, record, input, input_from_task)
+    SELECT $1, u.run_id, u.step, u.version, u.finished, u.record, u.input, u.input_from_task
+    FROM unnest($10::bigint[], $11::text[], $12::text[], $13::boolean[], $14::text[], $15::text[], $16::boolean[])
+      AS u(run_id, step, version, finished, record, input, input_from_task)
+    WHERE EXISTS (SELECT 1 FROM saved)
+    ON CONFLICT (task_id, run_id) DO UPDATE SET
+      finished = excluded.finished, record = excluded.record,
+      input = CASE WHEN excluded.finished THEN NULL
+                   WHEN excluded.input IS NOT NULL OR excluded.input_from_task THEN excluded.input
+                   WHEN runs.input_from_task THEN (SELECT data FROM old)
+                   ELSE runs.input END,
+      input_from_task = CASE WHEN excluded.finished THEN FALSE
+                             WHEN excluded.input IS NOT NULL OR excluded.input_from_task THEN excluded.input_from_task
+                             ELSE FALSE END
+),
+forgotten AS (
+    DELETE FROM journal
+    WHERE task_id = $1 AND run_id = ANY(SELECT run_id FROM unnest($10::bigint[], $13::boolean[]) AS f(run_id, finished) WHERE finished)
+      AND EXISTS (SELECT 1 FROM saved)
+),
+notified AS (
+    SELECT pg_notify($17, 'tasks') FROM saved WHERE saved.unheld AND $2 = 'running'
+)
+SELECT EXISTS (SELECT 1 FROM saved), (SELECT revision FROM old), (SELECT count(*) FROM notified)";
 
 /// What a notification on the schema's channel says.
 const TASKS: &str = "tasks";
@@ -354,104 +404,29 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreErro
     tx.commit().await.map_err(pg)
 }
 
-/// The columns of a task row, encoded.
-struct TaskRow {
-    id: String,
-    status: &'static str,
-    name: Option<String>,
-    tags: String,
-    message: Option<String>,
-    data: String,
-    progress: String,
-    created_at: String,
-    updated_at: String,
+/// Run rows as the column arrays the statements `unnest` (one round trip for any number of runs).
+struct RunArrays<'a> {
+    run_ids: Vec<i64>,
+    steps: Vec<&'a str>,
+    versions: Vec<&'a str>,
+    finished: Vec<bool>,
+    records: Vec<&'a str>,
+    inputs: Vec<Option<&'a str>>,
+    from_task: Vec<bool>,
 }
 
-impl TaskRow {
-    fn of(task: &Task) -> Result<TaskRow, StoreError> {
-        Ok(TaskRow {
-            id: task.id.clone(),
-            status: task.status.as_str(),
-            name: task.name.clone(),
-            tags: to_json(&task.tags)?,
-            message: task.message.clone(),
-            data: to_json(&task.data)?,
-            progress: to_json(&task.progress)?,
-            created_at: time_text(&task.created_at),
-            updated_at: time_text(&Utc::now()),
-        })
-    }
-}
-
-/// A run record, encoded, with its input when it is starting.
-struct RunRow {
-    run_id: i64,
-    step: String,
-    version: String,
-    finished: bool,
-    record: String,
-    input: Option<String>,
-}
-
-fn run_rows(task: &Task, ids: &[u64], starting: &[u64], input: Option<&Value>) -> Result<Vec<RunRow>, StoreError> {
-    let input_text = input.map(to_json).transpose()?;
-    ids.iter()
-        .filter_map(|id| task.runs.get(*id as usize).map(|r| (*id, r)))
-        .map(|(id, run)| {
-            Ok(RunRow {
-                run_id: signed(id, "run id")?,
-                step: run.step.clone(),
-                version: run.version.clone(),
-                finished: run.outcome.is_some(),
-                record: to_json(run)?,
-                input: if starting.contains(&id) {
-                    input_text.clone()
-                } else {
-                    None
-                },
-            })
-        })
-        .collect()
-}
-
-async fn write_runs(tx: &deadpool_postgres::Transaction<'_>, task_id: &str, rows: &[RunRow]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let upsert = tx
-        .prepare_cached(
-            "INSERT INTO runs (task_id, run_id, step, version, finished, record, input)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (task_id, run_id) DO UPDATE SET
-               finished = excluded.finished, record = excluded.record,
-               input = CASE WHEN excluded.finished THEN NULL ELSE coalesce(excluded.input, runs.input) END",
-        )
-        .await
-        .map_err(pg)?;
-    let forget = tx
-        .prepare_cached("DELETE FROM journal WHERE task_id = $1 AND run_id = $2")
-        .await
-        .map_err(pg)?;
-    for row in rows {
-        tx.execute(
-            &upsert,
-            &[
-                &task_id,
-                &row.run_id,
-                &row.step,
-                &row.version,
-                &row.finished,
-                &row.record,
-                &row.input,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-        if row.finished {
-            tx.execute(&forget, &[&task_id, &row.run_id]).await.map_err(pg)?;
+impl<'a> RunArrays<'a> {
+    fn of(rows: &'a [RunRow]) -> RunArrays<'a> {
+        RunArrays {
+            run_ids: rows.iter().map(|r| r.run_id).collect(),
+            steps: rows.iter().map(|r| r.step.as_str()).collect(),
+            versions: rows.iter().map(|r| r.version.as_str()).collect(),
+            finished: rows.iter().map(|r| r.finished).collect(),
+            records: rows.iter().map(|r| r.record.as_str()).collect(),
+            inputs: rows.iter().map(|r| r.input.as_deref()).collect(),
+            from_task: rows.iter().map(|r| r.input_from_task).collect(),
         }
     }
-    Ok(())
 }
 
 impl PostgresStore {
@@ -481,20 +456,13 @@ fn step_version_of(row: &tokio_postgres::Row) -> Result<StepVersion, StoreError>
 impl Store for PostgresStore {
     async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
         let row = TaskRow::of(task)?;
-        let all: Vec<u64> = (0..task.runs.len() as u64).collect();
-        let runs = run_rows(task, &all, &[], None)?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (id) DO NOTHING",
-            )
-            .await
-            .map_err(pg)?;
-        let inserted = tx
-            .execute(
-                &insert,
+        let runs = all_run_rows(task)?;
+        let arrays = RunArrays::of(&runs);
+        let client = self.client().await?;
+        let create = client.prepare_cached(CREATE_TASK).await.map_err(pg)?;
+        let answer = client
+            .query_one(
+                &create,
                 &[
                     &row.id,
                     &row.status,
@@ -505,42 +473,32 @@ impl Store for PostgresStore {
                     &row.progress,
                     &row.created_at,
                     &row.updated_at,
+                    &arrays.run_ids,
+                    &arrays.steps,
+                    &arrays.versions,
+                    &arrays.finished,
+                    &arrays.records,
+                    &self.channel,
                 ],
             )
             .await
             .map_err(pg)?;
-        if inserted == 0 {
+        if !answer.get::<_, bool>(0) {
             return Err(StoreError::Conflict(format!("a task with id {} exists", row.id)));
         }
-        write_runs(&tx, &row.id, &runs).await?;
-        if task.status == TaskStatus::Running {
-            self.notify(&tx, TASKS).await?;
-        }
-        tx.commit().await.map_err(pg)?;
         Ok(1)
     }
 
     async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError> {
         let row = TaskRow::of(save.task)?;
-        let runs = run_rows(save.task, save.runs, save.starting, save.input)?;
+        let runs = run_rows(&save)?;
         let expected = signed(save.expected_revision, "revision")?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        // A settled task has no holder; a running one keeps its holder (none: it is claimable).
-        let update = tx
-            .prepare_cached(
-                "UPDATE tasks SET status = $2, name = $3, tags = $4, message = $5, data = $6, progress = $7,
-                   updated_at = $8, revision = revision + 1,
-                   owner = CASE WHEN $2 = 'running' THEN owner END,
-                   lease_until = CASE WHEN $2 = 'running' THEN lease_until END
-                 WHERE id = $1 AND revision = $9
-                 RETURNING owner IS NULL",
-            )
-            .await
-            .map_err(pg)?;
-        let updated = tx
-            .query_opt(
-                &update,
+        let arrays = RunArrays::of(&runs);
+        let client = self.client().await?;
+        let save_statement = client.prepare_cached(SAVE_TASK).await.map_err(pg)?;
+        let answer = client
+            .query_one(
+                &save_statement,
                 &[
                     &row.id,
                     &row.status,
@@ -551,30 +509,28 @@ impl Store for PostgresStore {
                     &row.progress,
                     &row.updated_at,
                     &expected,
+                    &arrays.run_ids,
+                    &arrays.steps,
+                    &arrays.versions,
+                    &arrays.finished,
+                    &arrays.records,
+                    &arrays.inputs,
+                    &arrays.from_task,
+                    &self.channel,
                 ],
             )
             .await
             .map_err(pg)?;
-        let Some(updated) = updated else {
-            let exists = tx
-                .query_opt("SELECT revision FROM tasks WHERE id = $1", &[&row.id])
-                .await
-                .map_err(pg)?;
-            return Err(match exists {
+        let saved: bool = answer.get(0);
+        if !saved {
+            return Err(match answer.get::<_, Option<i64>>(1) {
                 None => StoreError::NotFound(format!("task {}", row.id)),
                 Some(current) => StoreError::Conflict(format!(
-                    "task {} changed meanwhile (revision {}, expected {expected})",
-                    row.id,
-                    current.get::<_, i64>(0)
+                    "task {} changed meanwhile (revision {current}, expected {expected})",
+                    row.id
                 )),
             });
-        };
-        write_runs(&tx, &row.id, &runs).await?;
-        let unheld: bool = updated.get(0);
-        if unheld && save.task.status == TaskStatus::Running {
-            self.notify(&tx, TASKS).await?;
         }
-        tx.commit().await.map_err(pg)?;
         Ok(save.expected_revision + 1)
     }
 
@@ -693,10 +649,7 @@ impl Store for PostgresStore {
 
     async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError> {
         let client = self.client().await?;
-        let runs_q = client
-            .prepare_cached("SELECT run_id, input FROM runs WHERE task_id = $1 AND NOT finished ORDER BY run_id")
-            .await
-            .map_err(pg)?;
+        let runs_q = client.prepare_cached(UNFINISHED_RUN_INPUTS).await.map_err(pg)?;
         let journal_q = client
             .prepare_cached("SELECT record FROM journal WHERE task_id = $1 AND run_id = $2 ORDER BY call_index")
             .await

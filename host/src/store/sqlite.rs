@@ -1,9 +1,8 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! Writes go to one dedicated writer thread that owns the only writing connection. It takes every
-//! write waiting in its queue, runs each inside its own savepoint of one transaction and commits
-//! them together (group commit): under load one fsync covers many writes, so durability does not
-//! cost throughput. Each caller is answered only after the commit. Reads use a small pool of
+//! write waiting in its queue, runs them in one transaction and commits them together (group
+//! commit): under load one fsync covers many writes, so durability does not cost throughput. Each caller is answered only after the commit. Reads use a small pool of
 //! reader connections on blocking threads (WAL lets them read while the writer writes).
 //!
 //! The schema is versioned: `schema_version` holds the number of migrations applied, and
@@ -14,11 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::rows::{
+    RunRow, TaskRow, UNFINISHED_RUN_INPUTS, all_run_rows, corrupt, parse_status, parse_time, run_rows, signed,
+    time_text, to_json,
+};
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
     TaskSummary,
@@ -27,7 +29,9 @@ use crate::runtime::{ConnectorCallRecord, StepManifest};
 use crate::task::{RunRecord, Task, TaskStatus};
 
 /// The migrations, in order; `schema_version.version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    // 1: tasks, runs, the journal, steps.
+    r#"
 CREATE TABLE tasks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -73,7 +77,29 @@ CREATE TABLE steps (
     current TEXT,
     updated_at TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: a starting run whose input is the data saved with it stores a flag, not a copy.
+    "ALTER TABLE runs ADD COLUMN input_from_task INTEGER NOT NULL DEFAULT 0;",
+];
+
+/// Copies the task's current data into its unfinished runs that started from it (see
+/// [`super::rows`]); run before the task row changes. One parameter: the task id.
+const MATERIALIZE_INPUTS: &str = "UPDATE runs SET input = (SELECT data FROM tasks WHERE id = ?1), input_from_task = 0
+     WHERE task_id = ?1 AND input_from_task AND NOT finished";
+
+/// The upsert of a run row (parameters: task id, run id, step, version, finished, record, input,
+/// input_from_task). A finished run forgets its input; an unfinished one keeps what it has unless
+/// the save gives a new one.
+const UPSERT_RUN: &str = "INSERT INTO runs (task_id, run_id, step, version, finished, record, input, input_from_task)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     ON CONFLICT (task_id, run_id) DO UPDATE SET
+       finished = excluded.finished, record = excluded.record,
+       input = CASE WHEN excluded.finished THEN NULL
+                    WHEN excluded.input IS NOT NULL OR excluded.input_from_task THEN excluded.input
+                    ELSE runs.input END,
+       input_from_task = CASE WHEN excluded.finished THEN FALSE
+                              WHEN excluded.input IS NOT NULL OR excluded.input_from_task THEN excluded.input_from_task
+                              ELSE runs.input_from_task END";
 
 /// How hard SQLite syncs to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -93,6 +119,9 @@ pub struct SqliteOptions {
     pub synchronous: Synchronous,
 }
 
+/// Pooled reader connections (WAL lets them read while the writer writes).
+const READERS: usize = 4;
+
 type WriteFn = Box<dyn FnOnce(&Connection) -> Result<u64, StoreError> + Send>;
 
 struct WriteJob {
@@ -106,6 +135,9 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<WriteJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per pooled reader: a read waits for a free connection rather than opening one
+    /// (opening costs far more than a read).
+    reader_slots: Arc<tokio::sync::Semaphore>,
     /// One host owns the file: leases live in memory.
     leases: Arc<super::lease::LeaseTable>,
 }
@@ -120,28 +152,6 @@ impl std::fmt::Debug for SqliteStore {
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| corrupt("cannot encode", e))
-}
-
-fn time_text(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| corrupt("time", e))
-}
-
-fn parse_status(text: &str) -> Result<TaskStatus, StoreError> {
-    serde_json::from_value(Value::String(text.to_string())).map_err(|e| corrupt("status", e))
 }
 
 fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
@@ -190,42 +200,57 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(backend)
 }
 
-/// The writer thread: takes every waiting write, runs each in a savepoint of one transaction,
-/// commits once, answers all.
+/// The writer thread: takes every waiting write, runs them in one transaction, commits once,
+/// answers all (group commit).
+///
+/// A write returns a logical error ([`StoreError::Conflict`], [`StoreError::NotFound`]) only
+/// before it changes anything, so such an error leaves the group intact. Any other error may come
+/// after part of a write: the group is rolled back, that write and the ones before it in the group
+/// fail with the error, and the ones after it run in the next group. (Per-write savepoints would
+/// make the rollback finer, but cost a statement journal copy of every page each write touches.)
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
     const MAX_BATCH: usize = 1024;
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut pending: std::collections::VecDeque<WriteJob> = std::collections::VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match jobs.recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => return,
+            }
+        }
+        while pending.len() < MAX_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => pending.push_back(job),
                 Err(_) => break,
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            for job in batch {
+            for job in pending.drain(..) {
                 let _ = job.reply.send(Err(backend(&e)));
             }
             continue;
         }
-        let mut answers = Vec::with_capacity(batch.len());
-        for job in batch {
-            let result = match conn.execute_batch("SAVEPOINT op") {
-                Err(e) => Err(backend(e)),
-                Ok(()) => {
-                    let result = (job.op)(&conn);
-                    let end = if result.is_ok() {
-                        "RELEASE op"
-                    } else {
-                        "ROLLBACK TO op; RELEASE op"
-                    };
-                    match conn.execute_batch(end) {
-                        Ok(()) => result,
-                        Err(e) => Err(backend(e)),
-                    }
+        let mut answers = Vec::with_capacity(pending.len());
+        let mut failed = None;
+        while let Some(job) = pending.pop_front() {
+            let result = (job.op)(&conn);
+            match result {
+                Err(StoreError::Backend(message)) => {
+                    failed = Some((job.reply, message));
+                    break;
                 }
-            };
-            answers.push((job.reply, result));
+                result => answers.push((job.reply, result)),
+            }
+        }
+        if let Some((reply, message)) = failed {
+            let _ = conn.execute_batch("ROLLBACK");
+            let _ = reply.send(Err(StoreError::Backend(message.clone())));
+            for (reply, _) in answers {
+                let _ = reply.send(Err(StoreError::Backend(format!(
+                    "rolled back with the writes committed together: {message}"
+                ))));
+            }
+            continue;
         }
         let committed = conn.execute_batch("COMMIT");
         if let Err(e) = &committed {
@@ -255,13 +280,14 @@ impl SqliteStore {
             .spawn(move || writer_loop(conn, jobs))
             .map_err(|e| backend(format!("cannot start the writer thread: {e}")))?;
         let mut readers = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..READERS {
             readers.push(open_connection(path, &options)?);
         }
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer,
             readers: Arc::new(Mutex::new(readers)),
+            reader_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
             leases: Arc::default(),
         })
     }
@@ -287,17 +313,17 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let slot = self.reader_slots.clone().acquire_owned().await.map_err(backend)?;
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match pooled {
                 Some(conn) => conn,
+                // Only if a reader was lost to a panic: the slot is ours, open its replacement.
                 None => open_connection(&path, &SqliteOptions::default())?,
             };
             let result = f(&conn);
-            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < 8 {
-                pool.push(conn);
-            }
+            readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             result
         })
         .await
@@ -305,76 +331,8 @@ impl SqliteStore {
     }
 }
 
-/// The columns of a task row, encoded.
-struct TaskRow {
-    id: String,
-    status: &'static str,
-    name: Option<String>,
-    tags: String,
-    message: Option<String>,
-    data: String,
-    progress: String,
-    created_at: String,
-    updated_at: String,
-}
-
-impl TaskRow {
-    fn of(task: &Task) -> Result<TaskRow, StoreError> {
-        Ok(TaskRow {
-            id: task.id.clone(),
-            status: task.status.as_str(),
-            name: task.name.clone(),
-            tags: to_json(&task.tags)?,
-            message: task.message.clone(),
-            data: to_json(&task.data)?,
-            progress: to_json(&task.progress)?,
-            created_at: time_text(&task.created_at),
-            updated_at: time_text(&Utc::now()),
-        })
-    }
-}
-
-/// A run record, encoded, with its input when it is starting.
-struct RunRow {
-    run_id: i64,
-    step: String,
-    version: String,
-    finished: bool,
-    record: String,
-    input: Option<String>,
-}
-
-fn run_rows(task: &Task, ids: &[u64], starting: &[u64], input: Option<&Value>) -> Result<Vec<RunRow>, StoreError> {
-    let input_text = input.map(to_json).transpose()?;
-    ids.iter()
-        .filter_map(|id| task.runs.get(*id as usize).map(|r| (*id, r)))
-        .map(|(id, run)| {
-            Ok(RunRow {
-                run_id: i64::try_from(id).map_err(|e| corrupt("run id", e))?,
-                step: run.step.clone(),
-                version: run.version.clone(),
-                finished: run.outcome.is_some(),
-                record: to_json(run)?,
-                input: if starting.contains(&id) {
-                    input_text.clone()
-                } else {
-                    None
-                },
-            })
-        })
-        .collect()
-}
-
 fn write_runs(conn: &Connection, task_id: &str, rows: &[RunRow]) -> Result<(), StoreError> {
-    let mut upsert = conn
-        .prepare_cached(
-            "INSERT INTO runs (task_id, run_id, step, version, finished, record, input)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (task_id, run_id) DO UPDATE SET
-               finished = excluded.finished, record = excluded.record,
-               input = CASE WHEN excluded.finished THEN NULL ELSE coalesce(excluded.input, runs.input) END",
-        )
-        .map_err(backend)?;
+    let mut upsert = conn.prepare_cached(UPSERT_RUN).map_err(backend)?;
     let mut forget = conn
         .prepare_cached("DELETE FROM journal WHERE task_id = ?1 AND run_id = ?2")
         .map_err(backend)?;
@@ -387,7 +345,8 @@ fn write_runs(conn: &Connection, task_id: &str, rows: &[RunRow]) -> Result<(), S
                 row.version,
                 row.finished,
                 row.record,
-                row.input
+                row.input,
+                row.input_from_task
             ])
             .map_err(backend)?;
         if row.finished {
@@ -453,8 +412,7 @@ fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> R
 impl Store for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
         let row = TaskRow::of(task)?;
-        let all: Vec<u64> = (0..task.runs.len() as u64).collect();
-        let runs = run_rows(task, &all, &[], None)?;
+        let runs = all_run_rows(task)?;
         self.write(Box::new(move |conn| {
             let inserted = conn
                 .prepare_cached(
@@ -482,9 +440,27 @@ impl Store for SqliteStore {
             self.leases.forget(&save.task.id);
         }
         let row = TaskRow::of(save.task)?;
-        let runs = run_rows(save.task, save.runs, save.starting, save.input)?;
-        let expected = i64::try_from(save.expected_revision).map_err(|e| corrupt("revision", e))?;
+        let runs = run_rows(&save)?;
+        let expected = signed(save.expected_revision, "revision")?;
         self.write(Box::new(move |conn| {
+            // Check first: a refused save changes nothing (see `writer_loop`).
+            let stored: Option<i64> = conn
+                .prepare_cached("SELECT revision FROM tasks WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![row.id], |r| r.get(0)).optional())
+                .map_err(backend)?;
+            match stored {
+                None => return Err(StoreError::NotFound(format!("task {}", row.id))),
+                Some(revision) if revision != expected => {
+                    return Err(StoreError::Conflict(format!(
+                        "task {} changed meanwhile (revision {revision}, expected {expected})",
+                        row.id
+                    )));
+                }
+                Some(_) => {}
+            }
+            conn.prepare_cached(MATERIALIZE_INPUTS)
+                .and_then(|mut s| s.execute(params![row.id]))
+                .map_err(backend)?;
             let updated = conn
                 .prepare_cached(
                     "UPDATE tasks SET status = ?2, name = ?3, tags = ?4, message = ?5, data = ?6, progress = ?7,
@@ -505,20 +481,9 @@ impl Store for SqliteStore {
                     ])
                 })
                 .map_err(backend)?;
-            if updated == 0 {
-                let exists: Option<i64> = conn
-                    .query_row("SELECT revision FROM tasks WHERE id = ?1", params![row.id], |r| {
-                        r.get(0)
-                    })
-                    .optional()
-                    .map_err(backend)?;
-                return Err(match exists {
-                    None => StoreError::NotFound(format!("task {}", row.id)),
-                    Some(revision) => StoreError::Conflict(format!(
-                        "task {} changed meanwhile (revision {revision}, expected {expected})",
-                        row.id
-                    )),
-                });
+            if updated != 1 {
+                // The writer is the only one: the checked revision cannot have moved.
+                return Err(backend(format!("task {} was not updated", row.id)));
             }
             write_runs(conn, &row.id, &runs)?;
             Ok(expected as u64 + 1)
@@ -659,9 +624,7 @@ impl Store for SqliteStore {
     async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError> {
         let task_id = task_id.to_string();
         self.read(move |conn| {
-            let mut runs_q = conn
-                .prepare_cached("SELECT run_id, input FROM runs WHERE task_id = ?1 AND finished = 0 ORDER BY run_id")
-                .map_err(backend)?;
+            let mut runs_q = conn.prepare_cached(UNFINISHED_RUN_INPUTS).map_err(backend)?;
             let rows: Vec<(i64, Option<String>)> = runs_q
                 .query_map(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .and_then(|rows| rows.collect())
@@ -937,5 +900,46 @@ mod tests {
         }
         let counts = store.count_tasks().await.expect("counts");
         assert_eq!(counts.get(&TaskStatus::Running), Some(&200));
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_leaves_the_others_of_its_group_intact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        let tasks: Vec<Task> = (0..100).map(|i| Task::new(serde_json::json!({"i": i}))).collect();
+        for task in &tasks {
+            store.create_task(task).await.expect("created");
+        }
+        // Every other save names a stale revision; they race in the same groups as the good ones.
+        let mut handles = Vec::new();
+        for (i, task) in tasks.iter().enumerate() {
+            let store = store.clone();
+            let mut task = task.clone();
+            task.data = serde_json::json!({"i": i, "saved": true});
+            handles.push(tokio::spawn(async move {
+                let save = TaskSave {
+                    task: &task,
+                    expected_revision: if i % 2 == 0 { 1 } else { 7 },
+                    runs: &[],
+                    starting: &[],
+                    input: None,
+                };
+                store.save_task(save).await
+            }));
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            let result = handle.await.expect("joined");
+            if i % 2 == 0 {
+                assert_eq!(result.expect("saved"), 2);
+            } else {
+                assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+            }
+        }
+        for (i, task) in tasks.iter().enumerate() {
+            let stored = store.get_task(&task.id).await.expect("read").expect("found");
+            let saved = i % 2 == 0;
+            assert_eq!(stored.revision, if saved { 2 } else { 1 });
+            assert_eq!(stored.task.data["saved"].as_bool().unwrap_or(false), saved);
+        }
     }
 }

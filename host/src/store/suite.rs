@@ -16,6 +16,7 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     tasks_round_trip(store).await;
     saves_are_compare_and_swap(store).await;
     interrupted_runs_keep_input_and_journal(store).await;
+    a_rewritten_unfinished_run_keeps_its_input(store).await;
     listing_filters_and_pages(store).await;
     step_versions_and_current(store).await;
     leases_are_exclusive_expire_and_end_when_settled(store).await;
@@ -135,8 +136,10 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
     assert_eq!(interrupted[0].journal, vec![call(0), call(1)]);
     assert!(interrupted[1].journal.is_empty());
 
-    // Run 0 finishes: it is no longer interrupted, its journal is gone, run 1 keeps its input.
+    // Run 0 finishes and its change is merged: it is no longer interrupted, its journal is gone,
+    // and run 1 keeps the input it started from although the task's data moved on.
     task.runs[0] = run_record(0, "charge", true);
+    task.data = json!({"start": true, "charged": true});
     let save = TaskSave {
         task: &task,
         expected_revision: 2,
@@ -151,6 +154,69 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
     assert_eq!(interrupted[0].input, input);
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!(stored.task.runs, task.runs);
+    assert_eq!(stored.task.data, task.data);
+
+    // Another save while run 1 is still unfinished: its input stays the one it started from.
+    task.data = json!({"start": true, "charged": true, "noted": 1});
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 3,
+        runs: &[],
+        starting: &[],
+        input: None,
+    };
+    store.save_task(save).await.expect("saved");
+    let interrupted = store.interrupted_runs(&task.id).await.expect("read");
+    assert_eq!(interrupted[0].input, input);
+
+    // A run starting on data other than the task's keeps that data.
+    task.runs.push(run_record(2, "late", false));
+    let other = json!({"other": true});
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 4,
+        runs: &[2],
+        starting: &[2],
+        input: Some(&other),
+    };
+    store.save_task(save).await.expect("saved");
+    let interrupted = store.interrupted_runs(&task.id).await.expect("read");
+    assert_eq!(interrupted.len(), 2);
+    assert_eq!(interrupted[0].input, input);
+    assert_eq!(interrupted[1].input, other);
+}
+
+/// An unfinished run whose record is written again (a conflict noted on it) while the task's
+/// data changes keeps the data it started from.
+async fn a_rewritten_unfinished_run_keeps_its_input<S: Store>(store: &S) {
+    let mut task = Task::new(json!({"v": 1}));
+    store.create_task(&task).await.expect("created");
+    task.runs.push(run_record(0, "slow", false));
+    let input = task.data.clone();
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 1,
+        runs: &[0],
+        starting: &[0],
+        input: Some(&input),
+    };
+    store.save_task(save).await.expect("saved");
+    task.data = json!({"v": 2});
+    task.runs[0].logs_truncated = true;
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 2,
+        runs: &[0],
+        starting: &[],
+        input: None,
+    };
+    store.save_task(save).await.expect("saved");
+    let interrupted = store.interrupted_runs(&task.id).await.expect("read");
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0].input, input);
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!(stored.task.runs, task.runs);
+    assert_eq!(stored.task.data, json!({"v": 2}));
 }
 
 async fn listing_filters_and_pages<S: Store>(store: &S) {
