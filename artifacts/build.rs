@@ -31,6 +31,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", dir.display());
     }
 
+    ensure_wasm_target();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&steps)
@@ -108,4 +109,31 @@ fn component_path(wasm_dir: &Path, name: &str) -> PathBuf {
     let file = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
     assert!(file.is_file(), "the step {name} did not produce {}", file.display());
     file
+}
+
+/// rust-toolchain.toml makes rustup install the `wasm32-wasip2` target with the toolchain, but
+/// not when that toolchain was already installed without it: add it then, rather than failing
+/// with "can't find crate for `core`".
+fn ensure_wasm_target() {
+    const TARGET: &str = "wasm32-wasip2";
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.is_some_and(|dir| dir.is_dir()) {
+        return;
+    }
+    println!("cargo:warning=the {TARGET} target is missing: running `rustup target add {TARGET}`");
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    match rustup.status() {
+        Ok(status) if status.success() => {}
+        _ => println!("cargo:warning=could not add the {TARGET} target; install it with `rustup target add {TARGET}`"),
+    }
 }

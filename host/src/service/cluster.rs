@@ -26,6 +26,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast, oneshot};
 use super::{Inner, Service, ServiceError};
 use crate::config::ClusterSection;
 use crate::store::StoreEvent;
+use crate::task::TaskStatus;
 
 /// A task this host drives: the drive's generation and the signal that stops it.
 type Held = HashMap<String, (u64, oneshot::Sender<()>)>;
@@ -255,7 +256,16 @@ impl Service {
                     }
                 }
                 _ = stopped => {
-                    eprintln!("whenever serve: task {id}: lease lost (another host took it over); stopped driving it");
+                    // A renewal that ran while the final save settled the task misses it too:
+                    // only a task still running was really lost.
+                    let running = match service.inner.store.get_task(&id).await {
+                        Ok(Some(stored)) => stored.task.status == TaskStatus::Running,
+                        Ok(None) => false,
+                        Err(_) => true,
+                    };
+                    if running {
+                        eprintln!("whenever serve: task {id}: lease lost (another host took it over); stopped driving it");
+                    }
                 }
             }
             cluster.lose(&id, generation);
