@@ -110,6 +110,28 @@ pub struct RunRecord {
     pub connector_calls: Vec<ConnectorCallRecord>,
 }
 
+impl RunRecord {
+    /// The record of run `number` of `step` (at `version`), starting now: no outcome, nothing
+    /// logged or changed yet. `id` is its position in the task's runs.
+    pub fn starting(id: u64, step: &str, version: &str, number: u32) -> RunRecord {
+        RunRecord {
+            id,
+            step: step.to_string(),
+            version: version.to_string(),
+            number,
+            started_at: Utc::now(),
+            ended_at: None,
+            duration_ms: 0.0,
+            outcome: None,
+            logs: Vec::new(),
+            logs_truncated: false,
+            changes: Vec::new(),
+            conflicts: Vec::new(),
+            connector_calls: Vec::new(),
+        }
+    }
+}
+
 /// A task: the data and everything the host knows about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {

@@ -584,21 +584,9 @@ async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
     let progress = interrupted.progress.entry("write-a".into()).or_default();
     progress.runs = 1;
     progress.last_projection = Some(write_a.condition.projection(&interrupted.data).to_json());
-    interrupted.runs.push(RunRecord {
-        id: 0,
-        step: "write-a".into(),
-        version: write_a.version.clone(),
-        number: 1,
-        started_at: interrupted.created_at,
-        ended_at: None,
-        duration_ms: 0.0,
-        outcome: None,
-        logs: Vec::new(),
-        logs_truncated: false,
-        changes: Vec::new(),
-        conflicts: Vec::new(),
-        connector_calls: Vec::new(),
-    });
+    interrupted
+        .runs
+        .push(RunRecord::starting(0, "write-a", &write_a.version, 1));
     let input = interrupted.data.clone();
     let save = TaskSave {
         task: &interrupted,

@@ -250,21 +250,12 @@ impl Scheduler {
                         progress.last_projection = Some(start.projection);
                         let number = progress.runs;
                         let run_id = task.runs.len() as u64;
-                        task.runs.push(RunRecord {
-                            id: run_id,
-                            step: start.step.name.clone(),
-                            version: start.step.version.clone(),
+                        task.runs.push(RunRecord::starting(
+                            run_id,
+                            &start.step.name,
+                            &start.step.version,
                             number,
-                            started_at: Utc::now(),
-                            ended_at: None,
-                            duration_ms: 0.0,
-                            outcome: None,
-                            logs: Vec::new(),
-                            logs_truncated: false,
-                            changes: Vec::new(),
-                            conflicts: Vec::new(),
-                            connector_calls: Vec::new(),
-                        });
+                        ));
                         dirty.insert(run_id);
                         starting.push((run_id, start.step, number));
                     }
@@ -437,10 +428,10 @@ impl Scheduler {
             }
         };
         for (other, conflict) in conflicts {
-            if other != run_id {
-                if let Some(record) = task.runs.get_mut(other as usize) {
-                    record.conflicts.push(conflict.clone());
-                }
+            if other != run_id
+                && let Some(record) = task.runs.get_mut(other as usize)
+            {
+                record.conflicts.push(conflict.clone());
             }
             if let Some(record) = task.runs.get_mut(run_id as usize) {
                 record.conflicts.push(conflict);

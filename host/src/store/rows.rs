@@ -4,8 +4,9 @@
 //! A starting run's input is, in the common case, exactly the data the same save writes into the
 //! task row; such a run row stores no copy but the flag `input_from_task`. Before a later save
 //! changes the task's data, the backend copies the data into the flagged runs that are still
-//! unfinished, so an interrupted run always finds the data it started from. That keeps the snapshot out of the common write path (a 3 KB order once per save instead
-//! of once more per starting run).
+//! unfinished, so an interrupted run always finds the data it started from. That keeps the
+//! snapshot out of the common write path (a 3 KB order once per save instead of once more per
+//! starting run).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -141,21 +142,7 @@ mod tests {
     use crate::task::RunRecord;
 
     fn starting_run(id: u64) -> RunRecord {
-        RunRecord {
-            id,
-            step: "s".into(),
-            version: "v".into(),
-            number: 1,
-            started_at: Utc::now(),
-            ended_at: None,
-            duration_ms: 0.0,
-            outcome: None,
-            logs: Vec::new(),
-            logs_truncated: false,
-            changes: Vec::new(),
-            conflicts: Vec::new(),
-            connector_calls: Vec::new(),
-        }
+        RunRecord::starting(id, "s", "v", 1)
     }
 
     #[test]

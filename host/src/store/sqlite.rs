@@ -2,8 +2,9 @@
 //!
 //! Writes go to one dedicated writer thread that owns the only writing connection. It takes every
 //! write waiting in its queue, runs them in one transaction and commits them together (group
-//! commit): under load one fsync covers many writes, so durability does not cost throughput. Each caller is answered only after the commit. Reads use a small pool of
-//! reader connections on blocking threads (WAL lets them read while the writer writes).
+//! commit): under load one fsync covers many writes, so durability does not cost throughput. Each
+//! caller is answered only after the commit. Reads use a small pool of reader connections on
+//! blocking threads (WAL lets them read while the writer writes).
 //!
 //! The schema is versioned: `schema_version` holds the number of migrations applied, and
 //! [`SqliteStore::open`] applies the missing ones.
@@ -205,9 +206,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 ///
 /// A write returns a logical error ([`StoreError::Conflict`], [`StoreError::NotFound`]) only
 /// before it changes anything, so such an error leaves the group intact. Any other error may come
-/// after part of a write: the group is rolled back, that write and the ones before it in the group
-/// fail with the error, and the ones after it run in the next group. (Per-write savepoints would
-/// make the rollback finer, but cost a statement journal copy of every page each write touches.)
+/// after part of a write (a storage error, data it could not encode): the group is rolled back,
+/// that write and the ones before it in the group fail with the error, and the ones after it run
+/// in the next group. (Per-write savepoints would make the rollback finer, but cost a statement
+/// journal copy of every page each write touches.)
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
     const MAX_BATCH: usize = 1024;
     let mut pending: std::collections::VecDeque<WriteJob> = std::collections::VecDeque::new();
@@ -233,18 +235,20 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
         let mut answers = Vec::with_capacity(pending.len());
         let mut failed = None;
         while let Some(job) = pending.pop_front() {
-            let result = (job.op)(&conn);
-            match result {
-                Err(StoreError::Backend(message)) => {
-                    failed = Some((job.reply, message));
+            match (job.op)(&conn) {
+                result @ (Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_))) => {
+                    answers.push((job.reply, result));
+                }
+                Err(error) => {
+                    failed = Some((job.reply, error));
                     break;
                 }
-                result => answers.push((job.reply, result)),
             }
         }
-        if let Some((reply, message)) = failed {
+        if let Some((reply, error)) = failed {
             let _ = conn.execute_batch("ROLLBACK");
-            let _ = reply.send(Err(StoreError::Backend(message.clone())));
+            let message = error.to_string();
+            let _ = reply.send(Err(error));
             for (reply, _) in answers {
                 let _ = reply.send(Err(StoreError::Backend(format!(
                     "rolled back with the writes committed together: {message}"
@@ -900,6 +904,50 @@ mod tests {
         }
         let counts = store.count_tasks().await.expect("counts");
         assert_eq!(counts.get(&TaskStatus::Running), Some(&200));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_midway_rolls_back_its_group_and_the_rest_runs_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = open_connection(&dir.path().join("w.db"), &SqliteOptions::default()).expect("open");
+        conn.execute_batch("CREATE TABLE t (n INTEGER)").expect("table");
+        let (writer, jobs) = mpsc::channel::<WriteJob>();
+        let mut answers = Vec::new();
+        // Queued before the writer starts, so all three land in one group.
+        for (n, fail) in [(1, false), (2, true), (3, false)] {
+            let (reply, answer) = oneshot::channel();
+            let op: WriteFn = Box::new(move |conn| {
+                conn.execute("INSERT INTO t (n) VALUES (?1)", params![n])
+                    .map_err(backend)?;
+                if fail {
+                    return Err(backend("disk on fire"));
+                }
+                Ok(0)
+            });
+            writer.send(WriteJob { op, reply }).expect("queued");
+            answers.push(answer);
+        }
+        let path = dir.path().join("w.db");
+        std::thread::spawn(move || writer_loop(conn, jobs));
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.expect("answered"));
+        }
+        assert!(
+            matches!(&results[0], Err(StoreError::Backend(m)) if m.contains("disk on fire")),
+            "{results:?}"
+        );
+        assert!(
+            matches!(&results[1], Err(StoreError::Backend(m)) if m == "disk on fire"),
+            "{results:?}"
+        );
+        assert!(results[2].is_ok(), "{results:?}");
+        let check = open_connection(&path, &SqliteOptions::default()).expect("open");
+        let rows: Vec<i64> = check
+            .prepare("SELECT n FROM t ORDER BY n")
+            .and_then(|mut s| s.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()))
+            .expect("read");
+        assert_eq!(rows, vec![3]);
     }
 
     #[tokio::test]

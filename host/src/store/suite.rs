@@ -23,21 +23,13 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
 }
 
 fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
-    RunRecord {
-        id,
-        step: step.into(),
-        version: "v1".into(),
-        number: 1,
-        started_at: Utc::now(),
-        ended_at: finished.then(Utc::now),
-        duration_ms: 1.5,
-        outcome: finished.then_some(RunOutcomeRecord::Ok),
-        logs: Vec::new(),
-        logs_truncated: false,
-        changes: Vec::new(),
-        conflicts: Vec::new(),
-        connector_calls: Vec::new(),
+    let mut record = RunRecord::starting(id, step, "v1", 1);
+    record.duration_ms = 1.5;
+    if finished {
+        record.ended_at = Some(Utc::now());
+        record.outcome = Some(RunOutcomeRecord::Ok);
     }
+    record
 }
 
 fn call(n: u32) -> ConnectorCallRecord {
