@@ -28,13 +28,40 @@ fn test_url() -> String {
     std::env::var("WHENEVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A fresh schema for one test, dropped at the end.
+/// A fresh schema for one test, dropped at the end (or, when the test fails first, when the value
+/// is dropped).
 struct Schema {
     admin: tokio_postgres::Client,
     name: String,
     /// Connections through this URL use the schema.
     url: String,
     dir: tempfile::TempDir,
+    dropped: bool,
+}
+
+impl Drop for Schema {
+    /// A failed test unwinds inside its runtime, which cannot drive the admin connection then: drop
+    /// the schema from a thread with its own runtime and connection, giving up after 5 s on a lock.
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let sql = format!("SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async {
+                let url = test_url();
+                let connected = tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&url, NoTls));
+                if let Ok(Ok((client, connection))) = connected.await {
+                    tokio::spawn(connection);
+                    let _ = client.batch_execute(&sql).await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 impl Schema {
@@ -72,6 +99,7 @@ impl Schema {
             name,
             url,
             dir: tempfile::tempdir().expect("tempdir"),
+            dropped: false,
         })
     }
 
@@ -108,11 +136,12 @@ impl Schema {
         self.admin.query_one(&sql, params).await.expect("counts").get(0)
     }
 
-    async fn drop_schema(self) {
+    async fn drop_schema(mut self) {
         let _ = self
             .admin
             .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
             .await;
+        self.dropped = true;
     }
 }
 

@@ -933,14 +933,45 @@ pub(crate) mod tests {
         std::env::var("WHENEVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
     }
 
-    /// A fresh schema on the test server, dropped by [`TestSchema::drop_schema`]; `None` (with a
-    /// message) when no server answers.
+    /// A fresh schema on the test server, dropped by [`TestSchema::drop_schema`] (or, when the
+    /// test fails before it, when the value is dropped); `None` (with a message) when no server
+    /// answers.
     pub(crate) struct TestSchema {
         admin: tokio_postgres::Client,
         /// The schema's name.
         pub(crate) name: String,
         /// A URL whose connections use the schema.
         pub(crate) url: String,
+        dropped: bool,
+    }
+
+    impl Drop for TestSchema {
+        fn drop(&mut self) {
+            if !self.dropped {
+                drop_schema_blocking(&self.name);
+            }
+        }
+    }
+
+    /// Drops a schema from a thread with its own runtime and connection (a failed test unwinds
+    /// inside its runtime, which cannot run the admin client's connection meanwhile). A lock held
+    /// by a session still open makes it give up after 5 s rather than hang.
+    fn drop_schema_blocking(name: &str) {
+        let sql = format!("SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {name} CASCADE");
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async {
+                let url = test_url();
+                let connected = tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&url, NoTls));
+                if let Ok(Ok((client, connection))) = connected.await {
+                    tokio::spawn(connection);
+                    let _ = client.batch_execute(&sql).await;
+                }
+            });
+        })
+        .join();
     }
 
     impl TestSchema {
@@ -967,14 +998,20 @@ pub(crate) mod tests {
                 .expect("creates a schema");
             let sep = if base.contains('?') { '&' } else { '?' };
             let url = format!("{base}{sep}options=-csearch_path%3D{name}");
-            Some(TestSchema { admin, name, url })
+            Some(TestSchema {
+                admin,
+                name,
+                url,
+                dropped: false,
+            })
         }
 
-        pub(crate) async fn drop_schema(self) {
+        pub(crate) async fn drop_schema(mut self) {
             let _ = self
                 .admin
                 .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
                 .await;
+            self.dropped = true;
         }
     }
 
