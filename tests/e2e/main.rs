@@ -8,3 +8,4 @@ mod sandbox;
 mod scheduling;
 mod security;
 mod service;
+mod step_crates;
