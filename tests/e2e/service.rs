@@ -691,21 +691,7 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
     let mut crashed = Task::new(json!({"tryStripe": true}));
     store.create_task(&crashed).await.expect("created");
     crashed.progress.entry("charger".into()).or_default().runs = 1;
-    crashed.runs.push(RunRecord {
-        id: 0,
-        step: "charger".into(),
-        version: step.version.clone(),
-        number: 1,
-        started_at: crashed.created_at,
-        ended_at: None,
-        duration_ms: 0.0,
-        outcome: None,
-        logs: Vec::new(),
-        logs_truncated: false,
-        changes: Vec::new(),
-        conflicts: Vec::new(),
-        connector_calls: Vec::new(),
-    });
+    crashed.runs.push(RunRecord::starting(0, "charger", &step.version, 1));
     let input = crashed.data.clone();
     let save = TaskSave {
         task: &crashed,
