@@ -25,6 +25,43 @@ pub enum CatalogError {
     Load(#[from] LoadError),
 }
 
+/// A step as read from a folder: `NAME.wasm` with the manifest `NAME.toml` beside it.
+#[derive(Debug, Clone)]
+pub struct StepFile {
+    /// The step's name (the file's stem).
+    pub name: String,
+    /// The component's bytes.
+    pub bytes: Vec<u8>,
+    /// Its manifest (none beside it: no grants, default limits).
+    pub manifest: StepManifest,
+}
+
+/// Reads `NAME.wasm` and the manifest `NAME.toml` beside it, if any (not yet validated as a
+/// component: loading does that).
+pub fn read_step_file(path: &Path) -> Result<StepFile, CatalogError> {
+    let io = |path: &Path, e: std::io::Error| CatalogError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    let manifest_path = path.with_extension("toml");
+    let manifest = if manifest_path.is_file() {
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| io(&manifest_path, e))?;
+        StepManifest::from_toml(&text).map_err(|e| LoadError::Manifest {
+            step: name.clone(),
+            message: format!("{}: {e}", manifest_path.display()),
+        })?
+    } else {
+        StepManifest::default()
+    };
+    Ok(StepFile { name, bytes, manifest })
+}
+
 /// The steps currently deployed, by name. Cloning shares the same set.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -105,26 +142,7 @@ impl Catalog {
 
     /// Loads one `NAME.wasm` (and its `NAME.toml`, if any).
     pub async fn load_file(&self, runtime: &Runtime, path: &Path) -> Result<Arc<LoadedStep>, CatalogError> {
-        let io = |path: &Path, e: std::io::Error| CatalogError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-        let manifest_path = path.with_extension("toml");
-        let manifest = if manifest_path.is_file() {
-            let text = std::fs::read_to_string(&manifest_path).map_err(|e| io(&manifest_path, e))?;
-            StepManifest::from_toml(&text).map_err(|e| LoadError::Manifest {
-                step: name.clone(),
-                message: format!("{}: {e}", manifest_path.display()),
-            })?
-        } else {
-            StepManifest::default()
-        };
+        let StepFile { name, bytes, manifest } = read_step_file(path)?;
         let step = runtime.load(&name, &bytes, manifest).await?;
         self.insert(step);
         self.get(&name).ok_or_else(|| CatalogError::Io {

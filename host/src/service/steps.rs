@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Service, ServiceError};
+use crate::catalog::{CatalogError, read_step_file};
 use crate::runtime::{LoadError, LoadedStep, StepManifest, Withheld};
 use crate::scheduler::rules;
 use crate::store::{StepVersion, StepVersionInfo, TaskQuery};
@@ -95,25 +96,15 @@ pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Source>, ServiceError> {
 
 /// Reads `NAME.wasm` and the manifest `NAME.toml` beside it (none: no grants, default limits).
 pub(crate) fn read_source(path: &Path) -> Result<Source, ServiceError> {
-    let unreadable =
-        |path: &Path, e: std::io::Error| ServiceError::Invalid(format!("cannot read {}: {e}", path.display()));
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_string();
-    let bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
-    let manifest_path = path.with_extension("toml");
-    let manifest = if manifest_path.is_file() {
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| unreadable(&manifest_path, e))?;
-        StepManifest::from_toml(&text).map_err(|e| LoadError::Manifest {
-            step: name.clone(),
-            message: format!("{}: {e}", manifest_path.display()),
-        })?
-    } else {
-        StepManifest::default()
-    };
-    Ok(Source { name, bytes, manifest })
+    let file = read_step_file(path).map_err(|e| match e {
+        CatalogError::Io { .. } => ServiceError::Invalid(e.to_string()),
+        CatalogError::Load(e) => e.into(),
+    })?;
+    Ok(Source {
+        name: file.name,
+        bytes: file.bytes,
+        manifest: file.manifest,
+    })
 }
 
 impl Service {
