@@ -316,14 +316,7 @@ async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchrono
     let row = waiting_clients(path, clients, move |n| {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let response = http
-                .post(&url)
-                .body(order(n).to_string())
-                .send()
-                .await
-                .expect("delivered");
-            assert_eq!(response.status().as_u16(), 201);
-            let task: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+            let task = post_order(&http, &url, n).await;
             assert_eq!(task["status"], "completed", "{}", task["message"]);
         }
     })
@@ -331,6 +324,18 @@ async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchrono
     let _ = stop.send(());
     let _ = server.await;
     row
+}
+
+/// Posts order `n` to the webhook `url`; the task the server answers with (`201`).
+async fn post_order(http: &reqwest::Client, url: &str, n: usize) -> Value {
+    let response = http
+        .post(url)
+        .body(order(n).to_string())
+        .send()
+        .await
+        .expect("delivered");
+    assert_eq!(response.status().as_u16(), 201);
+    serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON")
 }
 
 async fn http_senders(path: &'static str, senders: usize, synchronous: Synchronous) -> Row {
@@ -342,14 +347,7 @@ async fn http_senders(path: &'static str, senders: usize, synchronous: Synchrono
     let row = webhook_senders(path, senders, &service, move |n| {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let response = http
-                .post(&url)
-                .body(order(n).to_string())
-                .send()
-                .await
-                .expect("delivered");
-            assert_eq!(response.status().as_u16(), 201);
-            let task: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+            let task = post_order(&http, &url, n).await;
             task["id"].as_str().expect("id").to_string()
         }
     })
