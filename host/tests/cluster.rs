@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::ServeProcess;
+use support::{ServeProcess, assert_each_step_ran_once_ok, successful_calls};
 use tokio_postgres::NoTls;
 use whenever::runtime::ConnectorCallRecord;
 use whenever::store::postgres::PostgresStore;
 use whenever::store::{Store, TaskQuery};
-use whenever::task::{RunOutcomeRecord, Task, TaskStatus};
+use whenever::task::TaskStatus;
 
 fn test_url() -> String {
     std::env::var("WHENEVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -202,17 +202,6 @@ async fn deliver(hosts: &[&ServeProcess], range: std::ops::Range<usize>, senders
     accepted
 }
 
-/// The successful calls of `connector.method` in a task's history, by idempotency key.
-fn successful_calls<'a>(task: &'a Task, connector: &str, method: &str) -> BTreeMap<&'a str, &'a ConnectorCallRecord> {
-    task.runs
-        .iter()
-        .flat_map(|run| &run.connector_calls)
-        .filter(|call| call.connector == connector && call.method == method)
-        .filter(|call| call.result.as_ref().is_ok_and(|r| r["success"] != json!(false)))
-        .map(|call| (call.idempotency_key.as_str(), call))
-        .collect()
-}
-
 const ORDERS: usize = 90;
 const BEFORE_KILL: usize = 60;
 
@@ -316,20 +305,8 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
         assert!(orders.insert(order_id.clone()), "order {order_id} is one task");
         assert_eq!(task.status, TaskStatus::Completed, "{order_id}: {:?}", task.message);
         assert_eq!(task.data["order"]["status"], json!("processing_complete"), "{order_id}");
-        let mut steps = BTreeSet::new();
+        assert_each_step_ran_once_ok(&task, &order_id);
         for run in &task.runs {
-            assert_eq!(
-                run.outcome,
-                Some(RunOutcomeRecord::Ok),
-                "{order_id}: run {} of {}",
-                run.id,
-                run.step
-            );
-            assert!(
-                steps.insert(run.step.as_str()),
-                "{order_id}: step {} started twice",
-                run.step
-            );
             for (index, call) in run.connector_calls.iter().enumerate() {
                 if call.replayed {
                     replayed.insert((task.id.clone(), run.id, index));

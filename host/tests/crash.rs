@@ -24,7 +24,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,11 +32,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::ServeProcess;
+use support::{ServeProcess, assert_each_step_ran_once_ok, successful_calls};
 use whenever::runtime::ConnectorCallRecord;
 use whenever::store::sqlite::{SqliteOptions, SqliteStore};
 use whenever::store::{Store, TaskQuery};
-use whenever::task::{RunOutcomeRecord, Task, TaskStatus};
+use whenever::task::{Task, TaskStatus};
 
 /// Orders sent through the webhook.
 const ORDERS: usize = 200;
@@ -158,17 +158,6 @@ fn journaled_calls(deaths: &[&AtDeath]) -> usize {
 
 fn txn_for(key: &str) -> String {
     format!("txn_{}", &hex::encode(Sha256::digest(key.as_bytes()))[..12])
-}
-
-/// The successful calls of `connector.method` in a task's history, by idempotency key.
-fn successful_calls<'a>(task: &'a Task, connector: &str, method: &str) -> BTreeMap<&'a str, &'a ConnectorCallRecord> {
-    task.runs
-        .iter()
-        .flat_map(|run| &run.connector_calls)
-        .filter(|call| call.connector == connector && call.method == method)
-        .filter(|call| call.result.as_ref().is_ok_and(|r| r["success"] != json!(false)))
-        .map(|call| (call.idempotency_key.as_str(), call))
-        .collect()
 }
 
 /// Waits for the senders; what got no answer goes back to the front of the queue.
@@ -319,20 +308,8 @@ fn check_order(task: &Task, i: usize) {
     assert_eq!(order["orderProcessingComplete"], json!(true), "order {i}");
 
     // Every run succeeded and no step was started twice: interrupted runs re-ran in place.
-    let mut steps = BTreeSet::new();
+    assert_each_step_ran_once_ok(task, &format!("order {i}"));
     for run in &task.runs {
-        assert_eq!(
-            run.outcome,
-            Some(RunOutcomeRecord::Ok),
-            "order {i}: run {} of {}",
-            run.id,
-            run.step
-        );
-        assert!(
-            steps.insert(run.step.as_str()),
-            "order {i}: step {} started twice",
-            run.step
-        );
         assert_eq!(run.number, 1, "order {i}: {} is its first run", run.step);
     }
 

@@ -16,7 +16,7 @@ use whenever_connectors::Registry;
 use whenever_step_artifacts::testing::*;
 use whenever_tests::{assert_status, component_of, deploy_as, host_with, run_task};
 
-use crate::service::{db_in, options, start_with};
+use crate::service::{db_in, encode, options, start_with};
 
 fn manifest(connectors: &[&str], hosts: &[&str]) -> StepManifest {
     let mut m = StepManifest {
@@ -228,16 +228,6 @@ async fn a_manifest_with_a_bad_host_is_refused_at_deploy() {
         "{error}"
     );
     assert!(error.to_string().contains("not a host name pattern"), "{error}");
-}
-
-/// Percent-encodes a query parameter.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

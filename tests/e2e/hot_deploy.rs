@@ -9,105 +9,48 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use whenever::api::{self, ApiOptions};
-use whenever::service::{Service, ServiceOptions};
+use whenever::service::ServiceOptions;
 use whenever::task::{RunOutcomeRecord, Task, TaskStatus};
 
-/// The service with the bundled RetailMax steps, serving on a loopback port.
-struct Server {
-    base: String,
-    service: Service,
-    http: reqwest::Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
+use crate::service::{Server, db_in, encode, options, start_with};
 
-async fn start() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = ServiceOptions {
-        db: dir.path().join("whenever.db"),
+/// The service with the bundled RetailMax steps on a fresh database in `dir`, serving on a
+/// loopback port.
+async fn start(dir: &tempfile::TempDir) -> Server {
+    let service_options = ServiceOptions {
+        db: db_in(dir),
         ..ServiceOptions::default()
     };
-    let service = Service::start(&options)
-        .await
-        .expect("the service starts with the bundled steps");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let api_options = ApiOptions {
-        max_body_bytes: 1 << 20,
-        max_component_bytes: 64 << 20,
-        ..ApiOptions::default()
-    };
-    let serving = service.clone();
-    let handle = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        api::serve(listener, serving, api_options, shutdown)
-            .await
-            .expect("serves");
-    });
-    Server {
-        base,
-        service,
-        http: reqwest::Client::new(),
-        stop,
-        handle,
-        _dir: dir,
-    }
+    start_with(&service_options, &[], options()).await
 }
 
-impl Server {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.handle.await;
-    }
+/// Delivers one order through the webhook; returns its task id.
+async fn deliver(server: &Server, order: &Value) -> String {
+    let (status, task) = server.post("/v1/hooks/checkout", order).await;
+    assert_eq!(status, 201, "{task}");
+    task["id"].as_str().expect("task id").to_string()
+}
 
-    async fn request(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
+/// `PUT /v1/steps/{name}` with the manifest as `?manifest=`.
+async fn deploy(server: &Server, name: &str, component: Vec<u8>, manifest: &str) -> Value {
+    let path = format!("/v1/steps/{name}?manifest={}", encode(manifest));
+    let (status, step) = server.call(reqwest::Method::PUT, &path, Some(component)).await;
+    assert_eq!(status, 201, "{step}");
+    step
+}
 
-    /// Delivers one order through the webhook; returns its task id.
-    async fn deliver(&self, order: &Value) -> String {
-        let (status, task) = self
-            .request(
-                self.http
-                    .post(format!("{}/v1/hooks/checkout", self.base))
-                    .body(order.to_string()),
-            )
-            .await;
-        assert_eq!(status, 201, "{task}");
-        task["id"].as_str().expect("task id").to_string()
+/// Every task, once none is running (or 60 s pass).
+async fn settled_tasks(server: &Server, ids: &[String]) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    for id in ids {
+        let stored = server
+            .service
+            .wait_settled(id, Duration::from_secs(60))
+            .await
+            .expect("task exists");
+        tasks.push(stored.task);
     }
-
-    /// `PUT /v1/steps/{name}` with the manifest as `?manifest=`.
-    async fn deploy(&self, name: &str, component: Vec<u8>, manifest: &str) -> Value {
-        let url = format!("{}/v1/steps/{name}", self.base);
-        let (status, step) = self
-            .request(self.http.put(url).query(&[("manifest", manifest)]).body(component))
-            .await;
-        assert_eq!(status, 201, "{step}");
-        step
-    }
-
-    /// Every task, once none is running (or 60 s pass).
-    async fn settled_tasks(&self, ids: &[String]) -> Vec<Task> {
-        let mut tasks = Vec::new();
-        for id in ids {
-            let stored = self
-                .service
-                .wait_settled(id, Duration::from_secs(60))
-                .await
-                .expect("task exists");
-            tasks.push(stored.task);
-        }
-        tasks
-    }
+    tasks
 }
 
 /// A bundled RetailMax step: its component and manifest text.
@@ -157,7 +100,8 @@ fn version_of(step: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_version() {
-    let server = Arc::new(start().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Arc::new(start(&dir).await);
     let name = "customer-notification";
     let v1 = server.service.step(name).await.expect("bundled").version;
 
@@ -170,7 +114,7 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
         senders.spawn(async move {
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
-                let id = server.deliver(&order(sender * 1000 + i)).await;
+                let id = deliver(&server, &order(sender * 1000 + i)).await;
                 sent.lock().unwrap_or_else(|p| p.into_inner()).push((id, Utc::now()));
                 i += 1;
             }
@@ -203,9 +147,7 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
     let (component, manifest) = bundled(name);
     let manifest_v2 = format!("{manifest}\n# version 2\n").replace("Step 6:", "Step 6 (v2):");
     let before_deploy = Utc::now();
-    let v2_step = server
-        .deploy(name, another_version(&component, b'2'), &manifest_v2)
-        .await;
+    let v2_step = deploy(&server, name, another_version(&component, b'2'), &manifest_v2).await;
     let after_deploy = Utc::now();
     let v2 = version_of(&v2_step);
     assert_ne!(v1, v2);
@@ -226,7 +168,7 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
 
     let sent = sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let ids: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
-    let tasks = server.settled_tasks(&ids).await;
+    let tasks = settled_tasks(&server, &ids).await;
     let serving: std::collections::BTreeMap<String, String> = server
         .service
         .steps()
@@ -281,9 +223,7 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
     assert_eq!(counts.get(&TaskStatus::Completed), Some(&(tasks.len() as u64)));
 
     // The new manifest serves and persists with the version.
-    let (status, step) = server
-        .request(server.http.get(format!("{}/v1/steps/{name}", server.base)))
-        .await;
+    let (status, step) = server.get(&format!("/v1/steps/{name}")).await;
     assert_eq!(status, 200);
     assert_eq!(step["version"], json!(v2));
     let stored = server
@@ -309,20 +249,21 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_waiting_for_a_removed_step_complete_when_it_is_deployed_again() {
-    let server = start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&dir).await;
     let name = "order-completion";
     let v1 = server.service.step(name).await.expect("bundled").version;
     let (status, _) = server
-        .request(server.http.delete(format!("{}/v1/steps/{name}", server.base)))
+        .call(reqwest::Method::DELETE, &format!("/v1/steps/{name}"), None)
         .await;
     assert_eq!(status, 204);
 
     // Without the completion step the orders go all the way and then wait.
     let mut ids = Vec::new();
     for i in 0..6 {
-        ids.push(server.deliver(&order(i)).await);
+        ids.push(deliver(&server, &order(i)).await);
     }
-    for task in server.settled_tasks(&ids).await {
+    for task in settled_tasks(&server, &ids).await {
         assert_eq!(task.status, TaskStatus::Waiting, "{}: {:?}", task.id, task.message);
         assert_eq!(task.data["order"]["customerNotified"], json!(true));
         assert_eq!(task.data["order"]["internalTeamNotified"], json!(true));
@@ -331,7 +272,7 @@ async fn orders_waiting_for_a_removed_step_complete_when_it_is_deployed_again() 
 
     // A new version of the step is deployed: the waiting orders resume and complete on it.
     let (component, manifest) = bundled(name);
-    let v2 = version_of(&server.deploy(name, another_version(&component, b'2'), manifest).await);
+    let v2 = version_of(&deploy(&server, name, another_version(&component, b'2'), manifest).await);
     assert_ne!(v1, v2);
     for id in &ids {
         let mut task = server.service.task(id).await.expect("stored").task;

@@ -141,6 +141,16 @@ impl Server {
     }
 }
 
+/// Percent-encodes a query parameter.
+pub(crate) fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 pub(crate) fn db_in(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("whenever.db")
 }

@@ -10,7 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+use whenever::runtime::ConnectorCallRecord;
+use whenever::task::{RunOutcomeRecord, Task};
 
 /// A running `whenever serve` child process.
 pub struct ServeProcess {
@@ -149,5 +153,40 @@ impl Drop for ServeProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The successful calls of `connector.method` in a task's history, by idempotency key.
+pub fn successful_calls<'a>(
+    task: &'a Task,
+    connector: &str,
+    method: &str,
+) -> BTreeMap<&'a str, &'a ConnectorCallRecord> {
+    task.runs
+        .iter()
+        .flat_map(|run| &run.connector_calls)
+        .filter(|call| call.connector == connector && call.method == method)
+        .filter(|call| call.result.as_ref().is_ok_and(|r| r["success"] != json!(false)))
+        .map(|call| (call.idempotency_key.as_str(), call))
+        .collect()
+}
+
+/// Asserts that every run of `task` succeeded and no step was started twice on it (an
+/// interrupted run re-ran in place); `what` names the order in the messages.
+pub fn assert_each_step_ran_once_ok(task: &Task, what: &str) {
+    let mut steps = BTreeSet::new();
+    for run in &task.runs {
+        assert_eq!(
+            run.outcome,
+            Some(RunOutcomeRecord::Ok),
+            "{what}: run {} of {}",
+            run.id,
+            run.step
+        );
+        assert!(
+            steps.insert(run.step.as_str()),
+            "{what}: step {} started twice",
+            run.step
+        );
     }
 }
