@@ -56,6 +56,34 @@ impl Projection {
         )
     }
 
+    /// A fixed-size fingerprint of the projection (128 bits of SHA-256 over its canonical
+    /// form, as 32 hex digits): equal projections give equal digests, and different ones
+    /// differ but with negligible chance. The host stores this instead of the values, so what
+    /// it rewrites at every save stays small however large the watched values are.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = HashWriter(Sha256::new());
+        for (path, value) in &self.0 {
+            // Each entry: its path (segment count, then each segment length-prefixed), then the
+            // value's canonical JSON (or a marker for absent that no JSON text starts with),
+            // closed by a byte that JSON text never holds raw.
+            hasher.0.update((path.0.len() as u64).to_le_bytes());
+            for key in &path.0 {
+                hasher.0.update((key.len() as u64).to_le_bytes());
+                hasher.0.update(key.as_bytes());
+            }
+            match value {
+                Some(v) => {
+                    // Writing JSON into a hasher cannot fail.
+                    let _ = serde_json::to_writer(&mut hasher, v);
+                }
+                None => hasher.0.update([0x00]),
+            }
+            hasher.0.update([0x1e]);
+        }
+        hex::encode(&hasher.0.finalize()[..16])
+    }
+
     /// Reads back what [`Projection::to_json`] wrote; `None` if `json` is not
     /// of that shape. Values are normalised again, so equality still holds.
     pub fn from_json(json: &Value) -> Option<Projection> {
@@ -76,6 +104,20 @@ impl Projection {
             })
             .collect::<Option<Vec<_>>>()
             .map(Projection)
+    }
+}
+
+/// Feeds what `serde_json` writes into a SHA-256.
+struct HashWriter(sha2::Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.0, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -176,6 +218,37 @@ mod tests {
         let none = c.projection(&json!({}));
         assert!(none.entries().iter().all(|(_, v)| v.is_none()));
         assert_eq!(none, c.projection(&json!({"order": 3})));
+    }
+
+    #[test]
+    fn digests_are_equal_exactly_when_projections_are() {
+        let c = cond(json!({"order": {"total": "$number", "status": "paid", "meta": {}}}));
+        let datas = [
+            json!({"order": {"total": 10, "status": "paid", "meta": {"a": 1, "b": [1, 2]}}}),
+            json!({"order": {"total": 10.0, "status": "paid", "meta": {"b": [1.0, 2], "a": 1}, "note": "x"}}),
+            json!({"order": {"total": 11, "status": "paid", "meta": {"a": 1, "b": [1, 2]}}}),
+            json!({"order": {"total": 10, "status": "paid", "meta": {"a": 1, "b": [2, 1]}}}),
+            json!({"order": {"status": "paid"}}),
+            json!({"order": {"total": null, "status": "paid"}}),
+            json!({"order": {"total": "10", "status": "paid"}}),
+            json!({}),
+        ];
+        for a in &datas {
+            for b in &datas {
+                let (pa, pb) = (c.projection(a), c.projection(b));
+                assert_eq!(pa == pb, pa.digest() == pb.digest(), "{a} vs {b}");
+            }
+            // The stored JSON form reads back to the same digest.
+            let p = c.projection(a);
+            let back = Projection::from_json(&p.to_json()).map(|p| p.digest());
+            assert_eq!(back, Some(p.digest()));
+            assert_eq!(p.digest().len(), 32);
+        }
+        // A key that looks like a path separator or a value does not collide with a real path.
+        let tricky = cond(json!({"a\u{1f}b": "$any"}));
+        let plain = cond(json!({"a": {"b": "$any"}}));
+        let data = json!({"a\u{1f}b": 1, "a": {"b": 1}});
+        assert_ne!(tricky.projection(&data).digest(), plain.projection(&data).digest());
     }
 
     #[test]

@@ -45,14 +45,30 @@ impl std::fmt::Display for TaskStatus {
 /// What the scheduler remembers about one step on one task.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepProgress {
-    /// The projection of the data onto the condition's paths at the last start.
-    pub last_projection: Option<Value>,
+    /// The digest ([`whenever_condition::Projection::digest`]) of the projection of the data
+    /// onto the condition's paths at the last start. Stores written before digests kept the
+    /// projection itself: it is read back as its digest.
+    #[serde(default, deserialize_with = "projection_digest")]
+    pub last_projection: Option<String>,
     /// How many runs of the step have started on this task.
     pub runs: u32,
     /// The last run asked for a redo (or an operator asked for a retry).
     pub redo: bool,
     /// The latest finished run failed.
     pub last_failed: bool,
+}
+
+/// Reads `last_projection` as a digest, or as the projection JSON older stores kept (turned into
+/// its digest, so a step does not re-run after an upgrade on a situation it already saw).
+fn projection_digest<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    use serde::de::Error;
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(digest)) => Ok(Some(digest)),
+        Some(stored) => whenever_condition::Projection::from_json(&stored)
+            .map(|p| Some(p.digest()))
+            .ok_or_else(|| D::Error::custom("last_projection is neither a digest nor a projection")),
+    }
 }
 
 /// Two concurrent runs wrote the same path with different values; the later one won.
@@ -203,5 +219,40 @@ impl Task {
             "data": self.data,
             "runs": self.runs,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use whenever_condition::Condition;
+
+    #[test]
+    fn progress_stored_with_a_projection_reads_back_as_its_digest() {
+        let condition = Condition::parse(&json!({"order": {"total": "$number", "paid": null}})).expect("pattern");
+        let data = json!({"order": {"total": 12.0, "items": [1, 2]}});
+        let projection = condition.projection(&data);
+        // What stores written before digests hold.
+        let old = json!({"last_projection": projection.to_json(), "runs": 2, "redo": false, "last_failed": false});
+        let progress: StepProgress = serde_json::from_value(old).expect("old progress");
+        assert_eq!(progress.last_projection, Some(projection.digest()));
+        assert_eq!(progress.runs, 2);
+        // What is written now reads back unchanged, and so does a step that never ran.
+        let now = serde_json::to_value(&progress).expect("encode");
+        assert_eq!(now["last_projection"], json!(projection.digest()));
+        assert_eq!(
+            serde_json::from_value::<StepProgress>(now).expect("new progress"),
+            progress
+        );
+        let fresh: StepProgress =
+            serde_json::from_value(json!({"runs": 0, "redo": false, "last_failed": false})).expect("no projection");
+        assert_eq!(fresh.last_projection, None);
+        // Anything else is refused, naming the field.
+        let error = serde_json::from_value::<StepProgress>(
+            json!({"last_projection": 3, "runs": 0, "redo": false, "last_failed": false}),
+        )
+        .expect_err("a number is no projection");
+        assert!(error.to_string().contains("last_projection"), "{error}");
     }
 }

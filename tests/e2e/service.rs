@@ -593,7 +593,7 @@ async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
     store.create_task(&interrupted).await.expect("created");
     let progress = interrupted.progress.entry("write-a".into()).or_default();
     progress.runs = 1;
-    progress.last_projection = Some(write_a.condition.projection(&interrupted.data).to_json());
+    progress.last_projection = Some(write_a.condition.projection(&interrupted.data).digest());
     interrupted
         .runs
         .push(RunRecord::starting(0, "write-a", &write_a.version, 1));
@@ -604,6 +604,7 @@ async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
         runs: &[0],
         starting: &[0],
         input: Some(&input),
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     let never_driven = Task::new(json!({"finish": true}));
@@ -709,6 +710,7 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
         runs: &[0],
         starting: &[0],
         input: Some(&input),
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     let journaled = whenever::runtime::ConnectorCallRecord {

@@ -66,6 +66,9 @@ pub struct Commit<'a> {
     pub starting: &'a [u64],
     /// The data the starting runs start from (their snapshot), to re-run them after a crash.
     pub input: Option<&'a Value>,
+    /// The task's data as JSON text, when the driver has just encoded it for the steps (the
+    /// store need not encode it again).
+    pub data_text: Option<&'a str>,
     /// The task settled: this is the last commit of the drive.
     pub settled: bool,
 }
@@ -110,7 +113,9 @@ pub struct Scheduler {
 
 struct InFlight {
     step: Arc<LoadedStep>,
-    snapshot: Arc<Value>,
+    /// The data the run started from; `None` when it runs alone, so that nothing else changes
+    /// the task's data until it finishes: the data itself is its snapshot (no copy made).
+    snapshot: Option<Arc<Value>>,
     start_seq: u64,
 }
 
@@ -218,7 +223,7 @@ impl Scheduler {
                 run_id,
                 InFlight {
                     step: resume.step,
-                    snapshot: Arc::new(resume.input),
+                    snapshot: Some(Arc::new(resume.input)),
                     start_seq: seq,
                 },
             );
@@ -226,15 +231,13 @@ impl Scheduler {
 
         loop {
             let mut starting: Vec<(u64, Arc<LoadedStep>, u32)> = Vec::new();
-            let mut text: Arc<str> = Arc::from("");
-            let mut snapshot = Arc::new(Value::Null);
+            let mut text = String::new();
             if !completed && !cap_hit {
                 let busy: HashSet<String> = in_flight.values().map(|f| f.step.name.clone()).collect();
                 let steps = self.catalog.snapshot();
                 let eligible = rules::eligible(task, &steps, &busy);
                 if !eligible.is_empty() {
-                    snapshot = Arc::new(task.data.clone());
-                    text = Arc::from(task.data.to_string());
+                    text = task.data.to_string();
                     for start in eligible {
                         let progress = task.progress.entry(start.step.name.clone()).or_default();
                         if progress.runs >= self.settings.run_cap {
@@ -271,19 +274,23 @@ impl Scheduler {
                     let commit = Commit {
                         runs: &runs_changed,
                         starting: &ids,
-                        input: Some(&snapshot),
+                        input: Some(&task.data),
+                        data_text: Some(&text),
                         settled: false,
                     };
                     checkpoint.commit(task, commit).await?;
                     dirty.clear();
                 }
+                // Runs that overlap others diff against a copy of the data they started from;
+                // a run alone diffs against the data itself.
+                let snapshot = (starting.len() > 1 || !in_flight.is_empty()).then(|| Arc::new(task.data.clone()));
                 for (run_id, step, number) in starting {
                     if let Some(run) = task.runs.get(run_id as usize) {
                         on_event(Event::RunStarted { task, run });
                     }
                     let input = RunInput {
                         task_id: task.id.clone(),
-                        data: text.to_string(),
+                        data: text.clone(),
                         run_number: number,
                         connectors: self.connectors.clone(),
                         replay: Vec::new(),
@@ -343,6 +350,7 @@ impl Scheduler {
                         runs: &runs_changed,
                         starting: &[],
                         input: None,
+                        data_text: None,
                         settled: true,
                     },
                 )
@@ -368,8 +376,19 @@ impl Scheduler {
         let mut conflicts: Vec<(u64, Conflict)> = Vec::new();
         let outcome = match report.outcome {
             Ok(output) => {
-                changes = merge::diff(&flight.snapshot, &output.data);
-                let skipped = merge::apply(&mut task.data, &changes);
+                let skipped = match &flight.snapshot {
+                    Some(snapshot) => {
+                        changes = merge::diff(snapshot, &output.data);
+                        merge::apply(&mut task.data, &changes)
+                    }
+                    // Nothing changed the data while the run was alone: its output is the new
+                    // data (what applying its diff would give, without the walk).
+                    None => {
+                        changes = merge::diff(&task.data, &output.data);
+                        task.data = output.data;
+                        Vec::new()
+                    }
+                };
                 for change in &changes {
                     for earlier in applied.iter().filter(|a| {
                         a.seq > flight.start_seq

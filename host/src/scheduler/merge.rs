@@ -54,22 +54,35 @@ pub fn diff(before: &Value, after: &Value) -> Vec<Change> {
 fn diff_into(before: &Value, after: &Value, path: &mut String, changes: &mut Vec<Change>) {
     match (before, after) {
         (Value::Object(b), Value::Object(a)) => {
+            // A step usually hands back its objects with the keys in the order it got them, so
+            // each key is first looked for at its own position; hashing only when that misses.
+            let mut kept = 0;
+            let mut same_place = a.iter();
             for (key, old) in b {
-                if !a.contains_key(key) {
-                    changes.push(Change::Remove { path: child(path, key) });
-                } else if let Some(new) = a.get(key) {
-                    let len = path.len();
-                    push_segment(path, key);
-                    diff_into(old, new, path, changes);
-                    path.truncate(len);
+                let new = match same_place.next() {
+                    Some((k, v)) if k == key => Some(v),
+                    _ => a.get(key),
+                };
+                match new {
+                    None => changes.push(Change::Remove { path: child(path, key) }),
+                    Some(new) => {
+                        kept += 1;
+                        let len = path.len();
+                        push_segment(path, key);
+                        diff_into(old, new, path, changes);
+                        path.truncate(len);
+                    }
                 }
             }
-            for (key, new) in a {
-                if !b.contains_key(key) {
-                    changes.push(Change::Set {
-                        path: child(path, key),
-                        value: new.clone(),
-                    });
+            // Every key of `after` that is not one of the `kept` ones is new.
+            if kept < a.len() {
+                for (key, new) in a {
+                    if !b.contains_key(key) {
+                        changes.push(Change::Set {
+                            path: child(path, key),
+                            value: new.clone(),
+                        });
+                    }
                 }
             }
         }

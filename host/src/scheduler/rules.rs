@@ -7,8 +7,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::runtime::LoadedStep;
 use crate::task::{Task, TaskStatus};
 
@@ -17,8 +15,9 @@ use crate::task::{Task, TaskStatus};
 pub struct Eligible {
     /// The step.
     pub step: Arc<LoadedStep>,
-    /// The projection of the data onto the step's condition paths, to remember at start.
-    pub projection: Value,
+    /// The digest of the projection of the data onto the step's condition paths, to remember
+    /// at start.
+    pub projection: String,
 }
 
 /// The steps that should start on `task` now, given those already in flight.
@@ -28,7 +27,7 @@ pub fn eligible(task: &Task, steps: &[Arc<LoadedStep>], in_flight: &HashSet<Stri
         .filter(|step| !in_flight.contains(&step.name))
         .filter(|step| step.condition.matches(&task.data))
         .filter_map(|step| {
-            let projection = step.condition.projection(&task.data).to_json();
+            let projection = step.condition.projection(&task.data).digest();
             let progress = task.progress.get(&step.name);
             let changed = progress.is_none_or(|p| p.last_projection.as_ref() != Some(&projection));
             let redo = progress.is_some_and(|p| p.redo);

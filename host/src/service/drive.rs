@@ -26,6 +26,7 @@ impl Checkpoint for StoreCheckpoint {
             runs: commit.runs,
             starting: commit.starting,
             input: commit.input,
+            data_text: commit.data_text,
         };
         self.revision = self
             .store
@@ -144,6 +145,7 @@ impl Service {
                 runs: &lost,
                 starting: &[],
                 input: None,
+                data_text: None,
             };
             revision = store.save_task(save).await?;
         }

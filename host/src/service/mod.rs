@@ -338,6 +338,7 @@ impl Service {
             runs: &[],
             starting: &[],
             input: None,
+            data_text: None,
         };
         let revision = self.inner.store.save_task(save).await?;
         self.spawn_drive_saved(task.clone(), revision);

@@ -113,6 +113,10 @@ pub struct TaskSave<'a> {
     pub starting: &'a [u64],
     /// The data the starting runs start from.
     pub input: Option<&'a Value>,
+    /// `task.data` as JSON text, when the caller has it already (the scheduler has just
+    /// encoded it for the steps): the store writes it instead of encoding the data again.
+    /// It must be the encoding of `task.data` itself.
+    pub data_text: Option<&'a str>,
 }
 
 /// A run that started and never finished (the host stopped): re-run it with its journal.

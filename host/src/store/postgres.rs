@@ -466,7 +466,7 @@ fn step_version_of(row: &tokio_postgres::Row) -> Result<StepVersion, StoreError>
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
-        let row = TaskRow::of(task)?;
+        let row = TaskRow::of(task, None)?;
         let runs = all_run_rows(task)?;
         let arrays = RunArrays::of(&runs);
         let client = self.client().await?;
@@ -501,7 +501,7 @@ impl Store for PostgresStore {
     }
 
     async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError> {
-        let row = TaskRow::of(save.task)?;
+        let row = TaskRow::of(save.task, save.data_text)?;
         let runs = run_rows(&save)?;
         let expected = signed(save.expected_revision, "revision")?;
         let arrays = RunArrays::of(&runs);

@@ -60,15 +60,19 @@ pub(crate) struct TaskRow {
 }
 
 impl TaskRow {
-    /// The row of `task`, written now.
-    pub fn of(task: &Task) -> Result<TaskRow, StoreError> {
+    /// The row of `task`, written now; `data_text` is `task.data` already encoded, if the caller
+    /// has it.
+    pub fn of(task: &Task, data_text: Option<&str>) -> Result<TaskRow, StoreError> {
         Ok(TaskRow {
             id: task.id.clone(),
             status: task.status.as_str(),
             name: task.name.clone(),
             tags: to_json(&task.tags)?,
             message: task.message.clone(),
-            data: to_json(&task.data)?,
+            data: match data_text {
+                Some(text) => text.to_owned(),
+                None => to_json(&task.data)?,
+            },
             progress: to_json(&task.progress)?,
             created_at: time_text(&task.created_at),
             updated_at: time_text(&Utc::now()),
@@ -98,13 +102,16 @@ pub(crate) fn all_run_rows(task: &Task) -> Result<Vec<RunRow>, StoreError> {
         runs: &all,
         starting: &[],
         input: None,
+        data_text: None,
     })
 }
 
 /// The rows of the runs a save names; starting runs point at the saved data when it is their
 /// input, and carry their input otherwise.
 pub(crate) fn run_rows(save: &TaskSave<'_>) -> Result<Vec<RunRow>, StoreError> {
-    let from_task = save.input.is_some_and(|input| *input == save.task.data);
+    let from_task = save
+        .input
+        .is_some_and(|input| std::ptr::eq(input, &save.task.data) || *input == save.task.data);
     let input_text = match save.input {
         Some(input) if !from_task => Some(to_json(input)?),
         _ => None,
@@ -156,6 +163,7 @@ mod tests {
             runs: &[0],
             starting: &[0],
             input: Some(&input),
+            data_text: None,
         };
         let rows = run_rows(&save).expect("encoded");
         assert!(rows[0].input_from_task);
@@ -174,6 +182,7 @@ mod tests {
             runs: &[0, 1],
             starting: &[1],
             input: Some(&input),
+            data_text: None,
         };
         let rows = run_rows(&save).expect("encoded");
         assert!(!rows[0].input_from_task && rows[0].input.is_none());

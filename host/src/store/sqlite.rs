@@ -415,7 +415,7 @@ fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> R
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
-        let row = TaskRow::of(task)?;
+        let row = TaskRow::of(task, None)?;
         let runs = all_run_rows(task)?;
         self.write(Box::new(move |conn| {
             let inserted = conn
@@ -443,7 +443,7 @@ impl Store for SqliteStore {
         if save.task.status != TaskStatus::Running {
             self.leases.forget(&save.task.id);
         }
-        let row = TaskRow::of(save.task)?;
+        let row = TaskRow::of(save.task, save.data_text)?;
         let runs = run_rows(&save)?;
         let expected = signed(save.expected_revision, "revision")?;
         self.write(Box::new(move |conn| {
@@ -971,6 +971,7 @@ mod tests {
                     runs: &[],
                     starting: &[],
                     input: None,
+                    data_text: None,
                 };
                 store.save_task(save).await
             }));

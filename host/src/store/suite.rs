@@ -79,6 +79,7 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
         runs: &[],
         starting: &[],
         input: None,
+        data_text: None,
     };
     assert_eq!(store.save_task(save).await.expect("saved"), 2);
     // A writer that read revision 1 is refused: someone else wrote meanwhile.
@@ -88,6 +89,7 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
         runs: &[],
         starting: &[],
         input: None,
+        data_text: None,
     };
     assert!(matches!(store.save_task(stale).await, Err(StoreError::Conflict(_))));
     let missing = Task::new(json!({}));
@@ -97,12 +99,27 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
         runs: &[],
         starting: &[],
         input: None,
+        data_text: None,
     };
     assert!(matches!(store.save_task(save).await, Err(StoreError::NotFound(_))));
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!(stored.task.data, json!({"n": 1}));
     assert_eq!(stored.task.status, TaskStatus::Waiting);
     assert_eq!(stored.revision, 2);
+    // A save handed the data already encoded stores that text as the data.
+    task.data = json!({"n": 2, "nested": {"list": [1, "two", null]}});
+    let text = task.data.to_string();
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 2,
+        runs: &[],
+        starting: &[],
+        input: None,
+        data_text: Some(&text),
+    };
+    assert_eq!(store.save_task(save).await.expect("saved"), 3);
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!(stored.task.data, task.data);
 }
 
 async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
@@ -117,6 +134,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
         runs: &[0, 1],
         starting: &[0, 1],
         input: Some(&input),
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     store.journal_call(&task.id, 0, 0, &call(0)).await.expect("journaled");
@@ -138,6 +156,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
         runs: &[0],
         starting: &[],
         input: None,
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
@@ -156,6 +175,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
         runs: &[],
         starting: &[],
         input: None,
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
@@ -170,6 +190,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
         runs: &[2],
         starting: &[2],
         input: Some(&other),
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
@@ -191,6 +212,7 @@ async fn a_rewritten_unfinished_run_keeps_its_input<S: Store>(store: &S) {
         runs: &[0],
         starting: &[0],
         input: Some(&input),
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     task.data = json!({"v": 2});
@@ -201,6 +223,7 @@ async fn a_rewritten_unfinished_run_keeps_its_input<S: Store>(store: &S) {
         runs: &[0],
         starting: &[],
         input: None,
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
@@ -386,6 +409,7 @@ async fn leases_are_exclusive_expire_and_end_when_settled<S: Store>(store: &S) {
         runs: &[],
         starting: &[],
         input: None,
+        data_text: None,
     };
     store.save_task(save).await.expect("saved");
     let settled_owner = holder[&settled.id];
