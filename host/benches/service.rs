@@ -19,9 +19,11 @@
 //! store at all. Each row starts a fresh service on a fresh database, warms up for 0.5 s and
 //! measures for 3 s; every row is measured three times, in rounds over all rows, and the run with
 //! the median throughput is shown with the other two beside it (this machine is a VM whose
-//! neighbours take CPU now and then: the last line says how much); server and clients share one tokio runtime with two worker threads. The last
-//! column is the process's CPU time (both cores, clients included) per order: what the throughput
-//! would be on two otherwise idle cores is about 2,000 ÷ that figure.
+//! neighbours take CPU now and then: the last line says how much); server and clients share one
+//! tokio runtime with two worker threads. "CPU ms/order" is the process's CPU time (both cores,
+//! clients included) per order: what the throughput would be on two otherwise idle cores is about
+//! 2,000 ÷ that figure. "written KB/order" is what the process wrote to files per order (SQLite's
+//! WAL frames and checkpoints): unlike time, it does not move with the machine's load.
 //!
 //! `cargo bench -p whenever --bench service [-- FILTER]`: only the rows whose `PATH / N LOAD`
 //! (e.g. `HTTP API + SQLite, synchronous=full / 16 senders`) contains FILTER.
@@ -59,6 +61,8 @@ struct Row {
     latencies: Vec<Duration>,
     /// CPU time of the whole process per order over the whole row (warm-up included).
     cpu_per_order: Duration,
+    /// Bytes the process wrote (the database's WAL and checkpoints) per order, likewise.
+    written_per_order: f64,
 }
 
 /// CPU time (user + system) of this process so far, from `/proc/self/stat` (Linux; zero
@@ -74,6 +78,23 @@ fn cpu_time() -> Duration {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or_default();
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Bytes this process has written so far (`wchar` of `/proc/self/io`; zero elsewhere).
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|line| line.strip_prefix("wchar:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or_default()
+}
+
+/// Bytes written per order since `since`.
+fn written_per_order(since: u64, orders: usize) -> f64 {
+    written_bytes().saturating_sub(since) as f64 / orders.max(1) as f64
 }
 
 /// CPU time per order between `since` and now.
@@ -110,6 +131,7 @@ where
     Fut: Future<Output = ()> + Send,
 {
     let cpu = cpu_time();
+    let written = written_bytes();
     let started = Instant::now();
     let window_start = started + WARMUP;
     let window_end = window_start + WINDOW;
@@ -141,14 +163,15 @@ where
     }
     let window = started.elapsed().saturating_sub(WARMUP);
     let load = format!("{clients} waiting client{}", if clients == 1 { "" } else { "s" });
-    let cpu_per_order = cpu_per_order(cpu, all.load(std::sync::atomic::Ordering::Relaxed));
+    let all = all.load(std::sync::atomic::Ordering::Relaxed);
     Row {
         path,
         load,
         orders: latencies.len(),
         window,
         latencies,
-        cpu_per_order,
+        cpu_per_order: cpu_per_order(cpu, all),
+        written_per_order: written_per_order(written, all),
     }
 }
 
@@ -201,6 +224,7 @@ where
         })
     };
     let cpu = cpu_time();
+    let written = written_bytes();
     let started = Instant::now();
     let window_end = started + WARMUP + WINDOW;
     let mut loops = tokio::task::JoinSet::new();
@@ -256,7 +280,6 @@ where
         .filter(|(accepted, _)| *accepted >= window_start && *accepted < window_end)
         .map(|(accepted, done)| done.saturating_duration_since(*accepted))
         .collect();
-    let cpu_per_order = cpu_per_order(cpu, tracker.done.len());
     let load = format!("{senders} webhook senders × {DEPTH}");
     Row {
         path,
@@ -264,7 +287,8 @@ where
         orders,
         window: WINDOW,
         latencies,
-        cpu_per_order,
+        cpu_per_order: cpu_per_order(cpu, tracker.done.len()),
+        written_per_order: written_per_order(written, tracker.done.len()),
     }
 }
 
@@ -500,8 +524,10 @@ fn main() {
         WINDOW.as_secs(),
         WARMUP.as_millis()
     );
-    println!("| path | load | orders | orders/s | orders/s, all {ROUNDS} runs | p50 ms | p99 ms | CPU ms/order |");
-    println!("|---|---|---:|---:|---|---:|---:|---:|");
+    println!(
+        "| path | load | orders | orders/s | orders/s, all {ROUNDS} runs | p50 ms | p99 ms | CPU ms/order | written KB/order |"
+    );
+    println!("|---|---|---:|---:|---|---:|---:|---:|---:|");
     for mut row_runs in runs {
         let rate = |row: &Row| row.orders as f64 / row.window.as_secs_f64();
         row_runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
@@ -509,7 +535,7 @@ fn main() {
         let mut row = row_runs.swap_remove(row_runs.len() / 2);
         row.latencies.sort();
         println!(
-            "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.2} | {:.1} |",
             row.path,
             row.load,
             row.orders,
@@ -517,7 +543,8 @@ fn main() {
             all.join(", "),
             percentile(&row.latencies, 0.5),
             percentile(&row.latencies, 0.99),
-            row.cpu_per_order.as_secs_f64() * 1e3
+            row.cpu_per_order.as_secs_f64() * 1e3,
+            row.written_per_order / 1024.0
         );
     }
     println!(
