@@ -52,10 +52,17 @@ pub struct StepProgress {
     pub last_projection: Option<String>,
     /// How many runs of the step have started on this task.
     pub runs: u32,
-    /// The last run asked for a redo (or an operator asked for a retry).
+    /// The last run asked for a redo (or an operator asked for a retry). Written only when set,
+    /// like `last_failed`: the progress is rewritten at every save and is usually all false.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub redo: bool,
     /// The latest finished run failed.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub last_failed: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 /// Reads `last_projection` as a digest, or as the projection JSON older stores kept (turned into
