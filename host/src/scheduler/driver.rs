@@ -381,12 +381,12 @@ impl Scheduler {
                         changes = merge::diff(snapshot, &output.data);
                         merge::apply(&mut task.data, &changes)
                     }
-                    // Nothing changed the data while the run was alone: its output is the new
-                    // data (what applying its diff would give, without the walk).
+                    // Nothing changed the data while the run was alone: the data itself is what
+                    // it started from. Applying (rather than taking the output whole) keeps the
+                    // data's own key order, as for overlapping runs.
                     None => {
                         changes = merge::diff(&task.data, &output.data);
-                        task.data = output.data;
-                        Vec::new()
+                        merge::apply(&mut task.data, &changes)
                     }
                 };
                 for change in &changes {
