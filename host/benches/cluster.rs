@@ -50,6 +50,7 @@ use support::ServeProcess;
 use tokio::sync::oneshot;
 use tokio_postgres::NoTls;
 use whenever::store::postgres::redact;
+use whenever::store::scratch_schema::ScratchSchema;
 
 /// Rows: how many hosts share the database.
 const HOSTS: [usize; 3] = [1, 2, 3];
@@ -93,56 +94,6 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".into()),
-    }
-}
-
-/// A fresh schema for one row; dropped when this is (after the hosts, which are declared later).
-struct Schema {
-    base: String,
-    name: String,
-    /// Connections through this URL use the schema.
-    url: String,
-}
-
-impl Schema {
-    async fn create(admin: &tokio_postgres::Client, base: &str, hosts: usize) -> Schema {
-        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        let name = format!("bench_cluster_{hosts}_{}_{nanos:x}", std::process::id());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create schema {name} (the role must be allowed to): {e}"));
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
-        Schema {
-            base: base.to_string(),
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        // Possibly while unwinding inside the bench's runtime: drop it from a thread of its own.
-        let (base, name) = (self.base.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let client = connect(&base).await?;
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("cluster bench: could not drop schema {}: {e}", self.name);
-        }
     }
 }
 
@@ -497,13 +448,16 @@ fn p50_ms(mut samples: Vec<Duration>) -> f64 {
 }
 
 async fn measure(admin: &tokio_postgres::Client, base: &str, hosts: usize, in_flight: usize) -> Row {
-    let schema = Schema::create(admin, base, hosts).await;
-    let servers = start_hosts(&schema.url, hosts).await;
-    let poller = connect(&schema.url)
+    // A fresh schema per row; dropped at the end, or when a panic drops it.
+    let schema = ScratchSchema::create(base, &format!("bench_cluster_{hosts}"))
+        .await
+        .unwrap_or_else(|e| panic!("cannot create the row's schema (the role must be allowed to): {e}"));
+    let servers = start_hosts(schema.url(), hosts).await;
+    let poller = connect(schema.url())
         .await
         .unwrap_or_else(|e| panic!("the bench connects to its schema: {e}"));
     let checker = Arc::new(
-        connect(&schema.url)
+        connect(schema.url())
             .await
             .unwrap_or_else(|e| panic!("the bench connects to its schema: {e}")),
     );
@@ -614,7 +568,7 @@ async fn measure(admin: &tokio_postgres::Client, base: &str, hosts: usize, in_fl
         })
         .collect();
     drop(servers);
-    drop(schema);
+    schema.drop_schema().await;
     let [queue, span, in_runs, save] = phases;
     Row {
         hosts,

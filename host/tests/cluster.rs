@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{ServeProcess, assert_each_step_ran_once_ok, successful_calls};
-use tokio_postgres::NoTls;
 use whenever::runtime::ConnectorCallRecord;
 use whenever::store::postgres::PostgresStore;
+use whenever::store::scratch_schema::ScratchSchema;
 use whenever::store::{Store, TaskQuery};
 use whenever::task::TaskStatus;
 
@@ -28,79 +28,24 @@ fn test_url() -> String {
     std::env::var("WHENEVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A fresh schema for one test, dropped at the end (or, when the test fails first, when the value
-/// is dropped).
+/// A fresh schema for one test, with a directory for the hosts' config.
 struct Schema {
-    admin: tokio_postgres::Client,
-    name: String,
-    /// Connections through this URL use the schema.
-    url: String,
+    scratch: ScratchSchema,
     dir: tempfile::TempDir,
-    dropped: bool,
-}
-
-impl Drop for Schema {
-    /// A failed test unwinds inside its runtime, which cannot drive the admin connection then: drop
-    /// the schema from a thread with its own runtime and connection, giving up after 5 s on a lock.
-    fn drop(&mut self) {
-        if self.dropped {
-            return;
-        }
-        let sql = format!("SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {} CASCADE", self.name);
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            runtime.block_on(async {
-                let url = test_url();
-                let connected = tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&url, NoTls));
-                if let Ok(Ok((client, connection))) = connected.await {
-                    tokio::spawn(connection);
-                    let _ = client.batch_execute(&sql).await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 impl Schema {
     async fn create(test: &str) -> Option<Schema> {
-        let base = test_url();
-        let (admin, connection) =
-            match tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&base, NoTls)).await {
-                Ok(Ok(pair)) => pair,
-                Ok(Err(e)) => {
-                    eprintln!(
-                        "{test}: skipped: no PostgreSQL at {} ({e})",
-                        whenever::store::postgres::redact(&base)
-                    );
-                    return None;
-                }
-                Err(_) => {
-                    eprintln!(
-                        "{test}: skipped: no PostgreSQL at {} (timed out)",
-                        whenever::store::postgres::redact(&base)
-                    );
-                    return None;
-                }
-            };
-        tokio::spawn(connection);
-        let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        let name = format!("t_{test}_{}_{nanos:x}", std::process::id());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .await
-            .expect("creates the schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
-        Some(Schema {
-            admin,
-            name,
-            url,
-            dir: tempfile::tempdir().expect("tempdir"),
-            dropped: false,
-        })
+        match ScratchSchema::create(&test_url(), &format!("t_{test}")).await {
+            Ok(scratch) => Some(Schema {
+                scratch,
+                dir: tempfile::tempdir().expect("tempdir"),
+            }),
+            Err(e) => {
+                eprintln!("{test}: skipped: {e}");
+                None
+            }
+        }
     }
 
     /// A config file with a short lease, so a dead host's tasks are taken over quickly.
@@ -113,7 +58,7 @@ impl Schema {
     /// Starts `n` hosts on the schema, in parallel.
     fn start_hosts(&self, n: usize) -> Vec<(ServeProcess, String)> {
         let config = self.config();
-        let db = std::path::PathBuf::from(&self.url);
+        let db = std::path::PathBuf::from(self.scratch.url());
         std::thread::scope(|scope| {
             let starting: Vec<_> = (0..n)
                 .map(|_| scope.spawn(|| ServeProcess::start(&db, &["--config", &config])))
@@ -130,18 +75,20 @@ impl Schema {
     }
 
     async fn count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
+        let name = self.scratch.name();
         let sql = sql
-            .replace("tasks", &format!("{}.tasks", self.name))
-            .replace("runs", &format!("{}.runs", self.name));
-        self.admin.query_one(&sql, params).await.expect("counts").get(0)
+            .replace("tasks", &format!("{name}.tasks"))
+            .replace("runs", &format!("{name}.runs"));
+        self.scratch
+            .admin()
+            .query_one(&sql, params)
+            .await
+            .expect("counts")
+            .get(0)
     }
 
-    async fn drop_schema(mut self) {
-        let _ = self
-            .admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
-            .await;
-        self.dropped = true;
+    async fn drop_schema(self) {
+        self.scratch.drop_schema().await;
     }
 }
 
@@ -241,15 +188,16 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     victim.kill();
     // The database may still finish a statement the victim sent just before it died.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let store = PostgresStore::connect(&schema.url).await.expect("connects");
+    let store = PostgresStore::connect(schema.scratch.url()).await.expect("connects");
     let mut orphans = Vec::new();
     let mut journaled: BTreeMap<(String, u64), Vec<ConnectorCallRecord>> = BTreeMap::new();
     let client_rows = schema
-        .admin
+        .scratch
+        .admin()
         .query(
             &format!(
                 "SELECT id FROM {}.tasks WHERE status = 'running' AND owner = $1",
-                schema.name
+                schema.scratch.name()
             ),
             &[&victim_id],
         )

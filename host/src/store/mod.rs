@@ -14,6 +14,7 @@
 pub mod lease;
 pub mod postgres;
 mod rows;
+pub mod scratch_schema;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;

@@ -927,103 +927,34 @@ impl Store for PostgresStore {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::store::scratch_schema::ScratchSchema;
 
     /// The test server: `$WHENEVER_TEST_POSTGRES`, else the local one.
     pub(crate) fn test_url() -> String {
         std::env::var("WHENEVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
     }
 
-    /// A fresh schema on the test server, dropped by [`TestSchema::drop_schema`] (or, when the
-    /// test fails before it, when the value is dropped); `None` (with a message) when no server
+    /// A fresh schema on the test server for `test`; `None` (with a message) when no server
     /// answers.
-    pub(crate) struct TestSchema {
-        admin: tokio_postgres::Client,
-        /// The schema's name.
-        pub(crate) name: String,
-        /// A URL whose connections use the schema.
-        pub(crate) url: String,
-        dropped: bool,
-    }
-
-    impl Drop for TestSchema {
-        fn drop(&mut self) {
-            if !self.dropped {
-                drop_schema_blocking(&self.name);
+    pub(crate) async fn test_schema(test: &str) -> Option<ScratchSchema> {
+        match ScratchSchema::create(&test_url(), &format!("t_{test}")).await {
+            Ok(schema) => Some(schema),
+            Err(e) => {
+                eprintln!("{test}: skipped: {e}");
+                None
             }
-        }
-    }
-
-    /// Drops a schema from a thread with its own runtime and connection (a failed test unwinds
-    /// inside its runtime, which cannot run the admin client's connection meanwhile). A lock held
-    /// by a session still open makes it give up after 5 s rather than hang.
-    fn drop_schema_blocking(name: &str) {
-        let sql = format!("SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {name} CASCADE");
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            runtime.block_on(async {
-                let url = test_url();
-                let connected = tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&url, NoTls));
-                if let Ok(Ok((client, connection))) = connected.await {
-                    tokio::spawn(connection);
-                    let _ = client.batch_execute(&sql).await;
-                }
-            });
-        })
-        .join();
-    }
-
-    impl TestSchema {
-        pub(crate) async fn create(test: &str) -> Option<TestSchema> {
-            let base = test_url();
-            let connected = tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&base, NoTls)).await;
-            let (admin, connection) = match connected {
-                Ok(Ok(pair)) => pair,
-                Ok(Err(e)) => {
-                    eprintln!("{test}: skipped: no PostgreSQL at {} ({e})", redact(&base));
-                    return None;
-                }
-                Err(_) => {
-                    eprintln!("{test}: skipped: no PostgreSQL at {} (timed out)", redact(&base));
-                    return None;
-                }
-            };
-            tokio::spawn(connection);
-            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-            let name = format!("t_{}_{:x}{:x}", test.replace('-', "_"), std::process::id(), nanos);
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {name}"))
-                .await
-                .expect("creates a schema");
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}options=-csearch_path%3D{name}");
-            Some(TestSchema {
-                admin,
-                name,
-                url,
-                dropped: false,
-            })
-        }
-
-        pub(crate) async fn drop_schema(mut self) {
-            let _ = self
-                .admin
-                .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
-                .await;
-            self.dropped = true;
         }
     }
 
     #[tokio::test]
     async fn store_suite_passes_on_postgres() {
-        let Some(schema) = TestSchema::create("store_suite").await else {
+        let Some(schema) = test_schema("store_suite").await else {
             return;
         };
-        let store = PostgresStore::connect(&schema.url).await.expect("connects");
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
         super::super::suite::run_all(&store).await;
         // Migrations are recorded and applying them again changes nothing.
-        let again = PostgresStore::connect(&schema.url).await.expect("connects again");
+        let again = PostgresStore::connect(schema.url()).await.expect("connects again");
         let client = again.client().await.expect("client");
         let version: i32 = client
             .query_one("SELECT version FROM schema_version", &[])
@@ -1036,11 +967,11 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn notifications_reach_listeners_of_the_same_schema() {
-        let Some(schema) = TestSchema::create("notify").await else {
+        let Some(schema) = test_schema("notify").await else {
             return;
         };
-        let a = PostgresStore::connect(&schema.url).await.expect("connects");
-        let b = PostgresStore::connect(&schema.url).await.expect("connects");
+        let a = PostgresStore::connect(schema.url()).await.expect("connects");
+        let b = PostgresStore::connect(schema.url()).await.expect("connects");
         let mut events = b.events().expect("shared");
         // The listener needs a moment to LISTEN; send until it hears.
         let heard = tokio::time::timeout(Duration::from_secs(10), async {
@@ -1078,10 +1009,10 @@ pub(crate) mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_claimers_in_small_batches_never_share_a_task() {
-        let Some(schema) = TestSchema::create("claims").await else {
+        let Some(schema) = test_schema("claims").await else {
             return;
         };
-        let store = PostgresStore::connect(&schema.url).await.expect("connects");
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
         let mut claimers = tokio::task::JoinSet::new();
         for c in 0..6 {
             let store = store.clone();
