@@ -5,9 +5,13 @@
 //!   rewritten at each of the order's seven saves; each run record is written when it starts and
 //!   again when it finishes; each of the eight connector results is journaled, then deleted when
 //!   its run's record is saved.
+//! - **rows keyed by task sequence**: the same rows, but the runs and the journal keyed by the
+//!   task's sequence number (increasing) instead of its random id, so their index entries cluster.
 //! - **log**: each save appends one record (the changes merged since the last save and the run
 //!   records it names), each journal entry is appended to the same table, and the task row is
 //!   written only when the task is created and when it settles.
+//! - **log with whole records**: the log, each save's record carrying the whole data and progress
+//!   (what the SQLite store does since schema 3: no replay of changes needed to read a task).
 //!
 //! 3,000 orders, 512 in flight, their writes interleaved at random and committed in groups of 40
 //! (what the service's writer sees under load), WAL mode with checkpoints off so that the WAL's
@@ -28,7 +32,11 @@ const SAVES: usize = 7;
 #[derive(Clone, Copy, PartialEq)]
 enum Layout {
     Rows,
+    /// Today's rows, with runs and journal keyed by the task's sequence number instead of its id.
+    SeqRows,
     Log,
+    /// The log, with each commit record carrying the whole data and progress instead of changes.
+    LogWhole,
 }
 
 #[derive(Clone, Copy)]
@@ -66,7 +74,12 @@ fn open(path: &Path, layout: Layout) -> Connection {
              CREATE TABLE journal (task_id TEXT NOT NULL, run_id INTEGER NOT NULL, i INTEGER NOT NULL, record TEXT NOT NULL,
                                    PRIMARY KEY (task_id, run_id, i));"
         }
-        Layout::Log => {
+        Layout::SeqRows => {
+            "CREATE TABLE runs (task_seq INTEGER NOT NULL, run_id INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (task_seq, run_id));
+             CREATE TABLE journal (task_seq INTEGER NOT NULL, run_id INTEGER NOT NULL, i INTEGER NOT NULL, record TEXT NOT NULL,
+                                   PRIMARY KEY (task_seq, run_id, i));"
+        }
+        Layout::Log | Layout::LogWhole => {
             "CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, task_seq INTEGER NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL);"
         }
     };
@@ -94,8 +107,13 @@ fn write(conn: &Connection, layout: Layout, task: &str, seqs: &mut HashMap<Strin
             .map(|_| {
                 seqs.insert(task.to_string(), conn.last_insert_rowid());
             }),
-        (Layout::Rows, Write::Save(_) | Write::Settle) => {
+        (Layout::Rows | Layout::SeqRows, Write::Save(_) | Write::Settle) => {
             let wave = if let Write::Save(w) = op { w } else { SAVES };
+            let key = if layout == Layout::Rows {
+                task.to_string()
+            } else {
+                seqs[task].to_string()
+            };
             let mut done = conn.execute(
                 "UPDATE tasks SET data = ?2, progress = ?3, revision = revision + 1 WHERE id = ?1",
                 params![task, data(wave), progress(wave)],
@@ -105,13 +123,17 @@ fn write(conn: &Connection, layout: Layout, task: &str, seqs: &mut HashMap<Strin
                     .and_then(|_| {
                         conn.execute(
                             "INSERT OR REPLACE INTO runs VALUES (?1, ?2, ?3)",
-                            params![task, wave - 1, text(1_300)],
+                            params![key, wave - 1, text(1_300)],
                         )
                     })
                     .and_then(|_| {
                         conn.execute(
-                            "DELETE FROM journal WHERE task_id = ?1 AND run_id = ?2",
-                            params![task, wave - 1],
+                            if layout == Layout::Rows {
+                                "DELETE FROM journal WHERE task_id = ?1 AND run_id = ?2"
+                            } else {
+                                "DELETE FROM journal WHERE task_seq = ?1 AND run_id = ?2"
+                            },
+                            params![key, wave - 1],
                         )
                     });
             }
@@ -119,16 +141,24 @@ fn write(conn: &Connection, layout: Layout, task: &str, seqs: &mut HashMap<Strin
                 done = done.and_then(|_| {
                     conn.execute(
                         "INSERT OR REPLACE INTO runs VALUES (?1, ?2, ?3)",
-                        params![task, wave, text(300)],
+                        params![key, wave, text(300)],
                     )
                 });
             }
             done.map(|_| ())
         }
-        (Layout::Rows, Write::Journal(run)) => conn
+        (Layout::Rows | Layout::SeqRows, Write::Journal(run)) => conn
             .execute(
                 "INSERT INTO journal VALUES (?1, ?2, 0, ?3)",
-                params![task, run, text(500)],
+                params![
+                    if layout == Layout::Rows {
+                        task.to_string()
+                    } else {
+                        seqs[task].to_string()
+                    },
+                    run,
+                    text(500)
+                ],
             )
             .map(|_| ()),
         (Layout::Log, Write::Save(_)) => conn
@@ -137,7 +167,13 @@ fn write(conn: &Connection, layout: Layout, task: &str, seqs: &mut HashMap<Strin
                 params![seqs[task], text(1_300 + 300 + 250)],
             )
             .map(|_| ()),
-        (Layout::Log, Write::Settle) => conn
+        (Layout::LogWhole, Write::Save(wave)) => conn
+            .execute(
+                "INSERT INTO log (task_seq, kind, record) VALUES (?1, 'commit', ?2)",
+                params![seqs[task], text(1_300 + 300 + 1_700 + 220 * wave + 100 * (wave + 1))],
+            )
+            .map(|_| ()),
+        (Layout::Log | Layout::LogWhole, Write::Settle) => conn
             .execute(
                 "INSERT INTO log (task_seq, kind, record) VALUES (?1, 'commit', ?2)",
                 params![seqs[task], text(1_300 + 250)],
@@ -149,7 +185,7 @@ fn write(conn: &Connection, layout: Layout, task: &str, seqs: &mut HashMap<Strin
                 )
             })
             .map(|_| ()),
-        (Layout::Log, Write::Journal(_)) => conn
+        (Layout::Log | Layout::LogWhole, Write::Journal(_)) => conn
             .execute(
                 "INSERT INTO log (task_seq, kind, record) VALUES (?1, 'journal', ?2)",
                 params![seqs[task], text(500)],
@@ -174,7 +210,12 @@ fn order_writes() -> Vec<Write> {
 
 /// Runs the model; returns (bytes of WAL per order, commits, seconds).
 fn measure(dir: &Path, layout: Layout) -> (f64, usize, f64) {
-    let path = dir.join(if layout == Layout::Rows { "rows.db" } else { "log.db" });
+    let path = dir.join(match layout {
+        Layout::Rows => "rows.db",
+        Layout::SeqRows => "seq-rows.db",
+        Layout::Log => "log.db",
+        Layout::LogWhole => "log-whole.db",
+    });
     let conn = open(&path, layout);
     let mut random = Random(0x9e37_79b9_7f4a_7c15);
     let mut seqs = HashMap::new();
@@ -224,7 +265,12 @@ fn main() {
     println!("|---|---:|---:|---:|");
     for (layout, name) in [
         (Layout::Rows, "rows (today: task row rewritten at every save)"),
+        (Layout::SeqRows, "rows keyed by task sequence (runs and journal)"),
         (Layout::Log, "log (commit and journal records appended)"),
+        (
+            Layout::LogWhole,
+            "log, each commit record with the whole data and progress",
+        ),
     ] {
         let (per_order, commits, seconds) = measure(dir.path(), layout);
         println!("| {name} | {:.1} | {commits} | {seconds:.2} |", per_order / 1024.0);

@@ -18,6 +18,7 @@ pub mod scratch_schema;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
+mod task_log;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -181,7 +182,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_task(&self, task: &Task) -> Result<u64, StoreError>;
 
     /// Writes the task row and the named runs if the stored revision is still
-    /// `expected_revision`; returns the new revision. Finished runs drop their input and journal.
+    /// `expected_revision`; returns the new revision. Finished runs no longer need their input and
+    /// journal (a backend may drop them or keep them as history).
     async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError>;
 
     /// One task with its whole history.

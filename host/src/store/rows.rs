@@ -1,5 +1,6 @@
-//! How tasks and runs are encoded into table rows, shared by both backends (they store the same
-//! columns: JSON as text, times as RFC 3339 text).
+//! How tasks and runs are encoded into table rows: JSON as text, times as RFC 3339 text. Both
+//! backends store the task row this way; the run rows are PostgreSQL's (SQLite keeps runs in its
+//! task log, [`super::task_log`]).
 //!
 //! A starting run's input is, in the common case, exactly the data the same save writes into the
 //! task row; such a run row stores no copy but the flag `input_from_task`. Before a later save

@@ -6,6 +6,10 @@
 //! caller is answered only after the commit. Reads use a small pool of reader connections on
 //! blocking threads (WAL lets them read while the writer writes).
 //!
+//! A save appends a record to the task log rather than rewriting the task's rows, and connector
+//! results are appended to the journal and kept ([`super::task_log`] says why and how a task is
+//! read back).
+//!
 //! The schema is versioned: `schema_version` holds the number of migrations applied, and
 //! [`SqliteStore::open`] applies the missing ones.
 
@@ -18,16 +22,14 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::rows::{
-    RunRow, TaskRow, UNFINISHED_RUN_INPUTS, all_run_rows, corrupt, parse_status, parse_time, run_rows, signed,
-    time_text, to_json,
-};
+use super::rows::{corrupt, parse_status, parse_time, signed, time_text, to_json};
+use super::task_log::{RunsRecord, SaveRecord, interrupted, merge_runs};
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
     TaskSummary,
 };
 use crate::runtime::{ConnectorCallRecord, StepManifest};
-use crate::task::{RunRecord, Task, TaskStatus};
+use crate::task::{Task, TaskStatus};
 
 /// The migrations, in order; `schema_version.version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -81,26 +83,57 @@ CREATE TABLE steps (
 "#,
     // 2: a starting run whose input is the data saved with it stores a flag, not a copy.
     "ALTER TABLE runs ADD COLUMN input_from_task INTEGER NOT NULL DEFAULT 0;",
+    // 3: saves append to the task log instead of rewriting rows (see the module docs); the runs,
+    // their inputs and the journal move there, keyed by the task's sequence number.
+    r#"
+CREATE TABLE task_log (
+    task_seq INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    name TEXT,
+    tags TEXT NOT NULL,
+    message TEXT,
+    data TEXT NOT NULL,
+    progress TEXT NOT NULL,
+    runs TEXT NOT NULL,
+    starting TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (task_seq, revision)
+);
+CREATE TABLE run_inputs (
+    task_seq INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    PRIMARY KEY (task_seq, run_id)
+);
+CREATE TABLE call_journal (
+    task_seq INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    call_index INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (task_seq, run_id, call_index)
+);
+INSERT INTO task_log (task_seq, revision, status, name, tags, message, data, progress, runs, starting, updated_at)
+SELECT t.seq, t.revision, t.status, t.name, t.tags, t.message, t.data, t.progress,
+       (SELECT json_group_array(json(r.record) ORDER BY r.run_id) FROM runs r WHERE r.task_id = t.id),
+       NULL, t.updated_at
+FROM tasks t WHERE EXISTS (SELECT 1 FROM runs r WHERE r.task_id = t.id);
+INSERT INTO run_inputs (task_seq, run_id, input)
+SELECT t.seq, r.run_id, CASE WHEN r.input_from_task THEN t.data ELSE r.input END
+FROM runs r JOIN tasks t ON t.id = r.task_id
+WHERE NOT r.finished AND (r.input_from_task OR r.input IS NOT NULL);
+INSERT INTO call_journal (task_seq, run_id, call_index, record)
+SELECT t.seq, j.run_id, j.call_index, j.record FROM journal j JOIN tasks t ON t.id = j.task_id;
+DROP TABLE runs;
+DROP TABLE journal;
+"#,
 ];
 
-/// Copies the task's current data into its unfinished runs that started from it (see
-/// [`super::rows`]); run before the task row changes. One parameter: the task id.
-const MATERIALIZE_INPUTS: &str = "UPDATE runs SET input = (SELECT data FROM tasks WHERE id = ?1), input_from_task = 0
-     WHERE task_id = ?1 AND input_from_task AND NOT finished";
-
-/// The upsert of a run row (parameters: task id, run id, step, version, finished, record, input,
-/// input_from_task). A finished run forgets its input; an unfinished one keeps what it has unless
-/// the save gives a new one.
-const UPSERT_RUN: &str = "INSERT INTO runs (task_id, run_id, step, version, finished, record, input, input_from_task)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-     ON CONFLICT (task_id, run_id) DO UPDATE SET
-       finished = excluded.finished, record = excluded.record,
-       input = CASE WHEN excluded.finished THEN NULL
-                    WHEN excluded.input IS NOT NULL OR excluded.input_from_task THEN excluded.input
-                    ELSE runs.input END,
-       input_from_task = CASE WHEN excluded.finished THEN FALSE
-                              WHEN excluded.input IS NOT NULL OR excluded.input_from_task THEN excluded.input_from_task
-                              ELSE runs.input_from_task END";
+/// Appends one record to the task log (parameters: task seq, revision, status, name, tags,
+/// message, data, progress, runs, starting, updated_at).
+const APPEND_RECORD: &str =
+    "INSERT INTO task_log (task_seq, revision, status, name, tags, message, data, progress, runs, starting, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// How hard SQLite syncs to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -335,29 +368,42 @@ impl SqliteStore {
     }
 }
 
-fn write_runs(conn: &Connection, task_id: &str, rows: &[RunRow]) -> Result<(), StoreError> {
-    let mut upsert = conn.prepare_cached(UPSERT_RUN).map_err(backend)?;
-    let mut forget = conn
-        .prepare_cached("DELETE FROM journal WHERE task_id = ?1 AND run_id = ?2")
-        .map_err(backend)?;
-    for row in rows {
-        upsert
-            .execute(params![
-                task_id,
-                row.run_id,
-                row.step,
-                row.version,
-                row.finished,
-                row.record,
-                row.input,
-                row.input_from_task
+/// Appends `record` to the task log at `revision` and stores the inputs that are not its data.
+fn append_record(conn: &Connection, seq: i64, revision: i64, record: &SaveRecord) -> Result<(), StoreError> {
+    let row = &record.row;
+    conn.prepare_cached(APPEND_RECORD)
+        .and_then(|mut s| {
+            s.execute(params![
+                seq,
+                revision,
+                row.status,
+                row.name,
+                row.tags,
+                row.message,
+                row.data,
+                row.progress,
+                record.runs,
+                record.starting,
+                row.updated_at
             ])
+        })
+        .map_err(backend)?;
+    if !record.other_inputs.is_empty() {
+        let mut keep = conn
+            .prepare_cached("INSERT OR REPLACE INTO run_inputs (task_seq, run_id, input) VALUES (?1, ?2, ?3)")
             .map_err(backend)?;
-        if row.finished {
-            forget.execute(params![task_id, row.run_id]).map_err(backend)?;
+        for (run_id, input) in &record.other_inputs {
+            keep.execute(params![seq, run_id, input]).map_err(backend)?;
         }
     }
     Ok(())
+}
+
+/// The sequence number of task `id`, if it exists.
+fn task_seq(conn: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
+    conn.prepare_cached("SELECT seq FROM tasks WHERE id = ?1")
+        .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+        .map_err(backend)
 }
 
 fn read_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, [Option<String>; 7])> {
@@ -415,9 +461,17 @@ fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> R
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
-        let row = TaskRow::of(task, None)?;
-        let runs = all_run_rows(task)?;
+        let all: Vec<u64> = (0..task.runs.len() as u64).collect();
+        let record = SaveRecord::of(&TaskSave {
+            task,
+            expected_revision: 0,
+            runs: &all,
+            starting: &[],
+            input: None,
+            data_text: None,
+        })?;
         self.write(Box::new(move |conn| {
+            let row = &record.row;
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
@@ -433,7 +487,10 @@ impl Store for SqliteStore {
             if inserted == 0 {
                 return Err(StoreError::Conflict(format!("a task with id {} exists", row.id)));
             }
-            write_runs(conn, &row.id, &runs)?;
+            // A new task's runs (an import) go to the log like any save's.
+            if !all.is_empty() {
+                append_record(conn, conn.last_insert_rowid(), 1, &record)?;
+            }
             Ok(1)
         }))
         .await
@@ -443,37 +500,49 @@ impl Store for SqliteStore {
         if save.task.status != TaskStatus::Running {
             self.leases.forget(&save.task.id);
         }
-        let row = TaskRow::of(save.task, save.data_text)?;
-        let runs = run_rows(&save)?;
+        let record = SaveRecord::of(&save)?;
         let expected = signed(save.expected_revision, "revision")?;
         self.write(Box::new(move |conn| {
             // Check first: a refused save changes nothing (see `writer_loop`).
-            let stored: Option<i64> = conn
-                .prepare_cached("SELECT revision FROM tasks WHERE id = ?1")
-                .and_then(|mut s| s.query_row(params![row.id], |r| r.get(0)).optional())
+            type Head = (i64, i64, String, Option<String>, String, Option<String>);
+            let row = &record.row;
+            let head: Option<Head> = conn
+                .prepare_cached("SELECT seq, revision, status, name, tags, message FROM tasks WHERE id = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![row.id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    })
+                    .optional()
+                })
                 .map_err(backend)?;
-            match stored {
-                None => return Err(StoreError::NotFound(format!("task {}", row.id))),
-                Some(revision) if revision != expected => {
-                    return Err(StoreError::Conflict(format!(
-                        "task {} changed meanwhile (revision {revision}, expected {expected})",
-                        row.id
-                    )));
-                }
-                Some(_) => {}
+            let Some((seq, row_revision, status, name, tags, message)) = head else {
+                return Err(StoreError::NotFound(format!("task {}", row.id)));
+            };
+            let logged: Option<i64> = conn
+                .prepare_cached("SELECT max(revision) FROM task_log WHERE task_seq = ?1")
+                .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)))
+                .map_err(backend)?;
+            let revision = logged.map_or(row_revision, |logged| logged.max(row_revision));
+            if revision != expected {
+                return Err(StoreError::Conflict(format!(
+                    "task {} changed meanwhile (revision {revision}, expected {expected})",
+                    row.id
+                )));
             }
-            conn.prepare_cached(MATERIALIZE_INPUTS)
-                .and_then(|mut s| s.execute(params![row.id]))
-                .map_err(backend)?;
-            let updated = conn
-                .prepare_cached(
+            let saved = expected + 1;
+            append_record(conn, seq, saved, &record)?;
+            // The row serves listings: rewrite it when what they show changes, and when the task
+            // settles (so that a settled task reads from its row alone).
+            let listed_changed = status != row.status || name != row.name || tags != row.tags || message != row.message;
+            if listed_changed || row.status != TaskStatus::Running.as_str() {
+                conn.prepare_cached(
                     "UPDATE tasks SET status = ?2, name = ?3, tags = ?4, message = ?5, data = ?6, progress = ?7,
-                       updated_at = ?8, revision = revision + 1
-                     WHERE id = ?1 AND revision = ?9",
+                       updated_at = ?8, revision = ?9
+                     WHERE seq = ?1",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
-                        row.id,
+                        seq,
                         row.status,
                         row.name,
                         row.tags,
@@ -481,16 +550,12 @@ impl Store for SqliteStore {
                         row.data,
                         row.progress,
                         row.updated_at,
-                        expected
+                        saved
                     ])
                 })
                 .map_err(backend)?;
-            if updated != 1 {
-                // The writer is the only one: the checked revision cannot have moved.
-                return Err(backend(format!("task {} was not updated", row.id)));
             }
-            write_runs(conn, &row.id, &runs)?;
-            Ok(expected as u64 + 1)
+            Ok(saved as u64)
         }))
         .await
     }
@@ -498,25 +563,52 @@ impl Store for SqliteStore {
     async fn get_task(&self, id: &str) -> Result<Option<StoredTask>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| {
-            type Cols = (
-                String,
-                String,
-                Option<String>,
+            // The listed columns and the state: from the row, or from a newer log record.
+            type State = (
                 String,
                 Option<String>,
                 String,
+                Option<String>,
                 String,
                 String,
                 String,
                 i64,
             );
-            let row: Option<Cols> = conn
+            let row: Option<(i64, String, State)> = conn
                 .prepare_cached(
-                    "SELECT id, status, name, tags, message, data, progress, created_at, updated_at, revision
+                    "SELECT seq, created_at, status, name, tags, message, data, progress, updated_at, revision
                      FROM tasks WHERE id = ?1",
                 )
                 .and_then(|mut s| {
                     s.query_row(params![id], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            (
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                                r.get(8)?,
+                                r.get(9)?,
+                            ),
+                        ))
+                    })
+                    .optional()
+                })
+                .map_err(backend)?;
+            let Some((seq, created, row_state)) = row else {
+                return Ok(None);
+            };
+            let logged: Option<State> = conn
+                .prepare_cached(
+                    "SELECT status, name, tags, message, data, progress, updated_at, revision
+                     FROM task_log WHERE task_seq = ?1 ORDER BY revision DESC LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![seq], |r| {
                         Ok((
                             r.get(0)?,
                             r.get(1)?,
@@ -526,27 +618,22 @@ impl Store for SqliteStore {
                             r.get(5)?,
                             r.get(6)?,
                             r.get(7)?,
-                            r.get(8)?,
-                            r.get(9)?,
                         ))
                     })
                     .optional()
                 })
                 .map_err(backend)?;
-            let Some((id, status, name, tags, message, data, progress, created, updated, revision)) = row else {
-                return Ok(None);
+            let (status, name, tags, message, data, progress, updated, revision) = match logged {
+                Some(logged) if logged.7 > row_state.7 => logged,
+                _ => row_state,
             };
             let mut statement = conn
-                .prepare_cached("SELECT record FROM runs WHERE task_id = ?1 ORDER BY run_id")
+                .prepare_cached("SELECT runs FROM task_log WHERE task_seq = ?1 ORDER BY revision")
                 .map_err(backend)?;
             let records: Vec<String> = statement
-                .query_map(params![id], |r| r.get(0))
+                .query_map(params![seq], |r| r.get(0))
                 .and_then(|rows| rows.collect())
                 .map_err(backend)?;
-            let runs: Vec<RunRecord> = records
-                .iter()
-                .map(|text| serde_json::from_str(text).map_err(|e| corrupt("run record", e)))
-                .collect::<Result<_, _>>()?;
             let task = Task {
                 id,
                 status: parse_status(&status)?,
@@ -554,7 +641,7 @@ impl Store for SqliteStore {
                 name,
                 tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
                 data: serde_json::from_str(&data).map_err(|e| corrupt("data", e))?,
-                runs,
+                runs: merge_runs(records.iter().map(String::as_str))?,
                 progress: serde_json::from_str(&progress).map_err(|e| corrupt("progress", e))?,
                 created_at: parse_time(&created)?,
             };
@@ -581,7 +668,10 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT seq, id, status, name, tags, message, created_at, updated_at FROM tasks
+                    "SELECT seq, id, status, name, tags, message, created_at,
+                            coalesce((SELECT l.updated_at FROM task_log l WHERE l.task_seq = tasks.seq
+                                      ORDER BY l.revision DESC LIMIT 1), updated_at)
+                     FROM tasks
                      WHERE (?1 IS NULL OR status = ?1)
                        AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ?2))
                        AND (?3 IS NULL OR seq < ?3)
@@ -628,23 +718,45 @@ impl Store for SqliteStore {
     async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError> {
         let task_id = task_id.to_string();
         self.read(move |conn| {
-            let mut runs_q = conn.prepare_cached(UNFINISHED_RUN_INPUTS).map_err(backend)?;
-            let rows: Vec<(i64, Option<String>)> = runs_q
-                .query_map(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
+            let Some(seq) = task_seq(conn, &task_id)? else {
+                return Ok(Vec::new());
+            };
+            let records: Vec<RunsRecord> = conn
+                .prepare_cached("SELECT data, runs, starting FROM task_log WHERE task_seq = ?1 ORDER BY revision")
+                .and_then(|mut s| {
+                    s.query_map(params![seq], |r| {
+                        Ok(RunsRecord {
+                            data: r.get(0)?,
+                            runs: r.get(1)?,
+                            starting: r.get(2)?,
+                        })
+                    })
+                    .and_then(|rows| rows.collect())
+                })
                 .map_err(backend)?;
+            let other_inputs: BTreeMap<u64, String> = conn
+                .prepare_cached("SELECT run_id, input FROM run_inputs WHERE task_seq = ?1")
+                .and_then(|mut s| {
+                    s.query_map(params![seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                })
+                .map_err(backend)?
+                .into_iter()
+                .filter_map(|(id, input)| u64::try_from(id).ok().map(|id| (id, input)))
+                .collect();
             let mut journal_q = conn
-                .prepare_cached("SELECT record FROM journal WHERE task_id = ?1 AND run_id = ?2 ORDER BY call_index")
+                .prepare_cached(
+                    "SELECT record FROM call_journal WHERE task_seq = ?1 AND run_id = ?2 ORDER BY call_index",
+                )
                 .map_err(backend)?;
-            let mut interrupted = Vec::new();
-            for (run_id, input) in rows {
-                let Some(input) = input else { continue };
+            let mut runs = Vec::new();
+            for (run_id, input) in interrupted(&records, &other_inputs)? {
                 let calls: Vec<String> = journal_q
-                    .query_map(params![task_id, run_id], |r| r.get(0))
+                    .query_map(params![seq, signed(run_id, "run id")?], |r| r.get(0))
                     .and_then(|rows| rows.collect())
                     .map_err(backend)?;
-                interrupted.push(InterruptedRun {
-                    run_id: u64::try_from(run_id).map_err(|e| corrupt("run id", e))?,
+                runs.push(InterruptedRun {
+                    run_id,
                     input: serde_json::from_str(&input).map_err(|e| corrupt("run input", e))?,
                     journal: calls
                         .iter()
@@ -652,7 +764,7 @@ impl Store for SqliteStore {
                         .collect::<Result<_, _>>()?,
                 });
             }
-            Ok(interrupted)
+            Ok(runs)
         })
         .await
     }
@@ -666,13 +778,16 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let task_id = task_id.to_string();
         let record = to_json(call)?;
-        let run_id = i64::try_from(run_id).map_err(|e| corrupt("run id", e))?;
+        let run_id = signed(run_id, "run id")?;
         let index = i64::try_from(index).map_err(|e| corrupt("call index", e))?;
         self.write(Box::new(move |conn| {
+            let Some(seq) = task_seq(conn, &task_id)? else {
+                return Err(StoreError::NotFound(format!("task {task_id}")));
+            };
             conn.prepare_cached(
-                "INSERT OR REPLACE INTO journal (task_id, run_id, call_index, record) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO call_journal (task_seq, run_id, call_index, record) VALUES (?1, ?2, ?3, ?4)",
             )
-            .and_then(|mut s| s.execute(params![task_id, run_id, index, record]))
+            .and_then(|mut s| s.execute(params![seq, run_id, index, record]))
             .map_err(backend)?;
             Ok(0)
         }))
@@ -886,6 +1001,99 @@ mod tests {
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_database_of_schema_2_keeps_its_runs_inputs_and_journal_after_the_task_log_migration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("whenever.db");
+        let mut task = Task::new(serde_json::json!({"order": {"id": 7}}));
+        let mut done = crate::task::RunRecord::starting(0, "tier", "v1", 1);
+        done.outcome = Some(crate::task::RunOutcomeRecord::Ok);
+        task.runs.push(done);
+        task.runs.push(crate::task::RunRecord::starting(1, "charge", "v1", 1));
+        task.runs.push(crate::task::RunRecord::starting(2, "notify", "v1", 1));
+        let call = ConnectorCallRecord {
+            connector: "stripe".into(),
+            method: "charge".into(),
+            args: serde_json::json!({"amount": 1}),
+            result: Ok(serde_json::json!({"success": true})),
+            idempotency_key: "k".into(),
+            duration_us: 1,
+            replayed: false,
+        };
+        {
+            // What a host of schema 2 wrote: run 1 started on the task's data (flagged), run 2
+            // on other data, and run 1 journaled a call.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(MIGRATIONS[0]).expect("migration 1");
+            conn.execute_batch(MIGRATIONS[1]).expect("migration 2");
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (2);",
+            )
+            .expect("version");
+            let row = crate::store::rows::TaskRow::of(&task, None).expect("row");
+            conn.execute(
+                "INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 4)",
+                params![
+                    row.id,
+                    row.status,
+                    row.name,
+                    row.tags,
+                    row.message,
+                    row.data,
+                    row.progress,
+                    row.created_at,
+                    row.updated_at
+                ],
+            )
+            .expect("task");
+            for (run, finished, input, flagged) in [
+                (0, true, None, false),
+                (1, false, None, true),
+                (2, false, Some(r#"{"other":true}"#), false),
+            ] {
+                conn.execute(
+                    "INSERT INTO runs (task_id, run_id, step, version, finished, record, input, input_from_task)
+                     VALUES (?1, ?2, 's', 'v1', ?3, ?4, ?5, ?6)",
+                    params![
+                        task.id,
+                        run,
+                        finished,
+                        to_json(&task.runs[run as usize]).expect("record"),
+                        input,
+                        flagged
+                    ],
+                )
+                .expect("run");
+            }
+            conn.execute(
+                "INSERT INTO journal (task_id, run_id, call_index, record) VALUES (?1, 1, 0, ?2)",
+                params![task.id, to_json(&call).expect("call")],
+            )
+            .expect("journal");
+        }
+        let store = open(&dir);
+        let stored = store.get_task(&task.id).await.expect("reads").expect("found");
+        assert_eq!(stored.task, task);
+        assert_eq!(stored.revision, 4);
+        let interrupted = store.interrupted_runs(&task.id).await.expect("reads");
+        assert_eq!(interrupted.len(), 2);
+        assert_eq!((interrupted[0].run_id, &interrupted[0].input), (1, &task.data));
+        assert_eq!(interrupted[0].journal, vec![call]);
+        assert_eq!(interrupted[1].run_id, 2);
+        assert_eq!(interrupted[1].input, serde_json::json!({"other": true}));
+        // It saves on from the revision it had.
+        let save = TaskSave {
+            task: &task,
+            expected_revision: 4,
+            runs: &[],
+            starting: &[],
+            input: None,
+            data_text: None,
+        };
+        assert_eq!(store.save_task(save).await.expect("saved"), 5);
     }
 
     #[tokio::test]
