@@ -121,6 +121,26 @@ pub struct TaskSave<'a> {
     pub data_text: Option<&'a str>,
 }
 
+impl<'a> TaskSave<'a> {
+    /// The ids of all of `task`'s runs, for [`TaskSave::creating`].
+    pub fn every_run(task: &Task) -> Vec<u64> {
+        (0..task.runs.len() as u64).collect()
+    }
+
+    /// What creating `task` writes: its row and the runs `all` (see [`TaskSave::every_run`]),
+    /// none of them starting.
+    pub fn creating(task: &'a Task, all: &'a [u64]) -> TaskSave<'a> {
+        TaskSave {
+            task,
+            expected_revision: 0,
+            runs: all,
+            starting: &[],
+            input: None,
+            data_text: None,
+        }
+    }
+}
+
 /// A run that started and never finished (the host stopped): re-run it with its journal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterruptedRun {

@@ -96,15 +96,8 @@ pub(crate) struct RunRow {
 
 /// The rows of the runs `ids` of `task` (every run of a new task).
 pub(crate) fn all_run_rows(task: &Task) -> Result<Vec<RunRow>, StoreError> {
-    let all: Vec<u64> = (0..task.runs.len() as u64).collect();
-    run_rows(&TaskSave {
-        task,
-        expected_revision: 0,
-        runs: &all,
-        starting: &[],
-        input: None,
-        data_text: None,
-    })
+    let all = TaskSave::every_run(task);
+    run_rows(&TaskSave::creating(task, &all))
 }
 
 /// The rows of the runs a save names; starting runs point at the saved data when it is their

@@ -399,6 +399,33 @@ fn append_record(conn: &Connection, seq: i64, revision: i64, record: &SaveRecord
     Ok(())
 }
 
+/// A task's state as stored in its row or a log record: status, name, tags, message, data,
+/// progress, updated_at, revision.
+type TaskState = (
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+);
+
+/// The [`TaskState`] in the columns of `row` from `first` on.
+fn task_state(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TaskState> {
+    Ok((
+        row.get(first)?,
+        row.get(first + 1)?,
+        row.get(first + 2)?,
+        row.get(first + 3)?,
+        row.get(first + 4)?,
+        row.get(first + 5)?,
+        row.get(first + 6)?,
+        row.get(first + 7)?,
+    ))
+}
+
 /// The sequence number of task `id`, if it exists.
 fn task_seq(conn: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
     conn.prepare_cached("SELECT seq FROM tasks WHERE id = ?1")
@@ -461,15 +488,8 @@ fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> R
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
-        let all: Vec<u64> = (0..task.runs.len() as u64).collect();
-        let record = SaveRecord::of(&TaskSave {
-            task,
-            expected_revision: 0,
-            runs: &all,
-            starting: &[],
-            input: None,
-            data_text: None,
-        })?;
+        let all = TaskSave::every_run(task);
+        let record = SaveRecord::of(&TaskSave::creating(task, &all))?;
         self.write(Box::new(move |conn| {
             let row = &record.row;
             let inserted = conn
@@ -563,65 +583,26 @@ impl Store for SqliteStore {
     async fn get_task(&self, id: &str) -> Result<Option<StoredTask>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| {
-            // The listed columns and the state: from the row, or from a newer log record.
-            type State = (
-                String,
-                Option<String>,
-                String,
-                Option<String>,
-                String,
-                String,
-                String,
-                i64,
-            );
-            let row: Option<(i64, String, State)> = conn
+            // The state: from the row, or from a newer log record.
+            let row: Option<(i64, String, TaskState)> = conn
                 .prepare_cached(
                     "SELECT seq, created_at, status, name, tags, message, data, progress, updated_at, revision
                      FROM tasks WHERE id = ?1",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![id], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            (
-                                r.get(2)?,
-                                r.get(3)?,
-                                r.get(4)?,
-                                r.get(5)?,
-                                r.get(6)?,
-                                r.get(7)?,
-                                r.get(8)?,
-                                r.get(9)?,
-                            ),
-                        ))
-                    })
-                    .optional()
+                    s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, task_state(r, 2)?)))
+                        .optional()
                 })
                 .map_err(backend)?;
             let Some((seq, created, row_state)) = row else {
                 return Ok(None);
             };
-            let logged: Option<State> = conn
+            let logged: Option<TaskState> = conn
                 .prepare_cached(
                     "SELECT status, name, tags, message, data, progress, updated_at, revision
                      FROM task_log WHERE task_seq = ?1 ORDER BY revision DESC LIMIT 1",
                 )
-                .and_then(|mut s| {
-                    s.query_row(params![seq], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                            r.get(7)?,
-                        ))
-                    })
-                    .optional()
-                })
+                .and_then(|mut s| s.query_row(params![seq], |r| task_state(r, 0)).optional())
                 .map_err(backend)?;
             let (status, name, tags, message, data, progress, updated, revision) = match logged {
                 Some(logged) if logged.7 > row_state.7 => logged,
