@@ -342,7 +342,7 @@ impl Runtime {
                     kind: RunErrorKind::StepError,
                     message,
                 }),
-                Ok(Ok(output)) => parse_output(&output, &limits),
+                Ok(Ok(output)) => checked_output(output, &limits),
             },
         };
         let state = store.into_data();
@@ -382,7 +382,8 @@ impl Runtime {
     }
 }
 
-fn parse_output(output: &str, limits: &StepLimits) -> Result<RunOutput, RunError> {
+/// The step's output, refused when it is over the output limit.
+fn checked_output(output: String, limits: &StepLimits) -> Result<RunOutput, RunError> {
     if output.len() > limits.max_output_bytes {
         return Err(RunError {
             kind: RunErrorKind::OutputTooLarge,
@@ -395,17 +396,7 @@ fn parse_output(output: &str, limits: &StepLimits) -> Result<RunOutput, RunError
             ),
         });
     }
-    let data: Value = serde_json::from_str(output).map_err(|e| RunError {
-        kind: RunErrorKind::InvalidOutput,
-        message: format!("the step returned invalid JSON: {e}"),
-    })?;
-    if !data.is_object() {
-        return Err(RunError {
-            kind: RunErrorKind::InvalidOutput,
-            message: "the step returned JSON that is not an object".to_string(),
-        });
-    }
-    Ok(RunOutput { data })
+    Ok(RunOutput { text: output })
 }
 
 /// The per-component lock that serialises compiles of the same bytes within this process.

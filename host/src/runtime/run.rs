@@ -128,8 +128,10 @@ pub struct RunError {
 /// The new data a successful run produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutput {
-    /// The task data as the step left it.
-    pub data: Value,
+    /// The task data as the step left it: JSON text within the output limit, not yet parsed (the
+    /// scheduler parses it as it diffs it against the data the run started from, see
+    /// [`crate::scheduler::output_diff`], and refuses it there when it is not a JSON object).
+    pub text: String,
 }
 
 /// Everything a run reports back, successful or not.

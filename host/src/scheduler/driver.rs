@@ -12,6 +12,7 @@ use serde_json::Value;
 use whenever_connectors::Registry;
 
 use super::merge::{self, Change};
+use super::output_diff::diff_output;
 use super::rules;
 use crate::catalog::Catalog;
 use crate::runtime::{
@@ -374,21 +375,20 @@ impl Scheduler {
         let mut completes = false;
         let mut changes: Vec<Change> = Vec::new();
         let mut conflicts: Vec<(u64, Conflict)> = Vec::new();
-        let outcome = match report.outcome {
-            Ok(output) => {
-                let skipped = match &flight.snapshot {
-                    Some(snapshot) => {
-                        changes = merge::diff(snapshot, &output.data);
-                        merge::apply(&mut task.data, &changes)
-                    }
-                    // Nothing changed the data while the run was alone: the data itself is what
-                    // it started from. Applying (rather than taking the output whole) keeps the
-                    // data's own key order, as for overlapping runs.
-                    None => {
-                        changes = merge::diff(&task.data, &output.data);
-                        merge::apply(&mut task.data, &changes)
-                    }
-                };
+        // The output is diffed against what the run started from: its snapshot, or, when nothing
+        // else ran meanwhile, the data itself. Applying the diff (rather than taking the output
+        // whole) keeps the data's own key order, as for overlapping runs.
+        let diffed = report.outcome.and_then(|output| {
+            let started_from = flight.snapshot.as_deref().unwrap_or(&task.data);
+            diff_output(started_from, &output.text).map_err(|e| RunError {
+                kind: RunErrorKind::InvalidOutput,
+                message: e.to_string(),
+            })
+        });
+        let outcome = match diffed {
+            Ok(diff) => {
+                changes = diff;
+                let skipped = merge::apply(&mut task.data, &changes);
                 for change in &changes {
                     for earlier in applied.iter().filter(|a| {
                         a.seq > flight.start_seq

@@ -51,7 +51,8 @@ pub fn diff(before: &Value, after: &Value) -> Vec<Change> {
     changes
 }
 
-fn diff_into(before: &Value, after: &Value, path: &mut String, changes: &mut Vec<Change>) {
+/// Appends to `changes` those that turn `before` into `after`, both at `path`.
+pub(super) fn diff_into(before: &Value, after: &Value, path: &mut String, changes: &mut Vec<Change>) {
     match (before, after) {
         (Value::Object(b), Value::Object(a)) => {
             // A step usually hands back its objects with the keys in the order it got them, so
@@ -105,8 +106,13 @@ fn diff_into(before: &Value, after: &Value, path: &mut String, changes: &mut Vec
     }
 }
 
-fn push_segment(path: &mut String, key: &str) {
+/// Appends `key` to the JSON Pointer `path`, escaped.
+pub(super) fn push_segment(path: &mut String, key: &str) {
     path.push('/');
+    if !key.contains(['~', '/']) {
+        path.push_str(key);
+        return;
+    }
     for c in key.chars() {
         match c {
             '~' => path.push_str("~0"),
@@ -116,7 +122,8 @@ fn push_segment(path: &mut String, key: &str) {
     }
 }
 
-fn child(path: &str, key: &str) -> String {
+/// The JSON Pointer of `key` inside `path`.
+pub(super) fn child(path: &str, key: &str) -> String {
     let mut p = path.to_string();
     push_segment(&mut p, key);
     p

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::merge::{Change, apply, diff, merge_patch, overlaps};
+use super::output_diff::diff_output;
 
 /// Cases per property: a second or two each in a debug build.
 const CASES: u32 = 512;
@@ -118,6 +119,22 @@ proptest! {
         // And the diff goes through its stored form (task history) unchanged.
         let stored: Vec<Change> = serde_json::from_value(serde_json::to_value(&changes).expect("serializes")).expect("reads");
         prop_assert_eq!(&stored, &changes);
+    }
+
+    #[test]
+    fn diffing_the_output_text_gives_the_diff_of_the_parsed_output((before, after) in before_and_after(), pretty: bool) {
+        let text = if pretty {
+            serde_json::to_string_pretty(&after).unwrap_or_default()
+        } else {
+            after.to_string()
+        };
+        match diff_output(&before, &text) {
+            Ok(changes) => {
+                prop_assert!(after.is_object());
+                prop_assert_eq!(changes, diff(&before, &after));
+            }
+            Err(e) => prop_assert!(!after.is_object(), "{e}"),
+        }
     }
 
     #[test]

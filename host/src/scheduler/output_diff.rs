@@ -1,0 +1,275 @@
+//! A step's output diffed against the data it started from while it is parsed.
+//!
+//! A step hands back the whole task data as JSON text, and most of it is what it was given. Parsing
+//! it into a tree and then diffing the tree walked and allocated all of it twice; here each value is
+//! compared with its counterpart in the data as it is read, and only what differs is built:
+//! objects are followed key by key, a string equal to the old one is never copied, and arrays
+//! (diffed index by index only when their lengths match) and changed values are built whole. The
+//! changes are exactly those of [`merge::diff`](super::merge::diff) on the parsed output.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::merge::{Change, child, diff_into, push_segment};
+
+/// Why a step's output was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The text is not JSON.
+    #[error("the step returned invalid JSON: {0}")]
+    InvalidJson(serde_json::Error),
+    /// The JSON is not an object (task data always is).
+    #[error("the step returned JSON that is not an object")]
+    NotAnObject,
+}
+
+/// The changes that turn `before` into the JSON object `output`.
+pub fn diff_output(before: &Value, output: &str) -> Result<Vec<Change>, OutputError> {
+    let mut reader = serde_json::Deserializer::from_str(output);
+    let mut path = String::new();
+    let mut changes = Vec::new();
+    let shape = DiffSeed {
+        before,
+        path: &mut path,
+        changes: &mut changes,
+    }
+    .deserialize(&mut reader)
+    .map_err(OutputError::InvalidJson)?;
+    reader.end().map_err(OutputError::InvalidJson)?;
+    match shape {
+        Shape::Object => Ok(changes),
+        Shape::Other => Err(OutputError::NotAnObject),
+    }
+}
+
+/// What kind of value was read (the top level must be an object).
+enum Shape {
+    Object,
+    Other,
+}
+
+/// Reads one value, diffing it against `before` at `path` into `changes`.
+struct DiffSeed<'a> {
+    before: &'a Value,
+    path: &'a mut String,
+    changes: &'a mut Vec<Change>,
+}
+
+impl DiffSeed<'_> {
+    /// A value read whole: a change when it differs.
+    fn whole(self, after: Value) -> Shape {
+        diff_into(self.before, &after, self.path, self.changes);
+        Shape::Other
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DiffSeed<'_> {
+    type Value = Shape;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Shape, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DiffSeed<'_> {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Shape, E> {
+        Ok(self.whole(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Shape, E> {
+        Ok(self.whole(Value::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Shape, E> {
+        Ok(self.whole(Value::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Shape, E> {
+        Ok(self.whole(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Shape, E> {
+        if self.before.as_str() == Some(v) {
+            return Ok(Shape::Other);
+        }
+        Ok(self.whole(Value::String(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Shape, E> {
+        if self.before.as_str() == Some(v.as_str()) {
+            return Ok(Shape::Other);
+        }
+        Ok(self.whole(Value::String(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Shape, E> {
+        Ok(self.whole(Value::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(self.whole(Value::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let Value::Object(before) = self.before else {
+            let mut after = Map::new();
+            while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                after.insert(key, value);
+            }
+            self.whole(Value::Object(after));
+            return Ok(Shape::Object);
+        };
+        let entries: Vec<(&String, &Value)> = before.iter().collect();
+        let mut seen = vec![false; entries.len()];
+        // Changes inside the kept keys, by position in `before`; keys `before` lacks, in order.
+        let mut inside: Vec<(usize, Vec<Change>)> = Vec::new();
+        let mut added: Vec<(String, Value)> = Vec::new();
+        let mut next = 0;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            // A step usually keeps the keys in the order it got them: look there first.
+            let at = match entries.get(next) {
+                Some((k, _)) if k.as_str() == key => Some(next),
+                _ => entries.iter().position(|(k, _)| k.as_str() == key),
+            };
+            let Some(at) = at else {
+                let value: Value = map.next_value()?;
+                match added.iter_mut().find(|(k, _)| *k == key) {
+                    Some(slot) => slot.1 = value,
+                    None => added.push((key.into_owned(), value)),
+                }
+                continue;
+            };
+            next = at + 1;
+            let mut changes = Vec::new();
+            let len = self.path.len();
+            push_segment(self.path, &key);
+            map.next_value_seed(DiffSeed {
+                before: entries[at].1,
+                path: self.path,
+                changes: &mut changes,
+            })?;
+            self.path.truncate(len);
+            if seen[at] {
+                // A repeated key: the last one counts, as when the text is parsed.
+                inside.retain(|(i, _)| *i != at);
+            }
+            seen[at] = true;
+            if !changes.is_empty() {
+                inside.push((at, changes));
+            }
+        }
+        inside.sort_by_key(|(i, _)| *i);
+        let mut inside = inside.into_iter().peekable();
+        for (at, (key, _)) in entries.iter().enumerate() {
+            if !seen[at] {
+                self.changes.push(Change::Remove {
+                    path: child(self.path, key),
+                });
+            } else if let Some((_, changes)) = inside.next_if(|(i, _)| *i == at) {
+                self.changes.extend(changes);
+            }
+        }
+        for (key, value) in added {
+            self.changes.push(Change::Set {
+                path: child(self.path, &key),
+                value,
+            });
+        }
+        Ok(Shape::Object)
+    }
+}
+
+/// Reads an object key, borrowed from the text when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cow<'de, str>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scheduler::merge::diff;
+
+    #[test]
+    fn only_what_differs_is_a_change() {
+        let before = json!({"order": {"id": "A1", "total": 10, "items": [1, 2]}, "gone": true});
+        let after = r#"{"order": {"id": "A1", "total": 12, "items": [1, 2, 3], "paid": {"ok": true}}}"#;
+        let changes = diff_output(&before, after).expect("diffed");
+        let parsed: Value = serde_json::from_str(after).expect("JSON");
+        assert_eq!(changes, diff(&before, &parsed));
+        assert_eq!(
+            changes.iter().map(Change::path).collect::<Vec<_>>(),
+            ["/order/total", "/order/items", "/order/paid", "/gone"]
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_counts_once_with_its_last_value() {
+        let before = json!({"a": 1, "b": 2});
+        let after = r#"{"a": 5, "c": 1, "a": 1, "c": 2}"#;
+        let parsed: Value = serde_json::from_str(after).expect("JSON");
+        assert_eq!(diff_output(&before, after).expect("diffed"), diff(&before, &parsed));
+    }
+
+    #[test]
+    fn escaped_keys_and_strings_compare_by_their_value() {
+        let before = json!({"a\"b": "x\ny", "c/d": "é"});
+        let after = r#"{"a\"b": "x\ny", "c/d": "\u00e9"}"#;
+        assert_eq!(diff_output(&before, after).expect("diffed"), Vec::<Change>::new());
+    }
+
+    #[test]
+    fn output_that_is_not_a_json_object_is_refused() {
+        let before = json!({"a": 1});
+        assert!(matches!(
+            diff_output(&before, r#"{"a": "#),
+            Err(OutputError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            diff_output(&before, r#"{"a": 1} x"#),
+            Err(OutputError::InvalidJson(_))
+        ));
+        assert!(matches!(diff_output(&before, "[1]"), Err(OutputError::NotAnObject)));
+        assert!(matches!(diff_output(&before, "7"), Err(OutputError::NotAnObject)));
+    }
+}
