@@ -390,7 +390,7 @@ async fn service_waiting(path: &'static str, clients: usize, synchronous: Synchr
         async move {
             let task = service.create_task(order(n)).await.expect("created");
             let settled = service
-                .wait_settled(&task.id, Duration::from_secs(60))
+                .wait_settled(&task.task.id, Duration::from_secs(60))
                 .await
                 .expect("settled");
             assert_eq!(settled.task.status, TaskStatus::Completed, "{:?}", settled.task.message);
@@ -405,7 +405,7 @@ async fn service_senders(path: &'static str, senders: usize, synchronous: Synchr
     let creating = service.clone();
     let row = webhook_senders(path, senders, &service, move |n| {
         let service = creating.clone();
-        async move { service.create_task(order(n)).await.expect("created").id }
+        async move { service.create_task(order(n)).await.expect("created").task.id }
     })
     .await;
     assert_all_completed(&service).await;

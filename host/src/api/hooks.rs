@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::tasks::{answer, query};
+use super::tasks::{created, query};
 use super::{ApiError, AppState, WaitParam, body, parse_json};
 
 /// The signature header.
@@ -72,5 +72,5 @@ pub(crate) async fn receive(
         }
     };
     let task = state.service.create_task(data).await?;
-    Ok((StatusCode::CREATED, answer(&state.service, &task.id, &wait).await?))
+    created(&state.service, task, &wait).await
 }

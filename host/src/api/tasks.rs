@@ -38,6 +38,20 @@ pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Res
     Ok(Json(task_json(&stored)))
 }
 
+/// The answer to a request that created a task: the task as stored then (not read back: under
+/// load that read cost as much as a step run) or, with `?wait`, as it settled.
+pub(crate) async fn created(
+    service: &Service,
+    created: StoredTask,
+    wait: &WaitParam,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let stored = match wait.duration() {
+        Some(timeout) => service.wait_settled(&created.task.id, timeout).await?,
+        None => created,
+    };
+    Ok((StatusCode::CREATED, Json(task_json(&stored))))
+}
+
 pub(crate) async fn create(
     State(state): State<AppState>,
     wait: Result<Query<WaitParam>, QueryRejection>,
@@ -46,7 +60,7 @@ pub(crate) async fn create(
     let wait = query(wait)?;
     let data = parse_json(&body(raw, state.options.max_body_bytes)?)?;
     let task = state.service.create_task(data).await?;
-    Ok((StatusCode::CREATED, answer(&state.service, &task.id, &wait).await?))
+    created(&state.service, task, &wait).await
 }
 
 pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

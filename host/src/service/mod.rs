@@ -193,15 +193,20 @@ impl Service {
         &self.inner.metrics
     }
 
-    /// Stores a new task over `data` (a JSON object) and starts driving it.
-    pub async fn create_task(&self, data: Value) -> Result<Task, ServiceError> {
+    /// Stores a new task over `data` (a JSON object) and starts driving it; returns the task as
+    /// stored (no need to read it back).
+    pub async fn create_task(&self, data: Value) -> Result<StoredTask, ServiceError> {
         if !data.is_object() {
             return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
         }
         let task = Task::new(data);
         let revision = self.inner.store.create_task(&task).await?;
         self.spawn_drive_saved(task.clone(), revision);
-        Ok(task)
+        Ok(StoredTask {
+            updated_at: task.created_at,
+            task,
+            revision,
+        })
     }
 
     /// One task with its history.
