@@ -127,6 +127,13 @@ impl<'a> TaskSave<'a> {
         (0..task.runs.len() as u64).collect()
     }
 
+    /// Whether the starting runs start on the data this save writes (the common case: the
+    /// driver commits before they start), so the store need not keep their input apart.
+    pub fn starts_on_saved_data(&self) -> bool {
+        self.input
+            .is_some_and(|input| std::ptr::eq(input, &self.task.data) || *input == self.task.data)
+    }
+
     /// What creating `task` writes: its row and the runs `all` (see [`TaskSave::every_run`]),
     /// none of them starting.
     pub fn creating(task: &'a Task, all: &'a [u64]) -> TaskSave<'a> {

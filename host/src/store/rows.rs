@@ -103,9 +103,7 @@ pub(crate) fn all_run_rows(task: &Task) -> Result<Vec<RunRow>, StoreError> {
 /// The rows of the runs a save names; starting runs point at the saved data when it is their
 /// input, and carry their input otherwise.
 pub(crate) fn run_rows(save: &TaskSave<'_>) -> Result<Vec<RunRow>, StoreError> {
-    let from_task = save
-        .input
-        .is_some_and(|input| std::ptr::eq(input, &save.task.data) || *input == save.task.data);
+    let from_task = save.starts_on_saved_data();
     let input_text = match save.input {
         Some(input) if !from_task => Some(to_json(input)?),
         _ => None,

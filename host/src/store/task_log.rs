@@ -39,9 +39,7 @@ impl SaveRecord {
     pub fn of(save: &TaskSave<'_>) -> Result<SaveRecord, StoreError> {
         let row = TaskRow::of(save.task, save.data_text)?;
         let runs = runs_text(save.task, save.runs)?;
-        let on_data = save
-            .input
-            .is_some_and(|input| std::ptr::eq(input, &save.task.data) || *input == save.task.data);
+        let on_data = save.starts_on_saved_data();
         let starting_ids: Vec<u64> = match save.input {
             Some(_) => save
                 .starting
