@@ -25,11 +25,17 @@
 //! 2,000 ÷ that figure. "written KB/order" is what the process wrote to files per order (SQLite's
 //! WAL frames and checkpoints): unlike time, it does not move with the machine's load.
 //!
-//! `cargo bench -p whenever --bench service [-- FILTER]`: only the rows whose `PATH / N LOAD`
-//! (e.g. `HTTP API + SQLite, synchronous=full / 16 senders`) contains FILTER.
+//! Steps given: the bundled steps' manifests list the paths each step `reads`, so each run is
+//! given its view of the order; the "whole data" rows load the same components with those lists
+//! removed, so each run is given (and parses, serializes and has diffed) the whole order.
+//!
+//! `cargo bench -p whenever --bench service [-- FILTER]`: only the rows whose
+//! `PATH / N LOAD / STEPS GIVEN` (e.g. `HTTP API + SQLite, synchronous=full / 16 senders / whole`)
+//! contains FILTER.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +62,8 @@ const DEPTH: usize = 32;
 struct Row {
     path: &'static str,
     load: String,
+    /// What the steps were given to read ([`Given::label`]).
+    given: &'static str,
     orders: usize,
     window: Duration,
     latencies: Vec<Duration>,
@@ -167,6 +175,7 @@ where
     Row {
         path,
         load,
+        given: "",
         orders: latencies.len(),
         window,
         latencies,
@@ -284,6 +293,7 @@ where
     Row {
         path,
         load,
+        given: "",
         orders,
         window: WINDOW,
         latencies,
@@ -292,8 +302,41 @@ where
     }
 }
 
+/// What the steps are given to read.
+#[derive(Clone, Copy)]
+enum Given {
+    /// Their views: the paths their manifests list in `reads`, as bundled.
+    Views,
+    /// The whole task data: the bundled manifests without `reads`.
+    WholeData,
+}
+
+impl Given {
+    fn label(self) -> &'static str {
+        match self {
+            Given::Views => "views (`reads`)",
+            Given::WholeData => "whole data",
+        }
+    }
+}
+
+/// A folder with the bundled RetailMax steps, their manifests without `reads`: each step is given
+/// the whole task data, as before manifests listed what steps read.
+fn whole_data_steps(dir: &tempfile::TempDir) -> PathBuf {
+    let folder = dir.path().join("whole-data-steps");
+    std::fs::create_dir_all(&folder).expect("steps folder");
+    for step in whenever_step_artifacts::RETAILMAX {
+        let mut manifest: toml::Table = step.manifest.parse().expect("manifest");
+        manifest.remove("reads");
+        let manifest = toml::to_string(&manifest).expect("manifest");
+        std::fs::write(folder.join(format!("{}.wasm", step.name)), step.component).expect("component");
+        std::fs::write(folder.join(format!("{}.toml", step.name)), manifest).expect("manifest");
+    }
+    folder
+}
+
 /// A service with the bundled RetailMax steps on a fresh SQLite file.
-async fn service(dir: &tempfile::TempDir, synchronous: Synchronous) -> Service {
+async fn service(dir: &tempfile::TempDir, synchronous: Synchronous, given: Given) -> Service {
     let host = Host::start(&HostOptions {
         no_steps: true,
         ..HostOptions::default()
@@ -302,8 +345,13 @@ async fn service(dir: &tempfile::TempDir, synchronous: Synchronous) -> Service {
     .expect("host");
     let db = dir.path().join(format!("{synchronous:?}.db"));
     let store = SqliteStore::open(&db, SqliteOptions { synchronous }).expect("store");
+    let steps = match given {
+        Given::Views => Vec::new(),
+        Given::WholeData => vec![whole_data_steps(dir)],
+    };
     let options = ServiceOptions {
         db,
+        steps,
         ..ServiceOptions::default()
     };
     Service::with_store(host, Arc::new(store), &options)
@@ -331,9 +379,9 @@ async fn serve(service: &Service) -> (String, tokio::sync::oneshot::Sender<()>, 
     (base, stop, server)
 }
 
-async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchronous) -> Row {
+async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchronous, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
-    let service = service(&dir, synchronous).await;
+    let service = service(&dir, synchronous, given).await;
     let (base, stop, server) = serve(&service).await;
     let url = format!("{base}/v1/hooks/bench?wait=60000");
     let http = reqwest::Client::new();
@@ -362,9 +410,9 @@ async fn post_order(http: &reqwest::Client, url: &str, n: usize) -> Value {
     serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON")
 }
 
-async fn http_senders(path: &'static str, senders: usize, synchronous: Synchronous) -> Row {
+async fn http_senders(path: &'static str, senders: usize, synchronous: Synchronous, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
-    let service = service(&dir, synchronous).await;
+    let service = service(&dir, synchronous, given).await;
     let (base, stop, server) = serve(&service).await;
     let url = format!("{base}/v1/hooks/bench");
     let http = reqwest::Client::new();
@@ -382,9 +430,9 @@ async fn http_senders(path: &'static str, senders: usize, synchronous: Synchrono
     row
 }
 
-async fn service_waiting(path: &'static str, clients: usize, synchronous: Synchronous) -> Row {
+async fn service_waiting(path: &'static str, clients: usize, synchronous: Synchronous, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
-    let service = service(&dir, synchronous).await;
+    let service = service(&dir, synchronous, given).await;
     waiting_clients(path, clients, move |n| {
         let service = service.clone();
         async move {
@@ -399,9 +447,9 @@ async fn service_waiting(path: &'static str, clients: usize, synchronous: Synchr
     .await
 }
 
-async fn service_senders(path: &'static str, senders: usize, synchronous: Synchronous) -> Row {
+async fn service_senders(path: &'static str, senders: usize, synchronous: Synchronous, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
-    let service = service(&dir, synchronous).await;
+    let service = service(&dir, synchronous, given).await;
     let creating = service.clone();
     let row = webhook_senders(path, senders, &service, move |n| {
         let service = creating.clone();
@@ -420,8 +468,18 @@ async fn assert_all_completed(service: &Service) {
     );
 }
 
-async fn drive_waiting(path: &'static str, clients: usize) -> Row {
-    let host = Host::start(&HostOptions::default()).await.expect("host");
+async fn drive_waiting(path: &'static str, clients: usize, given: Given) -> Row {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let steps = match given {
+        Given::Views => Vec::new(),
+        Given::WholeData => vec![whole_data_steps(&dir)],
+    };
+    let host = Host::start(&HostOptions {
+        steps,
+        ..HostOptions::default()
+    })
+    .await
+    .expect("host");
     let scheduler = host.scheduler.clone();
     waiting_clients(path, clients, move |n| {
         let scheduler = scheduler.clone();
@@ -454,29 +512,43 @@ enum Kind {
 const FULL: Synchronous = Synchronous::Full;
 const NORMAL: Synchronous = Synchronous::Normal;
 
-const ROWS: &[(&str, usize, Kind)] = &[
-    ("HTTP API + SQLite, synchronous=full", 1, Kind::HttpWaiting(FULL)),
-    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpWaiting(FULL)),
-    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpSenders(FULL)),
-    ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpWaiting(NORMAL)),
-    ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpSenders(NORMAL)),
+const VIEWS: Given = Given::Views;
+const WHOLE: Given = Given::WholeData;
+
+const ROWS: &[(&str, usize, Kind, Given)] = &[
+    ("HTTP API + SQLite, synchronous=full", 1, Kind::HttpWaiting(FULL), VIEWS),
+    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpWaiting(FULL), VIEWS),
+    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpSenders(FULL), VIEWS),
+    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpSenders(FULL), WHOLE),
+    ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpWaiting(NORMAL), VIEWS),
+    ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpSenders(NORMAL), VIEWS),
     (
         "in process (Service API) + SQLite, synchronous=full",
         1,
         Kind::ServiceWaiting(FULL),
+        VIEWS,
     ),
     (
         "in process (Service API) + SQLite, synchronous=full",
         16,
         Kind::ServiceWaiting(FULL),
+        VIEWS,
     ),
     (
         "in process (Service API) + SQLite, synchronous=full",
         16,
         Kind::ServiceSenders(FULL),
+        VIEWS,
     ),
-    ("in process, no store (Scheduler::drive)", 1, Kind::Drive),
-    ("in process, no store (Scheduler::drive)", 16, Kind::Drive),
+    (
+        "in process (Service API) + SQLite, synchronous=full",
+        16,
+        Kind::ServiceSenders(FULL),
+        WHOLE,
+    ),
+    ("in process, no store (Scheduler::drive)", 1, Kind::Drive, VIEWS),
+    ("in process, no store (Scheduler::drive)", 16, Kind::Drive, VIEWS),
+    ("in process, no store (Scheduler::drive)", 16, Kind::Drive, WHOLE),
 ];
 
 fn main() {
@@ -489,15 +561,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
-    let selected: Vec<(&str, usize, Kind)> = ROWS
+    let selected: Vec<(&str, usize, Kind, Given)> = ROWS
         .iter()
         .copied()
-        .filter(|(path, clients, kind)| {
+        .filter(|(path, clients, kind, given)| {
             let load = match kind {
                 Kind::HttpSenders(_) | Kind::ServiceSenders(_) => "senders",
                 _ => "waiting",
             };
-            format!("{path} / {clients} {load}").contains(filter.as_str())
+            format!("{path} / {clients} {load} / {}", given.label()).contains(filter.as_str())
         })
         .collect();
     let steal_before = steal_time();
@@ -506,14 +578,16 @@ fn main() {
     let mut runs: Vec<Vec<Row>> = selected.iter().map(|_| Vec::new()).collect();
     runtime.block_on(async {
         for _ in 0..ROUNDS {
-            for (index, (path, clients, kind)) in selected.iter().copied().enumerate() {
-                runs[index].push(match kind {
-                    Kind::HttpWaiting(synchronous) => http_waiting(path, clients, synchronous).await,
-                    Kind::HttpSenders(synchronous) => http_senders(path, clients, synchronous).await,
-                    Kind::ServiceWaiting(synchronous) => service_waiting(path, clients, synchronous).await,
-                    Kind::ServiceSenders(synchronous) => service_senders(path, clients, synchronous).await,
-                    Kind::Drive => drive_waiting(path, clients).await,
-                });
+            for (index, (path, clients, kind, given)) in selected.iter().copied().enumerate() {
+                let mut row = match kind {
+                    Kind::HttpWaiting(synchronous) => http_waiting(path, clients, synchronous, given).await,
+                    Kind::HttpSenders(synchronous) => http_senders(path, clients, synchronous, given).await,
+                    Kind::ServiceWaiting(synchronous) => service_waiting(path, clients, synchronous, given).await,
+                    Kind::ServiceSenders(synchronous) => service_senders(path, clients, synchronous, given).await,
+                    Kind::Drive => drive_waiting(path, clients, given).await,
+                };
+                row.given = given.label();
+                runs[index].push(row);
             }
         }
     });
@@ -525,9 +599,9 @@ fn main() {
         WARMUP.as_millis()
     );
     println!(
-        "| path | load | orders | orders/s | orders/s, all {ROUNDS} runs | p50 ms | p99 ms | CPU ms/order | written KB/order |"
+        "| path | load | steps given | orders | orders/s | orders/s, all {ROUNDS} runs | p50 ms | p99 ms | CPU ms/order | written KB/order |"
     );
-    println!("|---|---|---:|---:|---|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---|---:|---:|---:|---:|");
     for mut row_runs in runs {
         let rate = |row: &Row| row.orders as f64 / row.window.as_secs_f64();
         row_runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
@@ -535,9 +609,10 @@ fn main() {
         let mut row = row_runs.swap_remove(row_runs.len() / 2);
         row.latencies.sort();
         println!(
-            "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.2} | {:.1} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.2} | {:.1} |",
             row.path,
             row.load,
+            row.given,
             row.orders,
             rate(&row),
             all.join(", "),

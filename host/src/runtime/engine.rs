@@ -20,6 +20,7 @@ use super::grants::Capabilities;
 use super::limits::StepLimits;
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
+use super::view::DataView;
 use super::run::{RunError, RunErrorKind, RunInput, RunOutput, RunReport};
 use super::state::{RunContext, RunState};
 use super::step::LoadedStep;
@@ -192,6 +193,7 @@ impl Runtime {
             message: format!("its exports do not have the step world's types: {e:#}"),
         })?;
         let condition = self.read_condition(name, &pre, &manifest.limits).await?;
+        let view = manifest.reads.as_deref().map(|reads| Arc::new(DataView::new(reads, &condition)));
         Ok(LoadedStep {
             name: name.to_string(),
             version: digest[..12].to_string(),
@@ -199,6 +201,7 @@ impl Runtime {
             manifest: Arc::new(manifest),
             withheld,
             condition: Arc::new(condition),
+            view,
             size: bytes.len(),
             pre,
         })

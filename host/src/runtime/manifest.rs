@@ -9,6 +9,11 @@
 //! [limits]
 //! timeout_ms = 2000
 //! ```
+//!
+//! A manifest may also list the data paths the step `reads` (`reads = ["order.id",
+//! "order.customer"]`): the step is then given only those parts of the task data (see
+//! [`super::view`]), which keeps what a third-party step sees to what it needs and makes each
+//! run cheaper. Without `reads` the step is given the whole task data.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -28,6 +33,10 @@ pub struct StepManifest {
     pub limits: StepLimits,
     /// A description for people.
     pub description: Option<String>,
+    /// The data paths the step is given (dot-separated object keys, `order.customer.email`),
+    /// besides those its condition tests; `None`: the whole task data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Vec<String>>,
 }
 
 /// The `[http]` section: the hosts the step may reach through connectors the operator configured
@@ -52,10 +61,16 @@ impl StepManifest {
         Ok(manifest)
     }
 
-    /// Checks what TOML cannot: every `[http] hosts` entry is a host name pattern.
+    /// Checks what TOML cannot: every `[http] hosts` entry is a host name pattern, and every
+    /// `reads` entry a path.
     pub fn validate(&self) -> Result<(), ManifestError> {
-        match self.http.hosts.iter().find_map(|h| host_pattern_problem(h)) {
-            Some(problem) => Err(ManifestError(format!("[http] hosts: {problem}"))),
+        if let Some(problem) = self.http.hosts.iter().find_map(|h| host_pattern_problem(h)) {
+            return Err(ManifestError(format!("[http] hosts: {problem}")));
+        }
+        match self.reads.iter().flatten().find(|path| path.split('.').any(str::is_empty)) {
+            Some(path) => Err(ManifestError(format!(
+                "reads: {path:?} is not a data path (object keys joined by '.', none empty)"
+            ))),
             None => Ok(()),
         }
     }
@@ -95,6 +110,21 @@ mod tests {
         );
         let err = StepManifest::from_toml("[http]\nhost = [\"a\"]\n").expect_err("typo refused");
         assert!(err.to_string().contains("host"), "{err}");
+    }
+
+    #[test]
+    fn parses_reads_and_refuses_paths_with_empty_keys() {
+        let m = StepManifest::from_toml("reads = [\"order.id\", \"customer\"]\n").expect("valid manifest");
+        assert_eq!(m.reads, Some(vec!["order.id".to_string(), "customer".to_string()]));
+        assert_eq!(StepManifest::from_toml("").expect("empty").reads, None);
+        for bad in ["", "order..id", ".order", "order."] {
+            let err = StepManifest::from_toml(&format!("reads = [\"order.total\", {bad:?}]\n"))
+                .expect_err("an empty key refused");
+            assert!(
+                err.to_string().contains("reads") && err.to_string().contains(&format!("{bad:?}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod manifest;
 mod run;
 mod state;
 mod step;
+mod view;
 
 pub use engine::{CompileStats, Runtime, RuntimeConfig};
 pub use error::{LoadError, RuntimeError};
@@ -28,3 +29,4 @@ pub use run::{
     CallError, CallJournal, ConnectorCallRecord, RunError, RunErrorKind, RunInput, RunOutput, RunReport, TaskRequests,
 };
 pub use step::LoadedStep;
+pub use view::DataView;

@@ -8,6 +8,7 @@ use super::bindings::StepPre;
 use super::grants::Withheld;
 use super::manifest::StepManifest;
 use super::state::RunState;
+use super::view::DataView;
 
 /// One version of a step, ready to run: compiled, linked, its condition read once and parsed.
 #[derive(Clone)]
@@ -24,6 +25,9 @@ pub struct LoadedStep {
     pub withheld: Withheld,
     /// The parsed condition.
     pub condition: Arc<Condition>,
+    /// The part of the task data the step is given, when its manifest lists what it `reads`;
+    /// `None`: the whole data.
+    pub view: Option<Arc<DataView>>,
     /// Size of the component in bytes.
     pub size: usize,
     pub(crate) pre: StepPre<RunState>,

@@ -114,8 +114,9 @@ pub struct Scheduler {
 
 struct InFlight {
     step: Arc<LoadedStep>,
-    /// The data the run started from; `None` when it runs alone, so that nothing else changes
-    /// the task's data until it finishes: the data itself is its snapshot (no copy made).
+    /// What the run was given: its step's view of the data, or a copy of the data; `None` when
+    /// it was given the whole data and runs alone, so that nothing else changes the task's data
+    /// until it finishes: the data itself is its snapshot (no copy made).
     snapshot: Option<Arc<Value>>,
     start_seq: u64,
 }
@@ -208,9 +209,15 @@ impl Scheduler {
             let Some(record) = task.runs.get(resume.run_id as usize) else {
                 continue;
             };
+            // The run's input is what it was given the first time: the view of that data, or
+            // all of it.
+            let started_from = match &resume.step.view {
+                Some(view) => view.of(&resume.input),
+                None => resume.input,
+            };
             let input = RunInput {
                 task_id: task.id.clone(),
-                data: resume.input.to_string(),
+                data: started_from.to_string(),
                 run_number: record.number,
                 connectors: self.connectors.clone(),
                 replay: resume.replay,
@@ -224,7 +231,7 @@ impl Scheduler {
                 run_id,
                 InFlight {
                     step: resume.step,
-                    snapshot: Some(Arc::new(resume.input)),
+                    snapshot: Some(Arc::new(started_from)),
                     start_seq: seq,
                 },
             );
@@ -232,13 +239,11 @@ impl Scheduler {
 
         loop {
             let mut starting: Vec<(u64, Arc<LoadedStep>, u32)> = Vec::new();
-            let mut text = String::new();
             if !completed && !cap_hit {
                 let busy: HashSet<String> = in_flight.values().map(|f| f.step.name.clone()).collect();
                 let steps = self.catalog.snapshot();
                 let eligible = rules::eligible(task, &steps, &busy);
                 if !eligible.is_empty() {
-                    text = task.data.to_string();
                     for start in eligible {
                         let progress = task.progress.entry(start.step.name.clone()).or_default();
                         if progress.runs >= self.settings.run_cap {
@@ -266,6 +271,13 @@ impl Scheduler {
                 }
             }
 
+            // The data as JSON text, encoded once for the runs given all of it and the store.
+            let whole = starting.iter().any(|(_, step, _)| step.view.is_none());
+            let text = if !starting.is_empty() && (whole || checkpoint.is_some()) {
+                task.data.to_string()
+            } else {
+                String::new()
+            };
             if !starting.is_empty() {
                 // Every change merged so far, and the records of the runs about to start, are
                 // durable before those runs start.
@@ -282,16 +294,25 @@ impl Scheduler {
                     checkpoint.commit(task, commit).await?;
                     dirty.clear();
                 }
-                // Runs that overlap others diff against a copy of the data they started from;
-                // a run alone diffs against the data itself.
-                let snapshot = (starting.len() > 1 || !in_flight.is_empty()).then(|| Arc::new(task.data.clone()));
+                // Runs given the whole data that overlap others diff against a copy of the data
+                // they started from; such a run alone diffs against the data itself. A run given
+                // a view diffs against its view.
+                let overlapping = starting.len() > 1 || !in_flight.is_empty();
+                let snapshot = (overlapping && whole).then(|| Arc::new(task.data.clone()));
                 for (run_id, step, number) in starting {
                     if let Some(run) = task.runs.get(run_id as usize) {
                         on_event(Event::RunStarted { task, run });
                     }
+                    let (data, snapshot) = match &step.view {
+                        Some(view) => {
+                            let seen = view.of(&task.data);
+                            (seen.to_string(), Some(Arc::new(seen)))
+                        }
+                        None => (text.clone(), snapshot.clone()),
+                    };
                     let input = RunInput {
                         task_id: task.id.clone(),
-                        data: text.clone(),
+                        data,
                         run_number: number,
                         connectors: self.connectors.clone(),
                         replay: Vec::new(),
@@ -304,7 +325,7 @@ impl Scheduler {
                         run_id,
                         InFlight {
                             step,
-                            snapshot: snapshot.clone(),
+                            snapshot,
                             start_seq: seq,
                         },
                     );
@@ -380,9 +401,14 @@ impl Scheduler {
         // whole) keeps the data's own key order, as for overlapping runs.
         let diffed = report.outcome.and_then(|output| {
             let started_from = flight.snapshot.as_deref().unwrap_or(&task.data);
-            diff_output(started_from, &output.text).map_err(|e| RunError {
+            let changes = diff_output(started_from, &output.text).map_err(|e| RunError {
                 kind: RunErrorKind::InvalidOutput,
                 message: e.to_string(),
+            })?;
+            // A run given a view writes objects into parts of the data it did not see.
+            Ok(match &flight.step.view {
+                Some(_) => merge::spread_over_unseen(changes, started_from, &task.data),
+                None => changes,
             })
         });
         let outcome = match diffed {
