@@ -416,3 +416,98 @@ async fn a_bounced_confirmation_does_not_block_completion() {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].1, "#fulfillment-priority");
 }
+
+/// The bundled steps as their manifests were before they listed what they read: each is given
+/// the whole task data.
+async fn host_giving_steps_the_whole_data() -> Host {
+    let host = whenever_tests::host_with(&[]).await;
+    for step in whenever_step_artifacts::RETAILMAX {
+        let mut manifest = whenever::runtime::StepManifest::from_toml(step.manifest).expect("manifest");
+        assert!(manifest.reads.is_some(), "{} lists what it reads", step.name);
+        manifest.reads = None;
+        let loaded = host
+            .scheduler
+            .runtime()
+            .load(step.name, step.component, manifest)
+            .await
+            .expect("loads");
+        host.scheduler.catalog().insert(loaded);
+    }
+    host
+}
+
+/// Runs a scenario as `run_scenario` does, on a task with a fixed id (connector results depend
+/// on it through the idempotency keys).
+async fn run_with_id(host: &Host, scenario: &whenever::demo::Scenario) -> whenever::task::Task {
+    let mut task = whenever::task::Task::with_id(format!("views-{}", scenario.name), scenario.order.clone());
+    host.scheduler.drive(&mut task, &mut |_| {}).await;
+    for action in &scenario.actions {
+        if task.status != TaskStatus::Waiting {
+            break;
+        }
+        whenever::scheduler::merge::merge_patch(&mut task.data, &action.patch);
+        host.scheduler.drive(&mut task, &mut |_| {}).await;
+    }
+    task
+}
+
+/// `data` with what depends on the clock replaced: RFC 3339 times and the elapsed-time figures.
+fn without_clock(data: &Value) -> Value {
+    match data {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let value = if key.starts_with("totalProcessingTime") {
+                        json!("<elapsed>")
+                    } else {
+                        without_clock(value)
+                    };
+                    (key.clone(), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_clock).collect()),
+        Value::String(text) if chrono::DateTime::parse_from_rfc3339(text).is_ok() => json!("<time>"),
+        other => other.clone(),
+    }
+}
+
+/// The guard on every step's `reads` list: a path a step reads but does not list would read as
+/// absent, and some scenario would end differently.
+#[tokio::test]
+async fn every_scenario_ends_the_same_whether_steps_are_given_views_or_the_whole_data() {
+    let views = Host::start(&HostOptions::default()).await.expect("host");
+    let whole = host_giving_steps_the_whole_data().await;
+    for scenario in scenarios() {
+        let given_views = run_with_id(&views, &scenario).await;
+        let given_whole = run_with_id(&whole, &scenario).await;
+        let name = scenario.name;
+        assert_eq!(given_views.status, scenario.expected, "{name}: {:?}", given_views.message);
+        assert_eq!(given_views.status, given_whole.status, "{name}");
+        assert_eq!(given_views.name, given_whole.name, "{name}");
+        assert_eq!(given_views.tags, given_whole.tags, "{name}");
+        // Each step's runs, with the connector calls they made and their arguments.
+        let runs = |task: &whenever::task::Task| -> Vec<(String, Option<RunOutcomeRecord>, Vec<Value>)> {
+            let mut runs: Vec<_> = task
+                .runs
+                .iter()
+                .map(|r| {
+                    let calls = r
+                        .connector_calls
+                        .iter()
+                        .map(|c| json!([c.connector, c.method, without_clock(&c.args)]))
+                        .collect();
+                    (r.step.clone(), r.outcome.clone(), calls)
+                })
+                .collect();
+            runs.sort_by(|a, b| a.0.cmp(&b.0));
+            runs
+        };
+        assert_eq!(runs(&given_views), runs(&given_whole), "{name}: the same runs and calls");
+        assert_eq!(
+            without_clock(&given_views.data),
+            without_clock(&given_whole.data),
+            "{name}: the same data"
+        );
+    }
+}
