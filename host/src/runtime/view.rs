@@ -1,22 +1,38 @@
 //! Data views: the part of the task data a step is given when its manifest lists what it
-//! `reads`. A third-party step then sees only what it needs, and a run parses, serializes and
-//! diffs a fraction of a large task's data.
+//! `reads`. A third-party step then sees only what it needs, and a run parses and serializes a
+//! fraction of a large task's data.
 //!
 //! The view holds the listed paths and the paths the step's condition tests. Along each of
-//! them it answers as the data does: the value at the path is copied whole, and where the walk
+//! them it answers as the data does: the value at the path is given whole, and where the walk
 //! meets a value that is not an object before the path ends (an array, `null`, a string), that
-//! value is copied whole. Objects on the way hold only the keys some path goes through. The
-//! step's output is diffed against its view, so it may write anywhere and remove only what it
-//! was given; an object it writes where its view held nothing is merged into whatever object the
-//! data holds there ([`crate::scheduler::merge::spread_over_unseen`]), not put in its place.
+//! value is given whole. Objects on the way hold only the keys some path goes through.
+//!
+//! The step's output is diffed against the data within the view
+//! ([`crate::scheduler::output_diff::diff_output_in_view`]): it may write anywhere and remove only
+//! what it was given; an object it writes where it was given nothing is merged into whatever
+//! object the data holds there, not put in its place.
 
-use serde_json::{Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 use whenever_condition::{Condition, Path};
 
-/// The paths of the task data one step is given: sorted, none below another.
+/// The paths of the task data one step is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataView {
+    /// Sorted, none below another.
     paths: Vec<Path>,
+    /// The same paths as a tree of keys.
+    holds: Holds,
+}
+
+/// What a view holds at one point of the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holds {
+    /// Everything there.
+    Everything,
+    /// When the data there is an object, only these keys, each with what the view holds below
+    /// it; any other value is held whole.
+    Keys(Vec<(String, Holds)>),
 }
 
 impl DataView {
@@ -33,7 +49,11 @@ impl DataView {
                 kept.push(path);
             }
         }
-        DataView { paths: kept }
+        let mut holds = Holds::Keys(Vec::new());
+        for path in &kept {
+            holds.add(path.keys());
+        }
+        DataView { paths: kept, holds }
     }
 
     /// The paths the step is given, sorted; the empty path means the whole data.
@@ -41,39 +61,68 @@ impl DataView {
         &self.paths
     }
 
-    /// `data` as the step sees it.
-    pub fn of(&self, data: &Value) -> Value {
-        let Value::Object(from) = data else {
-            return data.clone();
+    /// The paths as a tree of keys.
+    pub fn holds(&self) -> &Holds {
+        &self.holds
+    }
+
+    /// `data` as the step sees it, as JSON text (written straight from the data, nothing copied).
+    pub fn text(&self, data: &Value) -> String {
+        let view = Within {
+            data,
+            holds: &self.holds,
         };
-        let mut view = Map::new();
-        for path in &self.paths {
-            if path.keys().is_empty() {
-                return data.clone();
-            }
-            copy_path(from, path.keys(), &mut view);
-        }
-        Value::Object(view)
+        // Writing JSON values into a String cannot fail (their keys are strings).
+        serde_json::to_string(&view).unwrap_or_default()
+    }
+
+    /// `data` as the step sees it, as a value (the reference the text is tested against).
+    #[cfg(test)]
+    pub(crate) fn of(&self, data: &Value) -> Value {
+        serde_json::from_str(&self.text(data)).unwrap_or(Value::Null)
     }
 }
 
-/// Copies what `from` holds along `keys` into `into`.
-fn copy_path(from: &Map<String, Value>, keys: &[String], into: &mut Map<String, Value>) {
-    let Some((key, below)) = keys.split_first() else {
-        return;
-    };
-    let Some(value) = from.get(key) else {
-        return;
-    };
-    match value {
-        Value::Object(inner) if !below.is_empty() => {
-            let slot = into.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(slot) = slot {
-                copy_path(inner, below, slot);
+impl Holds {
+    /// Adds the path `keys` (none of the paths added so far is a prefix of it).
+    fn add(&mut self, keys: &[String]) {
+        let Some((key, below)) = keys.split_first() else {
+            *self = Holds::Everything;
+            return;
+        };
+        let Holds::Keys(children) = self else {
+            return;
+        };
+        let at = match children.iter().position(|(k, _)| k == key) {
+            Some(at) => at,
+            None => {
+                children.push((key.clone(), Holds::Keys(Vec::new())));
+                children.len() - 1
             }
-        }
-        _ => {
-            into.insert(key.clone(), value.clone());
+        };
+        children[at].1.add(below);
+    }
+}
+
+/// The data within a view, serialized without copying it.
+struct Within<'a> {
+    data: &'a Value,
+    holds: &'a Holds,
+}
+
+impl Serialize for Within<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.holds, self.data) {
+            (Holds::Keys(keys), Value::Object(map)) => {
+                let mut object = serializer.serialize_map(None)?;
+                for (key, holds) in keys {
+                    if let Some(data) = map.get(key) {
+                        object.serialize_entry(key, &Within { data, holds })?;
+                    }
+                }
+                object.end()
+            }
+            _ => self.data.serialize(serializer),
         }
     }
 }
@@ -110,13 +159,27 @@ mod tests {
             v.of(&order()),
             json!({"order": {"id": "ORD-1", "customer": {"email": "a@b.test"}, "fraud": {"score": 10}}})
         );
+        assert_eq!(
+            v.text(&order()),
+            r#"{"order":{"customer":{"email":"a@b.test"},"fraud":{"score":10},"id":"ORD-1"}}"#
+        );
     }
 
     #[test]
-    fn copies_a_listed_object_whole_and_drops_the_paths_below_it() {
+    fn gives_a_listed_object_whole_and_drops_the_paths_below_it() {
         let v = view(&["order.customer.email", "order.customer"], json!({"order": {"id": "$string"}}));
         let paths: Vec<String> = v.paths().iter().map(ToString::to_string).collect();
         assert_eq!(paths, vec!["order.customer", "order.id"]);
+        assert_eq!(
+            v.holds(),
+            &Holds::Keys(vec![(
+                "order".into(),
+                Holds::Keys(vec![
+                    ("customer".into(), Holds::Everything),
+                    ("id".into(), Holds::Everything)
+                ])
+            )])
+        );
         assert_eq!(
             v.of(&order()),
             json!({"order": {"customer": {"email": "a@b.test", "tier": "gold", "address": {"city": "Austin"}}, "id": "ORD-1"}})
@@ -126,7 +189,7 @@ mod tests {
     #[test]
     fn answers_as_the_data_does_where_a_path_meets_an_array_or_null() {
         let v = view(&["order.items.0.sku", "order.shipping.method"], json!({}));
-        // The array and the null are copied whole, so `order.items.0.sku` reads "A" and reading
+        // The array and the null are given whole, so `order.items.0.sku` reads "A" and reading
         // `order.shipping.method` meets the same null as in the data.
         assert_eq!(
             v.of(&order()),
@@ -143,11 +206,14 @@ mod tests {
     }
 
     #[test]
-    fn a_condition_on_the_whole_data_gives_the_whole_data() {
+    fn the_empty_path_gives_the_whole_data() {
         let v = view(&[], json!({}));
         assert!(v.paths().is_empty());
         assert_eq!(v.of(&order()), json!({}));
-        let whole = DataView { paths: vec![Path::default()] };
+        let whole = DataView {
+            paths: vec![Path::default()],
+            holds: Holds::Everything,
+        };
         assert_eq!(whole.of(&order()), order());
     }
 }

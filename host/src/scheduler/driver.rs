@@ -12,7 +12,7 @@ use serde_json::Value;
 use whenever_connectors::Registry;
 
 use super::merge::{self, Change};
-use super::output_diff::diff_output;
+use super::output_diff::{diff_output, diff_output_in_view};
 use super::rules;
 use crate::catalog::Catalog;
 use crate::runtime::{
@@ -114,9 +114,9 @@ pub struct Scheduler {
 
 struct InFlight {
     step: Arc<LoadedStep>,
-    /// What the run was given: its step's view of the data, or a copy of the data; `None` when
-    /// it was given the whole data and runs alone, so that nothing else changes the task's data
-    /// until it finishes: the data itself is its snapshot (no copy made).
+    /// The data the run started from (it was given that or its step's view of it); `None` when
+    /// it runs alone, so that nothing else changes the task's data until it finishes: the data
+    /// itself is its snapshot (no copy made).
     snapshot: Option<Arc<Value>>,
     start_seq: u64,
 }
@@ -209,15 +209,15 @@ impl Scheduler {
             let Some(record) = task.runs.get(resume.run_id as usize) else {
                 continue;
             };
-            // The run's input is what it was given the first time: the view of that data, or
-            // all of it.
-            let started_from = match &resume.step.view {
-                Some(view) => view.of(&resume.input),
-                None => resume.input,
+            // The run is given what it was given the first time: its view of that data, or all
+            // of it.
+            let given = match &resume.step.view {
+                Some(view) => view.text(&resume.input),
+                None => resume.input.to_string(),
             };
             let input = RunInput {
                 task_id: task.id.clone(),
-                data: started_from.to_string(),
+                data: given,
                 run_number: record.number,
                 connectors: self.connectors.clone(),
                 replay: resume.replay,
@@ -231,7 +231,7 @@ impl Scheduler {
                 run_id,
                 InFlight {
                     step: resume.step,
-                    snapshot: Some(Arc::new(started_from)),
+                    snapshot: Some(Arc::new(resume.input)),
                     start_seq: seq,
                 },
             );
@@ -294,25 +294,20 @@ impl Scheduler {
                     checkpoint.commit(task, commit).await?;
                     dirty.clear();
                 }
-                // Runs given the whole data that overlap others diff against a copy of the data
-                // they started from; such a run alone diffs against the data itself. A run given
-                // a view diffs against its view.
-                let overlapping = starting.len() > 1 || !in_flight.is_empty();
-                let snapshot = (overlapping && whole).then(|| Arc::new(task.data.clone()));
+                // Runs that overlap others diff against a copy of the data they started from;
+                // a run alone diffs against the data itself.
+                let snapshot = (starting.len() > 1 || !in_flight.is_empty()).then(|| Arc::new(task.data.clone()));
                 for (run_id, step, number) in starting {
                     if let Some(run) = task.runs.get(run_id as usize) {
                         on_event(Event::RunStarted { task, run });
                     }
-                    let (data, snapshot) = match &step.view {
-                        Some(view) => {
-                            let seen = view.of(&task.data);
-                            (seen.to_string(), Some(Arc::new(seen)))
-                        }
-                        None => (text.clone(), snapshot.clone()),
+                    let given = match &step.view {
+                        Some(view) => view.text(&task.data),
+                        None => text.clone(),
                     };
                     let input = RunInput {
                         task_id: task.id.clone(),
-                        data,
+                        data: given,
                         run_number: number,
                         connectors: self.connectors.clone(),
                         replay: Vec::new(),
@@ -325,7 +320,7 @@ impl Scheduler {
                         run_id,
                         InFlight {
                             step,
-                            snapshot,
+                            snapshot: snapshot.clone(),
                             start_seq: seq,
                         },
                     );
@@ -401,14 +396,13 @@ impl Scheduler {
         // whole) keeps the data's own key order, as for overlapping runs.
         let diffed = report.outcome.and_then(|output| {
             let started_from = flight.snapshot.as_deref().unwrap_or(&task.data);
-            let changes = diff_output(started_from, &output.text).map_err(|e| RunError {
+            let diffed = match &flight.step.view {
+                Some(view) => diff_output_in_view(started_from, &output.text, view),
+                None => diff_output(started_from, &output.text),
+            };
+            diffed.map_err(|e| RunError {
                 kind: RunErrorKind::InvalidOutput,
                 message: e.to_string(),
-            })?;
-            // A run given a view writes objects into parts of the data it did not see.
-            Ok(match &flight.step.view {
-                Some(_) => merge::spread_over_unseen(changes, started_from, &task.data),
-                None => changes,
             })
         });
         let outcome = match diffed {

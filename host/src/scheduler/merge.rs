@@ -147,43 +147,6 @@ pub fn overlaps(a: &str, b: &str) -> bool {
         || (a.starts_with(b) && a.as_bytes().get(b.len()) == Some(&b'/'))
 }
 
-/// The changes of a run that was given a view of the data rather than all of it
-/// ([`crate::runtime::DataView`]), made safe to apply to the whole data: an object the run set
-/// where its view (`given`) held nothing is merged into the object `data` holds there, key by key
-/// and recursively, instead of replacing what the run could not see. Keys whose value is already
-/// the one written give no change.
-pub fn spread_over_unseen(changes: Vec<Change>, given: &Value, data: &Value) -> Vec<Change> {
-    let mut spread = Vec::with_capacity(changes.len());
-    for change in changes {
-        match change {
-            Change::Set {
-                path,
-                value: Value::Object(written),
-            } if given.pointer(&path).is_none() => match data.pointer(&path) {
-                Some(Value::Object(unseen)) => spread_object(&path, unseen, written, &mut spread),
-                _ => spread.push(Change::Set {
-                    path,
-                    value: Value::Object(written),
-                }),
-            },
-            other => spread.push(other),
-        }
-    }
-    spread
-}
-
-/// Appends the changes that write each key of `written` into the object `unseen` at `path`.
-fn spread_object(path: &str, unseen: &Map<String, Value>, written: Map<String, Value>, changes: &mut Vec<Change>) {
-    for (key, value) in written {
-        let at = child(path, &key);
-        match (unseen.get(&key), value) {
-            (Some(Value::Object(inner)), Value::Object(value)) => spread_object(&at, inner, value, changes),
-            (Some(old), value) if *old == value => {}
-            (_, value) => changes.push(Change::Set { path: at, value }),
-        }
-    }
-}
-
 /// Applies `changes` to `data`; returns the paths that could not be applied because the data
 /// changed shape underneath (an array index that no longer exists).
 pub fn apply(data: &mut Value, changes: &[Change]) -> Vec<String> {
@@ -338,41 +301,6 @@ mod tests {
         );
         assert_eq!(skipped, vec!["/items/3/x".to_string()]);
         assert_eq!(current, json!({"items": []}));
-    }
-
-    #[test]
-    fn an_object_set_where_the_view_held_nothing_is_merged_into_the_unseen_one() {
-        let data = json!({"order": {"id": "O", "fulfillment": {"strategy": "ship", "box": {"size": 2}}, "tags": [1]}});
-        let given = json!({"order": {"id": "O"}});
-        let output = json!({"order": {"id": "O", "fulfillment": {"priority": "high", "box": {"size": 2, "tape": true}}, "tags": [2], "new": {"a": 1}}});
-        let changes = spread_over_unseen(diff(&given, &output), &given, &data);
-        assert_eq!(
-            changes,
-            vec![
-                Change::Set { path: "/order/fulfillment/priority".into(), value: json!("high") },
-                Change::Set { path: "/order/fulfillment/box/tape".into(), value: json!(true) },
-                Change::Set { path: "/order/tags".into(), value: json!([2]) },
-                Change::Set { path: "/order/new".into(), value: json!({"a": 1}) },
-            ]
-        );
-        let mut merged = data.clone();
-        assert!(apply(&mut merged, &changes).is_empty());
-        assert_eq!(
-            merged,
-            json!({"order": {"id": "O", "fulfillment": {"strategy": "ship", "box": {"size": 2, "tape": true}, "priority": "high"}, "tags": [2], "new": {"a": 1}}})
-        );
-        // What the view held is changed as the run left it: a seen object is replaced, a seen
-        // key removed.
-        let given = json!({"order": {"id": "O", "fulfillment": "none"}});
-        let output = json!({"order": {"fulfillment": {"priority": "high"}}});
-        let changes = spread_over_unseen(diff(&given, &output), &given, &data);
-        assert_eq!(
-            changes,
-            vec![
-                Change::Remove { path: "/order/id".into() },
-                Change::Set { path: "/order/fulfillment".into(), value: json!({"priority": "high"}) },
-            ]
-        );
     }
 
     #[test]

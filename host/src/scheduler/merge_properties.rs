@@ -1,12 +1,15 @@
 //! Property tests (proptest) of diff, apply and merge patch: merging a run's diff into the data it
 //! started from gives the run's output exactly; diffs that touch different paths land in either
-//! order; JSON merge patch is idempotent and removes with `null`.
+//! order; JSON merge patch is idempotent and removes with `null`; a step given a view of the data
+//! changes it as the reference semantics of views say.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::merge::{Change, apply, diff, merge_patch, overlaps};
-use super::output_diff::diff_output;
+use super::merge::{Change, apply, child, diff, merge_patch, overlaps};
+use super::output_diff::{diff_output, diff_output_in_view};
+use crate::runtime::DataView;
+use whenever_condition::{Condition, Path};
 
 /// Cases per property: a second or two each in a debug build.
 const CASES: u32 = 512;
@@ -100,6 +103,65 @@ fn merge_patch_between(before: &Value, after: &Value) -> Value {
     }
 }
 
+/// A `reads` entry: one to three keys that can be joined with `.`.
+fn read_path() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "0", "~", "/", "a/b"]), 1..4).prop_map(|keys| keys.join("."))
+}
+
+/// The reference view: `data` copied along each path, a value that is not an object met on the
+/// way copied whole.
+fn view_by_copying(paths: &[Path], data: &Value) -> Value {
+    fn copy(from: &Map<String, Value>, keys: &[String], into: &mut Map<String, Value>) {
+        let Some((key, below)) = keys.split_first() else { return };
+        let Some(value) = from.get(key) else { return };
+        match value {
+            Value::Object(inner) if !below.is_empty() => {
+                if let Value::Object(slot) = into.entry(key.clone()).or_insert_with(|| Value::Object(Map::new())) {
+                    copy(inner, below, slot);
+                }
+            }
+            _ => {
+                into.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let Value::Object(from) = data else { return data.clone() };
+    let mut view = Map::new();
+    for path in paths {
+        copy(from, path.keys(), &mut view);
+    }
+    Value::Object(view)
+}
+
+/// The reference semantics of a run given a view: the diff of its output against the view
+/// (`given`), except that an object set where the view held nothing is merged, key by key and
+/// recursively, into the object `data` holds there (keys already equal give no change).
+fn spread_over_unseen(changes: Vec<Change>, given: &Value, data: &Value) -> Vec<Change> {
+    fn spread(path: &str, unseen: &Map<String, Value>, written: Map<String, Value>, changes: &mut Vec<Change>) {
+        for (key, value) in written {
+            let at = child(path, &key);
+            match (unseen.get(&key), value) {
+                (Some(Value::Object(inner)), Value::Object(value)) => spread(&at, inner, value, changes),
+                (Some(old), value) if *old == value => {}
+                (_, value) => changes.push(Change::Set { path: at, value }),
+            }
+        }
+    }
+    let mut spread_changes = Vec::new();
+    for change in changes {
+        match change {
+            Change::Set { path, value: Value::Object(written) } if given.pointer(&path).is_none() => {
+                match data.pointer(&path) {
+                    Some(Value::Object(unseen)) => spread(&path, unseen, written, &mut spread_changes),
+                    _ => spread_changes.push(Change::Set { path, value: Value::Object(written) }),
+                }
+            }
+            other => spread_changes.push(other),
+        }
+    }
+    spread_changes
+}
+
 fn paths(changes: &[Change]) -> Vec<&str> {
     changes.iter().map(Change::path).collect()
 }
@@ -135,6 +197,35 @@ proptest! {
             }
             Err(e) => prop_assert!(!after.is_object(), "{e}"),
         }
+    }
+
+    #[test]
+    fn a_step_given_a_view_changes_the_data_as_the_reference_semantics_say(
+        data in object(),
+        reads in prop::collection::vec(read_path(), 0..4),
+        patch in object(),
+        unrelated in object(),
+        patched: bool,
+    ) {
+        let view = DataView::new(&reads, &Condition::parse(&json!({})).expect("the empty condition"));
+        let given = view_by_copying(view.paths(), &data);
+        let text = view.text(&data);
+        let parsed: Value = serde_json::from_str(&text).expect("JSON");
+        prop_assert_eq!(&parsed, &given, "the view's text");
+        let output = if patched {
+            let mut output = given.clone();
+            merge_patch(&mut output, &patch);
+            output
+        } else {
+            unrelated
+        };
+        let changes = diff_output_in_view(&data, &output.to_string(), &view).expect("an object");
+        let mut merged = data.clone();
+        apply(&mut merged, &changes);
+        let reference = spread_over_unseen(diff(&given, &output), &given, &data);
+        let mut expected = data.clone();
+        apply(&mut expected, &reference);
+        prop_assert_eq!(&merged, &expected, "changes {:?}, reference {:?}", changes, reference);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! objects are followed key by key, a string equal to the old one is never copied, and arrays
 //! (diffed index by index only when their lengths match) and changed values are built whole. The
 //! changes are exactly those of [`merge::diff`](super::merge::diff) on the parsed output.
+//!
+//! A step given a view of the data ([`DataView`]) is diffed against the data within its view
+//! ([`diff_output_in_view`]): what it was not given is not removed, and an object it writes where
+//! it was given nothing is merged into the one the data holds there.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,6 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{Map, Value};
 
 use super::merge::{Change, child, diff_into, push_segment};
+use crate::runtime::{DataView, Holds};
 
 /// Why a step's output was refused.
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +33,28 @@ pub enum OutputError {
 
 /// The changes that turn `before` into the JSON object `output`.
 pub fn diff_output(before: &Value, output: &str) -> Result<Vec<Change>, OutputError> {
+    diff_in_scope(before, output, Scope::Given)
+}
+
+/// The changes a step given `view` of `before` made, its `output` being that view as it left it:
+/// what the view held and the output lacks is removed, what the output holds is set, and where
+/// the view held nothing (a key it did not give) objects are merged key by key rather than
+/// replaced and nothing is removed.
+pub fn diff_output_in_view(before: &Value, output: &str, view: &DataView) -> Result<Vec<Change>, OutputError> {
+    let scope = match view.holds() {
+        Holds::Everything => Scope::Given,
+        Holds::Keys(keys) => Scope::Partly(keys),
+    };
+    diff_in_scope(before, output, scope)
+}
+
+fn diff_in_scope(before: &Value, output: &str, scope: Scope<'_>) -> Result<Vec<Change>, OutputError> {
     let mut reader = serde_json::Deserializer::from_str(output);
     let mut path = String::new();
     let mut changes = Vec::new();
     let shape = DiffSeed {
         before,
+        scope,
         path: &mut path,
         changes: &mut changes,
     }
@@ -51,17 +73,65 @@ enum Shape {
     Other,
 }
 
+/// How much of `before` the step was given, at one point of the data.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// All of it.
+    Given,
+    /// These keys of the object `before` (each with what was given below it).
+    Partly(&'a [(String, Holds)]),
+    /// Nothing: the step writes here without having seen what is there.
+    Unseen,
+}
+
+impl<'a> Scope<'a> {
+    /// What was given at `key` of the object `before` (whose value there is `value`).
+    fn at(self, key: &str, value: &Value) -> Scope<'a> {
+        match self {
+            Scope::Given | Scope::Unseen => self,
+            Scope::Partly(keys) => match keys.iter().find(|(k, _)| k == key) {
+                Some((_, Holds::Keys(below))) if value.is_object() => Scope::Partly(below),
+                // Held whole, or not an object: given whole.
+                Some(_) => Scope::Given,
+                None => Scope::Unseen,
+            },
+        }
+    }
+
+    /// Whether the step was given `key` of the object `before`, so that its absence from the
+    /// output removes it.
+    fn gave(self, key: &str) -> bool {
+        match self {
+            Scope::Given => true,
+            Scope::Partly(keys) => keys.iter().any(|(k, _)| k == key),
+            Scope::Unseen => false,
+        }
+    }
+}
+
 /// Reads one value, diffing it against `before` at `path` into `changes`.
 struct DiffSeed<'a> {
     before: &'a Value,
+    scope: Scope<'a>,
     path: &'a mut String,
     changes: &'a mut Vec<Change>,
 }
 
 impl DiffSeed<'_> {
-    /// A value read whole: a change when it differs.
+    /// A value read whole: a change when it differs (where nothing was given, replacing it
+    /// whole rather than diffing into what the step did not see).
     fn whole(self, after: Value) -> Shape {
-        diff_into(self.before, &after, self.path, self.changes);
+        match self.scope {
+            Scope::Unseen => {
+                if *self.before != after {
+                    self.changes.push(Change::Set {
+                        path: self.path.clone(),
+                        value: after,
+                    });
+                }
+            }
+            Scope::Given | Scope::Partly(_) => diff_into(self.before, &after, self.path, self.changes),
+        }
         Shape::Other
     }
 }
@@ -158,6 +228,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
             push_segment(self.path, &key);
             map.next_value_seed(DiffSeed {
                 before: entries[at].1,
+                scope: self.scope.at(&key, entries[at].1),
                 path: self.path,
                 changes: &mut changes,
             })?;
@@ -174,7 +245,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
         inside.sort_by_key(|(i, _)| *i);
         let mut inside = inside.into_iter().peekable();
         for (at, (key, _)) in entries.iter().enumerate() {
-            if !seen[at] {
+            if !seen[at] && self.scope.gave(key) {
                 self.changes.push(Change::Remove {
                     path: child(self.path, key),
                 });
