@@ -517,11 +517,36 @@ const WHOLE: Given = Given::WholeData;
 
 const ROWS: &[(&str, usize, Kind, Given)] = &[
     ("HTTP API + SQLite, synchronous=full", 1, Kind::HttpWaiting(FULL), VIEWS),
-    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpWaiting(FULL), VIEWS),
-    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpSenders(FULL), VIEWS),
-    ("HTTP API + SQLite, synchronous=full", 16, Kind::HttpSenders(FULL), WHOLE),
-    ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpWaiting(NORMAL), VIEWS),
-    ("HTTP API + SQLite, synchronous=normal", 16, Kind::HttpSenders(NORMAL), VIEWS),
+    (
+        "HTTP API + SQLite, synchronous=full",
+        16,
+        Kind::HttpWaiting(FULL),
+        VIEWS,
+    ),
+    (
+        "HTTP API + SQLite, synchronous=full",
+        16,
+        Kind::HttpSenders(FULL),
+        VIEWS,
+    ),
+    (
+        "HTTP API + SQLite, synchronous=full",
+        16,
+        Kind::HttpSenders(FULL),
+        WHOLE,
+    ),
+    (
+        "HTTP API + SQLite, synchronous=normal",
+        16,
+        Kind::HttpWaiting(NORMAL),
+        VIEWS,
+    ),
+    (
+        "HTTP API + SQLite, synchronous=normal",
+        16,
+        Kind::HttpSenders(NORMAL),
+        VIEWS,
+    ),
     (
         "in process (Service API) + SQLite, synchronous=full",
         1,

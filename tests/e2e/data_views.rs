@@ -20,7 +20,13 @@ async fn a_step_that_lists_what_it_reads_is_given_only_that_and_its_changes_land
     let manifest = manifest_of(&SHOWS_ITS_INPUT);
     assert_eq!(
         manifest.reads.as_deref(),
-        Some(&["order.total".to_string(), "customer.email".to_string(), "order.lines".to_string()][..])
+        Some(
+            &[
+                "order.total".to_string(),
+                "customer.email".to_string(),
+                "order.lines".to_string()
+            ][..]
+        )
     );
     let host = host_with(&[SHOWS_ITS_INPUT]).await;
     let task = run_task(&host, order()).await;
@@ -74,6 +80,9 @@ async fn a_manifest_whose_reads_are_not_paths_is_refused() {
         .expect_err("refused");
     assert!(matches!(error, LoadError::Manifest { .. }), "{error:?}");
     let message = error.to_string();
-    assert!(message.contains("bad-reads") && message.contains("\"order..id\""), "{message}");
+    assert!(
+        message.contains("bad-reads") && message.contains("\"order..id\""),
+        "{message}"
+    );
     assert!(host.scheduler.catalog().get("bad-reads").is_none());
 }

@@ -489,7 +489,11 @@ async fn every_scenario_ends_the_same_whether_steps_are_given_views_or_the_whole
         let given_views = run_with_id(&views, &scenario).await;
         let given_whole = run_with_id(&whole, &scenario).await;
         let name = scenario.name;
-        assert_eq!(given_views.status, scenario.expected, "{name}: {:?}", given_views.message);
+        assert_eq!(
+            given_views.status, scenario.expected,
+            "{name}: {:?}",
+            given_views.message
+        );
         assert_eq!(given_views.status, given_whole.status, "{name}");
         assert_eq!(given_views.name, given_whole.name, "{name}");
         assert_eq!(given_views.tags, given_whole.tags, "{name}");
@@ -510,7 +514,11 @@ async fn every_scenario_ends_the_same_whether_steps_are_given_views_or_the_whole
             runs.sort_by(|a, b| a.0.cmp(&b.0));
             runs
         };
-        assert_eq!(runs(&given_views), runs(&given_whole), "{name}: the same runs and calls");
+        assert_eq!(
+            runs(&given_views),
+            runs(&given_whole),
+            "{name}: the same runs and calls"
+        );
         assert_eq!(
             without_clock_and_races(&given_views.data),
             without_clock_and_races(&given_whole.data),

@@ -20,10 +20,10 @@ use super::grants::Capabilities;
 use super::limits::StepLimits;
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
-use super::view::DataView;
 use super::run::{RunError, RunErrorKind, RunInput, RunOutput, RunReport};
 use super::state::{RunContext, RunState};
 use super::step::LoadedStep;
+use super::view::DataView;
 
 /// How often the epoch ticker advances; deadlines are counted in these ticks.
 const TICK: Duration = Duration::from_millis(10);
@@ -193,7 +193,10 @@ impl Runtime {
             message: format!("its exports do not have the step world's types: {e:#}"),
         })?;
         let condition = self.read_condition(name, &pre, &manifest.limits).await?;
-        let view = manifest.reads.as_deref().map(|reads| Arc::new(DataView::new(reads, &condition)));
+        let view = manifest
+            .reads
+            .as_deref()
+            .map(|reads| Arc::new(DataView::new(reads, &condition)));
         Ok(LoadedStep {
             name: name.to_string(),
             version: digest[..12].to_string(),

@@ -67,7 +67,12 @@ impl StepManifest {
         if let Some(problem) = self.http.hosts.iter().find_map(|h| host_pattern_problem(h)) {
             return Err(ManifestError(format!("[http] hosts: {problem}")));
         }
-        match self.reads.iter().flatten().find(|path| path.split('.').any(str::is_empty)) {
+        match self
+            .reads
+            .iter()
+            .flatten()
+            .find(|path| path.split('.').any(str::is_empty))
+        {
             Some(path) => Err(ManifestError(format!(
                 "reads: {path:?} is not a data path (object keys joined by '.', none empty)"
             ))),

@@ -154,7 +154,10 @@ mod tests {
 
     #[test]
     fn holds_the_listed_and_the_condition_paths_and_nothing_else() {
-        let v = view(&["order.id", "order.customer.email"], json!({"order": {"fraud": {"score": "$number"}}}));
+        let v = view(
+            &["order.id", "order.customer.email"],
+            json!({"order": {"fraud": {"score": "$number"}}}),
+        );
         assert_eq!(
             v.of(&order()),
             json!({"order": {"id": "ORD-1", "customer": {"email": "a@b.test"}, "fraud": {"score": 10}}})
@@ -167,7 +170,10 @@ mod tests {
 
     #[test]
     fn gives_a_listed_object_whole_and_drops_the_paths_below_it() {
-        let v = view(&["order.customer.email", "order.customer"], json!({"order": {"id": "$string"}}));
+        let v = view(
+            &["order.customer.email", "order.customer"],
+            json!({"order": {"id": "$string"}}),
+        );
         let paths: Vec<String> = v.paths().iter().map(ToString::to_string).collect();
         assert_eq!(paths, vec!["order.customer", "order.id"]);
         assert_eq!(

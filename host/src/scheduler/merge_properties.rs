@@ -105,7 +105,8 @@ fn merge_patch_between(before: &Value, after: &Value) -> Value {
 
 /// A `reads` entry: one to three keys that can be joined with `.`.
 fn read_path() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "0", "~", "/", "a/b"]), 1..4).prop_map(|keys| keys.join("."))
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "0", "~", "/", "a/b"]), 1..4)
+        .prop_map(|keys| keys.join("."))
 }
 
 /// The reference view: `data` copied along each path, a value that is not an object met on the
@@ -150,12 +151,16 @@ fn spread_over_unseen(changes: Vec<Change>, given: &Value, data: &Value) -> Vec<
     let mut spread_changes = Vec::new();
     for change in changes {
         match change {
-            Change::Set { path, value: Value::Object(written) } if given.pointer(&path).is_none() => {
-                match data.pointer(&path) {
-                    Some(Value::Object(unseen)) => spread(&path, unseen, written, &mut spread_changes),
-                    _ => spread_changes.push(Change::Set { path, value: Value::Object(written) }),
-                }
-            }
+            Change::Set {
+                path,
+                value: Value::Object(written),
+            } if given.pointer(&path).is_none() => match data.pointer(&path) {
+                Some(Value::Object(unseen)) => spread(&path, unseen, written, &mut spread_changes),
+                _ => spread_changes.push(Change::Set {
+                    path,
+                    value: Value::Object(written),
+                }),
+            },
             other => spread_changes.push(other),
         }
     }

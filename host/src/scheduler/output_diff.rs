@@ -330,6 +330,55 @@ mod tests {
     }
 
     #[test]
+    fn in_a_view_only_given_keys_are_removed_and_objects_where_nothing_was_given_are_merged() {
+        let reads = [
+            "order.total".to_string(),
+            "order.note".to_string(),
+            "order.items".to_string(),
+        ];
+        let view = DataView::new(
+            &reads,
+            &whenever_condition::Condition::parse(&json!({})).expect("condition"),
+        );
+        let before = json!({
+            "order": {"id": "A1", "total": 10, "note": "x", "items": [{"sku": "a", "n": 1}], "fraud": {"score": 3}},
+            "other": true
+        });
+        assert_eq!(
+            view.text(&before),
+            r#"{"order":{"items":[{"sku":"a","n":1}],"note":"x","total":10}}"#
+        );
+        // `note` removed, `total` changed, the array replaced by index; `fraud` (not given)
+        // gets a key merged in; a repeated key counts once, with its last value.
+        let after = r#"{"order": {"total": 11, "items": [{"sku": "a"}], "fraud": {"checked": true},
+            "paid": 1, "paid": 2}}"#;
+        let changes = diff_output_in_view(&before, after, &view).expect("diffed");
+        assert_eq!(
+            changes,
+            vec![
+                Change::Set {
+                    path: "/order/total".into(),
+                    value: json!(11)
+                },
+                Change::Remove {
+                    path: "/order/note".into()
+                },
+                Change::Remove {
+                    path: "/order/items/0/n".into()
+                },
+                Change::Set {
+                    path: "/order/fraud/checked".into(),
+                    value: json!(true)
+                },
+                Change::Set {
+                    path: "/order/paid".into(),
+                    value: json!(2)
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn output_that_is_not_a_json_object_is_refused() {
         let before = json!({"a": 1});
         assert!(matches!(
