@@ -1,11 +1,16 @@
 //! Data views: a step whose manifest lists what it `reads` is given only those paths (and its
-//! condition's), and its writes and removals land in the whole data.
+//! condition's), its writes and removals land in the whole data, and the steps listing shows what
+//! each step is given.
 
 use serde_json::json;
 use whenever::runtime::{LoadError, StepManifest};
+use whenever::service::ServiceOptions;
 use whenever::task::TaskStatus;
 use whenever_step_artifacts::testing::SHOWS_ITS_INPUT;
-use whenever_tests::{assert_status, deploy_as, host_with, manifest_of, run_task};
+use whenever_step_artifacts::testing::WRITE_A;
+use whenever_tests::{assert_status, component_of, deploy_as, host_with, manifest_of, run_task};
+
+use crate::service::{db_in, encode, options, start_with};
 
 fn order() -> serde_json::Value {
     json!({
@@ -85,4 +90,44 @@ async fn a_manifest_whose_reads_are_not_paths_is_refused() {
         "{message}"
     );
     assert!(host.scheduler.catalog().get("bad-reads").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steps_listing_shows_what_each_step_is_given_and_bad_reads_are_refused_at_deploy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service_options = ServiceOptions {
+        db: db_in(&dir),
+        no_steps: true,
+        ..ServiceOptions::default()
+    };
+    let server = start_with(&service_options, &[WRITE_A], options()).await;
+    let manifest = std::fs::read_to_string(SHOWS_ITS_INPUT.manifest).expect("manifest");
+    let path = format!("/v1/steps/shows-its-input?manifest={}", encode(&manifest));
+    let (status, deployed) = server
+        .call(reqwest::Method::PUT, &path, Some(component_of(&SHOWS_ITS_INPUT)))
+        .await;
+    assert_eq!(status, 201, "{deployed}");
+    // The manifest's paths and the condition's (`order.id`, `seen`), sorted.
+    let expected = json!(["customer.email", "order.id", "order.lines", "order.total", "seen"]);
+    assert_eq!(deployed["reads"], expected, "{deployed}");
+    let (_, listing) = server.get("/v1/steps").await;
+    let steps = listing["steps"].as_array().expect("steps");
+    let find = |name: &str| steps.iter().find(|s| s["name"] == name).cloned().unwrap_or_default();
+    assert_eq!(find("shows-its-input")["reads"], expected);
+    assert!(find("write-a").get("reads").is_none(), "given the whole data");
+
+    let bad = "reads = [\"order..total\"]\n";
+    let path = format!("/v1/steps/shows-its-input?manifest={}", encode(bad));
+    let (status, error) = server
+        .call(reqwest::Method::PUT, &path, Some(component_of(&SHOWS_ITS_INPUT)))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("reads") && message.contains("order..total"),
+        "{message}"
+    );
+    let (_, kept) = server.get("/v1/steps/shows-its-input").await;
+    assert_eq!(kept["reads"], expected, "the deployed version keeps serving");
+    server.stop().await;
 }

@@ -291,11 +291,16 @@ pub(crate) async fn steps(args: StepsArgs) -> u8 {
         }
         for step in answer["steps"].as_array().into_iter().flatten() {
             let versions = step["versions"].as_array().map(Vec::len).unwrap_or_default();
+            let reads = match step["reads"].as_array() {
+                Some(paths) => format!("{} data paths", paths.len()),
+                None => "all data".to_string(),
+            };
             println!(
-                "{:<30} {:<12} {} version(s)  grants: {}",
+                "{:<30} {:<12} {} version(s)  reads: {}  grants: {}",
                 text(step, "name"),
                 text(step, "version"),
                 versions,
+                reads,
                 grants(step)
             );
         }

@@ -39,6 +39,10 @@ pub struct StepInfo {
     pub withheld: Withheld,
     /// Its condition (the JSON pattern).
     pub condition: serde_json::Value,
+    /// The data paths it is given (its manifest's `reads` and its condition's paths, sorted);
+    /// absent: the whole task data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Vec<String>>,
     /// When the serving version was first deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_at: Option<DateTime<Utc>>,
@@ -310,6 +314,10 @@ fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
         hosts: step.manifest.http.hosts.clone(),
         withheld: step.withheld.clone(),
         condition: step.condition.pattern().clone(),
+        reads: step
+            .view
+            .as_ref()
+            .map(|view| view.paths().iter().map(ToString::to_string).collect()),
         deployed_at: versions
             .iter()
             .find(|v| v.version == step.version)
