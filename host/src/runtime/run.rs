@@ -14,7 +14,8 @@ use super::log::LogLine;
 pub struct RunInput {
     /// The task's id.
     pub task_id: String,
-    /// The task data as JSON text (the snapshot the run starts from).
+    /// What the step is given, as JSON text: the task data the run starts from, or the step's
+    /// view of it ([`super::DataView`]).
     pub data: String,
     /// Which run of this step on this task this is (1-based); part of the idempotency key.
     pub run_number: u32,

@@ -46,7 +46,8 @@ pub mod bindings {
 pub trait Step {
     /// The JSON pattern that must match the task data for the content to run (use `condition!`).
     fn condition() -> Value;
-    /// Reads and changes the task data; an error leaves the task data untouched.
+    /// Reads and changes the task data (all of it, or, when the step's manifest lists what it
+    /// `reads`, those paths and the condition's); an error leaves the task data untouched.
     fn content(data: &mut Value) -> Result<(), StepError>;
 }
 
