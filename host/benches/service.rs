@@ -318,6 +318,15 @@ impl Given {
             Given::WholeData => "whole data",
         }
     }
+
+    /// The step folders to start from: none (the bundled steps as they are), or the bundled
+    /// steps without their `reads`, written into `dir`.
+    fn steps(self, dir: &tempfile::TempDir) -> Vec<PathBuf> {
+        match self {
+            Given::Views => Vec::new(),
+            Given::WholeData => vec![whole_data_steps(dir)],
+        }
+    }
 }
 
 /// A folder with the bundled RetailMax steps, their manifests without `reads`: each step is given
@@ -345,13 +354,9 @@ async fn service(dir: &tempfile::TempDir, synchronous: Synchronous, given: Given
     .expect("host");
     let db = dir.path().join(format!("{synchronous:?}.db"));
     let store = SqliteStore::open(&db, SqliteOptions { synchronous }).expect("store");
-    let steps = match given {
-        Given::Views => Vec::new(),
-        Given::WholeData => vec![whole_data_steps(dir)],
-    };
     let options = ServiceOptions {
         db,
-        steps,
+        steps: given.steps(dir),
         ..ServiceOptions::default()
     };
     Service::with_store(host, Arc::new(store), &options)
@@ -470,12 +475,8 @@ async fn assert_all_completed(service: &Service) {
 
 async fn drive_waiting(path: &'static str, clients: usize, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
-    let steps = match given {
-        Given::Views => Vec::new(),
-        Given::WholeData => vec![whole_data_steps(&dir)],
-    };
     let host = Host::start(&HostOptions {
-        steps,
+        steps: given.steps(&dir),
         ..HostOptions::default()
     })
     .await
