@@ -5,7 +5,9 @@
 //! - [`drive`]: driving one stored task durably (checkpoint, journal, crash resumption).
 //! - [`steps`]: deploying, removing and listing steps; their versions persist in the store.
 //! - [`metrics`]: counters and histograms for `/metrics`.
-//! - [`patch`]: JSON merge patch (RFC 7396).
+//! - A task's data is patched with JSON merge patch (RFC 7396,
+//!   [`crate::scheduler::merge::merge_patch`]).
+//! - `cluster`: several hosts on one shared store (PostgreSQL): who drives which task.
 //! - `watch`: the steps-folder watcher of `whenever serve --steps DIR` ([`Service::watch_steps`]).
 //!
 //! Concurrency between writers of one task is the store's business: a task is changed from

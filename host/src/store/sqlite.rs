@@ -7,7 +7,7 @@
 //! blocking threads (WAL lets them read while the writer writes).
 //!
 //! A save appends a record to the task log rather than rewriting the task's rows, and connector
-//! results are appended to the journal and kept ([`super::task_log`] says why and how a task is
+//! results are appended to the journal and kept (`store::task_log` says why and how a task is
 //! read back).
 //!
 //! The schema is versioned: `schema_version` holds the number of migrations applied, and
