@@ -1,6 +1,7 @@
 //! Misbehaving steps: each is stopped with an error naming what happened, changes nothing, and
 //! the host and other tasks go on. The attacks of an untrusted step (loops, bombs, floods, WASI
-//! access, bad components and conditions) are in `security.rs`.
+//! access, bad components and conditions) are in `security.rs`. Also the sandbox's own bound: more
+//! concurrent runs than the instance pool holds wait for a slot rather than fail.
 
 use serde_json::json;
 use whenever::runtime::RunErrorKind;
@@ -56,4 +57,64 @@ async fn an_ungranted_connector_returns_not_granted_to_the_step() {
     assert_eq!(run.connector_calls.len(), 1);
     assert!(run.connector_calls[0].result.is_err());
     assert!(host.scheduler.connectors().effects().is_empty(), "no charge happened");
+}
+
+/// A journal that holds every connector result for a while, so that the runs calling connectors
+/// stay suspended (holding their instances) at the same time.
+struct SlowJournal;
+
+#[async_trait::async_trait]
+impl whenever::runtime::CallJournal for SlowJournal {
+    async fn record(&self, _index: usize, _call: &whenever::runtime::ConnectorCallRecord) -> Result<(), String> {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_beyond_the_instance_pool_wait_for_a_slot_instead_of_failing() {
+    use std::sync::Arc;
+    use whenever::runtime::{RunInput, Runtime, RuntimeConfig, StepManifest};
+
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
+            max_instances: 2,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime"),
+    );
+    let manifest = StepManifest {
+        connectors: vec!["stripe".into()],
+        ..StepManifest::default()
+    };
+    let step = Arc::new(
+        runtime
+            .load("charger", &whenever_tests::component_of(&UNGRANTED_CONNECTOR), manifest)
+            .await
+            .expect("loads"),
+    );
+    let registry = whenever::connectors::Registry::simulators();
+    let mut runs = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (runtime, step, registry) = (runtime.clone(), step.clone(), registry.clone());
+        runs.spawn(async move {
+            let input = RunInput {
+                task_id: format!("pool-{n}"),
+                data: json!({"tryStripe": true}).to_string(),
+                run_number: 1,
+                connectors: registry,
+                replay: Vec::new(),
+                journal: Some(Arc::new(SlowJournal)),
+            };
+            runtime.run(&step, input).await
+        });
+    }
+    let mut charged = 0;
+    while let Some(report) = runs.join_next().await {
+        let report = report.expect("run task");
+        let output = report.outcome.expect("every run gets an instance, later if need be");
+        assert!(output.text.contains("\"ok\""), "{}", output.text);
+        charged += 1;
+    }
+    assert_eq!(charged, 8);
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
@@ -37,7 +38,8 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Use the pooling allocator (fast per-run instances); off only for comparison.
     pub pooling: bool,
-    /// How many instances may exist at once (pooling).
+    /// How many instances may exist at once (pooling); a run beyond that waits for a running one
+    /// to finish rather than failing.
     pub max_instances: u32,
     /// The operator's narrowing of step grants and the hosts `http` connectors reach.
     pub capabilities: Capabilities,
@@ -68,6 +70,9 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// The wasm runtime shared by every task and step.
 pub struct Runtime {
     engine: Engine,
+    /// One permit per instance the pool holds: a run waits for a free slot (under load, runs
+    /// suspended on connector calls hold theirs) instead of failing to instantiate.
+    slots: Arc<Semaphore>,
     linker: Linker<RunState>,
     cache: Option<CompileCache>,
     capabilities: Arc<Capabilities>,
@@ -145,6 +150,7 @@ impl Runtime {
         let cache = config.cache_dir.map(|dir| CompileCache::new(dir, &engine));
         Ok(Runtime {
             engine,
+            slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             linker,
             cache,
             capabilities: Arc::new(config.capabilities),
@@ -248,6 +254,13 @@ impl Runtime {
         Ok(component)
     }
 
+    /// Waits for a free instance slot; the permit is held until the run's store is dropped.
+    /// (`None` only if the semaphore were closed, which it never is: instantiating then reports
+    /// the pool's own error.)
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
     fn new_store(&self, limits: &StepLimits, log: RunLog, ctx: Option<RunContext>) -> Store<RunState> {
         let state = RunState::new(log, limits.memory_bytes(), limits.max_connector_calls, ctx);
         let mut store = Store::new(&self.engine, state);
@@ -277,6 +290,7 @@ impl Runtime {
             message,
         };
         let log = RunLog::new(limits.max_log_bytes);
+        let _slot = self.slot().await;
         let mut store = self.new_store(limits, log, None);
         let instance = pre
             .instantiate_async(&mut store)
@@ -336,6 +350,7 @@ impl Runtime {
             replay: input.replay,
             journal: input.journal,
         };
+        let _slot = self.slot().await;
         let mut store = self.new_store(&limits, log.clone(), Some(ctx));
         let outcome = match step.pre.instantiate_async(&mut store).await {
             Err(e) => Err(RunError {
