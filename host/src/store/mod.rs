@@ -11,6 +11,7 @@
 //! each other's changes through [`Store::events`]; the SQLite store keeps the leases in memory (one
 //! host owns the file) and has no events.
 
+mod call_log;
 pub mod lease;
 pub mod postgres;
 mod rows;
@@ -225,7 +226,8 @@ pub trait Store: Send + Sync + 'static {
     /// The runs of a task that started and never finished, with their inputs and journals.
     async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError>;
 
-    /// Journals connector call `index` of run `run_id` of a task.
+    /// Journals connector call `index` of run `run_id` of a task. Once it returns the result
+    /// survives a crash of the process, and it is committed no later than the next save.
     async fn journal_call(
         &self,
         task_id: &str,

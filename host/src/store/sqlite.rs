@@ -8,7 +8,8 @@
 //!
 //! A save appends a record to the task log rather than rewriting the task's rows, and connector
 //! results are appended to the journal and kept (`store::task_log` says why and how a task is
-//! read back).
+//! read back). A connector result does not wait for a commit: it is appended to a file and moved
+//! into the journal by the writer's next transaction (`store::call_log`).
 //!
 //! The schema is versioned: `schema_version` holds the number of migrations applied, and
 //! [`SqliteStore::open`] applies the missing ones.
@@ -22,6 +23,7 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::call_log::{CallLog, PendingCall};
 use super::rows::{corrupt, parse_status, parse_time, signed, time_text, to_json};
 use super::task_log::{RunsRecord, SaveRecord, interrupted, merge_runs};
 use super::{
@@ -168,6 +170,8 @@ struct WriteJob {
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<WriteJob>,
+    /// Connector results appended before the step sees them, on their way into `call_journal`.
+    calls: Arc<CallLog>,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// One permit per pooled reader: a read waits for a free connection rather than opening one
     /// (opening costs far more than a read).
@@ -243,7 +247,23 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// that write and the ones before it in the group fail with the error, and the ones after it run
 /// in the next group. (Per-write savepoints would make the rollback finer, but cost a statement
 /// journal copy of every page each write touches.)
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
+/// Moves connector results into `call_journal` (those of a task that does not exist are
+/// dropped: nothing can replay them).
+fn insert_calls(conn: &Connection, calls: &[PendingCall]) -> Result<(), StoreError> {
+    for call in calls {
+        let Some(seq) = task_seq(conn, &call.task)? else {
+            continue;
+        };
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO call_journal (task_seq, run_id, call_index, record) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![seq, call.run, call.call, call.record]))
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<CallLog>) {
     const MAX_BATCH: usize = 1024;
     let mut pending: std::collections::VecDeque<WriteJob> = std::collections::VecDeque::new();
     loop {
@@ -265,6 +285,20 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
             }
             continue;
         }
+        // The connector results queued so far go in first: a run's results are queued before
+        // its save is sent, so they commit no later than its outcome.
+        let (journal, journal_file) = calls.take();
+        if let Err(error) = insert_calls(&conn, &journal) {
+            let _ = conn.execute_batch("ROLLBACK");
+            calls.restore(journal);
+            let message = error.to_string();
+            for job in pending.drain(..) {
+                let _ = job.reply.send(Err(StoreError::Backend(format!(
+                    "rolled back: the connector journal could not be written: {message}"
+                ))));
+            }
+            continue;
+        }
         let mut answers = Vec::with_capacity(pending.len());
         let mut failed = None;
         while let Some(job) = pending.pop_front() {
@@ -280,6 +314,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
         }
         if let Some((reply, error)) = failed {
             let _ = conn.execute_batch("ROLLBACK");
+            calls.restore(journal);
             let message = error.to_string();
             let _ = reply.send(Err(error));
             for (reply, _) in answers {
@@ -292,10 +327,16 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
         let committed = conn.execute_batch("COMMIT");
         if let Err(e) = &committed {
             let _ = conn.execute_batch("ROLLBACK");
+            calls.restore(journal);
             for (reply, _) in answers {
                 let _ = reply.send(Err(backend(format!("commit failed: {e}"))));
             }
             continue;
+        }
+        // The results are in the table now; should emptying their file fail, they are moved
+        // in again (replacing themselves) when the store is next opened.
+        if let Some(file) = journal_file {
+            let _ = calls.committed(file);
         }
         for (reply, result) in answers {
             let _ = reply.send(result);
@@ -311,10 +352,20 @@ impl SqliteStore {
         }
         let mut conn = open_connection(path, &options)?;
         migrate(&mut conn)?;
+        // Connector results a crash left on their way into the journal go in first.
+        let (calls, left) = CallLog::open(path)?;
+        if !left.is_empty() {
+            let tx = conn.transaction().map_err(backend)?;
+            insert_calls(&tx, &left)?;
+            tx.commit().map_err(backend)?;
+        }
+        calls.clear()?;
+        let calls = Arc::new(calls);
         let (writer, jobs) = mpsc::channel::<WriteJob>();
+        let journal = calls.clone();
         std::thread::Builder::new()
             .name("whenever-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs))
+            .spawn(move || writer_loop(conn, jobs, journal))
             .map_err(|e| backend(format!("cannot start the writer thread: {e}")))?;
         let mut readers = Vec::new();
         for _ in 0..READERS {
@@ -323,6 +374,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer,
+            calls,
             readers: Arc::new(Mutex::new(readers)),
             reader_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
             leases: Arc::default(),
@@ -697,6 +749,8 @@ impl Store for SqliteStore {
     }
 
     async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError> {
+        // An empty transaction: it moves the connector results queued so far into the table.
+        self.write(Box::new(|_| Ok(0))).await?;
         let task_id = task_id.to_string();
         self.read(move |conn| {
             let Some(seq) = task_seq(conn, &task_id)? else {
@@ -757,23 +811,14 @@ impl Store for SqliteStore {
         index: usize,
         call: &ConnectorCallRecord,
     ) -> Result<(), StoreError> {
-        let task_id = task_id.to_string();
-        let record = to_json(call)?;
-        let run_id = signed(run_id, "run id")?;
-        let index = i64::try_from(index).map_err(|e| corrupt("call index", e))?;
-        self.write(Box::new(move |conn| {
-            let Some(seq) = task_seq(conn, &task_id)? else {
-                return Err(StoreError::NotFound(format!("task {task_id}")));
-            };
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO call_journal (task_seq, run_id, call_index, record) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![seq, run_id, index, record]))
-            .map_err(backend)?;
-            Ok(0)
-        }))
-        .await
-        .map(|_| ())
+        // Appended, not committed: see `store::call_log`. The writer's next transaction moves it
+        // into `call_journal`.
+        self.calls.append(PendingCall {
+            task: task_id.to_string(),
+            run: signed(run_id, "run id")?,
+            call: i64::try_from(index).map_err(|e| corrupt("call index", e))?,
+            record: to_json(call)?,
+        })
     }
 
     async fn put_step_version(&self, version: &StepVersion, make_current: bool) -> Result<(), StoreError> {
@@ -967,6 +1012,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connector_result_journaled_just_before_a_crash_is_replayed_after_reopening() {
+        use super::super::suite::{call, run_record};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut task = Task::new(serde_json::json!({"start": true}));
+        {
+            let store = open(&dir);
+            store.create_task(&task).await.expect("created");
+            task.runs.push(run_record(0, "charge", false));
+            let input = task.data.clone();
+            let save = TaskSave {
+                task: &task,
+                expected_revision: 1,
+                runs: &[0],
+                starting: &[0],
+                input: Some(&input),
+                data_text: None,
+            };
+            store.save_task(save).await.expect("saved");
+            // Journaled, and then the process dies: no transaction moved it into the table.
+            store.journal_call(&task.id, 0, 0, &call(0)).await.expect("journaled");
+            let conn = Connection::open(dir.path().join("whenever.db")).expect("open");
+            let in_table: i64 = conn
+                .query_row("SELECT count(*) FROM call_journal", [], |r| r.get(0))
+                .expect("count");
+            assert_eq!(in_table, 0, "only in the file so far");
+        }
+        let store = open(&dir);
+        let interrupted = store.interrupted_runs(&task.id).await.expect("read");
+        assert_eq!(interrupted.len(), 1);
+        assert_eq!(interrupted[0].journal, vec![call(0)]);
+        // Moved into the table at opening, and the files are empty again.
+        for n in 0..2 {
+            let file = dir.path().join(format!("whenever.db-calls-{n}"));
+            assert_eq!(
+                std::fs::metadata(&file).map(|m| m.len()).unwrap_or(1),
+                0,
+                "{}",
+                file.display()
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn store_survives_reopening_and_migrations_are_idempotent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let task = Task::new(serde_json::json!({"x": 1}));
@@ -1117,7 +1205,8 @@ mod tests {
             answers.push(answer);
         }
         let path = dir.path().join("w.db");
-        std::thread::spawn(move || writer_loop(conn, jobs));
+        let (calls, _) = CallLog::open(&path).expect("call log");
+        std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls)));
         let mut results = Vec::new();
         for answer in answers {
             results.push(answer.await.expect("answered"));

@@ -22,7 +22,7 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     leases_are_exclusive_expire_and_end_when_settled(store).await;
 }
 
-fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
+pub(crate) fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
     let mut record = RunRecord::starting(id, step, "v1", 1);
     record.duration_ms = 1.5;
     if finished {
@@ -32,7 +32,7 @@ fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
     record
 }
 
-fn call(n: u32) -> ConnectorCallRecord {
+pub(crate) fn call(n: u32) -> ConnectorCallRecord {
     ConnectorCallRecord {
         connector: "stripe".into(),
         method: "charge".into(),
