@@ -238,15 +238,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(backend)
 }
 
-/// The writer thread: takes every waiting write, runs them in one transaction, commits once,
-/// answers all (group commit).
-///
-/// A write returns a logical error ([`StoreError::Conflict`], [`StoreError::NotFound`]) only
-/// before it changes anything, so such an error leaves the group intact. Any other error may come
-/// after part of a write (a storage error, data it could not encode): the group is rolled back,
-/// that write and the ones before it in the group fail with the error, and the ones after it run
-/// in the next group. (Per-write savepoints would make the rollback finer, but cost a statement
-/// journal copy of every page each write touches.)
 /// Moves connector results into `call_journal` (those of a task that does not exist are
 /// dropped: nothing can replay them).
 fn insert_calls(conn: &Connection, calls: &[PendingCall]) -> Result<(), StoreError> {
@@ -263,6 +254,16 @@ fn insert_calls(conn: &Connection, calls: &[PendingCall]) -> Result<(), StoreErr
     Ok(())
 }
 
+/// The writer thread: takes every waiting write, runs them in one transaction, commits once,
+/// answers all (group commit). Connector results queued in `calls` go into the same
+/// transaction, first.
+///
+/// A write returns a logical error ([`StoreError::Conflict`], [`StoreError::NotFound`]) only
+/// before it changes anything, so such an error leaves the group intact. Any other error may come
+/// after part of a write (a storage error, data it could not encode): the group is rolled back,
+/// that write and the ones before it in the group fail with the error, and the ones after it run
+/// in the next group. (Per-write savepoints would make the rollback finer, but cost a statement
+/// journal copy of every page each write touches.)
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<CallLog>) {
     const MAX_BATCH: usize = 1024;
     let mut pending: std::collections::VecDeque<WriteJob> = std::collections::VecDeque::new();
