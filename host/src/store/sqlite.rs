@@ -1014,23 +1014,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_connector_result_journaled_just_before_a_crash_is_replayed_after_reopening() {
-        use super::super::suite::{call, run_record};
+        use super::super::suite::{call, with_a_starting_run};
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut task = Task::new(serde_json::json!({"start": true}));
+        let task;
         {
             let store = open(&dir);
-            store.create_task(&task).await.expect("created");
-            task.runs.push(run_record(0, "charge", false));
-            let input = task.data.clone();
-            let save = TaskSave {
-                task: &task,
-                expected_revision: 1,
-                runs: &[0],
-                starting: &[0],
-                input: Some(&input),
-                data_text: None,
-            };
-            store.save_task(save).await.expect("saved");
+            task = with_a_starting_run(&store, serde_json::json!({"start": true}), "charge").await;
             // Journaled, and then the process dies: no transaction moved it into the table.
             store.journal_call(&task.id, 0, 0, &call(0)).await.expect("journaled");
             let conn = Connection::open(dir.path().join("whenever.db")).expect("open");

@@ -32,6 +32,24 @@ pub(crate) fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
     record
 }
 
+/// A new task with `data`, created and saved (revision 2) with one run of `step` starting on it.
+pub(crate) async fn with_a_starting_run<S: Store>(store: &S, data: serde_json::Value, step: &str) -> Task {
+    let mut task = Task::new(data);
+    store.create_task(&task).await.expect("created");
+    task.runs.push(run_record(0, step, false));
+    let input = task.data.clone();
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 1,
+        runs: &[0],
+        starting: &[0],
+        input: Some(&input),
+        data_text: None,
+    };
+    store.save_task(save).await.expect("saved");
+    task
+}
+
 pub(crate) fn call(n: u32) -> ConnectorCallRecord {
     ConnectorCallRecord {
         connector: "stripe".into(),
@@ -202,19 +220,8 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
 /// An unfinished run whose record is written again (a conflict noted on it) while the task's
 /// data changes keeps the data it started from.
 async fn a_rewritten_unfinished_run_keeps_its_input<S: Store>(store: &S) {
-    let mut task = Task::new(json!({"v": 1}));
-    store.create_task(&task).await.expect("created");
-    task.runs.push(run_record(0, "slow", false));
+    let mut task = with_a_starting_run(store, json!({"v": 1}), "slow").await;
     let input = task.data.clone();
-    let save = TaskSave {
-        task: &task,
-        expected_revision: 1,
-        runs: &[0],
-        starting: &[0],
-        input: Some(&input),
-        data_text: None,
-    };
-    store.save_task(save).await.expect("saved");
     task.data = json!({"v": 2});
     task.runs[0].logs_truncated = true;
     let save = TaskSave {
