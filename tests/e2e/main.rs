@@ -10,3 +10,4 @@ mod scheduling;
 mod security;
 mod service;
 mod step_crates;
+mod task_log;

@@ -610,6 +610,7 @@ async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
         starting: &[0],
         input: Some(&input),
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     let never_driven = Task::new(json!({"finish": true}));
@@ -716,6 +717,7 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
         starting: &[0],
         input: Some(&input),
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     let journaled = whenever::runtime::ConnectorCallRecord {

@@ -70,6 +70,11 @@ pub struct Commit<'a> {
     /// The task's data as JSON text, when the driver has just encoded it for the steps (the
     /// store need not encode it again).
     pub data_text: Option<&'a str>,
+    /// The runs whose changes were merged into the data since the previous commit of this drive,
+    /// in merge order (see [`crate::store::TaskSave::applied`]); `None` on the drive's first
+    /// commit, which says nothing of how the data came to be: the drive started from a stored
+    /// state, and the store's log of changes starts again from the whole data there.
+    pub applied: Option<&'a [u64]>,
     /// The task settled: this is the last commit of the drive.
     pub settled: bool,
 }
@@ -201,6 +206,9 @@ impl Scheduler {
         let mut cap_hit = false;
         // Run records changed since the last commit.
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
+        // Runs whose changes were merged since the last commit, in merge order (`None` before the
+        // drive's first commit).
+        let mut merged: Option<Vec<u64>> = None;
         if task.status != TaskStatus::Completed {
             task.status = TaskStatus::Running;
             task.message = None;
@@ -271,13 +279,10 @@ impl Scheduler {
                 }
             }
 
-            // The data as JSON text, encoded once for the runs given all of it and the store.
+            // The data as JSON text, encoded once for the runs given all of it (and then handed
+            // to the store too).
             let whole = starting.iter().any(|(_, step, _)| step.view.is_none());
-            let text = if !starting.is_empty() && (whole || checkpoint.is_some()) {
-                task.data.to_string()
-            } else {
-                String::new()
-            };
+            let text = if whole { task.data.to_string() } else { String::new() };
             if !starting.is_empty() {
                 // Every change merged so far, and the records of the runs about to start, are
                 // durable before those runs start.
@@ -288,11 +293,13 @@ impl Scheduler {
                         runs: &runs_changed,
                         starting: &ids,
                         input: Some(&task.data),
-                        data_text: Some(&text),
+                        data_text: whole.then_some(text.as_str()),
+                        applied: merged.as_deref(),
                         settled: false,
                     };
                     checkpoint.commit(task, commit).await?;
                     dirty.clear();
+                    merged = Some(Vec::new());
                 }
                 // Runs that overlap others diff against a copy of the data they started from;
                 // a run alone diffs against the data itself.
@@ -346,6 +353,11 @@ impl Scheduler {
             seq += 1;
             let finished = self.finish(task, run_id, &flight, report, seq, &mut applied);
             dirty.insert(run_id);
+            if let Some(merged) = merged.as_mut()
+                && task.runs.get(run_id as usize).is_some_and(|r| !r.changes.is_empty())
+            {
+                merged.push(run_id);
+            }
             completed |= finished;
             if let Some(run) = task.runs.get(run_id as usize) {
                 on_event(Event::RunFinished { task, run });
@@ -368,6 +380,7 @@ impl Scheduler {
                         starting: &[],
                         input: None,
                         data_text: None,
+                        applied: merged.as_deref(),
                         settled: true,
                     },
                 )

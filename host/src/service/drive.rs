@@ -27,6 +27,7 @@ impl Checkpoint for StoreCheckpoint {
             starting: commit.starting,
             input: commit.input,
             data_text: commit.data_text,
+            applied: commit.applied,
         };
         self.revision = self
             .store
@@ -146,6 +147,7 @@ impl Service {
                 starting: &[],
                 input: None,
                 data_text: None,
+                applied: None,
             };
             revision = store.save_task(save).await?;
         }

@@ -346,6 +346,7 @@ impl Service {
             starting: &[],
             input: None,
             data_text: None,
+            applied: None,
         };
         let revision = self.inner.store.save_task(save).await?;
         self.spawn_drive_saved(task.clone(), revision);

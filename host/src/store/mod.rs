@@ -120,6 +120,12 @@ pub struct TaskSave<'a> {
     /// encoded it for the steps): the store writes it instead of encoding the data again.
     /// It must be the encoding of `task.data` itself.
     pub data_text: Option<&'a str>,
+    /// How the data came to be, when only runs changed it: the runs (positions in `task.runs`,
+    /// their records written by this save or an earlier one) whose `changes` were merged into
+    /// the data of revision `expected_revision`, in the order they were merged. A store may then
+    /// log this list instead of the data and rebuild the data by replaying those changes.
+    /// `None`: the data changed otherwise (or the caller does not say); the store keeps it whole.
+    pub applied: Option<&'a [u64]>,
 }
 
 impl<'a> TaskSave<'a> {
@@ -145,6 +151,7 @@ impl<'a> TaskSave<'a> {
             starting: &[],
             input: None,
             data_text: None,
+            applied: None,
         }
     }
 }

@@ -47,14 +47,15 @@ pub(crate) fn signed(n: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|e| corrupt(what, e))
 }
 
-/// The columns of a task row, encoded.
-pub(crate) struct TaskRow {
+/// The columns of a task row, encoded. `D` is how the data is held: `String` for a row written
+/// whole, `Option<String>` where a save may leave the data out (the SQLite task log).
+pub(crate) struct TaskRow<D = String> {
     pub id: String,
     pub status: &'static str,
     pub name: Option<String>,
     pub tags: String,
     pub message: Option<String>,
-    pub data: String,
+    pub data: D,
     pub progress: String,
     pub created_at: String,
     pub updated_at: String,
@@ -64,16 +65,24 @@ impl TaskRow {
     /// The row of `task`, written now; `data_text` is `task.data` already encoded, if the caller
     /// has it.
     pub fn of(task: &Task, data_text: Option<&str>) -> Result<TaskRow, StoreError> {
+        let data = match data_text {
+            Some(text) => text.to_owned(),
+            None => to_json(&task.data)?,
+        };
+        TaskRow::with(task, data)
+    }
+}
+
+impl<D> TaskRow<D> {
+    /// The row of `task`, written now, holding `data` as its data.
+    pub fn with(task: &Task, data: D) -> Result<TaskRow<D>, StoreError> {
         Ok(TaskRow {
             id: task.id.clone(),
             status: task.status.as_str(),
             name: task.name.clone(),
             tags: to_json(&task.tags)?,
             message: task.message.clone(),
-            data: match data_text {
-                Some(text) => text.to_owned(),
-                None => to_json(&task.data)?,
-            },
+            data,
             progress: to_json(&task.progress)?,
             created_at: time_text(&task.created_at),
             updated_at: time_text(&Utc::now()),
@@ -156,6 +165,7 @@ mod tests {
             starting: &[0],
             input: Some(&input),
             data_text: None,
+            applied: None,
         };
         let rows = run_rows(&save).expect("encoded");
         assert!(rows[0].input_from_task);
@@ -175,6 +185,7 @@ mod tests {
             starting: &[1],
             input: Some(&input),
             data_text: None,
+            applied: None,
         };
         let rows = run_rows(&save).expect("encoded");
         assert!(!rows[0].input_from_task && rows[0].input.is_none());

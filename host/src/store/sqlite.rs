@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use super::call_log::{CallLog, PendingCall};
 use super::rows::{corrupt, parse_status, parse_time, signed, time_text, to_json};
-use super::task_log::{RunsRecord, SaveRecord, interrupted, merge_runs};
+use super::task_log::{LoggedRecord, SaveRecord, interrupted, latest_data, merge_runs};
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
     TaskSummary,
@@ -129,13 +129,36 @@ SELECT t.seq, j.run_id, j.call_index, j.record FROM journal j JOIN tasks t ON t.
 DROP TABLE runs;
 DROP TABLE journal;
 "#,
+    // 4: a record may hold, instead of the data, the runs whose changes made it (`applied`; see
+    // `task_log`), so `data` may be null. SQLite cannot drop a NOT NULL: the table is rebuilt.
+    r#"
+CREATE TABLE task_log_4 (
+    task_seq INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    name TEXT,
+    tags TEXT NOT NULL,
+    message TEXT,
+    data TEXT,
+    applied TEXT,
+    progress TEXT NOT NULL,
+    runs TEXT NOT NULL,
+    starting TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (task_seq, revision)
+);
+INSERT INTO task_log_4 (task_seq, revision, status, name, tags, message, data, progress, runs, starting, updated_at)
+SELECT task_seq, revision, status, name, tags, message, data, progress, runs, starting, updated_at FROM task_log;
+DROP TABLE task_log;
+ALTER TABLE task_log_4 RENAME TO task_log;
+"#,
 ];
 
 /// Appends one record to the task log (parameters: task seq, revision, status, name, tags,
-/// message, data, progress, runs, starting, updated_at).
-const APPEND_RECORD: &str =
-    "INSERT INTO task_log (task_seq, revision, status, name, tags, message, data, progress, runs, starting, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+/// message, data, applied, progress, runs, starting, updated_at).
+const APPEND_RECORD: &str = "INSERT INTO task_log
+       (task_seq, revision, status, name, tags, message, data, applied, progress, runs, starting, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 /// How hard SQLite syncs to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -433,7 +456,8 @@ fn append_record(conn: &Connection, seq: i64, revision: i64, record: &SaveRecord
                 row.name,
                 row.tags,
                 row.message,
-                row.data,
+                record.logged_data(),
+                record.applied,
                 row.progress,
                 record.runs,
                 record.starting,
@@ -452,18 +476,9 @@ fn append_record(conn: &Connection, seq: i64, revision: i64, record: &SaveRecord
     Ok(())
 }
 
-/// A task's state as stored in its row or a log record: status, name, tags, message, data,
-/// progress, updated_at, revision.
-type TaskState = (
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    i64,
-);
+/// A task's state as stored in its row or a log record: status, name, tags, message, progress,
+/// updated_at, revision (the data is read apart: a record may not hold it).
+type TaskState = (String, Option<String>, String, Option<String>, String, String, i64);
 
 /// The [`TaskState`] in the columns of `row` from `first` on.
 fn task_state(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TaskState> {
@@ -475,8 +490,29 @@ fn task_state(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TaskSta
         row.get(first + 4)?,
         row.get(first + 5)?,
         row.get(first + 6)?,
-        row.get(first + 7)?,
     ))
+}
+
+/// The records of the task with sequence number `seq`, oldest first; their data only when newer
+/// than revision `data_after` (older data is never needed: the row, or a newer record, has it).
+fn logged_records(conn: &Connection, seq: i64, data_after: i64) -> Result<Vec<LoggedRecord>, StoreError> {
+    conn.prepare_cached(
+        "SELECT revision, runs, CASE WHEN revision > ?2 THEN data END, applied, starting
+         FROM task_log WHERE task_seq = ?1 ORDER BY revision",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![seq, data_after], |r| {
+            Ok(LoggedRecord {
+                revision: r.get(0)?,
+                runs: r.get(1)?,
+                data: r.get(2)?,
+                applied: r.get(3)?,
+                starting: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+    })
+    .map_err(backend)
 }
 
 /// The sequence number of task `id`, if it exists.
@@ -605,9 +641,18 @@ impl Store for SqliteStore {
             let saved = expected + 1;
             append_record(conn, seq, saved, &record)?;
             // The row serves listings: rewrite it when what they show changes, and when the task
-            // settles (so that a settled task reads from its row alone).
+            // settles (so that a settled task reads from its row alone). A record without data
+            // (a running task's, its runs listed instead) updates only what listings show: the
+            // row's data stays that of the row's revision.
             let listed_changed = status != row.status || name != row.name || tags != row.tags || message != row.message;
-            if listed_changed || row.status != TaskStatus::Running.as_str() {
+            let settled = row.status != TaskStatus::Running.as_str();
+            if listed_changed && !settled && row.data.is_none() {
+                conn.prepare_cached(
+                    "UPDATE tasks SET status = ?2, name = ?3, tags = ?4, message = ?5, updated_at = ?6 WHERE seq = ?1",
+                )
+                .and_then(|mut s| s.execute(params![seq, row.status, row.name, row.tags, row.message, row.updated_at]))
+                .map_err(backend)?;
+            } else if listed_changed || settled {
                 conn.prepare_cached(
                     "UPDATE tasks SET status = ?2, name = ?3, tags = ?4, message = ?5, data = ?6, progress = ?7,
                        updated_at = ?8, revision = ?9
@@ -637,45 +682,48 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.read(move |conn| {
             // The state: from the row, or from a newer log record.
-            let row: Option<(i64, String, TaskState)> = conn
+            let row: Option<(i64, String, String, TaskState)> = conn
                 .prepare_cached(
-                    "SELECT seq, created_at, status, name, tags, message, data, progress, updated_at, revision
+                    "SELECT seq, created_at, data, status, name, tags, message, progress, updated_at, revision
                      FROM tasks WHERE id = ?1",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, task_state(r, 2)?)))
+                    s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, task_state(r, 3)?)))
                         .optional()
                 })
                 .map_err(backend)?;
-            let Some((seq, created, row_state)) = row else {
+            let Some((seq, created, row_data, row_state)) = row else {
                 return Ok(None);
             };
+            let row_revision = row_state.6;
             let logged: Option<TaskState> = conn
                 .prepare_cached(
-                    "SELECT status, name, tags, message, data, progress, updated_at, revision
+                    "SELECT status, name, tags, message, progress, updated_at, revision
                      FROM task_log WHERE task_seq = ?1 ORDER BY revision DESC LIMIT 1",
                 )
                 .and_then(|mut s| s.query_row(params![seq], |r| task_state(r, 0)).optional())
                 .map_err(backend)?;
-            let (status, name, tags, message, data, progress, updated, revision) = match logged {
-                Some(logged) if logged.7 > row_state.7 => logged,
-                _ => row_state,
+            let records = logged_records(conn, seq, row_revision)?;
+            let runs = merge_runs(records.iter().map(|r| r.runs.as_str()))?;
+            let (state, data) = match logged {
+                Some(logged) if logged.6 > row_revision => {
+                    let newer: Vec<LoggedRecord> = records.into_iter().filter(|r| r.revision > row_revision).collect();
+                    (logged, latest_data(&row_data, &newer, &runs)?)
+                }
+                _ => {
+                    let data = serde_json::from_str(&row_data).map_err(|e| corrupt("data", e))?;
+                    (row_state, data)
+                }
             };
-            let mut statement = conn
-                .prepare_cached("SELECT runs FROM task_log WHERE task_seq = ?1 ORDER BY revision")
-                .map_err(backend)?;
-            let records: Vec<String> = statement
-                .query_map(params![seq], |r| r.get(0))
-                .and_then(|rows| rows.collect())
-                .map_err(backend)?;
+            let (status, name, tags, message, progress, updated, revision) = state;
             let task = Task {
                 id,
                 status: parse_status(&status)?,
                 message,
                 name,
                 tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
-                data: serde_json::from_str(&data).map_err(|e| corrupt("data", e))?,
-                runs: merge_runs(records.iter().map(String::as_str))?,
+                data,
+                runs,
                 progress: serde_json::from_str(&progress).map_err(|e| corrupt("progress", e))?,
                 created_at: parse_time(&created)?,
             };
@@ -757,19 +805,8 @@ impl Store for SqliteStore {
             let Some(seq) = task_seq(conn, &task_id)? else {
                 return Ok(Vec::new());
             };
-            let records: Vec<RunsRecord> = conn
-                .prepare_cached("SELECT data, runs, starting FROM task_log WHERE task_seq = ?1 ORDER BY revision")
-                .and_then(|mut s| {
-                    s.query_map(params![seq], |r| {
-                        Ok(RunsRecord {
-                            data: r.get(0)?,
-                            runs: r.get(1)?,
-                            starting: r.get(2)?,
-                        })
-                    })
-                    .and_then(|rows| rows.collect())
-                })
-                .map_err(backend)?;
+            let records = logged_records(conn, seq, i64::MIN)?;
+            let task_runs = merge_runs(records.iter().map(|r| r.runs.as_str()))?;
             let other_inputs: BTreeMap<u64, String> = conn
                 .prepare_cached("SELECT run_id, input FROM run_inputs WHERE task_seq = ?1")
                 .and_then(|mut s| {
@@ -786,14 +823,14 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let mut runs = Vec::new();
-            for (run_id, input) in interrupted(&records, &other_inputs)? {
+            for (run_id, input) in interrupted(&records, &task_runs, &other_inputs)? {
                 let calls: Vec<String> = journal_q
                     .query_map(params![seq, signed(run_id, "run id")?], |r| r.get(0))
                     .and_then(|rows| rows.collect())
                     .map_err(backend)?;
                 runs.push(InterruptedRun {
                     run_id,
-                    input: serde_json::from_str(&input).map_err(|e| corrupt("run input", e))?,
+                    input,
                     journal: calls
                         .iter()
                         .map(|c| serde_json::from_str(c).map_err(|e| corrupt("journal", e)))
@@ -1151,6 +1188,7 @@ mod tests {
             starting: &[],
             input: None,
             data_text: None,
+            applied: None,
         };
         assert_eq!(store.save_task(save).await.expect("saved"), 5);
     }
@@ -1240,6 +1278,7 @@ mod tests {
                     starting: &[],
                     input: None,
                     data_text: None,
+                    applied: None,
                 };
                 store.save_task(save).await
             }));

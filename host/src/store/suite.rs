@@ -17,6 +17,7 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     saves_are_compare_and_swap(store).await;
     interrupted_runs_keep_input_and_journal(store).await;
     a_rewritten_unfinished_run_keeps_its_input(store).await;
+    saves_naming_their_applied_runs_read_back_the_same_data(store).await;
     listing_filters_and_pages(store).await;
     step_versions_and_current(store).await;
     leases_are_exclusive_expire_and_end_when_settled(store).await;
@@ -45,6 +46,7 @@ pub(crate) async fn with_a_starting_run<S: Store>(store: &S, data: serde_json::V
         starting: &[0],
         input: Some(&input),
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     task
@@ -98,6 +100,7 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
         starting: &[],
         input: None,
         data_text: None,
+        applied: None,
     };
     assert_eq!(store.save_task(save).await.expect("saved"), 2);
     // A writer that read revision 1 is refused: someone else wrote meanwhile.
@@ -108,6 +111,7 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
         starting: &[],
         input: None,
         data_text: None,
+        applied: None,
     };
     assert!(matches!(store.save_task(stale).await, Err(StoreError::Conflict(_))));
     let missing = Task::new(json!({}));
@@ -118,6 +122,7 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
         starting: &[],
         input: None,
         data_text: None,
+        applied: None,
     };
     assert!(matches!(store.save_task(save).await, Err(StoreError::NotFound(_))));
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
@@ -134,6 +139,7 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
         starting: &[],
         input: None,
         data_text: Some(&text),
+        applied: None,
     };
     assert_eq!(store.save_task(save).await.expect("saved"), 3);
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
@@ -153,6 +159,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
         starting: &[0, 1],
         input: Some(&input),
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     store.journal_call(&task.id, 0, 0, &call(0)).await.expect("journaled");
@@ -175,6 +182,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
         starting: &[],
         input: None,
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
@@ -194,6 +202,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
         starting: &[],
         input: None,
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
@@ -209,6 +218,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
         starting: &[2],
         input: Some(&other),
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
@@ -231,6 +241,7 @@ async fn a_rewritten_unfinished_run_keeps_its_input<S: Store>(store: &S) {
         starting: &[],
         input: None,
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
@@ -239,6 +250,93 @@ async fn a_rewritten_unfinished_run_keeps_its_input<S: Store>(store: &S) {
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!(stored.task.runs, task.runs);
     assert_eq!(stored.task.data, json!({"v": 2}));
+}
+
+/// Saves that say which runs' changes made the data (as the driver's do after its first commit)
+/// read back exactly as whole-data saves would: the data, the runs, an interrupted run's input,
+/// a tag added mid-way in listings, and the settled task.
+async fn saves_naming_their_applied_runs_read_back_the_same_data<S: Store>(store: &S) {
+    use crate::scheduler::merge::{self, Change};
+
+    let mut task = with_a_starting_run(store, json!({"order": {"id": 7, "items": [1, 2]}}), "first").await;
+    task.runs.push(run_record(1, "second", false));
+    let input = task.data.clone();
+    // The first wave: run 0 finishes, run 1 starts on the data it made.
+    let changes = vec![
+        Change::Set {
+            path: "/order/tier".into(),
+            value: json!("gold"),
+        },
+        Change::Remove {
+            path: "/order/items".into(),
+        },
+    ];
+    merge::apply(&mut task.data, &changes);
+    task.runs[0] = run_record(0, "first", true);
+    task.runs[0].changes = changes;
+    let input_of_1 = task.data.clone();
+    assert_ne!(input_of_1, input);
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 2,
+        runs: &[0, 1],
+        starting: &[1],
+        input: Some(&task.data),
+        data_text: None,
+        applied: Some(&[0]),
+    };
+    let revision = store.save_task(save).await.expect("saved");
+    let stored = store.get_task(&task.id).await.expect("read").expect("exists");
+    assert_eq!(stored.task, task);
+    assert_eq!(stored.revision, revision);
+    let open = store.interrupted_runs(&task.id).await.expect("read");
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].run_id, &open[0].input), (1, &input_of_1));
+
+    // Run 1 finishes and tags the task (listings show it at once); no run starts.
+    let changes = vec![Change::Set {
+        path: "/order/tier".into(),
+        value: json!("platinum"),
+    }];
+    merge::apply(&mut task.data, &changes);
+    task.runs[1] = run_record(1, "second", true);
+    task.runs[1].changes = changes;
+    task.tags.push("tagged-mid-drive".into());
+    let save = TaskSave {
+        task: &task,
+        expected_revision: revision,
+        runs: &[1],
+        starting: &[],
+        input: None,
+        data_text: None,
+        applied: Some(&[1]),
+    };
+    let revision = store.save_task(save).await.expect("saved");
+    let stored = store.get_task(&task.id).await.expect("read").expect("exists");
+    assert_eq!((stored.task, stored.revision), (task.clone(), revision));
+    assert!(store.interrupted_runs(&task.id).await.expect("read").is_empty());
+    let query = TaskQuery {
+        tag: Some("tagged-mid-drive".into()),
+        limit: 10,
+        ..TaskQuery::default()
+    };
+    let listed = store.list_tasks(&query).await.expect("listed");
+    assert_eq!(listed.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [task.id.as_str()]);
+
+    // It settles with nothing more applied: the settled task reads back whole.
+    task.status = TaskStatus::Completed;
+    let save = TaskSave {
+        task: &task,
+        expected_revision: revision,
+        runs: &[],
+        starting: &[],
+        input: None,
+        data_text: None,
+        applied: Some(&[]),
+    };
+    let revision = store.save_task(save).await.expect("saved");
+    let stored = store.get_task(&task.id).await.expect("read").expect("exists");
+    assert_eq!((stored.task, stored.revision), (task, revision));
 }
 
 async fn listing_filters_and_pages<S: Store>(store: &S) {
@@ -417,6 +515,7 @@ async fn leases_are_exclusive_expire_and_end_when_settled<S: Store>(store: &S) {
         starting: &[],
         input: None,
         data_text: None,
+        applied: None,
     };
     store.save_task(save).await.expect("saved");
     let settled_owner = holder[&settled.id];

@@ -2,33 +2,50 @@
 //! interrupted runs are read back from the appended records.
 //!
 //! Every save appends one record keyed by (task sequence number, revision): the task's state as
-//! saved (status, name, tags, message, data, progress) and the run records the save names. The
-//! task row is rewritten only when what listings show changes (status, name, tags, message), so a
-//! running task's saves touch no page written before: under load the records of many tasks fill
-//! the same few pages of one group commit. Rewriting the row (and the run and journal rows keyed
-//! by the random task id) at every save made each save dirty pages of its own; the
-//! `store_layout` bench measures the difference.
+//! saved (status, name, tags, message, progress), its data or how the data came to be, and the
+//! run records the save names. The task row is rewritten only when what listings show changes
+//! (status, name, tags, message), so a running task's saves touch no page written before: under
+//! load the records of many tasks fill the same few pages of one group commit. Rewriting the row
+//! (and the run and journal rows keyed by the random task id) at every save made each save dirty
+//! pages of its own; the `store_layout` bench measures the difference.
 //!
+//! - **The data.** A record holds the whole data, or (a save that says only runs changed it,
+//!   [`TaskSave::applied`]) the list of runs whose changes were merged since the previous record,
+//!   in merge order: the data is then the previous record's with those runs' `changes` applied
+//!   again ([`crate::scheduler::merge::apply`] is deterministic, so replaying gives the same data,
+//!   skipped changes included). A settled task's record leaves the data to the row, which is
+//!   rewritten whole at the same revision. Without this, every save of a running order wrote its
+//!   whole data (3 KB of the seed's order) again, though a wave of runs changes a few fields.
 //! - The latest state is the record with the highest revision (or the row, when no record is
-//!   newer); the revision is that record's.
+//!   newer); the revision is that record's. Its data: the newest whole data at or after the
+//!   row's revision, with the later records' runs replayed.
 //! - A task's runs are the run records of all its records, a later record's copy of a run
 //!   replacing an earlier one.
-//! - A starting run's input is, in the common case, the data of the record it starts in (its id is
+//! - A starting run's input is, in the common case, the data at the record it starts in (its id is
 //!   listed in the record's `starting`); a run starting on other data has it in `run_inputs`.
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
 use super::rows::{TaskRow, corrupt, signed, to_json};
 use super::{StoreError, TaskSave};
-use crate::task::RunRecord;
+use crate::scheduler::merge;
+use crate::task::{RunRecord, TaskStatus};
 
 /// One save, encoded: the record to append and the inputs that are not the saved data.
 pub(crate) struct SaveRecord {
-    /// The task's state as saved (also the row, when the row is rewritten).
-    pub row: TaskRow,
+    /// The task's state as saved (also the row, when the row is rewritten). Its data is there
+    /// when the record or the row keeps it whole.
+    pub row: TaskRow<Option<String>>,
+    /// Whether the record itself holds `row.data` (a settled task's record leaves it to the row).
+    pub logs_data: bool,
+    /// The runs whose changes were merged since the previous record, as a JSON array, when the
+    /// record holds no data.
+    pub applied: Option<String>,
     /// The run records the save names, as a JSON array.
     pub runs: String,
-    /// The ids of the runs starting on `row.data`, as a JSON array (`None`: none).
+    /// The ids of the runs starting on the saved data, as a JSON array (`None`: none).
     pub starting: Option<String>,
     /// Starting runs whose input is other data, with that data as JSON text.
     pub other_inputs: Vec<(i64, String)>,
@@ -37,7 +54,19 @@ pub(crate) struct SaveRecord {
 impl SaveRecord {
     /// Encodes `save`.
     pub fn of(save: &TaskSave<'_>) -> Result<SaveRecord, StoreError> {
-        let row = TaskRow::of(save.task, save.data_text)?;
+        let settled = save.task.status != TaskStatus::Running;
+        // The data is encoded only when the row is rewritten whole (the task settles) or the save
+        // does not say how the data came to be.
+        let applied = match save.applied {
+            Some(ids) if !settled => Some(to_json(&ids)?),
+            _ => None,
+        };
+        let data = match (&applied, save.data_text) {
+            (Some(_), _) => None,
+            (None, Some(text)) => Some(text.to_owned()),
+            (None, None) => Some(to_json(&save.task.data)?),
+        };
+        let row = TaskRow::with(save.task, data)?;
         let runs = runs_text(save.task, save.runs)?;
         let on_data = save.starts_on_saved_data();
         let starting_ids: Vec<u64> = match save.input {
@@ -63,10 +92,17 @@ impl SaveRecord {
         }
         Ok(SaveRecord {
             row,
+            logs_data: !settled,
+            applied,
             runs,
             starting,
             other_inputs,
         })
+    }
+
+    /// The data the record itself holds, if any.
+    pub fn logged_data(&self) -> Option<&str> {
+        self.row.data.as_deref().filter(|_| self.logs_data)
     }
 }
 
@@ -102,48 +138,90 @@ pub(crate) fn merge_runs<'a>(records: impl IntoIterator<Item = &'a str>) -> Resu
     Ok(runs)
 }
 
-/// One record as [`interrupted`] reads it: its data, its run records and its starting runs.
-pub(crate) struct RunsRecord {
-    /// The data saved (JSON text).
-    pub data: String,
+/// One record as the readers read it back.
+pub(crate) struct LoggedRecord {
+    /// Its revision.
+    pub revision: i64,
     /// The run records it names (a JSON array).
     pub runs: String,
-    /// The ids of the runs starting on `data` (a JSON array), if any.
+    /// The data it holds whole (JSON text), if it does (and the reader asked for it).
+    pub data: Option<String>,
+    /// The runs whose changes were merged since the previous record (a JSON array), when it
+    /// holds no data.
+    pub applied: Option<String>,
+    /// The ids of the runs starting on its data (a JSON array), if any.
     pub starting: Option<String>,
 }
 
-/// The runs that started and never finished, oldest first, with the data each started from
-/// (JSON text): from `other_inputs` when listed there, else the data of the record it started
-/// in. A run whose input is nowhere is left out (it cannot be re-run).
+/// Applies again, to `data`, the changes of the runs listed in `applied` (a JSON array of run
+/// ids), in that order.
+fn replay(data: &mut Value, applied: &str, runs: &[RunRecord]) -> Result<(), StoreError> {
+    let ids: Vec<u64> = serde_json::from_str(applied).map_err(|e| corrupt("applied runs", e))?;
+    for id in ids {
+        let run = runs
+            .get(id as usize)
+            .ok_or_else(|| StoreError::Corrupt(format!("applied runs: run {id} has no record")))?;
+        merge::apply(data, &run.changes);
+    }
+    Ok(())
+}
+
+/// The data after the last of `records` (oldest first, all newer than `base`, the data the task
+/// row holds): the newest whole data among them (or `base`) with the later records' runs replayed.
+pub(crate) fn latest_data(base: &str, records: &[LoggedRecord], runs: &[RunRecord]) -> Result<Value, StoreError> {
+    let whole = records.iter().rposition(|r| r.data.is_some());
+    let text = whole.and_then(|at| records[at].data.as_deref()).unwrap_or(base);
+    let mut data: Value = serde_json::from_str(text).map_err(|e| corrupt("data", e))?;
+    for record in &records[whole.map_or(0, |at| at + 1)..] {
+        let Some(applied) = &record.applied else {
+            return Err(StoreError::Corrupt(format!(
+                "task log: record {} holds neither data nor the runs that changed it",
+                record.revision
+            )));
+        };
+        replay(&mut data, applied, runs)?;
+    }
+    Ok(data)
+}
+
+/// The runs that started and never finished, oldest first, with the data each started from:
+/// from `other_inputs` when listed there, else the data at the record it started in (rebuilt by
+/// replaying from the newest whole data before it). A run whose input cannot be found is left
+/// out (it cannot be re-run). `runs` are the task's runs ([`merge_runs`] of the same records).
 pub(crate) fn interrupted(
-    records: &[RunsRecord],
+    records: &[LoggedRecord],
+    runs: &[RunRecord],
     other_inputs: &BTreeMap<u64, String>,
-) -> Result<Vec<(u64, String)>, StoreError> {
-    let mut finished: BTreeMap<u64, bool> = BTreeMap::new();
-    let mut started_on: BTreeMap<u64, usize> = BTreeMap::new();
-    for (at, record) in records.iter().enumerate() {
-        let named: Vec<RunRecord> = serde_json::from_str(&record.runs).map_err(|e| corrupt("run records", e))?;
-        for run in named {
-            finished.insert(run.id, run.outcome.is_some());
-        }
-        if let Some(starting) = &record.starting {
-            let ids: Vec<u64> = serde_json::from_str(starting).map_err(|e| corrupt("starting runs", e))?;
-            for id in ids {
-                started_on.insert(id, at);
+) -> Result<Vec<(u64, Value)>, StoreError> {
+    let open: Vec<u64> = runs.iter().filter(|r| r.outcome.is_none()).map(|r| r.id).collect();
+    let mut inputs: BTreeMap<u64, Value> = BTreeMap::new();
+    // The data at each record, walking forward: whole where a record holds it, replayed where
+    // it lists its runs, unknown after a record with neither (a settled task's, whose data went
+    // to the row; nothing starts there).
+    let mut data: Option<Value> = None;
+    for record in records {
+        data = match (&record.data, &record.applied, data) {
+            (Some(text), _, _) => Some(serde_json::from_str(text).map_err(|e| corrupt("data", e))?),
+            (None, Some(applied), Some(mut data)) => {
+                replay(&mut data, applied, runs)?;
+                Some(data)
             }
+            _ => None,
+        };
+        let (Some(starting), Some(here)) = (&record.starting, &data) else {
+            continue;
+        };
+        let ids: Vec<u64> = serde_json::from_str(starting).map_err(|e| corrupt("starting runs", e))?;
+        for id in ids.into_iter().filter(|id| open.contains(id) && !other_inputs.contains_key(id)) {
+            inputs.insert(id, here.clone());
         }
     }
-    Ok(finished
-        .into_iter()
-        .filter(|(_, done)| !done)
-        .filter_map(|(id, _)| {
-            let input = other_inputs
-                .get(&id)
-                .cloned()
-                .or_else(|| started_on.get(&id).map(|at| records[*at].data.clone()))?;
-            Some((id, input))
-        })
-        .collect())
+    for id in &open {
+        if let Some(text) = other_inputs.get(id) {
+            inputs.insert(*id, serde_json::from_str(text).map_err(|e| corrupt("run input", e))?);
+        }
+    }
+    Ok(inputs.into_iter().collect())
 }
 
 #[cfg(test)]
@@ -171,11 +249,47 @@ mod tests {
             starting: &[1],
             input: Some(&task.data),
             data_text: None,
+            applied: None,
         };
         let record = SaveRecord::of(&save).expect("encoded");
+        assert_eq!(record.logged_data(), Some(r#"{"a":1}"#));
         assert_eq!(record.starting.as_deref(), Some("[1]"));
         assert!(record.other_inputs.is_empty());
         assert_eq!(merge_runs([record.runs.as_str()]).expect("decoded"), task.runs);
+    }
+
+    #[test]
+    fn a_running_task_saved_with_its_applied_runs_logs_them_instead_of_the_data_and_a_settled_one_leaves_it_to_the_row()
+     {
+        let mut task = task_with_runs(2);
+        task.status = TaskStatus::Running;
+        let save = TaskSave {
+            task: &task,
+            expected_revision: 2,
+            runs: &[1],
+            starting: &[],
+            input: None,
+            data_text: None,
+            applied: Some(&[1, 0]),
+        };
+        let record = SaveRecord::of(&save).expect("encoded");
+        assert_eq!(record.row.data, None);
+        assert_eq!(record.logged_data(), None);
+        assert_eq!(record.applied.as_deref(), Some("[1,0]"));
+        task.status = TaskStatus::Completed;
+        let save = TaskSave {
+            task: &task,
+            expected_revision: 2,
+            runs: &[1],
+            starting: &[],
+            input: None,
+            data_text: None,
+            applied: Some(&[1, 0]),
+        };
+        let record = SaveRecord::of(&save).expect("encoded");
+        assert_eq!(record.row.data.as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(record.logged_data(), None);
+        assert_eq!(record.applied, None);
     }
 
     #[test]
@@ -189,34 +303,87 @@ mod tests {
             starting: &[0],
             input: Some(&other),
             data_text: None,
+            applied: None,
         };
         let record = SaveRecord::of(&save).expect("encoded");
         assert_eq!(record.starting, None);
         assert_eq!(record.other_inputs, vec![(0, r#"{"a":0}"#.to_string())]);
     }
 
+    fn logged(revision: i64, data: Option<&str>, applied: Option<&str>, runs: String, starting: Option<&str>) -> LoggedRecord {
+        LoggedRecord {
+            revision,
+            runs,
+            data: data.map(str::to_owned),
+            applied: applied.map(str::to_owned),
+            starting: starting.map(str::to_owned),
+        }
+    }
+
     #[test]
     fn later_copies_of_a_run_replace_earlier_ones_and_finished_runs_are_not_interrupted() {
         let mut task = task_with_runs(2);
-        let first = RunsRecord {
-            data: r#"{"a":1}"#.into(),
-            runs: runs_text(&task, &[0, 1]).expect("encoded"),
-            starting: Some("[0,1]".into()),
-        };
+        let first = logged(2, Some(r#"{"a":1}"#), None, runs_text(&task, &[0, 1]).expect("encoded"), Some("[0,1]"));
         task.runs[0].outcome = Some(RunOutcomeRecord::Ok);
-        let second = RunsRecord {
-            data: r#"{"a":2}"#.into(),
-            runs: runs_text(&task, &[0]).expect("encoded"),
-            starting: None,
-        };
+        let second = logged(3, Some(r#"{"a":2}"#), None, runs_text(&task, &[0]).expect("encoded"), None);
         let runs = merge_runs([first.runs.as_str(), second.runs.as_str()]).expect("decoded");
         assert_eq!(runs, task.runs);
         let records = [first, second];
-        let open = interrupted(&records, &BTreeMap::new()).expect("read");
-        assert_eq!(open, vec![(1, r#"{"a":1}"#.to_string())]);
+        let open = interrupted(&records, &runs, &BTreeMap::new()).expect("read");
+        assert_eq!(open, vec![(1, json!({"a": 1}))]);
         let elsewhere = BTreeMap::from([(1, r#"{"b":0}"#.to_string())]);
-        let open = interrupted(&records, &elsewhere).expect("read");
-        assert_eq!(open, vec![(1, r#"{"b":0}"#.to_string())]);
+        let open = interrupted(&records, &runs, &elsewhere).expect("read");
+        assert_eq!(open, vec![(1, json!({"b": 0}))]);
+    }
+
+    /// Run `id` of `task`, finished with `changes`.
+    fn finish(task: &mut Task, id: usize, changes: Vec<merge::Change>) {
+        task.runs[id].outcome = Some(RunOutcomeRecord::Ok);
+        task.runs[id].changes = changes;
+    }
+
+    fn set(path: &str, value: Value) -> merge::Change {
+        merge::Change::Set {
+            path: path.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn records_listing_their_runs_rebuild_the_data_by_replaying_in_the_listed_order() {
+        let mut task = task_with_runs(4);
+        let start = logged(2, Some(r#"{"a":1}"#), None, runs_text(&task, &[0, 1, 2, 3]).expect("encoded"), Some("[0,1]"));
+        // Runs 1 and 0 write the same key; 1 merged first, so 0 wins.
+        finish(&mut task, 0, vec![set("/a", json!(10)), set("/b", json!({"c": 1}))]);
+        finish(&mut task, 1, vec![set("/a", json!(20))]);
+        let wave = logged(3, None, Some("[1,0]"), runs_text(&task, &[0, 1]).expect("encoded"), Some("[2,3]"));
+        // Run 2 removes what run 0 wrote; run 3 (still running) changed nothing yet.
+        finish(
+            &mut task,
+            2,
+            vec![merge::Change::Remove { path: "/b/c".into() }, set("/b/d", json!(true))],
+        );
+        let last = logged(4, None, Some("[2]"), runs_text(&task, &[2]).expect("encoded"), None);
+        let records = [start, wave, last];
+        let runs = merge_runs(records.iter().map(|r| r.runs.as_str())).expect("decoded");
+        let data = latest_data(r#"{"row":true}"#, &records, &runs).expect("rebuilt");
+        assert_eq!(data, json!({"a": 10, "b": {"d": true}}));
+        // Run 3 started at the wave: its input is the data rebuilt there.
+        let open = interrupted(&records, &runs, &BTreeMap::new()).expect("read");
+        assert_eq!(open, vec![(3, json!({"a": 10, "b": {"c": 1}}))]);
+        // With no whole data among the records, the row's is the base.
+        let data = latest_data(r#"{"a":1}"#, &records[1..], &runs).expect("rebuilt");
+        assert_eq!(data, json!({"a": 10, "b": {"d": true}}));
+    }
+
+    #[test]
+    fn a_record_with_neither_data_nor_runs_cannot_be_the_base_of_a_rebuild() {
+        let task = task_with_runs(1);
+        let records = [logged(2, None, None, runs_text(&task, &[0]).expect("encoded"), None)];
+        let runs = merge_runs([records[0].runs.as_str()]).expect("decoded");
+        assert!(matches!(latest_data("{}", &records, &runs), Err(StoreError::Corrupt(_))));
+        let unknown = [logged(2, None, Some("[7]"), "[]".into(), None)];
+        assert!(matches!(latest_data("{}", &unknown, &runs), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

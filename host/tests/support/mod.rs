@@ -62,7 +62,7 @@ impl ServeProcess {
                 lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
-        let addr = match address.recv_timeout(Duration::from_secs(60)) {
+        let addr = match address.recv_timeout(Duration::from_secs(300)) {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
