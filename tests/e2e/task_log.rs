@@ -122,7 +122,7 @@ async fn every_commit_of_every_scenario_reads_back_as_the_driver_had_it() {
     assert!(log.inputs_checked > log.commits / 2, "{} inputs checked", log.inputs_checked);
 
     // The log holds the whole data at each patch and at each drive's first commit; the drive's
-    // other running records list their runs instead, and its last leaves the data to the row.
+    // other records list their runs instead.
     let conn = rusqlite::Connection::open(&db).expect("open");
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
     let whole = count("SELECT count(*) FROM task_log WHERE data IS NOT NULL");

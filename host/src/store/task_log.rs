@@ -13,12 +13,13 @@
 //!   [`TaskSave::applied`]) the list of runs whose changes were merged since the previous record,
 //!   in merge order: the data is then the previous record's with those runs' `changes` applied
 //!   again ([`crate::scheduler::merge::apply`] is deterministic, so replaying gives the same data,
-//!   skipped changes included). A settled task's record leaves the data to the row, which is
-//!   rewritten whole at the same revision. Without this, every save of a running order wrote its
-//!   whole data (3 KB of the seed's order) again, though a wave of runs changes a few fields.
+//!   skipped changes included). Without this, every save of a running order wrote its whole data
+//!   (0.9 to 3.2 KB for the seed's order) again, though a wave of runs changes a few fields.
+//! - The task row keeps the data it was created with (revision 1) and what listings show;
+//!   schema-3 stores also rewrote it whole when the task settled, at that revision.
 //! - The latest state is the record with the highest revision (or the row, when no record is
-//!   newer); the revision is that record's. Its data: the newest whole data at or after the
-//!   row's revision, with the later records' runs replayed.
+//!   newer); the revision is that record's. Its data: the newest whole data among the records
+//!   newer than the row's revision (or the row's), with the later records' runs replayed.
 //! - A task's runs are the run records of all its records, a later record's copy of a run
 //!   replacing an earlier one.
 //! - A starting run's input is, in the common case, the data at the record it starts in (its id is
@@ -31,15 +32,13 @@ use serde_json::Value;
 use super::rows::{TaskRow, corrupt, signed, to_json};
 use super::{StoreError, TaskSave};
 use crate::scheduler::merge;
-use crate::task::{RunRecord, TaskStatus};
+use crate::task::RunRecord;
 
 /// One save, encoded: the record to append and the inputs that are not the saved data.
 pub(crate) struct SaveRecord {
-    /// The task's state as saved (also the row, when the row is rewritten). Its data is there
-    /// when the record or the row keeps it whole.
+    /// The task's state as saved (what listings show of it is also written to the row). Its
+    /// data is there when the record holds it whole.
     pub row: TaskRow<Option<String>>,
-    /// Whether the record itself holds `row.data` (a settled task's record leaves it to the row).
-    pub logs_data: bool,
     /// The runs whose changes were merged since the previous record, as a JSON array, when the
     /// record holds no data.
     pub applied: Option<String>,
@@ -54,12 +53,10 @@ pub(crate) struct SaveRecord {
 impl SaveRecord {
     /// Encodes `save`.
     pub fn of(save: &TaskSave<'_>) -> Result<SaveRecord, StoreError> {
-        let settled = save.task.status != TaskStatus::Running;
-        // The data is encoded only when the row is rewritten whole (the task settles) or the save
-        // does not say how the data came to be.
+        // The data is encoded only when the save does not say how it came to be.
         let applied = match save.applied {
-            Some(ids) if !settled => Some(to_json(&ids)?),
-            _ => None,
+            Some(ids) => Some(to_json(&ids)?),
+            None => None,
         };
         let data = match (&applied, save.data_text) {
             (Some(_), _) => None,
@@ -92,7 +89,6 @@ impl SaveRecord {
         }
         Ok(SaveRecord {
             row,
-            logs_data: !settled,
             applied,
             runs,
             starting,
@@ -100,9 +96,9 @@ impl SaveRecord {
         })
     }
 
-    /// The data the record itself holds, if any.
+    /// The data the record holds, if it holds it whole.
     pub fn logged_data(&self) -> Option<&str> {
-        self.row.data.as_deref().filter(|_| self.logs_data)
+        self.row.data.as_deref()
     }
 }
 
@@ -259,10 +255,8 @@ mod tests {
     }
 
     #[test]
-    fn a_running_task_saved_with_its_applied_runs_logs_them_instead_of_the_data_and_a_settled_one_leaves_it_to_the_row()
-     {
-        let mut task = task_with_runs(2);
-        task.status = TaskStatus::Running;
+    fn a_save_naming_its_applied_runs_logs_them_instead_of_the_data() {
+        let task = task_with_runs(2);
         let save = TaskSave {
             task: &task,
             expected_revision: 2,
@@ -273,23 +267,11 @@ mod tests {
             applied: Some(&[1, 0]),
         };
         let record = SaveRecord::of(&save).expect("encoded");
-        assert_eq!(record.row.data, None);
         assert_eq!(record.logged_data(), None);
         assert_eq!(record.applied.as_deref(), Some("[1,0]"));
-        task.status = TaskStatus::Completed;
-        let save = TaskSave {
-            task: &task,
-            expected_revision: 2,
-            runs: &[1],
-            starting: &[],
-            input: None,
-            data_text: None,
-            applied: Some(&[1, 0]),
-        };
-        let record = SaveRecord::of(&save).expect("encoded");
-        assert_eq!(record.row.data.as_deref(), Some(r#"{"a":1}"#));
-        assert_eq!(record.logged_data(), None);
-        assert_eq!(record.applied, None);
+        let whole = SaveRecord::of(&TaskSave { applied: None, ..save }).expect("encoded");
+        assert_eq!(whole.logged_data(), Some(r#"{"a":1}"#));
+        assert_eq!(whole.applied, None);
     }
 
     #[test]
