@@ -49,7 +49,11 @@ impl Checkpoint for ReadBack {
         assert_eq!(stored.revision, self.revision, "{at}");
         assert_eq!(stored.task.data, task.data, "{at}: the data");
         assert_eq!(stored.task.progress, task.progress, "{at}: the progress");
-        assert_eq!((stored.task.status, &stored.task.tags), (task.status, &task.tags), "{at}");
+        assert_eq!(
+            (stored.task.status, &stored.task.tags),
+            (task.status, &task.tags),
+            "{at}"
+        );
         assert_eq!(json(&stored.task.runs), json(&task.runs), "{at}: the runs");
         if let Some(input) = commit.input {
             let open = self.store.interrupted_runs(&task.id).await.expect("read");
@@ -119,7 +123,11 @@ async fn every_commit_of_every_scenario_reads_back_as_the_driver_had_it() {
         total += 1;
     }
     assert_eq!(total as usize, scenarios().len());
-    assert!(log.inputs_checked > log.commits / 2, "{} inputs checked", log.inputs_checked);
+    assert!(
+        log.inputs_checked > log.commits / 2,
+        "{} inputs checked",
+        log.inputs_checked
+    );
 
     // The log holds the whole data at each patch and at each drive's first commit; the drive's
     // other records list their runs instead.
@@ -129,6 +137,12 @@ async fn every_commit_of_every_scenario_reads_back_as_the_driver_had_it() {
     let listed = count("SELECT count(*) FROM task_log WHERE applied IS NOT NULL");
     let drives = count("SELECT count(*) FROM task_log WHERE status != 'running'");
     assert_eq!(drives, total + patches, "one settled record per drive");
-    assert!(whole <= drives + patches, "{whole} records hold the data, {drives} drives");
-    assert!(listed > 2 * whole, "{listed} records list their runs, {whole} hold the data");
+    assert!(
+        whole <= drives + patches,
+        "{whole} records hold the data, {drives} drives"
+    );
+    assert!(
+        listed > 2 * whole,
+        "{listed} records list their runs, {whole} hold the data"
+    );
 }

@@ -234,7 +234,8 @@ pub trait Store: Send + Sync + 'static {
     async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError>;
 
     /// Journals connector call `index` of run `run_id` of a task. Once it returns the result
-    /// survives a crash of the process, and it is committed no later than the next save.
+    /// survives a crash of the process, and it is committed no later than the next save (a
+    /// backend may drop it once the run's finished record, which holds it, is committed).
     async fn journal_call(
         &self,
         task_id: &str,

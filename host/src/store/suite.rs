@@ -321,7 +321,10 @@ async fn saves_naming_their_applied_runs_read_back_the_same_data<S: Store>(store
         ..TaskQuery::default()
     };
     let listed = store.list_tasks(&query).await.expect("listed");
-    assert_eq!(listed.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [task.id.as_str()]);
+    assert_eq!(
+        listed.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        [task.id.as_str()]
+    );
 
     // It settles with nothing more applied: the settled task reads back whole.
     task.status = TaskStatus::Completed;

@@ -208,7 +208,10 @@ pub(crate) fn interrupted(
             continue;
         };
         let ids: Vec<u64> = serde_json::from_str(starting).map_err(|e| corrupt("starting runs", e))?;
-        for id in ids.into_iter().filter(|id| open.contains(id) && !other_inputs.contains_key(id)) {
+        for id in ids
+            .into_iter()
+            .filter(|id| open.contains(id) && !other_inputs.contains_key(id))
+        {
             inputs.insert(id, here.clone());
         }
     }
@@ -292,7 +295,13 @@ mod tests {
         assert_eq!(record.other_inputs, vec![(0, r#"{"a":0}"#.to_string())]);
     }
 
-    fn logged(revision: i64, data: Option<&str>, applied: Option<&str>, runs: String, starting: Option<&str>) -> LoggedRecord {
+    fn logged(
+        revision: i64,
+        data: Option<&str>,
+        applied: Option<&str>,
+        runs: String,
+        starting: Option<&str>,
+    ) -> LoggedRecord {
         LoggedRecord {
             revision,
             runs,
@@ -305,9 +314,21 @@ mod tests {
     #[test]
     fn later_copies_of_a_run_replace_earlier_ones_and_finished_runs_are_not_interrupted() {
         let mut task = task_with_runs(2);
-        let first = logged(2, Some(r#"{"a":1}"#), None, runs_text(&task, &[0, 1]).expect("encoded"), Some("[0,1]"));
+        let first = logged(
+            2,
+            Some(r#"{"a":1}"#),
+            None,
+            runs_text(&task, &[0, 1]).expect("encoded"),
+            Some("[0,1]"),
+        );
         task.runs[0].outcome = Some(RunOutcomeRecord::Ok);
-        let second = logged(3, Some(r#"{"a":2}"#), None, runs_text(&task, &[0]).expect("encoded"), None);
+        let second = logged(
+            3,
+            Some(r#"{"a":2}"#),
+            None,
+            runs_text(&task, &[0]).expect("encoded"),
+            None,
+        );
         let runs = merge_runs([first.runs.as_str(), second.runs.as_str()]).expect("decoded");
         assert_eq!(runs, task.runs);
         let records = [first, second];
@@ -334,11 +355,23 @@ mod tests {
     #[test]
     fn records_listing_their_runs_rebuild_the_data_by_replaying_in_the_listed_order() {
         let mut task = task_with_runs(4);
-        let start = logged(2, Some(r#"{"a":1}"#), None, runs_text(&task, &[0, 1, 2, 3]).expect("encoded"), Some("[0,1]"));
+        let start = logged(
+            2,
+            Some(r#"{"a":1}"#),
+            None,
+            runs_text(&task, &[0, 1, 2, 3]).expect("encoded"),
+            Some("[0,1]"),
+        );
         // Runs 1 and 0 write the same key; 1 merged first, so 0 wins.
         finish(&mut task, 0, vec![set("/a", json!(10)), set("/b", json!({"c": 1}))]);
         finish(&mut task, 1, vec![set("/a", json!(20))]);
-        let wave = logged(3, None, Some("[1,0]"), runs_text(&task, &[0, 1]).expect("encoded"), Some("[2,3]"));
+        let wave = logged(
+            3,
+            None,
+            Some("[1,0]"),
+            runs_text(&task, &[0, 1]).expect("encoded"),
+            Some("[2,3]"),
+        );
         // Run 2 removes what run 0 wrote; run 3 (still running) changed nothing yet.
         finish(
             &mut task,
@@ -363,9 +396,15 @@ mod tests {
         let task = task_with_runs(1);
         let records = [logged(2, None, None, runs_text(&task, &[0]).expect("encoded"), None)];
         let runs = merge_runs([records[0].runs.as_str()]).expect("decoded");
-        assert!(matches!(latest_data("{}", &records, &runs), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            latest_data("{}", &records, &runs),
+            Err(StoreError::Corrupt(_))
+        ));
         let unknown = [logged(2, None, Some("[7]"), "[]".into(), None)];
-        assert!(matches!(latest_data("{}", &unknown, &runs), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            latest_data("{}", &unknown, &runs),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
