@@ -21,18 +21,9 @@ struct ReadBack {
 
 impl ReadBack {
     async fn save(&mut self, task: &Task, commit: Commit<'_>) -> Result<(), CheckpointError> {
-        let save = TaskSave {
-            task,
-            expected_revision: self.revision,
-            runs: commit.runs,
-            starting: commit.starting,
-            input: commit.input,
-            data_text: commit.data_text,
-            applied: commit.applied,
-        };
         self.revision = self
             .store
-            .save_task(save)
+            .save_task(TaskSave::of_commit(task, self.revision, commit))
             .await
             .map_err(|e| CheckpointError(e.to_string()))?;
         Ok(())

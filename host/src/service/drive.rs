@@ -20,18 +20,9 @@ struct StoreCheckpoint {
 #[async_trait::async_trait]
 impl Checkpoint for StoreCheckpoint {
     async fn commit(&mut self, task: &Task, commit: Commit<'_>) -> Result<(), CheckpointError> {
-        let save = TaskSave {
-            task,
-            expected_revision: self.revision,
-            runs: commit.runs,
-            starting: commit.starting,
-            input: commit.input,
-            data_text: commit.data_text,
-            applied: commit.applied,
-        };
         self.revision = self
             .store
-            .save_task(save)
+            .save_task(TaskSave::of_commit(task, self.revision, commit))
             .await
             .map_err(|e| CheckpointError(e.to_string()))?;
         Ok(())

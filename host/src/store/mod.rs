@@ -30,6 +30,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::runtime::{ConnectorCallRecord, StepManifest};
+use crate::scheduler::Commit;
 use crate::task::{Task, TaskStatus};
 
 /// A storage operation failed.
@@ -139,6 +140,20 @@ impl<'a> TaskSave<'a> {
     pub fn starts_on_saved_data(&self) -> bool {
         self.input
             .is_some_and(|input| std::ptr::eq(input, &self.task.data) || *input == self.task.data)
+    }
+
+    /// What committing `commit` of a drive of `task` writes, over the revision the drive last
+    /// saved.
+    pub fn of_commit(task: &'a Task, expected_revision: u64, commit: Commit<'a>) -> TaskSave<'a> {
+        TaskSave {
+            task,
+            expected_revision,
+            runs: commit.runs,
+            starting: commit.starting,
+            input: commit.input,
+            data_text: commit.data_text,
+            applied: commit.applied,
+        }
     }
 
     /// What creating `task` writes: its row and the runs `all` (see [`TaskSave::every_run`]),
