@@ -70,11 +70,11 @@ pub struct Commit<'a> {
     /// The task's data as JSON text, when the driver has just encoded it for the steps (the
     /// store need not encode it again).
     pub data_text: Option<&'a str>,
-    /// The runs whose changes were merged into the data since the previous commit of this drive,
-    /// in merge order (see [`crate::store::TaskSave::applied`]); `None` on the drive's first
-    /// commit, which says nothing of how the data came to be: the drive started from a stored
-    /// state, and the store's log of changes starts again from the whole data there.
-    pub applied: Option<&'a [u64]>,
+    /// The runs whose changes were merged into the data since the previous commit of this drive
+    /// (since the drive began, for its first), in merge order: the data committed is the data the
+    /// previous commit saved (or the drive began with) with those runs' changes applied again
+    /// (see [`crate::store::TaskSave::applied`]).
+    pub applied: &'a [u64],
     /// The task settled: this is the last commit of the drive.
     pub settled: bool,
 }
@@ -206,9 +206,9 @@ impl Scheduler {
         let mut cap_hit = false;
         // Run records changed since the last commit.
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
-        // Runs whose changes were merged since the last commit, in merge order (`None` before the
-        // drive's first commit).
-        let mut merged: Option<Vec<u64>> = None;
+        // Runs whose changes were merged since the last commit (or the drive began), in merge
+        // order.
+        let mut merged: Vec<u64> = Vec::new();
         if task.status != TaskStatus::Completed {
             task.status = TaskStatus::Running;
             task.message = None;
@@ -294,12 +294,12 @@ impl Scheduler {
                         starting: &ids,
                         input: Some(&task.data),
                         data_text: whole.then_some(text.as_str()),
-                        applied: merged.as_deref(),
+                        applied: &merged,
                         settled: false,
                     };
                     checkpoint.commit(task, commit).await?;
                     dirty.clear();
-                    merged = Some(Vec::new());
+                    merged.clear();
                 }
                 // Runs that overlap others diff against a copy of the data they started from;
                 // a run alone diffs against the data itself.
@@ -353,9 +353,7 @@ impl Scheduler {
             seq += 1;
             let finished = self.finish(task, run_id, &flight, report, seq, &mut applied);
             dirty.insert(run_id);
-            if let Some(merged) = merged.as_mut()
-                && task.runs.get(run_id as usize).is_some_and(|r| !r.changes.is_empty())
-            {
+            if task.runs.get(run_id as usize).is_some_and(|r| !r.changes.is_empty()) {
                 merged.push(run_id);
             }
             completed |= finished;
@@ -380,7 +378,7 @@ impl Scheduler {
                         starting: &[],
                         input: None,
                         data_text: None,
-                        applied: merged.as_deref(),
+                        applied: &merged,
                         settled: true,
                     },
                 )

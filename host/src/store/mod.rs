@@ -152,7 +152,7 @@ impl<'a> TaskSave<'a> {
             starting: commit.starting,
             input: commit.input,
             data_text: commit.data_text,
-            applied: commit.applied,
+            applied: Some(commit.applied),
         }
     }
 

@@ -813,7 +813,11 @@ impl Store for SqliteStore {
         self.write(Box::new(|_| Ok(0))).await?;
         let task_id = task_id.to_string();
         self.read(move |conn| {
-            let Some(seq) = task_seq(conn, &task_id)? else {
+            let row: Option<(i64, String)> = conn
+                .prepare_cached("SELECT seq, data FROM tasks WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(backend)?;
+            let Some((seq, base)) = row else {
                 return Ok(Vec::new());
             };
             let records = logged_records(conn, seq, i64::MIN)?;
@@ -834,7 +838,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let mut runs = Vec::new();
-            for (run_id, input) in interrupted(&records, &task_runs, &other_inputs)? {
+            for (run_id, input) in interrupted(&base, &records, &task_runs, &other_inputs)? {
                 let calls: Vec<String> = journal_q
                     .query_map(params![seq, signed(run_id, "run id")?], |r| r.get(0))
                     .and_then(|rows| rows.collect())

@@ -252,7 +252,7 @@ async fn a_rewritten_unfinished_run_keeps_its_input<S: Store>(store: &S) {
     assert_eq!(stored.task.data, json!({"v": 2}));
 }
 
-/// Saves that say which runs' changes made the data (as the driver's do after its first commit)
+/// Saves that say which runs' changes made the data (as the driver's do)
 /// read back exactly as whole-data saves would: the data, the runs, an interrupted run's input,
 /// a tag added mid-way in listings, and the settled task.
 async fn saves_naming_their_applied_runs_read_back_the_same_data<S: Store>(store: &S) {

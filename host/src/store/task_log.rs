@@ -182,19 +182,21 @@ pub(crate) fn latest_data(base: &str, records: &[LoggedRecord], runs: &[RunRecor
 
 /// The runs that started and never finished, oldest first, with the data each started from:
 /// from `other_inputs` when listed there, else the data at the record it started in (rebuilt by
-/// replaying from the newest whole data before it). A run whose input cannot be found is left
-/// out (it cannot be re-run). `runs` are the task's runs ([`merge_runs`] of the same records).
+/// replaying from the newest whole data before it, or from `base`, the data the task row holds).
+/// A run whose input cannot be found is left out (it cannot be re-run). `runs` are the task's
+/// runs ([`merge_runs`] of the same records).
 pub(crate) fn interrupted(
+    base: &str,
     records: &[LoggedRecord],
     runs: &[RunRecord],
     other_inputs: &BTreeMap<u64, String>,
 ) -> Result<Vec<(u64, Value)>, StoreError> {
     let open: Vec<u64> = runs.iter().filter(|r| r.outcome.is_none()).map(|r| r.id).collect();
     let mut inputs: BTreeMap<u64, Value> = BTreeMap::new();
-    // The data at each record, walking forward: whole where a record holds it, replayed where
-    // it lists its runs, unknown after a record with neither (a settled task's, whose data went
-    // to the row; nothing starts there).
-    let mut data: Option<Value> = None;
+    // The data at each record, walking forward from the row's: whole where a record holds it,
+    // replayed where it lists its runs. (Every record holds one or the other; the first to list
+    // its runs follows the row, which keeps the data the task was created with.)
+    let mut data: Option<Value> = Some(serde_json::from_str(base).map_err(|e| corrupt("data", e))?);
     for record in records {
         data = match (&record.data, &record.applied, data) {
             (Some(text), _, _) => Some(serde_json::from_str(text).map_err(|e| corrupt("data", e))?),
@@ -332,10 +334,10 @@ mod tests {
         let runs = merge_runs([first.runs.as_str(), second.runs.as_str()]).expect("decoded");
         assert_eq!(runs, task.runs);
         let records = [first, second];
-        let open = interrupted(&records, &runs, &BTreeMap::new()).expect("read");
+        let open = interrupted("{}", &records, &runs, &BTreeMap::new()).expect("read");
         assert_eq!(open, vec![(1, json!({"a": 1}))]);
         let elsewhere = BTreeMap::from([(1, r#"{"b":0}"#.to_string())]);
-        let open = interrupted(&records, &runs, &elsewhere).expect("read");
+        let open = interrupted("{}", &records, &runs, &elsewhere).expect("read");
         assert_eq!(open, vec![(1, json!({"b": 0}))]);
     }
 
@@ -384,11 +386,13 @@ mod tests {
         let data = latest_data(r#"{"row":true}"#, &records, &runs).expect("rebuilt");
         assert_eq!(data, json!({"a": 10, "b": {"d": true}}));
         // Run 3 started at the wave: its input is the data rebuilt there.
-        let open = interrupted(&records, &runs, &BTreeMap::new()).expect("read");
+        let open = interrupted("{}", &records, &runs, &BTreeMap::new()).expect("read");
         assert_eq!(open, vec![(3, json!({"a": 10, "b": {"c": 1}}))]);
         // With no whole data among the records, the row's is the base.
         let data = latest_data(r#"{"a":1}"#, &records[1..], &runs).expect("rebuilt");
         assert_eq!(data, json!({"a": 10, "b": {"d": true}}));
+        let open = interrupted(r#"{"a":1}"#, &records[1..], &runs, &BTreeMap::new()).expect("read");
+        assert_eq!(open, vec![(3, json!({"a": 10, "b": {"c": 1}}))]);
     }
 
     #[test]
