@@ -23,13 +23,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::StoreError;
 use super::rows::to_json;
 
 /// One journaled connector result, as it goes into `call_journal`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PendingCall {
     /// The task's id.
     pub task: String,
@@ -39,6 +40,47 @@ pub(crate) struct PendingCall {
     pub call: i64,
     /// The call record as JSON text.
     pub record: String,
+}
+
+impl PendingCall {
+    /// The call as one line of a file: a JSON object whose `record` is the record itself, not
+    /// the record's text as a string (escaping it cost 0.7% of a durable order's CPU).
+    fn line(&self) -> Result<String, StoreError> {
+        let task = to_json(&self.task)?;
+        let mut line = String::with_capacity(self.record.len() + task.len() + 64);
+        line.push_str("{\"task\":");
+        line.push_str(&task);
+        line.push_str(&format!(",\"run\":{},\"call\":{},\"record\":", self.run, self.call));
+        line.push_str(&self.record);
+        line.push_str("}\n");
+        Ok(line)
+    }
+
+    /// A line [`PendingCall::line`] wrote (or an earlier version, which wrote the record as a
+    /// string); `None` for anything else, such as a line cut short.
+    fn read(line: &str) -> Option<PendingCall> {
+        #[derive(Deserialize)]
+        struct Line<'a> {
+            task: String,
+            run: i64,
+            call: i64,
+            #[serde(borrow)]
+            record: &'a RawValue,
+        }
+        let read: Line<'_> = serde_json::from_str(line).ok()?;
+        let raw = read.record.get();
+        let record = if raw.starts_with('"') {
+            serde_json::from_str::<String>(raw).ok()?
+        } else {
+            raw.to_owned()
+        };
+        Some(PendingCall {
+            task: read.task,
+            run: read.run,
+            call: read.call,
+            record,
+        })
+    }
 }
 
 /// The two files and the results appended since the writer last took them.
@@ -73,9 +115,9 @@ impl CallLog {
             if let Ok(file) = File::open(path) {
                 for line in BufReader::new(file).lines() {
                     let Ok(line) = line else { break };
-                    match serde_json::from_str::<PendingCall>(&line) {
-                        Ok(call) => left.push(call),
-                        Err(_) => break,
+                    match PendingCall::read(&line) {
+                        Some(call) => left.push(call),
+                        None => break,
                     }
                 }
             }
@@ -104,8 +146,7 @@ impl CallLog {
 
     /// Appends one result; once this returns it survives a crash of this process.
     pub fn append(&self, call: PendingCall) -> Result<(), StoreError> {
-        let mut line = to_json(&call)?;
-        line.push('\n');
+        let line = call.line()?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let current = state.current;
         state.files[current]
@@ -160,6 +201,16 @@ mod tests {
             call: n,
             record: format!("{{\"n\":{n}}}"),
         }
+    }
+
+    #[test]
+    fn a_line_holds_the_record_itself_and_lines_of_the_earlier_format_still_read() {
+        let line = call(3).line().expect("encoded");
+        assert_eq!(line, "{\"task\":\"t\",\"run\":0,\"call\":3,\"record\":{\"n\":3}}\n");
+        assert_eq!(PendingCall::read(line.trim_end()), Some(call(3)));
+        let earlier = r#"{"task":"t","run":0,"call":3,"record":"{\"n\":3}"}"#;
+        assert_eq!(PendingCall::read(earlier), Some(call(3)));
+        assert_eq!(PendingCall::read(&line[..line.len() - 3]), None);
     }
 
     fn bytes(path: &Path) -> u64 {
