@@ -177,11 +177,14 @@ async fn tasks_complete_or_wait_over_http() {
     // Without ?wait the answer is immediate and the task settles in the background.
     let (status, created) = server.post("/v1/tasks", &json!({"start": true})).await;
     assert_eq!(status, 201);
-    // The task as it was stored, before any run.
+    // The task as it was stored: its data untouched, with its first wave recorded, starting
+    // (stored in the same write, so that a crash re-runs it).
     assert_eq!(created["status"], "running");
     assert_eq!(created["revision"], 1);
     assert_eq!(created["data"], json!({"start": true}));
-    assert_eq!(created["runs"], json!([]));
+    assert_eq!(runs(&created).len(), 1, "{created}");
+    assert_eq!(runs(&created)[0]["step"], "write-a");
+    assert_eq!(runs(&created)[0]["outcome"], Value::Null);
     let id = created["id"].as_str().expect("id").to_string();
     let settled = server.until(&id, |t| t["status"] == "waiting").await;
     assert_eq!(settled["data"]["a"], "A");

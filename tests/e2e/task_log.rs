@@ -1,6 +1,7 @@
-//! The SQLite task log under the real driver: a drive's commits log which runs' changes made the
-//! data instead of the data, and every commit of every RetailMax scenario reads back exactly as
-//! the driver had it (the task, and each starting run's input, which a crash would re-run it on).
+//! The SQLite task log under the real driver: a task is created with its first wave starting, a
+//! drive's commits log which runs' changes made the data instead of the data, and every commit of
+//! every RetailMax scenario reads back exactly as the driver had it (the task, and each starting
+//! run's input, which a crash would re-run it on).
 
 use serde_json::Value;
 use whenever::demo::scenarios;
@@ -81,9 +82,16 @@ async fn every_commit_of_every_scenario_reads_back_as_the_driver_had_it() {
     let mut patches: i64 = 0;
     for scenario in scenarios() {
         let mut task = Task::with_id(format!("log-{}", scenario.name), scenario.order.clone());
-        log.revision = log.store.create_task(&task).await.expect("created");
+        // As the service creates a task: its first wave recorded, starting, with it.
+        let first = host.scheduler.first_wave(&mut task);
+        assert!(!first.is_empty(), "{}: the order starts steps", scenario.name);
+        let ids: Vec<u64> = first.iter().map(|run| run.run_id).collect();
+        log.revision = log.store.create_task_starting(&task, &ids).await.expect("created");
+        let open = log.store.interrupted_runs(&task.id).await.expect("read");
+        assert_eq!(open.len(), ids.len(), "{}: the first wave is on record", scenario.name);
+        assert!(open.iter().all(|run| run.input == task.data));
         host.scheduler
-            .drive_durable(&mut task, Vec::new(), &mut log, &mut |_| {})
+            .drive_durable(&mut task, first, &mut log, &mut |_| {})
             .await
             .expect("driven");
         for action in &scenario.actions {

@@ -249,34 +249,8 @@ impl Scheduler {
             let mut starting: Vec<(u64, Arc<LoadedStep>, u32)> = Vec::new();
             if !completed && !cap_hit {
                 let busy: HashSet<String> = in_flight.values().map(|f| f.step.name.clone()).collect();
-                let steps = self.catalog.snapshot();
-                let eligible = rules::eligible(task, &steps, &busy);
-                if !eligible.is_empty() {
-                    for start in eligible {
-                        let progress = task.progress.entry(start.step.name.clone()).or_default();
-                        if progress.runs >= self.settings.run_cap {
-                            cap_hit = true;
-                            task.message = Some(format!(
-                                "step {} reached the cap of {} runs on this task; the task was stopped",
-                                start.step.name, self.settings.run_cap
-                            ));
-                            break;
-                        }
-                        progress.runs += 1;
-                        progress.redo = false;
-                        progress.last_projection = Some(start.projection);
-                        let number = progress.runs;
-                        let run_id = task.runs.len() as u64;
-                        task.runs.push(RunRecord::starting(
-                            run_id,
-                            &start.step.name,
-                            &start.step.version,
-                            number,
-                        ));
-                        dirty.insert(run_id);
-                        starting.push((run_id, start.step, number));
-                    }
-                }
+                starting = self.start_eligible(task, &busy, &mut cap_hit);
+                dirty.extend(starting.iter().map(|(run_id, _, _)| *run_id));
             }
 
             // The data as JSON text, encoded once for the runs given all of it (and then handed
@@ -386,6 +360,65 @@ impl Scheduler {
         }
         on_event(Event::Settled { task });
         Ok(task.status)
+    }
+
+    /// Starts the runs of every step eligible on `task` now (none of `busy`): records each run,
+    /// starting, and the step's progress, and returns them (run id, step, run number). A step at
+    /// its run cap stops the task instead: `cap_hit` is set and the task's message says why.
+    fn start_eligible(
+        &self,
+        task: &mut Task,
+        busy: &HashSet<String>,
+        cap_hit: &mut bool,
+    ) -> Vec<(u64, Arc<LoadedStep>, u32)> {
+        let steps = self.catalog.snapshot();
+        let mut starting = Vec::new();
+        for start in rules::eligible(task, &steps, busy) {
+            let progress = task.progress.entry(start.step.name.clone()).or_default();
+            if progress.runs >= self.settings.run_cap {
+                *cap_hit = true;
+                task.message = Some(format!(
+                    "step {} reached the cap of {} runs on this task; the task was stopped",
+                    start.step.name, self.settings.run_cap
+                ));
+                break;
+            }
+            progress.runs += 1;
+            progress.redo = false;
+            progress.last_projection = Some(start.projection);
+            let number = progress.runs;
+            let run_id = task.runs.len() as u64;
+            task.runs.push(RunRecord::starting(
+                run_id,
+                &start.step.name,
+                &start.step.version,
+                number,
+            ));
+            starting.push((run_id, start.step, number));
+        }
+        starting
+    }
+
+    /// Records, on a new task that no run touched yet, the runs its data makes eligible, as
+    /// [`Scheduler::drive_durable`] would start them first, and returns them to be driven as
+    /// [`Resumed`] runs: whoever creates the task can make these records durable in the same
+    /// write as the task itself, sparing the drive its first commit. A task with runs already
+    /// gets none.
+    pub fn first_wave(&self, task: &mut Task) -> Vec<Resumed> {
+        if !task.runs.is_empty() || task.status != TaskStatus::Running {
+            return Vec::new();
+        }
+        let mut cap_hit = false;
+        let starting = self.start_eligible(task, &HashSet::new(), &mut cap_hit);
+        starting
+            .into_iter()
+            .map(|(run_id, step, _)| Resumed {
+                run_id,
+                step,
+                input: task.data.clone(),
+                replay: Vec::new(),
+            })
+            .collect()
     }
 
     /// Records a finished run and merges its output; returns whether it completed the task.

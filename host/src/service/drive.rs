@@ -60,17 +60,18 @@ impl Service {
         self.spawn_drive_from(id, None);
     }
 
-    /// Drives `task`, just saved at `revision` with no run in flight (created, patched, retried),
-    /// on a worker without reading it back from the store. Hosts sharing a store drive only what
-    /// they claim: there it is [`Service::spawn_drive`].
-    pub(crate) fn spawn_drive_saved(&self, task: Task, revision: u64) {
+    /// Drives `task`, just saved at `revision` (created, patched, retried), on a worker without
+    /// reading it back from the store; `starting` are the runs saved as starting with it (a new
+    /// task's first wave), run first. Hosts sharing a store drive only what they claim: there it
+    /// is [`Service::spawn_drive`].
+    pub(crate) fn spawn_drive_saved(&self, task: Task, revision: u64, starting: Vec<InterruptedRun>) {
         if self.inner.cluster.is_some() {
             return self.spawn_drive(task.id);
         }
-        self.spawn_drive_from(task.id.clone(), Some((task, revision)));
+        self.spawn_drive_from(task.id.clone(), Some((task, revision, starting)));
     }
 
-    fn spawn_drive_from(&self, id: String, saved: Option<(Task, u64)>) {
+    fn spawn_drive_from(&self, id: String, saved: Option<(Task, u64, Vec<InterruptedRun>)>) {
         if let Some(cluster) = self.cluster() {
             // Hosts sharing the store drive only what they claim: the claim loop takes it from
             // here (driving it directly would race the host that claims it).
@@ -83,7 +84,7 @@ impl Service {
                 return;
             };
             let result = match saved {
-                Some((task, revision)) => service.drive_task(task, revision, Vec::new()).await,
+                Some((task, revision, starting)) => service.drive_task(task, revision, starting).await,
                 None => service.drive_stored(&id).await,
             };
             if let Err(e) = result {

@@ -34,7 +34,7 @@ use crate::host::{Host, HostOptions, SetupError};
 use crate::runtime::LoadError;
 use crate::scheduler::Scheduler;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
+use crate::store::{InterruptedRun, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
 use crate::task::{Task, TaskStatus};
 
 pub use metrics::Metrics;
@@ -201,9 +201,24 @@ impl Service {
         if !data.is_object() {
             return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
         }
-        let task = Task::new(data);
-        let revision = self.inner.store.create_task(&task).await?;
-        self.spawn_drive_saved(task.clone(), revision);
+        let mut task = Task::new(data);
+        // The first wave's runs are recorded, starting, in the same write as the task (one
+        // commit fewer before they start). Hosts sharing a store leave that to whoever claims it.
+        let first = match self.inner.cluster {
+            Some(_) => Vec::new(),
+            None => self.inner.scheduler.first_wave(&mut task),
+        };
+        let ids: Vec<u64> = first.iter().map(|run| run.run_id).collect();
+        let revision = self.inner.store.create_task_starting(&task, &ids).await?;
+        let starting = first
+            .into_iter()
+            .map(|run| InterruptedRun {
+                run_id: run.run_id,
+                input: run.input,
+                journal: run.replay,
+            })
+            .collect();
+        self.spawn_drive_saved(task.clone(), revision, starting);
         Ok(StoredTask {
             updated_at: task.created_at,
             task,
@@ -349,7 +364,7 @@ impl Service {
             applied: None,
         };
         let revision = self.inner.store.save_task(save).await?;
-        self.spawn_drive_saved(task.clone(), revision);
+        self.spawn_drive_saved(task.clone(), revision, Vec::new());
         Ok(task)
     }
 

@@ -157,14 +157,14 @@ impl<'a> TaskSave<'a> {
     }
 
     /// What creating `task` writes: its row and the runs `all` (see [`TaskSave::every_run`]),
-    /// none of them starting.
-    pub fn creating(task: &'a Task, all: &'a [u64]) -> TaskSave<'a> {
+    /// of which `starting` start on its data.
+    pub fn creating(task: &'a Task, all: &'a [u64], starting: &'a [u64]) -> TaskSave<'a> {
         TaskSave {
             task,
             expected_revision: 0,
             runs: all,
-            starting: &[],
-            input: None,
+            starting,
+            input: (!starting.is_empty()).then_some(&task.data),
             data_text: None,
             applied: None,
         }
@@ -229,7 +229,15 @@ pub enum StoreEvent {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores a new task with its runs; revision 1. [`StoreError::Conflict`] if the id exists.
-    async fn create_task(&self, task: &Task) -> Result<u64, StoreError>;
+    async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
+        self.create_task_starting(task, &[]).await
+    }
+
+    /// Stores a new task with its runs, of which `starting` (positions in `task.runs`) start on
+    /// its data (see [`crate::scheduler::Scheduler::first_wave`]): after a crash they are
+    /// interrupted runs, re-run on that data. Revision 1; [`StoreError::Conflict`] if the id
+    /// exists.
+    async fn create_task_starting(&self, task: &Task, starting: &[u64]) -> Result<u64, StoreError>;
 
     /// Writes the task row and the named runs if the stored revision is still
     /// `expected_revision`; returns the new revision. Finished runs no longer need their input and

@@ -28,8 +28,7 @@ use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::rows::{
-    RunRow, TaskRow, UNFINISHED_RUN_INPUTS, all_run_rows, corrupt, parse_status, parse_time, run_rows, signed,
-    time_text, to_json,
+    RunRow, TaskRow, UNFINISHED_RUN_INPUTS, corrupt, parse_status, parse_time, run_rows, signed, time_text, to_json,
 };
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent, StoredTask, TaskPage, TaskQuery,
@@ -168,17 +167,17 @@ WITH created AS (
     RETURNING id
 ),
 written AS (
-    INSERT INTO runs (task_id, run_id, step, version, finished, record)
-    SELECT $1, u.run_id, u.step, u.version, u.finished, u.record
-    FROM unnest($10::bigint[], $11::text[], $12::text[], $13::boolean[], $14::text[])
-      AS u(run_id, step, version, finished, record)
+    INSERT INTO runs (task_id, run_id, step, version, finished, record, input_from_task)
+    SELECT $1, u.run_id, u.step, u.version, u.finished, u.record, u.from_task
+    FROM unnest($10::bigint[], $11::text[], $12::text[], $13::boolean[], $14::text[], $15::boolean[])
+      AS u(run_id, step, version, finished, record, from_task)
     WHERE EXISTS (SELECT 1 FROM created)
     ON CONFLICT (task_id, run_id) DO UPDATE SET
       step = excluded.step, version = excluded.version, finished = excluded.finished, record = excluded.record,
-      input = NULL, input_from_task = FALSE
+      input = NULL, input_from_task = excluded.input_from_task
 ),
 notified AS (
-    SELECT pg_notify($15, 'tasks') FROM created WHERE $2 = 'running'
+    SELECT pg_notify($16, 'tasks') FROM created WHERE $2 = 'running'
 )
 SELECT EXISTS (SELECT 1 FROM created), (SELECT count(*) FROM notified)";
 
@@ -465,9 +464,10 @@ fn step_version_of(row: &tokio_postgres::Row) -> Result<StepVersion, StoreError>
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
-    async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
+    async fn create_task_starting(&self, task: &Task, starting: &[u64]) -> Result<u64, StoreError> {
         let row = TaskRow::of(task, None)?;
-        let runs = all_run_rows(task)?;
+        let all = TaskSave::every_run(task);
+        let runs = run_rows(&TaskSave::creating(task, &all, starting))?;
         let arrays = RunArrays::of(&runs);
         let client = self.client().await?;
         let create = client.prepare_cached(CREATE_TASK).await.map_err(pg)?;
@@ -489,6 +489,7 @@ impl Store for PostgresStore {
                     &arrays.versions,
                     &arrays.finished,
                     &arrays.records,
+                    &arrays.from_task,
                     &self.channel,
                 ],
             )

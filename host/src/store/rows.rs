@@ -103,12 +103,6 @@ pub(crate) struct RunRow {
     pub input_from_task: bool,
 }
 
-/// The rows of the runs `ids` of `task` (every run of a new task).
-pub(crate) fn all_run_rows(task: &Task) -> Result<Vec<RunRow>, StoreError> {
-    let all = TaskSave::every_run(task);
-    run_rows(&TaskSave::creating(task, &all))
-}
-
 /// The rows of the runs a save names; starting runs point at the saved data when it is their
 /// input, and carry their input otherwise.
 pub(crate) fn run_rows(save: &TaskSave<'_>) -> Result<Vec<RunRow>, StoreError> {

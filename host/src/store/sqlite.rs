@@ -595,9 +595,9 @@ fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> R
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn create_task(&self, task: &Task) -> Result<u64, StoreError> {
+    async fn create_task_starting(&self, task: &Task, starting: &[u64]) -> Result<u64, StoreError> {
         let all = TaskSave::every_run(task);
-        let record = SaveRecord::of(&TaskSave::creating(task, &all))?;
+        let record = SaveRecord::of(&TaskSave::creating(task, &all, starting))?.leaving_data_to_row();
         self.write(Box::new(move |conn| {
             let row = &record.row;
             let inserted = conn
@@ -615,7 +615,8 @@ impl Store for SqliteStore {
             if inserted == 0 {
                 return Err(StoreError::Conflict(format!("a task with id {} exists", row.id)));
             }
-            // A new task's runs (an import) go to the log like any save's.
+            // A new task's runs (an import, or its first wave starting) go to the log like any
+            // save's.
             if !all.is_empty() {
                 append_record(conn, conn.last_insert_rowid(), 1, &record)?;
             }

@@ -18,6 +18,7 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     interrupted_runs_keep_input_and_journal(store).await;
     a_rewritten_unfinished_run_keeps_its_input(store).await;
     saves_naming_their_applied_runs_read_back_the_same_data(store).await;
+    a_task_created_with_its_first_wave_starting_resumes_it(store).await;
     listing_filters_and_pages(store).await;
     step_versions_and_current(store).await;
     leases_are_exclusive_expire_and_end_when_settled(store).await;
@@ -340,6 +341,46 @@ async fn saves_naming_their_applied_runs_read_back_the_same_data<S: Store>(store
     let revision = store.save_task(save).await.expect("saved");
     let stored = store.get_task(&task.id).await.expect("read").expect("exists");
     assert_eq!((stored.task, stored.revision), (task, revision));
+}
+
+/// A task stored with runs starting on its data (its first wave) has them as interrupted runs,
+/// on that data, until a save finishes them.
+async fn a_task_created_with_its_first_wave_starting_resumes_it<S: Store>(store: &S) {
+    let mut task = Task::new(json!({"order": {"id": 8}}));
+    task.runs.push(run_record(0, "first", false));
+    task.runs.push(run_record(1, "second", false));
+    let revision = store.create_task_starting(&task, &[0, 1]).await.expect("created");
+    assert_eq!(revision, 1);
+    let stored = store.get_task(&task.id).await.expect("read").expect("exists");
+    assert_eq!((stored.task, stored.revision), (task.clone(), 1));
+    let open = store.interrupted_runs(&task.id).await.expect("read");
+    let inputs: Vec<(u64, &serde_json::Value)> = open.iter().map(|r| (r.run_id, &r.input)).collect();
+    assert_eq!(inputs, vec![(0, &task.data), (1, &task.data)]);
+
+    // Run 0 finishes and changes the data; run 1 is still interrupted on the data it started on.
+    let started_on = task.data.clone();
+    let changes = vec![crate::scheduler::merge::Change::Set {
+        path: "/order/paid".into(),
+        value: json!(true),
+    }];
+    crate::scheduler::merge::apply(&mut task.data, &changes);
+    task.runs[0] = run_record(0, "first", true);
+    task.runs[0].changes = changes;
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 1,
+        runs: &[0],
+        starting: &[],
+        input: None,
+        data_text: None,
+        applied: Some(&[0]),
+    };
+    let revision = store.save_task(save).await.expect("saved");
+    let stored = store.get_task(&task.id).await.expect("read").expect("exists");
+    assert_eq!((stored.task, stored.revision), (task.clone(), revision));
+    let open = store.interrupted_runs(&task.id).await.expect("read");
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].run_id, &open[0].input), (1, &started_on));
 }
 
 async fn listing_filters_and_pages<S: Store>(store: &S) {

@@ -96,9 +96,18 @@ impl SaveRecord {
         })
     }
 
-    /// The data the record holds, if it holds it whole.
+    /// The data the record holds, if it holds it whole (a record listing applied runs does not).
     pub fn logged_data(&self) -> Option<&str> {
-        self.row.data.as_deref()
+        self.row.data.as_deref().filter(|_| self.applied.is_none())
+    }
+
+    /// The record of a task's creation, whose row holds the data: the record holds none, and
+    /// lists no runs applied (the data at its revision is the row's).
+    pub fn leaving_data_to_row(self) -> SaveRecord {
+        SaveRecord {
+            applied: Some("[]".to_owned()),
+            ..self
+        }
     }
 }
 
