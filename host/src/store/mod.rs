@@ -124,8 +124,11 @@ pub struct TaskSave<'a> {
     /// How the data came to be, when only runs changed it: the runs (positions in `task.runs`,
     /// their records written by this save or an earlier one) whose `changes` were merged into
     /// the data of revision `expected_revision`, in the order they were merged. A store may then
-    /// log this list instead of the data and rebuild the data by replaying those changes.
-    /// `None`: the data changed otherwise (or the caller does not say); the store keeps it whole.
+    /// log this list instead of the data and rebuild the data by replaying those changes. Such a
+    /// save also says that only the steps of the runs it names changed their progress (as in a
+    /// drive, where a step's progress moves when its runs start or finish), so a store may log
+    /// just theirs. `None`: the data changed otherwise (or the caller does not say); the store
+    /// keeps data and progress whole.
     pub applied: Option<&'a [u64]>,
 }
 

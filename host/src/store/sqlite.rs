@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use super::call_log::{CallLog, PendingCall};
 use super::rows::{corrupt, parse_status, parse_time, signed, time_text, to_json};
-use super::task_log::{LoggedRecord, SaveRecord, interrupted, latest_data, merge_runs};
+use super::task_log::{LoggedRecord, SaveRecord, interrupted, latest_state, merge_runs};
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
     TaskSummary,
@@ -516,7 +516,8 @@ fn task_state(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TaskSta
 /// than revision `data_after` (older data is never needed: the row, or a newer record, has it).
 fn logged_records(conn: &Connection, seq: i64, data_after: i64) -> Result<Vec<LoggedRecord>, StoreError> {
     conn.prepare_cached(
-        "SELECT revision, runs, CASE WHEN revision > ?2 THEN data END, applied, starting
+        "SELECT revision, runs, CASE WHEN revision > ?2 THEN data END, applied, starting,
+                CASE WHEN revision > ?2 THEN progress END
          FROM task_log WHERE task_seq = ?1 ORDER BY revision",
     )
     .and_then(|mut s| {
@@ -527,6 +528,7 @@ fn logged_records(conn: &Connection, seq: i64, data_after: i64) -> Result<Vec<Lo
                 data: r.get(2)?,
                 applied: r.get(3)?,
                 starting: r.get(4)?,
+                progress: r.get(5)?,
             })
         })
         .and_then(|rows| rows.collect())
@@ -717,17 +719,19 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let records = logged_records(conn, seq, row_revision)?;
             let runs = merge_runs(records.iter().map(|r| r.runs.as_str()))?;
-            let (state, data) = match logged {
+            let (state, data, progress) = match logged {
                 Some(logged) if logged.6 > row_revision => {
                     let newer: Vec<LoggedRecord> = records.into_iter().filter(|r| r.revision > row_revision).collect();
-                    (logged, latest_data(&row_data, &newer, &runs)?)
+                    let (data, progress) = latest_state((&row_data, &row_state.4), &newer, &runs)?;
+                    (logged, data, progress)
                 }
                 _ => {
                     let data = serde_json::from_str(&row_data).map_err(|e| corrupt("data", e))?;
-                    (row_state, data)
+                    let progress = serde_json::from_str(&row_state.4).map_err(|e| corrupt("progress", e))?;
+                    (row_state, data, progress)
                 }
             };
-            let (status, name, tags, message, progress, updated, revision) = state;
+            let (status, name, tags, message, _, updated, revision) = state;
             let task = Task {
                 id,
                 status: parse_status(&status)?,
@@ -736,7 +740,7 @@ impl Store for SqliteStore {
                 tags: serde_json::from_str(&tags).map_err(|e| corrupt("tags", e))?,
                 data,
                 runs,
-                progress: serde_json::from_str(&progress).map_err(|e| corrupt("progress", e))?,
+                progress,
                 created_at: parse_time(&created)?,
             };
             Ok(Some(StoredTask {

@@ -15,6 +15,9 @@
 //!   again ([`crate::scheduler::merge::apply`] is deterministic, so replaying gives the same data,
 //!   skipped changes included). Without this, every save of a running order wrote its whole data
 //!   (0.9 to 3.2 KB for the seed's order) again, though a wave of runs changes a few fields.
+//! - **The progress** goes the same way: a record listing its runs holds only the progress of
+//!   those runs' steps (a step's progress changes only when one of its runs starts or finishes,
+//!   and entries are never removed), laid over the previous record's when read.
 //! - The task row keeps the data it was created with (revision 1) and what listings show;
 //!   schema-3 stores also rewrote it whole when the task settled, at that revision.
 //! - The latest state is the record with the highest revision (or the row, when no record is
@@ -32,7 +35,7 @@ use serde_json::Value;
 use super::rows::{TaskRow, corrupt, signed, to_json};
 use super::{StoreError, TaskSave};
 use crate::scheduler::merge;
-use crate::task::RunRecord;
+use crate::task::{RunRecord, StepProgress};
 
 /// One save, encoded: the record to append and the inputs that are not the saved data.
 pub(crate) struct SaveRecord {
@@ -63,7 +66,18 @@ impl SaveRecord {
             (None, Some(text)) => Some(text.to_owned()),
             (None, None) => Some(to_json(&save.task.data)?),
         };
-        let row = TaskRow::with(save.task, data)?;
+        let mut row = TaskRow::with(save.task, data)?;
+        if applied.is_some() {
+            // Only the steps of the runs a save names change their progress (a run starts or
+            // finishes): the record holds theirs, over the previous record's.
+            let named: BTreeMap<&str, &StepProgress> = save
+                .runs
+                .iter()
+                .filter_map(|id| save.task.runs.get(*id as usize))
+                .filter_map(|run| Some((run.step.as_str(), save.task.progress.get(&run.step)?)))
+                .collect();
+            row.progress = to_json(&named)?;
+        }
         let runs = runs_text(save.task, save.runs)?;
         let on_data = save.starts_on_saved_data();
         let starting_ids: Vec<u64> = match save.input {
@@ -156,7 +170,13 @@ pub(crate) struct LoggedRecord {
     pub applied: Option<String>,
     /// The ids of the runs starting on its data (a JSON array), if any.
     pub starting: Option<String>,
+    /// The steps' progress it holds (and the reader asked for): all of it with whole data, else
+    /// that of the steps whose runs it names.
+    pub progress: Option<String>,
 }
+
+/// A task's progress: each step's runs, redo and failure flags.
+pub(crate) type Progress = BTreeMap<String, StepProgress>;
 
 /// Applies again, to `data`, the changes of the runs listed in `applied` (a JSON array of run
 /// ids), in that order.
@@ -171,12 +191,28 @@ fn replay(data: &mut Value, applied: &str, runs: &[RunRecord]) -> Result<(), Sto
     Ok(())
 }
 
-/// The data after the last of `records` (oldest first, all newer than `base`, the data the task
-/// row holds): the newest whole data among them (or `base`) with the later records' runs replayed.
-pub(crate) fn latest_data(base: &str, records: &[LoggedRecord], runs: &[RunRecord]) -> Result<Value, StoreError> {
+/// The data and progress after the last of `records` (oldest first, all newer than the task
+/// row's revision, whose data and progress are `base`): the newest whole data among them (or the
+/// row's) with the later records' runs replayed, and the progress there with the later records'
+/// entries laid over it.
+pub(crate) fn latest_state(
+    base: (&str, &str),
+    records: &[LoggedRecord],
+    runs: &[RunRecord],
+) -> Result<(Value, Progress), StoreError> {
     let whole = records.iter().rposition(|r| r.data.is_some());
-    let text = whole.and_then(|at| records[at].data.as_deref()).unwrap_or(base);
-    let mut data: Value = serde_json::from_str(text).map_err(|e| corrupt("data", e))?;
+    let (data, progress) = match whole {
+        Some(at) => (
+            records[at].data.as_deref().unwrap_or(base.0),
+            records[at].progress.as_deref(),
+        ),
+        None => (base.0, Some(base.1)),
+    };
+    let mut data: Value = serde_json::from_str(data).map_err(|e| corrupt("data", e))?;
+    let mut progress: Progress = match progress {
+        Some(text) => serde_json::from_str(text).map_err(|e| corrupt("progress", e))?,
+        None => Progress::new(),
+    };
     for record in &records[whole.map_or(0, |at| at + 1)..] {
         let Some(applied) = &record.applied else {
             return Err(StoreError::Corrupt(format!(
@@ -185,8 +221,12 @@ pub(crate) fn latest_data(base: &str, records: &[LoggedRecord], runs: &[RunRecor
             )));
         };
         replay(&mut data, applied, runs)?;
+        if let Some(text) = &record.progress {
+            let named: Progress = serde_json::from_str(text).map_err(|e| corrupt("progress", e))?;
+            progress.extend(named);
+        }
     }
-    Ok(data)
+    Ok((data, progress))
 }
 
 /// The runs that started and never finished, oldest first, with the data each started from:
@@ -269,8 +309,22 @@ mod tests {
     }
 
     #[test]
-    fn a_save_naming_its_applied_runs_logs_them_instead_of_the_data() {
-        let task = task_with_runs(2);
+    fn a_save_naming_its_applied_runs_logs_them_and_their_steps_progress_instead_of_the_data() {
+        let mut task = task_with_runs(2);
+        task.progress.insert(
+            "s".into(),
+            StepProgress {
+                runs: 2,
+                ..Default::default()
+            },
+        );
+        task.progress.insert(
+            "other".into(),
+            StepProgress {
+                runs: 1,
+                ..Default::default()
+            },
+        );
         let save = TaskSave {
             task: &task,
             expected_revision: 2,
@@ -283,9 +337,12 @@ mod tests {
         let record = SaveRecord::of(&save).expect("encoded");
         assert_eq!(record.logged_data(), None);
         assert_eq!(record.applied.as_deref(), Some("[1,0]"));
+        assert_eq!(record.row.progress, r#"{"s":{"last_projection":null,"runs":2}}"#);
         let whole = SaveRecord::of(&TaskSave { applied: None, ..save }).expect("encoded");
         assert_eq!(whole.logged_data(), Some(r#"{"a":1}"#));
         assert_eq!(whole.applied, None);
+        let all: Progress = serde_json::from_str(&whole.row.progress).expect("progress");
+        assert_eq!(all, task.progress);
     }
 
     #[test]
@@ -319,6 +376,7 @@ mod tests {
             data: data.map(str::to_owned),
             applied: applied.map(str::to_owned),
             starting: starting.map(str::to_owned),
+            progress: None,
         }
     }
 
@@ -392,16 +450,34 @@ mod tests {
         let last = logged(4, None, Some("[2]"), runs_text(&task, &[2]).expect("encoded"), None);
         let records = [start, wave, last];
         let runs = merge_runs(records.iter().map(|r| r.runs.as_str())).expect("decoded");
-        let data = latest_data(r#"{"row":true}"#, &records, &runs).expect("rebuilt");
+        let (data, _) = latest_state((r#"{"row":true}"#, "{}"), &records, &runs).expect("rebuilt");
         assert_eq!(data, json!({"a": 10, "b": {"d": true}}));
         // Run 3 started at the wave: its input is the data rebuilt there.
         let open = interrupted("{}", &records, &runs, &BTreeMap::new()).expect("read");
         assert_eq!(open, vec![(3, json!({"a": 10, "b": {"c": 1}}))]);
         // With no whole data among the records, the row's is the base.
-        let data = latest_data(r#"{"a":1}"#, &records[1..], &runs).expect("rebuilt");
+        let (data, _) = latest_state((r#"{"a":1}"#, "{}"), &records[1..], &runs).expect("rebuilt");
         assert_eq!(data, json!({"a": 10, "b": {"d": true}}));
         let open = interrupted(r#"{"a":1}"#, &records[1..], &runs, &BTreeMap::new()).expect("read");
         assert_eq!(open, vec![(3, json!({"a": 10, "b": {"c": 1}}))]);
+    }
+
+    #[test]
+    fn the_progress_of_later_records_is_laid_over_the_newest_whole_one() {
+        let task = task_with_runs(1);
+        let runs = merge_runs([runs_text(&task, &[0]).expect("encoded").as_str()]).expect("decoded");
+        let mut whole = logged(2, Some("{}"), None, "[]".into(), None);
+        whole.progress = Some(r#"{"a":{"runs":1},"b":{"runs":1}}"#.into());
+        let mut later = logged(3, None, Some("[]"), "[]".into(), None);
+        later.progress = Some(r#"{"b":{"runs":2,"redo":true}}"#.into());
+        let (_, progress) = latest_state(("{}", "{}"), &[whole, later], &runs).expect("rebuilt");
+        assert_eq!(progress["a"].runs, 1);
+        assert_eq!((progress["b"].runs, progress["b"].redo), (2, true));
+        // With no whole record, over the row's.
+        let mut later = logged(3, None, Some("[]"), "[]".into(), None);
+        later.progress = Some(r#"{"b":{"runs":3}}"#.into());
+        let (_, progress) = latest_state(("{}", r#"{"a":{"runs":4}}"#), &[later], &runs).expect("rebuilt");
+        assert_eq!((progress["a"].runs, progress["b"].runs), (4, 3));
     }
 
     #[test]
@@ -410,12 +486,12 @@ mod tests {
         let records = [logged(2, None, None, runs_text(&task, &[0]).expect("encoded"), None)];
         let runs = merge_runs([records[0].runs.as_str()]).expect("decoded");
         assert!(matches!(
-            latest_data("{}", &records, &runs),
+            latest_state(("{}", "{}"), &records, &runs),
             Err(StoreError::Corrupt(_))
         ));
         let unknown = [logged(2, None, Some("[7]"), "[]".into(), None)];
         assert!(matches!(
-            latest_data("{}", &unknown, &runs),
+            latest_state(("{}", "{}"), &unknown, &runs),
             Err(StoreError::Corrupt(_))
         ));
     }
