@@ -95,15 +95,16 @@ pub trait Checkpoint: Send {
     fn journal(&self, task: &Task, run_id: u64) -> Option<Arc<dyn CallJournal>>;
 }
 
-/// A run interrupted by a crash, to re-run first when a task's drive resumes.
+/// A run already on record as started, to run first when a task's drive begins: one a crash
+/// interrupted, or one of a new task's first wave ([`Scheduler::first_wave`]).
 #[derive(Debug, Clone)]
 pub struct Resumed {
     /// The run's id (its position in `task.runs`; the record is there, outcome empty).
     pub run_id: u64,
     /// The step version to re-run (the one recorded, when it is still available).
     pub step: Arc<LoadedStep>,
-    /// The data the run started from.
-    pub input: Value,
+    /// The data the run started from (shared by the runs of one wave).
+    pub input: Arc<Value>,
     /// Its journaled connector results, replayed in order.
     pub replay: Vec<ConnectorCallRecord>,
 }
@@ -239,7 +240,7 @@ impl Scheduler {
                 run_id,
                 InFlight {
                     step: resume.step,
-                    snapshot: Some(Arc::new(resume.input)),
+                    snapshot: Some(resume.input),
                     start_seq: seq,
                 },
             );
@@ -410,12 +411,14 @@ impl Scheduler {
         }
         let mut cap_hit = false;
         let starting = self.start_eligible(task, &HashSet::new(), &mut cap_hit);
+        // One copy of the data, shared by the wave's runs (their snapshot).
+        let input = Arc::new(task.data.clone());
         starting
             .into_iter()
             .map(|(run_id, step, _)| Resumed {
                 run_id,
                 step,
-                input: task.data.clone(),
+                input: input.clone(),
                 replay: Vec::new(),
             })
             .collect()

@@ -64,14 +64,14 @@ impl Service {
     /// reading it back from the store; `starting` are the runs saved as starting with it (a new
     /// task's first wave), run first. Hosts sharing a store drive only what they claim: there it
     /// is [`Service::spawn_drive`].
-    pub(crate) fn spawn_drive_saved(&self, task: Task, revision: u64, starting: Vec<InterruptedRun>) {
+    pub(crate) fn spawn_drive_saved(&self, task: Task, revision: u64, starting: Vec<Resumed>) {
         if self.inner.cluster.is_some() {
             return self.spawn_drive(task.id);
         }
         self.spawn_drive_from(task.id.clone(), Some((task, revision, starting)));
     }
 
-    fn spawn_drive_from(&self, id: String, saved: Option<(Task, u64, Vec<InterruptedRun>)>) {
+    fn spawn_drive_from(&self, id: String, saved: Option<(Task, u64, Vec<Resumed>)>) {
         if let Some(cluster) = self.cluster() {
             // Hosts sharing the store drive only what they claim: the claim loop takes it from
             // here (driving it directly would race the host that claims it).
@@ -94,7 +94,8 @@ impl Service {
         });
     }
 
-    /// Loads a running task and drives it to settlement, re-running interrupted runs first.
+    /// Loads a running task and drives it to settlement, re-running interrupted runs first (a
+    /// run whose step is gone fails, saved before the drive).
     pub(crate) async fn drive_stored(&self, id: &str) -> Result<(), ServiceError> {
         let store = self.inner.store.clone();
         let Some(stored) = store.get_task(id).await? else {
@@ -103,26 +104,15 @@ impl Service {
         if stored.task.status != TaskStatus::Running {
             return Ok(());
         }
-        let interrupted = store.interrupted_runs(id).await?;
-        self.drive_task(stored.task, stored.revision, interrupted).await
-    }
-
-    /// Drives `task`, stored at `revision`, to settlement, re-running `interrupted` first.
-    async fn drive_task(
-        &self,
-        mut task: Task,
-        mut revision: u64,
-        interrupted: Vec<InterruptedRun>,
-    ) -> Result<(), ServiceError> {
-        let store = self.inner.store.clone();
+        let (mut task, mut revision) = (stored.task, stored.revision);
         let mut resumed = Vec::new();
         let mut lost = Vec::new();
-        for run in interrupted {
+        for run in store.interrupted_runs(id).await? {
             match self.step_for(&task, &run).await {
                 Some(step) => resumed.push(Resumed {
                     run_id: run.run_id,
                     step,
-                    input: run.input,
+                    input: Arc::new(run.input),
                     replay: run.journal,
                 }),
                 None => lost.push(run.run_id),
@@ -143,6 +133,12 @@ impl Service {
             };
             revision = store.save_task(save).await?;
         }
+        self.drive_task(task, revision, resumed).await
+    }
+
+    /// Drives `task`, stored at `revision`, to settlement, running `resumed` first.
+    async fn drive_task(&self, mut task: Task, revision: u64, resumed: Vec<Resumed>) -> Result<(), ServiceError> {
+        let store = self.inner.store.clone();
         let mut checkpoint = StoreCheckpoint { store, revision };
         let metrics = self.inner.metrics.clone();
         let mut on_event = |event: Event<'_>| {

@@ -34,7 +34,7 @@ use crate::host::{Host, HostOptions, SetupError};
 use crate::runtime::LoadError;
 use crate::scheduler::Scheduler;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{InterruptedRun, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
+use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
 use crate::task::{Task, TaskStatus};
 
 pub use metrics::Metrics;
@@ -210,15 +210,7 @@ impl Service {
         };
         let ids: Vec<u64> = first.iter().map(|run| run.run_id).collect();
         let revision = self.inner.store.create_task_starting(&task, &ids).await?;
-        let starting = first
-            .into_iter()
-            .map(|run| InterruptedRun {
-                run_id: run.run_id,
-                input: run.input,
-                journal: run.replay,
-            })
-            .collect();
-        self.spawn_drive_saved(task.clone(), revision, starting);
+        self.spawn_drive_saved(task.clone(), revision, first);
         Ok(StoredTask {
             updated_at: task.created_at,
             task,
