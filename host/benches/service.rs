@@ -353,7 +353,11 @@ async fn service(dir: &tempfile::TempDir, synchronous: Synchronous, given: Given
     .await
     .expect("host");
     let db = dir.path().join(format!("{synchronous:?}.db"));
-    let store = SqliteStore::open(&db, SqliteOptions { synchronous }).expect("store");
+    let options = SqliteOptions {
+        synchronous,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&db, options).expect("store");
     let options = ServiceOptions {
         db,
         steps: given.steps(dir),

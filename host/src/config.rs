@@ -17,6 +17,7 @@
 //!
 //! [store]
 //! synchronous = "full"          # or "normal": survives kill -9, not a power cut
+//! commit_delay_ms = 2           # a commit waits at most this for drives still running steps
 //!
 //! [cluster]                     # hosts sharing `--db postgres://...`
 //! lease_ms = 10000              # a dead host's tasks are taken over after this
@@ -98,11 +99,23 @@ impl Default for ServerSection {
 }
 
 /// Settings of the embedded store.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     /// How hard SQLite syncs (`full`, the default, or `normal`).
     pub synchronous: crate::store::sqlite::Synchronous,
+    /// How long a commit may wait for the saves of drives still running steps, in milliseconds
+    /// (see [`crate::store::sqlite::SqliteOptions::commit_delay`]); 0 commits at once.
+    pub commit_delay_ms: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            synchronous: Default::default(),
+            commit_delay_ms: crate::store::sqlite::DEFAULT_COMMIT_DELAY.as_millis() as u64,
+        }
+    }
 }
 
 /// Settings of hosts sharing a PostgreSQL store (`whenever serve --db postgres://...`).

@@ -758,3 +758,45 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drives_waiting_for_their_commits_never_hold_each_other_up() {
+    // A commit may wait (here up to ten minutes) while drives are at work towards their next
+    // save; each drive stops counting as at work when it saves, so orders flowing together still
+    // complete at once, their saves grouped.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("whenever.toml");
+    std::fs::write(&config, "[store]\ncommit_delay_ms = 600000\n").expect("written");
+    let service_options = ServiceOptions {
+        db: db_in(&dir),
+        config: Some(config),
+        ..ServiceOptions::default()
+    };
+    let service = Service::start(&service_options).await.expect("service starts");
+    let orders = async {
+        let mut ids = Vec::new();
+        for i in 0..12 {
+            let mut order = whenever::demo::seed_order();
+            order["order"]["id"] = json!(format!("ORD-GROUP-{i:02}"));
+            ids.push(service.create_task(order).await.expect("created").task.id);
+        }
+        let mut settled = Vec::new();
+        for id in &ids {
+            settled.push(service.wait_settled(id, Duration::from_secs(60)).await.expect("exists"));
+        }
+        settled
+    };
+    // A deadline, not a measurement: a held commit would take ten minutes.
+    let settled = tokio::time::timeout(Duration::from_secs(60), orders)
+        .await
+        .expect("the orders settled without waiting out the commit delay");
+    for stored in settled {
+        assert_eq!(
+            stored.task.status,
+            TaskStatus::Completed,
+            "{}: {:?}",
+            stored.task.id,
+            stored.task.message
+        );
+    }
+}

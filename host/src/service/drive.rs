@@ -8,6 +8,7 @@ use chrono::Utc;
 use super::{Service, ServiceError};
 use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind};
 use crate::scheduler::{Checkpoint, CheckpointError, Commit, Event, Resumed};
+use crate::store::writes_coming::{Working, WritesComing};
 use crate::store::{InterruptedRun, Store, TaskSave};
 use crate::task::{RunOutcomeRecord, Task, TaskStatus};
 
@@ -15,16 +16,39 @@ use crate::task::{RunOutcomeRecord, Task, TaskStatus};
 struct StoreCheckpoint {
     store: Arc<dyn Store>,
     revision: u64,
+    /// Counted as a writer at work between commits, for a store that holds a commit while
+    /// writes are on their way ([`Store::writes_coming`]).
+    coming: Option<Arc<WritesComing>>,
+    working: Option<Working>,
+}
+
+impl StoreCheckpoint {
+    fn new(store: Arc<dyn Store>, revision: u64) -> Self {
+        let coming = store.writes_coming();
+        let working = coming.as_ref().map(|c| c.begin());
+        StoreCheckpoint {
+            store,
+            revision,
+            coming,
+            working,
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Checkpoint for StoreCheckpoint {
     async fn commit(&mut self, task: &Task, commit: Commit<'_>) -> Result<(), CheckpointError> {
+        // Waiting for this commit, the drive writes nothing more until it is done.
+        self.working = None;
+        let settled = commit.settled;
         self.revision = self
             .store
             .save_task(TaskSave::of_commit(task, self.revision, commit))
             .await
             .map_err(|e| CheckpointError(e.to_string()))?;
+        if !settled {
+            self.working = self.coming.as_ref().map(|c| c.begin());
+        }
         Ok(())
     }
 
@@ -139,7 +163,7 @@ impl Service {
     /// Drives `task`, stored at `revision`, to settlement, running `resumed` first.
     async fn drive_task(&self, mut task: Task, revision: u64, resumed: Vec<Resumed>) -> Result<(), ServiceError> {
         let store = self.inner.store.clone();
-        let mut checkpoint = StoreCheckpoint { store, revision };
+        let mut checkpoint = StoreCheckpoint::new(store, revision);
         let metrics = self.inner.metrics.clone();
         let mut on_event = |event: Event<'_>| {
             if let Event::RunFinished { run, .. } = event {

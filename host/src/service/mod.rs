@@ -130,6 +130,7 @@ impl Service {
         }
         let sqlite = SqliteOptions {
             synchronous: host.config.store.synchronous,
+            commit_delay: std::time::Duration::from_millis(host.config.store.commit_delay_ms),
         };
         let db = options.db.clone();
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db, sqlite))

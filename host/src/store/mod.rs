@@ -20,6 +20,7 @@ pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 mod task_log;
+pub mod writes_coming;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -309,6 +310,13 @@ pub trait Store: Send + Sync + 'static {
     /// A token that changes whenever the serving steps change (deploy, rollback, removal, a new
     /// manifest): a host that claims work compares it with the one it loaded.
     async fn steps_stamp(&self) -> Result<String, StoreError>;
+
+    /// The count of writers at work towards their next write, for a store that groups commits
+    /// and can hold one briefly while writes are on their way ([`writes_coming`]); `None` for a
+    /// store that does not (the default).
+    fn writes_coming(&self) -> Option<std::sync::Arc<writes_coming::WritesComing>> {
+        None
+    }
 
     /// Changes made through other hosts, as they commit (`None` for a store no other host
     /// shares). Delivery is best effort: a host also polls slowly as a backstop.

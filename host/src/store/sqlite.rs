@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -26,6 +27,7 @@ use tokio::sync::oneshot;
 use super::call_log::{CallLog, PendingCall};
 use super::rows::{corrupt, parse_status, parse_time, signed, time_text, to_json};
 use super::task_log::{LoggedRecord, SaveRecord, interrupted, latest_state, merge_runs};
+use super::writes_coming::WritesComing;
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
     TaskSummary,
@@ -172,10 +174,27 @@ pub enum Synchronous {
 }
 
 /// Settings of the SQLite store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SqliteOptions {
     /// How hard to sync.
     pub synchronous: Synchronous,
+    /// How long the writer may hold a commit while writers are at work towards their next write
+    /// ([`WritesComing`]), so that their writes join it; zero commits every group at once.
+    pub commit_delay: Duration,
+}
+
+/// The default [`SqliteOptions::commit_delay`]: about ten times an fsync here, long enough for
+/// the drives at work to finish a run and save (RetailMax under load: groups of ~20 saves
+/// instead of 4–5, a fifth less CPU per order), short beside an order's latency.
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(2);
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::default(),
+            commit_delay: DEFAULT_COMMIT_DELAY,
+        }
+    }
 }
 
 /// Pooled reader connections (WAL lets them read while the writer writes).
@@ -204,6 +223,8 @@ pub struct SqliteStore {
     reader_slots: Arc<tokio::sync::Semaphore>,
     /// One host owns the file: leases live in memory.
     leases: Arc<super::lease::LeaseTable>,
+    /// Writers at work towards their next write, which the writer may hold a commit for.
+    coming: Arc<WritesComing>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -280,6 +301,47 @@ fn insert_calls<'a>(conn: &Connection, calls: impl IntoIterator<Item = &'a Pendi
     Ok(())
 }
 
+/// The most writes committed together.
+const MAX_BATCH: usize = 1024;
+
+/// How the writer gathers a group of writes to commit together.
+struct Grouping {
+    /// Writers at work towards their next write.
+    coming: Arc<WritesComing>,
+    /// How long a commit may be held for them.
+    delay: Duration,
+}
+
+impl Grouping {
+    /// Adds to `pending` (which holds the first write) every write waiting, then, while writers
+    /// are at work and for at most `delay`, those that arrive. A writer stops counting as at
+    /// work before it sends its write, so the wait ends as soon as every writer's write is in.
+    fn gather(&self, jobs: &mpsc::Receiver<WriteJob>, pending: &mut std::collections::VecDeque<WriteJob>) {
+        while pending.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => break,
+            }
+        }
+        if self.delay.is_zero() {
+            return;
+        }
+        let deadline = Instant::now() + self.delay;
+        while pending.len() < MAX_BATCH && self.coming.working() > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                return;
+            };
+            // A writer that stops without writing (a drive that failed) wakes nobody: look again
+            // now and then.
+            match jobs.recv_timeout(left.min(Duration::from_micros(500))) {
+                Ok(job) => pending.push_back(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
+
 /// The writer thread: takes every waiting write, runs them in one transaction, commits once,
 /// answers all (group commit). Connector results queued in `calls` go into the same
 /// transaction, but for those of runs whose finished records it saves: a finished run's record
@@ -293,8 +355,7 @@ fn insert_calls<'a>(conn: &Connection, calls: impl IntoIterator<Item = &'a Pendi
 /// that write and the ones before it in the group fail with the error, and the ones after it run
 /// in the next group. (Per-write savepoints would make the rollback finer, but cost a statement
 /// journal copy of every page each write touches.)
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<CallLog>) {
-    const MAX_BATCH: usize = 1024;
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<CallLog>, group: Grouping) {
     let mut pending: std::collections::VecDeque<WriteJob> = std::collections::VecDeque::new();
     loop {
         if pending.is_empty() {
@@ -303,12 +364,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
                 Err(_) => return,
             }
         }
-        while pending.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => pending.push_back(job),
-                Err(_) => break,
-            }
-        }
+        group.gather(&jobs, &mut pending);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             for job in pending.drain(..) {
                 let _ = job.reply.send(Err(backend(&e)));
@@ -401,9 +457,14 @@ impl SqliteStore {
         let calls = Arc::new(calls);
         let (writer, jobs) = mpsc::channel::<WriteJob>();
         let journal = calls.clone();
+        let coming = Arc::new(WritesComing::default());
+        let group = Grouping {
+            coming: coming.clone(),
+            delay: options.commit_delay,
+        };
         std::thread::Builder::new()
             .name("whenever-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs, journal))
+            .spawn(move || writer_loop(conn, jobs, journal, group))
             .map_err(|e| backend(format!("cannot start the writer thread: {e}")))?;
         let mut readers = Vec::new();
         for _ in 0..READERS {
@@ -416,6 +477,7 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(readers)),
             reader_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
             leases: Arc::default(),
+            coming,
         })
     }
 
@@ -1035,6 +1097,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn writes_coming(&self) -> Option<Arc<WritesComing>> {
+        Some(self.coming.clone())
+    }
+
     async fn steps_stamp(&self) -> Result<String, StoreError> {
         self.read(|conn| {
             conn.query_row(
@@ -1278,6 +1344,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_commit_waits_for_the_writers_at_work_and_no_longer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = SqliteOptions {
+            commit_delay: Duration::from_secs(600),
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(&dir.path().join("whenever.db"), options).expect("opens");
+        let coming = store.writes_coming().expect("the SQLite store groups commits");
+
+        // Nobody at work: a write commits at once, whatever the delay.
+        store
+            .create_task(&Task::new(serde_json::json!({"alone": true})))
+            .await
+            .expect("created");
+
+        // A writer at work holds the commit of another's write...
+        let working = coming.begin();
+        let held = {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_task(&Task::new(serde_json::json!({"held": true}))).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!held.is_finished(), "the write committed while a writer was at work");
+        // ...until it stops being at work and writes: both commit together.
+        drop(working);
+        store
+            .create_task(&Task::new(serde_json::json!({"joined": true})))
+            .await
+            .expect("created");
+        held.await.expect("joined").expect("the held write committed");
+        assert_eq!(
+            store.count_tasks().await.expect("counts").get(&TaskStatus::Running),
+            Some(&3)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_held_no_longer_than_the_delay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = SqliteOptions {
+            commit_delay: Duration::from_millis(20),
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(&dir.path().join("whenever.db"), options).expect("opens");
+        let coming = store.writes_coming().expect("the SQLite store groups commits");
+        // A writer at work that never writes (a drive stuck on a slow connector) delays commits by
+        // the delay, not for ever.
+        let _stuck = coming.begin();
+        for i in 0..3 {
+            store
+                .create_task(&Task::new(serde_json::json!({"i": i})))
+                .await
+                .expect("created");
+        }
+        assert_eq!(
+            store.count_tasks().await.expect("counts").get(&TaskStatus::Running),
+            Some(&3)
+        );
+    }
+
+    #[tokio::test]
     async fn a_write_that_fails_midway_rolls_back_its_group_and_the_rest_runs_next() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = open_connection(&dir.path().join("w.db"), &SqliteOptions::default()).expect("open");
@@ -1306,7 +1433,11 @@ mod tests {
         }
         let path = dir.path().join("w.db");
         let (calls, _) = CallLog::open(&path).expect("call log");
-        std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls)));
+        let group = Grouping {
+            coming: Arc::default(),
+            delay: Duration::ZERO,
+        };
+        std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls), group));
         let mut results = Vec::new();
         for answer in answers {
             results.push(answer.await.expect("answered"));
