@@ -1343,15 +1343,21 @@ mod tests {
         assert_eq!(counts.get(&TaskStatus::Running), Some(&200));
     }
 
-    #[tokio::test]
-    async fn a_commit_waits_for_the_writers_at_work_and_no_longer() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// A store whose commits may be held `delay` for writers at work, and its count of them.
+    fn open_delaying(dir: &tempfile::TempDir, delay: Duration) -> (SqliteStore, Arc<WritesComing>) {
         let options = SqliteOptions {
-            commit_delay: Duration::from_secs(600),
+            commit_delay: delay,
             ..SqliteOptions::default()
         };
         let store = SqliteStore::open(&dir.path().join("whenever.db"), options).expect("opens");
         let coming = store.writes_coming().expect("the SQLite store groups commits");
+        (store, coming)
+    }
+
+    #[tokio::test]
+    async fn a_commit_waits_for_the_writers_at_work_and_no_longer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, coming) = open_delaying(&dir, Duration::from_secs(600));
 
         // Nobody at work: a write commits at once, whatever the delay.
         store
@@ -1383,12 +1389,7 @@ mod tests {
     #[tokio::test]
     async fn a_commit_is_held_no_longer_than_the_delay() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = SqliteOptions {
-            commit_delay: Duration::from_millis(20),
-            ..SqliteOptions::default()
-        };
-        let store = SqliteStore::open(&dir.path().join("whenever.db"), options).expect("opens");
-        let coming = store.writes_coming().expect("the SQLite store groups commits");
+        let (store, coming) = open_delaying(&dir, Duration::from_millis(20));
         // A writer at work that never writes (a drive stuck on a slow connector) delays commits by
         // the delay, not for ever.
         let _stuck = coming.begin();
