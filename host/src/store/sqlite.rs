@@ -185,7 +185,7 @@ pub struct SqliteOptions {
 
 /// The default [`SqliteOptions::commit_delay`]: about ten times an fsync here, long enough for
 /// the drives at work to finish a run and save (RetailMax under load: groups of ~20 saves
-/// instead of 4–5, a fifth less CPU per order), short beside an order's latency.
+/// instead of 4–5, 10–20% less CPU per order in A/B runs), short beside an order's latency.
 pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(2);
 
 impl Default for SqliteOptions {
