@@ -317,27 +317,32 @@ impl Grouping {
     /// are at work and for at most `delay`, those that arrive. A writer stops counting as at
     /// work before it sends its write, so the wait ends as soon as every writer's write is in.
     fn gather(&self, jobs: &mpsc::Receiver<WriteJob>, pending: &mut std::collections::VecDeque<WriteJob>) {
-        while pending.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => pending.push_back(job),
-                Err(_) => break,
-            }
-        }
+        take_waiting(jobs, pending);
         if self.delay.is_zero() {
             return;
         }
         let deadline = Instant::now() + self.delay;
         while pending.len() < MAX_BATCH && self.coming.working() > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-                return;
+                break;
             };
-            // A writer that stops without writing (a drive that failed) wakes nobody: look again
-            // now and then.
-            match jobs.recv_timeout(left.min(Duration::from_micros(500))) {
-                Ok(job) => pending.push_back(job),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
+            // Parked rather than waiting on the channel: the writes that arrive meanwhile do not
+            // wake this thread one by one (a wake-up each cost both threads CPU); the last writer
+            // at work wakes it once its write is sent ([`WritesComing::sent`]). A writer that
+            // stops without writing (a drive that failed) wakes nobody: look again now and then.
+            std::thread::park_timeout(left.min(Duration::from_micros(500)));
+            take_waiting(jobs, pending);
+        }
+        take_waiting(jobs, pending);
+    }
+}
+
+/// Moves the writes waiting in `jobs` to `pending`, up to [`MAX_BATCH`].
+fn take_waiting(jobs: &mpsc::Receiver<WriteJob>, pending: &mut std::collections::VecDeque<WriteJob>) {
+    while pending.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => pending.push_back(job),
+            Err(_) => break,
         }
     }
 }
@@ -356,6 +361,7 @@ impl Grouping {
 /// in the next group. (Per-write savepoints would make the rollback finer, but cost a statement
 /// journal copy of every page each write touches.)
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<CallLog>, group: Grouping) {
+    group.coming.wait_here();
     let mut pending: std::collections::VecDeque<WriteJob> = std::collections::VecDeque::new();
     loop {
         if pending.is_empty() {
@@ -496,6 +502,7 @@ impl SqliteStore {
         self.writer
             .send(WriteJob { op, reply, finishes })
             .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
+        self.coming.sent();
         answer
             .await
             .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?
