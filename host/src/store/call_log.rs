@@ -4,14 +4,19 @@
 //! is re-run with its results replayed and no side effect happens twice. Waiting for a group
 //! commit at every call suspended the run, holding its instance, for a commit cycle: the service
 //! bench measured that at about 40% of a durable order's CPU. Instead the result is appended to a
-//! file beside the database (one `write`, which outlives the process being killed) and queued; the
+//! file beside the database, through a shared mapping of the file (a copy into the page cache,
+//! which outlives the process being killed, without a system call; a `write` per result cost
+//! about 2% of a durable order's CPU) and queued; the
 //! writer thread moves the queued results into `call_journal` in its next transaction, which is
 //! never later than the one committing the run's outcome (the run's save is sent after its
 //! calls were queued), and then empties the file. Opening the store first moves whatever a crash
 //! left in the files into the table.
 //!
 //! Two files take turns: results are appended to the current one while the writer's transaction
-//! holds the other one's, which the writer empties once that transaction has committed.
+//! holds the other one's, which the writer empties once that transaction has committed. A file is
+//! mapped whole and keeps its size (it grows when a turn's results do not fit); emptying it zeroes
+//! the part written, and reading it back stops at the first line that is not a result (zeros,
+//! or a line cut short).
 //!
 //! The files are not synced to disk: a power cut, unlike a crash of the process, can lose results
 //! appended since the last commit. Their run's outcome was not committed either, so the run is
@@ -19,10 +24,11 @@
 //! Stripe does) answers without acting twice.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use memmap2::MmapMut;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -83,6 +89,10 @@ impl PendingCall {
     }
 }
 
+/// The size a call log file is given (and mapped at) when it is opened: room for a turn's results
+/// at about 8,000 connector calls a second.
+const INITIAL_SIZE: u64 = 1 << 20;
+
 /// The two files and the results appended since the writer last took them.
 #[derive(Debug)]
 pub(crate) struct CallLog {
@@ -91,14 +101,96 @@ pub(crate) struct CallLog {
 
 #[derive(Debug)]
 struct State {
-    files: [File; 2],
-    paths: [PathBuf; 2],
+    files: [MappedFile; 2],
     current: usize,
     queue: Vec<PendingCall>,
 }
 
+/// One of the two files, mapped whole.
+#[derive(Debug)]
+struct MappedFile {
+    file: File,
+    path: PathBuf,
+    map: MmapMut,
+    /// Bytes written since the file was last emptied: where the next line goes.
+    used: usize,
+}
+
 fn io_error(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Backend(format!("connector journal file {}: {e}", path.display()))
+}
+
+impl MappedFile {
+    /// Opens (creating) `path` and maps it, at least [`INITIAL_SIZE`] long; lines go after the
+    /// first `used` bytes.
+    fn open(path: &Path, used: usize) -> Result<MappedFile, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+        if len < INITIAL_SIZE {
+            file.set_len(INITIAL_SIZE).map_err(|e| io_error(path, e))?;
+        }
+        let map = map(&file, path)?;
+        Ok(MappedFile {
+            file,
+            path: path.to_path_buf(),
+            map,
+            used,
+        })
+    }
+
+    /// Copies `line` after the lines written so far, growing the file when it does not fit.
+    fn append(&mut self, line: &[u8]) -> Result<(), StoreError> {
+        let end = self.used + line.len();
+        if end > self.map.len() {
+            let size = (end as u64).max(self.map.len() as u64 * 2);
+            self.file.set_len(size).map_err(|e| io_error(&self.path, e))?;
+            self.map = map(&self.file, &self.path)?;
+        }
+        self.map[self.used..end].copy_from_slice(line);
+        self.used = end;
+        Ok(())
+    }
+
+    /// Zeroes what was written (front first: a crash midway leaves a file that reads as empty).
+    fn empty(&mut self) {
+        self.map[..self.used].fill(0);
+        self.used = 0;
+    }
+}
+
+/// The results in the file at `path` (none if there is no file), up to the first line that is not
+/// one, and the bytes they take.
+pub(crate) fn read_back(path: &Path) -> (Vec<PendingCall>, usize) {
+    let mut calls = Vec::new();
+    let mut used = 0;
+    if let Ok(file) = File::open(path) {
+        for line in BufReader::new(file).lines() {
+            let Ok(line) = line else { break };
+            match PendingCall::read(&line) {
+                Some(call) => {
+                    used += line.len() + 1;
+                    calls.push(call);
+                }
+                None => break,
+            }
+        }
+    }
+    (calls, used)
+}
+
+/// Maps `file` whole, shared: what is copied into the mapping is in the file.
+fn map(file: &File, path: &Path) -> Result<MmapMut, StoreError> {
+    // SAFETY: the mapping is this store's own view of its own file. Nothing else in this process
+    // touches the file, and nothing shrinks it while it is mapped (it only grows, before being
+    // mapped again). Another process writing the same database's call log would corrupt the
+    // journal with or without a mapping; the store is not meant to be shared between processes.
+    unsafe { MmapMut::map_mut(file) }.map_err(|e| io_error(path, e))
 }
 
 impl CallLog {
@@ -110,29 +202,16 @@ impl CallLog {
             name.push(format!("-calls-{n}"));
             PathBuf::from(name)
         });
-        let mut left = Vec::new();
-        for path in &paths {
-            if let Ok(file) = File::open(path) {
-                for line in BufReader::new(file).lines() {
-                    let Ok(line) = line else { break };
-                    match PendingCall::read(&line) {
-                        Some(call) => left.push(call),
-                        None => break,
-                    }
-                }
-            }
-        }
-        let open = |path: &PathBuf| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| io_error(path, e))
-        };
-        let files = [open(&paths[0])?, open(&paths[1])?];
+        let (mut left, used_0) = read_back(&paths[0]);
+        let (left_1, used_1) = read_back(&paths[1]);
+        left.extend(left_1);
+        let used = [used_0, used_1];
+        let files = [
+            MappedFile::open(&paths[0], used[0])?,
+            MappedFile::open(&paths[1], used[1])?,
+        ];
         let state = State {
             files,
-            paths,
             current: 0,
             queue: Vec::new(),
         };
@@ -149,9 +228,7 @@ impl CallLog {
         let line = call.line()?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let current = state.current;
-        state.files[current]
-            .write_all(line.as_bytes())
-            .map_err(|e| io_error(&state.paths[current], e))?;
+        state.files[current].append(line.as_bytes())?;
         state.queue.push(call);
         Ok(())
     }
@@ -169,11 +246,9 @@ impl CallLog {
     }
 
     /// The transaction holding the results of file `file` committed: empties that file.
-    pub fn committed(&self, file: usize) -> Result<(), StoreError> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.files[file]
-            .set_len(0)
-            .map_err(|e| io_error(&state.paths[file], e))
+    pub fn committed(&self, file: usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.files[file].empty();
     }
 
     /// The transaction failed: its results go back to the queue (their file still holds them).
@@ -183,10 +258,14 @@ impl CallLog {
         state.queue = calls;
     }
 
-    /// What a crash left is in the table now: empties both files.
-    pub fn clear(&self) -> Result<(), StoreError> {
-        self.committed(0)?;
-        self.committed(1)
+    /// What a crash left is in the table now: empties both files, whole (a file may hold lines
+    /// beyond those read back, if a crash came while it was being emptied).
+    pub fn clear(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        for file in &mut state.files {
+            file.map.fill(0);
+            file.used = 0;
+        }
     }
 }
 
@@ -213,8 +292,8 @@ mod tests {
         assert_eq!(PendingCall::read(&line[..line.len() - 3]), None);
     }
 
-    fn bytes(path: &Path) -> u64 {
-        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    fn files(dir: &tempfile::TempDir) -> [PathBuf; 2] {
+        [0, 1].map(|n| dir.path().join(format!("w.db-calls-{n}")))
     }
 
     #[test]
@@ -230,12 +309,37 @@ mod tests {
         assert_eq!(file, Some(0));
         // Appended while the writer holds file 0: they go to file 1.
         log.append(call(2)).expect("appended");
-        let files = [0, 1].map(|n| dir.path().join(format!("w.db-calls-{n}")));
-        assert!(bytes(&files[0]) > 0 && bytes(&files[1]) > 0);
-        log.committed(0).expect("emptied");
-        assert_eq!(bytes(&files[0]), 0);
+        let files = files(&dir);
+        assert_eq!(read_back(&files[0]).0, vec![call(0), call(1)]);
+        assert_eq!(read_back(&files[1]).0, vec![call(2)]);
+        log.committed(0);
+        assert_eq!(read_back(&files[0]), (Vec::new(), 0));
         assert_eq!(log.take(), (vec![call(2)], Some(1)));
         assert_eq!(log.take(), (Vec::new(), None));
+        // Its next turn writes from the start again.
+        log.append(call(3)).expect("appended");
+        assert_eq!(read_back(&files[0]).0, vec![call(3)]);
+    }
+
+    #[test]
+    fn a_turn_larger_than_the_file_grows_it_and_every_result_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("w.db");
+        let big = |n: i64| PendingCall {
+            record: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(1000)),
+            ..call(n)
+        };
+        let count = (INITIAL_SIZE as i64 / 1000) * 3;
+        {
+            let (log, _) = CallLog::open(&db).expect("opens");
+            for n in 0..count {
+                log.append(big(n)).expect("appended");
+            }
+            // The process dies here.
+        }
+        assert!(std::fs::metadata(&files(&dir)[0]).expect("file").len() > INITIAL_SIZE);
+        let (_, left) = CallLog::open(&db).expect("reopens");
+        assert_eq!(left, (0..count).map(big).collect::<Vec<_>>());
     }
 
     #[test]
@@ -251,6 +355,7 @@ mod tests {
 
     #[test]
     fn what_a_crash_left_is_read_back_and_a_cut_line_is_left_out() {
+        use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("w.db");
         {
@@ -260,15 +365,49 @@ mod tests {
             log.append(call(1)).expect("appended");
             // The process dies here: nothing was committed or emptied.
         }
-        let mut cut = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("w.db-calls-1"))
-            .expect("file");
-        cut.write_all(b"{\"task\":\"t\",\"ru").expect("written");
+        // A power cut came in the middle of the next line.
+        let file = &files(&dir)[1];
+        let (_, used) = read_back(file);
+        let cut = OpenOptions::new().write(true).open(file).expect("file");
+        cut.write_at(b"{\"task\":\"t\",\"ru", used as u64).expect("written");
+        {
+            let (log, left) = CallLog::open(&db).expect("reopens");
+            assert_eq!(left, vec![call(0), call(1)]);
+            // Until the store has moved them into its table, later lines go after them.
+            log.append(call(2)).expect("appended");
+        }
         let (log, left) = CallLog::open(&db).expect("reopens");
-        assert_eq!(left, vec![call(0), call(1)]);
-        log.clear().expect("emptied");
+        // File 0's lines, then file 1's.
+        assert_eq!(left, vec![call(0), call(2), call(1)]);
+        log.clear();
         let (_, left) = CallLog::open(&db).expect("reopens");
         assert!(left.is_empty());
+    }
+
+    #[test]
+    fn a_crash_while_a_file_is_emptied_brings_none_of_its_lines_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("w.db");
+        let file = &files(&dir)[0];
+        {
+            let (log, _) = CallLog::open(&db).expect("opens");
+            for n in 0..3 {
+                log.append(call(n)).expect("appended");
+            }
+        }
+        // Emptying zeroes from the front; the process died after the first line's bytes.
+        let first = call(0).line().expect("encoded").len();
+        let mut bytes = std::fs::read(file).expect("file");
+        bytes[..first].fill(0);
+        std::fs::write(file, &bytes).expect("written");
+        let (log, left) = CallLog::open(&db).expect("reopens");
+        assert!(left.is_empty());
+        // Opening empties the files whole: a new line the length of the zeroed one does not
+        // make the old lines after it readable again.
+        log.clear();
+        log.append(call(7)).expect("appended");
+        drop(log);
+        let (_, left) = CallLog::open(&db).expect("reopens");
+        assert_eq!(left, vec![call(7)]);
     }
 }
