@@ -15,14 +15,40 @@ use tokio::sync::OnceCell;
 
 use crate::ConnectorError;
 
-/// A connector call's outcome as the cache stores it.
+/// A connector call's outcome.
 pub type CallResult = Result<Value, ConnectorError>;
 
-/// How many keys the cache remembers by default before forgetting the oldest.
-pub const DEFAULT_CAPACITY: usize = 1_000_000;
+/// How many keys the cache remembers by default before forgetting the oldest. A repeat of a
+/// call within one process comes within moments of the first (a run re-run after its journal
+/// write failed, concurrent duplicates); after a restart the journal replays results instead. A
+/// remembered call costs about 300 bytes, so the default holds the cache near 30 MB.
+pub const DEFAULT_CAPACITY: usize = 100_000;
 
-/// Which call a cached result belongs to: connector, method and idempotency key.
-type Key = (String, String, String);
+/// A call's outcome as the cache keeps it: a success as its JSON text, which takes a fraction of
+/// the memory of the parsed value (a few hundred bytes for a small object).
+#[derive(Debug)]
+enum Stored {
+    Ok(Box<str>),
+    Err(ConnectorError),
+}
+
+impl Stored {
+    fn of(result: &CallResult) -> Stored {
+        match result {
+            Ok(value) => Stored::Ok(value.to_string().into_boxed_str()),
+            Err(error) => Stored::Err(error.clone()),
+        }
+    }
+
+    fn result(&self) -> CallResult {
+        match self {
+            Stored::Ok(text) => serde_json::from_str(text).map_err(|e| {
+                ConnectorError::failed(format!("the remembered result of this call cannot be read back: {e}"))
+            }),
+            Stored::Err(error) => Err(error.clone()),
+        }
+    }
+}
 
 /// Once-only results by (connector, method, idempotency key); cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -33,8 +59,15 @@ pub struct IdempotencyCache {
 
 #[derive(Debug, Default)]
 struct State {
-    cells: HashMap<Key, Arc<OnceCell<CallResult>>>,
-    order: VecDeque<Key>,
+    /// By [`joined_key`]; the text is shared with `order`.
+    cells: HashMap<Arc<str>, Arc<OnceCell<Stored>>>,
+    order: VecDeque<Arc<str>>,
+}
+
+/// One text naming (connector, method, key) unambiguously: the connector and the method are
+/// prefixed with their lengths, so no choice of names makes two triples meet.
+fn joined_key(connector: &str, method: &str, key: &str) -> String {
+    format!("{}:{connector}{}:{method}{key}", connector.len(), method.len())
 }
 
 impl Default for IdempotencyCache {
@@ -69,14 +102,27 @@ impl IdempotencyCache {
         Fut: Future<Output = CallResult>,
     {
         let cell = self.cell(connector, method, key);
-        cell.get_or_init(call).await.clone()
+        // The caller that runs `call` returns its result as it came; the others read it back.
+        let mut fresh = None;
+        let stored = cell
+            .get_or_init(|| async {
+                let result = call().await;
+                let stored = Stored::of(&result);
+                fresh = Some(result);
+                stored
+            })
+            .await;
+        match fresh {
+            Some(result) => result,
+            None => stored.result(),
+        }
     }
 
     /// The stored result for this call, if it has finished.
     pub fn get(&self, connector: &str, method: &str, key: &str) -> Option<CallResult> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (connector.to_string(), method.to_string(), key.to_string());
-        state.cells.get(&key).and_then(|cell| cell.get().cloned())
+        let cell = state.cells.get(joined_key(connector, method, key).as_str())?;
+        cell.get().map(Stored::result)
     }
 
     /// How many keys the cache remembers.
@@ -89,10 +135,10 @@ impl IdempotencyCache {
         self.len() == 0
     }
 
-    fn cell(&self, connector: &str, method: &str, key: &str) -> Arc<OnceCell<CallResult>> {
+    fn cell(&self, connector: &str, method: &str, key: &str) -> Arc<OnceCell<Stored>> {
+        let joined = joined_key(connector, method, key);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (connector.to_string(), method.to_string(), key.to_string());
-        if let Some(cell) = state.cells.get(&key) {
+        if let Some(cell) = state.cells.get(joined.as_str()) {
             return Arc::clone(cell);
         }
         while state.cells.len() >= self.capacity {
@@ -103,9 +149,10 @@ impl IdempotencyCache {
                 None => break,
             }
         }
+        let joined: Arc<str> = Arc::from(joined);
         let cell = Arc::new(OnceCell::new());
-        state.cells.insert(key.clone(), Arc::clone(&cell));
-        state.order.push_back(key);
+        state.cells.insert(Arc::clone(&joined), Arc::clone(&cell));
+        state.order.push_back(joined);
         cell
     }
 }
@@ -204,6 +251,43 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.get("c", "m", "a"), None);
         assert_eq!(cache.get("c", "m", "c"), Some(Ok(json!("c"))));
+    }
+
+    #[tokio::test]
+    async fn names_that_would_meet_when_joined_stay_apart() {
+        let cache = IdempotencyCache::new();
+        let runs = AtomicUsize::new(0);
+        for (c, m, k) in [
+            ("a:b", "c", "k"),
+            ("a", "b:c", "k"),
+            ("a", "b", "c:k"),
+            ("1:a", "", "k"),
+        ] {
+            cache
+                .once(c, m, k, || async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(json!(null))
+                })
+                .await
+                .ok();
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_result_reads_back_with_its_key_order_and_numbers() {
+        let cache = IdempotencyCache::new();
+        let value = json!({"zeta": 1, "alpha": 0.1, "mid": {"b": [1.5e300, -0.0], "a": "é"}});
+        let first = cache.once("c", "m", "k", || async { Ok(value.clone()) }).await;
+        let again = cache
+            .once("c", "m", "k", || async { Ok(json!("a second effect")) })
+            .await;
+        assert_eq!(first.as_ref().map(Value::to_string), Ok(value.to_string()));
+        assert_eq!(again.as_ref().map(Value::to_string), Ok(value.to_string()));
+        assert_eq!(
+            cache.get("c", "m", "k").map(|r| r.map(|v| v.to_string())),
+            Some(Ok(value.to_string()))
+        );
     }
 
     #[test]

@@ -44,16 +44,17 @@ pub mod idempotency;
 pub mod inventory;
 pub mod outbox;
 pub mod paypal;
+mod recent;
 pub mod registry;
 pub mod secret;
 pub mod slack;
 pub mod stripe;
 
 pub use config::{BuildContext, CallOptions, ConnectorConfig, ConnectorsConfig};
-pub use effects::{Effect, Effects};
+pub use effects::{DEFAULT_EFFECTS_KEPT, Effect, Effects};
 pub use error::{ConfigError, ConnectorError, ErrorKind};
 pub use idempotency::IdempotencyCache;
-pub use outbox::{Outbox, OutboxMessage};
+pub use outbox::{DEFAULT_MESSAGES_KEPT, Outbox, OutboxMessage};
 pub use registry::Registry;
 pub use secret::{Env, Secret};
 

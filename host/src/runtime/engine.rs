@@ -67,6 +67,12 @@ fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("whenever"))
 }
 
+/// `WHENEVER_PERF_MAP=1` makes the engine write `/tmp/perf-PID.map`, so that `perf report` names
+/// the steps' compiled functions instead of showing bare addresses.
+fn perf_map_wanted() -> bool {
+    std::env::var_os("WHENEVER_PERF_MAP").is_some_and(|v| v == "1")
+}
+
 /// The wasm runtime shared by every task and step.
 pub struct Runtime {
     engine: Engine,
@@ -110,6 +116,9 @@ impl Runtime {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true);
         wasm.epoch_interruption(true);
+        if perf_map_wanted() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if config.pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(config.max_instances)
