@@ -29,6 +29,7 @@
 //! [steps.fraud-detection]       # narrows what the step's manifest grants (the intersection):
 //! connectors = ["fraudGuard"]   # at most these connectors
 //! hosts = ["fraud.internal"]    # at most these hosts for `kind = "http"` connectors
+//! reads = ["order", "customer.email"]  # at most these paths of the data (condition's included)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -162,6 +163,8 @@ pub struct StepSection {
     pub connectors: Option<Vec<String>>,
     /// At most these hosts for `http` connectors (names, `*.suffix` or `*`).
     pub hosts: Option<Vec<String>>,
+    /// At most these paths of the task data (dot-separated), the condition's paths included.
+    pub reads: Option<Vec<String>>,
 }
 
 /// The whole configuration file.
@@ -249,11 +252,17 @@ impl Config {
             if let Some(problem) = section.hosts.iter().flatten().find_map(|h| host_pattern_problem(h)) {
                 return Err(format!("[steps.{step}] hosts: {problem}"));
             }
+            if let Some(path) = section.reads.iter().flatten().find(|p| p.split('.').any(str::is_empty)) {
+                return Err(format!(
+                    "[steps.{step}] reads: {path:?} is not a data path (object keys joined by '.', none empty)"
+                ));
+            }
             capabilities = capabilities.limit_step(
                 step,
                 OperatorGrants {
                     connectors: section.connectors.clone(),
                     hosts: section.hosts.clone(),
+                    reads: section.reads.clone(),
                 },
             );
         }
@@ -300,6 +309,12 @@ mod tests {
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(
             error.contains("[steps.pay] connectors") && error.contains("\"strpe\""),
+            "{error}"
+        );
+        let (_dir, path) = write("[steps.pay]\nreads = [\"order.\"]\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(
+            error.contains("[steps.pay] reads") && error.contains("\"order.\" is not a data path"),
             "{error}"
         );
         let (_dir, path) = write("[steps.pay]\nhosts = [\"http://x.internal\"]\n");

@@ -191,6 +191,7 @@ async fn an_http_connector_needs_its_host_granted() {
         OperatorGrants {
             connectors: None,
             hosts: Some(vec!["inventory.internal".into()]),
+            reads: None,
         },
     );
     let host = host_with_capabilities(narrowed);

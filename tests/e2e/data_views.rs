@@ -1,11 +1,12 @@
 //! Data views: a step whose manifest lists what it `reads` is given only those paths (and its
-//! condition's), its writes and removals land in the whole data, and the steps listing shows what
-//! each step is given.
+//! condition's), the operator's config can narrow that further (condition paths included), its
+//! writes and removals land in the whole data, and the steps listing shows what each step is given.
 
 use serde_json::json;
 use whenever::runtime::{LoadError, StepManifest};
 use whenever::service::ServiceOptions;
 use whenever::task::TaskStatus;
+use whenever::{Host, HostOptions};
 use whenever_step_artifacts::testing::SHOWS_ITS_INPUT;
 use whenever_step_artifacts::testing::WRITE_A;
 use whenever_tests::{assert_status, component_of, deploy_as, host_with, manifest_of, run_task};
@@ -71,6 +72,83 @@ async fn a_step_without_reads_is_given_the_whole_data() {
     assert_eq!(task.data["seen"], order());
     assert_eq!(task.data["order"]["secret"], json!("s3cret"));
     assert!(task.data["order"].get("lines").is_none(), "removed");
+}
+
+/// A host whose config narrows `shows-its-input` to `reads`.
+async fn host_narrowing_reads(reads: &str) -> (tempfile::TempDir, Host) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("whenever.toml");
+    std::fs::write(&path, format!("[steps.shows-its-input]\nreads = {reads}\n")).expect("written");
+    let host = Host::start(&HostOptions {
+        config: Some(path),
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await
+    .expect("host starts");
+    (dir, host)
+}
+
+#[tokio::test]
+async fn the_operator_config_narrows_what_a_step_is_given_condition_paths_included() {
+    // The manifest asks for the whole data; the operator gives the order's total and the
+    // customer's e-mail. `order.id`, which the condition tests, is not given.
+    let (_dir, host) = host_narrowing_reads(r#"["order.total", "customer.email"]"#).await;
+    let manifest = StepManifest {
+        reads: None,
+        ..manifest_of(&SHOWS_ITS_INPUT)
+    };
+    let step = deploy_as(&host, SHOWS_ITS_INPUT.name, &SHOWS_ITS_INPUT, manifest)
+        .await
+        .expect("loads");
+    assert_eq!(
+        step.manifest.reads.as_deref(),
+        Some(&["order.total".to_string(), "customer.email".to_string()][..])
+    );
+    let given = json!({"order": {"total": 12.5}, "customer": {"email": "a@b.test"}});
+    let task = run_task(&host, order()).await;
+    assert_status(&task, TaskStatus::Waiting);
+    assert_eq!(task.data["seen"], given);
+    // It was not given `order.lines`, so its removal of them changes nothing; its writes land.
+    assert_eq!(task.data["order"]["lines"], json!([1, 2]));
+    assert_eq!(task.data["order"]["customerSeen"], json!("a@b.test"));
+
+    // Its own `reads` are narrowed to what both give; what the config does not cover is withheld.
+    let step = deploy_as(
+        &host,
+        SHOWS_ITS_INPUT.name,
+        &SHOWS_ITS_INPUT,
+        manifest_of(&SHOWS_ITS_INPUT),
+    )
+    .await
+    .expect("loads");
+    assert_eq!(
+        step.manifest.reads.as_deref(),
+        Some(&["customer.email".to_string(), "order.total".to_string()][..])
+    );
+    assert_eq!(step.withheld.reads, vec!["order.lines".to_string()]);
+    let task = run_task(&host, order()).await;
+    assert_eq!(task.data["seen"], given);
+}
+
+#[tokio::test]
+async fn a_config_whose_reads_are_not_paths_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("whenever.toml");
+    std::fs::write(&path, "[steps.shows-its-input]\nreads = [\"order..id\"]\n").expect("written");
+    let error = Host::start(&HostOptions {
+        config: Some(path),
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await
+    .expect_err("refused");
+    assert!(error.is_bad_input());
+    let message = error.to_string();
+    assert!(
+        message.contains("[steps.shows-its-input] reads") && message.contains("\"order..id\""),
+        "{message}"
+    );
 }
 
 #[tokio::test]

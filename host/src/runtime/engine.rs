@@ -208,10 +208,14 @@ impl Runtime {
             message: format!("its exports do not have the step world's types: {e:#}"),
         })?;
         let condition = self.read_condition(name, &pre, &manifest.limits).await?;
-        let view = manifest
-            .reads
-            .as_deref()
-            .map(|reads| Arc::new(DataView::new(reads, &condition)));
+        let view = manifest.reads.as_deref().map(|reads| {
+            let view = DataView::new(reads, &condition);
+            // The operator's `reads` bound the condition's paths too.
+            match self.capabilities.reads_limit(name) {
+                Some(allowed) => Arc::new(view.within(allowed)),
+                None => Arc::new(view),
+            }
+        });
         Ok(LoadedStep {
             name: name.to_string(),
             version: digest[..12].to_string(),

@@ -1,15 +1,18 @@
-//! Capabilities: what a step may reach through connectors.
+//! Capabilities: what a step may reach through connectors, and what of the task data it sees.
 //!
 //! A step's manifest asks for connectors and, for connectors the operator configured with
 //! `kind = "http"`, for the hosts they may reach (`[http] hosts`). The operator's config narrows
 //! that per step (`[steps.NAME] connectors = [...]`, `hosts = [...]`: the intersection). Every
 //! connector call is checked against the result; a step without a manifest is granted nothing.
+//! The config may also narrow what the step is given of the data (`reads = [...]`): the step
+//! then sees at most those paths, whatever its manifest and its condition name.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::manifest::StepManifest;
+use super::view::common_reads;
 
 /// The config `kind` of connectors that reach a service over HTTP (`POST {base_url}/{method}`).
 pub const HTTP_KIND: &str = whenever_connectors::config::HTTP;
@@ -24,6 +27,9 @@ pub struct OperatorGrants {
     pub connectors: Option<Vec<String>>,
     /// At most these hosts for `http` connectors (names, `*.suffix` or `*`).
     pub hosts: Option<Vec<String>>,
+    /// At most these paths of the task data (dot-separated), the condition's paths included.
+    #[serde(default)]
+    pub reads: Option<Vec<String>>,
 }
 
 /// What a step's manifest asks for that the operator's config withholds.
@@ -35,12 +41,15 @@ pub struct Withheld {
     /// Host patterns the manifest lists and the config does not allow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Data paths the manifest `reads` that the config's `reads` do not cover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
 }
 
 impl Withheld {
     /// Whether nothing was withheld.
     pub fn is_empty(&self) -> bool {
-        self.connectors.is_empty() && self.hosts.is_empty()
+        self.connectors.is_empty() && self.hosts.is_empty() && self.reads.is_empty()
     }
 }
 
@@ -102,7 +111,29 @@ impl Capabilities {
             withheld.hosts = asked.iter().filter(|p| !kept.contains(p)).cloned().collect();
             narrowed.http.hosts = kept;
         }
+        if let Some(allowed) = &limit.reads {
+            // A manifest without `reads` asks for the whole data: the config's paths are given.
+            let kept = match &narrowed.reads {
+                None => allowed.clone(),
+                Some(asked) => {
+                    let kept = common_reads(asked, allowed);
+                    withheld.reads = asked
+                        .iter()
+                        .filter(|p| !common_reads(std::slice::from_ref(p), allowed).contains(p))
+                        .cloned()
+                        .collect();
+                    kept
+                }
+            };
+            narrowed.reads = Some(kept);
+        }
         (narrowed, withheld)
+    }
+
+    /// The paths of the data the operator's config gives `step` at most (`[steps.NAME] reads`),
+    /// which its view is narrowed to, condition paths included.
+    pub fn reads_limit(&self, step: &str) -> Option<&[String]> {
+        self.steps.get(step)?.reads.as_deref()
     }
 
     /// Whether `step`, running with `manifest` (already narrowed), may call `connector`; the
@@ -275,6 +306,7 @@ mod tests {
             OperatorGrants {
                 connectors: Some(strings(&["stripe", "slackCom"])),
                 hosts: None,
+                reads: None,
             },
         );
         let (narrowed, withheld) = caps.narrow("pay", manifest(&["stripe", "paypal"], &["a.internal"]));
@@ -296,6 +328,7 @@ mod tests {
             OperatorGrants {
                 connectors: None,
                 hosts: Some(strings(&["fraud.internal", "*.shop.example"])),
+                reads: None,
             },
         );
         let (narrowed, withheld) = caps.narrow(
@@ -311,12 +344,40 @@ mod tests {
             OperatorGrants {
                 connectors: Some(vec![]),
                 hosts: Some(vec![]),
+                reads: None,
             },
         );
         let (none, withheld) = caps.narrow("s", manifest(&["stripe"], &["a.internal"]));
         assert!(none.connectors.is_empty() && none.http.hosts.is_empty());
         assert_eq!(withheld.connectors, strings(&["stripe"]));
         assert_eq!(withheld.hosts, strings(&["a.internal"]));
+    }
+
+    #[test]
+    fn the_operator_narrows_reads_to_the_paths_both_give() {
+        let caps = Capabilities::new().limit_step(
+            "s",
+            OperatorGrants {
+                reads: Some(strings(&["order", "customer.email"])),
+                ..OperatorGrants::default()
+            },
+        );
+        let with_reads = |reads: &[&str]| StepManifest {
+            reads: Some(strings(reads)),
+            ..StepManifest::default()
+        };
+        // A path below an allowed one is kept; one above an allowed one gives only that one.
+        let (narrowed, withheld) = caps.narrow("s", with_reads(&["order.total", "customer", "payment.token"]));
+        assert_eq!(narrowed.reads, Some(strings(&["customer.email", "order.total"])));
+        assert_eq!(withheld.reads, strings(&["customer", "payment.token"]));
+        // A manifest without `reads` (the whole data) is given the config's paths.
+        let (narrowed, withheld) = caps.narrow("s", StepManifest::default());
+        assert_eq!(narrowed.reads, Some(strings(&["order", "customer.email"])));
+        assert!(withheld.is_empty());
+        assert_eq!(caps.reads_limit("s"), Some(&strings(&["order", "customer.email"])[..]));
+        assert_eq!(caps.reads_limit("other"), None);
+        let (other, _) = caps.narrow("other", StepManifest::default());
+        assert_eq!(other.reads, None, "other steps are untouched");
     }
 
     #[test]
@@ -346,6 +407,7 @@ mod tests {
         let withheld = Withheld {
             connectors: strings(&["paypal"]),
             hosts: strings(&["*.internal"]),
+            reads: vec![],
         };
         let error = caps.check_call("s", &no_hosts, &withheld, "paypal").unwrap_err();
         assert!(error.contains("config withholds it ([steps.s] connectors)"), "{error}");

@@ -39,8 +39,18 @@ impl DataView {
     /// The view of a step that reads `reads` (dot-separated paths, as the manifest lists them)
     /// and whose condition tests `condition`'s paths.
     pub fn new(reads: &[String], condition: &Condition) -> DataView {
-        let listed = reads.iter().map(|r| Path(r.split('.').map(str::to_string).collect()));
-        let mut paths: Vec<Path> = listed.chain(condition.paths().iter().cloned()).collect();
+        let listed = reads.iter().map(|r| data_path(r));
+        DataView::of_paths(listed.chain(condition.paths().iter().cloned()).collect())
+    }
+
+    /// This view narrowed to what `allowed` (dot-separated paths: the operator's `reads` for the
+    /// step) also gives: the condition's paths too, so a step cannot see a value by testing it.
+    pub fn within(&self, allowed: &[String]) -> DataView {
+        let allowed: Vec<Path> = allowed.iter().map(|a| data_path(a)).collect();
+        DataView::of_paths(common_paths(&self.paths, &allowed))
+    }
+
+    fn of_paths(mut paths: Vec<Path>) -> DataView {
         paths.sort();
         // A path below one already kept is covered by it (sorted order puts a prefix first).
         let mut kept: Vec<Path> = Vec::with_capacity(paths.len());
@@ -81,6 +91,31 @@ impl DataView {
     pub(crate) fn of(&self, data: &Value) -> Value {
         serde_json::from_str(&self.text(data)).unwrap_or(Value::Null)
     }
+}
+
+/// A `reads` entry as a path (`order.total` → `["order", "total"]`).
+fn data_path(dotted: &str) -> Path {
+    Path(dotted.split('.').map(str::to_string).collect())
+}
+
+/// What two sets of paths both give: each path of one set that a path of the other covers
+/// (the same path or one above it). Either set may hold paths below others.
+pub(crate) fn common_paths(a: &[Path], b: &[Path]) -> Vec<Path> {
+    let covered = |path: &Path, by: &[Path]| by.iter().any(|above| path.keys().starts_with(above.keys()));
+    let mut common: Vec<Path> = a.iter().filter(|p| covered(p, b)).cloned().collect();
+    common.extend(b.iter().filter(|p| covered(p, a)).cloned());
+    common.sort();
+    common.dedup();
+    common
+}
+
+/// [`common_paths`] over dot-separated paths, as manifests and the config list them.
+pub(crate) fn common_reads(a: &[String], b: &[String]) -> Vec<String> {
+    let paths = |list: &[String]| list.iter().map(|p| data_path(p)).collect::<Vec<_>>();
+    common_paths(&paths(a), &paths(b))
+        .into_iter()
+        .map(|p| p.keys().join("."))
+        .collect()
 }
 
 impl Holds {
@@ -150,6 +185,24 @@ mod tests {
             },
             "$via": {"id": "hook-1"}
         })
+    }
+
+    #[test]
+    fn within_keeps_what_the_operator_allows_condition_paths_included() {
+        let full = view(
+            &["order.total", "customer"],
+            json!({"order": {"id": "$string"}, "seen": null}),
+        );
+        let narrowed = full.within(&["order".to_string(), "customer.email".to_string()]);
+        let shown: Vec<String> = narrowed.paths().iter().map(|p| p.keys().join(".")).collect();
+        assert_eq!(shown, ["customer.email", "order.id", "order.total"]);
+        let data = json!({"order": {"id": "O-1", "total": 3, "card": "4242"}, "customer": {"email": "e", "name": "n"}, "seen": 1});
+        assert_eq!(
+            narrowed.of(&data),
+            json!({"order": {"id": "O-1", "total": 3}, "customer": {"email": "e"}})
+        );
+        // Nothing in common: the step is given an empty object.
+        assert_eq!(full.within(&["payment".to_string()]).of(&data), json!({}));
     }
 
     #[test]
