@@ -14,7 +14,7 @@ use whenever::task::TaskStatus;
 use whenever::{Host, HostOptions};
 use whenever_connectors::Registry;
 use whenever_step_artifacts::testing::*;
-use whenever_tests::{assert_status, component_of, deploy_as, host_with, run_task};
+use whenever_tests::{assert_status, component_of, deploy_as, host_with, host_with_config, run_task};
 
 use crate::service::{db_in, encode, options, start_with};
 
@@ -91,16 +91,8 @@ async fn a_granted_connector_answers() {
 
 #[tokio::test]
 async fn the_operator_config_narrows_a_manifest() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("whenever.toml");
-    std::fs::write(&path, "[steps.charger]\nconnectors = [\"slackCom\"]\n").expect("written");
-    let host = Host::start(&HostOptions {
-        config: Some(path),
-        no_steps: true,
-        ..HostOptions::default()
-    })
-    .await
-    .expect("host starts");
+    let (_dir, host) = host_with_config("[steps.charger]\nconnectors = [\"slackCom\"]\n").await;
+    let host = host.expect("host starts");
     let step = deploy_as(
         &host,
         "charger",
@@ -134,16 +126,8 @@ async fn the_operator_config_narrows_a_manifest() {
 
 #[tokio::test]
 async fn a_config_naming_an_unknown_connector_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("whenever.toml");
-    std::fs::write(&path, "[steps.charger]\nconnectors = [\"strpie\"]\n").expect("written");
-    let error = Host::start(&HostOptions {
-        config: Some(path),
-        no_steps: true,
-        ..HostOptions::default()
-    })
-    .await
-    .expect_err("refused");
+    let (_dir, host) = host_with_config("[steps.charger]\nconnectors = [\"strpie\"]\n").await;
+    let error = host.expect_err("refused");
     assert!(error.is_bad_input());
     assert!(
         error.to_string().contains("no connector is called \"strpie\""),

@@ -3,13 +3,13 @@
 //! writes and removals land in the whole data, and the steps listing shows what each step is given.
 
 use serde_json::json;
+use whenever::Host;
 use whenever::runtime::{LoadError, StepManifest};
 use whenever::service::ServiceOptions;
 use whenever::task::TaskStatus;
-use whenever::{Host, HostOptions};
 use whenever_step_artifacts::testing::SHOWS_ITS_INPUT;
 use whenever_step_artifacts::testing::WRITE_A;
-use whenever_tests::{assert_status, component_of, deploy_as, host_with, manifest_of, run_task};
+use whenever_tests::{assert_status, component_of, deploy_as, host_with, host_with_config, manifest_of, run_task};
 
 use crate::service::{db_in, encode, options, start_with};
 
@@ -76,17 +76,8 @@ async fn a_step_without_reads_is_given_the_whole_data() {
 
 /// A host whose config narrows `shows-its-input` to `reads`.
 async fn host_narrowing_reads(reads: &str) -> (tempfile::TempDir, Host) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("whenever.toml");
-    std::fs::write(&path, format!("[steps.shows-its-input]\nreads = {reads}\n")).expect("written");
-    let host = Host::start(&HostOptions {
-        config: Some(path),
-        no_steps: true,
-        ..HostOptions::default()
-    })
-    .await
-    .expect("host starts");
-    (dir, host)
+    let (dir, host) = host_with_config(&format!("[steps.shows-its-input]\nreads = {reads}\n")).await;
+    (dir, host.expect("host starts"))
 }
 
 #[tokio::test]
@@ -133,16 +124,8 @@ async fn the_operator_config_narrows_what_a_step_is_given_condition_paths_includ
 
 #[tokio::test]
 async fn a_config_whose_reads_are_not_paths_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("whenever.toml");
-    std::fs::write(&path, "[steps.shows-its-input]\nreads = [\"order..id\"]\n").expect("written");
-    let error = Host::start(&HostOptions {
-        config: Some(path),
-        no_steps: true,
-        ..HostOptions::default()
-    })
-    .await
-    .expect_err("refused");
+    let (_dir, host) = host_with_config("[steps.shows-its-input]\nreads = [\"order..id\"]\n").await;
+    let error = host.expect_err("refused");
     assert!(error.is_bad_input());
     let message = error.to_string();
     assert!(

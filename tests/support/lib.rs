@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use whenever::runtime::{LoadError, LoadedStep, StepManifest};
 use whenever::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
-use whenever::{Host, HostOptions};
+use whenever::{Host, HostOptions, SetupError};
 use whenever_step_artifacts::StepFiles;
 
 /// A host with no steps but those given (test components by path, with their manifests).
@@ -20,6 +20,21 @@ pub async fn host_with(steps: &[StepFiles]) -> Host {
         deploy(&host, step).await.expect("test component loads");
     }
     host
+}
+
+/// Starts a host without the bundled steps, with a config file holding `config`; the folder
+/// holding the file comes back too (the host reads the file at start only).
+pub async fn host_with_config(config: &str) -> (tempfile::TempDir, Result<Host, SetupError>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("whenever.toml");
+    std::fs::write(&path, config).expect("config written");
+    let host = Host::start(&HostOptions {
+        config: Some(path),
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await;
+    (dir, host)
 }
 
 /// Loads one test component into the host's catalog, with its `step.toml`.
