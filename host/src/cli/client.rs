@@ -339,6 +339,11 @@ fn grants(step: &Value) -> String {
                 .into_iter()
                 .map(|h| format!("host {h}")),
         )
+        .chain(
+            list(&step["withheld"]["reads"])
+                .into_iter()
+                .map(|p| format!("reads {p}")),
+        )
         .collect();
     if !withheld.is_empty() {
         out.push_str(&format!("  withheld by config: {}", withheld.join(", ")));
@@ -490,4 +495,25 @@ pub(crate) async fn rollback(args: RollbackArgs) -> u8 {
     }
     .await;
     finish("rollback", result)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn grants_for_people_name_what_the_config_withholds() {
+        let step = json!({
+            "connectors": ["slackCom"],
+            "hosts": ["hooks.internal"],
+            "withheld": {"connectors": ["stripe"], "hosts": ["*.internal"], "reads": ["order.lines"]}
+        });
+        assert_eq!(
+            grants(&step),
+            "slackCom (hosts: hooks.internal)  withheld by config: stripe, host *.internal, reads order.lines"
+        );
+        assert_eq!(grants(&json!({})), "-");
+    }
 }
