@@ -32,7 +32,7 @@ pub struct Effect {
 }
 
 /// How many effects a ledger keeps by default: the newest, so that a long-running host holds a
-/// bounded ledger (about 350 bytes an effect); totals per connector method stay exact.
+/// bounded ledger (a few hundred bytes an effect); totals per connector method stay exact.
 pub const DEFAULT_EFFECTS_KEPT: usize = 50_000;
 
 /// The effects performed so far, shared by every clone (an `Arc` inside): the newest
