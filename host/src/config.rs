@@ -38,7 +38,9 @@ use serde::Deserialize;
 use thiserror::Error;
 use whenever_connectors::ConnectorsConfig;
 
-use crate::runtime::{BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, host_pattern_problem, url_host};
+use crate::runtime::{
+    BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, data_path_problem, host_pattern_problem, url_host,
+};
 
 /// The configuration could not be read.
 #[derive(Debug, Error)]
@@ -252,10 +254,8 @@ impl Config {
             if let Some(problem) = section.hosts.iter().flatten().find_map(|h| host_pattern_problem(h)) {
                 return Err(format!("[steps.{step}] hosts: {problem}"));
             }
-            if let Some(path) = section.reads.iter().flatten().find(|p| p.split('.').any(str::is_empty)) {
-                return Err(format!(
-                    "[steps.{step}] reads: {path:?} is not a data path (object keys joined by '.', none empty)"
-                ));
+            if let Some(problem) = section.reads.iter().flatten().find_map(|p| data_path_problem(p)) {
+                return Err(format!("[steps.{step}] reads: {problem}"));
             }
             capabilities = capabilities.limit_step(
                 step,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::StepManifest;
-use super::view::common_reads;
+use super::view::{common_reads, read_covered};
 
 /// The config `kind` of connectors that reach a service over HTTP (`POST {base_url}/{method}`).
 pub const HTTP_KIND: &str = whenever_connectors::config::HTTP;
@@ -117,11 +117,7 @@ impl Capabilities {
                 None => allowed.clone(),
                 Some(asked) => {
                     let kept = common_reads(asked, allowed);
-                    withheld.reads = asked
-                        .iter()
-                        .filter(|p| !common_reads(std::slice::from_ref(p), allowed).contains(p))
-                        .cloned()
-                        .collect();
+                    withheld.reads = asked.iter().filter(|p| !read_covered(p, allowed)).cloned().collect();
                     kept
                 }
             };

@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::grants::host_pattern_problem;
 use super::limits::StepLimits;
+use super::view::data_path_problem;
 
 /// What a step is granted and held to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,15 +68,8 @@ impl StepManifest {
         if let Some(problem) = self.http.hosts.iter().find_map(|h| host_pattern_problem(h)) {
             return Err(ManifestError(format!("[http] hosts: {problem}")));
         }
-        match self
-            .reads
-            .iter()
-            .flatten()
-            .find(|path| path.split('.').any(str::is_empty))
-        {
-            Some(path) => Err(ManifestError(format!(
-                "reads: {path:?} is not a data path (object keys joined by '.', none empty)"
-            ))),
+        match self.reads.iter().flatten().find_map(|path| data_path_problem(path)) {
+            Some(problem) => Err(ManifestError(format!("reads: {problem}"))),
             None => Ok(()),
         }
     }

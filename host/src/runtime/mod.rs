@@ -29,4 +29,4 @@ pub use run::{
     CallError, CallJournal, ConnectorCallRecord, RunError, RunErrorKind, RunInput, RunOutput, RunReport, TaskRequests,
 };
 pub use step::LoadedStep;
-pub use view::{DataView, Holds};
+pub use view::{DataView, Holds, data_path_problem};

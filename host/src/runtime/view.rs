@@ -98,10 +98,28 @@ fn data_path(dotted: &str) -> Path {
     Path(dotted.split('.').map(str::to_string).collect())
 }
 
+/// Why `dotted` cannot be a `reads` entry (manifest or config), or `None` when it is a path.
+pub fn data_path_problem(dotted: &str) -> Option<String> {
+    dotted
+        .split('.')
+        .any(str::is_empty)
+        .then(|| format!("{dotted:?} is not a data path (object keys joined by '.', none empty)"))
+}
+
+/// Whether one of the paths `by` gives all of `path` (it is the same path or one above it).
+fn covered(path: &Path, by: &[Path]) -> bool {
+    by.iter().any(|above| path.keys().starts_with(above.keys()))
+}
+
+/// [`covered`] over dot-separated paths, as manifests and the config list them.
+pub(crate) fn read_covered(dotted: &str, by: &[String]) -> bool {
+    let by: Vec<Path> = by.iter().map(|p| data_path(p)).collect();
+    covered(&data_path(dotted), &by)
+}
+
 /// What two sets of paths both give: each path of one set that a path of the other covers
 /// (the same path or one above it). Either set may hold paths below others.
 pub(crate) fn common_paths(a: &[Path], b: &[Path]) -> Vec<Path> {
-    let covered = |path: &Path, by: &[Path]| by.iter().any(|above| path.keys().starts_with(above.keys()));
     let mut common: Vec<Path> = a.iter().filter(|p| covered(p, b)).cloned().collect();
     common.extend(b.iter().filter(|p| covered(p, a)).cloned());
     common.sort();
@@ -112,10 +130,7 @@ pub(crate) fn common_paths(a: &[Path], b: &[Path]) -> Vec<Path> {
 /// [`common_paths`] over dot-separated paths, as manifests and the config list them.
 pub(crate) fn common_reads(a: &[String], b: &[String]) -> Vec<String> {
     let paths = |list: &[String]| list.iter().map(|p| data_path(p)).collect::<Vec<_>>();
-    common_paths(&paths(a), &paths(b))
-        .into_iter()
-        .map(|p| p.keys().join("."))
-        .collect()
+    common_paths(&paths(a), &paths(b)).iter().map(Path::to_string).collect()
 }
 
 impl Holds {
