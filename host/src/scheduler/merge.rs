@@ -41,6 +41,16 @@ impl Change {
             Change::Remove { .. } => None,
         }
     }
+
+    /// The same change relative to the value at the first `prefix` bytes of its path (a pointer
+    /// to a value this change lies inside), to apply it to that value alone.
+    pub(super) fn below(self, prefix: usize) -> Change {
+        let rest = |path: String| path.get(prefix..).unwrap_or_default().to_string();
+        match self {
+            Change::Set { path, value } => Change::Set { path: rest(path), value },
+            Change::Remove { path } => Change::Remove { path: rest(path) },
+        }
+    }
 }
 
 /// The changes that turn `before` into `after`.
@@ -136,7 +146,10 @@ fn segments(pointer: &str) -> Vec<String> {
     pointer
         .split('/')
         .skip(1)
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .map(|s| match s.contains('~') {
+            true => s.replace("~1", "/").replace("~0", "~"),
+            false => s.to_string(),
+        })
         .collect()
 }
 

@@ -50,8 +50,8 @@ fn object() -> impl Strategy<Value = Value> {
     prop::collection::vec((key(), json_value()), 0..5).prop_map(|entries| Value::Object(entries.into_iter().collect()))
 }
 
-/// `before` and an `after` derived from it by a merge patch, so the two share most of their
-/// structure (as a run's input and output do), or an unrelated value.
+/// `before` and an `after` derived from it by a merge patch or by edits inside its arrays, so
+/// the two share most of their structure (as a run's input and output do), or an unrelated value.
 fn before_and_after() -> impl Strategy<Value = (Value, Value)> {
     prop_oneof![
         (object(), object()).prop_map(|(before, patch)| {
@@ -59,8 +59,43 @@ fn before_and_after() -> impl Strategy<Value = (Value, Value)> {
             merge_patch(&mut after, &patch);
             (before, after)
         }),
+        (object(), prop::collection::vec(0u8..4, 1..8), object()).prop_map(|(before, edits, patch)| {
+            let mut after = before.clone();
+            edit_arrays(&mut after, &mut edits.iter().cycle(), &patch);
+            (before, after)
+        }),
         (json_value(), json_value()),
     ]
+}
+
+/// Edits every array inside `value`, one edit each from `edits`: keep it, append `patch`, drop
+/// its last element, or merge-patch its first element (after the arrays inside were edited).
+fn edit_arrays<'a>(value: &mut Value, edits: &mut impl Iterator<Item = &'a u8>, patch: &Value) {
+    match value {
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                edit_arrays(item, edits, patch);
+            }
+            match edits.next() {
+                Some(1) => items.push(patch.clone()),
+                Some(2) => {
+                    items.pop();
+                }
+                Some(3) => {
+                    if let Some(first) = items.first_mut() {
+                        merge_patch(first, patch);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Value::Object(map) => {
+            for (_, item) in map.iter_mut() {
+                edit_arrays(item, edits, patch);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A value with no `null` inside objects: what a merge patch can produce.

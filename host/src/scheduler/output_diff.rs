@@ -17,7 +17,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::merge::{Change, child, diff_into, push_segment};
+use super::merge::{self, Change, child, diff_into, push_segment};
 use crate::runtime::{DataView, Holds};
 
 /// Why a step's output was refused.
@@ -134,6 +134,58 @@ impl DiffSeed<'_> {
         }
         Shape::Other
     }
+
+    /// An array read against the array `before`, element by element: while the output's
+    /// elements pair with `before`'s, each is diffed against its counterpart (only what differs
+    /// is built); when the lengths turn out to differ, the array is one change, set whole, and
+    /// is rebuilt from `before` with those element changes and the elements past its end.
+    fn array_against<'de, A: SeqAccess<'de>>(self, before: &[Value], mut seq: A) -> Result<Shape, A::Error> {
+        let mut inside = Vec::new();
+        let mut past_end = Vec::new();
+        let mut count = 0;
+        let base = self.path.len();
+        loop {
+            let read = match before.get(count) {
+                Some(old) => {
+                    push_segment(self.path, &count.to_string());
+                    let read = seq.next_element_seed(DiffSeed {
+                        before: old,
+                        scope: Scope::Given,
+                        path: self.path,
+                        changes: &mut inside,
+                    })?;
+                    self.path.truncate(base);
+                    read.is_some()
+                }
+                None => match seq.next_element::<Value>()? {
+                    Some(item) => {
+                        past_end.push(item);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if !read {
+                break;
+            }
+            count += 1;
+        }
+        if count == before.len() {
+            self.changes.extend(inside);
+            return Ok(Shape::Other);
+        }
+        let mut rebuilt = Value::Array(before[..count.min(before.len())].to_vec());
+        let relative: Vec<Change> = inside.into_iter().map(|c| c.below(base)).collect();
+        merge::apply(&mut rebuilt, &relative);
+        if let Value::Array(items) = &mut rebuilt {
+            items.extend(past_end);
+        }
+        self.changes.push(Change::Set {
+            path: self.path.clone(),
+            value: rebuilt,
+        });
+        Ok(Shape::Other)
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for DiffSeed<'_> {
@@ -186,6 +238,9 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        if let (Value::Array(before), Scope::Given | Scope::Partly(_)) = (self.before, self.scope) {
+            return self.array_against(before, seq);
+        }
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(item) = seq.next_element::<Value>()? {
             items.push(item);
@@ -311,6 +366,37 @@ mod tests {
         assert_eq!(
             changes.iter().map(Change::path).collect::<Vec<_>>(),
             ["/order/total", "/order/items", "/order/paid", "/gone"]
+        );
+    }
+
+    #[test]
+    fn arrays_are_diffed_by_index_when_lengths_match_and_rebuilt_whole_when_not() {
+        let before = json!({"items": [{"sku": "a", "n": 1}, {"sku": "b", "n": 2}], "tags": [[1], [2, 3]]});
+        let cases = [
+            // The same length: one change inside an element, one inside a nested array.
+            r#"{"items": [{"sku": "a", "n": 5}, {"sku": "b", "n": 2}], "tags": [[1], [2, 4]]}"#,
+            // Longer: an element changed before the end, one added.
+            r#"{"items": [{"sku": "a", "n": 5}, {"sku": "b", "n": 2}, {"sku": "c"}], "tags": [[1], [2, 3]]}"#,
+            // Shorter: the first element changed, the second gone; a nested array shortened.
+            r#"{"items": [{"sku": "z", "n": 1}], "tags": [[], [2, 3]]}"#,
+            // Emptied, and an array where there was none.
+            r#"{"items": [], "tags": {"0": [1]}}"#,
+        ];
+        for after in cases {
+            let changes = diff_output(&before, after).expect("diffed");
+            let parsed: Value = serde_json::from_str(after).expect("JSON");
+            assert_eq!(changes, diff(&before, &parsed), "{after}");
+            let mut merged = before.clone();
+            merge::apply(&mut merged, &changes);
+            assert_eq!(merged, parsed, "{after}");
+        }
+        let changes = diff_output(&before, cases[1]).expect("diffed");
+        assert_eq!(
+            changes,
+            vec![Change::Set {
+                path: "/items".into(),
+                value: json!([{"sku": "a", "n": 5}, {"sku": "b", "n": 2}, {"sku": "c"}])
+            }]
         );
     }
 
