@@ -76,6 +76,11 @@ impl TaskRow {
 impl<D> TaskRow<D> {
     /// The row of `task`, written now, holding `data` as its data.
     pub fn with(task: &Task, data: D) -> Result<TaskRow<D>, StoreError> {
+        TaskRow::with_progress(task, data, to_json(&task.progress)?)
+    }
+
+    /// [`TaskRow::with`] holding `progress` (encoded) rather than all of the task's.
+    pub fn with_progress(task: &Task, data: D, progress: String) -> Result<TaskRow<D>, StoreError> {
         Ok(TaskRow {
             id: task.id.clone(),
             status: task.status.as_str(),
@@ -83,7 +88,7 @@ impl<D> TaskRow<D> {
             tags: to_json(&task.tags)?,
             message: task.message.clone(),
             data,
-            progress: to_json(&task.progress)?,
+            progress,
             created_at: time_text(&task.created_at),
             updated_at: time_text(&Utc::now()),
         })

@@ -66,8 +66,7 @@ impl SaveRecord {
             (None, Some(text)) => Some(text.to_owned()),
             (None, None) => Some(to_json(&save.task.data)?),
         };
-        let mut row = TaskRow::with(save.task, data)?;
-        if applied.is_some() {
+        let progress = if applied.is_some() {
             // Only the steps of the runs a save names change their progress (a run starts or
             // finishes): the record holds theirs, over the previous record's.
             let named: BTreeMap<&str, &StepProgress> = save
@@ -76,8 +75,11 @@ impl SaveRecord {
                 .filter_map(|id| save.task.runs.get(*id as usize))
                 .filter_map(|run| Some((run.step.as_str(), save.task.progress.get(&run.step)?)))
                 .collect();
-            row.progress = to_json(&named)?;
-        }
+            to_json(&named)?
+        } else {
+            to_json(&save.task.progress)?
+        };
+        let row = TaskRow::with_progress(save.task, data, progress)?;
         let runs = runs_text(save.task, save.runs)?;
         let on_data = save.starts_on_saved_data();
         let starting_ids: Vec<u64> = match save.input {

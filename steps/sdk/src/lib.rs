@@ -70,7 +70,13 @@ pub fn __condition_text<S: Step>() -> String {
 pub fn __run_content<S: Step>(input: String) -> Result<String, String> {
     let mut data: Value = serde_json::from_str(&input).map_err(|e| format!("task data is not JSON: {e}"))?;
     S::content(&mut data).map_err(|e| e.to_string())?;
-    serde_json::to_string(&data).map_err(|e| format!("cannot serialize the new data: {e}"))
+    let output = serde_json::to_string(&data).map_err(|e| format!("cannot serialize the new data: {e}"));
+    // A step runs in a fresh instance that is thrown away after this one call, memory and all:
+    // freeing the data's tree node by node first would be wasted work (about 8% of the guest's
+    // time on the RetailMax steps, measured with perf).
+    #[cfg(target_arch = "wasm32")]
+    std::mem::forget((data, input));
+    output
 }
 
 /// Exports a type implementing [`Step`] as this component's step.
