@@ -127,12 +127,12 @@ struct InFlight {
     start_seq: u64,
 }
 
+/// A change merged while other runs were in flight, for the conflicts of those runs: change
+/// `index` of run `run_id`'s record (the record holds its path and value).
 struct Applied {
     seq: u64,
     run_id: u64,
-    step: String,
-    path: String,
-    value: Option<Value>,
+    index: usize,
 }
 
 impl Scheduler {
@@ -326,7 +326,9 @@ impl Scheduler {
                 continue;
             };
             seq += 1;
-            let finished = self.finish(task, run_id, &flight, report, seq, &mut applied);
+            // Only runs in flight now can conflict with this one's changes later.
+            let others = !in_flight.is_empty();
+            let finished = self.finish(task, run_id, &flight, report, seq, &mut applied, others);
             dirty.insert(run_id);
             if task.runs.get(run_id as usize).is_some_and(|r| !r.changes.is_empty()) {
                 merged.push(run_id);
@@ -433,6 +435,7 @@ impl Scheduler {
         report: RunReport,
         seq: u64,
         applied: &mut Vec<Applied>,
+        others_in_flight: bool,
     ) -> bool {
         let step = flight.step.name.clone();
         let mut completes = false;
@@ -457,20 +460,28 @@ impl Scheduler {
                 changes = diff;
                 let skipped = merge::apply(&mut task.data, &changes);
                 for change in &changes {
-                    for earlier in applied.iter().filter(|a| {
-                        a.seq > flight.start_seq
-                            && a.run_id != run_id
-                            && merge::overlaps(&a.path, change.path())
-                            && (a.path != change.path() || a.value.as_ref() != change.value())
-                    }) {
-                        conflicts.push((
-                            earlier.run_id,
-                            Conflict {
-                                path: change.path().to_string(),
-                                steps: vec![earlier.step.clone(), step.clone()],
-                                winner: step.clone(),
-                            },
-                        ));
+                    for earlier in applied
+                        .iter()
+                        .filter(|a| a.seq > flight.start_seq && a.run_id != run_id)
+                    {
+                        let Some(record) = task.runs.get(earlier.run_id as usize) else {
+                            continue;
+                        };
+                        let Some(theirs) = record.changes.get(earlier.index) else {
+                            continue;
+                        };
+                        if merge::overlaps(theirs.path(), change.path())
+                            && (theirs.path() != change.path() || theirs.value() != change.value())
+                        {
+                            conflicts.push((
+                                earlier.run_id,
+                                Conflict {
+                                    path: change.path().to_string(),
+                                    steps: vec![record.step.clone(), step.clone()],
+                                    winner: step.clone(),
+                                },
+                            ));
+                        }
                     }
                 }
                 for path in skipped {
@@ -483,14 +494,8 @@ impl Scheduler {
                         },
                     ));
                 }
-                for change in &changes {
-                    applied.push(Applied {
-                        seq,
-                        run_id,
-                        step: step.clone(),
-                        path: change.path().to_string(),
-                        value: change.value().cloned(),
-                    });
+                if others_in_flight {
+                    applied.extend((0..changes.len()).map(|index| Applied { seq, run_id, index }));
                 }
                 if let Some(name) = report.requests.name.clone() {
                     task.name = Some(name);
@@ -548,8 +553,7 @@ impl Scheduler {
             requests: Default::default(),
             duration: Default::default(),
         };
-        let mut none = Vec::new();
-        self.finish(task, run_id, flight, report, 0, &mut none);
+        self.finish(task, run_id, flight, report, 0, &mut Vec::new(), false);
     }
 }
 
