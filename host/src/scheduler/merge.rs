@@ -47,7 +47,10 @@ impl Change {
     pub(super) fn below(self, prefix: usize) -> Change {
         let rest = |path: String| path.get(prefix..).unwrap_or_default().to_string();
         match self {
-            Change::Set { path, value } => Change::Set { path: rest(path), value },
+            Change::Set { path, value } => Change::Set {
+                path: rest(path),
+                value,
+            },
             Change::Remove { path } => Change::Remove { path: rest(path) },
         }
     }
@@ -146,9 +149,12 @@ fn segments(pointer: &str) -> Vec<String> {
     pointer
         .split('/')
         .skip(1)
-        .map(|s| match s.contains('~') {
-            true => s.replace("~1", "/").replace("~0", "~"),
-            false => s.to_string(),
+        .map(|s| {
+            if s.contains('~') {
+                s.replace("~1", "/").replace("~0", "~")
+            } else {
+                s.to_string()
+            }
         })
         .collect()
 }
