@@ -99,6 +99,11 @@ impl Condition {
         Projection::of(&self.paths, data)
     }
 
+    /// `self.projection(data).digest()`, without building the projection.
+    pub fn projection_digest(&self, data: &Value) -> String {
+        Projection::digest_of(&self.paths, data)
+    }
+
     /// The original JSON pattern, as given.
     pub fn pattern(&self) -> &Value {
         &self.pattern

@@ -20,7 +20,20 @@ impl Node {
             Node::AbsentOrNull => v.is_none_or(Value::is_null),
             Node::Literal(lit) => v.is_some_and(|v| json_eq(v, lit)),
             Node::Object(fields) => match v {
-                Some(Value::Object(map)) => fields.iter().all(|(k, p)| p.matches(map.get(k))),
+                // Guards first: in a task's life most conditions fail, and mostly on a field that
+                // must be null or equal a literal (the `paymentProcessed: null` of a step that has
+                // run, the `fraudApproved: true` of one that waits). Checking those before types,
+                // operators and nested objects settles most failures in one or two lookups.
+                Some(Value::Object(map)) => {
+                    fields
+                        .iter()
+                        .filter(|(_, p)| p.is_guard())
+                        .all(|(k, p)| p.matches(map.get(k)))
+                        && fields
+                            .iter()
+                            .filter(|(_, p)| !p.is_guard())
+                            .all(|(k, p)| p.matches(map.get(k)))
+                }
                 _ => false,
             },
             Node::Array(items) => match v {
@@ -31,6 +44,11 @@ impl Node {
             },
             Node::Ops(ops) => ops.iter().all(|op| op.holds(v)),
         }
+    }
+
+    /// A cheap test that often fails: absent-or-null, or equal to a literal.
+    fn is_guard(&self) -> bool {
+        matches!(self, Node::AbsentOrNull | Node::Literal(_))
     }
 
     /// Like [`Node::matches`], but on failure says where (the keys in `path`

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::path::Path;
 use crate::pattern::Node;
-use crate::value::normalise;
+use crate::value::{normalise, normalise_number};
 
 /// The values of some data at a condition's leaf paths, in path order, each
 /// `None` when absent (absent and a present `null` differ).
@@ -61,27 +61,14 @@ impl Projection {
     /// differ but with negligible chance. The host stores this instead of the values, so what
     /// it rewrites at every save stays small however large the watched values are.
     pub fn digest(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut hasher = HashWriter(Sha256::new());
-        for (path, value) in &self.0 {
-            // Each entry: its path (segment count, then each segment length-prefixed), then the
-            // value's canonical JSON (or a marker for absent that no JSON text starts with),
-            // closed by a byte that JSON text never holds raw.
-            hasher.0.update((path.0.len() as u64).to_le_bytes());
-            for key in &path.0 {
-                hasher.0.update((key.len() as u64).to_le_bytes());
-                hasher.0.update(key.as_bytes());
-            }
-            match value {
-                Some(v) => {
-                    // Writing JSON into a hasher cannot fail.
-                    let _ = serde_json::to_writer(&mut hasher, v);
-                }
-                None => hasher.0.update([0x00]),
-            }
-            hasher.0.update([0x1e]);
-        }
-        hex::encode(&hasher.0.finalize()[..16])
+        digest_entries(self.0.iter().map(|(path, value)| (path, value.as_ref())), false)
+    }
+
+    /// The [`Projection::digest`] of `data` projected onto `paths`, computed without building
+    /// the projection: each value is hashed in its canonical form as it is read, with no copy
+    /// (the host takes one per eligible step after every change).
+    pub(crate) fn digest_of(paths: &[Path], data: &Value) -> String {
+        digest_entries(paths.iter().map(|p| (p, p.lookup(data))), true)
     }
 
     /// Reads back what [`Projection::to_json`] wrote; `None` if `json` is not
@@ -104,6 +91,53 @@ impl Projection {
             })
             .collect::<Option<Vec<_>>>()
             .map(Projection)
+    }
+}
+
+/// 128 bits of SHA-256, as hex, over entries written one after the other: the path (segment
+/// count, then each segment length-prefixed), then the value's canonical JSON (or a marker for
+/// absent that no JSON text starts with), closed by a byte that JSON text never holds raw.
+/// `canonicalise` is false for values already normalised (a built [`Projection`]).
+fn digest_entries<'a>(entries: impl Iterator<Item = (&'a Path, Option<&'a Value>)>, canonicalise: bool) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = HashWriter(Sha256::new());
+    for (path, value) in entries {
+        hasher.0.update((path.0.len() as u64).to_le_bytes());
+        for key in &path.0 {
+            hasher.0.update((key.len() as u64).to_le_bytes());
+            hasher.0.update(key.as_bytes());
+        }
+        // Writing JSON into a hasher cannot fail.
+        match value {
+            Some(v) if canonicalise => {
+                let _ = serde_json::to_writer(&mut hasher, &Canonical(v));
+            }
+            Some(v) => {
+                let _ = serde_json::to_writer(&mut hasher, v);
+            }
+            None => hasher.0.update([0x00]),
+        }
+        hasher.0.update([0x1e]);
+    }
+    hex::encode(&hasher.0.finalize()[..16])
+}
+
+/// A value serialized as its [`normalise`]d copy would be (integral floats as integers, object
+/// keys sorted), without making the copy.
+struct Canonical<'a>(&'a Value);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Number(n) => normalise_number(n).serialize(serializer),
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Canonical)),
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                serializer.collect_map(entries.into_iter().map(|(k, v)| (k, Canonical(v))))
+            }
+            other => other.serialize(serializer),
+        }
     }
 }
 

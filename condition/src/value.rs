@@ -80,7 +80,8 @@ pub(crate) fn normalise(v: &Value) -> Value {
     }
 }
 
-fn normalise_number(n: &Number) -> Number {
+/// An integral float as an integer; any other number as it is.
+pub(crate) fn normalise_number(n: &Number) -> Number {
     const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
     const MINUS_TWO_POW_63: f64 = -9_223_372_036_854_775_808.0;
     if n.is_f64() {

@@ -191,6 +191,15 @@ proptest! {
     }
 
     #[test]
+    fn the_direct_projection_digest_is_the_digest_of_the_projection(pattern in root_pattern(), data in data()) {
+        let Ok(condition) = Condition::parse(&pattern) else { return Ok(()) };
+        // Digests are stored per task and step: the shortcut must give the very same text.
+        prop_assert_eq!(condition.projection_digest(&data), condition.projection(&data).digest());
+        let floated = float_numbers(&data);
+        prop_assert_eq!(condition.projection_digest(&floated), condition.projection(&data).digest());
+    }
+
+    #[test]
     fn integral_numbers_match_whatever_their_form(pattern in root_pattern(), data in data()) {
         let Ok(condition) = Condition::parse(&pattern) else { return Ok(()) };
         let floated = float_numbers(&data);

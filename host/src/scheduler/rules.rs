@@ -27,7 +27,7 @@ pub fn eligible(task: &Task, steps: &[Arc<LoadedStep>], in_flight: &HashSet<Stri
         .filter(|step| !in_flight.contains(&step.name))
         .filter(|step| step.condition.matches(&task.data))
         .filter_map(|step| {
-            let projection = step.condition.projection(&task.data).digest();
+            let projection = step.condition.projection_digest(&task.data);
             let progress = task.progress.get(&step.name);
             let changed = progress.is_none_or(|p| p.last_projection.as_ref() != Some(&projection));
             let redo = progress.is_some_and(|p| p.redo);
