@@ -35,7 +35,12 @@ enum Stored {
 impl Stored {
     fn of(result: &CallResult) -> Stored {
         match result {
-            Ok(value) => Stored::Ok(value.to_string().into_boxed_str()),
+            // serde_json's writer, not `Display`'s formatter; a `Value` always serializes.
+            Ok(value) => Stored::Ok(
+                serde_json::to_string(value)
+                    .unwrap_or_else(|_| value.to_string())
+                    .into_boxed_str(),
+            ),
             Err(error) => Stored::Err(error.clone()),
         }
     }

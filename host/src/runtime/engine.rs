@@ -380,7 +380,7 @@ impl Runtime {
             },
         };
         let state = store.into_data();
-        let (logs, logs_truncated) = log.finish();
+        let (logs, logs_truncated) = log.take();
         RunReport {
             outcome,
             logs,

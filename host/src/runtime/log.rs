@@ -105,6 +105,19 @@ impl RunLog {
 
     /// The lines so far (flushing unterminated stdout/stderr text) and whether any were cut.
     pub fn finish(&self) -> (Vec<LogLine>, bool) {
+        let mut buf = self.flushed();
+        (buf.lines.clone(), buf.truncated)
+    }
+
+    /// Like [`RunLog::finish`], but moves the lines out instead of copying them, leaving the
+    /// log empty: for the end of a run, when nothing reads the log again.
+    pub fn take(&self) -> (Vec<LogLine>, bool) {
+        let mut buf = self.flushed();
+        (std::mem::take(&mut buf.lines), buf.truncated)
+    }
+
+    /// The buffer, locked, with unterminated stdout/stderr text flushed into its lines.
+    fn flushed(&self) -> std::sync::MutexGuard<'_, Buffer> {
         let mut buf = self.lock();
         for level in [LogLevel::Stdout, LogLevel::Stderr] {
             let partial = match level {
@@ -116,7 +129,7 @@ impl RunLog {
                 push_line(&mut buf, self.cap, level, &line);
             }
         }
-        (buf.lines.clone(), buf.truncated)
+        buf
     }
 
     /// A stream for the guest's stdout or stderr that writes into this log.
@@ -244,5 +257,18 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].message, "panicked at x");
         assert_eq!(lines[1].message, "second");
+    }
+
+    #[test]
+    fn take_gives_what_finish_gives_and_leaves_the_log_empty() {
+        let log = RunLog::new(1000);
+        log.push(LogLevel::Info, "one");
+        log.write_stream(LogLevel::Stdout, b"unterminated");
+        let (peeked, _) = log.finish();
+        let (taken, truncated) = log.take();
+        assert!(!truncated);
+        assert_eq!(taken, peeked);
+        assert_eq!(taken.len(), 2);
+        assert!(log.finish().0.is_empty());
     }
 }

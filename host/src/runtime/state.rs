@@ -173,11 +173,16 @@ impl connectors::Host for RunState {
                 }
             }
         };
+        // What the step gets back, made before the result moves into the record (no copy of it).
+        let reply = match &result {
+            Ok(value) => Ok(json_text(value)),
+            Err(e) => Err(wit_error(e.kind, e.message.clone())),
+        };
         let record = ConnectorCallRecord {
-            connector: connector.clone(),
-            method: method.clone(),
+            connector,
+            method,
             args: args_value.unwrap_or(Value::String(args)),
-            result: result.clone().map_err(|e| super::run::CallError {
+            result: result.map_err(|e| super::run::CallError {
                 kind: e.kind,
                 message: e.message,
             }),
@@ -192,15 +197,19 @@ impl connectors::Host for RunState {
             && let Err(message) = journal.record(number, &record).await
         {
             return Err(wasmtime::Error::msg(format!(
-                "cannot journal the result of {connector}.{method}: {message}"
+                "cannot journal the result of {}.{}: {message}",
+                record.connector, record.method
             )));
         }
         self.calls.push(record);
-        Ok(match result {
-            Ok(value) => Ok(value.to_string()),
-            Err(e) => Err(wit_error(e.kind, e.message)),
-        })
+        Ok(reply)
     }
+}
+
+/// A value as JSON text, through serde_json's writer rather than `Display`'s formatter.
+fn json_text(value: &Value) -> String {
+    // Serializing a `Value` cannot fail (its keys are strings); the fallback is never taken.
+    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 impl task::Host for RunState {

@@ -5,6 +5,8 @@
 //! diffed key by key, arrays of equal length index by index, anything else is replaced whole.
 //! Paths are JSON Pointers (RFC 6901).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -142,7 +144,8 @@ pub(super) fn child(path: &str, key: &str) -> String {
     p
 }
 
-fn segments(pointer: &str) -> Vec<String> {
+/// The pointer's segments, unescaped; borrowed from it unless they hold an escape.
+fn segments(pointer: &str) -> Vec<Cow<'_, str>> {
     if pointer.is_empty() {
         return Vec::new();
     }
@@ -151,9 +154,9 @@ fn segments(pointer: &str) -> Vec<String> {
         .skip(1)
         .map(|s| {
             if s.contains('~') {
-                s.replace("~1", "/").replace("~0", "~")
+                Cow::Owned(s.replace("~1", "/").replace("~0", "~"))
             } else {
-                s.to_string()
+                Cow::Borrowed(s)
             }
         })
         .collect()
@@ -185,7 +188,7 @@ pub fn apply(data: &mut Value, changes: &[Change]) -> Vec<String> {
     skipped
 }
 
-fn set(data: &mut Value, segments: &[String], value: Value) -> bool {
+fn set(data: &mut Value, segments: &[Cow<'_, str>], value: Value) -> bool {
     let Some((last, parents)) = segments.split_last() else {
         *data = value;
         return true;
@@ -202,7 +205,7 @@ fn set(data: &mut Value, segments: &[String], value: Value) -> bool {
                     *other = Value::Object(Map::new());
                 }
                 match other {
-                    Value::Object(map) => map.entry(segment.clone()).or_insert(Value::Null),
+                    Value::Object(map) => map.entry(segment.as_ref()).or_insert(Value::Null),
                     _ => return false,
                 }
             }
@@ -221,21 +224,27 @@ fn set(data: &mut Value, segments: &[String], value: Value) -> bool {
                 *other = Value::Object(Map::new());
             }
             if let Value::Object(map) = other {
-                map.insert(last.clone(), value);
+                // Most changes set a key that is there: replace its value without a new key.
+                match map.get_mut(last.as_ref()) {
+                    Some(slot) => *slot = value,
+                    None => {
+                        map.insert(last.to_string(), value);
+                    }
+                }
             }
             true
         }
     }
 }
 
-fn remove(data: &mut Value, segments: &[String]) {
+fn remove(data: &mut Value, segments: &[Cow<'_, str>]) {
     let Some((last, parents)) = segments.split_last() else {
         return;
     };
     let mut here = data;
     for segment in parents {
         let next = match here {
-            Value::Object(map) => map.get_mut(segment),
+            Value::Object(map) => map.get_mut(segment.as_ref()),
             Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
             _ => None,
         };
@@ -245,7 +254,7 @@ fn remove(data: &mut Value, segments: &[String]) {
         }
     }
     if let Value::Object(map) = here {
-        map.shift_remove(last);
+        map.shift_remove(last.as_ref());
     }
 }
 
