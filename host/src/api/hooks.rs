@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::tasks::{created, query};
+use super::tasks::{TaskAnswer, created, query};
 use super::{ApiError, AppState, WaitParam, body, parse_json};
 
 /// The signature header.
@@ -37,7 +37,7 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TaskAnswer>), ApiError> {
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     if let Some(secret) = state.options.hook_secrets.get(&hook) {

@@ -5,22 +5,32 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ApiError, AppState, WaitParam, body, parse_json};
 use crate::service::Service;
 use crate::store::{StoredTask, TaskQuery};
-use crate::task::TaskStatus;
+use crate::task::{Task, TaskStatus};
 
-/// A task as the API shows it: the task with its history, its revision and last write.
-pub(crate) fn task_json(stored: &StoredTask) -> Value {
-    let mut value = serde_json::to_value(&stored.task).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.insert("revision".into(), Value::from(stored.revision));
-        map.insert("updated_at".into(), Value::String(stored.updated_at.to_rfc3339()));
+/// A task as the API shows it: the task with its history, its revision and last write. It is
+/// written straight from the task, not built as a JSON value first (a copy of the whole task).
+#[derive(Debug, Serialize)]
+pub(crate) struct TaskAnswer {
+    #[serde(flatten)]
+    task: Task,
+    revision: u64,
+    updated_at: String,
+}
+
+impl From<StoredTask> for TaskAnswer {
+    fn from(stored: StoredTask) -> Self {
+        TaskAnswer {
+            task: stored.task,
+            revision: stored.revision,
+            updated_at: stored.updated_at.to_rfc3339(),
+        }
     }
-    value
 }
 
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -30,12 +40,12 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
 }
 
 /// The task after an optional wait for it to settle.
-pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Json<TaskAnswer>, ApiError> {
     let stored = match wait.duration() {
         Some(timeout) => service.wait_settled(id, timeout).await?,
         None => service.task(id).await?,
     };
-    Ok(Json(task_json(&stored)))
+    Ok(Json(stored.into()))
 }
 
 /// The answer to a request that created a task: the task as stored then (not read back: under
@@ -44,27 +54,27 @@ pub(crate) async fn created(
     service: &Service,
     created: StoredTask,
     wait: &WaitParam,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TaskAnswer>), ApiError> {
     let stored = match wait.duration() {
         Some(timeout) => service.wait_settled(&created.task.id, timeout).await?,
         None => created,
     };
-    Ok((StatusCode::CREATED, Json(task_json(&stored))))
+    Ok((StatusCode::CREATED, Json(stored.into())))
 }
 
 pub(crate) async fn create(
     State(state): State<AppState>,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TaskAnswer>), ApiError> {
     let wait = query(wait)?;
     let data = parse_json(&body(raw, state.options.max_body_bytes)?)?;
     let task = state.service.create_task(data).await?;
     created(&state.service, task, &wait).await
 }
 
-pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(task_json(&state.service.task(&id).await?)))
+pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskAnswer>, ApiError> {
+    Ok(Json(state.service.task(&id).await?.into()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,7 +128,7 @@ pub(crate) async fn patch(
     Path(id): Path<String>,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskAnswer>, ApiError> {
     let wait = query(wait)?;
     let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
     state.service.patch_task(&id, &merge).await?;
@@ -130,7 +140,7 @@ pub(crate) async fn retry(
     Path(id): Path<String>,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskAnswer>, ApiError> {
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     let step = if raw.iter().all(u8::is_ascii_whitespace) {
@@ -151,4 +161,45 @@ pub(crate) async fn retry(
     };
     state.service.retry_task(&id, step.as_deref()).await?;
     answer(&state.service, &id, &wait).await
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+    use crate::task::{RunRecord, StepProgress};
+
+    /// The answer is the task's own fields, then its revision and last write: what the API
+    /// answered when it built the task as a JSON value and added those two to it.
+    #[test]
+    fn a_task_answer_is_the_task_then_its_revision_and_last_write() {
+        let mut task = Task::new(json!({"order": {"id": "A-1", "total": 12.5, "items": [{"sku": "x"}]}}));
+        task.name = Some("order A-1".into());
+        task.tags.push("vip".into());
+        task.runs
+            .push(RunRecord::starting(0, "tier-analysis", "0123456789ab", 1));
+        task.progress.insert("tier-analysis".into(), StepProgress::default());
+        let stored = StoredTask {
+            task,
+            revision: 3,
+            updated_at: Utc::now(),
+        };
+
+        let mut built = serde_json::to_value(&stored.task).expect("a task is JSON");
+        if let Value::Object(map) = &mut built {
+            map.insert("revision".into(), Value::from(stored.revision));
+            map.insert("updated_at".into(), Value::String(stored.updated_at.to_rfc3339()));
+        }
+        let written = serde_json::to_string(&TaskAnswer::from(stored)).expect("an answer is JSON");
+
+        assert_eq!(written, built.to_string());
+        let keys: Vec<String> = match serde_json::from_str::<Value>(&written) {
+            Ok(Value::Object(map)) => map.keys().cloned().collect(),
+            other => panic!("not an object: {other:?}"),
+        };
+        assert_eq!(keys.last().map(String::as_str), Some("updated_at"));
+        assert!(keys.iter().any(|k| k == "runs") && keys.iter().any(|k| k == "revision"));
+    }
 }

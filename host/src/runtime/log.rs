@@ -105,7 +105,7 @@ impl RunLog {
 
     /// The lines so far (flushing unterminated stdout/stderr text) and whether any were cut.
     pub fn finish(&self) -> (Vec<LogLine>, bool) {
-        let mut buf = self.flushed();
+        let buf = self.flushed();
         (buf.lines.clone(), buf.truncated)
     }
 
