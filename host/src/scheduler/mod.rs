@@ -10,5 +10,6 @@ pub mod merge;
 mod merge_properties;
 pub mod output_diff;
 pub mod rules;
+pub mod warm;
 
 pub use driver::{Checkpoint, CheckpointError, Commit, Event, Resumed, Scheduler, SchedulerSettings};
