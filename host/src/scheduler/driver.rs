@@ -266,11 +266,11 @@ impl Scheduler {
             if !starting.is_empty() {
                 // What the runs' views read is listed now, while the data is warm, and fetched
                 // back all at once after the commit's wait (see `warm`); without a commit there is
-                // no wait.
+                // no wait, and runs given all of the data get `text`, written already.
                 let mut lines = Vec::new();
                 if checkpoint.is_some() {
-                    for (_, step, _) in &starting {
-                        warm::lines(&task.data, step.view.as_deref().map(|v| v.holds()), &mut lines);
+                    for view in starting.iter().filter_map(|(_, step, _)| step.view.as_deref()) {
+                        warm::lines(&task.data, Some(view.holds()), &mut lines);
                     }
                 }
                 // Every change merged so far, and the records of the runs about to start, are
