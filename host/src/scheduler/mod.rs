@@ -2,7 +2,8 @@
 //!
 //! The rule for "when does a step run again" lives in [`rules`]; the async loop that starts runs,
 //! waits for them and merges their output is [`driver`]; diff and merge are in [`merge`], and a
-//! step's output is diffed as it is parsed in [`output_diff`].
+//! step's output is diffed as it is parsed in [`output_diff`]; [`warm`] brings back into the
+//! CPU's caches what a durable wave's views read after its commit's wait.
 
 pub mod driver;
 pub mod merge;

@@ -5,7 +5,7 @@
 //! compared with its counterpart in the data as it is read, and only what differs is built:
 //! objects are followed key by key, a string equal to the old one is never copied, and arrays
 //! (diffed index by index only when their lengths match) and changed values are built whole. The
-//! changes are exactly those of [`merge::diff`](super::merge::diff) on the parsed output.
+//! changes are exactly those of [`merge::diff`] on the parsed output.
 //!
 //! A step given a view of the data ([`DataView`]) is diffed against the data within its view
 //! ([`diff_output_in_view`]): what it was not given is not removed, and an object it writes where
