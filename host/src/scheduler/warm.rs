@@ -17,7 +17,10 @@ use crate::runtime::Holds;
 const MAX_LINES: usize = 1024;
 
 /// The addresses of what a run given `holds` of `data` reads: the values within the view, and
-/// every entry and key of the objects on the way to them (a diff scans an object's keys).
+/// every entry and key of the objects on the way to them. Writing the view looks keys up through
+/// the map's hash index and needs only some of those entries; the run's diff later scans them
+/// all. Listing them all is what was measured; whether they are still cached when the diff runs
+/// was not.
 pub fn lines(data: &Value, holds: Option<&Holds>, out: &mut Vec<usize>) {
     match holds {
         Some(holds) => within(data, holds, out),
