@@ -204,6 +204,50 @@ async fn tasks_complete_or_wait_over_http() {
     server.stop().await;
 }
 
+/// A client waiting for a task (`?wait`) is answered by the task's drive, from memory: the
+/// answer must be the task exactly as a read of it shows afterwards (data, runs with their
+/// connector calls, progress, revision and `updated_at`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waited_for_is_answered_exactly_as_a_read_shows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service_options = ServiceOptions {
+        db: db_in(&dir),
+        ..ServiceOptions::default()
+    };
+    let server = start_with(&service_options, &[], options()).await;
+    let mut order = whenever::demo::seed_order();
+    order["order"]["id"] = json!("ORD-WAITED-1");
+    let (status, waited) = server.post("/v1/hooks/shop?wait=20000", &order).await;
+    assert_eq!(status, 201, "{waited}");
+    assert_eq!(waited["status"], "completed", "{waited}");
+    assert_eq!(runs(&waited).len(), 8, "{waited}");
+    let id = waited["id"].as_str().expect("id");
+    let (status, read) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(waited, read);
+    // Waiting on a task that has settled already answers with it as stored.
+    let (_, again) = server.get(&format!("/v1/tasks/{id}?wait=20000")).await;
+    assert_eq!(again, read);
+
+    // A task that waits for data, patched: the answer is the resumed drive's.
+    let (status, created) = server
+        .post("/v1/tasks?wait=20000", &json!({"note": "no step matches"}))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(created["status"], "waiting", "{created}");
+    let id = created["id"].as_str().expect("id");
+    let (_, read) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(created, read);
+    let (status, patched) = server
+        .patch(&format!("/v1/tasks/{id}?wait=20000"), &json!({"note": "still none"}))
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    let (_, read) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(patched, read);
+    assert!(patched["revision"].as_u64() > created["revision"].as_u64(), "{patched}");
+    server.stop().await;
+}
+
 fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("key");
     mac.update(body);

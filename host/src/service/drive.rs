@@ -3,19 +3,21 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{Service, ServiceError};
 use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind};
 use crate::scheduler::{Checkpoint, CheckpointError, Commit, Event, Resumed};
 use crate::store::writes_coming::{Working, WritesComing};
-use crate::store::{InterruptedRun, Store, TaskSave};
+use crate::store::{InterruptedRun, Store, StoredTask, TaskSave};
 use crate::task::{RunOutcomeRecord, Task, TaskStatus};
 
 /// Commits a task's progress through the store, with compare-and-swap on its revision.
 struct StoreCheckpoint {
     store: Arc<dyn Store>,
     revision: u64,
+    /// When its last save was written, if it saved.
+    saved_at: Option<DateTime<Utc>>,
     /// Counted as a writer at work between commits, for a store that holds a commit while
     /// writes are on their way ([`Store::writes_coming`]).
     coming: Option<Arc<WritesComing>>,
@@ -29,6 +31,7 @@ impl StoreCheckpoint {
         StoreCheckpoint {
             store,
             revision,
+            saved_at: None,
             coming,
             working,
         }
@@ -41,11 +44,13 @@ impl Checkpoint for StoreCheckpoint {
         // Waiting for this commit, the drive writes nothing more until it is done.
         self.working = None;
         let settled = commit.settled;
+        let at = Utc::now();
         self.revision = self
             .store
-            .save_task(TaskSave::of_commit(task, self.revision, commit))
+            .save_task_at(TaskSave::of_commit(task, self.revision, commit), at)
             .await
             .map_err(|e| CheckpointError(e.to_string()))?;
+        self.saved_at = Some(at);
         if !settled {
             self.working = self.coming.as_ref().map(|c| c.begin());
         }
@@ -103,6 +108,9 @@ impl Service {
             return;
         }
         let service = self.clone();
+        // Registered before the drive is spawned, so that whoever waits for the task from now on
+        // is answered by it.
+        let end = self.inner.settling.begin(&id);
         tokio::spawn(async move {
             let Ok(_permit) = service.inner.workers.clone().acquire_owned().await else {
                 return;
@@ -111,22 +119,27 @@ impl Service {
                 Some((task, revision, starting)) => service.drive_task(task, revision, starting).await,
                 None => service.drive_stored(&id).await,
             };
-            if let Err(e) = result {
-                eprintln!("whenever serve: task {id}: {e}");
+            match result {
+                Ok(settled) => end.ended(settled),
+                Err(e) => {
+                    end.ended(None);
+                    eprintln!("whenever serve: task {id}: {e}");
+                }
             }
             let _ = service.inner.settled.send(id);
         });
     }
 
     /// Loads a running task and drives it to settlement, re-running interrupted runs first (a
-    /// run whose step is gone fails, saved before the drive).
-    pub(crate) async fn drive_stored(&self, id: &str) -> Result<(), ServiceError> {
+    /// run whose step is gone fails, saved before the drive); returns the task as it saved it
+    /// last, if it left it settled.
+    pub(crate) async fn drive_stored(&self, id: &str) -> Result<Option<StoredTask>, ServiceError> {
         let store = self.inner.store.clone();
         let Some(stored) = store.get_task(id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if stored.task.status != TaskStatus::Running {
-            return Ok(());
+            return Ok(None);
         }
         let (mut task, mut revision) = (stored.task, stored.revision);
         let mut resumed = Vec::new();
@@ -161,8 +174,14 @@ impl Service {
         self.drive_task(task, revision, resumed).await
     }
 
-    /// Drives `task`, stored at `revision`, to settlement, running `resumed` first.
-    async fn drive_task(&self, mut task: Task, revision: u64, resumed: Vec<Resumed>) -> Result<(), ServiceError> {
+    /// Drives `task`, stored at `revision`, to settlement, running `resumed` first; returns the
+    /// task as it saved it last, if it left it settled.
+    async fn drive_task(
+        &self,
+        mut task: Task,
+        revision: u64,
+        resumed: Vec<Resumed>,
+    ) -> Result<Option<StoredTask>, ServiceError> {
         let store = self.inner.store.clone();
         let mut checkpoint = StoreCheckpoint::new(store, revision);
         let metrics = self.inner.metrics.clone();
@@ -176,7 +195,14 @@ impl Service {
             .drive_durable(&mut task, resumed, &mut checkpoint, &mut on_event)
             .await
             .map_err(|e| ServiceError::Store(crate::store::StoreError::Backend(e.to_string())))?;
-        Ok(())
+        Ok(match checkpoint.saved_at {
+            Some(updated_at) if task.status != TaskStatus::Running => Some(StoredTask {
+                task,
+                revision: checkpoint.revision,
+                updated_at,
+            }),
+            _ => None,
+        })
     }
 
     /// The step version an interrupted run ran: the serving one when it is the same version,

@@ -18,6 +18,7 @@
 mod cluster;
 pub mod drive;
 pub mod metrics;
+mod settling;
 pub mod steps;
 mod watch;
 
@@ -93,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) metrics: Metrics,
     pub(crate) settled: broadcast::Sender<String>,
+    /// This host's own drives under way, with who waits for their tasks to settle.
+    pub(crate) settling: Arc<settling::Settling>,
     pub(crate) workers: Arc<Semaphore>,
     pub(crate) deploys: tokio::sync::Mutex<()>,
     /// Set when the store is shared by several hosts: tasks are claimed with leases.
@@ -157,6 +160,7 @@ impl Service {
                 config: host.config,
                 metrics: Metrics::default(),
                 settled,
+                settling: Arc::default(),
                 workers,
                 deploys: tokio::sync::Mutex::new(()),
                 cluster,
@@ -304,10 +308,20 @@ impl Service {
         self.inner.settled.subscribe()
     }
 
-    /// Waits until the task is settled or `timeout` passes, and returns it as it is then.
+    /// Waits until the task is settled or `timeout` passes, and returns it as it is then: as its
+    /// drive saved it last, when this host drives it (no read back), else as the store has it.
     pub async fn wait_settled(&self, id: &str, timeout: Duration) -> Result<StoredTask, ServiceError> {
-        let mut settled = self.inner.settled.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
+        // Driven here: its drive answers with the task as it saved it (no read back).
+        if let Some(driven) = self.inner.settling.wait(id) {
+            match tokio::time::timeout_at(deadline, driven).await {
+                Ok(Ok(task)) => return Ok(task),
+                Err(_) => return self.task(id).await,
+                // The drive ended otherwise (an error): the store says how the task is.
+                Ok(Err(_)) => {}
+            }
+        }
+        let mut settled = self.inner.settled.subscribe();
         // Another host may drive the task: then no local signal comes, so look again now and then.
         let recheck = if self.inner.cluster.is_some() {
             Duration::from_millis(100)

@@ -246,7 +246,13 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the task row and the named runs if the stored revision is still
     /// `expected_revision`; returns the new revision. Finished runs no longer need their input and
     /// journal (a backend may drop them or keep them as history).
-    async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError>;
+    async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError> {
+        self.save_task_at(save, Utc::now()).await
+    }
+
+    /// [`Store::save_task`], stamping the task's last write `at` (its `updated_at` as read back),
+    /// so that the caller knows the task as stored without reading it back.
+    async fn save_task_at(&self, save: TaskSave<'_>, at: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// One task with its whole history.
     async fn get_task(&self, id: &str) -> Result<Option<StoredTask>, StoreError>;

@@ -21,7 +21,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
@@ -465,7 +465,8 @@ fn step_version_of(row: &tokio_postgres::Row) -> Result<StepVersion, StoreError>
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn create_task_starting(&self, task: &Task, starting: &[u64]) -> Result<u64, StoreError> {
-        let row = TaskRow::of(task, None)?;
+        // A new task was last written when it was created.
+        let row = TaskRow::of(task, None, &task.created_at)?;
         let all = TaskSave::every_run(task);
         let runs = run_rows(&TaskSave::creating(task, &all, starting))?;
         let arrays = RunArrays::of(&runs);
@@ -501,8 +502,8 @@ impl Store for PostgresStore {
         Ok(1)
     }
 
-    async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError> {
-        let row = TaskRow::of(save.task, save.data_text)?;
+    async fn save_task_at(&self, save: TaskSave<'_>, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let row = TaskRow::of(save.task, save.data_text, &at)?;
         let runs = run_rows(&save)?;
         let expected = signed(save.expected_revision, "revision")?;
         let arrays = RunArrays::of(&runs);

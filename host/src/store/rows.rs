@@ -62,25 +62,25 @@ pub(crate) struct TaskRow<D = String> {
 }
 
 impl TaskRow {
-    /// The row of `task`, written now; `data_text` is `task.data` already encoded, if the caller
+    /// The row of `task`, written `at`; `data_text` is `task.data` already encoded, if the caller
     /// has it.
-    pub fn of(task: &Task, data_text: Option<&str>) -> Result<TaskRow, StoreError> {
+    pub fn of(task: &Task, data_text: Option<&str>, at: &DateTime<Utc>) -> Result<TaskRow, StoreError> {
         let data = match data_text {
             Some(text) => text.to_owned(),
             None => to_json(&task.data)?,
         };
-        TaskRow::with(task, data)
+        TaskRow::with(task, data, at)
     }
 }
 
 impl<D> TaskRow<D> {
-    /// The row of `task`, written now, holding `data` as its data.
-    pub fn with(task: &Task, data: D) -> Result<TaskRow<D>, StoreError> {
-        TaskRow::with_progress(task, data, to_json(&task.progress)?)
+    /// The row of `task`, written `at`, holding `data` as its data.
+    pub fn with(task: &Task, data: D, at: &DateTime<Utc>) -> Result<TaskRow<D>, StoreError> {
+        TaskRow::with_progress(task, data, to_json(&task.progress)?, at)
     }
 
     /// [`TaskRow::with`] holding `progress` (encoded) rather than all of the task's.
-    pub fn with_progress(task: &Task, data: D, progress: String) -> Result<TaskRow<D>, StoreError> {
+    pub fn with_progress(task: &Task, data: D, progress: String, at: &DateTime<Utc>) -> Result<TaskRow<D>, StoreError> {
         Ok(TaskRow {
             id: task.id.clone(),
             status: task.status.as_str(),
@@ -90,7 +90,7 @@ impl<D> TaskRow<D> {
             data,
             progress,
             created_at: time_text(&task.created_at),
-            updated_at: time_text(&Utc::now()),
+            updated_at: time_text(at),
         })
     }
 }

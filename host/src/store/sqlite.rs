@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -667,7 +667,8 @@ fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> R
 impl Store for SqliteStore {
     async fn create_task_starting(&self, task: &Task, starting: &[u64]) -> Result<u64, StoreError> {
         let all = TaskSave::every_run(task);
-        let record = SaveRecord::of(&TaskSave::creating(task, &all, starting))?.leaving_data_to_row();
+        // A new task was last written when it was created.
+        let record = SaveRecord::of(&TaskSave::creating(task, &all, starting), &task.created_at)?.leaving_data_to_row();
         self.write(Box::new(move |conn| {
             let row = &record.row;
             let inserted = conn
@@ -695,11 +696,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_task(&self, save: TaskSave<'_>) -> Result<u64, StoreError> {
+    async fn save_task_at(&self, save: TaskSave<'_>, at: DateTime<Utc>) -> Result<u64, StoreError> {
         if save.task.status != TaskStatus::Running {
             self.leases.forget(&save.task.id);
         }
-        let record = SaveRecord::of(&save)?;
+        let record = SaveRecord::of(&save, &at)?;
         let expected = signed(save.expected_revision, "revision")?;
         let finishes: Vec<i64> = save
             .runs
@@ -1261,7 +1262,7 @@ mod tests {
                 "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (2);",
             )
             .expect("version");
-            let row = crate::store::rows::TaskRow::of(&task, None).expect("row");
+            let row = crate::store::rows::TaskRow::of(&task, None, &task.created_at).expect("row");
             conn.execute(
                 "INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 4)",

@@ -15,6 +15,7 @@ use crate::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
 pub(crate) async fn run_all<S: Store>(store: &S) {
     tasks_round_trip(store).await;
     saves_are_compare_and_swap(store).await;
+    a_task_reads_back_last_written_when_its_last_save_says(store).await;
     interrupted_runs_keep_input_and_journal(store).await;
     a_rewritten_unfinished_run_keeps_its_input(store).await;
     saves_naming_their_applied_runs_read_back_the_same_data(store).await;
@@ -82,11 +83,55 @@ async fn tasks_round_trip<S: Store>(store: &S) {
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!(stored.task, task);
     assert_eq!(stored.revision, 1);
+    assert_eq!(
+        stored.updated_at, task.created_at,
+        "a new task was last written when created"
+    );
     assert!(
         matches!(store.create_task(&task).await, Err(StoreError::Conflict(_))),
         "ids are unique"
     );
     assert!(store.get_task("t_missing").await.expect("read").is_none());
+}
+
+/// A save's time is what the task reads back as written last ([`Store::save_task_at`]), whether
+/// the save changes what listings show (the status) or not: a drive answers waiting clients with
+/// the task as it saved it, without reading it back.
+async fn a_task_reads_back_last_written_when_its_last_save_says<S: Store>(store: &S) {
+    let mut task = Task::new(json!({"n": 0}));
+    store.create_task(&task).await.expect("created");
+    let running_at = chrono::DateTime::parse_from_rfc3339("2031-02-03T04:05:06.123456789Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    task.data = json!({"n": 1});
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 1,
+        runs: &[],
+        starting: &[],
+        input: None,
+        data_text: None,
+        applied: None,
+    };
+    assert_eq!(store.save_task_at(save, running_at).await.expect("saved"), 2);
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!((stored.revision, stored.updated_at), (2, running_at));
+
+    let settled_at = running_at + chrono::Duration::nanoseconds(1);
+    task.status = TaskStatus::Completed;
+    let save = TaskSave {
+        task: &task,
+        expected_revision: 2,
+        runs: &[],
+        starting: &[],
+        input: None,
+        data_text: None,
+        applied: None,
+    };
+    assert_eq!(store.save_task_at(save, settled_at).await.expect("saved"), 3);
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!((stored.revision, stored.updated_at), (3, settled_at));
+    assert_eq!(stored.task, task);
 }
 
 async fn saves_are_compare_and_swap<S: Store>(store: &S) {

@@ -30,6 +30,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use serde_json::Value;
 
 use super::rows::{TaskRow, corrupt, signed, to_json};
@@ -54,8 +56,8 @@ pub(crate) struct SaveRecord {
 }
 
 impl SaveRecord {
-    /// Encodes `save`.
-    pub fn of(save: &TaskSave<'_>) -> Result<SaveRecord, StoreError> {
+    /// Encodes `save`, made `at`.
+    pub fn of(save: &TaskSave<'_>, at: &DateTime<Utc>) -> Result<SaveRecord, StoreError> {
         // The data is encoded only when the save does not say how it came to be.
         let applied = match save.applied {
             Some(ids) => Some(to_json(&ids)?),
@@ -79,7 +81,7 @@ impl SaveRecord {
         } else {
             to_json(&save.task.progress)?
         };
-        let row = TaskRow::with_progress(save.task, data, progress)?;
+        let row = TaskRow::with_progress(save.task, data, progress, at)?;
         let runs = runs_text(save.task, save.runs)?;
         let on_data = save.starts_on_saved_data();
         let starting_ids: Vec<u64> = match save.input {
@@ -303,7 +305,7 @@ mod tests {
             data_text: None,
             applied: None,
         };
-        let record = SaveRecord::of(&save).expect("encoded");
+        let record = SaveRecord::of(&save, &Utc::now()).expect("encoded");
         assert_eq!(record.logged_data(), Some(r#"{"a":1}"#));
         assert_eq!(record.starting.as_deref(), Some("[1]"));
         assert!(record.other_inputs.is_empty());
@@ -336,11 +338,11 @@ mod tests {
             data_text: None,
             applied: Some(&[1, 0]),
         };
-        let record = SaveRecord::of(&save).expect("encoded");
+        let record = SaveRecord::of(&save, &Utc::now()).expect("encoded");
         assert_eq!(record.logged_data(), None);
         assert_eq!(record.applied.as_deref(), Some("[1,0]"));
         assert_eq!(record.row.progress, r#"{"s":{"last_projection":null,"runs":2}}"#);
-        let whole = SaveRecord::of(&TaskSave { applied: None, ..save }).expect("encoded");
+        let whole = SaveRecord::of(&TaskSave { applied: None, ..save }, &Utc::now()).expect("encoded");
         assert_eq!(whole.logged_data(), Some(r#"{"a":1}"#));
         assert_eq!(whole.applied, None);
         let all: Progress = serde_json::from_str(&whole.row.progress).expect("progress");
@@ -360,7 +362,7 @@ mod tests {
             data_text: None,
             applied: None,
         };
-        let record = SaveRecord::of(&save).expect("encoded");
+        let record = SaveRecord::of(&save, &Utc::now()).expect("encoded");
         assert_eq!(record.starting, None);
         assert_eq!(record.other_inputs, vec![(0, r#"{"a":0}"#.to_string())]);
     }
