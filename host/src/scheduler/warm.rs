@@ -6,7 +6,8 @@
 //! bytes, then the value below): writing a run's view took 12–17 µs there against 2 µs on warm
 //! data. So the addresses a view reads are listed while the data is still warm, before the wait,
 //! and prefetched all at once after it: the misses then overlap instead of following one
-//! another (a view then took a third less; README, "Cold data after every commit").
+//! another (a view then took a third less; docs/performance.md, "Cold data after every
+//! commit").
 
 use serde_json::Value;
 
