@@ -31,7 +31,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-
 use serde_json::Value;
 
 use super::rows::{TaskRow, corrupt, signed, to_json};
