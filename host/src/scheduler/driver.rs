@@ -14,7 +14,6 @@ use whenever_connectors::Registry;
 use super::merge::{self, Change};
 use super::output_diff::{diff_output, diff_output_in_view};
 use super::rules;
-use super::warm;
 use crate::catalog::Catalog;
 use crate::runtime::{
     CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind, RunInput, RunReport, Runtime,
@@ -108,9 +107,6 @@ pub struct Resumed {
     pub input: Arc<Value>,
     /// Its journaled connector results, replayed in order.
     pub replay: Vec<ConnectorCallRecord>,
-    /// The addresses in `input` that the run's view reads, listed while they were warm and
-    /// prefetched before it is written ([`warm`]); empty when they were not listed.
-    pub lines: Vec<usize>,
 }
 
 /// Runs steps on tasks: the runtime, the deployed steps and the connectors together.
@@ -222,7 +218,6 @@ impl Scheduler {
             let Some(record) = task.runs.get(resume.run_id as usize) else {
                 continue;
             };
-            warm::prefetch(&resume.lines);
             // The run is given what it was given the first time: its view of that data, or all
             // of it.
             let given = match &resume.step.view {
@@ -264,15 +259,6 @@ impl Scheduler {
             let whole = starting.iter().any(|(_, step, _)| step.view.is_none());
             let text = if whole { task.data.to_string() } else { String::new() };
             if !starting.is_empty() {
-                // What the runs' views read is listed now, while the data is warm, and fetched
-                // back all at once after the commit's wait (see `warm`); without a commit there is
-                // no wait, and runs given all of the data get `text`, written already.
-                let mut lines = Vec::new();
-                if checkpoint.is_some() {
-                    for view in starting.iter().filter_map(|(_, step, _)| step.view.as_deref()) {
-                        warm::lines(&task.data, Some(view.holds()), &mut lines);
-                    }
-                }
                 // Every change merged so far, and the records of the runs about to start, are
                 // durable before those runs start.
                 if let Some(checkpoint) = checkpoint.as_deref_mut() {
@@ -290,7 +276,6 @@ impl Scheduler {
                     dirty.clear();
                     merged.clear();
                 }
-                warm::prefetch(&lines);
                 // Runs that overlap others diff against a copy of the data they started from;
                 // a run alone diffs against the data itself.
                 let snapshot = (starting.len() > 1 || !in_flight.is_empty()).then(|| Arc::new(task.data.clone()));
@@ -428,21 +413,15 @@ impl Scheduler {
         }
         let mut cap_hit = false;
         let starting = self.start_eligible(task, &HashSet::new(), &mut cap_hit);
-        // One copy of the data, shared by the wave's runs (their snapshot), and what each run
-        // reads of it, listed while it is warm (the drive begins after the creation's commit).
+        // One copy of the data, shared by the wave's runs (their snapshot).
         let input = Arc::new(task.data.clone());
         starting
             .into_iter()
-            .map(|(run_id, step, _)| {
-                let mut lines = Vec::new();
-                warm::lines(&input, step.view.as_deref().map(|v| v.holds()), &mut lines);
-                Resumed {
-                    run_id,
-                    step,
-                    input: input.clone(),
-                    replay: Vec::new(),
-                    lines,
-                }
+            .map(|(run_id, step, _)| Resumed {
+                run_id,
+                step,
+                input: input.clone(),
+                replay: Vec::new(),
             })
             .collect()
     }

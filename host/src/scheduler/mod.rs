@@ -2,8 +2,7 @@
 //!
 //! The rule for "when does a step run again" lives in [`rules`]; the async loop that starts runs,
 //! waits for them and merges their output is [`driver`]; diff and merge are in [`merge`], and a
-//! step's output is diffed as it is parsed in [`output_diff`]; [`warm`] brings back into the
-//! CPU's caches what a durable wave's views read after its commit's wait.
+//! step's output is diffed as it is parsed in [`output_diff`].
 
 pub mod driver;
 pub mod merge;
@@ -11,6 +10,5 @@ pub mod merge;
 mod merge_properties;
 pub mod output_diff;
 pub mod rules;
-pub mod warm;
 
 pub use driver::{Checkpoint, CheckpointError, Commit, Event, Resumed, Scheduler, SchedulerSettings};

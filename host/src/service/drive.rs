@@ -151,7 +151,6 @@ impl Service {
                     step,
                     input: Arc::new(run.input),
                     replay: run.journal,
-                    lines: Vec::new(),
                 }),
                 None => lost.push(run.run_id),
             }
