@@ -361,16 +361,11 @@ impl Service {
         }
         task.status = TaskStatus::Running;
         task.message = None;
-        let save = TaskSave {
-            task: &task,
-            expected_revision: stored.revision,
-            runs: &[],
-            starting: &[],
-            input: None,
-            data_text: None,
-            applied: None,
-        };
-        let revision = self.inner.store.save_task(save).await?;
+        let revision = self
+            .inner
+            .store
+            .save_task(TaskSave::whole(&task, stored.revision))
+            .await?;
         self.spawn_drive_saved(task.clone(), revision, Vec::new());
         Ok(task)
     }

@@ -160,6 +160,20 @@ impl<'a> TaskSave<'a> {
         }
     }
 
+    /// A save of `task`'s state and whole data over `expected_revision`, naming no runs (a
+    /// person's patch or retry, a test's plain write).
+    pub fn whole(task: &'a Task, expected_revision: u64) -> TaskSave<'a> {
+        TaskSave {
+            task,
+            expected_revision,
+            runs: &[],
+            starting: &[],
+            input: None,
+            data_text: None,
+            applied: None,
+        }
+    }
+
     /// What creating `task` writes: its row and the runs `all` (see [`TaskSave::every_run`]),
     /// of which `starting` start on its data.
     pub fn creating(task: &'a Task, all: &'a [u64], starting: &'a [u64]) -> TaskSave<'a> {

@@ -1315,16 +1315,7 @@ mod tests {
         assert_eq!(interrupted[1].run_id, 2);
         assert_eq!(interrupted[1].input, serde_json::json!({"other": true}));
         // It saves on from the revision it had.
-        let save = TaskSave {
-            task: &task,
-            expected_revision: 4,
-            runs: &[],
-            starting: &[],
-            input: None,
-            data_text: None,
-            applied: None,
-        };
-        assert_eq!(store.save_task(save).await.expect("saved"), 5);
+        assert_eq!(store.save_task(TaskSave::whole(&task, 4)).await.expect("saved"), 5);
     }
 
     #[tokio::test]
@@ -1477,16 +1468,8 @@ mod tests {
             let mut task = task.clone();
             task.data = serde_json::json!({"i": i, "saved": true});
             handles.push(tokio::spawn(async move {
-                let save = TaskSave {
-                    task: &task,
-                    expected_revision: if i % 2 == 0 { 1 } else { 7 },
-                    runs: &[],
-                    starting: &[],
-                    input: None,
-                    data_text: None,
-                    applied: None,
-                };
-                store.save_task(save).await
+                let expected_revision = if i % 2 == 0 { 1 } else { 7 };
+                store.save_task(TaskSave::whole(&task, expected_revision)).await
             }));
         }
         for (i, handle) in handles.into_iter().enumerate() {

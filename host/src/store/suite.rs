@@ -54,19 +54,6 @@ pub(crate) async fn with_a_starting_run<S: Store>(store: &S, data: serde_json::V
     task
 }
 
-/// A save of `task`'s state and whole data over `expected_revision`, naming no runs.
-fn plain_save(task: &Task, expected_revision: u64) -> TaskSave<'_> {
-    TaskSave {
-        task,
-        expected_revision,
-        runs: &[],
-        starting: &[],
-        input: None,
-        data_text: None,
-        applied: None,
-    }
-}
-
 pub(crate) fn call(n: u32) -> ConnectorCallRecord {
     ConnectorCallRecord {
         connector: "stripe".into(),
@@ -117,14 +104,14 @@ async fn a_task_reads_back_last_written_when_its_last_save_says<S: Store>(store:
         .expect("time")
         .with_timezone(&Utc);
     task.data = json!({"n": 1});
-    let save = plain_save(&task, 1);
+    let save = TaskSave::whole(&task, 1);
     assert_eq!(store.save_task_at(save, running_at).await.expect("saved"), 2);
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!((stored.revision, stored.updated_at), (2, running_at));
 
     let settled_at = running_at + chrono::Duration::nanoseconds(1);
     task.status = TaskStatus::Completed;
-    let save = plain_save(&task, 2);
+    let save = TaskSave::whole(&task, 2);
     assert_eq!(store.save_task_at(save, settled_at).await.expect("saved"), 3);
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!((stored.revision, stored.updated_at), (3, settled_at));
@@ -136,13 +123,13 @@ async fn saves_are_compare_and_swap<S: Store>(store: &S) {
     store.create_task(&task).await.expect("created");
     task.data = json!({"n": 1});
     task.status = TaskStatus::Waiting;
-    let save = plain_save(&task, 1);
+    let save = TaskSave::whole(&task, 1);
     assert_eq!(store.save_task(save).await.expect("saved"), 2);
     // A writer that read revision 1 is refused: someone else wrote meanwhile.
-    let stale = plain_save(&task, 1);
+    let stale = TaskSave::whole(&task, 1);
     assert!(matches!(store.save_task(stale).await, Err(StoreError::Conflict(_))));
     let missing = Task::new(json!({}));
-    let save = plain_save(&missing, 1);
+    let save = TaskSave::whole(&missing, 1);
     assert!(matches!(store.save_task(save).await, Err(StoreError::NotFound(_))));
     let stored = store.get_task(&task.id).await.expect("read").expect("found");
     assert_eq!(stored.task.data, json!({"n": 1}));
@@ -214,7 +201,7 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
 
     // Another save while run 1 is still unfinished: its input stays the one it started from.
     task.data = json!({"start": true, "charged": true, "noted": 1});
-    let save = plain_save(&task, 3);
+    let save = TaskSave::whole(&task, 3);
     store.save_task(save).await.expect("saved");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
     assert_eq!(interrupted[0].input, input);
@@ -562,7 +549,7 @@ async fn leases_are_exclusive_expire_and_end_when_settled<S: Store>(store: &S) {
     // A settled task's lease ends with the save that settles it.
     let mut settled = mine[1].clone();
     settled.status = TaskStatus::Completed;
-    let save = plain_save(&settled, 1);
+    let save = TaskSave::whole(&settled, 1);
     store.save_task(save).await.expect("saved");
     let settled_owner = holder[&settled.id];
     assert!(
