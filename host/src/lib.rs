@@ -16,6 +16,7 @@
 //! - [`service`]: the long-running service: durable tasks driven by workers, deploys, recovery.
 //! - [`api`]: the HTTP API of `whenever serve`.
 //! - [`cli`]: the `whenever` command line.
+//! - [`rfc3339`]: times as RFC 3339 text, written fast (records carry many).
 #![deny(missing_docs)]
 
 pub mod api;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 mod host;
+pub mod rfc3339;
 pub mod runtime;
 pub mod scheduler;
 pub mod service;

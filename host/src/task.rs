@@ -111,8 +111,10 @@ pub struct RunRecord {
     /// Which run of this step on this task (1-based).
     pub number: u32,
     /// When it started.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub started_at: DateTime<Utc>,
     /// When it ended (`None` while in flight).
+    #[serde(serialize_with = "crate::rfc3339::serialize_option")]
     pub ended_at: Option<DateTime<Utc>>,
     /// Duration in milliseconds.
     pub duration_ms: f64,
@@ -177,6 +179,7 @@ pub struct Task {
     #[serde(default)]
     pub progress: BTreeMap<String, StepProgress>,
     /// When it was created.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -56,7 +56,7 @@ pub(crate) async fn receive(
         "id": crate::task::new_task_id().replacen("t_", "d_", 1),
         "name": hook,
         "type": "webhook",
-        "received": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "received": crate::rfc3339::text(&chrono::Utc::now(), chrono::SecondsFormat::Millis),
     });
     let data = match payload {
         Value::Object(mut map) => {

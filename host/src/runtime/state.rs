@@ -218,7 +218,7 @@ impl task::Host for RunState {
     }
 
     async fn now(&mut self) -> wasmtime::Result<String> {
-        Ok(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        Ok(crate::rfc3339::text(&chrono::Utc::now(), chrono::SecondsFormat::Millis))
     }
 
     async fn set_name(&mut self, name: String) -> wasmtime::Result<()> {

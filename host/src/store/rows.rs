@@ -27,7 +27,7 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreErr
 
 /// A time as stored: RFC 3339 with nanoseconds, UTC.
 pub(crate) fn time_text(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    crate::rfc3339::text(t, chrono::SecondsFormat::Nanos)
 }
 
 /// A stored time.
