@@ -8,11 +8,18 @@ use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
 /// `t` as RFC 3339 text with `format`'s fraction of a second and `Z` for UTC.
 pub fn text(t: &DateTime<Utc>, format: SecondsFormat) -> String {
+    with_text(t, format, str::to_owned)
+}
+
+/// Hands `use_text` the text of `t`: written on the stack by [`write`], or chrono's where the
+/// fast path leaves it to chrono. The one way [`text`] and [`serialize`] both take.
+fn with_text<R>(t: &DateTime<Utc>, format: SecondsFormat, use_text: impl FnOnce(&str) -> R) -> R {
     let mut out = [0u8; 30];
-    match write(t, format, &mut out) {
-        // The bytes written are ASCII digits and separators.
-        Some(len) => String::from_utf8_lossy(&out[..len]).into_owned(),
-        None => t.to_rfc3339_opts(format, true),
+    // What `write` writes is ASCII digits and separators, so the check never fails; chrono's
+    // text stands behind it all the same.
+    match write(t, format, &mut out).and_then(|len| std::str::from_utf8(&out[..len]).ok()) {
+        Some(written) => use_text(written),
+        None => use_text(&t.to_rfc3339_opts(format, true)),
     }
 }
 
@@ -63,17 +70,9 @@ fn write(t: &DateTime<Utc>, format: SecondsFormat, out: &mut [u8; 30]) -> Option
     Some(len + 1)
 }
 
-/// Serializes a time as chrono's `Serialize` does, through [`text`] (for `serialize_with`).
+/// Serializes a time as chrono's `Serialize` does, through [`text`]'s way (for `serialize_with`).
 pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut out = [0u8; 30];
-    match write(t, SecondsFormat::AutoSi, &mut out) {
-        // ASCII only: the conversion cannot fail; chrono's text is the fallback all the same.
-        Some(len) => match std::str::from_utf8(&out[..len]) {
-            Ok(text) => serializer.serialize_str(text),
-            Err(_) => serializer.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-        },
-        None => serializer.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-    }
+    with_text(t, SecondsFormat::AutoSi, |text| serializer.serialize_str(text))
 }
 
 /// [`serialize`] for an optional time (`None` is null, as chrono's `Option` serializes).
