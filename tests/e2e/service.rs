@@ -305,6 +305,26 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
     assert_eq!(status, 201);
     assert_eq!(task["data"]["payload"], json!([1, 2]));
     assert_eq!(task["data"]["$via"]["name"], "open");
+
+    // Without `?wait` the answer is the task as created, written from it and labelled as JSON.
+    let response = server
+        .http
+        .post(format!("{}/v1/hooks/open", server.base))
+        .body(r#"{"start": true}"#)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let created: Value = response.json_value().await;
+    assert_eq!(created["status"], "running", "{created}");
+    assert_eq!(created["revision"], 1);
+    assert_eq!(created["data"]["start"], true);
+    assert_eq!(created["data"]["$via"]["name"], "open");
+    assert_eq!(runs(&created)[0]["step"], "write-a", "{created}");
     server.stop().await;
 }
 

@@ -1,16 +1,16 @@
 //! Webhooks: any JSON body becomes a task, with `$via` naming the hook; a hook with a secret
 //! must be signed (`X-Whenever-Signature: sha256=HEX`, HMAC-SHA256 of the raw body).
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::tasks::{TaskAnswer, created, query};
+use super::tasks::{create_and_answer, query};
 use super::{ApiError, AppState, WaitParam, body, parse_json};
 
 /// The signature header.
@@ -37,7 +37,7 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<TaskAnswer>), ApiError> {
+) -> Result<Response, ApiError> {
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     if let Some(secret) = state.options.hook_secrets.get(&hook) {
@@ -71,6 +71,5 @@ pub(crate) async fn receive(
             Value::Object(map)
         }
     };
-    let task = state.service.create_task(data).await?;
-    created(&state.service, task, &wait).await
+    create_and_answer(&state.service, data, &wait).await
 }

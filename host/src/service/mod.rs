@@ -203,6 +203,18 @@ impl Service {
     /// Stores a new task over `data` (a JSON object) and starts driving it; returns the task as
     /// stored (no need to read it back).
     pub async fn create_task(&self, data: Value) -> Result<StoredTask, ServiceError> {
+        self.create_task_then(data, StoredTask::clone).await
+    }
+
+    /// Stores a new task over `data` (a JSON object), hands it as stored to `look` and then starts
+    /// driving it; returns what `look` made of it. A caller that needs less than a copy of the
+    /// whole task (its id, an answer written from it) spares the copy: the drive takes the task
+    /// itself.
+    pub async fn create_task_then<R>(
+        &self,
+        data: Value,
+        look: impl FnOnce(&StoredTask) -> R,
+    ) -> Result<R, ServiceError> {
         if !data.is_object() {
             return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
         }
@@ -215,12 +227,14 @@ impl Service {
         };
         let ids: Vec<u64> = first.iter().map(|run| run.run_id).collect();
         let revision = self.inner.store.create_task_starting(&task, &ids).await?;
-        self.spawn_drive_saved(task.clone(), revision, first);
-        Ok(StoredTask {
+        let stored = StoredTask {
             updated_at: task.created_at,
             task,
             revision,
-        })
+        };
+        let looked = look(&stored);
+        self.spawn_drive_saved(stored.task, revision, first);
+        Ok(looked)
     }
 
     /// One task with its history.
