@@ -130,7 +130,7 @@ impl connectors::Host for RunState {
                 self.max_calls
             )));
         }
-        let key = format!("{}:{}:{}:{}", ctx.task_id, ctx.step, ctx.run_number, number + 1);
+        let key = idempotency_key(&ctx.task_id, &ctx.step, ctx.run_number, number + 1);
         let started = Instant::now();
         let args_value: Result<Value, _> = serde_json::from_str(&args);
         let mut replayed = false;
@@ -206,6 +206,22 @@ impl connectors::Host for RunState {
     }
 }
 
+/// The idempotency key of call number `call` (1-based) of run `run` of `step` on `task`:
+/// `task:step:run:call`. Written piece by piece rather than through `format!`, whose machinery
+/// was 0.6% of the CPU of the HTTP bench row (perf) for this one line.
+fn idempotency_key(task: &str, step: &str, run: u32, call: usize) -> String {
+    let mut digits = itoa::Buffer::new();
+    let mut key = String::with_capacity(task.len() + step.len() + 24);
+    key.push_str(task);
+    key.push(':');
+    key.push_str(step);
+    key.push(':');
+    key.push_str(digits.format(run));
+    key.push(':');
+    key.push_str(digits.format(call));
+    key
+}
+
 /// A value as JSON text, through serde_json's writer rather than `Display`'s formatter.
 fn json_text(value: &Value) -> String {
     // Serializing a `Value` cannot fail (its keys are strings); the fallback is never taken.
@@ -243,5 +259,23 @@ impl task::Host for RunState {
     async fn redo(&mut self) -> wasmtime::Result<()> {
         self.requests.redo = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::idempotency_key;
+
+    #[test]
+    fn idempotency_keys_read_task_step_run_and_call() {
+        assert_eq!(
+            idempotency_key("t_0123", "payment-processing", 1, 1),
+            "t_0123:payment-processing:1:1"
+        );
+        assert_eq!(
+            idempotency_key("t", "s", u32::MAX, 1234),
+            format!("t:s:{}:1234", u32::MAX)
+        );
+        assert_eq!(idempotency_key("", "", 0, 0), "::0:0");
     }
 }
