@@ -313,16 +313,18 @@ struct Grouping {
 }
 
 impl Grouping {
-    /// Adds to `pending` (which holds the first write) every write waiting, then, while writers
-    /// are at work and for at most `delay`, those that arrive. A writer stops counting as at
-    /// work before it sends its write, so the wait ends as soon as every writer's write is in.
-    fn gather(&self, jobs: &mpsc::Receiver<WriteJob>, pending: &mut std::collections::VecDeque<WriteJob>) {
-        take_waiting(jobs, pending);
-        if self.delay.is_zero() {
+    /// Runs `run` on every write waiting, then, while writers are at work and for at most
+    /// `delay`, on those that arrive, until `count` writes are in the group ([`MAX_BATCH`]) or
+    /// `run` says a write failed (returns false). A writer stops counting as at work before it
+    /// sends its write, so the wait ends as soon as every writer's write is in. Each write runs
+    /// as it arrives, inside the group's open transaction: when the wait ends only the commit is
+    /// left, instead of every write of the group.
+    fn gather(&self, jobs: &mpsc::Receiver<WriteJob>, count: &mut usize, run: &mut impl FnMut(WriteJob) -> bool) {
+        if !run_waiting(jobs, count, run) || self.delay.is_zero() {
             return;
         }
         let deadline = Instant::now() + self.delay;
-        while pending.len() < MAX_BATCH && self.coming.working() > 0 {
+        while *count < MAX_BATCH && self.coming.working() > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 break;
             };
@@ -331,28 +333,37 @@ impl Grouping {
             // at work wakes it once its write is sent ([`WritesComing::sent`]). A writer that
             // stops without writing (a drive that failed) wakes nobody: look again now and then.
             std::thread::park_timeout(left.min(Duration::from_micros(500)));
-            take_waiting(jobs, pending);
+            if !run_waiting(jobs, count, run) {
+                return;
+            }
         }
-        take_waiting(jobs, pending);
+        run_waiting(jobs, count, run);
     }
 }
 
-/// Moves the writes waiting in `jobs` to `pending`, up to [`MAX_BATCH`].
-fn take_waiting(jobs: &mpsc::Receiver<WriteJob>, pending: &mut std::collections::VecDeque<WriteJob>) {
-    while pending.len() < MAX_BATCH {
+/// Runs `run` on the writes waiting in `jobs`, until `count` reaches [`MAX_BATCH`] or `run`
+/// returns false (a write failed); returns false then.
+fn run_waiting(jobs: &mpsc::Receiver<WriteJob>, count: &mut usize, run: &mut impl FnMut(WriteJob) -> bool) -> bool {
+    while *count < MAX_BATCH {
         match jobs.try_recv() {
-            Ok(job) => pending.push_back(job),
+            Ok(job) => {
+                *count += 1;
+                if !run(job) {
+                    return false;
+                }
+            }
             Err(_) => break,
         }
     }
+    true
 }
 
-/// The writer thread: takes every waiting write, runs them in one transaction, commits once,
-/// answers all (group commit). Connector results queued in `calls` go into the same
-/// transaction, but for those of runs whose finished records it saves: a finished run's record
-/// holds its connector results, and the journal is read only to re-run unfinished runs. (Most
-/// results commit with their run's outcome: leaving them out halved the journal's share of the
-/// bytes written per order.)
+/// The writer thread: runs every write waiting, and those that arrive while writers are at work,
+/// in one transaction, commits once, answers all (group commit). Connector results queued in
+/// `calls` by the commit go into the same transaction, but for those of runs whose finished
+/// records it saves: a finished run's record holds its connector results, and the journal is read
+/// only to re-run unfinished runs. (Most results commit with their run's outcome: leaving them out
+/// halved the journal's share of the bytes written per order.)
 ///
 /// A write returns a logical error ([`StoreError::Conflict`], [`StoreError::NotFound`]) only
 /// before it changes anything, so such an error leaves the group intact. Any other error may come
@@ -362,42 +373,37 @@ fn take_waiting(jobs: &mpsc::Receiver<WriteJob>, pending: &mut std::collections:
 /// journal copy of every page each write touches.)
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<CallLog>, group: Grouping) {
     group.coming.wait_here();
-    let mut pending: std::collections::VecDeque<WriteJob> = std::collections::VecDeque::new();
     loop {
-        if pending.is_empty() {
-            match jobs.recv() {
-                Ok(job) => pending.push_back(job),
-                Err(_) => return,
-            }
-        }
-        group.gather(&jobs, &mut pending);
+        let first = match jobs.recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            for job in pending.drain(..) {
-                let _ = job.reply.send(Err(backend(&e)));
-            }
+            let _ = first.reply.send(Err(backend(&e)));
             continue;
         }
-        let (journal, journal_file) = calls.take();
-        let mut answers = Vec::with_capacity(pending.len());
+        let mut answers = Vec::new();
         let mut finished: HashMap<String, Vec<i64>> = HashMap::new();
         let mut failed = None;
-        while let Some(job) = pending.pop_front() {
-            match (job.op)(&conn) {
-                result @ (Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_))) => {
-                    if let (Ok(_), Some((task, runs))) = (&result, job.finishes) {
-                        finished.entry(task).or_default().extend(runs);
-                    }
-                    answers.push((job.reply, result));
+        let mut run = |job: WriteJob| match (job.op)(&conn) {
+            result @ (Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_))) => {
+                if let (Ok(_), Some((task, runs))) = (&result, job.finishes) {
+                    finished.entry(task).or_default().extend(runs);
                 }
-                Err(error) => {
-                    failed = Some((job.reply, error));
-                    break;
-                }
+                answers.push((job.reply, result));
+                true
             }
+            Err(error) => {
+                failed = Some((job.reply, error));
+                false
+            }
+        };
+        let mut count = 1;
+        if run(first) {
+            group.gather(&jobs, &mut count, &mut run);
         }
         if let Some((reply, error)) = failed {
             let _ = conn.execute_batch("ROLLBACK");
-            calls.restore(journal);
             let message = error.to_string();
             let _ = reply.send(Err(error));
             for (reply, _) in answers {
@@ -407,9 +413,9 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
             }
             continue;
         }
-        // The connector results queued so far commit in the same transaction (a run's results
-        // are queued before its save is sent, so they commit no later than its outcome), except
-        // those of runs whose finished records it commits: those records hold them.
+        // Taken after the group's writes ran: a run's results are queued before its save is
+        // sent, so they commit no later than its outcome.
+        let (journal, journal_file) = calls.take();
         let open = journal
             .iter()
             .filter(|c| !finished.get(&c.task).is_some_and(|runs| runs.contains(&c.run)));
@@ -1451,6 +1457,55 @@ mod tests {
             .and_then(|mut s| s.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()))
             .expect("read");
         assert_eq!(rows, vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_write_runs_as_it_arrives_while_its_commit_is_held_for_writers_at_work() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let conn = open_connection(&path, &SqliteOptions::default()).expect("open");
+        conn.execute_batch("CREATE TABLE t (n INTEGER)").expect("table");
+        let (writer, jobs) = mpsc::channel::<WriteJob>();
+        let (calls, _) = CallLog::open(&path).expect("call log");
+        let coming = Arc::new(WritesComing::default());
+        // A writer at work: the group's commit is held for it (up to a minute).
+        let working = coming.begin();
+        let group = Grouping {
+            coming: coming.clone(),
+            delay: Duration::from_secs(60),
+        };
+        std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls), group));
+        let (ran, has_run) = mpsc::channel::<()>();
+        let (reply, mut answer) = oneshot::channel();
+        let op: WriteFn = Box::new(move |conn| {
+            conn.execute("INSERT INTO t (n) VALUES (1)", []).map_err(backend)?;
+            let _ = ran.send(());
+            Ok(0)
+        });
+        writer
+            .send(WriteJob {
+                op,
+                reply,
+                finishes: None,
+            })
+            .expect("queued");
+        coming.sent();
+        has_run
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the write ran while its commit was held");
+        assert!(
+            matches!(answer.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
+            "answered before the commit"
+        );
+        // The writer at work sends nothing after all: the commit goes ahead.
+        drop(working);
+        coming.sent();
+        assert_eq!(answer.await.expect("answered").expect("committed"), 0);
+        let check = open_connection(&path, &SqliteOptions::default()).expect("open");
+        let rows: i64 = check
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("read");
+        assert_eq!(rows, 1);
     }
 
     #[tokio::test]
