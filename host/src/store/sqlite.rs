@@ -1404,6 +1404,19 @@ mod tests {
         );
     }
 
+    /// Sends `op` to the writer; the receiver gets its answer.
+    fn queue(writer: &mpsc::Sender<WriteJob>, op: WriteFn) -> oneshot::Receiver<Result<u64, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(WriteJob {
+                op,
+                reply,
+                finishes: None,
+            })
+            .expect("queued");
+        answer
+    }
+
     #[tokio::test]
     async fn a_write_that_fails_midway_rolls_back_its_group_and_the_rest_runs_next() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1413,7 +1426,6 @@ mod tests {
         let mut answers = Vec::new();
         // Queued before the writer starts, so all three land in one group.
         for (n, fail) in [(1, false), (2, true), (3, false)] {
-            let (reply, answer) = oneshot::channel();
             let op: WriteFn = Box::new(move |conn| {
                 conn.execute("INSERT INTO t (n) VALUES (?1)", params![n])
                     .map_err(backend)?;
@@ -1422,14 +1434,7 @@ mod tests {
                 }
                 Ok(0)
             });
-            writer
-                .send(WriteJob {
-                    op,
-                    reply,
-                    finishes: None,
-                })
-                .expect("queued");
-            answers.push(answer);
+            answers.push(queue(&writer, op));
         }
         let path = dir.path().join("w.db");
         let (calls, _) = CallLog::open(&path).expect("call log");
@@ -1476,19 +1481,14 @@ mod tests {
         };
         std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls), group));
         let (ran, has_run) = mpsc::channel::<()>();
-        let (reply, mut answer) = oneshot::channel();
-        let op: WriteFn = Box::new(move |conn| {
-            conn.execute("INSERT INTO t (n) VALUES (1)", []).map_err(backend)?;
-            let _ = ran.send(());
-            Ok(0)
-        });
-        writer
-            .send(WriteJob {
-                op,
-                reply,
-                finishes: None,
-            })
-            .expect("queued");
+        let mut answer = queue(
+            &writer,
+            Box::new(move |conn| {
+                conn.execute("INSERT INTO t (n) VALUES (1)", []).map_err(backend)?;
+                let _ = ran.send(());
+                Ok(0)
+            }),
+        );
         coming.sent();
         has_run
             .recv_timeout(Duration::from_secs(20))
