@@ -209,7 +209,7 @@ impl Service {
     /// Stores a new task over `data` (a JSON object), hands it as stored to `look` and then starts
     /// driving it; returns what `look` made of it. A caller that needs less than a copy of the
     /// whole task (its id, an answer written from it) spares the copy: the drive takes the task
-    /// itself.
+    /// itself. `look` runs before the drive starts, so it should be quick.
     pub async fn create_task_then<R>(
         &self,
         data: Value,
