@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,27 +15,16 @@ use crate::store::{StoredTask, TaskQuery};
 use crate::task::{Task, TaskStatus};
 
 /// A task as the API shows it: the task with its history, its revision and last write. It is
-/// written straight from the task, not built as a JSON value first (a copy of the whole task);
-/// `T` is the task or a reference to it.
+/// written straight from the task, not built as a JSON value first (a copy of the whole task).
 #[derive(Debug, Serialize)]
-pub(crate) struct TaskAnswer<T = Task> {
+struct TaskAnswer<'a> {
     #[serde(flatten)]
-    task: T,
+    task: &'a Task,
     revision: u64,
     updated_at: String,
 }
 
-impl From<StoredTask> for TaskAnswer {
-    fn from(stored: StoredTask) -> Self {
-        TaskAnswer {
-            task: stored.task,
-            revision: stored.revision,
-            updated_at: stored.updated_at.to_rfc3339(),
-        }
-    }
-}
-
-impl<'a> TaskAnswer<&'a Task> {
+impl<'a> TaskAnswer<'a> {
     /// The answer for `stored`, borrowing its task.
     fn of(stored: &'a StoredTask) -> Self {
         TaskAnswer {
@@ -46,6 +35,12 @@ impl<'a> TaskAnswer<&'a Task> {
     }
 }
 
+/// `stored` as the API shows it, answered with `status`. `Json` writes the body at once, so the
+/// answer borrows the task rather than copying it.
+fn task_response(status: StatusCode, stored: &StoredTask) -> Response {
+    (status, Json(TaskAnswer::of(stored))).into_response()
+}
+
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
         .map(|Query(q)| q)
@@ -53,12 +48,12 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
 }
 
 /// The task after an optional wait for it to settle.
-pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Json<TaskAnswer>, ApiError> {
+pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Response, ApiError> {
     let stored = match wait.duration() {
         Some(timeout) => service.wait_settled(id, timeout).await?,
         None => service.task(id).await?,
     };
-    Ok(Json(stored.into()))
+    Ok(task_response(StatusCode::OK, &stored))
 }
 
 /// Creates a task over `data` and answers 201 with it: with `?wait`, as it settled (or as it is
@@ -67,17 +62,16 @@ pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Res
 /// copy was about 1% of the CPU of the HTTP bench row).
 pub(crate) async fn create_and_answer(service: &Service, data: Value, wait: &WaitParam) -> Result<Response, ApiError> {
     let Some(timeout) = wait.duration() else {
-        let body = service
-            .create_task_then(data, |created| serde_json::to_vec(&TaskAnswer::of(created)))
-            .await?
-            .map_err(|e| ApiError::Internal(format!("cannot write the created task as JSON: {e}")))?;
-        return Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], body).into_response());
+        let created = service
+            .create_task_then(data, |created| task_response(StatusCode::CREATED, created))
+            .await?;
+        return Ok(created);
     };
     let id = service
         .create_task_then(data, |created| created.task.id.clone())
         .await?;
     let settled = service.wait_settled(&id, timeout).await?;
-    Ok((StatusCode::CREATED, Json(TaskAnswer::from(settled))).into_response())
+    Ok(task_response(StatusCode::CREATED, &settled))
 }
 
 pub(crate) async fn create(
@@ -90,8 +84,8 @@ pub(crate) async fn create(
     create_and_answer(&state.service, data, &wait).await
 }
 
-pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskAnswer>, ApiError> {
-    Ok(Json(state.service.task(&id).await?.into()))
+pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(task_response(StatusCode::OK, &state.service.task(&id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,7 +139,7 @@ pub(crate) async fn patch(
     Path(id): Path<String>,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<TaskAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let wait = query(wait)?;
     let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
     state.service.patch_task(&id, &merge).await?;
@@ -157,7 +151,7 @@ pub(crate) async fn retry(
     Path(id): Path<String>,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<TaskAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     let step = if raw.iter().all(u8::is_ascii_whitespace) {
@@ -209,7 +203,7 @@ mod tests {
             map.insert("revision".into(), Value::from(stored.revision));
             map.insert("updated_at".into(), Value::String(stored.updated_at.to_rfc3339()));
         }
-        let written = serde_json::to_string(&TaskAnswer::from(stored)).expect("an answer is JSON");
+        let written = serde_json::to_string(&TaskAnswer::of(&stored)).expect("an answer is JSON");
 
         assert_eq!(written, built.to_string());
         let keys: Vec<String> = match serde_json::from_str::<Value>(&written) {
