@@ -135,6 +135,15 @@ struct Applied {
     index: usize,
 }
 
+/// The drive's finished runs in merge order, and the changes merged while other runs were in
+/// flight: a run that finishes later is checked against those merged since it started.
+#[derive(Default)]
+struct MergeOrder {
+    /// How many runs have finished (the last one's number in merge order).
+    seq: u64,
+    applied: Vec<Applied>,
+}
+
 impl Scheduler {
     /// A scheduler over these parts.
     pub fn new(runtime: Arc<Runtime>, catalog: Catalog, connectors: Registry, settings: SchedulerSettings) -> Self {
@@ -201,8 +210,7 @@ impl Scheduler {
         // than spawning saves a cross-thread hand-off per run.
         let mut runs: FuturesUnordered<BoxFuture<'static, (u64, Result<RunReport, String>)>> = FuturesUnordered::new();
         let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
-        let mut applied: Vec<Applied> = Vec::new();
-        let mut seq: u64 = 0;
+        let mut order = MergeOrder::default();
         let mut completed = task.status == TaskStatus::Completed;
         let mut cap_hit = false;
         // Run records changed since the last commit.
@@ -241,7 +249,7 @@ impl Scheduler {
                 InFlight {
                     step: resume.step,
                     snapshot: Some(resume.input),
-                    start_seq: seq,
+                    start_seq: order.seq,
                 },
             );
         }
@@ -303,7 +311,7 @@ impl Scheduler {
                         InFlight {
                             step,
                             snapshot: snapshot.clone(),
-                            start_seq: seq,
+                            start_seq: order.seq,
                         },
                     );
                 }
@@ -325,10 +333,10 @@ impl Scheduler {
             let Some(flight) = in_flight.remove(&run_id) else {
                 continue;
             };
-            seq += 1;
+            order.seq += 1;
             // Only runs in flight now can conflict with this one's changes later.
             let others = !in_flight.is_empty();
-            let finished = self.finish(task, run_id, &flight, report, seq, &mut applied, others);
+            let finished = self.finish(task, run_id, &flight, report, &mut order, others);
             dirty.insert(run_id);
             if task.runs.get(run_id as usize).is_some_and(|r| !r.changes.is_empty()) {
                 merged.push(run_id);
@@ -337,8 +345,8 @@ impl Scheduler {
             if let Some(run) = task.runs.get(run_id as usize) {
                 on_event(Event::RunFinished { task, run });
             }
-            let oldest = in_flight.values().map(|f| f.start_seq).min().unwrap_or(seq);
-            applied.retain(|a| a.seq > oldest);
+            let oldest = in_flight.values().map(|f| f.start_seq).min().unwrap_or(order.seq);
+            order.applied.retain(|a| a.seq > oldest);
         }
 
         task.status = rules::settled_status(task, completed, cap_hit);
@@ -433,8 +441,7 @@ impl Scheduler {
         run_id: u64,
         flight: &InFlight,
         report: RunReport,
-        seq: u64,
-        applied: &mut Vec<Applied>,
+        order: &mut MergeOrder,
         others_in_flight: bool,
     ) -> bool {
         let step = flight.step.name.clone();
@@ -460,7 +467,8 @@ impl Scheduler {
                 changes = diff;
                 let skipped = merge::apply(&mut task.data, &changes);
                 for change in &changes {
-                    for earlier in applied
+                    for earlier in order
+                        .applied
                         .iter()
                         .filter(|a| a.seq > flight.start_seq && a.run_id != run_id)
                     {
@@ -495,7 +503,10 @@ impl Scheduler {
                     ));
                 }
                 if others_in_flight {
-                    applied.extend((0..changes.len()).map(|index| Applied { seq, run_id, index }));
+                    let seq = order.seq;
+                    order
+                        .applied
+                        .extend((0..changes.len()).map(|index| Applied { seq, run_id, index }));
                 }
                 if let Some(name) = report.requests.name.clone() {
                     task.name = Some(name);
@@ -553,7 +564,7 @@ impl Scheduler {
             requests: Default::default(),
             duration: Default::default(),
         };
-        self.finish(task, run_id, flight, report, 0, &mut Vec::new(), false);
+        self.finish(task, run_id, flight, report, &mut MergeOrder::default(), false);
     }
 }
 
