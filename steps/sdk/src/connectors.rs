@@ -5,6 +5,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::bindings::whenever::step::connectors as host;
+use crate::text;
 
 pub use host::ErrorKind;
 
@@ -42,8 +43,12 @@ impl std::error::Error for ConnectorError {}
 
 /// Calls `connector.method` with `args` and returns the JSON result.
 pub fn call(connector: &str, method: &str, args: &Value) -> Result<Value, ConnectorError> {
-    match host::call(connector, method, &args.to_string()) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| ConnectorError {
+    let args = text::write(args, 128).map_err(|e| ConnectorError {
+        kind: ErrorKind::InvalidArgs,
+        message: format!("the arguments to {connector}.{method} cannot be written as JSON: {e}"),
+    })?;
+    match host::call(connector, method, &args) {
+        Ok(result) => text::parse(&result).map_err(|e| ConnectorError {
             kind: ErrorKind::Failed,
             message: format!("{connector}.{method} returned invalid JSON: {e}"),
         }),

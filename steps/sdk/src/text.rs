@@ -1,0 +1,291 @@
+//! JSON text in and out of the guest (the task data, connector arguments and results) without a
+//! `memory.copy` per short piece.
+//!
+//! In wasm a copy of a length not known at compile time is a `memory.copy` instruction, and
+//! wasmtime runs that as a call out of the guest into the host. serde_json copies every key and
+//! string it reads into its own `String`, and writes every token of its output with its own
+//! copy: dozens of those calls per run for a few bytes each. Here the short copies are made of
+//! fixed-size moves, which compile to plain loads and stores; only long ones use `memory.copy`.
+
+use std::fmt;
+use std::io;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// Parses JSON text into a value (what `serde_json::from_str::<Value>` gives, with the same
+/// errors).
+pub(crate) fn parse(text: &str) -> serde_json::Result<Value> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = AnyValue.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// Writes a value as compact JSON text (what `serde_json::to_string` gives); `hint` is the
+/// expected length, so that the text is not grown step by step.
+pub(crate) fn write(value: &Value, hint: usize) -> serde_json::Result<String> {
+    let mut out = Text(Vec::with_capacity(hint));
+    serde_json::to_writer(&mut out, value)?;
+    // SAFETY: serde_json writes only whole UTF-8 strings and ASCII punctuation (its own
+    // `to_string` makes its `String` the same way).
+    Ok(unsafe { String::from_utf8_unchecked(out.0) })
+}
+
+/// Output bytes, appended with [`copy_short`].
+struct Text(Vec<u8>);
+
+impl Text {
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) {
+        self.0.reserve(bytes.len());
+        let len = self.0.len();
+        // SAFETY: `reserve` made room for `bytes.len()` more bytes past `len`, `bytes` cannot
+        // overlap the vector's own spare capacity, and the new length covers only bytes written.
+        unsafe {
+            copy_short(bytes.as_ptr(), self.0.as_mut_ptr().add(len), bytes.len());
+            self.0.set_len(len + bytes.len());
+        }
+    }
+}
+
+impl io::Write for Text {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.push(bytes);
+        Ok(bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.push(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A `String` holding `text`, copied with [`copy_short`].
+#[inline]
+fn owned(text: &str) -> String {
+    let mut bytes = Vec::with_capacity(text.len());
+    // SAFETY: the vector has room for `text.len()` bytes, a fresh allocation does not overlap
+    // `text`, and the bytes copied are `text`'s, so valid UTF-8.
+    unsafe {
+        copy_short(text.as_ptr(), bytes.as_mut_ptr(), text.len());
+        bytes.set_len(text.len());
+        String::from_utf8_unchecked(bytes)
+    }
+}
+
+/// Copies `len` bytes from `src` to `dst` (which must not overlap): up to 32 bytes as two
+/// fixed-size moves that may overlap each other, longer with `copy_nonoverlapping`.
+///
+/// # Safety
+/// `src` must be valid for reading and `dst` for writing `len` bytes, and they must not overlap.
+#[inline(always)]
+unsafe fn copy_short(src: *const u8, dst: *mut u8, len: usize) {
+    use std::ptr::copy_nonoverlapping as copy;
+    // SAFETY (each arm): both moves stay within the first `len` bytes of `src` and `dst`.
+    unsafe {
+        match len {
+            0 => {}
+            1 => *dst = *src,
+            2..=3 => {
+                copy(src, dst, 2);
+                copy(src.add(len - 2), dst.add(len - 2), 2);
+            }
+            4..=7 => {
+                copy(src, dst, 4);
+                copy(src.add(len - 4), dst.add(len - 4), 4);
+            }
+            8..=16 => {
+                copy(src, dst, 8);
+                copy(src.add(len - 8), dst.add(len - 8), 8);
+            }
+            17..=32 => {
+                copy(src, dst, 16);
+                copy(src.add(len - 16), dst.add(len - 16), 16);
+            }
+            _ => copy(src, dst, len),
+        }
+    }
+}
+
+/// Builds a [`Value`] as serde_json's own `Deserialize` does, copying strings with [`owned`].
+struct AnyValue;
+
+impl<'de> DeserializeSeed<'de> for AnyValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(owned(value)))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(items.size_hint().unwrap_or(0));
+        while let Some(item) = items.next_element_seed(AnyValue)? {
+            out.push(item);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = entries.next_key_seed(Key)? {
+            let value = entries.next_value_seed(AnyValue)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// An object's key, copied with [`owned`].
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<String, E> {
+        Ok(owned(key))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<String, E> {
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLES: &[&str] = &[
+        "null",
+        "true",
+        "-0",
+        "12345678901234567890",
+        "-9223372036854775808",
+        "1.5e300",
+        "0.1",
+        r#""""#,
+        r#""a""#,
+        r#""\u00e9t\u00e9 \"quoted\" \\ \n tab\t""#,
+        r#""ünïcödé and a longer string of more than thirty-two bytes""#,
+        "[]",
+        "{}",
+        r#"{"b":1,"a":[1,2,{"c":null}],"a":"duplicate: the last wins","k😀y":"v"}"#,
+        r#"{"order":{"id":"ORD-1","total":299.99,"items":[{"sku":"A","qty":2,"price":99.5}],"customer":{"tier":"gold","email":"x@example.com"}}}"#,
+    ];
+
+    #[test]
+    fn parses_as_serde_json_does() {
+        for text in SAMPLES {
+            let ours = parse(text).expect(text);
+            let theirs: Value = serde_json::from_str(text).expect(text);
+            assert_eq!(ours, theirs, "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_serde_json_refuses() {
+        for text in [
+            "",
+            "{",
+            "[1,]",
+            r#"{"a" 1}"#,
+            "nul",
+            "1 2",
+            r#""\ud800""#,
+            "[[[[",
+            "\"a",
+        ] {
+            let theirs = serde_json::from_str::<Value>(text).expect_err(text).to_string();
+            let ours = parse(text).expect_err(text).to_string();
+            assert_eq!(ours, theirs, "{text}");
+        }
+        // Nesting deeper than serde_json's limit of 128 is refused the same way.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let theirs = serde_json::from_str::<Value>(&deep).expect_err("deep").to_string();
+        assert_eq!(parse(&deep).expect_err("deep").to_string(), theirs);
+        assert!(theirs.contains("recursion limit"), "{theirs}");
+    }
+
+    #[test]
+    fn writes_as_serde_json_does() {
+        for text in SAMPLES {
+            let value: Value = serde_json::from_str(text).expect(text);
+            for hint in [0, 3, 1024] {
+                assert_eq!(
+                    write(&value, hint).expect(text),
+                    serde_json::to_string(&value).expect(text)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn copies_every_length() {
+        let source: String = (0..100u8).map(|i| char::from(b'a' + i % 26)).collect();
+        for len in 0..=source.len() {
+            assert_eq!(owned(&source[..len]), &source[..len]);
+            let mut out = Text(Vec::new());
+            out.push(&source.as_bytes()[..len]);
+            out.push(&source.as_bytes()[len..]);
+            assert_eq!(out.0, source.as_bytes());
+        }
+    }
+}
