@@ -14,7 +14,7 @@
 #![deny(missing_docs)]
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
-use whenever_step_sdk::data::{remove, set};
+use whenever_step_sdk::data::{keys, remove, set};
 use whenever_step_sdk::serde_json::{Map, Value};
 
 /// A JavaScript `Date` (UTC).
@@ -24,7 +24,7 @@ pub type Date = DateTime<Utc>;
 /// JavaScript would read `undefined` (optional chaining: `data.order?.customer?.email`).
 pub fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
     let mut here = data;
-    for key in path.split('.') {
+    for key in keys(path) {
         here = match here {
             Value::Object(map) => map.get(key)?,
             Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
@@ -39,7 +39,7 @@ pub fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
 /// a `shipping` throws "Cannot read properties of undefined (reading 'method')").
 pub fn read<'a>(data: &'a Value, path: &str) -> Result<Option<&'a Value>, String> {
     let mut here = Some(data);
-    for key in path.split('.') {
+    for key in keys(path) {
         here = match here {
             None => {
                 return Err(format!("Cannot read properties of undefined (reading '{key}')"));

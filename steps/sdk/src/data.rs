@@ -3,12 +3,33 @@
 
 use serde_json::{Map, Value};
 
+use crate::text::owned;
+
 static NULL: Value = Value::Null;
+
+/// The keys of a dotted path, as `path.split('.')` gives them. A plain scan for the dot: in wasm
+/// `str::split`'s searcher costs a `memchr` call per key of a few bytes.
+pub fn keys(path: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(path);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.bytes().position(|b| b == b'.') {
+            Some(dot) => {
+                rest = Some(&text[dot + 1..]);
+                Some(&text[..dot])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
 
 /// The value at `path`, or null when any part is missing.
 pub fn get<'a>(data: &'a Value, path: &str) -> &'a Value {
     let mut here = data;
-    for key in path.split('.') {
+    for key in keys(path) {
         here = match here {
             Value::Object(map) => map.get(key).unwrap_or(&NULL),
             Value::Array(items) => match key.parse::<usize>() {
@@ -39,17 +60,27 @@ pub fn get_bool(data: &Value, path: &str) -> bool {
 /// Sets `path` to `value`, creating (or replacing non-objects by) objects on the way.
 pub fn set(data: &mut Value, path: &str, value: impl Into<Value>) {
     let mut here = data;
-    let mut keys = path.split('.').peekable();
+    let mut keys = keys(path).peekable();
     while let Some(key) = keys.next() {
         if !here.is_object() {
             *here = Value::Object(Map::new());
         }
         let Value::Object(map) = here else { return };
         if keys.peek().is_none() {
-            map.insert(key.to_string(), value.into());
+            match map.get_mut(key) {
+                Some(old) => *old = value.into(),
+                None => {
+                    map.insert(owned(key), value.into());
+                }
+            }
             return;
         }
-        here = map.entry(key.to_string()).or_insert(Value::Null);
+        // A key is copied only when it is new.
+        if !map.contains_key(key) {
+            map.insert(owned(key), Value::Null);
+        }
+        let Some(next) = map.get_mut(key) else { return };
+        here = next;
     }
 }
 
@@ -61,7 +92,7 @@ pub fn remove(data: &mut Value, path: &str) -> Option<Value> {
     };
     let mut here = data;
     if let Some(parent) = parent {
-        for key in parent.split('.') {
+        for key in keys(parent) {
             here = here.as_object_mut()?.get_mut(key)?;
         }
     }
@@ -79,6 +110,29 @@ mod tests {
         assert_eq!(get(&data, "order.items.0.sku"), &json!("A"));
         assert!(get(&data, "order.customer.tier").is_null());
         assert_eq!(get_f64(&data, "order.total"), 0.0);
+    }
+
+    #[test]
+    fn keys_are_what_split_gives() {
+        for path in ["", ".", "a", "a.b", "order.items.0.sku", "a..b", ".a", "a.", "é.ü.😀"] {
+            assert_eq!(
+                keys(path).collect::<Vec<_>>(),
+                path.split('.').collect::<Vec<_>>(),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn set_replaces_and_adds() {
+        let mut data = json!({"order": {"id": 1, "total": 5, "note": "x"}});
+        set(&mut data, "order.total", 7);
+        set(&mut data, "order.note.text", "replaced by an object");
+        set(&mut data, "tags", json!(["a"]));
+        assert_eq!(
+            data,
+            json!({"order": {"id": 1, "total": 7, "note": {"text": "replaced by an object"}}, "tags": ["a"]})
+        );
     }
 
     #[test]

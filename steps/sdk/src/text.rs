@@ -177,7 +177,7 @@ impl io::Write for Text {
 
 /// A `String` holding `text`, copied with [`copy_short`].
 #[inline]
-fn owned(text: &str) -> String {
+pub(crate) fn owned(text: &str) -> String {
     let mut bytes = Vec::with_capacity(text.len());
     // SAFETY: the vector has room for `text.len()` bytes, a fresh allocation does not overlap
     // `text`, and the bytes copied are `text`'s, so valid UTF-8.
