@@ -115,46 +115,62 @@ impl Text {
         let mut start = 0;
         let mut at = 0;
         while at < bytes.len() {
-            if let Some(chunk) = bytes.get(at..at + 8).and_then(|c| <[u8; 8]>::try_from(c).ok())
-                && !needs_escape(u64::from_le_bytes(chunk))
-            {
+            if !needs_escape(chunk_at(bytes, at)) {
                 at += 8;
                 continue;
             }
-            let byte = bytes[at];
-            let unicode;
-            let escape: &[u8] = match byte {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0x08 => b"\\b",
-                0x0c => b"\\f",
-                0..0x20 => {
-                    unicode = [
-                        b'\\',
-                        b'u',
-                        b'0',
-                        b'0',
-                        HEX[usize::from(byte >> 4)],
-                        HEX[usize::from(byte & 0xf)],
-                    ];
-                    &unicode
-                }
-                _ => {
-                    at += 1;
-                    continue;
-                }
-            };
-            self.push(&bytes[start..at]);
-            self.push(escape);
-            at += 1;
-            start = at;
+            // One of these eight bytes needs escaping: byte by byte.
+            let end = bytes.len().min(at + 8);
+            while at < end {
+                let byte = bytes[at];
+                at += 1;
+                let unicode;
+                let escape: &[u8] = match byte {
+                    b'"' => b"\\\"",
+                    b'\\' => b"\\\\",
+                    b'\n' => b"\\n",
+                    b'\r' => b"\\r",
+                    b'\t' => b"\\t",
+                    0x08 => b"\\b",
+                    0x0c => b"\\f",
+                    0..0x20 => {
+                        unicode = [
+                            b'\\',
+                            b'u',
+                            b'0',
+                            b'0',
+                            HEX[usize::from(byte >> 4)],
+                            HEX[usize::from(byte & 0xf)],
+                        ];
+                        &unicode
+                    }
+                    _ => continue,
+                };
+                self.push(&bytes[start..at - 1]);
+                self.push(escape);
+                start = at;
+            }
         }
         self.push(&bytes[start..]);
         self.push(b"\"");
     }
+}
+
+/// The eight bytes of `bytes` from `at`, those past its end read as spaces (which need no
+/// escaping), so that a short string or a string's tail is checked at once too.
+#[inline(always)]
+fn chunk_at(bytes: &[u8], at: usize) -> u64 {
+    if let Some(eight) = bytes.get(at..at + 8)
+        && let Ok(chunk) = <[u8; 8]>::try_from(eight)
+    {
+        return u64::from_le_bytes(chunk);
+    }
+    let rest = bytes.get(at..).unwrap_or_default();
+    let mut chunk = [b' '; 8];
+    // SAFETY: `rest` is shorter than eight bytes here (else the branch above returned), and
+    // `chunk` is a local array of eight.
+    unsafe { copy_short(rest.as_ptr(), chunk.as_mut_ptr(), rest.len()) };
+    u64::from_le_bytes(chunk)
 }
 
 impl io::Write for Text {
@@ -401,6 +417,12 @@ mod tests {
             }
         }
         texts.push("\u{1}\"\\\u{1f}plain text of some length\u{7f}é\n".into());
+        // Every length up to 24, with the character to escape last and first.
+        for len in 1..=24 {
+            let plain = "x".repeat(len - 1);
+            texts.push(format!("{plain}\""));
+            texts.push(format!("\n{plain}"));
+        }
         for text in texts {
             let value = Value::String(text.clone());
             assert_eq!(
