@@ -70,9 +70,7 @@ impl Text {
             self.0.set_len(len + bytes.len());
         }
     }
-}
 
-impl Text {
     /// Appends `value` as compact JSON, exactly as `serde_json::to_string` writes it.
     fn value(&mut self, value: &Value) -> serde_json::Result<()> {
         match value {
@@ -107,8 +105,9 @@ impl Text {
         Ok(())
     }
 
-    /// Appends `text` in quotes, escaped as serde_json escapes it: `\"` and `\\\\`, the
-    /// control characters with a short escape where JSON has one, the others as `\u00XX`.
+    /// Appends `text` in quotes, escaped as serde_json escapes it: the quote and the backslash
+    /// with a backslash, the control characters with a short escape where JSON has one, the
+    /// others as `\u00XX`.
     fn string(&mut self, text: &str) {
         let bytes = text.as_bytes();
         self.push(b"\"");
