@@ -190,7 +190,9 @@ impl io::Write for Text {
     }
 }
 
-/// A `String` holding `text`, copied with [`copy_short`].
+/// A `String` holding `text`, copied with [`copy_short`]. Not through [`Text::push`]: on this,
+/// the parser's hottest path, its `reserve` check cost 1 µs more per run (`step_run`'s bare
+/// floor 22.8 → 23.8 µs, two alternating pairs).
 #[inline]
 pub(crate) fn owned(text: &str) -> String {
     let mut bytes = Vec::with_capacity(text.len());
