@@ -71,8 +71,19 @@ struct State {
 
 /// One text naming (connector, method, key) unambiguously: the connector and the method are
 /// prefixed with their lengths, so no choice of names makes two triples meet.
+/// Written piece by piece: through `format!` this one line was 0.4% of the CPU of the service
+/// bench's HTTP row (perf).
 fn joined_key(connector: &str, method: &str, key: &str) -> String {
-    format!("{}:{connector}{}:{method}{key}", connector.len(), method.len())
+    let mut digits = itoa::Buffer::new();
+    let mut joined = String::with_capacity(connector.len() + method.len() + key.len() + 8);
+    joined.push_str(digits.format(connector.len()));
+    joined.push(':');
+    joined.push_str(connector);
+    joined.push_str(digits.format(method.len()));
+    joined.push(':');
+    joined.push_str(method);
+    joined.push_str(key);
+    joined
 }
 
 impl Default for IdempotencyCache {
@@ -178,6 +189,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_joined_key_prefixes_the_connector_and_method_with_their_lengths() {
+        assert_eq!(
+            joined_key("stripe", "charge", "t_1:pay:1:1"),
+            "6:stripe6:charget_1:pay:1:1"
+        );
+        assert_eq!(joined_key("", "", ""), "0:0:");
+        let long = "x".repeat(1234);
+        assert_eq!(joined_key(&long, "m", "k"), format!("1234:{long}1:mk"));
+        // The names cannot shift into each other.
+        assert_ne!(joined_key("ab", "c", "k"), joined_key("a", "bc", "k"));
+    }
 
     #[tokio::test]
     async fn same_key_runs_once_and_returns_the_stored_result() {

@@ -14,13 +14,19 @@
 //!   announces it, [`Service::settled`]). This is how a shop's checkout feeds the service, and
 //!   where grouped commits pay: one fsync serves every write waiting for it.
 //!
+//! Where the load comes from: the clients (HTTP clients, or callers of the Service API) run on
+//! a thread of their own with a single-threaded runtime, as clients elsewhere would, sharing the
+//! same two cores; the HTTP API serves from its own thread as `whenever serve` does
+//! ([`api::serve_on_own_thread`]); the drives run on the two-worker runtime. The store-less rows
+//! drive in the clients' own tasks, on the two workers.
+//!
 //! Durability: SQLite in WAL mode with `synchronous = full` (fsync at every group commit; survives
 //! power loss) or `normal` (survives `kill -9`, not a power cut); the bare scheduler row has no
 //! store at all. Each row starts a fresh service on a fresh database, warms up for 0.5 s and
 //! measures for 3 s; every row is measured three times, in rounds over all rows, and the run with
 //! the median throughput is shown with the other two beside it (this machine is a VM whose
-//! neighbours take CPU now and then: the last line says how much); server and clients share one
-//! tokio runtime with two worker threads. "CPU ms/order" is the process's CPU time (both cores,
+//! neighbours take CPU now and then: the last line says how much); server, drives and clients
+//! share the machine's two cores (see above for their threads). "CPU ms/order" is the process's CPU time (both cores,
 //! clients included) per order: what the throughput would be on two otherwise idle cores is about
 //! 2,000 ÷ that figure. "written KB/order" is what the process wrote to files per order (SQLite's
 //! WAL frames and checkpoints): unlike time, it does not move with the machine's load.
@@ -39,6 +45,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use whenever::api::{self, ApiOptions};
@@ -50,6 +60,21 @@ use whenever::{Host, HostOptions};
 /// The allocator the `whenever` binary uses, so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Where the clients run: a thread of their own, with a single-threaded runtime (see the module
+/// docs).
+static CLIENTS: LazyLock<tokio::runtime::Handle> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the clients' runtime");
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("bench-clients".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .expect("the clients' thread");
+    handle
+});
 
 const WARMUP: Duration = Duration::from_millis(500);
 const WINDOW: Duration = Duration::from_secs(3);
@@ -131,13 +156,26 @@ static SEED: LazyLock<Value> = LazyLock::new(whenever::demo::seed_order);
 
 fn order(n: usize) -> Value {
     let mut order = SEED.clone();
-    order["order"]["id"] = json!(format!("ORD-BENCH-{n:08}"));
+    order["order"]["id"] = json!(order_id(n));
     order
 }
 
-/// Runs `clients` closed loops of `one` for the warm-up and the window; counts and times the
-/// orders started in the window.
-async fn waiting_clients<F, Fut>(path: &'static str, clients: usize, one: F) -> Row
+fn order_id(n: usize) -> String {
+    format!("ORD-BENCH-{n:08}")
+}
+
+/// The seed order as JSON text, with the id of order 0: an HTTP client's body is this text with
+/// its order's id written in (a client elsewhere would not spend the server's cores building it).
+static SEED_TEXT: LazyLock<String> = LazyLock::new(|| order(0).to_string());
+
+/// Order `n` as JSON text.
+fn order_text(n: usize) -> String {
+    SEED_TEXT.replacen(&order_id(0), &order_id(n), 1)
+}
+
+/// Runs `clients` closed loops of `one` on `on` for the warm-up and the window; counts and times
+/// the orders started in the window.
+async fn waiting_clients<F, Fut>(path: &'static str, clients: usize, on: &tokio::runtime::Handle, one: F) -> Row
 where
     F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
@@ -152,22 +190,25 @@ where
     for client in 0..clients {
         let all = all.clone();
         let one = one.clone();
-        loops.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0;
-            loop {
-                let at = Instant::now();
-                if at >= window_end {
-                    return latencies;
+        loops.spawn_on(
+            async move {
+                let mut latencies = Vec::new();
+                let mut n = 0;
+                loop {
+                    let at = Instant::now();
+                    if at >= window_end {
+                        return latencies;
+                    }
+                    one(client * 1_000_000 + n).await;
+                    n += 1;
+                    all.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if at >= window_start {
+                        latencies.push(at.elapsed());
+                    }
                 }
-                one(client * 1_000_000 + n).await;
-                n += 1;
-                all.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if at >= window_start {
-                    latencies.push(at.elapsed());
-                }
-            }
-        });
+            },
+            on,
+        );
     }
     let mut latencies = Vec::new();
     while let Some(done) = loops.join_next().await {
@@ -243,25 +284,28 @@ where
     let mut loops = tokio::task::JoinSet::new();
     for sender in 0..senders {
         let (accept, tracker, credits) = (accept.clone(), tracker.clone(), credits.clone());
-        loops.spawn(async move {
-            let mut n = 0;
-            while Instant::now() < window_end {
-                credits[sender].acquire().await.expect("open").forget();
-                let id = accept(sender * 1_000_000 + n).await;
-                let now = Instant::now();
-                n += 1;
-                let mut tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
-                match tracker.orders.remove(&id) {
-                    Some(Seen::Completed(at)) => {
-                        tracker.done.push((now, at));
-                        credits[sender].add_permits(1);
-                    }
-                    _ => {
-                        tracker.orders.insert(id, Seen::Accepted(now, sender));
+        loops.spawn_on(
+            async move {
+                let mut n = 0;
+                while Instant::now() < window_end {
+                    credits[sender].acquire().await.expect("open").forget();
+                    let id = accept(sender * 1_000_000 + n).await;
+                    let now = Instant::now();
+                    n += 1;
+                    let mut tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                    match tracker.orders.remove(&id) {
+                        Some(Seen::Completed(at)) => {
+                            tracker.done.push((now, at));
+                            credits[sender].add_permits(1);
+                        }
+                        _ => {
+                            tracker.orders.insert(id, Seen::Accepted(now, sender));
+                        }
                     }
                 }
-            }
-        });
+            },
+            &CLIENTS,
+        );
     }
     while let Some(done) = loops.join_next().await {
         done.expect("sender");
@@ -372,10 +416,16 @@ async fn service(dir: &tempfile::TempDir, synchronous: Synchronous, given: Given
         .expect("service")
 }
 
-/// The service behind its HTTP API on a loopback port: the base URL and a stop switch.
-async fn serve(service: &Service) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+/// The service behind its HTTP API on a loopback port: its address and a stop switch.
+async fn serve(
+    service: &Service,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let address = listener.local_addr().expect("addr");
     let options = ApiOptions {
         max_body_bytes: 1 << 20,
         max_component_bytes: 64 << 20,
@@ -387,21 +437,22 @@ async fn serve(service: &Service) -> (String, tokio::sync::oneshot::Sender<()>, 
         let shutdown = async move {
             let _ = stopped.await;
         };
-        api::serve(listener, service, options, shutdown).await.expect("serves");
+        api::serve_on_own_thread(listener, service, options, shutdown)
+            .await
+            .expect("serves");
     });
-    (base, stop, server)
+    (address, stop, server)
 }
 
 async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchronous, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     let service = service(&dir, synchronous, given).await;
-    let (base, stop, server) = serve(&service).await;
-    let url = format!("{base}/v1/hooks/bench?wait=60000");
-    let http = reqwest::Client::new();
-    let row = waiting_clients(path, clients, move |n| {
-        let (http, url) = (http.clone(), url.clone());
+    let (server_address, stop, server) = serve(&service).await;
+    let webhook = Webhook::new(server_address, "/v1/hooks/bench?wait=60000");
+    let row = waiting_clients(path, clients, &CLIENTS, move |n| {
+        let webhook = webhook.clone();
         async move {
-            let task = post_order(&http, &url, n).await;
+            let task = webhook.post_order(n).await;
             assert_eq!(task.status, "completed", "{:?}", task.message);
         }
     })
@@ -422,28 +473,68 @@ struct Answer {
     message: Option<String>,
 }
 
-/// Posts order `n` to the webhook `url`; the task the server answers with (`201`), read as an
-/// [`Answer`] (serde skips the other fields).
-async fn post_order(http: &reqwest::Client, url: &str, n: usize) -> Answer {
-    let response = http
-        .post(url)
-        .body(order(n).to_string())
-        .send()
-        .await
-        .expect("delivered");
-    assert_eq!(response.status().as_u16(), 201);
-    serde_json::from_slice(&response.bytes().await.expect("body")).expect("a task as JSON")
+/// The bench's HTTP client for one webhook: HTTP/1.1 connections kept alive, one per client at a
+/// time, on the clients' runtime. It shares the two cores with the server, so it is kept lean:
+/// reqwest (its pool, URL parsing and layers) took 3.7% of the process's CPU in a profile of the
+/// row with 16 senders.
+#[derive(Clone)]
+struct Webhook {
+    server: std::net::SocketAddr,
+    /// The path and query posted to.
+    target: Arc<str>,
+    /// Connections between requests.
+    idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+}
+
+impl Webhook {
+    fn new(server: std::net::SocketAddr, target: &str) -> Webhook {
+        Webhook {
+            server,
+            target: target.into(),
+            idle: Arc::default(),
+        }
+    }
+
+    /// Posts order `n`; the task the server answers with (`201`), read as an [`Answer`] (serde
+    /// skips the other fields).
+    async fn post_order(&self, n: usize) -> Answer {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self.connect().await,
+        };
+        let request = hyper::Request::post(&*self.target)
+            .header(hyper::header::HOST, "bench")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(order_text(n))))
+            .expect("a request");
+        connection.ready().await.expect("the connection is open");
+        let response = connection.send_request(request).await.expect("delivered");
+        assert_eq!(response.status().as_u16(), 201);
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(connection);
+        serde_json::from_slice(&body).expect("a task as JSON")
+    }
+
+    async fn connect(&self) -> SendRequest<Full<Bytes>> {
+        let stream = tokio::net::TcpStream::connect(self.server).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        sender
+    }
 }
 
 async fn http_senders(path: &'static str, senders: usize, synchronous: Synchronous, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     let service = service(&dir, synchronous, given).await;
-    let (base, stop, server) = serve(&service).await;
-    let url = format!("{base}/v1/hooks/bench");
-    let http = reqwest::Client::new();
+    let (server_address, stop, server) = serve(&service).await;
+    let webhook = Webhook::new(server_address, "/v1/hooks/bench");
     let row = webhook_senders(path, senders, &service, move |n| {
-        let (http, url) = (http.clone(), url.clone());
-        async move { post_order(&http, &url, n).await.id }
+        let webhook = webhook.clone();
+        async move { webhook.post_order(n).await.id }
     })
     .await;
     let _ = stop.send(());
@@ -463,7 +554,7 @@ async fn created_id(service: &Service, order: Value) -> String {
 async fn service_waiting(path: &'static str, clients: usize, synchronous: Synchronous, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     let service = service(&dir, synchronous, given).await;
-    waiting_clients(path, clients, move |n| {
+    waiting_clients(path, clients, &CLIENTS, move |n| {
         let service = service.clone();
         async move {
             let id = created_id(&service, order(n)).await;
@@ -507,7 +598,9 @@ async fn drive_waiting(path: &'static str, clients: usize, given: Given) -> Row 
     .await
     .expect("host");
     let scheduler = host.scheduler.clone();
-    waiting_clients(path, clients, move |n| {
+    // Each client drives its orders itself: they run on the two workers.
+    let here = tokio::runtime::Handle::current();
+    waiting_clients(path, clients, &here, move |n| {
         let scheduler = scheduler.clone();
         async move {
             let mut task = Task::new(order(n));

@@ -65,7 +65,8 @@ pub(crate) async fn start_with(
         let shutdown = async move {
             let _ = stopped.await;
         };
-        api::serve(listener, serving, api_options, shutdown)
+        // As `whenever serve` does: the API on a thread of its own.
+        api::serve_on_own_thread(listener, serving, api_options, shutdown)
             .await
             .expect("serves");
     });
@@ -207,6 +208,41 @@ async fn tasks_complete_or_wait_over_http() {
 /// A client waiting for a task (`?wait`) is answered by the task's drive, from memory: the
 /// answer must be the task exactly as a read of it shows afterwards (data, runs with their
 /// connector calls, progress, revision and `updated_at`).
+/// The API serves from a thread of its own; the tasks it creates are driven on the service's
+/// runtime. A task created from another runtime (as the API's) that is gone at once still
+/// completes: its drive was not spawned there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_created_from_another_runtime_is_driven_on_the_services() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[COMPLETES], options()).await;
+    let service = server.service.clone();
+    let id = std::thread::spawn(move || {
+        let caller = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the caller's runtime");
+        // The caller's runtime is dropped when this thread ends, right after the task is created.
+        caller.block_on(async move {
+            service
+                .create_task(json!({"finish": true}))
+                .await
+                .expect("created")
+                .task
+                .id
+        })
+    })
+    .join()
+    .expect("the caller's thread");
+    let settled = server
+        .service
+        .wait_settled(&id, Duration::from_secs(20))
+        .await
+        .expect("settled");
+    assert_eq!(settled.task.status, TaskStatus::Completed, "{:?}", settled.task.message);
+    assert_eq!(settled.task.data["done"], true);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_waited_for_is_answered_exactly_as_a_read_shows_it() {
     let dir = tempfile::tempdir().expect("tempdir");

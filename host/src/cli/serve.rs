@@ -101,7 +101,7 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match api::serve(listener, service, api_options, shutdown).await {
+    match api::serve_on_own_thread(listener, service, api_options, shutdown).await {
         Ok(()) => EXIT_COMPLETED,
         Err(e) => {
             eprintln!("whenever serve: {e}");

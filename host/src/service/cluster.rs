@@ -247,7 +247,7 @@ impl Service {
         }
         let service = self.clone();
         let cluster = cluster.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let _permit = permit;
             tokio::select! {
                 result = service.drive_stored(&id) => {

@@ -111,7 +111,7 @@ impl Service {
         // Registered before the drive is spawned, so that whoever waits for the task from now on
         // is answered by it.
         let end = self.inner.settling.begin(&id);
-        tokio::spawn(async move {
+        self.spawn(async move {
             let Ok(_permit) = service.inner.workers.clone().acquire_owned().await else {
                 return;
             };

@@ -100,6 +100,10 @@ pub(crate) struct Inner {
     pub(crate) deploys: tokio::sync::Mutex<()>,
     /// Set when the store is shared by several hosts: tasks are claimed with leases.
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
+    /// The runtime the service was started on, where its drives and background work run,
+    /// whichever runtime calls it: the HTTP API runs on a thread of its own
+    /// ([`crate::api::serve_on_own_thread`]), and a task it creates is driven here, not there.
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 /// The service. Cloning shares it.
@@ -164,6 +168,7 @@ impl Service {
                 workers,
                 deploys: tokio::sync::Mutex::new(()),
                 cluster,
+                runtime: tokio::runtime::Handle::current(),
             }),
         };
         if !options.no_steps {
@@ -178,6 +183,16 @@ impl Service {
             service.resume_unsettled().await?;
         }
         Ok(service)
+    }
+
+    /// Spawns `work` on the service's own runtime ([`Inner::runtime`]), whichever runtime the
+    /// caller is on.
+    pub(crate) fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.runtime.spawn(work)
     }
 
     /// The scheduler (runtime, catalog, connectors).

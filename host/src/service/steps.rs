@@ -263,7 +263,7 @@ impl Service {
     /// gets a chance).
     fn spawn_reevaluation(&self, name: String) {
         let service = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             for status in [TaskStatus::Waiting, TaskStatus::Failed] {
                 let mut cursor = None;
                 loop {

@@ -75,7 +75,7 @@ impl Service {
     /// docs). The files as they are now count as deployed. Runs until the task is aborted.
     pub fn watch_steps(&self, dirs: Vec<PathBuf>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let scan_dirs = dirs.clone();
             let initial = tokio::task::spawn_blocking(move || scan(&scan_dirs))
                 .await

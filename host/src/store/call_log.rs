@@ -53,10 +53,17 @@ impl PendingCall {
     /// the record's text as a string (escaping it cost 0.7% of a durable order's CPU).
     fn line(&self) -> Result<String, StoreError> {
         let task = to_json(&self.task)?;
+        let mut digits = itoa::Buffer::new();
         let mut line = String::with_capacity(self.record.len() + task.len() + 64);
         line.push_str("{\"task\":");
         line.push_str(&task);
-        line.push_str(&format!(",\"run\":{},\"call\":{},\"record\":", self.run, self.call));
+        // Numbers through `itoa` rather than `format!`, whose machinery was 0.4% of the CPU of
+        // the HTTP bench row (perf) for this one line.
+        line.push_str(",\"run\":");
+        line.push_str(digits.format(self.run));
+        line.push_str(",\"call\":");
+        line.push_str(digits.format(self.call));
+        line.push_str(",\"record\":");
         line.push_str(&self.record);
         line.push_str("}\n");
         Ok(line)
