@@ -26,10 +26,11 @@
 //! measures for 3 s; every row is measured three times, in rounds over all rows, and the run with
 //! the median throughput is shown with the other two beside it (this machine is a VM whose
 //! neighbours take CPU now and then: the last line says how much); server, drives and clients
-//! share the machine's two cores (see above for their threads). "CPU ms/order" is the process's CPU time (both cores,
-//! clients included) per order: what the throughput would be on two otherwise idle cores is about
-//! 2,000 ÷ that figure. "written KB/order" is what the process wrote to files per order (SQLite's
-//! WAL frames and checkpoints): unlike time, it does not move with the machine's load.
+//! share the machine's two cores (see above for their threads). "CPU ms/order" is the process's
+//! CPU time (both cores, clients included) per order: what the throughput would be on two
+//! otherwise idle cores is about 2,000 ÷ that figure. "written KB/order" is what the process wrote
+//! to files per order (SQLite's WAL frames and checkpoints): unlike time, it does not move with
+//! the machine's load.
 //!
 //! Steps given: the bundled steps' manifests list the paths each step `reads`, so each run is
 //! given its view of the order; the "whole data" rows load the same components with those lists

@@ -205,9 +205,6 @@ async fn tasks_complete_or_wait_over_http() {
     server.stop().await;
 }
 
-/// A client waiting for a task (`?wait`) is answered by the task's drive, from memory: the
-/// answer must be the task exactly as a read of it shows afterwards (data, runs with their
-/// connector calls, progress, revision and `updated_at`).
 /// The API serves from a thread of its own; the tasks it creates are driven on the service's
 /// runtime. A task created from another runtime (as the API's) that is gone at once still
 /// completes: its drive was not spawned there.
@@ -243,6 +240,9 @@ async fn a_task_created_from_another_runtime_is_driven_on_the_services() {
     server.stop().await;
 }
 
+/// A client waiting for a task (`?wait`) is answered by the task's drive, from memory: the
+/// answer must be the task exactly as a read of it shows afterwards (data, runs with their
+/// connector calls, progress, revision and `updated_at`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_waited_for_is_answered_exactly_as_a_read_shows_it() {
     let dir = tempfile::tempdir().expect("tempdir");
