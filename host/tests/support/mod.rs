@@ -121,11 +121,18 @@ impl ServeProcess {
             .await
     }
 
-    /// How many tasks have this status (at most 1,000 counted).
+    /// How many tasks have this status, read from `/metrics`: a count in the store, cheap however
+    /// many tasks there are. (Listing them took long enough under load for a restarted server to
+    /// finish all its resumed tasks between two polls, so a kill meant for mid-load came too late.)
     pub async fn count(&self, status: &str) -> usize {
-        let (code, page) = self.get(&format!("/v1/tasks?status={status}&limit=1000")).await;
-        assert_eq!(code, 200, "{page}");
-        page["tasks"].as_array().map(Vec::len).unwrap_or_default()
+        let (code, metrics) = self.get("/metrics").await;
+        assert_eq!(code, 200, "{metrics}");
+        let gauge = format!("whenever_tasks{{status=\"{status}\"}} ");
+        metrics
+            .as_str()
+            .and_then(|text| text.lines().find_map(|line| line.strip_prefix(gauge.as_str())))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("/metrics has no {gauge}: {metrics}"))
     }
 
     /// Polls until `done` holds, or panics after `timeout`.
