@@ -124,10 +124,10 @@ impl Service {
         self.reload_steps().await?;
         let weak = Arc::downgrade(&self.inner);
         if let Some(events) = self.inner.store.events() {
-            tokio::spawn(listen(weak.clone(), cluster.clone(), events));
+            self.spawn(listen(weak.clone(), cluster.clone(), events));
         }
-        tokio::spawn(renew(weak.clone(), cluster.clone()));
-        tokio::spawn(claim(weak, cluster));
+        self.spawn(renew(weak.clone(), cluster.clone()));
+        self.spawn(claim(weak, cluster));
         Ok(())
     }
 
