@@ -8,9 +8,12 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use whenever::api::{self, ApiOptions};
+use whenever::runtime::ConnectorCallRecord;
 use whenever::runtime::StepManifest;
 use whenever::service::{Service, ServiceOptions};
-use whenever::store::{Store, TaskSave};
+use whenever::store::{
+    InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
+};
 use whenever::task::{RunRecord, Task, TaskStatus};
 use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::*;
@@ -237,6 +240,42 @@ async fn a_task_created_from_another_runtime_is_driven_on_the_services() {
         .expect("settled");
     assert_eq!(settled.task.status, TaskStatus::Completed, "{:?}", settled.task.message);
     assert_eq!(settled.task.data["done"], true);
+    server.stop().await;
+}
+
+/// `[server] api_threads` serves the API from that many threads: requests made at once are all
+/// answered, and the process holds the threads, named `whenever-api`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_from_as_many_threads_as_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(
+        &db_in(&dir),
+        &[COMPLETES],
+        ApiOptions {
+            threads: 3,
+            ..options()
+        },
+    )
+    .await;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let request = server.http.post(format!("{}/v1/tasks?wait=20000", server.base));
+        requests.spawn(request.body(json!({"finish": true}).to_string()).send());
+    }
+    while let Some(answer) = requests.join_next().await {
+        let response = answer.expect("joined").expect("answered");
+        assert_eq!(response.status().as_u16(), 201);
+        let task: Value = serde_json::from_str(&response.text().await.expect("body")).expect("a task");
+        assert_eq!(task["status"], "completed", "{task}");
+    }
+    // The thread that owns the API's runtime and its three workers. (Servers of tests running
+    // beside this one add theirs: with one thread each, a few at most.)
+    let named_api = std::fs::read_dir("/proc/self/task")
+        .expect("the process's threads")
+        .filter_map(Result::ok)
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "whenever-api"))
+        .count();
+    assert!(named_api >= 4, "{named_api} threads named whenever-api");
     server.stop().await;
 }
 
@@ -766,6 +805,138 @@ async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
         Some(&2)
     );
     server.stop().await;
+}
+
+/// A store that counts how many task loads (`get_task`, `interrupted_runs`) are under way at
+/// once, each taking a few milliseconds, and otherwise passes every call to the SQLite store.
+struct LoadCountingStore {
+    inner: whenever::store::sqlite::SqliteStore,
+    loading: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl LoadCountingStore {
+    async fn load<T>(&self, load: impl std::future::Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering;
+        let now = self.loading.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let loaded = load.await;
+        self.loading.fetch_sub(1, Ordering::SeqCst);
+        loaded
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for LoadCountingStore {
+    async fn create_task_starting(&self, task: &Task, starting: &[u64]) -> Result<u64, StoreError> {
+        self.inner.create_task_starting(task, starting).await
+    }
+    async fn save_task_at(&self, save: TaskSave<'_>, at: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        self.inner.save_task_at(save, at).await
+    }
+    async fn get_task(&self, id: &str) -> Result<Option<StoredTask>, StoreError> {
+        self.load(self.inner.get_task(id)).await
+    }
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        self.inner.list_tasks(query).await
+    }
+    async fn count_tasks(&self) -> Result<std::collections::BTreeMap<TaskStatus, u64>, StoreError> {
+        self.inner.count_tasks().await
+    }
+    async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError> {
+        self.load(self.inner.interrupted_runs(task_id)).await
+    }
+    async fn journal_call(
+        &self,
+        task_id: &str,
+        run_id: u64,
+        index: usize,
+        call: &ConnectorCallRecord,
+    ) -> Result<(), StoreError> {
+        self.inner.journal_call(task_id, run_id, index, call).await
+    }
+    async fn put_step_version(&self, version: &StepVersion, make_current: bool) -> Result<(), StoreError> {
+        self.inner.put_step_version(version, make_current).await
+    }
+    async fn set_current_step(&self, name: &str, version: Option<&str>) -> Result<(), StoreError> {
+        self.inner.set_current_step(name, version).await
+    }
+    async fn current_steps(&self) -> Result<Vec<StepVersion>, StoreError> {
+        self.inner.current_steps().await
+    }
+    async fn step_version(&self, name: &str, version: &str) -> Result<Option<StepVersion>, StoreError> {
+        self.inner.step_version(name, version).await
+    }
+    async fn step_versions(&self, name: Option<&str>) -> Result<Vec<StepVersionInfo>, StoreError> {
+        self.inner.step_versions(name).await
+    }
+    async fn claim_tasks(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<String>, StoreError> {
+        self.inner.claim_tasks(owner, limit, lease).await
+    }
+    async fn renew_leases(&self, owner: &str, ids: &[String], lease: Duration) -> Result<Vec<String>, StoreError> {
+        self.inner.renew_leases(owner, ids, lease).await
+    }
+    async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release_task(id, owner).await
+    }
+    async fn steps_stamp(&self) -> Result<String, StoreError> {
+        self.inner.steps_stamp().await
+    }
+    fn writes_coming(&self) -> Option<std::sync::Arc<whenever::store::writes_coming::WritesComing>> {
+        self.inner.writes_coming()
+    }
+}
+
+/// A restart with a backlog of unfinished tasks loads them from the store a few at a time, so
+/// that a read the API makes meanwhile (a task, a listing, `/metrics`) does not wait behind
+/// the whole backlog's; every task of the backlog still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_its_backlog_a_few_tasks_at_a_time() {
+    const BACKLOG: usize = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    start(&db, &[COMPLETES], options()).await.stop().await;
+    let inner = whenever::store::sqlite::SqliteStore::open(&db, Default::default()).expect("store");
+    for _ in 0..BACKLOG {
+        // Stored and never driven, as if the server died right after accepting them.
+        inner
+            .create_task(&Task::new(json!({"finish": true})))
+            .await
+            .expect("created");
+    }
+    let store = std::sync::Arc::new(LoadCountingStore {
+        inner,
+        loading: Default::default(),
+        most: Default::default(),
+    });
+    let host = whenever::Host::start(&whenever::HostOptions {
+        steps: Vec::new(),
+        config: None,
+        no_steps: true,
+    })
+    .await
+    .expect("host");
+    let service_options = ServiceOptions {
+        db: db.clone(),
+        no_steps: true,
+        ..ServiceOptions::default()
+    };
+    let service = Service::with_store(host, store.clone(), &service_options)
+        .await
+        .expect("service");
+    let mut completed = 0;
+    for _ in 0..400 {
+        let counts = service.store().count_tasks().await.expect("counts");
+        completed = counts.get(&TaskStatus::Completed).copied().unwrap_or(0);
+        if completed == BACKLOG as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(completed, BACKLOG as u64, "every task of the backlog completes");
+    let most = store.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "{most} loads at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,8 @@ pub struct ApiOptions {
     pub max_body_bytes: usize,
     /// Largest component for `PUT /v1/steps/{name}`.
     pub max_component_bytes: usize,
+    /// How many threads [`serve_on_own_thread`] serves from (0 counts as one).
+    pub threads: usize,
 }
 
 impl ApiOptions {
@@ -76,6 +78,7 @@ impl ApiOptions {
             hook_secrets,
             max_body_bytes: config.server.max_body_bytes,
             max_component_bytes: config.server.max_component_bytes,
+            threads: config.server.api_threads.get(),
         })
     }
 }
@@ -129,8 +132,9 @@ pub async fn serve(
         .await
 }
 
-/// Serves the API like [`serve`], but from a thread of its own (`whenever-api`) with a
-/// single-threaded runtime, until `shutdown` resolves (it is polled on that thread).
+/// Serves the API like [`serve`], but from threads of its own (`whenever-api`, as many as
+/// [`ApiOptions::threads`]; with one, a single-threaded runtime), until `shutdown` resolves
+/// (it is polled there).
 ///
 /// Why: the service's runtime is kept busy by its drives, one step run after another. A request
 /// waiting in that runtime's queue behind them kept webhook senders waiting about 4 ms more for
@@ -146,17 +150,24 @@ pub async fn serve_on_own_thread(
 ) -> std::io::Result<()> {
     // A listener belongs to the runtime that registered it: it moves over as a std one.
     let listener = listener.into_std()?;
+    let threads = options.threads.max(1);
     let (done, outcome) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("whenever-api".into()).spawn(move || {
-        let served = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .and_then(|runtime| {
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    serve(listener, service, options, shutdown).await
-                })
-            });
+        let runtime = if threads == 1 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("whenever-api")
+                .enable_all()
+                .build()
+        };
+        let served = runtime.and_then(|runtime| {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                serve(listener, service, options, shutdown).await
+            })
+        });
         let _ = done.send(served);
     })?;
     outcome
