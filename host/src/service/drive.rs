@@ -117,7 +117,9 @@ impl Service {
             };
             let result = match saved {
                 Some((task, revision, starting)) => service.drive_task(task, revision, starting).await,
-                None => service.drive_stored(&id).await,
+                // Loading a task from the store is bulk work after a restart: its reads leave
+                // a reader free for the API's (`store::background`).
+                None => crate::store::background::in_background(service.drive_stored(&id)).await,
             };
             match result {
                 Ok(settled) => end.ended(settled),
@@ -135,12 +137,6 @@ impl Service {
     /// last, if it left it settled.
     pub(crate) async fn drive_stored(&self, id: &str) -> Result<Option<StoredTask>, ServiceError> {
         let store = self.inner.store.clone();
-        // Bounded on one host's store, so that the API's reads do not queue behind a backlog's
-        // (see LOADS_AT_ONCE). Hosts sharing a store claim their work in batches.
-        let loading = match self.inner.cluster {
-            None => self.inner.loads.acquire().await.ok(),
-            Some(_) => None,
-        };
         let Some(stored) = store.get_task(id).await? else {
             return Ok(None);
         };
@@ -161,7 +157,6 @@ impl Service {
                 None => lost.push(run.run_id),
             }
         }
-        drop(loading);
         if !lost.is_empty() {
             for run_id in &lost {
                 fail_lost_run(&mut task, *run_id);

@@ -41,12 +41,6 @@ use crate::task::{Task, TaskStatus};
 pub use metrics::Metrics;
 pub use steps::StepInfo;
 
-/// How many drives read their task from a store this host alone uses at once (tasks resumed
-/// after a restart): half of the SQLite store's pooled readers. A restart with thousands of
-/// unfinished tasks would otherwise queue two reads per task ahead of every request the API
-/// reads for (a task, a listing, `/metrics`), and those would wait for the whole backlog.
-pub(crate) const LOADS_AT_ONCE: usize = 2;
-
 /// What to start a service from.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceOptions {
@@ -103,8 +97,6 @@ pub(crate) struct Inner {
     /// This host's own drives under way, with who waits for their tasks to settle.
     pub(crate) settling: Arc<settling::Settling>,
     pub(crate) workers: Arc<Semaphore>,
-    /// Drives reading their task from the store at once ([`LOADS_AT_ONCE`]).
-    pub(crate) loads: Semaphore,
     pub(crate) deploys: tokio::sync::Mutex<()>,
     /// Set when the store is shared by several hosts: tasks are claimed with leases.
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
@@ -174,7 +166,6 @@ impl Service {
                 settled,
                 settling: Arc::default(),
                 workers,
-                loads: Semaphore::new(LOADS_AT_ONCE),
                 deploys: tokio::sync::Mutex::new(()),
                 cluster,
                 runtime: tokio::runtime::Handle::current(),

@@ -11,6 +11,7 @@
 //! each other's changes through [`Store::events`]; the SQLite store keeps the leases in memory (one
 //! host owns the file) and has no events.
 
+pub mod background;
 mod call_log;
 pub mod lease;
 pub mod postgres;

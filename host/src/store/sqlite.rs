@@ -221,6 +221,9 @@ pub struct SqliteStore {
     /// One permit per pooled reader: a read waits for a free connection rather than opening one
     /// (opening costs far more than a read).
     reader_slots: Arc<tokio::sync::Semaphore>,
+    /// Background reads ([`super::background`]) take one of these first: one reader fewer than
+    /// the pool, so that other reads always find one free.
+    background_slots: Arc<tokio::sync::Semaphore>,
     /// One host owns the file: leases live in memory.
     leases: Arc<super::lease::LeaseTable>,
     /// Writers at work towards their next write, which the writer may hold a commit for.
@@ -487,6 +490,7 @@ impl SqliteStore {
             calls,
             readers: Arc::new(Mutex::new(readers)),
             reader_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            background_slots: Arc::new(tokio::sync::Semaphore::new(READERS - 1)),
             leases: Arc::default(),
             coming,
         })
@@ -519,6 +523,11 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        // Held until the read is done: background reads never hold every reader.
+        let _background = match super::background::is_background() {
+            true => Some(self.background_slots.acquire().await.map_err(backend)?),
+            false => None,
+        };
         let slot = self.reader_slots.clone().acquire_owned().await.map_err(backend)?;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
@@ -1146,6 +1155,45 @@ mod tests {
     async fn store_suite_passes_on_sqlite() {
         let dir = tempfile::tempdir().expect("tempdir");
         super::super::suite::run_all(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn background_reads_leave_a_reader_for_the_others() {
+        use crate::store::background::in_background;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        let task = Task::new(serde_json::json!({"n": 1}));
+        store.create_task(&task).await.expect("created");
+        // Background reads in flight on every reader they may take.
+        let background = READERS as u32 - 1;
+        let held = store
+            .background_slots
+            .clone()
+            .acquire_many_owned(background)
+            .await
+            .expect("slots");
+        let reading = store
+            .reader_slots
+            .clone()
+            .acquire_many_owned(background)
+            .await
+            .expect("readers");
+        // Another read finds the last reader.
+        let counts = tokio::time::timeout(Duration::from_secs(10), store.count_tasks())
+            .await
+            .expect("answered while the background reads go on")
+            .expect("counts");
+        assert_eq!(counts.get(&TaskStatus::Running), Some(&1));
+        // One more background read waits for one of theirs to end rather than take it.
+        let waiting = tokio::spawn({
+            let (store, id) = (store.clone(), task.id.clone());
+            in_background(async move { store.get_task(&id).await })
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "a background read took the last reader");
+        drop((held, reading));
+        let read = waiting.await.expect("joined").expect("read");
+        assert_eq!(read.map(|t| t.task.id), Some(task.id));
     }
 
     #[tokio::test]
