@@ -8,12 +8,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use whenever::api::{self, ApiOptions};
-use whenever::runtime::ConnectorCallRecord;
 use whenever::runtime::StepManifest;
 use whenever::service::{Service, ServiceOptions};
-use whenever::store::{
-    InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
-};
+use whenever::store::{Store, TaskSave};
 use whenever::task::{RunRecord, Task, TaskStatus};
 use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::*;

@@ -3,7 +3,7 @@
 //!
 //! A restarted server with thousands of unfinished tasks loads each of them before driving it.
 //! Those loads would take every pooled reader of the SQLite store in turn, and an operator's read
-//! would wait behind the whole backlog's (a count took 70–135 ms at the median while 10,000 orders
+//! would wait behind the whole backlog's (a count took 60–135 ms at the median while 10,000 orders
 //! drained; `cargo bench -p whenever --bench restart`). Work run through [`in_background`] marks
 //! its reads, and a store with few connections keeps one for the other reads.
 
