@@ -30,6 +30,8 @@ const READ_EVERY: Duration = Duration::from_millis(20);
 const POLL_EVERY: Duration = Duration::from_millis(250);
 
 fn main() {
+    // As the `whenever` binary does (whenever::allocator).
+    whenever::allocator::configure();
     let orders: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(3_000);
     println!("A restart with {orders} RetailMax orders accepted and not yet driven; 2 tokio worker threads");
     println!(

@@ -697,6 +697,8 @@ const ROWS: &[(&str, usize, Kind, Given)] = &[
 ];
 
 fn main() {
+    // As the `whenever` binary does (whenever::allocator).
+    whenever::allocator::configure();
     let filter = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))

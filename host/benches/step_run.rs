@@ -35,6 +35,8 @@ fn stats(mut samples: Vec<Duration>) -> (f64, f64) {
 }
 
 fn main() {
+    // As the `whenever` binary does (whenever::allocator).
+    whenever::allocator::configure();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

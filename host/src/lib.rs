@@ -17,8 +17,10 @@
 //! - [`api`]: the HTTP API of `whenever serve`.
 //! - [`cli`]: the `whenever` command line.
 //! - [`rfc3339`]: times as RFC 3339 text, written fast (records carry many).
+//! - [`allocator`]: mimalloc's settings for a long-running process.
 #![deny(missing_docs)]
 
+pub mod allocator;
 pub mod api;
 pub mod catalog;
 pub mod cli;

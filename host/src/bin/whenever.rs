@@ -11,5 +11,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    whenever::allocator::configure();
     whenever::cli::main(whenever::cli::Cli::parse()).await
 }
