@@ -24,6 +24,8 @@ pub fn configure() {
 }
 
 /// The purge delay mimalloc applies now, in milliseconds.
+// `c_long` is 64 bits here but 32 on some targets: the conversion is not useless everywhere.
+#[allow(clippy::useless_conversion)]
 pub fn purge_delay_ms() -> i64 {
     // SAFETY: reads one of mimalloc's options.
     i64::from(unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) })
