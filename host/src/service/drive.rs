@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{Service, ServiceError};
 use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind};
 use crate::scheduler::{Checkpoint, CheckpointError, Commit, Event, Resumed};
+use crate::store::background::in_background;
 use crate::store::writes_coming::{Working, WritesComing};
 use crate::store::{InterruptedRun, Store, StoredTask, TaskSave};
 use crate::task::{RunOutcomeRecord, Task, TaskStatus};
@@ -117,9 +118,7 @@ impl Service {
             };
             let result = match saved {
                 Some((task, revision, starting)) => service.drive_task(task, revision, starting).await,
-                // Loading a task from the store is bulk work after a restart: its reads leave
-                // a reader free for the API's (`store::background`).
-                None => crate::store::background::in_background(service.drive_stored(&id)).await,
+                None => service.drive_stored(&id).await,
             };
             match result {
                 Ok(settled) => end.ended(settled),
@@ -136,27 +135,12 @@ impl Service {
     /// run whose step is gone fails, saved before the drive); returns the task as it saved it
     /// last, if it left it settled.
     pub(crate) async fn drive_stored(&self, id: &str) -> Result<Option<StoredTask>, ServiceError> {
-        let store = self.inner.store.clone();
-        let Some(stored) = store.get_task(id).await? else {
+        // Loading tasks is bulk work (a restart's backlog, a cluster's claims): its reads leave a
+        // reader free for the API's (`store::background`).
+        let Some((mut task, mut revision, resumed, lost)) = in_background(self.load_stored(id)).await? else {
             return Ok(None);
         };
-        if stored.task.status != TaskStatus::Running {
-            return Ok(None);
-        }
-        let (mut task, mut revision) = (stored.task, stored.revision);
-        let mut resumed = Vec::new();
-        let mut lost = Vec::new();
-        for run in store.interrupted_runs(id).await? {
-            match self.step_for(&task, &run).await {
-                Some(step) => resumed.push(Resumed {
-                    run_id: run.run_id,
-                    step,
-                    input: Arc::new(run.input),
-                    replay: run.journal,
-                }),
-                None => lost.push(run.run_id),
-            }
-        }
+        let store = self.inner.store.clone();
         if !lost.is_empty() {
             for run_id in &lost {
                 fail_lost_run(&mut task, *run_id);
@@ -173,6 +157,32 @@ impl Service {
             revision = store.save_task(save).await?;
         }
         self.drive_task(task, revision, resumed).await
+    }
+
+    /// A running task as stored, with its revision, the interrupted runs to re-run and those whose
+    /// step is gone; `None` when it is missing or no longer running.
+    async fn load_stored(&self, id: &str) -> Result<Option<(Task, u64, Vec<Resumed>, Vec<u64>)>, ServiceError> {
+        let store = &self.inner.store;
+        let Some(stored) = store.get_task(id).await? else {
+            return Ok(None);
+        };
+        if stored.task.status != TaskStatus::Running {
+            return Ok(None);
+        }
+        let mut resumed = Vec::new();
+        let mut lost = Vec::new();
+        for run in store.interrupted_runs(id).await? {
+            match self.step_for(&stored.task, &run).await {
+                Some(step) => resumed.push(Resumed {
+                    run_id: run.run_id,
+                    step,
+                    input: Arc::new(run.input),
+                    replay: run.journal,
+                }),
+                None => lost.push(run.run_id),
+            }
+        }
+        Ok(Some((stored.task, stored.revision, resumed, lost)))
     }
 
     /// Drives `task`, stored at `revision`, to settlement, running `resumed` first; returns the
