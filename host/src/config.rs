@@ -16,6 +16,7 @@
 //! max_component_bytes = 67108864
 //! max_concurrent_tasks = 512    # tasks driven at once
 //! api_threads = 1               # threads serving the HTTP API
+//! shutdown_grace_ms = 10000     # on SIGTERM or Ctrl-C, drives under way get this long to finish
 //!
 //! [store]
 //! synchronous = "full"          # or "normal": survives kill -9, not a power cut
@@ -95,6 +96,10 @@ pub struct ServerSection {
     /// suffices for RetailMax's load on two cores (3–6% of the CPU at 2,500 orders/s); a machine
     /// with many cores takes webhooks faster than one thread can parse them.
     pub api_threads: std::num::NonZeroUsize,
+    /// How long `whenever serve`, told to stop (SIGTERM, Ctrl-C), lets the drives under way
+    /// finish before it exits, in milliseconds; tasks still running then resume at the next
+    /// start (on another host at once, in a cluster).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -104,6 +109,7 @@ impl Default for ServerSection {
             max_component_bytes: 64 << 20,
             max_concurrent_tasks: 512,
             api_threads: std::num::NonZeroUsize::MIN,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -318,6 +324,16 @@ mod tests {
         let (_dir, path) = write("[server]\napi_threads = 0\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("api_threads") && error.contains("nonzero"), "{error}");
+    }
+
+    #[test]
+    fn the_shutdown_grace_is_ten_seconds_unless_told_otherwise() {
+        assert_eq!(Config::default().server.shutdown_grace_ms, 10_000);
+        let (_dir, path) = write("[server]\nshutdown_grace_ms = 250\n");
+        assert_eq!(Config::load(&path).expect("valid").server.shutdown_grace_ms, 250);
+        let (_dir, path) = write("[server]\nshutdown_grace_ms = -1\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("shutdown_grace_ms"), "{error}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   exactly one successful Stripe charge, the dead host's tasks taken over by the others once its
 //!   lease expired, and every connector result it had journaled replayed, not called again.
 //! - A step deployed through one host is loaded by the others and runs there.
+//! - A host told to stop (SIGTERM) whose grace runs out releases its tasks, and another host
+//!   takes them over at once instead of after the lease.
 //!
 //! Without a server the tests print "skipped: no PostgreSQL at ..." and pass.
 
@@ -50,14 +52,24 @@ impl Schema {
 
     /// A config file with a short lease, so a dead host's tasks are taken over quickly.
     fn config(&self) -> String {
+        self.config_of("[cluster]\nlease_ms = 3000\npoll_ms = 250\nclaim_batch = 4\n")
+    }
+
+    /// A config file with this text.
+    fn config_of(&self, text: &str) -> String {
         let path = self.dir.path().join("cluster.toml");
-        std::fs::write(&path, "[cluster]\nlease_ms = 3000\npoll_ms = 250\nclaim_batch = 4\n").expect("config");
+        std::fs::write(&path, text).expect("config");
         path.display().to_string()
     }
 
     /// Starts `n` hosts on the schema, in parallel.
     fn start_hosts(&self, n: usize) -> Vec<(ServeProcess, String)> {
-        let config = self.config();
+        self.start_hosts_with(n, &self.config())
+    }
+
+    /// Starts `n` hosts on the schema with this config file, in parallel.
+    fn start_hosts_with(&self, n: usize, config: &str) -> Vec<(ServeProcess, String)> {
+        let config = config.to_string();
         let db = std::path::PathBuf::from(self.scratch.url());
         std::thread::scope(|scope| {
             let starting: Vec<_> = (0..n)
@@ -394,5 +406,80 @@ async fn a_step_deployed_through_one_host_runs_on_the_others() {
         )
         .await;
     drop(hosts);
+    schema.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_hosts_tasks_are_taken_over_without_waiting_for_its_lease() {
+    let Some(schema) = Schema::create("stop").await else {
+        return;
+    };
+    // A lease far longer than the test may wait: only a released task is taken over in time.
+    let config = schema.config_of("[cluster]\nlease_ms = 120000\npoll_ms = 250\n[server]\nshutdown_grace_ms = 200\n");
+    let mut hosts: Vec<ServeProcess> = schema
+        .start_hosts_with(2, &config)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    // The looping test step, each run under way for 4 s before it fails at its deadline.
+    let component = std::fs::read(whenever_step_artifacts::testing::INFINITE_LOOP.component).expect("component");
+    let manifest = "connectors%20%3D%20%5B%5D%0A%5Blimits%5D%0Atimeout_ms%20%3D%204000%0A";
+    let (status, deployed) = hosts[0]
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/steps/infinite-loop?manifest={manifest}"),
+            Some(component),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {deployed}");
+    hosts[1]
+        .until("the step to be loaded", Duration::from_secs(20), || async {
+            hosts[1].get("/v1/steps/infinite-loop").await.0 == 200
+        })
+        .await;
+    let (status, task) = hosts[0].post("/v1/tasks", &json!({"loopForever": true})).await;
+    assert_eq!(status, 201, "{task}");
+    let id = task["id"].as_str().expect("id").to_string();
+    let started = std::time::Instant::now();
+    let driver = loop {
+        let mut driving = None;
+        for (i, host) in hosts.iter().enumerate() {
+            if host.drives_under_way().await == 1 {
+                driving = Some(i);
+            }
+        }
+        if let Some(i) = driving {
+            break i;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no host drives the task");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let mut stopping = hosts.remove(driver);
+    let other = hosts.remove(0);
+
+    stopping.signal("TERM");
+    let status = stopping.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}; log:\n{}", stopping.stderr());
+    stopping.until_logged(&format!("task {id}: released for another host"));
+    stopping.until_logged(
+        "stopped (drives under way: 1, finished: 0; tasks left running: 1; another host takes them over)",
+    );
+    other
+        .until(
+            "the other host to take the task over",
+            Duration::from_secs(30),
+            || async { other.drives_under_way().await == 1 },
+        )
+        .await;
+    other
+        .until("the task to settle", Duration::from_secs(30), || async {
+            other.get(&format!("/v1/tasks/{id}")).await.1["status"] == json!("failed")
+        })
+        .await;
+    let (_, settled) = other.get(&format!("/v1/tasks/{id}")).await;
+    let runs = settled["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 1, "the interrupted run was re-run in place: {settled}");
+    assert_eq!(runs[0]["outcome"]["error"]["kind"], json!("deadline"), "{settled}");
+    drop(other);
     schema.drop_schema().await;
 }

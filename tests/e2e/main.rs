@@ -10,4 +10,5 @@ mod scheduling;
 mod security;
 mod service;
 mod step_crates;
+mod stopping;
 mod task_log;

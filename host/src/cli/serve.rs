@@ -31,7 +31,7 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Runs the service until Ctrl-C.
+/// Runs the service until SIGTERM or Ctrl-C, then stops gracefully (see [`stop`]).
 pub(crate) async fn run(args: ServeArgs) -> u8 {
     let token = std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty());
     if !args.listen.ip().is_loopback() && token.is_none() {
@@ -77,6 +77,7 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         // Dropped into a watched folder, a new or changed step is deployed live.
         service.watch_steps(args.steps.clone(), std::time::Duration::from_secs(1));
     }
+    let mut signals = StopSignals::catch();
     let steps: Vec<String> = service
         .scheduler()
         .catalog()
@@ -98,14 +99,134 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         steps.len(),
         steps.join(", ")
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let (stop_api, api_stopping) = tokio::sync::oneshot::channel::<()>();
+    let api_stopped = async {
+        let _ = api_stopping.await;
     };
-    match api::serve_on_own_thread(listener, service, api_options, shutdown).await {
-        Ok(()) => EXIT_COMPLETED,
-        Err(e) => {
-            eprintln!("whenever serve: {e}");
-            EXIT_INTERNAL
+    let mut api = tokio::spawn(api::serve_on_own_thread(
+        listener,
+        service.clone(),
+        api_options,
+        api_stopped,
+    ));
+    let signal = tokio::select! {
+        served = &mut api => {
+            eprintln!("whenever serve: the API stopped: {}", api_failure(served));
+            return EXIT_INTERNAL;
+        }
+        signal = signals.next() => signal,
+    };
+    stop(service, signal, signals, stop_api, api).await
+}
+
+/// Stops gracefully after `signal`: the API takes no new connections, the drives under way get
+/// `[server] shutdown_grace_ms` to finish, the API answers its last requests; a second signal
+/// stops at once. Tasks left running resume at the next start.
+async fn stop(
+    service: Service,
+    signal: &'static str,
+    mut signals: StopSignals,
+    stop_api: tokio::sync::oneshot::Sender<()>,
+    api: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> u8 {
+    let grace = std::time::Duration::from_millis(service.config().server.shutdown_grace_ms);
+    let clustered = service.host_id().is_some();
+    eprintln!(
+        "whenever serve: {signal}: stopping (drives under way: {}; they get up to {} ms to \
+         finish; a second signal stops at once)",
+        service.drives_under_way(),
+        grace.as_millis()
+    );
+    let _ = stop_api.send(());
+    let stopped = tokio::select! {
+        stopped = service.stop(grace) => stopped,
+        again = signals.next() => {
+            eprintln!(
+                "whenever serve: {again}: stopped at once (tasks left running: {}; {})",
+                service.drives_under_way(),
+                if clustered {
+                    "another host takes them over once their leases expire"
+                } else {
+                    "they resume at the next start"
+                }
+            );
+            return EXIT_COMPLETED;
+        }
+    };
+    // The API's last requests are answered (a waiting one as its task is now), briefly.
+    match tokio::time::timeout(std::time::Duration::from_secs(2), api).await {
+        Ok(Ok(Ok(()))) | Err(_) => {}
+        Ok(served) => eprintln!("whenever serve: the API stopped: {}", api_failure(served)),
+    }
+    let where_next = if clustered {
+        "another host takes them over"
+    } else {
+        "they resume at the next start"
+    };
+    eprintln!(
+        "whenever serve: stopped (drives under way: {}, finished: {}; tasks left running: {}; \
+         {where_next})",
+        stopped.under_way,
+        stopped.under_way.saturating_sub(stopped.interrupted),
+        stopped.interrupted,
+    );
+    EXIT_COMPLETED
+}
+
+/// Why the API's thread ended.
+fn api_failure(served: Result<std::io::Result<()>, tokio::task::JoinError>) -> String {
+    match served {
+        Ok(Ok(())) => "it ended without being told to".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The signals that stop the service, SIGTERM (what supervisors send) and SIGINT (Ctrl-C),
+/// caught from the moment this is made (so one sent right after the service says it listens
+/// is not the default action, which kills).
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn catch() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// Resolves with the signal's name when one arrives.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn one(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = one(&mut self.terminate) => "SIGTERM",
+                _ = one(&mut self.interrupt) => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::stopping::{self, Phase};
 use super::{Service, ServiceError};
 use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind};
 use crate::scheduler::{Checkpoint, CheckpointError, Commit, Event, Resumed};
@@ -116,9 +117,23 @@ impl Service {
             let Ok(_permit) = service.inner.workers.clone().acquire_owned().await else {
                 return;
             };
-            let result = match saved {
-                Some((task, revision, starting)) => service.drive_task(task, revision, starting).await,
-                None => service.drive_stored(&id).await,
+            if service.is_stopping() {
+                // The task stays running in the store: the next start drives it. Its waiters
+                // (their channels closed as `end` drops) are answered from the store.
+                return;
+            }
+            let driving = async {
+                match saved {
+                    Some((task, revision, starting)) => service.drive_task(task, revision, starting).await,
+                    None => service.drive_stored(&id).await,
+                }
+            };
+            let mut phase = service.inner.phase.subscribe();
+            let result = tokio::select! {
+                result = driving => result,
+                // The service stopped and the grace is over: the drive is abandoned as a crash
+                // would abandon it; the task, running in the store, resumes at the next start.
+                _ = stopping::reached(&mut phase, |p| *p == Phase::Stopped) => return,
             };
             match result {
                 Ok(settled) => end.ended(settled),

@@ -70,8 +70,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the task counts by status from the store.
-    pub fn render(&self, tasks: &BTreeMap<TaskStatus, u64>) -> String {
+    /// The Prometheus text exposition, with the task counts by status from the store and the
+    /// drives under way on this host.
+    pub fn render(&self, tasks: &BTreeMap<TaskStatus, u64>, drives_under_way: usize) -> String {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         let _ = writeln!(
@@ -87,6 +88,10 @@ impl Metrics {
             let n = tasks.get(&status).copied().unwrap_or_default();
             let _ = writeln!(out, "whenever_tasks{{status=\"{status}\"}} {n}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP whenever_drives_under_way Tasks this host is driving now.\n# TYPE whenever_drives_under_way gauge\nwhenever_drives_under_way {drives_under_way}"
+        );
         let _ = writeln!(
             out,
             "# HELP whenever_runs_total Finished runs by step and outcome.\n# TYPE whenever_runs_total counter"

@@ -9,6 +9,7 @@
 //!   [`crate::scheduler::merge::merge_patch`]).
 //! - `cluster`: several hosts on one shared store (PostgreSQL): who drives which task.
 //! - `watch`: the steps-folder watcher of `whenever serve --steps DIR` ([`Service::watch_steps`]).
+//! - [`stopping`]: stopping gracefully, the drives under way given a grace ([`Service::stop`]).
 //!
 //! Concurrency between writers of one task is the store's business: a task is changed from
 //! outside (patch, retry, re-evaluation after a deploy) only while it is settled, through a
@@ -20,6 +21,7 @@ pub mod drive;
 pub mod metrics;
 mod settling;
 pub mod steps;
+pub mod stopping;
 mod watch;
 
 use std::path::PathBuf;
@@ -40,6 +42,7 @@ use crate::task::{Task, TaskStatus};
 
 pub use metrics::Metrics;
 pub use steps::StepInfo;
+pub use stopping::Stopped;
 
 /// What to start a service from.
 #[derive(Debug, Clone, Default)]
@@ -96,7 +99,13 @@ pub(crate) struct Inner {
     pub(crate) settled: broadcast::Sender<String>,
     /// This host's own drives under way, with who waits for their tasks to settle.
     pub(crate) settling: Arc<settling::Settling>,
+    /// One permit per task that may be driven at once (`max_concurrent_tasks`); a drive holds
+    /// one while under way.
     pub(crate) workers: Arc<Semaphore>,
+    /// How many permits `workers` has in all.
+    pub(crate) worker_count: usize,
+    /// Serving, or stopping ([`Service::stop`]).
+    pub(crate) phase: tokio::sync::watch::Sender<stopping::Phase>,
     pub(crate) deploys: tokio::sync::Mutex<()>,
     /// Set when the store is shared by several hosts: tasks are claimed with leases.
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
@@ -153,7 +162,8 @@ impl Service {
         options: &ServiceOptions,
     ) -> Result<Service, ServiceError> {
         let (settled, _) = broadcast::channel(4096);
-        let workers = Arc::new(Semaphore::new(host.config.server.max_concurrent_tasks.max(1)));
+        let worker_count = host.config.server.max_concurrent_tasks.max(1);
+        let workers = Arc::new(Semaphore::new(worker_count));
         let cluster = store
             .shared()
             .then(|| Arc::new(cluster::Cluster::new(&host.config.cluster)));
@@ -166,6 +176,8 @@ impl Service {
                 settled,
                 settling: Arc::default(),
                 workers,
+                worker_count,
+                phase: tokio::sync::watch::Sender::new(stopping::Phase::Serving),
                 deploys: tokio::sync::Mutex::new(()),
                 cluster,
                 runtime: tokio::runtime::Handle::current(),
@@ -339,15 +351,22 @@ impl Service {
 
     /// Waits until the task is settled or `timeout` passes, and returns it as it is then: as its
     /// drive saved it last, when this host drives it (no read back), else as the store has it.
+    /// Once the service is stopping ([`Service::stop`]), a task no drive here moves any more is
+    /// returned at once as it is.
     pub async fn wait_settled(&self, id: &str, timeout: Duration) -> Result<StoredTask, ServiceError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut phase = self.inner.phase.subscribe();
         // Driven here: its drive answers with the task as it saved it (no read back).
         if let Some(driven) = self.inner.settling.wait(id) {
-            match tokio::time::timeout_at(deadline, driven).await {
-                Ok(Ok(task)) => return Ok(task),
-                Err(_) => return self.task(id).await,
-                // The drive ended otherwise (an error): the store says how the task is.
-                Ok(Err(_)) => {}
+            tokio::select! {
+                // Otherwise the drive ended without a settled task (an error, or it never
+                // started because the service is stopping): the store says how the task is.
+                answer = driven => if let Ok(task) = answer {
+                    return Ok(task);
+                },
+                _ = tokio::time::sleep_until(deadline) => return self.task(id).await,
+                // The grace is over: the drive was abandoned.
+                _ = stopping::reached(&mut phase, |p| *p == stopping::Phase::Stopped) => return self.task(id).await,
             }
         }
         let mut settled = self.inner.settled.subscribe();
@@ -359,18 +378,25 @@ impl Service {
         };
         loop {
             let stored = self.task(id).await?;
-            if stored.task.status != TaskStatus::Running {
+            if stored.task.status != TaskStatus::Running || self.is_stopping() {
                 return Ok(stored);
             }
             loop {
                 let wake = deadline.min(tokio::time::Instant::now() + recheck);
-                match tokio::time::timeout_at(wake, settled.recv()).await {
-                    Err(_) if tokio::time::Instant::now() < deadline => break,
-                    Err(_) => return self.task(id).await,
-                    Ok(Ok(done)) if done == id => break,
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                    Ok(Err(broadcast::error::RecvError::Closed)) => return self.task(id).await,
+                tokio::select! {
+                    heard = settled.recv() => match heard {
+                        Ok(done) if done == id => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return self.task(id).await,
+                    },
+                    _ = tokio::time::sleep_until(wake) => {
+                        if tokio::time::Instant::now() < deadline {
+                            break;
+                        }
+                        return self.task(id).await;
+                    }
+                    _ = stopping::reached(&mut phase, |p| *p != stopping::Phase::Serving) => break,
                 }
             }
         }

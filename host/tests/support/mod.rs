@@ -135,6 +135,63 @@ impl ServeProcess {
             .unwrap_or_else(|| panic!("/metrics has no {gauge}: {metrics}"))
     }
 
+    /// How many tasks the server is driving now, read from `/metrics`.
+    pub async fn drives_under_way(&self) -> usize {
+        let (code, metrics) = self.get("/metrics").await;
+        assert_eq!(code, 200, "{metrics}");
+        metrics
+            .as_str()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix("whenever_drives_under_way "))
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("/metrics has no whenever_drives_under_way: {metrics}"))
+    }
+
+    /// Sends the process a signal by name (`TERM`, `INT`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{name} failed: {sent:?}");
+    }
+
+    /// Waits until the process exits and returns how (it is killed after `timeout`, and the test
+    /// fails).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waitpid") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the server did not exit within {timeout:?}; its log:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (up to 5 s) until the server's log holds `text` (its last lines are read after it
+    /// exits), or panics.
+    pub fn until_logged(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "the log never said {text:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls until `done` holds, or panics after `timeout`.
     pub async fn until<F, Fut>(&self, what: &str, timeout: Duration, mut done: F)
     where

@@ -1,0 +1,120 @@
+//! `whenever serve` stops gracefully on SIGTERM (what supervisors send) and Ctrl-C (SIGINT): the
+//! drives under way finish within `[server] shutdown_grace_ms`, the process exits 0, and a second
+//! signal stops it at once, leaving its tasks to resume at the next start.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::ServeProcess;
+use whenever_step_artifacts::testing::INFINITE_LOOP;
+
+/// A steps folder with the looping test step, whose runs loop until their deadline of
+/// `timeout_ms` and then fail; and a config with the given grace.
+fn setup(dir: &Path, timeout_ms: u64, grace_ms: u64) -> Vec<String> {
+    let steps: PathBuf = dir.join("steps");
+    std::fs::create_dir_all(&steps).expect("steps dir");
+    std::fs::copy(INFINITE_LOOP.component, steps.join("infinite-loop.wasm")).expect("component");
+    std::fs::write(
+        steps.join("infinite-loop.toml"),
+        format!("connectors = []\n[limits]\ntimeout_ms = {timeout_ms}\n"),
+    )
+    .expect("manifest");
+    let config = dir.join("whenever.toml");
+    std::fs::write(&config, format!("[server]\nshutdown_grace_ms = {grace_ms}\n")).expect("config");
+    vec![
+        "--steps".into(),
+        steps.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ]
+}
+
+fn start(db: &Path, args: &[String]) -> ServeProcess {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ServeProcess::start(db, &args)
+}
+
+/// Creates a looping task and waits until the server drives it.
+async fn looping_task(server: &ServeProcess) -> String {
+    let (status, task) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
+    assert_eq!(status, 201, "{task}");
+    server
+        .until("the drive to start", Duration::from_secs(20), || async {
+            server.drives_under_way().await == 1
+        })
+        .await;
+    task["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_run_under_way_finish_and_the_server_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let args = setup(dir.path(), 1_500, 60_000);
+    let mut server = start(&db, &args);
+    let id = looping_task(&server).await;
+
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}; log:\n{}", server.stderr());
+    server.until_logged("SIGTERM: stopping (drives under way: 1; they get up to 60000 ms to finish");
+    server.until_logged(
+        "stopped (drives under way: 1, finished: 1; tasks left running: 0; they resume at the next start)",
+    );
+
+    // The run finished before the exit (at its deadline): the next start has nothing to resume.
+    let server = start(&db, &args);
+    let (status, task) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["status"], "failed", "{task}");
+    let runs = task["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 1, "{task}");
+    assert_eq!(runs[0]["outcome"]["error"]["kind"], "deadline", "{task}");
+    assert_eq!(server.drives_under_way().await, 0, "nothing resumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once_and_the_task_resumes_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let args = setup(dir.path(), 10_000, 60_000);
+    let mut server = start(&db, &args);
+    let id = looping_task(&server).await;
+
+    server.signal("INT");
+    server.until_logged("SIGINT: stopping");
+    // Stopping, the server soon takes no new connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/healthz", server.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if answer.is_err() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a stopping server still answers: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}; log:\n{}", server.stderr());
+    server.until_logged("SIGTERM: stopped at once (tasks left running: 1; they resume at the next start)");
+
+    let server = start(&db, &args);
+    let (status, task) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["status"], "running", "{task}");
+    server
+        .until("the task's drive to resume", Duration::from_secs(20), || async {
+            server.drives_under_way().await == 1
+        })
+        .await;
+    let runs: Vec<Value> = task["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 1, "{task}");
+    assert!(runs[0]["outcome"].is_null(), "the interrupted run re-runs: {task}");
+}
