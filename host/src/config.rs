@@ -26,6 +26,11 @@
 //! lease_ms = 10000              # a dead host's tasks are taken over after this
 //! poll_ms = 1000                # backstop poll for work (wake-ups come through LISTEN/NOTIFY)
 //!
+//! [retention]                   # settled tasks deleted with their history (default: kept)
+//! completed_days = 30           # this long after they completed
+//! failed_days = 90              # and waiting_days: after they last changed
+//! sweep_ms = 60000              # how often a host looks for them
+//!
 //! [hooks.shopify]               # POST /v1/hooks/shopify must be signed:
 //! secret_env = "SHOPIFY_HOOK_SECRET"   # X-Whenever-Signature: sha256=HEX(HMAC-SHA256(secret, body))
 //!
@@ -44,6 +49,7 @@ use whenever_connectors::ConnectorsConfig;
 use crate::runtime::{
     BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, data_path_problem, host_pattern_problem, url_host,
 };
+use crate::task::TaskStatus;
 
 /// The configuration could not be read.
 #[derive(Debug, Error)]
@@ -160,6 +166,54 @@ impl Default for ClusterSection {
     }
 }
 
+/// How long settled tasks are kept before they are deleted with their history (`whenever
+/// serve`). A status left out is kept forever, the default: the store grows with every task.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Completed tasks are deleted this many days after they completed (fractions allowed).
+    pub completed_days: Option<f64>,
+    /// Failed tasks are deleted this many days after they failed.
+    pub failed_days: Option<f64>,
+    /// Waiting tasks are deleted this many days after they last changed.
+    pub waiting_days: Option<f64>,
+    /// How often a host looks for tasks to delete, in milliseconds.
+    pub sweep_ms: u64,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            completed_days: None,
+            failed_days: None,
+            waiting_days: None,
+            sweep_ms: 60_000,
+        }
+    }
+}
+
+impl RetentionSection {
+    /// How long tasks of each status are kept, for the statuses with a limit; refuses a
+    /// negative or non-finite number of days, or a sweep interval of 0.
+    pub fn limits(&self) -> Result<Vec<(TaskStatus, std::time::Duration)>, String> {
+        if self.sweep_ms == 0 {
+            return Err("[retention] sweep_ms must be at least 1".into());
+        }
+        let mut limits = Vec::new();
+        for (key, status, days) in [
+            ("completed_days", TaskStatus::Completed, self.completed_days),
+            ("failed_days", TaskStatus::Failed, self.failed_days),
+            ("waiting_days", TaskStatus::Waiting, self.waiting_days),
+        ] {
+            let Some(days) = days else { continue };
+            let kept = std::time::Duration::try_from_secs_f64(days * 86_400.0)
+                .map_err(|_| format!("[retention] {key} must be a number of days, 0 or more; found {days}"))?;
+            limits.push((status, kept));
+        }
+        Ok(limits)
+    }
+}
+
 /// One webhook's settings.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -204,6 +258,9 @@ pub struct Config {
     /// Settings of hosts sharing a PostgreSQL store.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// How long settled tasks are kept.
+    #[serde(default)]
+    pub retention: RetentionSection,
     /// Webhooks by name.
     #[serde(default)]
     pub hooks: std::collections::BTreeMap<String, HookSection>,
@@ -223,10 +280,13 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        config.capabilities().map_err(|message| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        config
+            .capabilities()
+            .and_then(|_| config.retention.limits())
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(config)
     }
 
@@ -334,6 +394,26 @@ mod tests {
         let (_dir, path) = write("[server]\nshutdown_grace_ms = -1\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("shutdown_grace_ms"), "{error}");
+    }
+
+    #[test]
+    fn retention_keeps_everything_unless_told_and_refuses_negative_days() {
+        assert!(Config::default().retention.limits().expect("valid").is_empty());
+        let (_dir, path) = write("[retention]\ncompleted_days = 30\nwaiting_days = 0.5\n");
+        let limits = Config::load(&path).expect("valid").retention.limits().expect("valid");
+        assert_eq!(
+            limits,
+            vec![
+                (TaskStatus::Completed, std::time::Duration::from_secs(30 * 86_400)),
+                (TaskStatus::Waiting, std::time::Duration::from_secs(43_200)),
+            ]
+        );
+        let (_dir, path) = write("[retention]\nfailed_days = -1\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("failed_days") && error.contains("-1"), "{error}");
+        let (_dir, path) = write("[retention]\nsweep_ms = 0\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("sweep_ms"), "{error}");
     }
 
     #[test]

@@ -936,3 +936,57 @@ async fn drives_waiting_for_their_commits_never_hold_each_other_up() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_task_is_deleted_with_its_history_and_a_running_one_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[COMPLETES, WRITE_A, INFINITE_LOOP], options()).await;
+    let done = server.run(json!({"finish": true})).await;
+    let waiting = server.run(json!({"start": true})).await;
+    let kept = server.run(json!({"finish": true, "keep": true})).await;
+    for task in [&done, &waiting] {
+        let id = task["id"].as_str().expect("id");
+        let (status, body) = server
+            .call(reqwest::Method::DELETE, &format!("/v1/tasks/{id}"), None)
+            .await;
+        assert_eq!(status, 204, "{body}");
+        let (status, error) = server.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(status, 404, "{error}");
+        let (status, error) = server
+            .call(reqwest::Method::DELETE, &format!("/v1/tasks/{id}"), None)
+            .await;
+        assert_eq!(status, 404, "deleted once: {error}");
+        assert_eq!(error["error"]["code"], "not_found");
+    }
+    let (_, kept_after) = server
+        .get(&format!("/v1/tasks/{}", kept["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(kept_after["runs"], kept["runs"], "another task keeps its history");
+
+    // A task with a run in flight (2 s until its deadline) is not deleted.
+    let (status, looping) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
+    assert_eq!(status, 201);
+    let looping_id = looping["id"].as_str().expect("id");
+    let (status, error) = server
+        .call(reqwest::Method::DELETE, &format!("/v1/tasks/{looping_id}"), None)
+        .await;
+    assert_eq!(status, 409, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is running")),
+        "{error}"
+    );
+    let (status, _) = server.get(&format!("/v1/tasks/{looping_id}")).await;
+    assert_eq!(status, 200);
+
+    let (_, metrics) = server.get("/metrics").await;
+    let text = metrics.as_str().expect("text");
+    assert!(
+        text.contains("whenever_tasks_deleted_total{reason=\"request\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("whenever_tasks{status=\"completed\"} 1"), "{text}");
+    server.service.stop(Duration::from_millis(10)).await;
+    server.stop().await;
+}

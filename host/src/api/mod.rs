@@ -8,6 +8,7 @@
 //! | `GET /v1/tasks?status=&tag=&limit=&cursor=` | `{tasks, next_cursor}`, newest first |
 //! | `PATCH /v1/tasks/{id}[?wait=MS]` | JSON merge patch on `data`; resumes the task (409 while running) |
 //! | `POST /v1/tasks/{id}/retry[?wait=MS]` | body `{"step": NAME}` (or empty: every failed step) |
+//! | `DELETE /v1/tasks/{id}` | deletes a settled task with its history (204; 409 while running) |
 //! | `GET /v1/steps`, `GET /v1/steps/{name}` | serving steps with their versions |
 //! | `PUT /v1/steps/{name}[?manifest=TOML]` | body: the component bytes; deployed live (422 if invalid) |
 //! | `POST /v1/steps/{name}/rollback` | body `{"version": V}`: an earlier version serves again |
@@ -99,7 +100,10 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
     };
     Router::new()
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
-        .route("/v1/tasks/{id}", get(tasks::show).patch(tasks::patch))
+        .route(
+            "/v1/tasks/{id}",
+            get(tasks::show).patch(tasks::patch).delete(tasks::delete),
+        )
         .route("/v1/tasks/{id}/retry", post(tasks::retry))
         .route("/v1/hooks/{hook}", post(hooks::receive))
         .route("/v1/steps", get(steps::list))

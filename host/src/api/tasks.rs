@@ -1,4 +1,4 @@
-//! Task routes: create, show, list, patch, retry.
+//! Task routes: create, show, list, patch, retry, delete.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -144,6 +144,12 @@ pub(crate) async fn patch(
     let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
     state.service.patch_task(&id, &merge).await?;
     answer(&state.service, &id, &wait).await
+}
+
+/// `DELETE /v1/tasks/{id}`: a settled task goes with its history (204); 409 while it runs.
+pub(crate) async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.service.delete_task(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn retry(

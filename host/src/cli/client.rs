@@ -1,4 +1,4 @@
-//! The client commands: `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `rollback`,
+//! The client commands: `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `delete`, `rollback`,
 //! talking to a running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
 //! `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`). Output for people by default, the
 //! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
@@ -103,6 +103,16 @@ pub struct RetryArgs {
     /// Wait up to this many milliseconds for the task to settle.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `whenever delete ID`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The task's id (a settled task: waiting, failed or completed).
+    pub id: String,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -474,6 +484,23 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
     }
     .await;
     finish("retry", result)
+}
+
+/// `whenever delete`.
+pub(crate) async fn delete(args: DeleteArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let request = client.http.delete(client.url(&format!("/v1/tasks/{}", args.id)));
+        client.send(request).await?;
+        if args.client.json {
+            print_json(&serde_json::json!({"deleted": args.id}));
+        } else {
+            println!("task {} deleted with its history", args.id);
+        }
+        Ok(())
+    }
+    .await;
+    finish("delete", result)
 }
 
 /// `whenever rollback`.

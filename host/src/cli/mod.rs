@@ -76,6 +76,8 @@ pub enum Command {
     Patch(client::PatchArgs),
     /// Run a failed step of a task again.
     Retry(client::RetryArgs),
+    /// Delete a settled task with its history (a running one is refused).
+    Delete(client::DeleteArgs),
     /// Make an earlier version of a step serve again.
     Rollback(client::RollbackArgs),
 }
@@ -98,6 +100,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Task(args) => client::task(args).await,
         Command::Patch(args) => client::patch(args).await,
         Command::Retry(args) => client::retry(args).await,
+        Command::Delete(args) => client::delete(args).await,
         Command::Rollback(args) => client::rollback(args).await,
     };
     ExitCode::from(code)

@@ -27,6 +27,14 @@ struct ConnectorStats {
 struct State {
     steps: BTreeMap<String, StepStats>,
     connectors: BTreeMap<(String, String), ConnectorStats>,
+    /// Tasks deleted, on request and by retention.
+    deleted: Deleted,
+}
+
+#[derive(Debug, Default)]
+struct Deleted {
+    requested: u64,
+    retention: u64,
 }
 
 /// The service's metrics since it started. Cloning shares them.
@@ -40,6 +48,16 @@ fn escape(label: &str) -> String {
 }
 
 impl Metrics {
+    /// Counts tasks deleted: on request (`DELETE /v1/tasks/{id}`), or by retention's sweeps.
+    pub fn tasks_deleted(&self, count: u64, by_retention: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if by_retention {
+            state.deleted.retention += count;
+        } else {
+            state.deleted.requested += count;
+        }
+    }
+
     /// Counts a finished run: its outcome, latency and connector calls.
     pub fn run_finished(&self, run: &RunRecord) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -91,6 +109,11 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP whenever_drives_under_way Tasks this host is driving now.\n# TYPE whenever_drives_under_way gauge\nwhenever_drives_under_way {drives_under_way}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP whenever_tasks_deleted_total Settled tasks deleted with their history, on request or by retention.\n# TYPE whenever_tasks_deleted_total counter\nwhenever_tasks_deleted_total{{reason=\"request\"}} {}\nwhenever_tasks_deleted_total{{reason=\"retention\"}} {}",
+            state.deleted.requested, state.deleted.retention
         );
         let _ = writeln!(
             out,

@@ -10,6 +10,7 @@
 //! - `cluster`: several hosts on one shared store (PostgreSQL): who drives which task.
 //! - `watch`: the steps-folder watcher of `whenever serve --steps DIR` ([`Service::watch_steps`]).
 //! - [`stopping`]: stopping gracefully, the drives under way given a grace ([`Service::stop`]).
+//! - `retention`: deleting settled tasks, on request and past the `[retention]` limits.
 //!
 //! Concurrency between writers of one task is the store's business: a task is changed from
 //! outside (patch, retry, re-evaluation after a deploy) only while it is settled, through a
@@ -19,6 +20,7 @@
 mod cluster;
 pub mod drive;
 pub mod metrics;
+mod retention;
 mod settling;
 pub mod steps;
 pub mod stopping;
@@ -194,6 +196,7 @@ impl Service {
         } else {
             service.resume_unsettled().await?;
         }
+        service.start_retention();
         Ok(service)
     }
 

@@ -278,6 +278,16 @@ pub trait Store: Send + Sync + 'static {
     /// How many tasks are in each status.
     async fn count_tasks(&self) -> Result<BTreeMap<TaskStatus, u64>, StoreError>;
 
+    /// Deletes a settled task (waiting, failed or completed) with its whole history and
+    /// journal. [`StoreError::NotFound`] when there is no such task, [`StoreError::Conflict`]
+    /// while it is running (a drive may still write it).
+    async fn delete_task(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Deletes, oldest first, up to `limit` tasks in `status` whose last write is older than
+    /// `before`, each with its history and journal (retention); returns how many it deleted.
+    /// Running tasks are never deleted: with `status` running it deletes nothing.
+    async fn delete_settled(&self, status: TaskStatus, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
     /// The runs of a task that started and never finished, with their inputs and journals.
     async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError>;
 

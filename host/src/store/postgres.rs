@@ -379,6 +379,20 @@ async fn listen(config: tokio_postgres::Config, channel: String, events: broadca
     }
 }
 
+/// Deletes the runs and journal of the tasks `ids` (their rows are deleted already).
+async fn delete_history(tx: &deadpool_postgres::Transaction<'_>, ids: &[&str]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for statement in [
+        "DELETE FROM runs WHERE task_id = ANY($1)",
+        "DELETE FROM journal WHERE task_id = ANY($1)",
+    ] {
+        tx.execute(statement, &[&ids]).await.map_err(pg)?;
+    }
+    Ok(())
+}
+
 async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -658,6 +672,55 @@ impl Store for PostgresStore {
             );
         }
         Ok(counts)
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // The row is locked by the delete: a concurrent resume (a compare-and-swap on the
+        // revision) either came first, and the task is running, or finds it gone.
+        let deleted = tx
+            .execute("DELETE FROM tasks WHERE id = $1 AND status <> 'running'", &[&id])
+            .await
+            .map_err(pg)?;
+        if deleted == 0 {
+            let exists = tx
+                .query_opt("SELECT 1 FROM tasks WHERE id = $1", &[&id])
+                .await
+                .map_err(pg)?;
+            return Err(match exists {
+                Some(_) => StoreError::Conflict(format!(
+                    "task {id} is running; delete it once it is waiting, failed or completed"
+                )),
+                None => StoreError::NotFound(format!("task {id}")),
+            });
+        }
+        let ids = [id];
+        delete_history(&tx, &ids).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn delete_settled(&self, status: TaskStatus, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        if status == TaskStatus::Running {
+            return Ok(0);
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Hosts sweeping at once skip each other's rows rather than wait for them.
+        let rows = tx
+            .query(
+                "DELETE FROM tasks WHERE seq IN (
+                     SELECT seq FROM tasks WHERE status = $1 AND updated_at < $2
+                     ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+                &[&status.as_str(), &time_text(&before), &i64::from(limit)],
+            )
+            .await
+            .map_err(pg)?;
+        let ids: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
+        delete_history(&tx, &ids).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(ids.len() as u64)
     }
 
     async fn interrupted_runs(&self, task_id: &str) -> Result<Vec<InterruptedRun>, StoreError> {

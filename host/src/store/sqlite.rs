@@ -619,6 +619,21 @@ fn logged_records(conn: &Connection, seq: i64, data_after: i64) -> Result<Vec<Lo
     .map_err(backend)
 }
 
+/// Deletes task `seq`'s row, its log records, its runs' inputs and its journal.
+fn delete_rows(conn: &Connection, seq: i64) -> Result<(), StoreError> {
+    for statement in [
+        "DELETE FROM task_log WHERE task_seq = ?1",
+        "DELETE FROM run_inputs WHERE task_seq = ?1",
+        "DELETE FROM call_journal WHERE task_seq = ?1",
+        "DELETE FROM tasks WHERE seq = ?1",
+    ] {
+        conn.prepare_cached(statement)
+            .and_then(|mut s| s.execute(params![seq]))
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// The sequence number of task `id`, if it exists.
 fn task_seq(conn: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
     conn.prepare_cached("SELECT seq FROM tasks WHERE id = ?1")
@@ -894,6 +909,51 @@ impl Store for SqliteStore {
             }
             Ok(counts)
         })
+        .await
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(Box::new(move |conn| {
+            // Check first: a refused delete changes nothing (see `writer_loop`).
+            let head: Option<(i64, String)> = conn
+                .prepare_cached("SELECT seq, status FROM tasks WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(backend)?;
+            let Some((seq, status)) = head else {
+                return Err(StoreError::NotFound(format!("task {id}")));
+            };
+            if parse_status(&status)? == TaskStatus::Running {
+                return Err(StoreError::Conflict(format!(
+                    "task {id} is running; delete it once it is waiting, failed or completed"
+                )));
+            }
+            delete_rows(conn, seq)?;
+            Ok(1)
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete_settled(&self, status: TaskStatus, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        if status == TaskStatus::Running {
+            return Ok(0);
+        }
+        let status = status.to_string();
+        let before = time_text(&before);
+        self.write(Box::new(move |conn| {
+            let seqs: Vec<i64> = conn
+                .prepare_cached("SELECT seq FROM tasks WHERE status = ?1 AND updated_at < ?2 ORDER BY seq LIMIT ?3")
+                .and_then(|mut s| {
+                    s.query_map(params![status, before, limit], |r| r.get(0))
+                        .and_then(|rows| rows.collect())
+                })
+                .map_err(backend)?;
+            for seq in &seqs {
+                delete_rows(conn, *seq)?;
+            }
+            Ok(seqs.len() as u64)
+        }))
         .await
     }
 

@@ -23,6 +23,7 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     listing_filters_and_pages(store).await;
     step_versions_and_current(store).await;
     leases_are_exclusive_expire_and_end_when_settled(store).await;
+    settled_tasks_are_deleted_with_their_history_and_running_ones_never(store).await;
 }
 
 pub(crate) fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
@@ -593,4 +594,119 @@ async fn leases_are_exclusive_expire_and_end_when_settled<S: Store>(store: &S) {
             store.release_task(id, owner).await.expect("released");
         }
     }
+}
+
+/// A task settled at `at` in `status`, with a finished run whose connector call was journaled.
+async fn settled_at<S: Store>(store: &S, status: TaskStatus, at: chrono::DateTime<Utc>) -> Task {
+    let mut task = with_a_starting_run(store, json!({"settles": status.as_str()}), "write-a").await;
+    store.journal_call(&task.id, 0, 0, &call(1)).await.expect("journaled");
+    task.runs[0] = run_record(0, "write-a", true);
+    task.status = status;
+    let save = TaskSave {
+        runs: &[0],
+        ..TaskSave::whole(&task, 2)
+    };
+    store.save_task_at(save, at).await.expect("settled");
+    task
+}
+
+/// Deleting a task (`DELETE /v1/tasks/{id}`) and retention's sweeps: a settled task goes with its
+/// history and journal; a running one is never deleted.
+async fn settled_tasks_are_deleted_with_their_history_and_running_ones_never<S: Store>(store: &S) {
+    let running = with_a_starting_run(store, json!({"deleting": "running"}), "write-a").await;
+    store
+        .journal_call(&running.id, 0, 0, &call(1))
+        .await
+        .expect("journaled");
+    assert!(
+        matches!(store.delete_task(&running.id).await, Err(StoreError::Conflict(_))),
+        "a running task is not deleted"
+    );
+    let kept = store.get_task(&running.id).await.expect("read").expect("still there");
+    assert_eq!(kept.task.runs.len(), 1);
+    assert_eq!(
+        store.interrupted_runs(&running.id).await.expect("read")[0]
+            .journal
+            .len(),
+        1
+    );
+
+    let now = Utc::now();
+    let done = settled_at(store, TaskStatus::Completed, now).await;
+    let before = store.count_tasks().await.expect("counts");
+    store.delete_task(&done.id).await.expect("deleted");
+    assert!(store.get_task(&done.id).await.expect("read").is_none());
+    assert!(store.interrupted_runs(&done.id).await.expect("read").is_empty());
+    assert!(
+        matches!(store.delete_task(&done.id).await, Err(StoreError::NotFound(_))),
+        "deleted once"
+    );
+    let after = store.count_tasks().await.expect("counts");
+    assert_eq!(
+        after.get(&TaskStatus::Completed).copied().unwrap_or_default() + 1,
+        before.get(&TaskStatus::Completed).copied().unwrap_or_default()
+    );
+
+    // Retention: the old tasks of one status, oldest first, a batch at a time.
+    let old = now - chrono::Duration::days(40);
+    let cutoff = now - chrono::Duration::days(30);
+    let old_done: Vec<Task> = vec![
+        settled_at(store, TaskStatus::Completed, old).await,
+        settled_at(store, TaskStatus::Completed, old).await,
+    ];
+    let recent_done = settled_at(store, TaskStatus::Completed, now).await;
+    let old_failed = settled_at(store, TaskStatus::Failed, old).await;
+    let old_waiting = settled_at(store, TaskStatus::Waiting, old).await;
+    assert_eq!(
+        store
+            .delete_settled(TaskStatus::Running, now, 100)
+            .await
+            .expect("swept"),
+        0
+    );
+    assert_eq!(
+        store
+            .delete_settled(TaskStatus::Completed, cutoff, 1)
+            .await
+            .expect("swept"),
+        1
+    );
+    assert!(
+        store.get_task(&old_done[0].id).await.expect("read").is_none(),
+        "oldest first"
+    );
+    assert!(store.get_task(&old_done[1].id).await.expect("read").is_some());
+    assert_eq!(
+        store
+            .delete_settled(TaskStatus::Completed, cutoff, 100)
+            .await
+            .expect("swept"),
+        1
+    );
+    assert_eq!(
+        store
+            .delete_settled(TaskStatus::Completed, cutoff, 100)
+            .await
+            .expect("swept"),
+        0
+    );
+    assert!(store.get_task(&old_done[1].id).await.expect("read").is_none());
+    for (task, status) in [
+        (&recent_done, TaskStatus::Completed),
+        (&old_failed, TaskStatus::Failed),
+        (&old_waiting, TaskStatus::Waiting),
+        (&running, TaskStatus::Running),
+    ] {
+        let stored = store.get_task(&task.id).await.expect("read").expect("kept");
+        assert_eq!(stored.task.status, status);
+    }
+    assert_eq!(
+        store
+            .delete_settled(TaskStatus::Failed, cutoff, 100)
+            .await
+            .expect("swept"),
+        1
+    );
+    assert!(store.get_task(&old_failed.id).await.expect("read").is_none());
+    assert!(store.get_task(&old_waiting.id).await.expect("read").is_some());
 }

@@ -1,0 +1,84 @@
+//! Deleting tasks with their history: one on request (`DELETE /v1/tasks/{id}`), and the settled
+//! tasks past the `[retention]` limits, swept now and then, so that a store that takes orders day
+//! after day does not grow forever (about 15 KB per RetailMax order on SQLite). Running tasks are
+//! never deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{Service, ServiceError};
+
+/// Tasks deleted in one write: a sweep of a large backlog goes in batches, each a short write
+/// among the service's others.
+const BATCH: u32 = 200;
+
+/// The pause between two full batches, so that a backlog's sweep leaves the store to the drives
+/// (at most `BATCH` tasks per pause: 20,000 a second).
+const PAUSE: Duration = Duration::from_millis(10);
+
+impl Service {
+    /// Deletes a settled task with its history and journal: [`ServiceError::NotFound`] for an
+    /// unknown task, [`ServiceError::Conflict`] while it runs.
+    pub async fn delete_task(&self, id: &str) -> Result<(), ServiceError> {
+        self.inner.store.delete_task(id).await?;
+        self.inner.metrics.tasks_deleted(1, false);
+        Ok(())
+    }
+
+    /// Deletes, as of `now`, the settled tasks past their status's `[retention]` limit (oldest
+    /// first, in batches); returns how many. The service does this every `sweep_ms` by itself;
+    /// this is one sweep.
+    pub async fn sweep_retention(&self, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        let limits = self.inner.config.retention.limits().map_err(ServiceError::Invalid)?;
+        let mut deleted = 0;
+        for (status, kept) in limits {
+            let before = TimeDelta::from_std(kept)
+                .ok()
+                .and_then(|kept| now.checked_sub_signed(kept))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            loop {
+                let batch = self.inner.store.delete_settled(status, before, BATCH).await?;
+                deleted += batch;
+                self.inner.metrics.tasks_deleted(batch, true);
+                if batch < u64::from(BATCH) {
+                    break;
+                }
+                tokio::time::sleep(PAUSE).await;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Sweeps every `[retention] sweep_ms` while the service lives and serves, when a limit is
+    /// configured.
+    pub(crate) fn start_retention(&self) {
+        if self
+            .inner
+            .config
+            .retention
+            .limits()
+            .map_or(true, |limits| limits.is_empty())
+        {
+            return;
+        }
+        let every = Duration::from_millis(self.inner.config.retention.sweep_ms);
+        let service = Arc::downgrade(&self.inner);
+        self.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = service.upgrade() else { return };
+                let service = Service { inner };
+                if service.is_stopping() {
+                    return;
+                }
+                match service.sweep_retention(Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => eprintln!("whenever serve: retention: deleted {n} settled tasks past their limit"),
+                    Err(e) => eprintln!("whenever serve: retention: {e}"),
+                }
+            }
+        });
+    }
+}
