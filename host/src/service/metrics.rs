@@ -108,11 +108,17 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP whenever_drives_under_way Tasks this host is driving now.\n# TYPE whenever_drives_under_way gauge\nwhenever_drives_under_way {drives_under_way}"
+            "# HELP whenever_drives_under_way Tasks this host is driving now.\n\
+             # TYPE whenever_drives_under_way gauge\n\
+             whenever_drives_under_way {drives_under_way}"
         );
         let _ = writeln!(
             out,
-            "# HELP whenever_tasks_deleted_total Settled tasks deleted with their history, on request or by retention.\n# TYPE whenever_tasks_deleted_total counter\nwhenever_tasks_deleted_total{{reason=\"request\"}} {}\nwhenever_tasks_deleted_total{{reason=\"retention\"}} {}",
+            "# HELP whenever_tasks_deleted_total Settled tasks deleted with their history, on request or by \
+             retention.\n\
+             # TYPE whenever_tasks_deleted_total counter\n\
+             whenever_tasks_deleted_total{{reason=\"request\"}} {}\n\
+             whenever_tasks_deleted_total{{reason=\"retention\"}} {}",
             state.deleted.requested, state.deleted.retention
         );
         let _ = writeln!(

@@ -4,19 +4,23 @@
 //! never deleted.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Service, ServiceError};
 
 /// Tasks deleted in one write: a sweep of a large backlog goes in batches, each a short write
-/// among the service's others.
-const BATCH: u32 = 200;
+/// among the drives' saves (about 13 ms of the SQLite writer for 100 RetailMax orders).
+const BATCH: u32 = 100;
 
-/// The pause between two full batches, so that a backlog's sweep leaves the store to the drives
-/// (at most `BATCH` tasks per pause: 20,000 a second).
-const PAUSE: Duration = Duration::from_millis(10);
+/// After each full batch a sweep pauses this many times as long as the batch took (and at least
+/// `MIN_PAUSE`), so that it takes at most a quarter of the store's time. Beside 16 clients'
+/// live orders (`task_retention` bench), unpaced batches of 200 deleted 7,400 tasks/s and cut the
+/// orders completed by 40% (p99 19 → 51–61 ms); paced, 2,250–2,430 tasks/s and 20% (p99 17–19 →
+/// 27–30 ms).
+const PAUSE_FACTOR: u32 = 3;
+const MIN_PAUSE: Duration = Duration::from_millis(10);
 
 impl Service {
     /// Deletes a settled task with its history and journal: [`ServiceError::NotFound`] for an
@@ -28,7 +32,7 @@ impl Service {
     }
 
     /// Deletes, as of `now`, the settled tasks past their status's `[retention]` limit (oldest
-    /// first, in batches); returns how many. The service does this every `sweep_ms` by itself;
+    /// first, in paced batches); returns how many. The service does this every `sweep_ms` by itself;
     /// this is one sweep.
     pub async fn sweep_retention(&self, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         let limits = self.inner.config.retention.limits().map_err(ServiceError::Invalid)?;
@@ -39,13 +43,14 @@ impl Service {
                 .and_then(|kept| now.checked_sub_signed(kept))
                 .unwrap_or(DateTime::<Utc>::MIN_UTC);
             loop {
+                let started = Instant::now();
                 let batch = self.inner.store.delete_settled(status, before, BATCH).await?;
                 deleted += batch;
                 self.inner.metrics.tasks_deleted(batch, true);
                 if batch < u64::from(BATCH) {
                     break;
                 }
-                tokio::time::sleep(PAUSE).await;
+                tokio::time::sleep((started.elapsed() * PAUSE_FACTOR).max(MIN_PAUSE)).await;
             }
         }
         Ok(deleted)
