@@ -32,8 +32,8 @@ impl Service {
     }
 
     /// Deletes, as of `now`, the settled tasks past their status's `[retention]` limit (oldest
-    /// first, in paced batches); returns how many. The service does this every `sweep_ms` by itself;
-    /// this is one sweep.
+    /// first, in paced batches, until the service is stopping); returns how many. The service
+    /// does this every `sweep_ms` by itself; this is one sweep.
     pub async fn sweep_retention(&self, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         let limits = self.inner.config.retention.limits().map_err(ServiceError::Invalid)?;
         let mut deleted = 0;
@@ -47,7 +47,8 @@ impl Service {
                 let batch = self.inner.store.delete_settled(status, before, BATCH).await?;
                 deleted += batch;
                 self.inner.metrics.tasks_deleted(batch, true);
-                if batch < u64::from(BATCH) {
+                // A stopping service leaves the rest to its next start.
+                if batch < u64::from(BATCH) || self.is_stopping() {
                     break;
                 }
                 tokio::time::sleep((started.elapsed() * PAUSE_FACTOR).max(MIN_PAUSE)).await;
