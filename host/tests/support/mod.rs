@@ -25,6 +25,8 @@ pub struct ServeProcess {
     pub log: Arc<Mutex<Vec<String>>>,
     /// A client for the server.
     pub http: reqwest::Client,
+    /// The bearer token the server was started with, sent with every call.
+    pub token: Option<String>,
 }
 
 /// The `whenever` binary built for these tests.
@@ -36,12 +38,23 @@ impl ServeProcess {
     /// Starts `whenever serve --listen 127.0.0.1:0 --db DB ARGS...` and waits (up to 60 s) until
     /// it listens.
     pub fn start(db: &Path, args: &[&str]) -> ServeProcess {
-        let mut child = Command::new(whenever_binary())
+        ServeProcess::start_with_token(db, args, None)
+    }
+
+    /// Like [`ServeProcess::start`], with `WHENEVER_TOKEN` set to `token` for the server (and
+    /// sent by [`ServeProcess::call`]).
+    pub fn start_with_token(db: &Path, args: &[&str], token: Option<&str>) -> ServeProcess {
+        let mut command = Command::new(whenever_binary());
+        command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(args)
-            .env_remove("WHENEVER_TOKEN")
+            .env_remove("WHENEVER_TOKEN");
+        if let Some(token) = token {
+            command.env("WHENEVER_TOKEN", token);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -78,6 +91,7 @@ impl ServeProcess {
             base: format!("http://{addr}"),
             log,
             http: reqwest::Client::new(),
+            token: token.map(str::to_string),
         }
     }
 
@@ -101,6 +115,9 @@ impl ServeProcess {
     /// One request; the status and the JSON answer (a string when it is not JSON).
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.body(body);
         }

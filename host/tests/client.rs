@@ -1,0 +1,200 @@
+//! The client commands against a running `whenever serve` that requires a token: `deploy`,
+//! `steps`, `tasks`, `task`, `patch` and `retry` (`delete` and `rollback` have tests of their
+//! own), with output for people and `--json`, the token taken from `WHENEVER_TOKEN`, and the exit
+//! codes: 2 when the server refuses the request or the input is bad, 1 when it cannot be reached.
+
+mod support;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+use support::{ServeProcess, whenever_binary};
+use whenever_step_artifacts::testing::{COMPLETES, RETURNS_ERROR, WAIT_FOR_A};
+
+const TOKEN: &str = "client-test-token";
+
+/// Runs `whenever ARGS --server BASE` with `token` in `WHENEVER_TOKEN` (or none), `stdin` piped in.
+fn whenever(server: &ServeProcess, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(whenever_binary());
+    command
+        .args(args)
+        .args(["--server", &server.base])
+        .env_remove("WHENEVER_TOKEN")
+        .env_remove("WHENEVER_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(token) = token {
+        command.env("WHENEVER_TOKEN", token);
+    }
+    let mut child = command.spawn().expect("whenever runs");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin piped")
+            .write_all(text.as_bytes())
+            .expect("stdin written");
+    }
+    child.wait_with_output().expect("whenever ends")
+}
+
+fn ok(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_str(&ok(output)).unwrap_or_else(|e| panic!("not JSON ({e}): {output:?}"))
+}
+
+fn refused(output: &Output, code: i32, says: &str) {
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(says), "stderr should say {says:?}: {stderr}");
+}
+
+fn steps_folder(dir: &Path) -> String {
+    let folder = dir.join("steps");
+    std::fs::create_dir_all(&folder).expect("steps dir");
+    for step in [COMPLETES, RETURNS_ERROR] {
+        std::fs::copy(step.component, folder.join(format!("{}.wasm", step.name))).expect("component");
+        std::fs::copy(step.manifest, folder.join(format!("{}.toml", step.name))).expect("manifest");
+    }
+    folder.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_commands_deploy_list_show_patch_and_retry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = steps_folder(dir.path());
+    let server = ServeProcess::start_with_token(&dir.path().join("whenever.db"), &["--steps", &folder], Some(TOKEN));
+    let token = Some(TOKEN);
+
+    // The token comes from the environment; without it (or with another) the server refuses.
+    refused(&whenever(&server, None, &["steps"], None), 2, "401");
+    refused(&whenever(&server, Some("wrong"), &["steps"], None), 2, "not valid");
+    let listed = ok(&whenever(&server, token, &["steps"], None));
+    assert!(listed.lines().any(|l| l.starts_with("completes ")), "{listed}");
+
+    // deploy: a component and its manifest; a file that is not a component is refused.
+    let deployed = ok(&whenever(
+        &server,
+        token,
+        &[
+            "deploy",
+            WAIT_FOR_A.component,
+            "--name",
+            "wait-for-a",
+            "--manifest",
+            WAIT_FOR_A.manifest,
+        ],
+        None,
+    ));
+    let version = deployed
+        .trim()
+        .strip_prefix("deployed wait-for-a version ")
+        .unwrap_or_else(|| panic!("{deployed}"))
+        .to_string();
+    let steps = json_of(&whenever(&server, token, &["steps", "--json"], None));
+    let step = steps["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "wait-for-a")
+        .unwrap_or_else(|| panic!("{steps}"));
+    assert_eq!(step["version"], json!(version));
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not a component").expect("junk");
+    refused(
+        &whenever(&server, token, &["deploy", &junk.display().to_string()], None),
+        2,
+        "not WebAssembly",
+    );
+    refused(
+        &whenever(&server, token, &["deploy", "/no/such/file.wasm"], None),
+        2,
+        "cannot read /no/such/file.wasm",
+    );
+
+    // tasks and task: a task waiting for `a`.
+    let (status, waiting) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{waiting}");
+    let id = waiting["id"].as_str().expect("id").to_string();
+    let listed = ok(&whenever(&server, token, &["tasks", "--status", "waiting"], None));
+    assert!(
+        listed.lines().any(|l| l.starts_with(&id) && l.contains("waiting")),
+        "{listed}"
+    );
+    let page = json_of(&whenever(
+        &server,
+        token,
+        &["tasks", "--status", "completed", "--json"],
+        None,
+    ));
+    assert_eq!(page["tasks"], json!([]), "{page}");
+    let shown = ok(&whenever(&server, token, &["task", &id], None));
+    assert!(shown.starts_with(&format!("{id}  waiting")), "{shown}");
+    assert!(shown.contains("runs     0"), "{shown}");
+    refused(&whenever(&server, token, &["task", "t_nope"], None), 2, "not found");
+
+    // patch from stdin: wait-for-a runs once `a` is there.
+    let patched = ok(&whenever(
+        &server,
+        token,
+        &["patch", &id, "-", "--wait", "20000"],
+        Some(r#"{"a": "A", "start": null}"#),
+    ));
+    assert!(patched.contains("runs     1"), "{patched}");
+    assert!(
+        patched
+            .lines()
+            .any(|l| l.contains("wait-for-a") && l.contains(&version) && l.trim_end().ends_with("ok")),
+        "{patched}"
+    );
+    let task = json_of(&whenever(&server, token, &["task", &id, "--json"], None));
+    assert_eq!(task["data"], json!({"a": "A", "waited": true}));
+    refused(
+        &whenever(&server, token, &["patch", &id, "-"], Some("{not json")),
+        2,
+        "the patch is not valid JSON",
+    );
+
+    // retry: a failed step runs again (and fails again).
+    let (status, failed) = server.post("/v1/tasks?wait=20000", &json!({"failPlease": true})).await;
+    assert_eq!(status, 201, "{failed}");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let failed_id = failed["id"].as_str().expect("id").to_string();
+    let retried = json_of(&whenever(
+        &server,
+        token,
+        &["retry", &failed_id, "--wait", "20000", "--json"],
+        None,
+    ));
+    assert_eq!(retried["status"], "failed", "{retried}");
+    let runs = retried["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 2, "{retried}");
+    assert!(runs.iter().all(|r| r["step"] == "returns-error"), "{retried}");
+    refused(
+        &whenever(&server, token, &["retry", &id, "--step", "completes"], None),
+        2,
+        "never ran",
+    );
+}
+
+#[test]
+fn a_server_that_cannot_be_reached_exits_1() {
+    let output = Command::new(whenever_binary())
+        .args(["steps", "--server", "http://127.0.0.1:9"])
+        .env_remove("WHENEVER_TOKEN")
+        .output()
+        .expect("whenever runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the server at http://127.0.0.1:9"),
+        "{stderr}"
+    );
+}
