@@ -308,7 +308,7 @@ async fn start_hosts(url: &str, n: usize) -> Vec<ServeProcess> {
     let starting: Vec<_> = (0..n)
         .map(|_| {
             let db = std::path::PathBuf::from(url);
-            tokio::task::spawn_blocking(move || ServeProcess::start(&db, &[]))
+            tokio::task::spawn_blocking(move || ServeProcess::start(&db, &[] as &[&str]))
         })
         .collect();
     let mut hosts = Vec::new();

@@ -6,11 +6,10 @@
 mod support;
 
 use std::io::Write as _;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
-use support::{ServeProcess, whenever_binary};
+use support::{ServeProcess, steps_and_config, whenever_binary};
 use whenever_step_artifacts::testing::{COMPLETES, RETURNS_ERROR, WAIT_FOR_A};
 
 const TOKEN: &str = "client-test-token";
@@ -56,21 +55,11 @@ fn refused(output: &Output, code: i32, says: &str) {
     assert!(stderr.contains(says), "stderr should say {says:?}: {stderr}");
 }
 
-fn steps_folder(dir: &Path) -> String {
-    let folder = dir.join("steps");
-    std::fs::create_dir_all(&folder).expect("steps dir");
-    for step in [COMPLETES, RETURNS_ERROR] {
-        std::fs::copy(step.component, folder.join(format!("{}.wasm", step.name))).expect("component");
-        std::fs::copy(step.manifest, folder.join(format!("{}.toml", step.name))).expect("manifest");
-    }
-    folder.display().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_commands_deploy_list_show_patch_and_retry() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let folder = steps_folder(dir.path());
-    let server = ServeProcess::start_with_token(&dir.path().join("whenever.db"), &["--steps", &folder], Some(TOKEN));
+    let args = steps_and_config(dir.path(), &[COMPLETES, RETURNS_ERROR], "");
+    let server = ServeProcess::start_with_token(&dir.path().join("whenever.db"), &args, Some(TOKEN));
     let token = Some(TOKEN);
 
     // The token comes from the environment; without it (or with another) the server refuses.

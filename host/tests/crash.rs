@@ -215,7 +215,7 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
 
     // Two servers die under load; the third finishes the work.
     for round in 0..3 {
-        let server = ServeProcess::start(&db, &[]);
+        let server = ServeProcess::start(&db, &[] as &[&str]);
         let stop = Arc::new(AtomicBool::new(false));
         // Each killed server is sent two fifths of the orders and dies once half of those were
         // accepted: orders are still arriving and being processed. The server accepts orders

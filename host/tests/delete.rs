@@ -3,37 +3,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{ServeProcess, whenever_binary};
-use whenever_step_artifacts::StepFiles;
+use support::{ServeProcess, steps_and_config, whenever_binary};
 use whenever_step_artifacts::testing::{COMPLETES, INFINITE_LOOP, WRITE_A};
-
-/// A steps folder with these test steps, and a config file with `config`.
-fn setup(dir: &Path, steps: &[StepFiles], config: &str) -> Vec<String> {
-    let folder = dir.join("steps");
-    std::fs::create_dir_all(&folder).expect("steps dir");
-    for step in steps {
-        std::fs::copy(step.component, folder.join(format!("{}.wasm", step.name))).expect("component");
-        std::fs::copy(step.manifest, folder.join(format!("{}.toml", step.name))).expect("manifest");
-    }
-    let file = dir.join("whenever.toml");
-    std::fs::write(&file, config).expect("config");
-    vec![
-        "--steps".into(),
-        folder.display().to_string(),
-        "--config".into(),
-        file.display().to_string(),
-    ]
-}
-
-fn start(db: &Path, args: &[String]) -> ServeProcess {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ServeProcess::start(db, &args)
-}
 
 fn delete(server: &ServeProcess, id: &str, json: bool) -> Output {
     let mut command = Command::new(whenever_binary());
@@ -58,8 +33,8 @@ async fn settled(server: &ServeProcess, data: Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whenever_delete_removes_a_settled_task_and_refuses_a_running_or_unknown_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let args = setup(dir.path(), &[COMPLETES, INFINITE_LOOP], "");
-    let server = start(&dir.path().join("whenever.db"), &args);
+    let args = steps_and_config(dir.path(), &[COMPLETES, INFINITE_LOOP], "");
+    let server = ServeProcess::start(&dir.path().join("whenever.db"), &args);
     let done = settled(&server, json!({"finish": true})).await;
 
     let deleted = delete(&server, &done, false);
@@ -95,12 +70,12 @@ async fn whenever_delete_removes_a_settled_task_and_refuses_a_running_or_unknown
 async fn retention_deletes_the_settled_tasks_past_their_limit_and_keeps_the_rest() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Completed tasks kept for about a second; waiting ones (no limit) forever.
-    let args = setup(
+    let args = steps_and_config(
         dir.path(),
         &[COMPLETES, WRITE_A],
         "[retention]\ncompleted_days = 0.00001\nsweep_ms = 100\n",
     );
-    let server = start(&dir.path().join("whenever.db"), &args);
+    let server = ServeProcess::start(&dir.path().join("whenever.db"), &args);
     let waiting = settled(&server, json!({"start": true})).await;
     let done: Vec<String> = vec![
         settled(&server, json!({"finish": true, "n": 1})).await,

@@ -4,37 +4,27 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::ServeProcess;
+use support::{ServeProcess, steps_and_config};
 use whenever_step_artifacts::testing::INFINITE_LOOP;
 
-/// A steps folder with the looping test step, whose runs loop until their deadline of
-/// `timeout_ms` and then fail; and a config with the given grace.
+/// The `serve` arguments for a steps folder with the looping test step, whose runs loop until
+/// their deadline of `timeout_ms` and then fail, and a config with the given grace.
 fn setup(dir: &Path, timeout_ms: u64, grace_ms: u64) -> Vec<String> {
-    let steps: PathBuf = dir.join("steps");
-    std::fs::create_dir_all(&steps).expect("steps dir");
-    std::fs::copy(INFINITE_LOOP.component, steps.join("infinite-loop.wasm")).expect("component");
+    let args = steps_and_config(
+        dir,
+        &[INFINITE_LOOP],
+        &format!("[server]\nshutdown_grace_ms = {grace_ms}\n"),
+    );
     std::fs::write(
-        steps.join("infinite-loop.toml"),
+        dir.join("steps").join("infinite-loop.toml"),
         format!("connectors = []\n[limits]\ntimeout_ms = {timeout_ms}\n"),
     )
     .expect("manifest");
-    let config = dir.join("whenever.toml");
-    std::fs::write(&config, format!("[server]\nshutdown_grace_ms = {grace_ms}\n")).expect("config");
-    vec![
-        "--steps".into(),
-        steps.display().to_string(),
-        "--config".into(),
-        config.display().to_string(),
-    ]
-}
-
-fn start(db: &Path, args: &[String]) -> ServeProcess {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ServeProcess::start(db, &args)
+    args
 }
 
 /// Creates a looping task and waits until the server drives it.
@@ -54,7 +44,7 @@ async fn sigterm_lets_the_run_under_way_finish_and_the_server_exits_0() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("whenever.db");
     let args = setup(dir.path(), 1_500, 60_000);
-    let mut server = start(&db, &args);
+    let mut server = ServeProcess::start(&db, &args);
     let id = looping_task(&server).await;
 
     server.signal("TERM");
@@ -66,7 +56,7 @@ async fn sigterm_lets_the_run_under_way_finish_and_the_server_exits_0() {
     );
 
     // The run finished before the exit (at its deadline): the next start has nothing to resume.
-    let server = start(&db, &args);
+    let server = ServeProcess::start(&db, &args);
     let (status, task) = server.get(&format!("/v1/tasks/{id}")).await;
     assert_eq!(status, 200, "{task}");
     assert_eq!(task["status"], "failed", "{task}");
@@ -81,7 +71,7 @@ async fn a_second_signal_stops_at_once_and_the_task_resumes_at_the_next_start() 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("whenever.db");
     let args = setup(dir.path(), 10_000, 60_000);
-    let mut server = start(&db, &args);
+    let mut server = ServeProcess::start(&db, &args);
     let id = looping_task(&server).await;
 
     server.signal("INT");
@@ -105,7 +95,7 @@ async fn a_second_signal_stops_at_once_and_the_task_resumes_at_the_next_start() 
     assert!(status.success(), "{status:?}; log:\n{}", server.stderr());
     server.until_logged("SIGTERM: stopped at once (tasks left running: 1; they resume at the next start)");
 
-    let server = start(&db, &args);
+    let server = ServeProcess::start(&db, &args);
     let (status, task) = server.get(&format!("/v1/tasks/{id}")).await;
     assert_eq!(status, 200, "{task}");
     assert_eq!(task["status"], "running", "{task}");

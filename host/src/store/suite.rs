@@ -657,40 +657,13 @@ async fn settled_tasks_are_deleted_with_their_history_and_running_ones_never<S: 
     let recent_done = settled_at(store, TaskStatus::Completed, now).await;
     let old_failed = settled_at(store, TaskStatus::Failed, old).await;
     let old_waiting = settled_at(store, TaskStatus::Waiting, old).await;
-    assert_eq!(
-        store
-            .delete_settled(TaskStatus::Running, now, 100)
-            .await
-            .expect("swept"),
-        0
-    );
-    assert_eq!(
-        store
-            .delete_settled(TaskStatus::Completed, cutoff, 1)
-            .await
-            .expect("swept"),
-        1
-    );
-    assert!(
-        store.get_task(&old_done[0].id).await.expect("read").is_none(),
-        "oldest first"
-    );
-    assert!(store.get_task(&old_done[1].id).await.expect("read").is_some());
-    assert_eq!(
-        store
-            .delete_settled(TaskStatus::Completed, cutoff, 100)
-            .await
-            .expect("swept"),
-        1
-    );
-    assert_eq!(
-        store
-            .delete_settled(TaskStatus::Completed, cutoff, 100)
-            .await
-            .expect("swept"),
-        0
-    );
-    assert!(store.get_task(&old_done[1].id).await.expect("read").is_none());
+    assert_eq!(swept(store, TaskStatus::Running, now, 100).await, 0);
+    assert_eq!(swept(store, TaskStatus::Completed, cutoff, 1).await, 1);
+    assert!(gone(store, &old_done[0]).await, "oldest first");
+    assert!(!gone(store, &old_done[1]).await);
+    assert_eq!(swept(store, TaskStatus::Completed, cutoff, 100).await, 1);
+    assert_eq!(swept(store, TaskStatus::Completed, cutoff, 100).await, 0);
+    assert!(gone(store, &old_done[1]).await);
     for (task, status) in [
         (&recent_done, TaskStatus::Completed),
         (&old_failed, TaskStatus::Failed),
@@ -700,13 +673,17 @@ async fn settled_tasks_are_deleted_with_their_history_and_running_ones_never<S: 
         let stored = store.get_task(&task.id).await.expect("read").expect("kept");
         assert_eq!(stored.task.status, status);
     }
-    assert_eq!(
-        store
-            .delete_settled(TaskStatus::Failed, cutoff, 100)
-            .await
-            .expect("swept"),
-        1
-    );
-    assert!(store.get_task(&old_failed.id).await.expect("read").is_none());
-    assert!(store.get_task(&old_waiting.id).await.expect("read").is_some());
+    assert_eq!(swept(store, TaskStatus::Failed, cutoff, 100).await, 1);
+    assert!(gone(store, &old_failed).await);
+    assert!(!gone(store, &old_waiting).await);
+}
+
+/// One retention batch: how many tasks it deleted.
+async fn swept<S: Store>(store: &S, status: TaskStatus, before: chrono::DateTime<Utc>, limit: u32) -> u64 {
+    store.delete_settled(status, before, limit).await.expect("swept")
+}
+
+/// Whether `task` is no longer stored.
+async fn gone<S: Store>(store: &S, task: &Task) -> bool {
+    store.get_task(&task.id).await.expect("read").is_none()
 }

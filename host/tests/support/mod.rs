@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 use whenever::runtime::ConnectorCallRecord;
 use whenever::task::{RunOutcomeRecord, Task};
+use whenever_step_artifacts::StepFiles;
 
 /// A running `whenever serve` child process.
 pub struct ServeProcess {
@@ -29,6 +31,25 @@ pub struct ServeProcess {
     pub token: Option<String>,
 }
 
+/// Copies these test steps (component and manifest) into `DIR/steps`, writes `config` into
+/// `DIR/whenever.toml`, and returns the `whenever serve` arguments naming both.
+pub fn steps_and_config(dir: &Path, steps: &[StepFiles], config: &str) -> Vec<String> {
+    let folder = dir.join("steps");
+    std::fs::create_dir_all(&folder).expect("steps dir");
+    for step in steps {
+        std::fs::copy(step.component, folder.join(format!("{}.wasm", step.name))).expect("component");
+        std::fs::copy(step.manifest, folder.join(format!("{}.toml", step.name))).expect("manifest");
+    }
+    let file = dir.join("whenever.toml");
+    std::fs::write(&file, config).expect("config");
+    vec![
+        "--steps".into(),
+        folder.display().to_string(),
+        "--config".into(),
+        file.display().to_string(),
+    ]
+}
+
 /// The `whenever` binary built for these tests.
 pub fn whenever_binary() -> &'static str {
     env!("CARGO_BIN_EXE_whenever")
@@ -37,13 +58,13 @@ pub fn whenever_binary() -> &'static str {
 impl ServeProcess {
     /// Starts `whenever serve --listen 127.0.0.1:0 --db DB ARGS...` and waits (up to 60 s) until
     /// it listens.
-    pub fn start(db: &Path, args: &[&str]) -> ServeProcess {
+    pub fn start<S: AsRef<OsStr>>(db: &Path, args: &[S]) -> ServeProcess {
         ServeProcess::start_with_token(db, args, None)
     }
 
     /// Like [`ServeProcess::start`], with `WHENEVER_TOKEN` set to `token` for the server (and
     /// sent by [`ServeProcess::call`]).
-    pub fn start_with_token(db: &Path, args: &[&str], token: Option<&str>) -> ServeProcess {
+    pub fn start_with_token<S: AsRef<OsStr>>(db: &Path, args: &[S], token: Option<&str>) -> ServeProcess {
         let mut command = Command::new(whenever_binary());
         command
             .arg("serve")
