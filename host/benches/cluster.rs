@@ -33,7 +33,7 @@
 //!
 //! `cargo bench -p whenever --bench cluster`. The database is `$WHENEVER_BENCH_POSTGRES`, else
 //! `$WHENEVER_TEST_POSTGRES`, else `postgres://postgres@127.0.0.1:5432/test` (the role must be
-//! allowed to create schemas; about 20 connections per host). Without a server answering it
+//! allowed to create schemas; about 28 connections per host). Without a server answering it
 //! prints "skipped: no PostgreSQL at ..." and exits successfully.
 
 #[path = "../tests/support/mod.rs"]

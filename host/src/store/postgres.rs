@@ -14,6 +14,15 @@
 //! transaction (a claimable task; a change of serving steps), on one channel per schema;
 //! [`PostgresStore::events`] LISTENs on a dedicated connection.
 //!
+//! Connector results are journaled on connections of their own with `synchronous_commit = off`:
+//! a result is committed (visible to every session, kept if the host dies) before the step sees
+//! it, without waiting for the WAL to reach the disk. Only a crash of the database server itself
+//! can lose the results journaled since its last flush (at most a few hundred milliseconds, and
+//! never one older than a later synchronous commit such as the run's save); the run, whose
+//! outcome is not saved either, then re-runs and calls again with the same idempotency keys. That
+//! is the same promise as the SQLite store's journal file, and it spares each call a WAL flush:
+//! about 8 of an order's 21 commits.
+//!
 //! TLS is not built in: use a local socket, a loopback address or a tunnel.
 
 use std::collections::BTreeMap;
@@ -239,6 +248,8 @@ pub struct PostgresStore {
     /// Claims, renewals and releases: their own connections, so a renewal never waits behind
     /// a burst of saves (a late renewal would let the lease lapse under a live host).
     leases: Pool,
+    /// Journaling connector results: `synchronous_commit = off` (see the module docs).
+    journal: Pool,
     config: tokio_postgres::Config,
     /// The NOTIFY channel of this schema (hosts on other schemas of the database do not hear it).
     channel: String,
@@ -265,7 +276,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("whenever");
         }
-        let manager = || {
+        let manager = |config: &tokio_postgres::Config| {
             Manager::from_config(
                 config.clone(),
                 NoTls,
@@ -274,8 +285,18 @@ impl PostgresStore {
                 },
             )
         };
-        let pool = Pool::builder(manager()).max_size(16).build().map_err(backend)?;
-        let leases = Pool::builder(manager()).max_size(2).build().map_err(backend)?;
+        let pool = Pool::builder(manager(&config)).max_size(16).build().map_err(backend)?;
+        let leases = Pool::builder(manager(&config)).max_size(2).build().map_err(backend)?;
+        // The journal's sessions commit without waiting for the WAL flush (see the module docs).
+        let mut asynchronous = config.clone();
+        asynchronous.options(&match config.get_options() {
+            Some(given) => format!("{given} -c synchronous_commit=off"),
+            None => "-c synchronous_commit=off".to_string(),
+        });
+        let journal = Pool::builder(manager(&asynchronous))
+            .max_size(8)
+            .build()
+            .map_err(backend)?;
         let mut client = pool
             .get()
             .await
@@ -289,6 +310,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             leases,
+            journal,
             config,
             channel: format!("whenever:{schema}"),
             events: Arc::default(),
@@ -762,7 +784,7 @@ impl Store for PostgresStore {
         let record = to_json(call)?;
         let run_id = signed(run_id, "run id")?;
         let index = i64::try_from(index).map_err(|e| corrupt("call index", e))?;
-        let client = self.client().await?;
+        let client = self.journal.get().await.map_err(pool_error)?;
         let upsert = client
             .prepare_cached(
                 "INSERT INTO journal (task_id, run_id, call_index, record) VALUES ($1, $2, $3, $4)
@@ -1009,6 +1031,28 @@ pub(crate) mod tests {
                 None
             }
         }
+    }
+
+    #[tokio::test]
+    async fn connector_results_are_journaled_without_waiting_for_the_wal_and_saves_wait_for_it() {
+        let Some(schema) = test_schema("journal_async").await else {
+            return;
+        };
+        // The schema comes in the URL's options: the journal's own option must not replace it.
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
+        let setting = |client: deadpool_postgres::Object| async move {
+            let row = client
+                .query_one("SELECT current_setting('synchronous_commit'), current_schema()", &[])
+                .await
+                .expect("settings");
+            (row.get::<_, String>(0), row.get::<_, String>(1))
+        };
+        let journal = setting(store.journal.get().await.expect("journal session")).await;
+        assert_eq!(journal, ("off".to_string(), schema.name().to_string()));
+        let saves = setting(store.client().await.expect("session")).await;
+        assert_ne!(saves.0, "off", "saves commit synchronously");
+        assert_eq!(saves.1, schema.name());
+        schema.drop_schema().await;
     }
 
     #[tokio::test]
