@@ -14,17 +14,17 @@ fn whenever(args: &[&str]) -> Output {
         .expect("whenever runs")
 }
 
-/// A scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("whenever-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// A scratch folder for one test, removed when it is dropped.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("whenever-cli-{name}-"))
+        .tempdir()
+        .expect("scratch dir")
 }
 
-/// A steps folder with `NAME.wasm` and `NAME.toml` for each step.
-fn steps_dir(name: &str, steps: &[StepFiles]) -> PathBuf {
-    let dir = scratch(name).join("steps");
+/// A steps folder with `NAME.wasm` and `NAME.toml` for each step, in `scratch`.
+fn steps_dir(scratch: &Path, steps: &[StepFiles]) -> PathBuf {
+    let dir = scratch.join("steps");
     std::fs::create_dir_all(&dir).expect("steps dir");
     for step in steps {
         std::fs::copy(step.component, dir.join(format!("{}.wasm", step.name))).expect("copy wasm");
@@ -51,8 +51,9 @@ fn stdout_json(output: &Output) -> Value {
 
 #[test]
 fn run_prints_the_final_task_and_exits_3_when_waiting() {
-    let steps = steps_dir("waiting", &[WRITE_A, WRITE_B, WAIT_FOR_A]);
-    let dir = steps.parent().expect("parent").to_path_buf();
+    let scratch = scratch("waiting");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[WRITE_A, WRITE_B, WAIT_FOR_A]);
     let task = write_json(&dir, "task.json", &json!({"start": true}));
     let output = whenever(&["run", &task, "--steps", &steps.display().to_string()]);
     assert_eq!(
@@ -83,8 +84,9 @@ fn run_prints_the_final_task_and_exits_3_when_waiting() {
 
 #[test]
 fn run_exits_0_when_completed_and_4_when_failed() {
-    let steps = steps_dir("complete", &[COMPLETES, RETURNS_ERROR]);
-    let dir = steps.parent().expect("parent").to_path_buf();
+    let scratch = scratch("complete");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[COMPLETES, RETURNS_ERROR]);
     let steps_arg = steps.display().to_string();
 
     let done = write_json(&dir, "done.json", &json!({"finish": true}));
@@ -104,7 +106,8 @@ fn run_exits_0_when_completed_and_4_when_failed() {
 
 #[test]
 fn run_refuses_bad_input_with_exit_2() {
-    let dir = scratch("bad-input");
+    let scratch = scratch("bad-input");
+    let dir = scratch.path();
     let malformed = dir.join("malformed.json");
     std::fs::write(&malformed, "{\"order\": ").expect("write");
     let output = whenever(&["run", &malformed.display().to_string()]);
@@ -139,7 +142,8 @@ fn run_refuses_bad_input_with_exit_2() {
 
 #[test]
 fn match_prints_true_or_false_with_the_failing_path() {
-    let dir = scratch("match");
+    let scratch = scratch("match");
+    let dir = scratch.path();
     let condition = write_json(
         &dir,
         "condition.json",
