@@ -54,7 +54,7 @@ fn run_prints_the_final_task_and_exits_3_when_waiting() {
     let scratch = scratch("waiting");
     let dir = scratch.path();
     let steps = steps_dir(dir, &[WRITE_A, WRITE_B, WAIT_FOR_A]);
-    let task = write_json(&dir, "task.json", &json!({"start": true}));
+    let task = write_json(dir, "task.json", &json!({"start": true}));
     let output = whenever(&["run", &task, "--steps", &steps.display().to_string()]);
     assert_eq!(
         output.status.code(),
@@ -89,14 +89,14 @@ fn run_exits_0_when_completed_and_4_when_failed() {
     let steps = steps_dir(dir, &[COMPLETES, RETURNS_ERROR]);
     let steps_arg = steps.display().to_string();
 
-    let done = write_json(&dir, "done.json", &json!({"finish": true}));
+    let done = write_json(dir, "done.json", &json!({"finish": true}));
     let output = whenever(&["run", &done, "--steps", &steps_arg]);
     assert_eq!(output.status.code(), Some(0));
     let result = stdout_json(&output);
     assert_eq!(result["status"], json!("completed"));
     assert_eq!(result["tags"], json!(["finished", "test"]));
 
-    let failing = write_json(&dir, "fail.json", &json!({"failPlease": true}));
+    let failing = write_json(dir, "fail.json", &json!({"failPlease": true}));
     let output = whenever(&["run", &failing, "--steps", &steps_arg]);
     assert_eq!(output.status.code(), Some(4));
     let result = stdout_json(&output);
@@ -118,7 +118,7 @@ fn run_refuses_bad_input_with_exit_2() {
         "{stderr}"
     );
 
-    let array = write_json(&dir, "array.json", &json!([1, 2]));
+    let array = write_json(dir, "array.json", &json!([1, 2]));
     let output = whenever(&["run", &array]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("must be a JSON object"));
@@ -127,7 +127,7 @@ fn run_refuses_bad_input_with_exit_2() {
     let steps = dir.join("steps");
     std::fs::create_dir_all(&steps).expect("dir");
     std::fs::write(steps.join("broken.wasm"), b"not wasm at all").expect("write");
-    let task = write_json(&dir, "task.json", &json!({"start": true}));
+    let task = write_json(dir, "task.json", &json!({"start": true}));
     let output = whenever(&["run", &task, "--steps", &steps.display().to_string()]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -145,17 +145,17 @@ fn match_prints_true_or_false_with_the_failing_path() {
     let scratch = scratch("match");
     let dir = scratch.path();
     let condition = write_json(
-        &dir,
+        dir,
         "condition.json",
         &json!({"order": {"total": "$number", "payment": {"method": "$string"}, "fraudChecked": null}}),
     );
     let good = write_json(
-        &dir,
+        dir,
         "good.json",
         &json!({"order": {"total": 10, "payment": {"method": "card"}}}),
     );
     let bad = write_json(
-        &dir,
+        dir,
         "bad.json",
         &json!({"order": {"total": 10, "payment": {"method": 12}}}),
     );
@@ -172,7 +172,7 @@ fn match_prints_true_or_false_with_the_failing_path() {
     let why = lines.next().unwrap_or("");
     assert!(why.contains("order.payment.method") && why.contains("string"), "{why}");
 
-    let invalid = write_json(&dir, "invalid.json", &json!({"order": {"total": {"$gt": "abc"}}}));
+    let invalid = write_json(dir, "invalid.json", &json!({"order": {"total": {"$gt": "abc"}}}));
     let output = whenever(&["match", "--condition", &invalid, "--data", &good]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
