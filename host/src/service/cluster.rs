@@ -29,16 +29,7 @@ use crate::store::StoreEvent;
 use crate::task::TaskStatus;
 
 /// A task this host drives: the drive's generation and the signal that stops it.
-type Held = HashMap<String, (u64, oneshot::Sender<GiveUp>)>;
-
-/// Why a drive here stops before its task settles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GiveUp {
-    /// Its lease lapsed (another host may have taken the task over).
-    LeaseLost,
-    /// This host is stopping and the grace is over: the task goes to another host.
-    Stopping,
-}
+type Held = HashMap<String, (u64, oneshot::Sender<()>)>;
 
 /// This host's side of the cluster.
 pub(crate) struct Cluster {
@@ -109,15 +100,7 @@ impl Cluster {
         if held.get(id).is_some_and(|(g, _)| *g == generation)
             && let Some((_, stop)) = held.remove(id)
         {
-            let _ = stop.send(GiveUp::LeaseLost);
-        }
-    }
-
-    /// Stops every drive here (the host is stopping): each releases its task's lease, so that
-    /// another host takes the task over at once.
-    pub(crate) fn give_up_all(&self) {
-        for (_, (_, stop)) in self.held().drain() {
-            let _ = stop.send(GiveUp::Stopping);
+            let _ = stop.send(());
         }
     }
 }
@@ -270,15 +253,22 @@ impl Service {
         self.spawn(async move {
             let _permit = permit;
             tokio::select! {
-                result = service.drive_stored(&id) => {
-                    if let Err(e) = result {
-                        eprintln!("whenever serve: task {id}: {e}");
-                    }
-                }
-                why = stopped => {
-                    if why == Ok(GiveUp::Stopping) {
-                        eprintln!("whenever serve: task {id}: released for another host (this host is stopping)");
-                    } else if still_running(&service, &id).await {
+                result = service.unless_stopped(service.drive_stored(&id)) => match result {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => eprintln!("whenever serve: task {id}: {e}"),
+                    // The host stopped and the grace is over: the lease is released below, so
+                    // another host takes the task over at once.
+                    None => eprintln!("whenever serve: task {id}: released for another host (this host is stopping)"),
+                },
+                _ = stopped => {
+                    // A renewal that ran while the final save settled the task misses it too:
+                    // only a task still running was really lost.
+                    let running = match service.inner.store.get_task(&id).await {
+                        Ok(Some(stored)) => stored.task.status == TaskStatus::Running,
+                        Ok(None) => false,
+                        Err(_) => true,
+                    };
+                    if running {
                         eprintln!("whenever serve: task {id}: lease lost (another host took it over); stopped driving it");
                     }
                 }
@@ -290,16 +280,6 @@ impl Service {
             let _ = service.inner.settled.send(id);
             cluster.wake();
         });
-    }
-}
-
-/// Whether the task is still running: a renewal that ran while the final save settled the task
-/// misses it too, and only a task still running was really lost.
-async fn still_running(service: &Service, id: &str) -> bool {
-    match service.inner.store.get_task(id).await {
-        Ok(Some(stored)) => stored.task.status == TaskStatus::Running,
-        Ok(None) => false,
-        Err(_) => true,
     }
 }
 

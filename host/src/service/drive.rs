@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::stopping::{self, Phase};
 use super::{Service, ServiceError};
 use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind};
 use crate::scheduler::{Checkpoint, CheckpointError, Commit, Event, Resumed};
@@ -128,12 +127,8 @@ impl Service {
                     None => service.drive_stored(&id).await,
                 }
             };
-            let mut phase = service.inner.phase.subscribe();
-            let result = tokio::select! {
-                result = driving => result,
-                // The service stopped and the grace is over: the drive is abandoned as a crash
-                // would abandon it; the task, running in the store, resumes at the next start.
-                _ = stopping::reached(&mut phase, |p| *p == Phase::Stopped) => return,
+            let Some(result) = service.unless_stopped(driving).await else {
+                return;
             };
             match result {
                 Ok(settled) => end.ended(settled),

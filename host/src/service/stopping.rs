@@ -8,6 +8,7 @@
 //! this, every run in flight was cut off and re-run at the next start, and in a cluster the
 //! stopped host's tasks stalled for a whole lease before another host took them.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -85,18 +86,26 @@ impl Service {
         let under_way = self.drives_under_way();
         let finished = self.all_drives_ended(grace).await;
         let interrupted = if finished { 0 } else { self.drives_under_way() };
-        // Drives still under way are abandoned: here they stop at once; in a cluster each
-        // releases its task's lease first.
+        // Drives still under way are abandoned: they stop at once (in a cluster, each releases
+        // its task's lease first).
         self.inner.phase.send_replace(Phase::Stopped);
         if !finished {
-            if let Some(cluster) = self.cluster() {
-                cluster.give_up_all();
-            }
             self.all_drives_ended(ABANDON_WAIT).await;
         }
         // Drives still waiting for a worker give up instead of starting.
         self.inner.workers.close();
         Stopped { under_way, interrupted }
+    }
+
+    /// Runs `drive` to its end, or until the service has stopped and the grace is over: then it
+    /// is abandoned as a crash would abandon it (dropped at its next await), and `None` comes
+    /// back; its task, running in the store, resumes at the next start.
+    pub(crate) async fn unless_stopped<F: Future>(&self, drive: F) -> Option<F::Output> {
+        let mut phase = self.inner.phase.subscribe();
+        tokio::select! {
+            output = drive => Some(output),
+            _ = reached(&mut phase, |p| *p == Phase::Stopped) => None,
+        }
     }
 
     /// Waits up to `limit` until no drive holds a worker. Drives queued for a worker before

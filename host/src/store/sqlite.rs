@@ -524,9 +524,10 @@ impl SqliteStore {
         let readers = self.readers.clone();
         let path = self.path.clone();
         // Held until the read is done: background reads never hold every reader.
-        let _background = match super::background::is_background() {
-            true => Some(self.background_slots.acquire().await.map_err(backend)?),
-            false => None,
+        let _background = if super::background::is_background() {
+            Some(self.background_slots.acquire().await.map_err(backend)?)
+        } else {
+            None
         };
         let slot = self.reader_slots.clone().acquire_owned().await.map_err(backend)?;
         tokio::task::spawn_blocking(move || {
