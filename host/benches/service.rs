@@ -449,7 +449,7 @@ async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchrono
     let dir = tempfile::tempdir().expect("tempdir");
     let service = service(&dir, synchronous, given).await;
     let (server_address, stop, server) = serve(&service).await;
-    let webhook = Webhook::new(server_address, "/v1/hooks/bench?wait=60000");
+    let webhook = Webhook::new(server_address, "/v1/hooks/bench?wait=60000", false);
     let row = waiting_clients(path, clients, &CLIENTS, move |n| {
         let webhook = webhook.clone();
         async move {
@@ -483,15 +483,19 @@ struct Webhook {
     server: std::net::SocketAddr,
     /// The path and query posted to.
     target: Arc<str>,
+    /// Whether each order is sent with an `Idempotency-Key` (its delivery id, as webhook
+    /// providers send one).
+    keyed: bool,
     /// Connections between requests.
     idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
 }
 
 impl Webhook {
-    fn new(server: std::net::SocketAddr, target: &str) -> Webhook {
+    fn new(server: std::net::SocketAddr, target: &str, keyed: bool) -> Webhook {
         Webhook {
             server,
             target: target.into(),
+            keyed,
             idle: Arc::default(),
         }
     }
@@ -504,11 +508,13 @@ impl Webhook {
             Some(connection) => connection,
             None => self.connect().await,
         };
-        let request = hyper::Request::post(&*self.target)
+        let mut request = hyper::Request::post(&*self.target)
             .header(hyper::header::HOST, "bench")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(order_text(n))))
-            .expect("a request");
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if self.keyed {
+            request = request.header("idempotency-key", format!("delivery-{n}"));
+        }
+        let request = request.body(Full::new(Bytes::from(order_text(n)))).expect("a request");
         connection.ready().await.expect("the connection is open");
         let response = connection.send_request(request).await.expect("delivered");
         assert_eq!(response.status().as_u16(), 201);
@@ -528,11 +534,12 @@ impl Webhook {
     }
 }
 
-async fn http_senders(path: &'static str, senders: usize, synchronous: Synchronous, given: Given) -> Row {
+/// Webhook senders over HTTP; `keyed`: each delivery carries an `Idempotency-Key`.
+async fn http_senders(path: &'static str, senders: usize, synchronous: Synchronous, given: Given, keyed: bool) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     let service = service(&dir, synchronous, given).await;
     let (server_address, stop, server) = serve(&service).await;
-    let webhook = Webhook::new(server_address, "/v1/hooks/bench");
+    let webhook = Webhook::new(server_address, "/v1/hooks/bench", keyed);
     let row = webhook_senders(path, senders, &service, move |n| {
         let webhook = webhook.clone();
         async move { webhook.post_order(n).await.id }
@@ -624,6 +631,8 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
 enum Kind {
     HttpWaiting(Synchronous),
     HttpSenders(Synchronous),
+    /// Webhook senders whose deliveries carry an `Idempotency-Key`.
+    HttpKeyedSenders(Synchronous),
     ServiceWaiting(Synchronous),
     ServiceSenders(Synchronous),
     Drive,
@@ -654,6 +663,12 @@ const ROWS: &[(&str, usize, Kind, Given)] = &[
         16,
         Kind::HttpSenders(FULL),
         WHOLE,
+    ),
+    (
+        "HTTP API + SQLite, synchronous=full, deliveries with an Idempotency-Key",
+        16,
+        Kind::HttpKeyedSenders(FULL),
+        VIEWS,
     ),
     (
         "HTTP API + SQLite, synchronous=normal",
@@ -713,7 +728,7 @@ fn main() {
         .copied()
         .filter(|(path, clients, kind, given)| {
             let load = match kind {
-                Kind::HttpSenders(_) | Kind::ServiceSenders(_) => "senders",
+                Kind::HttpSenders(_) | Kind::HttpKeyedSenders(_) | Kind::ServiceSenders(_) => "senders",
                 _ => "waiting",
             };
             format!("{path} / {clients} {load} / {}", given.label()).contains(filter.as_str())
@@ -728,7 +743,8 @@ fn main() {
             for (index, (path, clients, kind, given)) in selected.iter().copied().enumerate() {
                 let mut row = match kind {
                     Kind::HttpWaiting(synchronous) => http_waiting(path, clients, synchronous, given).await,
-                    Kind::HttpSenders(synchronous) => http_senders(path, clients, synchronous, given).await,
+                    Kind::HttpSenders(synchronous) => http_senders(path, clients, synchronous, given, false).await,
+                    Kind::HttpKeyedSenders(synchronous) => http_senders(path, clients, synchronous, given, true).await,
                     Kind::ServiceWaiting(synchronous) => service_waiting(path, clients, synchronous, given).await,
                     Kind::ServiceSenders(synchronous) => service_senders(path, clients, synchronous, given).await,
                     Kind::Drive => drive_waiting(path, clients, given).await,

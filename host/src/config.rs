@@ -33,6 +33,10 @@
 //!
 //! [hooks.shopify]               # POST /v1/hooks/shopify must be signed:
 //! secret_env = "SHOPIFY_HOOK_SECRET"   # X-Whenever-Signature: sha256=HEX(HMAC-SHA256(secret, body))
+//! idempotency_header = "X-Shopify-Webhook-Id"   # one task per delivery id (default: Idempotency-Key)
+//!
+//! [hooks.stripe]
+//! idempotency_pointer = "/id"   # or the delivery id read from the body (Stripe's event id)
 //!
 //! [steps.fraud-detection]       # narrows what the step's manifest grants (the intersection):
 //! connectors = ["fraudGuard"]   # at most these connectors
@@ -221,6 +225,59 @@ pub struct HookSection {
     /// The environment variable holding the HMAC-SHA256 secret; when set, deliveries must carry
     /// a valid `X-Whenever-Signature: sha256=HEX` header.
     pub secret_env: Option<String>,
+    /// The request header holding each delivery's id (`X-GitHub-Delivery`,
+    /// `X-Shopify-Webhook-Id`), its idempotency key; a delivery without it is refused.
+    pub idempotency_header: Option<String>,
+    /// A JSON Pointer (`/id`) to each delivery's id in the body (a string or a number: Stripe's
+    /// event id), its idempotency key; a delivery without it is refused.
+    pub idempotency_pointer: Option<String>,
+}
+
+/// Where a webhook's deliveries carry their idempotency key ([`crate::request_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DeliveryKey {
+    /// The `Idempotency-Key` header, when a delivery has one (the default).
+    #[default]
+    IdempotencyKeyHeader,
+    /// This header (lowercase); a delivery without it is refused.
+    Header(String),
+    /// The string or number at this JSON Pointer in the body; a delivery without it is refused.
+    Pointer(String),
+}
+
+impl HookSection {
+    /// Where the deliveries to hook `name` carry their key; refuses both keys set at once, a
+    /// header that is not a header name and a pointer that is not a JSON Pointer.
+    pub fn delivery_key(&self, name: &str) -> Result<DeliveryKey, String> {
+        match (&self.idempotency_header, &self.idempotency_pointer) {
+            (None, None) => Ok(DeliveryKey::IdempotencyKeyHeader),
+            (Some(_), Some(_)) => Err(format!(
+                "[hooks.{name}] sets both idempotency_header and idempotency_pointer; a delivery has one key"
+            )),
+            (Some(header), None) => {
+                let valid = !header.is_empty()
+                    && header
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if valid {
+                    Ok(DeliveryKey::Header(header.to_ascii_lowercase()))
+                } else {
+                    Err(format!(
+                        "[hooks.{name}] idempotency_header {header:?} is not a header name (letters, digits, - and _)"
+                    ))
+                }
+            }
+            (None, Some(pointer)) => {
+                if pointer.starts_with('/') {
+                    Ok(DeliveryKey::Pointer(pointer.clone()))
+                } else {
+                    Err(format!(
+                        "[hooks.{name}] idempotency_pointer {pointer:?} is not a JSON Pointer (it starts with /, as in \"/id\")"
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// One step's section: the operator narrows what its manifest grants. A key left out leaves
@@ -283,6 +340,12 @@ impl Config {
         config
             .capabilities()
             .and_then(|_| config.retention.limits())
+            .and_then(|_| {
+                config
+                    .hooks
+                    .iter()
+                    .try_for_each(|(name, hook)| hook.delivery_key(name).map(drop))
+            })
             .map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message,
@@ -414,6 +477,37 @@ mod tests {
         let (_dir, path) = write("[retention]\nsweep_ms = 0\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("sweep_ms"), "{error}");
+    }
+
+    #[test]
+    fn a_hook_takes_its_delivery_key_from_one_header_or_one_pointer() {
+        let (_dir, path) = write(
+            "[hooks.github]\nidempotency_header = \"X-GitHub-Delivery\"\n\
+             [hooks.stripe]\nidempotency_pointer = \"/id\"\n[hooks.plain]\nsecret_env = \"S\"\n",
+        );
+        let config = Config::load(&path).expect("valid");
+        let key = |name: &str| config.hooks[name].delivery_key(name).expect("valid");
+        assert_eq!(key("github"), DeliveryKey::Header("x-github-delivery".into()));
+        assert_eq!(key("stripe"), DeliveryKey::Pointer("/id".into()));
+        assert_eq!(key("plain"), DeliveryKey::IdempotencyKeyHeader);
+        for (section, named) in [
+            (
+                "[hooks.both]\nidempotency_header = \"X-Id\"\nidempotency_pointer = \"/id\"\n",
+                "both idempotency_header and idempotency_pointer",
+            ),
+            (
+                "[hooks.h]\nidempotency_header = \"X Id\"\n",
+                "\"X Id\" is not a header name",
+            ),
+            (
+                "[hooks.p]\nidempotency_pointer = \"id\"\n",
+                "\"id\" is not a JSON Pointer",
+            ),
+        ] {
+            let (_dir, path) = write(section);
+            let error = Config::load(&path).expect_err("refused").to_string();
+            assert!(error.contains(named), "{error}");
+        }
     }
 
     #[test]

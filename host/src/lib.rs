@@ -9,6 +9,7 @@
 //! - [`scheduler`]: when steps run, diff and merge, conflicts, states.
 //! - [`catalog`]: the deployed steps.
 //! - [`task`]: the task and its history.
+//! - [`request_key`]: idempotent task creation: one task per request key, however often sent.
 //! - [`config`]: the host's configuration file.
 //! - [`Host`]: all of the above assembled from options and a config file.
 //! - [`demo`]: the RetailMax scenarios behind `whenever demo`.
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 mod host;
+pub mod request_key;
 pub mod rfc3339;
 pub mod runtime;
 pub mod scheduler;

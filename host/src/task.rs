@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::request_key::RequestKey;
 use crate::runtime::{ConnectorCallRecord, LogLine, RunError};
 use crate::scheduler::merge::Change;
 
@@ -181,6 +182,10 @@ pub struct Task {
     /// When it was created.
     #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    /// The idempotency key of the request that created it, if it carried one: a repeat of that
+    /// request finds this task instead of creating another ([`crate::request_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<RequestKey>,
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -215,7 +220,16 @@ impl Task {
             runs: Vec::new(),
             progress: BTreeMap::new(),
             created_at: Utc::now(),
+            idempotency: None,
         }
+    }
+
+    /// A new task over `data` for a request carrying `key`: its id is the key's
+    /// ([`RequestKey::task_id`]), so the store refuses a second task for the same request.
+    pub fn for_request(key: RequestKey, data: Value) -> Task {
+        let mut task = Task::with_id(key.task_id(), data);
+        task.idempotency = Some(key);
+        task
     }
 
     /// The task as the CLI prints it: `id, status, name, tags, data, runs`.

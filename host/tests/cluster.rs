@@ -8,6 +8,7 @@
 //! - A step deployed through one host is loaded by the others and runs there.
 //! - A host told to stop (SIGTERM) whose grace runs out releases its tasks, and another host
 //!   takes them over at once instead of after the lease.
+//! - One webhook delivery sent to two hosts at once with its delivery id makes one task.
 //!
 //! Without a server the tests print "skipped: no PostgreSQL at ..." and pass.
 
@@ -481,5 +482,74 @@ async fn a_stopping_hosts_tasks_are_taken_over_without_waiting_for_its_lease() {
     assert_eq!(runs.len(), 1, "the interrupted run was re-run in place: {settled}");
     assert_eq!(runs[0]["outcome"]["error"]["kind"], json!("deadline"), "{settled}");
     drop(other);
+    schema.drop_schema().await;
+}
+
+/// A webhook delivered to two hosts at once with one delivery id (a sender's retry that went to
+/// another host behind a load balancer) makes one task: the database's unique task id decides,
+/// and the host that lost the race answers with the winner's task. Each order completes with one
+/// charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delivery_sent_to_two_hosts_at_once_makes_one_task() {
+    let Some(schema) = Schema::create("idempotent").await else {
+        return;
+    };
+    let hosts: Vec<ServeProcess> = schema.start_hosts(2).into_iter().map(|(h, _)| h).collect();
+    const DELIVERIES: usize = 12;
+    let mut sent = tokio::task::JoinSet::new();
+    for i in 0..DELIVERIES {
+        for host in &hosts {
+            let request = host
+                .http
+                .post(format!("{}/v1/hooks/checkout", host.base))
+                .header("Idempotency-Key", format!("delivery-{i}"))
+                .body(order(i).to_string());
+            sent.spawn(async move {
+                let response = request.send().await.expect("answered");
+                let status = response.status().as_u16();
+                let task: Value = response.json().await.expect("JSON");
+                (
+                    i,
+                    status,
+                    task["id"]
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| panic!("{task}")),
+                )
+            });
+        }
+    }
+    let mut answers: BTreeMap<usize, Vec<(u16, String)>> = BTreeMap::new();
+    while let Some(answer) = sent.join_next().await {
+        let (i, status, id) = answer.expect("joined");
+        answers.entry(i).or_default().push((status, id));
+    }
+    for (i, mut answered) in answers {
+        answered.sort();
+        assert_eq!(answered.len(), 2);
+        assert_eq!((answered[0].0, answered[1].0), (200, 201), "order {i}: {answered:?}");
+        assert_eq!(answered[0].1, answered[1].1, "order {i}: both answers are one task");
+    }
+    let host = &hosts[0];
+    host.until("every order to settle", Duration::from_secs(60), || async {
+        host.count("running").await == 0
+    })
+    .await;
+    let (status, page) = host.get("/v1/tasks?limit=1000").await;
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<&str> = page["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), DELIVERIES, "one task per delivery");
+    for id in ids {
+        let (_, task) = host.get(&format!("/v1/tasks/{id}")).await;
+        let task: whenever::task::Task = serde_json::from_value(task).expect("a task");
+        assert_eq!(task.status, TaskStatus::Completed, "{id}: {:?}", task.message);
+        assert_eq!(successful_calls(&task, "stripe", "charge").len(), 1, "{id}: one charge");
+    }
+    drop(hosts);
     schema.drop_schema().await;
 }

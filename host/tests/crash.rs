@@ -7,8 +7,9 @@
 //! and no side effect may have happened twice.
 //!
 //! A delivery that was in flight when the server died got no answer: it may or may not have been
-//! accepted, so the sender delivers it again, as any webhook sender would; such an order may then
-//! exist as two tasks (webhooks carry no delivery id to deduplicate on), each processed once.
+//! accepted, so the sender delivers it again, as any webhook sender would, with the same delivery
+//! id (`Idempotency-Key`). Every order must then exist as exactly one task: a delivery whose
+//! first attempt had been stored is answered with that task (200), not made a second order.
 //!
 //! The connector simulators live in the server process, so their ledger dies with it. What is
 //! asserted instead is what a real provider would see, read from the store:
@@ -55,6 +56,8 @@ fn order(i: usize) -> Value {
 struct Delivered {
     /// (order number, task id) of each accepted delivery.
     accepted: Vec<(usize, String)>,
+    /// Deliveries answered with the task an earlier attempt of theirs had created (200).
+    replayed: usize,
     /// Orders whose delivery got no answer (the server died): delivered again later.
     unanswered: Vec<usize>,
 }
@@ -94,6 +97,7 @@ fn start_senders(
                 };
                 let sent = http
                     .post(format!("{base}/v1/hooks/checkout"))
+                    .header("Idempotency-Key", delivery_id(i))
                     .body(order(i).to_string())
                     .send()
                     .await;
@@ -102,14 +106,17 @@ fn start_senders(
                     Err(_) => None,
                 };
                 match answer {
-                    Some((201, Ok(text))) => {
+                    Some((status @ (200 | 201), Ok(text))) => {
                         let task: Value = serde_json::from_str(&text).expect("the answer is JSON");
                         accepted.fetch_add(1, Ordering::SeqCst);
+                        delivered.replayed += usize::from(status == 200);
                         delivered
                             .accepted
                             .push((i, task["id"].as_str().expect("task id").to_string()));
                     }
-                    Some((status, text)) if status != 201 => panic!("delivery refused: {status} {text:?}"),
+                    Some((status, text)) if status != 200 && status != 201 => {
+                        panic!("delivery refused: {status} {text:?}")
+                    }
                     _ => {
                         delivered.unanswered.push(i);
                         break;
@@ -120,6 +127,11 @@ fn start_senders(
         });
     }
     senders
+}
+
+/// The delivery id of order `i`: the same at every attempt to deliver it.
+fn delivery_id(i: usize) -> String {
+    format!("delivery-{i:04}")
 }
 
 /// What the store held when the server died.
@@ -178,22 +190,26 @@ fn txn_for(key: &str) -> String {
     format!("txn_{}", &hex::encode(Sha256::digest(key.as_bytes()))[..12])
 }
 
-/// Waits for the senders; what got no answer goes back to the front of the queue.
+/// Waits for the senders; what got no answer goes back to the front of the queue. Answers how
+/// many deliveries were answered as replays.
 async fn collect(
     senders: &mut tokio::task::JoinSet<Delivered>,
     queue: &Mutex<VecDeque<usize>>,
     accepted: &mut Vec<(usize, String)>,
     redelivered: &mut BTreeSet<usize>,
-) {
+) -> usize {
+    let mut replayed = 0;
     while let Some(done) = senders.join_next().await {
         let done = done.expect("sender");
         accepted.extend(done.accepted);
+        replayed += done.replayed;
         let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
         for i in done.unanswered {
             redelivered.insert(i);
             queue.push_front(i);
         }
     }
+    replayed
 }
 
 /// The order number of a task.
@@ -211,6 +227,7 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
     let queue = Arc::new(Mutex::new((0..ORDERS).collect::<VecDeque<usize>>()));
     let mut accepted: Vec<(usize, String)> = Vec::new();
     let mut redelivered = BTreeSet::new();
+    let mut replayed_deliveries = 0;
     let mut deaths: Vec<AtDeath> = Vec::new();
 
     // Two servers die under load; the third finishes the work.
@@ -223,6 +240,17 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
         // wait behind a restarted server's resumed tasks, so the kill is timed by the senders.
         // The last server is sent the rest.
         let quota = if round < 2 { ORDERS * 2 / 5 } else { usize::MAX };
+        // The last server is also sent again every order the dead ones accepted, as a sender
+        // unsure of what a dead server acknowledged would: each must find its task.
+        let sent_again: BTreeSet<usize> = if round < 2 {
+            BTreeSet::new()
+        } else {
+            accepted.iter().map(|(i, _)| *i).collect()
+        };
+        queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(sent_again.iter().copied());
         let accepted_here = Arc::new(AtomicUsize::new(0));
         let mut senders = start_senders(&server, &queue, &stop, quota, &accepted_here);
         if round < 2 {
@@ -233,7 +261,7 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
                 .await;
             stop.store(true, Ordering::SeqCst);
             server.kill();
-            collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
+            replayed_deliveries += collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
             let death = AtDeath::read(&db).await;
             assert!(
                 death.running > 0,
@@ -246,7 +274,12 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
             deaths.push(death);
             continue;
         }
-        collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
+        replayed_deliveries += collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
+        assert!(
+            replayed_deliveries >= sent_again.len(),
+            "every order sent again was answered with its task: {replayed_deliveries} replays, {} sent again",
+            sent_again.len()
+        );
         assert!(
             queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty(),
             "every order was delivered"
@@ -286,10 +319,17 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
             }
         }
         for (i, count) in tasks_per_order.iter().enumerate() {
-            assert!(*count >= 1, "order {i} was processed");
-            assert!(
-                *count == 1 || redelivered.contains(&i),
-                "order {i} has {count} tasks but was delivered once"
+            assert_eq!(*count, 1, "order {i} is one task, however often it was delivered");
+        }
+        let mut answered: HashMap<usize, BTreeSet<&str>> = HashMap::new();
+        for (i, id) in &accepted {
+            answered.entry(*i).or_default().insert(id);
+        }
+        for (i, ids) in &answered {
+            assert_eq!(
+                ids.len(),
+                1,
+                "order {i}: every delivery was answered with its one task: {ids:?}"
             );
         }
         // Every journaled call was checked (a run interrupted twice is in both journals), and
@@ -297,9 +337,12 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
         assert_eq!(checked.len(), journaled_calls(&deaths.iter().collect::<Vec<_>>()));
         assert_eq!(replayed, checked);
         eprintln!(
-            "crash test: {ORDERS} orders in {} tasks; {} deliveries redelivered; at the kills: {}; {} calls replayed",
+            "crash test: {ORDERS} orders in {} tasks; {} unanswered deliveries sent again, {} accepted ones \
+             sent again, {replayed_deliveries} deliveries answered with the task of an earlier one; at the \
+             kills: {}; {} calls replayed",
             ids.len(),
             redelivered.len(),
+            sent_again.len(),
             deaths
                 .iter()
                 .map(|d| format!(

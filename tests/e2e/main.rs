@@ -4,6 +4,7 @@ mod capabilities;
 mod compile_cache;
 mod data_views;
 mod hot_deploy;
+mod idempotency;
 mod retailmax;
 mod sandbox;
 mod scheduling;

@@ -87,6 +87,16 @@ pub(crate) fn component(step: &StepFiles) -> (Vec<u8>, StepManifest) {
 }
 
 impl Server {
+    /// The server's address, `http://127.0.0.1:PORT`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The client the server's requests go through.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -1,5 +1,7 @@
 //! Webhooks: any JSON body becomes a task, with `$via` naming the hook; a hook with a secret
-//! must be signed (`X-Whenever-Signature: sha256=HEX`, HMAC-SHA256 of the raw body).
+//! must be signed (`X-Whenever-Signature: sha256=HEX`, HMAC-SHA256 of the raw body). A delivery
+//! with an id (`Idempotency-Key`, or where the hook's config says) creates one task however
+//! often it is delivered; `$via.key` is that id.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -11,7 +13,7 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 use super::tasks::{create_and_answer, query};
-use super::{ApiError, AppState, WaitParam, body, parse_json};
+use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-whenever-signature";
@@ -52,12 +54,17 @@ pub(crate) async fn receive(
         }
     }
     let payload = parse_json(&raw)?;
-    let via = json!({
+    let source = state.options.hook_keys.get(&hook);
+    let key = idempotency::of_delivery(&hook, source, &headers, &payload, &raw)?;
+    let mut via = json!({
         "id": crate::task::new_task_id().replacen("t_", "d_", 1),
         "name": hook,
         "type": "webhook",
         "received": crate::rfc3339::text(&chrono::Utc::now(), chrono::SecondsFormat::Millis),
     });
+    if let Some(key) = &key {
+        via["key"] = Value::String(key.key.clone());
+    }
     let data = match payload {
         Value::Object(mut map) => {
             map.insert("$via".into(), via);
@@ -71,5 +78,5 @@ pub(crate) async fn receive(
             Value::Object(map)
         }
     };
-    create_and_answer(&state.service, data, &wait).await
+    create_and_answer(&state.service, data, key, &wait).await
 }

@@ -15,6 +15,11 @@
 //! | `DELETE /v1/steps/{name}` | stops serving the step (204) |
 //! | `GET /healthz`, `GET /metrics` | liveness; Prometheus text |
 //!
+//! A create (`POST /v1/tasks`, a webhook) with an `Idempotency-Key` header (a webhook: or the
+//! delivery id its `[hooks.NAME]` config names) creates one task however often it is sent: a
+//! repeat is answered 200 with the task the first created and `Idempotent-Replayed: true`; the
+//! same key with another body is refused (422). See [`crate::request_key`].
+//!
 //! `?wait=MS` waits up to MS milliseconds (at most 60,000) for the task to settle before answering.
 //! Errors are `{"error": {"code", "message"}}` ([`ApiError`]). With a token configured every
 //! route but `/healthz` needs `Authorization: Bearer TOKEN`, except webhooks with a secret, which
@@ -23,6 +28,7 @@
 
 mod error;
 mod hooks;
+mod idempotency;
 mod steps;
 mod tasks;
 
@@ -44,6 +50,7 @@ use serde_json::Value;
 
 pub use error::ApiError;
 
+use crate::config::DeliveryKey;
 use crate::service::Service;
 
 /// How the API is exposed.
@@ -53,6 +60,9 @@ pub struct ApiOptions {
     pub token: Option<String>,
     /// Webhook secrets by hook name (HMAC-SHA256 keys).
     pub hook_secrets: BTreeMap<String, Vec<u8>>,
+    /// Where each configured hook's deliveries carry their idempotency key (a hook not named
+    /// here: the `Idempotency-Key` header, when present).
+    pub hook_keys: BTreeMap<String, DeliveryKey>,
     /// Largest request body (413 beyond).
     pub max_body_bytes: usize,
     /// Largest component for `PUT /v1/steps/{name}`.
@@ -67,7 +77,9 @@ impl ApiOptions {
     pub fn from_service(service: &Service, token: Option<String>) -> Result<ApiOptions, String> {
         let config = service.config();
         let mut hook_secrets = BTreeMap::new();
+        let mut hook_keys = BTreeMap::new();
         for (hook, section) in &config.hooks {
+            hook_keys.insert(hook.clone(), section.delivery_key(hook)?);
             if let Some(var) = &section.secret_env {
                 let secret = std::env::var(var)
                     .map_err(|_| format!("hook {hook}: the environment variable {var} (its secret) is not set"))?;
@@ -77,6 +89,7 @@ impl ApiOptions {
         Ok(ApiOptions {
             token,
             hook_secrets,
+            hook_keys,
             max_body_bytes: config.server.max_body_bytes,
             max_component_bytes: config.server.max_component_bytes,
             threads: config.server.api_threads.get(),

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ApiError, AppState, WaitParam, body, parse_json};
-use crate::service::Service;
+use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json};
+use crate::request_key::RequestKey;
+use crate::service::{Created, Service};
 use crate::store::{StoredTask, TaskQuery};
 use crate::task::{Task, TaskStatus};
 
@@ -59,29 +60,42 @@ pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Res
 /// Creates a task over `data` and answers 201 with it: with `?wait`, as it settled (or as it is
 /// when the wait ends); without, as stored then, written from the task itself before its drive
 /// takes it (not read back: under load that read cost as much as a step run; and not copied: the
-/// copy was about 1% of the CPU of the HTTP bench row).
-pub(crate) async fn create_and_answer(service: &Service, data: Value, wait: &WaitParam) -> Result<Response, ApiError> {
+/// copy was about 1% of the CPU of the HTTP bench row). A request carrying `key` creates at most
+/// one task: a repeat is answered 200 with that task ([`idempotency::answer`]).
+pub(crate) async fn create_and_answer(
+    service: &Service,
+    data: Value,
+    key: Option<RequestKey>,
+    wait: &WaitParam,
+) -> Result<Response, ApiError> {
+    let created = |stored: &StoredTask| task_response(StatusCode::CREATED, stored);
     let Some(timeout) = wait.duration() else {
-        let created = service
-            .create_task_then(data, |created| task_response(StatusCode::CREATED, created))
-            .await?;
-        return Ok(created);
+        let answered = match key {
+            None => Created::New(service.create_task_then(data, created).await?),
+            Some(key) => service.create_for_request_then(key, data, created).await?,
+        };
+        return Ok(idempotency::answer(answered));
     };
-    let id = service
-        .create_task_then(data, |created| created.task.id.clone())
-        .await?;
-    let settled = service.wait_settled(&id, timeout).await?;
-    Ok(task_response(StatusCode::CREATED, &settled))
+    let id_of = |stored: &StoredTask| stored.task.id.clone();
+    let id = match key {
+        None => Created::New(service.create_task_then(data, id_of).await?),
+        Some(key) => service.create_for_request_then(key, data, id_of).await?,
+    };
+    let settled = service.wait_settled(id.get(), timeout).await?;
+    Ok(idempotency::answer(id.map(|_| created(&settled))))
 }
 
 pub(crate) async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let wait = query(wait)?;
-    let data = parse_json(&body(raw, state.options.max_body_bytes)?)?;
-    create_and_answer(&state.service, data, &wait).await
+    let raw = body(raw, state.options.max_body_bytes)?;
+    let key = idempotency::of_request(&headers, &raw)?;
+    let data = parse_json(&raw)?;
+    create_and_answer(&state.service, data, key, &wait).await
 }
 
 pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

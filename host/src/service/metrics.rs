@@ -29,6 +29,8 @@ struct State {
     connectors: BTreeMap<(String, String), ConnectorStats>,
     /// Tasks deleted, on request and by retention.
     deleted: Deleted,
+    /// Requests answered with the task an earlier request with the same idempotency key created.
+    replayed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +58,12 @@ impl Metrics {
         } else {
             state.deleted.requested += count;
         }
+    }
+
+    /// Counts a request answered with the task an earlier request with its idempotency key
+    /// created (a webhook delivered again, a client's retry).
+    pub fn request_replayed(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).replayed += 1;
     }
 
     /// Counts a finished run: its outcome, latency and connector calls.
@@ -120,6 +128,14 @@ impl Metrics {
              whenever_tasks_deleted_total{{reason=\"request\"}} {}\n\
              whenever_tasks_deleted_total{{reason=\"retention\"}} {}",
             state.deleted.requested, state.deleted.retention
+        );
+        let _ = writeln!(
+            out,
+            "# HELP whenever_requests_replayed_total Requests that carried the idempotency key of an earlier \
+             one, answered with the task it created.\n\
+             # TYPE whenever_requests_replayed_total counter\n\
+             whenever_requests_replayed_total {}",
+            state.replayed
         );
         let _ = writeln!(
             out,

@@ -2,6 +2,7 @@
 //! by tokio workers that commit every applied change before the runs it enables start, journal
 //! every connector result before the step sees it, and resume after a restart.
 //!
+//! - `creating`: storing new tasks, once per request key ([`Service::create_for_request_then`]).
 //! - [`drive`]: driving one stored task durably (checkpoint, journal, crash resumption).
 //! - [`steps`]: deploying, removing and listing steps; their versions persist in the store.
 //! - [`metrics`]: counters and histograms for `/metrics`.
@@ -18,6 +19,7 @@
 //! saves with the same compare-and-swap. A patch of a running task is refused (409).
 
 mod cluster;
+mod creating;
 pub mod drive;
 pub mod metrics;
 mod retention;
@@ -42,6 +44,7 @@ use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
 use crate::task::{Task, TaskStatus};
 
+pub use creating::Created;
 pub use metrics::Metrics;
 pub use steps::StepInfo;
 pub use stopping::Stopped;
@@ -228,43 +231,6 @@ impl Service {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
-    }
-
-    /// Stores a new task over `data` (a JSON object) and starts driving it; returns the task as
-    /// stored (no need to read it back).
-    pub async fn create_task(&self, data: Value) -> Result<StoredTask, ServiceError> {
-        self.create_task_then(data, StoredTask::clone).await
-    }
-
-    /// Stores a new task over `data` (a JSON object), hands it as stored to `look` and then starts
-    /// driving it; returns what `look` made of it. A caller that needs less than a copy of the
-    /// whole task (its id, an answer written from it) spares the copy: the drive takes the task
-    /// itself. `look` runs before the drive starts, so it should be quick.
-    pub async fn create_task_then<R>(
-        &self,
-        data: Value,
-        look: impl FnOnce(&StoredTask) -> R,
-    ) -> Result<R, ServiceError> {
-        if !data.is_object() {
-            return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
-        }
-        let mut task = Task::new(data);
-        // The first wave's runs are recorded, starting, in the same write as the task (one
-        // commit fewer before they start). Hosts sharing a store leave that to whoever claims it.
-        let first = match self.inner.cluster {
-            Some(_) => Vec::new(),
-            None => self.inner.scheduler.first_wave(&mut task),
-        };
-        let ids: Vec<u64> = first.iter().map(|run| run.run_id).collect();
-        let revision = self.inner.store.create_task_starting(&task, &ids).await?;
-        let stored = StoredTask {
-            updated_at: task.created_at,
-            task,
-            revision,
-        };
-        let looked = look(&stored);
-        self.spawn_drive_saved(stored.task, revision, first);
-        Ok(looked)
     }
 
     /// One task with its history.

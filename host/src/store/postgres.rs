@@ -37,7 +37,8 @@ use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::rows::{
-    RunRow, TaskRow, UNFINISHED_RUN_INPUTS, corrupt, parse_status, parse_time, run_rows, signed, time_text, to_json,
+    RunRow, TaskRow, UNFINISHED_RUN_INPUTS, corrupt, parse_request_key, parse_status, parse_time, run_rows, signed,
+    time_text, to_json,
 };
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent, StoredTask, TaskPage, TaskQuery,
@@ -115,6 +116,8 @@ EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
     RAISE NOTICE 'lz4 compression is not available: the JSON columns keep pglz';
 END $$;
 "#,
+    // 5: the idempotency key of the request that created a task (`crate::request_key`).
+    "ALTER TABLE tasks ADD COLUMN idempotency TEXT;",
 ];
 
 /// The advisory lock that serializes migrations between hosts starting together.
@@ -166,13 +169,14 @@ fn millis(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
-/// A new task in one statement: the task row unless the id exists, its runs `$10..$14` (arrays;
-/// no inputs: a new task has no run in flight), and a notification on channel `$15` when it is
-/// running. Answers whether it was created.
+/// A new task in one statement: the task row unless the id exists, its runs `$10..$15` (arrays;
+/// no inputs: a new task has no run in flight), a notification on channel `$16` when it is
+/// running, and the idempotency key `$17` of the request that created it. Answers whether it
+/// was created.
 const CREATE_TASK: &str = "
 WITH created AS (
-    INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (id) DO NOTHING
+    INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision, idempotency)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $17) ON CONFLICT (id) DO NOTHING
     RETURNING id
 ),
 written AS (
@@ -503,6 +507,7 @@ impl Store for PostgresStore {
     async fn create_task_starting(&self, task: &Task, starting: &[u64]) -> Result<u64, StoreError> {
         // A new task was last written when it was created.
         let row = TaskRow::of(task, None, &task.created_at)?;
+        let idempotency = task.idempotency.as_ref().map(to_json).transpose()?;
         let all = TaskSave::every_run(task);
         let runs = run_rows(&TaskSave::creating(task, &all, starting))?;
         let arrays = RunArrays::of(&runs);
@@ -528,6 +533,7 @@ impl Store for PostgresStore {
                     &arrays.records,
                     &arrays.from_task,
                     &self.channel,
+                    &idempotency,
                 ],
             )
             .await
@@ -587,7 +593,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let select = client
             .prepare_cached(
-                "SELECT id, status, name, tags, message, data, progress, created_at, updated_at, revision
+                "SELECT id, status, name, tags, message, data, progress, created_at, updated_at, revision, idempotency
                  FROM tasks WHERE id = $1",
             )
             .await
@@ -623,6 +629,7 @@ impl Store for PostgresStore {
             runs,
             progress: serde_json::from_str(progress).map_err(|e| corrupt("progress", e))?,
             created_at: parse_time(created)?,
+            idempotency: parse_request_key(row.get(10))?,
         };
         Ok(Some(StoredTask {
             task,

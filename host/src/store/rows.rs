@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{StoreError, TaskSave};
+use crate::request_key::RequestKey;
 use crate::task::{Task, TaskStatus};
 
 /// A stored value could not be decoded (or encoded).
@@ -40,6 +41,12 @@ pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
 /// A stored status.
 pub(crate) fn parse_status(text: &str) -> Result<TaskStatus, StoreError> {
     serde_json::from_value(Value::String(text.to_string())).map_err(|e| corrupt("status", e))
+}
+
+/// A stored idempotency key ([`RequestKey`] as JSON text), if the task has one.
+pub(crate) fn parse_request_key(text: Option<&str>) -> Result<Option<RequestKey>, StoreError> {
+    text.map(|text| serde_json::from_str(text).map_err(|e| corrupt("idempotency key", e)))
+        .transpose()
 }
 
 /// A non-negative number as the databases' signed 64-bit integer.

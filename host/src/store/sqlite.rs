@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::call_log::{CallLog, PendingCall};
-use super::rows::{corrupt, parse_status, parse_time, signed, time_text, to_json};
+use super::rows::{corrupt, parse_request_key, parse_status, parse_time, signed, time_text, to_json};
 use super::task_log::{LoggedRecord, SaveRecord, interrupted, latest_state, merge_runs};
 use super::writes_coming::WritesComing;
 use super::{
@@ -154,6 +154,8 @@ SELECT task_seq, revision, status, name, tags, message, data, progress, runs, st
 DROP TABLE task_log;
 ALTER TABLE task_log_4 RENAME TO task_log;
 "#,
+    // 5: the idempotency key of the request that created a task (`crate::request_key`).
+    "ALTER TABLE tasks ADD COLUMN idempotency TEXT;",
 ];
 
 /// Appends one record to the task log (parameters: task seq, revision, status, name, tags,
@@ -700,17 +702,19 @@ impl Store for SqliteStore {
         let all = TaskSave::every_run(task);
         // A new task was last written when it was created.
         let record = SaveRecord::of(&TaskSave::creating(task, &all, starting), &task.created_at)?.leaving_data_to_row();
+        let idempotency = task.idempotency.as_ref().map(to_json).transpose()?;
         self.write(Box::new(move |conn| {
             let row = &record.row;
             let inserted = conn
                 .prepare_cached(
-                    "INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO tasks (id, status, name, tags, message, data, progress, created_at, updated_at, revision,
+                                        idempotency)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10) ON CONFLICT (id) DO NOTHING",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
                         row.id, row.status, row.name, row.tags, row.message, row.data, row.progress, row.created_at,
-                        row.updated_at
+                        row.updated_at, idempotency
                     ])
                 })
                 .map_err(backend)?;
@@ -794,19 +798,20 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.read(move |conn| {
             // The state: from the row, or from a newer log record.
-            let row: Option<(i64, String, String, TaskState)> = conn
+            let row: Option<(i64, String, String, TaskState, Option<String>)> = conn
                 .prepare_cached(
-                    "SELECT seq, created_at, data, status, name, tags, message, progress, updated_at, revision
+                    "SELECT seq, created_at, data, status, name, tags, message, progress, updated_at, revision,
+                            idempotency
                      FROM tasks WHERE id = ?1",
                 )
                 .and_then(|mut s| {
                     s.query_row(params![id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, task_state(r, 3)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, task_state(r, 3)?, r.get(10)?))
                     })
                     .optional()
                 })
                 .map_err(backend)?;
-            let Some((seq, created, row_data, row_state)) = row else {
+            let Some((seq, created, row_data, row_state, idempotency)) = row else {
                 return Ok(None);
             };
             let row_revision = row_state.6;
@@ -842,6 +847,7 @@ impl Store for SqliteStore {
                 runs,
                 progress,
                 created_at: parse_time(&created)?,
+                idempotency: parse_request_key(idempotency.as_deref())?,
             };
             Ok(Some(StoredTask {
                 task,

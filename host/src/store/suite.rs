@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{StepVersion, Store, StoreError, TaskQuery, TaskSave};
+use crate::request_key::RequestKey;
 use crate::runtime::{CallError, ConnectorCallRecord, StepManifest};
 use crate::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
 
@@ -24,6 +25,7 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     step_versions_and_current(store).await;
     leases_are_exclusive_expire_and_end_when_settled(store).await;
     settled_tasks_are_deleted_with_their_history_and_running_ones_never(store).await;
+    a_task_keeps_the_key_of_its_request_and_its_id_takes_one_task(store).await;
 }
 
 pub(crate) fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
@@ -686,4 +688,41 @@ async fn swept<S: Store>(store: &S, status: TaskStatus, before: chrono::DateTime
 /// Whether `task` is no longer stored.
 async fn gone<S: Store>(store: &S, task: &Task) -> bool {
     store.get_task(&task.id).await.expect("read").is_none()
+}
+
+/// A task created for a request with an idempotency key reads back with the key, through
+/// saves; its id (the key's) refuses a second task until the task is deleted.
+async fn a_task_keeps_the_key_of_its_request_and_its_id_takes_one_task<S: Store>(store: &S) {
+    let key = RequestKey::new("hook:orders", "evt_1", br#"{"order":1}"#).expect("key");
+    let mut task = Task::for_request(key.clone(), json!({"order": 1}));
+    task.runs.push(run_record(0, "write-a", false));
+    store.create_task_starting(&task, &[0]).await.expect("created");
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!(stored.task, task);
+    assert_eq!(stored.task.idempotency.as_ref(), Some(&key));
+
+    let again = Task::for_request(key.clone(), json!({"order": 2}));
+    assert!(
+        matches!(store.create_task(&again).await, Err(StoreError::Conflict(_))),
+        "one task per key"
+    );
+    task.status = TaskStatus::Completed;
+    store.save_task(TaskSave::whole(&task, 1)).await.expect("saved");
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!(
+        stored.task.data,
+        json!({"order": 1}),
+        "the first request's task is untouched"
+    );
+    assert_eq!(stored.task.idempotency, Some(key), "saves keep the key");
+    let plain = store
+        .get_task(&with_a_starting_run(store, json!({}), "s").await.id)
+        .await;
+    assert_eq!(plain.expect("read").expect("found").task.idempotency, None);
+
+    store.delete_task(&task.id).await.expect("deleted");
+    store
+        .create_task(&again)
+        .await
+        .expect("a deleted task's key takes a new one");
 }
