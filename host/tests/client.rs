@@ -1,5 +1,5 @@
 //! The client commands against a running `whenever serve` that requires a token: `deploy`,
-//! `steps`, `tasks`, `task`, `patch` and `retry` (`delete` and `rollback` have tests of their
+//! `steps`, `tasks`, `task`, `patch`, `retry` and `create` (`delete` and `rollback` have tests of their
 //! own), with output for people and `--json`, the token taken from `WHENEVER_TOKEN`, and the exit
 //! codes: 2 when the server refuses the request or the input is bad, 1 when it cannot be reached.
 
@@ -56,7 +56,7 @@ fn refused(output: &Output, code: i32, says: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_commands_deploy_list_show_patch_and_retry() {
+async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     let dir = tempfile::tempdir().expect("tempdir");
     let args = steps_and_config(dir.path(), &[COMPLETES, RETURNS_ERROR], "");
     let server = ServeProcess::start_with_token(&dir.path().join("whenever.db"), &args, Some(TOKEN));
@@ -170,6 +170,44 @@ async fn the_client_commands_deploy_list_show_patch_and_retry() {
         &whenever(&server, token, &["retry", &id, "--step", "completes"], None),
         2,
         "never ran",
+    );
+
+    // create: from a file, with a key; run again, it shows the first task instead of making one.
+    let order = dir.path().join("order.json");
+    std::fs::write(&order, r#"{"finish": true}"#).expect("task file");
+    let order = order.display().to_string();
+    let created = ok(&whenever(
+        &server,
+        token,
+        &["create", &order, "--key", "order-7", "--wait", "20000"],
+        None,
+    ));
+    let created_id = created.split_whitespace().next().unwrap_or_default().to_string();
+    assert!(created.starts_with(&format!("{created_id}  completed")), "{created}");
+    let again = ok(&whenever(&server, token, &["create", &order, "--key", "order-7"], None));
+    assert!(
+        again.starts_with("an earlier request with this key created the task"),
+        "{again}"
+    );
+    assert!(again.contains(&format!("{created_id}  completed")), "{again}");
+    // From stdin, without a key: a task of its own; as JSON.
+    let other = json_of(&whenever(
+        &server,
+        token,
+        &["create", "-", "--json"],
+        Some(r#"{"finish": true}"#),
+    ));
+    assert_ne!(other["id"], json!(created_id), "{other}");
+    assert_eq!(other["status"], "running", "{other}");
+    refused(
+        &whenever(&server, token, &["create", "-"], Some("[1, 2")),
+        2,
+        "the task data is not valid JSON",
+    );
+    refused(
+        &whenever(&server, token, &["create", "-"], Some("[1, 2]")),
+        2,
+        "must be a JSON object",
     );
 }
 

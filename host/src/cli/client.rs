@@ -1,4 +1,4 @@
-//! The client commands: `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `delete`, `rollback`,
+//! The client commands: `create`, `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `delete`, `rollback`,
 //! talking to a running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
 //! `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`). Output for people by default, the
 //! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
@@ -21,6 +21,23 @@ pub struct ClientArgs {
     /// Print the server's JSON instead of text for people.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `whenever create TASK.json [--key KEY] [--wait MS]` (`-` reads stdin).
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The task data, a JSON object (a file, or `-` for stdin).
+    pub data: PathBuf,
+    /// An idempotency key: running the command again with the same key and data shows the task
+    /// the first run created instead of creating another (safe to retry after a timeout).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Wait up to this many milliseconds for the task to settle.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// `whenever deploy COMPONENT.wasm [--manifest FILE] [--name NAME]`.
@@ -158,6 +175,11 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        self.exchange(request).await.map(|(value, _)| value)
+    }
+
+    /// [`Client::send`], with the answer's headers.
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<(Value, reqwest::header::HeaderMap), Failure> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -167,6 +189,7 @@ impl Client {
             .await
             .map_err(|e| Failure(format!("cannot reach the server at {}: {e}", self.base), EXIT_INTERNAL))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let text = response
             .text()
             .await
@@ -177,7 +200,7 @@ impl Client {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         if status.is_success() {
-            return Ok(value);
+            return Ok((value, headers));
         }
         let message = value["error"]["message"]
             .as_str()
@@ -427,20 +450,58 @@ pub(crate) async fn task(args: TaskArgs) -> u8 {
     finish("task", result)
 }
 
+/// The text of `path`, or of stdin for `-`.
+fn read_input(path: &std::path::Path) -> Result<String, Failure> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| bad(format!("cannot read stdin: {e}")))?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))
+    }
+}
+
+/// `whenever create`.
+pub(crate) async fn create(args: CreateArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client);
+        let text = read_input(&args.data)?;
+        let data: Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("the task data is not valid JSON: {e}")))?;
+        // Without a wait the answer is the task as stored, its first runs starting.
+        let mut request = client
+            .http
+            .post(client.url("/v1/tasks"))
+            .header("content-type", "application/json")
+            .body(data.to_string());
+        if args.wait > 0 {
+            request = request.query(&[("wait", args.wait)]);
+        }
+        if let Some(key) = &args.key {
+            request = request.header("idempotency-key", key);
+        }
+        let (task, headers) = client.exchange(request).await?;
+        if args.client.json {
+            print_json(&task);
+        } else {
+            if headers.get("idempotent-replayed").is_some_and(|v| v == "true") {
+                println!("an earlier request with this key created the task; it is shown as it is now");
+            }
+            print_task(&task);
+        }
+        Ok(())
+    }
+    .await;
+    finish("create", result)
+}
+
 /// `whenever patch`.
 pub(crate) async fn patch(args: PatchArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client);
-        let text = if args.patch.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| bad(format!("cannot read stdin: {e}")))?;
-            text
-        } else {
-            std::fs::read_to_string(&args.patch)
-                .map_err(|e| bad(format!("cannot read {}: {e}", args.patch.display())))?
-        };
+        let text = read_input(&args.patch)?;
         let merge: Value = serde_json::from_str(&text).map_err(|e| bad(format!("the patch is not valid JSON: {e}")))?;
         let request = client
             .http

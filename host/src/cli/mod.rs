@@ -64,6 +64,8 @@ pub enum Command {
     },
     /// Run the service: durable tasks on SQLite, the HTTP API, webhooks, live deploys.
     Serve(serve::ServeArgs),
+    /// Create a task on a running server (with `--key`, at most once however often it is run).
+    Create(client::CreateArgs),
     /// Deploy a step (a component and its manifest) to a running server.
     Deploy(client::DeployArgs),
     /// List the steps a server serves.
@@ -94,6 +96,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Match { condition, data } => matching::run(&condition, &data),
         Command::Demo => crate::demo::main().await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Create(args) => client::create(args).await,
         Command::Deploy(args) => client::deploy(args).await,
         Command::Steps(args) => client::steps(args).await,
         Command::Tasks(args) => client::tasks(args).await,

@@ -68,45 +68,41 @@ impl Service {
         data: Value,
         look: impl FnOnce(&StoredTask) -> R,
     ) -> Result<Created<R>, ServiceError> {
-        let data = object(data)?;
-        // A task deleted between the refused create and the read of it leaves the key free:
-        // the second attempt creates the task anew.
-        for _ in 0..2 {
-            let task = Task::for_request(key.clone(), data.clone());
-            let id = task.id.clone();
-            match self.store_new(task).await {
-                Ok((stored, first)) => {
-                    let looked = look(&stored);
-                    self.spawn_drive_saved(stored.task, stored.revision, first);
-                    return Ok(Created::New(looked));
-                }
-                Err(ServiceError::Conflict(_)) => {}
-                Err(other) => return Err(other),
+        let task = Task::for_request(key.clone(), object(data)?);
+        let id = task.id.clone();
+        match self.store_new(task).await {
+            Ok((stored, first)) => {
+                let looked = look(&stored);
+                self.spawn_drive_saved(stored.task, stored.revision, first);
+                return Ok(Created::New(looked));
             }
-            let Some(earlier) = self.inner.store.get_task(&id).await? else {
-                continue;
-            };
-            return match &earlier.task.idempotency {
-                Some(first) if *first == key => {
-                    self.inner.metrics.request_replayed();
-                    Ok(Created::Replayed(look(&earlier)))
-                }
-                Some(first) if first.scope == key.scope && first.key == key.key => Err(ServiceError::Invalid(format!(
-                    "the idempotency key {:?} was used for another request, which created task {id}; \
-                     send a new key with a new request",
-                    key.key
-                ))),
-                // A task of another key (or none) under this id: a clash of 64-bit hashes.
-                _ => Err(ServiceError::Conflict(format!(
-                    "the idempotency key {:?} gives the id of another task ({id}); send another key",
-                    key.key
-                ))),
-            };
+            Err(ServiceError::Conflict(_)) => {}
+            Err(other) => return Err(other),
         }
-        Err(ServiceError::Conflict(format!(
-            "the task of idempotency key {:?} was being deleted; send the request again",
-            key.key
-        )))
+        let earlier = self.inner.store.get_task(&id).await?;
+        match earlier.as_ref().map(|stored| (stored, &stored.task.idempotency)) {
+            Some((stored, Some(first))) if *first == key => {
+                self.inner.metrics.request_replayed();
+                Ok(Created::Replayed(look(stored)))
+            }
+            Some((_, Some(first))) if first.scope == key.scope && first.key == key.key => {
+                Err(ServiceError::Invalid(format!(
+                    "the idempotency key {:?} was used for another request, which created task {id}; \
+                 send a new key with a new request",
+                    key.key
+                )))
+            }
+            // Deleted between the refused create and this read (rare): the key is free again.
+            None => Err(ServiceError::Conflict(format!(
+                "the task of idempotency key {:?} was being deleted; send the request again",
+                key.key
+            ))),
+            // A task of another key (or none) under this id: a clash of 64-bit hashes.
+            Some(_) => Err(ServiceError::Conflict(format!(
+                "the idempotency key {:?} gives the id of another task ({id}); send another key",
+                key.key
+            ))),
+        }
     }
 
     /// Stores `task` with the runs of its first wave recorded as starting, in one write (one
