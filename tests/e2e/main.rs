@@ -5,6 +5,7 @@ mod compile_cache;
 mod data_views;
 mod hot_deploy;
 mod idempotency;
+mod openapi;
 mod retailmax;
 mod sandbox;
 mod scheduling;

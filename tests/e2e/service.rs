@@ -330,6 +330,25 @@ async fn a_task_waited_for_is_answered_exactly_as_a_read_shows_it() {
     server.stop().await;
 }
 
+/// `GET /v1/tasks/{id}?wait=MS` answers once the task settles; without `wait`, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn showing_a_task_with_wait_answers_once_it_settles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[], options()).await;
+    // Each run of the looping step is under way for 400 ms, then fails at its deadline.
+    crate::stopping::deploy_loop(&server.service, 400).await;
+    let (status, created) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let (status, now) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!((status, &now["status"]), (200, &json!("running")), "{now}");
+    let (status, settled) = server.get(&format!("/v1/tasks/{id}?wait=20000")).await;
+    assert_eq!((status, &settled["status"]), (200, &json!("failed")), "{settled}");
+    let (status, refused) = server.get(&format!("/v1/tasks/{id}?wait=soon")).await;
+    assert_eq!(status, 400, "{refused}");
+    server.stop().await;
+}
+
 fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("key");
     mac.update(body);

@@ -13,7 +13,7 @@ use crate::service::{Server, component, db_in, options, runs, start};
 
 /// Deploys the looping test step with a deadline of `timeout_ms`: each of its runs is under way
 /// that long, then fails.
-async fn deploy_loop(service: &Service, timeout_ms: u64) {
+pub(crate) async fn deploy_loop(service: &Service, timeout_ms: u64) {
     let (bytes, mut manifest) = component(&INFINITE_LOOP);
     manifest.limits.timeout_ms = timeout_ms;
     service

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /v1/tasks[?wait=MS]` | body: the task data (a JSON object) → 201 and the task |
 //! | `POST /v1/hooks/{hook}[?wait=MS]` | any JSON body becomes a task with `$via` → 201 |
-//! | `GET /v1/tasks/{id}` | the task with its history |
+//! | `GET /v1/tasks/{id}[?wait=MS]` | the task with its history |
 //! | `GET /v1/tasks?status=&tag=&limit=&cursor=` | `{tasks, next_cursor}`, newest first |
 //! | `PATCH /v1/tasks/{id}[?wait=MS]` | JSON merge patch on `data`; resumes the task (409 while running) |
 //! | `POST /v1/tasks/{id}/retry[?wait=MS]` | body `{"step": NAME}` (or empty: every failed step) |
@@ -13,6 +13,7 @@
 //! | `PUT /v1/steps/{name}[?manifest=TOML]` | body: the component bytes; deployed live (422 if invalid) |
 //! | `POST /v1/steps/{name}/rollback` | body `{"version": V}`: an earlier version serves again |
 //! | `DELETE /v1/steps/{name}` | stops serving the step (204) |
+//! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`OPENAPI`]) |
 //! | `GET /healthz`, `GET /metrics` | liveness; Prometheus text |
 //!
 //! A create (`POST /v1/tasks`, a webhook) with an `Idempotency-Key` header (a webhook: or the
@@ -128,6 +129,7 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
                 .delete(steps::remove),
         )
         .route("/v1/steps/{name}/rollback", post(steps::rollback))
+        .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -228,6 +230,14 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// The API described as an OpenAPI 3.1 document (`GET /v1/openapi.json`), for clients,
+/// generators and API fuzzers; `tests/e2e/openapi.rs` checks it against the routes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn healthz() -> axum::Json<Value> {

@@ -98,8 +98,13 @@ pub(crate) async fn create(
     create_and_answer(&state.service, data, key, &wait).await
 }
 
-pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(task_response(StatusCode::OK, &state.service.task(&id).await?))
+/// `GET /v1/tasks/{id}[?wait=MS]`: the task, after an optional wait for it to settle.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    wait: Result<Query<WaitParam>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    answer(&state.service, &id, &query(wait)?).await
 }
 
 #[derive(Debug, Deserialize)]
