@@ -200,10 +200,26 @@ async fn tasks_complete_or_wait_over_http() {
     let settled = server.until(&id, |t| t["status"] == "waiting").await;
     assert_eq!(settled["data"]["a"], "A");
 
+    let (status, _) = server.get("/nowhere/t_1").await;
+    assert_eq!(status, 404);
     let (status, metrics) = server.get("/metrics").await;
     assert_eq!(status, 200);
     let text = metrics.as_str().expect("text");
     assert!(text.contains("whenever_tasks{status=\"completed\"} 1"), "{text}");
+    // Requests by route template (never a raw path), method and status, and their latency.
+    for line in [
+        "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"201\"} 3\n",
+        "whenever_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1\n",
+        "whenever_http_request_duration_seconds_count{route=\"/v1/tasks\"} 3\n",
+        "whenever_http_request_duration_seconds_bucket{route=\"/v1/tasks\",le=\"+Inf\"} 3\n",
+    ] {
+        assert!(text.contains(line), "{line}in {text}");
+    }
+    assert!(
+        text.contains("whenever_http_requests_total{method=\"GET\",route=\"/v1/tasks/{id}\",status=\"200\"} "),
+        "{text}"
+    );
+    assert!(!text.contains(&id), "no task id in a label: {text}");
     assert!(
         text.contains("whenever_runs_total{step=\"write-a\",outcome=\"ok\"} 2"),
         "{text}"

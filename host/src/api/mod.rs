@@ -14,7 +14,7 @@
 //! | `POST /v1/steps/{name}/rollback` | body `{"version": V}`: an earlier version serves again |
 //! | `DELETE /v1/steps/{name}` | stops serving the step (204) |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`OPENAPI`]) |
-//! | `GET /healthz`, `GET /metrics` | liveness; Prometheus text |
+//! | `GET /healthz`, `GET /metrics` | liveness; Prometheus text (with every request counted by route) |
 //!
 //! A create (`POST /v1/tasks`, a webhook) with an `Idempotency-Key` header (a webhook: or the
 //! delivery id its `[hooks.NAME]` config names) creates one task however often it is sent: a
@@ -41,8 +41,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -135,6 +135,7 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -192,6 +193,30 @@ pub async fn serve_on_own_thread(
     outcome
         .await
         .map_err(|_| std::io::Error::other("the API thread stopped without an answer"))?
+}
+
+/// Counts every answer in the service's metrics (`whenever_http_requests_total`, and the time to
+/// answer in `whenever_http_request_duration_seconds`), by route template, method and status.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    state.service.metrics().request_answered(
+        method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -6,15 +6,52 @@ use std::sync::{Arc, Mutex};
 
 use crate::task::{RunOutcomeRecord, RunRecord, TaskStatus};
 
-/// Upper bounds (seconds) of the run latency histogram's buckets.
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Upper bounds (seconds) of the latency histograms' buckets (runs and requests).
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// A latency histogram: cumulative bucket counts, the sum and the count.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    sum_seconds: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        self.sum_seconds += seconds;
+        self.count += 1;
+        for (bound, count) in BUCKETS.iter().zip(self.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+    }
+
+    /// Writes the histogram's lines for metric `name` with `labels` (`key="value"`, escaped).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_seconds);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
 
 #[derive(Debug, Default)]
 struct StepStats {
     ok: u64,
     failed: u64,
-    buckets: Vec<u64>,
-    sum_seconds: f64,
+    latency: Histogram,
+}
+
+/// The HTTP API's requests to one route (the router's template, such as `/v1/tasks/{id}`, never
+/// a raw path, so the labels stay few): counts by method and status, and their latency.
+#[derive(Debug, Default)]
+struct RouteStats {
+    answered: BTreeMap<(&'static str, u16), u64>,
+    latency: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +80,9 @@ struct Deleted {
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     state: Arc<Mutex<State>>,
+    /// Apart from the runs' state: the API's thread records a request while the drives record
+    /// their runs.
+    requests: Arc<Mutex<BTreeMap<String, RouteStats>>>,
 }
 
 fn escape(label: &str) -> String {
@@ -66,24 +106,28 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).replayed += 1;
     }
 
+    /// Counts a request the API answered: its method, its route (the router's template, or
+    /// `unmatched`), its status and how long it took.
+    pub fn request_answered(&self, method: &'static str, route: &str, status: u16, took: std::time::Duration) {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        if !requests.contains_key(route) {
+            requests.insert(route.to_string(), RouteStats::default());
+        }
+        if let Some(stats) = requests.get_mut(route) {
+            *stats.answered.entry((method, status)).or_default() += 1;
+            stats.latency.observe(took.as_secs_f64());
+        }
+    }
+
     /// Counts a finished run: its outcome, latency and connector calls.
     pub fn run_finished(&self, run: &RunRecord) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let stats = state.steps.entry(run.step.clone()).or_default();
-        if stats.buckets.is_empty() {
-            stats.buckets = vec![0; BUCKETS.len()];
-        }
         match run.outcome {
             Some(RunOutcomeRecord::Ok) => stats.ok += 1,
             _ => stats.failed += 1,
         }
-        let seconds = run.duration_ms / 1000.0;
-        stats.sum_seconds += seconds;
-        for (bound, count) in BUCKETS.iter().zip(stats.buckets.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
+        stats.latency.observe(run.duration_ms / 1000.0);
         for call in &run.connector_calls {
             let entry = state
                 .connectors
@@ -155,24 +199,11 @@ impl Metrics {
             "# HELP whenever_run_duration_seconds Run latency by step.\n# TYPE whenever_run_duration_seconds histogram"
         );
         for (step, s) in &state.steps {
-            let step = escape(step);
-            for (bound, count) in BUCKETS.iter().zip(&s.buckets) {
-                let _ = writeln!(
-                    out,
-                    "whenever_run_duration_seconds_bucket{{step=\"{step}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let total = s.ok + s.failed;
-            let _ = writeln!(
-                out,
-                "whenever_run_duration_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {total}"
+            s.latency.render(
+                &mut out,
+                "whenever_run_duration_seconds",
+                &format!("step=\"{}\"", escape(step)),
             );
-            let _ = writeln!(
-                out,
-                "whenever_run_duration_seconds_sum{{step=\"{step}\"}} {}",
-                s.sum_seconds
-            );
-            let _ = writeln!(out, "whenever_run_duration_seconds_count{{step=\"{step}\"}} {total}");
         }
         let _ = writeln!(
             out,
@@ -198,6 +229,34 @@ impl Metrics {
                 escape(connector),
                 escape(method),
                 c.errors
+            );
+        }
+        drop(state);
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP whenever_http_requests_total Requests the API answered, by method, route and status.\n\
+             # TYPE whenever_http_requests_total counter"
+        );
+        for (route, stats) in requests.iter() {
+            for ((method, status), count) in &stats.answered {
+                let _ = writeln!(
+                    out,
+                    "whenever_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {count}",
+                    escape(route)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP whenever_http_request_duration_seconds Time to answer a request (to its status and \
+             headers), by route.\n# TYPE whenever_http_request_duration_seconds histogram"
+        );
+        for (route, stats) in requests.iter() {
+            stats.latency.render(
+                &mut out,
+                "whenever_http_request_duration_seconds",
+                &format!("route=\"{}\"", escape(route)),
             );
         }
         out
