@@ -77,11 +77,6 @@ impl RequestKey {
         hash.update(self.key.as_bytes());
         format!("t_{}", &hex::encode(hash.finalize())[..16])
     }
-
-    /// Whether `other` is this same request sent again: the same scope, key and body.
-    pub fn same_request(&self, other: &RequestKey) -> bool {
-        self == other
-    }
 }
 
 #[cfg(test)]
@@ -94,9 +89,9 @@ mod tests {
         let again = RequestKey::new("hook:orders", " evt_1 ", b"{\"a\":1}").expect("key");
         let other_body = RequestKey::new("hook:orders", "evt_1", b"{\"a\":2}").expect("key");
         assert_eq!(first.task_id(), again.task_id());
-        assert!(first.same_request(&again));
+        assert_eq!(first, again, "the same request");
         assert_eq!(first.task_id(), other_body.task_id());
-        assert!(!first.same_request(&other_body));
+        assert_ne!(first, other_body, "another request under the same key");
         assert!(first.task_id().starts_with("t_") && first.task_id().len() == 18);
     }
 

@@ -75,8 +75,8 @@ fn keyed(scope: &str, key: &str, raw: &[u8]) -> Result<RequestKey, ApiError> {
     RequestKey::new(scope, key, raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// The answer to a create: `201` for a new task, `200` with [`REPLAYED_HEADER`] for a repeat.
-/// `answer` is the task's answer as a create gives it.
+/// The answer to a create: the task's answer as a create gives it (`201`) for a new task; for a
+/// repeat, the same answer as `200` with [`REPLAYED_HEADER`].
 pub(crate) fn answer(created: Created<Response>) -> Response {
     match created {
         Created::New(response) => response,

@@ -262,3 +262,37 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_route_method_and_status_with_cumulative_latency_buckets() {
+        let metrics = Metrics::default();
+        metrics.request_answered("POST", "/v1/tasks", 201, Duration::from_micros(800));
+        metrics.request_answered("POST", "/v1/tasks", 201, Duration::from_millis(30));
+        metrics.request_answered("POST", "/v1/tasks", 400, Duration::from_micros(50));
+        metrics.request_answered("GET", "a\"route", 404, Duration::from_secs(9));
+        let text = metrics.render(&BTreeMap::new(), 0);
+        for line in [
+            "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"201\"} 2\n",
+            "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"400\"} 1\n",
+            "whenever_http_requests_total{method=\"GET\",route=\"a\\\"route\",status=\"404\"} 1\n",
+            // Cumulative: two of three within 1 ms, all three within 50 ms.
+            "whenever_http_request_duration_seconds_bucket{route=\"/v1/tasks\",le=\"0.001\"} 2\n",
+            "whenever_http_request_duration_seconds_bucket{route=\"/v1/tasks\",le=\"0.025\"} 2\n",
+            "whenever_http_request_duration_seconds_bucket{route=\"/v1/tasks\",le=\"0.05\"} 3\n",
+            "whenever_http_request_duration_seconds_bucket{route=\"/v1/tasks\",le=\"+Inf\"} 3\n",
+            "whenever_http_request_duration_seconds_count{route=\"/v1/tasks\"} 3\n",
+            // Beyond the last bound: only in +Inf.
+            "whenever_http_request_duration_seconds_bucket{route=\"a\\\"route\",le=\"5\"} 0\n",
+            "whenever_http_request_duration_seconds_bucket{route=\"a\\\"route\",le=\"+Inf\"} 1\n",
+            "whenever_http_request_duration_seconds_sum{route=\"a\\\"route\"} 9\n",
+        ] {
+            assert!(text.contains(line), "{line}in {text}");
+        }
+    }
+}
