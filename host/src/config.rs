@@ -36,6 +36,8 @@
 //! idempotency_header = "X-Shopify-Webhook-Id"   # one task per delivery id (default: Idempotency-Key)
 //!
 //! [hooks.stripe]
+//! secret_env = "STRIPE_WEBHOOK_SECRET"
+//! signature = "stripe"          # Stripe-Signature (also "github", "shopify"; default "whenever")
 //! idempotency_pointer = "/id"   # or the delivery id read from the body (Stripe's event id)
 //!
 //! [steps.fraud-detection]       # narrows what the step's manifest grants (the intersection):
@@ -231,6 +233,33 @@ pub struct HookSection {
     /// A JSON Pointer (`/id`) to each delivery's id in the body (a string or a number: Stripe's
     /// event id), its idempotency key; a delivery without it is refused.
     pub idempotency_pointer: Option<String>,
+    /// How deliveries are signed with the secret: `whenever` (the default), `github`, `shopify`
+    /// or `stripe` (see `api::signatures`), so a provider's webhooks can point at the hook.
+    pub signature: Option<String>,
+    /// For `stripe`: how far (seconds) a delivery's signed timestamp may be from now; 300 by
+    /// default.
+    pub tolerance_s: Option<u64>,
+}
+
+/// How far (seconds) a Stripe delivery's signed timestamp may be from now unless the hook's
+/// `tolerance_s` says otherwise (Stripe's own libraries use 300).
+pub const STRIPE_TOLERANCE_S: u64 = 300;
+
+/// How a webhook's deliveries are signed (HMAC-SHA256 under the hook's secret).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SignatureScheme {
+    /// `X-Whenever-Signature: sha256=HEX` of the body.
+    #[default]
+    Whenever,
+    /// GitHub's `X-Hub-Signature-256: sha256=HEX` of the body.
+    GitHub,
+    /// Shopify's `X-Shopify-Hmac-Sha256: BASE64` of the body.
+    Shopify,
+    /// Stripe's `Stripe-Signature: t=UNIX,v1=HEX` of `UNIX.body`, `UNIX` within `tolerance`.
+    Stripe {
+        /// How far the signed timestamp may be from now.
+        tolerance: std::time::Duration,
+    },
 }
 
 /// Where a webhook's deliveries carry their idempotency key ([`crate::request_key`]).
@@ -246,6 +275,35 @@ pub enum DeliveryKey {
 }
 
 impl HookSection {
+    /// How the deliveries to hook `name` are signed; refuses an unknown scheme, a scheme or a
+    /// tolerance without a secret to check it with, and a tolerance for a scheme without one.
+    pub fn signature_scheme(&self, name: &str) -> Result<SignatureScheme, String> {
+        if self.secret_env.is_none() && (self.signature.is_some() || self.tolerance_s.is_some()) {
+            return Err(format!(
+                "[hooks.{name}] sets how deliveries are signed but no secret_env to check them with"
+            ));
+        }
+        let scheme = match self.signature.as_deref() {
+            None | Some("whenever") => SignatureScheme::Whenever,
+            Some("github") => SignatureScheme::GitHub,
+            Some("shopify") => SignatureScheme::Shopify,
+            Some("stripe") => SignatureScheme::Stripe {
+                tolerance: std::time::Duration::from_secs(self.tolerance_s.unwrap_or(STRIPE_TOLERANCE_S)),
+            },
+            Some(other) => {
+                return Err(format!(
+                    "[hooks.{name}] signature {other:?} is not one of whenever, github, shopify, stripe"
+                ));
+            }
+        };
+        if self.tolerance_s.is_some() && !matches!(scheme, SignatureScheme::Stripe { .. }) {
+            return Err(format!(
+                "[hooks.{name}] tolerance_s applies to signature = \"stripe\" only (signed timestamps)"
+            ));
+        }
+        Ok(scheme)
+    }
+
     /// Where the deliveries to hook `name` carry their key; refuses both keys set at once, a
     /// header that is not a header name and a pointer that is not a JSON Pointer.
     pub fn delivery_key(&self, name: &str) -> Result<DeliveryKey, String> {
@@ -344,7 +402,7 @@ impl Config {
                 config
                     .hooks
                     .iter()
-                    .try_for_each(|(name, hook)| hook.delivery_key(name).map(drop))
+                    .try_for_each(|(name, hook)| hook.delivery_key(name).and(hook.signature_scheme(name)).map(drop))
             })
             .map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -502,6 +560,40 @@ mod tests {
             (
                 "[hooks.p]\nidempotency_pointer = \"id\"\n",
                 "\"id\" is not a JSON Pointer",
+            ),
+        ] {
+            let (_dir, path) = write(section);
+            let error = Config::load(&path).expect_err("refused").to_string();
+            assert!(error.contains(named), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_hook_checks_its_provider_s_signature_scheme_with_its_secret() {
+        let (_dir, path) = write(
+            "[hooks.gh]\nsecret_env = \"S\"\nsignature = \"github\"\n\
+             [hooks.st]\nsecret_env = \"S\"\nsignature = \"stripe\"\ntolerance_s = 60\n\
+             [hooks.plain]\nsecret_env = \"S\"\n",
+        );
+        let config = Config::load(&path).expect("valid");
+        let scheme = |name: &str| config.hooks[name].signature_scheme(name).expect("valid");
+        assert_eq!(scheme("gh"), SignatureScheme::GitHub);
+        assert_eq!(
+            scheme("st"),
+            SignatureScheme::Stripe {
+                tolerance: std::time::Duration::from_secs(60)
+            }
+        );
+        assert_eq!(scheme("plain"), SignatureScheme::Whenever);
+        for (section, named) in [
+            (
+                "[hooks.h]\nsecret_env = \"S\"\nsignature = \"paypal\"\n",
+                "\"paypal\" is not one of",
+            ),
+            ("[hooks.h]\nsignature = \"github\"\n", "no secret_env"),
+            (
+                "[hooks.h]\nsecret_env = \"S\"\nsignature = \"github\"\ntolerance_s = 5\n",
+                "tolerance_s applies to signature = \"stripe\" only",
             ),
         ] {
             let (_dir, path) = write(section);

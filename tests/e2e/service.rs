@@ -445,6 +445,89 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
     server.stop().await;
 }
 
+/// A hook configured for a provider's signature scheme takes that provider's deliveries as they
+/// come: Stripe's (`Stripe-Signature`, a signed timestamp, its event id as the delivery id) and
+/// GitHub's (`X-Hub-Signature-256`). A delivery signed long ago is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_check_their_provider_s_signatures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut api_options = options();
+    for hook in ["stripe", "github"] {
+        api_options.hook_secrets.insert(hook.into(), b"whsec_e2e".to_vec());
+    }
+    api_options.hook_signatures.insert(
+        "stripe".into(),
+        whenever::config::SignatureScheme::Stripe {
+            tolerance: Duration::from_secs(300),
+        },
+    );
+    api_options
+        .hook_signatures
+        .insert("github".into(), whenever::config::SignatureScheme::GitHub);
+    api_options
+        .hook_keys
+        .insert("stripe".into(), whenever::config::DeliveryKey::Pointer("/id".into()));
+    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    let deliver = |hook: &str, header: (&'static str, String), body: &str| {
+        server
+            .http
+            .post(format!("{}/v1/hooks/{hook}", server.base))
+            .header(header.0, header.1)
+            .body(body.to_string())
+            .send()
+    };
+
+    let event = json!({"id": "evt_1", "type": "payment_intent.succeeded", "start": true}).to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let stripe = |t: u64| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"whsec_e2e").expect("key");
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(event.as_bytes());
+        (
+            "Stripe-Signature",
+            format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes())),
+        )
+    };
+    let first = deliver("stripe", stripe(now), &event).await.expect("sent");
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json_value().await;
+    assert_eq!(first["data"]["$via"]["key"], "evt_1", "{first}");
+    // Stripe retries with a fresh timestamp: the same event, the same task.
+    let again = deliver("stripe", stripe(now + 5), &event).await.expect("sent");
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(again.json_value().await["id"], first["id"]);
+    // A delivery signed ten minutes ago (a replay of a captured one) is refused.
+    let stale = deliver("stripe", stripe(now - 600), &event).await.expect("sent");
+    assert_eq!(stale.status().as_u16(), 401);
+    let error = stale.json_value().await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("more than the 300 s allowed")),
+        "{error}"
+    );
+
+    let push = json!({"ref": "main", "start": true}).to_string();
+    let hub = ("X-Hub-Signature-256", sign(b"whsec_e2e", push.as_bytes()));
+    let response = deliver("github", hub, &push).await.expect("sent");
+    assert_eq!(response.status().as_u16(), 201);
+    // Signed as another scheme would sign it: refused, naming the header the hook reads.
+    let ours = ("X-Whenever-Signature", sign(b"whsec_e2e", push.as_bytes()));
+    let response = deliver("github", ours, &push).await.expect("sent");
+    assert_eq!(response.status().as_u16(), 401);
+    let error = response.json_value().await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("x-hub-signature-256")),
+        "{error}"
+    );
+    server.stop().await;
+}
+
 trait JsonValue {
     async fn json_value(self) -> Value;
 }

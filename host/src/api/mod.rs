@@ -25,11 +25,13 @@
 //! Errors are `{"error": {"code", "message"}}` ([`ApiError`]). With a token configured every
 //! route but `/healthz` needs `Authorization: Bearer TOKEN`, except webhooks with a secret, which
 //! are authenticated by their signature instead: `X-Whenever-Signature: sha256=HEX`, the
-//! HMAC-SHA256 of the raw body under the hook's secret.
+//! HMAC-SHA256 of the raw body under the hook's secret, or the scheme of the hook's provider
+//! (GitHub, Shopify, Stripe: [`signatures`]).
 
 mod error;
 mod hooks;
 mod idempotency;
+pub mod signatures;
 mod steps;
 mod tasks;
 
@@ -51,7 +53,7 @@ use serde_json::Value;
 
 pub use error::ApiError;
 
-use crate::config::DeliveryKey;
+use crate::config::{DeliveryKey, SignatureScheme};
 use crate::service::Service;
 
 /// How the API is exposed.
@@ -61,6 +63,9 @@ pub struct ApiOptions {
     pub token: Option<String>,
     /// Webhook secrets by hook name (HMAC-SHA256 keys).
     pub hook_secrets: BTreeMap<String, Vec<u8>>,
+    /// How each configured hook's deliveries are signed (a hook not named here: the
+    /// `whenever` scheme).
+    pub hook_signatures: BTreeMap<String, SignatureScheme>,
     /// Where each configured hook's deliveries carry their idempotency key (a hook not named
     /// here: the `Idempotency-Key` header, when present).
     pub hook_keys: BTreeMap<String, DeliveryKey>,
@@ -79,8 +84,10 @@ impl ApiOptions {
         let config = service.config();
         let mut hook_secrets = BTreeMap::new();
         let mut hook_keys = BTreeMap::new();
+        let mut hook_signatures = BTreeMap::new();
         for (hook, section) in &config.hooks {
             hook_keys.insert(hook.clone(), section.delivery_key(hook)?);
+            hook_signatures.insert(hook.clone(), section.signature_scheme(hook)?);
             if let Some(var) = &section.secret_env {
                 let secret = std::env::var(var)
                     .map_err(|_| format!("hook {hook}: the environment variable {var} (its secret) is not set"))?;
@@ -91,6 +98,7 @@ impl ApiOptions {
             token,
             hook_secrets,
             hook_keys,
+            hook_signatures,
             max_body_bytes: config.server.max_body_bytes,
             max_component_bytes: config.server.max_component_bytes,
             threads: config.server.api_threads.get(),
