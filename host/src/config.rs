@@ -537,6 +537,12 @@ mod tests {
         assert!(error.contains("sweep_ms"), "{error}");
     }
 
+    /// The error loading a config file of `text` gives.
+    fn refused(text: &str) -> String {
+        let (_dir, path) = write(text);
+        Config::load(&path).expect_err("refused").to_string()
+    }
+
     #[test]
     fn a_hook_takes_its_delivery_key_from_one_header_or_one_pointer() {
         let (_dir, path) = write(
@@ -562,8 +568,7 @@ mod tests {
                 "\"id\" is not a JSON Pointer",
             ),
         ] {
-            let (_dir, path) = write(section);
-            let error = Config::load(&path).expect_err("refused").to_string();
+            let error = refused(section);
             assert!(error.contains(named), "{error}");
         }
     }
@@ -596,8 +601,7 @@ mod tests {
                 "tolerance_s applies to signature = \"stripe\" only",
             ),
         ] {
-            let (_dir, path) = write(section);
-            let error = Config::load(&path).expect_err("refused").to_string();
+            let error = refused(section);
             assert!(error.contains(named), "{error}");
         }
     }
