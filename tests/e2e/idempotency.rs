@@ -1,7 +1,7 @@
 //! Idempotent creation over a real socket: a create carrying an idempotency key (the
 //! `Idempotency-Key` header, or the delivery id a hook's config names) makes one task however
 //! often it is sent, at once or later, across a restart; a repeat is answered 200 with that
-//! task, the same key with another body 422, a bad key 400.
+//! task, the same key with another body 422, a bad key 400; the task is found by its key.
 
 use std::collections::BTreeSet;
 
@@ -88,6 +88,15 @@ async fn a_create_sent_again_with_its_key_is_answered_with_the_first_task() {
     let text = metrics.as_str().expect("text");
     assert!(text.contains("whenever_requests_replayed_total 2\n"), "{text}");
 
+    // The task a key created can be looked up by the key (not by another scope's).
+    let (status, found) = server.get("/v1/tasks/by-key/order-1").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found, server.get(&format!("/v1/tasks/{id}")).await.1);
+    for missing in ["/v1/tasks/by-key/order-9", "/v1/hooks/shop/deliveries/order-1"] {
+        let (status, error) = server.get(missing).await;
+        assert_eq!(status, 404, "{missing}: {error}");
+    }
+
     // The key is kept with the task: after a restart a repeat still finds it ...
     server.stop().await;
     let server = start(&db_in(&dir), &[COMPLETES], options()).await;
@@ -140,6 +149,10 @@ async fn deliveries_of_one_webhook_racing_each_other_make_one_task() {
     assert_eq!(statuses, [vec![200; 15], vec![201]].concat());
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(task_count(&server).await, 1);
+    // What became of delivery evt-1, looked up by its id.
+    let (status, delivered) = server.get("/v1/hooks/shop/deliveries/evt-1").await;
+    assert_eq!(status, 200, "{delivered}");
+    assert!(ids.contains(delivered["id"].as_str().expect("id")), "{delivered}");
 
     let key = [("Idempotency-Key", "evt-1")];
     for path in ["/v1/hooks/refunds", "/v1/tasks"] {

@@ -16,6 +16,7 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", "t_none")
         .replace("{name}", "no-such-step")
         .replace("{hook}", "some-hook")
+        .replace("{key}", "no-such-key")
 }
 
 /// Every `$ref` in `value`.
@@ -108,7 +109,9 @@ async fn the_document_describes_the_routes_the_server_serves() {
         "PATCH /v1/tasks/{id}",
         "DELETE /v1/tasks/{id}",
         "POST /v1/tasks/{id}/retry",
+        "GET /v1/tasks/by-key/{key}",
         "POST /v1/hooks/{hook}",
+        "GET /v1/hooks/{hook}/deliveries/{key}",
         "GET /v1/steps",
         "GET /v1/steps/{name}",
         "PUT /v1/steps/{name}",

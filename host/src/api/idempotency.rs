@@ -1,13 +1,15 @@
 //! Idempotency keys of requests that create tasks ([`crate::request_key`]): read from the
 //! `Idempotency-Key` header, or from where a hook's config says its deliveries carry their id;
 //! a repeat is answered `200` with the task the first request created and
-//! `Idempotent-Replayed: true` (as Stripe answers), instead of `201`.
+//! `Idempotent-Replayed: true` (as Stripe answers), instead of `201`. The task a key created can
+//! be looked up by the key (`GET /v1/tasks/by-key/{key}`, `GET /v1/hooks/{hook}/deliveries/{key}`).
 
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::ApiError;
+use super::{ApiError, AppState};
 use crate::config::DeliveryKey;
 use crate::request_key::RequestKey;
 use crate::service::Created;
@@ -69,6 +71,27 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Api
                 .map_err(|_| ApiError::BadRequest(format!("the {name} header is not visible ASCII text")))
         })
         .transpose()
+}
+
+/// `GET /v1/tasks/by-key/{key}`: the task a `POST /v1/tasks` with this key created.
+pub(crate) async fn task_of_request(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    show_created(&state, &keyed(TASKS_SCOPE, &key, b"")?).await
+}
+
+/// `GET /v1/hooks/{hook}/deliveries/{key}`: the task a delivery with this id created.
+pub(crate) async fn task_of_delivery(
+    State(state): State<AppState>,
+    Path((hook, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    show_created(&state, &keyed(&format!("hook:{hook}"), &key, b"")?).await
+}
+
+async fn show_created(state: &AppState, key: &RequestKey) -> Result<Response, ApiError> {
+    let stored = state.service.task_for_request(key).await?;
+    Ok(super::tasks::task_response(StatusCode::OK, &stored))
 }
 
 fn keyed(scope: &str, key: &str, raw: &[u8]) -> Result<RequestKey, ApiError> {

@@ -8,6 +8,7 @@
 //! | `GET /v1/tasks?status=&tag=&limit=&cursor=` | `{tasks, next_cursor}`, newest first |
 //! | `PATCH /v1/tasks/{id}[?wait=MS]` | JSON merge patch on `data`; resumes the task (409 while running) |
 //! | `POST /v1/tasks/{id}/retry[?wait=MS]` | body `{"step": NAME}` (or empty: every failed step) |
+//! | `GET /v1/tasks/by-key/{key}`, `GET /v1/hooks/{hook}/deliveries/{key}` | the task a create or a delivery with this idempotency key created |
 //! | `DELETE /v1/tasks/{id}` | deletes a settled task with its history (204; 409 while running) |
 //! | `GET /v1/steps`, `GET /v1/steps/{name}` | serving steps with their versions |
 //! | `PUT /v1/steps/{name}[?manifest=TOML]` | body: the component bytes; deployed live (422 if invalid) |
@@ -127,7 +128,9 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
             get(tasks::show).patch(tasks::patch).delete(tasks::delete),
         )
         .route("/v1/tasks/{id}/retry", post(tasks::retry))
+        .route("/v1/tasks/by-key/{key}", get(idempotency::task_of_request))
         .route("/v1/hooks/{hook}", post(hooks::receive))
+        .route("/v1/hooks/{hook}/deliveries/{key}", get(idempotency::task_of_delivery))
         .route("/v1/steps", get(steps::list))
         .route(
             "/v1/steps/{name}",

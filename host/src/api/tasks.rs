@@ -38,7 +38,7 @@ impl<'a> TaskAnswer<'a> {
 
 /// `stored` as the API shows it, answered with `status`. `Json` writes the body at once, so the
 /// answer borrows the task rather than copying it.
-fn task_response(status: StatusCode, stored: &StoredTask) -> Response {
+pub(crate) fn task_response(status: StatusCode, stored: &StoredTask) -> Response {
     (status, Json(TaskAnswer::of(stored))).into_response()
 }
 

@@ -105,6 +105,27 @@ impl Service {
         }
     }
 
+    /// The task a request carrying `key` created (its scope and key; the body is not compared),
+    /// while it exists: what became of a webhook delivery, looked up by its id.
+    pub async fn task_for_request(&self, key: &RequestKey) -> Result<StoredTask, ServiceError> {
+        let found = self.inner.store.get_task(&key.task_id()).await?;
+        match found {
+            Some(stored)
+                if stored
+                    .task
+                    .idempotency
+                    .as_ref()
+                    .is_some_and(|created| created.scope == key.scope && created.key == key.key) =>
+            {
+                Ok(stored)
+            }
+            _ => Err(ServiceError::NotFound(format!(
+                "no task was created with the idempotency key {:?} ({}), or it was deleted",
+                key.key, key.scope
+            ))),
+        }
+    }
+
     /// Stores `task` with the runs of its first wave recorded as starting, in one write (one
     /// commit fewer before they start; hosts sharing a store leave that to whoever claims it).
     /// A task whose id exists is [`ServiceError::Conflict`].
