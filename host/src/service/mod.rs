@@ -280,7 +280,7 @@ impl Service {
             let names: Vec<String> = match step {
                 Some(name) => {
                     if catalog.get(name).is_none() {
-                        return Err(ServiceError::Invalid(format!("step {name} is not deployed")));
+                        return Err(ServiceError::Invalid(format!("step {name:?} is not deployed")));
                     }
                     if !task.progress.contains_key(name) {
                         return Err(ServiceError::Invalid(format!(
