@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::tasks::{create_and_answer, query};
 use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, signatures};
+use crate::config::SignatureScheme;
 
 pub(crate) async fn receive(
     State(state): State<AppState>,
@@ -24,11 +25,15 @@ pub(crate) async fn receive(
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     if let Some(secret) = state.options.hook_secrets.get(&hook) {
-        let scheme = state.options.hook_signatures.get(&hook).cloned().unwrap_or_default();
+        let scheme = state
+            .options
+            .hook_signatures
+            .get(&hook)
+            .unwrap_or(&SignatureScheme::Whenever);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        signatures::verify(&scheme, secret, &headers, &raw, now)
+        signatures::verify(scheme, secret, &headers, &raw, now)
             .map_err(|e| ApiError::Unauthorized(format!("hook {hook}: {e}")))?;
     }
     let payload = parse_json(&raw)?;

@@ -53,6 +53,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use error::ApiError;
+pub use idempotency::{IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER};
 
 use crate::config::{DeliveryKey, SignatureScheme};
 use crate::service::Service;

@@ -480,13 +480,13 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
             request = request.query(&[("wait", args.wait)]);
         }
         if let Some(key) = &args.key {
-            request = request.header("idempotency-key", key);
+            request = request.header(crate::api::IDEMPOTENCY_KEY_HEADER, key);
         }
         let (task, headers) = client.exchange(request).await?;
         if args.client.json {
             print_json(&task);
         } else {
-            if headers.get("idempotent-replayed").is_some_and(|v| v == "true") {
+            if headers.get(crate::api::REPLAYED_HEADER).is_some_and(|v| v == "true") {
                 println!("an earlier request with this key created the task; it is shown as it is now");
             }
             print_task(&task);

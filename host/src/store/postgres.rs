@@ -38,7 +38,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::rows::{
     RunRow, TaskRow, UNFINISHED_RUN_INPUTS, corrupt, parse_request_key, parse_status, parse_time, run_rows, signed,
-    time_text, to_json,
+    still_running, time_text, to_json,
 };
 use super::{
     InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent, StoredTask, TaskPage, TaskQuery,
@@ -718,9 +718,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?;
             return Err(match exists {
-                Some(_) => StoreError::Conflict(format!(
-                    "task {id} is running; delete it once it is waiting, failed or completed"
-                )),
+                Some(_) => still_running(id),
                 None => StoreError::NotFound(format!("task {id}")),
             });
         }

@@ -49,6 +49,13 @@ pub(crate) fn parse_request_key(text: Option<&str>) -> Result<Option<RequestKey>
         .transpose()
 }
 
+/// A running task refused a delete (a drive may still write it).
+pub(crate) fn still_running(id: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "task {id} is running; delete it once it is waiting, failed or completed"
+    ))
+}
+
 /// A non-negative number as the databases' signed 64-bit integer.
 pub(crate) fn signed(n: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|e| corrupt(what, e))

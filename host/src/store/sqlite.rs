@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::call_log::{CallLog, PendingCall};
-use super::rows::{corrupt, parse_request_key, parse_status, parse_time, signed, time_text, to_json};
+use super::rows::{corrupt, parse_request_key, parse_status, parse_time, signed, still_running, time_text, to_json};
 use super::task_log::{LoggedRecord, SaveRecord, interrupted, latest_state, merge_runs};
 use super::writes_coming::WritesComing;
 use super::{
@@ -931,9 +931,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound(format!("task {id}")));
             };
             if parse_status(&status)? == TaskStatus::Running {
-                return Err(StoreError::Conflict(format!(
-                    "task {id} is running; delete it once it is waiting, failed or completed"
-                )));
+                return Err(still_running(&id));
             }
             delete_rows(conn, seq)?;
             Ok(1)
