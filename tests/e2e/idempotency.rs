@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use whenever::api::ApiOptions;
+use whenever::api::{ApiOptions, HookOptions};
 use whenever::config::DeliveryKey;
 use whenever_step_artifacts::testing::*;
 
@@ -171,12 +171,16 @@ async fn deliveries_of_one_webhook_racing_each_other_make_one_task() {
 async fn a_hook_takes_its_delivery_id_from_where_its_config_says() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut api_options: ApiOptions = options();
-    api_options
-        .hook_keys
-        .insert("github".into(), DeliveryKey::Header("x-github-delivery".into()));
-    api_options
-        .hook_keys
-        .insert("stripe".into(), DeliveryKey::Pointer("/data/id".into()));
+    for (hook, delivery_key) in [
+        ("github", DeliveryKey::Header("x-github-delivery".into())),
+        ("stripe", DeliveryKey::Pointer("/data/id".into())),
+    ] {
+        let options = HookOptions {
+            delivery_key,
+            ..HookOptions::default()
+        };
+        api_options.hooks.insert(hook.into(), options);
+    }
     let server = start(&db_in(&dir), &[COMPLETES], api_options).await;
 
     let push = r#"{"finish": true, "ref": "main"}"#;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use whenever::api::{self, ApiOptions};
+use whenever::api::{self, ApiOptions, HookOptions, HookSignature};
+use whenever::config::{DeliveryKey, SignatureScheme};
 use whenever::runtime::StepManifest;
 use whenever::service::{Service, ServiceOptions};
 use whenever::store::{Store, TaskSave};
@@ -375,7 +376,9 @@ fn sign(secret: &[u8], body: &[u8]) -> String {
 async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut api_options = options();
-    api_options.hook_secrets.insert("shop".into(), b"s3cret".to_vec());
+    api_options
+        .hooks
+        .insert("shop".into(), HookOptions::signed_with(b"s3cret"));
     let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
 
     let body = json!({"start": true, "order": {"id": 7}}).to_string();
@@ -452,21 +455,24 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
 async fn hooks_check_their_provider_s_signatures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut api_options = options();
-    for hook in ["stripe", "github"] {
-        api_options.hook_secrets.insert(hook.into(), b"whsec_e2e".to_vec());
-    }
-    api_options.hook_signatures.insert(
-        "stripe".into(),
-        whenever::config::SignatureScheme::Stripe {
+    let signed = |scheme| {
+        Some(HookSignature {
+            scheme,
+            secret: b"whsec_e2e".to_vec(),
+        })
+    };
+    let stripe = HookOptions {
+        signed: signed(SignatureScheme::Stripe {
             tolerance: Duration::from_secs(300),
-        },
-    );
-    api_options
-        .hook_signatures
-        .insert("github".into(), whenever::config::SignatureScheme::GitHub);
-    api_options
-        .hook_keys
-        .insert("stripe".into(), whenever::config::DeliveryKey::Pointer("/id".into()));
+        }),
+        delivery_key: DeliveryKey::Pointer("/id".into()),
+    };
+    let github = HookOptions {
+        signed: signed(SignatureScheme::GitHub),
+        ..HookOptions::default()
+    };
+    api_options.hooks.insert("stripe".into(), stripe);
+    api_options.hooks.insert("github".into(), github);
     let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
     let deliver = |hook: &str, header: (&'static str, String), body: &str| {
         server

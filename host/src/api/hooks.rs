@@ -13,7 +13,6 @@ use serde_json::{Map, Value, json};
 
 use super::tasks::{create_and_answer, query};
 use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, signatures};
-use crate::config::SignatureScheme;
 
 pub(crate) async fn receive(
     State(state): State<AppState>,
@@ -24,20 +23,16 @@ pub(crate) async fn receive(
 ) -> Result<Response, ApiError> {
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
-    if let Some(secret) = state.options.hook_secrets.get(&hook) {
-        let scheme = state
-            .options
-            .hook_signatures
-            .get(&hook)
-            .unwrap_or(&SignatureScheme::Whenever);
+    let options = state.options.hooks.get(&hook);
+    if let Some(signed) = options.and_then(|h| h.signed.as_ref()) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        signatures::verify(scheme, secret, &headers, &raw, now)
+        signatures::verify(&signed.scheme, &signed.secret, &headers, &raw, now)
             .map_err(|e| ApiError::Unauthorized(format!("hook {hook}: {e}")))?;
     }
     let payload = parse_json(&raw)?;
-    let source = state.options.hook_keys.get(&hook);
+    let source = options.map(|h| &h.delivery_key);
     let key = idempotency::of_delivery(&hook, source, &headers, &payload, &raw)?;
     let mut via = json!({
         "id": crate::task::new_task_id().replacen("t_", "d_", 1),

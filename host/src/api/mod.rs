@@ -63,14 +63,9 @@ use crate::service::Service;
 pub struct ApiOptions {
     /// The bearer token every request must carry (`None`: no auth, loopback only).
     pub token: Option<String>,
-    /// Webhook secrets by hook name (HMAC-SHA256 keys).
-    pub hook_secrets: BTreeMap<String, Vec<u8>>,
-    /// How each configured hook's deliveries are signed (a hook not named here: the
-    /// `whenever` scheme).
-    pub hook_signatures: BTreeMap<String, SignatureScheme>,
-    /// Where each configured hook's deliveries carry their idempotency key (a hook not named
-    /// here: the `Idempotency-Key` header, when present).
-    pub hook_keys: BTreeMap<String, DeliveryKey>,
+    /// The configured hooks by name: how each one's deliveries are signed and keyed (a hook not
+    /// named here: unsigned, keyed by an `Idempotency-Key` header when present).
+    pub hooks: BTreeMap<String, HookOptions>,
     /// Largest request body (413 beyond).
     pub max_body_bytes: usize,
     /// Largest component for `PUT /v1/steps/{name}`.
@@ -84,28 +79,66 @@ impl ApiOptions {
     /// variables the config names). A named variable that is unset is an error.
     pub fn from_service(service: &Service, token: Option<String>) -> Result<ApiOptions, String> {
         let config = service.config();
-        let mut hook_secrets = BTreeMap::new();
-        let mut hook_keys = BTreeMap::new();
-        let mut hook_signatures = BTreeMap::new();
+        let mut hooks = BTreeMap::new();
         for (hook, section) in &config.hooks {
-            hook_keys.insert(hook.clone(), section.delivery_key(hook)?);
-            hook_signatures.insert(hook.clone(), section.signature_scheme(hook)?);
-            if let Some(var) = &section.secret_env {
-                let secret = std::env::var(var)
-                    .map_err(|_| format!("hook {hook}: the environment variable {var} (its secret) is not set"))?;
-                hook_secrets.insert(hook.clone(), secret.into_bytes());
-            }
+            let scheme = section.signature_scheme(hook)?;
+            let signed = match &section.secret_env {
+                Some(var) => {
+                    let secret = std::env::var(var)
+                        .map_err(|_| format!("hook {hook}: the environment variable {var} (its secret) is not set"))?;
+                    Some(HookSignature {
+                        scheme,
+                        secret: secret.into_bytes(),
+                    })
+                }
+                None => None,
+            };
+            let options = HookOptions {
+                signed,
+                delivery_key: section.delivery_key(hook)?,
+            };
+            hooks.insert(hook.clone(), options);
         }
         Ok(ApiOptions {
             token,
-            hook_secrets,
-            hook_keys,
-            hook_signatures,
+            hooks,
             max_body_bytes: config.server.max_body_bytes,
             max_component_bytes: config.server.max_component_bytes,
             threads: config.server.api_threads.get(),
         })
     }
+}
+
+/// How the API treats the deliveries to one configured hook.
+#[derive(Debug, Clone, Default)]
+pub struct HookOptions {
+    /// The signature every delivery must carry (`None`: deliveries are not signed, and the
+    /// bearer token guards the hook like any route).
+    pub signed: Option<HookSignature>,
+    /// Where its deliveries carry their idempotency key.
+    pub delivery_key: DeliveryKey,
+}
+
+impl HookOptions {
+    /// A hook whose deliveries are signed the `whenever` way with `secret`.
+    pub fn signed_with(secret: &[u8]) -> HookOptions {
+        HookOptions {
+            signed: Some(HookSignature {
+                scheme: SignatureScheme::Whenever,
+                secret: secret.to_vec(),
+            }),
+            ..HookOptions::default()
+        }
+    }
+}
+
+/// How a hook's deliveries are signed: the provider's scheme and the HMAC-SHA256 key.
+#[derive(Debug, Clone)]
+pub struct HookSignature {
+    /// Which header carries the signature, and over what.
+    pub scheme: SignatureScheme,
+    /// The shared secret (the HMAC key).
+    pub secret: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -241,7 +274,7 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     }
     // A webhook with a secret is authenticated by its signature (checked by the handler).
     if let Some(hook) = path.strip_prefix("/v1/hooks/")
-        && state.options.hook_secrets.contains_key(hook)
+        && state.options.hooks.get(hook).is_some_and(|h| h.signed.is_some())
     {
         return next.run(request).await;
     }
