@@ -32,6 +32,12 @@
 //! to files per order (SQLite's WAL frames and checkpoints): unlike time, it does not move with
 //! the machine's load.
 //!
+//! The store-less rows: with 1 or 16 waiting clients each order is driven in its client's task
+//! (`Scheduler::drive`: nothing pends, so each drive runs through at once); with 512, each
+//! commit of `Scheduler::drive_durable` only yields, so that 512 orders interleave as the
+//! 16-sender rows' do (16 × 32 unfinished). That row is what those rows' drives cost without
+//! their store, with as many orders' data gone cold between their waves.
+//!
 //! Steps given: the bundled steps' manifests list the paths each step `reads`, so each run is
 //! given its view of the order; the "whole data" rows load the same components with those lists
 //! removed, so each run is given (and parses, serializes and has diffed) the whole order.
@@ -619,6 +625,51 @@ async fn drive_waiting(path: &'static str, clients: usize, given: Given) -> Row 
     .await
 }
 
+/// A checkpoint that stores nothing and lets the other drives run at every commit, as a store's
+/// commit does: the drives interleave as in the service, with as many orders' data in memory.
+struct Yielding;
+
+#[async_trait::async_trait]
+impl whenever::scheduler::Checkpoint for Yielding {
+    async fn commit(
+        &mut self,
+        _task: &Task,
+        _commit: whenever::scheduler::Commit<'_>,
+    ) -> Result<(), whenever::scheduler::CheckpointError> {
+        tokio::task::yield_now().await;
+        Ok(())
+    }
+    fn journal(&self, _task: &Task, _run_id: u64) -> Option<Arc<dyn whenever::runtime::CallJournal>> {
+        None
+    }
+}
+
+/// `clients` store-less drives at once, interleaving at each commit ([`Yielding`]): with 512,
+/// what the 16-sender rows' drives cost without their store, their data as cold between waves.
+async fn drive_yielding(path: &'static str, clients: usize, given: Given) -> Row {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = Host::start(&HostOptions {
+        steps: given.steps(&dir),
+        ..HostOptions::default()
+    })
+    .await
+    .expect("host");
+    let scheduler = host.scheduler.clone();
+    let here = tokio::runtime::Handle::current();
+    waiting_clients(path, clients, &here, move |n| {
+        let scheduler = scheduler.clone();
+        async move {
+            let mut task = Task::new(order(n));
+            let status = scheduler
+                .drive_durable(&mut task, Vec::new(), &mut Yielding, &mut |_| {})
+                .await
+                .expect("no commit fails");
+            assert_eq!(status, TaskStatus::Completed, "{:?}", task.message);
+        }
+    })
+    .await
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -636,6 +687,9 @@ enum Kind {
     ServiceWaiting(Synchronous),
     ServiceSenders(Synchronous),
     Drive,
+    /// Store-less drives whose commits only yield to the others: as many orders interleaved
+    /// as the senders keep unfinished.
+    DriveYielding,
 }
 
 const FULL: Synchronous = Synchronous::Full;
@@ -708,6 +762,12 @@ const ROWS: &[(&str, usize, Kind, Given)] = &[
     ),
     ("in process, no store (Scheduler::drive)", 1, Kind::Drive, VIEWS),
     ("in process, no store (Scheduler::drive)", 16, Kind::Drive, VIEWS),
+    (
+        "in process, no store, each commit a yield (Scheduler::drive_durable)",
+        512,
+        Kind::DriveYielding,
+        VIEWS,
+    ),
     ("in process, no store (Scheduler::drive)", 16, Kind::Drive, WHOLE),
 ];
 
@@ -748,6 +808,7 @@ fn main() {
                     Kind::ServiceWaiting(synchronous) => service_waiting(path, clients, synchronous, given).await,
                     Kind::ServiceSenders(synchronous) => service_senders(path, clients, synchronous, given).await,
                     Kind::Drive => drive_waiting(path, clients, given).await,
+                    Kind::DriveYielding => drive_yielding(path, clients, given).await,
                 };
                 row.given = given.label();
                 runs[index].push(row);

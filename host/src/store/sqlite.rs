@@ -202,14 +202,26 @@ impl Default for SqliteOptions {
 /// Pooled reader connections (WAL lets them read while the writer writes).
 const READERS: usize = 4;
 
-type WriteFn = Box<dyn FnOnce(&Connection) -> Result<u64, StoreError> + Send>;
+type WriteFn = Box<dyn FnMut(&Connection) -> Result<u64, StoreError> + Send>;
 
 struct WriteJob {
     op: WriteFn,
-    reply: oneshot::Sender<Result<u64, StoreError>>,
+    reply: oneshot::Sender<Answer>,
     /// The runs whose finished records the write saves (task id, run ids): once that commits,
     /// their records hold their connector results, and the journal need not keep them.
     finishes: Option<(String, Vec<i64>)>,
+}
+
+/// A write's result, with what the write leaves behind ([`Spent`]).
+type Answer = (Result<u64, StoreError>, Option<Spent>);
+
+/// What a write was made of (its closure with the encoded record it captured, its finished runs),
+/// sent back with its answer so that the thread that allocated it frees it. Freed on the writer
+/// thread instead, each of those blocks went on the allocating thread's list of blocks freed
+/// elsewhere, which that thread then walks, block by block, cold in its cache.
+struct Spent {
+    _op: WriteFn,
+    _finishes: Option<(String, Vec<i64>)>,
 }
 
 /// The SQLite store. Cloning shares the same writer and readers.
@@ -384,18 +396,18 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
             Err(_) => return,
         };
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let _ = first.reply.send(Err(backend(&e)));
+            let _ = first.reply.send((Err(backend(&e)), None));
             continue;
         }
-        let mut answers = Vec::new();
-        let mut finished: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut answers: Vec<(oneshot::Sender<Answer>, Result<u64, StoreError>, Spent)> = Vec::new();
         let mut failed = None;
-        let mut run = |job: WriteJob| match (job.op)(&conn) {
+        let mut run = |mut job: WriteJob| match (job.op)(&conn) {
             result @ (Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_))) => {
-                if let (Ok(_), Some((task, runs))) = (&result, job.finishes) {
-                    finished.entry(task).or_default().extend(runs);
-                }
-                answers.push((job.reply, result));
+                let spent = Spent {
+                    _op: job.op,
+                    _finishes: job.finishes,
+                };
+                answers.push((job.reply, result, spent));
                 true
             }
             Err(error) => {
@@ -407,49 +419,55 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
         if run(first) {
             group.gather(&jobs, &mut count, &mut run);
         }
+        let fail_all = |answers: Vec<(oneshot::Sender<Answer>, Result<u64, StoreError>, Spent)>, message: &str| {
+            for (reply, _, spent) in answers {
+                let _ = reply.send((Err(StoreError::Backend(message.to_owned())), Some(spent)));
+            }
+        };
         if let Some((reply, error)) = failed {
             let _ = conn.execute_batch("ROLLBACK");
-            let message = error.to_string();
-            let _ = reply.send(Err(error));
-            for (reply, _) in answers {
-                let _ = reply.send(Err(StoreError::Backend(format!(
-                    "rolled back with the writes committed together: {message}"
-                ))));
-            }
+            let message = format!("rolled back with the writes committed together: {error}");
+            let _ = reply.send((Err(error), None));
+            fail_all(answers, &message);
             continue;
         }
         // Taken after the group's writes ran: a run's results are queued before its save is
         // sent, so they commit no later than its outcome.
         let (journal, journal_file) = calls.take();
-        let open = journal
-            .iter()
-            .filter(|c| !finished.get(&c.task).is_some_and(|runs| runs.contains(&c.run)));
-        if let Err(error) = insert_calls(&conn, open) {
+        let inserted = {
+            let mut finished: HashMap<&str, Vec<i64>> = HashMap::new();
+            for (_, result, spent) in &answers {
+                if let (Ok(_), Some((task, runs))) = (result, &spent._finishes) {
+                    finished.entry(task.as_str()).or_default().extend(runs);
+                }
+            }
+            let open = journal
+                .iter()
+                .filter(|c| !finished.get(c.task.as_str()).is_some_and(|runs| runs.contains(&c.run)));
+            insert_calls(&conn, open)
+        };
+        if let Err(error) = inserted {
             let _ = conn.execute_batch("ROLLBACK");
             calls.restore(journal);
-            let message = error.to_string();
-            for (reply, _) in answers {
-                let _ = reply.send(Err(StoreError::Backend(format!(
-                    "rolled back: the connector journal could not be written: {message}"
-                ))));
-            }
+            fail_all(
+                answers,
+                &format!("rolled back: the connector journal could not be written: {error}"),
+            );
             continue;
         }
         let committed = conn.execute_batch("COMMIT");
         if let Err(e) = &committed {
             let _ = conn.execute_batch("ROLLBACK");
             calls.restore(journal);
-            for (reply, _) in answers {
-                let _ = reply.send(Err(backend(format!("commit failed: {e}"))));
-            }
+            fail_all(answers, &format!("commit failed: {e}"));
             continue;
         }
         // The results are in the table now: their file is emptied for its next turn.
         if let Some(file) = journal_file {
             calls.committed(file);
         }
-        for (reply, result) in answers {
-            let _ = reply.send(result);
+        for (reply, result, spent) in answers {
+            let _ = reply.send((result, Some(spent)));
         }
     }
 }
@@ -514,9 +532,12 @@ impl SqliteStore {
             .send(WriteJob { op, reply, finishes })
             .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
         self.coming.sent();
-        answer
+        let (result, spent) = answer
             .await
-            .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?
+            .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
+        // Freed here, on the thread that most likely allocated it (see `Spent`).
+        drop(spent);
+        result
     }
 
     async fn read<T: Send + 'static>(
@@ -1222,6 +1243,33 @@ mod tests {
         super::super::suite::run_all(&open(&dir)).await;
     }
 
+    /// A write's closure, and what it captured, is freed by the writer that sent it, not on
+    /// the writer thread (see `Spent`).
+    #[tokio::test]
+    async fn what_a_write_captured_is_freed_by_its_sender() {
+        struct Noted(Arc<Mutex<Option<String>>>);
+        impl Drop for Noted {
+            fn drop(&mut self) {
+                let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+                *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        let dropped_on = Arc::new(Mutex::new(None));
+        let captured = Noted(dropped_on.clone());
+        let answer = store
+            .write(Box::new(move |_conn| {
+                let _held = &captured;
+                Ok(7)
+            }))
+            .await;
+        assert_eq!(answer.expect("written"), 7);
+        let here = std::thread::current().name().map(str::to_owned);
+        let dropped_on = dropped_on.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert!(dropped_on.is_some(), "the closure was freed");
+        assert_eq!(dropped_on, here, "freed on the sender's thread, not the writer's");
+    }
     #[tokio::test]
     async fn background_reads_leave_a_reader_for_the_others() {
         use crate::store::background::in_background;
@@ -1518,7 +1566,7 @@ mod tests {
     }
 
     /// Sends `op` to the writer; the receiver gets its answer.
-    fn queue(writer: &mpsc::Sender<WriteJob>, op: WriteFn) -> oneshot::Receiver<Result<u64, StoreError>> {
+    fn queue(writer: &mpsc::Sender<WriteJob>, op: WriteFn) -> oneshot::Receiver<Answer> {
         let (reply, answer) = oneshot::channel();
         writer
             .send(WriteJob {
@@ -1558,7 +1606,7 @@ mod tests {
         std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls), group));
         let mut results = Vec::new();
         for answer in answers {
-            results.push(answer.await.expect("answered"));
+            results.push(answer.await.expect("answered").0);
         }
         assert!(
             matches!(&results[0], Err(StoreError::Backend(m)) if m.contains("disk on fire")),
@@ -1613,7 +1661,7 @@ mod tests {
         // The writer at work sends nothing after all: the commit goes ahead.
         drop(working);
         coming.sent();
-        assert_eq!(answer.await.expect("answered").expect("committed"), 0);
+        assert_eq!(answer.await.expect("answered").0.expect("committed"), 0);
         let check = open_connection(&path, &SqliteOptions::default()).expect("open");
         let rows: i64 = check
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))

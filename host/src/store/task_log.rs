@@ -130,15 +130,12 @@ impl SaveRecord {
 
 /// The run records `ids` of `task` as one JSON array.
 pub(crate) fn runs_text(task: &crate::task::Task, ids: &[u64]) -> Result<String, StoreError> {
-    let mut text = String::from("[");
-    for run in ids.iter().filter_map(|id| task.runs.get(*id as usize)) {
-        if text.len() > 1 {
-            text.push(',');
-        }
-        text.push_str(&to_json(run)?);
-    }
-    text.push(']');
-    Ok(text)
+    let runs: Vec<&RunRecord> = ids.iter().filter_map(|id| task.runs.get(*id as usize)).collect();
+    // Written into one buffer of about a kilobyte per record (a finished RetailMax run's is 0.7
+    // to 2.5 KB): most saves allocate once, and no record is copied from a text of its own.
+    let mut text = Vec::with_capacity(runs.len() * 1024 + 2);
+    serde_json::to_writer(&mut text, &runs).map_err(|e| corrupt("cannot encode", e))?;
+    String::from_utf8(text).map_err(|e| corrupt("cannot encode", e))
 }
 
 /// A task's runs from the `runs` arrays of its records, oldest record first: a later copy of a
