@@ -103,8 +103,9 @@ pub struct Resumed {
     pub run_id: u64,
     /// The step version to re-run (the one recorded, when it is still available).
     pub step: Arc<LoadedStep>,
-    /// The data the run started from (shared by the runs of one wave).
-    pub input: Arc<Value>,
+    /// The data the run started from (shared by the runs of one wave); `None` for a new task's
+    /// first wave, which starts on the data as the drive begins (the data it was created with).
+    pub input: Option<Arc<Value>>,
     /// Its journaled connector results, replayed in order.
     pub replay: Vec<ConnectorCallRecord>,
 }
@@ -222,15 +223,23 @@ impl Scheduler {
             task.status = TaskStatus::Running;
             task.message = None;
         }
+        // A first wave's snapshot of the data, copied here rather than where the task was
+        // created: the copy is then made, and freed when the wave is done, by the drive's
+        // threads (memory one thread frees for another costs that other thread a walk over it).
+        let mut created_data: Option<Arc<Value>> = None;
         for resume in resumed {
             let Some(record) = task.runs.get(resume.run_id as usize) else {
                 continue;
             };
+            let snapshot = match resume.input {
+                Some(input) => input,
+                None => created_data.get_or_insert_with(|| Arc::new(task.data.clone())).clone(),
+            };
             // The run is given what it was given the first time: its view of that data, or all
             // of it.
             let given = match &resume.step.view {
-                Some(view) => view.text(&resume.input),
-                None => resume.input.to_string(),
+                Some(view) => view.text(&snapshot),
+                None => snapshot.to_string(),
             };
             let input = RunInput {
                 task_id: task.id.clone(),
@@ -248,7 +257,7 @@ impl Scheduler {
                 run_id,
                 InFlight {
                     step: resume.step,
-                    snapshot: Some(resume.input),
+                    snapshot: Some(snapshot),
                     start_seq: order.seq,
                 },
             );
@@ -421,14 +430,13 @@ impl Scheduler {
         }
         let mut cap_hit = false;
         let starting = self.start_eligible(task, &HashSet::new(), &mut cap_hit);
-        // One copy of the data, shared by the wave's runs (their snapshot).
-        let input = Arc::new(task.data.clone());
+        // Their snapshot of the data is taken as the drive begins (see `Resumed::input`).
         starting
             .into_iter()
             .map(|(run_id, step, _)| Resumed {
                 run_id,
                 step,
-                input: input.clone(),
+                input: None,
                 replay: Vec::new(),
             })
             .collect()

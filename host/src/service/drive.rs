@@ -186,7 +186,7 @@ impl Service {
                 Some(step) => resumed.push(Resumed {
                     run_id: run.run_id,
                     step,
-                    input: Arc::new(run.input),
+                    input: Some(Arc::new(run.input)),
                     replay: run.journal,
                 }),
                 None => lost.push(run.run_id),
