@@ -603,28 +603,6 @@ async fn assert_all_completed(service: &Service) {
     );
 }
 
-async fn drive_waiting(path: &'static str, clients: usize, given: Given) -> Row {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = Host::start(&HostOptions {
-        steps: given.steps(&dir),
-        ..HostOptions::default()
-    })
-    .await
-    .expect("host");
-    let scheduler = host.scheduler.clone();
-    // Each client drives its orders itself: they run on the two workers.
-    let here = tokio::runtime::Handle::current();
-    waiting_clients(path, clients, &here, move |n| {
-        let scheduler = scheduler.clone();
-        async move {
-            let mut task = Task::new(order(n));
-            let status = scheduler.drive(&mut task, &mut |_| {}).await;
-            assert_eq!(status, TaskStatus::Completed, "{:?}", task.message);
-        }
-    })
-    .await
-}
-
 /// A checkpoint that stores nothing and lets the other drives run at every commit, as a store's
 /// commit does: the drives interleave as in the service, with as many orders' data in memory.
 struct Yielding;
@@ -644,9 +622,10 @@ impl whenever::scheduler::Checkpoint for Yielding {
     }
 }
 
-/// `clients` store-less drives at once, interleaving at each commit ([`Yielding`]): with 512,
-/// what the 16-sender rows' drives cost without their store, their data as cold between waves.
-async fn drive_yielding(path: &'static str, clients: usize, given: Given) -> Row {
+/// `clients` store-less drives at once: each to its end (`Scheduler::drive`), or, `interleaved`,
+/// yielding at each commit ([`Yielding`]): with 512, what the 16-sender rows' drives cost without
+/// their store, their data as cold between waves.
+async fn drive_waiting(path: &'static str, clients: usize, given: Given, interleaved: bool) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = Host::start(&HostOptions {
         steps: given.steps(&dir),
@@ -655,15 +634,20 @@ async fn drive_yielding(path: &'static str, clients: usize, given: Given) -> Row
     .await
     .expect("host");
     let scheduler = host.scheduler.clone();
+    // Each client drives its orders itself: they run on the two workers.
     let here = tokio::runtime::Handle::current();
     waiting_clients(path, clients, &here, move |n| {
         let scheduler = scheduler.clone();
         async move {
             let mut task = Task::new(order(n));
-            let status = scheduler
-                .drive_durable(&mut task, Vec::new(), &mut Yielding, &mut |_| {})
-                .await
-                .expect("no commit fails");
+            let status = if interleaved {
+                scheduler
+                    .drive_durable(&mut task, Vec::new(), &mut Yielding, &mut |_| {})
+                    .await
+                    .expect("no commit fails")
+            } else {
+                scheduler.drive(&mut task, &mut |_| {}).await
+            };
             assert_eq!(status, TaskStatus::Completed, "{:?}", task.message);
         }
     })
@@ -807,8 +791,8 @@ fn main() {
                     Kind::HttpKeyedSenders(synchronous) => http_senders(path, clients, synchronous, given, true).await,
                     Kind::ServiceWaiting(synchronous) => service_waiting(path, clients, synchronous, given).await,
                     Kind::ServiceSenders(synchronous) => service_senders(path, clients, synchronous, given).await,
-                    Kind::Drive => drive_waiting(path, clients, given).await,
-                    Kind::DriveYielding => drive_yielding(path, clients, given).await,
+                    Kind::Drive => drive_waiting(path, clients, given, false).await,
+                    Kind::DriveYielding => drive_waiting(path, clients, given, true).await,
                 };
                 row.given = given.label();
                 runs[index].push(row);

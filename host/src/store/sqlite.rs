@@ -221,8 +221,11 @@ type Answer = (Result<u64, StoreError>, Option<Spent>);
 /// elsewhere, which that thread then walks, block by block, cold in its cache.
 struct Spent {
     _op: WriteFn,
-    _finishes: Option<(String, Vec<i64>)>,
+    finishes: Option<(String, Vec<i64>)>,
 }
+
+/// A write of the open group that ran: where its answer goes, its result, what it leaves behind.
+type Ran = (oneshot::Sender<Answer>, Result<u64, StoreError>, Spent);
 
 /// The SQLite store. Cloning shares the same writer and readers.
 #[derive(Clone)]
@@ -399,13 +402,13 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
             let _ = first.reply.send((Err(backend(&e)), None));
             continue;
         }
-        let mut answers: Vec<(oneshot::Sender<Answer>, Result<u64, StoreError>, Spent)> = Vec::new();
+        let mut answers: Vec<Ran> = Vec::new();
         let mut failed = None;
         let mut run = |mut job: WriteJob| match (job.op)(&conn) {
             result @ (Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_))) => {
                 let spent = Spent {
                     _op: job.op,
-                    _finishes: job.finishes,
+                    finishes: job.finishes,
                 };
                 answers.push((job.reply, result, spent));
                 true
@@ -419,7 +422,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
         if run(first) {
             group.gather(&jobs, &mut count, &mut run);
         }
-        let fail_all = |answers: Vec<(oneshot::Sender<Answer>, Result<u64, StoreError>, Spent)>, message: &str| {
+        let fail_all = |answers: Vec<Ran>, message: &str| {
             for (reply, _, spent) in answers {
                 let _ = reply.send((Err(StoreError::Backend(message.to_owned())), Some(spent)));
             }
@@ -437,7 +440,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
         let inserted = {
             let mut finished: HashMap<&str, Vec<i64>> = HashMap::new();
             for (_, result, spent) in &answers {
-                if let (Ok(_), Some((task, runs))) = (result, &spent._finishes) {
+                if let (Ok(_), Some((task, runs))) = (result, &spent.finishes) {
                     finished.entry(task.as_str()).or_default().extend(runs);
                 }
             }
