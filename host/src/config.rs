@@ -16,6 +16,7 @@
 //! max_component_bytes = 67108864
 //! max_concurrent_tasks = 512    # tasks driven at once
 //! api_threads = 1               # threads serving the HTTP API
+//! drive_threads = 2             # threads driving the tasks (default: one per core; 0: the runtime's)
 //! shutdown_grace_ms = 10000     # on SIGTERM or Ctrl-C, drives under way get this long to finish
 //!
 //! [store]
@@ -108,6 +109,9 @@ pub struct ServerSection {
     /// suffices for RetailMax's load on two cores (3–6% of the CPU at 2,500 orders/s); a machine
     /// with many cores takes webhooks faster than one thread can parse them.
     pub api_threads: std::num::NonZeroUsize,
+    /// How many threads drive the tasks, each task always on the same one (0: the tasks are
+    /// driven on the runtime's workers, a drive moving between them); by default one per core.
+    pub drive_threads: usize,
     /// How long `whenever serve`, told to stop (SIGTERM, Ctrl-C), lets the drives under way
     /// finish before it exits, in milliseconds; tasks still running then resume at the next
     /// start (on another host at once, in a cluster).
@@ -121,6 +125,7 @@ impl Default for ServerSection {
             max_component_bytes: 64 << 20,
             max_concurrent_tasks: 512,
             api_threads: std::num::NonZeroUsize::MIN,
+            drive_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace_ms: 10_000,
         }
     }

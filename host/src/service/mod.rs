@@ -21,6 +21,7 @@
 mod cluster;
 mod creating;
 pub mod drive;
+mod drive_threads;
 pub mod metrics;
 mod retention;
 mod settling;
@@ -118,6 +119,8 @@ pub(crate) struct Inner {
     /// whichever runtime calls it: the HTTP API runs on a thread of its own
     /// ([`crate::api::serve_on_own_thread`]), and a task it creates is driven here, not there.
     pub(crate) runtime: tokio::runtime::Handle,
+    /// The threads the drives run on (`[server] drive_threads`); `None`: on `runtime`.
+    pub(crate) drives: Option<drive_threads::DriveThreads>,
 }
 
 /// The service. Cloning shares it.
@@ -168,6 +171,7 @@ impl Service {
     ) -> Result<Service, ServiceError> {
         let (settled, _) = broadcast::channel(4096);
         let worker_count = host.config.server.max_concurrent_tasks.max(1);
+        let drive_threads = host.config.server.drive_threads;
         let workers = Arc::new(Semaphore::new(worker_count));
         let cluster = store
             .shared()
@@ -186,6 +190,13 @@ impl Service {
                 deploys: tokio::sync::Mutex::new(()),
                 cluster,
                 runtime: tokio::runtime::Handle::current(),
+                drives: match drive_threads {
+                    0 => None,
+                    count => Some(
+                        drive_threads::DriveThreads::start(count)
+                            .map_err(|e| ServiceError::Invalid(format!("cannot start the drive threads: {e}")))?,
+                    ),
+                },
             }),
         };
         if !options.no_steps {
