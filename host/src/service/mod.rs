@@ -115,9 +115,10 @@ pub(crate) struct Inner {
     pub(crate) deploys: tokio::sync::Mutex<()>,
     /// Set when the store is shared by several hosts: tasks are claimed with leases.
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
-    /// The runtime the service was started on, where its drives and background work run,
-    /// whichever runtime calls it: the HTTP API runs on a thread of its own
-    /// ([`crate::api::serve_on_own_thread`]), and a task it creates is driven here, not there.
+    /// The runtime the service was started on, where its background work runs (and its drives,
+    /// without `drives`), whichever runtime calls it: the HTTP API runs on a thread of its own
+    /// ([`crate::api::serve_on_own_thread`]), and a task it creates is driven here or on
+    /// `drives`, not there.
     pub(crate) runtime: tokio::runtime::Handle,
     /// The threads the drives run on (`[server] drive_threads`); `None`: on `runtime`.
     pub(crate) drives: Option<drive_threads::DriveThreads>,
