@@ -250,7 +250,8 @@ impl Service {
         }
         let service = self.clone();
         let cluster = cluster.clone();
-        self.spawn(async move {
+        let placed = id.clone();
+        self.spawn_driving(&placed, async move {
             let _permit = permit;
             tokio::select! {
                 result = service.unless_stopped(service.drive_stored(&id)) => match result {

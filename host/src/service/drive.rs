@@ -112,7 +112,7 @@ impl Service {
         // Registered before the drive is spawned, so that whoever waits for the task from now on
         // is answered by it.
         let end = self.inner.settling.begin(&id);
-        let drives = self.inner.drives.as_ref().map(|d| d.for_task(&id).clone());
+        let placed = id.clone();
         let work = async move {
             let Ok(_permit) = service.inner.workers.clone().acquire_owned().await else {
                 return;
@@ -140,11 +140,7 @@ impl Service {
             }
             let _ = service.inner.settled.send(id);
         };
-        // A task's drives stay on one thread (`drive_threads`).
-        match drives {
-            Some(thread) => drop(thread.spawn(work)),
-            None => drop(self.spawn(work)),
-        }
+        self.spawn_driving(&placed, work);
     }
 
     /// Loads a running task and drives it to settlement, re-running interrupted runs first (a

@@ -120,7 +120,8 @@ pub(crate) struct Inner {
     /// ([`crate::api::serve_on_own_thread`]), and a task it creates is driven here or on
     /// `drives`, not there.
     pub(crate) runtime: tokio::runtime::Handle,
-    /// The threads the drives run on (`[server] drive_threads`); `None`: on `runtime`.
+    /// The threads the drives run on (`[server] drive_threads`), a cluster's claimed tasks'
+    /// too; `None`: on `runtime`.
     pub(crate) drives: Option<drive_threads::DriveThreads>,
 }
 
@@ -223,6 +224,19 @@ impl Service {
         F::Output: Send + 'static,
     {
         self.inner.runtime.spawn(work)
+    }
+
+    /// Spawns `work`, a drive of task `id`, on the thread that task's drives run on
+    /// ([`Inner::drives`]), or on the service's runtime without drive threads: a task's drives
+    /// then never change threads, whether this host drives alone or claims from a cluster.
+    pub(crate) fn spawn_driving<F>(&self, id: &str, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.inner.drives {
+            Some(threads) => drop(threads.for_task(id).spawn(work)),
+            None => drop(self.spawn(work)),
+        }
     }
 
     /// The scheduler (runtime, catalog, connectors).
