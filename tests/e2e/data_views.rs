@@ -11,7 +11,7 @@ use whenever_step_artifacts::testing::SHOWS_ITS_INPUT;
 use whenever_step_artifacts::testing::WRITE_A;
 use whenever_tests::{assert_status, component_of, deploy_as, host_with, host_with_config, manifest_of, run_task};
 
-use crate::service::{db_in, encode, options, start_with};
+use crate::service::{db_in, encode, error_message, options, start_with};
 
 fn order() -> serde_json::Value {
     json!({
@@ -183,7 +183,7 @@ async fn the_steps_listing_shows_what_each_step_is_given_and_bad_reads_are_refus
         .call(reqwest::Method::PUT, &path, Some(component_of(&SHOWS_ITS_INPUT)))
         .await;
     assert_eq!(status, 422, "{error}");
-    let message = error["error"]["message"].as_str().unwrap_or_default();
+    let message = error_message(&error);
     assert!(
         message.contains("reads") && message.contains("order..total"),
         "{message}"

@@ -13,7 +13,7 @@ use whenever_tests::{
     run_beside_a_normal_task, run_task, runs_of,
 };
 
-use crate::service::{component, db_in, options, runs, start};
+use crate::service::{component, db_in, error_message, options, runs, start};
 
 /// The smallest core WebAssembly module: the magic and version 1, no sections.
 const CORE_MODULE: &[u8] = b"\0asm\x01\0\0\0";
@@ -323,7 +323,7 @@ async fn refused_deploys_keep_the_previous_version_serving() {
     for (bytes, cause) in bad {
         let (status, error) = server.call(reqwest::Method::PUT, "/v1/steps/probe", Some(bytes)).await;
         assert_eq!(status, 422, "{error}");
-        let message = error["error"]["message"].as_str().unwrap_or_default();
+        let message = error_message(&error);
         assert!(
             message.contains("probe") && message.contains(cause),
             "{cause}: {message}"
