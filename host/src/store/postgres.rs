@@ -258,6 +258,11 @@ pub struct PostgresStore {
     /// The NOTIFY channel of this schema (hosts on other schemas of the database do not hear it).
     channel: String,
     events: Arc<OnceLock<broadcast::Sender<StoreEvent>>>,
+    /// The runtime the store was connected on, where every connection's I/O task runs. A
+    /// connection opened from another runtime ran its I/O there and closed when that runtime
+    /// stopped: the HTTP API's, stopped first at a graceful stop, closed connections that drives
+    /// still held during their grace ("connection closed").
+    home: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -272,6 +277,8 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/db[?options=...]`), applies the
     /// missing migrations and returns the store. Fails when no server answers.
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let home = tokio::runtime::Handle::try_current()
+            .map_err(|e| StoreError::Backend(format!("postgres: connect from a tokio runtime: {e}")))?;
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL {}: {e}", redact(url))))?;
         if config.get_connect_timeout().is_none() {
@@ -318,15 +325,27 @@ impl PostgresStore {
             config,
             channel: format!("whenever:{schema}"),
             events: Arc::default(),
+            home,
         })
     }
 
+    /// A client of `pool`, taken on the store's own runtime ([`PostgresStore::home`]): a
+    /// connection opened for it has its I/O task there, whichever runtime asks.
+    async fn pooled(&self, pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+        let pool = pool.clone();
+        self.home
+            .spawn(async move { pool.get().await })
+            .await
+            .map_err(|e| StoreError::Backend(format!("postgres: the store's runtime is gone: {e}")))?
+            .map_err(pool_error)
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(pool_error)
+        self.pooled(&self.pool).await
     }
 
     async fn lease_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.leases.get().await.map_err(pool_error)
+        self.pooled(&self.leases).await
     }
 
     /// Starts the LISTEN connection (once); it reconnects when the connection drops and stops
@@ -338,7 +357,7 @@ impl PostgresStore {
                 let config = self.config.clone();
                 let channel = self.channel.clone();
                 let events = sender.clone();
-                tokio::spawn(listen(config, channel, events));
+                self.home.spawn(listen(config, channel, events));
                 sender
             })
             .clone()
@@ -789,7 +808,7 @@ impl Store for PostgresStore {
         let record = to_json(call)?;
         let run_id = signed(run_id, "run id")?;
         let index = i64::try_from(index).map_err(|e| corrupt("call index", e))?;
-        let client = self.journal.get().await.map_err(pool_error)?;
+        let client = self.pooled(&self.journal).await?;
         let upsert = client
             .prepare_cached(
                 "INSERT INTO journal (task_id, run_id, call_index, record) VALUES ($1, $2, $3, $4)
@@ -1035,6 +1054,47 @@ pub(crate) mod tests {
                 eprintln!("{test}: skipped: {e}");
                 None
             }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_opened_from_another_runtime_outlive_it() {
+        let Some(schema) = test_schema("home_runtime").await else {
+            return;
+        };
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
+        // Another runtime (as the HTTP API's thread has) takes two clients at once, so that a
+        // second connection is opened while it asks, then gives them back and waits.
+        let (taken, was_taken) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let asking = store.clone();
+        let other = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let first = asking.client().await.expect("a client");
+                let second = asking.client().await.expect("a second client");
+                drop((first, second));
+            });
+            taken.send(()).expect("told");
+            let _ = stopped.recv();
+            // The runtime stops here, with whatever it ran.
+        });
+        was_taken.recv().expect("the other runtime took its clients");
+        // This runtime holds both connections while the other runtime stops.
+        let first = store.client().await.expect("a client");
+        let second = store.client().await.expect("a second client");
+        stop.send(()).expect("stop");
+        other.join().expect("the other runtime's thread");
+        for client in [&first, &second] {
+            let one: i32 = client
+                .query_one("SELECT 1", &[])
+                .await
+                .expect("the connection is open")
+                .get(0);
+            assert_eq!(one, 1);
         }
     }
 
