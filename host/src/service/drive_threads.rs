@@ -38,7 +38,8 @@ impl DriveThreads {
 
     /// The runtime task `id`'s drives run on.
     pub(crate) fn for_task(&self, id: &str) -> &Handle {
-        // FNV-1a: task ids are random, any spread of their bytes will do.
+        // FNV-1a over the whole id: ids made together share their time prefix, but their last
+        // digits are hashed (a key-derived id is hashed throughout), so the tasks spread evenly.
         let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });

@@ -1273,6 +1273,7 @@ mod tests {
         assert!(dropped_on.is_some(), "the closure was freed");
         assert_eq!(dropped_on, here, "freed on the sender's thread, not the writer's");
     }
+
     #[tokio::test]
     async fn background_reads_leave_a_reader_for_the_others() {
         use crate::store::background::in_background;
