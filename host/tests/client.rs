@@ -1,7 +1,8 @@
 //! The client commands against a running `whenever serve` that requires a token: `deploy`,
 //! `steps`, `tasks`, `task`, `patch`, `retry` and `create` (`delete` and `rollback` have tests of their
-//! own), with output for people and `--json`, the token taken from `WHENEVER_TOKEN`, and the exit
-//! codes: 2 when the server refuses the request or the input is bad, 1 when it cannot be reached.
+//! own), with output for people and `--json`, the token taken from `WHENEVER_TOKEN`, a change
+//! made only at the revision read (`--if-revision`), and the exit codes: 2 when the server
+//! refuses the request or the input is bad, 1 when it cannot be reached.
 
 mod support;
 
@@ -127,13 +128,35 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     let shown = ok(&whenever(&server, token, &["task", &id], None));
     assert!(shown.starts_with(&format!("{id}  waiting")), "{shown}");
     assert!(shown.contains("runs     0"), "{shown}");
+    let revision = waiting["revision"].as_u64().expect("revision");
+    assert!(shown.contains(&format!("\nrevision {revision}\n")), "{shown}");
     refused(&whenever(&server, token, &["task", "t_nope"], None), 2, "not found");
 
-    // patch from stdin: wait-for-a runs once `a` is there.
+    // patch from stdin, naming the revision read: wait-for-a runs once `a` is there. Naming an
+    // older revision, the patch is refused and changes nothing.
+    let older = (revision - 1).to_string();
+    refused(
+        &whenever(
+            &server,
+            token,
+            &["patch", &id, "-", "--if-revision", &older],
+            Some(r#"{"a": "A"}"#),
+        ),
+        2,
+        "412 Precondition Failed",
+    );
     let patched = ok(&whenever(
         &server,
         token,
-        &["patch", &id, "-", "--wait", "20000"],
+        &[
+            "patch",
+            &id,
+            "-",
+            "--wait",
+            "20000",
+            "--if-revision",
+            &revision.to_string(),
+        ],
         Some(r#"{"a": "A", "start": null}"#),
     ));
     assert!(patched.contains("runs     1"), "{patched}");

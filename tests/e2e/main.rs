@@ -2,6 +2,7 @@
 
 mod capabilities;
 mod compile_cache;
+mod conditional_requests;
 mod data_views;
 mod hot_deploy;
 mod idempotency;

@@ -22,6 +22,11 @@
 //! repeat is answered 200 with the task the first created and `Idempotent-Replayed: true`; the
 //! same key with another body is refused (422). See [`crate::request_key`].
 //!
+//! Task answers carry the task's revision as their `ETag` (`"7"`): a `GET` with an
+//! `If-None-Match` naming it answers 304 without a body, and a `PATCH`, retry or `DELETE` with an
+//! `If-Match` applies only to a task still at a revision it names, 412 otherwise
+//! ([`preconditions`]).
+//!
 //! `?wait=MS` waits up to MS milliseconds (at most 60,000) for the task to settle before answering.
 //! Errors are `{"error": {"code", "message"}}` ([`ApiError`]). With a token configured every
 //! route but `/healthz` needs `Authorization: Bearer TOKEN`, except webhooks with a secret, which
@@ -32,6 +37,7 @@
 mod error;
 mod hooks;
 mod idempotency;
+mod preconditions;
 pub mod signatures;
 mod steps;
 mod tasks;

@@ -4,11 +4,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::preconditions::{self, IfNoneMatch};
 use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json};
 use crate::request_key::RequestKey;
 use crate::service::{Created, Service};
@@ -36,10 +37,11 @@ impl<'a> TaskAnswer<'a> {
     }
 }
 
-/// `stored` as the API shows it, answered with `status`. `Json` writes the body at once, so the
-/// answer borrows the task rather than copying it.
+/// `stored` as the API shows it, answered with `status` and its revision as the entity tag.
+/// `Json` writes the body at once, so the answer borrows the task rather than copying it.
 pub(crate) fn task_response(status: StatusCode, stored: &StoredTask) -> Response {
-    (status, Json(TaskAnswer::of(stored))).into_response()
+    let tag = [(header::ETAG, preconditions::etag(stored.revision))];
+    (status, tag, Json(TaskAnswer::of(stored))).into_response()
 }
 
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -49,12 +51,16 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
 }
 
 /// The task after an optional wait for it to settle.
-pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Response, ApiError> {
-    let stored = match wait.duration() {
+async fn read(service: &Service, id: &str, wait: &WaitParam) -> Result<StoredTask, ApiError> {
+    Ok(match wait.duration() {
         Some(timeout) => service.wait_settled(id, timeout).await?,
         None => service.task(id).await?,
-    };
-    Ok(task_response(StatusCode::OK, &stored))
+    })
+}
+
+/// The task after an optional wait for it to settle, answered 200.
+pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Response, ApiError> {
+    Ok(task_response(StatusCode::OK, &read(service, id, wait).await?))
 }
 
 /// Creates a task over `data` and answers 201 with it: with `?wait`, as it settled (or as it is
@@ -98,13 +104,21 @@ pub(crate) async fn create(
     create_and_answer(&state.service, data, key, &wait).await
 }
 
-/// `GET /v1/tasks/{id}[?wait=MS]`: the task, after an optional wait for it to settle.
+/// `GET /v1/tasks/{id}[?wait=MS]`: the task, after an optional wait for it to settle; `304`
+/// without a body when the request's `If-None-Match` names its revision.
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     wait: Result<Query<WaitParam>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    answer(&state.service, &id, &query(wait)?).await
+    let unless = IfNoneMatch::of(&headers)?;
+    let stored = read(&state.service, &id, &query(wait)?).await?;
+    if unless.names(stored.revision) {
+        let tag = [(header::ETAG, preconditions::etag(stored.revision))];
+        return Ok((StatusCode::NOT_MODIFIED, tag).into_response());
+    }
+    Ok(task_response(StatusCode::OK, &stored))
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,31 +167,45 @@ pub(crate) async fn list(
     ))
 }
 
+/// `PATCH /v1/tasks/{id}[?wait=MS]`: a merge patch of the data; the task resumes. With an
+/// `If-Match`, only a task still at a revision it names (412 otherwise).
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let wait = query(wait)?;
+    let revisions = preconditions::if_match(&headers)?;
     let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
-    state.service.patch_task(&id, &merge).await?;
+    state.service.patch_task(&id, &merge, revisions.as_deref()).await?;
     answer(&state.service, &id, &wait).await
 }
 
-/// `DELETE /v1/tasks/{id}`: a settled task goes with its history (204); 409 while it runs.
-pub(crate) async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    state.service.delete_task(&id).await?;
+/// `DELETE /v1/tasks/{id}`: a settled task goes with its history (204); 409 while it runs; with
+/// an `If-Match`, only a task still at a revision it names (412 otherwise).
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let revisions = preconditions::if_match(&headers)?;
+    state.service.delete_task(&id, revisions.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /v1/tasks/{id}/retry[?wait=MS]`: runs a step again (body `{"step": NAME}`, or empty:
+/// every failed step). With an `If-Match`, only a task still at a revision it names.
 pub(crate) async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let wait = query(wait)?;
+    let revisions = preconditions::if_match(&headers)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     let step = if raw.iter().all(u8::is_ascii_whitespace) {
         None
@@ -195,7 +223,10 @@ pub(crate) async fn retry(
             }
         }
     };
-    state.service.retry_task(&id, step.as_deref()).await?;
+    state
+        .service
+        .retry_task(&id, step.as_deref(), revisions.as_deref())
+        .await?;
     answer(&state.service, &id, &wait).await
 }
 

@@ -104,6 +104,10 @@ pub struct PatchArgs {
     /// Wait up to this many milliseconds for the task to settle.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
+    /// Change the task only while it is at this revision (as `whenever task` shows it): sent
+    /// as `If-Match`, so a task that moved on since it was read is left alone (exit code 2).
+    #[arg(long, value_name = "REVISION")]
+    pub if_revision: Option<u64>,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -120,6 +124,10 @@ pub struct RetryArgs {
     /// Wait up to this many milliseconds for the task to settle.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
+    /// Change the task only while it is at this revision (as `whenever task` shows it): sent
+    /// as `If-Match`, so a task that moved on since it was read is left alone (exit code 2).
+    #[arg(long, value_name = "REVISION")]
+    pub if_revision: Option<u64>,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -130,6 +138,10 @@ pub struct RetryArgs {
 pub struct DeleteArgs {
     /// The task's id (a settled task: waiting, failed or completed).
     pub id: String,
+    /// Delete the task only while it is at this revision (as `whenever task` shows it): sent
+    /// as `If-Match`, so a task that moved on since it was read is left alone (exit code 2).
+    #[arg(long, value_name = "REVISION")]
+    pub if_revision: Option<u64>,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -240,8 +252,19 @@ fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("-")
 }
 
+/// `request` made conditional on the task being at `revision` (an `If-Match`), if one is given.
+fn if_revision(request: reqwest::RequestBuilder, revision: Option<u64>) -> reqwest::RequestBuilder {
+    match revision {
+        Some(revision) => request.header(reqwest::header::IF_MATCH, format!("\"{revision}\"")),
+        None => request,
+    }
+}
+
 fn print_task(task: &Value) {
     println!("{}  {}", text(task, "id"), text(task, "status"));
+    if let Some(revision) = task["revision"].as_u64() {
+        println!("revision {revision}");
+    }
     if let Some(name) = task["name"].as_str() {
         println!("name     {name}");
     }
@@ -509,6 +532,7 @@ pub(crate) async fn patch(args: PatchArgs) -> u8 {
             .query(&[("wait", args.wait)])
             .header("content-type", "application/merge-patch+json")
             .body(merge.to_string());
+        let request = if_revision(request, args.if_revision);
         let task = client.send(request).await?;
         if args.client.json {
             print_json(&task)
@@ -535,6 +559,7 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
             .query(&[("wait", args.wait)])
             .header("content-type", "application/json")
             .body(body);
+        let request = if_revision(request, args.if_revision);
         let task = client.send(request).await?;
         if args.client.json {
             print_json(&task)
@@ -552,6 +577,7 @@ pub(crate) async fn delete(args: DeleteArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client);
         let request = client.http.delete(client.url(&format!("/v1/tasks/{}", args.id)));
+        let request = if_revision(request, args.if_revision);
         client.send(request).await?;
         if args.client.json {
             print_json(&serde_json::json!({"deleted": args.id}));

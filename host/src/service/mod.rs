@@ -73,6 +73,10 @@ pub enum ServiceError {
     /// The request is well-formed but cannot apply (a running task, a changed revision).
     #[error("{0}")]
     Conflict(String),
+    /// The task is not at a revision the caller named (an `If-Match`): it changed since they
+    /// read it, and nothing was done.
+    #[error("{0}")]
+    Changed(String),
     /// The request is well-formed but not acceptable (a step that never ran, a non-object).
     #[error("{0}")]
     Invalid(String),
@@ -92,6 +96,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::NotFound(what) => ServiceError::NotFound(format!("{what} not found")),
             StoreError::Conflict(what) => ServiceError::Conflict(what),
+            StoreError::Changed(what) => ServiceError::Changed(what),
             other => ServiceError::Store(other),
         }
     }
@@ -273,14 +278,15 @@ impl Service {
         Ok(self.inner.store.list_tasks(query).await?)
     }
 
-    /// Applies a JSON merge patch to a settled task's data and resumes it (409 while running).
-    pub async fn patch_task(&self, id: &str, merge: &Value) -> Result<Task, ServiceError> {
+    /// Applies a JSON merge patch to a settled task's data and resumes it (409 while running),
+    /// if the task is at one of `revisions` (`None`: at any; see [`Service::resume_with`]).
+    pub async fn patch_task(&self, id: &str, merge: &Value, revisions: Option<&[u64]>) -> Result<Task, ServiceError> {
         if !merge.is_object() {
             return Err(ServiceError::Invalid(
                 "a merge patch of task data must be a JSON object".into(),
             ));
         }
-        self.resume_with(id, |task| {
+        self.resume_with(id, revisions, |task| {
             if task.status == TaskStatus::Running {
                 return Err(ServiceError::Conflict(format!(
                     "task {} is running; patch it once it is waiting, failed or completed",
@@ -293,10 +299,16 @@ impl Service {
         .await
     }
 
-    /// Runs a step again on a settled task (`None`: every step whose latest run failed).
-    pub async fn retry_task(&self, id: &str, step: Option<&str>) -> Result<Task, ServiceError> {
+    /// Runs a step again on a settled task (`None`: every step whose latest run failed), if
+    /// the task is at one of `revisions` (`None`: at any).
+    pub async fn retry_task(
+        &self,
+        id: &str,
+        step: Option<&str>,
+        revisions: Option<&[u64]>,
+    ) -> Result<Task, ServiceError> {
         let catalog = self.inner.scheduler.catalog().clone();
-        self.resume_with(id, |task| {
+        self.resume_with(id, revisions, |task| {
             if task.status == TaskStatus::Running {
                 return Err(ServiceError::Conflict(format!(
                     "task {} is running; retry it once it settles",
@@ -398,24 +410,38 @@ impl Service {
     }
 
     /// Changes a settled task through `change` (which returns whether there is anything to do),
-    /// moves it to running with a compare-and-swap, and starts driving it.
+    /// moves it to running with a compare-and-swap, and starts driving it. With `revisions`
+    /// (an `If-Match`), only a task at one of them is changed: at another, or moved on before
+    /// the save, the answer is [`ServiceError::Changed`], checked before anything else.
     pub(crate) async fn resume_with(
         &self,
         id: &str,
+        revisions: Option<&[u64]>,
         change: impl FnOnce(&mut Task) -> Result<bool, ServiceError>,
     ) -> Result<Task, ServiceError> {
         let stored = self.task(id).await?;
+        if let Some(named) = revisions
+            && !named.contains(&stored.revision)
+        {
+            return Err(StoreError::not_at(id, stored.revision, named).into());
+        }
         let mut task = stored.task;
         if !change(&mut task)? {
             return Ok(task);
         }
         task.status = TaskStatus::Running;
         task.message = None;
-        let revision = self
+        let saved = self
             .inner
             .store
             .save_task(TaskSave::whole(&task, stored.revision))
-            .await?;
+            .await;
+        let revision = match (saved, revisions) {
+            // The compare-and-swap found a newer revision: for a caller who named one, that is
+            // a changed task, as if it had been read a moment later.
+            (Err(StoreError::Conflict(message)), Some(_)) => return Err(ServiceError::Changed(message)),
+            (saved, _) => saved?,
+        };
         self.spawn_drive_saved(task.clone(), revision, Vec::new());
         Ok(task)
     }

@@ -23,10 +23,11 @@ const PAUSE_FACTOR: u32 = 3;
 const MIN_PAUSE: Duration = Duration::from_millis(10);
 
 impl Service {
-    /// Deletes a settled task with its history and journal: [`ServiceError::NotFound`] for an
-    /// unknown task, [`ServiceError::Conflict`] while it runs.
-    pub async fn delete_task(&self, id: &str) -> Result<(), ServiceError> {
-        self.inner.store.delete_task(id).await?;
+    /// Deletes a settled task with its history and journal, if it is at one of `revisions`
+    /// (`None`: at any): [`ServiceError::NotFound`] for an unknown task,
+    /// [`ServiceError::Changed`] at another revision, [`ServiceError::Conflict`] while it runs.
+    pub async fn delete_task(&self, id: &str, revisions: Option<&[u64]>) -> Result<(), ServiceError> {
+        self.inner.store.delete_task(id, revisions).await?;
         self.inner.metrics.tasks_deleted(1, false);
         Ok(())
     }

@@ -281,7 +281,7 @@ impl Service {
                         let name = name.clone();
                         // A task that changed meanwhile (patched, already resumed) is skipped.
                         let _ = service
-                            .resume_with(&summary.id, move |task| {
+                            .resume_with(&summary.id, None, move |task| {
                                 if task.status == TaskStatus::Running || task.status == TaskStatus::Completed {
                                     return Ok(false);
                                 }

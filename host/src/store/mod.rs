@@ -44,12 +44,32 @@ pub enum StoreError {
     /// Someone else changed the task since it was read (or the id is taken).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The task is not at any of the revisions the caller named (an `If-Match`): it changed
+    /// since they read it.
+    #[error("changed: {0}")]
+    Changed(String),
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
     /// The database failed.
     #[error("storage error: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// Task `id`, at `revision`, is not at any of the revisions `named`: a change that named
+    /// them is refused (the task changed since it was read).
+    pub(crate) fn not_at(id: &str, revision: u64, named: &[u64]) -> StoreError {
+        let list: Vec<String> = named.iter().map(u64::to_string).collect();
+        StoreError::Changed(match list.as_slice() {
+            [] => format!("task {id} is at revision {revision}, which the request did not name"),
+            [one] => format!("task {id} is at revision {revision}, not {one}: it changed since it was read"),
+            _ => format!(
+                "task {id} is at revision {revision}, not one of {}: it changed since it was read",
+                list.join(", ")
+            ),
+        })
+    }
 }
 
 /// A task as stored: the task, its revision (for compare-and-swap saves) and the last write time.
@@ -279,9 +299,10 @@ pub trait Store: Send + Sync + 'static {
     async fn count_tasks(&self) -> Result<BTreeMap<TaskStatus, u64>, StoreError>;
 
     /// Deletes a settled task (waiting, failed or completed) with its whole history and
-    /// journal. [`StoreError::NotFound`] when there is no such task, [`StoreError::Conflict`]
-    /// while it is running (a drive may still write it).
-    async fn delete_task(&self, id: &str) -> Result<(), StoreError>;
+    /// journal, if it is at one of `revisions` (`None`: at any). [`StoreError::NotFound`] when
+    /// there is no such task, [`StoreError::Changed`] when it is at another revision,
+    /// [`StoreError::Conflict`] while it is running (a drive may still write it).
+    async fn delete_task(&self, id: &str, revisions: Option<&[u64]>) -> Result<(), StoreError>;
 
     /// Deletes, oldest first, up to `limit` tasks in `status` whose last write is older than
     /// `before`, each with its history and journal (retention); returns how many it deleted.

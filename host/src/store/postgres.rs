@@ -722,23 +722,35 @@ impl Store for PostgresStore {
         Ok(counts)
     }
 
-    async fn delete_task(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_task(&self, id: &str, revisions: Option<&[u64]>) -> Result<(), StoreError> {
+        let named: Option<Vec<i64>> = revisions
+            .map(|named| named.iter().map(|r| signed(*r, "revision")).collect())
+            .transpose()?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         // The row is locked by the delete: a concurrent resume (a compare-and-swap on the
-        // revision) either came first, and the task is running, or finds it gone.
+        // revision) either came first, and the task is running or at another revision, or
+        // finds it gone.
         let deleted = tx
-            .execute("DELETE FROM tasks WHERE id = $1 AND status <> 'running'", &[&id])
+            .execute(
+                "DELETE FROM tasks WHERE id = $1 AND status <> 'running'
+                   AND ($2::bigint[] IS NULL OR revision = ANY($2))",
+                &[&id, &named],
+            )
             .await
             .map_err(pg)?;
         if deleted == 0 {
-            let exists = tx
-                .query_opt("SELECT 1 FROM tasks WHERE id = $1", &[&id])
+            let found = tx
+                .query_opt("SELECT status, revision FROM tasks WHERE id = $1", &[&id])
                 .await
                 .map_err(pg)?;
-            return Err(match exists {
-                Some(_) => still_running(id),
-                None => StoreError::NotFound(format!("task {id}")),
+            let Some(found) = found else {
+                return Err(StoreError::NotFound(format!("task {id}")));
+            };
+            let revision = u64::try_from(found.get::<_, i64>(1)).map_err(|e| corrupt("revision", e))?;
+            return Err(match revisions {
+                Some(named) if !named.contains(&revision) => StoreError::not_at(id, revision, named),
+                _ => still_running(id),
             });
         }
         let ids = [id];

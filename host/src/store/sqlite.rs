@@ -573,6 +573,15 @@ impl SqliteStore {
     }
 }
 
+/// The revision of task `seq`: its newest log record's, or its row's when no record is newer.
+fn current_revision(conn: &Connection, seq: i64, row_revision: i64) -> Result<i64, StoreError> {
+    let logged: Option<i64> = conn
+        .prepare_cached("SELECT max(revision) FROM task_log WHERE task_seq = ?1")
+        .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)))
+        .map_err(backend)?;
+    Ok(logged.map_or(row_revision, |logged| logged.max(row_revision)))
+}
+
 /// Appends `record` to the task log at `revision` and stores the inputs that are not its data.
 fn append_record(conn: &Connection, seq: i64, revision: i64, record: &SaveRecord) -> Result<(), StoreError> {
     let row = &record.row;
@@ -785,11 +794,7 @@ impl Store for SqliteStore {
                 let Some((seq, row_revision, status, name, tags, message)) = head else {
                     return Err(StoreError::NotFound(format!("task {}", row.id)));
                 };
-                let logged: Option<i64> = conn
-                    .prepare_cached("SELECT max(revision) FROM task_log WHERE task_seq = ?1")
-                    .and_then(|mut s| s.query_row(params![seq], |r| r.get(0)))
-                    .map_err(backend)?;
-                let revision = logged.map_or(row_revision, |logged| logged.max(row_revision));
+                let revision = current_revision(conn, seq, row_revision)?;
                 if revision != expected {
                     return Err(StoreError::Conflict(format!(
                         "task {} changed meanwhile (revision {revision}, expected {expected})",
@@ -943,17 +948,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_task(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_task(&self, id: &str, revisions: Option<&[u64]>) -> Result<(), StoreError> {
         let id = id.to_string();
+        let revisions = revisions.map(<[u64]>::to_vec);
         self.write(Box::new(move |conn| {
             // Check first: a refused delete changes nothing (see `writer_loop`).
-            let head: Option<(i64, String)> = conn
-                .prepare_cached("SELECT seq, status FROM tasks WHERE id = ?1")
-                .and_then(|mut s| s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            let head: Option<(i64, String, i64)> = conn
+                .prepare_cached("SELECT seq, status, revision FROM tasks WHERE id = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
                 .map_err(backend)?;
-            let Some((seq, status)) = head else {
+            let Some((seq, status, row_revision)) = head else {
                 return Err(StoreError::NotFound(format!("task {id}")));
             };
+            if let Some(named) = &revisions {
+                let revision = current_revision(conn, seq, row_revision)?;
+                let revision = u64::try_from(revision).map_err(|e| corrupt("revision", e))?;
+                if !named.contains(&revision) {
+                    return Err(StoreError::not_at(&id, revision, named));
+                }
+            }
             if parse_status(&status)? == TaskStatus::Running {
                 return Err(still_running(&id));
             }

@@ -621,8 +621,15 @@ async fn settled_tasks_are_deleted_with_their_history_and_running_ones_never<S: 
         .await
         .expect("journaled");
     assert!(
-        matches!(store.delete_task(&running.id).await, Err(StoreError::Conflict(_))),
+        matches!(store.delete_task(&running.id, None).await, Err(StoreError::Conflict(_))),
         "a running task is not deleted"
+    );
+    assert!(
+        matches!(
+            store.delete_task(&running.id, Some(&[1])).await,
+            Err(StoreError::Changed(_))
+        ),
+        "the revision is checked first"
     );
     let kept = store.get_task(&running.id).await.expect("read").expect("still there");
     assert_eq!(kept.task.runs.len(), 1);
@@ -636,11 +643,19 @@ async fn settled_tasks_are_deleted_with_their_history_and_running_ones_never<S: 
     let now = Utc::now();
     let done = settled_at(store, TaskStatus::Completed, now).await;
     let before = store.count_tasks().await.expect("counts");
-    store.delete_task(&done.id).await.expect("deleted");
+    // At revision 3 (created, its run started, settled): a delete naming others changes nothing.
+    match store.delete_task(&done.id, Some(&[1, 2])).await {
+        Err(StoreError::Changed(message)) => {
+            assert!(message.contains("is at revision 3, not one of 1, 2"), "{message}")
+        }
+        other => panic!("a delete naming old revisions is refused: {other:?}"),
+    }
+    assert_eq!(store.get_task(&done.id).await.expect("read").expect("kept").revision, 3);
+    store.delete_task(&done.id, Some(&[2, 3])).await.expect("deleted");
     assert!(store.get_task(&done.id).await.expect("read").is_none());
     assert!(store.interrupted_runs(&done.id).await.expect("read").is_empty());
     assert!(
-        matches!(store.delete_task(&done.id).await, Err(StoreError::NotFound(_))),
+        matches!(store.delete_task(&done.id, None).await, Err(StoreError::NotFound(_))),
         "deleted once"
     );
     let after = store.count_tasks().await.expect("counts");
@@ -720,7 +735,7 @@ async fn a_task_keeps_the_key_of_its_request_and_its_id_takes_one_task<S: Store>
         .await;
     assert_eq!(plain.expect("read").expect("found").task.idempotency, None);
 
-    store.delete_task(&task.id).await.expect("deleted");
+    store.delete_task(&task.id, None).await.expect("deleted");
     store
         .create_task(&again)
         .await
