@@ -241,3 +241,65 @@ async fn retries_and_deletes_apply_only_to_the_revision_they_name() {
     assert_eq!(status, 404, "an If-Match does not hide that the task is gone");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_waiting_with_the_revision_it_has_answers_once_the_task_moves_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[WAIT_FOR_A], options()).await;
+    let (headers, waiting) = settled(&server, json!({"start": true})).await;
+    let id = waiting["id"].as_str().expect("id").to_string();
+    let tag = etag(&headers);
+
+    // Nothing changes within the wait: not modified, once the wait is over.
+    let (status, _, body) = send(
+        &server,
+        Method::GET,
+        &format!("/v1/tasks/{id}?wait=300"),
+        &[("if-none-match", &tag)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 304, "{body}");
+
+    // A long poll holding the waiting task's revision, then a patch that moves the task on: the
+    // poll answers with the task as the patch left it once it settled again (had it answered
+    // before the patch, it would have been a 304 or the old data).
+    let poll = {
+        let (http, url, tag) = (
+            server.http().clone(),
+            format!("{}/v1/tasks/{id}?wait=20000", server.base()),
+            tag.clone(),
+        );
+        tokio::spawn(async move {
+            let response = http
+                .get(url)
+                .header("if-none-match", tag)
+                .send()
+                .await
+                .expect("answered");
+            let status = response.status().as_u16();
+            let etag = response.headers().get(ETAG).cloned();
+            (status, etag, response.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, _, patched) = send(
+        &server,
+        Method::PATCH,
+        &format!("/v1/tasks/{id}"),
+        &[],
+        Some(json!({"a": "A", "start": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    let (status, polled_tag, polled) = poll.await.expect("the poll ends");
+    assert_eq!(status, 200, "{polled}");
+    assert_eq!(polled["status"], "waiting", "{polled}");
+    assert_eq!(polled["data"], json!({"a": "A", "waited": true}), "{polled}");
+    assert!(revision(&polled) > revision(&waiting), "{polled}");
+    assert_eq!(
+        polled_tag.and_then(|t| t.to_str().ok().map(String::from)),
+        Some(format!("\"{}\"", revision(&polled)))
+    );
+    server.stop().await;
+}

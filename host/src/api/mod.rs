@@ -23,7 +23,8 @@
 //! same key with another body is refused (422). See [`crate::request_key`].
 //!
 //! Task answers carry the task's revision as their `ETag` (`"7"`): a `GET` with an
-//! `If-None-Match` naming it answers 304 without a body, and a `PATCH`, retry or `DELETE` with an
+//! `If-None-Match` naming it answers 304 without a body (with `?wait`, once the task settled at
+//! another revision, or when the wait ends: a long poll), and a `PATCH`, retry or `DELETE` with an
 //! `If-Match` applies only to a task still at a revision it names, 412 otherwise
 //! ([`preconditions`]).
 //!

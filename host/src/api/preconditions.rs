@@ -1,7 +1,8 @@
 //! Conditional requests on a task (RFC 9110, section 13). Every task answer carries the task's
 //! revision as its entity tag (`ETag: "7"`). `GET /v1/tasks/{id}` with an `If-None-Match` that
 //! names the task's revision answers `304 Not Modified` without a body, so a client polling a
-//! task reads it again only when it changed. A patch, a retry or a delete with an `If-Match`
+//! task reads it again only when it changed; with `?wait`, the answer waits until the task has
+//! settled at another revision (a long poll). A patch, a retry or a delete with an `If-Match`
 //! applies only while the task is at a revision it names, and answers `412 Precondition Failed`
 //! otherwise, changing nothing: a client changes only the task it read, and a change repeated
 //! after a lost answer is refused instead of applied twice.

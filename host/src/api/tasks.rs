@@ -51,16 +51,12 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
 }
 
 /// The task after an optional wait for it to settle.
-async fn read(service: &Service, id: &str, wait: &WaitParam) -> Result<StoredTask, ApiError> {
-    Ok(match wait.duration() {
+pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Response, ApiError> {
+    let stored = match wait.duration() {
         Some(timeout) => service.wait_settled(id, timeout).await?,
         None => service.task(id).await?,
-    })
-}
-
-/// The task after an optional wait for it to settle, answered 200.
-pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Response, ApiError> {
-    Ok(task_response(StatusCode::OK, &read(service, id, wait).await?))
+    };
+    Ok(task_response(StatusCode::OK, &stored))
 }
 
 /// Creates a task over `data` and answers 201 with it: with `?wait`, as it settled (or as it is
@@ -105,7 +101,8 @@ pub(crate) async fn create(
 }
 
 /// `GET /v1/tasks/{id}[?wait=MS]`: the task, after an optional wait for it to settle; `304`
-/// without a body when the request's `If-None-Match` names its revision.
+/// without a body when the request's `If-None-Match` names its revision. With both, the wait
+/// lasts until the task settles at a revision the header does not name.
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -113,7 +110,17 @@ pub(crate) async fn show(
     wait: Result<Query<WaitParam>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let unless = IfNoneMatch::of(&headers)?;
-    let stored = read(&state.service, &id, &query(wait)?).await?;
+    // With a wait, the answer comes once the task settled at a revision the client does not
+    // have yet (a long poll), or when the wait ends.
+    let stored = match query(wait)?.duration() {
+        Some(timeout) => {
+            state
+                .service
+                .wait_settled_beyond(&id, timeout, |revision| unless.names(revision))
+                .await?
+        }
+        None => state.service.task(&id).await?,
+    };
     if unless.names(stored.revision) {
         let tag = [(header::ETAG, preconditions::etag(stored.revision))];
         return Ok((StatusCode::NOT_MODIFIED, tag).into_response());

@@ -361,6 +361,19 @@ impl Service {
     /// Once the service is stopping ([`Service::stop`]), a task no drive here moves any more is
     /// returned at once as it is.
     pub async fn wait_settled(&self, id: &str, timeout: Duration) -> Result<StoredTask, ServiceError> {
+        self.wait_settled_beyond(id, timeout, |_| false).await
+    }
+
+    /// [`Service::wait_settled`] for a client that already has the task at the revisions `held`
+    /// names (an `If-None-Match`): waits until the task is settled at a revision it does not
+    /// name (a waiting task, once a patch or a deploy moved it on and it settled again), or
+    /// `timeout` passes. A long poll: the client hears of a change without asking again.
+    pub async fn wait_settled_beyond(
+        &self,
+        id: &str,
+        timeout: Duration,
+        held: impl Fn(u64) -> bool,
+    ) -> Result<StoredTask, ServiceError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut phase = self.inner.phase.subscribe();
         // Driven here: its drive answers with the task as it saved it (no read back).
@@ -368,7 +381,7 @@ impl Service {
             tokio::select! {
                 // Otherwise the drive ended without a settled task (an error, or it never
                 // started because the service is stopping): the store says how the task is.
-                answer = driven => if let Ok(task) = answer {
+                answer = driven => if let Ok(task) = answer && !held(task.revision) {
                     return Ok(task);
                 },
                 _ = tokio::time::sleep_until(deadline) => return self.task(id).await,
@@ -385,7 +398,7 @@ impl Service {
         };
         loop {
             let stored = self.task(id).await?;
-            if stored.task.status != TaskStatus::Running || self.is_stopping() {
+            if (stored.task.status != TaskStatus::Running && !held(stored.revision)) || self.is_stopping() {
                 return Ok(stored);
             }
             loop {
