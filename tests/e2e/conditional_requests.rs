@@ -303,3 +303,51 @@ async fn a_read_waiting_with_the_revision_it_has_answers_once_the_task_moves_on(
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_patches_naming_the_same_revision_exactly_one_applies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[WAIT_FOR_A], options()).await;
+    let (headers, waiting) = settled(&server, json!({"start": true})).await;
+    let id = waiting["id"].as_str().expect("id").to_string();
+    let tag = etag(&headers);
+
+    // Eight clients read the task at the same revision and each patches it: one wins; the
+    // others, whether they read before or after its save, are told the task changed.
+    let patches = (0..8).map(|i| {
+        let (http, url, tag) = (
+            server.http().clone(),
+            format!("{}/v1/tasks/{id}?wait=20000", server.base()),
+            tag.clone(),
+        );
+        tokio::spawn(async move {
+            let response = http
+                .patch(url)
+                .header("if-match", tag)
+                .body(json!({"a": "A", "by": i, "start": null}).to_string())
+                .send()
+                .await
+                .expect("answered");
+            let status = response.status().as_u16();
+            (i, status, response.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    });
+    let mut applied = Vec::new();
+    for patch in patches.collect::<Vec<_>>() {
+        let (i, status, answer) = patch.await.expect("sent");
+        match status {
+            200 => applied.push(i),
+            412 => assert_eq!(answer["error"]["code"], "precondition_failed", "{answer}"),
+            other => panic!("patch {i}: {other} {answer}"),
+        }
+    }
+    assert_eq!(applied.len(), 1, "exactly one patch applies: {applied:?}");
+    let (_, _, after) = send(&server, Method::GET, &format!("/v1/tasks/{id}"), &[], None).await;
+    assert_eq!(
+        after["data"],
+        json!({"a": "A", "by": applied[0], "waited": true}),
+        "{after}"
+    );
+    assert_eq!(runs(&after).len(), 1, "one resumed drive, one run: {after}");
+    server.stop().await;
+}
