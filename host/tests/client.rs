@@ -1,8 +1,8 @@
 //! The client commands against a running `whenever serve` that requires a token: `deploy`,
-//! `steps`, `tasks`, `task`, `patch`, `retry` and `create` (`delete` and `rollback` have tests of their
-//! own), with output for people and `--json`, the token taken from `WHENEVER_TOKEN`, a change
-//! made only at the revision read (`--if-revision`), and the exit codes: 2 when the server
-//! refuses the request or the input is bad, 1 when it cannot be reached.
+//! `steps`, `tasks`, `task` (also `--follow`), `patch`, `retry` and `create` (`delete` and
+//! `rollback` have tests of their own), with output for people and `--json`, the token taken from
+//! `WHENEVER_TOKEN`, a change made only at the revision read (`--if-revision`), and the exit
+//! codes: 2 when the server refuses the request or the input is bad, 1 when it cannot be reached.
 
 mod support;
 
@@ -247,4 +247,59 @@ fn a_server_that_cannot_be_reached_exits_1() {
         stderr.contains("cannot reach the server at http://127.0.0.1:9"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_follow_prints_the_task_at_each_settled_revision_until_it_completes() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = steps_and_config(dir.path(), &[COMPLETES, WAIT_FOR_A], "");
+    let server = ServeProcess::start_with_token(&dir.path().join("whenever.db"), &args, Some(TOKEN));
+    let (status, waiting) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{waiting}");
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    let id = waiting["id"].as_str().expect("id").to_string();
+
+    let mut follower = tokio::process::Command::new(whenever_binary())
+        .args(["task", &id, "--follow", "--json", "--server", &server.base])
+        .env("WHENEVER_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("whenever task --follow runs");
+    let mut lines = tokio::io::BufReader::new(follower.stdout.take().expect("stdout piped")).lines();
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("a line within 20 s")
+            .expect("stdout read")
+            .expect("a line before the end");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+
+    // The task as it is, then as each patch left it once it settled again.
+    let first = next().await;
+    assert_eq!(first["revision"], waiting["revision"], "{first}");
+    let path = format!("/v1/tasks/{id}");
+    let patch = |body: Value| server.call(reqwest::Method::PATCH, &path, Some(body.to_string().into_bytes()));
+    let (status, _) = patch(json!({"a": "A"})).await;
+    assert_eq!(status, 200);
+    let second = next().await;
+    assert_eq!(second["status"], "waiting", "{second}");
+    assert_eq!(second["data"]["waited"], true, "{second}");
+    assert!(second["revision"].as_u64() > first["revision"].as_u64(), "{second}");
+    let (status, _) = patch(json!({"finish": true})).await;
+    assert_eq!(status, 200);
+    let last = next().await;
+    assert_eq!(last["status"], "completed", "{last}");
+    assert!(last["revision"].as_u64() > second["revision"].as_u64(), "{last}");
+
+    // Completed: it stops, exit code 0, nothing more printed.
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(20), follower.wait())
+        .await
+        .expect("it stops once the task completed")
+        .expect("exit status");
+    assert_eq!(exited.code(), Some(0));
+    assert_eq!(lines.next_line().await.expect("read"), None);
 }

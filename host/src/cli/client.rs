@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::Value;
 
-use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL};
+use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Args)]
@@ -89,6 +89,11 @@ pub struct TasksArgs {
 pub struct TaskArgs {
     /// The task's id.
     pub id: String,
+    /// Keep printing the task each time it settles at a new revision (a waiting order once a
+    /// person's patch moved it on, say), until it is completed (exit code 0) or failed (4).
+    /// With `--json`, one JSON document per line.
+    #[arg(long)]
+    pub follow: bool,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -211,7 +216,8 @@ impl Client {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        if status.is_success() {
+        // A 304 (not modified: a conditional read) is an answer, without a body.
+        if status.is_success() || status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok((value, headers));
         }
         let message = value["error"]["message"]
@@ -457,20 +463,63 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
 
 /// `whenever task`.
 pub(crate) async fn task(args: TaskArgs) -> u8 {
+    let client = Client::new(&args.client);
+    let path = format!("/v1/tasks/{}", args.id);
     let result = async {
-        let client = Client::new(&args.client);
-        let task = client
-            .send(client.http.get(client.url(&format!("/v1/tasks/{}", args.id))))
-            .await?;
+        let task = client.send(client.http.get(client.url(&path))).await?;
+        if args.follow {
+            return follow(&client, &path, task, args.client.json).await;
+        }
         if args.client.json {
             print_json(&task)
         } else {
             print_task(&task)
         }
-        Ok(())
+        Ok(EXIT_COMPLETED)
     }
     .await;
-    finish("task", result)
+    match result {
+        Ok(code) => code,
+        Err(failure) => finish("task", Err(failure)),
+    }
+}
+
+/// How long one long poll of `whenever task --follow` waits for a change (the server's most).
+const FOLLOW_POLL_MS: u64 = 60_000;
+
+/// `whenever task --follow`: prints `task`, then the task each time it settles at a new
+/// revision (long polls naming the revision it has: `?wait` with `If-None-Match`), until it is
+/// completed or failed; the exit code says which.
+async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Result<u8, Failure> {
+    loop {
+        if json {
+            println!("{task}");
+        } else {
+            print_task(&task);
+        }
+        match task["status"].as_str() {
+            Some("completed") => return Ok(EXIT_COMPLETED),
+            Some("failed") => return Ok(EXIT_FAILED),
+            _ => {}
+        }
+        let held = task["revision"].as_u64().unwrap_or_default();
+        loop {
+            let request = client
+                .http
+                .get(client.url(path))
+                .query(&[("wait", FOLLOW_POLL_MS)])
+                .header(reqwest::header::IF_NONE_MATCH, format!("\"{held}\""));
+            let (answer, _) = client.exchange(request).await?;
+            // No body: not modified within the wait; ask again.
+            if !answer.is_null() {
+                task = answer;
+                break;
+            }
+        }
+        if !json {
+            println!();
+        }
+    }
 }
 
 /// The text of `path`, or of stdin for `-`.

@@ -72,7 +72,7 @@ pub enum Command {
     Steps(client::StepsArgs),
     /// List a server's tasks (filters and paging).
     Tasks(client::TasksArgs),
-    /// Show one task with its history.
+    /// Show one task with its history (`--follow`: again at each change, until it ends).
     Task(client::TaskArgs),
     /// Apply a JSON merge patch to a task's data; the task resumes.
     Patch(client::PatchArgs),
