@@ -86,6 +86,14 @@ async fn a_task_answer_carries_its_revision_and_a_read_naming_it_is_not_modified
         assert_eq!(etag(&headers), tag);
         assert_eq!(body, Value::Null, "no body with a 304");
     }
+    // With a wait, `*` still answers once the task is settled, as without the header: it names
+    // every revision, so waiting for one it does not name would last the whole wait.
+    let long = format!("{path}?wait=60000");
+    let star = send(&server, Method::GET, &long, &[("if-none-match", "*")], None);
+    let (status, _, _) = tokio::time::timeout(std::time::Duration::from_secs(20), star)
+        .await
+        .expect("answered before its 60 s wait ends");
+    assert_eq!(status, 304);
     // Another tag: the task, in full.
     let (status, _, body) = send(&server, Method::GET, &path, &[("if-none-match", "\"999\"")], None).await;
     assert_eq!(status, 200);

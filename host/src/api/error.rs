@@ -99,3 +99,52 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The number of each variant: a new variant fails to compile here until it is listed in
+    /// the test below.
+    fn variant(error: &ApiError) -> usize {
+        match error {
+            ApiError::BadRequest(_) => 0,
+            ApiError::Unauthorized(_) => 1,
+            ApiError::NotFound(_) => 2,
+            ApiError::MethodNotAllowed => 3,
+            ApiError::Conflict(_) => 4,
+            ApiError::PreconditionFailed(_) => 5,
+            ApiError::PayloadTooLarge(_) => 6,
+            ApiError::Unprocessable(_) => 7,
+            ApiError::Internal(_) => 8,
+        }
+    }
+
+    /// The OpenAPI document's error schema lists every code the API answers, in order (an API
+    /// fuzzer found the 412's code missing from it).
+    #[test]
+    fn the_openapi_document_lists_every_error_code() {
+        let all = [
+            ApiError::BadRequest(String::new()),
+            ApiError::Unauthorized(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed,
+            ApiError::Conflict(String::new()),
+            ApiError::PreconditionFailed(String::new()),
+            ApiError::PayloadTooLarge(0),
+            ApiError::Unprocessable(String::new()),
+            ApiError::Internal(String::new()),
+        ];
+        assert!(all.iter().map(variant).eq(0..9), "every variant, once, in order");
+        let document: serde_json::Value = serde_json::from_str(crate::api::OPENAPI).expect("JSON");
+        let listed: Vec<&str> = document
+            .pointer("/components/schemas/Error/properties/error/properties/code/enum")
+            .and_then(|codes| codes.as_array())
+            .expect("the error codes")
+            .iter()
+            .filter_map(|code| code.as_str())
+            .collect();
+        let answered: Vec<&str> = all.iter().map(ApiError::code).collect();
+        assert_eq!(listed, answered);
+    }
+}

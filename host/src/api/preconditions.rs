@@ -72,12 +72,19 @@ impl IfNoneMatch {
         named(headers, IF_NONE_MATCH).map(IfNoneMatch)
     }
 
-    /// Whether it names the task at `revision` (weak comparison: `W/"7"` names revision 7).
+    /// Whether it names the task at `revision` (weak comparison: `W/"7"` names revision 7;
+    /// `*` names any): then a read answers 304.
     pub(crate) fn names(&self, revision: u64) -> bool {
+        matches!(self.0, Some(Named::Any)) || self.lists(revision)
+    }
+
+    /// Whether one of its entity tags names `revision`: a long poll waits past those. (`*` is
+    /// no tag: with it a wait is for the task to settle, as without the header, since waiting
+    /// for a revision `*` does not name would last the whole wait.)
+    pub(crate) fn lists(&self, revision: u64) -> bool {
         match &self.0 {
-            None => false,
-            Some(Named::Any) => true,
             Some(Named::Tags(tags)) => tags.iter().any(|tag| tag.revision() == Some(revision)),
+            None | Some(Named::Any) => false,
         }
     }
 }
@@ -184,11 +191,9 @@ mod tests {
         assert!(!none.names(1));
         let tags = IfNoneMatch::of(&headers(IF_NONE_MATCH, &["W/\"7\", \"9\""])).expect("parsed");
         assert!(tags.names(7) && tags.names(9) && !tags.names(8));
-        assert!(
-            IfNoneMatch::of(&headers(IF_NONE_MATCH, &["*"]))
-                .expect("parsed")
-                .names(42)
-        );
+        assert!(tags.lists(7) && !tags.lists(8));
+        let any = IfNoneMatch::of(&headers(IF_NONE_MATCH, &["*"])).expect("parsed");
+        assert!(any.names(42) && !any.lists(42));
     }
 
     #[test]

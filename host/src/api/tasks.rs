@@ -116,7 +116,7 @@ pub(crate) async fn show(
         Some(timeout) => {
             state
                 .service
-                .wait_settled_beyond(&id, timeout, |revision| unless.names(revision))
+                .wait_settled_beyond(&id, timeout, |revision| unless.lists(revision))
                 .await?
         }
         None => state.service.task(&id).await?,
