@@ -14,11 +14,12 @@
 //!   announces it, [`Service::settled`]). This is how a shop's checkout feeds the service, and
 //!   where grouped commits pay: one fsync serves every write waiting for it.
 //!
-//! Where the load comes from: the clients (HTTP clients, or callers of the Service API) run on
-//! a thread of their own with a single-threaded runtime, as clients elsewhere would, sharing the
-//! same two cores; the HTTP API serves from its own thread as `whenever serve` does
-//! ([`api::serve_on_own_thread`]); the drives run on the two-worker runtime. The store-less rows
-//! drive in the clients' own tasks, on the two workers.
+//! Where the load comes from: the clients (HTTP clients, or callers of the Service API) and the
+//! listener that hears of their orders' completions run on a thread of their own with a
+//! single-threaded runtime, as clients elsewhere would, sharing the same two cores; the HTTP API
+//! serves from its own thread as `whenever serve` does ([`api::serve_on_own_thread`]); the drives
+//! run on the service's drive threads. The store-less rows drive in the clients' own tasks, on
+//! the two workers of the main runtime.
 //!
 //! Durability: SQLite in WAL mode with `synchronous = full` (fsync at every group commit; survives
 //! power loss) or `normal` (survives `kill -9`, not a power cut); the bare scheduler row has no
@@ -261,9 +262,11 @@ where
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let credits: Arc<Vec<Semaphore>> = Arc::new((0..senders).map(|_| Semaphore::new(DEPTH)).collect());
     let mut settled = service.settled();
+    // On the clients' thread, with the senders it gives credit to: each completion then wakes
+    // that one thread, not also one of the service's runtime workers.
     let listener = {
         let (tracker, credits) = (tracker.clone(), credits.clone());
-        tokio::spawn(async move {
+        CLIENTS.spawn(async move {
             loop {
                 let id = match settled.recv().await {
                     Ok(id) => id,
