@@ -275,7 +275,7 @@ async fn a_read_waiting_with_the_revision_it_has_answers_once_the_task_moves_on(
     let poll = {
         let (http, url, tag) = (
             server.http().clone(),
-            format!("{}/v1/tasks/{id}?wait=20000", server.base()),
+            format!("{}/v1/tasks/{id}?wait=60000", server.base()),
             tag.clone(),
         );
         tokio::spawn(async move {
@@ -300,7 +300,11 @@ async fn a_read_waiting_with_the_revision_it_has_answers_once_the_task_moves_on(
     )
     .await;
     assert_eq!(status, 200, "{patched}");
-    let (status, polled_tag, polled) = poll.await.expect("the poll ends");
+    // Woken by the task's settle, long before its 60 s wait would end.
+    let (status, polled_tag, polled) = tokio::time::timeout(std::time::Duration::from_secs(20), poll)
+        .await
+        .expect("answered once the task settled, not at the end of the wait")
+        .expect("the poll ends");
     assert_eq!(status, 200, "{polled}");
     assert_eq!(polled["status"], "waiting", "{polled}");
     assert_eq!(polled["data"], json!({"a": "A", "waited": true}), "{polled}");

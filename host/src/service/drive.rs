@@ -138,6 +138,7 @@ impl Service {
                     eprintln!("whenever serve: task {id}: {e}");
                 }
             }
+            service.inner.settle_waiters.settled(&id);
             let _ = service.inner.settled.send(id);
         };
         self.spawn_driving(&placed, work);

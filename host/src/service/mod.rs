@@ -24,6 +24,7 @@ pub mod drive;
 mod drive_threads;
 pub mod metrics;
 mod retention;
+mod settle_waiters;
 mod settling;
 pub mod steps;
 pub mod stopping;
@@ -110,6 +111,9 @@ pub(crate) struct Inner {
     pub(crate) settled: broadcast::Sender<String>,
     /// This host's own drives under way, with who waits for their tasks to settle.
     pub(crate) settling: Arc<settling::Settling>,
+    /// Who waits for a task no drive here has under way to settle (a long poll, a task another
+    /// host drives), each woken by its own task's settles only.
+    pub(crate) settle_waiters: Arc<settle_waiters::SettleWaiters>,
     /// One permit per task that may be driven at once (`max_concurrent_tasks`); a drive holds
     /// one while under way.
     pub(crate) workers: Arc<Semaphore>,
@@ -191,6 +195,7 @@ impl Service {
                 metrics: Metrics::default(),
                 settled,
                 settling: Arc::default(),
+                settle_waiters: Arc::default(),
                 workers,
                 worker_count,
                 phase: tokio::sync::watch::Sender::new(stopping::Phase::Serving),
@@ -389,7 +394,6 @@ impl Service {
                 _ = stopping::reached(&mut phase, |p| *p == stopping::Phase::Stopped) => return self.task(id).await,
             }
         }
-        let mut settled = self.inner.settled.subscribe();
         // Another host may drive the task: then no local signal comes, so look again now and then.
         let recheck = if self.inner.cluster.is_some() {
             Duration::from_millis(100)
@@ -397,27 +401,21 @@ impl Service {
             timeout
         };
         loop {
+            // Registered before the read, so that a settle right after it is not missed.
+            let mut next = self.inner.settle_waiters.register(id);
             let stored = self.task(id).await?;
             if (stored.task.status != TaskStatus::Running && !held(stored.revision)) || self.is_stopping() {
                 return Ok(stored);
             }
-            loop {
-                let wake = deadline.min(tokio::time::Instant::now() + recheck);
-                tokio::select! {
-                    heard = settled.recv() => match heard {
-                        Ok(done) if done == id => break,
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => return self.task(id).await,
-                    },
-                    _ = tokio::time::sleep_until(wake) => {
-                        if tokio::time::Instant::now() < deadline {
-                            break;
-                        }
+            let wake = deadline.min(tokio::time::Instant::now() + recheck);
+            tokio::select! {
+                _ = next.settled() => {}
+                _ = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= deadline {
                         return self.task(id).await;
                     }
-                    _ = stopping::reached(&mut phase, |p| *p != stopping::Phase::Serving) => break,
                 }
+                _ = stopping::reached(&mut phase, |p| *p != stopping::Phase::Serving) => {}
             }
         }
     }
