@@ -99,6 +99,15 @@ pub struct TaskArgs {
     pub client: ClientArgs,
 }
 
+/// `--if-revision N`, for the commands that change a task.
+#[derive(Debug, Args)]
+pub struct IfRevision {
+    /// Act only while the task is at this revision (as `whenever task` shows it): sent as
+    /// `If-Match`, so a task that moved on since it was read is left alone (exit code 2).
+    #[arg(long, value_name = "REVISION")]
+    pub if_revision: Option<u64>,
+}
+
 /// `whenever patch ID PATCH.json` (`-` reads stdin).
 #[derive(Debug, Args)]
 pub struct PatchArgs {
@@ -109,10 +118,9 @@ pub struct PatchArgs {
     /// Wait up to this many milliseconds for the task to settle.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
-    /// Change the task only while it is at this revision (as `whenever task` shows it): sent
-    /// as `If-Match`, so a task that moved on since it was read is left alone (exit code 2).
-    #[arg(long, value_name = "REVISION")]
-    pub if_revision: Option<u64>,
+    /// Only while the task is at the revision read.
+    #[command(flatten)]
+    pub condition: IfRevision,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -129,10 +137,9 @@ pub struct RetryArgs {
     /// Wait up to this many milliseconds for the task to settle.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
-    /// Change the task only while it is at this revision (as `whenever task` shows it): sent
-    /// as `If-Match`, so a task that moved on since it was read is left alone (exit code 2).
-    #[arg(long, value_name = "REVISION")]
-    pub if_revision: Option<u64>,
+    /// Only while the task is at the revision read.
+    #[command(flatten)]
+    pub condition: IfRevision,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -143,10 +150,9 @@ pub struct RetryArgs {
 pub struct DeleteArgs {
     /// The task's id (a settled task: waiting, failed or completed).
     pub id: String,
-    /// Delete the task only while it is at this revision (as `whenever task` shows it): sent
-    /// as `If-Match`, so a task that moved on since it was read is left alone (exit code 2).
-    #[arg(long, value_name = "REVISION")]
-    pub if_revision: Option<u64>,
+    /// Only while the task is at the revision read.
+    #[command(flatten)]
+    pub condition: IfRevision,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -258,11 +264,14 @@ fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("-")
 }
 
-/// `request` made conditional on the task being at `revision` (an `If-Match`), if one is given.
-fn if_revision(request: reqwest::RequestBuilder, revision: Option<u64>) -> reqwest::RequestBuilder {
-    match revision {
-        Some(revision) => request.header(reqwest::header::IF_MATCH, format!("\"{revision}\"")),
-        None => request,
+impl IfRevision {
+    /// `request` made conditional on the task being at the revision (an `If-Match`), if one
+    /// is given.
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.if_revision {
+            Some(revision) => request.header(reqwest::header::IF_MATCH, format!("\"{revision}\"")),
+            None => request,
+        }
     }
 }
 
@@ -581,7 +590,7 @@ pub(crate) async fn patch(args: PatchArgs) -> u8 {
             .query(&[("wait", args.wait)])
             .header("content-type", "application/merge-patch+json")
             .body(merge.to_string());
-        let request = if_revision(request, args.if_revision);
+        let request = args.condition.apply(request);
         let task = client.send(request).await?;
         if args.client.json {
             print_json(&task)
@@ -608,7 +617,7 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
             .query(&[("wait", args.wait)])
             .header("content-type", "application/json")
             .body(body);
-        let request = if_revision(request, args.if_revision);
+        let request = args.condition.apply(request);
         let task = client.send(request).await?;
         if args.client.json {
             print_json(&task)
@@ -626,7 +635,7 @@ pub(crate) async fn delete(args: DeleteArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client);
         let request = client.http.delete(client.url(&format!("/v1/tasks/{}", args.id)));
-        let request = if_revision(request, args.if_revision);
+        let request = args.condition.apply(request);
         client.send(request).await?;
         if args.client.json {
             print_json(&serde_json::json!({"deleted": args.id}));
