@@ -45,6 +45,16 @@ async fn settled(server: &Server, data: Value) -> (HeaderMap, Value) {
     (headers, task)
 }
 
+/// A server with `wait-for-a` (in `dir`) and a task waiting for `a`: the server, the task's id,
+/// the entity tag its creation was answered with, and the task as answered.
+async fn a_waiting_task(dir: &tempfile::TempDir) -> (Server, String, String, Value) {
+    let server = start(&db_in(dir), &[WAIT_FOR_A], options()).await;
+    let (headers, task) = settled(&server, json!({"start": true})).await;
+    assert_eq!(task["status"], "waiting", "{task}");
+    let id = task["id"].as_str().expect("id").to_string();
+    (server, id, etag(&headers), task)
+}
+
 /// The entity tag an answer carries.
 fn etag(headers: &HeaderMap) -> String {
     headers
@@ -64,12 +74,8 @@ fn revision(task: &Value) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_answer_carries_its_revision_and_a_read_naming_it_is_not_modified() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&db_in(&dir), &[WAIT_FOR_A], options()).await;
-    let (headers, created) = settled(&server, json!({"start": true})).await;
-    assert_eq!(created["status"], "waiting", "{created}");
-    let id = created["id"].as_str().expect("id");
-    let tag = format!("\"{}\"", revision(&created));
-    assert_eq!(etag(&headers), tag);
+    let (server, id, tag, created) = a_waiting_task(&dir).await;
+    assert_eq!(tag, format!("\"{}\"", revision(&created)));
 
     let path = format!("/v1/tasks/{id}");
     let (status, headers, read) = send(&server, Method::GET, &path, &[], None).await;
@@ -136,9 +142,7 @@ async fn a_task_answer_carries_its_revision_and_a_read_naming_it_is_not_modified
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_naming_another_revision_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&db_in(&dir), &[WAIT_FOR_A], options()).await;
-    let (_, created) = settled(&server, json!({"start": true})).await;
-    let id = created["id"].as_str().expect("id");
+    let (server, id, _, created) = a_waiting_task(&dir).await;
     let path = format!("/v1/tasks/{id}?wait=20000");
     let read = revision(&created);
     assert!(read >= 2, "created, then settled: {created}");
@@ -253,10 +257,7 @@ async fn retries_and_deletes_apply_only_to_the_revision_they_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_waiting_with_the_revision_it_has_answers_once_the_task_moves_on() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&db_in(&dir), &[WAIT_FOR_A], options()).await;
-    let (headers, waiting) = settled(&server, json!({"start": true})).await;
-    let id = waiting["id"].as_str().expect("id").to_string();
-    let tag = etag(&headers);
+    let (server, id, tag, waiting) = a_waiting_task(&dir).await;
 
     // Nothing changes within the wait: not modified, once the wait is over.
     let (status, _, body) = send(
@@ -319,10 +320,7 @@ async fn a_read_waiting_with_the_revision_it_has_answers_once_the_task_moves_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_concurrent_patches_naming_the_same_revision_exactly_one_applies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&db_in(&dir), &[WAIT_FOR_A], options()).await;
-    let (headers, waiting) = settled(&server, json!({"start": true})).await;
-    let id = waiting["id"].as_str().expect("id").to_string();
-    let tag = etag(&headers);
+    let (server, id, tag, _) = a_waiting_task(&dir).await;
 
     // Eight clients read the task at the same revision and each patches it: one wins; the
     // others, whether they read before or after its save, are told the task changed.
