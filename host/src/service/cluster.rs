@@ -278,8 +278,7 @@ impl Service {
             if let Err(e) = service.inner.store.release_task(&id, &cluster.host_id).await {
                 eprintln!("whenever serve: task {id}: cannot release it: {e}");
             }
-            service.inner.settle_waiters.settled(&id);
-            let _ = service.inner.settled.send(id);
+            service.announce_settled(id);
             cluster.wake();
         });
     }

@@ -138,8 +138,7 @@ impl Service {
                     eprintln!("whenever serve: task {id}: {e}");
                 }
             }
-            service.inner.settle_waiters.settled(&id);
-            let _ = service.inner.settled.send(id);
+            service.announce_settled(id);
         };
         self.spawn_driving(&placed, work);
     }

@@ -249,6 +249,13 @@ impl Service {
         }
     }
 
+    /// Tells whoever waits that a drive of task `id` on this host ended: the waiters for that
+    /// task ([`settle_waiters`]), then the listeners of every settle ([`Service::settled`]).
+    pub(crate) fn announce_settled(&self, id: String) {
+        self.inner.settle_waiters.settled(&id);
+        let _ = self.inner.settled.send(id);
+    }
+
     /// The scheduler (runtime, catalog, connectors).
     pub fn scheduler(&self) -> &Scheduler {
         &self.inner.scheduler
