@@ -39,6 +39,10 @@
 //! 16-sender rows' do (16 × 32 unfinished). That row is what those rows' drives cost without
 //! their store, with as many orders' data gone cold between their waves.
 //!
+//! HTTPS: the row so labelled is the 16 senders' row over TLS (rustls, TLS 1.3, a P-256
+//! certificate from a CA made for the run; connections kept alive, so a handshake per sender, not
+//! per order): what encryption costs per order.
+//!
 //! Steps given: the bundled steps' manifests list the paths each step `reads`, so each run is
 //! given its view of the order; the "whole data" rows load the same components with those lists
 //! removed, so each run is given (and parses, serializes and has diffed) the whole order.
@@ -59,6 +63,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+use whenever::api::tls::Tls;
 use whenever::api::{self, ApiOptions};
 use whenever::service::{Service, ServiceOptions};
 use whenever::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -426,9 +432,11 @@ async fn service(dir: &tempfile::TempDir, synchronous: Synchronous, given: Given
         .expect("service")
 }
 
-/// The service behind its HTTP API on a loopback port: its address and a stop switch.
+/// The service behind its HTTP API on a loopback port (HTTPS with `tls`): its address and a
+/// stop switch.
 async fn serve(
     service: &Service,
+    tls: Option<Tls>,
 ) -> (
     std::net::SocketAddr,
     tokio::sync::oneshot::Sender<()>,
@@ -439,6 +447,7 @@ async fn serve(
     let options = ApiOptions {
         max_body_bytes: 1 << 20,
         max_component_bytes: 64 << 20,
+        tls,
         ..ApiOptions::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -457,8 +466,8 @@ async fn serve(
 async fn http_waiting(path: &'static str, clients: usize, synchronous: Synchronous, given: Given) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     let service = service(&dir, synchronous, given).await;
-    let (server_address, stop, server) = serve(&service).await;
-    let webhook = Webhook::new(server_address, "/v1/hooks/bench?wait=60000", false);
+    let (server_address, stop, server) = serve(&service, None).await;
+    let webhook = Webhook::new(server_address, "/v1/hooks/bench?wait=60000", false, None);
     let row = waiting_clients(path, clients, &CLIENTS, move |n| {
         let webhook = webhook.clone();
         async move {
@@ -497,15 +506,18 @@ struct Webhook {
     keyed: bool,
     /// Connections between requests.
     idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+    /// HTTPS: the client side of the bench's TLS (`None`: plain HTTP).
+    tls: Option<TlsConnector>,
 }
 
 impl Webhook {
-    fn new(server: std::net::SocketAddr, target: &str, keyed: bool) -> Webhook {
+    fn new(server: std::net::SocketAddr, target: &str, keyed: bool, tls: Option<TlsConnector>) -> Webhook {
         Webhook {
             server,
             target: target.into(),
             keyed,
             idle: Arc::default(),
+            tls,
         }
     }
 
@@ -535,6 +547,15 @@ impl Webhook {
     async fn connect(&self) -> SendRequest<Full<Bytes>> {
         let stream = tokio::net::TcpStream::connect(self.server).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
+        let Some(tls) = &self.tls else {
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(connection);
+            return sender;
+        };
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a server name");
+        let stream = tls.connect(name, stream).await.expect("TLS handshake");
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");
@@ -543,12 +564,65 @@ impl Webhook {
     }
 }
 
-/// Webhook senders over HTTP; `keyed`: each delivery carries an `Idempotency-Key`.
-async fn http_senders(path: &'static str, senders: usize, synchronous: Synchronous, given: Given, keyed: bool) -> Row {
+/// The bench's HTTPS: a certificate for `localhost` from a CA made for the run (written into
+/// `dir`, loaded as `[server] tls_cert` and `tls_key` would be), and a client that trusts that CA.
+fn bench_tls(dir: &tempfile::TempDir) -> (Tls, TlsConnector) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).expect("cert written");
+    std::fs::write(&key_file, key.serialize_pem()).expect("key written");
+    let server = Tls::load(&cert_file, &key_file).expect("the bench's certificate loads");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("the CA");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, TlsConnector::from(Arc::new(client)))
+}
+
+/// How the webhook senders deliver.
+#[derive(Clone, Copy, PartialEq)]
+enum Delivery {
+    /// Plain HTTP.
+    Plain,
+    /// Each delivery carries an `Idempotency-Key`.
+    Keyed,
+    /// Over HTTPS (TLS 1.3 on kept-alive connections).
+    Https,
+}
+
+/// Webhook senders over HTTP, delivering as `delivery` says.
+async fn http_senders(
+    path: &'static str,
+    senders: usize,
+    synchronous: Synchronous,
+    given: Given,
+    delivery: Delivery,
+) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     let service = service(&dir, synchronous, given).await;
-    let (server_address, stop, server) = serve(&service).await;
-    let webhook = Webhook::new(server_address, "/v1/hooks/bench", keyed);
+    let (server_tls, client_tls) = match delivery {
+        Delivery::Https => {
+            let (server, client) = bench_tls(&dir);
+            (Some(server), Some(client))
+        }
+        Delivery::Plain | Delivery::Keyed => (None, None),
+    };
+    let keyed = delivery == Delivery::Keyed;
+    let (server_address, stop, server) = serve(&service, server_tls).await;
+    let webhook = Webhook::new(server_address, "/v1/hooks/bench", keyed, client_tls);
     let row = webhook_senders(path, senders, &service, move |n| {
         let webhook = webhook.clone();
         async move { webhook.post_order(n).await.id }
@@ -668,9 +742,7 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
 #[derive(Clone, Copy)]
 enum Kind {
     HttpWaiting(Synchronous),
-    HttpSenders(Synchronous),
-    /// Webhook senders whose deliveries carry an `Idempotency-Key`.
-    HttpKeyedSenders(Synchronous),
+    HttpSenders(Synchronous, Delivery),
     ServiceWaiting(Synchronous),
     ServiceSenders(Synchronous),
     Drive,
@@ -696,19 +768,25 @@ const ROWS: &[(&str, usize, Kind, Given)] = &[
     (
         "HTTP API + SQLite, synchronous=full",
         16,
-        Kind::HttpSenders(FULL),
+        Kind::HttpSenders(FULL, Delivery::Plain),
         VIEWS,
     ),
     (
         "HTTP API + SQLite, synchronous=full",
         16,
-        Kind::HttpSenders(FULL),
+        Kind::HttpSenders(FULL, Delivery::Plain),
         WHOLE,
     ),
     (
         "HTTP API + SQLite, synchronous=full, deliveries with an Idempotency-Key",
         16,
-        Kind::HttpKeyedSenders(FULL),
+        Kind::HttpSenders(FULL, Delivery::Keyed),
+        VIEWS,
+    ),
+    (
+        "HTTPS API + SQLite, synchronous=full",
+        16,
+        Kind::HttpSenders(FULL, Delivery::Https),
         VIEWS,
     ),
     (
@@ -720,7 +798,7 @@ const ROWS: &[(&str, usize, Kind, Given)] = &[
     (
         "HTTP API + SQLite, synchronous=normal",
         16,
-        Kind::HttpSenders(NORMAL),
+        Kind::HttpSenders(NORMAL, Delivery::Plain),
         VIEWS,
     ),
     (
@@ -775,7 +853,7 @@ fn main() {
         .copied()
         .filter(|(path, clients, kind, given)| {
             let load = match kind {
-                Kind::HttpSenders(_) | Kind::HttpKeyedSenders(_) | Kind::ServiceSenders(_) => "senders",
+                Kind::HttpSenders(..) | Kind::ServiceSenders(_) => "senders",
                 _ => "waiting",
             };
             format!("{path} / {clients} {load} / {}", given.label()).contains(filter.as_str())
@@ -790,8 +868,9 @@ fn main() {
             for (index, (path, clients, kind, given)) in selected.iter().copied().enumerate() {
                 let mut row = match kind {
                     Kind::HttpWaiting(synchronous) => http_waiting(path, clients, synchronous, given).await,
-                    Kind::HttpSenders(synchronous) => http_senders(path, clients, synchronous, given, false).await,
-                    Kind::HttpKeyedSenders(synchronous) => http_senders(path, clients, synchronous, given, true).await,
+                    Kind::HttpSenders(synchronous, delivery) => {
+                        http_senders(path, clients, synchronous, given, delivery).await
+                    }
                     Kind::ServiceWaiting(synchronous) => service_waiting(path, clients, synchronous, given).await,
                     Kind::ServiceSenders(synchronous) => service_senders(path, clients, synchronous, given).await,
                     Kind::Drive => drive_waiting(path, clients, given, false).await,

@@ -18,6 +18,8 @@
 //! api_threads = 1               # threads serving the HTTP API
 //! drive_threads = 2             # threads driving the tasks (default: one per core; 0: the runtime's)
 //! shutdown_grace_ms = 10000     # on SIGTERM or Ctrl-C, drives under way get this long to finish
+//! tls_cert = "cert.pem"         # HTTPS with this certificate chain (PEM; relative to this file)
+//! tls_key = "key.pem"           # and its key; both files are read again when they change
 //!
 //! [store]
 //! synchronous = "full"          # or "normal": survives kill -9, not a power cut
@@ -116,6 +118,33 @@ pub struct ServerSection {
     /// finish before it exits, in milliseconds; tasks still running then resume at the next
     /// start (on another host at once, in a cluster).
     pub shutdown_grace_ms: u64,
+    /// The certificate chain (PEM, the server's own first) to answer HTTPS with; with
+    /// `tls_key`, the API speaks HTTPS only. A relative path is relative to the config file.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServerSection {
+    /// The certificate and key files when HTTPS is configured.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// Refuses one of `tls_cert` and `tls_key` without the other, and makes both relative to
+    /// `base` (the config file's folder).
+    fn resolve_tls(&mut self, base: &Path) -> Result<(), String> {
+        match (&mut self.tls_cert, &mut self.tls_key) {
+            (Some(cert), Some(key)) => {
+                *cert = base.join(&*cert);
+                *key = base.join(&*key);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            (Some(_), None) => Err("[server] tls_cert is set without tls_key (HTTPS needs both)".into()),
+            (None, Some(_)) => Err("[server] tls_key is set without tls_cert (HTTPS needs both)".into()),
+        }
+    }
 }
 
 impl Default for ServerSection {
@@ -127,6 +156,8 @@ impl Default for ServerSection {
             api_threads: std::num::NonZeroUsize::MIN,
             drive_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -396,12 +427,15 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        let base = path.parent().unwrap_or(Path::new(""));
         config
-            .capabilities()
+            .server
+            .resolve_tls(base)
+            .and_then(|_| config.capabilities())
             .and_then(|_| config.retention.limits())
             .and_then(|_| {
                 config
@@ -520,6 +554,26 @@ mod tests {
         let (_dir, path) = write("[server]\nshutdown_grace_ms = -1\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("shutdown_grace_ms"), "{error}");
+    }
+
+    #[test]
+    fn tls_files_are_both_or_neither_and_relative_to_the_config_file() {
+        assert_eq!(Config::default().server.tls(), None);
+        let (dir, path) = write("[server]\ntls_cert = \"certs/cert.pem\"\ntls_key = \"/etc/key.pem\"\n");
+        let config = Config::load(&path).expect("valid");
+        let expected_cert = dir.path().join("certs/cert.pem");
+        assert_eq!(
+            config.server.tls(),
+            Some((expected_cert.as_path(), Path::new("/etc/key.pem")))
+        );
+        for (text, says) in [
+            ("[server]\ntls_cert = \"cert.pem\"\n", "tls_cert is set without tls_key"),
+            ("[server]\ntls_key = \"key.pem\"\n", "tls_key is set without tls_cert"),
+        ] {
+            let (_dir, path) = write(text);
+            let error = Config::load(&path).expect_err("refused").to_string();
+            assert!(error.contains(says), "{error}");
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod preconditions;
 pub mod signatures;
 mod steps;
 mod tasks;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -79,11 +80,14 @@ pub struct ApiOptions {
     pub max_component_bytes: usize,
     /// How many threads [`serve_on_own_thread`] serves from (0 counts as one).
     pub threads: usize,
+    /// HTTPS: the certificate to serve (`None`: plain HTTP).
+    pub tls: Option<tls::Tls>,
 }
 
 impl ApiOptions {
-    /// Options from the service's config: limits and hook secrets (read from the environment
-    /// variables the config names). A named variable that is unset is an error.
+    /// Options from the service's config: limits, hook secrets (read from the environment
+    /// variables the config names) and the TLS certificate. A named variable that is unset, or
+    /// a certificate or key that does not load, is an error.
     pub fn from_service(service: &Service, token: Option<String>) -> Result<ApiOptions, String> {
         let config = service.config();
         let mut hooks = BTreeMap::new();
@@ -112,6 +116,10 @@ impl ApiOptions {
             max_body_bytes: config.server.max_body_bytes,
             max_component_bytes: config.server.max_component_bytes,
             threads: config.server.api_threads.get(),
+            tls: match config.server.tls() {
+                Some((cert, key)) => Some(tls::Tls::load(cert, key).map_err(|e| format!("HTTPS: {e}"))?),
+                None => None,
+            },
         })
     }
 }
@@ -192,16 +200,26 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves: over HTTPS when
+/// [`ApiOptions::tls`] is set (its certificate reloaded when its files change), else over HTTP.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Service,
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service, options))
+    let Some(tls) = options.tls.clone() else {
+        return axum::serve(listener, router(service, options))
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let reloading = tokio::spawn(tls.clone().reload_on_change(tls::RELOAD_INTERVAL));
+    let listener = tls.listener(listener, service.metrics().clone());
+    let served = axum::serve(listener, router(service, options))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    reloading.abort();
+    served
 }
 
 /// Serves the API like [`serve`], but from threads of its own (`whenever-api`, as many as

@@ -21,6 +21,10 @@ pub struct ClientArgs {
     /// Print the server's JSON instead of text for people.
     #[arg(long)]
     pub json: bool,
+    /// A CA certificate (PEM) to trust for an `https://` server besides the usual public ones:
+    /// the server's own certificate when it is self-signed (default: `$WHENEVER_CA_CERT`).
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `whenever create TASK.json [--key KEY] [--wait MS]` (`-` reads stdin).
@@ -184,17 +188,39 @@ struct Client {
 }
 
 impl Client {
-    fn new(args: &ClientArgs) -> Client {
+    /// A client of the server `args` name, trusting the CA certificate they (or
+    /// `$WHENEVER_CA_CERT`) name; a certificate file that does not load is bad input.
+    fn new(args: &ClientArgs) -> Result<Client, Failure> {
         let base = args
             .server
             .clone()
             .or_else(|| std::env::var("WHENEVER_SERVER").ok())
             .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
-        Client {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
-            token: std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty()),
+        let ca_cert = args.ca_cert.clone().or_else(|| {
+            std::env::var_os("WHENEVER_CA_CERT")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(&path)
+                .map_err(|e| bad(format!("cannot read the CA certificate {}: {e}", path.display())))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| bad(format!("{} holds no PEM certificate", path.display())))?;
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
         }
+        let http = http
+            .build()
+            .map_err(|e| Failure(format!("cannot set up the HTTP client: {e}"), EXIT_INTERNAL))?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            token: std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty()),
+        })
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
@@ -207,10 +233,20 @@ impl Client {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure(format!("cannot reach the server at {}: {e}", self.base), EXIT_INTERNAL))?;
+        let response = request.send().await.map_err(|e| {
+            let mut why = with_causes(&e);
+            if why.contains("CaUsedAsEndEntity") {
+                why.push_str(
+                    " (the server's certificate is marked as a CA, as `openssl req -x509` makes \
+                         them unless told `-addext basicConstraints=critical,CA:FALSE`; rustls takes a \
+                         self-signed certificate as the server's own only without that mark)",
+                );
+            }
+            Failure(
+                format!("cannot reach the server at {}: {why}", self.base),
+                EXIT_INTERNAL,
+            )
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response
@@ -241,6 +277,22 @@ impl Client {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// An error with the errors that caused it, `outer: inner: innermost`: reqwest's own message
+/// ("error sending request") does not say why (a refused connection, an untrusted certificate).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 fn finish(command: &str, result: Result<(), Failure>) -> u8 {
@@ -317,7 +369,7 @@ fn print_task(task: &Value) {
 /// `whenever deploy`.
 pub(crate) async fn deploy(args: DeployArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client);
+        let client = Client::new(&args.client)?;
         let bytes = std::fs::read(&args.component)
             .map_err(|e| bad(format!("cannot read {}: {e}", args.component.display())))?;
         let name = match &args.name {
@@ -354,7 +406,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> u8 {
 /// `whenever steps`.
 pub(crate) async fn steps(args: StepsArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client);
+        let client = Client::new(&args.client)?;
         let answer = client.send(client.http.get(client.url("/v1/steps"))).await?;
         if args.client.json {
             print_json(&answer);
@@ -425,7 +477,7 @@ fn grants(step: &Value) -> String {
 /// `whenever tasks`.
 pub(crate) async fn tasks(args: TasksArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client);
+        let client = Client::new(&args.client)?;
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(status) = &args.status {
             query.push(("status", status.clone()));
@@ -472,9 +524,9 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
 
 /// `whenever task`.
 pub(crate) async fn task(args: TaskArgs) -> u8 {
-    let client = Client::new(&args.client);
     let path = format!("/v1/tasks/{}", args.id);
     let result = async {
+        let client = Client::new(&args.client)?;
         let task = client.send(client.http.get(client.url(&path))).await?;
         if args.follow {
             return follow(&client, &path, task, args.client.json).await;
@@ -547,7 +599,7 @@ fn read_input(path: &std::path::Path) -> Result<String, Failure> {
 /// `whenever create`.
 pub(crate) async fn create(args: CreateArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client);
+        let client = Client::new(&args.client)?;
         let text = read_input(&args.data)?;
         let data: Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("the task data is not valid JSON: {e}")))?;
@@ -581,7 +633,7 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
 /// `whenever patch`.
 pub(crate) async fn patch(args: PatchArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client);
+        let client = Client::new(&args.client)?;
         let text = read_input(&args.patch)?;
         let merge: Value = serde_json::from_str(&text).map_err(|e| bad(format!("the patch is not valid JSON: {e}")))?;
         let request = client
@@ -606,7 +658,7 @@ pub(crate) async fn patch(args: PatchArgs) -> u8 {
 /// `whenever retry`.
 pub(crate) async fn retry(args: RetryArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client);
+        let client = Client::new(&args.client)?;
         let body = match &args.step {
             Some(step) => serde_json::json!({"step": step}).to_string(),
             None => String::new(),
@@ -633,7 +685,7 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
 /// `whenever delete`.
 pub(crate) async fn delete(args: DeleteArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client);
+        let client = Client::new(&args.client)?;
         let request = client.http.delete(client.url(&format!("/v1/tasks/{}", args.id)));
         let request = args.condition.apply(request);
         client.send(request).await?;
@@ -651,7 +703,7 @@ pub(crate) async fn delete(args: DeleteArgs) -> u8 {
 /// `whenever rollback`.
 pub(crate) async fn rollback(args: RollbackArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client);
+        let client = Client::new(&args.client)?;
         let request = client
             .http
             .post(client.url(&format!("/v1/steps/{}/rollback", args.name)))

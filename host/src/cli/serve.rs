@@ -1,6 +1,7 @@
 //! `whenever serve [--listen ADDR] [--db PATH] [--steps DIR]... [--config FILE]`: the service and
 //! its HTTP API. The bearer token comes from `WHENEVER_TOKEN`; it is required when the address is
-//! not a loopback one. The `--steps` folders are watched: a step dropped there is deployed live.
+//! not a loopback one. With `[server] tls_cert` and `tls_key` in the config the API speaks HTTPS
+//! only. The `--steps` folders are watched: a step dropped there is deployed live.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,8 +93,15 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
             service.config().cluster.lease_ms
         );
     }
+    let scheme = if api_options.tls.is_some() { "https" } else { "http" };
+    if api_options.tls.is_none() && !args.listen.ip().is_loopback() {
+        eprintln!(
+            "whenever serve: warning: plain HTTP beyond loopback: the bearer token and the tasks' data \
+             cross the network unencrypted; set [server] tls_cert and tls_key, or serve behind a TLS proxy"
+        );
+    }
     eprintln!(
-        "whenever serve: listening on http://{} (database {}, {} steps: {})",
+        "whenever serve: listening on {scheme}://{} (database {}, {} steps: {})",
         listener.local_addr().unwrap_or(args.listen),
         db,
         steps.len(),

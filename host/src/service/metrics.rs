@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::task::{RunOutcomeRecord, RunRecord, TaskStatus};
@@ -83,6 +84,8 @@ pub struct Metrics {
     /// Apart from the runs' state: the API's thread records a request while the drives record
     /// their runs.
     requests: Arc<Mutex<BTreeMap<String, RouteStats>>>,
+    /// HTTPS connections closed before their TLS handshake finished (counted by the listener).
+    tls_handshakes_failed: Arc<AtomicU64>,
 }
 
 fn escape(label: &str) -> String {
@@ -117,6 +120,12 @@ impl Metrics {
             *stats.answered.entry((method, status)).or_default() += 1;
             stats.latency.observe(took.as_secs_f64());
         }
+    }
+
+    /// Counts an HTTPS connection whose TLS handshake failed or timed out (a client that does
+    /// not trust the certificate, plain HTTP sent to the HTTPS port, a scanner).
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a finished run: its outcome, latency and connector calls.
@@ -259,6 +268,14 @@ impl Metrics {
                 &format!("route=\"{}\"", escape(route)),
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP whenever_tls_handshake_failures_total HTTPS connections closed because their TLS \
+             handshake failed or timed out.\n\
+             # TYPE whenever_tls_handshake_failures_total counter\n\
+             whenever_tls_handshake_failures_total {}",
+            self.tls_handshakes_failed.load(Ordering::Relaxed)
+        );
         out
     }
 }

@@ -21,7 +21,7 @@ use whenever_step_artifacts::StepFiles;
 /// A running `whenever serve` child process.
 pub struct ServeProcess {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when the server has a certificate).
     pub base: String,
     /// Everything the server wrote on stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -89,15 +89,17 @@ impl ServeProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
-                    let _ = found.send(addr);
+                if let Some(rest) = line.split("listening on ").nth(1)
+                    && (rest.starts_with("http://") || rest.starts_with("https://"))
+                {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = found.send(url);
                 }
                 lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
-        let addr = match address.recv_timeout(Duration::from_secs(300)) {
-            Ok(addr) => addr,
+        let base = match address.recv_timeout(Duration::from_secs(300)) {
+            Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -109,7 +111,7 @@ impl ServeProcess {
         };
         ServeProcess {
             child,
-            base: format!("http://{addr}"),
+            base,
             log,
             http: reqwest::Client::new(),
             token: token.map(str::to_string),
