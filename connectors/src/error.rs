@@ -112,6 +112,24 @@ impl ConfigError {
     }
 }
 
+/// An error with the errors that caused it, `outer: inner: innermost`, each cause said once (a
+/// message that already contains its cause's text does not repeat it): reqwest's and
+/// tokio-postgres's own messages ("error sending request") do not say why (a refused
+/// connection, an untrusted certificate).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +169,32 @@ mod tests {
     fn config_error_names_the_connector() {
         let e = ConfigError::new("stripe", "unknown kind \"http\"");
         assert_eq!(e.to_string(), "connector `stripe`: unknown kind \"http\"");
+    }
+
+    #[test]
+    fn an_error_is_told_with_its_causes_each_once() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|l| l as _)
+            }
+        }
+        let error = Layer(
+            "error sending request",
+            Some(Box::new(Layer(
+                "connect failed: UnknownIssuer",
+                Some(Box::new(Layer("UnknownIssuer", None))),
+            ))),
+        );
+        assert_eq!(
+            with_causes(&error),
+            "error sending request: connect failed: UnknownIssuer"
+        );
     }
 }

@@ -8,7 +8,6 @@
 //! every other answer, which the connector maps itself. When retries run out a `5xx`, `429` or
 //! connection failure is error kind `unavailable`.
 
-use std::error::Error as _;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -227,18 +226,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// A transport error and its causes, without the URL (which may hold a secret, such as an
 /// incoming-webhook URL).
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
+    crate::error::with_causes(&e.without_url())
 }
 
 #[cfg(test)]

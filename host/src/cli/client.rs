@@ -234,7 +234,7 @@ impl Client {
             None => request,
         };
         let response = request.send().await.map_err(|e| {
-            let mut why = with_causes(&e);
+            let mut why = whenever_connectors::error::with_causes(&e);
             if why.contains("CaUsedAsEndEntity") {
                 why.push_str(
                     " (the server's certificate is marked as a CA, as `openssl req -x509` makes \
@@ -277,22 +277,6 @@ impl Client {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
-}
-
-/// An error with the errors that caused it, `outer: inner: innermost`: reqwest's own message
-/// ("error sending request") does not say why (a refused connection, an untrusted certificate).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let said = e.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        cause = e.source();
-    }
-    text
 }
 
 fn finish(command: &str, result: Result<(), Failure>) -> u8 {

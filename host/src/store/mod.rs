@@ -15,6 +15,7 @@ pub mod background;
 mod call_log;
 pub mod lease;
 pub mod postgres;
+pub mod postgres_tls;
 mod rows;
 pub mod scratch_schema;
 pub mod sqlite;

@@ -34,7 +34,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+
+use super::postgres_tls::{PostgresTls, TlsSettings};
 
 use super::rows::{
     RunRow, TaskRow, UNFINISHED_RUN_INPUTS, corrupt, parse_request_key, parse_status, parse_time, run_rows, signed,
@@ -255,6 +257,8 @@ pub struct PostgresStore {
     /// Journaling connector results: `synchronous_commit = off` (see the module docs).
     journal: Pool,
     config: tokio_postgres::Config,
+    /// The TLS the URL asks for (`sslmode`, `sslrootcert`), for the listener's connection.
+    tls: PostgresTls,
     /// The NOTIFY channel of this schema (hosts on other schemas of the database do not hear it).
     channel: String,
     events: Arc<OnceLock<broadcast::Sender<StoreEvent>>>,
@@ -274,13 +278,17 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user[:password]@host[:port]/db[?options=...]`), applies the
-    /// missing migrations and returns the store. Fails when no server answers.
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/db[?options=...]`, with TLS as
+    /// its `sslmode` and `sslrootcert` say: [`super::postgres_tls`]), applies the missing
+    /// migrations and returns the store. Fails when no server answers.
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let home = tokio::runtime::Handle::try_current()
             .map_err(|e| StoreError::Backend(format!("postgres: connect from a tokio runtime: {e}")))?;
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL {}: {e}", redact(url))))?;
+        let invalid =
+            |e: &dyn std::fmt::Display| StoreError::Backend(format!("invalid PostgreSQL URL {}: {e}", redact(url)));
+        let (tls_settings, url_left) = TlsSettings::from_url(url).map_err(|e| invalid(&e))?;
+        let tls = tls_settings.connector().map_err(|e| invalid(&e))?;
+        let mut config = tokio_postgres::Config::from_str(&url_left).map_err(|e| invalid(&e))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -290,7 +298,7 @@ impl PostgresStore {
         let manager = |config: &tokio_postgres::Config| {
             Manager::from_config(
                 config.clone(),
-                NoTls,
+                tls.clone(),
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
                 },
@@ -323,6 +331,7 @@ impl PostgresStore {
             leases,
             journal,
             config,
+            tls,
             channel: format!("whenever:{schema}"),
             events: Arc::default(),
             home,
@@ -357,7 +366,7 @@ impl PostgresStore {
                 let config = self.config.clone();
                 let channel = self.channel.clone();
                 let events = sender.clone();
-                self.home.spawn(listen(config, channel, events));
+                self.home.spawn(listen(config, self.tls.clone(), channel, events));
                 sender
             })
             .clone()
@@ -365,13 +374,18 @@ impl PostgresStore {
 }
 
 /// Listens on `channel` and forwards notifications as events until nobody subscribes.
-async fn listen(config: tokio_postgres::Config, channel: String, events: broadcast::Sender<StoreEvent>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: PostgresTls,
+    channel: String,
+    events: broadcast::Sender<StoreEvent>,
+) {
     let mut first = true;
     loop {
         if !first && events.receiver_count() == 0 {
             return;
         }
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let (forward_events, forward_channel) = (events.clone(), channel.clone());
                 let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
