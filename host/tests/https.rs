@@ -1,9 +1,11 @@
 //! `whenever serve` over HTTPS (`[server] tls_cert` and `tls_key`), with certificates made by the
 //! test's own CA: the API answers clients that trust the CA and refuses the handshake of those
 //! that do not (and of plain HTTP), counting the failures in `/metrics`; a renewed certificate is
-//! served without a restart while a broken renewal leaves the old one serving; a certificate or
-//! key that does not load stops the server from starting with a message naming the file; and the
-//! client commands trust a CA given with `--ca-cert` or `WHENEVER_CA_CERT`.
+//! served without a restart while a broken renewal leaves the old one serving; a certificate near
+//! its expiry is warned about and every certificate's expiry shown in `/metrics`; a certificate
+//! or key that does not load (or has expired) stops the server from starting with a message
+//! naming the file; and the client commands trust a CA given with `--ca-cert` or
+//! `WHENEVER_CA_CERT`.
 
 mod support;
 
@@ -22,8 +24,37 @@ struct Certificates {
     server_key: String,
 }
 
+/// A day as rcgen takes it, and as Unix seconds (midnight UTC).
+#[derive(Clone, Copy)]
+struct Day(chrono::NaiveDate);
+
+impl Day {
+    fn from_today(days: i64) -> Day {
+        Day(chrono::Utc::now().date_naive() + chrono::Duration::days(days))
+    }
+
+    fn ymd(y: i32, m: u32, d: u32) -> Day {
+        Day(chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date"))
+    }
+
+    /// Year, month and day, as `rcgen::date_time_ymd` takes them.
+    fn ymd_parts(self) -> (i32, u8, u8) {
+        use chrono::Datelike;
+        (self.0.year(), self.0.month() as u8, self.0.day() as u8)
+    }
+
+    fn unix_seconds(self) -> i64 {
+        self.0.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp()
+    }
+}
+
 impl Certificates {
+    /// Valid from yesterday for ten years.
     fn new(name: &str) -> Certificates {
+        Certificates::valid(name, Day::from_today(-1), Day::from_today(3650))
+    }
+
+    fn valid(name: &str, from: Day, until: Day) -> Certificates {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -33,10 +64,12 @@ impl Certificates {
         let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
         let issuer = Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate().expect("server key");
-        let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("server params")
-            .signed_by(&key, &issuer)
-            .expect("server certificate");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("server params");
+        let ((fy, fm, fd), (uy, um, ud)) = (from.ymd_parts(), until.ymd_parts());
+        params.not_before = rcgen::date_time_ymd(fy, fm, fd);
+        params.not_after = rcgen::date_time_ymd(uy, um, ud);
+        let server = params.signed_by(&key, &issuer).expect("server certificate");
         Certificates {
             ca: ca.pem(),
             server: server.pem(),
@@ -73,25 +106,27 @@ fn serve_https(dir: &Path) -> ServeProcess {
 
 /// Whether `error`, or what caused it, mentions `text`.
 fn caused_by(error: &reqwest::Error, text: &str) -> bool {
-    let mut cause: Option<&dyn std::error::Error> = Some(error);
-    while let Some(e) = cause {
-        if e.to_string().contains(text) {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    whenever_connectors::error::with_causes(error).contains(text)
 }
 
 async fn healthz(client: &reqwest::Client, base: &str) -> Result<u16, reqwest::Error> {
     Ok(client.get(format!("{base}/healthz")).send().await?.status().as_u16())
 }
 
-fn metric(text: &str, name: &str) -> u64 {
+fn metric(text: &str, name: &str) -> i64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("/metrics has no {name}: {text}"))
+}
+
+/// The certificate's expiry as `/metrics` shows it.
+async fn expiry_shown(server: &ServeProcess) -> i64 {
+    let (_, text) = server.get("/metrics").await;
+    metric(
+        text.as_str().unwrap_or_default(),
+        "whenever_tls_certificate_expiry_timestamp_seconds",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,6 +173,35 @@ async fn the_api_answers_over_https_only_to_clients_that_trust_its_certificate()
         healthz(&certificates.client(), &server.base).await.expect("answered"),
         200
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_about_to_expire_is_warned_about_and_its_expiry_shown_in_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let soon = Day::from_today(5);
+    let certificates = Certificates::valid("soon", Day::from_today(-1), soon);
+    certificates.install(dir.path());
+    let mut server = serve_https(dir.path());
+    server.http = certificates.client();
+    server.until_logged("warning: the HTTPS certificate expires on");
+    assert_eq!(expiry_shown(&server).await, soon.unix_seconds());
+
+    // Renewed: the new date is shown.
+    let later = Day::from_today(400);
+    let renewed = Certificates::valid("later", Day::from_today(-1), later);
+    renewed.install(dir.path());
+    server.until_logged("serving the renewed certificate");
+    server.http = renewed.client();
+    assert_eq!(expiry_shown(&server).await, later.unix_seconds());
+
+    // A "renewal" with an expired certificate is refused; the one serving stays, and its date.
+    Certificates::valid("expired", Day::ymd(2020, 1, 1), Day::ymd(2021, 1, 1)).install(dir.path());
+    server.until_logged("it expired on 2021-01-01");
+    assert_eq!(
+        healthz(&renewed.client(), &server.base).await.expect("still served"),
+        200
+    );
+    assert_eq!(expiry_shown(&server).await, later.unix_seconds());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,6 +273,11 @@ fn a_certificate_or_key_that_does_not_load_stops_the_server_naming_the_file() {
     std::fs::write(&key, &certificates.server_key).expect("key written");
     let output = refused_to_serve(dir.path(), TLS_CONFIG);
     stderr_says(&output, "holds no PEM certificate");
+
+    // A certificate that expired.
+    Certificates::valid("expired", Day::ymd(2020, 1, 1), Day::ymd(2021, 1, 1)).install(dir.path());
+    let output = refused_to_serve(dir.path(), TLS_CONFIG);
+    stderr_says(&output, "is not valid now: it expired on 2021-01-01");
 
     // A key that belongs to another certificate.
     std::fs::write(dir.path().join("cert.pem"), &certificates.server).expect("cert written");

@@ -213,7 +213,10 @@ pub async fn serve(
             .with_graceful_shutdown(shutdown)
             .await;
     };
-    let reloading = tokio::spawn(tls.clone().reload_on_change(tls::RELOAD_INTERVAL));
+    let reloading = tokio::spawn(
+        tls.clone()
+            .reload_on_change(tls::RELOAD_INTERVAL, service.metrics().clone()),
+    );
     let listener = tls.listener(listener, service.metrics().clone());
     let served = axum::serve(listener, router(service, options))
         .with_graceful_shutdown(shutdown)

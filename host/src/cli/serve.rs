@@ -12,6 +12,9 @@ use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL};
 use crate::api::{self, ApiOptions};
 use crate::service::{Service, ServiceError, ServiceOptions};
 
+/// At start, a certificate that expires within this many days is warned about.
+const CERTIFICATE_WARNING_DAYS: i64 = 14;
+
 /// Arguments of `whenever serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -94,6 +97,17 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         );
     }
     let scheme = if api_options.tls.is_some() { "https" } else { "http" };
+    if let Some(not_after) = api_options.tls.as_ref().and_then(|tls| tls.not_after()) {
+        let left = not_after - chrono::Utc::now();
+        if left < chrono::Duration::days(CERTIFICATE_WARNING_DAYS) {
+            eprintln!(
+                "whenever serve: warning: the HTTPS certificate expires on {} (in {} days); renew it \
+                 (its files are read again when they change)",
+                not_after.to_rfc3339(),
+                left.num_days()
+            );
+        }
+    }
     if api_options.tls.is_none() && !args.listen.ip().is_loopback() {
         eprintln!(
             "whenever serve: warning: plain HTTP beyond loopback: the bearer token and the tasks' data \

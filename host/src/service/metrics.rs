@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::task::{RunOutcomeRecord, RunRecord, TaskStatus};
@@ -86,7 +86,13 @@ pub struct Metrics {
     requests: Arc<Mutex<BTreeMap<String, RouteStats>>>,
     /// HTTPS connections closed before their TLS handshake finished (counted by the listener).
     tls_handshakes_failed: Arc<AtomicU64>,
+    /// When the HTTPS certificate serving now expires, in Unix seconds ([`NO_CERTIFICATE`]:
+    /// none, or its date unreadable).
+    tls_not_after: Arc<AtomicI64>,
 }
+
+/// [`Metrics::tls_certificate_expires`] never told a date.
+const NO_CERTIFICATE: i64 = 0;
 
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -126,6 +132,13 @@ impl Metrics {
     /// not trust the certificate, plain HTTP sent to the HTTPS port, a scanner).
     pub fn tls_handshake_failed(&self) {
         self.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keeps when the HTTPS certificate serving now expires (`None`: unknown), for an alert
+    /// before it does.
+    pub fn tls_certificate_expires(&self, at: Option<chrono::DateTime<chrono::Utc>>) {
+        let seconds = at.map_or(NO_CERTIFICATE, |at| at.timestamp());
+        self.tls_not_after.store(seconds, Ordering::Relaxed);
     }
 
     /// Counts a finished run: its outcome, latency and connector calls.
@@ -276,6 +289,16 @@ impl Metrics {
              whenever_tls_handshake_failures_total {}",
             self.tls_handshakes_failed.load(Ordering::Relaxed)
         );
+        let not_after = self.tls_not_after.load(Ordering::Relaxed);
+        if not_after != NO_CERTIFICATE {
+            let _ = writeln!(
+                out,
+                "# HELP whenever_tls_certificate_expiry_timestamp_seconds When the HTTPS certificate \
+                 serving now expires (its notAfter), in Unix seconds.\n\
+                 # TYPE whenever_tls_certificate_expiry_timestamp_seconds gauge\n\
+                 whenever_tls_certificate_expiry_timestamp_seconds {not_after}"
+            );
+        }
         out
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -21,6 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::service::Metrics;
+
+pub mod validity;
 
 /// How long a client has to finish its TLS handshake before its connection is closed: a client
 /// that connects and sends nothing holds no more than this.
@@ -56,6 +59,14 @@ pub enum TlsError {
         /// The key's file.
         key: PathBuf,
         /// rustls's explanation.
+        problem: String,
+    },
+    /// The certificate is not valid now: expired, or not valid yet.
+    #[error("the certificate in {} is not valid now: {problem}", path.display())]
+    NotValidNow {
+        /// The certificate's file.
+        path: PathBuf,
+        /// Since or until when.
         problem: String,
     },
     /// rustls refused the settings (not expected with its own defaults).
@@ -98,6 +109,13 @@ impl Tls {
         })
     }
 
+    /// When the certificate serving now stops being valid (its `notAfter`), if it can be read.
+    pub fn not_after(&self) -> Option<DateTime<Utc>> {
+        let current = self.serving.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let leaf = current.end_entity_cert().ok()?;
+        validity::validity(leaf).map(|(_, not_after)| not_after)
+    }
+
     /// A listener that hands axum connections once their handshake succeeds; handshakes run
     /// side by side, so a slow client does not hold up the others. Failed handshakes are counted
     /// in `metrics`.
@@ -111,10 +129,12 @@ impl Tls {
     }
 
     /// Checks the two files every `interval` and, when either changed, serves the pair they now
-    /// hold. A pair that does not load (a renewal half written, a key that does not fit) is
-    /// reported on stderr and the certificate serving stays; it is tried again at the next
-    /// change. Runs until dropped.
-    pub async fn reload_on_change(self, interval: Duration) {
+    /// hold. A pair that does not load (a renewal half written, a key that does not fit, a
+    /// certificate not valid now) is reported on stderr and the certificate serving stays; it is
+    /// tried again at the next change. The date the serving one expires is kept in `metrics`.
+    /// Runs until dropped.
+    pub async fn reload_on_change(self, interval: Duration, metrics: Metrics) {
+        metrics.tls_certificate_expires(self.not_after());
         let mut seen = self.stamps();
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -132,6 +152,7 @@ impl Tls {
             match loaded {
                 Ok(Ok(certified)) => {
                     self.serving.replace(certified);
+                    metrics.tls_certificate_expires(self.not_after());
                     eprintln!(
                         "whenever serve: serving the renewed certificate from {}",
                         self.cert.display()
@@ -187,6 +208,22 @@ fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
             format!("holds no PEM private key (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY): {e}"),
         )
     })?;
+    if let Some((not_before, not_after)) = validity::validity(&chain[0]) {
+        let now = Utc::now();
+        let problem = if now > not_after {
+            Some(format!("it expired on {}", not_after.to_rfc3339()))
+        } else if now < not_before {
+            Some(format!("it is valid only from {}", not_before.to_rfc3339()))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(TlsError::NotValidNow {
+                path: cert.to_path_buf(),
+                problem,
+            });
+        }
+    }
     CertifiedKey::from_der(chain, private, provider).map_err(|e| TlsError::Unusable {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
