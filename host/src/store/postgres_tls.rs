@@ -26,7 +26,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
 /// What a URL's `sslmode` asks for.
@@ -55,7 +54,8 @@ pub struct TlsSettings {
 
 impl TlsSettings {
     /// Takes `sslmode` and `sslrootcert` out of `url`'s query: the settings, and the URL left for
-    /// tokio-postgres (with `sslmode=disable` when no TLS is wanted, so it never tries).
+    /// tokio-postgres, with the `sslmode` it knows in their place (`verify-*` are `require` to it;
+    /// the checks are [`TlsSettings::connector`]'s). libpq's `allow` is taken as `prefer`.
     pub fn from_url(url: &str) -> Result<(TlsSettings, String), String> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut settings = TlsSettings {
@@ -65,11 +65,11 @@ impl TlsSettings {
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // Percent-decoded as tokio-postgres decodes the rest (a `+` stays a `+`).
             let decoded = || {
-                url::form_urlencoded::parse(format!("v={value}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
+                percent_encoding::percent_decode_str(value)
+                    .decode_utf8_lossy()
+                    .into_owned()
             };
             match key {
                 "sslmode" => {
@@ -96,15 +96,6 @@ impl TlsSettings {
             Mode::Require | Mode::VerifyCa | Mode::VerifyFull => "sslmode=require",
         });
         Ok((settings, format!("{base}?{}", kept.join("&"))))
-    }
-
-    /// What tokio-postgres is told (`verify-*` are `require` to it; the checks are ours).
-    pub fn ssl_mode(&self) -> SslMode {
-        match self.mode {
-            Mode::Disable => SslMode::Disable,
-            Mode::Prefer => SslMode::Prefer,
-            Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
-        }
     }
 
     /// The connector every connection of the store is made with: the root file read and the
@@ -342,8 +333,11 @@ mod tests {
         assert_eq!(settings.mode, Mode::Prefer, "libpq's default");
         assert_eq!(url, "postgres://u@h/db?sslmode=prefer");
 
-        let (settings, _) = TlsSettings::from_url("postgres://u@h/db?sslmode=disable").expect("valid");
-        assert_eq!(settings.ssl_mode(), SslMode::Disable);
+        let (settings, url) =
+            TlsSettings::from_url("postgres://u@h/db?sslmode=disable&sslrootcert=a+b.pem").expect("valid");
+        assert_eq!(settings.mode, Mode::Disable);
+        assert_eq!(settings.root_cert, Some(PathBuf::from("a+b.pem")), "a + is not a space");
+        assert_eq!(url, "postgres://u@h/db?sslmode=disable");
 
         let error = TlsSettings::from_url("postgres://u@h/db?sslmode=always").expect_err("refused");
         assert!(error.contains("sslmode=always"), "{error}");
