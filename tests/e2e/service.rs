@@ -303,6 +303,51 @@ async fn the_api_serves_from_as_many_threads_as_configured() {
     server.stop().await;
 }
 
+/// The drives counted in `/metrics` by the thread they ran on (`whenever-drive-N` or `runtime`).
+async fn drives_by_thread(server: &Server) -> std::collections::BTreeMap<String, u64> {
+    let (status, text) = server.get("/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    text.as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.strip_prefix("whenever_drives_started_total{thread=\""))
+        .filter_map(|rest| {
+            let (thread, count) = rest.split_once("\"} ")?;
+            Some((thread.to_string(), count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Every drive runs on the drive threads (`[server] drive_threads`), spread over them, or with
+/// `drive_threads = 0` on the runtime's workers; `/metrics` counts where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drives_run_on_the_drive_threads_or_the_runtime_as_configured() {
+    const TASKS: u64 = 24;
+    for (threads, expected) in [(3, "whenever-drive-"), (0, "runtime")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("whenever.toml");
+        std::fs::write(&config, format!("[server]\ndrive_threads = {threads}\n")).expect("config");
+        let service_options = ServiceOptions {
+            db: db_in(&dir),
+            no_steps: true,
+            config: Some(config),
+            ..ServiceOptions::default()
+        };
+        let server = start_with(&service_options, &[COMPLETES], options()).await;
+        for _ in 0..TASKS {
+            let task = server.run(json!({"finish": true})).await;
+            assert_eq!(task["status"], "completed", "{task}");
+        }
+        let drives = drives_by_thread(&server).await;
+        assert!(drives.keys().all(|t| t.starts_with(expected)), "{drives:?}");
+        assert_eq!(drives.values().sum::<u64>(), TASKS, "{drives:?}");
+        if threads > 1 {
+            assert!(drives.len() > 1, "the tasks spread over the threads: {drives:?}");
+        }
+        server.stop().await;
+    }
+}
+
 /// A client waiting for a task (`?wait`) is answered by the task's drive, from memory: the
 /// answer must be the task exactly as a read of it shows afterwards (data, runs with their
 /// connector calls, progress, revision and `updated_at`).

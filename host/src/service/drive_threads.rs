@@ -36,14 +36,15 @@ impl DriveThreads {
         Ok(DriveThreads { handles, _stops: stops })
     }
 
-    /// The runtime task `id`'s drives run on.
-    pub(crate) fn for_task(&self, id: &str) -> &Handle {
+    /// The drive thread task `id`'s drives run on: its index and its runtime.
+    pub(crate) fn for_task(&self, id: &str) -> (usize, &Handle) {
         // FNV-1a over the whole id: ids made together share their time prefix, but their last
         // digits are hashed (a key-derived id is hashed throughout), so the tasks spread evenly.
         let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-        &self.handles[(hash % self.handles.len() as u64) as usize]
+        let index = (hash % self.handles.len() as u64) as usize;
+        (index, &self.handles[index])
     }
 }
 
@@ -55,7 +56,7 @@ mod tests {
     async fn a_task_s_drives_run_on_one_thread_and_the_threads_stop_with_the_pool() {
         let threads = DriveThreads::start(2).expect("started");
         let name = |id: &'static str| {
-            threads.for_task(id).spawn(async move {
+            threads.for_task(id).1.spawn(async move {
                 tokio::task::yield_now().await;
                 std::thread::current().name().map(str::to_owned)
             })
@@ -64,7 +65,7 @@ mod tests {
         let again = name("t_0123456789abcdef").await.expect("ran");
         assert_eq!(first, again);
         assert!(first.is_some_and(|n| n.starts_with("whenever-drive-")));
-        let handle = threads.for_task("t_0").clone();
+        let handle = threads.for_task("t_0").1.clone();
         drop(threads);
         // The runtime stops once its thread sees the pool gone: a task spawned then never runs.
         let mut stopped = false;

@@ -69,6 +69,9 @@ struct State {
     deleted: Deleted,
     /// Requests answered with the task an earlier request with the same idempotency key created.
     replayed: u64,
+    /// Drives started on this host, by the drive thread they run on (`None`: the runtime's
+    /// workers, with `[server] drive_threads = 0`).
+    drives: BTreeMap<Option<usize>, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +116,19 @@ impl Metrics {
     /// created (a webhook delivered again, a client's retry).
     pub fn request_replayed(&self) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).replayed += 1;
+    }
+
+    /// Counts a drive started on this host, on drive thread `thread` (`None`: on the runtime's
+    /// workers): how the tasks spread over the threads, and proof that every kind of drive (a
+    /// lone host's, a cluster's claims and takeovers) runs where it should.
+    pub fn drive_started(&self, thread: Option<usize>) {
+        *self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drives
+            .entry(thread)
+            .or_default() += 1;
     }
 
     /// Counts a request the API answered: its method, its route (the router's template, or
@@ -203,6 +219,21 @@ impl Metrics {
              whenever_requests_replayed_total {}",
             state.replayed
         );
+        let _ = writeln!(
+            out,
+            "# HELP whenever_drives_started_total Drives started on this host, by the thread they run on \
+             (whenever-drive-N, or runtime for the runtime's workers).\n\
+             # TYPE whenever_drives_started_total counter"
+        );
+        for (thread, count) in &state.drives {
+            let _ = match thread {
+                Some(index) => writeln!(
+                    out,
+                    "whenever_drives_started_total{{thread=\"whenever-drive-{index}\"}} {count}"
+                ),
+                None => writeln!(out, "whenever_drives_started_total{{thread=\"runtime\"}} {count}"),
+            };
+        }
         let _ = writeln!(
             out,
             "# HELP whenever_runs_total Finished runs by step and outcome.\n# TYPE whenever_runs_total counter"

@@ -244,8 +244,15 @@ impl Service {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         match &self.inner.drives {
-            Some(threads) => drop(threads.for_task(id).spawn(work)),
-            None => drop(self.spawn(work)),
+            Some(threads) => {
+                let (index, runtime) = threads.for_task(id);
+                self.inner.metrics.drive_started(Some(index));
+                drop(runtime.spawn(work));
+            }
+            None => {
+                self.inner.metrics.drive_started(None);
+                drop(self.spawn(work));
+            }
         }
     }
 
