@@ -21,6 +21,10 @@
 //! tls_cert = "cert.pem"         # HTTPS with this certificate chain (PEM; relative to this file)
 //! tls_key = "key.pem"           # and its key; both files are read again when they change
 //!
+//! [server.tokens.shop]          # a bearer token that may only do what its scopes say
+//! env = "SHOP_TOKEN"            # the environment variable holding it
+//! scopes = ["tasks"]            # read, tasks, steps (none listed: read)
+//!
 //! [store]
 //! synchronous = "full"          # or "normal": survives kill -9, not a power cut
 //! commit_delay_ms = 2           # a commit waits at most this for drives still running steps
@@ -123,6 +127,41 @@ pub struct ServerSection {
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Bearer tokens with fewer rights than `WHENEVER_TOKEN`'s, by name (see `api::auth`).
+    pub tokens: std::collections::BTreeMap<String, TokenSection>,
+}
+
+/// A bearer token that may do only what its scopes allow (`[server.tokens.NAME]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSection {
+    /// The environment variable holding the token (secrets stay out of the file).
+    pub env: String,
+    /// What it may do; none listed: `read` only.
+    #[serde(default)]
+    pub scopes: Vec<Scope>,
+}
+
+/// What a scoped token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Every `GET`: tasks, steps, deliveries, metrics.
+    Read,
+    /// Create tasks and webhook deliveries; patch, retry and delete tasks.
+    Tasks,
+    /// Deploy, roll back and remove steps.
+    Steps,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::Read => "read",
+            Scope::Tasks => "tasks",
+            Scope::Steps => "steps",
+        })
+    }
 }
 
 impl ServerSection {
@@ -158,6 +197,7 @@ impl Default for ServerSection {
             shutdown_grace_ms: 10_000,
             tls_cert: None,
             tls_key: None,
+            tokens: Default::default(),
         }
     }
 }
@@ -574,6 +614,23 @@ mod tests {
             let error = Config::load(&path).expect_err("refused").to_string();
             assert!(error.contains(says), "{error}");
         }
+    }
+
+    #[test]
+    fn scoped_tokens_name_their_variable_and_known_scopes() {
+        let (_dir, path) = write("[server.tokens.shop]\nenv = \"SHOP_TOKEN\"\nscopes = [\"tasks\", \"read\"]\n");
+        let config = Config::load(&path).expect("valid");
+        let shop = &config.server.tokens["shop"];
+        assert_eq!(
+            (shop.env.as_str(), shop.scopes.as_slice()),
+            ("SHOP_TOKEN", &[Scope::Tasks, Scope::Read][..])
+        );
+        let (_dir, path) = write("[server.tokens.ci]\nenv = \"CI_TOKEN\"\nscopes = [\"admin\"]\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("admin") && error.contains("steps"), "{error}");
+        let (_dir, path) = write("[server.tokens.ci]\nscopes = [\"read\"]\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("env"), "{error}");
     }
 
     #[test]

@@ -889,6 +889,102 @@ async fn a_token_is_required_when_configured() {
     server.stop().await;
 }
 
+/// A token of `[server.tokens]` may do what its scopes allow and is answered 403 beyond them,
+/// naming the scope needed; `WHENEVER_TOKEN` may still do everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
+    use std::collections::BTreeSet;
+    use whenever::api::auth::ScopedToken;
+    use whenever::config::Scope;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scoped = |name: &str, scopes: &[Scope]| ScopedToken {
+        name: name.into(),
+        token: format!("{name}-secret"),
+        scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
+    };
+    let api_options = ApiOptions {
+        token: Some("admin-secret".into()),
+        scoped: vec![
+            scoped("dashboard", &[Scope::Read]),
+            scoped("shop", &[Scope::Tasks]),
+            scoped("ci", &[Scope::Steps, Scope::Read]),
+        ],
+        ..options()
+    };
+    let mut server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    let (bytes, _) = component(&COMPLETES);
+    let deploy = "/v1/steps/completes";
+    let forbidden = |answer: &(u16, Value), needs: &str| {
+        assert_eq!(answer.0, 403, "{}", answer.1);
+        assert_eq!(answer.1["error"]["code"], "forbidden", "{}", answer.1);
+        let message = error_message(&answer.1);
+        assert!(message.contains(&format!("needs the scope `{needs}`")), "{message}");
+    };
+
+    // The shop's token creates tasks (and patches them), and reads nothing, deploys nothing.
+    server.token = Some("shop-secret".into());
+    let (status, created) = server.post("/v1/tasks", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    forbidden(&server.get(&format!("/v1/tasks/{id}")).await, "read");
+    forbidden(&server.get("/v1/tasks").await, "read");
+    forbidden(
+        &server.call(reqwest::Method::PUT, deploy, Some(bytes.clone())).await,
+        "steps",
+    );
+
+    // The dashboard's reads everything and changes nothing.
+    server.token = Some("dashboard-secret".into());
+    assert_eq!(server.get(&format!("/v1/tasks/{id}")).await.0, 200);
+    assert_eq!(server.get("/metrics").await.0, 200);
+    let refused = server.post("/v1/tasks", &json!({"start": true})).await;
+    forbidden(&refused, "tasks");
+    assert!(
+        error_message(&refused.1).contains("the token dashboard"),
+        "{}",
+        refused.1
+    );
+    forbidden(
+        &server
+            .call(reqwest::Method::DELETE, &format!("/v1/tasks/{id}"), None)
+            .await,
+        "tasks",
+    );
+
+    // CI's deploys and reads steps, and creates no task.
+    server.token = Some("ci-secret".into());
+    let (status, deployed) = server.call(reqwest::Method::PUT, deploy, Some(bytes)).await;
+    assert_eq!(status, 201, "{deployed}");
+    assert_eq!(server.get("/v1/steps/completes").await.0, 200);
+    forbidden(&server.post("/v1/tasks", &json!({"start": true})).await, "tasks");
+
+    // The full token does all of it; an unknown one nothing (401).
+    server.token = Some("admin-secret".into());
+    assert_eq!(server.get(&format!("/v1/tasks/{id}")).await.0, 200);
+    assert_eq!(
+        server
+            .call(reqwest::Method::DELETE, "/v1/steps/completes", None)
+            .await
+            .0,
+        204
+    );
+    server.token = Some("nobody".into());
+    assert_eq!(server.get("/v1/steps").await.0, 401);
+    server.stop().await;
+
+    // Scoped tokens alone turn auth on too (no WHENEVER_TOKEN: nobody may do everything).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api_options = ApiOptions {
+        scoped: vec![scoped("dashboard", &[Scope::Read])],
+        ..options()
+    };
+    let mut server = start(&db_in(&dir), &[], api_options).await;
+    assert_eq!(server.get("/v1/steps").await.0, 401, "no token");
+    server.token = Some("dashboard-secret".into());
+    assert_eq!(server.get("/v1/steps").await.0, 200);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -17,6 +17,9 @@ pub enum ApiError {
     /// Missing or wrong bearer token or webhook signature (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// The token is valid but its scopes do not cover the request (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such task, step or route (404).
     #[error("{0}")]
     NotFound(String),
@@ -46,6 +49,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -61,6 +65,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -110,13 +115,14 @@ mod tests {
         match error {
             ApiError::BadRequest(_) => 0,
             ApiError::Unauthorized(_) => 1,
-            ApiError::NotFound(_) => 2,
-            ApiError::MethodNotAllowed => 3,
-            ApiError::Conflict(_) => 4,
-            ApiError::PreconditionFailed(_) => 5,
-            ApiError::PayloadTooLarge(_) => 6,
-            ApiError::Unprocessable(_) => 7,
-            ApiError::Internal(_) => 8,
+            ApiError::Forbidden(_) => 2,
+            ApiError::NotFound(_) => 3,
+            ApiError::MethodNotAllowed => 4,
+            ApiError::Conflict(_) => 5,
+            ApiError::PreconditionFailed(_) => 6,
+            ApiError::PayloadTooLarge(_) => 7,
+            ApiError::Unprocessable(_) => 8,
+            ApiError::Internal(_) => 9,
         }
     }
 
@@ -127,6 +133,7 @@ mod tests {
         let all = [
             ApiError::BadRequest(String::new()),
             ApiError::Unauthorized(String::new()),
+            ApiError::Forbidden(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::MethodNotAllowed,
             ApiError::Conflict(String::new()),
@@ -135,7 +142,7 @@ mod tests {
             ApiError::Unprocessable(String::new()),
             ApiError::Internal(String::new()),
         ];
-        assert!(all.iter().map(variant).eq(0..9), "every variant, once, in order");
+        assert!(all.iter().map(variant).eq(0..10), "every variant, once, in order");
         let document: serde_json::Value = serde_json::from_str(crate::api::OPENAPI).expect("JSON");
         let listed: Vec<&str> = document
             .pointer("/components/schemas/Error/properties/error/properties/code/enum")

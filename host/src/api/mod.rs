@@ -30,11 +30,13 @@
 //!
 //! `?wait=MS` waits up to MS milliseconds (at most 60,000) for the task to settle before answering.
 //! Errors are `{"error": {"code", "message"}}` ([`ApiError`]). With a token configured every
-//! route but `/healthz` needs `Authorization: Bearer TOKEN`, except webhooks with a secret, which
+//! route but `/healthz` needs `Authorization: Bearer TOKEN` (`WHENEVER_TOKEN`, or a token of
+//! `[server.tokens]` within its scopes: [`auth`]), except webhooks with a secret, which
 //! are authenticated by their signature instead: `X-Whenever-Signature: sha256=HEX`, the
 //! HMAC-SHA256 of the raw body under the hook's secret, or the scheme of the hook's provider
 //! (GitHub, Shopify, Stripe: [`signatures`]).
 
+pub mod auth;
 mod error;
 mod hooks;
 mod idempotency;
@@ -69,8 +71,11 @@ use crate::service::Service;
 /// How the API is exposed.
 #[derive(Debug, Clone, Default)]
 pub struct ApiOptions {
-    /// The bearer token every request must carry (`None`: no auth, loopback only).
+    /// The bearer token that may do everything (`None`: no such token; with no scoped tokens
+    /// either, no auth, loopback only).
     pub token: Option<String>,
+    /// Tokens that may do only what their scopes allow ([`auth`]).
+    pub scoped: Vec<auth::ScopedToken>,
     /// The configured hooks by name: how each one's deliveries are signed and keyed (a hook not
     /// named here: unsigned, keyed by an `Idempotency-Key` header when present).
     pub hooks: BTreeMap<String, HookOptions>,
@@ -110,8 +115,10 @@ impl ApiOptions {
             };
             hooks.insert(hook.clone(), options);
         }
+        let scoped = auth::scoped_tokens(&config.server.tokens, token.as_deref(), |var| std::env::var(var).ok())?;
         Ok(ApiOptions {
             token,
+            scoped,
             hooks,
             max_body_bytes: config.server.max_body_bytes,
             max_component_bytes: config.server.max_component_bytes,
@@ -194,7 +201,7 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -290,36 +297,6 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         started.elapsed(),
     );
     response
-}
-
-async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = state.options.token.as_deref() else {
-        return next.run(request).await;
-    };
-    let path = request.uri().path();
-    if path == "/healthz" {
-        return next.run(request).await;
-    }
-    // A webhook with a secret is authenticated by its signature (checked by the handler).
-    if let Some(hook) = path.strip_prefix("/v1/hooks/")
-        && state.options.hooks.get(hook).is_some_and(|h| h.signed.is_some())
-    {
-        return next.run(request).await;
-    }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => next.run(request).await,
-        Some(_) => ApiError::Unauthorized("the bearer token is not valid".into()).into_response(),
-        None => ApiError::Unauthorized("this server needs Authorization: Bearer TOKEN".into()).into_response(),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn not_found() -> ApiError {

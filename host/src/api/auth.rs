@@ -1,0 +1,233 @@
+//! Who may call what: the bearer tokens. `WHENEVER_TOKEN` may do everything; the tokens of
+//! `[server.tokens.NAME]` only what their scopes allow, so that a shop's webhook sender cannot
+//! deploy steps, nor a dashboard change tasks:
+//!
+//! - `read`: every `GET` (tasks, steps, deliveries, `/metrics`, the OpenAPI document);
+//! - `tasks`: creating tasks and webhook deliveries, patching, retrying and deleting tasks;
+//! - `steps`: deploying, rolling back and removing steps.
+//!
+//! A token used beyond its scopes is answered 403, naming the scope the request needs. `/healthz`
+//! needs no token, and a webhook with a secret is authenticated by its signature instead.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+use crate::config::{Scope, TokenSection};
+
+/// The scope a request needs: reads need `read`; changes to steps (their deploys, rollbacks and
+/// removals) `steps`; every other change `tasks`.
+fn scope_needed(method: &Method, route: Option<&str>) -> Scope {
+    if method == Method::GET || method == Method::HEAD {
+        return Scope::Read;
+    }
+    match route {
+        Some(route) if route.starts_with("/v1/steps/") => Scope::Steps,
+        _ => Scope::Tasks,
+    }
+}
+
+/// A token with fewer rights than `WHENEVER_TOKEN`'s.
+#[derive(Clone)]
+pub struct ScopedToken {
+    /// Its name in the config (`[server.tokens.NAME]`), told in a 403 so the operator knows
+    /// which token a refused client holds.
+    pub name: String,
+    /// The secret a client presents as `Authorization: Bearer TOKEN`.
+    pub token: String,
+    /// What it may do.
+    pub scopes: BTreeSet<Scope>,
+}
+
+impl fmt::Debug for ScopedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedToken")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The config's scoped tokens with their secrets, read through `lookup` (the environment in
+/// `whenever serve`). Refuses a variable that is unset or empty, and two tokens (or a token and
+/// `full`, the `WHENEVER_TOKEN`) with the same secret, whose scopes could not be told apart.
+pub fn scoped_tokens(
+    tokens: &std::collections::BTreeMap<String, TokenSection>,
+    full: Option<&str>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<ScopedToken>, String> {
+    let mut scoped: Vec<ScopedToken> = Vec::new();
+    for (name, section) in tokens {
+        let token = lookup(&section.env)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| format!("token {name}: the environment variable {} is not set", section.env))?;
+        if full == Some(token.as_str()) {
+            return Err(format!("token {name}: the same secret as WHENEVER_TOKEN"));
+        }
+        if let Some(twin) = scoped.iter().find(|t| t.token == token) {
+            return Err(format!("tokens {} and {name}: the same secret", twin.name));
+        }
+        scoped.push(ScopedToken {
+            name: name.clone(),
+            token,
+            scopes: match section.scopes.is_empty() {
+                true => BTreeSet::from([Scope::Read]),
+                false => section.scopes.iter().copied().collect(),
+            },
+        });
+    }
+    Ok(scoped)
+}
+
+/// The middleware: lets a request through when auth is off, for `/healthz`, for a signed
+/// webhook, or with a token whose scopes cover it; 401 or 403 otherwise.
+pub(super) async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let options = &state.options;
+    if options.token.is_none() && options.scoped.is_empty() {
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    if path == "/healthz" {
+        return next.run(request).await;
+    }
+    // A webhook with a secret is authenticated by its signature (checked by the handler).
+    if let Some(hook) = path.strip_prefix("/v1/hooks/")
+        && options.hooks.get(hook).is_some_and(|h| h.signed.is_some())
+    {
+        return next.run(request).await;
+    }
+    let Some(given) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return ApiError::Unauthorized("this server needs Authorization: Bearer TOKEN".into()).into_response();
+    };
+    if options
+        .token
+        .as_deref()
+        .is_some_and(|token| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    {
+        return next.run(request).await;
+    }
+    // Every scoped token is compared, so the time taken does not tell which one matched.
+    let matched = options.scoped.iter().fold(None, |found, t| {
+        match constant_time_eq(given.as_bytes(), t.token.as_bytes()) {
+            true => Some(t),
+            false => found,
+        }
+    });
+    let Some(scoped) = matched else {
+        return ApiError::Unauthorized("the bearer token is not valid".into()).into_response();
+    };
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let needed = scope_needed(request.method(), route);
+    if scoped.scopes.contains(&needed) {
+        return next.run(request).await;
+    }
+    let has: Vec<String> = scoped.scopes.iter().map(Scope::to_string).collect();
+    ApiError::Forbidden(format!(
+        "the token {} may not do this: {} {} needs the scope `{needed}`, and it has {}",
+        scoped.name,
+        request.method(),
+        route.unwrap_or(path),
+        if has.is_empty() {
+            "none".to_string()
+        } else {
+            has.join(", ")
+        }
+    ))
+    .into_response()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn reads_need_read_step_changes_steps_and_every_other_change_tasks() {
+        assert_eq!(scope_needed(&Method::GET, Some("/v1/steps/{name}")), Scope::Read);
+        assert_eq!(scope_needed(&Method::GET, Some("/metrics")), Scope::Read);
+        assert_eq!(scope_needed(&Method::PUT, Some("/v1/steps/{name}")), Scope::Steps);
+        assert_eq!(
+            scope_needed(&Method::POST, Some("/v1/steps/{name}/rollback")),
+            Scope::Steps
+        );
+        assert_eq!(scope_needed(&Method::DELETE, Some("/v1/steps/{name}")), Scope::Steps);
+        assert_eq!(scope_needed(&Method::POST, Some("/v1/tasks")), Scope::Tasks);
+        assert_eq!(scope_needed(&Method::POST, Some("/v1/hooks/{hook}")), Scope::Tasks);
+        assert_eq!(scope_needed(&Method::PATCH, Some("/v1/tasks/{id}")), Scope::Tasks);
+        assert_eq!(scope_needed(&Method::DELETE, None), Scope::Tasks);
+    }
+
+    fn section(env: &str, scopes: &[Scope]) -> TokenSection {
+        TokenSection {
+            env: env.into(),
+            scopes: scopes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn scoped_tokens_are_read_from_their_variables_and_refused_when_unset_or_shared() {
+        let env = |name: &str| match name {
+            "SHOP" => Some("shop-secret".to_string()),
+            "DASH" => Some("dash-secret".to_string()),
+            "EMPTY" => Some(String::new()),
+            "ADMIN_TOO" => Some("admin".to_string()),
+            _ => None,
+        };
+        let tokens = BTreeMap::from([
+            ("shop".to_string(), section("SHOP", &[Scope::Tasks])),
+            ("dashboard".to_string(), section("DASH", &[])),
+        ]);
+        let scoped = scoped_tokens(&tokens, Some("admin"), env).expect("valid");
+        let named: Vec<(&str, &str, Vec<Scope>)> = scoped
+            .iter()
+            .map(|t| (t.name.as_str(), t.token.as_str(), t.scopes.iter().copied().collect()))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                ("dashboard", "dash-secret", vec![Scope::Read]),
+                ("shop", "shop-secret", vec![Scope::Tasks]),
+            ],
+            "no scopes listed: read only"
+        );
+        for (tokens, says) in [
+            (
+                BTreeMap::from([("x".to_string(), section("UNSET", &[]))]),
+                "UNSET is not set",
+            ),
+            (
+                BTreeMap::from([("x".to_string(), section("EMPTY", &[]))]),
+                "EMPTY is not set",
+            ),
+            (
+                BTreeMap::from([("x".to_string(), section("ADMIN_TOO", &[]))]),
+                "same secret as WHENEVER_TOKEN",
+            ),
+            (
+                BTreeMap::from([
+                    ("a".to_string(), section("SHOP", &[])),
+                    ("b".to_string(), section("SHOP", &[])),
+                ]),
+                "tokens a and b: the same secret",
+            ),
+        ] {
+            let error = scoped_tokens(&tokens, Some("admin"), env).expect_err("refused");
+            assert!(error.contains(says), "{error}");
+        }
+    }
+}
