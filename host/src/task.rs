@@ -136,7 +136,38 @@ pub struct RunRecord {
     pub connector_calls: Vec<ConnectorCallRecord>,
 }
 
+/// The `step` of a history entry recording a patch of the task's data through the API (a
+/// person approving an order, say), not a run of a step: `$` is never in a step's name.
+pub const PATCH_ENTRY: &str = "$patch";
+
+/// The `step` of a history entry recording a retry asked for through the API.
+pub const RETRY_ENTRY: &str = "$retry";
+
 impl RunRecord {
+    /// A history entry for a change made through the API (`kind`: [`PATCH_ENTRY`] or
+    /// [`RETRY_ENTRY`]), appended to `task`'s runs: finished as it is made, its `changes` what it
+    /// changed in the data, its log what was asked and by whom (`by`: the token's name, when the
+    /// API has tokens). So the history tells every change to the data, not only the steps'.
+    pub fn append_intervention(task: &mut Task, kind: &str, by: Option<&str>, what: String, changes: Vec<Change>) {
+        let number = task.runs.iter().filter(|r| r.step == kind).count() as u32 + 1;
+        let message = match by {
+            Some(by) => format!("{what}, by the token {by}"),
+            None => what,
+        };
+        let now = Utc::now();
+        task.runs.push(RunRecord {
+            started_at: now,
+            ended_at: Some(now),
+            outcome: Some(RunOutcomeRecord::Ok),
+            logs: vec![LogLine {
+                level: crate::runtime::LogLevel::Info,
+                message,
+            }],
+            changes,
+            ..RunRecord::starting(task.runs.len() as u64, kind, "", number)
+        });
+    }
+
     /// The record of run `number` of `step` (at `version`), starting now: no outcome, nothing
     /// logged or changed yet. `id` is its position in the task's runs.
     pub fn starting(id: u64, step: &str, version: &str, number: u32) -> RunRecord {

@@ -159,7 +159,13 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
         ],
         Some(r#"{"a": "A", "start": null}"#),
     ));
-    assert!(patched.contains("runs     1"), "{patched}");
+    assert!(patched.contains("runs     2"), "{patched}");
+    // The patch is in the history, with what it changed and whose token made it.
+    assert!(
+        patched.lines().any(|l| l.contains("#0 $patch")
+            && l.contains("data patched through the API (2 changes), by the token WHENEVER_TOKEN")),
+        "{patched}"
+    );
     assert!(
         patched
             .lines()
@@ -187,8 +193,12 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     ));
     assert_eq!(retried["status"], "failed", "{retried}");
     let runs = retried["runs"].as_array().cloned().unwrap_or_default();
-    assert_eq!(runs.len(), 2, "{retried}");
-    assert!(runs.iter().all(|r| r["step"] == "returns-error"), "{retried}");
+    let steps: Vec<&str> = runs.iter().filter_map(|r| r["step"].as_str()).collect();
+    assert_eq!(steps, ["returns-error", "$retry", "returns-error"], "{retried}");
+    assert_eq!(
+        runs[1]["logs"][0]["message"], "retry of returns-error asked for through the API, by the token WHENEVER_TOKEN",
+        "{retried}"
+    );
     refused(
         &whenever(&server, token, &["retry", &id, "--step", "completes"], None),
         2,

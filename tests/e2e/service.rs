@@ -167,8 +167,24 @@ pub(crate) fn db_in(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("whenever.db")
 }
 
+/// The runs of steps in a task's history: its `runs` without the `$patch` and `$retry` entries
+/// that record changes made through the API ([`api_entries`]).
 pub(crate) fn runs(task: &Value) -> Vec<Value> {
-    task["runs"].as_array().cloned().unwrap_or_default()
+    history(task, |step| !step.starts_with('$'))
+}
+
+/// The `$patch` and `$retry` entries of a task's history, in order.
+pub(crate) fn api_entries(task: &Value) -> Vec<Value> {
+    history(task, |step| step.starts_with('$'))
+}
+
+fn history(task: &Value, keep: impl Fn(&str) -> bool) -> Vec<Value> {
+    let entries = task["runs"].as_array().map(Vec::as_slice).unwrap_or_default();
+    entries
+        .iter()
+        .filter(|r| r["step"].as_str().is_some_and(&keep))
+        .cloned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,6 +617,14 @@ async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
     assert_eq!(patched["status"], "waiting");
     assert_eq!(patched["data"], json!({"a": "A", "waited": true}));
     assert_eq!(runs(&patched).len(), 1);
+    let entries = api_entries(&patched);
+    assert_eq!(entries.len(), 1, "{patched}");
+    assert_eq!(entries[0]["step"], "$patch");
+    assert_eq!(entries[0]["id"], 0, "before the run it made possible");
+    assert_eq!(
+        entries[0]["logs"][0]["message"],
+        "data patched through the API (2 changes)"
+    );
 
     // A task with a run in flight (2 s until its deadline) refuses a patch.
     let (status, looping) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
@@ -639,6 +663,13 @@ async fn retry_runs_a_failed_step_again() {
     assert_eq!(retried["status"], "failed");
     let numbers: Vec<u64> = runs(&retried).iter().filter_map(|r| r["number"].as_u64()).collect();
     assert_eq!(numbers, vec![1, 2]);
+    let entries = api_entries(&retried);
+    assert_eq!(entries.len(), 1, "{retried}");
+    assert_eq!(
+        (&entries[0]["step"], &entries[0]["id"]),
+        (&json!("$retry"), &json!(1)),
+        "between the failed run and its retry: {retried}"
+    );
 
     // An empty body retries every failed step.
     let (status, again) = server
@@ -932,6 +963,10 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
         &server.call(reqwest::Method::PUT, deploy, Some(bytes.clone())).await,
         "steps",
     );
+    let patch = json!({"approved": true}).to_string().into_bytes();
+    let path = format!("/v1/tasks/{id}?wait=20000");
+    let (status, patched) = server.call(reqwest::Method::PATCH, &path, Some(patch)).await;
+    assert_eq!(status, 200, "{patched}");
 
     // The dashboard's reads everything and changes nothing.
     server.token = Some("dashboard-secret".into());
@@ -960,7 +995,22 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
 
     // The full token does all of it; an unknown one nothing (401).
     server.token = Some("admin-secret".into());
-    assert_eq!(server.get(&format!("/v1/tasks/{id}")).await.0, 200);
+    let (status, task) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, 200, "{task}");
+    // The shop's patch is in the task's stored history: what it changed, and whose token.
+    let entry = task["runs"]
+        .as_array()
+        .and_then(|runs| runs.iter().find(|r| r["step"] == "$patch"))
+        .unwrap_or_else(|| panic!("no $patch entry: {task}"));
+    assert_eq!(
+        entry["logs"][0]["message"], "data patched through the API (1 change), by the token shop",
+        "{entry}"
+    );
+    assert_eq!(
+        entry["changes"],
+        json!([{"op": "set", "path": "/approved", "value": true}]),
+        "{entry}"
+    );
     assert_eq!(
         server
             .call(reqwest::Method::DELETE, "/v1/steps/completes", None)

@@ -84,9 +84,14 @@ pub fn scoped_tokens(
     Ok(scoped)
 }
 
+/// Who made a request, as the history records it: the name of the token it carried
+/// (`WHENEVER_TOKEN`, or a scoped token's name); absent when the API has no tokens.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
 /// The middleware: lets a request through when auth is off, for `/healthz`, for a signed
 /// webhook, or with a token whose scopes cover it; 401 or 403 otherwise.
-pub(super) async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(super) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let options = &state.options;
     if options.token.is_none() && options.scoped.is_empty() {
         return next.run(request).await;
@@ -114,6 +119,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, request: Request
         .as_deref()
         .is_some_and(|token| constant_time_eq(given.as_bytes(), token.as_bytes()))
     {
+        request.extensions_mut().insert(Caller("WHENEVER_TOKEN".into()));
         return next.run(request).await;
     }
     // Every scoped token is compared, so the time taken does not tell which one matched.
@@ -129,6 +135,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, request: Request
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let needed = scope_needed(request.method(), route);
     if scoped.scopes.contains(&needed) {
+        request.extensions_mut().insert(Caller(scoped.name.clone()));
         return next.run(request).await;
     }
     let has: Vec<String> = scoped.scopes.iter().map(Scope::to_string).collect();
@@ -136,7 +143,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, request: Request
         "the token {} may not do this: {} {} needs the scope `{needed}`, and it has {}",
         scoped.name,
         request.method(),
-        route.unwrap_or(path),
+        route.unwrap_or(request.uri().path()),
         if has.is_empty() {
             "none".to_string()
         } else {

@@ -3,12 +3,13 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::auth::Caller;
 use super::preconditions::{self, IfNoneMatch};
 use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json};
 use crate::request_key::RequestKey;
@@ -180,13 +181,15 @@ pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let wait = query(wait)?;
     let revisions = preconditions::if_match(&headers)?;
     let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
-    state.service.patch_task(&id, &merge, revisions.as_deref()).await?;
+    let by = caller.as_ref().map(|c| c.0.0.as_str());
+    state.service.patch_task(&id, &merge, revisions.as_deref(), by).await?;
     answer(&state.service, &id, &wait).await
 }
 
@@ -208,6 +211,7 @@ pub(crate) async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -232,7 +236,12 @@ pub(crate) async fn retry(
     };
     state
         .service
-        .retry_task(&id, step.as_deref(), revisions.as_deref())
+        .retry_task(
+            &id,
+            step.as_deref(),
+            revisions.as_deref(),
+            caller.as_ref().map(|c| c.0.0.as_str()),
+        )
         .await?;
     answer(&state.service, &id, &wait).await
 }

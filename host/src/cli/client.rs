@@ -333,6 +333,17 @@ fn print_task(task: &Value) {
     if let Some(runs) = task["runs"].as_array() {
         println!("runs     {}", runs.len());
         for run in runs {
+            // A patch or retry made through the API: what was asked and by whom, when.
+            if text(run, "step").starts_with('$') {
+                println!(
+                    "  #{:<3} {:<28} {}  {}",
+                    run["id"],
+                    text(run, "step"),
+                    text(run, "started_at"),
+                    run["logs"][0]["message"].as_str().unwrap_or_default()
+                );
+                continue;
+            }
             let outcome = match &run["outcome"] {
                 Value::Null => "running".to_string(),
                 Value::String(s) => s.clone(),

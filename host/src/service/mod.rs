@@ -44,7 +44,7 @@ use crate::runtime::LoadError;
 use crate::scheduler::Scheduler;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
-use crate::task::{Task, TaskStatus};
+use crate::task::{PATCH_ENTRY, RETRY_ENTRY, RunRecord, Task, TaskStatus};
 
 pub use creating::Created;
 pub use metrics::Metrics;
@@ -299,7 +299,13 @@ impl Service {
 
     /// Applies a JSON merge patch to a settled task's data and resumes it (409 while running),
     /// if the task is at one of `revisions` (`None`: at any; see [`Service::resume_with`]).
-    pub async fn patch_task(&self, id: &str, merge: &Value, revisions: Option<&[u64]>) -> Result<Task, ServiceError> {
+    pub async fn patch_task(
+        &self,
+        id: &str,
+        merge: &Value,
+        revisions: Option<&[u64]>,
+        by: Option<&str>,
+    ) -> Result<Task, ServiceError> {
         if !merge.is_object() {
             return Err(ServiceError::Invalid(
                 "a merge patch of task data must be a JSON object".into(),
@@ -312,7 +318,14 @@ impl Service {
                     task.id
                 )));
             }
+            let before = task.data.clone();
             crate::scheduler::merge::merge_patch(&mut task.data, merge);
+            let changes = crate::scheduler::merge::diff(&before, &task.data);
+            let what = match changes.len() {
+                1 => "data patched through the API (1 change)".to_string(),
+                n => format!("data patched through the API ({n} changes)"),
+            };
+            RunRecord::append_intervention(task, PATCH_ENTRY, by, what, changes);
             Ok(true)
         })
         .await
@@ -325,6 +338,7 @@ impl Service {
         id: &str,
         step: Option<&str>,
         revisions: Option<&[u64]>,
+        by: Option<&str>,
     ) -> Result<Task, ServiceError> {
         let catalog = self.inner.scheduler.catalog().clone();
         self.resume_with(id, revisions, |task| {
@@ -360,9 +374,11 @@ impl Service {
                     task.id
                 )));
             }
+            let what = format!("retry of {} asked for through the API", names.join(", "));
             for name in names {
                 task.progress.entry(name).or_default().redo = true;
             }
+            RunRecord::append_intervention(task, RETRY_ENTRY, by, what, Vec::new());
             Ok(true)
         })
         .await
@@ -451,15 +467,21 @@ impl Service {
             return Err(StoreError::not_at(id, stored.revision, named).into());
         }
         let mut task = stored.task;
+        let recorded = task.runs.len() as u64;
         if !change(&mut task)? {
             return Ok(task);
         }
         task.status = TaskStatus::Running;
         task.message = None;
+        // The history entries the change appended (a patch's, a retry's) are saved with it.
+        let appended: Vec<u64> = (recorded..task.runs.len() as u64).collect();
         let saved = self
             .inner
             .store
-            .save_task(TaskSave::whole(&task, stored.revision))
+            .save_task(TaskSave {
+                runs: &appended,
+                ..TaskSave::whole(&task, stored.revision)
+            })
             .await;
         let revision = match (saved, revisions) {
             // The compare-and-swap found a newer revision: for a caller who named one, that is

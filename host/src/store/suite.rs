@@ -26,6 +26,44 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     leases_are_exclusive_expire_and_end_when_settled(store).await;
     settled_tasks_are_deleted_with_their_history_and_running_ones_never(store).await;
     a_task_keeps_the_key_of_its_request_and_its_id_takes_one_task(store).await;
+    a_whole_save_keeps_the_history_entries_it_names(store).await;
+}
+
+/// A person's patch saves the whole data and appends an entry to the history
+/// ([`RunRecord::append_intervention`]): the entry reads back after the runs before it, finished,
+/// and is no interrupted run to re-run.
+async fn a_whole_save_keeps_the_history_entries_it_names<S: Store>(store: &S) {
+    let mut task = Task::new(json!({"order": 1}));
+    task.runs.push(run_record(0, "write-a", true));
+    task.status = TaskStatus::Waiting;
+    let revision = store.create_task(&task).await.expect("created");
+    let before = task.data.clone();
+    task.data = json!({"order": 1, "approved": true});
+    let changes = crate::scheduler::merge::diff(&before, &task.data);
+    RunRecord::append_intervention(
+        &mut task,
+        crate::task::PATCH_ENTRY,
+        Some("ops"),
+        "patched".into(),
+        changes,
+    );
+    task.status = TaskStatus::Running;
+    let appended = [1];
+    let revision = store
+        .save_task(TaskSave {
+            runs: &appended,
+            ..TaskSave::whole(&task, revision)
+        })
+        .await
+        .expect("saved");
+    let stored = store.get_task(&task.id).await.expect("read").expect("found");
+    assert_eq!(stored.revision, revision);
+    assert_eq!(stored.task, task, "the entry and the data read back");
+    assert_eq!(stored.task.runs[1].logs[0].message, "patched, by the token ops");
+    assert!(
+        store.interrupted_runs(&task.id).await.expect("read").is_empty(),
+        "a finished entry is nothing to re-run"
+    );
 }
 
 pub(crate) fn run_record(id: u64, step: &str, finished: bool) -> RunRecord {
