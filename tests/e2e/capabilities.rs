@@ -9,14 +9,13 @@ use whenever::catalog::Catalog;
 use whenever::config::Config;
 use whenever::runtime::{Capabilities, OperatorGrants, Runtime, RuntimeConfig, StepManifest};
 use whenever::scheduler::{Scheduler, SchedulerSettings};
-use whenever::service::ServiceOptions;
 use whenever::task::TaskStatus;
 use whenever::{Host, HostOptions};
 use whenever_connectors::Registry;
 use whenever_step_artifacts::testing::*;
 use whenever_tests::{assert_status, component_of, deploy_as, host_with, host_with_config, run_task};
 
-use crate::service::{db_in, encode, options, start_with};
+use crate::service::{encode, options, start_configured};
 
 fn manifest(connectors: &[&str], hosts: &[&str]) -> StepManifest {
     let mut m = StepManifest {
@@ -218,19 +217,13 @@ async fn a_manifest_with_a_bad_host_is_refused_at_deploy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_steps_listing_shows_each_steps_grants() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("whenever.toml");
-    std::fs::write(
-        &config,
+    let server = start_configured(
+        &dir,
         "[steps.charger]\nconnectors = [\"stripe\", \"fraudGuard\"]\nhosts = [\"fraud.internal\"]\n",
+        &[WRITE_A],
+        options(),
     )
-    .expect("written");
-    let service_options = ServiceOptions {
-        db: db_in(&dir),
-        no_steps: true,
-        config: Some(config),
-        ..ServiceOptions::default()
-    };
-    let server = start_with(&service_options, &[WRITE_A], options()).await;
+    .await;
 
     let asked = "connectors = [\"stripe\", \"paypal\", \"fraudGuard\"]\n[http]\nhosts = [\"fraud.internal\", \"shop.internal\"]\n";
     let path = format!("/v1/steps/charger?manifest={}", encode(asked));

@@ -81,6 +81,24 @@ pub(crate) async fn start_with(
     }
 }
 
+/// Like [`start`], on a database in `dir` with `config` written as its config file.
+pub(crate) async fn start_configured(
+    dir: &tempfile::TempDir,
+    config: &str,
+    steps: &[StepFiles],
+    api_options: ApiOptions,
+) -> Server {
+    let file = dir.path().join("whenever.toml");
+    std::fs::write(&file, config).expect("config written");
+    let service_options = ServiceOptions {
+        db: db_in(dir),
+        no_steps: true,
+        config: Some(file),
+        ..ServiceOptions::default()
+    };
+    start_with(&service_options, steps, api_options).await
+}
+
 pub(crate) fn component(step: &StepFiles) -> (Vec<u8>, StepManifest) {
     let bytes = std::fs::read(step.component).expect("component built");
     let manifest = StepManifest::from_toml(&std::fs::read_to_string(step.manifest).expect("manifest")).expect("valid");
@@ -341,15 +359,8 @@ async fn drives_run_on_the_drive_threads_or_the_runtime_as_configured() {
     const TASKS: u64 = 24;
     for (threads, expected) in [(3, "whenever-drive-"), (0, "runtime")] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("whenever.toml");
-        std::fs::write(&config, format!("[server]\ndrive_threads = {threads}\n")).expect("config");
-        let service_options = ServiceOptions {
-            db: db_in(&dir),
-            no_steps: true,
-            config: Some(config),
-            ..ServiceOptions::default()
-        };
-        let server = start_with(&service_options, &[COMPLETES], options()).await;
+        let config = format!("[server]\ndrive_threads = {threads}\n");
+        let server = start_configured(&dir, &config, &[COMPLETES], options()).await;
         for _ in 0..TASKS {
             let task = server.run(json!({"finish": true})).await;
             assert_eq!(task["status"], "completed", "{task}");
