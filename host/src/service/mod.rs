@@ -298,7 +298,9 @@ impl Service {
     }
 
     /// Applies a JSON merge patch to a settled task's data and resumes it (409 while running),
-    /// if the task is at one of `revisions` (`None`: at any; see [`Service::resume_with`]).
+    /// if the task is at one of `revisions` (`None`: at any; see [`Service::resume_with`]). The
+    /// patch goes into the task's history as a [`PATCH_ENTRY`] with what it changed and `by`, the
+    /// name of the token that asked for it.
     pub async fn patch_task(
         &self,
         id: &str,
@@ -332,7 +334,8 @@ impl Service {
     }
 
     /// Runs a step again on a settled task (`None`: every step whose latest run failed), if
-    /// the task is at one of `revisions` (`None`: at any).
+    /// the task is at one of `revisions` (`None`: at any); recorded in the history as a
+    /// [`RETRY_ENTRY`], `by` the token that asked for it.
     pub async fn retry_task(
         &self,
         id: &str,
