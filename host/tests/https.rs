@@ -77,10 +77,14 @@ impl Certificates {
         }
     }
 
-    /// Writes the server's certificate and key where the config names them.
+    /// Writes the server's certificate and key where the config names them, the key readable
+    /// by its owner alone.
     fn install(&self, dir: &Path) {
+        use std::os::unix::fs::PermissionsExt as _;
         std::fs::write(dir.join("cert.pem"), &self.server).expect("cert written");
-        std::fs::write(dir.join("key.pem"), &self.server_key).expect("key written");
+        let key = dir.join("key.pem");
+        std::fs::write(&key, &self.server_key).expect("key written");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
     }
 
     /// A client that trusts this CA and no other, on a connection of its own (no pooled
@@ -137,6 +141,11 @@ async fn the_api_answers_over_https_only_to_clients_that_trust_its_certificate()
     let mut server = serve_https(dir.path());
     assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
     server.http = certificates.client();
+    assert!(
+        !server.stderr().contains("can be read by other users"),
+        "{}",
+        server.stderr()
+    );
 
     // A client that trusts the CA: the whole API.
     let (status, created) = server.post("/v1/tasks", &json!({"order": 1})).await;
@@ -173,6 +182,18 @@ async fn the_api_answers_over_https_only_to_clients_that_trust_its_certificate()
         healthz(&certificates.client(), &server.base).await.expect("answered"),
         200
     );
+}
+
+#[test]
+fn a_key_other_users_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    Certificates::new("one").install(dir.path());
+    let key = dir.path().join("key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    let server = serve_https(dir.path());
+    let warning = format!("warning: the TLS key {} can be read by other users", key.display());
+    assert!(server.stderr().contains(&warning), "{}", server.stderr());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

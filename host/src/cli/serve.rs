@@ -97,6 +97,13 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         );
     }
     let scheme = if api_options.tls.is_some() { "https" } else { "http" };
+    if let Some(tls) = api_options.tls.as_ref().filter(|tls| tls.key_readable_by_others()) {
+        eprintln!(
+            "whenever serve: warning: the TLS key {} can be read by other users of this machine; \
+             chmod 600 it",
+            tls.key_file().display()
+        );
+    }
     if let Some(not_after) = api_options.tls.as_ref().and_then(|tls| tls.not_after()) {
         let left = not_after - chrono::Utc::now();
         if left < chrono::Duration::days(CERTIFICATE_WARNING_DAYS) {

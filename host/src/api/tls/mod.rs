@@ -109,6 +109,18 @@ impl Tls {
         })
     }
 
+    /// The key's file.
+    pub fn key_file(&self) -> &Path {
+        &self.key
+    }
+
+    /// Whether the key file may be read by users other than its owner (a private key should
+    /// not: `chmod 600`). `whenever serve` warns at start, as ssh does for its keys.
+    pub fn key_readable_by_others(&self) -> bool {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(&self.key).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    }
+
     /// When the certificate serving now stops being valid (its `notAfter`), if it can be read.
     pub fn not_after(&self) -> Option<DateTime<Utc>> {
         let current = self.serving.current.read().unwrap_or_else(|p| p.into_inner()).clone();
