@@ -162,7 +162,7 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     assert!(patched.contains("runs     2"), "{patched}");
     // The patch is in the history, with what it changed and whose token made it.
     assert!(
-        patched.lines().any(|l| l.contains("#0 $patch")
+        patched.lines().any(|l| l.contains("#0   $patch")
             && l.contains("data patched through the API (2 changes), by the token WHENEVER_TOKEN")),
         "{patched}"
     );

@@ -337,7 +337,7 @@ fn print_task(task: &Value) {
             if text(run, "step").starts_with('$') {
                 println!(
                     "  #{:<3} {:<28} {}  {}",
-                    run["id"],
+                    run["id"].as_u64().unwrap_or_default(),
                     text(run, "step"),
                     text(run, "started_at"),
                     run["logs"][0]["message"].as_str().unwrap_or_default()
@@ -351,7 +351,7 @@ fn print_task(task: &Value) {
             };
             println!(
                 "  #{:<3} {:<28} {:<12} {:>8.1} ms  {}",
-                run["id"],
+                run["id"].as_u64().unwrap_or_default(),
                 text(run, "step"),
                 text(run, "version"),
                 run["duration_ms"].as_f64().unwrap_or_default(),
