@@ -77,6 +77,7 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
 
     let (status, v1) = step(&server, "write-a").await;
     assert_eq!(status, 200, "{v1}");
+    assert_eq!(v1["deployed_by"], "whenever serve, at start", "{v1}");
     let v1 = v1["version"].as_str().expect("version").to_string();
     let (status, waiting) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(status, 201);
@@ -98,13 +99,13 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     // A new version dropped in is deployed live; tasks run on it.
     let component = std::fs::read(WRITE_A.component).expect("component");
     put(&steps, "write-a.wasm", &another_version(&component, b'2'));
-    let v2 = until_step(&server, "write-a", "the new version to serve", |_, s| {
+    let served = until_step(&server, "write-a", "the new version to serve", |_, s| {
         s["version"].as_str().is_some_and(|v| v != v1)
     })
-    .await["version"]
-        .as_str()
-        .expect("version")
-        .to_string();
+    .await;
+    let watched = format!("the watched file {}", steps.join("write-a.wasm").display());
+    assert_eq!(served["deployed_by"], json!(watched), "{served}");
+    let v2 = served["version"].as_str().expect("version").to_string();
     let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(task["runs"][0]["version"], json!(v2));
 

@@ -53,7 +53,7 @@ pub(crate) async fn start_with(
     for step in steps {
         let (bytes, manifest) = component(step);
         service
-            .deploy_step(step.name, bytes, manifest)
+            .deploy_step(step.name, bytes, manifest, None)
             .await
             .expect("test component deploys");
     }
@@ -1001,7 +1001,10 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
     server.token = Some("ci-secret".into());
     let (status, deployed) = server.call(reqwest::Method::PUT, deploy, Some(bytes)).await;
     assert_eq!(status, 201, "{deployed}");
-    assert_eq!(server.get("/v1/steps/completes").await.0, 200);
+    let (status, shown) = server.get("/v1/steps/completes").await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["deployed_by"], "ci", "who deployed it: {shown}");
+    assert_eq!(shown["versions"][0]["deployed_by"], "ci", "{shown}");
     forbidden(&server.post("/v1/tasks", &json!({"start": true})).await, "tasks");
 
     // The full token does all of it; an unknown one nothing (401).
@@ -1144,7 +1147,7 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
     let server = start(&db, &[], options()).await;
     let step = server
         .service
-        .deploy_step("charger", bytes.clone(), granted.clone())
+        .deploy_step("charger", bytes.clone(), granted.clone(), None)
         .await
         .expect("deploys");
     let task = server.run(json!({"tryStripe": true})).await;

@@ -17,7 +17,7 @@ pub(crate) async fn deploy_loop(service: &Service, timeout_ms: u64) {
     let (bytes, mut manifest) = component(&INFINITE_LOOP);
     manifest.limits.timeout_ms = timeout_ms;
     service
-        .deploy_step("infinite-loop", bytes, manifest)
+        .deploy_step("infinite-loop", bytes, manifest, None)
         .await
         .expect("the looping step deploys");
 }

@@ -46,6 +46,9 @@ pub struct StepInfo {
     /// When the serving version was first deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_at: Option<DateTime<Utc>>,
+    /// Who first deployed the serving version (an API token's name, a watched file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_by: Option<String>,
     /// Every stored version, oldest first.
     pub versions: Vec<StepVersionInfo>,
 }
@@ -111,6 +114,9 @@ pub(crate) fn read_source(path: &Path) -> Result<Source, ServiceError> {
     })
 }
 
+/// Who deployed the versions `whenever serve` finds in its steps folders (or bundled) at start.
+const AT_START: &str = "whenever serve, at start";
+
 impl Service {
     /// Deploys the start-up steps the store has not seen (new or changed files, a changed
     /// manifest included); a version the store knows with the same manifest keeps whatever the
@@ -136,7 +142,7 @@ impl Service {
             {
                 continue;
             }
-            self.store_and_serve(&source.name, source.bytes, source.manifest)
+            self.store_and_serve(&source.name, source.bytes, source.manifest, Some(AT_START))
                 .await?;
         }
         Ok(())
@@ -160,12 +166,14 @@ impl Service {
         Ok(())
     }
 
-    /// Validates, compiles and stores a version, then swaps it into the catalog.
+    /// Validates, compiles and stores a version (`by` whom, for the record), then swaps it into
+    /// the catalog.
     async fn store_and_serve(
         &self,
         name: &str,
         bytes: Vec<u8>,
         manifest: StepManifest,
+        by: Option<&str>,
     ) -> Result<Arc<LoadedStep>, ServiceError> {
         let step = self
             .inner
@@ -180,6 +188,7 @@ impl Service {
             component: bytes,
             manifest,
             deployed_at: Utc::now(),
+            deployed_by: by.map(str::to_string),
         };
         self.inner.store.put_step_version(&version, true).await?;
         let step = Arc::new(step);
@@ -188,15 +197,17 @@ impl Service {
     }
 
     /// Deploys a step live: refused with a [`LoadError`] (the old version keeps serving), or
-    /// stored, swapped in, and the waiting and failed tasks re-evaluated against it.
+    /// stored, swapped in, and the waiting and failed tasks re-evaluated against it. `by` says
+    /// who deployed it (an API token's name, a watched file), kept with a new version.
     pub async fn deploy_step(
         &self,
         name: &str,
         bytes: Vec<u8>,
         manifest: StepManifest,
+        by: Option<&str>,
     ) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
-        let step = self.store_and_serve(name, bytes, manifest).await?;
+        let step = self.store_and_serve(name, bytes, manifest, by).await?;
         self.spawn_reevaluation(step.name.clone());
         self.step(name).await
     }
@@ -305,6 +316,7 @@ impl Service {
 }
 
 fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
+    let serving = versions.iter().find(|v| v.version == step.version);
     StepInfo {
         name: step.name.clone(),
         version: step.version.clone(),
@@ -318,10 +330,8 @@ fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
             .view
             .as_ref()
             .map(|view| view.paths().iter().map(ToString::to_string).collect()),
-        deployed_at: versions
-            .iter()
-            .find(|v| v.version == step.version)
-            .map(|v| v.deployed_at),
+        deployed_at: serving.map(|v| v.deployed_at),
+        deployed_by: serving.and_then(|v| v.deployed_by.clone()),
         versions,
     }
 }

@@ -126,7 +126,8 @@ impl Service {
         }) {
             return;
         }
-        match self.deploy_step(&name, source.bytes, source.manifest).await {
+        let by = format!("the watched file {}", path.display());
+        match self.deploy_step(&name, source.bytes, source.manifest, Some(&by)).await {
             Ok(step) => eprintln!(
                 "whenever serve: deployed {name} version {} from {}",
                 step.version,

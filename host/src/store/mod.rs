@@ -237,6 +237,9 @@ pub struct StepVersion {
     pub manifest: StepManifest,
     /// When this version was first deployed.
     pub deployed_at: DateTime<Utc>,
+    /// Who first deployed it: the API token's name, or the watched file (`None`: not known,
+    /// as for versions deployed before this was recorded).
+    pub deployed_by: Option<String>,
 }
 
 /// A step version in a listing (no bytes).
@@ -252,6 +255,9 @@ pub struct StepVersionInfo {
     pub size: u64,
     /// When it was first deployed.
     pub deployed_at: DateTime<Utc>,
+    /// Who first deployed it ([`StepVersion::deployed_by`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_by: Option<String>,
     /// Whether it is the version that serves now.
     pub current: bool,
 }

@@ -120,6 +120,8 @@ END $$;
 "#,
     // 5: the idempotency key of the request that created a task (`crate::request_key`).
     "ALTER TABLE tasks ADD COLUMN idempotency TEXT;",
+    // 6: who first deployed each step version.
+    "ALTER TABLE step_versions ADD COLUMN deployed_by TEXT;",
 ];
 
 /// The advisory lock that serializes migrations between hosts starting together.
@@ -532,6 +534,7 @@ fn step_version_of(row: &tokio_postgres::Row) -> Result<StepVersion, StoreError>
         component: row.get(3),
         manifest,
         deployed_at: parse_time(&deployed_at)?,
+        deployed_by: row.get(6),
     })
 }
 
@@ -855,8 +858,8 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
-            "INSERT INTO step_versions (name, version, digest, component, manifest, deployed_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO UPDATE SET manifest = excluded.manifest",
+            "INSERT INTO step_versions (name, version, digest, component, manifest, deployed_at, deployed_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name, version) DO UPDATE SET manifest = excluded.manifest",
             &[
                 &version.name,
                 &version.version,
@@ -864,6 +867,7 @@ impl Store for PostgresStore {
                 &version.component,
                 &manifest,
                 &time_text(&version.deployed_at),
+                &version.deployed_by,
             ],
         )
         .await
@@ -921,7 +925,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT v.name, v.version, v.digest, v.component, v.manifest, v.deployed_at
+                "SELECT v.name, v.version, v.digest, v.component, v.manifest, v.deployed_at, v.deployed_by
                  FROM steps s JOIN step_versions v ON v.name = s.name AND v.version = s.current
                  ORDER BY v.name",
                 &[],
@@ -935,7 +939,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT name, version, digest, component, manifest, deployed_at FROM step_versions
+                "SELECT name, version, digest, component, manifest, deployed_at, deployed_by FROM step_versions
                  WHERE name = $1 AND version = $2",
                 &[&name, &version],
             )
@@ -949,7 +953,7 @@ impl Store for PostgresStore {
         let rows = client
             .query(
                 "SELECT v.name, v.version, v.digest, octet_length(v.component)::bigint, v.deployed_at,
-                        coalesce(s.current = v.version, false)
+                        coalesce(s.current = v.version, false), v.deployed_by
                  FROM step_versions v LEFT JOIN steps s ON s.name = v.name
                  WHERE ($1::text IS NULL OR v.name = $1)
                  ORDER BY v.name, v.deployed_at, v.seq",
@@ -966,6 +970,7 @@ impl Store for PostgresStore {
                     digest: row.get(2),
                     size: u64::try_from(row.get::<_, i64>(3)).unwrap_or_default(),
                     deployed_at: parse_time(deployed_at)?,
+                    deployed_by: row.get(6),
                     current: row.get(5),
                 })
             })
@@ -1193,6 +1198,7 @@ pub(crate) mod tests {
             component: vec![1],
             manifest: StepManifest::default(),
             deployed_at: Utc::now(),
+            deployed_by: None,
         };
         a.put_step_version(&version, true).await.expect("stored");
         let steps = tokio::time::timeout(Duration::from_secs(5), async {

@@ -156,6 +156,8 @@ ALTER TABLE task_log_4 RENAME TO task_log;
 "#,
     // 5: the idempotency key of the request that created a task (`crate::request_key`).
     "ALTER TABLE tasks ADD COLUMN idempotency TEXT;",
+    // 6: who first deployed each step version.
+    "ALTER TABLE step_versions ADD COLUMN deployed_by TEXT;",
 ];
 
 /// Appends one record to the task log (parameters: task seq, revision, status, name, tags,
@@ -705,7 +707,11 @@ fn decode_summary(cols: [Option<String>; 7]) -> Result<TaskSummary, StoreError> 
     })
 }
 
-fn decode_version(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Vec<u8>, String, String)> {
+/// A step version's columns as read: name, version, digest, component, manifest, deployed_at,
+/// deployed_by.
+type VersionColumns = (String, String, String, Vec<u8>, String, String, Option<String>);
+
+fn decode_version(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionColumns> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -713,11 +719,12 @@ fn decode_version(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, 
         row.get(3)?,
         row.get(4)?,
         row.get(5)?,
+        row.get(6)?,
     ))
 }
 
-fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> Result<StepVersion, StoreError> {
-    let (name, version, digest, component, manifest, deployed_at) = cols;
+fn step_version_of(cols: VersionColumns) -> Result<StepVersion, StoreError> {
+    let (name, version, digest, component, manifest, deployed_at, deployed_by) = cols;
     let manifest: StepManifest = serde_json::from_str(&manifest).map_err(|e| corrupt("manifest", e))?;
     Ok(StepVersion {
         name,
@@ -726,6 +733,7 @@ fn step_version_of(cols: (String, String, String, Vec<u8>, String, String)) -> R
         component,
         manifest,
         deployed_at: parse_time(&deployed_at)?,
+        deployed_by,
     })
 }
 
@@ -1073,9 +1081,17 @@ impl Store for SqliteStore {
         let manifest = to_json(&v.manifest)?;
         self.write(Box::new(move |conn| {
             conn.execute(
-                "INSERT INTO step_versions (name, version, digest, component, manifest, deployed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name, version) DO UPDATE SET manifest = excluded.manifest",
-                params![v.name, v.version, v.digest, v.component, manifest, time_text(&v.deployed_at)],
+                "INSERT INTO step_versions (name, version, digest, component, manifest, deployed_at, deployed_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (name, version) DO UPDATE SET manifest = excluded.manifest",
+                params![
+                    v.name,
+                    v.version,
+                    v.digest,
+                    v.component,
+                    manifest,
+                    time_text(&v.deployed_at),
+                    v.deployed_by
+                ],
             )
             .map_err(backend)?;
             if make_current {
@@ -1125,7 +1141,7 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT v.name, v.version, v.digest, v.component, v.manifest, v.deployed_at
+                    "SELECT v.name, v.version, v.digest, v.component, v.manifest, v.deployed_at, v.deployed_by
                      FROM steps s JOIN step_versions v ON v.name = s.name AND v.version = s.current
                      ORDER BY v.name",
                 )
@@ -1144,7 +1160,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let row = conn
                 .query_row(
-                    "SELECT name, version, digest, component, manifest, deployed_at FROM step_versions
+                    "SELECT name, version, digest, component, manifest, deployed_at, deployed_by FROM step_versions
                      WHERE name = ?1 AND version = ?2",
                     params![name, version],
                     decode_version,
@@ -1162,26 +1178,35 @@ impl Store for SqliteStore {
             let mut statement = conn
                 .prepare_cached(
                     "SELECT v.name, v.version, v.digest, length(v.component), v.deployed_at,
-                            coalesce(s.current = v.version, 0)
+                            coalesce(s.current = v.version, 0), v.deployed_by
                      FROM step_versions v LEFT JOIN steps s ON s.name = v.name
                      WHERE (?1 IS NULL OR v.name = ?1)
                      ORDER BY v.name, v.deployed_at, v.rowid",
                 )
                 .map_err(backend)?;
-            let rows: Vec<(String, String, String, i64, String, bool)> = statement
+            let rows: Vec<(String, String, String, i64, String, bool, Option<String>)> = statement
                 .query_map(params![name], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
                 })
                 .and_then(|rows| rows.collect())
                 .map_err(backend)?;
             rows.into_iter()
-                .map(|(name, version, digest, size, deployed_at, current)| {
+                .map(|(name, version, digest, size, deployed_at, current, deployed_by)| {
                     Ok(StepVersionInfo {
                         name,
                         version,
                         digest,
                         size: u64::try_from(size).unwrap_or_default(),
                         deployed_at: parse_time(&deployed_at)?,
+                        deployed_by,
                         current,
                     })
                 })

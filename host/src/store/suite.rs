@@ -479,6 +479,7 @@ async fn step_versions_and_current<S: Store>(store: &S) {
             ..StepManifest::default()
         },
         deployed_at: Utc::now(),
+        deployed_by: Some(format!("deployer of {v}")),
     };
     let stamp = store.steps_stamp().await.expect("stamp");
     store
@@ -504,17 +505,26 @@ async fn step_versions_and_current<S: Store>(store: &S) {
         Err(StoreError::NotFound(_))
     ));
     let versions = store.step_versions(Some("charge")).await.expect("listed");
-    let listed: Vec<(&str, bool, u64)> = versions
+    let listed: Vec<(&str, bool, u64, Option<&str>)> = versions
         .iter()
-        .map(|v| (v.version.as_str(), v.current, v.size))
+        .map(|v| (v.version.as_str(), v.current, v.size, v.deployed_by.as_deref()))
         .collect();
-    assert_eq!(listed, vec![("v1", true, 3), ("v2", false, 4)]);
-    // A version deployed again keeps its component and takes the new manifest.
+    assert_eq!(
+        listed,
+        vec![
+            ("v1", true, 3, Some("deployer of v1")),
+            ("v2", false, 4, Some("deployer of v2"))
+        ]
+    );
+    // A version deployed again keeps its component and who first deployed it, and takes the
+    // new manifest.
     let mut again = version("v2", b"two!");
     again.manifest.connectors = vec!["paypal".into()];
+    again.deployed_by = Some("someone else".into());
     store.put_step_version(&again, false).await.expect("stored");
     let stored = store.step_version("charge", "v2").await.expect("read").expect("there");
     assert_eq!(stored.manifest.connectors, vec!["paypal".to_string()]);
+    assert_eq!(stored.deployed_by.as_deref(), Some("deployer of v2"));
     assert_eq!(
         store.current_steps().await.expect("read")[0].version,
         "v1",
