@@ -974,6 +974,21 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
         &server.call(reqwest::Method::PUT, deploy, Some(bytes.clone())).await,
         "steps",
     );
+    // A refusal before the body is read closes the connection, so the client's next request
+    // does not go out on a connection the server is closing (it raced with the close before).
+    let refused = server
+        .http()
+        .put(format!("{}{deploy}", server.base()))
+        .bearer_auth("shop-secret")
+        .body(bytes.clone())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(
+        refused.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     let patch = json!({"approved": true}).to_string().into_bytes();
     let path = format!("/v1/tasks/{id}?wait=20000");
     let (status, patched) = server.call(reqwest::Method::PATCH, &path, Some(patch)).await;
