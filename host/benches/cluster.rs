@@ -48,8 +48,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use support::ServeProcess;
 use tokio::sync::oneshot;
-use tokio_postgres::NoTls;
 use whenever::store::postgres::redact;
+use whenever::store::postgres_tls::TlsSettings;
 use whenever::store::scratch_schema::ScratchSchema;
 
 /// Rows: how many hosts share the database.
@@ -85,9 +85,12 @@ fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A client on `url`, its connection driven in the background; why not when none answers in 5 s.
+/// A client on `url` (with the TLS its `sslmode` asks for, as the hosts connect), its connection
+/// driven in the background; why not when none answers in 5 s.
 async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    match tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(url, NoTls)).await {
+    let (settings, url) = TlsSettings::from_url(url)?;
+    let tls = settings.connector()?;
+    match tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&url, tls)).await {
         Ok(Ok((client, connection))) => {
             tokio::spawn(connection);
             Ok(client)
