@@ -49,7 +49,7 @@ use serde_json::{Value, json};
 use support::ServeProcess;
 use tokio::sync::oneshot;
 use whenever::store::postgres::redact;
-use whenever::store::postgres_tls::TlsSettings;
+use whenever::store::postgres_tls;
 use whenever::store::scratch_schema::ScratchSchema;
 
 /// Rows: how many hosts share the database.
@@ -88,9 +88,8 @@ fn database_url() -> String {
 /// A client on `url` (with the TLS its `sslmode` asks for, as the hosts connect), its connection
 /// driven in the background; why not when none answers in 5 s.
 async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let (settings, url) = TlsSettings::from_url(url)?;
-    let tls = settings.connector()?;
-    match tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&url, tls)).await {
+    let (config, tls) = postgres_tls::connection(url)?;
+    match tokio::time::timeout(Duration::from_secs(5), config.connect(tls)).await {
         Ok(Ok((client, connection))) => {
             tokio::spawn(connection);
             Ok(client)

@@ -26,7 +26,6 @@
 //! TLS is not built in: use a local socket, a loopback address or a tunnel.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -36,7 +35,7 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio_postgres::AsyncMessage;
 
-use super::postgres_tls::{PostgresTls, TlsSettings};
+use super::postgres_tls::{self, PostgresTls};
 
 use super::rows::{
     RunRow, TaskRow, UNFINISHED_RUN_INPUTS, corrupt, parse_request_key, parse_status, parse_time, run_rows, signed,
@@ -288,9 +287,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(format!("postgres: connect from a tokio runtime: {e}")))?;
         let invalid =
             |e: &dyn std::fmt::Display| StoreError::Backend(format!("invalid PostgreSQL URL {}: {e}", redact(url)));
-        let (tls_settings, url_left) = TlsSettings::from_url(url).map_err(|e| invalid(&e))?;
-        let tls = tls_settings.connector().map_err(|e| invalid(&e))?;
-        let mut config = tokio_postgres::Config::from_str(&url_left).map_err(|e| invalid(&e))?;
+        let (mut config, tls) = postgres_tls::connection(url).map_err(|e| invalid(&e))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }

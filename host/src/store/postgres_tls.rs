@@ -52,6 +52,16 @@ pub struct TlsSettings {
     pub root_cert: Option<PathBuf>,
 }
 
+/// What connecting to `url` takes: its connection settings (without libpq's TLS parameters,
+/// which tokio-postgres does not know) and the TLS they ask for. The one way the store, the
+/// scratch schemas and the cluster bench read a URL.
+pub fn connection(url: &str) -> Result<(tokio_postgres::Config, PostgresTls), String> {
+    let (settings, url_left) = TlsSettings::from_url(url)?;
+    let tls = settings.connector()?;
+    let config = url_left.parse().map_err(|e: tokio_postgres::Error| e.to_string())?;
+    Ok((config, tls))
+}
+
 impl TlsSettings {
     /// Takes `sslmode` and `sslrootcert` out of `url`'s query: the settings, and the URL left for
     /// tokio-postgres, with the `sslmode` it knows in their place (`verify-*` are `require` to it;
@@ -352,9 +362,9 @@ mod tests {
     /// Connects to `url` as the store does; whether the session is encrypted, or why it failed
     /// (with the causes, where the certificate's fault is told).
     async fn encrypted(url: &str) -> Result<bool, String> {
-        let (settings, left) = TlsSettings::from_url(url)?;
-        let tls = settings.connector()?;
-        let (client, connection) = tokio_postgres::connect(&left, tls)
+        let (config, tls) = connection(url)?;
+        let (client, connection) = config
+            .connect(tls)
             .await
             .map_err(|e| whenever_connectors::error::with_causes(&e))?;
         tokio::spawn(connection);

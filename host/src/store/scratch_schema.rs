@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::StoreError;
 use super::postgres::redact;
-use super::postgres_tls::TlsSettings;
+use super::postgres_tls;
 
 /// How long connecting (and a lock held on the schema when dropping it) may take.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -106,9 +106,8 @@ impl Drop for ScratchSchema {
 /// Connects to `url` with the TLS its `sslmode` asks for, as the store does.
 async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
     let no_server = |why: String| StoreError::Backend(format!("no PostgreSQL at {} ({why})", redact(url)));
-    let (settings, url_left) = TlsSettings::from_url(url).map_err(no_server)?;
-    let tls = settings.connector().map_err(no_server)?;
-    match tokio::time::timeout(PATIENCE, tokio_postgres::connect(&url_left, tls)).await {
+    let (config, tls) = postgres_tls::connection(url).map_err(no_server)?;
+    match tokio::time::timeout(PATIENCE, config.connect(tls)).await {
         Ok(Ok((client, connection))) => {
             tokio::spawn(connection);
             Ok(client)
