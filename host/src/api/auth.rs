@@ -12,7 +12,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -85,9 +86,25 @@ pub fn scoped_tokens(
 }
 
 /// Who made a request, as the history records it: the name of the token it carried
-/// (`WHENEVER_TOKEN`, or a scoped token's name); absent when the API has no tokens.
-#[derive(Debug, Clone)]
-pub struct Caller(pub String);
+/// (`WHENEVER_TOKEN`, or a scoped token's name). [`authenticate`] leaves it with the request,
+/// and a handler takes it as an argument.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(Option<String>);
+
+impl Caller {
+    /// The token's name; `None` when the API has no tokens.
+    pub fn name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Caller, Self::Rejection> {
+        Ok(parts.extensions.get::<Caller>().cloned().unwrap_or_default())
+    }
+}
 
 /// The middleware: lets a request through when auth is off, for `/healthz`, for a signed
 /// webhook, or with a token whose scopes cover it; 401 or 403 otherwise.
@@ -121,7 +138,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         .as_deref()
         .is_some_and(|token| constant_time_eq(given.as_bytes(), token.as_bytes()))
     {
-        request.extensions_mut().insert(Caller("WHENEVER_TOKEN".into()));
+        request.extensions_mut().insert(Caller(Some("WHENEVER_TOKEN".into())));
         return next.run(request).await;
     }
     // Every scoped token is compared, so the time taken does not tell which one matched.
@@ -137,7 +154,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let needed = scope_needed(request.method(), route);
     if scoped.scopes.contains(&needed) {
-        request.extensions_mut().insert(Caller(scoped.name.clone()));
+        request.extensions_mut().insert(Caller(Some(scoped.name.clone())));
         return next.run(request).await;
     }
     let has: Vec<String> = scoped.scopes.iter().map(Scope::to_string).collect();

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
@@ -36,7 +36,7 @@ pub(crate) struct DeployParams {
 pub(crate) async fn deploy(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     params: Result<Query<DeployParams>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -53,8 +53,10 @@ pub(crate) async fn deploy(
             StepManifest::from_toml(text).map_err(|e| ApiError::Unprocessable(format!("step {name}: {e}")))?
         }
     };
-    let by = caller.as_ref().map(|c| c.0.0.as_str());
-    let info = state.service.deploy_step(&name, bytes.to_vec(), manifest, by).await?;
+    let info = state
+        .service
+        .deploy_step(&name, bytes.to_vec(), manifest, caller.name())
+        .await?;
     Ok((StatusCode::CREATED, to_json(&info)?))
 }
 

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -181,15 +181,17 @@ pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let wait = query(wait)?;
     let revisions = preconditions::if_match(&headers)?;
     let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
-    let by = caller.as_ref().map(|c| c.0.0.as_str());
-    state.service.patch_task(&id, &merge, revisions.as_deref(), by).await?;
+    state
+        .service
+        .patch_task(&id, &merge, revisions.as_deref(), caller.name())
+        .await?;
     answer(&state.service, &id, &wait).await
 }
 
@@ -211,7 +213,7 @@ pub(crate) async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     wait: Result<Query<WaitParam>, QueryRejection>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -236,12 +238,7 @@ pub(crate) async fn retry(
     };
     state
         .service
-        .retry_task(
-            &id,
-            step.as_deref(),
-            revisions.as_deref(),
-            caller.as_ref().map(|c| c.0.0.as_str()),
-        )
+        .retry_task(&id, step.as_deref(), revisions.as_deref(), caller.name())
         .await?;
     answer(&state.service, &id, &wait).await
 }
