@@ -250,25 +250,15 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     // drive threads, none on the runtime's workers.
     let mut driven_by_survivors = 0;
     for survivor in &survivors {
-        let (_, metrics) = survivor.get("/metrics").await;
-        let counts: Vec<(&str, u64)> = metrics
-            .as_str()
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| line.strip_prefix("whenever_drives_started_total{thread=\""))
-            .filter_map(|rest| {
-                let (thread, count) = rest.split_once("\"} ")?;
-                Some((thread, count.trim().parse().ok()?))
-            })
-            .collect();
+        let counts = survivor.metric_series("whenever_drives_started_total{thread=\"").await;
         assert!(
             !counts.is_empty() && counts.iter().all(|(thread, _)| thread.starts_with("whenever-drive-")),
             "{counts:?}"
         );
-        driven_by_survivors += counts.iter().map(|(_, n)| n).sum::<u64>();
+        driven_by_survivors += counts.iter().map(|(_, n)| n).sum::<i64>();
     }
     assert!(
-        driven_by_survivors >= orphans.len() as u64,
+        driven_by_survivors >= orphans.len() as i64,
         "the survivors drove the {} orphans at least: {driven_by_survivors}",
         orphans.len()
     );

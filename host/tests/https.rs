@@ -117,20 +117,9 @@ async fn healthz(client: &reqwest::Client, base: &str) -> Result<u16, reqwest::E
     Ok(client.get(format!("{base}/healthz")).send().await?.status().as_u16())
 }
 
-fn metric(text: &str, name: &str) -> i64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("/metrics has no {name}: {text}"))
-}
-
 /// The certificate's expiry as `/metrics` shows it.
 async fn expiry_shown(server: &ServeProcess) -> i64 {
-    let (_, text) = server.get("/metrics").await;
-    metric(
-        text.as_str().unwrap_or_default(),
-        "whenever_tls_certificate_expiry_timestamp_seconds",
-    )
+    server.metric("whenever_tls_certificate_expiry_timestamp_seconds").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,11 +159,7 @@ async fn the_api_answers_over_https_only_to_clients_that_trust_its_certificate()
     // Both failed handshakes are counted (the server counts after the client gave up: poll).
     server
         .until("two failed handshakes in /metrics", Duration::from_secs(10), || async {
-            let (_, text) = server.get("/metrics").await;
-            metric(
-                text.as_str().unwrap_or_default(),
-                "whenever_tls_handshake_failures_total",
-            ) >= 2
+            server.metric("whenever_tls_handshake_failures_total").await >= 2
         })
         .await;
     // And the server still answers the client that trusts it.

@@ -165,28 +165,36 @@ impl ServeProcess {
     /// many tasks there are. (Listing them took long enough under load for a restarted server to
     /// finish all its resumed tasks between two polls, so a kill meant for mid-load came too late.)
     pub async fn count(&self, status: &str) -> usize {
-        let (code, metrics) = self.get("/metrics").await;
-        assert_eq!(code, 200, "{metrics}");
-        let gauge = format!("whenever_tasks{{status=\"{status}\"}} ");
-        metrics
-            .as_str()
-            .and_then(|text| text.lines().find_map(|line| line.strip_prefix(gauge.as_str())))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("/metrics has no {gauge}: {metrics}"))
+        self.metric(&format!("whenever_tasks{{status=\"{status}\"}}")).await as usize
     }
 
     /// How many tasks the server is driving now, read from `/metrics`.
     pub async fn drives_under_way(&self) -> usize {
+        self.metric("whenever_drives_under_way").await as usize
+    }
+
+    /// The value of one series of `/metrics` (`name`, or `name{labels}` as the server writes
+    /// them), or a panic naming it.
+    pub async fn metric(&self, series: &str) -> i64 {
+        let found = self.metric_series(series).await;
+        match found.iter().find(|(rest, _)| rest.is_empty()) {
+            Some((_, value)) => *value,
+            None => panic!("/metrics has no {series}: {found:?}"),
+        }
+    }
+
+    /// Every series of `/metrics` whose name and labels start with `prefix`: what follows the
+    /// prefix, and the value.
+    pub async fn metric_series(&self, prefix: &str) -> Vec<(String, i64)> {
         let (code, metrics) = self.get("/metrics").await;
         assert_eq!(code, 200, "{metrics}");
-        metrics
-            .as_str()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|line| line.strip_prefix("whenever_drives_under_way "))
+        let text = metrics.as_str().unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let (series, value) = line.strip_prefix(prefix)?.rsplit_once(' ')?;
+                Some((series.to_string(), value.trim().parse().ok()?))
             })
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("/metrics has no whenever_drives_under_way: {metrics}"))
+            .collect()
     }
 
     /// Sends the process a signal by name (`TERM`, `INT`) with `kill`.
