@@ -902,6 +902,19 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
         (status, error["error"]["code"].as_str()),
         (413, Some("payload_too_large"))
     );
+    // Refused before its body was read: the connection closes after the answer.
+    let refused = server
+        .http()
+        .post(format!("{}/v1/tasks", server.base()))
+        .body(big.to_string())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status().as_u16(), 413);
+    assert_eq!(
+        refused.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     let (status, error) = server.get("/v2/nothing").await;
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, _) = server.call(reqwest::Method::DELETE, "/v1/tasks", None).await;

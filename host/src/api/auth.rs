@@ -129,9 +129,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return refuse(ApiError::Unauthorized(
-            "this server needs Authorization: Bearer TOKEN".into(),
-        ));
+        return ApiError::Unauthorized("this server needs Authorization: Bearer TOKEN".into()).into_response();
     };
     if options
         .token
@@ -149,7 +147,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         }
     });
     let Some(scoped) = matched else {
-        return refuse(ApiError::Unauthorized("the bearer token is not valid".into()));
+        return ApiError::Unauthorized("the bearer token is not valid".into()).into_response();
     };
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let needed = scope_needed(request.method(), route);
@@ -158,7 +156,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         return next.run(request).await;
     }
     let has: Vec<String> = scoped.scopes.iter().map(Scope::to_string).collect();
-    refuse(ApiError::Forbidden(format!(
+    ApiError::Forbidden(format!(
         "the token {} may not do this: {} {} needs the scope `{needed}`, and it has {}",
         scoped.name,
         request.method(),
@@ -168,19 +166,8 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         } else {
             has.join(", ")
         }
-    )))
-}
-
-/// A refusal before the request's body was read: the answer closes the connection
-/// (`Connection: close`). The server does not read an unread body of any size (a component
-/// upload) to its end, and a client that reused the connection for its next request would find
-/// it closed under that request.
-fn refuse(error: ApiError) -> Response {
-    let mut response = error.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-    response
+    ))
+    .into_response()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

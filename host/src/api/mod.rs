@@ -204,6 +204,7 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(close_after_refusal))
         .with_state(state)
 }
 
@@ -273,6 +274,24 @@ pub async fn serve_on_own_thread(
     outcome
         .await
         .map_err(|_| std::io::Error::other("the API thread stopped without an answer"))?
+}
+
+/// Closes the connection after a refusal given without reading the request's body (401, 403,
+/// 404, 405, 413: auth, an unknown route or method, a body over the limit). The server does not
+/// read an unread body of any size to its end, so a client that reused the connection for its
+/// next request would find it closed under that request (a 403 to a component upload did so in
+/// CI); `Connection: close` tells the client not to.
+async fn close_after_refusal(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.get(header::CONTENT_LENGTH).is_some_and(|length| length != "0")
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    if has_body && matches!(response.status().as_u16(), 401 | 403 | 404 | 405 | 413) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Counts every answer in the service's metrics (`whenever_http_requests_total`, and the time to
