@@ -902,19 +902,8 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
         (status, error["error"]["code"].as_str()),
         (413, Some("payload_too_large"))
     );
-    // Refused before its body was read: the connection closes after the answer.
-    let refused = server
-        .http()
-        .post(format!("{}/v1/tasks", server.base()))
-        .body(big.to_string())
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(refused.status().as_u16(), 413);
-    assert_eq!(
-        refused.headers().get("connection").and_then(|v| v.to_str().ok()),
-        Some("close")
-    );
+    let request = server.http().post(format!("{}/v1/tasks", server.base()));
+    refused_and_closed(request.body(big.to_string()), 413).await;
     let (status, error) = server.get("/v2/nothing").await;
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, _) = server.call(reqwest::Method::DELETE, "/v1/tasks", None).await;
@@ -942,6 +931,18 @@ async fn a_token_is_required_when_configured() {
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200, "health needs no token");
     server.stop().await;
+}
+
+/// Sends `request`, which must be refused with `status` before its body is read, and checks
+/// that the answer closes the connection (`Connection: close`).
+async fn refused_and_closed(request: reqwest::RequestBuilder, status: u16) {
+    let refused = request.send().await.expect("answered");
+    assert_eq!(refused.status().as_u16(), status);
+    assert_eq!(
+        refused.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "a refusal before the body is read closes the connection"
+    );
 }
 
 /// A token of `[server.tokens]` may do what its scopes allow and is answered 403 beyond them,
@@ -987,21 +988,10 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
         &server.call(reqwest::Method::PUT, deploy, Some(bytes.clone())).await,
         "steps",
     );
-    // A refusal before the body is read closes the connection, so the client's next request
-    // does not go out on a connection the server is closing (it raced with the close before).
-    let refused = server
-        .http()
-        .put(format!("{}{deploy}", server.base()))
-        .bearer_auth("shop-secret")
-        .body(bytes.clone())
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(refused.status().as_u16(), 403);
-    assert_eq!(
-        refused.headers().get("connection").and_then(|v| v.to_str().ok()),
-        Some("close")
-    );
+    // The client's next request must not go out on the connection of the refused upload,
+    // which the server closes (it raced with the close before).
+    let upload = server.http().put(format!("{}{deploy}", server.base()));
+    refused_and_closed(upload.bearer_auth("shop-secret").body(bytes.clone()), 403).await;
     let patch = json!({"approved": true}).to_string().into_bytes();
     let path = format!("/v1/tasks/{id}?wait=20000");
     let (status, patched) = server.call(reqwest::Method::PATCH, &path, Some(patch)).await;
