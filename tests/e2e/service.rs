@@ -978,9 +978,12 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
     };
 
     // The shop's token creates tasks (and patches them), and reads nothing, deploys nothing.
+    // It cannot read the task to see it settle, so the creation waits for that: a patch while
+    // the step still runs would be answered 409.
     server.token = Some("shop-secret".into());
-    let (status, created) = server.post("/v1/tasks", &json!({"start": true})).await;
+    let (status, created) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "waiting", "{created}");
     let id = created["id"].as_str().expect("id").to_string();
     forbidden(&server.get(&format!("/v1/tasks/{id}")).await, "read");
     forbidden(&server.get("/v1/tasks").await, "read");
