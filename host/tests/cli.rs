@@ -140,6 +140,28 @@ fn run_refuses_bad_input_with_exit_2() {
     assert_eq!(output.status.code(), Some(2));
 }
 
+/// Output into a reader that has gone (`whenever … | head`) ends the command quietly, as Unix
+/// tools do: by SIGPIPE, where it used to panic in `println!` at the closed pipe (exit 101).
+#[cfg(unix)]
+#[test]
+fn output_into_a_closed_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    const SIGPIPE: i32 = 13;
+    let scratch = scratch("pipe");
+    let condition = write_json(scratch.path(), "condition.json", &json!({"a": "$number"}));
+    let data = write_json(scratch.path(), "data.json", &json!({"a": 1}));
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_whenever"))
+        .args(["match", "--condition", &condition, "--data", &data])
+        .stdout(writer)
+        .output()
+        .expect("whenever runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.signal(), Some(SIGPIPE), "{:?}: {stderr}", output.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
 #[test]
 fn match_prints_true_or_false_with_the_failing_path() {
     let scratch = scratch("match");

@@ -12,5 +12,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     whenever::allocator::configure();
-    whenever::cli::main(whenever::cli::Cli::parse()).await
+    let cli = whenever::cli::Cli::parse();
+    if !matches!(cli.command, whenever::cli::Command::Serve(_)) {
+        end_quietly_when_the_reader_leaves();
+    }
+    whenever::cli::main(cli).await
+}
+
+/// A command whose output is piped into a reader that stops early (`whenever tasks | head`)
+/// ends there, as Unix tools do, instead of panicking in `println!` at the closed pipe: Rust
+/// ignores SIGPIPE, and this restores its default. Not for `serve`, which writes to nothing a
+/// reader of its output could close, and whose sockets must never stop the process.
+fn end_quietly_when_the_reader_leaves() {
+    #[cfg(unix)]
+    // SAFETY: `SIG_DFL` installs no handler of ours, so no code of ours can run in a signal's
+    // context; the call only changes what the process does on SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
