@@ -57,11 +57,17 @@ async fn until_step(server: &ServeProcess, name: &str, what: &str, done: impl Fn
 }
 
 fn rollback(server: &ServeProcess, name: &str, version: &str) -> std::process::Output {
+    whenever(server, &["rollback", name, version])
+}
+
+/// Runs the `whenever` client with `args` against `server` (no token).
+fn whenever(server: &ServeProcess, args: &[&str]) -> std::process::Output {
     Command::new(whenever_binary())
-        .args(["rollback", name, version, "--server", &server.base])
+        .args(args)
+        .args(["--server", &server.base])
         .env_remove("WHENEVER_TOKEN")
         .output()
-        .expect("whenever rollback runs")
+        .expect("whenever runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,4 +163,45 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+
+    // `whenever steps NAME` shows every change to what served, and who made it: the start, the
+    // watched file (its new component, then its new manifest), the rollback (no token: not known).
+    let output = whenever(&server, &["steps", "write-a", "--json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let recorded: Vec<(&str, &str, &str)> = shown["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            let field = |key: &str| c[key].as_str().unwrap_or("-");
+            (field("change"), field("version"), field("by"))
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![
+            ("deployed", v1.as_str(), "whenever serve, at start"),
+            ("deployed", v2.as_str(), watched.as_str()),
+            ("deployed", v2.as_str(), watched.as_str()),
+            ("rolled_back", v1.as_str(), "-"),
+        ],
+        "{shown}"
+    );
+    assert_eq!(shown["step"]["version"], json!(v1), "{shown}");
+    let output = whenever(&server, &["steps", "write-a"]);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains(&format!("write-a  serving {v1}")), "{printed}");
+    assert!(
+        printed.contains("rolled_back") && printed.contains("by (not known)"),
+        "{printed}"
+    );
+    assert!(printed.contains(&format!("by {watched}")), "{printed}");
+    let output = whenever(&server, &["steps", "never-deployed"]);
+    assert_eq!(output.status.code(), Some(2), "a name never deployed is refused");
 }

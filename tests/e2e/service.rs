@@ -1046,6 +1046,15 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
         json!([{"op": "set", "path": "/approved", "value": true}]),
         "{entry}"
     );
+    // CI deploys a second version and rolls back to the first; the full token removes the step.
+    server.token = Some("ci-secret".into());
+    let (second, _) = component(&WRITE_A);
+    let (status, v2) = server.call(reqwest::Method::PUT, deploy, Some(second)).await;
+    assert_eq!(status, 201, "{v2}");
+    let rollback = json!({"version": deployed["version"]});
+    let (status, rolled) = server.post("/v1/steps/completes/rollback", &rollback).await;
+    assert_eq!(status, 200, "{rolled}");
+    server.token = Some("admin-secret".into());
     assert_eq!(
         server
             .call(reqwest::Method::DELETE, "/v1/steps/completes", None)
@@ -1053,6 +1062,36 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
             .0,
         204
     );
+    // The step's changes say who did each, after its removal too; reading them needs `read`.
+    server.token = Some("shop-secret".into());
+    forbidden(&server.get("/v1/steps/completes/changes").await, "read");
+    server.token = Some("dashboard-secret".into());
+    let (status, changes) = server.get("/v1/steps/completes/changes").await;
+    assert_eq!(status, 200, "{changes}");
+    let recorded: Vec<(&str, &str, &str)> = changes["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            let field = |key: &str| c[key].as_str().unwrap_or("-");
+            (field("change"), field("version"), field("by"))
+        })
+        .collect();
+    let (first, second) = (
+        deployed["version"].as_str().expect("version"),
+        v2["version"].as_str().expect("version"),
+    );
+    assert_eq!(
+        recorded,
+        vec![
+            ("deployed", first, "ci"),
+            ("deployed", second, "ci"),
+            ("rolled_back", first, "ci"),
+            ("removed", "-", "WHENEVER_TOKEN"),
+        ],
+        "{changes}"
+    );
+    assert_eq!(server.get("/v1/steps/never-deployed/changes").await.0, 404);
     server.token = Some("nobody".into());
     assert_eq!(server.get("/v1/steps").await.0, 401);
     server.stop().await;

@@ -184,6 +184,10 @@ mod tests {
     fn reads_need_read_step_changes_steps_and_every_other_change_tasks() {
         assert_eq!(scope_needed(&Method::GET, Some("/v1/steps/{name}")), Scope::Read);
         assert_eq!(scope_needed(&Method::GET, Some("/metrics")), Scope::Read);
+        assert_eq!(
+            scope_needed(&Method::GET, Some("/v1/steps/{name}/changes")),
+            Scope::Read
+        );
         assert_eq!(scope_needed(&Method::PUT, Some("/v1/steps/{name}")), Scope::Steps);
         assert_eq!(
             scope_needed(&Method::POST, Some("/v1/steps/{name}/rollback")),

@@ -14,6 +14,7 @@
 //! | `PUT /v1/steps/{name}[?manifest=TOML]` | body: the component bytes; deployed live (422 if invalid) |
 //! | `POST /v1/steps/{name}/rollback` | body `{"version": V}`: an earlier version serves again |
 //! | `DELETE /v1/steps/{name}` | stops serving the step (204) |
+//! | `GET /v1/steps/{name}/changes` | every deploy, rollback and removal of the step: when, by whom |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`OPENAPI`]) |
 //! | `GET /healthz`, `GET /metrics` | liveness; Prometheus text (with every request counted by route) |
 //!
@@ -196,6 +197,7 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
                 .delete(steps::remove),
         )
         .route("/v1/steps/{name}/rollback", post(steps::rollback))
+        .route("/v1/steps/{name}/changes", get(steps::changes))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -1,5 +1,5 @@
 //! Step routes: list, show, deploy (the component as the body, the manifest as `?manifest=`
-//! URL-encoded TOML), rollback, remove.
+//! URL-encoded TOML), rollback, remove, and the record of those changes.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -60,19 +60,29 @@ pub(crate) async fn deploy(
     Ok((StatusCode::CREATED, to_json(&info)?))
 }
 
+/// `GET /v1/steps/{name}/changes`: who deployed, rolled back or removed the step, and when.
+pub(crate) async fn changes(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    to_json(&serde_json::json!({"changes": state.service.step_changes(&name).await?}))
+}
+
 pub(crate) async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    caller: Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let request = parse_json(&body(raw, state.options.max_body_bytes)?)?;
     let Some(version) = request.get("version").and_then(Value::as_str) else {
         return Err(ApiError::BadRequest("the body must be {\"version\": V}".into()));
     };
-    to_json(&state.service.rollback_step(&name, version).await?)
+    to_json(&state.service.rollback_step(&name, version, caller.name()).await?)
 }
 
-pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    state.service.remove_step(&name).await?;
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    state.service.remove_step(&name, caller.name()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -63,6 +63,9 @@ pub struct DeployArgs {
 /// `whenever steps`.
 #[derive(Debug, Args)]
 pub struct StepsArgs {
+    /// Show this step alone, with its versions and every change to which version serves
+    /// (deploys, rollbacks, removals: when, by whom), also once it was removed.
+    pub name: Option<String>,
     /// Server and output.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -402,6 +405,9 @@ pub(crate) async fn deploy(args: DeployArgs) -> u8 {
 pub(crate) async fn steps(args: StepsArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
+        if let Some(name) = &args.name {
+            return show_step(&client, name, args.client.json).await;
+        }
         let answer = client.send(client.http.get(client.url("/v1/steps"))).await?;
         if args.client.json {
             print_json(&answer);
@@ -426,6 +432,52 @@ pub(crate) async fn steps(args: StepsArgs) -> u8 {
     }
     .await;
     finish("steps", result)
+}
+
+/// `whenever steps NAME`: the step if it serves, its versions, and its changes (a name never
+/// deployed is the server's 404).
+async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failure> {
+    let changes = client
+        .send(client.http.get(client.url(&format!("/v1/steps/{name}/changes"))))
+        .await?;
+    // From the list rather than `GET /v1/steps/{name}`: a removed step is not an error here.
+    let serving = client.send(client.http.get(client.url("/v1/steps"))).await?;
+    let step = serving["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null);
+    if json {
+        print_json(&serde_json::json!({"step": step, "changes": changes["changes"]}));
+        return Ok(());
+    }
+    if step.is_null() {
+        println!("{name}  not serving");
+    } else {
+        println!("{name}  serving {}  grants: {}", text(&step, "version"), grants(&step));
+        println!("versions");
+        for version in step["versions"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<12}  {}  {:>9} bytes  {}{}",
+                text(version, "version"),
+                text(version, "deployed_at"),
+                version["size"].as_u64().unwrap_or_default(),
+                text(version, "deployed_by"),
+                if version["current"] == true { "  (serving)" } else { "" }
+            );
+        }
+    }
+    println!("changes");
+    for change in changes["changes"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  {:<11}  {:<12}  by {}",
+            text(change, "at"),
+            text(change, "change"),
+            text(change, "version"),
+            change["by"].as_str().unwrap_or("(not known)")
+        );
+    }
+    Ok(())
 }
 
 /// A step's grants for people: `stripe, fraudGuard (hosts: fraud.internal)`, `-` for none, and

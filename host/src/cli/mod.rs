@@ -68,7 +68,7 @@ pub enum Command {
     Create(client::CreateArgs),
     /// Deploy a step (a component and its manifest) to a running server.
     Deploy(client::DeployArgs),
-    /// List the steps a server serves.
+    /// List the steps a server serves (with a NAME: that step, its versions and who changed it when).
     Steps(client::StepsArgs),
     /// List a server's tasks (filters and paging).
     Tasks(client::TasksArgs),

@@ -15,7 +15,7 @@ use super::{Service, ServiceError};
 use crate::catalog::{CatalogError, read_step_file};
 use crate::runtime::{LoadError, LoadedStep, StepManifest, Withheld};
 use crate::scheduler::rules;
-use crate::store::{StepVersion, StepVersionInfo, TaskQuery};
+use crate::store::{StepChange, StepVersion, StepVersionInfo, TaskQuery};
 use crate::task::TaskStatus;
 
 /// A step as the API lists it.
@@ -212,8 +212,8 @@ impl Service {
         self.step(name).await
     }
 
-    /// Makes an earlier stored version serve again.
-    pub async fn rollback_step(&self, name: &str, version: &str) -> Result<StepInfo, ServiceError> {
+    /// Makes an earlier stored version serve again; `by` says who asked, for the step's changes.
+    pub async fn rollback_step(&self, name: &str, version: &str, by: Option<&str>) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
         let stored = self
             .inner
@@ -227,19 +227,20 @@ impl Service {
             .runtime()
             .load(name, &stored.component, stored.manifest)
             .await?;
-        self.inner.store.set_current_step(name, Some(version)).await?;
+        self.inner.store.set_current_step(name, Some(version), by).await?;
         self.inner.scheduler.catalog().insert(step);
         self.spawn_reevaluation(name.to_string());
         self.step(name).await
     }
 
-    /// Stops serving a step (its versions stay in the store).
-    pub async fn remove_step(&self, name: &str) -> Result<(), ServiceError> {
+    /// Stops serving a step (its versions stay in the store); `by` says who asked, for the
+    /// step's changes.
+    pub async fn remove_step(&self, name: &str, by: Option<&str>) -> Result<(), ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
         if self.inner.scheduler.catalog().get(name).is_none() {
             return Err(ServiceError::NotFound(format!("step {name} not found")));
         }
-        self.inner.store.set_current_step(name, None).await?;
+        self.inner.store.set_current_step(name, None, by).await?;
         self.inner.scheduler.catalog().remove(name);
         Ok(())
     }
@@ -254,6 +255,17 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("step {name} not found")))?;
         let versions = self.inner.store.step_versions(Some(name)).await?;
         Ok(info(&step, versions))
+    }
+
+    /// Every change to which version of step `name` serves, oldest first: who deployed, rolled
+    /// back or removed it, and when. Answers for a removed step too; [`ServiceError::NotFound`]
+    /// for a name never deployed.
+    pub async fn step_changes(&self, name: &str) -> Result<Vec<StepChange>, ServiceError> {
+        let changes = self.inner.store.step_changes(name).await?;
+        if changes.is_empty() && self.inner.store.step_versions(Some(name)).await?.is_empty() {
+            return Err(ServiceError::NotFound(format!("step {name} not found")));
+        }
+        Ok(changes)
     }
 
     /// Every serving step, by name.

@@ -262,6 +262,57 @@ pub struct StepVersionInfo {
     pub current: bool,
 }
 
+/// What a change to a step's serving version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepChangeKind {
+    /// A version was deployed (new, or deployed again) and serves.
+    Deployed,
+    /// An earlier stored version was made to serve again.
+    RolledBack,
+    /// The step stopped serving (its versions stay).
+    Removed,
+}
+
+impl StepChangeKind {
+    /// The name stored and shown (`deployed`, `rolled_back`, `removed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepChangeKind::Deployed => "deployed",
+            StepChangeKind::RolledBack => "rolled_back",
+            StepChangeKind::Removed => "removed",
+        }
+    }
+
+    /// The kind stored as `text`, or `None` for a name this host does not know.
+    pub fn parse(text: &str) -> Option<StepChangeKind> {
+        [
+            StepChangeKind::Deployed,
+            StepChangeKind::RolledBack,
+            StepChangeKind::Removed,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One change to which version of a step serves: the step's audit trail, kept across removals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepChange {
+    /// The step's name.
+    pub step: String,
+    /// What the change did.
+    pub change: StepChangeKind,
+    /// The version that serves after it (`None` after a removal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// Who made it: an API token's name, a watched file, the server's start (`None`: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
 /// A change made through another host sharing the store, which this host should react to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreEvent {
@@ -330,13 +381,20 @@ pub trait Store: Send + Sync + 'static {
         call: &ConnectorCallRecord,
     ) -> Result<(), StoreError>;
 
-    /// Stores a step version (a version that exists keeps its component and first deploy time
-    /// and takes the new manifest) and, when `make_current`, makes it the one that serves.
+    /// Stores a step version (a version that exists keeps its component, first deploy time and
+    /// first deployer, and takes the new manifest) and, when `make_current`, makes it the one
+    /// that serves and records that as a [`StepChangeKind::Deployed`] change, made at
+    /// `version.deployed_at` by `version.deployed_by`, in the same transaction.
     async fn put_step_version(&self, version: &StepVersion, make_current: bool) -> Result<(), StoreError>;
 
     /// Makes `version` the serving version of step `name`, or, with `None`, removes the step
-    /// (its versions stay for history and rollback). [`StoreError::NotFound`] for an unknown version.
-    async fn set_current_step(&self, name: &str, version: Option<&str>) -> Result<(), StoreError>;
+    /// (its versions stay for history and rollback), and records the change as made `by` whom in
+    /// the same transaction. [`StoreError::NotFound`] for an unknown version.
+    async fn set_current_step(&self, name: &str, version: Option<&str>, by: Option<&str>) -> Result<(), StoreError>;
+
+    /// Every recorded change to step `name`'s serving version, oldest first (kept after the
+    /// step is removed).
+    async fn step_changes(&self, name: &str) -> Result<Vec<StepChange>, StoreError>;
 
     /// The serving version of every step, with components.
     async fn current_steps(&self) -> Result<Vec<StepVersion>, StoreError>;

@@ -39,11 +39,11 @@ use super::postgres_tls::{self, PostgresTls};
 
 use super::rows::{
     RunRow, TaskRow, UNFINISHED_RUN_INPUTS, corrupt, parse_request_key, parse_status, parse_time, run_rows, signed,
-    still_running, time_text, to_json,
+    step_change_kind, still_running, time_text, to_json,
 };
 use super::{
-    InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent, StoredTask, TaskPage, TaskQuery,
-    TaskSave, TaskSummary,
+    InterruptedRun, StepChange, StepChangeKind, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent,
+    StoredTask, TaskPage, TaskQuery, TaskSave, TaskSummary,
 };
 use crate::runtime::{ConnectorCallRecord, StepManifest};
 use crate::task::{RunRecord, Task, TaskStatus};
@@ -121,7 +121,22 @@ END $$;
     "ALTER TABLE tasks ADD COLUMN idempotency TEXT;",
     // 6: who first deployed each step version.
     "ALTER TABLE step_versions ADD COLUMN deployed_by TEXT;",
+    // 7: every change to which version of a step serves, and who made it.
+    r#"
+CREATE TABLE step_changes (
+    seq BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL,
+    change TEXT NOT NULL,
+    version TEXT,
+    at TEXT NOT NULL,
+    by TEXT
+);
+CREATE INDEX step_changes_by_name ON step_changes (name, seq);
+"#,
 ];
+
+/// Records one change to a step's serving version (parameters: name, change, version, at, by).
+const RECORD_STEP_CHANGE: &str = "INSERT INTO step_changes (name, change, version, at, by) VALUES ($1, $2, $3, $4, $5)";
 
 /// The advisory lock that serializes migrations between hosts starting together.
 const MIGRATION_LOCK: i64 = 0x5768_656e_6576_6572; // "Whenever"
@@ -871,6 +886,18 @@ impl Store for PostgresStore {
         .map_err(pg)?;
         let changed = if make_current {
             tx.execute(
+                RECORD_STEP_CHANGE,
+                &[
+                    &version.name,
+                    &StepChangeKind::Deployed.as_str(),
+                    &version.version,
+                    &time_text(&version.deployed_at),
+                    &version.deployed_by,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
                 "INSERT INTO steps (name, current, updated_at) VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at",
                 &[&version.name, &version.version, &now],
@@ -892,7 +919,7 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)
     }
 
-    async fn set_current_step(&self, name: &str, version: Option<&str>) -> Result<(), StoreError> {
+    async fn set_current_step(&self, name: &str, version: Option<&str>, by: Option<&str>) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         if let Some(version) = version {
@@ -914,8 +941,40 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
+        let change = match version {
+            Some(_) => StepChangeKind::RolledBack,
+            None => StepChangeKind::Removed,
+        };
+        tx.execute(
+            RECORD_STEP_CHANGE,
+            &[&name, &change.as_str(), &version, &time_text(&Utc::now()), &by],
+        )
+        .await
+        .map_err(pg)?;
         self.notify(&tx, STEPS).await?;
         tx.commit().await.map_err(pg)
+    }
+
+    async fn step_changes(&self, name: &str) -> Result<Vec<StepChange>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT change, version, at, by FROM step_changes WHERE name = $1 ORDER BY seq",
+                &[&name],
+            )
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StepChange {
+                    step: name.to_string(),
+                    change: step_change_kind(row.get(0))?,
+                    version: row.get(1),
+                    at: parse_time(row.get(2))?,
+                    by: row.get(3),
+                })
+            })
+            .collect()
     }
 
     async fn current_steps(&self) -> Result<Vec<StepVersion>, StoreError> {

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{StoreError, TaskSave};
+use super::{StepChangeKind, StoreError, TaskSave};
 use crate::request_key::RequestKey;
 use crate::task::{Task, TaskStatus};
 
@@ -41,6 +41,11 @@ pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
 /// A stored status.
 pub(crate) fn parse_status(text: &str) -> Result<TaskStatus, StoreError> {
     serde_json::from_value(Value::String(text.to_string())).map_err(|e| corrupt("status", e))
+}
+
+/// A stored kind of step change.
+pub(crate) fn step_change_kind(text: &str) -> Result<StepChangeKind, StoreError> {
+    StepChangeKind::parse(text).ok_or_else(|| corrupt("step change", format!("unknown kind {text:?}")))
 }
 
 /// A stored idempotency key ([`RequestKey`] as JSON text), if the task has one.

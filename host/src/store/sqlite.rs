@@ -25,12 +25,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::call_log::{CallLog, PendingCall};
-use super::rows::{corrupt, parse_request_key, parse_status, parse_time, signed, still_running, time_text, to_json};
+use super::rows::{
+    corrupt, parse_request_key, parse_status, parse_time, signed, step_change_kind, still_running, time_text, to_json,
+};
 use super::task_log::{LoggedRecord, SaveRecord, interrupted, latest_state, merge_runs};
 use super::writes_coming::WritesComing;
 use super::{
-    InterruptedRun, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave,
-    TaskSummary,
+    InterruptedRun, StepChange, StepChangeKind, StepVersion, StepVersionInfo, Store, StoreError, StoredTask, TaskPage,
+    TaskQuery, TaskSave, TaskSummary,
 };
 use crate::runtime::{ConnectorCallRecord, StepManifest};
 use crate::task::{Task, TaskStatus};
@@ -158,7 +160,22 @@ ALTER TABLE task_log_4 RENAME TO task_log;
     "ALTER TABLE tasks ADD COLUMN idempotency TEXT;",
     // 6: who first deployed each step version.
     "ALTER TABLE step_versions ADD COLUMN deployed_by TEXT;",
+    // 7: every change to which version of a step serves, and who made it.
+    r#"
+CREATE TABLE step_changes (
+    seq INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    change TEXT NOT NULL,
+    version TEXT,
+    at TEXT NOT NULL,
+    by TEXT
+);
+CREATE INDEX step_changes_by_name ON step_changes (name, seq);
+"#,
 ];
+
+/// Records one change to a step's serving version (parameters: name, change, version, at, by).
+const RECORD_STEP_CHANGE: &str = "INSERT INTO step_changes (name, change, version, at, by) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// Appends one record to the task log (parameters: task seq, revision, status, name, tags,
 /// message, data, applied, progress, runs, starting, updated_at).
@@ -1101,6 +1118,17 @@ impl Store for SqliteStore {
                     params![v.name, v.version, time_text(&Utc::now())],
                 )
                 .map_err(backend)?;
+                conn.execute(
+                    RECORD_STEP_CHANGE,
+                    params![
+                        v.name,
+                        StepChangeKind::Deployed.as_str(),
+                        v.version,
+                        time_text(&v.deployed_at),
+                        v.deployed_by
+                    ],
+                )
+                .map_err(backend)?;
             }
             Ok(0)
         }))
@@ -1108,9 +1136,10 @@ impl Store for SqliteStore {
         .map(|_| ())
     }
 
-    async fn set_current_step(&self, name: &str, version: Option<&str>) -> Result<(), StoreError> {
+    async fn set_current_step(&self, name: &str, version: Option<&str>, by: Option<&str>) -> Result<(), StoreError> {
         let name = name.to_string();
         let version = version.map(str::to_string);
+        let by = by.map(str::to_string);
         self.write(Box::new(move |conn| {
             if let Some(version) = &version {
                 let known: Option<i64> = conn
@@ -1131,10 +1160,44 @@ impl Store for SqliteStore {
                 params![name, version, time_text(&Utc::now())],
             )
             .map_err(backend)?;
+            let change = match version {
+                Some(_) => StepChangeKind::RolledBack,
+                None => StepChangeKind::Removed,
+            };
+            conn.execute(
+                RECORD_STEP_CHANGE,
+                params![name, change.as_str(), version, time_text(&Utc::now()), by],
+            )
+            .map_err(backend)?;
             Ok(0)
         }))
         .await
         .map(|_| ())
+    }
+
+    async fn step_changes(&self, name: &str) -> Result<Vec<StepChange>, StoreError> {
+        let name = name.to_string();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT change, version, at, by FROM step_changes WHERE name = ?1 ORDER BY seq")
+                .map_err(backend)?;
+            let rows: Vec<(String, Option<String>, String, Option<String>)> = statement
+                .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(backend)?;
+            rows.into_iter()
+                .map(|(change, version, at, by)| {
+                    Ok(StepChange {
+                        step: name.clone(),
+                        change: step_change_kind(&change)?,
+                        version,
+                        at: parse_time(&at)?,
+                        by,
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn current_steps(&self) -> Result<Vec<StepVersion>, StoreError> {

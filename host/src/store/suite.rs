@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{StepVersion, Store, StoreError, TaskQuery, TaskSave};
+use super::{StepChangeKind, StepVersion, Store, StoreError, TaskQuery, TaskSave};
 use crate::request_key::RequestKey;
 use crate::runtime::{CallError, ConnectorCallRecord, StepManifest};
 use crate::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
@@ -498,10 +498,13 @@ async fn step_versions_and_current<S: Store>(store: &S) {
     assert_eq!(current[0].component, b"two!");
     assert_eq!(current[0].manifest.connectors, vec!["stripe".to_string()]);
     // Rollback is making an older version current again.
-    store.set_current_step("charge", Some("v1")).await.expect("rolled back");
+    store
+        .set_current_step("charge", Some("v1"), Some("the rollback's caller"))
+        .await
+        .expect("rolled back");
     assert_eq!(store.current_steps().await.expect("read")[0].version, "v1");
     assert!(matches!(
-        store.set_current_step("charge", Some("v9")).await,
+        store.set_current_step("charge", Some("v9"), None).await,
         Err(StoreError::NotFound(_))
     ));
     let versions = store.step_versions(Some("charge")).await.expect("listed");
@@ -532,7 +535,7 @@ async fn step_versions_and_current<S: Store>(store: &S) {
     );
     // Removal keeps the versions.
     let before_removal = store.steps_stamp().await.expect("stamp");
-    store.set_current_step("charge", None).await.expect("removed");
+    store.set_current_step("charge", None, None).await.expect("removed");
     assert_ne!(
         store.steps_stamp().await.expect("stamp"),
         before_removal,
@@ -540,6 +543,28 @@ async fn step_versions_and_current<S: Store>(store: &S) {
     );
     assert!(store.current_steps().await.expect("read").is_empty());
     assert!(store.step_version("charge", "v2").await.expect("read").is_some());
+    // Every change to what served is on record, oldest first, after the removal too; the
+    // refused rollback and the deploy that did not make its version serve are not changes.
+    let changes = store.step_changes("charge").await.expect("changes");
+    let recorded: Vec<(StepChangeKind, Option<&str>, Option<&str>)> = changes
+        .iter()
+        .map(|c| (c.change, c.version.as_deref(), c.by.as_deref()))
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![
+            (StepChangeKind::Deployed, Some("v1"), Some("deployer of v1")),
+            (StepChangeKind::Deployed, Some("v2"), Some("deployer of v2")),
+            (StepChangeKind::RolledBack, Some("v1"), Some("the rollback's caller")),
+            (StepChangeKind::Removed, None, None),
+        ]
+    );
+    assert!(changes.iter().all(|c| c.step == "charge"));
+    assert!(
+        changes.windows(2).all(|pair| pair[0].at <= pair[1].at),
+        "in the order they were made: {changes:?}"
+    );
+    assert!(store.step_changes("never-deployed").await.expect("changes").is_empty());
 }
 
 fn sorted(ids: &[String]) -> BTreeSet<String> {
