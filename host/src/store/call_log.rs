@@ -140,7 +140,7 @@ impl MappedFile {
             .map_err(|e| io_error(path, e))?;
         let len = file.metadata().map_err(|e| io_error(path, e))?.len();
         if len < INITIAL_SIZE {
-            file.set_len(INITIAL_SIZE).map_err(|e| io_error(path, e))?;
+            allocate(&file, INITIAL_SIZE).map_err(|e| io_error(path, e))?;
         }
         let map = map(&file, path)?;
         Ok(MappedFile {
@@ -156,7 +156,7 @@ impl MappedFile {
         let end = self.used + line.len();
         if end > self.map.len() {
             let size = (end as u64).max(self.map.len() as u64 * 2);
-            self.file.set_len(size).map_err(|e| io_error(&self.path, e))?;
+            allocate(&self.file, size).map_err(|e| io_error(&self.path, e))?;
             self.map = map(&self.file, &self.path)?;
         }
         self.map[self.used..end].copy_from_slice(line);
@@ -192,6 +192,25 @@ pub(crate) fn read_back(path: &Path) -> (Vec<PendingCall>, usize) {
 }
 
 /// Maps `file` whole, shared: what is copied into the mapping is in the file.
+/// Makes `file` `size` bytes long with its blocks allocated on disk, not a sparse file: a write
+/// through the map into a hole the full disk cannot fill would be a SIGBUS that kills the host,
+/// where allocating up front is an error the store reports ("No space left on device").
+fn allocate(file: &File, size: u64) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        let len = libc::off_t::try_from(size).map_err(std::io::Error::other)?;
+        // SAFETY: the descriptor is `file`'s own, open for writing, for the whole call.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+            0 => return Ok(()),
+            // A file system that cannot allocate ahead: a plain length, as elsewhere.
+            libc::EOPNOTSUPP | libc::EINVAL => {}
+            errno => return Err(std::io::Error::from_raw_os_error(errno)),
+        }
+    }
+    file.set_len(size)
+}
+
 fn map(file: &File, path: &Path) -> Result<MmapMut, StoreError> {
     // SAFETY: the mapping is this store's own view of its own file. Nothing else in this process
     // touches the file, and nothing shrinks it while it is mapped (it only grows, before being
@@ -301,6 +320,36 @@ mod tests {
 
     fn files(dir: &tempfile::TempDir) -> [PathBuf; 2] {
         [0, 1].map(|n| dir.path().join(format!("w.db-calls-{n}")))
+    }
+
+    /// Both files' blocks are on disk for their whole length, also after one grew: a full disk
+    /// is then an error when a file is made or grown, never a SIGBUS at a write through the map.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_files_are_allocated_whole_not_sparse() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("w.db");
+        let (log, _) = CallLog::open(&db).expect("opens");
+        let big = PendingCall {
+            record: format!("\"{}\"", "x".repeat(600_000)),
+            ..call(0)
+        };
+        log.append(big.clone()).expect("appended");
+        log.append(big).expect("appended: the file grows");
+        for path in files(&dir) {
+            let meta = std::fs::metadata(&path).expect("file");
+            assert!(meta.len() >= INITIAL_SIZE, "{}", path.display());
+            assert!(
+                meta.blocks() * 512 >= meta.len(),
+                "{}: {} bytes long, {} allocated",
+                path.display(),
+                meta.len(),
+                meta.blocks() * 512
+            );
+        }
+        let grown = std::fs::metadata(&files(&dir)[0]).expect("file").len();
+        assert!(grown > INITIAL_SIZE, "the file grew: {grown}");
     }
 
     #[test]
