@@ -424,3 +424,161 @@ fn check_replays(task: &Task, deaths: &[AtDeath]) -> BTreeSet<(String, u64, usiz
     }
     checked
 }
+
+/// The process's file size limit (`RLIMIT_FSIZE`): `Some(bytes)` makes every write beyond that
+/// size fail, as a full disk fails them; `None` lifts it to the hard limit.
+fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `old` is a valid rlimit to write into, and no new limit is passed.
+    let read = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
+    assert_eq!(read, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: bytes.map_or(old.rlim_max, |b| b.min(old.rlim_max)),
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: `new` is a valid rlimit, and the old one is not asked for.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &new, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// The size of the largest file in `dir`.
+fn largest_file(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("the database's folder")
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|meta| meta.len())
+        .max()
+        .unwrap_or_default()
+}
+
+/// How one delivery was answered while the store filled up.
+enum Answer {
+    Accepted(usize, String),
+    /// 503: the store could not take the order; it is to be delivered again.
+    Refused(usize),
+}
+
+/// A store that cannot write for a while (its files at the process's file size limit, which
+/// fails writes as a full disk does): the server stays up; new orders are refused with 503,
+/// `Retry-After` and a message naming the storage; the drives under way stop at their last
+/// commit and are driven again once writes succeed. A sender delivering its refused orders again
+/// after the outage sees them accepted, and every order completes on the same process, each
+/// step once and each charge once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_caught_by_a_full_store_complete_once_it_has_room_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let server = ServeProcess::start(&db, &[] as &[&str]);
+    // Room for a few hundred orders' writes beyond what the start wrote.
+    set_file_size_limit(server.pid(), Some(largest_file(dir.path()) + 300_000));
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let full = Arc::new(AtomicBool::new(false));
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..SENDERS {
+        let (http, base, next, full) = (server.http.clone(), server.base.clone(), next.clone(), full.clone());
+        senders.spawn(async move {
+            let mut answers = Vec::new();
+            while !full.load(Ordering::SeqCst) {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                assert!(i < 5_000, "the store never filled up");
+                let response = http
+                    .post(format!("{base}/v1/hooks/checkout"))
+                    .header("Idempotency-Key", delivery_id(i))
+                    .body(order(i).to_string())
+                    .send()
+                    .await
+                    .expect("the server answers");
+                let status = response.status().as_u16();
+                let retry_after = response.headers().get("retry-after").cloned();
+                let body: Value = response.json().await.expect("a JSON answer");
+                if status == 201 {
+                    answers.push(Answer::Accepted(i, body["id"].as_str().expect("id").to_string()));
+                    continue;
+                }
+                assert_eq!(status, 503, "order {i}: {body}");
+                assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                let message = body["error"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains("storage unavailable"), "{message}");
+                assert_eq!(retry_after.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
+                answers.push(Answer::Refused(i));
+                full.store(true, Ordering::SeqCst);
+            }
+            answers
+        });
+    }
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(answers) = senders.join_next().await {
+        for answer in answers.expect("sender") {
+            match answer {
+                Answer::Accepted(i, id) => accepted.push((i, id)),
+                Answer::Refused(i) => refused.push(i),
+            }
+        }
+    }
+    assert!(!refused.is_empty() && !accepted.is_empty());
+    server
+        .until(
+            "drives under way to stop on the full store",
+            Duration::from_secs(30),
+            || async { server.metric("whenever_drives_failed_total").await >= 1 },
+        )
+        .await;
+    assert!(server.count("running").await > 0, "orders wait for room, not failed");
+
+    // Room again: the stopped drives go on from their last commits by themselves, and the
+    // refused orders, delivered again, are accepted.
+    set_file_size_limit(server.pid(), None);
+    for &i in &refused {
+        let response = server
+            .http
+            .post(format!("{}/v1/hooks/checkout", server.base))
+            .header("Idempotency-Key", delivery_id(i))
+            .body(order(i).to_string())
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let task: Value = response.json().await.expect("a JSON answer");
+        assert_eq!(status, 201, "order {i}, delivered again: {task}");
+        accepted.push((i, task["id"].as_str().expect("id").to_string()));
+    }
+    server
+        .until("every order to settle", Duration::from_secs(120), || async {
+            server.count("running").await == 0
+        })
+        .await;
+    let numbers: BTreeSet<usize> = accepted.iter().map(|(i, _)| *i).collect();
+    assert_eq!(
+        numbers,
+        (0..next.load(Ordering::SeqCst)).collect(),
+        "every order delivered was accepted, once"
+    );
+    assert_eq!(numbers.len(), accepted.len());
+    let (status, page) = server.get("/v1/tasks?limit=1000").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["tasks"].as_array().map(Vec::len),
+        Some(accepted.len()),
+        "a refused delivery left no task behind"
+    );
+    for (i, id) in &accepted {
+        let (status, answer) = server.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(status, 200, "{answer}");
+        let task: Task = serde_json::from_value(answer).expect("a task");
+        assert_eq!(order_number(&task), *i);
+        check_order(&task, *i);
+    }
+    eprintln!(
+        "full store: {} orders accepted before it filled up, {} refused with 503 and accepted when sent \
+         again, {} drives stopped and driven again",
+        accepted.len() - refused.len(),
+        refused.len(),
+        server.metric("whenever_drives_failed_total").await
+    );
+}

@@ -7,6 +7,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::service::ServiceError;
+use crate::store::StoreError;
 
 /// A request failed.
 #[derive(Debug, Error)]
@@ -41,7 +42,14 @@ pub enum ApiError {
     /// The host failed (500).
     #[error("{0}")]
     Internal(String),
+    /// The store cannot take writes now (a full disk, a lost database connection); nothing was
+    /// done, and the same request may succeed later (503, with `Retry-After`).
+    #[error("{0}")]
+    Unavailable(String),
 }
+
+/// The seconds a client is told to wait before it sends again a request refused with 503.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 impl ApiError {
     /// The HTTP status.
@@ -57,6 +65,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -73,6 +82,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Internal(_) => "internal",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 }
@@ -86,6 +96,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(m) => ApiError::Unprocessable(m),
             ServiceError::Load(e) => ApiError::Unprocessable(e.to_string()),
             ServiceError::Setup(e) => ApiError::Internal(e.to_string()),
+            ServiceError::Store(e @ StoreError::Unavailable(_)) => ApiError::Unavailable(e.to_string()),
             ServiceError::Store(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -100,6 +111,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         response
     }
@@ -123,6 +139,7 @@ mod tests {
             ApiError::PayloadTooLarge(_) => 7,
             ApiError::Unprocessable(_) => 8,
             ApiError::Internal(_) => 9,
+            ApiError::Unavailable(_) => 10,
         }
     }
 
@@ -141,8 +158,9 @@ mod tests {
             ApiError::PayloadTooLarge(0),
             ApiError::Unprocessable(String::new()),
             ApiError::Internal(String::new()),
+            ApiError::Unavailable(String::new()),
         ];
-        assert!(all.iter().map(variant).eq(0..10), "every variant, once, in order");
+        assert!(all.iter().map(variant).eq(0..11), "every variant, once, in order");
         let document: serde_json::Value = serde_json::from_str(crate::api::OPENAPI).expect("JSON");
         let listed: Vec<&str> = document
             .pointer("/components/schemas/Error/properties/error/properties/code/enum")

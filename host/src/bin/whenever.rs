@@ -13,7 +13,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     whenever::allocator::configure();
     let cli = whenever::cli::Cli::parse();
-    if !matches!(cli.command, whenever::cli::Command::Serve(_)) {
+    if matches!(cli.command, whenever::cli::Command::Serve(_)) {
+        file_size_limit_is_an_error();
+    } else {
         end_quietly_when_the_reader_leaves();
     }
     whenever::cli::main(cli).await
@@ -29,5 +31,17 @@ fn end_quietly_when_the_reader_leaves() {
     // context; the call only changes what the process does on SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// A write beyond the file size limit (`ulimit -f`, systemd's `LimitFSIZE=`) fails with an error
+/// the store reports, its task driven again once there is room, instead of SIGXFSZ killing the
+/// service in the middle of a commit.
+fn file_size_limit_is_an_error() {
+    #[cfg(unix)]
+    // SAFETY: `SIG_IGN` installs no handler of ours; the call only changes what the process does
+    // on SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }

@@ -2,9 +2,11 @@
 //! connector results, and re-running runs a crash interrupted.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::stopping::Phase;
 use super::{Service, ServiceError};
 use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind};
 use crate::scheduler::{Checkpoint, CheckpointError, Commit, Event, Resumed};
@@ -87,7 +89,7 @@ impl CallJournal for StoreJournal {
 impl Service {
     /// Drives the task on a worker (bounded by the configured concurrency).
     pub(crate) fn spawn_drive(&self, id: String) {
-        self.spawn_drive_from(id, None);
+        self.spawn_drive_from(id, None, 0);
     }
 
     /// Drives `task`, just saved at `revision` (created, patched, retried), on a worker without
@@ -98,10 +100,12 @@ impl Service {
         if self.inner.cluster.is_some() {
             return self.spawn_drive(task.id);
         }
-        self.spawn_drive_from(task.id.clone(), Some((task, revision, starting)));
+        self.spawn_drive_from(task.id.clone(), Some((task, revision, starting)), 0);
     }
 
-    fn spawn_drive_from(&self, id: String, saved: Option<(Task, u64, Vec<Resumed>)>) {
+    /// Drives task `id` (from `saved`, or as stored) on a worker; `failures` is how many drives
+    /// of it in a row ended on a storage failure, each driven again later ([`redrive_delay`]).
+    fn spawn_drive_from(&self, id: String, saved: Option<(Task, u64, Vec<Resumed>)>, failures: u32) {
         if let Some(cluster) = self.cluster() {
             // Hosts sharing the store drive only what they claim: the claim loop takes it from
             // here (driving it directly would race the host that claims it).
@@ -135,12 +139,37 @@ impl Service {
                 Ok(settled) => end.ended(settled),
                 Err(e) => {
                     end.ended(None);
-                    eprintln!("whenever serve: task {id}: {e}");
+                    // The store failed (a full disk, an I/O error): what it committed last is
+                    // whole, so the task is driven again from there, as after a crash, once the
+                    // store may have recovered; until then it stays running.
+                    let delay = redrive_delay(failures);
+                    eprintln!(
+                        "whenever serve: task {id}: {e}; driving it again from its last commit in {} s",
+                        delay.as_secs_f64()
+                    );
+                    service.inner.metrics.drive_failed();
+                    service.redrive_later(id.clone(), delay, failures + 1);
                 }
             }
             service.announce_settled(id);
         };
         self.spawn_driving(&placed, work);
+    }
+
+    /// Drives task `id` again from the store after `delay`, unless the service stops first (the
+    /// next start drives it then).
+    fn redrive_later(&self, id: String, delay: Duration, failures: u32) {
+        let service = Arc::downgrade(&self.inner);
+        let mut phase = self.inner.phase.subscribe();
+        self.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+            }
+            if let Some(inner) = service.upgrade() {
+                Service { inner }.spawn_drive_from(id, None, failures);
+            }
+        });
     }
 
     /// Loads a running task and drives it to settlement, re-running interrupted runs first (a
@@ -246,6 +275,13 @@ impl Service {
     }
 }
 
+/// How long a task waits to be driven again after `failures` drives in a row ended on a storage
+/// failure: 1 s, doubling to at most 30 s, so that a store that is down for a while is not
+/// hammered by every task it failed, and one that is back soon loses little time.
+pub(crate) fn redrive_delay(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.min(5)).min(Duration::from_secs(30))
+}
+
 /// Records that an interrupted run cannot be re-run (its step is gone).
 fn fail_lost_run(task: &mut Task, run_id: u64) {
     let Some(record) = task.runs.get_mut(run_id as usize) else {
@@ -260,4 +296,16 @@ fn fail_lost_run(task: &mut Task, run_id: u64) {
     let progress = task.progress.entry(step).or_default();
     progress.last_failed = true;
     progress.redo = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redrive_delay;
+
+    #[test]
+    fn a_task_whose_drive_failed_is_driven_again_after_a_delay_doubling_to_30_s() {
+        let delays: Vec<u64> = (0..8).map(|failures| redrive_delay(failures).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(redrive_delay(u32::MAX).as_secs(), 30);
+    }
 }

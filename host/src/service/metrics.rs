@@ -72,6 +72,9 @@ struct State {
     /// Drives started on this host, by the drive thread they run on (`None`: the runtime's
     /// workers, with `[server] drive_threads = 0`).
     drives: BTreeMap<Option<usize>, u64>,
+    /// Drives that ended on a storage failure, their tasks to be driven again from their last
+    /// commit.
+    drives_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +132,12 @@ impl Metrics {
             .drives
             .entry(thread)
             .or_default() += 1;
+    }
+
+    /// Counts a drive that ended because the store failed (a full disk, a lost connection): its
+    /// task is driven again from its last commit, and an alert wants to know.
+    pub fn drive_failed(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).drives_failed += 1;
     }
 
     /// Counts a request the API answered: its method, its route (the router's template, or
@@ -234,6 +243,14 @@ impl Metrics {
                 None => writeln!(out, "whenever_drives_started_total{{thread=\"runtime\"}} {count}"),
             };
         }
+        let _ = writeln!(
+            out,
+            "# HELP whenever_drives_failed_total Drives that ended on a storage failure; each task is driven \
+             again from its last commit.\n\
+             # TYPE whenever_drives_failed_total counter\n\
+             whenever_drives_failed_total {}",
+            state.drives_failed
+        );
         let _ = writeln!(
             out,
             "# HELP whenever_runs_total Finished runs by step and outcome.\n# TYPE whenever_runs_total counter"

@@ -55,6 +55,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("storage error: {0}")]
     Backend(String),
+    /// The database cannot take writes now (its disk is full, an I/O error, the connection is
+    /// lost): nothing of the failed write was stored, and the same write may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

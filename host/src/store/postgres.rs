@@ -172,15 +172,29 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// A database error, with the server's detail when there is one.
+/// A PostgreSQL error as the store reports it: [`StoreError::Unavailable`] when the server cannot
+/// take the write now (the connection is lost, the server shuts down, its disk is full or it
+/// runs out of resources: SQLSTATE classes 08, 53 and 57P), [`StoreError::Backend`] otherwise.
 fn pg(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
-        Some(db) => StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code())),
+        Some(db) => {
+            let code = db.code().code();
+            let message = format!("postgres: {} ({code})", db.message());
+            if ["08", "53", "57P"].iter().any(|class| code.starts_with(class)) {
+                StoreError::Unavailable(message)
+            } else {
+                StoreError::Backend(message)
+            }
+        }
+        None if e.is_closed() => StoreError::Unavailable(format!("postgres: {e}")),
         None => StoreError::Backend(format!("postgres: {e}")),
     }
 }
 
+/// No connection could be had from the pool (the server is down or unreachable): the store is
+/// unavailable until it is back.
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Backend(format!("postgres pool: {e}"))
+    StoreError::Unavailable(format!("postgres pool: {e}"))
 }
 
 fn millis(lease: Duration) -> i64 {

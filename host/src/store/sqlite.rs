@@ -274,8 +274,27 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A database error as the store reports it: [`StoreError::Unavailable`] when SQLite could not
+/// write for want of space or by an I/O error (the transaction is rolled back; the write may
+/// succeed once there is room), [`StoreError::Backend`] otherwise.
+fn backend(e: impl std::fmt::Display + 'static) -> StoreError {
+    let code = (&e as &dyn std::any::Any)
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code);
+    match code {
+        Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// `error`'s kind with another message: the writes of a group that failed fail as it did.
+fn failed_like(error: &StoreError, message: String) -> StoreError {
+    match error {
+        StoreError::Unavailable(_) => StoreError::Unavailable(message),
+        _ => StoreError::Backend(message),
+    }
 }
 
 fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
@@ -418,7 +437,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
             Err(_) => return,
         };
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let _ = first.reply.send((Err(backend(&e)), None));
+            let _ = first.reply.send((Err(backend(e)), None));
             continue;
         }
         let mut answers: Vec<Ran> = Vec::new();
@@ -441,16 +460,19 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
         if run(first) {
             group.gather(&jobs, &mut count, &mut run);
         }
-        let fail_all = |answers: Vec<Ran>, message: &str| {
+        let fail_all = |answers: Vec<Ran>, error: StoreError| {
             for (reply, _, spent) in answers {
-                let _ = reply.send((Err(StoreError::Backend(message.to_owned())), Some(spent)));
+                let _ = reply.send((Err(error.clone()), Some(spent)));
             }
         };
         if let Some((reply, error)) = failed {
             let _ = conn.execute_batch("ROLLBACK");
-            let message = format!("rolled back with the writes committed together: {error}");
+            let together = failed_like(
+                &error,
+                format!("rolled back with the writes committed together: {error}"),
+            );
             let _ = reply.send((Err(error), None));
-            fail_all(answers, &message);
+            fail_all(answers, together);
             continue;
         }
         // Taken after the group's writes ran: a run's results are queued before its save is
@@ -471,17 +493,16 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
         if let Err(error) = inserted {
             let _ = conn.execute_batch("ROLLBACK");
             calls.restore(journal);
-            fail_all(
-                answers,
-                &format!("rolled back: the connector journal could not be written: {error}"),
-            );
+            let message = format!("rolled back: the connector journal could not be written: {error}");
+            fail_all(answers, failed_like(&error, message));
             continue;
         }
         let committed = conn.execute_batch("COMMIT");
-        if let Err(e) = &committed {
+        if let Err(e) = committed {
             let _ = conn.execute_batch("ROLLBACK");
             calls.restore(journal);
-            fail_all(answers, &format!("commit failed: {e}"));
+            let message = format!("commit failed: {e}");
+            fail_all(answers, failed_like(&backend(e), message));
             continue;
         }
         // The results are in the table now: their file is emptied for its next turn.
