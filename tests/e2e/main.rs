@@ -6,6 +6,7 @@ mod conditional_requests;
 mod data_views;
 mod hot_deploy;
 mod idempotency;
+mod journal_failure;
 mod openapi;
 mod retailmax;
 mod sandbox;

@@ -444,6 +444,12 @@ fn compile_gate(digest: &str) -> Arc<tokio::sync::Mutex<()>> {
 
 /// Names why a call into the guest failed.
 fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> RunError {
+    if let Some(why) = &state.journal_failed {
+        return RunError {
+            kind: RunErrorKind::Journal,
+            message: why.clone(),
+        };
+    }
     if state.call_cap_hit {
         return RunError {
             kind: RunErrorKind::TooManyConnectorCalls,

@@ -33,8 +33,9 @@ pub struct RunInput {
 /// re-run with the same results replayed ([`RunInput::replay`]) and no side effect happens twice.
 #[async_trait::async_trait]
 pub trait CallJournal: Send + Sync {
-    /// Records call number `index` (0-based) of this run. An error stops the run (it traps):
-    /// a result that is not durable must not be acted on.
+    /// Records call number `index` (0-based) of this run. An error stops the run (it traps, as
+    /// [`RunErrorKind::Journal`]) and a durable drive with it: a result that is not durable must
+    /// not be acted on, and the run is re-run once the store takes writes again.
     async fn record(&self, index: usize, call: &ConnectorCallRecord) -> Result<(), String>;
 }
 
@@ -114,6 +115,10 @@ pub enum RunErrorKind {
     TooManyConnectorCalls,
     /// The host could not instantiate the step.
     Instantiate,
+    /// The host could not journal a connector result (its store failed): not the step's
+    /// failure. A durable drive stops there, as at a failed commit, and the run is re-run with
+    /// what was journaled once the store takes writes again; it is never recorded as failed.
+    Journal,
 }
 
 /// A failed run: the kind and a message naming what happened.

@@ -40,6 +40,9 @@ pub(crate) struct RunState {
     pub(crate) requests: TaskRequests,
     pub(crate) max_calls: u32,
     pub(crate) call_cap_hit: bool,
+    /// Why a connector result could not be journaled, if one could not: the run was stopped by
+    /// its host, not by its step ([`super::RunErrorKind::Journal`]).
+    pub(crate) journal_failed: Option<String>,
 }
 
 impl RunState {
@@ -61,6 +64,7 @@ impl RunState {
             requests: TaskRequests::default(),
             max_calls,
             call_cap_hit: false,
+            journal_failed: None,
         }
     }
 }
@@ -196,10 +200,12 @@ impl connectors::Host for RunState {
             && let Some(journal) = ctx.journal.as_ref()
             && let Err(message) = journal.record(number, &record).await
         {
-            return Err(wasmtime::Error::msg(format!(
+            let why = format!(
                 "cannot journal the result of {}.{}: {message}",
                 record.connector, record.method
-            )));
+            );
+            self.journal_failed = Some(why.clone());
+            return Err(wasmtime::Error::msg(why));
         }
         self.calls.push(record);
         Ok(reply)

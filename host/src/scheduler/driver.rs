@@ -339,6 +339,15 @@ impl Scheduler {
                     continue;
                 }
             };
+            // The host could not make a connector result durable: the drive stops as at a
+            // failed commit, the run left unfinished, to be re-run with its journal.
+            if checkpoint.is_some()
+                && let Err(error) = &report.outcome
+                && error.kind == RunErrorKind::Journal
+            {
+                let step = in_flight.get(&run_id).map(|f| f.step.name.as_str()).unwrap_or("?");
+                return Err(CheckpointError(format!("step {step}: {}", error.message)));
+            }
             let Some(flight) = in_flight.remove(&run_id) else {
                 continue;
             };
