@@ -570,3 +570,92 @@ async fn one_delivery_sent_to_two_hosts_at_once_makes_one_task() {
     drop(hosts);
     schema.drop_schema().await;
 }
+
+/// A database that refuses the drives' saves for a while (a trigger answers them as PostgreSQL
+/// does when its disk is full, SQLSTATE 53100) stops no order: each drive that fails stops at its
+/// last commit, is counted, held back and released, and once the database takes writes again
+/// every order completes, on whichever host claims it, charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_whose_saves_the_database_refuses_for_a_while_complete_once_it_takes_them() {
+    let Some(schema) = Schema::create("refusing").await else {
+        return;
+    };
+    // The hosts make the tables.
+    let hosts: Vec<ServeProcess> = schema.start_hosts(2).into_iter().map(|(h, _)| h).collect();
+    let name = schema.scratch.name().to_string();
+    schema
+        .scratch
+        .admin()
+        .batch_execute(&format!(
+            "CREATE FUNCTION {name}.disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+             END $$;
+             CREATE TRIGGER disk_full BEFORE UPDATE ON {name}.tasks FOR EACH ROW
+               WHEN (OLD.revision IS DISTINCT FROM NEW.revision) EXECUTE FUNCTION {name}.disk_full();"
+        ))
+        .await
+        .expect("the trigger is made");
+    const REFUSED_ORDERS: usize = 12;
+    // Creating a task inserts it: accepted. Every save of a drive is refused.
+    let accepted = deliver(&hosts.iter().collect::<Vec<_>>(), 0..REFUSED_ORDERS, 4).await;
+    let failed_drives = || async {
+        let mut sum = 0;
+        for host in &hosts {
+            sum += host.metric("whenever_drives_failed_total").await;
+        }
+        sum
+    };
+    let first = &hosts[0];
+    first
+        .until(
+            "drives to fail on the refused saves",
+            Duration::from_secs(30),
+            || async { failed_drives().await >= 2 },
+        )
+        .await;
+    assert_eq!(
+        first.count("running").await,
+        REFUSED_ORDERS,
+        "no order failed or settled"
+    );
+    // A task whose drive failed is held back before it is tried again (1 s, then 2, 4, ...), not
+    // claimed again at once: over 3 s, a few tries each rather than one every claim.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tries = failed_drives().await;
+    assert!(
+        tries <= 3 * REFUSED_ORDERS as i64,
+        "{tries} failed drives of {REFUSED_ORDERS} orders in about 3 s"
+    );
+    let logged = hosts.iter().map(ServeProcess::stderr).collect::<Vec<_>>().join("\n");
+    assert!(
+        logged.contains("storage unavailable") && logged.contains("53100"),
+        "the failure is named: {logged}"
+    );
+
+    schema
+        .scratch
+        .admin()
+        .batch_execute(&format!("DROP TRIGGER disk_full ON {name}.tasks"))
+        .await
+        .expect("the trigger is dropped");
+    first
+        .until("every order to complete", Duration::from_secs(90), || async {
+            first.count("completed").await == REFUSED_ORDERS
+        })
+        .await;
+    for (i, id) in &accepted {
+        let (status, task) = first.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(status, 200, "{task}");
+        let task: whenever::task::Task = serde_json::from_value(task).expect("a task");
+        assert_eq!(task.data["order"]["status"], json!("processing_complete"), "order {i}");
+        assert_each_step_ran_once_ok(&task, &format!("order {i}"));
+        assert_eq!(
+            successful_calls(&task, "stripe", "charge").len(),
+            1,
+            "order {i}: one charge"
+        );
+    }
+    drop(hosts);
+    schema.drop_schema().await;
+}

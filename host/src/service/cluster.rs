@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast, oneshot};
 
+use super::drive::redrive_delay;
+use super::stopping::Phase;
 use super::{Inner, Service, ServiceError};
 use crate::config::ClusterSection;
 use crate::store::StoreEvent;
@@ -41,6 +43,9 @@ pub(crate) struct Cluster {
     batch: u32,
     wake: Notify,
     held: Mutex<Held>,
+    /// Tasks whose last drives here ended on a storage failure, with how many in a row: each is
+    /// held that much longer before it is released to be claimed again ([`redrive_delay`]).
+    failing: Mutex<HashMap<String, u32>>,
     generation: std::sync::atomic::AtomicU64,
     /// The steps stamp the catalog was loaded at.
     steps_stamp: tokio::sync::Mutex<String>,
@@ -80,6 +85,7 @@ impl Cluster {
             batch: settings.claim_batch.max(1),
             wake: Notify::new(),
             held: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             steps_stamp: tokio::sync::Mutex::new(String::new()),
         }
@@ -92,6 +98,19 @@ impl Cluster {
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records how a drive of `id` here ended; returns how many drives of it in a row ended on
+    /// a storage failure (0 after one that did not).
+    fn drive_ended(&self, id: &str, failed: bool) -> u32 {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        if !failed {
+            failing.remove(id);
+            return 0;
+        }
+        let count = failing.entry(id.to_string()).or_default();
+        *count += 1;
+        *count
     }
 
     /// Stops driving `id` here if generation `generation` still drives it.
@@ -252,11 +271,14 @@ impl Service {
         let cluster = cluster.clone();
         let placed = id.clone();
         self.spawn_driving(&placed, async move {
-            let _permit = permit;
+            let mut failed = false;
             tokio::select! {
                 result = service.unless_stopped(service.drive_stored(&id)) => match result {
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => eprintln!("whenever serve: task {id}: {e}"),
+                    Some(Err(e)) => {
+                        failed = true;
+                        eprintln!("whenever serve: task {id}: {e}");
+                    }
                     // The host stopped and the grace is over: the lease is released below, so
                     // another host takes the task over at once.
                     None => eprintln!("whenever serve: task {id}: released for another host (this host is stopping)"),
@@ -272,6 +294,25 @@ impl Service {
                     if running {
                         eprintln!("whenever serve: task {id}: lease lost (another host took it over); stopped driving it");
                     }
+                }
+            }
+            drop(permit);
+            let failures = cluster.drive_ended(&id, failed);
+            if failed {
+                // The store failed (a full disk, a lost connection): what it committed last is
+                // whole, and the task is driven again from there, by whichever host claims it
+                // once it is released. Held (its lease renewed) a while first, so that a store
+                // that stays down is not hammered by claim after failed drive.
+                service.inner.metrics.drive_failed();
+                let delay = redrive_delay(failures - 1);
+                eprintln!(
+                    "whenever serve: task {id}: released to be driven again from its last commit in {} s",
+                    delay.as_secs_f64()
+                );
+                let mut phase = service.inner.phase.subscribe();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = phase.wait_for(|p| *p != Phase::Serving) => {}
                 }
             }
             cluster.lose(&id, generation);
