@@ -1,7 +1,9 @@
-//! The `whenever` command line: `run`, `match`, `demo`. Output is for people on stderr and for
+//! The `whenever` command line: `run`, `match`, `demo`, `serve`, the client commands that talk to a
+//! running server, and `backup`. Output is for people on stderr and for
 //! machines on stdout; exit codes mean something (0 completed, 3 waiting, 4 failed, 2 bad input,
 //! 1 internal error).
 
+mod backup;
 mod client;
 mod matching;
 mod run;
@@ -82,6 +84,14 @@ pub enum Command {
     Delete(client::DeleteArgs),
     /// Make an earlier version of a step serve again.
     Rollback(client::RollbackArgs),
+    /// Copy a SQLite store to a new file, consistently, while its server runs.
+    Backup {
+        /// The store (`whenever serve --db`).
+        #[arg(long)]
+        db: PathBuf,
+        /// The new file (never overwritten).
+        to: PathBuf,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -105,6 +115,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Retry(args) => client::retry(args).await,
         Command::Delete(args) => client::delete(args).await,
         Command::Rollback(args) => client::rollback(args).await,
+        Command::Backup { db, to } => backup::run(&db, &to).await,
     };
     ExitCode::from(code)
 }

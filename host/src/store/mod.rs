@@ -12,6 +12,7 @@
 //! host owns the file) and has no events.
 
 pub mod background;
+pub mod backup;
 mod call_log;
 pub mod lease;
 pub mod postgres;
