@@ -275,16 +275,20 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// A database error as the store reports it: [`StoreError::Unavailable`] when SQLite could not
-/// write for want of space or by an I/O error (the transaction is rolled back; the write may
-/// succeed once there is room), [`StoreError::Backend`] otherwise.
+/// write for want of space, by an I/O error, or because another process held the database past
+/// the busy timeout (the transaction is rolled back; the write may succeed later),
+/// [`StoreError::Backend`] otherwise.
 fn backend(e: impl std::fmt::Display + 'static) -> StoreError {
     let code = (&e as &dyn std::any::Any)
         .downcast_ref::<rusqlite::Error>()
         .and_then(rusqlite::Error::sqlite_error_code);
     match code {
-        Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure) => {
-            StoreError::Unavailable(e.to_string())
-        }
+        Some(
+            rusqlite::ErrorCode::DiskFull
+            | rusqlite::ErrorCode::SystemIoFailure
+            | rusqlite::ErrorCode::DatabaseBusy
+            | rusqlite::ErrorCode::DatabaseLocked,
+        ) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Backend(e.to_string()),
     }
 }
@@ -1360,6 +1364,32 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_an_io_error_or_a_busy_database_is_unavailable_and_the_rest_a_failure() {
+        let sqlite = |code: i32| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_IOERR_WRITE,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+        ] {
+            assert!(
+                matches!(backend(sqlite(code)), StoreError::Unavailable(_)),
+                "code {code}"
+            );
+        }
+        for code in [rusqlite::ffi::SQLITE_CORRUPT, rusqlite::ffi::SQLITE_CONSTRAINT] {
+            assert!(matches!(backend(sqlite(code)), StoreError::Backend(_)), "code {code}");
+        }
+        assert!(matches!(backend("not a database error"), StoreError::Backend(_)));
+        // A group's other writes fail as the one that failed did.
+        let full = StoreError::Unavailable("full".into());
+        assert!(matches!(failed_like(&full, "with it".into()), StoreError::Unavailable(m) if m == "with it"));
+        let other = StoreError::Backend("x".into());
+        assert!(matches!(failed_like(&other, "with it".into()), StoreError::Backend(_)));
+    }
 
     fn open(dir: &tempfile::TempDir) -> SqliteStore {
         SqliteStore::open(&dir.path().join("whenever.db"), SqliteOptions::default()).expect("opens")
