@@ -455,6 +455,25 @@ fn largest_file(dir: &Path) -> u64 {
         .unwrap_or_default()
 }
 
+/// Delivers order `i` once through `POST /v1/hooks/checkout` with its delivery id; answers the
+/// status, the `Retry-After` header and the body.
+async fn deliver_once(http: &reqwest::Client, base: &str, i: usize) -> (u16, Option<String>, Value) {
+    let response = http
+        .post(format!("{base}/v1/hooks/checkout"))
+        .header("Idempotency-Key", delivery_id(i))
+        .body(order(i).to_string())
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, retry_after, response.json().await.expect("a JSON answer"))
+}
+
 /// How one delivery was answered while the store filled up.
 enum Answer {
     Accepted(usize, String),
@@ -486,16 +505,7 @@ async fn orders_caught_by_a_full_store_complete_once_it_has_room_again() {
             while !full.load(Ordering::SeqCst) {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 assert!(i < 5_000, "the store never filled up");
-                let response = http
-                    .post(format!("{base}/v1/hooks/checkout"))
-                    .header("Idempotency-Key", delivery_id(i))
-                    .body(order(i).to_string())
-                    .send()
-                    .await
-                    .expect("the server answers");
-                let status = response.status().as_u16();
-                let retry_after = response.headers().get("retry-after").cloned();
-                let body: Value = response.json().await.expect("a JSON answer");
+                let (status, retry_after, body) = deliver_once(&http, &base, i).await;
                 if status == 201 {
                     answers.push(Answer::Accepted(i, body["id"].as_str().expect("id").to_string()));
                     continue;
@@ -504,7 +514,7 @@ async fn orders_caught_by_a_full_store_complete_once_it_has_room_again() {
                 assert_eq!(body["error"]["code"], "unavailable", "{body}");
                 let message = body["error"]["message"].as_str().unwrap_or_default();
                 assert!(message.contains("storage unavailable"), "{message}");
-                assert_eq!(retry_after.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
+                assert_eq!(retry_after.as_deref(), Some("1"));
                 answers.push(Answer::Refused(i));
                 full.store(true, Ordering::SeqCst);
             }
@@ -535,16 +545,7 @@ async fn orders_caught_by_a_full_store_complete_once_it_has_room_again() {
     // refused orders, delivered again, are accepted.
     set_file_size_limit(server.pid(), None);
     for &i in &refused {
-        let response = server
-            .http
-            .post(format!("{}/v1/hooks/checkout", server.base))
-            .header("Idempotency-Key", delivery_id(i))
-            .body(order(i).to_string())
-            .send()
-            .await
-            .expect("the server answers");
-        let status = response.status().as_u16();
-        let task: Value = response.json().await.expect("a JSON answer");
+        let (status, _, task) = deliver_once(&server.http, &server.base, i).await;
         assert_eq!(status, 201, "order {i}, delivered again: {task}");
         accepted.push((i, task["id"].as_str().expect("id").to_string()));
     }
