@@ -33,6 +33,9 @@ use crate::task::TaskStatus;
 /// A task this host drives: the drive's generation and the signal that stops it.
 type Held = HashMap<String, (u64, oneshot::Sender<()>)>;
 
+/// At most this many tasks' counts of failed drives are kept ([`Cluster::drive_ended`]).
+const FAILING_KEPT: usize = 10_000;
+
 /// This host's side of the cluster.
 pub(crate) struct Cluster {
     /// This host's name in the store's `owner` column.
@@ -107,6 +110,11 @@ impl Cluster {
         if !failed {
             failing.remove(id);
             return 0;
+        }
+        if failing.len() >= FAILING_KEPT && !failing.contains_key(id) {
+            // Tasks that failed here and then settled on other hosts leave their counts behind:
+            // forgetting them all now and then costs a shorter delay at most.
+            failing.clear();
         }
         let count = failing.entry(id.to_string()).or_default();
         *count += 1;
@@ -403,5 +411,25 @@ async fn listen(service: Weak<Inner>, cluster: Arc<Cluster>, mut events: broadca
         } else {
             cluster.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_drives_are_counted_in_a_row_per_task_and_kept_within_bounds() {
+        let cluster = Cluster::new(&ClusterSection::default());
+        assert_eq!(cluster.drive_ended("a", true), 1);
+        assert_eq!(cluster.drive_ended("a", true), 2);
+        assert_eq!(cluster.drive_ended("b", true), 1);
+        assert_eq!(cluster.drive_ended("a", false), 0);
+        assert_eq!(cluster.drive_ended("a", true), 1, "a success starts the count again");
+        for n in 0..FAILING_KEPT {
+            cluster.drive_ended(&format!("t{n}"), true);
+        }
+        let kept = cluster.failing.lock().unwrap_or_else(|p| p.into_inner()).len();
+        assert!(kept <= FAILING_KEPT, "{kept} counts kept");
     }
 }
