@@ -313,3 +313,97 @@ async fn task_follow_prints_the_task_at_each_settled_revision_until_it_completes
     assert_eq!(exited.code(), Some(0));
     assert_eq!(lines.next_line().await.expect("read"), None);
 }
+
+/// A stand-in for a server whose store is full: it answers `POST /v1/tasks` with 503 and
+/// `Retry-After: retry_after` the first `refusals` times, then 201; returns its base URL and the
+/// requests it got (idempotency key, body).
+async fn refusing_server(
+    refusals: usize,
+    retry_after: u64,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse as _;
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/tasks",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let log = log.clone();
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let count = {
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    log.push((key, body));
+                    log.len()
+                };
+                if count <= refusals {
+                    let error = json!({"error": {"code": "unavailable", "message": "storage unavailable: database or disk is full"}});
+                    let retry = [("retry-after", retry_after.to_string())];
+                    return (StatusCode::SERVICE_UNAVAILABLE, retry, axum::Json(error)).into_response();
+                }
+                let task = json!({"id": "t_accepted", "status": "running", "data": {}, "runs": []});
+                (StatusCode::CREATED, axum::Json(task)).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, seen)
+}
+
+/// A 503 (the server's store cannot take writes, and nothing was done) is sent again after its
+/// `Retry-After`, the same request with the same idempotency key; one whose `Retry-After` would
+/// outlast the client's patience (30 s) ends the command at once, exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_sends_a_request_refused_with_503_again_after_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("order.json");
+    std::fs::write(&file, json!({"order": {"id": "A-1"}}).to_string()).expect("write");
+    let file = file.display().to_string();
+
+    let (base, seen) = refusing_server(2, 1).await;
+    let output = tokio::process::Command::new(whenever_binary())
+        .args(["create", &file, "--key", "order-A-1", "--json", "--server", &base])
+        .env_remove("WHENEVER_TOKEN")
+        .output()
+        .await
+        .expect("whenever create runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("trying again in 1 s").count(), 2, "{stderr}");
+    assert!(stderr.contains("database or disk is full"), "{stderr}");
+    let created: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(created["id"], "t_accepted");
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(seen.len(), 3, "two refusals, then the request went through");
+    assert!(
+        seen.iter().all(|request| request == &seen[0]),
+        "the same request each time: {seen:?}"
+    );
+    assert_eq!(seen[0].0, "order-A-1");
+
+    let (base, seen) = refusing_server(usize::MAX, 60).await;
+    let output = tokio::process::Command::new(whenever_binary())
+        .args(["create", &file, "--server", &base])
+        .env_remove("WHENEVER_TOKEN")
+        .output()
+        .await
+        .expect("whenever create runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("503 Service Unavailable") && stderr.contains("disk is full"),
+        "{stderr}"
+    );
+    assert_eq!(
+        seen.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        1,
+        "not sent again"
+    );
+}

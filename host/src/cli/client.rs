@@ -6,6 +6,7 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
@@ -230,32 +231,56 @@ impl Client {
         self.exchange(request).await.map(|(value, _)| value)
     }
 
-    /// [`Client::send`], with the answer's headers.
+    /// [`Client::send`], with the answer's headers. A `503` (the server's store cannot take
+    /// writes now, and nothing was done) is sent again after its `Retry-After`, for up to
+    /// [`UNAVAILABLE_PATIENCE`] in all.
     async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<(Value, reqwest::header::HeaderMap), Failure> {
-        let request = match &self.token {
+        let mut request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request.send().await.map_err(|e| {
-            let mut why = whenever_connectors::error::with_causes(&e);
-            if why.contains("CaUsedAsEndEntity") {
-                why.push_str(
-                    " (the server's certificate is marked as a CA, as `openssl req -x509` makes \
-                         them unless told `-addext basicConstraints=critical,CA:FALSE`; rustls takes a \
-                         self-signed certificate as the server's own only without that mark)",
-                );
+        let started = std::time::Instant::now();
+        loop {
+            // Every request of this client has its body in memory, so it can be sent again.
+            let again = request.try_clone();
+            let answer = self.exchange_once(request).await;
+            match (answer, again) {
+                (Err(Unavailable { message, retry_after }), Some(next))
+                    if started.elapsed() + retry_after <= UNAVAILABLE_PATIENCE =>
+                {
+                    eprintln!(
+                        "whenever: the server cannot store anything now ({message}); trying again in {} s",
+                        retry_after.as_secs_f64()
+                    );
+                    tokio::time::sleep(retry_after).await;
+                    request = next;
+                }
+                (Err(Unavailable { message, .. }), _) => {
+                    return Err(Failure(
+                        format!("the server answered 503 Service Unavailable: {message}"),
+                        EXIT_INTERNAL,
+                    ));
+                }
+                (Ok(answer), _) => return answer,
             }
-            Failure(
-                format!("cannot reach the server at {}: {why}", self.base),
-                EXIT_INTERNAL,
-            )
-        })?;
+        }
+    }
+
+    /// Sends `request` once: the answer (or why it failed), or [`Unavailable`] for a `503`.
+    async fn exchange_once(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Result<(Value, reqwest::header::HeaderMap), Failure>, Unavailable> {
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return Ok(Err(self.unreachable(&e))),
+        };
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| Failure(format!("cannot read the answer: {e}"), EXIT_INTERNAL))?;
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(e) => return Ok(Err(Failure(format!("cannot read the answer: {e}"), EXIT_INTERNAL))),
+        };
         let value: Value = if text.is_empty() {
             Value::Null
         } else {
@@ -263,20 +288,57 @@ impl Client {
         };
         // A 304 (not modified: a conditional read) is an answer, without a body.
         if status.is_success() || status == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok((value, headers));
+            return Ok(Ok((value, headers)));
         }
         let message = value["error"]["message"]
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| value.to_string());
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            let retry_after = headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(Duration::from_secs(1), Duration::from_secs);
+            return Err(Unavailable { message, retry_after });
+        }
         let code = if status.is_client_error() {
             EXIT_BAD_INPUT
         } else {
             EXIT_INTERNAL
         };
-        Err(Failure(format!("the server answered {status}: {message}"), code))
+        Ok(Err(Failure(format!("the server answered {status}: {message}"), code)))
     }
 
+    /// Why the server could not be reached, with the causes (and a hint for a certificate that
+    /// rustls takes for a CA's).
+    fn unreachable(&self, e: &reqwest::Error) -> Failure {
+        let mut why = whenever_connectors::error::with_causes(e);
+        if why.contains("CaUsedAsEndEntity") {
+            why.push_str(
+                " (the server's certificate is marked as a CA, as `openssl req -x509` makes \
+                     them unless told `-addext basicConstraints=critical,CA:FALSE`; rustls takes a \
+                     self-signed certificate as the server's own only without that mark)",
+            );
+        }
+        Failure(
+            format!("cannot reach the server at {}: {why}", self.base),
+            EXIT_INTERNAL,
+        )
+    }
+}
+
+/// How long the client keeps sending a request again while the server answers 503.
+const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A 503: the server's store cannot take writes now; nothing was done.
+struct Unavailable {
+    message: String,
+    retry_after: Duration,
+}
+
+impl Client {
+    /// The URL of `path` on the server.
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

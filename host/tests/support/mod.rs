@@ -302,3 +302,33 @@ pub fn assert_each_step_ran_once_ok(task: &Task, what: &str) {
         );
     }
 }
+
+/// The process's file size limit (`RLIMIT_FSIZE`): `Some(bytes)` makes every write beyond that
+/// size fail, as a full disk fails them; `None` lifts it to the hard limit.
+pub fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `old` is a valid rlimit to write into, and no new limit is passed.
+    let read = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
+    assert_eq!(read, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: bytes.map_or(old.rlim_max, |b| b.min(old.rlim_max)),
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: `new` is a valid rlimit, and the old one is not asked for.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &new, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// The size of the largest file in `dir`.
+pub fn largest_file(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("the database's folder")
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|meta| meta.len())
+        .max()
+        .unwrap_or_default()
+}
