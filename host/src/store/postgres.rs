@@ -194,7 +194,10 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
 /// No connection could be had from the pool (the server is down or unreachable): the store is
 /// unavailable until it is back.
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("postgres pool: {e}"))
+    StoreError::Unavailable(format!(
+        "postgres pool: {}",
+        whenever_connectors::error::with_causes(&e)
+    ))
 }
 
 fn millis(lease: Duration) -> i64 {
@@ -344,10 +347,12 @@ impl PostgresStore {
             .max_size(8)
             .build()
             .map_err(backend)?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot connect to {}: {e}", redact(url))))?;
+        let mut client = pool.get().await.map_err(|e| {
+            // The server's own words ("connection requires a valid client certificate") are
+            // in the error's causes.
+            let why = whenever_connectors::error::with_causes(&e);
+            StoreError::Backend(format!("cannot connect to {}: {why}", redact(url)))
+        })?;
         migrate(&mut client).await?;
         let schema: String = client
             .query_one("SELECT current_schema()", &[])

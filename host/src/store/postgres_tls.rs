@@ -9,8 +9,13 @@
 //!   roots); any host name.
 //! - `verify-full`: that, and the certificate must name the host connected to.
 //!
-//! tokio-postgres knows neither `verify-ca`, `verify-full` nor `sslrootcert`: [`TlsSettings::from_url`]
-//! takes them out of the URL before it is parsed. rustls with ring, as the API's HTTPS.
+//! With `sslcert` and `sslkey` (PEM files, both or neither) the connection presents that client
+//! certificate, for a server that authenticates clients by certificate (`cert` in pg_hba.conf, or
+//! `clientcert=verify-full`). Unlike libpq, nothing is read from `~/.postgresql/` by default.
+//!
+//! tokio-postgres knows none of `verify-ca`, `verify-full`, `sslrootcert`, `sslcert` and `sslkey`:
+//! [`TlsSettings::from_url`] takes them out of the URL before it is parsed. rustls with ring, as
+//! the API's HTTPS.
 
 use std::future::Future;
 use std::io;
@@ -23,7 +28,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
@@ -50,6 +55,10 @@ pub struct TlsSettings {
     pub mode: Mode,
     /// `sslrootcert`: the PEM file of the certificates to trust.
     pub root_cert: Option<PathBuf>,
+    /// `sslcert`: the PEM file of the client certificate (and its chain) to present.
+    pub client_cert: Option<PathBuf>,
+    /// `sslkey`: the PEM file of that certificate's private key.
+    pub client_key: Option<PathBuf>,
 }
 
 /// What connecting to `url` takes: its connection settings (without libpq's TLS parameters,
@@ -63,7 +72,8 @@ pub fn connection(url: &str) -> Result<(tokio_postgres::Config, PostgresTls), St
 }
 
 impl TlsSettings {
-    /// Takes `sslmode` and `sslrootcert` out of `url`'s query: the settings, and the URL left for
+    /// Takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of `url`'s query: the settings,
+    /// and the URL left for
     /// tokio-postgres, with the `sslmode` it knows in their place (`verify-*` are `require` to it;
     /// the checks are [`TlsSettings::connector`]'s). libpq's `allow` is taken as `prefer`.
     pub fn from_url(url: &str) -> Result<(TlsSettings, String), String> {
@@ -71,6 +81,8 @@ impl TlsSettings {
         let mut settings = TlsSettings {
             mode: Mode::Prefer,
             root_cert: None,
+            client_cert: None,
+            client_key: None,
         };
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -97,8 +109,13 @@ impl TlsSettings {
                     }
                 }
                 "sslrootcert" => settings.root_cert = Some(PathBuf::from(decoded())),
+                "sslcert" => settings.client_cert = Some(PathBuf::from(decoded())),
+                "sslkey" => settings.client_key = Some(PathBuf::from(decoded())),
                 _ => kept.push(pair),
             }
+        }
+        if settings.client_cert.is_some() != settings.client_key.is_some() {
+            return Err("sslcert and sslkey go together: name both files, or neither".into());
         }
         kept.push(match settings.mode {
             Mode::Disable => "sslmode=disable",
@@ -150,12 +167,31 @@ impl TlsSettings {
                 }
             }
         };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("cannot set up TLS: {e}"))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("sslcert {}: cannot read PEM certificates ({e})", cert.display()))?;
+                if chain.is_empty() {
+                    return Err(format!("sslcert {} holds no certificate", cert.display()));
+                }
+                let private = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("sslkey {}: cannot read a PEM private key ({e})", key.display()))?;
+                builder.with_client_auth_cert(chain, private).map_err(|e| {
+                    format!(
+                        "sslcert {} and sslkey {} do not go together: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?
+            }
+            _ => builder.with_no_client_auth(),
+        };
         Ok(PostgresTls {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
         })
@@ -322,6 +358,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_client_certificate_is_both_files_readable_and_matching() {
+        let (settings, url) = TlsSettings::from_url(
+            "postgres://u@h/db?sslcert=%2Fc%2Fclient.crt&sslkey=/c/client.key&sslmode=verify-full",
+        )
+        .expect("valid");
+        assert_eq!(settings.client_cert, Some(PathBuf::from("/c/client.crt")));
+        assert_eq!(settings.client_key, Some(PathBuf::from("/c/client.key")));
+        assert_eq!(url, "postgres://u@h/db?sslmode=require");
+        let alone = TlsSettings::from_url("postgres://u@h/db?sslcert=/c/client.crt").expect_err("refused");
+        assert!(alone.contains("sslcert and sslkey go together"), "{alone}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("written");
+            path
+        };
+        let key = rcgen::KeyPair::generate().expect("key");
+        let other = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+            .and_then(|params| params.self_signed(&key))
+            .expect("certificate");
+        let settings = |cert: &std::path::Path, key: &std::path::Path| TlsSettings {
+            mode: Mode::Require,
+            root_cert: None,
+            client_cert: Some(cert.to_path_buf()),
+            client_key: Some(key.to_path_buf()),
+        };
+        let (cert_file, key_file) = (write("c.pem", &cert.pem()), write("k.pem", &key.serialize_pem()));
+        assert!(settings(&cert_file, &key_file).connector().is_ok());
+        let wrong = write("other.pem", &other.serialize_pem());
+        let refused = settings(&cert_file, &wrong).connector().expect_err("refused");
+        assert!(refused.contains("do not go together"), "{refused}");
+        let missing = dir.path().join("missing.pem");
+        let refused = settings(&missing, &key_file).connector().expect_err("refused");
+        assert!(refused.contains("missing.pem"), "{refused}");
+        let refused = settings(&key_file, &key_file).connector().expect_err("refused");
+        assert!(refused.contains("holds no certificate"), "{refused}");
+    }
+
+    #[test]
     fn libpq_s_parameters_are_taken_out_of_the_url_and_the_rest_kept() {
         let (settings, url) = TlsSettings::from_url(
             "postgres://u:p@db.example:5432/app?options=-csearch_path%3Dx&sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20file.pem",
@@ -332,6 +409,8 @@ mod tests {
             TlsSettings {
                 mode: Mode::VerifyFull,
                 root_cert: Some(PathBuf::from("/etc/ca file.pem")),
+                client_cert: None,
+                client_key: None,
             }
         );
         assert_eq!(
@@ -488,6 +567,8 @@ mod tests {
         let settings = |root: &std::path::Path| TlsSettings {
             mode: Mode::VerifyFull,
             root_cert: Some(root.to_path_buf()),
+            client_cert: None,
+            client_key: None,
         };
         let error = settings(&missing).connector().expect_err("refused");
         assert!(
