@@ -119,8 +119,11 @@ fn start_server() -> Option<(PrivateServer, ClientFiles)> {
         .args(["--no-sync", "-A", "trust", "-U", "postgres", "-D"])
         .arg(&data)
         .stdout(Stdio::null())
-        .output()
-        .expect("initdb runs");
+        .output();
+    let made = match made {
+        Ok(made) => made,
+        Err(e) => return skip(&format!("cannot run initdb as postgres through runuser: {e}")),
+    };
     if !made.status.success() {
         return skip(&format!("initdb failed: {}", String::from_utf8_lossy(&made.stderr)));
     }
