@@ -279,6 +279,9 @@ impl Service {
         let cluster = cluster.clone();
         let placed = id.clone();
         self.spawn_driving(&placed, async move {
+            // Held until the lease is released: a stop waits for every permit, so the task is
+            // released before the host exits.
+            let _permit = permit;
             let mut failed = false;
             tokio::select! {
                 result = service.unless_stopped(service.drive_stored(&id)) => match result {
@@ -304,7 +307,6 @@ impl Service {
                     }
                 }
             }
-            drop(permit);
             let failures = cluster.drive_ended(&id, failed);
             if failed {
                 // The store failed (a full disk, a lost connection): what it committed last is
