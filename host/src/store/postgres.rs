@@ -172,15 +172,22 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// A database error, with the server's detail when there is one.
-/// A PostgreSQL error as the store reports it: [`StoreError::Unavailable`] when the server cannot
-/// take the write now (the connection is lost, the server shuts down, its disk is full or it
-/// runs out of resources: SQLSTATE classes 08, 53 and 57P), [`StoreError::Backend`] otherwise.
+/// Whether SQLSTATE `code` says the server cannot take the write now, though the same write may
+/// succeed later: a connection problem (class 08), a transaction rolled back for a serialization
+/// failure or a deadlock (40), a full disk or exhausted resources (53), a server shutting down
+/// (57P).
+fn unavailable_sqlstate(code: &str) -> bool {
+    ["08", "40", "53", "57P"].iter().any(|class| code.starts_with(class))
+}
+
+/// A PostgreSQL error as the store reports it: [`StoreError::Unavailable`] for the SQLSTATEs of
+/// [`unavailable_sqlstate`] and a lost connection, [`StoreError::Backend`] otherwise.
 fn pg(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
             let message = format!("postgres: {} ({code})", db.message());
-            if ["08", "53", "57P"].iter().any(|class| code.starts_with(class)) {
+            if unavailable_sqlstate(code) {
                 StoreError::Unavailable(message)
             } else {
                 StoreError::Backend(message)
@@ -1145,6 +1152,19 @@ impl Store for PostgresStore {
 pub(crate) mod tests {
     use super::*;
     use crate::store::scratch_schema::ScratchSchema;
+
+    #[test]
+    fn a_lost_connection_a_conflict_a_full_disk_or_a_shutdown_is_unavailable() {
+        // connection_failure, serialization_failure, deadlock_detected, disk_full,
+        // too_many_connections, admin_shutdown, cannot_connect_now.
+        for code in ["08006", "40001", "40P01", "53100", "53300", "57P01", "57P03"] {
+            assert!(unavailable_sqlstate(code), "{code}");
+        }
+        // unique_violation, undefined_table, query_canceled, insufficient_privilege.
+        for code in ["23505", "42P01", "57014", "42501"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+    }
 
     /// The test server: `$WHENEVER_TEST_POSTGRES`, else the local one.
     pub(crate) fn test_url() -> String {
