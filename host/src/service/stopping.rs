@@ -109,12 +109,19 @@ impl Service {
     }
 
     /// Waits up to `limit` until no drive holds a worker. Drives queued for a worker before
-    /// this call take one in turn and give it back at once (the service is stopping).
+    /// this call take one in turn and give it back at once (the service is stopping); once every
+    /// worker is held here, the workers close, so that a drive queued after this call gives up
+    /// rather than take a worker the moment these are given back (it did, for an instant, after
+    /// the stop had returned).
     async fn all_drives_ended(&self, limit: Duration) -> bool {
         let total = u32::try_from(self.inner.worker_count).unwrap_or(u32::MAX);
-        matches!(
-            tokio::time::timeout(limit, self.inner.workers.acquire_many(total)).await,
-            Ok(Ok(_))
-        )
+        match tokio::time::timeout(limit, self.inner.workers.acquire_many(total)).await {
+            Ok(Ok(all)) => {
+                self.inner.workers.close();
+                drop(all);
+                true
+            }
+            _ => false,
+        }
     }
 }
