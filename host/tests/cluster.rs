@@ -9,6 +9,9 @@
 //! - A host told to stop (SIGTERM) whose grace runs out releases its tasks, and another host
 //!   takes them over at once instead of after the lease.
 //! - One webhook delivery sent to two hosts at once with its delivery id makes one task.
+//! - Saves the database refuses for a while (disk full), connections it cuts under load, and a
+//!   table it keeps locked: orders wait and complete once it takes writes again, and `/readyz`
+//!   tells a balancer meanwhile.
 //!
 //! Without a server the tests print "skipped: no PostgreSQL at ..." and pass.
 
@@ -70,8 +73,19 @@ impl Schema {
 
     /// Starts `n` hosts on the schema with this config file, in parallel.
     fn start_hosts_with(&self, n: usize, config: &str) -> Vec<(ServeProcess, String)> {
+        self.start_hosts_on(n, self.scratch.url(), config)
+    }
+
+    /// The schema's URL with the schema's name as the connections' `application_name`: this
+    /// test's hosts' connections, and no other test's, are found in `pg_stat_activity` by it.
+    fn url_named(&self) -> String {
+        format!("{}&application_name={}", self.scratch.url(), self.scratch.name())
+    }
+
+    /// Starts `n` hosts on database `url` with this config file, in parallel.
+    fn start_hosts_on(&self, n: usize, url: &str, config: &str) -> Vec<(ServeProcess, String)> {
         let config = config.to_string();
-        let db = std::path::PathBuf::from(self.scratch.url());
+        let db = std::path::PathBuf::from(url);
         std::thread::scope(|scope| {
             let starting: Vec<_> = (0..n)
                 .map(|_| scope.spawn(|| ServeProcess::start(&db, &["--config", &config])))
@@ -657,5 +671,300 @@ async fn orders_whose_saves_the_database_refuses_for_a_while_complete_once_it_ta
         );
     }
     drop(hosts);
+    schema.drop_schema().await;
+}
+
+/// Delivers order `i` through `POST /v1/hooks/checkout` of `host` with its delivery id until it
+/// is accepted, delivering it again after each `503` (the store could not take it then); answers
+/// the task id and how many times it was refused.
+async fn deliver_until_accepted(host: &ServeProcess, i: usize) -> (String, usize) {
+    for refused in 0..100 {
+        let response = host
+            .http
+            .post(format!("{}/v1/hooks/checkout", host.base))
+            .header("Idempotency-Key", format!("delivery-{i:04}"))
+            .body(order(i).to_string())
+            .send()
+            .await
+            .expect("the host answers");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("a JSON answer");
+        if status == 201 || status == 200 {
+            return (body["id"].as_str().expect("id").to_string(), refused);
+        }
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (503, &json!("unavailable")),
+            "order {i}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("order {i} was refused 100 times");
+}
+
+/// A TCP proxy between the hosts and the database that can reset every connection through it
+/// at once, as a load balancer or a NAT that drops its state does: the hosts read a reset
+/// (`ECONNRESET`), not a message from the server.
+struct ResettingProxy {
+    port: u16,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl ResettingProxy {
+    /// Listens on a free local port and forwards each connection to `upstream` (`host:port`).
+    async fn start(upstream: String) -> ResettingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let port = listener.local_addr().expect("address").port();
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let forward = tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    // Dropped with a zero linger: the host gets a reset, not an orderly close.
+                    let _ = client.set_zero_linger();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+                held.lock().expect("connections").push(forward);
+            }
+        });
+        ResettingProxy { port, connections }
+    }
+
+    /// Resets every connection through the proxy; answers how many there were.
+    fn reset_all(&self) -> usize {
+        let mut connections = self.connections.lock().expect("connections");
+        let count = connections.iter().filter(|c| !c.is_finished()).count();
+        for connection in connections.drain(..) {
+            connection.abort();
+        }
+        count
+    }
+}
+
+/// The `host:port` of database `url`, and `url` with it replaced by `127.0.0.1:port`.
+fn through_proxy(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (authority, tail) = rest.split_once('/').expect("a database");
+    let (user, address) = authority.rsplit_once('@').map_or(("", authority), |(u, a)| (u, a));
+    let address = if address.contains(':') {
+        address.to_string()
+    } else {
+        format!("{address}:5432")
+    };
+    let user = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@")
+    };
+    (address, format!("{scheme}://{user}127.0.0.1:{port}/{tail}"))
+}
+
+/// The database's connections to the hosts are cut again and again while orders arrive: by the
+/// server (`pg_terminate_backend`, as a restart or a failover does) and by a proxy on the way
+/// that resets them. A save or a journal write on a cut connection stops its drive, which is
+/// driven again from its last commit on a new connection, and a delivery the store could not
+/// take is refused with 503 and accepted when sent again. Every order completes, each step once
+/// and each charge once, and both hosts are ready again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_complete_while_the_database_cuts_the_hosts_connections() {
+    let Some(schema) = Schema::create("cut").await else {
+        return;
+    };
+    let named = schema.url_named();
+    let (upstream, _) = through_proxy(&named, 0);
+    let proxy = Arc::new(ResettingProxy::start(upstream).await);
+    let (_, url) = through_proxy(&named, proxy.port);
+    let hosts: Vec<ServeProcess> = schema
+        .start_hosts_on(2, &url, &schema.config())
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    const CUT_ORDERS: usize = 60;
+    let cutting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cutter = {
+        let (cutting, name, proxy) = (cutting.clone(), schema.scratch.name().to_string(), proxy.clone());
+        let (admin, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
+            .await
+            .expect("a second admin connection");
+        tokio::spawn(connection);
+        tokio::spawn(async move {
+            let (mut terminated, mut reset) = (0, 0);
+            for round in 0.. {
+                if !cutting.load(Ordering::SeqCst) {
+                    break;
+                }
+                if round % 2 == 0 {
+                    let rows = admin
+                        .query(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                            &[&name],
+                        )
+                        .await
+                        .expect("cut");
+                    terminated += rows.len();
+                } else {
+                    reset += proxy.reset_all();
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            (terminated, reset)
+        })
+    };
+    let next = Arc::new(AtomicUsize::new(0));
+    let hosts = Arc::new(hosts);
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (hosts, next) = (hosts.clone(), next.clone());
+        senders.spawn(async move {
+            let mut accepted = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= CUT_ORDERS {
+                    return accepted;
+                }
+                let (id, refused) = deliver_until_accepted(&hosts[i % 2], i).await;
+                accepted.push((i, id, refused));
+                // Spread over a few seconds of cutting.
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        });
+    }
+    let mut accepted = Vec::new();
+    while let Some(done) = senders.join_next().await {
+        accepted.extend(done.expect("sender"));
+    }
+    // The cutting goes on a little longer, while the drives of the last orders are under way.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cutting.store(false, Ordering::SeqCst);
+    let (terminated, reset) = cutter.await.expect("cutter");
+    let refused: usize = accepted.iter().map(|(_, _, r)| r).sum();
+    let first = &hosts[0];
+    first
+        .until("every order to complete", Duration::from_secs(120), || async {
+            first.count("completed").await == CUT_ORDERS
+        })
+        .await;
+    let mut failed_drives = 0;
+    for host in hosts.iter() {
+        failed_drives += host.metric("whenever_drives_failed_total").await;
+        host.until("the host to be ready", Duration::from_secs(30), || async {
+            host.get("/readyz").await.0 == 200
+        })
+        .await;
+    }
+    eprintln!(
+        "connections ended by the server: {terminated}, reset by the proxy: {reset}; deliveries \
+         refused with 503 and accepted when sent again: {refused}; drives stopped and driven \
+         again: {failed_drives}"
+    );
+    assert!(terminated >= 4 && reset >= 4, "the hosts' connections were cut");
+    assert_eq!(
+        accepted.iter().map(|(i, _, _)| *i).collect::<BTreeSet<_>>().len(),
+        CUT_ORDERS
+    );
+    for (i, id, _) in &accepted {
+        let (status, task) = first.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(status, 200, "{task}");
+        let task: whenever::task::Task = serde_json::from_value(task).expect("a task");
+        assert_eq!(task.data["order"]["status"], json!("processing_complete"), "order {i}");
+        assert_eq!(task.data["order"]["id"], json!(format!("ORD-CLUSTER-{i:04}")));
+        assert_each_step_ran_once_ok(&task, &format!("order {i}"));
+        assert_eq!(
+            successful_calls(&task, "stripe", "charge").len(),
+            1,
+            "order {i}: one charge"
+        );
+    }
+    let (status, page) = first.get("/v1/tasks?limit=1000").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page["tasks"].as_array().map(Vec::len),
+        Some(CUT_ORDERS),
+        "a refused delivery left no task behind"
+    );
+    drop(hosts);
+    schema.drop_schema().await;
+}
+
+/// A database that takes reads but holds this host's writes (here: its probe table locked, as a
+/// long migration or a stuck server would): `/readyz` answers 503 with the store `timed_out`
+/// after 2 s, `/healthz` and reads still answer, the probes stuck behind the lock are ended by the
+/// server rather than piling up on the pool's connections, and the host is ready again once the
+/// lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_writes_are_held_is_not_ready_until_they_go_through() {
+    let Some(schema) = Schema::create("held").await else {
+        return;
+    };
+    let (host, _) = schema.start_hosts(1).remove(0);
+    let (status, ready) = host.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["store"], json!("ok"));
+
+    let (locker, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
+        .await
+        .expect("a second admin connection");
+    tokio::spawn(connection);
+    let name = schema.scratch.name().to_string();
+    locker
+        .batch_execute(&format!("BEGIN; LOCK TABLE {name}.probes IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .expect("locked");
+    // The answer of the probe made before the lock is reused for a second: let it pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    let mut answers = Vec::new();
+    // Asked again and again for 13 s, as a balancer in a hurry would.
+    while started.elapsed() < Duration::from_secs(13) {
+        let asked = std::time::Instant::now();
+        let (status, ready) = host.get("/readyz").await;
+        answers.push((status, ready, asked.elapsed()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stuck: i64 = locker
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO probes%'",
+            &[],
+        )
+        .await
+        .expect("counted")
+        .get(0);
+    let (status, _) = host.get("/healthz").await;
+    assert_eq!(status, 200, "alive");
+    let (status, page) = host.get("/v1/tasks").await;
+    assert_eq!(status, 200, "reads answer: {page}");
+    locker.batch_execute("ROLLBACK").await.expect("unlocked");
+
+    assert!(answers.len() >= 3, "{answers:?}");
+    for (status, ready, took) in &answers {
+        assert_eq!(*status, 503, "{ready}");
+        assert_eq!(
+            (&ready["status"], &ready["serving"], &ready["store"]),
+            (&json!("not_ready"), &json!("ok"), &json!("timed_out")),
+        );
+        assert!(
+            *took < Duration::from_secs(4),
+            "answered after the probe's 2 s: {took:?}"
+        );
+    }
+    // A probe every 3 s (2 s waited for, 1 s reused), each ended by the server 4 s after it
+    // began: at most two wait at once. Left waiting, there would be five by now.
+    assert!(stuck <= 2, "{stuck} probes wait behind the lock");
+    assert!(
+        host.stderr()
+            .contains("not ready: the store did not commit a probe write within 2 s"),
+        "{}",
+        host.stderr()
+    );
+    host.until("the host to be ready again", Duration::from_secs(10), || async {
+        host.get("/readyz").await.0 == 200
+    })
+    .await;
+    assert!(host.stderr().contains("ready again"));
+    drop(host);
     schema.drop_schema().await;
 }

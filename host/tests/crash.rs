@@ -510,6 +510,14 @@ async fn orders_caught_by_a_full_store_complete_once_it_has_room_again() {
         )
         .await;
     assert!(server.count("running").await > 0, "orders wait for room, not failed");
+    // A balancer is told to send this host no work while its store cannot write.
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!((status, &ready["status"]), (503, &json!("not_ready")), "{ready}");
+    assert!(
+        ready["store"] != "ok" || ready["drives"] == "failing",
+        "a check names the store: {ready}"
+    );
+    assert!(server.stderr().contains("not ready: "), "the reason is logged");
 
     // Room again: the stopped drives go on from their last commits by themselves, and the
     // refused orders, delivered again, are accepted.
@@ -524,6 +532,12 @@ async fn orders_caught_by_a_full_store_complete_once_it_has_room_again() {
             server.count("running").await == 0
         })
         .await;
+    server
+        .until("the host to be ready again", Duration::from_secs(30), || async {
+            server.get("/readyz").await.0 == 200
+        })
+        .await;
+    assert!(server.stderr().contains("ready again"), "the recovery is logged");
     let numbers: BTreeSet<usize> = accepted.iter().map(|(i, _)| *i).collect();
     assert_eq!(
         numbers,

@@ -120,6 +120,7 @@ async fn the_document_describes_the_routes_the_server_serves() {
         "GET /v1/steps/{name}/changes",
         "GET /v1/openapi.json",
         "GET /healthz",
+        "GET /readyz",
         "GET /metrics",
     ]
     .into_iter()

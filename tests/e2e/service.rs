@@ -930,6 +930,14 @@ async fn a_token_is_required_when_configured() {
     server.token = None;
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200, "health needs no token");
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 200, "readiness needs no token: {ready}");
+    assert_eq!(
+        (&ready["status"], &ready["serving"], &ready["store"], &ready["drives"]),
+        (&json!("ready"), &json!("ok"), &json!("ok"), &json!("ok"))
+    );
+    assert!(ready["probe_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{ready}");
+    assert!(ready.get("reason").is_none(), "no reason is served: {ready}");
     server.stop().await;
 }
 

@@ -43,12 +43,21 @@ async fn a_stop_lets_the_drives_under_way_finish_and_starts_no_more() {
     let server = start(&db, &[], options()).await;
     deploy_loop(&server.service, 400).await;
     let first = looping_task(&server).await;
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
 
     let service = server.service.clone();
     let stopping = tokio::spawn(async move { service.stop(Duration::from_secs(30)).await });
     while !server.service.is_stopping() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // A balancer asking now is told to send no more work, though the store is fine.
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(
+        (&ready["status"], &ready["serving"], &ready["store"]),
+        (&json!("not_ready"), &json!("stopping"), &json!("ok"))
+    );
     // A task that arrives while the service stops is stored, and its waiting client is
     // answered at once with it as stored: nothing will drive it before the next start.
     let (status, second) = tokio::time::timeout(

@@ -7,7 +7,7 @@
 //! - `steps`: deploying, rolling back and removing steps.
 //!
 //! A token used beyond its scopes is answered 403, naming the scope the request needs. `/healthz`
-//! needs no token, and a webhook with a secret is authenticated by its signature instead.
+//! and `/readyz` need no token, and a webhook with a secret is authenticated by its signature instead.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -106,7 +106,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The middleware: lets a request through when auth is off, for `/healthz`, for a signed
+/// The middleware: lets a request through when auth is off, for `/healthz` and `/readyz`, for a signed
 /// webhook, or with a token whose scopes cover it; 401 or 403 otherwise.
 pub(super) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let options = &state.options;
@@ -114,7 +114,8 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         return next.run(request).await;
     }
     let path = request.uri().path();
-    if path == "/healthz" {
+    // Probes carry no token; neither answer says more than how the host is.
+    if path == "/healthz" || path == "/readyz" {
         return next.run(request).await;
     }
     // A webhook with a secret is authenticated by its signature (checked by the handler).

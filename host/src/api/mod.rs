@@ -16,7 +16,7 @@
 //! | `DELETE /v1/steps/{name}` | stops serving the step (204) |
 //! | `GET /v1/steps/{name}/changes` | every deploy, rollback and removal of the step: when, by whom |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`OPENAPI`]) |
-//! | `GET /healthz`, `GET /metrics` | liveness; Prometheus text (with every request counted by route) |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness; readiness (serving, the store takes a write, drives not failing); Prometheus text (with every request counted by route) |
 //!
 //! A create (`POST /v1/tasks`, a webhook) with an `Idempotency-Key` header (a webhook: or the
 //! delivery id its `[hooks.NAME]` config names) creates one task however often it is sent: a
@@ -31,7 +31,7 @@
 //!
 //! `?wait=MS` waits up to MS milliseconds (at most 60,000) for the task to settle before answering.
 //! Errors are `{"error": {"code", "message"}}` ([`ApiError`]). With a token configured every
-//! route but `/healthz` needs `Authorization: Bearer TOKEN` (`WHENEVER_TOKEN`, or a token of
+//! route but `/healthz` and `/readyz` needs `Authorization: Bearer TOKEN` (`WHENEVER_TOKEN`, or a token of
 //! `[server.tokens]` within its scopes: [`auth`]), except webhooks with a secret, which
 //! are authenticated by their signature instead: `X-Whenever-Signature: sha256=HEX`, the
 //! HMAC-SHA256 of the raw body under the hook's secret, or the scheme of the hook's provider
@@ -200,6 +200,7 @@ pub fn router(service: Service, options: ApiOptions) -> Router {
         .route("/v1/steps/{name}/changes", get(steps::changes))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -338,6 +339,17 @@ async fn openapi() -> Response {
 
 async fn healthz() -> axum::Json<Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: 200 when this host should be sent work, else 503; the body names each check's
+/// outcome ([`crate::service::Readiness`]).
+async fn readyz(State(state): State<AppState>) -> Response {
+    let readiness = state.service.readiness().await;
+    let status = match readiness.status {
+        crate::service::readiness::ReadyStatus::Ready => StatusCode::OK,
+        crate::service::readiness::ReadyStatus::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, axum::Json(readiness)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

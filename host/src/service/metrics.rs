@@ -75,6 +75,8 @@ struct State {
     /// Drives that ended on a storage failure, their tasks to be driven again from their last
     /// commit.
     drives_failed: u64,
+    /// When the last of them ended (`/readyz` counts a host whose drives fail as not ready).
+    last_drive_failure: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -137,7 +139,15 @@ impl Metrics {
     /// Counts a drive that ended because the store failed (a full disk, a lost connection): its
     /// task is driven again from its last commit, and an alert wants to know.
     pub fn drive_failed(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).drives_failed += 1;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.drives_failed += 1;
+        state.last_drive_failure = Some(std::time::Instant::now());
+    }
+
+    /// Whether a drive ended on a storage failure less than `window` ago.
+    pub fn drive_failed_within(&self, window: std::time::Duration) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.last_drive_failure.is_some_and(|at| at.elapsed() < window)
     }
 
     /// Counts a request the API answered: its method, its route (the router's template, or

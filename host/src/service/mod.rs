@@ -10,6 +10,7 @@
 //!   [`crate::scheduler::merge::merge_patch`]).
 //! - `cluster`: several hosts on one shared store (PostgreSQL): who drives which task.
 //! - `watch`: the steps-folder watcher of `whenever serve --steps DIR` ([`Service::watch_steps`]).
+//! - [`readiness`]: whether this host should be sent work now (`/readyz`).
 //! - [`stopping`]: stopping gracefully, the drives under way given a grace ([`Service::stop`]).
 //! - `retention`: deleting settled tasks, on request and past the `[retention]` limits.
 //!
@@ -23,6 +24,7 @@ mod creating;
 pub mod drive;
 mod drive_threads;
 pub mod metrics;
+pub mod readiness;
 mod retention;
 mod settle_waiters;
 mod settling;
@@ -48,6 +50,7 @@ use crate::task::{PATCH_ENTRY, RETRY_ENTRY, RunRecord, Task, TaskStatus};
 
 pub use creating::Created;
 pub use metrics::Metrics;
+pub use readiness::Readiness;
 pub use steps::StepInfo;
 pub use stopping::Stopped;
 
@@ -132,6 +135,8 @@ pub(crate) struct Inner {
     /// The threads the drives run on (`[server] drive_threads`), a cluster's claimed tasks'
     /// too; `None`: on `runtime`.
     pub(crate) drives: Option<drive_threads::DriveThreads>,
+    /// The last readiness probe's answer ([`Service::readiness`]).
+    pub(crate) last_probe: readiness::LastProbe,
 }
 
 /// The service. Cloning shares it.
@@ -209,6 +214,7 @@ impl Service {
                             .map_err(|e| ServiceError::Invalid(format!("cannot start the drive threads: {e}")))?,
                     ),
                 },
+                last_probe: readiness::LastProbe::default(),
             }),
         };
         if !options.no_steps {

@@ -429,6 +429,13 @@ pub trait Store: Send + Sync + 'static {
     /// becomes claimable at once.
     async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError>;
 
+    /// Commits a small write for `host` (its row in `probes`), the way task saves commit (the
+    /// SQLite writer's group commit, the PostgreSQL pool): it succeeds only while the store takes
+    /// writes from this host (`/readyz`). A database server ends the write once it has waited
+    /// `limit` (a locked or stuck server), so a caller that gave up sooner leaves no connection
+    /// held by it for long.
+    async fn probe(&self, host: &str, limit: Duration) -> Result<(), StoreError>;
+
     /// A token that changes whenever the serving steps change (deploy, rollback, removal, a new
     /// manifest): a host that claims work compares it with the one it loaded.
     async fn steps_stamp(&self) -> Result<String, StoreError>;

@@ -133,6 +133,8 @@ CREATE TABLE step_changes (
 );
 CREATE INDEX step_changes_by_name ON step_changes (name, seq);
 "#,
+    // 8: each host's last write made to show that the store takes writes (`/readyz`).
+    "CREATE TABLE probes (host TEXT PRIMARY KEY, at TEXT NOT NULL);",
 ];
 
 /// Records one change to a step's serving version (parameters: name, change, version, at, by).
@@ -171,7 +173,6 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// A database error, with the server's detail when there is one.
 /// Whether SQLSTATE `code` says the server cannot take the write now, though the same write may
 /// succeed later: a connection problem (class 08), a transaction rolled back for a serialization
 /// failure or a deadlock (40), a full disk or exhausted resources (53), a server shutting down
@@ -181,7 +182,8 @@ fn unavailable_sqlstate(code: &str) -> bool {
 }
 
 /// A PostgreSQL error as the store reports it: [`StoreError::Unavailable`] for the SQLSTATEs of
-/// [`unavailable_sqlstate`] and a lost connection, [`StoreError::Backend`] otherwise.
+/// [`unavailable_sqlstate`] and a lost connection (ended by the server, or reset on the way:
+/// `host/tests/cluster.rs` shows both), [`StoreError::Backend`] otherwise.
 fn pg(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => {
@@ -1113,6 +1115,32 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn probe(&self, host: &str, limit: Duration) -> Result<(), StoreError> {
+        let (store, host) = (self.clone(), host.to_string());
+        // On a task of its own: a caller that gives up does not drop the statement half-way
+        // and hand its connection back to the pool while the server still works on it (the next
+        // save on that connection would queue behind it).
+        self.home
+            .spawn(async move {
+                let mut client = store.client().await?;
+                let tx = client.transaction().await.map_err(pg)?;
+                // Ended by the server after `limit`: a probe stuck behind a lock gives its
+                // connection back instead of holding it until the lock goes.
+                tx.batch_execute(&format!("SET LOCAL statement_timeout = {}", millis(limit)))
+                    .await
+                    .map_err(pg)?;
+                tx.execute(
+                    "INSERT INTO probes (host, at) VALUES ($1, $2) ON CONFLICT (host) DO UPDATE SET at = excluded.at",
+                    &[&host, &time_text(&Utc::now())],
+                )
+                .await
+                .map_err(pg)?;
+                tx.commit().await.map_err(pg)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("postgres: the store's runtime is gone: {e}")))?
     }
 
     async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError> {

@@ -172,6 +172,8 @@ CREATE TABLE step_changes (
 );
 CREATE INDEX step_changes_by_name ON step_changes (name, seq);
 "#,
+    // 8: each host's last write made to show that the store takes writes (`/readyz`).
+    "CREATE TABLE probes (host TEXT PRIMARY KEY, at TEXT NOT NULL);",
 ];
 
 /// Records one change to a step's serving version (parameters: name, change, version, at, by).
@@ -1339,6 +1341,22 @@ impl Store for SqliteStore {
 
     fn writes_coming(&self) -> Option<Arc<WritesComing>> {
         Some(self.coming.clone())
+    }
+
+    async fn probe(&self, host: &str, _limit: std::time::Duration) -> Result<(), StoreError> {
+        // The writer thread cannot be interrupted: a caller that gives up leaves this one small
+        // write queued behind whatever holds the writer.
+        let host = host.to_string();
+        self.write(Box::new(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO probes (host, at) VALUES (?1, ?2) ON CONFLICT (host) DO UPDATE SET at = excluded.at",
+            )
+            .and_then(|mut statement| statement.execute(params![host, time_text(&Utc::now())]))
+            .map_err(backend)?;
+            Ok(0)
+        }))
+        .await
+        .map(|_| ())
     }
 
     async fn steps_stamp(&self) -> Result<String, StoreError> {

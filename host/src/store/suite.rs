@@ -27,6 +27,20 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     settled_tasks_are_deleted_with_their_history_and_running_ones_never(store).await;
     a_task_keeps_the_key_of_its_request_and_its_id_takes_one_task(store).await;
     a_whole_save_keeps_the_history_entries_it_names(store).await;
+    probes_write_again_and_again_and_touch_no_task(store).await;
+}
+
+/// A probe is a write each host makes as often as it is asked whether it is ready: the same
+/// host's row is written over (no key conflict), several hosts have theirs, and no task changes.
+async fn probes_write_again_and_again_and_touch_no_task<S: Store>(store: &S) {
+    let before = store.count_tasks().await.expect("counted");
+    for host in ["host-a", "host-a", "host-b", "host-a"] {
+        store
+            .probe(host, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("probe of {host}: {e}"));
+    }
+    assert_eq!(store.count_tasks().await.expect("counted"), before);
 }
 
 /// A person's patch saves the whole data and appends an entry to the history
