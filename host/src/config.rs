@@ -18,6 +18,7 @@
 //! api_threads = 1               # threads serving the HTTP API
 //! drive_threads = 2             # threads driving the tasks (default: one per core; 0: the runtime's)
 //! shutdown_grace_ms = 10000     # on SIGTERM or Ctrl-C, drives under way get this long to finish
+//! drain_ms = 0                  # before that, /readyz answers 503 this long while all goes on
 //! tls_cert = "cert.pem"         # HTTPS with this certificate chain (PEM; relative to this file)
 //! tls_key = "key.pem"           # and its key; both files are read again when they change
 //!
@@ -122,6 +123,10 @@ pub struct ServerSection {
     /// finish before it exits, in milliseconds; tasks still running then resume at the next
     /// start (on another host at once, in a cluster).
     pub shutdown_grace_ms: u64,
+    /// How long `whenever serve`, told to stop, first goes on as before while `/readyz` answers
+    /// 503 (`serving: draining`), in milliseconds, so that a load balancer takes it out of
+    /// rotation before it stops taking connections; 0 (the default): it stops at once.
+    pub drain_ms: u64,
     /// The certificate chain (PEM, the server's own first) to answer HTTPS with; with
     /// `tls_key`, the API speaks HTTPS only. A relative path is relative to the config file.
     pub tls_cert: Option<PathBuf>,
@@ -195,6 +200,7 @@ impl Default for ServerSection {
             api_threads: std::num::NonZeroUsize::MIN,
             drive_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace_ms: 10_000,
+            drain_ms: 0,
             tls_cert: None,
             tls_key: None,
             tokens: Default::default(),
@@ -587,10 +593,13 @@ mod tests {
     }
 
     #[test]
-    fn the_shutdown_grace_is_ten_seconds_unless_told_otherwise() {
+    fn the_shutdown_grace_is_ten_seconds_and_no_drain_unless_told_otherwise() {
         assert_eq!(Config::default().server.shutdown_grace_ms, 10_000);
         let (_dir, path) = write("[server]\nshutdown_grace_ms = 250\n");
         assert_eq!(Config::load(&path).expect("valid").server.shutdown_grace_ms, 250);
+        assert_eq!(Config::default().server.drain_ms, 0, "no drain unless asked for");
+        let (_dir, path) = write("[server]\ndrain_ms = 5000\n");
+        assert_eq!(Config::load(&path).expect("valid").server.drain_ms, 5000);
         let (_dir, path) = write("[server]\nshutdown_grace_ms = -1\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("shutdown_grace_ms"), "{error}");

@@ -1,6 +1,7 @@
 //! `whenever serve` stops gracefully on SIGTERM (what supervisors send) and Ctrl-C (SIGINT): the
 //! drives under way finish within `[server] shutdown_grace_ms`, the process exits 0, and a second
-//! signal stops it at once, leaving its tasks to resume at the next start.
+//! signal stops it at once, leaving its tasks to resume at the next start. With
+//! `[server] drain_ms` it first serves on that long while `/readyz` answers 503.
 
 mod support;
 
@@ -14,11 +15,12 @@ use whenever_step_artifacts::testing::INFINITE_LOOP;
 /// The `serve` arguments for a steps folder with the looping test step, whose runs loop until
 /// their deadline of `timeout_ms` and then fail, and a config with the given grace.
 fn setup(dir: &Path, timeout_ms: u64, grace_ms: u64) -> Vec<String> {
-    let args = steps_and_config(
-        dir,
-        &[INFINITE_LOOP],
-        &format!("[server]\nshutdown_grace_ms = {grace_ms}\n"),
-    );
+    setup_with(dir, timeout_ms, &format!("[server]\nshutdown_grace_ms = {grace_ms}\n"))
+}
+
+/// Like [`setup`], with this config file.
+fn setup_with(dir: &Path, timeout_ms: u64, config: &str) -> Vec<String> {
+    let args = steps_and_config(dir, &[INFINITE_LOOP], config);
     std::fs::write(
         dir.join("steps").join("infinite-loop.toml"),
         format!("connectors = []\n[limits]\ntimeout_ms = {timeout_ms}\n"),
@@ -107,4 +109,64 @@ async fn a_second_signal_stops_at_once_and_the_task_resumes_at_the_next_start() 
     let runs: Vec<Value> = task["runs"].as_array().cloned().unwrap_or_default();
     assert_eq!(runs.len(), 1, "{task}");
     assert!(runs[0]["outcome"].is_null(), "the interrupted run re-runs: {task}");
+}
+
+/// With `[server] drain_ms`, a SIGTERM first takes the host out of its balancers' rotation: for
+/// the drain `/readyz` answers 503 (`serving: draining`) while requests are still taken and
+/// tasks still driven; then the host stops as without it, and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_serves_on_while_readiness_refuses_then_the_server_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let args = setup_with(
+        dir.path(),
+        300,
+        "[server]\ndrain_ms = 3000\nshutdown_grace_ms = 60000\n",
+    );
+    let mut server = ServeProcess::start(&db, &args);
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+
+    let signalled = Instant::now();
+    server.signal("TERM");
+    server.until_logged("SIGTERM: draining for 3000 ms");
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(
+        (&ready["status"], &ready["serving"], &ready["store"]),
+        (&json!("not_ready"), &json!("draining"), &json!("ok"))
+    );
+    // Still taking work, and driving it: the looping run reaches its deadline and fails.
+    let (status, task) = server.post("/v1/tasks?wait=10000", &json!({"loopForever": true})).await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(task["status"], "failed", "driven during the drain: {task}");
+    assert!(!server.stderr().contains("SIGTERM: stopping"), "{}", server.stderr());
+
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}; log:\n{}", server.stderr());
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "the drain lasted its 3 s"
+    );
+    let log = server.stderr();
+    let draining = log.find("draining for 3000 ms").expect("logged");
+    let stopping = log.find("SIGTERM: stopping").expect("then stopped");
+    assert!(draining < stopping, "{log}");
+    assert!(log.contains("not ready: draining ahead of a stop"), "{log}");
+}
+
+/// A second signal during a drain ends it: the server stops at once as it would have after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_a_drain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let args = setup_with(dir.path(), 300, "[server]\ndrain_ms = 600000\n");
+    let mut server = ServeProcess::start(&db, &args);
+    server.signal("TERM");
+    server.until_logged("SIGTERM: draining for 600000 ms");
+    server.signal("INT");
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}; log:\n{}", server.stderr());
+    server.until_logged("SIGINT: draining stopped");
+    server.until_logged("SIGTERM: stopping");
 }

@@ -148,9 +148,11 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     stop(service, signal, signals, stop_api, api).await
 }
 
-/// Stops gracefully after `signal`: the API takes no new connections, the drives under way get
-/// `[server] shutdown_grace_ms` to finish, the API answers its last requests; a second signal
-/// stops at once. Tasks left running resume at the next start.
+/// Stops gracefully after `signal`: first, with `[server] drain_ms`, the host serves on for that
+/// long with `/readyz` answering 503 (a signal meanwhile ends the drain); then the API takes no
+/// new connections, the drives under way get `[server] shutdown_grace_ms` to finish, the API
+/// answers its last requests; a signal then stops at once. Tasks left running resume at the next
+/// start.
 async fn stop(
     service: Service,
     signal: &'static str,
@@ -160,6 +162,19 @@ async fn stop(
 ) -> u8 {
     let grace = std::time::Duration::from_millis(service.config().server.shutdown_grace_ms);
     let clustered = service.host_id().is_some();
+    let drain = std::time::Duration::from_millis(service.config().server.drain_ms);
+    if !drain.is_zero() {
+        service.leave_rotation();
+        eprintln!(
+            "whenever serve: {signal}: draining for {} ms (/readyz answers 503, all else goes on; a \
+             second signal stops draining)",
+            drain.as_millis()
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(drain) => {}
+            again = signals.next() => eprintln!("whenever serve: {again}: draining stopped"),
+        }
+    }
     eprintln!(
         "whenever serve: {signal}: stopping (drives under way: {}; they get up to {} ms to \
          finish; a second signal stops at once)",

@@ -137,6 +137,8 @@ pub(crate) struct Inner {
     pub(crate) drives: Option<drive_threads::DriveThreads>,
     /// The last readiness probe's answer ([`Service::readiness`]).
     pub(crate) last_probe: readiness::LastProbe,
+    /// Out of rotation ahead of a stop ([`Service::leave_rotation`]).
+    pub(crate) leaving: std::sync::atomic::AtomicBool,
 }
 
 /// The service. Cloning shares it.
@@ -215,6 +217,7 @@ impl Service {
                     ),
                 },
                 last_probe: readiness::LastProbe::default(),
+                leaving: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if !options.no_steps {

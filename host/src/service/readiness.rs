@@ -31,7 +31,8 @@ const REUSED_FOR: Duration = Duration::from_secs(1);
 pub struct Readiness {
     /// `ready` when every check is `ok`, else `not_ready`.
     pub status: ReadyStatus,
-    /// `ok`, or `stopping` once the service was told to stop.
+    /// `ok`; `draining` once the host left its balancers' rotation ahead of a stop
+    /// ([`Service::leave_rotation`]); `stopping` once the service was told to stop.
     pub serving: Check,
     /// The probe write: `ok`, `unavailable` (refused for now: a full disk, a lost connection),
     /// `failed` (any other error) or `timed_out` (not committed within [`PROBE_TIMEOUT`]).
@@ -63,6 +64,8 @@ pub enum ReadyStatus {
 pub enum Check {
     /// Passed.
     Ok,
+    /// The host is about to stop, and serves meanwhile.
+    Draining,
     /// The service is stopping.
     Stopping,
     /// The store refused the write for now.
@@ -92,6 +95,14 @@ struct Probed {
     ready: bool,
 }
 
+/// What a `serving` check that did not pass means, for the log.
+fn describe(serving: Check) -> &'static str {
+    match serving {
+        Check::Draining => "draining ahead of a stop",
+        _ => "stopping",
+    }
+}
+
 impl Service {
     /// Whether this host should be sent work now, check by check (see the module docs). A change
     /// from ready to not ready, and back, is logged with its reason.
@@ -110,7 +121,13 @@ impl Service {
                 }
             }
         };
-        let serving = if self.is_stopping() { Check::Stopping } else { Check::Ok };
+        let serving = if self.is_stopping() {
+            Check::Stopping
+        } else if self.is_leaving_rotation() {
+            Check::Draining
+        } else {
+            Check::Ok
+        };
         let drives = if self.inner.metrics.drive_failed_within(FAILED_DRIVE_WINDOW) {
             Check::Failing
         } else {
@@ -129,7 +146,7 @@ impl Service {
             match &reason {
                 _ if ready => eprintln!("whenever serve: ready again"),
                 Some(why) => eprintln!("whenever serve: not ready: {why}"),
-                None => eprintln!("whenever serve: not ready: stopping"),
+                None => eprintln!("whenever serve: not ready: {}", describe(serving)),
             }
         }
         *last = Some(Probed {

@@ -62,6 +62,18 @@ impl Service {
         *self.inner.phase.borrow() != Phase::Serving
     }
 
+    /// Takes the host out of its balancers' rotation ahead of a stop: `/readyz` answers 503
+    /// (`serving: draining`) from now on, while everything else goes on as before
+    /// (`[server] drain_ms`).
+    pub fn leave_rotation(&self) {
+        self.inner.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Service::leave_rotation`] was called.
+    pub fn is_leaving_rotation(&self) -> bool {
+        self.inner.leaving.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Stops driving tasks. From now on no drive starts: a task created, patched or resumed
     /// meanwhile is stored as running and driven at the next start. The drives under way get up
     /// to `grace` to finish; those still under way then are abandoned, as a crash would abandon
