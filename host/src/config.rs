@@ -19,6 +19,7 @@
 //! drive_threads = 2             # threads driving the tasks (default: one per core; 0: the runtime's)
 //! shutdown_grace_ms = 10000     # on SIGTERM or Ctrl-C, drives under way get this long to finish
 //! drain_ms = 0                  # before that, /readyz answers 503 this long while all goes on
+//! header_timeout_ms = 30000     # a request's headers are due this long after a connection is ready
 //! tls_cert = "cert.pem"         # HTTPS with this certificate chain (PEM; relative to this file)
 //! tls_key = "key.pem"           # and its key; both files are read again when they change
 //!
@@ -127,6 +128,10 @@ pub struct ServerSection {
     /// 503 (`serving: draining`), in milliseconds, so that a load balancer takes it out of
     /// rotation before it stops taking connections; 0 (the default): it stops at once.
     pub drain_ms: u64,
+    /// How long a client has to send a request's headers, and a kept-alive connection may sit
+    /// idle, before the API closes it, in milliseconds (a client that connects and sends
+    /// nothing holds no connection longer).
+    pub header_timeout_ms: std::num::NonZeroU64,
     /// The certificate chain (PEM, the server's own first) to answer HTTPS with; with
     /// `tls_key`, the API speaks HTTPS only. A relative path is relative to the config file.
     pub tls_cert: Option<PathBuf>,
@@ -201,6 +206,7 @@ impl Default for ServerSection {
             drive_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             shutdown_grace_ms: 10_000,
             drain_ms: 0,
+            header_timeout_ms: std::num::NonZeroU64::MIN.saturating_add(29_999),
             tls_cert: None,
             tls_key: None,
             tokens: Default::default(),
@@ -600,6 +606,19 @@ mod tests {
         assert_eq!(Config::default().server.drain_ms, 0, "no drain unless asked for");
         let (_dir, path) = write("[server]\ndrain_ms = 5000\n");
         assert_eq!(Config::load(&path).expect("valid").server.drain_ms, 5000);
+    }
+
+    #[test]
+    fn request_headers_are_due_within_thirty_seconds_unless_told_otherwise_and_never_zero() {
+        assert_eq!(Config::default().server.header_timeout_ms.get(), 30_000);
+        let (_dir, path) = write("[server]\nheader_timeout_ms = 500\n");
+        assert_eq!(Config::load(&path).expect("valid").server.header_timeout_ms.get(), 500);
+        let (_dir, path) = write("[server]\nheader_timeout_ms = 0\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(
+            error.contains("header_timeout_ms") && error.contains("nonzero"),
+            "{error}"
+        );
         let (_dir, path) = write("[server]\nshutdown_grace_ms = -1\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("shutdown_grace_ms"), "{error}");

@@ -148,11 +148,12 @@ async fn a_drain_serves_on_while_readiness_refuses_then_the_server_stops() {
         signalled.elapsed() >= Duration::from_secs(3),
         "the drain lasted its 3 s"
     );
+    server.until_logged("not ready: draining ahead of a stop");
+    server.until_logged("SIGTERM: stopping");
     let log = server.stderr();
     let draining = log.find("draining for 3000 ms").expect("logged");
     let stopping = log.find("SIGTERM: stopping").expect("then stopped");
     assert!(draining < stopping, "{log}");
-    assert!(log.contains("not ready: draining ahead of a stop"), "{log}");
 }
 
 /// A second signal during a drain ends it: the server stops at once as it would have after it.

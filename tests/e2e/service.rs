@@ -1382,3 +1382,87 @@ async fn a_settled_task_is_deleted_with_its_history_and_a_running_one_refuses() 
     server.service.stop(Duration::from_millis(10)).await;
     server.stop().await;
 }
+
+/// Reads from `stream` until the server closes it, for at most `limit`; answers what it read,
+/// or `None` when the connection was still open at the end.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(read),
+            Ok(Ok(n)) => read.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// A request's headers are due within `header_timeout` of the connection being ready for them:
+/// a client that connects and sends nothing, one that sends its headers a line at a time
+/// (slowloris) and a kept-alive connection left idle are closed, so none holds a connection for
+/// long. An answer that takes longer than that (a long poll) is not cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_not() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api_options = ApiOptions {
+        header_timeout: Some(Duration::from_millis(500)),
+        ..options()
+    };
+    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    let address = server.base().trim_start_matches("http://").to_string();
+    let limit = Duration::from_secs(10);
+
+    let mut silent = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    let said = read_until_closed(&mut silent, limit).await;
+    assert!(said.is_some(), "a silent connection is closed");
+
+    let mut slow = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: whenever\r\n")
+        .await
+        .expect("sent");
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < limit {
+        if slow.write_all(b"X-Slow: a\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        if let Some(said) = read_until_closed(&mut slow, Duration::from_millis(100)).await {
+            assert!(!said.starts_with(b"HTTP/1.1 200"), "never answered as if complete");
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a connection sending its headers a line at a time is closed");
+
+    let mut idle = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: whenever\r\n\r\n")
+        .await
+        .expect("sent");
+    let said = read_until_closed(&mut idle, limit).await.expect("closed once idle");
+    let said = String::from_utf8_lossy(&said);
+    assert!(
+        said.starts_with("HTTP/1.1 200") && said.contains(r#"{"status":"ok"}"#),
+        "answered first: {said}"
+    );
+
+    // A long poll lasts three times the header deadline and is answered.
+    let (status, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!((status, &task["status"]), (201, &json!("waiting")), "{task}");
+    let id = task["id"].as_str().expect("id");
+    let etag = format!("\"{}\"", task["revision"]);
+    let started = std::time::Instant::now();
+    let answer = server
+        .http()
+        .get(format!("{}/v1/tasks/{id}?wait=1500", server.base()))
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status().as_u16(), 304);
+    assert!(started.elapsed() >= Duration::from_millis(1500), "it waited");
+    server.stop().await;
+}

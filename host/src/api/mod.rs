@@ -38,6 +38,7 @@
 //! (GitHub, Shopify, Stripe: [`signatures`]).
 
 pub mod auth;
+pub mod connections;
 mod error;
 mod hooks;
 mod idempotency;
@@ -88,6 +89,9 @@ pub struct ApiOptions {
     pub threads: usize,
     /// HTTPS: the certificate to serve (`None`: plain HTTP).
     pub tls: Option<tls::Tls>,
+    /// How long a client has to send a request's headers, and a kept-alive connection may sit
+    /// idle, before it is closed (`None`: [`connections::DEFAULT_HEADER_TIMEOUT`]).
+    pub header_timeout: Option<std::time::Duration>,
 }
 
 impl ApiOptions {
@@ -128,6 +132,7 @@ impl ApiOptions {
                 Some((cert, key)) => Some(tls::Tls::load(cert, key).map_err(|e| format!("HTTPS: {e}"))?),
                 None => None,
             },
+            header_timeout: Some(std::time::Duration::from_millis(config.server.header_timeout_ms.get())),
         })
     }
 }
@@ -219,19 +224,16 @@ pub async fn serve(
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let header_timeout = options.header_timeout.unwrap_or(connections::DEFAULT_HEADER_TIMEOUT);
     let Some(tls) = options.tls.clone() else {
-        return axum::serve(listener, router(service, options))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        return connections::serve(listener, router(service, options), header_timeout, shutdown).await;
     };
     let reloading = tokio::spawn(
         tls.clone()
             .reload_on_change(tls::RELOAD_INTERVAL, service.metrics().clone()),
     );
     let listener = tls.listener(listener, service.metrics().clone());
-    let served = axum::serve(listener, router(service, options))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = connections::serve(listener, router(service, options), header_timeout, shutdown).await;
     reloading.abort();
     served
 }
