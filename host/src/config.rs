@@ -25,7 +25,8 @@
 //!
 //! [server.tokens.shop]          # a bearer token that may only do what its scopes say
 //! env = "SHOP_TOKEN"            # the environment variable holding it
-//! scopes = ["tasks"]            # read, tasks, steps (none listed: read)
+//! scopes = ["deliver"]          # read, tasks, deliver (webhooks only), steps (none listed: read)
+//! hooks = ["checkout"]          # the hooks it may deliver to (absent: all)
 //!
 //! [store]
 //! synchronous = "full"          # or "normal": survives kill -9, not a power cut
@@ -150,6 +151,8 @@ pub struct TokenSection {
     /// What it may do; none listed: `read` only.
     #[serde(default)]
     pub scopes: Vec<Scope>,
+    /// The hooks it may deliver to (`POST /v1/hooks/{hook}`); absent: every hook.
+    pub hooks: Option<Vec<String>>,
 }
 
 /// What a scoped token may do.
@@ -160,6 +163,8 @@ pub enum Scope {
     Read,
     /// Create tasks and webhook deliveries; patch, retry and delete tasks.
     Tasks,
+    /// Webhook deliveries only: a sender's token, which can neither change nor read a task.
+    Deliver,
     /// Deploy, roll back and remove steps.
     Steps,
 }
@@ -169,6 +174,7 @@ impl std::fmt::Display for Scope {
         f.write_str(match self {
             Scope::Read => "read",
             Scope::Tasks => "tasks",
+            Scope::Deliver => "deliver",
             Scope::Steps => "steps",
         })
     }
@@ -653,6 +659,13 @@ mod tests {
             (shop.env.as_str(), shop.scopes.as_slice()),
             ("SHOP_TOKEN", &[Scope::Tasks, Scope::Read][..])
         );
+        assert_eq!(shop.hooks, None);
+        let (_dir, path) =
+            write("[server.tokens.sender]\nenv = \"S\"\nscopes = [\"deliver\"]\nhooks = [\"checkout\"]\n");
+        let config = Config::load(&path).expect("valid");
+        let sender = &config.server.tokens["sender"];
+        assert_eq!(sender.scopes, [Scope::Deliver]);
+        assert_eq!(sender.hooks.as_deref(), Some(&["checkout".to_string()][..]));
         let (_dir, path) = write("[server.tokens.ci]\nenv = \"CI_TOKEN\"\nscopes = [\"admin\"]\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("admin") && error.contains("steps"), "{error}");

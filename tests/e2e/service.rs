@@ -965,6 +965,7 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
         name: name.into(),
         token: format!("{name}-secret"),
         scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
+        hooks: None,
     };
     let api_options = ApiOptions {
         token: Some("admin-secret".into()),
@@ -972,6 +973,10 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
             scoped("dashboard", &[Scope::Read]),
             scoped("shop", &[Scope::Tasks]),
             scoped("ci", &[Scope::Steps, Scope::Read]),
+            ScopedToken {
+                hooks: Some(BTreeSet::from(["checkout".to_string()])),
+                ..scoped("sender", &[Scope::Deliver])
+            },
         ],
         ..options()
     };
@@ -1025,6 +1030,37 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
             .await,
         "tasks",
     );
+
+    // The webhook sender's delivers to its hook, and does nothing else: it cannot approve the
+    // order it delivered, nor read it, nor create a task but through its hook.
+    server.token = Some("sender-secret".into());
+    let (status, delivered) = server.post("/v1/hooks/checkout", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{delivered}");
+    let delivered_id = delivered["id"].as_str().expect("id").to_string();
+    let elsewhere = server.post("/v1/hooks/refunds", &json!({"start": true})).await;
+    assert_eq!(elsewhere.0, 403, "{}", elsewhere.1);
+    let message = error_message(&elsewhere.1);
+    assert!(
+        message.contains("the token sender may not deliver to hook \"refunds\": it may deliver to checkout"),
+        "{message}"
+    );
+    forbidden(&server.post("/v1/tasks", &json!({"start": true})).await, "tasks");
+    let approve = json!({"approved": true}).to_string().into_bytes();
+    forbidden(
+        &server
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/v1/tasks/{delivered_id}"),
+                Some(approve),
+            )
+            .await,
+        "tasks",
+    );
+    forbidden(&server.get(&format!("/v1/tasks/{delivered_id}")).await, "read");
+    // The shop's `tasks` covers deliveries, to any hook.
+    server.token = Some("shop-secret".into());
+    let (status, delivered) = server.post("/v1/hooks/refunds", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{delivered}");
 
     // CI's deploys and reads steps, and creates no task.
     server.token = Some("ci-secret".into());

@@ -4,6 +4,8 @@
 //!
 //! - `read`: every `GET` (tasks, steps, deliveries, `/metrics`, the OpenAPI document);
 //! - `tasks`: creating tasks and webhook deliveries, patching, retrying and deleting tasks;
+//! - `deliver`: webhook deliveries only, to the hooks the token's `hooks` names (or to all): a
+//!   sender that can neither read nor change a task (a shop cannot approve its own order);
 //! - `steps`: deploying, rolling back and removing steps.
 //!
 //! A token used beyond its scopes is answered 403, naming the scope the request needs. `/healthz`
@@ -21,16 +23,26 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 use crate::config::{Scope, TokenSection};
 
+/// The route of webhook deliveries.
+const DELIVERIES: &str = "/v1/hooks/{hook}";
+
 /// The scope a request needs: reads need `read`; changes to steps (their deploys, rollbacks and
-/// removals) `steps`; every other change `tasks`.
+/// removals) `steps`; webhook deliveries `deliver` (which `tasks` covers too); every other
+/// change `tasks`.
 fn scope_needed(method: &Method, route: Option<&str>) -> Scope {
     if method == Method::GET || method == Method::HEAD {
         return Scope::Read;
     }
     match route {
         Some(route) if route.starts_with("/v1/steps/") => Scope::Steps,
+        Some(DELIVERIES) => Scope::Deliver,
         _ => Scope::Tasks,
     }
+}
+
+/// Whether `scopes` let a token make a request that needs `needed`.
+fn covers(scopes: &BTreeSet<Scope>, needed: Scope) -> bool {
+    scopes.contains(&needed) || (needed == Scope::Deliver && scopes.contains(&Scope::Tasks))
 }
 
 /// A token with fewer rights than `WHENEVER_TOKEN`'s.
@@ -43,6 +55,8 @@ pub struct ScopedToken {
     pub token: String,
     /// What it may do.
     pub scopes: BTreeSet<Scope>,
+    /// The hooks it may deliver to (`None`: every hook).
+    pub hooks: Option<BTreeSet<String>>,
 }
 
 impl fmt::Debug for ScopedToken {
@@ -50,13 +64,15 @@ impl fmt::Debug for ScopedToken {
         f.debug_struct("ScopedToken")
             .field("name", &self.name)
             .field("scopes", &self.scopes)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
 
 /// The config's scoped tokens with their secrets, read through `lookup` (the environment in
 /// `whenever serve`). Refuses a variable that is unset or empty, and two tokens (or a token and
-/// `full`, the `WHENEVER_TOKEN`) with the same secret, whose scopes could not be told apart.
+/// `full`, the `WHENEVER_TOKEN`) with the same secret, whose scopes could not be told apart, and
+/// `hooks` on a token whose scopes do not let it deliver (a mistake that would pass unseen).
 pub fn scoped_tokens(
     tokens: &std::collections::BTreeMap<String, TokenSection>,
     full: Option<&str>,
@@ -73,13 +89,21 @@ pub fn scoped_tokens(
         if let Some(twin) = scoped.iter().find(|t| t.token == token) {
             return Err(format!("tokens {} and {name}: the same secret", twin.name));
         }
+        let scopes = match section.scopes.is_empty() {
+            true => BTreeSet::from([Scope::Read]),
+            false => section.scopes.iter().copied().collect(),
+        };
+        if section.hooks.is_some() && !covers(&scopes, Scope::Deliver) {
+            return Err(format!(
+                "token {name}: `hooks` names where it may deliver, but its scopes do not let it deliver \
+                 (add `deliver`)"
+            ));
+        }
         scoped.push(ScopedToken {
             name: name.clone(),
             token,
-            scopes: match section.scopes.is_empty() {
-                true => BTreeSet::from([Scope::Read]),
-                false => section.scopes.iter().copied().collect(),
-            },
+            scopes,
+            hooks: section.hooks.as_ref().map(|hooks| hooks.iter().cloned().collect()),
         });
     }
     Ok(scoped)
@@ -152,7 +176,12 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
     };
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let needed = scope_needed(request.method(), route);
-    if scoped.scopes.contains(&needed) {
+    if covers(&scoped.scopes, needed) {
+        if needed == Scope::Deliver
+            && let Some(refused) = hook_refused(scoped, request.uri().path())
+        {
+            return refused.into_response();
+        }
         request.extensions_mut().insert(Caller(Some(scoped.name.clone())));
         return next.run(request).await;
     }
@@ -171,6 +200,26 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
     .into_response()
 }
 
+/// The refusal of a delivery to the hook `path` names when `token` may deliver only to others.
+fn hook_refused(token: &ScopedToken, path: &str) -> Option<ApiError> {
+    let allowed = token.hooks.as_ref()?;
+    let hook = path.strip_prefix("/v1/hooks/").unwrap_or_default();
+    let hook = percent_encoding::percent_decode_str(hook).decode_utf8_lossy();
+    if allowed.contains(hook.as_ref()) {
+        return None;
+    }
+    let names: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    Some(ApiError::Forbidden(format!(
+        "the token {} may not deliver to hook {hook:?}: it may deliver to {}",
+        token.name,
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    )))
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -182,7 +231,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_need_read_step_changes_steps_and_every_other_change_tasks() {
+    fn reads_need_read_step_changes_steps_deliveries_deliver_and_every_other_change_tasks() {
         assert_eq!(scope_needed(&Method::GET, Some("/v1/steps/{name}")), Scope::Read);
         assert_eq!(scope_needed(&Method::GET, Some("/metrics")), Scope::Read);
         assert_eq!(
@@ -196,7 +245,11 @@ mod tests {
         );
         assert_eq!(scope_needed(&Method::DELETE, Some("/v1/steps/{name}")), Scope::Steps);
         assert_eq!(scope_needed(&Method::POST, Some("/v1/tasks")), Scope::Tasks);
-        assert_eq!(scope_needed(&Method::POST, Some("/v1/hooks/{hook}")), Scope::Tasks);
+        assert_eq!(scope_needed(&Method::POST, Some("/v1/hooks/{hook}")), Scope::Deliver);
+        assert_eq!(
+            scope_needed(&Method::GET, Some("/v1/hooks/{hook}/deliveries/{key}")),
+            Scope::Read
+        );
         assert_eq!(scope_needed(&Method::PATCH, Some("/v1/tasks/{id}")), Scope::Tasks);
         assert_eq!(scope_needed(&Method::DELETE, None), Scope::Tasks);
     }
@@ -205,7 +258,64 @@ mod tests {
         TokenSection {
             env: env.into(),
             scopes: scopes.to_vec(),
+            hooks: None,
         }
+    }
+
+    #[test]
+    fn tasks_covers_deliveries_and_deliver_covers_nothing_else() {
+        let tasks = BTreeSet::from([Scope::Tasks]);
+        let deliver = BTreeSet::from([Scope::Deliver]);
+        assert!(covers(&tasks, Scope::Deliver) && covers(&tasks, Scope::Tasks));
+        assert!(covers(&deliver, Scope::Deliver));
+        for needed in [Scope::Tasks, Scope::Read, Scope::Steps] {
+            assert!(!covers(&deliver, needed), "{needed}");
+        }
+    }
+
+    #[test]
+    fn a_token_with_hooks_delivers_to_those_only_and_must_be_able_to_deliver() {
+        let env = |_: &str| Some("sender-secret".to_string());
+        let listed = |scopes: &[Scope]| {
+            BTreeMap::from([(
+                "sender".to_string(),
+                TokenSection {
+                    hooks: Some(vec!["checkout".into(), "re turns".into()]),
+                    ..section("SENDER", scopes)
+                },
+            )])
+        };
+        let scoped = scoped_tokens(&listed(&[Scope::Deliver]), None, env).expect("valid");
+        let sender = &scoped[0];
+        assert!(hook_refused(sender, "/v1/hooks/checkout").is_none());
+        assert!(
+            hook_refused(sender, "/v1/hooks/re%20turns").is_none(),
+            "names are decoded"
+        );
+        let refused = hook_refused(sender, "/v1/hooks/refunds").expect("refused").to_string();
+        assert!(
+            refused.contains("sender") && refused.contains("\"refunds\"") && refused.contains("checkout, re turns"),
+            "{refused}"
+        );
+        let everywhere = scoped_tokens(
+            &BTreeMap::from([("s".to_string(), section("S", &[Scope::Deliver]))]),
+            None,
+            env,
+        )
+        .expect("valid");
+        assert!(
+            hook_refused(&everywhere[0], "/v1/hooks/refunds").is_none(),
+            "no list: every hook"
+        );
+        let error = scoped_tokens(&listed(&[Scope::Read]), None, env).expect_err("refused");
+        assert!(
+            error.contains("token sender") && error.contains("add `deliver`"),
+            "{error}"
+        );
+        assert!(
+            scoped_tokens(&listed(&[Scope::Tasks]), None, env).is_ok(),
+            "tasks delivers"
+        );
     }
 
     #[test]
