@@ -24,7 +24,8 @@
 //! tls_key = "key.pem"           # and its key; both files are read again when they change
 //!
 //! [server.tokens.shop]          # a bearer token that may only do what its scopes say
-//! env = "SHOP_TOKEN"            # the environment variable holding it
+//! env = "SHOP_TOKEN"            # the environment variable holding it (or file = "shop.token",
+//!                               # one token per line, read again when it changes)
 //! scopes = ["deliver"]          # read, tasks, deliver (webhooks only), steps (none listed: read)
 //! hooks = ["checkout"]          # the hooks it may deliver to (absent: all)
 //!
@@ -147,7 +148,11 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct TokenSection {
     /// The environment variable holding the token (secrets stay out of the file).
-    pub env: String,
+    pub env: Option<String>,
+    /// Or a file holding it, one token per line, any of them accepted; read again when it
+    /// changes, so a token is rotated without a restart (add the new line, move the clients,
+    /// remove the old one). Relative to the config file.
+    pub file: Option<PathBuf>,
     /// What it may do; none listed: `read` only.
     #[serde(default)]
     pub scopes: Vec<Scope>,
@@ -186,9 +191,17 @@ impl ServerSection {
         Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
     }
 
-    /// Refuses one of `tls_cert` and `tls_key` without the other, and makes both relative to
-    /// `base` (the config file's folder).
+    /// Refuses one of `tls_cert` and `tls_key` without the other, and a token with both or
+    /// neither of `env` and `file`; makes the files relative to `base` (the config file's
+    /// folder).
     fn resolve_tls(&mut self, base: &Path) -> Result<(), String> {
+        for (name, token) in &mut self.tokens {
+            match (&token.env, &mut token.file) {
+                (Some(_), None) => {}
+                (None, Some(file)) => *file = base.join(&*file),
+                _ => return Err(format!("[server.tokens.{name}] needs one of env and file")),
+            }
+        }
         match (&mut self.tls_cert, &mut self.tls_key) {
             (Some(cert), Some(key)) => {
                 *cert = base.join(&*cert);
@@ -656,9 +669,24 @@ mod tests {
         let config = Config::load(&path).expect("valid");
         let shop = &config.server.tokens["shop"];
         assert_eq!(
-            (shop.env.as_str(), shop.scopes.as_slice()),
-            ("SHOP_TOKEN", &[Scope::Tasks, Scope::Read][..])
+            (shop.env.as_deref(), shop.scopes.as_slice()),
+            (Some("SHOP_TOKEN"), &[Scope::Tasks, Scope::Read][..])
         );
+        let (dir, path) = write("[server.tokens.shop]\nfile = \"secrets/shop\"\n");
+        let config = Config::load(&path).expect("valid");
+        assert_eq!(
+            config.server.tokens["shop"].file.as_deref(),
+            Some(dir.path().join("secrets/shop").as_path()),
+            "relative to the config file"
+        );
+        for both_or_neither in ["env = \"S\"\nfile = \"f\"\n", "scopes = [\"read\"]\n"] {
+            let (_dir, path) = write(&format!("[server.tokens.shop]\n{both_or_neither}"));
+            let error = Config::load(&path).expect_err("refused").to_string();
+            assert!(
+                error.contains("[server.tokens.shop] needs one of env and file"),
+                "{error}"
+            );
+        }
         assert_eq!(shop.hooks, None);
         let (_dir, path) =
             write("[server.tokens.sender]\nenv = \"S\"\nscopes = [\"deliver\"]\nhooks = [\"checkout\"]\n");
@@ -669,9 +697,6 @@ mod tests {
         let (_dir, path) = write("[server.tokens.ci]\nenv = \"CI_TOKEN\"\nscopes = [\"admin\"]\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("admin") && error.contains("steps"), "{error}");
-        let (_dir, path) = write("[server.tokens.ci]\nscopes = [\"read\"]\n");
-        let error = Config::load(&path).expect_err("refused").to_string();
-        assert!(error.contains("env"), "{error}");
     }
 
     #[test]

@@ -963,7 +963,8 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let scoped = |name: &str, scopes: &[Scope]| ScopedToken {
         name: name.into(),
-        token: format!("{name}-secret"),
+        secrets: vec![format!("{name}-secret")],
+        file: None,
         scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
         hooks: None,
     };
@@ -1500,5 +1501,81 @@ async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_n
         .expect("answered");
     assert_eq!(answer.status().as_u16(), 304);
     assert!(started.elapsed() >= Duration::from_millis(1500), "it waited");
+    server.stop().await;
+}
+
+/// The status of `GET /v1/steps` with bearer `token`.
+async fn status_with(server: &Server, token: &str) -> u16 {
+    let answer = server
+        .http()
+        .get(format!("{}/v1/steps", server.base()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answered");
+    answer.status().as_u16()
+}
+
+/// Waits up to 10 s until `GET /v1/steps` with `token` is answered `status`.
+async fn until_status_with(server: &Server, token: &str, status: u16) {
+    for _ in 0..100 {
+        if status_with(server, token).await == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{token} was never answered {status}");
+}
+
+/// A scoped token kept in a file is rotated without a restart: a second line makes a second
+/// token valid beside the first, removing the first line revokes it, within a couple of
+/// seconds. A change that would not load (an empty file, the secret of `WHENEVER_TOKEN`) leaves
+/// the tokens in use as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_kept_in_a_file_is_rotated_without_a_restart() {
+    use whenever::config::{Scope, TokenSection};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dashboard.token");
+    std::fs::write(&file, "old-secret\n").expect("written");
+    let sections = std::collections::BTreeMap::from([(
+        "dashboard".to_string(),
+        TokenSection {
+            env: None,
+            file: Some(file.clone()),
+            scopes: vec![Scope::Read],
+            hooks: None,
+        },
+    )]);
+    let scoped = whenever::api::auth::scoped_tokens(&sections, Some("admin-secret"), |_| None).expect("valid");
+    let api_options = ApiOptions {
+        token: Some("admin-secret".into()),
+        scoped,
+        ..options()
+    };
+    let server = start(&db_in(&dir), &[], api_options).await;
+    assert_eq!(status_with(&server, "old-secret").await, 200);
+    assert_eq!(status_with(&server, "new-secret").await, 401);
+
+    std::fs::write(&file, "old-secret\nnew-secret\n").expect("written");
+    until_status_with(&server, "new-secret", 200).await;
+    assert_eq!(
+        status_with(&server, "old-secret").await,
+        200,
+        "both during the rotation"
+    );
+
+    std::fs::write(&file, "new-secret\n").expect("written");
+    until_status_with(&server, "old-secret", 401).await;
+    assert_eq!(status_with(&server, "new-secret").await, 200);
+
+    for broken in ["\n", "admin-secret\n"] {
+        std::fs::write(&file, broken).expect("written");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            status_with(&server, "new-secret").await,
+            200,
+            "after {broken:?} the token stays"
+        );
+    }
     server.stop().await;
 }

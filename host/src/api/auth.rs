@@ -51,8 +51,11 @@ pub struct ScopedToken {
     /// Its name in the config (`[server.tokens.NAME]`), told in a 403 so the operator knows
     /// which token a refused client holds.
     pub name: String,
-    /// The secret a client presents as `Authorization: Bearer TOKEN`.
-    pub token: String,
+    /// The secrets a client may present as `Authorization: Bearer TOKEN` (one from `env`; a
+    /// file's lines, while a rotation is under way several).
+    pub secrets: Vec<String>,
+    /// The file the secrets come from, read again when it changes ([`super::token_files`]).
+    pub file: Option<std::path::PathBuf>,
     /// What it may do.
     pub scopes: BTreeSet<Scope>,
     /// The hooks it may deliver to (`None`: every hook).
@@ -70,9 +73,10 @@ impl fmt::Debug for ScopedToken {
 }
 
 /// The config's scoped tokens with their secrets, read through `lookup` (the environment in
-/// `whenever serve`). Refuses a variable that is unset or empty, and two tokens (or a token and
-/// `full`, the `WHENEVER_TOKEN`) with the same secret, whose scopes could not be told apart, and
-/// `hooks` on a token whose scopes do not let it deliver (a mistake that would pass unseen).
+/// `whenever serve`) or from their files. Refuses a variable that is unset or empty, a file that
+/// cannot be read or holds no token, two tokens (or a token and `full`, the `WHENEVER_TOKEN`)
+/// with the same secret, whose scopes could not be told apart, and `hooks` on a token whose
+/// scopes do not let it deliver (a mistake that would pass unseen).
 pub fn scoped_tokens(
     tokens: &std::collections::BTreeMap<String, TokenSection>,
     full: Option<&str>,
@@ -80,15 +84,15 @@ pub fn scoped_tokens(
 ) -> Result<Vec<ScopedToken>, String> {
     let mut scoped: Vec<ScopedToken> = Vec::new();
     for (name, section) in tokens {
-        let token = lookup(&section.env)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| format!("token {name}: the environment variable {} is not set", section.env))?;
-        if full == Some(token.as_str()) {
-            return Err(format!("token {name}: the same secret as WHENEVER_TOKEN"));
-        }
-        if let Some(twin) = scoped.iter().find(|t| t.token == token) {
-            return Err(format!("tokens {} and {name}: the same secret", twin.name));
-        }
+        let secrets = match (&section.env, &section.file) {
+            (Some(var), _) => vec![
+                lookup(var)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| format!("token {name}: the environment variable {var} is not set"))?,
+            ],
+            (None, Some(file)) => super::token_files::read(file).map_err(|e| format!("token {name}: {e}"))?,
+            (None, None) => return Err(format!("token {name}: neither env nor file is set")),
+        };
         let scopes = match section.scopes.is_empty() {
             true => BTreeSet::from([Scope::Read]),
             false => section.scopes.iter().copied().collect(),
@@ -101,12 +105,33 @@ pub fn scoped_tokens(
         }
         scoped.push(ScopedToken {
             name: name.clone(),
-            token,
+            secrets,
+            file: section.file.clone().filter(|_| section.env.is_none()),
             scopes,
             hooks: section.hooks.as_ref().map(|hooks| hooks.iter().cloned().collect()),
         });
     }
+    distinct(&scoped, full)?;
     Ok(scoped)
+}
+
+/// Refuses two tokens (or a token and `full`, the `WHENEVER_TOKEN`) that share a secret: their
+/// scopes could not be told apart.
+pub(super) fn distinct(tokens: &[ScopedToken], full: Option<&str>) -> Result<(), String> {
+    let mut seen: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for token in tokens {
+        for secret in &token.secrets {
+            if full == Some(secret.as_str()) {
+                return Err(format!("token {}: the same secret as WHENEVER_TOKEN", token.name));
+            }
+            if let Some(twin) = seen.insert(secret, &token.name)
+                && twin != token.name
+            {
+                return Err(format!("tokens {twin} and {}: the same secret", token.name));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Who made a request, as the history records it: the name of the token it carried
@@ -134,7 +159,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// webhook, or with a token whose scopes cover it; 401 or 403 otherwise.
 pub(super) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let options = &state.options;
-    if options.token.is_none() && options.scoped.is_empty() {
+    let scoped = state.tokens.now();
+    if options.token.is_none() && scoped.is_empty() {
         return next.run(request).await;
     }
     let path = request.uri().path();
@@ -164,12 +190,13 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         request.extensions_mut().insert(Caller(Some("WHENEVER_TOKEN".into())));
         return next.run(request).await;
     }
-    // Every scoped token is compared, so the time taken does not tell which one matched.
-    let matched = options.scoped.iter().fold(None, |found, t| {
-        match constant_time_eq(given.as_bytes(), t.token.as_bytes()) {
-            true => Some(t),
-            false => found,
-        }
+    // Every secret of every scoped token is compared, so the time taken does not tell which
+    // one matched.
+    let matched = scoped.iter().fold(None, |found, t| {
+        let matches = t.secrets.iter().fold(false, |any, secret| {
+            any | constant_time_eq(given.as_bytes(), secret.as_bytes())
+        });
+        if matches { Some(t) } else { found }
     });
     let Some(scoped) = matched else {
         return ApiError::Unauthorized("the bearer token is not valid".into()).into_response();
@@ -256,7 +283,8 @@ mod tests {
 
     fn section(env: &str, scopes: &[Scope]) -> TokenSection {
         TokenSection {
-            env: env.into(),
+            env: Some(env.into()),
+            file: None,
             scopes: scopes.to_vec(),
             hooks: None,
         }
@@ -332,18 +360,38 @@ mod tests {
             ("dashboard".to_string(), section("DASH", &[])),
         ]);
         let scoped = scoped_tokens(&tokens, Some("admin"), env).expect("valid");
-        let named: Vec<(&str, &str, Vec<Scope>)> = scoped
+        let named: Vec<(&str, Vec<String>, Vec<Scope>)> = scoped
             .iter()
-            .map(|t| (t.name.as_str(), t.token.as_str(), t.scopes.iter().copied().collect()))
+            .map(|t| (t.name.as_str(), t.secrets.clone(), t.scopes.iter().copied().collect()))
             .collect();
         assert_eq!(
             named,
             vec![
-                ("dashboard", "dash-secret", vec![Scope::Read]),
-                ("shop", "shop-secret", vec![Scope::Tasks]),
+                ("dashboard", vec!["dash-secret".to_string()], vec![Scope::Read]),
+                ("shop", vec!["shop-secret".to_string()], vec![Scope::Tasks]),
             ],
             "no scopes listed: read only"
         );
+        // From a file: every line a secret; a line another token has is refused.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ops");
+        std::fs::write(&file, "ops-old\nops-new\n").expect("written");
+        let from_file = |scopes: &[Scope]| TokenSection {
+            env: None,
+            file: Some(file.clone()),
+            ..section("", scopes)
+        };
+        let tokens = BTreeMap::from([("ops".to_string(), from_file(&[Scope::Tasks]))]);
+        let scoped = scoped_tokens(&tokens, Some("admin"), env).expect("valid");
+        assert_eq!(scoped[0].secrets, ["ops-old", "ops-new"]);
+        assert_eq!(scoped[0].file.as_deref(), Some(file.as_path()));
+        std::fs::write(&file, "ops-new\nshop-secret\n").expect("written");
+        let tokens = BTreeMap::from([
+            ("ops".to_string(), from_file(&[])),
+            ("shop".to_string(), section("SHOP", &[])),
+        ]);
+        let error = scoped_tokens(&tokens, Some("admin"), env).expect_err("refused");
+        assert!(error.contains("tokens ops and shop: the same secret"), "{error}");
         for (tokens, says) in [
             (
                 BTreeMap::from([("x".to_string(), section("UNSET", &[]))]),

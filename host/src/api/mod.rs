@@ -47,6 +47,7 @@ pub mod signatures;
 mod steps;
 mod tasks;
 pub mod tls;
+pub mod token_files;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -173,15 +174,24 @@ pub struct HookSignature {
 pub(crate) struct AppState {
     pub(crate) service: Service,
     pub(crate) options: Arc<ApiOptions>,
+    /// The scoped tokens accepted now (`options.scoped` as their files last said).
+    pub(crate) tokens: token_files::LiveTokens,
 }
 
 /// The API's routes over `service`.
 pub fn router(service: Service, options: ApiOptions) -> Router {
+    let tokens = token_files::LiveTokens::new(options.scoped.clone());
+    router_with(service, options, tokens)
+}
+
+/// [`router`] with the scoped tokens in `tokens`, which may change while it serves.
+fn router_with(service: Service, options: ApiOptions, tokens: token_files::LiveTokens) -> Router {
     let body_limit = options.max_body_bytes;
     let component_limit = options.max_component_bytes;
     let state = AppState {
         service,
         options: Arc::new(options),
+        tokens,
     };
     Router::new()
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
@@ -225,16 +235,36 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_timeout = options.header_timeout.unwrap_or(connections::DEFAULT_HEADER_TIMEOUT);
-    let Some(tls) = options.tls.clone() else {
-        return connections::serve(listener, router(service, options), header_timeout, shutdown).await;
+    let tokens = token_files::LiveTokens::new(options.scoped.clone());
+    let rereading = tokens.any_from_a_file().then(|| {
+        let full = options.token.clone();
+        tokio::spawn(tokens.clone().reload_on_change(full, token_files::RELOAD_INTERVAL))
+    });
+    let served = match options.tls.clone() {
+        None => {
+            connections::serve(
+                listener,
+                router_with(service, options, tokens),
+                header_timeout,
+                shutdown,
+            )
+            .await
+        }
+        Some(tls) => {
+            let reloading = tokio::spawn(
+                tls.clone()
+                    .reload_on_change(tls::RELOAD_INTERVAL, service.metrics().clone()),
+            );
+            let listener = tls.listener(listener, service.metrics().clone());
+            let router = router_with(service, options, tokens);
+            let served = connections::serve(listener, router, header_timeout, shutdown).await;
+            reloading.abort();
+            served
+        }
     };
-    let reloading = tokio::spawn(
-        tls.clone()
-            .reload_on_change(tls::RELOAD_INTERVAL, service.metrics().clone()),
-    );
-    let listener = tls.listener(listener, service.metrics().clone());
-    let served = connections::serve(listener, router(service, options), header_timeout, shutdown).await;
-    reloading.abort();
+    if let Some(rereading) = rereading {
+        rereading.abort();
+    }
     served
 }
 
