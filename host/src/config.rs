@@ -47,7 +47,7 @@
 //! idempotency_header = "X-Shopify-Webhook-Id"   # one task per delivery id (default: Idempotency-Key)
 //!
 //! [hooks.stripe]
-//! secret_env = "STRIPE_WEBHOOK_SECRET"
+//! secret_env = "STRIPE_WEBHOOK_SECRET"  # or secret_file = "stripe.secret": read again when it changes
 //! signature = "stripe"          # Stripe-Signature (also "github", "shopify"; default "whenever")
 //! idempotency_pointer = "/id"   # or the delivery id read from the body (Stripe's event id)
 //!
@@ -334,6 +334,10 @@ pub struct HookSection {
     /// The environment variable holding the HMAC-SHA256 secret; when set, deliveries must carry
     /// a valid `X-Whenever-Signature: sha256=HEX` header.
     pub secret_env: Option<String>,
+    /// Or a file holding the secret, one per line, a delivery signed with any of them accepted;
+    /// read again when it changes, so the secret is rotated without a restart. Relative to the
+    /// config file.
+    pub secret_file: Option<PathBuf>,
     /// The request header holding each delivery's id (`X-GitHub-Delivery`,
     /// `X-Shopify-Webhook-Id`), its idempotency key; a delivery without it is refused.
     pub idempotency_header: Option<String>,
@@ -385,9 +389,16 @@ impl HookSection {
     /// How the deliveries to hook `name` are signed; refuses an unknown scheme, a scheme or a
     /// tolerance without a secret to check it with, and a tolerance for a scheme without one.
     pub fn signature_scheme(&self, name: &str) -> Result<SignatureScheme, String> {
-        if self.secret_env.is_none() && (self.signature.is_some() || self.tolerance_s.is_some()) {
+        if self.secret_env.is_some() && self.secret_file.is_some() {
+            return Err(format!("[hooks.{name}] sets both secret_env and secret_file; keep one"));
+        }
+        if self.secret_env.is_none()
+            && self.secret_file.is_none()
+            && (self.signature.is_some() || self.tolerance_s.is_some())
+        {
             return Err(format!(
-                "[hooks.{name}] sets how deliveries are signed but no secret_env to check them with"
+                "[hooks.{name}] sets how deliveries are signed but no secret_env or secret_file to check \
+                 them with"
             ));
         }
         let scheme = match self.signature.as_deref() {
@@ -503,6 +514,11 @@ impl Config {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
+        for hook in config.hooks.values_mut() {
+            if let Some(file) = &mut hook.secret_file {
+                *file = base.join(&*file);
+            }
+        }
         config
             .server
             .resolve_tls(base)
@@ -661,6 +677,22 @@ mod tests {
             let error = Config::load(&path).expect_err("refused").to_string();
             assert!(error.contains(says), "{error}");
         }
+    }
+
+    #[test]
+    fn a_hook_secret_comes_from_one_of_a_variable_and_a_file_relative_to_the_config() {
+        let (dir, path) = write("[hooks.checkout]\nsecret_file = \"secrets/checkout\"\nsignature = \"github\"\n");
+        let config = Config::load(&path).expect("valid");
+        assert_eq!(
+            config.hooks["checkout"].secret_file.as_deref(),
+            Some(dir.path().join("secrets/checkout").as_path())
+        );
+        let (_dir, path) = write("[hooks.checkout]\nsecret_env = \"S\"\nsecret_file = \"f\"\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("both secret_env and secret_file"), "{error}");
+        let (_dir, path) = write("[hooks.checkout]\nsignature = \"github\"\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("no secret_env or secret_file"), "{error}");
     }
 
     #[test]

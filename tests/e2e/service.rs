@@ -530,7 +530,7 @@ async fn hooks_check_their_provider_s_signatures() {
     let signed = |scheme| {
         Some(HookSignature {
             scheme,
-            secret: b"whsec_e2e".to_vec(),
+            secrets: whenever::api::secret_files::HookSecrets::fixed(b"whsec_e2e".to_vec()),
         })
     };
     let stripe = HookOptions {
@@ -1516,15 +1516,80 @@ async fn status_with(server: &Server, token: &str) -> u16 {
     answer.status().as_u16()
 }
 
-/// Waits up to 10 s until `GET /v1/steps` with `token` is answered `status`.
-async fn until_status_with(server: &Server, token: &str, status: u16) {
+/// Waits up to 10 s until `check` holds, asking every 100 ms; `what` names it when it never does.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     for _ in 0..100 {
-        if status_with(server, token).await == status {
+        if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{token} was never answered {status}");
+    panic!("never: {what}");
+}
+
+/// The status of a delivery to hook `hook`, signed with `secret`.
+async fn delivered_signed(server: &Server, hook: &str, secret: &[u8]) -> u16 {
+    let body = json!({"start": true}).to_string();
+    let answer = server
+        .http()
+        .post(format!("{}/v1/hooks/{hook}", server.base()))
+        .header("X-Whenever-Signature", sign(secret, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .expect("answered");
+    answer.status().as_u16()
+}
+
+/// A webhook secret kept in a file is rotated without a restart: with the new secret as a second
+/// line, deliveries signed with either are accepted; once the old line is gone, those signed
+/// with the old secret are refused. An empty file leaves the secret as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_secret_kept_in_a_file_is_rotated_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("checkout.secret");
+    std::fs::write(&file, "whsec_old\n").expect("written");
+    let mut api_options = options();
+    let secrets = whenever::api::secret_files::HookSecrets::from_file(&file).expect("loads");
+    let signed = HookSignature {
+        scheme: SignatureScheme::Whenever,
+        secrets,
+    };
+    api_options.hooks.insert(
+        "checkout".into(),
+        HookOptions {
+            signed: Some(signed),
+            ..HookOptions::default()
+        },
+    );
+    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    assert_eq!(delivered_signed(&server, "checkout", b"whsec_old").await, 201);
+    assert_eq!(delivered_signed(&server, "checkout", b"whsec_new").await, 401);
+
+    std::fs::write(&file, "whsec_old\nwhsec_new\n").expect("written");
+    eventually("the new secret accepted", || async {
+        delivered_signed(&server, "checkout", b"whsec_new").await == 201
+    })
+    .await;
+    assert_eq!(
+        delivered_signed(&server, "checkout", b"whsec_old").await,
+        201,
+        "both meanwhile"
+    );
+
+    std::fs::write(&file, "whsec_new\n").expect("written");
+    eventually("the old secret refused", || async {
+        delivered_signed(&server, "checkout", b"whsec_old").await == 401
+    })
+    .await;
+    std::fs::write(&file, "\n").expect("written");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(delivered_signed(&server, "checkout", b"whsec_new").await, 201, "kept");
+    server.stop().await;
 }
 
 /// A scoped token kept in a file is rotated without a restart: a second line makes a second
@@ -1557,7 +1622,10 @@ async fn a_token_kept_in_a_file_is_rotated_without_a_restart() {
     assert_eq!(status_with(&server, "new-secret").await, 401);
 
     std::fs::write(&file, "old-secret\nnew-secret\n").expect("written");
-    until_status_with(&server, "new-secret", 200).await;
+    eventually("the new token accepted", || async {
+        status_with(&server, "new-secret").await == 200
+    })
+    .await;
     assert_eq!(
         status_with(&server, "old-secret").await,
         200,
@@ -1565,7 +1633,10 @@ async fn a_token_kept_in_a_file_is_rotated_without_a_restart() {
     );
 
     std::fs::write(&file, "new-secret\n").expect("written");
-    until_status_with(&server, "old-secret", 401).await;
+    eventually("the old token refused", || async {
+        status_with(&server, "old-secret").await == 401
+    })
+    .await;
     assert_eq!(status_with(&server, "new-secret").await, 200);
 
     for broken in ["\n", "admin-secret\n"] {

@@ -54,7 +54,7 @@ pub struct ScopedToken {
     /// The secrets a client may present as `Authorization: Bearer TOKEN` (one from `env`; a
     /// file's lines, while a rotation is under way several).
     pub secrets: Vec<String>,
-    /// The file the secrets come from, read again when it changes ([`super::token_files`]).
+    /// The file the secrets come from, read again when it changes ([`super::secret_files`]).
     pub file: Option<std::path::PathBuf>,
     /// What it may do.
     pub scopes: BTreeSet<Scope>,
@@ -90,7 +90,7 @@ pub fn scoped_tokens(
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| format!("token {name}: the environment variable {var} is not set"))?,
             ],
-            (None, Some(file)) => super::token_files::read(file).map_err(|e| format!("token {name}: {e}"))?,
+            (None, Some(file)) => super::secret_files::read(file).map_err(|e| format!("token {name}: {e}"))?,
             (None, None) => return Err(format!("token {name}: neither env nor file is set")),
         };
         let scopes = match section.scopes.is_empty() {

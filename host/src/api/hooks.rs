@@ -28,7 +28,8 @@ pub(crate) async fn receive(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        signatures::verify(&signed.scheme, &signed.secret, &headers, &raw, now)
+        let secrets = signed.secrets.now();
+        signatures::verify_any(&signed.scheme, &secrets, &headers, &raw, now)
             .map_err(|e| ApiError::Unauthorized(format!("hook {hook}: {e}")))?;
     }
     let payload = parse_json(&raw)?;

@@ -43,11 +43,11 @@ mod error;
 mod hooks;
 mod idempotency;
 mod preconditions;
+pub mod secret_files;
 pub mod signatures;
 mod steps;
 mod tasks;
 pub mod tls;
-pub mod token_files;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -97,24 +97,26 @@ pub struct ApiOptions {
 
 impl ApiOptions {
     /// Options from the service's config: limits, hook secrets (read from the environment
-    /// variables the config names) and the TLS certificate. A named variable that is unset, or
-    /// a certificate or key that does not load, is an error.
+    /// variables or the files the config names) and the TLS certificate. A named variable that
+    /// is unset, a secret file that does not load, or a certificate or key that does not load,
+    /// is an error.
     pub fn from_service(service: &Service, token: Option<String>) -> Result<ApiOptions, String> {
         let config = service.config();
         let mut hooks = BTreeMap::new();
         for (hook, section) in &config.hooks {
             let scheme = section.signature_scheme(hook)?;
-            let signed = match &section.secret_env {
-                Some(var) => {
-                    let secret = std::env::var(var)
-                        .map_err(|_| format!("hook {hook}: the environment variable {var} (its secret) is not set"))?;
-                    Some(HookSignature {
-                        scheme,
-                        secret: secret.into_bytes(),
-                    })
+            let secrets = match (&section.secret_env, &section.secret_file) {
+                (Some(var), _) => Some(secret_files::HookSecrets::fixed(
+                    std::env::var(var)
+                        .map_err(|_| format!("hook {hook}: the environment variable {var} (its secret) is not set"))?
+                        .into_bytes(),
+                )),
+                (None, Some(file)) => {
+                    Some(secret_files::HookSecrets::from_file(file).map_err(|e| format!("hook {hook}: {e}"))?)
                 }
-                None => None,
+                (None, None) => None,
             };
+            let signed = secrets.map(|secrets| HookSignature { scheme, secrets });
             let options = HookOptions {
                 signed,
                 delivery_key: section.delivery_key(hook)?,
@@ -154,7 +156,7 @@ impl HookOptions {
         HookOptions {
             signed: Some(HookSignature {
                 scheme: SignatureScheme::Whenever,
-                secret: secret.to_vec(),
+                secrets: secret_files::HookSecrets::fixed(secret.to_vec()),
             }),
             ..HookOptions::default()
         }
@@ -166,8 +168,8 @@ impl HookOptions {
 pub struct HookSignature {
     /// Which header carries the signature, and over what.
     pub scheme: SignatureScheme,
-    /// The shared secret (the HMAC key).
-    pub secret: Vec<u8>,
+    /// The shared secrets (HMAC keys): a delivery signed with any of them is accepted.
+    pub secrets: secret_files::HookSecrets,
 }
 
 #[derive(Clone)]
@@ -175,17 +177,17 @@ pub(crate) struct AppState {
     pub(crate) service: Service,
     pub(crate) options: Arc<ApiOptions>,
     /// The scoped tokens accepted now (`options.scoped` as their files last said).
-    pub(crate) tokens: token_files::LiveTokens,
+    pub(crate) tokens: secret_files::LiveTokens,
 }
 
 /// The API's routes over `service`.
 pub fn router(service: Service, options: ApiOptions) -> Router {
-    let tokens = token_files::LiveTokens::new(options.scoped.clone());
+    let tokens = secret_files::LiveTokens::new(options.scoped.clone());
     router_with(service, options, tokens)
 }
 
 /// [`router`] with the scoped tokens in `tokens`, which may change while it serves.
-fn router_with(service: Service, options: ApiOptions, tokens: token_files::LiveTokens) -> Router {
+fn router_with(service: Service, options: ApiOptions, tokens: secret_files::LiveTokens) -> Router {
     let body_limit = options.max_body_bytes;
     let component_limit = options.max_component_bytes;
     let state = AppState {
@@ -235,10 +237,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_timeout = options.header_timeout.unwrap_or(connections::DEFAULT_HEADER_TIMEOUT);
-    let tokens = token_files::LiveTokens::new(options.scoped.clone());
-    let rereading = tokens.any_from_a_file().then(|| {
-        let full = options.token.clone();
-        tokio::spawn(tokens.clone().reload_on_change(full, token_files::RELOAD_INTERVAL))
+    let tokens = secret_files::LiveTokens::new(options.scoped.clone());
+    let hooks: Vec<(String, secret_files::HookSecrets)> = options
+        .hooks
+        .iter()
+        .filter_map(|(name, hook)| Some((name.clone(), hook.signed.as_ref()?.secrets.clone())))
+        .collect();
+    let rereading = secret_files::any_file(&tokens, &hooks).then(|| {
+        let (tokens, full) = (tokens.clone(), options.token.clone());
+        tokio::spawn(secret_files::reread_on_change(
+            tokens,
+            full,
+            hooks,
+            secret_files::RELOAD_INTERVAL,
+        ))
     });
     let served = match options.tls.clone() {
         None => {

@@ -36,6 +36,28 @@ pub enum SignatureError {
     Stale(u64, u64),
 }
 
+/// Like [`verify`], with any of `secrets` (a hook's secret while it is rotated: the old and the
+/// new); refused as under the first when none signed it, and [`SignatureError::Invalid`] when
+/// there is no secret at all.
+pub fn verify_any(
+    scheme: &SignatureScheme,
+    secrets: &[Vec<u8>],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: u64,
+) -> Result<(), SignatureError> {
+    let mut first = None;
+    for secret in secrets {
+        match verify(scheme, secret, headers, body, now) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.unwrap_or(SignatureError::Invalid))
+}
+
 /// Checks that `body`, delivered with `headers` at `now` (seconds since the Unix epoch), is
 /// signed with `secret` in `scheme`.
 pub fn verify(
@@ -167,6 +189,34 @@ mod tests {
                 0
             ),
             Err(SignatureError::Missing("x-hub-signature-256"))
+        );
+    }
+
+    #[test]
+    fn a_delivery_signed_with_any_of_the_secrets_is_accepted_and_none_accepts_nothing() {
+        let name = "x-whenever-signature";
+        let signed = headers(name, &format!("sha256={}", hex::encode(hmac(&[BODY]))));
+        let scheme = SignatureScheme::Whenever;
+        let other = b"whsec_other".to_vec();
+        for secrets in [
+            vec![other.clone(), SECRET.to_vec()],
+            vec![SECRET.to_vec(), other.clone()],
+        ] {
+            assert_eq!(verify_any(&scheme, &secrets, &signed, BODY, 0), Ok(()));
+        }
+        assert_eq!(
+            verify_any(&scheme, std::slice::from_ref(&other), &signed, BODY, 0),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            verify_any(&scheme, &[other], &HeaderMap::new(), BODY, 0),
+            Err(SignatureError::Missing(name)),
+            "the first secret's refusal"
+        );
+        assert_eq!(
+            verify_any(&scheme, &[], &signed, BODY, 0),
+            Err(SignatureError::Invalid),
+            "no secret accepts nothing"
         );
     }
 

@@ -1,0 +1,206 @@
+//! Secrets kept in files, read again when a file changes, so that they are rotated without a
+//! restart: scoped tokens (`[server.tokens.NAME] file`) and webhook secrets (`[hooks.NAME]
+//! secret_file`). A file holds one secret per line and any of them is accepted, so a rotation
+//! is: add the new secret as a second line, move the clients (or the provider) to it, remove the
+//! old line. A change that does not load (an unreadable or empty file, a token another token
+//! has) is reported on stderr and the secrets in use stay, as with a broken certificate renewal
+//! ([`super::tls`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::auth::{ScopedToken, distinct};
+
+/// How often the files are read again.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The secrets in `file`: its lines, without surrounding whitespace, blank ones skipped. Refuses
+/// a file that cannot be read or holds none.
+pub fn read(file: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let tokens: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect();
+    if tokens.is_empty() {
+        return Err(format!("{} holds no secret", file.display()));
+    }
+    Ok(tokens)
+}
+
+/// A webhook's secrets: one from the environment, or a file's. Cloning shares them.
+#[derive(Clone)]
+pub struct HookSecrets {
+    current: Arc<RwLock<Arc<Vec<Vec<u8>>>>>,
+    /// The file they come from, read again when it changes.
+    pub file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for HookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookSecrets")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HookSecrets {
+    /// One secret that never changes (from the environment).
+    pub fn fixed(secret: Vec<u8>) -> HookSecrets {
+        HookSecrets {
+            current: Arc::new(RwLock::new(Arc::new(vec![secret]))),
+            file: None,
+        }
+    }
+
+    /// The secrets in `file` ([`read`]), read again by [`reread_on_change`].
+    pub fn from_file(file: &Path) -> Result<HookSecrets, String> {
+        let secrets = read(file)?.into_iter().map(String::into_bytes).collect();
+        Ok(HookSecrets {
+            current: Arc::new(RwLock::new(Arc::new(secrets))),
+            file: Some(file.to_path_buf()),
+        })
+    }
+
+    /// The secrets as they are now.
+    pub fn now(&self) -> Arc<Vec<Vec<u8>>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, secrets: &[String]) {
+        let secrets = secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(secrets);
+    }
+}
+
+/// The scoped tokens the API accepts now. Cloning shares them.
+#[derive(Clone, Default)]
+pub(crate) struct LiveTokens(Arc<RwLock<Arc<Vec<ScopedToken>>>>);
+
+impl LiveTokens {
+    /// Starts with `tokens`.
+    pub(crate) fn new(tokens: Vec<ScopedToken>) -> LiveTokens {
+        LiveTokens(Arc::new(RwLock::new(Arc::new(tokens))))
+    }
+
+    /// The tokens as they are now (a change after this call does not alter what it returned).
+    pub(crate) fn now(&self) -> Arc<Vec<ScopedToken>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The tokens' files to read again ([`reread_on_change`]): who reads them.
+    fn files(&self) -> Vec<Option<Result<Vec<String>, String>>> {
+        self.now()
+            .iter()
+            .map(|t| t.file.as_ref().map(|_| Ok(t.secrets.clone())))
+            .collect()
+    }
+
+    /// Reads again the files of the tokens that have one; on a change that loads and keeps
+    /// every secret distinct (from `full` too), serves it from the next request on. `seen` is
+    /// what each file held when last read, so that a refused change is reported once.
+    fn reread(&self, full: Option<&str>, seen: &mut [Option<Result<Vec<String>, String>>]) {
+        let mut next: Vec<ScopedToken> = self.now().as_ref().clone();
+        let mut changed = Vec::new();
+        for (token, was) in next.iter_mut().zip(seen.iter_mut()) {
+            let Some(read_now) = token.file.as_deref().map(read) else {
+                continue;
+            };
+            if was.as_ref() == Some(&read_now) {
+                continue;
+            }
+            match &read_now {
+                Ok(secrets) => {
+                    token.secrets = secrets.clone();
+                    changed.push(token.name.clone());
+                }
+                Err(e) => eprintln!(
+                    "whenever serve: token {}: {e}; it stays as it was until the file is fixed",
+                    token.name
+                ),
+            }
+            *was = Some(read_now);
+        }
+        if changed.is_empty() {
+            return;
+        }
+        match distinct(&next, full) {
+            Ok(()) => {
+                *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+                eprintln!("whenever serve: token {} read again from its file", changed.join(", "));
+            }
+            Err(e) => eprintln!("whenever serve: {e}; the tokens stay as they were"),
+        }
+    }
+}
+
+/// Whether any of `tokens` or `hooks` has a file to read again.
+pub(crate) fn any_file(tokens: &LiveTokens, hooks: &[(String, HookSecrets)]) -> bool {
+    tokens.now().iter().any(|t| t.file.is_some()) || hooks.iter().any(|(_, h)| h.file.is_some())
+}
+
+/// Reads the files of `tokens` and `hooks` every `interval` and serves what changed from the
+/// next request on (see the module docs); `full` is the `WHENEVER_TOKEN`, which no scoped token
+/// may share. Runs until dropped.
+pub(crate) async fn reread_on_change(
+    tokens: LiveTokens,
+    full: Option<String>,
+    hooks: Vec<(String, HookSecrets)>,
+    interval: Duration,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    let mut tokens_seen = tokens.files();
+    let mut hooks_seen: Vec<Option<Result<Vec<String>, String>>> = vec![None; hooks.len()];
+    for ((_, secrets), seen) in hooks.iter().zip(&mut hooks_seen) {
+        if let Some(file) = &secrets.file {
+            *seen = Some(read(file));
+        }
+    }
+    loop {
+        ticks.tick().await;
+        tokens.reread(full.as_deref(), &mut tokens_seen);
+        for ((hook, secrets), was) in hooks.iter().zip(&mut hooks_seen) {
+            let Some(read_now) = secrets.file.as_deref().map(read) else {
+                continue;
+            };
+            if was.as_ref() == Some(&read_now) {
+                continue;
+            }
+            match &read_now {
+                Ok(now) => {
+                    secrets.set(now);
+                    eprintln!("whenever serve: hook {hook}: its secret read again from its file");
+                }
+                Err(e) => eprintln!("whenever serve: hook {hook}: {e}; its secret stays as it was"),
+            }
+            *was = Some(read_now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_holds_one_token_per_line_and_at_least_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("shop");
+        std::fs::write(&file, "  old-secret \n\n\tnew-secret\n").expect("written");
+        assert_eq!(read(&file).expect("read"), ["old-secret", "new-secret"]);
+        std::fs::write(&file, " \n\n").expect("written");
+        let error = read(&file).expect_err("refused");
+        assert!(error.ends_with("holds no secret"), "{error}");
+        let missing = dir.path().join("missing");
+        let error = read(&missing).expect_err("refused");
+        assert!(
+            error.starts_with(&format!("cannot read {}", missing.display())),
+            "{error}"
+        );
+    }
+}
