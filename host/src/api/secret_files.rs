@@ -91,30 +91,27 @@ impl LiveTokens {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The tokens' files to read again ([`reread_on_change`]): who reads them.
-    fn files(&self) -> Vec<Option<Result<Vec<String>, String>>> {
+    /// What each token's file held when read at start (its secrets), for [`LastRead::changed`].
+    fn files(&self) -> Vec<LastRead> {
         self.now()
             .iter()
-            .map(|t| t.file.as_ref().map(|_| Ok(t.secrets.clone())))
+            .map(|t| LastRead(Some(Ok(t.secrets.clone()))))
             .collect()
     }
 
     /// Reads again the files of the tokens that have one; on a change that loads and keeps
     /// every secret distinct (from `full` too), serves it from the next request on. `seen` is
     /// what each file held when last read, so that a refused change is reported once.
-    fn reread(&self, full: Option<&str>, seen: &mut [Option<Result<Vec<String>, String>>]) {
+    fn reread(&self, full: Option<&str>, seen: &mut [LastRead]) {
         let mut next: Vec<ScopedToken> = self.now().as_ref().clone();
         let mut changed = Vec::new();
-        for (token, was) in next.iter_mut().zip(seen.iter_mut()) {
-            let Some(read_now) = token.file.as_deref().map(read) else {
+        for (token, last) in next.iter_mut().zip(seen.iter_mut()) {
+            let Some(read_now) = token.file.as_deref().and_then(|file| last.changed(file)) else {
                 continue;
             };
-            if was.as_ref() == Some(&read_now) {
-                continue;
-            }
-            match &read_now {
+            match read_now {
                 Ok(secrets) => {
-                    token.secrets = secrets.clone();
+                    token.secrets = secrets;
                     changed.push(token.name.clone());
                 }
                 Err(e) => eprintln!(
@@ -122,7 +119,6 @@ impl LiveTokens {
                     token.name
                 ),
             }
-            *was = Some(read_now);
         }
         if changed.is_empty() {
             return;
@@ -134,6 +130,21 @@ impl LiveTokens {
             }
             Err(e) => eprintln!("whenever serve: {e}; the tokens stay as they were"),
         }
+    }
+}
+
+/// What a file held when last read, to tell when it changes.
+struct LastRead(Option<Result<Vec<String>, String>>);
+
+impl LastRead {
+    /// `file` as it reads now, when that differs from last time.
+    fn changed(&mut self, file: &Path) -> Option<Result<Vec<String>, String>> {
+        let now = read(file);
+        if self.0.as_ref() == Some(&now) {
+            return None;
+        }
+        self.0 = Some(now.clone());
+        Some(now)
     }
 }
 
@@ -155,30 +166,30 @@ pub(crate) async fn reread_on_change(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     let mut tokens_seen = tokens.files();
-    let mut hooks_seen: Vec<Option<Result<Vec<String>, String>>> = vec![None; hooks.len()];
-    for ((_, secrets), seen) in hooks.iter().zip(&mut hooks_seen) {
-        if let Some(file) = &secrets.file {
-            *seen = Some(read(file));
-        }
-    }
+    // What was loaded at start, so that a change made since is seen at the first reading.
+    let mut hooks_seen: Vec<LastRead> = hooks
+        .iter()
+        .map(|(_, secrets)| {
+            let loaded = secrets
+                .now()
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect();
+            LastRead(Some(Ok(loaded)))
+        })
+        .collect();
     loop {
         ticks.tick().await;
         tokens.reread(full.as_deref(), &mut tokens_seen);
-        for ((hook, secrets), was) in hooks.iter().zip(&mut hooks_seen) {
-            let Some(read_now) = secrets.file.as_deref().map(read) else {
-                continue;
-            };
-            if was.as_ref() == Some(&read_now) {
-                continue;
-            }
-            match &read_now {
-                Ok(now) => {
-                    secrets.set(now);
+        for ((hook, secrets), last) in hooks.iter().zip(&mut hooks_seen) {
+            match secrets.file.as_deref().and_then(|file| last.changed(file)) {
+                None => {}
+                Some(Ok(now)) => {
+                    secrets.set(&now);
                     eprintln!("whenever serve: hook {hook}: its secret read again from its file");
                 }
-                Err(e) => eprintln!("whenever serve: hook {hook}: {e}; its secret stays as it was"),
+                Some(Err(e)) => eprintln!("whenever serve: hook {hook}: {e}; its secret stays as it was"),
             }
-            *was = Some(read_now);
         }
     }
 }
