@@ -1,5 +1,6 @@
-//! Whether this host should be sent work now (`GET /readyz`): it is serving, not stopping; its
-//! store committed a write just now; and no drive of it failed for want of storage lately. A load
+//! Whether this host should be sent work now (`GET /readyz`): it is serving, neither draining
+//! ahead of a stop nor stopping; its store committed a write just now; and no drive of it failed
+//! for want of storage lately. A load
 //! balancer or an orchestrator takes a host that is not ready out of rotation (another host of a
 //! cluster takes the requests), while `/healthz` only says that the process answers.
 //!
@@ -42,8 +43,8 @@ pub struct Readiness {
     /// How long the probe took to commit, in milliseconds (absent when it did not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_ms: Option<f64>,
-    /// Why the probe did not pass, for the log (not served: a storage error may name paths and
-    /// hosts, and `/readyz` answers without a token).
+    /// Why the store or the drives did not pass, for the log (not served: a storage error may
+    /// name paths and hosts, and `/readyz` answers without a token).
     #[serde(skip)]
     pub reason: Option<String>,
 }
