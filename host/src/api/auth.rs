@@ -115,6 +115,22 @@ pub fn scoped_tokens(
     Ok(scoped)
 }
 
+/// The name the history records for the token that may do everything.
+pub const FULL_TOKEN: &str = "WHENEVER_TOKEN";
+
+/// The token that may do everything, kept in `file` (`WHENEVER_TOKEN_FILE`) rather than in
+/// `WHENEVER_TOKEN`: served as a token with every scope, so that it is read again when the file
+/// changes, like the scoped tokens' files ([`super::secret_files`]).
+pub fn full_token_from_file(file: &std::path::Path) -> Result<ScopedToken, String> {
+    Ok(ScopedToken {
+        name: FULL_TOKEN.to_string(),
+        secrets: super::secret_files::read(file).map_err(|e| format!("WHENEVER_TOKEN_FILE: {e}"))?,
+        file: Some(file.to_path_buf()),
+        scopes: BTreeSet::from([Scope::Read, Scope::Tasks, Scope::Deliver, Scope::Steps]),
+        hooks: None,
+    })
+}
+
 /// Refuses two tokens (or a token and `full`, the `WHENEVER_TOKEN`) that share a secret: their
 /// scopes could not be told apart.
 pub(super) fn distinct(tokens: &[ScopedToken], full: Option<&str>) -> Result<(), String> {
@@ -187,7 +203,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         .as_deref()
         .is_some_and(|token| constant_time_eq(given.as_bytes(), token.as_bytes()))
     {
-        request.extensions_mut().insert(Caller(Some("WHENEVER_TOKEN".into())));
+        request.extensions_mut().insert(Caller(Some(FULL_TOKEN.into())));
         return next.run(request).await;
     }
     // Every secret of every scoped token is compared, so the time taken does not tell which

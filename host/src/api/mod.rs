@@ -97,10 +97,16 @@ pub struct ApiOptions {
 
 impl ApiOptions {
     /// Options from the service's config: limits, hook secrets (read from the environment
-    /// variables or the files the config names) and the TLS certificate. A named variable that
+    /// variables or the files the config names) and the TLS certificate; the full `token`, or
+    /// the file it is kept in (`WHENEVER_TOKEN_FILE`, served among the scoped tokens so that it
+    /// is read again when it changes). A named variable that
     /// is unset, a secret file that does not load, or a certificate or key that does not load,
     /// is an error.
-    pub fn from_service(service: &Service, token: Option<String>) -> Result<ApiOptions, String> {
+    pub fn from_service(
+        service: &Service,
+        token: Option<String>,
+        token_file: Option<&std::path::Path>,
+    ) -> Result<ApiOptions, String> {
         let config = service.config();
         let mut hooks = BTreeMap::new();
         for (hook, section) in &config.hooks {
@@ -123,7 +129,14 @@ impl ApiOptions {
             };
             hooks.insert(hook.clone(), options);
         }
-        let scoped = auth::scoped_tokens(&config.server.tokens, token.as_deref(), |var| std::env::var(var).ok())?;
+        let mut scoped = auth::scoped_tokens(&config.server.tokens, token.as_deref(), |var| std::env::var(var).ok())?;
+        if let Some(file) = token_file {
+            if token.is_some() {
+                return Err("WHENEVER_TOKEN and WHENEVER_TOKEN_FILE are both set; keep one".into());
+            }
+            scoped.push(auth::full_token_from_file(file)?);
+            auth::distinct(&scoped, None)?;
+        }
         Ok(ApiOptions {
             token,
             scoped,

@@ -1,6 +1,6 @@
 //! The client commands: `create`, `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `delete`, `rollback`,
 //! talking to a running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
-//! `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`). Output for people by default, the
+//! `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`, or the file `WHENEVER_TOKEN_FILE`). Output for people by default, the
 //! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
 //! the input is bad, 1 when the server is unreachable or failed.
 
@@ -185,6 +185,20 @@ fn bad(message: impl Into<String>) -> Failure {
     Failure(message.into(), EXIT_BAD_INPUT)
 }
 
+/// The bearer token to send: `WHENEVER_TOKEN`, else the first line of the file
+/// `WHENEVER_TOKEN_FILE` names (the server's own setting, so one environment serves both).
+fn token_from_environment() -> Result<Option<String>, Failure> {
+    if let Some(token) = std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty()) {
+        return Ok(Some(token));
+    }
+    let Some(file) = std::env::var_os("WHENEVER_TOKEN_FILE").filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    let tokens = crate::api::secret_files::read(std::path::Path::new(&file))
+        .map_err(|e| bad(format!("WHENEVER_TOKEN_FILE: {e}")))?;
+    Ok(tokens.into_iter().next())
+}
+
 struct Client {
     base: String,
     http: reqwest::Client,
@@ -223,7 +237,7 @@ impl Client {
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             http,
-            token: std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty()),
+            token: token_from_environment()?,
         })
     }
 

@@ -1,5 +1,6 @@
 //! `whenever serve [--listen ADDR] [--db PATH] [--steps DIR]... [--config FILE]`: the service and
-//! its HTTP API. The bearer token comes from `WHENEVER_TOKEN`; it is required when the address is
+//! its HTTP API. The bearer token comes from `WHENEVER_TOKEN`, or from the file
+//! `WHENEVER_TOKEN_FILE` names (read again when it changes); it is required when the address is
 //! not a loopback one. With `[server] tls_cert` and `tls_key` in the config the API speaks HTTPS
 //! only. The `--steps` folders are watched: a step dropped there is deployed live.
 
@@ -38,9 +39,13 @@ pub struct ServeArgs {
 /// Runs the service until SIGTERM or Ctrl-C, then stops gracefully (see [`stop`]).
 pub(crate) async fn run(args: ServeArgs) -> u8 {
     let token = std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty());
-    if !args.listen.ip().is_loopback() && token.is_none() {
+    let token_file = std::env::var_os("WHENEVER_TOKEN_FILE")
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from);
+    if !args.listen.ip().is_loopback() && token.is_none() && token_file.is_none() {
         eprintln!(
-            "whenever serve: listening on {} needs a bearer token: set WHENEVER_TOKEN",
+            "whenever serve: listening on {} needs a bearer token: set WHENEVER_TOKEN (or \
+             WHENEVER_TOKEN_FILE)",
             args.listen
         );
         return EXIT_BAD_INPUT;
@@ -63,7 +68,7 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
             return if bad_input { EXIT_BAD_INPUT } else { EXIT_INTERNAL };
         }
     };
-    let api_options = match ApiOptions::from_service(&service, token) {
+    let api_options = match ApiOptions::from_service(&service, token, token_file.as_deref()) {
         Ok(options) => options,
         Err(message) => {
             eprintln!("whenever serve: {message}");

@@ -65,13 +65,26 @@ impl ServeProcess {
     /// Like [`ServeProcess::start`], with `WHENEVER_TOKEN` set to `token` for the server (and
     /// sent by [`ServeProcess::call`]).
     pub fn start_with_token<S: AsRef<OsStr>>(db: &Path, args: &[S], token: Option<&str>) -> ServeProcess {
+        ServeProcess::start_with_env(db, args, token, &[])
+    }
+
+    /// Like [`ServeProcess::start_with_token`], with these environment variables set for the
+    /// server too.
+    pub fn start_with_env<S: AsRef<OsStr>>(
+        db: &Path,
+        args: &[S],
+        token: Option<&str>,
+        env: &[(&str, &OsStr)],
+    ) -> ServeProcess {
         let mut command = Command::new(whenever_binary());
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(args)
-            .env_remove("WHENEVER_TOKEN");
+            .env_remove("WHENEVER_TOKEN")
+            .env_remove("WHENEVER_TOKEN_FILE")
+            .envs(env.iter().copied());
         if let Some(token) = token {
             command.env("WHENEVER_TOKEN", token);
         }
