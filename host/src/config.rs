@@ -20,6 +20,7 @@
 //! shutdown_grace_ms = 10000     # on SIGTERM or Ctrl-C, drives under way get this long to finish
 //! drain_ms = 0                  # before that, /readyz answers 503 this long while all goes on
 //! header_timeout_ms = 30000     # a request's headers are due this long after a connection is ready
+//! max_connections = 10000       # served at once (default: 3/4 of the open files allowed)
 //! tls_cert = "cert.pem"         # HTTPS with this certificate chain (PEM; relative to this file)
 //! tls_key = "key.pem"           # and its key; both files are read again when they change
 //!
@@ -134,6 +135,9 @@ pub struct ServerSection {
     /// idle, before the API closes it, in milliseconds (a client that connects and sends
     /// nothing holds no connection longer).
     pub header_timeout_ms: std::num::NonZeroU64,
+    /// How many connections the API serves at once; more wait until one closes. Absent: three
+    /// quarters of the open files the process may have (`api::connections`).
+    pub max_connections: Option<std::num::NonZeroUsize>,
     /// The certificate chain (PEM, the server's own first) to answer HTTPS with; with
     /// `tls_key`, the API speaks HTTPS only. A relative path is relative to the config file.
     pub tls_cert: Option<PathBuf>,
@@ -226,6 +230,7 @@ impl Default for ServerSection {
             shutdown_grace_ms: 10_000,
             drain_ms: 0,
             header_timeout_ms: std::num::NonZeroU64::MIN.saturating_add(29_999),
+            max_connections: None,
             tls_cert: None,
             tls_key: None,
             tokens: Default::default(),
@@ -648,6 +653,16 @@ mod tests {
         assert_eq!(Config::default().server.header_timeout_ms.get(), 30_000);
         let (_dir, path) = write("[server]\nheader_timeout_ms = 500\n");
         assert_eq!(Config::load(&path).expect("valid").server.header_timeout_ms.get(), 500);
+        assert_eq!(
+            Config::default().server.max_connections,
+            None,
+            "three quarters of the open files"
+        );
+        let (_dir, path) = write("[server]\nmax_connections = 100\n");
+        let max = Config::load(&path).expect("valid").server.max_connections;
+        assert_eq!(max.map(std::num::NonZeroUsize::get), Some(100));
+        let (_dir, path) = write("[server]\nmax_connections = 0\n");
+        assert!(Config::load(&path).is_err(), "no connection at all is refused");
         let (_dir, path) = write("[server]\nheader_timeout_ms = 0\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(

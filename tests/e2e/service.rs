@@ -1650,3 +1650,38 @@ async fn a_token_kept_in_a_file_is_rotated_without_a_restart() {
     }
     server.stop().await;
 }
+
+/// At most `max_connections` connections are served at once: past it, a new one waits (in the
+/// kernel's queue) until one closes, and is then answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api_options = ApiOptions {
+        max_connections: Some(2),
+        header_timeout: Some(Duration::from_secs(30)),
+        ..options()
+    };
+    let server = start(&db_in(&dir), &[], api_options).await;
+    let address = server.base().trim_start_matches("http://").to_string();
+    let first = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    let _second = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    // Give the server the time to take both.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("queued by the kernel");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: whenever\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("sent");
+    let early = read_until_closed(&mut third, Duration::from_millis(700)).await;
+    assert!(early.is_none(), "answered past the limit: {early:?}");
+    drop(first);
+    let said = read_until_closed(&mut third, Duration::from_secs(10))
+        .await
+        .expect("answered once a connection closed");
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+    server.stop().await;
+}

@@ -7,26 +7,82 @@
 //! `[server] header_timeout_ms` (30 s by default) of the connection being ready for them, or the
 //! connection is closed. That also closes a kept-alive connection idle for as long, as web
 //! servers do (nginx: 75 s).
+//!
+//! And however many connections a flood opens within that time, at most
+//! [`super::ApiOptions::max_connections`] are served at once: past it, new ones wait in the
+//! kernel's queue until one closes, instead of being accepted until the process runs out of
+//! file descriptors (and the store and the connectors with it).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 
 /// How long a client has to send a request's headers when [`super::ApiOptions::header_timeout`]
 /// does not say.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on the connections `listener` accepts until `shutdown` resolves, then stops
-/// accepting, lets each connection finish the request it is answering (an idle one is closed),
-/// and returns once all are closed.
+/// How many connections are served at once when `[server] max_connections` does not say: three
+/// quarters of the file descriptors the process may open (`RLIMIT_NOFILE`, which `whenever serve`
+/// raises to its hard limit at start), leaving the rest to the store and the connectors; at
+/// least 64.
+pub fn default_max_connections() -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` writes the limit into the struct it is given, nothing else.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            let open_files = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+            return (open_files / 4 * 3).max(64);
+        }
+    }
+    10_000
+}
+
+/// Raises this process's soft limit of open files (`RLIMIT_NOFILE`) to its hard limit (at most
+/// 1,048,576), as servers do: the soft limit is often 1,024, a few hundred clients. A raise the
+/// system refuses leaves the limit as it was.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` and `setrlimit` read and write the struct they are given, nothing
+        // else; a refused raise leaves the limit as it was.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return;
+            }
+            let wanted = limit.rlim_max.min(1 << 20);
+            if wanted > limit.rlim_cur {
+                let raised = libc::rlimit {
+                    rlim_cur: wanted,
+                    rlim_max: limit.rlim_max,
+                };
+                libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+            }
+        }
+    }
+}
+
+/// Serves `router` on the connections `listener` accepts, at most `max_connections` at once
+/// (`None`: no limit), until `shutdown` resolves, then stops accepting, lets each connection
+/// finish the request it is answering (an idle one is closed), and returns once all are closed.
 pub(super) async fn serve<L>(
     mut listener: L,
     router: Router,
     header_timeout: Duration,
+    max_connections: Option<usize>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
@@ -35,18 +91,56 @@ where
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let open = GracefulShutdown::new();
+    let slots = max_connections.map(|max| Arc::new(Semaphore::new(max.max(1))));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A slot first: at the limit, new connections wait in the kernel's queue.
+        let slot = match &slots {
+            Some(slots) => tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.ok(),
+                () = &mut shutdown => break,
+            },
+            None => None,
+        };
         let (io, _) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router.clone()));
-        // An error here is the client's (it went away, sent garbage or nothing in time); hyper
-        // answered what it could.
-        tokio::spawn(open.watch(connection));
+        let served = open.watch(connection);
+        tokio::spawn(async move {
+            // An error here is the client's (it went away, sent garbage or nothing in time);
+            // hyper answered what it could. The slot is free once the connection is closed.
+            let _ = served.await;
+            drop(slot);
+        });
     }
     drop(listener);
     open.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_one_and_three_quarters_of_it_are_for_connections() {
+        let read = || {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: `getrlimit` writes the struct it is given, nothing else.
+            assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+            limit
+        };
+        let before = read();
+        raise_open_files_limit();
+        let wanted = before.rlim_max.min(1 << 20).max(before.rlim_cur);
+        assert_eq!(read().rlim_cur, wanted);
+        let expected = (usize::try_from(wanted).unwrap_or(usize::MAX) / 4 * 3).max(64);
+        assert_eq!(default_max_connections(), expected);
+    }
 }

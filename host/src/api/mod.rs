@@ -93,6 +93,8 @@ pub struct ApiOptions {
     /// How long a client has to send a request's headers, and a kept-alive connection may sit
     /// idle, before it is closed (`None`: [`connections::DEFAULT_HEADER_TIMEOUT`]).
     pub header_timeout: Option<std::time::Duration>,
+    /// How many connections are served at once; more wait until one closes (`None`: no limit).
+    pub max_connections: Option<usize>,
 }
 
 impl ApiOptions {
@@ -149,6 +151,12 @@ impl ApiOptions {
                 None => None,
             },
             header_timeout: Some(std::time::Duration::from_millis(config.server.header_timeout_ms.get())),
+            max_connections: Some(
+                config
+                    .server
+                    .max_connections
+                    .map_or_else(connections::default_max_connections, |max| max.get()),
+            ),
         })
     }
 }
@@ -265,15 +273,11 @@ pub async fn serve(
             secret_files::RELOAD_INTERVAL,
         ))
     });
+    let max = options.max_connections;
     let served = match options.tls.clone() {
         None => {
-            connections::serve(
-                listener,
-                router_with(service, options, tokens),
-                header_timeout,
-                shutdown,
-            )
-            .await
+            let router = router_with(service, options, tokens);
+            connections::serve(listener, router, header_timeout, max, shutdown).await
         }
         Some(tls) => {
             let reloading = tokio::spawn(
@@ -282,7 +286,7 @@ pub async fn serve(
             );
             let listener = tls.listener(listener, service.metrics().clone());
             let router = router_with(service, options, tokens);
-            let served = connections::serve(listener, router, header_timeout, shutdown).await;
+            let served = connections::serve(listener, router, header_timeout, max, shutdown).await;
             reloading.abort();
             served
         }

@@ -15,6 +15,7 @@ async fn main() -> ExitCode {
     let cli = whenever::cli::Cli::parse();
     if matches!(cli.command, whenever::cli::Command::Serve(_)) {
         file_size_limit_is_an_error();
+        whenever::api::connections::raise_open_files_limit();
     } else {
         end_quietly_when_the_reader_leaves();
     }
