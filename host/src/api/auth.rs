@@ -175,8 +175,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// webhook, or with a token whose scopes cover it; 401 or 403 otherwise.
 pub(super) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let options = &state.options;
-    let scoped = state.tokens.now();
-    if options.token.is_none() && scoped.is_empty() {
+    // A reread changes tokens' secrets, never which tokens there are: this needs no lock.
+    if options.token.is_none() && options.scoped.is_empty() {
         return next.run(request).await;
     }
     let path = request.uri().path();
@@ -208,6 +208,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
     }
     // Every secret of every scoped token is compared, so the time taken does not tell which
     // one matched.
+    let scoped = state.tokens.now();
     let matched = scoped.iter().fold(None, |found, t| {
         let matches = t.secrets.iter().fold(false, |any, secret| {
             any | constant_time_eq(given.as_bytes(), secret.as_bytes())

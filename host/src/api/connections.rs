@@ -33,18 +33,22 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// least 64.
 pub fn default_max_connections() -> usize {
     #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `getrlimit` writes the limit into the struct it is given, nothing else.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-            let open_files = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
-            return (open_files / 4 * 3).max(64);
-        }
+    if let Some(limit) = open_files_limit() {
+        let open_files = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+        return (open_files / 4 * 3).max(64);
     }
     10_000
+}
+
+/// This process's limit of open files (`RLIMIT_NOFILE`), soft and hard.
+#[cfg(unix)]
+fn open_files_limit() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes the limit into the struct it is given, nothing else.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
 
 /// Raises this process's soft limit of open files (`RLIMIT_NOFILE`) to its hard limit (at most
@@ -52,25 +56,16 @@ pub fn default_max_connections() -> usize {
 /// system refuses leaves the limit as it was.
 pub fn raise_open_files_limit() {
     #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: `getrlimit` and `setrlimit` read and write the struct they are given, nothing
-        // else; a refused raise leaves the limit as it was.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                return;
-            }
-            let wanted = limit.rlim_max.min(1 << 20);
-            if wanted > limit.rlim_cur {
-                let raised = libc::rlimit {
-                    rlim_cur: wanted,
-                    rlim_max: limit.rlim_max,
-                };
-                libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
-            }
+    if let Some(limit) = open_files_limit() {
+        let wanted = limit.rlim_max.min(1 << 20);
+        if wanted > limit.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: `setrlimit` reads the struct it is given, nothing else; a refused raise
+            // leaves the limit as it was.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
         }
     }
 }
@@ -127,19 +122,10 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn the_open_files_limit_is_raised_to_the_hard_one_and_three_quarters_of_it_are_for_connections() {
-        let read = || {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: `getrlimit` writes the struct it is given, nothing else.
-            assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
-            limit
-        };
-        let before = read();
+        let before = open_files_limit().expect("the limit");
         raise_open_files_limit();
         let wanted = before.rlim_max.min(1 << 20).max(before.rlim_cur);
-        assert_eq!(read().rlim_cur, wanted);
+        assert_eq!(open_files_limit().expect("the limit").rlim_cur, wanted);
         let expected = (usize::try_from(wanted).unwrap_or(usize::MAX) / 4 * 3).max(64);
         assert_eq!(default_max_connections(), expected);
     }

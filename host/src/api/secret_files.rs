@@ -31,10 +31,35 @@ pub fn read(file: &Path) -> Result<Vec<String>, String> {
     Ok(tokens)
 }
 
+/// A value read by every request and replaced now and then by the rereading: a reader takes the
+/// value as it is (an `Arc`), and a replacement does not alter what readers already took.
+/// Cloning shares it.
+struct Swappable<T>(Arc<RwLock<Arc<T>>>);
+
+impl<T> Clone for Swappable<T> {
+    fn clone(&self) -> Self {
+        Swappable(self.0.clone())
+    }
+}
+
+impl<T> Swappable<T> {
+    fn new(value: T) -> Swappable<T> {
+        Swappable(Arc::new(RwLock::new(Arc::new(value))))
+    }
+
+    fn now(&self) -> Arc<T> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn replace(&self, value: T) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
+    }
+}
+
 /// A webhook's secrets: one from the environment, or a file's. Cloning shares them.
 #[derive(Clone)]
 pub struct HookSecrets {
-    current: Arc<RwLock<Arc<Vec<Vec<u8>>>>>,
+    current: Swappable<Vec<Vec<u8>>>,
     /// The file they come from, read again when it changes.
     pub file: Option<PathBuf>,
 }
@@ -51,7 +76,7 @@ impl HookSecrets {
     /// One secret that never changes (from the environment).
     pub fn fixed(secret: Vec<u8>) -> HookSecrets {
         HookSecrets {
-            current: Arc::new(RwLock::new(Arc::new(vec![secret]))),
+            current: Swappable::new(vec![secret]),
             file: None,
         }
     }
@@ -60,35 +85,35 @@ impl HookSecrets {
     pub fn from_file(file: &Path) -> Result<HookSecrets, String> {
         let secrets = read(file)?.into_iter().map(String::into_bytes).collect();
         Ok(HookSecrets {
-            current: Arc::new(RwLock::new(Arc::new(secrets))),
+            current: Swappable::new(secrets),
             file: Some(file.to_path_buf()),
         })
     }
 
     /// The secrets as they are now.
     pub fn now(&self) -> Arc<Vec<Vec<u8>>> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current.now()
     }
 
     fn set(&self, secrets: &[String]) {
-        let secrets = secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(secrets);
+        self.current
+            .replace(secrets.iter().map(|s| s.as_bytes().to_vec()).collect());
     }
 }
 
 /// The scoped tokens the API accepts now. Cloning shares them.
-#[derive(Clone, Default)]
-pub(crate) struct LiveTokens(Arc<RwLock<Arc<Vec<ScopedToken>>>>);
+#[derive(Clone)]
+pub(crate) struct LiveTokens(Swappable<Vec<ScopedToken>>);
 
 impl LiveTokens {
     /// Starts with `tokens`.
     pub(crate) fn new(tokens: Vec<ScopedToken>) -> LiveTokens {
-        LiveTokens(Arc::new(RwLock::new(Arc::new(tokens))))
+        LiveTokens(Swappable::new(tokens))
     }
 
     /// The tokens as they are now (a change after this call does not alter what it returned).
     pub(crate) fn now(&self) -> Arc<Vec<ScopedToken>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.now()
     }
 
     /// What each token's file held when read at start (its secrets), for [`LastRead::changed`].
@@ -125,7 +150,7 @@ impl LiveTokens {
         }
         match distinct(&next, full) {
             Ok(()) => {
-                *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+                self.0.replace(next);
                 eprintln!("whenever serve: token {} read again from its file", changed.join(", "));
             }
             Err(e) => eprintln!("whenever serve: {e}; the tokens stay as they were"),
