@@ -1651,6 +1651,96 @@ async fn a_token_kept_in_a_file_is_rotated_without_a_restart() {
     server.stop().await;
 }
 
+/// Which secret each request used is counted in `/metrics` by the secret's fingerprint (the
+/// first 8 hex digits of its SHA-256), so that an operator rotating a secret sees when the old
+/// one is no longer used: tokens by name (a use refused for its scope counts, an unknown token
+/// does not), webhook secrets by hook (a delivery with a bad signature does not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_secret_s_uses_are_counted_by_its_fingerprint() {
+    use whenever::config::{Scope, TokenSection};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("dashboard.token");
+    std::fs::write(&token_file, "old-secret\nnew-secret\n").expect("written");
+    let hook_file = dir.path().join("checkout.secret");
+    std::fs::write(&hook_file, "whsec_old\nwhsec_new\n").expect("written");
+    let sections = std::collections::BTreeMap::from([(
+        "dashboard".to_string(),
+        TokenSection {
+            env: None,
+            file: Some(token_file),
+            scopes: vec![Scope::Read],
+            hooks: None,
+        },
+    )]);
+    let scoped = whenever::api::auth::scoped_tokens(&sections, Some("admin-secret"), |_| None).expect("valid");
+    let mut api_options = ApiOptions {
+        token: Some("admin-secret".into()),
+        scoped,
+        ..options()
+    };
+    let signed = HookSignature {
+        scheme: SignatureScheme::Whenever,
+        secrets: whenever::api::secret_files::HookSecrets::from_file(&hook_file).expect("loads"),
+    };
+    api_options.hooks.insert(
+        "checkout".into(),
+        HookOptions {
+            signed: Some(signed),
+            ..HookOptions::default()
+        },
+    );
+    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    assert_eq!(status_with(&server, "old-secret").await, 200);
+    assert_eq!(status_with(&server, "old-secret").await, 200);
+    assert_eq!(status_with(&server, "new-secret").await, 200);
+    assert_eq!(status_with(&server, "unknown-secret").await, 401);
+    let refused = server
+        .http()
+        .post(format!("{}/v1/tasks", server.base()))
+        .bearer_auth("new-secret")
+        .body("{}")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status().as_u16(), 403, "a read-only token");
+    assert_eq!(delivered_signed(&server, "checkout", b"whsec_old").await, 201);
+    assert_eq!(delivered_signed(&server, "checkout", b"whsec_new").await, 201);
+    assert_eq!(delivered_signed(&server, "checkout", b"whsec_new").await, 201);
+    assert_eq!(delivered_signed(&server, "checkout", b"whsec_other").await, 401);
+
+    let metrics = server
+        .http()
+        .get(format!("{}/metrics", server.base()))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("text");
+    // Each fingerprint as `printf %s SECRET | sha256sum | cut -c1-8` prints it.
+    for line in [
+        r#"whenever_secret_uses_total{kind="token",name="dashboard",fingerprint="5d865dea"} 2"#,
+        r#"whenever_secret_uses_total{kind="token",name="dashboard",fingerprint="fc97bb52"} 2"#,
+        r#"whenever_secret_uses_total{kind="token",name="WHENEVER_TOKEN",fingerprint="16175223"} 1"#,
+        r#"whenever_secret_uses_total{kind="hook",name="checkout",fingerprint="3d269a69"} 1"#,
+        r#"whenever_secret_uses_total{kind="hook",name="checkout",fingerprint="06626a5e"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    let counted = metrics
+        .lines()
+        .filter(|l| l.starts_with("whenever_secret_uses_total{"))
+        .count();
+    assert_eq!(counted, 5, "no other secret counted: {metrics}");
+    let last_uses = metrics
+        .lines()
+        .filter(|l| l.starts_with("whenever_secret_last_use_timestamp_seconds{"))
+        .count();
+    assert_eq!(last_uses, 5, "{metrics}");
+    server.stop().await;
+}
+
 /// At most `max_connections` connections are served at once: past it, a new one waits (in the
 /// kernel's queue) until one closes, and is then answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

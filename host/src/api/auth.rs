@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 use crate::config::{Scope, TokenSection};
+use crate::service::metrics::SecretOf;
 
 /// The route of webhook deliveries.
 const DELIVERIES: &str = "/v1/hooks/{hook}";
@@ -203,6 +204,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         .as_deref()
         .is_some_and(|token| constant_time_eq(given.as_bytes(), token.as_bytes()))
     {
+        used(&state, FULL_TOKEN, given);
         request.extensions_mut().insert(Caller(Some(FULL_TOKEN.into())));
         return next.run(request).await;
     }
@@ -218,6 +220,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
     let Some(scoped) = matched else {
         return ApiError::Unauthorized("the bearer token is not valid".into()).into_response();
     };
+    used(&state, &scoped.name, given);
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let needed = scope_needed(request.method(), route);
     if covers(&scoped.scopes, needed) {
@@ -242,6 +245,17 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         }
     ))
     .into_response()
+}
+
+/// Counts a use of the token `name`'s secret `given` (which matched), so that a rotation can
+/// tell when the old secret is no longer used. A refused scope counts too: the client still
+/// holds that secret.
+fn used(state: &AppState, name: &str, given: &str) {
+    state.service.metrics().secret_used(SecretOf {
+        kind: "token",
+        name: name.to_string(),
+        fingerprint: super::secret_files::fingerprint(given.as_bytes()),
+    });
 }
 
 /// The refusal of a delivery to the hook `path` names when `token` may deliver only to others.

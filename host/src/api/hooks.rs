@@ -12,7 +12,8 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::tasks::{create_and_answer, query};
-use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, signatures};
+use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, secret_files, signatures};
+use crate::service::metrics::SecretOf;
 
 pub(crate) async fn receive(
     State(state): State<AppState>,
@@ -29,8 +30,15 @@ pub(crate) async fn receive(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
         let secrets = signed.secrets.now();
-        signatures::verify_any(&signed.scheme, &secrets, &headers, &raw, now)
+        let signer = signatures::verify_any(&signed.scheme, &secrets, &headers, &raw, now)
             .map_err(|e| ApiError::Unauthorized(format!("hook {hook}: {e}")))?;
+        if let Some(secret) = secrets.get(signer) {
+            state.service.metrics().secret_used(SecretOf {
+                kind: "hook",
+                name: hook.clone(),
+                fingerprint: secret_files::fingerprint(secret),
+            });
+        }
     }
     let payload = parse_json(&raw)?;
     let source = options.map(|h| &h.delivery_key);

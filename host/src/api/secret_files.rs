@@ -5,6 +5,10 @@
 //! old line. A change that does not load (an unreadable or empty file, a token another token
 //! has) is reported on stderr and the secrets in use stay, as with a broken certificate renewal
 //! ([`super::tls`]).
+//!
+//! Which secret a request used is told by its fingerprint ([`fingerprint`]): `/metrics` counts
+//! the uses of each (`whenever_secret_uses_total`), so the operator sees when no client uses the
+//! old line any more, and the log names the fingerprints a file holds each time it is read.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -29,6 +33,22 @@ pub fn read(file: &Path) -> Result<Vec<String>, String> {
         return Err(format!("{} holds no secret", file.display()));
     }
     Ok(tokens)
+}
+
+/// What tells a secret apart without revealing it: the first 8 hex digits of its SHA-256, as
+/// `printf %s "$SECRET" | sha256sum | cut -c1-8` prints them. 32 bits of a hash say nothing
+/// usable about a secret worth the name, and tell a file's two lines apart.
+pub fn fingerprint(secret: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut text = hex::encode(Sha256::digest(secret));
+    text.truncate(8);
+    text
+}
+
+/// `secrets`' fingerprints, for a log line: `3f2a9c1e, 7b1d00aa`.
+fn fingerprints<S: AsRef<[u8]>>(secrets: &[S]) -> String {
+    let each: Vec<String> = secrets.iter().map(|s| fingerprint(s.as_ref())).collect();
+    each.join(", ")
 }
 
 /// A value read by every request and replaced now and then by the rereading: a reader takes the
@@ -136,8 +156,8 @@ impl LiveTokens {
             };
             match read_now {
                 Ok(secrets) => {
+                    changed.push(format!("{} (secrets {})", token.name, fingerprints(&secrets)));
                     token.secrets = secrets;
-                    changed.push(token.name.clone());
                 }
                 Err(e) => eprintln!(
                     "whenever serve: token {}: {e}; it stays as it was until the file is fixed",
@@ -211,7 +231,10 @@ pub(crate) async fn reread_on_change(
                 None => {}
                 Some(Ok(now)) => {
                     secrets.set(&now);
-                    eprintln!("whenever serve: hook {hook}: its secret read again from its file");
+                    eprintln!(
+                        "whenever serve: hook {hook}: its secret read again from its file (secrets {})",
+                        fingerprints(&now)
+                    );
                 }
                 Some(Err(e)) => eprintln!("whenever serve: hook {hook}: {e}; its secret stays as it was"),
             }
@@ -222,6 +245,13 @@ pub(crate) async fn reread_on_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fingerprint_is_the_start_of_the_secrets_sha256() {
+        assert_eq!(fingerprint(b"abc"), "ba7816bf", "the SHA-256 test vector of \"abc\"");
+        assert_ne!(fingerprint(b"old-secret"), fingerprint(b"new-secret"));
+        assert_eq!(fingerprints(&["abc", "abc"]), "ba7816bf, ba7816bf");
+    }
 
     #[test]
     fn a_token_file_holds_one_token_per_line_and_at_least_one() {

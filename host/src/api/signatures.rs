@@ -37,19 +37,19 @@ pub enum SignatureError {
 }
 
 /// Like [`verify`], with any of `secrets` (a hook's secret while it is rotated: the old and the
-/// new); refused as under the first when none signed it, and [`SignatureError::Invalid`] when
-/// there is no secret at all.
+/// new): the index of the one that signed it; refused as under the first when none did, and
+/// [`SignatureError::Invalid`] when there is no secret at all.
 pub fn verify_any(
     scheme: &SignatureScheme,
     secrets: &[Vec<u8>],
     headers: &HeaderMap,
     body: &[u8],
     now: u64,
-) -> Result<(), SignatureError> {
+) -> Result<usize, SignatureError> {
     let mut first = None;
-    for secret in secrets {
+    for (index, secret) in secrets.iter().enumerate() {
         match verify(scheme, secret, headers, body, now) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(index),
             Err(e) => {
                 first.get_or_insert(e);
             }
@@ -198,11 +198,11 @@ mod tests {
         let signed = headers(name, &format!("sha256={}", hex::encode(hmac(&[BODY]))));
         let scheme = SignatureScheme::Whenever;
         let other = b"whsec_other".to_vec();
-        for secrets in [
-            vec![other.clone(), SECRET.to_vec()],
-            vec![SECRET.to_vec(), other.clone()],
+        for (secrets, signer) in [
+            (vec![other.clone(), SECRET.to_vec()], 1),
+            (vec![SECRET.to_vec(), other.clone()], 0),
         ] {
-            assert_eq!(verify_any(&scheme, &secrets, &signed, BODY, 0), Ok(()));
+            assert_eq!(verify_any(&scheme, &secrets, &signed, BODY, 0), Ok(signer));
         }
         assert_eq!(
             verify_any(&scheme, std::slice::from_ref(&other), &signed, BODY, 0),

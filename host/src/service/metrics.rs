@@ -92,11 +92,32 @@ pub struct Metrics {
     /// Apart from the runs' state: the API's thread records a request while the drives record
     /// their runs.
     requests: Arc<Mutex<BTreeMap<String, RouteStats>>>,
+    /// The uses of each secret that authenticated a request, by what it belongs to.
+    secrets: Arc<Mutex<BTreeMap<SecretOf, SecretUses>>>,
     /// HTTPS connections closed before their TLS handshake finished (counted by the listener).
     tls_handshakes_failed: Arc<AtomicU64>,
     /// When the HTTPS certificate serving now expires, in Unix seconds ([`NO_CERTIFICATE`]:
     /// none, or its date unreadable).
     tls_not_after: Arc<AtomicI64>,
+}
+
+/// What a secret belongs to: a bearer token (by its name) or a webhook (by its hook), and which
+/// of its secrets it is, by fingerprint ([`crate::api::secret_files::fingerprint`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SecretOf {
+    /// `token` or `hook`.
+    pub kind: &'static str,
+    /// The token's name (`WHENEVER_TOKEN` for the one that may do everything) or the hook's.
+    pub name: String,
+    /// The secret's fingerprint.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Default)]
+struct SecretUses {
+    count: u64,
+    /// When it was last used, in Unix seconds.
+    last: u64,
 }
 
 /// [`Metrics::tls_certificate_expires`] never told a date.
@@ -161,6 +182,18 @@ impl Metrics {
             *stats.answered.entry((method, status)).or_default() += 1;
             stats.latency.observe(took.as_secs_f64());
         }
+    }
+
+    /// Counts a request authenticated by `secret`: during a rotation, the old secret's count
+    /// stops growing once every client (or the provider) has moved to the new one.
+    pub fn secret_used(&self, secret: SecretOf) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let mut secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        let uses = secrets.entry(secret).or_default();
+        uses.count += 1;
+        uses.last = now;
     }
 
     /// Counts an HTTPS connection whose TLS handshake failed or timed out (a client that does
@@ -339,6 +372,7 @@ impl Metrics {
                 &format!("route=\"{}\"", escape(route)),
             );
         }
+        self.render_secrets(&mut out);
         let _ = writeln!(
             out,
             "# HELP whenever_tls_handshake_failures_total HTTPS connections closed because their TLS \
@@ -358,6 +392,43 @@ impl Metrics {
             );
         }
         out
+    }
+
+    /// The lines of the secrets' uses.
+    fn render_secrets(&self, out: &mut String) {
+        let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP whenever_secret_uses_total Requests authenticated by each secret: bearer tokens by \
+             name, webhook signatures by hook, each secret by its fingerprint (the first 8 hex digits of \
+             its SHA-256).\n\
+             # TYPE whenever_secret_uses_total counter"
+        );
+        let labels = |of: &SecretOf| {
+            format!(
+                "kind=\"{}\",name=\"{}\",fingerprint=\"{}\"",
+                of.kind,
+                escape(&of.name),
+                escape(&of.fingerprint)
+            )
+        };
+        for (of, uses) in secrets.iter() {
+            let _ = writeln!(out, "whenever_secret_uses_total{{{}}} {}", labels(of), uses.count);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP whenever_secret_last_use_timestamp_seconds When each secret last authenticated a \
+             request, in Unix seconds.\n\
+             # TYPE whenever_secret_last_use_timestamp_seconds gauge"
+        );
+        for (of, uses) in secrets.iter() {
+            let _ = writeln!(
+                out,
+                "whenever_secret_last_use_timestamp_seconds{{{}}} {}",
+                labels(of),
+                uses.last
+            );
+        }
     }
 }
 
@@ -392,5 +463,38 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line}in {text}");
         }
+    }
+
+    #[test]
+    fn each_secret_is_counted_apart_with_its_last_use() {
+        let metrics = Metrics::default();
+        let of = |kind, name: &str, fingerprint: &str| SecretOf {
+            kind,
+            name: name.into(),
+            fingerprint: fingerprint.into(),
+        };
+        metrics.secret_used(of("token", "shop", "0000aaaa"));
+        metrics.secret_used(of("token", "shop", "0000aaaa"));
+        metrics.secret_used(of("token", "shop", "1111bbbb"));
+        metrics.secret_used(of("hook", "shop", "0000aaaa"));
+        let text = metrics.render(&BTreeMap::new(), 0);
+        for line in [
+            "whenever_secret_uses_total{kind=\"token\",name=\"shop\",fingerprint=\"0000aaaa\"} 2\n",
+            "whenever_secret_uses_total{kind=\"token\",name=\"shop\",fingerprint=\"1111bbbb\"} 1\n",
+            "whenever_secret_uses_total{kind=\"hook\",name=\"shop\",fingerprint=\"0000aaaa\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}in {text}");
+        }
+        let last: Vec<u64> = text
+            .lines()
+            .filter(|line| line.starts_with("whenever_secret_last_use_timestamp_seconds{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        assert_eq!(last.len(), 3, "{text}");
+        assert!(last.iter().all(|at| now.abs_diff(*at) < 60), "{last:?} against {now}");
     }
 }
