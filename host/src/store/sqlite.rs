@@ -312,7 +312,8 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, S
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 10000;"
     ))
-    .map_err(backend)?;
+    // The first read of the file: where one that is not a database (or not ours) shows.
+    .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
     Ok(conn)
 }
 
@@ -1575,6 +1576,49 @@ mod tests {
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_by_name_and_left_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("orders.db");
+        let bytes: Vec<u8> = (0..8192u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).expect("written");
+        let Err(error) = SqliteStore::open(&path, SqliteOptions::default()) else {
+            panic!("a file of noise opened as a database");
+        };
+        let error = error.to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("not a database"), "{error}");
+        assert_eq!(std::fs::read(&path).expect("still there"), bytes, "left as it was");
+    }
+
+    #[test]
+    fn a_database_of_a_newer_schema_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("whenever.db");
+        drop(SqliteStore::open(&path, SqliteOptions::default()).expect("opens"));
+        let conn = Connection::open(&path).expect("open");
+        let newer = MIGRATIONS.len() as i64 + 1;
+        conn.execute("UPDATE schema_version SET version = ?1", [newer])
+            .expect("set");
+        drop(conn);
+        let Err(error) = SqliteStore::open(&path, SqliteOptions::default()) else {
+            panic!("a newer schema opened");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("schema version {newer}, newer than this host knows")),
+            "{error}"
+        );
+        let conn = Connection::open(&path).expect("open");
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, newer, "left as it was");
     }
 
     #[tokio::test]
