@@ -17,6 +17,7 @@
 //! - [`service`]: the long-running service: durable tasks driven by workers, deploys, recovery.
 //! - [`api`]: the HTTP API of `whenever serve`.
 //! - [`cli`]: the `whenever` command line.
+//! - [`histogram`]: latency histograms in the Prometheus text format.
 //! - [`rfc3339`]: times as RFC 3339 text, written fast (records carry many).
 //! - [`allocator`]: mimalloc's settings for a long-running process.
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod histogram;
 mod host;
 pub mod request_key;
 pub mod rfc3339;

@@ -263,6 +263,24 @@ async fn tasks_complete_or_wait_over_http() {
         text.contains("whenever_run_duration_seconds_bucket{step=\"completes\",le=\"+Inf\"} 1"),
         "{text}"
     );
+    // The store's commits and the drives' saves: counted, each save and commit timed.
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let commits = value("whenever_store_commits_total{outcome=\"committed\"}");
+    let writes = value("whenever_store_committed_writes_total");
+    assert!(
+        commits >= 1 && writes >= commits,
+        "{commits} commits of {writes} writes"
+    );
+    assert_eq!(value("whenever_store_commit_duration_seconds_count"), commits);
+    assert_eq!(value("whenever_store_commits_total{outcome=\"rolled_back\"}"), 0);
+    // Three tasks created, each saved at least once by its drive.
+    let saves = value("whenever_task_save_duration_seconds_count");
+    assert!(saves >= 3 && saves <= writes, "{saves} saves of {writes} writes");
+    assert_eq!(value("whenever_task_save_duration_seconds_bucket{le=\"+Inf\"}"), saves);
     server.stop().await;
 }
 

@@ -420,10 +420,11 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .count_tasks()
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let text = state
-        .service
-        .metrics()
-        .render(&counts, state.service.drives_under_way());
+    let text = state.service.metrics().render(
+        &counts,
+        state.service.drives_under_way(),
+        state.service.store().commit_stats().as_ref(),
+    );
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

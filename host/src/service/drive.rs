@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::stopping::Phase;
-use super::{Service, ServiceError};
+use super::{Metrics, Service, ServiceError};
 use crate::runtime::{CallJournal, ConnectorCallRecord, LoadedStep, RunError, RunErrorKind};
 use crate::scheduler::{Checkpoint, CheckpointError, Commit, Event, Resumed};
 use crate::store::background::in_background;
@@ -25,10 +25,12 @@ struct StoreCheckpoint {
     /// writes are on their way ([`Store::writes_coming`]).
     coming: Option<Arc<WritesComing>>,
     working: Option<Working>,
+    /// Where each save's time to commit is counted.
+    metrics: Metrics,
 }
 
 impl StoreCheckpoint {
-    fn new(store: Arc<dyn Store>, revision: u64) -> Self {
+    fn new(store: Arc<dyn Store>, revision: u64, metrics: Metrics) -> Self {
         let coming = store.writes_coming();
         let working = coming.as_ref().map(|c| c.begin());
         StoreCheckpoint {
@@ -37,6 +39,7 @@ impl StoreCheckpoint {
             saved_at: None,
             coming,
             working,
+            metrics,
         }
     }
 }
@@ -48,11 +51,13 @@ impl Checkpoint for StoreCheckpoint {
         self.working = None;
         let settled = commit.settled;
         let at = Utc::now();
+        let saving = std::time::Instant::now();
         self.revision = self
             .store
             .save_task_at(TaskSave::of_commit(task, self.revision, commit), at)
             .await
             .map_err(|e| CheckpointError(e.to_string()))?;
+        self.metrics.save_committed(saving.elapsed());
         self.saved_at = Some(at);
         if !settled {
             self.working = self.coming.as_ref().map(|c| c.begin());
@@ -235,8 +240,8 @@ impl Service {
         resumed: Vec<Resumed>,
     ) -> Result<Option<StoredTask>, ServiceError> {
         let store = self.inner.store.clone();
-        let mut checkpoint = StoreCheckpoint::new(store, revision);
         let metrics = self.inner.metrics.clone();
+        let mut checkpoint = StoreCheckpoint::new(store, revision, metrics.clone());
         let mut on_event = |event: Event<'_>| {
             if let Event::RunFinished { run, .. } = event {
                 metrics.run_finished(run);

@@ -5,40 +5,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::histogram::Histogram;
+use crate::store::commit_stats::CommitStats;
 use crate::task::{RunOutcomeRecord, RunRecord, TaskStatus};
-
-/// Upper bounds (seconds) of the latency histograms' buckets (runs and requests).
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-
-/// A latency histogram: cumulative bucket counts, the sum and the count.
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    sum_seconds: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        self.sum_seconds += seconds;
-        self.count += 1;
-        for (bound, count) in BUCKETS.iter().zip(self.buckets.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-    }
-
-    /// Writes the histogram's lines for metric `name` with `labels` (`key="value"`, escaped).
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_seconds);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
-    }
-}
 
 #[derive(Debug, Default)]
 struct StepStats {
@@ -77,6 +46,8 @@ struct State {
     drives_failed: u64,
     /// When the last of them ended (`/readyz` counts a host whose drives fail as not ready).
     last_drive_failure: Option<std::time::Instant>,
+    /// How long the drives' saves took to commit, from sent to durable.
+    saves: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +180,13 @@ impl Metrics {
         self.tls_not_after.store(seconds, Ordering::Relaxed);
     }
 
+    /// Counts a drive's save of its task that took `took` from sent to committed: what a step's
+    /// outcome waits before the steps it enables may start (a slow disk, a busy database).
+    pub fn save_committed(&self, took: std::time::Duration) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.saves.observe(took.as_secs_f64());
+    }
+
     /// Counts a finished run: its outcome, latency and connector calls.
     pub fn run_finished(&self, run: &RunRecord) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -230,9 +208,14 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the task counts by status from the store and the
-    /// drives under way on this host.
-    pub fn render(&self, tasks: &BTreeMap<TaskStatus, u64>, drives_under_way: usize) -> String {
+    /// The Prometheus text exposition, with the task counts by status from the store, the
+    /// drives under way on this host and the store's commits (for a store that groups them).
+    pub fn render(
+        &self,
+        tasks: &BTreeMap<TaskStatus, u64>,
+        drives_under_way: usize,
+        commits: Option<&CommitStats>,
+    ) -> String {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         let _ = writeln!(
@@ -294,6 +277,16 @@ impl Metrics {
              whenever_drives_failed_total {}",
             state.drives_failed
         );
+        let _ = writeln!(
+            out,
+            "# HELP whenever_task_save_duration_seconds How long a drive's save of its task took, from \
+             sent to committed.\n\
+             # TYPE whenever_task_save_duration_seconds histogram"
+        );
+        state.saves.render(&mut out, "whenever_task_save_duration_seconds", "");
+        if let Some(commits) = commits {
+            render_commits(&mut out, commits);
+        }
         let _ = writeln!(
             out,
             "# HELP whenever_runs_total Finished runs by step and outcome.\n# TYPE whenever_runs_total counter"
@@ -432,6 +425,29 @@ impl Metrics {
     }
 }
 
+/// The lines of the store's group commits.
+fn render_commits(out: &mut String, commits: &CommitStats) {
+    let _ = writeln!(
+        out,
+        "# HELP whenever_store_commits_total The store's group commits: committed, or rolled back with \
+         the writes they carried.\n\
+         # TYPE whenever_store_commits_total counter\n\
+         whenever_store_commits_total{{outcome=\"committed\"}} {}\n\
+         whenever_store_commits_total{{outcome=\"rolled_back\"}} {}\n\
+         # HELP whenever_store_committed_writes_total Writes (task saves and creations, deploys, \
+         deletions) the commits carried; divided by the commits, how many each grouped.\n\
+         # TYPE whenever_store_committed_writes_total counter\n\
+         whenever_store_committed_writes_total {}\n\
+         # HELP whenever_store_commit_duration_seconds How long each commit took to be durable (its \
+         fsync).\n\
+         # TYPE whenever_store_commit_duration_seconds histogram",
+        commits.commits, commits.failed, commits.writes
+    );
+    commits
+        .duration
+        .render(out, "whenever_store_commit_duration_seconds", "");
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -445,7 +461,7 @@ mod tests {
         metrics.request_answered("POST", "/v1/tasks", 201, Duration::from_millis(30));
         metrics.request_answered("POST", "/v1/tasks", 400, Duration::from_micros(50));
         metrics.request_answered("GET", "a\"route", 404, Duration::from_secs(9));
-        let text = metrics.render(&BTreeMap::new(), 0);
+        let text = metrics.render(&BTreeMap::new(), 0, None);
         for line in [
             "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"201\"} 2\n",
             "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"400\"} 1\n",
@@ -477,7 +493,7 @@ mod tests {
         metrics.secret_used(of("token", "shop", "0000aaaa"));
         metrics.secret_used(of("token", "shop", "1111bbbb"));
         metrics.secret_used(of("hook", "shop", "0000aaaa"));
-        let text = metrics.render(&BTreeMap::new(), 0);
+        let text = metrics.render(&BTreeMap::new(), 0, None);
         for line in [
             "whenever_secret_uses_total{kind=\"token\",name=\"shop\",fingerprint=\"0000aaaa\"} 2\n",
             "whenever_secret_uses_total{kind=\"token\",name=\"shop\",fingerprint=\"1111bbbb\"} 1\n",

@@ -14,6 +14,7 @@
 pub mod background;
 pub mod backup;
 mod call_log;
+pub mod commit_stats;
 pub mod lease;
 pub mod postgres;
 pub mod postgres_tls;
@@ -444,6 +445,12 @@ pub trait Store: Send + Sync + 'static {
     /// and can hold one briefly while writes are on their way ([`writes_coming`]); `None` for a
     /// store that does not (the default).
     fn writes_coming(&self) -> Option<std::sync::Arc<writes_coming::WritesComing>> {
+        None
+    }
+
+    /// How its group commits went since it opened, for a store that groups them (`None`, the
+    /// default, for one that commits each write by itself).
+    fn commit_stats(&self) -> Option<commit_stats::CommitStats> {
         None
     }
 

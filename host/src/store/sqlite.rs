@@ -25,6 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::call_log::{CallLog, PendingCall};
+use super::commit_stats::{CommitCounters, CommitStats};
 use super::rows::{
     corrupt, parse_request_key, parse_status, parse_time, signed, step_change_kind, still_running, time_text, to_json,
 };
@@ -266,6 +267,8 @@ pub struct SqliteStore {
     leases: Arc<super::lease::LeaseTable>,
     /// Writers at work towards their next write, which the writer may hold a commit for.
     coming: Arc<WritesComing>,
+    /// How the writer's commits went.
+    commits: Arc<CommitCounters>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -436,7 +439,13 @@ fn run_waiting(jobs: &mpsc::Receiver<WriteJob>, count: &mut usize, run: &mut imp
 /// that write and the ones before it in the group fail with the error, and the ones after it run
 /// in the next group. (Per-write savepoints would make the rollback finer, but cost a statement
 /// journal copy of every page each write touches.)
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<CallLog>, group: Grouping) {
+fn writer_loop(
+    conn: Connection,
+    jobs: mpsc::Receiver<WriteJob>,
+    calls: Arc<CallLog>,
+    group: Grouping,
+    stats: Arc<CommitCounters>,
+) {
     group.coming.wait_here();
     loop {
         let first = match jobs.recv() {
@@ -474,6 +483,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
         };
         if let Some((reply, error)) = failed {
             let _ = conn.execute_batch("ROLLBACK");
+            stats.failed();
             let together = failed_like(
                 &error,
                 format!("rolled back with the writes committed together: {error}"),
@@ -499,19 +509,23 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, calls: Arc<Call
         };
         if let Err(error) = inserted {
             let _ = conn.execute_batch("ROLLBACK");
+            stats.failed();
             calls.restore(journal);
             let message = format!("rolled back: the connector journal could not be written: {error}");
             fail_all(answers, failed_like(&error, message));
             continue;
         }
+        let committing = Instant::now();
         let committed = conn.execute_batch("COMMIT");
         if let Err(e) = committed {
             let _ = conn.execute_batch("ROLLBACK");
+            stats.failed();
             calls.restore(journal);
             let message = format!("commit failed: {e}");
             fail_all(answers, failed_like(&backend(e), message));
             continue;
         }
+        stats.committed(answers.len(), committing.elapsed());
         // The results are in the table now: their file is emptied for its next turn.
         if let Some(file) = journal_file {
             calls.committed(file);
@@ -546,9 +560,11 @@ impl SqliteStore {
             coming: coming.clone(),
             delay: options.commit_delay,
         };
+        let commits = Arc::new(CommitCounters::default());
+        let counted = commits.clone();
         std::thread::Builder::new()
             .name("whenever-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs, journal, group))
+            .spawn(move || writer_loop(conn, jobs, journal, group, counted))
             .map_err(|e| backend(format!("cannot start the writer thread: {e}")))?;
         let mut readers = Vec::new();
         for _ in 0..READERS {
@@ -563,6 +579,7 @@ impl SqliteStore {
             background_slots: Arc::new(tokio::sync::Semaphore::new(READERS - 1)),
             leases: Arc::default(),
             coming,
+            commits,
         })
     }
 
@@ -1344,6 +1361,10 @@ impl Store for SqliteStore {
         Some(self.coming.clone())
     }
 
+    fn commit_stats(&self) -> Option<CommitStats> {
+        Some(self.commits.now())
+    }
+
     async fn probe(&self, host: &str, _limit: std::time::Duration) -> Result<(), StoreError> {
         // The writer thread cannot be interrupted: a caller that gives up leaves this one small
         // write queued behind whatever holds the writer.
@@ -1722,6 +1743,11 @@ mod tests {
         }
         let counts = store.count_tasks().await.expect("counts");
         assert_eq!(counts.get(&TaskStatus::Running), Some(&200));
+        let commits = store.commit_stats().expect("counted");
+        assert_eq!(commits.writes, 200, "{commits:?}");
+        assert!(commits.commits < 200, "grouped: {commits:?}");
+        assert_eq!(commits.duration.count(), commits.commits, "each commit timed");
+        assert_eq!(commits.failed, 0);
     }
 
     /// A store whose commits may be held `delay` for writers at work, and its count of them.
@@ -1824,11 +1850,19 @@ mod tests {
             coming: Arc::default(),
             delay: Duration::ZERO,
         };
-        std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls), group));
+        let stats = Arc::new(CommitCounters::default());
+        let counted = stats.clone();
+        std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls), group, counted));
         let mut results = Vec::new();
         for answer in answers {
             results.push(answer.await.expect("answered").0);
         }
+        let commits = stats.now();
+        assert_eq!(
+            (commits.failed, commits.commits, commits.writes),
+            (1, 1, 1),
+            "{commits:?}"
+        );
         assert!(
             matches!(&results[0], Err(StoreError::Backend(m)) if m.contains("disk on fire")),
             "{results:?}"
@@ -1861,7 +1895,7 @@ mod tests {
             coming: coming.clone(),
             delay: Duration::from_secs(60),
         };
-        std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls), group));
+        std::thread::spawn(move || writer_loop(conn, jobs, Arc::new(calls), group, Arc::default()));
         let (ran, has_run) = mpsc::channel::<()>();
         let mut answer = queue(
             &writer,
