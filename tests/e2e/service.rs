@@ -264,11 +264,7 @@ async fn tasks_complete_or_wait_over_http() {
         "{text}"
     );
     // The store's commits and the drives' saves: counted, each save and commit timed.
-    let value = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
+    let value = |name: &str| metric(text, name);
     let commits = value("whenever_store_commits_total{outcome=\"committed\"}");
     let writes = value("whenever_store_committed_writes_total");
     assert!(
@@ -1522,6 +1518,13 @@ async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_n
     server.stop().await;
 }
 
+/// The value of the sample `name` (with its labels) in the Prometheus text `text`.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 /// The status of `GET /v1/steps` with bearer `token`.
 async fn status_with(server: &Server, token: &str) -> u16 {
     let answer = server
@@ -1791,5 +1794,15 @@ async fn connections_past_the_limit_wait_until_one_closes() {
         .expect("answered once a connection closed");
     let said = String::from_utf8_lossy(&said);
     assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+    // `/metrics` tells how close to the limit the API is, and that it held connections back.
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().expect("text");
+    let value = |name: &str| metric(text, name);
+    assert_eq!(value("whenever_http_connections_max"), 2);
+    assert!(value("whenever_http_connections_held_back_total") >= 1, "{text}");
+    assert!(value("whenever_http_connections_total") >= 4, "{text}");
+    // The silent second and the one asking now; the first and the third are closed.
+    assert_eq!(value("whenever_http_connections_open"), 2, "{text}");
     server.stop().await;
 }

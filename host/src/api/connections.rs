@@ -23,6 +23,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 
+use crate::service::Metrics;
+
 /// How long a client has to send a request's headers when [`super::ApiOptions::header_timeout`]
 /// does not say.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,11 +75,13 @@ pub fn raise_open_files_limit() {
 /// Serves `router` on the connections `listener` accepts, at most `max_connections` at once
 /// (`None`: no limit), until `shutdown` resolves, then stops accepting, lets each connection
 /// finish the request it is answering (an idle one is closed), and returns once all are closed.
+/// `metrics` counts the connections, and the times the limit held new ones back.
 pub(super) async fn serve<L>(
     mut listener: L,
     router: Router,
     header_timeout: Duration,
     max_connections: Option<usize>,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
@@ -86,14 +90,22 @@ where
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let open = GracefulShutdown::new();
-    let slots = max_connections.map(|max| Arc::new(Semaphore::new(max.max(1))));
+    let max_connections = max_connections.map(|max| max.max(1));
+    metrics.connections_limited_to(max_connections);
+    let slots = max_connections.map(|max| Arc::new(Semaphore::new(max)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // A slot first: at the limit, new connections wait in the kernel's queue.
         let slot = match &slots {
-            Some(slots) => tokio::select! {
-                slot = slots.clone().acquire_owned() => slot.ok(),
-                () = &mut shutdown => break,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    metrics.connections_held_back();
+                    tokio::select! {
+                        slot = slots.clone().acquire_owned() => slot.ok(),
+                        () = &mut shutdown => break,
+                    }
+                }
             },
             None => None,
         };
@@ -103,10 +115,12 @@ where
         };
         let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router.clone()));
         let served = open.watch(connection);
+        let open_now = metrics.connection_opened();
         tokio::spawn(async move {
             // An error here is the client's (it went away, sent garbage or nothing in time);
             // hyper answered what it could. The slot is free once the connection is closed.
             let _ = served.await;
+            drop(open_now);
             drop(slot);
         });
     }

@@ -276,8 +276,9 @@ pub async fn serve(
     let max = options.max_connections;
     let served = match options.tls.clone() {
         None => {
+            let metrics = service.metrics().clone();
             let router = router_with(service, options, tokens);
-            connections::serve(listener, router, header_timeout, max, shutdown).await
+            connections::serve(listener, router, header_timeout, max, metrics, shutdown).await
         }
         Some(tls) => {
             let reloading = tokio::spawn(
@@ -285,8 +286,9 @@ pub async fn serve(
                     .reload_on_change(tls::RELOAD_INTERVAL, service.metrics().clone()),
             );
             let listener = tls.listener(listener, service.metrics().clone());
+            let metrics = service.metrics().clone();
             let router = router_with(service, options, tokens);
-            let served = connections::serve(listener, router, header_timeout, max, shutdown).await;
+            let served = connections::serve(listener, router, header_timeout, max, metrics, shutdown).await;
             reloading.abort();
             served
         }

@@ -65,11 +65,33 @@ pub struct Metrics {
     requests: Arc<Mutex<BTreeMap<String, RouteStats>>>,
     /// The uses of each secret that authenticated a request, by what it belongs to.
     secrets: Arc<Mutex<BTreeMap<SecretOf, SecretUses>>>,
+    /// The API's connections: accepted, open now, the limit, and how often it held new ones back.
+    connections: Arc<Connections>,
     /// HTTPS connections closed before their TLS handshake finished (counted by the listener).
     tls_handshakes_failed: Arc<AtomicU64>,
     /// When the HTTPS certificate serving now expires, in Unix seconds ([`NO_CERTIFICATE`]:
     /// none, or its date unreadable).
     tls_not_after: Arc<AtomicI64>,
+}
+
+/// The API's connections ([`Metrics::connection_opened`]).
+#[derive(Debug, Default)]
+struct Connections {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    /// `[server] max_connections` (0: no limit).
+    max: AtomicU64,
+    held_back: AtomicU64,
+}
+
+/// A connection counted open until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<Connections>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What a secret belongs to: a bearer token (by its name) or a webhook (by its hook), and which
@@ -165,6 +187,25 @@ impl Metrics {
         let uses = secrets.entry(secret).or_default();
         uses.count += 1;
         uses.last = now;
+    }
+
+    /// Counts a connection the API accepted, open until the value returned is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections.accepted.fetch_add(1, Ordering::Relaxed);
+        self.connections.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.connections.clone())
+    }
+
+    /// Keeps the most connections the API serves at once (`None`: no limit).
+    pub fn connections_limited_to(&self, max: Option<usize>) {
+        let max = max.map_or(0, |max| u64::try_from(max).unwrap_or(u64::MAX));
+        self.connections.max.store(max, Ordering::Relaxed);
+    }
+
+    /// Counts a time the API stopped accepting because `max_connections` were open: new
+    /// connections waited in the kernel's queue until one closed.
+    pub fn connections_held_back(&self) {
+        self.connections.held_back.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an HTTPS connection whose TLS handshake failed or timed out (a client that does
@@ -365,6 +406,7 @@ impl Metrics {
                 &format!("route=\"{}\"", escape(route)),
             );
         }
+        self.render_connections(&mut out);
         self.render_secrets(&mut out);
         let _ = writeln!(
             out,
@@ -385,6 +427,37 @@ impl Metrics {
             );
         }
         out
+    }
+
+    /// The lines of the API's connections.
+    fn render_connections(&self, out: &mut String) {
+        let connections = &self.connections;
+        let _ = writeln!(
+            out,
+            "# HELP whenever_http_connections_total Connections the API accepted.\n\
+             # TYPE whenever_http_connections_total counter\n\
+             whenever_http_connections_total {}\n\
+             # HELP whenever_http_connections_open Connections open now.\n\
+             # TYPE whenever_http_connections_open gauge\n\
+             whenever_http_connections_open {}\n\
+             # HELP whenever_http_connections_held_back_total Times the API stopped accepting because \
+             max_connections were open (new connections waited in the kernel's queue).\n\
+             # TYPE whenever_http_connections_held_back_total counter\n\
+             whenever_http_connections_held_back_total {}",
+            connections.accepted.load(Ordering::Relaxed),
+            connections.open.load(Ordering::Relaxed),
+            connections.held_back.load(Ordering::Relaxed),
+        );
+        let max = connections.max.load(Ordering::Relaxed);
+        if max > 0 {
+            let _ = writeln!(
+                out,
+                "# HELP whenever_http_connections_max The most connections served at once \
+                 ([server] max_connections).\n\
+                 # TYPE whenever_http_connections_max gauge\n\
+                 whenever_http_connections_max {max}"
+            );
+        }
     }
 
     /// The lines of the secrets' uses.
