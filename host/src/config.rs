@@ -33,6 +33,7 @@
 //! [store]
 //! synchronous = "full"          # or "normal": survives kill -9, not a power cut
 //! commit_delay_ms = 2           # a commit waits at most this for drives still running steps
+//! postgres_connections = 27     # with --db postgres://...: the most this host opens (at least 4)
 //!
 //! [cluster]                     # hosts sharing `--db postgres://...`
 //! lease_ms = 10000              # a dead host's tasks are taken over after this
@@ -247,6 +248,17 @@ pub struct StoreSection {
     /// How long a commit may wait for the saves of drives still running steps, in milliseconds
     /// (see [`crate::store::sqlite::SqliteOptions::commit_delay`]); 0 commits at once.
     pub commit_delay_ms: u64,
+    /// On PostgreSQL, the most connections this host opens to the server, all pools together
+    /// ([`crate::store::postgres::Connections`]): hosts times this must stay under the server's
+    /// `max_connections`. At least 4.
+    pub postgres_connections: u32,
+}
+
+impl StoreSection {
+    /// Refuses a `postgres_connections` too small for the store's four kinds of connection.
+    fn check(&self) -> Result<(), String> {
+        crate::store::postgres::Connections::split(self.postgres_connections).map(drop)
+    }
 }
 
 impl Default for StoreSection {
@@ -254,6 +266,7 @@ impl Default for StoreSection {
         StoreSection {
             synchronous: Default::default(),
             commit_delay_ms: crate::store::sqlite::DEFAULT_COMMIT_DELAY.as_millis() as u64,
+            postgres_connections: crate::store::postgres::Connections::DEFAULT_TOTAL,
         }
     }
 }
@@ -529,6 +542,7 @@ impl Config {
             .resolve_tls(base)
             .and_then(|_| config.capabilities())
             .and_then(|_| config.retention.limits())
+            .and_then(|_| config.store.check())
             .and_then(|_| {
                 config
                     .hooks
@@ -646,6 +660,16 @@ mod tests {
         assert_eq!(Config::default().server.drain_ms, 0, "no drain unless asked for");
         let (_dir, path) = write("[server]\ndrain_ms = 5000\n");
         assert_eq!(Config::load(&path).expect("valid").server.drain_ms, 5000);
+    }
+
+    #[test]
+    fn a_host_opens_27_postgres_connections_unless_told_otherwise_and_at_least_4() {
+        assert_eq!(Config::default().store.postgres_connections, 27);
+        let (_dir, path) = write("[store]\npostgres_connections = 10\n");
+        assert_eq!(Config::load(&path).expect("valid").store.postgres_connections, 10);
+        let (_dir, path) = write("[store]\npostgres_connections = 3\n");
+        let error = Config::load(&path).expect_err("too few").to_string();
+        assert!(error.contains("postgres_connections must be at least 4"), "{error}");
     }
 
     #[test]

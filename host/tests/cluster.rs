@@ -30,6 +30,9 @@ use whenever::store::scratch_schema::ScratchSchema;
 use whenever::store::{Store, TaskQuery};
 use whenever::task::TaskStatus;
 
+/// The most connections each test host opens to PostgreSQL.
+const HOST_CONNECTIONS: usize = 10;
+
 fn test_url() -> String {
     std::env::var("WHENEVER_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
@@ -59,9 +62,13 @@ impl Schema {
         self.config_of("[cluster]\nlease_ms = 3000\npoll_ms = 250\nclaim_batch = 4\n")
     }
 
-    /// A config file with this text.
+    /// A config file with this text, each host opening at most [`HOST_CONNECTIONS`] to the
+    /// server: the tests run two at a time with up to three hosts each, and the server takes
+    /// 100 connections by default (27 a host, the default, would go over on a slow machine,
+    /// where the pools fill up).
     fn config_of(&self, text: &str) -> String {
         let path = self.dir.path().join("cluster.toml");
+        let text = format!("[store]\npostgres_connections = {HOST_CONNECTIONS}\n{text}");
         std::fs::write(&path, text).expect("config");
         path.display().to_string()
     }
@@ -425,6 +432,17 @@ async fn a_step_deployed_through_one_host_runs_on_the_others() {
             );
         }
     }
+    // Each host times its drives' saves; PostgreSQL commits each by itself, so there are no
+    // group commits to count.
+    let (_, metrics) = hosts[0].0.get("/metrics").await;
+    let metrics = metrics.as_str().expect("text");
+    let saves = metrics.lines().find_map(|line| {
+        line.strip_prefix("whenever_task_save_duration_seconds_count ")?
+            .parse::<u64>()
+            .ok()
+    });
+    assert!(saves.is_some_and(|saves| saves >= 1), "{metrics}");
+    assert!(!metrics.contains("whenever_store_commits_total"), "{metrics}");
     // A removal through one host reaches the others too.
     let (second, _) = &hosts[0];
     let (status, _) = second.call(reqwest::Method::DELETE, "/v1/steps/write-a", None).await;
@@ -677,6 +695,59 @@ async fn orders_whose_saves_the_database_refuses_for_a_while_complete_once_it_ta
 /// Delivers order `i` through `POST /v1/hooks/checkout` of `host` with its delivery id until it
 /// is accepted, delivering it again after each `503` (the store could not take it then); answers
 /// the task id and how many times it was refused.
+/// A host opens no more connections to PostgreSQL than `[store] postgres_connections` says,
+/// however many orders arrive at once (so that hosts times that fits the server's
+/// `max_connections`), and uses more than one of them under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_opens_no_more_database_connections_than_configured() {
+    const ORDERS: usize = 60;
+    let Some(schema) = Schema::create("connections").await else {
+        return;
+    };
+    let config = schema.config_of("");
+    let url = schema.url_named();
+    let (host, _) = schema.start_hosts_on(1, &url, &config).remove(0);
+    let name = schema.scratch.name().to_string();
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (admin, connection) = tokio_postgres::connect(&test_url(), tokio_postgres::NoTls)
+            .await
+            .expect("an admin connection");
+        tokio::spawn(connection);
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut most = 0;
+            while sampling.load(Ordering::SeqCst) {
+                let row = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                        &[&name],
+                    )
+                    .await
+                    .expect("counted");
+                most = most.max(row.get::<_, i64>(0));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            most
+        })
+    };
+    let delivered = deliver(&[&host], 0..ORDERS, 32).await;
+    host.until("every order to complete", Duration::from_secs(120), || async {
+        host.count("completed").await == ORDERS
+    })
+    .await;
+    sampling.store(false, Ordering::SeqCst);
+    let most = sampler.await.expect("sampler");
+    assert_eq!(delivered.len(), ORDERS);
+    assert!(
+        most >= 2 && most <= HOST_CONNECTIONS as i64,
+        "at most {HOST_CONNECTIONS} connections open at once, and more than one used: {most}"
+    );
+    eprintln!("connections open at most: {most} of {HOST_CONNECTIONS}");
+    drop(host);
+    schema.drop_schema().await;
+}
+
 async fn deliver_until_accepted(host: &ServeProcess, i: usize) -> (String, usize) {
     for refused in 0..100 {
         let response = host

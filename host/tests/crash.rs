@@ -517,6 +517,8 @@ async fn orders_caught_by_a_full_store_complete_once_it_has_room_again() {
         ready["store"] != "ok" || ready["drives"] == "failing",
         "a check names the store: {ready}"
     );
+    // `/metrics` answers meanwhile, and says the same.
+    assert_eq!(server.metric("whenever_ready").await, 0);
     server.until_logged("not ready: ");
 
     // Room again: the stopped drives go on from their last commits by themselves, and the

@@ -277,6 +277,9 @@ async fn tasks_complete_or_wait_over_http() {
     let saves = value("whenever_task_save_duration_seconds_count");
     assert!(saves >= 3 && saves <= writes, "{saves} saves of {writes} writes");
     assert_eq!(value("whenever_task_save_duration_seconds_bucket{le=\"+Inf\"}"), saves);
+    // The readiness, as `/readyz` answers it.
+    assert_eq!(value("whenever_ready"), 1);
+    assert_eq!(value("whenever_ready_check{check=\"store\"}"), 1);
     server.stop().await;
 }
 

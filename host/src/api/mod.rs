@@ -415,24 +415,29 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(readiness)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state
-        .service
-        .store()
-        .count_tasks()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+/// The metrics, answered while the store fails too (that is when they are wanted): the task
+/// counts are left out when the store cannot count them within [`crate::service::readiness::PROBE_TIMEOUT`],
+/// and the readiness (one probe a second at most, as for `/readyz`) says why.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.service.store();
+    let counting = tokio::time::timeout(crate::service::readiness::PROBE_TIMEOUT, store.count_tasks());
+    let (counts, readiness) = tokio::join!(counting, state.service.readiness());
+    let counts = match counts {
+        Ok(Ok(counts)) => Some(counts),
+        Ok(Err(_)) | Err(_) => None,
+    };
     let text = state.service.metrics().render(
-        &counts,
+        counts.as_ref(),
         state.service.drives_under_way(),
-        state.service.store().commit_stats().as_ref(),
+        store.commit_stats().as_ref(),
+        &readiness,
     );
-    Ok((
+    (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         text,
     )
-        .into_response())
+        .into_response()
 }
 
 /// The body, or 413 beyond the limit (400 for another read failure).

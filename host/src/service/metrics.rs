@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::readiness::{Check, Readiness, ReadyStatus};
 use crate::histogram::Histogram;
 use crate::store::commit_stats::CommitStats;
 use crate::task::{RunOutcomeRecord, RunRecord, TaskStatus};
@@ -249,29 +250,34 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the task counts by status from the store, the
-    /// drives under way on this host and the store's commits (for a store that groups them).
+    /// The Prometheus text exposition, with the task counts by status from the store (`None`:
+    /// the store could not count them, and they are left out), the drives under way on this
+    /// host, the store's commits (for a store that groups them) and the host's readiness.
     pub fn render(
         &self,
-        tasks: &BTreeMap<TaskStatus, u64>,
+        tasks: Option<&BTreeMap<TaskStatus, u64>>,
         drives_under_way: usize,
         commits: Option<&CommitStats>,
+        readiness: &Readiness,
     ) -> String {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP whenever_tasks Tasks by status.\n# TYPE whenever_tasks gauge"
-        );
-        for status in [
-            TaskStatus::Running,
-            TaskStatus::Waiting,
-            TaskStatus::Completed,
-            TaskStatus::Failed,
-        ] {
-            let n = tasks.get(&status).copied().unwrap_or_default();
-            let _ = writeln!(out, "whenever_tasks{{status=\"{status}\"}} {n}");
+        if let Some(tasks) = tasks {
+            let _ = writeln!(
+                out,
+                "# HELP whenever_tasks Tasks by status.\n# TYPE whenever_tasks gauge"
+            );
+            for status in [
+                TaskStatus::Running,
+                TaskStatus::Waiting,
+                TaskStatus::Completed,
+                TaskStatus::Failed,
+            ] {
+                let n = tasks.get(&status).copied().unwrap_or_default();
+                let _ = writeln!(out, "whenever_tasks{{status=\"{status}\"}} {n}");
+            }
         }
+        render_readiness(&mut out, readiness);
         let _ = writeln!(
             out,
             "# HELP whenever_drives_under_way Tasks this host is driving now.\n\
@@ -498,6 +504,38 @@ impl Metrics {
     }
 }
 
+/// The lines of the host's readiness, as `/readyz` answers it.
+fn render_readiness(out: &mut String, readiness: &Readiness) {
+    let passed = |check: Check| u8::from(check == Check::Ok);
+    let _ = writeln!(
+        out,
+        "# HELP whenever_ready Whether this host should be sent work now, as /readyz answers: 1 ready, \
+         0 not.\n\
+         # TYPE whenever_ready gauge\n\
+         whenever_ready {}\n\
+         # HELP whenever_ready_check Each check of /readyz: 1 when it passes (serving: neither draining \
+         nor stopping; store: a probe write committed within 2 s; drives: none ended on a storage \
+         failure in the last 5 s).\n\
+         # TYPE whenever_ready_check gauge\n\
+         whenever_ready_check{{check=\"serving\"}} {}\n\
+         whenever_ready_check{{check=\"store\"}} {}\n\
+         whenever_ready_check{{check=\"drives\"}} {}",
+        u8::from(readiness.status == ReadyStatus::Ready),
+        passed(readiness.serving),
+        passed(readiness.store),
+        passed(readiness.drives),
+    );
+    if let Some(ms) = readiness.probe_ms {
+        let _ = writeln!(
+            out,
+            "# HELP whenever_store_probe_seconds How long the last probe write took to commit.\n\
+             # TYPE whenever_store_probe_seconds gauge\n\
+             whenever_store_probe_seconds {}",
+            ms / 1000.0
+        );
+    }
+}
+
 /// The lines of the store's group commits.
 fn render_commits(out: &mut String, commits: &CommitStats) {
     let _ = writeln!(
@@ -527,6 +565,50 @@ mod tests {
 
     use super::*;
 
+    /// A host that passed every check.
+    fn ready() -> Readiness {
+        Readiness {
+            status: ReadyStatus::Ready,
+            serving: Check::Ok,
+            store: Check::Ok,
+            drives: Check::Ok,
+            probe_ms: Some(1.5),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn readiness_is_rendered_check_by_check_and_tasks_only_when_counted() {
+        let metrics = Metrics::default();
+        let text = metrics.render(None, 0, None, &ready());
+        assert!(!text.contains("whenever_tasks{"), "{text}");
+        for line in [
+            "whenever_ready 1\n",
+            "whenever_ready_check{check=\"store\"} 1\n",
+            "whenever_store_probe_seconds 0.0015\n",
+        ] {
+            assert!(text.contains(line), "{line}in {text}");
+        }
+        let failing = Readiness {
+            status: ReadyStatus::NotReady,
+            store: Check::TimedOut,
+            probe_ms: None,
+            ..ready()
+        };
+        let counts = BTreeMap::from([(TaskStatus::Waiting, 3)]);
+        let text = metrics.render(Some(&counts), 0, None, &failing);
+        for line in [
+            "whenever_tasks{status=\"waiting\"} 3\n",
+            "whenever_ready 0\n",
+            "whenever_ready_check{check=\"serving\"} 1\n",
+            "whenever_ready_check{check=\"store\"} 0\n",
+            "whenever_ready_check{check=\"drives\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}in {text}");
+        }
+        assert!(!text.contains("whenever_store_probe_seconds"), "{text}");
+    }
+
     #[test]
     fn requests_are_counted_by_route_method_and_status_with_cumulative_latency_buckets() {
         let metrics = Metrics::default();
@@ -534,7 +616,7 @@ mod tests {
         metrics.request_answered("POST", "/v1/tasks", 201, Duration::from_millis(30));
         metrics.request_answered("POST", "/v1/tasks", 400, Duration::from_micros(50));
         metrics.request_answered("GET", "a\"route", 404, Duration::from_secs(9));
-        let text = metrics.render(&BTreeMap::new(), 0, None);
+        let text = metrics.render(Some(&BTreeMap::new()), 0, None, &ready());
         for line in [
             "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"201\"} 2\n",
             "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"400\"} 1\n",
@@ -566,7 +648,7 @@ mod tests {
         metrics.secret_used(of("token", "shop", "0000aaaa"));
         metrics.secret_used(of("token", "shop", "1111bbbb"));
         metrics.secret_used(of("hook", "shop", "0000aaaa"));
-        let text = metrics.render(&BTreeMap::new(), 0, None);
+        let text = metrics.render(Some(&BTreeMap::new()), 0, None, &ready());
         for line in [
             "whenever_secret_uses_total{kind=\"token\",name=\"shop\",fingerprint=\"0000aaaa\"} 2\n",
             "whenever_secret_uses_total{kind=\"token\",name=\"shop\",fingerprint=\"1111bbbb\"} 1\n",

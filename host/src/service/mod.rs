@@ -165,7 +165,9 @@ impl Service {
         .await?;
         let url = options.db.to_string_lossy();
         if crate::store::postgres::is_postgres_url(&url) {
-            let store = crate::store::postgres::PostgresStore::connect(&url)
+            let connections = crate::store::postgres::Connections::split(host.config.store.postgres_connections)
+                .map_err(|e| ServiceError::Store(StoreError::Backend(e)))?;
+            let store = crate::store::postgres::PostgresStore::connect_with(&url, connections)
                 .await
                 .map_err(ServiceError::Store)?;
             return Service::with_store(host, Arc::new(store), options).await;

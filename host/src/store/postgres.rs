@@ -319,11 +319,63 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// How a host's connections to PostgreSQL are shared among its pools: one for LISTEN, the
+/// leases' renewals (kept apart so that a busy pool never delays them past their expiry), the
+/// connector journal's (committed without waiting for the WAL flush), and the rest for tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Task saves, reads, claims, deploys.
+    pub main: usize,
+    /// The connector journal.
+    pub journal: usize,
+    /// Lease renewals and releases.
+    pub leases: usize,
+}
+
+impl Connections {
+    /// The default total: 16 for tasks, 8 for the journal, 2 for leases and the LISTEN one.
+    pub const DEFAULT_TOTAL: u32 = 27;
+
+    /// `total` connections shared out: one for LISTEN, 2 for leases (1 below 8 in all), a third
+    /// of the rest for the journal, the others for tasks. Refuses fewer than 4.
+    pub fn split(total: u32) -> Result<Connections, String> {
+        if total < 4 {
+            return Err(format!(
+                "[store] postgres_connections must be at least 4 (one each for tasks, the journal, \
+                 leases and LISTEN); found {total}"
+            ));
+        }
+        let total = usize::try_from(total).unwrap_or(usize::MAX);
+        let leases = if total >= 8 { 2 } else { 1 };
+        let journal = ((total - 1 - leases) / 3).max(1);
+        Ok(Connections {
+            main: total - 1 - leases - journal,
+            journal,
+            leases,
+        })
+    }
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            main: 16,
+            journal: 8,
+            leases: 2,
+        }
+    }
+}
+
 impl PostgresStore {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/db[?options=...]`, with TLS as
     /// its `sslmode` and `sslrootcert` say: [`super::postgres_tls`]), applies the missing
     /// migrations and returns the store. Fails when no server answers.
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect_with(url, Connections::default()).await
+    }
+
+    /// [`PostgresStore::connect`], opening at most `connections` (besides the LISTEN one).
+    pub async fn connect_with(url: &str, connections: Connections) -> Result<PostgresStore, StoreError> {
         let home = tokio::runtime::Handle::try_current()
             .map_err(|e| StoreError::Backend(format!("postgres: connect from a tokio runtime: {e}")))?;
         let invalid =
@@ -344,8 +396,14 @@ impl PostgresStore {
                 },
             )
         };
-        let pool = Pool::builder(manager(&config)).max_size(16).build().map_err(backend)?;
-        let leases = Pool::builder(manager(&config)).max_size(2).build().map_err(backend)?;
+        let pool = Pool::builder(manager(&config))
+            .max_size(connections.main)
+            .build()
+            .map_err(backend)?;
+        let leases = Pool::builder(manager(&config))
+            .max_size(connections.leases)
+            .build()
+            .map_err(backend)?;
         // The journal's sessions commit without waiting for the WAL flush (see the module docs).
         let mut asynchronous = config.clone();
         asynchronous.options(&match config.get_options() {
@@ -353,7 +411,7 @@ impl PostgresStore {
             None => "-c synchronous_commit=off".to_string(),
         });
         let journal = Pool::builder(manager(&asynchronous))
-            .max_size(8)
+            .max_size(connections.journal)
             .build()
             .map_err(backend)?;
         let mut client = pool.get().await.map_err(|e| {
@@ -1180,6 +1238,33 @@ impl Store for PostgresStore {
 pub(crate) mod tests {
     use super::*;
     use crate::store::scratch_schema::ScratchSchema;
+
+    #[test]
+    fn a_hosts_connections_are_shared_out_among_its_pools() {
+        assert_eq!(
+            Connections::split(Connections::DEFAULT_TOTAL),
+            Ok(Connections::default()),
+            "the default total gives the default pools"
+        );
+        let share = |total| {
+            let c = Connections::split(total).expect("enough");
+            (c.main, c.journal, c.leases)
+        };
+        assert_eq!(share(4), (1, 1, 1));
+        assert_eq!(share(8), (4, 1, 2));
+        assert_eq!(share(10), (5, 2, 2));
+        for total in 4..200 {
+            let (main, journal, leases) = share(total);
+            assert_eq!(
+                main + journal + leases + 1,
+                total as usize,
+                "all of {total}, LISTEN's included"
+            );
+            assert!(main >= journal && journal >= 1 && leases >= 1, "{total}");
+        }
+        let error = Connections::split(3).expect_err("too few");
+        assert!(error.contains("postgres_connections must be at least 4"), "{error}");
+    }
 
     #[test]
     fn a_lost_connection_a_conflict_a_full_disk_or_a_shutdown_is_unavailable() {
