@@ -1555,6 +1555,22 @@ where
     panic!("never: {what}");
 }
 
+/// `options` with hook `checkout` signed (the default scheme) with the secrets in `file`.
+fn checkout_signed_from(file: &std::path::Path, mut options: ApiOptions) -> ApiOptions {
+    let signed = HookSignature {
+        scheme: SignatureScheme::Whenever,
+        secrets: whenever::api::secret_files::HookSecrets::from_file(file).expect("loads"),
+    };
+    options.hooks.insert(
+        "checkout".into(),
+        HookOptions {
+            signed: Some(signed),
+            ..HookOptions::default()
+        },
+    );
+    options
+}
+
 /// The status of a delivery to hook `hook`, signed with `secret`.
 async fn delivered_signed(server: &Server, hook: &str, secret: &[u8]) -> u16 {
     let body = json!({"start": true}).to_string();
@@ -1577,20 +1593,7 @@ async fn a_hook_secret_kept_in_a_file_is_rotated_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("checkout.secret");
     std::fs::write(&file, "whsec_old\n").expect("written");
-    let mut api_options = options();
-    let secrets = whenever::api::secret_files::HookSecrets::from_file(&file).expect("loads");
-    let signed = HookSignature {
-        scheme: SignatureScheme::Whenever,
-        secrets,
-    };
-    api_options.hooks.insert(
-        "checkout".into(),
-        HookOptions {
-            signed: Some(signed),
-            ..HookOptions::default()
-        },
-    );
-    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    let server = start(&db_in(&dir), &[WRITE_A], checkout_signed_from(&file, options())).await;
     assert_eq!(delivered_signed(&server, "checkout", b"whsec_old").await, 201);
     assert_eq!(delivered_signed(&server, "checkout", b"whsec_new").await, 401);
 
@@ -1697,23 +1700,12 @@ async fn each_secret_s_uses_are_counted_by_its_fingerprint() {
         },
     )]);
     let scoped = whenever::api::auth::scoped_tokens(&sections, Some("admin-secret"), |_| None).expect("valid");
-    let mut api_options = ApiOptions {
+    let api_options = ApiOptions {
         token: Some("admin-secret".into()),
         scoped,
         ..options()
     };
-    let signed = HookSignature {
-        scheme: SignatureScheme::Whenever,
-        secrets: whenever::api::secret_files::HookSecrets::from_file(&hook_file).expect("loads"),
-    };
-    api_options.hooks.insert(
-        "checkout".into(),
-        HookOptions {
-            signed: Some(signed),
-            ..HookOptions::default()
-        },
-    );
-    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    let server = start(&db_in(&dir), &[WRITE_A], checkout_signed_from(&hook_file, api_options)).await;
     assert_eq!(status_with(&server, "old-secret").await, 200);
     assert_eq!(status_with(&server, "old-secret").await, 200);
     assert_eq!(status_with(&server, "new-secret").await, 200);
