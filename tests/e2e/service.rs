@@ -1555,6 +1555,27 @@ where
     panic!("never: {what}");
 }
 
+/// [`options`] with `WHENEVER_TOKEN` `admin-secret` and a read-only token `dashboard` whose
+/// secrets are in `file`.
+fn with_dashboard_token_from(file: &std::path::Path) -> ApiOptions {
+    use whenever::config::{Scope, TokenSection};
+    let sections = std::collections::BTreeMap::from([(
+        "dashboard".to_string(),
+        TokenSection {
+            env: None,
+            file: Some(file.to_path_buf()),
+            scopes: vec![Scope::Read],
+            hooks: None,
+        },
+    )]);
+    let scoped = whenever::api::auth::scoped_tokens(&sections, Some("admin-secret"), |_| None).expect("valid");
+    ApiOptions {
+        token: Some("admin-secret".into()),
+        scoped,
+        ..options()
+    }
+}
+
 /// `options` with hook `checkout` signed (the default scheme) with the secrets in `file`.
 fn checkout_signed_from(file: &std::path::Path, mut options: ApiOptions) -> ApiOptions {
     let signed = HookSignature {
@@ -1625,25 +1646,10 @@ async fn a_hook_secret_kept_in_a_file_is_rotated_without_a_restart() {
 /// the tokens in use as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_kept_in_a_file_is_rotated_without_a_restart() {
-    use whenever::config::{Scope, TokenSection};
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("dashboard.token");
     std::fs::write(&file, "old-secret\n").expect("written");
-    let sections = std::collections::BTreeMap::from([(
-        "dashboard".to_string(),
-        TokenSection {
-            env: None,
-            file: Some(file.clone()),
-            scopes: vec![Scope::Read],
-            hooks: None,
-        },
-    )]);
-    let scoped = whenever::api::auth::scoped_tokens(&sections, Some("admin-secret"), |_| None).expect("valid");
-    let api_options = ApiOptions {
-        token: Some("admin-secret".into()),
-        scoped,
-        ..options()
-    };
+    let api_options = with_dashboard_token_from(&file);
     let server = start(&db_in(&dir), &[], api_options).await;
     assert_eq!(status_with(&server, "old-secret").await, 200);
     assert_eq!(status_with(&server, "new-secret").await, 401);
@@ -1684,27 +1690,12 @@ async fn a_token_kept_in_a_file_is_rotated_without_a_restart() {
 /// does not), webhook secrets by hook (a delivery with a bad signature does not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_secret_s_uses_are_counted_by_its_fingerprint() {
-    use whenever::config::{Scope, TokenSection};
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("dashboard.token");
     std::fs::write(&token_file, "old-secret\nnew-secret\n").expect("written");
     let hook_file = dir.path().join("checkout.secret");
     std::fs::write(&hook_file, "whsec_old\nwhsec_new\n").expect("written");
-    let sections = std::collections::BTreeMap::from([(
-        "dashboard".to_string(),
-        TokenSection {
-            env: None,
-            file: Some(token_file),
-            scopes: vec![Scope::Read],
-            hooks: None,
-        },
-    )]);
-    let scoped = whenever::api::auth::scoped_tokens(&sections, Some("admin-secret"), |_| None).expect("valid");
-    let api_options = ApiOptions {
-        token: Some("admin-secret".into()),
-        scoped,
-        ..options()
-    };
+    let api_options = with_dashboard_token_from(&token_file);
     let server = start(&db_in(&dir), &[WRITE_A], checkout_signed_from(&hook_file, api_options)).await;
     assert_eq!(status_with(&server, "old-secret").await, 200);
     assert_eq!(status_with(&server, "old-secret").await, 200);
