@@ -416,8 +416,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// The metrics, answered while the store fails too (that is when they are wanted): the task
-/// counts are left out when the store cannot count them within [`crate::service::readiness::PROBE_TIMEOUT`],
-/// and the readiness (one probe a second at most, as for `/readyz`) says why.
+/// counts are left out when the store cannot count them within
+/// [`crate::service::readiness::PROBE_TIMEOUT`], and the readiness (one probe a second at most,
+/// as for `/readyz`) says why.
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.service.store();
     let counting = tokio::time::timeout(crate::service::readiness::PROBE_TIMEOUT, store.count_tasks());

@@ -1427,20 +1427,24 @@ pub(crate) mod tests {
             return;
         };
         let store = PostgresStore::connect(schema.url()).await.expect("connects");
+        let created = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut claimers = tokio::task::JoinSet::new();
         for c in 0..6 {
-            let store = store.clone();
+            let (store, created) = (store.clone(), created.clone());
             claimers.spawn(async move {
                 let owner = format!("h{c}");
                 let mut claimed = Vec::new();
+                // Claims until every task is created and a few claims in a row find none (a
+                // slow machine may create them slower than the claimers poll).
                 let mut idle = 0;
-                while idle < 100 {
+                while idle < 20 {
+                    let done = created.load(std::sync::atomic::Ordering::SeqCst);
                     let got = store
                         .claim_tasks(&owner, 3, Duration::from_secs(60))
                         .await
                         .expect("claims");
                     if got.is_empty() {
-                        idle += 1;
+                        idle += usize::from(done);
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     } else {
                         idle = 0;
@@ -1457,6 +1461,7 @@ pub(crate) mod tests {
                 .await
                 .expect("created");
         }
+        created.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut seen = std::collections::HashSet::new();
         while let Some(claimed) = claimers.join_next().await {
             for id in claimed.expect("claimer") {
