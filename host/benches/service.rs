@@ -43,6 +43,10 @@
 //! certificate from a CA made for the run; connections kept alive, so a handshake per sender, not
 //! per order): what encryption costs per order.
 //!
+//! HTTP/2: the 16 senders' row with every delivery over one HTTP/2 connection in clear (h2c with
+//! prior knowledge), the 16 senders' deliveries as streams side by side on it: what multiplexing
+//! costs or saves against a kept-alive HTTP/1.1 connection per sender.
+//!
 //! Steps given: the bundled steps' manifests list the paths each step `reads`, so each run is
 //! given its view of the order; the "whole data" rows load the same components with those lists
 //! removed, so each run is given (and parses, serializes and has diffed) the whole order.
@@ -60,7 +64,8 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
@@ -508,6 +513,9 @@ struct Webhook {
     idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
     /// HTTPS: the client side of the bench's TLS (`None`: plain HTTP).
     tls: Option<TlsConnector>,
+    /// HTTP/2 (in clear, with prior knowledge): every delivery over this one connection, made
+    /// at the first (`None`: HTTP/1.1, a connection per delivery under way).
+    http2: Option<Arc<tokio::sync::OnceCell<http2::SendRequest<Full<Bytes>>>>>,
 }
 
 impl Webhook {
@@ -518,30 +526,61 @@ impl Webhook {
             keyed,
             idle: Arc::default(),
             tls,
+            http2: None,
+        }
+    }
+
+    /// Delivers over one HTTP/2 connection, its streams multiplexed.
+    fn over_http2(self) -> Webhook {
+        Webhook {
+            http2: Some(Arc::default()),
+            ..self
         }
     }
 
     /// Posts order `n`; the task the server answers with (`201`), read as an [`Answer`] (serde
     /// skips the other fields).
     async fn post_order(&self, n: usize) -> Answer {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => self.connect().await,
-        };
-        let mut request = hyper::Request::post(&*self.target)
-            .header(hyper::header::HOST, "bench")
-            .header(hyper::header::CONTENT_TYPE, "application/json");
+        let mut request = match &self.http2 {
+            // HTTP/2 names the server in the URI (`:authority`), not in a `Host` header.
+            Some(_) => hyper::Request::post(format!("http://{}{}", self.server, self.target)),
+            None => hyper::Request::post(&*self.target).header(hyper::header::HOST, "bench"),
+        }
+        .header(hyper::header::CONTENT_TYPE, "application/json");
         if self.keyed {
             request = request.header("idempotency-key", format!("delivery-{n}"));
         }
         let request = request.body(Full::new(Bytes::from(order_text(n)))).expect("a request");
-        connection.ready().await.expect("the connection is open");
-        let response = connection.send_request(request).await.expect("delivered");
-        assert_eq!(response.status().as_u16(), 201);
-        let body = response.into_body().collect().await.expect("body").to_bytes();
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(connection);
+        let body = if let Some(shared) = &self.http2 {
+            let mut connection = shared.get_or_init(|| self.connect_http2()).await.clone();
+            connection.ready().await.expect("the connection is open");
+            let response = connection.send_request(request).await.expect("delivered");
+            assert_eq!(response.status().as_u16(), 201);
+            response.into_body().collect().await.expect("body").to_bytes()
+        } else {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut connection = match idle {
+                Some(connection) => connection,
+                None => self.connect().await,
+            };
+            connection.ready().await.expect("the connection is open");
+            let response = connection.send_request(request).await.expect("delivered");
+            assert_eq!(response.status().as_u16(), 201);
+            let body = response.into_body().collect().await.expect("body").to_bytes();
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(connection);
+            body
+        };
         serde_json::from_slice(&body).expect("a task as JSON")
+    }
+
+    async fn connect_http2(&self) -> http2::SendRequest<Full<Bytes>> {
+        let stream = tokio::net::TcpStream::connect(self.server).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        sender
     }
 
     async fn connect(&self) -> SendRequest<Full<Bytes>> {
@@ -601,6 +640,9 @@ enum Delivery {
     Keyed,
     /// Over HTTPS (TLS 1.3 on kept-alive connections).
     Https,
+    /// Over one HTTP/2 connection in clear (h2c with prior knowledge), the senders' deliveries
+    /// multiplexed on it.
+    Http2,
 }
 
 /// Webhook senders over HTTP, delivering as `delivery` says.
@@ -618,11 +660,14 @@ async fn http_senders(
             let (server, client) = bench_tls(&dir);
             (Some(server), Some(client))
         }
-        Delivery::Plain | Delivery::Keyed => (None, None),
+        Delivery::Plain | Delivery::Keyed | Delivery::Http2 => (None, None),
     };
     let keyed = delivery == Delivery::Keyed;
     let (server_address, stop, server) = serve(&service, server_tls).await;
-    let webhook = Webhook::new(server_address, "/v1/hooks/bench", keyed, client_tls);
+    let mut webhook = Webhook::new(server_address, "/v1/hooks/bench", keyed, client_tls);
+    if delivery == Delivery::Http2 {
+        webhook = webhook.over_http2();
+    }
     let row = webhook_senders(path, senders, &service, move |n| {
         let webhook = webhook.clone();
         async move { webhook.post_order(n).await.id }
@@ -787,6 +832,12 @@ const ROWS: &[(&str, usize, Kind, Given)] = &[
         "HTTPS API + SQLite, synchronous=full",
         16,
         Kind::HttpSenders(FULL, Delivery::Https),
+        VIEWS,
+    ),
+    (
+        "HTTP/2 API (one connection) + SQLite, synchronous=full",
+        16,
+        Kind::HttpSenders(FULL, Delivery::Http2),
         VIEWS,
     ),
     (

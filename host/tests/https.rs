@@ -90,7 +90,12 @@ impl Certificates {
     /// A client that trusts this CA and no other, on a connection of its own (no pooled
     /// connection from an earlier handshake).
     fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        self.client_from(reqwest::Client::builder())
+    }
+
+    /// [`Certificates::client`] from `builder`'s other settings.
+    fn client_from(&self, builder: reqwest::ClientBuilder) -> reqwest::Client {
+        builder
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(self.ca.as_bytes()).expect("CA PEM"))
             .build()
@@ -143,6 +148,24 @@ async fn the_api_answers_over_https_only_to_clients_that_trust_its_certificate()
     let (status, shown) = server.get(&format!("/v1/tasks/{id}")).await;
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["data"]["order"], 1, "{shown}");
+
+    // Over HTTP/2, which the client offered and the server chose by ALPN; a client that offers
+    // only HTTP/1.1 gets that.
+    let answer = |client: reqwest::Client| {
+        let url = format!("{}/healthz", server.base);
+        async move { client.get(url).send().await.expect("answered") }
+    };
+    let http2 = answer(certificates.client()).await;
+    assert_eq!(
+        (http2.status().as_u16(), http2.version()),
+        (200, reqwest::Version::HTTP_2)
+    );
+    let http1 = answer(certificates.client_from(reqwest::Client::builder().http1_only())).await;
+    assert_eq!(
+        (http1.status().as_u16(), http1.version()),
+        (200, reqwest::Version::HTTP_11)
+    );
+    assert!(server.metric("whenever_http2_connections_total").await >= 1);
 
     // A client that does not trust it: the handshake fails on the certificate.
     let stranger = Certificates::new("stranger").client();

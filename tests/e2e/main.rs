@@ -5,6 +5,7 @@ mod compile_cache;
 mod conditional_requests;
 mod data_views;
 mod hot_deploy;
+mod http2;
 mod idempotency;
 mod journal_failure;
 mod openapi;

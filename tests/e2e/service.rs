@@ -1439,7 +1439,7 @@ async fn a_settled_task_is_deleted_with_its_history_and_a_running_one_refuses() 
 
 /// Reads from `stream` until the server closes it, for at most `limit`; answers what it read,
 /// or `None` when the connection was still open at the end.
-async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+pub(crate) async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut read = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -1522,7 +1522,7 @@ async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_n
 }
 
 /// The value of the sample `name` (with its labels) in the Prometheus text `text`.
-fn metric(text: &str, name: &str) -> u64 {
+pub(crate) fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {text}"))

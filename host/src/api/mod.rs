@@ -46,6 +46,7 @@ mod preconditions;
 pub mod secret_files;
 pub mod signatures;
 mod steps;
+mod task_counts;
 mod tasks;
 pub mod tls;
 
@@ -199,6 +200,8 @@ pub(crate) struct AppState {
     pub(crate) options: Arc<ApiOptions>,
     /// The scoped tokens accepted now (`options.scoped` as their files last said).
     pub(crate) tokens: secret_files::LiveTokens,
+    /// Whether `/metrics` could count the tasks last time (a change is logged).
+    task_counts: task_counts::TaskCounts,
 }
 
 /// The API's routes over `service`.
@@ -215,6 +218,7 @@ fn router_with(service: Service, options: ApiOptions, tokens: secret_files::Live
         service,
         options: Arc::new(options),
         tokens,
+        task_counts: task_counts::TaskCounts::default(),
     };
     Router::new()
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
@@ -346,11 +350,13 @@ pub async fn serve_on_own_thread(
 /// 404, 405, 413: auth, an unknown route or method, a body over the limit). The server does not
 /// read an unread body of any size to its end, so a client that reused the connection for its
 /// next request would find it closed under that request (a 403 to a component upload did so in
-/// CI); `Connection: close` tells the client not to.
+/// CI); `Connection: close` tells the client not to. HTTP/2 has no such header (nor the
+/// problem: the unread body's stream alone is reset).
 async fn close_after_refusal(request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let has_body = headers.get(header::CONTENT_LENGTH).is_some_and(|length| length != "0")
-        || headers.contains_key(header::TRANSFER_ENCODING);
+    let has_body = request.version() < axum::http::Version::HTTP_2
+        && (headers.get(header::CONTENT_LENGTH).is_some_and(|length| length != "0")
+            || headers.contains_key(header::TRANSFER_ENCODING));
     let mut response = next.run(request).await;
     if has_body && matches!(response.status().as_u16(), 401 | 403 | 404 | 405 | 413) {
         response
@@ -417,16 +423,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// The metrics, answered while the store fails too (that is when they are wanted): the task
 /// counts are left out when the store cannot count them within
-/// [`crate::service::readiness::PROBE_TIMEOUT`], and the readiness (one probe a second at most,
-/// as for `/readyz`) says why.
+/// [`crate::service::readiness::PROBE_TIMEOUT`] (logged once, with why: [`task_counts`]), and
+/// the readiness (one probe a second at most, as for `/readyz`) says why.
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.service.store();
     let counting = tokio::time::timeout(crate::service::readiness::PROBE_TIMEOUT, store.count_tasks());
     let (counts, readiness) = tokio::join!(counting, state.service.readiness());
-    let counts = match counts {
-        Ok(Ok(counts)) => Some(counts),
-        Ok(Err(_)) | Err(_) => None,
+    let (counts, counted) = match counts {
+        Ok(Ok(counts)) => (Some(counts), Ok(())),
+        Ok(Err(error)) => (None, Err(error.to_string())),
+        Err(_) => (
+            None,
+            Err(format!(
+                "the store did not count them within {} s",
+                crate::service::readiness::PROBE_TIMEOUT.as_secs()
+            )),
+        ),
     };
+    if let Some(line) = state.task_counts.record(counted) {
+        eprintln!("whenever serve: {line}");
+    }
     let text = state.service.metrics().render(
         counts.as_ref(),
         state.service.drives_under_way(),

@@ -83,6 +83,8 @@ struct Connections {
     /// `[server] max_connections` (0: no limit).
     max: AtomicU64,
     held_back: AtomicU64,
+    /// Of `accepted`, those that spoke HTTP/2.
+    http2: AtomicU64,
 }
 
 /// A connection counted open until dropped.
@@ -195,6 +197,11 @@ impl Metrics {
         self.connections.accepted.fetch_add(1, Ordering::Relaxed);
         self.connections.open.fetch_add(1, Ordering::Relaxed);
         OpenConnection(self.connections.clone())
+    }
+
+    /// Counts a connection that turned out to speak HTTP/2 (already counted accepted).
+    pub fn http2_connection_opened(&self) {
+        self.connections.http2.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Keeps the most connections the API serves at once (`None`: no limit).
@@ -449,10 +456,15 @@ impl Metrics {
              # HELP whenever_http_connections_held_back_total Times the API stopped accepting because \
              max_connections were open (new connections waited in the kernel's queue).\n\
              # TYPE whenever_http_connections_held_back_total counter\n\
-             whenever_http_connections_held_back_total {}",
+             whenever_http_connections_held_back_total {}\n\
+             # HELP whenever_http2_connections_total Connections accepted that spoke HTTP/2 (the \
+             others spoke HTTP/1.1, or nothing in time).\n\
+             # TYPE whenever_http2_connections_total counter\n\
+             whenever_http2_connections_total {}",
             connections.accepted.load(Ordering::Relaxed),
             connections.open.load(Ordering::Relaxed),
             connections.held_back.load(Ordering::Relaxed),
+            connections.http2.load(Ordering::Relaxed),
         );
         let max = connections.max.load(Ordering::Relaxed);
         if max > 0 {

@@ -99,7 +99,9 @@ impl Tls {
             .map_err(TlsError::Setup)?
             .with_no_client_auth()
             .with_cert_resolver(serving.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 for a client that offers it, else HTTP/1.1 (the connection's first bytes tell the
+        // server which: `connections`).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Tls {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),

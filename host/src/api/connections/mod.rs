@@ -1,4 +1,5 @@
-//! Serving the API's connections (HTTP/1.1), each request's headers due within a deadline.
+//! Serving the API's connections, HTTP/1.1 and HTTP/2, each request's headers due within a
+//! deadline.
 //!
 //! Why not `axum::serve`: it gives hyper no timer, so a client that connects and sends nothing,
 //! or sends its headers a byte at a time (slowloris), keeps its connection (a file descriptor and
@@ -8,22 +9,35 @@
 //! connection is closed. That also closes a kept-alive connection idle for as long, as web
 //! servers do (nginx: 75 s).
 //!
+//! Both protocols are served on the same port: HTTP/2 in clear to a client that starts with
+//! its preface (h2c with prior knowledge, as gRPC clients and proxies such as Envoy do), and
+//! over TLS to one that chose `h2` by ALPN ([`preface`]); everything else is HTTP/1.1. An HTTP/2
+//! connection that answers no request for the header timeout is closed too ([`activity`]).
+//!
 //! And however many connections a flood opens within that time, at most
 //! [`super::ApiOptions::max_connections`] are served at once: past it, new ones wait in the
 //! kernel's queue until one closes, instead of being accepted until the process runs out of
 //! file descriptors (and the store and the connectors with it).
 
+mod activity;
+mod preface;
+
 use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service as _;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::service::Metrics;
+use activity::Activity;
+use preface::Protocol;
 
 /// How long a client has to send a request's headers when [`super::ApiOptions::header_timeout`]
 /// does not say.
@@ -74,7 +88,7 @@ pub fn raise_open_files_limit() {
 
 /// Serves `router` on the connections `listener` accepts, at most `max_connections` at once
 /// (`None`: no limit), until `shutdown` resolves, then stops accepting, lets each connection
-/// finish the request it is answering (an idle one is closed), and returns once all are closed.
+/// finish the requests it is answering (an idle one is closed), and returns once all are closed.
 /// `metrics` counts the connections, and the times the limit held new ones back.
 pub(super) async fn serve<L>(
     mut listener: L,
@@ -87,13 +101,15 @@ pub(super) async fn serve<L>(
 where
     L: axum::serve::Listener,
 {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let open = GracefulShutdown::new();
+    let protocols = Arc::new(Protocols::new(header_timeout));
     let max_connections = max_connections.map(|max| max.max(1));
     metrics.connections_limited_to(max_connections);
     let slots = max_connections.map(|max| Arc::new(Semaphore::new(max)));
-    let mut shutdown = std::pin::pin!(shutdown);
+    // Stopping is announced to every connection; each holds a sender of `open`, so the
+    // receiver hears nothing more once the last has closed.
+    let (stopping, stop) = watch::channel(false);
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
+    let mut shutdown = pin!(shutdown);
     loop {
         // A slot first: at the limit, new connections wait in the kernel's queue.
         let slot = match &slots {
@@ -113,20 +129,109 @@ where
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router.clone()));
-        let served = open.watch(connection);
         let open_now = metrics.connection_opened();
+        let (protocols, router, metrics, stop, open) = (
+            protocols.clone(),
+            router.clone(),
+            metrics.clone(),
+            stop.clone(),
+            open.clone(),
+        );
         tokio::spawn(async move {
             // An error here is the client's (it went away, sent garbage or nothing in time);
             // hyper answered what it could. The slot is free once the connection is closed.
-            let _ = served.await;
+            protocols.serve(io, router, &metrics, stop).await;
             drop(open_now);
             drop(slot);
+            drop(open);
         });
     }
     drop(listener);
-    open.shutdown().await;
+    let _ = stopping.send(true);
+    drop(open);
+    let _ = all_closed.recv().await;
     Ok(())
+}
+
+/// How both protocols serve a connection.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    header_timeout: Duration,
+}
+
+impl Protocols {
+    fn new(header_timeout: Duration) -> Protocols {
+        let mut http1 = http1::Builder::new();
+        http1.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new());
+        Protocols {
+            http1,
+            http2,
+            header_timeout,
+        }
+    }
+
+    /// Serves one connection in the protocol its first bytes name, until it closes, its client
+    /// is silent for the header timeout, or `stop` says the server stops (then gracefully).
+    async fn serve<I>(&self, io: I, router: Router, metrics: &Metrics, mut stop: watch::Receiver<bool>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let told = tokio::select! {
+            told = tokio::time::timeout(self.header_timeout, preface::read_protocol(io)) => told,
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        // Nothing, or too little to tell, within the header timeout: closed like a silent client.
+        let Ok(Ok((protocol, io))) = told else { return };
+        let service = TowerToHyperService::new(router);
+        match protocol {
+            Protocol::Http1 => {
+                let connection = self.http1.serve_connection(TokioIo::new(io), service);
+                // hyper's own header timer closes an idle HTTP/1.1 connection.
+                let idle = std::future::pending();
+                until_closed(pin!(connection), |c| c.graceful_shutdown(), idle, stop).await;
+            }
+            Protocol::Http2 => {
+                metrics.http2_connection_opened();
+                let activity = Activity::new();
+                let counted = activity.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let answering = counted.answering();
+                    let answer = service.call(request);
+                    async move {
+                        let answer = answer.await;
+                        drop(answering);
+                        answer
+                    }
+                });
+                let connection = self.http2.serve_connection(TokioIo::new(io), service);
+                let idle = activity.idle_for(self.header_timeout);
+                until_closed(pin!(connection), |c| c.graceful_shutdown(), idle, stop).await;
+            }
+        }
+    }
+}
+
+/// Drives `connection` until it closes; once `idle` resolves (an HTTP/2 connection without a
+/// request for the header timeout) or the server stops, it is shut down gracefully (requests
+/// under way are answered, then it closes) and driven to its end.
+async fn until_closed<C, E>(
+    mut connection: Pin<&mut C>,
+    shut_down: fn(Pin<&mut C>),
+    idle: impl Future<Output = ()>,
+    mut stop: watch::Receiver<bool>,
+) where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stop.wait_for(|stopping| *stopping) => {}
+        () = idle => {}
+    }
+    shut_down(connection.as_mut());
+    let _ = connection.await;
 }
 
 #[cfg(test)]

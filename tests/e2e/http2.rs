@@ -1,0 +1,142 @@
+//! HTTP/2 beside HTTP/1.1 on the API's one port: a client that opens with HTTP/2's preface (h2c
+//! with prior knowledge) is served the same API, bad input included, many requests over one
+//! connection; and an HTTP/2 connection that asks nothing is closed after the header timeout,
+//! as an HTTP/1.1 one is, while a long answer keeps it open.
+
+use std::time::Duration;
+
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use whenever::api::ApiOptions;
+use whenever_step_artifacts::testing::*;
+
+use crate::service::{db_in, error_message, metric, options, read_until_closed, start};
+
+/// A client that speaks HTTP/2 from its first byte (no TLS, no upgrade).
+fn http2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client")
+}
+
+/// The status, HTTP version and JSON body of `request`'s answer.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, reqwest::Version, Value) {
+    let answer = request.send().await.expect("answered");
+    let (status, version) = (answer.status().as_u16(), answer.version());
+    let text = answer.text().await.expect("body");
+    (
+        status,
+        version,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_served_on_the_same_port_as_http1_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[COMPLETES, WRITE_A], options()).await;
+    let client = http2_client();
+    let url = |path: &str| format!("{}{path}", server.base());
+
+    let (status, version, health) = answer(client.get(url("/healthz"))).await;
+    assert_eq!((status, version), (200, reqwest::Version::HTTP_2), "{health}");
+
+    // 24 tasks at once, multiplexed over that one connection, each answered once completed.
+    let mut creating = tokio::task::JoinSet::new();
+    for n in 0..24 {
+        let request = client
+            .post(url("/v1/tasks?wait=20000"))
+            .body(json!({"finish": true, "n": n}).to_string());
+        creating.spawn(answer(request));
+    }
+    while let Some(created) = creating.join_next().await {
+        let (status, version, task) = created.expect("joined");
+        assert_eq!(version, reqwest::Version::HTTP_2);
+        assert_eq!((status, &task["status"]), (201, &json!("completed")), "{task}");
+    }
+
+    // Bad input gets the same answers as over HTTP/1.1.
+    let (status, _, error) = answer(client.post(url("/v1/tasks")).body("{\"start\": tru")).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error_message(&error).contains("malformed JSON"), "{error}");
+    let big = json!({"blob": "x".repeat(70 << 10)}).to_string();
+    let (status, _, error) = answer(client.post(url("/v1/tasks")).body(big)).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let (status, _, error) = answer(client.get(url("/v1/tasks/t_nope"))).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    // The connection outlived the refusals.
+    let (status, _, _) = answer(client.get(url("/healthz"))).await;
+    assert_eq!(status, 200);
+
+    // An HTTP/1.1 client on the same port, which sees the HTTP/2 connection counted.
+    let metrics = server.http().get(url("/metrics")).send().await.expect("answered");
+    assert_eq!(metrics.version(), reqwest::Version::HTTP_11);
+    let text = metrics.text().await.expect("text");
+    assert_eq!(metric(&text, "whenever_http2_connections_total"), 1, "{text}");
+    assert!(metric(&text, "whenever_http_connections_total") >= 2, "{text}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_that_ask_nothing_are_closed_and_long_answers_keep_them() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api_options = ApiOptions {
+        header_timeout: Some(Duration::from_millis(500)),
+        ..options()
+    };
+    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    let address = server.base().trim_start_matches("http://").to_string();
+    let limit = Duration::from_secs(10);
+
+    // Half of HTTP/2's preface, then nothing: closed like a silent HTTP/1.1 client.
+    let mut half = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.expect("sent");
+    assert!(
+        read_until_closed(&mut half, limit).await.is_some(),
+        "half a preface is closed"
+    );
+
+    // A task that waits, for a long poll over HTTP/2 that lasts three times the header timeout.
+    let (status, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!((status, &task["status"]), (201, &json!("waiting")), "{task}");
+    let id = task["id"].as_str().expect("id");
+    let etag = format!("\"{}\"", task["revision"]);
+
+    let tcp = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("HTTP/2 handshake");
+    let mut connection = tokio::spawn(connection);
+    let get = |path: &str| {
+        hyper::Request::get(format!("{}{path}", server.base()))
+            .body(Empty::<Bytes>::new())
+            .expect("request")
+    };
+    let mut long_poll = get(&format!("/v1/tasks/{id}?wait=1500"));
+    long_poll
+        .headers_mut()
+        .insert("if-none-match", etag.parse().expect("header"));
+    let started = std::time::Instant::now();
+    let answered = sender.send_request(long_poll).await.expect("answered");
+    assert_eq!(answered.status().as_u16(), 304);
+    assert!(started.elapsed() >= Duration::from_millis(1500), "it waited");
+    // The connection stayed open through the long answer: it takes another request.
+    let answered = sender.send_request(get("/healthz")).await.expect("answered");
+    assert_eq!(answered.status().as_u16(), 200);
+
+    // Then, asked nothing more, it is closed by the server.
+    let closed = tokio::time::timeout(limit, &mut connection).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection is closed");
+    assert!(
+        sender.send_request(get("/healthz")).await.is_err(),
+        "a closed connection takes no request"
+    );
+    server.stop().await;
+}
