@@ -9,10 +9,9 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use whenever::api::ApiOptions;
 use whenever_step_artifacts::testing::*;
 
-use crate::service::{db_in, error_message, metric, options, read_until_closed, start};
+use crate::service::{db_in, error_message, metric, options, read_until_closed, start, start_impatient};
 
 /// A client that speaks HTTP/2 from its first byte (no TLS, no upgrade).
 fn http2_client() -> reqwest::Client {
@@ -87,12 +86,7 @@ async fn http2_clients_are_served_on_the_same_port_as_http1_ones() {
 async fn http2_connections_that_ask_nothing_are_closed_and_long_answers_keep_them() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    let api_options = ApiOptions {
-        header_timeout: Some(Duration::from_millis(500)),
-        ..options()
-    };
-    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
-    let address = server.base().trim_start_matches("http://").to_string();
+    let (server, address) = start_impatient(&dir).await;
     let limit = Duration::from_secs(10);
 
     // Half of HTTP/2's preface, then nothing: closed like a silent HTTP/1.1 client.

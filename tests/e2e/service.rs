@@ -1461,12 +1461,7 @@ pub(crate) async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit:
 async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_not() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    let api_options = ApiOptions {
-        header_timeout: Some(Duration::from_millis(500)),
-        ..options()
-    };
-    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
-    let address = server.base().trim_start_matches("http://").to_string();
+    let (server, address) = start_impatient(&dir).await;
     let limit = Duration::from_secs(10);
 
     let mut silent = tokio::net::TcpStream::connect(&address).await.expect("connected");
@@ -1519,6 +1514,18 @@ async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_n
     assert_eq!(answer.status().as_u16(), 304);
     assert!(started.elapsed() >= Duration::from_millis(1500), "it waited");
     server.stop().await;
+}
+
+/// A server (with [`WRITE_A`]) whose clients have 500 ms to send a request's headers, and its
+/// address (`127.0.0.1:PORT`).
+pub(crate) async fn start_impatient(dir: &tempfile::TempDir) -> (Server, String) {
+    let api_options = ApiOptions {
+        header_timeout: Some(Duration::from_millis(500)),
+        ..options()
+    };
+    let server = start(&db_in(dir), &[WRITE_A], api_options).await;
+    let address = server.base().trim_start_matches("http://").to_string();
+    (server, address)
 }
 
 /// The value of the sample `name` (with its labels) in the Prometheus text `text`.
