@@ -1,7 +1,8 @@
 //! HTTP/2 beside HTTP/1.1 on the API's one port: a client that opens with HTTP/2's preface (h2c
 //! with prior knowledge) is served the same API, bad input included, many requests over one
-//! connection; and an HTTP/2 connection that asks nothing is closed after the header timeout,
-//! as an HTTP/1.1 one is, while a long answer keeps it open.
+//! connection; an HTTP/2 connection that asks nothing is closed after the header timeout, as an
+//! HTTP/1.1 one is, while a long answer keeps it open; and one that breaks the protocol gets a
+//! GOAWAY naming its error, while the server serves on.
 
 use std::time::Duration;
 
@@ -132,5 +133,61 @@ async fn http2_connections_that_ask_nothing_are_closed_and_long_answers_keep_the
         sender.send_request(get("/healthz")).await.is_err(),
         "a closed connection takes no request"
     );
+    server.stop().await;
+}
+
+/// The error code of the first GOAWAY frame among HTTP/2 frames `read` from a server (after any
+/// frames before it), if there is one.
+fn goaway_error(read: &[u8]) -> Option<u32> {
+    let mut rest = read;
+    while rest.len() >= 9 {
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let (kind, payload) = (rest[3], rest.get(9..9 + length)?);
+        if kind == 0x7 {
+            // Last stream id (4 bytes), then the error code.
+            return Some(u32::from_be_bytes(payload.get(4..8)?.try_into().ok()?));
+        }
+        rest = &rest[9 + length..];
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http2_is_refused_with_the_error_the_protocol_names_and_the_server_serves_on() {
+    use tokio::io::AsyncWriteExt;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const PROTOCOL_ERROR: u32 = 0x1;
+    const FRAME_SIZE_ERROR: u32 = 0x6;
+    const SETTINGS: &[u8] = &[0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[], options()).await;
+    let address = server.base().trim_start_matches("http://").to_string();
+    let limit = Duration::from_secs(10);
+    let refused = [
+        // A DATA frame where the client's SETTINGS must come first (RFC 9113 §3.4).
+        ([PREFACE, &[0, 0, 0, 0x0, 0, 0, 0, 0, 1]].concat(), PROTOCOL_ERROR),
+        // A frame of 64 KiB, over the 16 KiB the server allows (§4.2).
+        (
+            [PREFACE, SETTINGS, &[1, 0, 0, 0x0, 0, 0, 0, 0, 1]].concat(),
+            FRAME_SIZE_ERROR,
+        ),
+        // A HEADERS frame whose field block does not decode: an index past HPACK's tables
+        // (RFC 7541 §2.3.3). RFC 9113 §4.3 names that COMPRESSION_ERROR; hyper's h2 (0.4)
+        // answers PROTOCOL_ERROR, and closes the connection either way.
+        (
+            [PREFACE, SETTINGS, &[0, 0, 2, 0x1, 0x5, 0, 0, 0, 1, 0xff, 0x7f]].concat(),
+            PROTOCOL_ERROR,
+        ),
+    ];
+    for (sent, expected) in refused {
+        let mut client = tokio::net::TcpStream::connect(&address).await.expect("connected");
+        client.write_all(&sent).await.expect("sent");
+        let read = read_until_closed(&mut client, limit)
+            .await
+            .expect("the server closes it");
+        assert_eq!(goaway_error(&read), Some(expected), "{read:?}");
+    }
+    let (status, health) = server.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
     server.stop().await;
 }
