@@ -20,6 +20,7 @@
 //! shutdown_grace_ms = 10000     # on SIGTERM or Ctrl-C, drives under way get this long to finish
 //! drain_ms = 0                  # before that, /readyz answers 503 this long while all goes on
 //! header_timeout_ms = 30000     # a request's headers are due this long after a connection is ready
+//!                               # (an idle HTTP/2 connection is closed after as long)
 //! max_connections = 10000       # served at once (default: 3/4 of the open files allowed)
 //! tls_cert = "cert.pem"         # HTTPS with this certificate chain (PEM; relative to this file)
 //! tls_key = "key.pem"           # and its key; both files are read again when they change
@@ -132,9 +133,9 @@ pub struct ServerSection {
     /// 503 (`serving: draining`), in milliseconds, so that a load balancer takes it out of
     /// rotation before it stops taking connections; 0 (the default): it stops at once.
     pub drain_ms: u64,
-    /// How long a client has to send a request's headers, and a kept-alive connection may sit
-    /// idle, before the API closes it, in milliseconds (a client that connects and sends
-    /// nothing holds no connection longer).
+    /// How long a client has to send a request's headers, and a kept-alive connection (HTTP/1.1,
+    /// or HTTP/2 without a request under way) may sit idle, before the API closes it, in
+    /// milliseconds (a client that connects and sends nothing holds no connection longer).
     pub header_timeout_ms: std::num::NonZeroU64,
     /// How many connections the API serves at once; more wait until one closes. Absent: three
     /// quarters of the open files the process may have (`api::connections`).

@@ -91,8 +91,9 @@ pub struct ApiOptions {
     pub threads: usize,
     /// HTTPS: the certificate to serve (`None`: plain HTTP).
     pub tls: Option<tls::Tls>,
-    /// How long a client has to send a request's headers, and a kept-alive connection may sit
-    /// idle, before it is closed (`None`: [`connections::DEFAULT_HEADER_TIMEOUT`]).
+    /// How long a client has to send a request's headers, and a kept-alive connection (HTTP/1.1,
+    /// or HTTP/2 without a request under way) may sit idle, before it is closed (`None`:
+    /// [`connections::DEFAULT_HEADER_TIMEOUT`]).
     pub header_timeout: Option<std::time::Duration>,
     /// How many connections are served at once; more wait until one closes (`None`: no limit).
     pub max_connections: Option<usize>,

@@ -11,8 +11,9 @@
 //!
 //! Both protocols are served on the same port: HTTP/2 in clear to a client that starts with
 //! its preface (h2c with prior knowledge, as gRPC clients and proxies such as Envoy do), and
-//! over TLS to one that chose `h2` by ALPN ([`preface`]); everything else is HTTP/1.1. An HTTP/2
-//! connection that answers no request for the header timeout is closed too ([`activity`]).
+//! over TLS to one that chose `h2` by ALPN (the `preface` module); everything else is
+//! HTTP/1.1. An HTTP/2 connection that answers no request for the header timeout is closed too
+//! (the `activity` module).
 //!
 //! And however many connections a flood opens within that time, at most
 //! [`super::ApiOptions::max_connections`] are served at once: past it, new ones wait in the
