@@ -434,14 +434,10 @@ async fn a_step_deployed_through_one_host_runs_on_the_others() {
     }
     // Each host times its drives' saves; PostgreSQL commits each by itself, so there are no
     // group commits to count.
-    let (_, metrics) = hosts[0].0.get("/metrics").await;
+    let host = &hosts[0].0;
+    assert!(host.metric("whenever_task_save_duration_seconds_count").await >= 1);
+    let (_, metrics) = host.get("/metrics").await;
     let metrics = metrics.as_str().expect("text");
-    let saves = metrics.lines().find_map(|line| {
-        line.strip_prefix("whenever_task_save_duration_seconds_count ")?
-            .parse::<u64>()
-            .ok()
-    });
-    assert!(saves.is_some_and(|saves| saves >= 1), "{metrics}");
     assert!(!metrics.contains("whenever_store_commits_total"), "{metrics}");
     // A removal through one host reaches the others too.
     let (second, _) = &hosts[0];
@@ -692,9 +688,6 @@ async fn orders_whose_saves_the_database_refuses_for_a_while_complete_once_it_ta
     schema.drop_schema().await;
 }
 
-/// Delivers order `i` through `POST /v1/hooks/checkout` of `host` with its delivery id until it
-/// is accepted, delivering it again after each `503` (the store could not take it then); answers
-/// the task id and how many times it was refused.
 /// A host opens no more connections to PostgreSQL than `[store] postgres_connections` says,
 /// however many orders arrive at once (so that hosts times that fits the server's
 /// `max_connections`), and uses more than one of them under load.
@@ -748,6 +741,9 @@ async fn a_host_opens_no_more_database_connections_than_configured() {
     schema.drop_schema().await;
 }
 
+/// Delivers order `i` through `POST /v1/hooks/checkout` of `host` with its delivery id until it
+/// is accepted, delivering it again after each `503` (the store could not take it then); answers
+/// the task id and how many times it was refused.
 async fn deliver_until_accepted(host: &ServeProcess, i: usize) -> (String, usize) {
     for refused in 0..100 {
         let response = host

@@ -87,7 +87,8 @@ async fn http2_clients_are_served_on_the_same_port_as_http1_ones() {
 async fn http2_connections_that_ask_nothing_are_closed_and_long_answers_keep_them() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, address) = start_impatient(&dir).await;
+    let server = start_impatient(&dir).await;
+    let address = server.address();
     let limit = Duration::from_secs(10);
 
     // Half of HTTP/2's preface, then nothing: closed like a silent HTTP/1.1 client.
@@ -161,7 +162,7 @@ async fn malformed_http2_is_refused_with_the_error_the_protocol_names_and_the_se
     const SETTINGS: &[u8] = &[0, 0, 0, 0x4, 0, 0, 0, 0, 0];
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(&db_in(&dir), &[], options()).await;
-    let address = server.base().trim_start_matches("http://").to_string();
+    let address = server.address();
     let limit = Duration::from_secs(10);
     let refused = [
         // A DATA frame where the client's SETTINGS must come first (RFC 9113 §3.4).

@@ -111,6 +111,11 @@ impl Server {
         &self.base
     }
 
+    /// The server's address without the scheme, `127.0.0.1:PORT` (for raw connections).
+    pub(crate) fn address(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
     /// The client the server's requests go through.
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
@@ -1461,7 +1466,8 @@ pub(crate) async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit:
 async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_not() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, address) = start_impatient(&dir).await;
+    let server = start_impatient(&dir).await;
+    let address = server.address();
     let limit = Duration::from_secs(10);
 
     let mut silent = tokio::net::TcpStream::connect(&address).await.expect("connected");
@@ -1516,16 +1522,13 @@ async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_n
     server.stop().await;
 }
 
-/// A server (with [`WRITE_A`]) whose clients have 500 ms to send a request's headers, and its
-/// address (`127.0.0.1:PORT`).
-pub(crate) async fn start_impatient(dir: &tempfile::TempDir) -> (Server, String) {
+/// A server (with [`WRITE_A`]) whose clients have 500 ms to send a request's headers.
+pub(crate) async fn start_impatient(dir: &tempfile::TempDir) -> Server {
     let api_options = ApiOptions {
         header_timeout: Some(Duration::from_millis(500)),
         ..options()
     };
-    let server = start(&db_in(dir), &[WRITE_A], api_options).await;
-    let address = server.base().trim_start_matches("http://").to_string();
-    (server, address)
+    start(&db_in(dir), &[WRITE_A], api_options).await
 }
 
 /// The value of the sample `name` (with its labels) in the Prometheus text `text`.
@@ -1767,7 +1770,7 @@ async fn connections_past_the_limit_wait_until_one_closes() {
         ..options()
     };
     let server = start(&db_in(&dir), &[], api_options).await;
-    let address = server.base().trim_start_matches("http://").to_string();
+    let address = server.address();
     let first = tokio::net::TcpStream::connect(&address).await.expect("connected");
     let _second = tokio::net::TcpStream::connect(&address).await.expect("connected");
     // Give the server the time to take both.

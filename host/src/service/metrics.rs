@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::readiness::{Check, Readiness, ReadyStatus};
+use super::readiness::{Check, FAILED_DRIVE_WINDOW, PROBE_TIMEOUT, Readiness, ReadyStatus};
 use crate::histogram::Histogram;
 use crate::store::commit_stats::CommitStats;
 use crate::task::{RunOutcomeRecord, RunRecord, TaskStatus};
@@ -526,13 +526,15 @@ fn render_readiness(out: &mut String, readiness: &Readiness) {
          # TYPE whenever_ready gauge\n\
          whenever_ready {}\n\
          # HELP whenever_ready_check Each check of /readyz: 1 when it passes (serving: neither draining \
-         nor stopping; store: a probe write committed within 2 s; drives: none ended on a storage \
-         failure in the last 5 s).\n\
+         nor stopping; store: a probe write committed within {} s; drives: none ended on a storage \
+         failure in the last {} s).\n\
          # TYPE whenever_ready_check gauge\n\
          whenever_ready_check{{check=\"serving\"}} {}\n\
          whenever_ready_check{{check=\"store\"}} {}\n\
          whenever_ready_check{{check=\"drives\"}} {}",
         u8::from(readiness.status == ReadyStatus::Ready),
+        PROBE_TIMEOUT.as_secs(),
+        FAILED_DRIVE_WINDOW.as_secs(),
         passed(readiness.serving),
         passed(readiness.store),
         passed(readiness.drives),
