@@ -48,6 +48,7 @@ pub const SETTINGS: &[&str] = &[
     "api_version",
     "default_currency",
     "charge_name",
+    "ca_file",
 ];
 
 /// The real Coinbase Commerce.
@@ -98,7 +99,7 @@ impl CoinbaseApi {
             .map_err(|_| s.error("the key in the variable named by `api_key_env` is not a valid header value"))?;
         api_key_header.set_sensitive(true);
         Ok(CoinbaseApi {
-            client: cx.http.get(NAME)?,
+            client: s.http_client()?,
             base_url: s.url("base_url", Some(DEFAULT_BASE_URL))?,
             api_key,
             api_key_header,

@@ -339,6 +339,13 @@ impl<'a> Settings<'a> {
         })
     }
 
+    /// The HTTP client for this connector: the registry's shared one, or with `ca_file` set, one
+    /// that also trusts the private CA that file holds (see [`crate::http::HttpClient`]).
+    pub(crate) fn http_client(&self) -> Result<reqwest::Client, ConfigError> {
+        let ca_file = self.opt_path("ca_file")?;
+        self.cx.http.get(self.connector, ca_file.as_deref())
+    }
+
     /// A path setting resolved against the build context's base directory.
     pub(crate) fn opt_path(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
         Ok(self.opt_str(key)?.map(|p| self.cx.resolve(p)))

@@ -8,12 +8,14 @@
 //! every other answer, which the connector maps itself. When retries run out a `5xx`, `429` or
 //! connection failure is error kind `unavailable`.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{Client, RequestBuilder, StatusCode};
+use reqwest::{Certificate, Client, RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use crate::config::CallOptions;
@@ -32,9 +34,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How much of a non-JSON answer goes into an error message.
 const MAX_MESSAGE_CHARS: usize = 300;
 
-/// The HTTP client the connectors of one registry share (built on first use; clones share it).
+/// The HTTP clients the connectors of one registry share: one for the connectors that trust the
+/// bundled web PKI roots alone, and one per `ca_file` for those that also trust a private CA
+/// (built on first use; clones share them). A client keeps its connections alive, so connectors
+/// that share one share its connections too.
 #[derive(Clone, Default)]
-pub struct HttpClient(Arc<OnceLock<Client>>);
+pub struct HttpClient(Arc<Mutex<HashMap<Option<PathBuf>, Client>>>);
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -43,20 +48,49 @@ impl fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// The client: rustls with the bundled web PKI roots, no redirects followed (an API does
-    /// not redirect, and a redirect must not carry credentials elsewhere).
-    pub(crate) fn get(&self, connector: &str) -> Result<Client, ConfigError> {
-        if let Some(c) = self.0.get() {
+    /// The client for `connector`: rustls with the bundled web PKI roots, plus the CA
+    /// certificates of `ca_file` (PEM, one or more) when given; HTTP/2 where the service offers
+    /// it by ALPN, else HTTP/1.1; no redirects followed (an API does not redirect, and a
+    /// redirect must not carry credentials elsewhere). A `ca_file` that cannot be read or holds
+    /// no certificate is an error naming the connector and the file.
+    pub(crate) fn get(&self, connector: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
+        let key = ca_file.map(Path::to_path_buf);
+        let mut clients = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let client = Client::builder()
+        let mut builder = Client::builder()
             .use_rustls_tls()
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("whenever/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("whenever/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_file {
+            for certificate in private_roots(connector, path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| ConfigError::new(connector, format!("cannot set up the HTTP client: {e}")))?;
-        Ok(self.0.get_or_init(|| client).clone())
+        clients.insert(key, client.clone());
+        Ok(client)
     }
+}
+
+/// The CA certificates in the PEM file at `path`, for `connector`'s `ca_file`.
+fn private_roots(connector: &str, path: &Path) -> Result<Vec<Certificate>, ConfigError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::new(connector, format!("cannot read `ca_file` {}: {e}", path.display())))?;
+    let not_pem = |detail: String| {
+        ConfigError::new(
+            connector,
+            format!("`ca_file` {} is not a PEM certificate: {detail}", path.display()),
+        )
+    };
+    let certificates = Certificate::from_pem_bundle(&pem).map_err(|e| not_pem(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(not_pem("it holds no `BEGIN CERTIFICATE` block".into()));
+    }
+    Ok(certificates)
 }
 
 /// One answer: status, headers and (at most [`MAX_BODY_BYTES`] of) body.
@@ -168,6 +202,14 @@ impl Caller<'_> {
         let mut response = match request.timeout(self.options.timeout).send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Err(timed_out()),
+            Err(e) if certificate_refused(&e) => {
+                return Err(ConnectorError::failed(self.redact(&format!(
+                    "{}: the service's TLS certificate is not trusted (a private CA goes in the \
+                     connector's `ca_file`): {}",
+                    self.connector,
+                    describe(e)
+                ))));
+            }
             Err(e) => {
                 return Ok(Err(ConnectorError::unavailable(self.redact(&format!(
                     "{}: cannot reach the service: {}",
@@ -221,6 +263,24 @@ pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// Whether `error` is the service's certificate refused by TLS (unknown issuer, expired, for
+/// another name, ...): not transient, so not retried.
+fn certificate_refused(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        // rustls's error reaches hyper inside `io::Error`s (one in another), whose `source()`
+        // skips what they hold.
+        cause = match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// A transport error and its causes, without the URL (which may hold a secret, such as an

@@ -32,6 +32,7 @@ pub const SETTINGS: &[&str] = &[
     "auth_scheme",
     "methods",
     "effect_methods",
+    "ca_file",
 ];
 
 /// The header carrying the call's idempotency key.
@@ -113,7 +114,7 @@ pub fn build(name: &str, config: &ConnectorConfig, cx: &BuildContext) -> Result<
     };
     Ok(Arc::new(HttpService {
         name: name.to_string(),
-        client: cx.http.get(name)?,
+        client: s.http_client()?,
         base_url,
         auth,
         methods,

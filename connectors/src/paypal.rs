@@ -43,7 +43,7 @@ pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Conn
 pub const DEFAULT_BASE_URL: &str = "https://api-m.paypal.com";
 
 /// The settings of kind `paypal`, besides `timeout_ms`, `retries` and `backoff_ms`.
-pub const SETTINGS: &[&str] = &["client_id_env", "client_secret_env", "base_url"];
+pub const SETTINGS: &[&str] = &["client_id_env", "client_secret_env", "base_url", "ca_file"];
 
 /// A token is renewed this long before PayPal says it expires (or at half its life, if shorter).
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -127,7 +127,7 @@ impl PaypalApi {
     pub fn new(config: &ConnectorConfig, cx: &BuildContext) -> Result<Self, ConfigError> {
         let s = Settings::new(NAME, config, cx, SETTINGS)?;
         Ok(PaypalApi {
-            client: cx.http.get(NAME)?,
+            client: s.http_client()?,
             base_url: s.url("base_url", Some(DEFAULT_BASE_URL))?,
             client_id: s.secret("client_id_env")?,
             client_secret: s.secret("client_secret_env")?,

@@ -39,7 +39,7 @@ pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Conn
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 
 /// The settings of kind `slack`, besides `timeout_ms`, `retries` and `backoff_ms`.
-pub const SETTINGS: &[&str] = &["token_env", "webhook_url_env", "base_url"];
+pub const SETTINGS: &[&str] = &["token_env", "webhook_url_env", "base_url", "ca_file"];
 
 /// How the real Slack posts.
 enum Mode {
@@ -113,7 +113,7 @@ impl SlackApi {
             }
         };
         Ok(SlackApi {
-            client: cx.http.get(NAME)?,
+            client: s.http_client()?,
             mode,
             options: s.call_options()?,
             outbox: cx.outbox.clone(),

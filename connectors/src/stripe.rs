@@ -51,6 +51,7 @@ pub const SETTINGS: &[&str] = &[
     "api_version",
     "default_currency",
     "expand_fee",
+    "ca_file",
 ];
 
 /// The real Stripe: `POST {base_url}/v1/charges`, form-encoded (`amount`, `currency`, `source`,
@@ -96,7 +97,7 @@ impl StripeApi {
     pub fn new(config: &ConnectorConfig, cx: &BuildContext) -> Result<Self, ConfigError> {
         let s = Settings::new(NAME, config, cx, SETTINGS)?;
         Ok(StripeApi {
-            client: cx.http.get(NAME)?,
+            client: s.http_client()?,
             base_url: s.url("base_url", Some(DEFAULT_BASE_URL))?,
             secret_key: s.secret("secret_key_env")?,
             api_version: s.opt_str("api_version")?.map(str::to_string),

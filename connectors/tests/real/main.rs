@@ -11,3 +11,4 @@ mod paypal;
 mod slack;
 mod smtp;
 mod stripe;
+mod tls;

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use whenever_connectors::ErrorKind;
 
-use crate::support::{SLOW, assert_no_secret, call, registry, try_registry};
+use crate::support::{SLOW, assert_no_secret, call, private_ca, registry, try_registry};
 
 const PASSWORD: &str = "smtp-Pa55word-Secret";
 const TOKEN: &str = "ya29.a0AfH6SMBxOAuthAccessToken";
@@ -194,34 +194,6 @@ impl SmtpServer {
             io.get_mut().write_all(reply.as_bytes()).await?;
         }
     }
-}
-
-/// A private CA and a certificate it issued for `localhost` and `127.0.0.1`: the server's TLS
-/// set-up, and the CA's PEM for the client's `ca_file`.
-fn private_ca() -> (TlsAcceptor, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("server params")
-        .signed_by(&key, &issuer)
-        .expect("server certificate");
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .expect("server TLS config");
-    (TlsAcceptor::from(Arc::new(config)), ca_cert.pem())
 }
 
 fn config(port: u16, auth: &str, extra: &str) -> String {
@@ -498,7 +470,8 @@ fn starttls_config(port: u16, ca_file: Option<&std::path::Path>) -> String {
 
 #[tokio::test]
 async fn smtp_starttls_with_a_private_ca_delivers_over_tls() {
-    let (acceptor, ca_pem) = private_ca();
+    let (tls, ca_pem) = private_ca();
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
     let server = SmtpServer {
         tls: Some(acceptor),
         ..SmtpServer::default()
@@ -527,7 +500,8 @@ async fn smtp_starttls_with_a_private_ca_delivers_over_tls() {
 #[tokio::test]
 async fn smtp_starttls_refuses_an_untrusted_certificate_and_a_server_without_tls() {
     // The server's certificate is not from a trusted CA (no `ca_file`): nothing is sent.
-    let (acceptor, _ca_pem) = private_ca();
+    let (tls, _ca_pem) = private_ca();
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
     let server = SmtpServer {
         tls: Some(acceptor),
         ..SmtpServer::default()

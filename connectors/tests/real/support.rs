@@ -2,21 +2,27 @@
 //! registries built from TOML the way the host builds them, and call helpers.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Version};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 use whenever_connectors::{CallContext, ConfigError, ConnectorError, ConnectorsConfig, Env, Registry};
 
 /// One request a local server received.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub version: Version,
     pub method: String,
     pub path: String,
     pub headers: HeaderMap,
@@ -76,6 +82,7 @@ async fn record(State(log): State<Log>, request: Request, next: Next) -> Respons
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     log.push(Seen {
+        version: parts.version,
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         headers: parts.headers.clone(),
@@ -97,6 +104,82 @@ pub async fn serve(router: Router) -> (String, Log) {
         let _ = axum::serve(listener, router).await;
     });
     (format!("http://{addr}"), log)
+}
+
+/// A private CA and a TLS set-up with a certificate it issued for `localhost` and `127.0.0.1`:
+/// the server's side, and the CA's PEM for the client's `ca_file`.
+pub fn private_ca() -> (ServerConfig, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("server TLS config");
+    (config, ca_cert.pem())
+}
+
+/// A local HTTPS server: its base URL, the requests it answered, and how many connections it
+/// accepted (TLS handshakes tried, refused ones included).
+pub struct TlsServer {
+    pub url: String,
+    pub log: Log,
+    pub connections: Arc<AtomicUsize>,
+}
+
+/// Serves `router` over TLS with `config` on 127.0.0.1 (a free port), offering HTTP/2 and
+/// HTTP/1.1 by ALPN and speaking the one the client chose, recording every request.
+pub async fn serve_tls(router: Router, mut config: ServerConfig) -> TlsServer {
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let log = Log::default();
+    let router = router.layer(middleware::from_fn_with_state(log.clone(), record));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let addr = listener.local_addr().expect("local address");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                let (io, service) = (TokioIo::new(tls), TowerToHyperService::new(router));
+                let _ = if h2 {
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await
+                } else {
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                };
+            });
+        }
+    });
+    TlsServer {
+        url: format!("https://{addr}"),
+        log,
+        connections,
+    }
 }
 
 /// A local address nothing listens on.

@@ -1,0 +1,157 @@
+//! The HTTP kinds over TLS, against a local HTTPS server whose certificate comes from a CA made
+//! for the test: trusted through `ca_file` (and spoken over HTTP/2, which the server offers by
+//! ALPN), refused without it, at once and with nothing sent.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::http::{HeaderMap, Version};
+use axum::routing::post;
+use serde_json::{Value, json};
+use whenever_connectors::ErrorKind;
+
+use crate::support::{TlsServer, call, private_ca, registry, serve_tls, try_registry};
+
+const TOKEN: &str = "loyalty-token-SecretValue-31";
+
+/// A loyalty service of one's own: `POST /award` answers the points it was asked to award.
+async fn loyalty_service() -> (TlsServer, String) {
+    let router = Router::new().route(
+        "/award",
+        post(|headers: HeaderMap, axum::Json(body): axum::Json<Value>| async move {
+            let token = headers.get("authorization").and_then(|v| v.to_str().ok());
+            axum::Json(json!({"awarded": body["points"], "authorized": token == Some(&format!("Bearer {TOKEN}"))}))
+        }),
+    );
+    let (tls, ca_pem) = private_ca();
+    (serve_tls(router, tls).await, ca_pem)
+}
+
+/// A file of the test's own in the temporary folder, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("whenever-tls-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("write a temporary file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn loyalty_config(url: &str, ca_file: Option<&Path>) -> String {
+    let ca = ca_file
+        .map(|p| format!("ca_file = {:?}\n", p.display().to_string()))
+        .unwrap_or_default();
+    format!(
+        "[connectors.loyaltyPoints]\nkind = \"http\"\nbase_url = \"{url}\"\ntoken_env = \"LOYALTY_TOKEN\"\n\
+         methods = [\"award\"]\nretries = 2\nbackoff_ms = 50\n{ca}"
+    )
+}
+
+const ENV: &[(&str, &str)] = &[("LOYALTY_TOKEN", TOKEN)];
+
+#[tokio::test]
+async fn a_service_behind_a_private_ca_is_called_with_ca_file_over_http2() {
+    let (server, ca_pem) = loyalty_service().await;
+    let ca_file = TempFile::new("ca.pem", &ca_pem);
+    let reg = registry(&loyalty_config(&server.url, Some(&ca_file.0)), ENV);
+    for (points, key) in [(10, "order-1/award/0"), (25, "order-2/award/0")] {
+        let r = call(&reg, "loyaltyPoints", "award", json!({"points": points}), key).await;
+        assert_eq!(r, Ok(json!({"awarded": points, "authorized": true})));
+    }
+    let seen = server.log.to("/award");
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter().all(|s| s.version == Version::HTTP_2),
+        "the client chose HTTP/2 by ALPN: {:?}",
+        seen.iter().map(|s| s.version).collect::<Vec<_>>()
+    );
+    assert_eq!(seen[1].header("idempotency-key"), "order-2/award/0");
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        1,
+        "the second call went over the first one's connection"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_the_call_at_once_and_sends_nothing() {
+    let (server, _ca_pem) = loyalty_service().await;
+    // No `ca_file`: the bundled web PKI roots do not know the test's CA.
+    let reg = registry(&loyalty_config(&server.url, None), ENV);
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 10}), "order-1/award/0").await;
+    let error = r.expect_err("the certificate is refused");
+    assert_eq!(error.kind, ErrorKind::Failed, "{error:?}");
+    assert!(
+        error.message.contains("loyaltyPoints")
+            && error.message.contains("certificate is not trusted")
+            && error.message.contains("`ca_file`")
+            && error.message.contains("UnknownIssuer"),
+        "{}",
+        error.message
+    );
+    assert!(!error.message.contains(TOKEN));
+    assert!(server.log.all().is_empty(), "nothing was sent");
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        1,
+        "a refused certificate is not retried (retries = 2)"
+    );
+    // Another CA's certificate in `ca_file` does not help either.
+    let (_, other_ca) = private_ca();
+    let other = TempFile::new("other-ca.pem", &other_ca);
+    let reg = registry(&loyalty_config(&server.url, Some(&other.0)), ENV);
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 10}), "order-1/award/0").await;
+    assert!(
+        r.is_err_and(|e| e.kind == ErrorKind::Failed),
+        "refused with another CA's file"
+    );
+    assert!(server.log.all().is_empty());
+}
+
+#[test]
+fn every_http_kind_takes_ca_file_and_names_a_bad_one() {
+    let not_pem = TempFile::new("not-a-certificate.pem", "this is not PEM\n");
+    let missing = std::env::temp_dir().join(format!("whenever-tls-{}-missing.pem", std::process::id()));
+    let sections = [
+        ("stripe", "kind = \"stripe\"\nsecret_key_env = \"KEY\""),
+        (
+            "paypal",
+            "kind = \"paypal\"\nclient_id_env = \"KEY\"\nclient_secret_env = \"KEY\"",
+        ),
+        ("coinbase", "kind = \"coinbase\"\napi_key_env = \"KEY\""),
+        ("slackCom", "kind = \"slack\"\ntoken_env = \"KEY\""),
+        (
+            "loyaltyPoints",
+            "kind = \"http\"\nbase_url = \"https://loyalty.example\"",
+        ),
+    ];
+    let (_, ca_pem) = private_ca();
+    let good = TempFile::new("good-ca.pem", &ca_pem);
+    for (name, section) in sections {
+        let config = |ca: &Path| {
+            format!(
+                "[connectors.{name}]\n{section}\nca_file = {:?}\n",
+                ca.display().to_string()
+            )
+        };
+        let env = &[("KEY", "k-123")];
+        assert!(try_registry(&config(&good.0), env).is_ok(), "{name} takes a `ca_file`");
+        let e = try_registry(&config(&missing), env).expect_err("a missing file is refused");
+        assert_eq!(e.connector, name);
+        assert!(
+            e.message.contains("cannot read `ca_file`") && e.message.contains(&missing.display().to_string()),
+            "{name}: {}",
+            e.message
+        );
+        let e = try_registry(&config(&not_pem.0), env).expect_err("a file without a certificate is refused");
+        assert!(e.message.contains("is not a PEM certificate"), "{name}: {}", e.message);
+    }
+}
