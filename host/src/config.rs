@@ -22,6 +22,8 @@
 //! header_timeout_ms = 30000     # a request's headers are due this long after a connection is ready
 //!                               # (an idle HTTP/2 connection is closed after as long)
 //! max_connections = 10000       # served at once (default: 3/4 of the open files allowed)
+//! http2 = true                  # HTTP/2 beside HTTP/1.1 (false: HTTP/1.1 only)
+//! http2_max_streams = 200       # requests under way at once on one HTTP/2 connection
 //! tls_cert = "cert.pem"         # HTTPS with this certificate chain (PEM; relative to this file)
 //! tls_key = "key.pem"           # and its key; both files are read again when they change
 //!
@@ -108,6 +110,10 @@ pub struct RuntimeSection {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// Requests one HTTP/2 connection may have under way at once unless `[server]
+/// http2_max_streams` says (hyper's default; nginx allows 128).
+pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 200;
+
 /// Settings of the HTTP server (`whenever serve`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -140,6 +146,14 @@ pub struct ServerSection {
     /// How many connections the API serves at once; more wait until one closes. Absent: three
     /// quarters of the open files the process may have (`api::connections`).
     pub max_connections: Option<std::num::NonZeroUsize>,
+    /// Whether the API speaks HTTP/2 beside HTTP/1.1 (in clear to a client that opens with its
+    /// preface; over TLS to one that chooses `h2` by ALPN). Off: HTTP/1.1 only, and an HTTP/2
+    /// client is told so (`HTTP_1_1_REQUIRED`), for a proxy or client that mishandles HTTP/2.
+    pub http2: bool,
+    /// How many requests one HTTP/2 connection may have under way at once (its
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`): with `max_connections`, what bounds the requests
+    /// served at once, as one HTTP/2 client could otherwise start hundreds on one connection.
+    pub http2_max_streams: std::num::NonZeroU32,
     /// The certificate chain (PEM, the server's own first) to answer HTTPS with; with
     /// `tls_key`, the API speaks HTTPS only. A relative path is relative to the config file.
     pub tls_cert: Option<PathBuf>,
@@ -233,6 +247,8 @@ impl Default for ServerSection {
             drain_ms: 0,
             header_timeout_ms: std::num::NonZeroU64::MIN.saturating_add(29_999),
             max_connections: None,
+            http2: true,
+            http2_max_streams: std::num::NonZeroU32::MIN.saturating_add(DEFAULT_HTTP2_MAX_STREAMS - 1),
             tls_cert: None,
             tls_key: None,
             tokens: Default::default(),
@@ -697,6 +713,22 @@ mod tests {
         let (_dir, path) = write("[server]\nshutdown_grace_ms = -1\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(error.contains("shutdown_grace_ms"), "{error}");
+    }
+
+    #[test]
+    fn http2_is_on_with_200_streams_a_connection_unless_told_otherwise_and_never_zero() {
+        let server = ServerSection::default();
+        assert!(server.http2);
+        assert_eq!(server.http2_max_streams.get(), DEFAULT_HTTP2_MAX_STREAMS);
+        let (_dir, path) = write("[server]\nhttp2 = false\nhttp2_max_streams = 16\n");
+        let server = Config::load(&path).expect("valid").server;
+        assert_eq!((server.http2, server.http2_max_streams.get()), (false, 16));
+        let (_dir, path) = write("[server]\nhttp2_max_streams = 0\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(
+            error.contains("http2_max_streams") && error.contains("nonzero"),
+            "{error}"
+        );
     }
 
     #[test]

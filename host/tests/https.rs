@@ -192,6 +192,28 @@ async fn the_api_answers_over_https_only_to_clients_that_trust_its_certificate()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_http2_off_the_api_offers_only_http1_by_alpn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certificates = Certificates::new("one");
+    certificates.install(dir.path());
+    let args = steps_and_config(dir.path(), &[], &format!("{TLS_CONFIG}http2 = false\n"));
+    let mut server = ServeProcess::start(&dir.path().join("whenever.db"), &args);
+    server.http = certificates.client();
+    // The client offers `h2` first; the server chooses HTTP/1.1, the only protocol it offers.
+    let answer = certificates
+        .client()
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(
+        (answer.status().as_u16(), answer.version()),
+        (200, reqwest::Version::HTTP_11)
+    );
+    assert_eq!(server.metric("whenever_http2_connections_total").await, 0);
+}
+
 #[test]
 fn a_key_other_users_can_read_is_warned_about() {
     use std::os::unix::fs::PermissionsExt as _;

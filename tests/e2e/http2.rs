@@ -12,6 +12,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use whenever_step_artifacts::testing::*;
 
+use whenever::api::ApiOptions;
+use whenever::api::connections::Http2;
+
 use crate::service::{db_in, error_message, metric, options, read_until_closed, start, start_impatient};
 
 /// A client that speaks HTTP/2 from its first byte (no TLS, no upgrade).
@@ -191,4 +194,97 @@ async fn malformed_http2_is_refused_with_the_error_the_protocol_names_and_the_se
     let (status, health) = server.get("/healthz").await;
     assert_eq!(status, 200, "{health}");
     server.stop().await;
+}
+
+/// What every HTTP/2 connection opens with, and an empty SETTINGS frame (RFC 9113 §3.4).
+const PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_http2_off_an_http2_client_is_told_http1_is_required_and_http1_is_served() {
+    use tokio::io::AsyncWriteExt;
+    const HTTP_1_1_REQUIRED: u32 = 0xd;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http1_only = ApiOptions {
+        http2: Http2 {
+            enabled: false,
+            ..Http2::default()
+        },
+        ..options()
+    };
+    let server = start(&db_in(&dir), &[], http1_only).await;
+    let mut client = tokio::net::TcpStream::connect(server.address())
+        .await
+        .expect("connected");
+    client.write_all(PREFACE_AND_SETTINGS).await.expect("sent");
+    let read = read_until_closed(&mut client, Duration::from_secs(10))
+        .await
+        .expect("the server closes it");
+    assert_eq!(goaway_error(&read), Some(HTTP_1_1_REQUIRED), "{read:?}");
+    // A client that speaks HTTP/2 from its first byte fails; HTTP/1.1 is served.
+    let failed = http2_client().get(format!("{}/healthz", server.base())).send().await;
+    assert!(failed.is_err(), "{failed:?}");
+    let (status, health) = server.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+    let metrics = server.http().get(format!("{}/metrics", server.base())).send().await;
+    let text = metrics.expect("answered").text().await.expect("text");
+    assert_eq!(metric(&text, "whenever_http2_connections_total"), 0, "{text}");
+    server.stop().await;
+}
+
+/// The value of setting `id` in the server's first SETTINGS frame, read from a connection that
+/// sent [`PREFACE_AND_SETTINGS`]; `None` if the frame does not carry it.
+async fn server_setting(client: &mut tokio::net::TcpStream, id: u16) -> Option<u32> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    loop {
+        if read.len() >= 9 {
+            let length = usize::from(read[0]) << 16 | usize::from(read[1]) << 8 | usize::from(read[2]);
+            assert_eq!(read[3], 0x4, "the server opens with SETTINGS: {read:?}");
+            if let Some(payload) = read.get(9..9 + length) {
+                return payload
+                    .chunks_exact(6)
+                    .find(|entry| u16::from_be_bytes([entry[0], entry[1]]) == id)
+                    .map(|entry| u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]));
+            }
+        }
+        let mut buffer = [0u8; 1024];
+        let count = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buffer))
+            .await
+            .expect("the server's SETTINGS in time")
+            .expect("read");
+        assert!(count > 0, "the server closed before its SETTINGS: {read:?}");
+        read.extend_from_slice(&buffer[..count]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_may_have_the_configured_number_of_requests_under_way() {
+    use tokio::io::AsyncWriteExt;
+    const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (max_streams, options) in [
+        (whenever::config::DEFAULT_HTTP2_MAX_STREAMS, options()),
+        (
+            3,
+            ApiOptions {
+                http2: Http2 {
+                    max_streams: 3,
+                    ..Http2::default()
+                },
+                ..options()
+            },
+        ),
+    ] {
+        let server = start(&db_in(&dir), &[], options).await;
+        let mut client = tokio::net::TcpStream::connect(server.address())
+            .await
+            .expect("connected");
+        client.write_all(PREFACE_AND_SETTINGS).await.expect("sent");
+        assert_eq!(
+            server_setting(&mut client, MAX_CONCURRENT_STREAMS).await,
+            Some(max_streams)
+        );
+        drop(client);
+        server.stop().await;
+    }
 }

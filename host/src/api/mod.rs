@@ -97,6 +97,9 @@ pub struct ApiOptions {
     pub header_timeout: Option<std::time::Duration>,
     /// How many connections are served at once; more wait until one closes (`None`: no limit).
     pub max_connections: Option<usize>,
+    /// Whether HTTP/2 is served beside HTTP/1.1, and how many requests one connection may have
+    /// under way at once.
+    pub http2: connections::Http2,
 }
 
 impl ApiOptions {
@@ -159,6 +162,10 @@ impl ApiOptions {
                     .max_connections
                     .map_or_else(connections::default_max_connections, |max| max.get()),
             ),
+            http2: connections::Http2 {
+                enabled: config.server.http2,
+                max_streams: config.server.http2_max_streams.get(),
+            },
         })
     }
 }
@@ -278,22 +285,29 @@ pub async fn serve(
             secret_files::RELOAD_INTERVAL,
         ))
     });
-    let max = options.max_connections;
+    let limits = connections::Limits {
+        header_timeout,
+        max_connections: options.max_connections,
+        http2: options.http2,
+    };
     let served = match options.tls.clone() {
         None => {
             let metrics = service.metrics().clone();
             let router = router_with(service, options, tokens);
-            connections::serve(listener, router, header_timeout, max, metrics, shutdown).await
+            connections::serve(listener, router, limits, metrics, shutdown).await
         }
         Some(tls) => {
             let reloading = tokio::spawn(
                 tls.clone()
                     .reload_on_change(tls::RELOAD_INTERVAL, service.metrics().clone()),
             );
-            let listener = tls.listener(listener, service.metrics().clone());
+            let listener = match options.http2.enabled {
+                true => tls.listener(listener, service.metrics().clone()),
+                false => tls.http1_only().listener(listener, service.metrics().clone()),
+            };
             let metrics = service.metrics().clone();
             let router = router_with(service, options, tokens);
-            let served = connections::serve(listener, router, header_timeout, max, metrics, shutdown).await;
+            let served = connections::serve(listener, router, limits, metrics, shutdown).await;
             reloading.abort();
             served
         }

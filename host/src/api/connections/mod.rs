@@ -87,23 +87,53 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// Serves `router` on the connections `listener` accepts, at most `max_connections` at once
-/// (`None`: no limit), until `shutdown` resolves, then stops accepting, lets each connection
-/// finish the requests it is answering (an idle one is closed), and returns once all are closed.
-/// `metrics` counts the connections, and the times the limit held new ones back.
+/// Whether HTTP/2 is served beside HTTP/1.1, and how many requests one HTTP/2 connection may
+/// have under way at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2 {
+    /// Off: HTTP/1.1 only; a client that opens with HTTP/2's preface gets a GOAWAY saying
+    /// `HTTP_1_1_REQUIRED`, and over TLS `h2` is not offered.
+    pub enabled: bool,
+    /// The connection's `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub max_streams: u32,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Http2 {
+            enabled: true,
+            max_streams: crate::config::DEFAULT_HTTP2_MAX_STREAMS,
+        }
+    }
+}
+
+/// What bounds the connections [`serve`] serves.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// How long a client has to send a request's headers, and a connection may sit idle.
+    pub(super) header_timeout: Duration,
+    /// How many connections are served at once (`None`: no limit).
+    pub(super) max_connections: Option<usize>,
+    /// HTTP/2 on or off, and its streams per connection.
+    pub(super) http2: Http2,
+}
+
+/// Serves `router` on the connections `listener` accepts, at most `limits.max_connections` at
+/// once, until `shutdown` resolves, then stops accepting, lets each connection finish the
+/// requests it is answering (an idle one is closed), and returns once all are closed. `metrics`
+/// counts the connections, and the times the limit held new ones back.
 pub(super) async fn serve<L>(
     mut listener: L,
     router: Router,
-    header_timeout: Duration,
-    max_connections: Option<usize>,
+    limits: Limits,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
 {
-    let protocols = Arc::new(Protocols::new(header_timeout));
-    let max_connections = max_connections.map(|max| max.max(1));
+    let protocols = Arc::new(Protocols::new(limits.header_timeout, limits.http2));
+    let max_connections = limits.max_connections.map(|max| max.max(1));
     metrics.connections_limited_to(max_connections);
     let slots = max_connections.map(|max| Arc::new(Semaphore::new(max)));
     // Stopping is announced to every connection; each holds a sender of `open`, so the
@@ -157,16 +187,22 @@ where
 /// How both protocols serve a connection.
 struct Protocols {
     http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+    /// `None`: HTTP/2 is off.
+    http2: Option<http2::Builder<TokioExecutor>>,
     header_timeout: Duration,
 }
 
 impl Protocols {
-    fn new(header_timeout: Duration) -> Protocols {
+    fn new(header_timeout: Duration, settings: Http2) -> Protocols {
         let mut http1 = http1::Builder::new();
         http1.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new());
+        let http2 = settings.enabled.then(|| {
+            let mut http2 = http2::Builder::new(TokioExecutor::new());
+            http2
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(settings.max_streams);
+            http2
+        });
         Protocols {
             http1,
             http2,
@@ -195,6 +231,9 @@ impl Protocols {
                 until_closed(pin!(connection), |c| c.graceful_shutdown(), idle, stop).await;
             }
             Protocol::Http2 => {
+                let Some(http2) = &self.http2 else {
+                    return refuse_http2(io).await;
+                };
                 metrics.http2_connection_opened();
                 let activity = Activity::new();
                 let counted = activity.clone();
@@ -207,12 +246,24 @@ impl Protocols {
                         answer
                     }
                 });
-                let connection = self.http2.serve_connection(TokioIo::new(io), service);
+                let connection = http2.serve_connection(TokioIo::new(io), service);
                 let idle = activity.idle_for(self.header_timeout);
                 until_closed(pin!(connection), |c| c.graceful_shutdown(), idle, stop).await;
             }
         }
     }
+}
+
+/// Answers a client that opened with HTTP/2's preface while HTTP/2 is off, as RFC 9113 §9.2.1
+/// has it: the server's (empty) SETTINGS, then a GOAWAY with error `HTTP_1_1_REQUIRED`, so the
+/// client says why rather than "connection closed"; then closes.
+async fn refuse_http2<I: AsyncWrite + Unpin>(mut io: I) {
+    use tokio::io::AsyncWriteExt as _;
+    const SETTINGS: [u8; 9] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    const HTTP_1_1_REQUIRED: u8 = 0xd;
+    const GOAWAY: [u8; 17] = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, HTTP_1_1_REQUIRED];
+    let _ = io.write_all(&[SETTINGS.as_slice(), GOAWAY.as_slice()].concat()).await;
+    let _ = io.shutdown().await;
 }
 
 /// Drives `connection` until it closes; once `idle` resolves (an HTTP/2 connection without a

@@ -111,6 +111,17 @@ impl Tls {
         })
     }
 
+    /// The same certificate (reloads included), offering only `http/1.1` by ALPN, for a server
+    /// with HTTP/2 off.
+    pub fn http1_only(&self) -> Tls {
+        let mut config = rustls::ServerConfig::clone(self.acceptor.config());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Tls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            ..self.clone()
+        }
+    }
+
     /// The key's file.
     pub fn key_file(&self) -> &Path {
         &self.key
