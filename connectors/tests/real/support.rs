@@ -91,15 +91,22 @@ async fn record(State(log): State<Log>, request: Request, next: Next) -> Respons
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
-/// Serves `router` on 127.0.0.1 (a free port), recording every request in the returned log;
-/// answers `http://127.0.0.1:PORT`.
-pub async fn serve(router: Router) -> (String, Log) {
+/// `router` recording every request in a new log, and a listener on 127.0.0.1 (a free port) to
+/// serve it on.
+async fn recorded_on_a_free_port(router: Router) -> (Router, Log, tokio::net::TcpListener, std::net::SocketAddr) {
     let log = Log::default();
     let router = router.layer(middleware::from_fn_with_state(log.clone(), record));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a local port");
     let addr = listener.local_addr().expect("local address");
+    (router, log, listener, addr)
+}
+
+/// Serves `router` on 127.0.0.1 (a free port), recording every request in the returned log;
+/// answers `http://127.0.0.1:PORT`.
+pub async fn serve(router: Router) -> (String, Log) {
+    let (router, log, listener, addr) = recorded_on_a_free_port(router).await;
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -147,12 +154,7 @@ pub struct TlsServer {
 pub async fn serve_tls(router: Router, mut config: ServerConfig) -> TlsServer {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let log = Log::default();
-    let router = router.layer(middleware::from_fn_with_state(log.clone(), record));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a local port");
-    let addr = listener.local_addr().expect("local address");
+    let (router, log, listener, addr) = recorded_on_a_free_port(router).await;
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
     tokio::spawn(async move {

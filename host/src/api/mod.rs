@@ -301,10 +301,8 @@ pub async fn serve(
                 tls.clone()
                     .reload_on_change(tls::RELOAD_INTERVAL, service.metrics().clone()),
             );
-            let listener = match options.http2.enabled {
-                true => tls.listener(listener, service.metrics().clone()),
-                false => tls.http1_only().listener(listener, service.metrics().clone()),
-            };
+            let offered = if options.http2.enabled { tls } else { tls.http1_only() };
+            let listener = offered.listener(listener, service.metrics().clone());
             let metrics = service.metrics().clone();
             let router = router_with(service, options, tokens);
             let served = connections::serve(listener, router, limits, metrics, shutdown).await;

@@ -13,7 +13,8 @@
 //! its preface (h2c with prior knowledge, as gRPC clients and proxies such as Envoy do), and
 //! over TLS to one that chose `h2` by ALPN (the `preface` module); everything else is
 //! HTTP/1.1. An HTTP/2 connection that answers no request for the header timeout is closed too
-//! (the `activity` module).
+//! (the `activity` module). With HTTP/2 off ([`Http2::enabled`]), a client that opens with the
+//! preface is told HTTP/1.1 is required, and over TLS `h2` is not offered.
 //!
 //! And however many connections a flood opens within that time, at most
 //! [`super::ApiOptions::max_connections`] are served at once: past it, new ones wait in the
@@ -254,9 +255,10 @@ impl Protocols {
     }
 }
 
-/// Answers a client that opened with HTTP/2's preface while HTTP/2 is off, as RFC 9113 §9.2.1
-/// has it: the server's (empty) SETTINGS, then a GOAWAY with error `HTTP_1_1_REQUIRED`, so the
-/// client says why rather than "connection closed"; then closes.
+/// Answers a client that opened with HTTP/2's preface while HTTP/2 is off: the server's (empty)
+/// SETTINGS, then a GOAWAY with error `HTTP_1_1_REQUIRED` (RFC 9113 §7: "the endpoint requires
+/// that HTTP/1.1 be used instead of HTTP/2"), so the client says why rather than "connection
+/// closed"; then closes.
 async fn refuse_http2<I: AsyncWrite + Unpin>(mut io: I) {
     use tokio::io::AsyncWriteExt as _;
     const SETTINGS: [u8; 9] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
