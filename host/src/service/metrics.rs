@@ -25,10 +25,14 @@ struct RouteStats {
     latency: Histogram,
 }
 
+/// One connector method's calls: those made (errors among them) and how long each took, and
+/// the results replayed from the journal instead of calling again.
 #[derive(Debug, Default)]
 struct ConnectorStats {
     calls: u64,
     errors: u64,
+    latency: Histogram,
+    replayed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -236,7 +240,8 @@ impl Metrics {
         state.saves.observe(took.as_secs_f64());
     }
 
-    /// Counts a finished run: its outcome, latency and connector calls.
+    /// Counts a finished run: its outcome, latency and connector calls (a result replayed from
+    /// the journal counted apart: the service was not called again).
     pub fn run_finished(&self, run: &RunRecord) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let stats = state.steps.entry(run.step.clone()).or_default();
@@ -250,7 +255,12 @@ impl Metrics {
                 .connectors
                 .entry((call.connector.clone(), call.method.clone()))
                 .or_default();
+            if call.replayed {
+                entry.replayed += 1;
+                continue;
+            }
             entry.calls += 1;
+            entry.latency.observe(call.duration_us as f64 / 1e6);
             if call.result.is_err() {
                 entry.errors += 1;
             }
@@ -367,7 +377,8 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP whenever_connector_calls_total Connector calls.\n# TYPE whenever_connector_calls_total counter"
+            "# HELP whenever_connector_calls_total Connector calls made (results replayed from the journal \
+             are counted apart).\n# TYPE whenever_connector_calls_total counter"
         );
         for ((connector, method), c) in &state.connectors {
             let _ = writeln!(
@@ -389,6 +400,31 @@ impl Metrics {
                 escape(connector),
                 escape(method),
                 c.errors
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP whenever_connector_call_duration_seconds How long each connector call took, retries \
+             included (a slow provider).\n# TYPE whenever_connector_call_duration_seconds histogram"
+        );
+        for ((connector, method), c) in &state.connectors {
+            let labels = format!("connector=\"{}\",method=\"{}\"", escape(connector), escape(method));
+            c.latency
+                .render(&mut out, "whenever_connector_call_duration_seconds", &labels);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP whenever_connector_calls_replayed_total Connector results replayed from the journal of \
+             a run a crash interrupted, instead of calling the connector again.\n\
+             # TYPE whenever_connector_calls_replayed_total counter"
+        );
+        for ((connector, method), c) in &state.connectors {
+            let _ = writeln!(
+                out,
+                "whenever_connector_calls_replayed_total{{connector=\"{}\",method=\"{}\"}} {}",
+                escape(connector),
+                escape(method),
+                c.replayed
             );
         }
         drop(state);
@@ -621,6 +657,44 @@ mod tests {
             assert!(text.contains(line), "{line}in {text}");
         }
         assert!(!text.contains("whenever_store_probe_seconds"), "{text}");
+    }
+
+    #[test]
+    fn connector_calls_are_counted_with_their_latency_and_replays_apart() {
+        use crate::runtime::{CallError, ConnectorCallRecord};
+        let call = |ms: u64, failed: bool, replayed: bool| ConnectorCallRecord {
+            connector: "stripe".into(),
+            method: "charge".into(),
+            args: serde_json::json!({}),
+            result: if failed {
+                Err(CallError {
+                    kind: whenever_connectors::ErrorKind::Unavailable,
+                    message: "down".into(),
+                })
+            } else {
+                Ok(serde_json::json!({"success": true}))
+            },
+            idempotency_key: "t:pay:1:0".into(),
+            duration_us: ms * 1000,
+            replayed,
+        };
+        let mut run = crate::store::suite::run_record(0, "pay", true);
+        run.connector_calls = vec![call(2, false, false), call(30, true, false), call(0, false, true)];
+        let metrics = Metrics::default();
+        metrics.run_finished(&run);
+        let text = metrics.render(None, 0, None, &ready());
+        let labels = "connector=\"stripe\",method=\"charge\"";
+        for line in [
+            format!("whenever_connector_calls_total{{{labels}}} 2\n"),
+            format!("whenever_connector_errors_total{{{labels}}} 1\n"),
+            format!("whenever_connector_calls_replayed_total{{{labels}}} 1\n"),
+            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.001\"}} 0\n"),
+            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.0025\"}} 1\n"),
+            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.05\"}} 2\n"),
+            format!("whenever_connector_call_duration_seconds_count{{{labels}}} 2\n"),
+        ] {
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 
     #[test]
