@@ -49,6 +49,8 @@ pub const SETTINGS: &[&str] = &[
     "default_currency",
     "charge_name",
     "ca_file",
+    "client_cert",
+    "client_key",
 ];
 
 /// The real Coinbase Commerce.

@@ -340,10 +340,21 @@ impl<'a> Settings<'a> {
     }
 
     /// The HTTP client for this connector: the registry's shared one, or with `ca_file` set, one
-    /// that also trusts the private CA that file holds (see [`crate::http::HttpClient`]).
+    /// that also trusts the private CA that file holds, and with `client_cert` and `client_key`
+    /// (both or neither), one that shows that certificate to a service asking for one (see
+    /// [`crate::http::HttpClient`]).
     pub(crate) fn http_client(&self) -> Result<reqwest::Client, ConfigError> {
-        let ca_file = self.opt_path("ca_file")?;
-        self.cx.http.get(self.connector, ca_file.as_deref())
+        let client = match (self.opt_path("client_cert")?, self.opt_path("client_key")?) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err(self.error("setting `client_cert` needs `client_key`, its private key")),
+            (None, Some(_)) => return Err(self.error("setting `client_key` needs `client_cert`, its certificate")),
+        };
+        let tls = crate::http::TlsFiles {
+            ca_file: self.opt_path("ca_file")?,
+            client,
+        };
+        self.cx.http.get(self.connector, &tls)
     }
 
     /// A path setting resolved against the build context's base directory.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{Certificate, Client, RequestBuilder, StatusCode};
+use reqwest::{Certificate, Client, Identity, RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use crate::config::CallOptions;
@@ -34,12 +34,23 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How much of a non-JSON answer goes into an error message.
 const MAX_MESSAGE_CHARS: usize = 300;
 
+/// What, besides the bundled web PKI roots, a connector's TLS uses: a private CA to trust
+/// (`ca_file`), and a certificate of its own for services that ask for one (mutual TLS:
+/// `client_cert` and `client_key`). Connectors with the same settings share a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct TlsFiles {
+    /// PEM: one or more CA certificates.
+    pub(crate) ca_file: Option<PathBuf>,
+    /// PEM: the connector's certificate chain and its private key.
+    pub(crate) client: Option<(PathBuf, PathBuf)>,
+}
+
 /// The HTTP clients the connectors of one registry share: one for the connectors that trust the
-/// bundled web PKI roots alone, and one per `ca_file` for those that also trust a private CA
-/// (built on first use; clones share them). A client keeps its connections alive, so connectors
-/// that share one share its connections too.
+/// bundled web PKI roots alone and show no certificate, and one per other [`TlsFiles`] (built
+/// on first use; clones share them). A client keeps its connections alive, so connectors that
+/// share one share its connections too.
 #[derive(Clone, Default)]
-pub struct HttpClient(Arc<Mutex<HashMap<Option<PathBuf>, Client>>>);
+pub struct HttpClient(Arc<Mutex<HashMap<TlsFiles, Client>>>);
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,38 +59,44 @@ impl fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// The client for `connector`: rustls with the bundled web PKI roots, plus the CA
-    /// certificates of `ca_file` (PEM, one or more) when given; HTTP/2 where the service offers
-    /// it by ALPN, else HTTP/1.1; no redirects followed (an API does not redirect, and a
-    /// redirect must not carry credentials elsewhere). A `ca_file` that cannot be read or holds
-    /// no certificate is an error naming the connector and the file.
-    pub(crate) fn get(&self, connector: &str, ca_file: Option<&Path>) -> Result<Client, ConfigError> {
-        let key = ca_file.map(Path::to_path_buf);
+    /// The client for `connector`: rustls with the bundled web PKI roots, plus what `tls`
+    /// names; HTTP/2 where the service offers it by ALPN, else HTTP/1.1; no redirects followed
+    /// (an API does not redirect, and a redirect must not carry credentials elsewhere). A file
+    /// that cannot be read or does not hold what it should is an error naming the connector,
+    /// the setting and the file.
+    pub(crate) fn get(&self, connector: &str, tls: &TlsFiles) -> Result<Client, ConfigError> {
         let mut clients = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = clients.get(&key) {
+        if let Some(c) = clients.get(tls) {
             return Ok(c.clone());
         }
         let mut builder = Client::builder()
             .use_rustls_tls()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("whenever/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = ca_file {
+        if let Some(path) = &tls.ca_file {
             for certificate in private_roots(connector, path)? {
                 builder = builder.add_root_certificate(certificate);
             }
         }
+        if let Some((cert, key)) = &tls.client {
+            builder = builder.identity(client_identity(connector, cert, key)?);
+        }
         let client = builder
             .build()
             .map_err(|e| ConfigError::new(connector, format!("cannot set up the HTTP client: {e}")))?;
-        clients.insert(key, client.clone());
+        clients.insert(tls.clone(), client.clone());
         Ok(client)
     }
 }
 
+/// The file at `path`, for `connector`'s setting `key`.
+fn read_setting_file(connector: &str, key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::new(connector, format!("cannot read `{key}` {}: {e}", path.display())))
+}
+
 /// The CA certificates in the PEM file at `path`, for `connector`'s `ca_file`.
 fn private_roots(connector: &str, path: &Path) -> Result<Vec<Certificate>, ConfigError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| ConfigError::new(connector, format!("cannot read `ca_file` {}: {e}", path.display())))?;
+    let pem = read_setting_file(connector, "ca_file", path)?;
     let not_pem = |detail: String| {
         ConfigError::new(
             connector,
@@ -91,6 +108,25 @@ fn private_roots(connector: &str, path: &Path) -> Result<Vec<Certificate>, Confi
         return Err(not_pem("it holds no `BEGIN CERTIFICATE` block".into()));
     }
     Ok(certificates)
+}
+
+/// `connector`'s own certificate chain and key, from the PEM files `client_cert` and
+/// `client_key`.
+fn client_identity(connector: &str, cert: &Path, key: &Path) -> Result<Identity, ConfigError> {
+    let mut pem = read_setting_file(connector, "client_cert", cert)?;
+    pem.push(b'\n');
+    pem.extend(read_setting_file(connector, "client_key", key)?);
+    Identity::from_pem(&pem).map_err(|e| {
+        ConfigError::new(
+            connector,
+            format!(
+                "`client_cert` {} and `client_key` {} are not a PEM certificate and its private key: {}",
+                cert.display(),
+                key.display(),
+                crate::error::with_causes(&e)
+            ),
+        )
+    })
 }
 
 /// One answer: status, headers and (at most [`MAX_BODY_BYTES`] of) body.
@@ -202,11 +238,11 @@ impl Caller<'_> {
         let mut response = match request.timeout(self.options.timeout).send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Err(timed_out()),
-            Err(e) if certificate_refused(&e) => {
+            Err(e) if let Some(refused) = refused_certificate(&e) => {
                 return Err(ConnectorError::failed(self.redact(&format!(
-                    "{}: the service's TLS certificate is not trusted (a private CA goes in the \
-                     connector's `ca_file`): {}",
+                    "{}: {}: {}",
                     self.connector,
+                    refused.explain(),
                     describe(e)
                 ))));
             }
@@ -265,13 +301,63 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-/// Whether `error` is the service's certificate refused by TLS (unknown issuer, expired, for
-/// another name, ...): not transient, so not retried.
-fn certificate_refused(error: &reqwest::Error) -> bool {
+/// Which certificate TLS refused, when a connection failed over one: not transient, so not
+/// retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefusedCertificate {
+    /// The service's: unknown issuer, expired, for another name, ...
+    Service,
+    /// The connector's own, or none where the service asks for one (mutual TLS): the service
+    /// said so with an alert.
+    Connector,
+}
+
+impl RefusedCertificate {
+    /// What a step and an operator need to know, and where to fix it.
+    fn explain(self) -> &'static str {
+        match self {
+            RefusedCertificate::Service => {
+                "the service's TLS certificate is not trusted (a private CA goes in the connector's `ca_file`)"
+            }
+            RefusedCertificate::Connector => {
+                "the service refused the connector's TLS client certificate, or asked for one it was not \
+                 given (`client_cert` and `client_key`)"
+            }
+        }
+    }
+}
+
+/// The alerts by which a service refuses the connector's client certificate, or says it wants
+/// one.
+const CLIENT_CERTIFICATE_ALERTS: [rustls::AlertDescription; 7] = [
+    rustls::AlertDescription::CertificateRequired,
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnsupportedCertificate,
+    rustls::AlertDescription::CertificateRevoked,
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::UnknownCA,
+];
+
+/// Which certificate, if any, made TLS refuse the connection `error` reports.
+fn refused_certificate(error: &reqwest::Error) -> Option<RefusedCertificate> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
-        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
-            return true;
+        match e.downcast_ref::<rustls::Error>() {
+            Some(rustls::Error::InvalidCertificate(_)) => return Some(RefusedCertificate::Service),
+            Some(rustls::Error::AlertReceived(alert)) if CLIENT_CERTIFICATE_ALERTS.contains(alert) => {
+                return Some(RefusedCertificate::Connector);
+            }
+            _ => {}
+        }
+        // An alert that comes after the handshake (TLS 1.3 checks the client's certificate
+        // then) reaches hyper as rustls's message alone, so it is known by rustls's wording.
+        if e.downcast_ref::<rustls::Error>().is_none() {
+            let said = e.to_string();
+            let alert = |alert: &rustls::AlertDescription| said == rustls::Error::AlertReceived(*alert).to_string();
+            if CLIENT_CERTIFICATE_ALERTS.iter().any(alert) {
+                return Some(RefusedCertificate::Connector);
+            }
         }
         // rustls's error reaches hyper inside `io::Error`s (one in another), whose `source()`
         // skips what they hold.
@@ -280,7 +366,7 @@ fn certificate_refused(error: &reqwest::Error) -> bool {
             None => e.source(),
         };
     }
-    false
+    None
 }
 
 /// A transport error and its causes, without the URL (which may hold a secret, such as an

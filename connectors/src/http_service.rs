@@ -33,6 +33,8 @@ pub const SETTINGS: &[&str] = &[
     "methods",
     "effect_methods",
     "ca_file",
+    "client_cert",
+    "client_key",
 ];
 
 /// The header carrying the call's idempotency key.

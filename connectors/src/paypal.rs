@@ -43,7 +43,14 @@ pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Conn
 pub const DEFAULT_BASE_URL: &str = "https://api-m.paypal.com";
 
 /// The settings of kind `paypal`, besides `timeout_ms`, `retries` and `backoff_ms`.
-pub const SETTINGS: &[&str] = &["client_id_env", "client_secret_env", "base_url", "ca_file"];
+pub const SETTINGS: &[&str] = &[
+    "client_id_env",
+    "client_secret_env",
+    "base_url",
+    "ca_file",
+    "client_cert",
+    "client_key",
+];
 
 /// A token is renewed this long before PayPal says it expires (or at half its life, if shorter).
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);

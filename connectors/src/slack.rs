@@ -39,7 +39,14 @@ pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Conn
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 
 /// The settings of kind `slack`, besides `timeout_ms`, `retries` and `backoff_ms`.
-pub const SETTINGS: &[&str] = &["token_env", "webhook_url_env", "base_url", "ca_file"];
+pub const SETTINGS: &[&str] = &[
+    "token_env",
+    "webhook_url_env",
+    "base_url",
+    "ca_file",
+    "client_cert",
+    "client_key",
+];
 
 /// How the real Slack posts.
 enum Mode {

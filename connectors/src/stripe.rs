@@ -52,6 +52,8 @@ pub const SETTINGS: &[&str] = &[
     "default_currency",
     "expand_fee",
     "ca_file",
+    "client_cert",
+    "client_key",
 ];
 
 /// The real Stripe: `POST {base_url}/v1/charges`, form-encoded (`amount`, `currency`, `source`,

@@ -113,32 +113,81 @@ pub async fn serve(router: Router) -> (String, Log) {
     (format!("http://{addr}"), log)
 }
 
+/// A private CA: what issues the test's certificates, and its own certificate.
+struct PrivateCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    certificate: rcgen::Certificate,
+}
+
+impl PrivateCa {
+    fn new() -> PrivateCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let certificate = params.self_signed(&key).expect("CA certificate");
+        PrivateCa {
+            issuer: Issuer::new(params, key),
+            certificate,
+        }
+    }
+
+    /// A certificate it issues for `names`, and its key.
+    fn issue(&self, names: &[&str]) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .expect("params")
+            .signed_by(&key, &self.issuer)
+            .expect("certificate");
+        (cert, key)
+    }
+
+    /// A server set-up with a certificate it issued for `localhost` and `127.0.0.1`, asking
+    /// every client for one of its certificates when `clients` says so.
+    fn server(&self, clients: bool) -> ServerConfig {
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let (cert, key) = self.issue(&["localhost", "127.0.0.1"]);
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions");
+        let builder = if clients {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from(self.certificate.der().to_vec()))
+                .expect("the CA as a root");
+            let verifier =
+                tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        builder
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .expect("server TLS config")
+    }
+}
+
 /// A private CA and a TLS set-up with a certificate it issued for `localhost` and `127.0.0.1`:
 /// the server's side, and the CA's PEM for the client's `ca_file`.
 pub fn private_ca() -> (ServerConfig, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("server params")
-        .signed_by(&key, &issuer)
-        .expect("server certificate");
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .expect("server TLS config");
-    (config, ca_cert.pem())
+    let ca = PrivateCa::new();
+    (ca.server(false), ca.certificate.pem())
+}
+
+/// Mutual TLS: a server set-up (as [`private_ca`]'s) that asks every client for a certificate
+/// from the same private CA, the CA's PEM, and a client certificate it issued with its key
+/// (PEM).
+pub fn mutual_tls() -> (ServerConfig, String, String, String) {
+    let ca = PrivateCa::new();
+    let (client, key) = ca.issue(&["whenever-connector"]);
+    (ca.server(true), ca.certificate.pem(), client.pem(), key.serialize_pem())
 }
 
 /// A local HTTPS server: its base URL, the requests it answered, and how many connections it

@@ -1,6 +1,7 @@
 //! The HTTP kinds over TLS, against a local HTTPS server whose certificate comes from a CA made
 //! for the test: trusted through `ca_file` (and spoken over HTTP/2, which the server offers by
-//! ALPN), refused without it, at once and with nothing sent.
+//! ALPN), refused without it, at once and with nothing sent; and a server that asks for the
+//! connector's own certificate (mutual TLS), given by `client_cert` and `client_key`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -11,21 +12,25 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use whenever_connectors::ErrorKind;
 
-use crate::support::{TlsServer, call, private_ca, registry, serve_tls, try_registry};
+use crate::support::{TlsServer, call, mutual_tls, private_ca, registry, serve_tls, try_registry};
 
 const TOKEN: &str = "loyalty-token-SecretValue-31";
 
 /// A loyalty service of one's own: `POST /award` answers the points it was asked to award.
-async fn loyalty_service() -> (TlsServer, String) {
-    let router = Router::new().route(
+fn loyalty_router() -> Router {
+    Router::new().route(
         "/award",
         post(|headers: HeaderMap, axum::Json(body): axum::Json<Value>| async move {
             let token = headers.get("authorization").and_then(|v| v.to_str().ok());
             axum::Json(json!({"awarded": body["points"], "authorized": token == Some(&format!("Bearer {TOKEN}"))}))
         }),
-    );
+    )
+}
+
+/// The loyalty service over TLS with a certificate from a private CA, and that CA's PEM.
+async fn loyalty_service() -> (TlsServer, String) {
     let (tls, ca_pem) = private_ca();
-    (serve_tls(router, tls).await, ca_pem)
+    (serve_tls(loyalty_router(), tls).await, ca_pem)
 }
 
 /// A file of the test's own in the temporary folder, removed when dropped.
@@ -117,7 +122,7 @@ async fn an_untrusted_certificate_fails_the_call_at_once_and_sends_nothing() {
 }
 
 #[test]
-fn every_http_kind_takes_ca_file_and_names_a_bad_one() {
+fn every_http_kind_takes_its_tls_files_and_names_a_bad_ca_file() {
     let not_pem = TempFile::new("not-a-certificate.pem", "this is not PEM\n");
     let missing = std::env::temp_dir().join(format!("whenever-tls-{}-missing.pem", std::process::id()));
     let sections = [
@@ -133,8 +138,12 @@ fn every_http_kind_takes_ca_file_and_names_a_bad_one() {
             "kind = \"http\"\nbase_url = \"https://loyalty.example\"",
         ),
     ];
-    let (_, ca_pem) = private_ca();
+    let (_, ca_pem, client_cert, client_key) = mutual_tls();
     let good = TempFile::new("good-ca.pem", &ca_pem);
+    let (cert, key) = (
+        TempFile::new("kinds-client.pem", &client_cert),
+        TempFile::new("kinds-client-key.pem", &client_key),
+    );
     for (name, section) in sections {
         let config = |ca: &Path| {
             format!(
@@ -143,7 +152,16 @@ fn every_http_kind_takes_ca_file_and_names_a_bad_one() {
             )
         };
         let env = &[("KEY", "k-123")];
-        assert!(try_registry(&config(&good.0), env).is_ok(), "{name} takes a `ca_file`");
+        let with_identity = format!(
+            "{}client_cert = {:?}\nclient_key = {:?}\n",
+            config(&good.0),
+            cert.0.display().to_string(),
+            key.0.display().to_string()
+        );
+        assert!(
+            try_registry(&with_identity, env).is_ok(),
+            "{name} takes a `ca_file`, `client_cert` and `client_key`"
+        );
         let e = try_registry(&config(&missing), env).expect_err("a missing file is refused");
         assert_eq!(e.connector, name);
         assert!(
@@ -154,4 +172,69 @@ fn every_http_kind_takes_ca_file_and_names_a_bad_one() {
         let e = try_registry(&config(&not_pem.0), env).expect_err("a file without a certificate is refused");
         assert!(e.message.contains("is not a PEM certificate"), "{name}: {}", e.message);
     }
+}
+
+#[tokio::test]
+async fn a_service_that_asks_for_a_client_certificate_gets_the_connectors_own() {
+    let (tls, ca_pem, client_cert, client_key) = mutual_tls();
+    let server = serve_tls(loyalty_router(), tls).await;
+    let ca = TempFile::new("mtls-ca.pem", &ca_pem);
+    let cert = TempFile::new("mtls-client.pem", &client_cert);
+    let key = TempFile::new("mtls-client-key.pem", &client_key);
+    let with_identity = format!(
+        "{}client_cert = {:?}\nclient_key = {:?}\n",
+        loyalty_config(&server.url, Some(&ca.0)),
+        cert.0.display().to_string(),
+        key.0.display().to_string()
+    );
+    let reg = registry(&with_identity, ENV);
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 5}), "order-1/award/0").await;
+    assert_eq!(r, Ok(json!({"awarded": 5, "authorized": true})));
+    assert_eq!(server.log.to("/award").len(), 1);
+    // Without the certificate the service refuses the connection: nothing reaches it.
+    let reg = registry(&loyalty_config(&server.url, Some(&ca.0)), ENV);
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 5}), "order-2/award/0").await;
+    let error = r.expect_err("refused without a client certificate");
+    assert_eq!(error.kind, ErrorKind::Failed, "{error:?}");
+    assert!(
+        error.message.contains("client certificate")
+            && error.message.contains("`client_cert`")
+            && error.message.contains("CertificateRequired"),
+        "{}",
+        error.message
+    );
+    assert_eq!(server.log.to("/award").len(), 1, "nothing more reached the service");
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        2,
+        "one connection each: a refusal is not retried (retries = 2)"
+    );
+}
+
+#[test]
+fn a_client_certificate_needs_its_key_and_both_must_load() {
+    let (_, ca_pem, client_cert, client_key) = mutual_tls();
+    let cert = TempFile::new("pair-client.pem", &client_cert);
+    let key = TempFile::new("pair-client-key.pem", &client_key);
+    let not_a_key = TempFile::new("pair-not-a-key.pem", &ca_pem);
+    let config = |extra: String| format!("{}{extra}", loyalty_config("https://loyalty.example", None));
+    let path = |file: &TempFile| format!("{:?}", file.0.display().to_string());
+    let refused = |extra: String| try_registry(&config(extra), ENV).expect_err("refused").message;
+    let both = format!("client_cert = {}\nclient_key = {}\n", path(&cert), path(&key));
+    assert!(try_registry(&config(both), ENV).is_ok());
+    let message = refused(format!("client_cert = {}\n", path(&cert)));
+    assert!(message.contains("`client_cert` needs `client_key`"), "{message}");
+    let message = refused(format!("client_key = {}\n", path(&key)));
+    assert!(message.contains("`client_key` needs `client_cert`"), "{message}");
+    // A certificate where the key should be: named, both files shown.
+    let message = refused(format!(
+        "client_cert = {}\nclient_key = {}\n",
+        path(&cert),
+        path(&not_a_key)
+    ));
+    assert!(
+        message.contains("are not a PEM certificate and its private key")
+            && message.contains(&not_a_key.0.display().to_string()),
+        "{message}"
+    );
 }
