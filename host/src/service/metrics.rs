@@ -123,6 +123,49 @@ struct SecretUses {
 /// [`Metrics::tls_certificate_expires`] never told a date.
 const NO_CERTIFICATE: i64 = 0;
 
+/// The connector series: calls made, errors and latency, and results replayed, by connector
+/// and method.
+fn render_connectors(out: &mut String, connectors: &BTreeMap<(String, String), ConnectorStats>) {
+    let labels =
+        |connector: &str, method: &str| format!("connector=\"{}\",method=\"{}\"", escape(connector), escape(method));
+    /// A counter's name, its help, and its count in a method's stats.
+    type Counter = (&'static str, &'static str, fn(&ConnectorStats) -> u64);
+    let counters: [Counter; 3] = [
+        (
+            "whenever_connector_calls_total",
+            "Connector calls made (results replayed from the journal are counted apart).",
+            |c| c.calls,
+        ),
+        (
+            "whenever_connector_errors_total",
+            "Connector calls that returned an error.",
+            |c| c.errors,
+        ),
+        (
+            "whenever_connector_calls_replayed_total",
+            "Connector results replayed from the journal of a run a crash interrupted, instead of \
+             calling the connector again.",
+            |c| c.replayed,
+        ),
+    ];
+    for (name, help, count) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for ((connector, method), c) in connectors {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(connector, method), count(c));
+        }
+    }
+    let name = "whenever_connector_call_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} How long each connector call took, retries included (a slow provider).\n\
+         # TYPE {name} histogram"
+    );
+    for ((connector, method), c) in connectors {
+        c.latency.render(out, name, &labels(connector, method));
+    }
+}
+
+/// A label value escaped for the Prometheus text format.
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -375,58 +418,7 @@ impl Metrics {
                 &format!("step=\"{}\"", escape(step)),
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP whenever_connector_calls_total Connector calls made (results replayed from the journal \
-             are counted apart).\n# TYPE whenever_connector_calls_total counter"
-        );
-        for ((connector, method), c) in &state.connectors {
-            let _ = writeln!(
-                out,
-                "whenever_connector_calls_total{{connector=\"{}\",method=\"{}\"}} {}",
-                escape(connector),
-                escape(method),
-                c.calls
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP whenever_connector_errors_total Connector calls that returned an error.\n# TYPE whenever_connector_errors_total counter"
-        );
-        for ((connector, method), c) in &state.connectors {
-            let _ = writeln!(
-                out,
-                "whenever_connector_errors_total{{connector=\"{}\",method=\"{}\"}} {}",
-                escape(connector),
-                escape(method),
-                c.errors
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP whenever_connector_call_duration_seconds How long each connector call took, retries \
-             included (a slow provider).\n# TYPE whenever_connector_call_duration_seconds histogram"
-        );
-        for ((connector, method), c) in &state.connectors {
-            let labels = format!("connector=\"{}\",method=\"{}\"", escape(connector), escape(method));
-            c.latency
-                .render(&mut out, "whenever_connector_call_duration_seconds", &labels);
-        }
-        let _ = writeln!(
-            out,
-            "# HELP whenever_connector_calls_replayed_total Connector results replayed from the journal of \
-             a run a crash interrupted, instead of calling the connector again.\n\
-             # TYPE whenever_connector_calls_replayed_total counter"
-        );
-        for ((connector, method), c) in &state.connectors {
-            let _ = writeln!(
-                out,
-                "whenever_connector_calls_replayed_total{{connector=\"{}\",method=\"{}\"}} {}",
-                escape(connector),
-                escape(method),
-                c.replayed
-            );
-        }
+        render_connectors(&mut out, &state.connectors);
         drop(state);
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(
