@@ -336,6 +336,21 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
         // every replayed call had been journaled by a server that died.
         assert_eq!(checked.len(), journaled_calls(&deaths.iter().collect::<Vec<_>>()));
         assert_eq!(replayed, checked);
+        // This server re-ran what the last death interrupted, so it replayed at least those
+        // journaled results, and `/metrics` counts them apart from calls made (earlier
+        // servers' counts died with them).
+        let counted: i64 = server
+            .metric_series("whenever_connector_calls_replayed_total{")
+            .await
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        let last = deaths.last().map_or(0, AtDeath::journaled_calls);
+        assert!(
+            (last..=replayed.len()).contains(&usize::try_from(counted).unwrap_or(usize::MAX)),
+            "{counted} replays counted in /metrics; {last} journaled at the last death, {} replayed in all",
+            replayed.len()
+        );
         eprintln!(
             "crash test: {ORDERS} orders in {} tasks; {} unanswered deliveries sent again, {} accepted ones \
              sent again, {replayed_deliveries} deliveries answered with the task of an earlier one; at the \
