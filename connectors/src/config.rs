@@ -106,6 +106,12 @@ pub(crate) fn unknown_kind(connector: &str, kind: &str, known: &[&str]) -> Confi
     )
 }
 
+/// The file at `path` that `connector`'s setting `key` names (a CA, a certificate, a key);
+/// the error names the setting and the file.
+pub(crate) fn read_setting_file(connector: &str, key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::new(connector, format!("cannot read `{key}` {}: {e}", path.display())))
+}
+
 /// Rejects settings other than `allowed`, so a typo does not silently fall back to a default.
 pub(crate) fn check_settings(connector: &str, config: &ConnectorConfig, allowed: &[&str]) -> Result<(), ConfigError> {
     match config.settings.keys().find(|k| !allowed.contains(&k.as_str())) {

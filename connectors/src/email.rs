@@ -197,8 +197,7 @@ impl SmtpMailer {
         if tls != "none" {
             let mut params = TlsParameters::builder(host.clone());
             if let Some(path) = s.opt_path("ca_file")? {
-                let pem = std::fs::read(&path)
-                    .map_err(|e| s.error(format!("cannot read `ca_file` {}: {e}", path.display())))?;
+                let pem = config::read_setting_file(NAME, "ca_file", &path)?;
                 let cert = Certificate::from_pem(&pem)
                     .map_err(|e| s.error(format!("`ca_file` {} is not a PEM certificate: {e}", path.display())))?;
                 params = params.add_root_certificate(cert);

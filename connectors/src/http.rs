@@ -89,14 +89,9 @@ impl HttpClient {
     }
 }
 
-/// The file at `path`, for `connector`'s setting `key`.
-fn read_setting_file(connector: &str, key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::new(connector, format!("cannot read `{key}` {}: {e}", path.display())))
-}
-
 /// The CA certificates in the PEM file at `path`, for `connector`'s `ca_file`.
 fn private_roots(connector: &str, path: &Path) -> Result<Vec<Certificate>, ConfigError> {
-    let pem = read_setting_file(connector, "ca_file", path)?;
+    let pem = crate::config::read_setting_file(connector, "ca_file", path)?;
     let not_pem = |detail: String| {
         ConfigError::new(
             connector,
@@ -113,9 +108,9 @@ fn private_roots(connector: &str, path: &Path) -> Result<Vec<Certificate>, Confi
 /// `connector`'s own certificate chain and key, from the PEM files `client_cert` and
 /// `client_key`.
 fn client_identity(connector: &str, cert: &Path, key: &Path) -> Result<Identity, ConfigError> {
-    let mut pem = read_setting_file(connector, "client_cert", cert)?;
+    let mut pem = crate::config::read_setting_file(connector, "client_cert", cert)?;
     pem.push(b'\n');
-    pem.extend(read_setting_file(connector, "client_key", key)?);
+    pem.extend(crate::config::read_setting_file(connector, "client_key", key)?);
     Identity::from_pem(&pem).map_err(|e| {
         ConfigError::new(
             connector,
@@ -348,15 +343,15 @@ fn refused_certificate(error: &reqwest::Error) -> Option<RefusedCertificate> {
             Some(rustls::Error::AlertReceived(alert)) if CLIENT_CERTIFICATE_ALERTS.contains(alert) => {
                 return Some(RefusedCertificate::Connector);
             }
-            _ => {}
-        }
-        // An alert that comes after the handshake (TLS 1.3 checks the client's certificate
-        // then) reaches hyper as rustls's message alone, so it is known by rustls's wording.
-        if e.downcast_ref::<rustls::Error>().is_none() {
-            let said = e.to_string();
-            let alert = |alert: &rustls::AlertDescription| said == rustls::Error::AlertReceived(*alert).to_string();
-            if CLIENT_CERTIFICATE_ALERTS.iter().any(alert) {
-                return Some(RefusedCertificate::Connector);
+            Some(_) => {}
+            // An alert that comes after the handshake (TLS 1.3 checks the client's certificate
+            // then) reaches hyper as rustls's message alone, so it is known by rustls's wording.
+            None => {
+                let said = e.to_string();
+                let alert = |alert: &rustls::AlertDescription| said == rustls::Error::AlertReceived(*alert).to_string();
+                if CLIENT_CERTIFICATE_ALERTS.iter().any(alert) {
+                    return Some(RefusedCertificate::Connector);
+                }
             }
         }
         // rustls's error reaches hyper inside `io::Error`s (one in another), whose `source()`

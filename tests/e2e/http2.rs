@@ -201,7 +201,6 @@ const PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_http2_off_an_http2_client_is_told_http1_is_required_and_http1_is_served() {
-    use tokio::io::AsyncWriteExt;
     const HTTP_1_1_REQUIRED: u32 = 0xd;
     let dir = tempfile::tempdir().expect("tempdir");
     let http1_only = ApiOptions {
@@ -212,10 +211,7 @@ async fn with_http2_off_an_http2_client_is_told_http1_is_required_and_http1_is_s
         ..options()
     };
     let server = start(&db_in(&dir), &[], http1_only).await;
-    let mut client = tokio::net::TcpStream::connect(server.address())
-        .await
-        .expect("connected");
-    client.write_all(PREFACE_AND_SETTINGS).await.expect("sent");
+    let mut client = opened_in_http2(&server).await;
     let read = read_until_closed(&mut client, Duration::from_secs(10))
         .await
         .expect("the server closes it");
@@ -229,6 +225,17 @@ async fn with_http2_off_an_http2_client_is_told_http1_is_required_and_http1_is_s
     let text = metrics.expect("answered").text().await.expect("text");
     assert_eq!(metric(&text, "whenever_http2_connections_total"), 0, "{text}");
     server.stop().await;
+}
+
+/// A connection to `server` that opened in HTTP/2 by hand: the preface and an empty SETTINGS
+/// sent, nothing read yet.
+async fn opened_in_http2(server: &crate::service::Server) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut client = tokio::net::TcpStream::connect(server.address())
+        .await
+        .expect("connected");
+    client.write_all(PREFACE_AND_SETTINGS).await.expect("sent");
+    client
 }
 
 /// The value of setting `id` in the server's first SETTINGS frame, read from a connection that
@@ -259,7 +266,6 @@ async fn server_setting(client: &mut tokio::net::TcpStream, id: u16) -> Option<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_connection_may_have_the_configured_number_of_requests_under_way() {
-    use tokio::io::AsyncWriteExt;
     const MAX_CONCURRENT_STREAMS: u16 = 0x3;
     let dir = tempfile::tempdir().expect("tempdir");
     for (max_streams, options) in [
@@ -276,10 +282,7 @@ async fn an_http2_connection_may_have_the_configured_number_of_requests_under_wa
         ),
     ] {
         let server = start(&db_in(&dir), &[], options).await;
-        let mut client = tokio::net::TcpStream::connect(server.address())
-            .await
-            .expect("connected");
-        client.write_all(PREFACE_AND_SETTINGS).await.expect("sent");
+        let mut client = opened_in_http2(&server).await;
         assert_eq!(
             server_setting(&mut client, MAX_CONCURRENT_STREAMS).await,
             Some(max_streams)
