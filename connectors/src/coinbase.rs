@@ -4,13 +4,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use reqwest::Client;
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
 use crate::args::{Args, unknown_method};
 use crate::config::{self, BuildContext, COINBASE, CallOptions, ConnectorConfig, HTTP, SIMULATOR, Settings};
-use crate::http::Caller;
+use crate::http::{Caller, TlsClient};
 use crate::http_service::{self, IDEMPOTENCY_HEADER, idempotency_value};
 use crate::idempotency::key_hash;
 use crate::secret::Secret;
@@ -67,7 +66,7 @@ pub const SETTINGS: &[&str] = &[
 /// Coinbase's `error.message`; `5xx`, `429`, no connection → retried, then `unavailable`;
 /// no answer in time → `timeout`.
 pub struct CoinbaseApi {
-    client: Client,
+    client: TlsClient,
     base_url: String,
     api_key: Secret,
     api_key_header: HeaderValue,

@@ -349,7 +349,7 @@ impl<'a> Settings<'a> {
     /// that also trusts the private CA that file holds, and with `client_cert` and `client_key`
     /// (both or neither), one that shows that certificate to a service asking for one (see
     /// [`crate::http::HttpClient`]).
-    pub(crate) fn http_client(&self) -> Result<reqwest::Client, ConfigError> {
+    pub(crate) fn http_client(&self) -> Result<crate::http::TlsClient, ConfigError> {
         let client = match (self.opt_path("client_cert")?, self.opt_path("client_key")?) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Certificate, Client, Identity, RequestBuilder, StatusCode};
@@ -34,6 +34,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How much of a non-JSON answer goes into an error message.
 const MAX_MESSAGE_CHARS: usize = 300;
 
+/// How often a connector's TLS files are looked at for a change: at the first call after this
+/// long since they last were.
+pub const TLS_FILES_CHECK: Duration = Duration::from_secs(1);
+
 /// What, besides the bundled web PKI roots, a connector's TLS uses: a private CA to trust
 /// (`ca_file`), and a certificate of its own for services that ask for one (mutual TLS:
 /// `client_cert` and `client_key`). Connectors with the same settings share a client.
@@ -45,12 +49,35 @@ pub(crate) struct TlsFiles {
     pub(crate) client: Option<(PathBuf, PathBuf)>,
 }
 
+impl TlsFiles {
+    /// The files, in a fixed order.
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        let client = self
+            .client
+            .iter()
+            .flat_map(|(cert, key)| [cert.as_path(), key.as_path()]);
+        self.ca_file.as_deref().into_iter().chain(client)
+    }
+
+    /// What tells a change of the files: each one's modification time and length (`None` while
+    /// it cannot be read).
+    fn stamps(&self) -> Vec<Option<(SystemTime, u64)>> {
+        self.paths()
+            .map(|path| {
+                std::fs::metadata(path)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())))
+            })
+            .collect()
+    }
+}
+
 /// The HTTP clients the connectors of one registry share: one for the connectors that trust the
 /// bundled web PKI roots alone and show no certificate, and one per other [`TlsFiles`] (built
 /// on first use; clones share them). A client keeps its connections alive, so connectors that
 /// share one share its connections too.
 #[derive(Clone, Default)]
-pub struct HttpClient(Arc<Mutex<HashMap<TlsFiles, Client>>>);
+pub struct HttpClient(Arc<Mutex<HashMap<TlsFiles, TlsClient>>>);
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -59,34 +86,118 @@ impl fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// The client for `connector`: rustls with the bundled web PKI roots, plus what `tls`
-    /// names; HTTP/2 where the service offers it by ALPN, else HTTP/1.1; no redirects followed
-    /// (an API does not redirect, and a redirect must not carry credentials elsewhere). A file
-    /// that cannot be read or does not hold what it should is an error naming the connector,
-    /// the setting and the file.
-    pub(crate) fn get(&self, connector: &str, tls: &TlsFiles) -> Result<Client, ConfigError> {
+    /// The client for `connector` (see [`build`]). A file that cannot be read or does not hold
+    /// what it should is an error naming the connector, the setting and the file.
+    pub(crate) fn get(&self, connector: &str, tls: &TlsFiles) -> Result<TlsClient, ConfigError> {
         let mut clients = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = clients.get(tls) {
             return Ok(c.clone());
         }
-        let mut builder = Client::builder()
-            .use_rustls_tls()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("whenever/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &tls.ca_file {
-            for certificate in private_roots(connector, path)? {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        if let Some((cert, key)) = &tls.client {
-            builder = builder.identity(client_identity(connector, cert, key)?);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| ConfigError::new(connector, format!("cannot set up the HTTP client: {e}")))?;
+        let client = if *tls == TlsFiles::default() {
+            TlsClient::Fixed(build(connector, tls)?)
+        } else {
+            let stamps = tls.stamps();
+            TlsClient::Watched(Arc::new(Mutex::new(Watched {
+                connector: connector.to_string(),
+                client: build(connector, tls)?,
+                files: tls.clone(),
+                stamps,
+                checked: Instant::now(),
+            })))
+        };
         clients.insert(tls.clone(), client.clone());
         Ok(client)
     }
+}
+
+/// A connector's HTTP client. One built from TLS files follows them: a renewed client
+/// certificate or CA bundle is used from the first call at most [`TLS_FILES_CHECK`] after it
+/// was written, without a restart, as the server's own certificate is. Files that do not load
+/// (a renewal half written, a key that does not fit) are reported on stderr and the client
+/// built from the files before stays; they are tried again at their next change.
+#[derive(Clone)]
+pub(crate) enum TlsClient {
+    /// The bundled web PKI roots alone: nothing to follow.
+    Fixed(Client),
+    /// Built from files, and rebuilt when they change.
+    Watched(Arc<Mutex<Watched>>),
+}
+
+/// A client built from TLS files, and what tells when to build it again.
+pub(crate) struct Watched {
+    /// The connector that first asked for it, as messages name it.
+    connector: String,
+    client: Client,
+    files: TlsFiles,
+    /// The files' stamps when they were last read.
+    stamps: Vec<Option<(SystemTime, u64)>>,
+    /// When the stamps were last compared.
+    checked: Instant,
+}
+
+impl TlsClient {
+    /// A `POST` to `url` through the client the files now call for.
+    pub(crate) fn post(&self, url: &str) -> RequestBuilder {
+        self.current().post(url)
+    }
+
+    /// The client to send with now: for a watched one, rebuilt first if its files changed.
+    fn current(&self) -> Client {
+        match self {
+            TlsClient::Fixed(client) => client.clone(),
+            TlsClient::Watched(watched) => watched.lock().unwrap_or_else(PoisonError::into_inner).current(),
+        }
+    }
+}
+
+impl Watched {
+    fn current(&mut self) -> Client {
+        if self.checked.elapsed() >= TLS_FILES_CHECK {
+            self.checked = Instant::now();
+            let stamps = self.files.stamps();
+            if stamps != self.stamps {
+                self.stamps = stamps;
+                let files = self
+                    .files
+                    .paths()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                match build(&self.connector, &self.files) {
+                    Ok(client) => {
+                        self.client = client;
+                        eprintln!(
+                            "whenever: connector `{}`: TLS files read again ({files})",
+                            self.connector
+                        );
+                    }
+                    Err(e) => eprintln!("whenever: {e}; the TLS files loaded before stay in use"),
+                }
+            }
+        }
+        self.client.clone()
+    }
+}
+
+/// A client with rustls and the bundled web PKI roots, plus what `tls` names; HTTP/2 where the
+/// service offers it by ALPN, else HTTP/1.1; no redirects followed (an API does not redirect,
+/// and a redirect must not carry credentials elsewhere).
+fn build(connector: &str, tls: &TlsFiles) -> Result<Client, ConfigError> {
+    let mut builder = Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("whenever/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &tls.ca_file {
+        for certificate in private_roots(connector, path)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let Some((cert, key)) = &tls.client {
+        builder = builder.identity(client_identity(connector, cert, key)?);
+    }
+    builder
+        .build()
+        .map_err(|e| ConfigError::new(connector, format!("cannot set up the HTTP client: {e}")))
 }
 
 /// The CA certificates in the PEM file at `path`, for `connector`'s `ca_file`.
@@ -323,8 +434,10 @@ impl RefusedCertificate {
 }
 
 /// The alerts by which a service refuses the connector's client certificate, or says it wants
-/// one.
-const CLIENT_CERTIFICATE_ALERTS: [rustls::AlertDescription; 7] = [
+/// one. `DecryptError` is what it says when a signature does not verify: a certificate issued
+/// under a CA's name but not by the key the service trusts (a private CA whose key was renewed
+/// under the same name, say), or a key that does not sign for the certificate.
+const CLIENT_CERTIFICATE_ALERTS: [rustls::AlertDescription; 8] = [
     rustls::AlertDescription::CertificateRequired,
     rustls::AlertDescription::BadCertificate,
     rustls::AlertDescription::UnsupportedCertificate,
@@ -332,6 +445,7 @@ const CLIENT_CERTIFICATE_ALERTS: [rustls::AlertDescription; 7] = [
     rustls::AlertDescription::CertificateExpired,
     rustls::AlertDescription::CertificateUnknown,
     rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::DecryptError,
 ];
 
 /// Which certificate, if any, made TLS refuse the connection `error` reports.

@@ -11,12 +11,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use reqwest::StatusCode;
 use reqwest::header::{HeaderName, HeaderValue};
-use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
 use crate::config::{BuildContext, CallOptions, ConnectorConfig, Settings};
-use crate::http::Caller;
+use crate::http::{Caller, TlsClient};
 use crate::idempotency::key_hash;
 use crate::secret::Secret;
 use crate::{
@@ -160,7 +160,7 @@ struct Auth {
 /// A connector of kind `http`.
 pub struct HttpService {
     name: String,
-    client: Client,
+    client: TlsClient,
     base_url: String,
     auth: Option<Auth>,
     methods: Option<Vec<String>>,

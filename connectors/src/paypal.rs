@@ -5,12 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::args::{Args, unknown_method};
 use crate::config::{self, BuildContext, CallOptions, ConnectorConfig, HTTP, PAYPAL, SIMULATOR, Settings};
-use crate::http::{Caller, Reply};
+use crate::http::{Caller, Reply, TlsClient};
 use crate::http_service::{self, idempotency_value};
 use crate::idempotency::key_hash;
 use crate::secret::Secret;
@@ -79,7 +79,7 @@ struct Token {
 /// - another `4xx` (a bad token too) → `failed` with PayPal's issue and message;
 /// - `5xx`, `429`, no connection → retried, then `unavailable`; no answer in time → `timeout`.
 pub struct PaypalApi {
-    client: Client,
+    client: TlsClient,
     base_url: String,
     client_id: Secret,
     client_secret: Secret,

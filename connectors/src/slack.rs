@@ -5,13 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::Utc;
-use reqwest::Client;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::args::{Args, unknown_method};
 use crate::config::{self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, SLACK, Settings};
-use crate::http::Caller;
+use crate::http::{Caller, TlsClient};
 use crate::http_service::{self, IDEMPOTENCY_HEADER, idempotency_value};
 use crate::secret::Secret;
 use crate::{CallContext, ConfigError, Connector, ConnectorError, Effects, Outbox, OutboxMessage};
@@ -69,7 +68,7 @@ enum Mode {
 /// Both: `5xx`, `429` (honouring `Retry-After`), no connection → retried, then `unavailable`;
 /// no answer in time → `timeout`. Sent messages go into the outbox, like the simulator's.
 pub struct SlackApi {
-    client: Client,
+    client: TlsClient,
     mode: Mode,
     options: CallOptions,
     outbox: Outbox,

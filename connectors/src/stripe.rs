@@ -5,12 +5,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::args::{Args, unknown_method};
 use crate::config::{self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMULATOR, STRIPE, Settings};
-use crate::http::Caller;
+use crate::http::{Caller, TlsClient};
 use crate::http_service::{self, IDEMPOTENCY_HEADER, idempotency_value};
 use crate::idempotency::key_hash;
 use crate::secret::Secret;
@@ -70,7 +70,7 @@ pub const SETTINGS: &[&str] = &[
 /// - another `4xx` → error kind `failed` with Stripe's message;
 /// - `5xx`, `429`, no connection → retried, then `unavailable`; no answer in time → `timeout`.
 pub struct StripeApi {
-    client: Client,
+    client: TlsClient,
     base_url: String,
     secret_key: Secret,
     api_version: Option<String>,

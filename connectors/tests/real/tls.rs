@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, Version};
 use axum::routing::post;
 use serde_json::{Value, json};
 use whenever_connectors::ErrorKind;
+use whenever_connectors::http::TLS_FILES_CHECK;
 
 use crate::support::{TlsServer, call, mutual_tls, private_ca, registry, serve_tls, try_registry};
 
@@ -42,6 +43,16 @@ impl TempFile {
         std::fs::write(&path, text).expect("write a temporary file");
         TempFile(path)
     }
+
+    /// Writes `text` over the file, as a renewal does.
+    fn renew(&self, text: &str) {
+        std::fs::write(&self.0, text).expect("rewrite a temporary file");
+    }
+}
+
+/// Waits until a connector looks at its TLS files again at its next call.
+async fn until_tls_files_are_checked() {
+    tokio::time::sleep(TLS_FILES_CHECK + std::time::Duration::from_millis(100)).await;
 }
 
 impl Drop for TempFile {
@@ -119,6 +130,62 @@ async fn an_untrusted_certificate_fails_the_call_at_once_and_sends_nothing() {
         "refused with another CA's file"
     );
     assert!(server.log.all().is_empty());
+}
+
+#[tokio::test]
+async fn a_renewed_ca_file_is_used_from_the_next_call_and_one_that_does_not_load_is_not() {
+    let (server, ca_pem) = loyalty_service().await;
+    let (_, other_ca) = private_ca();
+    let ca_file = TempFile::new("renewed-ca.pem", &other_ca);
+    let reg = registry(&loyalty_config(&server.url, Some(&ca_file.0)), ENV);
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 1}), "order-1/award/0").await;
+    assert!(
+        r.is_err_and(|e| e.kind == ErrorKind::Failed),
+        "another CA's file: refused"
+    );
+    // The file now holds the service's CA: no restart, no new registry.
+    ca_file.renew(&ca_pem);
+    until_tls_files_are_checked().await;
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 2}), "order-2/award/0").await;
+    assert_eq!(r, Ok(json!({"awarded": 2, "authorized": true})));
+    // A renewal that does not load leaves the CA loaded before in use.
+    ca_file.renew("-----BEGIN CERTIFICATE-----\nhalf written");
+    until_tls_files_are_checked().await;
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 3}), "order-3/award/0").await;
+    assert_eq!(r, Ok(json!({"awarded": 3, "authorized": true})));
+    assert_eq!(server.log.to("/award").len(), 2);
+}
+
+#[tokio::test]
+async fn a_renewed_client_certificate_is_shown_from_the_next_call() {
+    let (tls, ca_pem, client_cert, client_key) = mutual_tls();
+    // A pair from another CA, which the service does not accept: the one to be replaced.
+    let (_, _, old_cert, old_key) = mutual_tls();
+    let server = serve_tls(loyalty_router(), tls).await;
+    let ca = TempFile::new("renewed-mtls-ca.pem", &ca_pem);
+    let cert = TempFile::new("renewed-client.pem", &old_cert);
+    let key = TempFile::new("renewed-client-key.pem", &old_key);
+    let config = format!(
+        "{}client_cert = {:?}\nclient_key = {:?}\n",
+        loyalty_config(&server.url, Some(&ca.0)),
+        cert.0.display().to_string(),
+        key.0.display().to_string()
+    );
+    let reg = registry(&config, ENV);
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 1}), "order-1/award/0").await;
+    let error = r.expect_err("the old certificate is refused");
+    assert!(
+        error.kind == ErrorKind::Failed && error.message.contains("client certificate"),
+        "{error:?}"
+    );
+    // The certificate first, then its key: between the two the pair does not fit, and whichever
+    // the connector sees, the call after the check shows the new pair.
+    cert.renew(&client_cert);
+    key.renew(&client_key);
+    until_tls_files_are_checked().await;
+    let r = call(&reg, "loyaltyPoints", "award", json!({"points": 2}), "order-2/award/0").await;
+    assert_eq!(r, Ok(json!({"awarded": 2, "authorized": true})));
+    assert_eq!(server.log.to("/award").len(), 1);
 }
 
 #[test]
