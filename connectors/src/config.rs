@@ -350,16 +350,7 @@ impl<'a> Settings<'a> {
     /// (both or neither), one that shows that certificate to a service asking for one (see
     /// [`crate::http::HttpClient`]).
     pub(crate) fn http_client(&self) -> Result<crate::http::TlsClient, ConfigError> {
-        let client = match (self.opt_path("client_cert")?, self.opt_path("client_key")?) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(_), None) => return Err(self.error("setting `client_cert` needs `client_key`, its private key")),
-            (None, Some(_)) => return Err(self.error("setting `client_key` needs `client_cert`, its certificate")),
-        };
-        let tls = crate::http::TlsFiles {
-            ca_file: self.opt_path("ca_file")?,
-            client,
-        };
+        let tls = crate::tls_files::TlsFiles::from_settings(self)?;
         self.cx.http.get(self.connector, &tls)
     }
 

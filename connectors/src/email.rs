@@ -9,9 +9,11 @@ use chrono::Utc;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Identity, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -20,6 +22,7 @@ use crate::config::{self, BuildContext, CallOptions, ConnectorConfig, HTTP, SIMU
 use crate::http::backoff;
 use crate::idempotency::key_hash;
 use crate::secret::{Secret, redact};
+use crate::tls_files::{self, Following, TlsFiles};
 use crate::{CallContext, ConfigError, Connector, ConnectorError, Effects, Outbox, OutboxMessage};
 
 /// The name steps call this connector by.
@@ -57,6 +60,8 @@ pub const SETTINGS: &[&str] = &[
     "from",
     "hello_name",
     "ca_file",
+    "client_cert",
+    "client_key",
 ];
 
 /// The recipients of a `sendEmail` call: `to` as one address, a comma-separated list, or a
@@ -103,7 +108,8 @@ fn is_tls_failure(error: &lettre::transport::smtp::Error) -> bool {
 /// mid-way → `unavailable` (not retried: the server may have taken the message); no answer in
 /// time → `timeout`. Sent messages go into the outbox, like the simulator's.
 pub struct SmtpMailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Built again when its TLS files change ([`crate::tls_files`]).
+    transport: Following<AsyncSmtpTransport<Tokio1Executor>>,
     host: String,
     port: u16,
     tls: &'static str,
@@ -126,6 +132,66 @@ impl fmt::Debug for SmtpMailer {
             .field("from", &self.default_from.as_ref().map(ToString::to_string))
             .field("options", &self.options)
             .finish()
+    }
+}
+
+/// What an SMTP transport is built from besides the TLS files.
+struct Transport {
+    host: String,
+    port: u16,
+    /// `starttls`, `tls` or `none`.
+    tls: &'static str,
+    timeout: std::time::Duration,
+    hello_name: Option<String>,
+    credentials: Option<(Credentials, Mechanism)>,
+}
+
+impl Transport {
+    /// A transport to the server, over TLS unless `tls = "none"`, trusting the web PKI roots and
+    /// `files.ca_file`, showing `files.client` to a server that asks for a certificate.
+    fn build(&self, files: &TlsFiles) -> Result<AsyncSmtpTransport<Tokio1Executor>, ConfigError> {
+        let error = |message: String| ConfigError::new(NAME, message);
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.host.as_str())
+            .port(self.port)
+            .timeout(Some(self.timeout));
+        if let Some(name) = &self.hello_name {
+            builder = builder.hello_name(ClientId::Domain(name.clone()));
+        }
+        if self.tls != "none" {
+            let mut params = TlsParameters::builder(self.host.clone());
+            if let Some(path) = &files.ca_file {
+                let pem = config::read_setting_file(NAME, "ca_file", path)?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| tls_files::not_a_ca(NAME, path, e))?;
+                params = params.add_root_certificate(cert);
+            }
+            if let Some((cert, key)) = &files.client {
+                let (cert_pem, key_pem) = tls_files::read_client_pair(NAME, cert, key)?;
+                let not_a_pair = |detail: String| tls_files::not_a_client_pair(NAME, cert, key, detail);
+                // lettre (0.11) takes the certificate as DER under the name `pem`, and one
+                // certificate only: the chain's first, the connector's own.
+                let leaf = CertificateDer::pem_slice_iter(&cert_pem)
+                    .next()
+                    .ok_or_else(|| not_a_pair("`client_cert` holds no `BEGIN CERTIFICATE` block".into()))?
+                    .map_err(|e| not_a_pair(e.to_string()))?;
+                let identity =
+                    Identity::from_pem(&leaf, &key_pem).map_err(|e| not_a_pair(crate::error::with_causes(&e)))?;
+                params = params.identify_with(identity);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| error(format!("cannot set up TLS: {e}")))?;
+            builder = builder.tls(if self.tls == "tls" {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            });
+        }
+        if let Some((credentials, mechanism)) = &self.credentials {
+            builder = builder
+                .credentials(credentials.clone())
+                .authentication(vec![*mechanism]);
+        }
+        Ok(builder.build())
     }
 }
 
@@ -188,45 +254,37 @@ impl SmtpMailer {
             .transpose()?;
         let options = s.call_options()?;
 
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-            .port(port)
-            .timeout(Some(options.timeout));
-        if let Some(name) = s.opt_str("hello_name")? {
-            builder = builder.hello_name(ClientId::Domain(name.to_string()));
+        let files = TlsFiles::from_settings(&s)?;
+        if tls == "none"
+            && let Some(key) = ["ca_file", "client_cert", "client_key"].into_iter().find(|k| s.has(k))
+        {
+            return Err(s.error(format!("setting `{key}` needs `tls = \"starttls\"` or `\"tls\"`")));
         }
-        if tls != "none" {
-            let mut params = TlsParameters::builder(host.clone());
-            if let Some(path) = s.opt_path("ca_file")? {
-                let pem = config::read_setting_file(NAME, "ca_file", &path)?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| s.error(format!("`ca_file` {} is not a PEM certificate: {e}", path.display())))?;
-                params = params.add_root_certificate(cert);
-            }
-            let params = params
-                .build_rustls()
-                .map_err(|e| s.error(format!("cannot set up TLS: {e}")))?;
-            builder = builder.tls(if tls == "tls" {
-                Tls::Wrapper(params)
-            } else {
-                Tls::Required(params)
-            });
-        } else if s.has("ca_file") {
-            return Err(s.error("setting `ca_file` needs `tls = \"starttls\"` or `\"tls\"`"));
-        }
-        if let Some(secret) = &secret {
-            let Some(user) = username else {
-                return Err(s.error(format!("`auth = \"{auth}\"` needs `username` or `username_env`")));
-            };
-            builder = builder
-                .credentials(Credentials::new(user, secret.expose().to_string()))
-                .authentication(vec![if auth == "xoauth2" {
+        let credentials = match &secret {
+            None => None,
+            Some(secret) => {
+                let Some(user) = username else {
+                    return Err(s.error(format!("`auth = \"{auth}\"` needs `username` or `username_env`")));
+                };
+                let mechanism = if auth == "xoauth2" {
                     Mechanism::Xoauth2
                 } else {
                     Mechanism::Plain
-                }]);
-        }
+                };
+                Some((Credentials::new(user, secret.expose().to_string()), mechanism))
+            }
+        };
+        let transport = Transport {
+            host: host.clone(),
+            port,
+            tls,
+            timeout: options.timeout,
+            hello_name: s.opt_str("hello_name")?.map(str::to_string),
+            credentials,
+        };
+        let transport = Following::new(NAME, files, move |files: &TlsFiles| transport.build(files))?;
         Ok(SmtpMailer {
-            transport: builder.build(),
+            transport,
             host,
             port,
             tls,
@@ -279,7 +337,7 @@ impl SmtpMailer {
 
         let mut attempt = 0u32;
         loop {
-            let sent = tokio::time::timeout(self.options.timeout, self.transport.send(message.clone())).await;
+            let sent = tokio::time::timeout(self.options.timeout, self.transport.current().send(message.clone())).await;
             let error = match sent {
                 Ok(Ok(_)) => break,
                 Err(_) => return Err(self.timed_out()),
@@ -299,9 +357,13 @@ impl SmtpMailer {
             if error.is_client() || error.is_tls() || is_tls_failure(&error) {
                 // A refused certificate, no STARTTLS offered, no common AUTH mechanism: trying
                 // again will not help.
-                return Err(ConnectorError::failed(
-                    self.redact(&format!("{NAME}: {}:{}: {server_text}", self.host, self.port)),
-                ));
+                let refused = tls_files::refused_certificate(&error)
+                    .map(|refused| format!("{}: ", refused.explain()))
+                    .unwrap_or_default();
+                return Err(ConnectorError::failed(self.redact(&format!(
+                    "{NAME}: {}:{}: {refused}{server_text}",
+                    self.host, self.port
+                ))));
             }
             let connect_failed = !(error.is_response() || error.is_transient() || error.is_transport_shutdown())
                 && error.to_string().starts_with("Connection error");

@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Certificate, Client, Identity, RequestBuilder, StatusCode};
@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::config::CallOptions;
 use crate::secret::{Secret, redact};
+use crate::tls_files::{self, Following, TlsFiles, refused_certificate};
 use crate::{ConfigError, ConnectorError};
 
 /// The largest answer body a connector reads; a longer one fails the call.
@@ -33,44 +34,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How much of a non-JSON answer goes into an error message.
 const MAX_MESSAGE_CHARS: usize = 300;
-
-/// How often a connector's TLS files are looked at for a change: at the first call after this
-/// long since they last were.
-pub const TLS_FILES_CHECK: Duration = Duration::from_secs(1);
-
-/// What, besides the bundled web PKI roots, a connector's TLS uses: a private CA to trust
-/// (`ca_file`), and a certificate of its own for services that ask for one (mutual TLS:
-/// `client_cert` and `client_key`). Connectors with the same settings share a client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub(crate) struct TlsFiles {
-    /// PEM: one or more CA certificates.
-    pub(crate) ca_file: Option<PathBuf>,
-    /// PEM: the connector's certificate chain and its private key.
-    pub(crate) client: Option<(PathBuf, PathBuf)>,
-}
-
-impl TlsFiles {
-    /// The files, in a fixed order.
-    fn paths(&self) -> impl Iterator<Item = &Path> {
-        let client = self
-            .client
-            .iter()
-            .flat_map(|(cert, key)| [cert.as_path(), key.as_path()]);
-        self.ca_file.as_deref().into_iter().chain(client)
-    }
-
-    /// What tells a change of the files: each one's modification time and length (`None` while
-    /// it cannot be read).
-    fn stamps(&self) -> Vec<Option<(SystemTime, u64)>> {
-        self.paths()
-            .map(|path| {
-                std::fs::metadata(path)
-                    .ok()
-                    .and_then(|m| Some((m.modified().ok()?, m.len())))
-            })
-            .collect()
-    }
-}
 
 /// The HTTP clients the connectors of one registry share: one for the connectors that trust the
 /// bundled web PKI roots alone and show no certificate, and one per other [`TlsFiles`] (built
@@ -93,89 +56,36 @@ impl HttpClient {
         if let Some(c) = clients.get(tls) {
             return Ok(c.clone());
         }
-        let client = if *tls == TlsFiles::default() {
+        let client = if tls.is_empty() {
             TlsClient::Fixed(build(connector, tls)?)
         } else {
-            let stamps = tls.stamps();
-            TlsClient::Watched(Arc::new(Mutex::new(Watched {
-                connector: connector.to_string(),
-                client: build(connector, tls)?,
-                files: tls.clone(),
-                stamps,
-                checked: Instant::now(),
-            })))
+            let owner = connector.to_string();
+            let following = Following::new(connector, tls.clone(), move |files: &TlsFiles| build(&owner, files))?;
+            TlsClient::Following(Arc::new(following))
         };
         clients.insert(tls.clone(), client.clone());
         Ok(client)
     }
 }
 
-/// A connector's HTTP client. One built from TLS files follows them: a renewed client
-/// certificate or CA bundle is used from the first call at most [`TLS_FILES_CHECK`] after it
-/// was written, without a restart, as the server's own certificate is. Files that do not load
-/// (a renewal half written, a key that does not fit) are reported on stderr and the client
-/// built from the files before stays; they are tried again at their next change.
+/// A connector's HTTP client. One built from TLS files follows them
+/// ([`crate::tls_files`]): a renewed file is used from the first call a second after it was
+/// written, through new connections.
 #[derive(Clone)]
 pub(crate) enum TlsClient {
     /// The bundled web PKI roots alone: nothing to follow.
     Fixed(Client),
     /// Built from files, and rebuilt when they change.
-    Watched(Arc<Mutex<Watched>>),
-}
-
-/// A client built from TLS files, and what tells when to build it again.
-pub(crate) struct Watched {
-    /// The connector that first asked for it, as messages name it.
-    connector: String,
-    client: Client,
-    files: TlsFiles,
-    /// The files' stamps when they were last read.
-    stamps: Vec<Option<(SystemTime, u64)>>,
-    /// When the stamps were last compared.
-    checked: Instant,
+    Following(Arc<Following<Client>>),
 }
 
 impl TlsClient {
     /// A `POST` to `url` through the client the files now call for.
     pub(crate) fn post(&self, url: &str) -> RequestBuilder {
-        self.current().post(url)
-    }
-
-    /// The client to send with now: for a watched one, rebuilt first if its files changed.
-    fn current(&self) -> Client {
         match self {
-            TlsClient::Fixed(client) => client.clone(),
-            TlsClient::Watched(watched) => watched.lock().unwrap_or_else(PoisonError::into_inner).current(),
+            TlsClient::Fixed(client) => client.post(url),
+            TlsClient::Following(following) => following.current().post(url),
         }
-    }
-}
-
-impl Watched {
-    fn current(&mut self) -> Client {
-        if self.checked.elapsed() >= TLS_FILES_CHECK {
-            self.checked = Instant::now();
-            let stamps = self.files.stamps();
-            if stamps != self.stamps {
-                self.stamps = stamps;
-                let files = self
-                    .files
-                    .paths()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                match build(&self.connector, &self.files) {
-                    Ok(client) => {
-                        self.client = client;
-                        eprintln!(
-                            "whenever: connector `{}`: TLS files read again ({files})",
-                            self.connector
-                        );
-                    }
-                    Err(e) => eprintln!("whenever: {e}; the TLS files loaded before stay in use"),
-                }
-            }
-        }
-        self.client.clone()
     }
 }
 
@@ -203,15 +113,13 @@ fn build(connector: &str, tls: &TlsFiles) -> Result<Client, ConfigError> {
 /// The CA certificates in the PEM file at `path`, for `connector`'s `ca_file`.
 fn private_roots(connector: &str, path: &Path) -> Result<Vec<Certificate>, ConfigError> {
     let pem = crate::config::read_setting_file(connector, "ca_file", path)?;
-    let not_pem = |detail: String| {
-        ConfigError::new(
-            connector,
-            format!("`ca_file` {} is not a PEM certificate: {detail}", path.display()),
-        )
-    };
-    let certificates = Certificate::from_pem_bundle(&pem).map_err(|e| not_pem(e.to_string()))?;
+    let certificates = Certificate::from_pem_bundle(&pem).map_err(|e| tls_files::not_a_ca(connector, path, e))?;
     if certificates.is_empty() {
-        return Err(not_pem("it holds no `BEGIN CERTIFICATE` block".into()));
+        return Err(tls_files::not_a_ca(
+            connector,
+            path,
+            "it holds no `BEGIN CERTIFICATE` block",
+        ));
     }
     Ok(certificates)
 }
@@ -219,20 +127,11 @@ fn private_roots(connector: &str, path: &Path) -> Result<Vec<Certificate>, Confi
 /// `connector`'s own certificate chain and key, from the PEM files `client_cert` and
 /// `client_key`.
 fn client_identity(connector: &str, cert: &Path, key: &Path) -> Result<Identity, ConfigError> {
-    let mut pem = crate::config::read_setting_file(connector, "client_cert", cert)?;
+    let (mut pem, key_pem) = tls_files::read_client_pair(connector, cert, key)?;
     pem.push(b'\n');
-    pem.extend(crate::config::read_setting_file(connector, "client_key", key)?);
-    Identity::from_pem(&pem).map_err(|e| {
-        ConfigError::new(
-            connector,
-            format!(
-                "`client_cert` {} and `client_key` {} are not a PEM certificate and its private key: {}",
-                cert.display(),
-                key.display(),
-                crate::error::with_causes(&e)
-            ),
-        )
-    })
+    pem.extend(key_pem);
+    Identity::from_pem(&pem)
+        .map_err(|e| tls_files::not_a_client_pair(connector, cert, key, crate::error::with_causes(&e)))
 }
 
 /// One answer: status, headers and (at most [`MAX_BODY_BYTES`] of) body.
@@ -405,77 +304,6 @@ pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
-}
-
-/// Which certificate TLS refused, when a connection failed over one: not transient, so not
-/// retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RefusedCertificate {
-    /// The service's: unknown issuer, expired, for another name, ...
-    Service,
-    /// The connector's own, or none where the service asks for one (mutual TLS): the service
-    /// said so with an alert.
-    Connector,
-}
-
-impl RefusedCertificate {
-    /// What a step and an operator need to know, and where to fix it.
-    fn explain(self) -> &'static str {
-        match self {
-            RefusedCertificate::Service => {
-                "the service's TLS certificate is not trusted (a private CA goes in the connector's `ca_file`)"
-            }
-            RefusedCertificate::Connector => {
-                "the service refused the connector's TLS client certificate, or asked for one it was not \
-                 given (`client_cert` and `client_key`)"
-            }
-        }
-    }
-}
-
-/// The alerts by which a service refuses the connector's client certificate, or says it wants
-/// one. `DecryptError` is what it says when a signature does not verify: a certificate issued
-/// under a CA's name but not by the key the service trusts (a private CA whose key was renewed
-/// under the same name, say), or a key that does not sign for the certificate.
-const CLIENT_CERTIFICATE_ALERTS: [rustls::AlertDescription; 8] = [
-    rustls::AlertDescription::CertificateRequired,
-    rustls::AlertDescription::BadCertificate,
-    rustls::AlertDescription::UnsupportedCertificate,
-    rustls::AlertDescription::CertificateRevoked,
-    rustls::AlertDescription::CertificateExpired,
-    rustls::AlertDescription::CertificateUnknown,
-    rustls::AlertDescription::UnknownCA,
-    rustls::AlertDescription::DecryptError,
-];
-
-/// Which certificate, if any, made TLS refuse the connection `error` reports.
-fn refused_certificate(error: &reqwest::Error) -> Option<RefusedCertificate> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        match e.downcast_ref::<rustls::Error>() {
-            Some(rustls::Error::InvalidCertificate(_)) => return Some(RefusedCertificate::Service),
-            Some(rustls::Error::AlertReceived(alert)) if CLIENT_CERTIFICATE_ALERTS.contains(alert) => {
-                return Some(RefusedCertificate::Connector);
-            }
-            Some(_) => {}
-            // An alert that comes after the handshake (TLS 1.3 checks the client's certificate
-            // then) reaches hyper as rustls's message alone, so it is known by rustls's wording.
-            None => {
-                let said = e.to_string();
-                let alert = |alert: &rustls::AlertDescription| said == rustls::Error::AlertReceived(*alert).to_string();
-                if CLIENT_CERTIFICATE_ALERTS.iter().any(alert) {
-                    return Some(RefusedCertificate::Connector);
-                }
-            }
-        }
-        // rustls's error reaches hyper inside `io::Error`s (one in another), whose `source()`
-        // skips what they hold.
-        cause = match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
-            Some(inner) => Some(inner),
-            None => e.source(),
-        };
-    }
-    None
 }
 
 /// A transport error and its causes, without the URL (which may hold a secret, such as an

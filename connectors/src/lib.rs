@@ -49,6 +49,7 @@ pub mod registry;
 pub mod secret;
 pub mod slack;
 pub mod stripe;
+pub mod tls_files;
 
 pub use config::{BuildContext, CallOptions, ConnectorConfig, ConnectorsConfig};
 pub use effects::{DEFAULT_EFFECTS_KEPT, Effect, Effects};

@@ -15,7 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use whenever_connectors::ErrorKind;
 
-use crate::support::{SLOW, assert_no_secret, call, private_ca, registry, try_registry};
+use crate::support::{
+    SLOW, TempFile, assert_no_secret, call, mutual_tls, private_ca, registry, try_registry, until_tls_files_are_checked,
+};
 
 const PASSWORD: &str = "smtp-Pa55word-Secret";
 const TOKEN: &str = "ya29.a0AfH6SMBxOAuthAccessToken";
@@ -440,6 +442,18 @@ fn smtp_settings_are_checked() {
             "`ca_file`",
         ),
         (
+            "[connectors.eMailSmtpOAuth]\nkind = \"smtp\"\nhost = \"h\"\ntls = \"none\"\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n",
+            "setting `client_cert` needs `tls",
+        ),
+        (
+            "[connectors.eMailSmtpOAuth]\nkind = \"smtp\"\nhost = \"h\"\nclient_cert = \"c.pem\"\n",
+            "`client_cert` needs `client_key`",
+        ),
+        (
+            "[connectors.eMailSmtpOAuth]\nkind = \"smtp\"\nhost = \"h\"\nclient_cert = \"/nonexistent/c.pem\"\nclient_key = \"/nonexistent/k.pem\"\n",
+            "cannot read `client_cert` /nonexistent/c.pem",
+        ),
+        (
             "[connectors.eMailSmtpOAuth]\nkind = \"smtp\"\nhost = \"h\"\nca_file = \"/nonexistent/ca.pem\"\n",
             "cannot read",
         ),
@@ -539,4 +553,67 @@ async fn smtp_starttls_refuses_an_untrusted_certificate_and_a_server_without_tls
     assert!(e.kind == ErrorKind::Failed && e.message.contains("STARTTLS"), "{e}");
     assert_no_secret(&format!("{e} {e:?}"), &[PASSWORD]);
     assert!(server.received().is_empty());
+}
+
+#[tokio::test]
+async fn smtp_starttls_shows_the_connectors_certificate_and_follows_its_renewal() {
+    let (tls, ca_pem, client_cert, client_key) = mutual_tls();
+    // A pair from another CA, which the server does not accept: the one to be renewed.
+    let (_, _, old_cert, old_key) = mutual_tls();
+    let server = SmtpServer {
+        tls: Some(TlsAcceptor::from(Arc::new(tls))),
+        ..SmtpServer::default()
+    };
+    let (port, server) = server.start().await;
+    let ca = TempFile::new(&format!("smtp-mtls-ca-{port}.pem"), &ca_pem);
+    let cert = TempFile::new(&format!("smtp-client-{port}.pem"), &old_cert);
+    let key = TempFile::new(&format!("smtp-client-key-{port}.pem"), &old_key);
+    // Each with a key of its own: a repeated key is answered with the first call's result.
+    let send = |reg: &whenever_connectors::Registry, key: &'static str| {
+        let reg = reg.clone();
+        async move {
+            call(
+                &reg,
+                "eMailSmtpOAuth",
+                "sendEmail",
+                order_mail(json!("ann@example.com")),
+                key,
+            )
+            .await
+        }
+    };
+    // Without a certificate of its own: the server asks for one, nothing is sent.
+    let reg = registry(&starttls_config(port, Some(&ca.0)), ENV);
+    let e = send(&reg, "k-1")
+        .await
+        .expect_err("refused without a client certificate");
+    assert!(
+        e.kind == ErrorKind::Failed && e.message.contains("client certificate") && e.message.contains("`client_cert`"),
+        "{e:?}"
+    );
+    let with_pair = format!(
+        "{}client_cert = {:?}\nclient_key = {:?}\n",
+        starttls_config(port, Some(&ca.0)),
+        cert.0.display().to_string(),
+        key.0.display().to_string()
+    );
+    let reg = registry(&with_pair, ENV);
+    let e = send(&reg, "k-2")
+        .await
+        .expect_err("another CA's certificate is refused");
+    assert!(
+        e.kind == ErrorKind::Failed && e.message.contains("client certificate"),
+        "{e:?}"
+    );
+    assert_no_secret(&format!("{e} {e:?}"), &[PASSWORD]);
+    assert!(server.received().is_empty());
+    // Renewed in place: the next message after the check goes with the new pair.
+    cert.renew(&client_cert);
+    key.renew(&client_key);
+    until_tls_files_are_checked().await;
+    let r = send(&reg, "k-3").await;
+    assert!(r.is_ok(), "{r:?}");
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].tls && got[0].auth == "PLAIN", "{got:?}");
 }

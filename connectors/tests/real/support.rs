@@ -1,7 +1,7 @@
 //! Shared by the real-connector tests: local servers on 127.0.0.1:0 that record every request,
 //! registries built from TOML the way the host builds them, and call helpers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -286,4 +286,31 @@ pub fn assert_no_secret(text: &str, secrets: &[&str]) {
     for s in secrets {
         assert!(!text.contains(s), "a secret leaked into: {text}");
     }
+}
+
+/// A file of the test's own in the temporary folder, removed when dropped.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    pub fn new(name: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("whenever-tls-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("write a temporary file");
+        TempFile(path)
+    }
+
+    /// Writes `text` over the file, as a renewal does.
+    pub fn renew(&self, text: &str) {
+        std::fs::write(&self.0, text).expect("rewrite a temporary file");
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Waits until a connector looks at its TLS files again at its next call.
+pub async fn until_tls_files_are_checked() {
+    tokio::time::sleep(whenever_connectors::tls_files::TLS_FILES_CHECK + Duration::from_millis(100)).await;
 }

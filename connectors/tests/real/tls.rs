@@ -3,7 +3,7 @@
 //! ALPN), refused without it, at once and with nothing sent; and a server that asks for the
 //! connector's own certificate (mutual TLS), given by `client_cert` and `client_key`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
@@ -11,9 +11,10 @@ use axum::http::{HeaderMap, Version};
 use axum::routing::post;
 use serde_json::{Value, json};
 use whenever_connectors::ErrorKind;
-use whenever_connectors::http::TLS_FILES_CHECK;
 
-use crate::support::{TlsServer, call, mutual_tls, private_ca, registry, serve_tls, try_registry};
+use crate::support::{
+    TempFile, TlsServer, call, mutual_tls, private_ca, registry, serve_tls, try_registry, until_tls_files_are_checked,
+};
 
 const TOKEN: &str = "loyalty-token-SecretValue-31";
 
@@ -32,33 +33,6 @@ fn loyalty_router() -> Router {
 async fn loyalty_service() -> (TlsServer, String) {
     let (tls, ca_pem) = private_ca();
     (serve_tls(loyalty_router(), tls).await, ca_pem)
-}
-
-/// A file of the test's own in the temporary folder, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, text: &str) -> TempFile {
-        let path = std::env::temp_dir().join(format!("whenever-tls-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).expect("write a temporary file");
-        TempFile(path)
-    }
-
-    /// Writes `text` over the file, as a renewal does.
-    fn renew(&self, text: &str) {
-        std::fs::write(&self.0, text).expect("rewrite a temporary file");
-    }
-}
-
-/// Waits until a connector looks at its TLS files again at its next call.
-async fn until_tls_files_are_checked() {
-    tokio::time::sleep(TLS_FILES_CHECK + std::time::Duration::from_millis(100)).await;
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn loyalty_config(url: &str, ca_file: Option<&Path>) -> String {
