@@ -30,7 +30,8 @@ struct RouteStats {
 #[derive(Debug, Default)]
 struct ConnectorStats {
     calls: u64,
-    errors: u64,
+    /// Errors by kind ([`whenever_connectors::ErrorKind::as_str`]).
+    errors: BTreeMap<&'static str, u64>,
     latency: Histogram,
     replayed: u64,
 }
@@ -123,23 +124,27 @@ struct SecretUses {
 /// [`Metrics::tls_certificate_expires`] never told a date.
 const NO_CERTIFICATE: i64 = 0;
 
-/// The connector series: calls made, errors and latency, and results replayed, by connector
-/// and method.
+/// The error kinds whose series every connector method has from its first call, at zero until
+/// one happens, so that a rate of them is defined before: what the service answers (`failed`: a
+/// card declined, say) apart from what says it is in trouble (`unavailable`, `timeout`).
+const ERROR_KINDS_ALWAYS_SHOWN: [whenever_connectors::ErrorKind; 3] = [
+    whenever_connectors::ErrorKind::Failed,
+    whenever_connectors::ErrorKind::Unavailable,
+    whenever_connectors::ErrorKind::Timeout,
+];
+
+/// The connector series: calls made, errors by kind and latency, and results replayed, by
+/// connector and method.
 fn render_connectors(out: &mut String, connectors: &BTreeMap<(String, String), ConnectorStats>) {
     let labels =
         |connector: &str, method: &str| format!("connector=\"{}\",method=\"{}\"", escape(connector), escape(method));
     /// A counter's name, its help, and its count in a method's stats.
     type Counter = (&'static str, &'static str, fn(&ConnectorStats) -> u64);
-    let counters: [Counter; 3] = [
+    let counters: [Counter; 2] = [
         (
             "whenever_connector_calls_total",
             "Connector calls made (results replayed from the journal are counted apart).",
             |c| c.calls,
-        ),
-        (
-            "whenever_connector_errors_total",
-            "Connector calls that returned an error.",
-            |c| c.errors,
         ),
         (
             "whenever_connector_calls_replayed_total",
@@ -152,6 +157,21 @@ fn render_connectors(out: &mut String, connectors: &BTreeMap<(String, String), C
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for ((connector, method), c) in connectors {
             let _ = writeln!(out, "{name}{{{}}} {}", labels(connector, method), count(c));
+        }
+    }
+    let name = "whenever_connector_errors_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connector calls that returned an error, by its kind (failed: the service said no; \
+         unavailable, timeout: it could not be reached or did not answer; invalid-args, unknown, not-granted: \
+         the step's call was wrong).\n# TYPE {name} counter"
+    );
+    for ((connector, method), c) in connectors {
+        let always = ERROR_KINDS_ALWAYS_SHOWN.map(|k| (k.as_str(), 0));
+        let mut by_kind: BTreeMap<&str, u64> = always.into_iter().collect();
+        by_kind.extend(c.errors.iter().map(|(kind, n)| (*kind, *n)));
+        for (kind, n) in by_kind {
+            let _ = writeln!(out, "{name}{{{},kind=\"{kind}\"}} {n}", labels(connector, method));
         }
     }
     let name = "whenever_connector_call_duration_seconds";
@@ -304,8 +324,8 @@ impl Metrics {
             }
             entry.calls += 1;
             entry.latency.observe(call.duration_us as f64 / 1e6);
-            if call.result.is_err() {
-                entry.errors += 1;
+            if let Err(e) = &call.result {
+                *entry.errors.entry(e.kind.as_str()).or_default() += 1;
             }
         }
     }
@@ -654,36 +674,45 @@ mod tests {
     #[test]
     fn connector_calls_are_counted_with_their_latency_and_replays_apart() {
         use crate::runtime::{CallError, ConnectorCallRecord};
-        let call = |ms: u64, failed: bool, replayed: bool| ConnectorCallRecord {
+        use whenever_connectors::ErrorKind;
+        let call = |ms: u64, failed: Option<ErrorKind>, replayed: bool| ConnectorCallRecord {
             connector: "stripe".into(),
             method: "charge".into(),
             args: serde_json::json!({}),
-            result: if failed {
-                Err(CallError {
-                    kind: whenever_connectors::ErrorKind::Unavailable,
+            result: match failed {
+                Some(kind) => Err(CallError {
+                    kind,
                     message: "down".into(),
-                })
-            } else {
-                Ok(serde_json::json!({"success": true}))
+                }),
+                None => Ok(serde_json::json!({"success": true})),
             },
             idempotency_key: "t:pay:1:0".into(),
             duration_us: ms * 1000,
             replayed,
         };
         let mut run = crate::store::suite::run_record(0, "pay", true);
-        run.connector_calls = vec![call(2, false, false), call(30, true, false), call(0, false, true)];
+        run.connector_calls = vec![
+            call(2, None, false),
+            call(30, Some(ErrorKind::Unavailable), false),
+            call(1, Some(ErrorKind::InvalidArgs), false),
+            call(0, None, true),
+        ];
         let metrics = Metrics::default();
         metrics.run_finished(&run);
         let text = metrics.render(None, 0, None, &ready());
         let labels = "connector=\"stripe\",method=\"charge\"";
         for line in [
-            format!("whenever_connector_calls_total{{{labels}}} 2\n"),
-            format!("whenever_connector_errors_total{{{labels}}} 1\n"),
+            format!("whenever_connector_calls_total{{{labels}}} 3\n"),
+            format!("whenever_connector_errors_total{{{labels},kind=\"unavailable\"}} 1\n"),
+            format!("whenever_connector_errors_total{{{labels},kind=\"failed\"}} 0\n"),
+            format!("whenever_connector_errors_total{{{labels},kind=\"timeout\"}} 0\n"),
+            format!("whenever_connector_errors_total{{{labels},kind=\"invalid-args\"}} 1\n"),
             format!("whenever_connector_calls_replayed_total{{{labels}}} 1\n"),
-            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.001\"}} 0\n"),
-            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.0025\"}} 1\n"),
-            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.05\"}} 2\n"),
-            format!("whenever_connector_call_duration_seconds_count{{{labels}}} 2\n"),
+            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.0005\"}} 0\n"),
+            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.001\"}} 1\n"),
+            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.0025\"}} 2\n"),
+            format!("whenever_connector_call_duration_seconds_bucket{{{labels},le=\"0.05\"}} 3\n"),
+            format!("whenever_connector_call_duration_seconds_count{{{labels}}} 3\n"),
         ] {
             assert!(text.contains(&line), "{line} in {text}");
         }
