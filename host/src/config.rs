@@ -10,6 +10,8 @@
 //!
 //! [runtime]
 //! cache_dir = "/var/cache/whenever"
+//! max_instances = 1000          # step runs at once; each reserves ~8 GiB of address space (not
+//!                               # memory); unset: 1000, or fewer where `ulimit -v` limits it
 //!
 //! [server]                      # `whenever serve`
 //! max_body_bytes = 1048576      # larger request bodies get 413
@@ -108,6 +110,9 @@ pub struct SchedulerSection {
 pub struct RuntimeSection {
     /// Where compiled components are cached.
     pub cache_dir: Option<PathBuf>,
+    /// Step instances at once (runs beyond wait for one to finish); unset: 1,000, or fewer
+    /// where the process's address space is limited ([`crate::runtime::RuntimeConfig`]).
+    pub max_instances: Option<std::num::NonZeroU32>,
 }
 
 /// Requests one HTTP/2 connection may have under way at once unless `[server]
@@ -729,6 +734,17 @@ mod tests {
             error.contains("http2_max_streams") && error.contains("nonzero"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn max_instances_is_unset_unless_told_and_never_zero() {
+        assert_eq!(Config::default().runtime.max_instances, None);
+        let (_dir, path) = write("[runtime]\nmax_instances = 8\n");
+        let runtime = Config::load(&path).expect("valid").runtime;
+        assert_eq!(runtime.max_instances.map(|n| n.get()), Some(8));
+        let (_dir, path) = write("[runtime]\nmax_instances = 0\n");
+        let error = Config::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("max_instances") && error.contains("nonzero"), "{error}");
     }
 
     #[test]

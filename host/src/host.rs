@@ -67,6 +67,10 @@ impl Host {
         if let Some(dir) = &config.runtime.cache_dir {
             runtime_config.cache_dir = Some(dir.clone());
         }
+        if let Some(instances) = config.runtime.max_instances {
+            runtime_config.max_instances = instances.get();
+            runtime_config.fit_to_address_space = false;
+        }
         runtime_config.capabilities = config.capabilities().map_err(|message| ConfigError::Invalid {
             path: options.config.clone().unwrap_or_default(),
             message,

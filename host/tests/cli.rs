@@ -14,6 +14,17 @@ fn whenever(args: &[&str]) -> Output {
         .expect("whenever runs")
 }
 
+/// `whenever` with the address space it may reserve limited to `gib` GiB (`ulimit -v`).
+fn whenever_in_address_space(gib: u64, args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("ulimit -v {} && exec \"$0\" \"$@\"", gib << 20))
+        .arg(env!("CARGO_BIN_EXE_whenever"))
+        .args(args)
+        .output()
+        .expect("whenever runs")
+}
+
 /// A scratch folder for one test, removed when it is dropped.
 fn scratch(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -102,6 +113,49 @@ fn run_exits_0_when_completed_and_4_when_failed() {
     let result = stdout_json(&output);
     assert_eq!(result["status"], json!("failed"));
     assert!(result["message"].as_str().unwrap_or("").contains("returns-error"));
+}
+
+#[test]
+fn a_limited_address_space_gets_a_smaller_step_pool_or_an_error_naming_the_setting() {
+    let scratch = scratch("address-space");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[WRITE_A, WRITE_B, WAIT_FOR_A]);
+    let steps = steps.display().to_string();
+    let task = write_json(dir, "task.json", &json!({"start": true}));
+    let config = |instances: u32| {
+        let path = dir.join(format!("instances-{instances}.toml"));
+        std::fs::write(&path, format!("[runtime]\nmax_instances = {instances}\n")).expect("write config");
+        path.display().to_string()
+    };
+    let waited = json!({"start": true, "a": "A", "b": "B", "waited": true});
+    // 1,000 instances reserve about 8 TiB of address space: in 40 GiB the pool is made smaller,
+    // and said so, and the task runs as it would.
+    let output = whenever_in_address_space(40, &["run", &task, "--steps", &steps]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stdout_json(&output)["data"], waited);
+    assert!(
+        stderr.contains("may reserve 40.0 GiB of address space (ulimit -v)")
+            && stderr.contains("instead of 1000")
+            && stderr.contains("`[runtime] max_instances`"),
+        "{stderr}"
+    );
+    // A number the operator chose is kept: one that fits runs without a word...
+    let output = whenever_in_address_space(40, &["run", &task, "--steps", &steps, "--config", &config(2)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stdout_json(&output)["data"], waited);
+    assert!(!stderr.contains("address space"), "{stderr}");
+    // ...and one that does not is refused, naming the limit and the setting.
+    let output = whenever_in_address_space(40, &["run", &task, "--steps", &steps, "--config", &config(1000)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot reserve the address space of the step pool (1000 instances")
+            && stderr.contains("40.0 GiB")
+            && stderr.contains("`[runtime] max_instances`"),
+        "{stderr}"
+    );
 }
 
 #[test]

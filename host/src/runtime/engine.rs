@@ -31,6 +31,13 @@ const TICK: Duration = Duration::from_millis(10);
 /// The largest memory any step may be configured for (the pooling allocator's slot size).
 const MAX_MEMORY_MIB: u64 = 512;
 
+/// How many instances may exist at once unless `[runtime] max_instances` says.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1_000;
+
+/// The share of a limited address space the instance pool may take, in quarters: the rest is for
+/// the heap, the threads' stacks, SQLite and the compiled code.
+const POOL_SHARE_QUARTERS: u64 = 3;
+
 /// Settings of the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -39,8 +46,13 @@ pub struct RuntimeConfig {
     /// Use the pooling allocator (fast per-run instances); off only for comparison.
     pub pooling: bool,
     /// How many instances may exist at once (pooling); a run beyond that waits for a running one
-    /// to finish rather than failing.
+    /// to finish rather than failing. Each reserves address space (not memory) for its linear
+    /// memories: about 8 GiB.
     pub max_instances: u32,
+    /// Where the process's address space is limited (`ulimit -v`) and a pool of
+    /// `max_instances` would not fit in three quarters of it, use fewer (halving until it fits)
+    /// rather than fail to start; said on stderr. Off when the operator chose the number.
+    pub fit_to_address_space: bool,
     /// The operator's narrowing of step grants and the hosts `http` connectors reach.
     pub capabilities: Capabilities,
 }
@@ -50,7 +62,8 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cache_dir: default_cache_dir(),
             pooling: true,
-            max_instances: 1_000,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            fit_to_address_space: true,
             capabilities: Capabilities::default(),
         }
     }
@@ -110,6 +123,97 @@ impl Drop for Runtime {
     }
 }
 
+/// The pooling allocator's settings for `instances` instances at once.
+fn pool(instances: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(2))
+        .total_stacks(instances)
+        .max_memory_size(usize::try_from(MAX_MEMORY_MIB << 20).unwrap_or(usize::MAX))
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(16 << 20)
+        .async_stack_keep_resident(512 << 10)
+        .table_keep_resident(1 << 20);
+    pool
+}
+
+/// The engine with a pool of `instances` instances, or with `fit`, of as many as fit the
+/// process's address-space limit (see [`RuntimeConfig::fit_to_address_space`]), and how many
+/// that is. A pool that cannot be reserved is an error naming the limit and the setting.
+fn pooled_engine(wasm: &mut Config, asked: u32, fit: bool) -> Result<(Engine, u32), RuntimeError> {
+    let limit = address_space::limit();
+    let before = address_space::reserved();
+    let mut instances = asked.max(1);
+    loop {
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(instances)));
+        let built = Engine::new(wasm);
+        let taken = address_space::reserved()
+            .zip(before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let fits = |taken: u64| limit.is_none_or(|limit| taken <= limit / 4 * POOL_SHARE_QUARTERS);
+        match built {
+            Ok(engine) if !fit || instances == 1 || taken.is_none_or(fits) => {
+                if instances < asked {
+                    eprintln!(
+                        "whenever: this process may reserve {} of address space (ulimit -v): the step pool holds \
+                         {instances} instances instead of {asked}, so at most {instances} runs go at once (each \
+                         instance reserves about {} of address space, not of memory); raise the limit, or set \
+                         `[runtime] max_instances`",
+                        address_space::gib(limit.unwrap_or_default()),
+                        address_space::gib(taken.unwrap_or_default() / u64::from(instances)),
+                    );
+                }
+                return Ok((engine, instances));
+            }
+            // Reserved, but too much of the limit to leave room for the rest.
+            Ok(_) => instances /= 2,
+            Err(_) if fit && limit.is_some() && instances > 1 => instances /= 2,
+            Err(e) => {
+                let Some(limit) = limit else {
+                    return Err(RuntimeError::Engine(e.to_string()));
+                };
+                return Err(RuntimeError::Engine(format!(
+                    "cannot reserve the address space of the step pool ({instances} instances, about 8 GiB each, of \
+                     address space, not of memory): {e}; this process may reserve {} of address space (ulimit -v): \
+                     raise that, or lower `[runtime] max_instances`",
+                    address_space::gib(limit)
+                )));
+            }
+        }
+    }
+}
+
+/// The process's address space: its limit and what it has reserved (Linux).
+mod address_space {
+    /// The soft limit of the address space this process may reserve (`RLIMIT_AS`), in bytes;
+    /// `None` when unlimited.
+    pub(super) fn limit() -> Option<u64> {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` writes the limit into the struct it is given, nothing else.
+        let read = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0;
+        (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    }
+
+    /// The address space this process has reserved now (`VmSize`), in bytes; `None` where
+    /// `/proc/self/status` does not say.
+    pub(super) fn reserved() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("VmSize:"))?;
+        let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// `bytes` in GiB, for people.
+    pub(super) fn gib(bytes: u64) -> String {
+        format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+    }
+}
+
 impl Runtime {
     /// Sets up the engine, the linker and the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
@@ -119,21 +223,12 @@ impl Runtime {
         if perf_map_wanted() {
             wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        if config.pooling {
-            let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(config.max_instances)
-                .total_core_instances(config.max_instances.saturating_mul(4))
-                .total_memories(config.max_instances.saturating_mul(2))
-                .total_tables(config.max_instances.saturating_mul(2))
-                .total_stacks(config.max_instances)
-                .max_memory_size(usize::try_from(MAX_MEMORY_MIB << 20).unwrap_or(usize::MAX))
-                .pagemap_scan(Enabled::Auto)
-                .linear_memory_keep_resident(16 << 20)
-                .async_stack_keep_resident(512 << 10)
-                .table_keep_resident(1 << 20);
-            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let (engine, max_instances) = if config.pooling {
+            pooled_engine(&mut wasm, config.max_instances, config.fit_to_address_space)?
+        } else {
+            let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            (engine, config.max_instances)
+        };
 
         let mut linker: Linker<RunState> = Linker::new(&engine);
         link_wasi(&mut linker).map_err(|e| RuntimeError::Link(e.to_string()))?;
@@ -159,7 +254,7 @@ impl Runtime {
         let cache = config.cache_dir.map(|dir| CompileCache::new(dir, &engine));
         Ok(Runtime {
             engine,
-            slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            slots: Arc::new(Semaphore::new(max_instances as usize)),
             linker,
             cache,
             capabilities: Arc::new(config.capabilities),
