@@ -26,6 +26,8 @@
 //! max_connections = 10000       # served at once (default: 3/4 of the open files allowed)
 //! http2 = true                  # HTTP/2 beside HTTP/1.1 (false: HTTP/1.1 only)
 //! http2_max_streams = 200       # requests under way at once on one HTTP/2 connection
+//! http2_keepalive_ms = 20000    # an HTTP/2 connection is pinged this often, and closed when a
+//!                               # ping is not answered within as long (0: no pings)
 //! tls_cert = "cert.pem"         # HTTPS with this certificate chain (PEM; relative to this file)
 //! tls_key = "key.pem"           # and its key; both files are read again when they change
 //!
@@ -119,6 +121,10 @@ pub struct RuntimeSection {
 /// http2_max_streams` says (hyper's default; nginx allows 128).
 pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 200;
 
+/// How often an HTTP/2 connection is pinged unless `[server] http2_keepalive_ms` says, in ms
+/// (hyper's own timeout for an answer).
+pub const DEFAULT_HTTP2_KEEPALIVE_MS: u64 = 20_000;
+
 /// Settings of the HTTP server (`whenever serve`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -159,6 +165,11 @@ pub struct ServerSection {
     /// `SETTINGS_MAX_CONCURRENT_STREAMS`): with `max_connections`, what bounds the requests
     /// served at once, as one HTTP/2 client could otherwise start hundreds on one connection.
     pub http2_max_streams: std::num::NonZeroU32,
+    /// How often an HTTP/2 connection is pinged, and how long its client has to answer before
+    /// the connection is closed, in ms (0: no pings): a client gone without closing (a machine
+    /// switched off, a NAT that forgot the connection) is found during a long answer, such as a
+    /// long poll, instead of when the answer is written.
+    pub http2_keepalive_ms: u64,
     /// The certificate chain (PEM, the server's own first) to answer HTTPS with; with
     /// `tls_key`, the API speaks HTTPS only. A relative path is relative to the config file.
     pub tls_cert: Option<PathBuf>,
@@ -254,6 +265,7 @@ impl Default for ServerSection {
             max_connections: None,
             http2: true,
             http2_max_streams: std::num::NonZeroU32::MIN.saturating_add(DEFAULT_HTTP2_MAX_STREAMS - 1),
+            http2_keepalive_ms: DEFAULT_HTTP2_KEEPALIVE_MS,
             tls_cert: None,
             tls_key: None,
             tokens: Default::default(),
@@ -725,9 +737,13 @@ mod tests {
         let server = ServerSection::default();
         assert!(server.http2);
         assert_eq!(server.http2_max_streams.get(), DEFAULT_HTTP2_MAX_STREAMS);
-        let (_dir, path) = write("[server]\nhttp2 = false\nhttp2_max_streams = 16\n");
+        assert_eq!(server.http2_keepalive_ms, DEFAULT_HTTP2_KEEPALIVE_MS);
+        let (_dir, path) = write("[server]\nhttp2 = false\nhttp2_max_streams = 16\nhttp2_keepalive_ms = 0\n");
         let server = Config::load(&path).expect("valid").server;
-        assert_eq!((server.http2, server.http2_max_streams.get()), (false, 16));
+        assert_eq!(
+            (server.http2, server.http2_max_streams.get(), server.http2_keepalive_ms),
+            (false, 16, 0)
+        );
         let (_dir, path) = write("[server]\nhttp2_max_streams = 0\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(

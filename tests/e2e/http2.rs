@@ -1,8 +1,9 @@
 //! HTTP/2 beside HTTP/1.1 on the API's one port: a client that opens with HTTP/2's preface (h2c
 //! with prior knowledge) is served the same API, bad input included, many requests over one
 //! connection; an HTTP/2 connection that asks nothing is closed after the header timeout, as an
-//! HTTP/1.1 one is, while a long answer keeps it open; and one that breaks the protocol gets a
-//! GOAWAY naming its error, while the server serves on.
+//! HTTP/1.1 one is, while a long answer keeps it open; one whose client answers no ping is
+//! closed; and one that breaks the protocol gets a GOAWAY naming its error, while the server
+//! serves on.
 
 use std::time::Duration;
 
@@ -140,20 +141,82 @@ async fn http2_connections_that_ask_nothing_are_closed_and_long_answers_keep_the
     server.stop().await;
 }
 
-/// The error code of the first GOAWAY frame among HTTP/2 frames `read` from a server (after any
-/// frames before it), if there is one.
-fn goaway_error(read: &[u8]) -> Option<u32> {
+/// The whole HTTP/2 frames in `read` from a server: each one's type, flags and payload.
+fn frames(read: &[u8]) -> Vec<(u8, u8, &[u8])> {
+    let mut frames = Vec::new();
     let mut rest = read;
     while rest.len() >= 9 {
         let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
-        let (kind, payload) = (rest[3], rest.get(9..9 + length)?);
-        if kind == 0x7 {
-            // Last stream id (4 bytes), then the error code.
-            return Some(u32::from_be_bytes(payload.get(4..8)?.try_into().ok()?));
-        }
+        let Some(payload) = rest.get(9..9 + length) else {
+            break;
+        };
+        frames.push((rest[3], rest[4], payload));
         rest = &rest[9 + length..];
     }
-    None
+    frames
+}
+
+/// The error code of the first GOAWAY frame among HTTP/2 frames `read` from a server (after any
+/// frames before it), if there is one.
+fn goaway_error(read: &[u8]) -> Option<u32> {
+    const GOAWAY: u8 = 0x7;
+    let (_, _, payload) = frames(read).into_iter().find(|(kind, _, _)| *kind == GOAWAY)?;
+    // Last stream id (4 bytes), then the error code.
+    Some(u32::from_be_bytes(payload.get(4..8)?.try_into().ok()?))
+}
+
+/// A client gone without closing its connection (a machine switched off, a NAT that forgot the
+/// connection) answers no ping: the server pings every `http2_keepalive_ms` and closes the
+/// connection when a ping is not answered within as long. A client that answers (hyper's does,
+/// as every HTTP/2 client must) keeps its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_answers_no_ping_is_closed_and_one_that_answers_keeps_its_connection() {
+    const PING: u8 = 0x6;
+    const ACK: u8 = 0x1;
+    let keepalive = Duration::from_millis(300);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = ApiOptions {
+        http2: Http2 {
+            keepalive: Some(keepalive),
+            ..Http2::default()
+        },
+        ..options()
+    };
+    let server = start(&db_in(&dir), &[], options).await;
+
+    // Opened, then silent: no ping answered (nor the server's SETTINGS). Closed long before the
+    // 30 s an idle connection is given.
+    let mut silent = opened_in_http2(&server).await;
+    let started = std::time::Instant::now();
+    let read = read_until_closed(&mut silent, Duration::from_secs(10))
+        .await
+        .expect("closed within 10 s");
+    let pings: Vec<_> = frames(&read)
+        .into_iter()
+        .filter(|(kind, flags, _)| *kind == PING && flags & ACK == 0)
+        .collect();
+    assert!(!pings.is_empty(), "pinged before being closed: {read:?}");
+    assert!(started.elapsed() >= keepalive, "not before a ping went unanswered");
+
+    // hyper's client answers pings: its connection, left idle four times as long, still serves.
+    let tcp = tokio::net::TcpStream::connect(server.address())
+        .await
+        .expect("connected");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    tokio::time::sleep(keepalive * 4).await;
+    let healthz = hyper::Request::get(format!("{}/healthz", server.base()))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let answered = sender
+        .send_request(healthz)
+        .await
+        .expect("answered on the same connection");
+    assert_eq!(answered.status().as_u16(), 200);
+    assert!(!connection.is_finished());
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,6 +165,8 @@ impl ApiOptions {
             http2: connections::Http2 {
                 enabled: config.server.http2,
                 max_streams: config.server.http2_max_streams.get(),
+                keepalive: (config.server.http2_keepalive_ms > 0)
+                    .then(|| std::time::Duration::from_millis(config.server.http2_keepalive_ms)),
             },
         })
     }

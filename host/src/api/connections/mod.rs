@@ -97,6 +97,9 @@ pub struct Http2 {
     pub enabled: bool,
     /// The connection's `SETTINGS_MAX_CONCURRENT_STREAMS`.
     pub max_streams: u32,
+    /// How often the connection is pinged, and how long the client has to answer before it is
+    /// closed (`None`: no pings).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for Http2 {
@@ -104,6 +107,7 @@ impl Default for Http2 {
         Http2 {
             enabled: true,
             max_streams: crate::config::DEFAULT_HTTP2_MAX_STREAMS,
+            keepalive: Some(Duration::from_millis(crate::config::DEFAULT_HTTP2_KEEPALIVE_MS)),
         }
     }
 }
@@ -201,7 +205,11 @@ impl Protocols {
             let mut http2 = http2::Builder::new(TokioExecutor::new());
             http2
                 .timer(TokioTimer::new())
-                .max_concurrent_streams(settings.max_streams);
+                .max_concurrent_streams(settings.max_streams)
+                .keep_alive_interval(settings.keepalive);
+            if let Some(keepalive) = settings.keepalive {
+                http2.keep_alive_timeout(keepalive);
+            }
             http2
         });
         Protocols {
