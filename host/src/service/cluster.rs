@@ -407,9 +407,9 @@ async fn listen(service: Weak<Inner>, cluster: Arc<Cluster>, mut events: broadca
         };
         if steps_changed {
             let Some(inner) = service.upgrade() else { return };
-            if let Err(e) = (Service { inner }).reload_steps().await {
-                eprintln!("whenever serve: cannot reload the steps: {e}");
-            }
+            // Reloaded only if the store serves others than those loaded: the store announces a
+            // possible change when it starts listening, too.
+            (Service { inner }).sync_steps(&cluster).await;
         } else {
             cluster.wake();
         }

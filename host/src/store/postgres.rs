@@ -509,11 +509,11 @@ async fn listen(
                 });
                 let quoted = channel.replace('"', "\"\"");
                 if client.batch_execute(&format!("LISTEN \"{quoted}\"")).await.is_ok() {
-                    // Whatever happened while not listening is picked up now.
-                    if !first {
-                        let _ = events.send(StoreEvent::StepsChanged);
-                        let _ = events.send(StoreEvent::TasksAvailable);
-                    }
+                    // Whatever happened while not listening is picked up now: after a dropped
+                    // connection, and at first too, as the host loaded its steps before this
+                    // LISTEN (a deploy through another host in between was notified to no one).
+                    let _ = events.send(StoreEvent::StepsChanged);
+                    let _ = events.send(StoreEvent::TasksAvailable);
                     let mut forward = forward;
                     loop {
                         tokio::select! {
@@ -1386,19 +1386,18 @@ pub(crate) mod tests {
         let a = PostgresStore::connect(schema.url()).await.expect("connects");
         let b = PostgresStore::connect(schema.url()).await.expect("connects");
         let mut events = b.events().expect("shared");
-        // The listener needs a moment to LISTEN; send until it hears.
-        let heard = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                a.create_task(&Task::new(serde_json::json!({}))).await.expect("created");
-                match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
-                    Ok(Ok(event)) => return event,
-                    _ => continue,
-                }
-            }
-        })
-        .await
-        .expect("a notification arrives");
-        assert_eq!(heard, StoreEvent::TasksAvailable);
+        // Once it listens, what may have changed before is announced: steps, then tasks.
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .expect("an event in time")
+                .expect("an event")
+        };
+        assert_eq!(next().await, StoreEvent::StepsChanged);
+        assert_eq!(next().await, StoreEvent::TasksAvailable);
+        // Then what another host does is heard.
+        a.create_task(&Task::new(serde_json::json!({}))).await.expect("created");
+        assert_eq!(next().await, StoreEvent::TasksAvailable);
         let version = StepVersion {
             name: "s".into(),
             version: "v1".into(),
