@@ -16,7 +16,8 @@ use tokio_rustls::TlsAcceptor;
 use whenever_connectors::ErrorKind;
 
 use crate::support::{
-    SLOW, TempFile, assert_no_secret, call, mutual_tls, private_ca, registry, try_registry, until_tls_files_are_checked,
+    SLOW, TempFile, assert_no_secret, call, client_pair_settings, mutual_tls, private_ca, registry, try_registry,
+    until_tls_files_are_checked,
 };
 
 const PASSWORD: &str = "smtp-Pa55word-Secret";
@@ -592,10 +593,9 @@ async fn smtp_starttls_shows_the_connectors_certificate_and_follows_its_renewal(
         "{e:?}"
     );
     let with_pair = format!(
-        "{}client_cert = {:?}\nclient_key = {:?}\n",
+        "{}{}",
         starttls_config(port, Some(&ca.0)),
-        cert.0.display().to_string(),
-        key.0.display().to_string()
+        client_pair_settings(&cert, &key)
     );
     let reg = registry(&with_pair, ENV);
     let e = send(&reg, "k-2")

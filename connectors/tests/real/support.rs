@@ -310,6 +310,15 @@ impl Drop for TempFile {
     }
 }
 
+/// The `client_cert` and `client_key` settings naming `cert` and `key`, a line each.
+pub fn client_pair_settings(cert: &TempFile, key: &TempFile) -> String {
+    format!(
+        "client_cert = {:?}\nclient_key = {:?}\n",
+        cert.0.display().to_string(),
+        key.0.display().to_string()
+    )
+}
+
 /// Waits until a connector looks at its TLS files again at its next call.
 pub async fn until_tls_files_are_checked() {
     tokio::time::sleep(whenever_connectors::tls_files::TLS_FILES_CHECK + Duration::from_millis(100)).await;

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use whenever_connectors::ErrorKind;
 
 use crate::support::{
-    TempFile, TlsServer, call, mutual_tls, private_ca, registry, serve_tls, try_registry, until_tls_files_are_checked,
+    TempFile, TlsServer, call, client_pair_settings, mutual_tls, private_ca, registry, serve_tls, try_registry,
+    until_tls_files_are_checked,
 };
 
 const TOKEN: &str = "loyalty-token-SecretValue-31";
@@ -140,10 +141,9 @@ async fn a_renewed_client_certificate_is_shown_from_the_next_call() {
     let cert = TempFile::new("renewed-client.pem", &old_cert);
     let key = TempFile::new("renewed-client-key.pem", &old_key);
     let config = format!(
-        "{}client_cert = {:?}\nclient_key = {:?}\n",
+        "{}{}",
         loyalty_config(&server.url, Some(&ca.0)),
-        cert.0.display().to_string(),
-        key.0.display().to_string()
+        client_pair_settings(&cert, &key)
     );
     let reg = registry(&config, ENV);
     let r = call(&reg, "loyaltyPoints", "award", json!({"points": 1}), "order-1/award/0").await;
@@ -193,12 +193,7 @@ fn every_http_kind_takes_its_tls_files_and_names_a_bad_ca_file() {
             )
         };
         let env = &[("KEY", "k-123")];
-        let with_identity = format!(
-            "{}client_cert = {:?}\nclient_key = {:?}\n",
-            config(&good.0),
-            cert.0.display().to_string(),
-            key.0.display().to_string()
-        );
+        let with_identity = format!("{}{}", config(&good.0), client_pair_settings(&cert, &key));
         assert!(
             try_registry(&with_identity, env).is_ok(),
             "{name} takes a `ca_file`, `client_cert` and `client_key`"
@@ -223,10 +218,9 @@ async fn a_service_that_asks_for_a_client_certificate_gets_the_connectors_own() 
     let cert = TempFile::new("mtls-client.pem", &client_cert);
     let key = TempFile::new("mtls-client-key.pem", &client_key);
     let with_identity = format!(
-        "{}client_cert = {:?}\nclient_key = {:?}\n",
+        "{}{}",
         loyalty_config(&server.url, Some(&ca.0)),
-        cert.0.display().to_string(),
-        key.0.display().to_string()
+        client_pair_settings(&cert, &key)
     );
     let reg = registry(&with_identity, ENV);
     let r = call(&reg, "loyaltyPoints", "award", json!({"points": 5}), "order-1/award/0").await;
@@ -261,18 +255,13 @@ fn a_client_certificate_needs_its_key_and_both_must_load() {
     let config = |extra: String| format!("{}{extra}", loyalty_config("https://loyalty.example", None));
     let path = |file: &TempFile| format!("{:?}", file.0.display().to_string());
     let refused = |extra: String| try_registry(&config(extra), ENV).expect_err("refused").message;
-    let both = format!("client_cert = {}\nclient_key = {}\n", path(&cert), path(&key));
-    assert!(try_registry(&config(both), ENV).is_ok());
+    assert!(try_registry(&config(client_pair_settings(&cert, &key)), ENV).is_ok());
     let message = refused(format!("client_cert = {}\n", path(&cert)));
     assert!(message.contains("`client_cert` needs `client_key`"), "{message}");
     let message = refused(format!("client_key = {}\n", path(&key)));
     assert!(message.contains("`client_key` needs `client_cert`"), "{message}");
     // A certificate where the key should be: named, both files shown.
-    let message = refused(format!(
-        "client_cert = {}\nclient_key = {}\n",
-        path(&cert),
-        path(&not_a_key)
-    ));
+    let message = refused(client_pair_settings(&cert, &not_a_key));
     assert!(
         message.contains("are not a PEM certificate and its private key")
             && message.contains(&not_a_key.0.display().to_string()),
