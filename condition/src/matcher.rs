@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::Mismatch;
 use crate::pattern::{Bound, Node, Op};
-use crate::value::{NULL, cmp_numbers, describe, describe_found, json_eq};
+use crate::value::{NULL, cmp_numbers, describe, describe_found, field, json_eq};
 
 impl Node {
     /// Whether `v` (`None` when the field is missing) matches this pattern.
@@ -28,11 +28,11 @@ impl Node {
                     fields
                         .iter()
                         .filter(|(_, p)| p.is_guard())
-                        .all(|(k, p)| p.matches(map.get(k)))
+                        .all(|(k, p)| p.matches(field(map, k)))
                         && fields
                             .iter()
                             .filter(|(_, p)| !p.is_guard())
-                            .all(|(k, p)| p.matches(map.get(k)))
+                            .all(|(k, p)| p.matches(field(map, k)))
                 }
                 _ => false,
             },
@@ -79,7 +79,7 @@ impl Node {
                 Some(Value::Object(map)) => {
                     for (key, pattern) in fields {
                         path.push(key);
-                        pattern.explain(map.get(key), path)?;
+                        pattern.explain(field(map, key), path)?;
                         path.pop();
                     }
                     Ok(())

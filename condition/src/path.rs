@@ -21,7 +21,7 @@ impl Path {
     pub fn lookup<'a>(&self, data: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
         self.0
             .iter()
-            .try_fold(data, |v, key| v.as_object().and_then(|m| m.get(key)))
+            .try_fold(data, |v, key| v.as_object().and_then(|m| crate::value::field(m, key)))
     }
 }
 

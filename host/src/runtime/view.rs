@@ -166,7 +166,7 @@ impl Serialize for Within<'_> {
             (Holds::Keys(keys), Value::Object(map)) => {
                 let mut object = serializer.serialize_map(None)?;
                 for (key, holds) in keys {
-                    if let Some(data) = map.get(key) {
+                    if let Some(data) = whenever_condition::field(map, key) {
                         object.serialize_entry(key, &Within { data, holds })?;
                     }
                 }
