@@ -40,7 +40,7 @@ use serde_json::Value;
 pub use error::{Mismatch, PatternError};
 pub use path::Path;
 pub use projection::Projection;
-pub use value::field;
+pub use value::{field, field_mut};
 
 /// A parsed, validated condition: the typed pattern tree (regexes compiled),
 /// its leaf paths, and the original JSON.

@@ -29,6 +29,17 @@ pub fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     }
 }
 
+/// The value of `key` in `map`, to change, as `map.get_mut(key)` gives it (searched as
+/// [`field`] searches).
+#[inline]
+pub fn field_mut<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Value> {
+    if map.len() <= SCANNED_UP_TO {
+        map.iter_mut().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        map.get_mut(key)
+    }
+}
+
 /// Compares two JSON numbers by their mathematical value, exactly: integers
 /// beyond 2^53 are not rounded through `f64`.
 pub(crate) fn cmp_numbers(a: &Number, b: &Number) -> Ordering {
@@ -142,11 +153,30 @@ mod tests {
     #[test]
     fn field_finds_what_get_finds() {
         // Around the size where the search changes, keys of one length and of several.
-        for len in [0, 1, SCANNED_UP_TO - 1, SCANNED_UP_TO, SCANNED_UP_TO + 1, 3 * SCANNED_UP_TO] {
+        for len in [
+            0,
+            1,
+            SCANNED_UP_TO - 1,
+            SCANNED_UP_TO,
+            SCANNED_UP_TO + 1,
+            3 * SCANNED_UP_TO,
+        ] {
             let map: Map<String, Value> = (0..len).map(|i| (format!("k{i:03}"), json!(i))).collect();
             let mixed: Map<String, Value> = (0..len).map(|i| ("x".repeat(i + 1), json!(i))).collect();
-            for key in (0..len + 2).map(|i| format!("k{i:03}")).chain(["".into(), "k".into(), "xx".into()]) {
+            for key in (0..len + 2)
+                .map(|i| format!("k{i:03}"))
+                .chain(["".into(), "k".into(), "xx".into()])
+            {
                 assert_eq!(field(&map, &key), map.get(&key), "{len} keys, {key}");
+                let mut changed = map.clone();
+                if let Some(value) = field_mut(&mut changed, &key) {
+                    *value = json!("changed");
+                }
+                let mut expected = map.clone();
+                if let Some(value) = expected.get_mut(&key) {
+                    *value = json!("changed");
+                }
+                assert_eq!(changed, expected, "{len} keys, {key}");
                 assert_eq!(field(&mixed, &key), mixed.get(&key), "{len} keys, {key}");
             }
             for i in 0..len + 2 {

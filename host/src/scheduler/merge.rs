@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use whenever_condition::{field, field_mut};
 
 /// One change a run made: set a value at a path, or remove it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +78,7 @@ pub(super) fn diff_into(before: &Value, after: &Value, path: &mut String, change
             for (key, old) in b {
                 let new = match same_place.next() {
                     Some((k, v)) if k == key => Some(v),
-                    _ => a.get(key),
+                    _ => field(a, key),
                 };
                 match new {
                     None => changes.push(Change::Remove { path: child(path, key) }),
@@ -93,7 +94,7 @@ pub(super) fn diff_into(before: &Value, after: &Value, path: &mut String, change
             // Every key of `after` that is not one of the `kept` ones is new.
             if kept < a.len() {
                 for (key, new) in a {
-                    if !b.contains_key(key) {
+                    if field(b, key).is_none() {
                         changes.push(Change::Set {
                             path: child(path, key),
                             value: new.clone(),
@@ -205,7 +206,15 @@ fn set(data: &mut Value, segments: &[Cow<'_, str>], value: Value) -> bool {
                     *other = Value::Object(Map::new());
                 }
                 match other {
-                    Value::Object(map) => map.entry(segment.as_ref()).or_insert(Value::Null),
+                    Value::Object(map) => {
+                        if field(map, segment).is_none() {
+                            map.insert(segment.to_string(), Value::Null);
+                        }
+                        match field_mut(map, segment) {
+                            Some(next) => next,
+                            None => return false,
+                        }
+                    }
                     _ => return false,
                 }
             }
@@ -225,7 +234,7 @@ fn set(data: &mut Value, segments: &[Cow<'_, str>], value: Value) -> bool {
             }
             if let Value::Object(map) = other {
                 // Most changes set a key that is there: replace its value without a new key.
-                match map.get_mut(last.as_ref()) {
+                match field_mut(map, last) {
                     Some(slot) => *slot = value,
                     None => {
                         map.insert(last.to_string(), value);
@@ -244,7 +253,7 @@ fn remove(data: &mut Value, segments: &[Cow<'_, str>]) {
     let mut here = data;
     for segment in parents {
         let next = match here {
-            Value::Object(map) => map.get_mut(segment.as_ref()),
+            Value::Object(map) => field_mut(map, segment),
             Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
             _ => None,
         };
