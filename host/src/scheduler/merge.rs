@@ -72,7 +72,7 @@ pub(super) fn diff_into(before: &Value, after: &Value, path: &mut String, change
     match (before, after) {
         (Value::Object(b), Value::Object(a)) => {
             // A step usually hands back its objects with the keys in the order it got them, so
-            // each key is first looked for at its own position; hashing only when that misses.
+            // each key is first looked for at its own position, and looked up only when that misses.
             let mut kept = 0;
             let mut same_place = a.iter();
             for (key, old) in b {
