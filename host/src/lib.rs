@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo;
+mod file_stamp;
 pub mod histogram;
 mod host;
 pub mod request_key;

@@ -10,18 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::Service;
 use super::steps::read_source;
+use crate::file_stamp::{FileStamp, file_stamp};
 
-/// What a step's files looked like at one poll: size and modification time of both.
-type Signature = (Option<(u64, SystemTime)>, Option<(u64, SystemTime)>);
-
-fn stat(path: &Path) -> Option<(u64, SystemTime)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.len(), meta.modified().ok()?))
-}
+/// What a step's files looked like at one poll: the stamps of the component and its manifest.
+type Signature = (Option<FileStamp>, Option<FileStamp>);
 
 /// The `NAME.wasm` files of the folders, with their signatures.
 fn scan(dirs: &[PathBuf]) -> BTreeMap<PathBuf, Signature> {
@@ -30,7 +26,7 @@ fn scan(dirs: &[PathBuf]) -> BTreeMap<PathBuf, Signature> {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for path in entries.filter_map(Result::ok).map(|e| e.path()) {
             if path.extension().is_some_and(|ext| ext == "wasm") {
-                let signature = (stat(&path), stat(&path.with_extension("toml")));
+                let signature = (file_stamp(&path), file_stamp(&path.with_extension("toml")));
                 found.insert(path, signature);
             }
         }
@@ -148,7 +144,7 @@ mod tests {
     use super::*;
 
     fn sig(n: u64) -> Signature {
-        (Some((n, SystemTime::UNIX_EPOCH)), None)
+        (Some((std::time::SystemTime::UNIX_EPOCH, n)), None)
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rustls::crypto::CryptoProvider;
@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::file_stamp::{FileStamp, file_stamp};
 use crate::service::Metrics;
 
 pub mod validity;
@@ -189,14 +190,9 @@ impl Tls {
         }
     }
 
-    /// What tells a change of the files: each one's modification time and length (`None` while
-    /// it cannot be read).
-    fn stamps(&self) -> [Option<(SystemTime, u64)>; 2] {
-        [&self.cert, &self.key].map(|path| {
-            std::fs::metadata(path)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
+    /// What tells a change of the files: each one's stamp.
+    fn stamps(&self) -> [Option<FileStamp>; 2] {
+        [&self.cert, &self.key].map(|path| file_stamp(path))
     }
 }
 
