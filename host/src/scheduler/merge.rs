@@ -125,7 +125,9 @@ pub(super) fn diff_into(before: &Value, after: &Value, path: &mut String, change
 /// Appends `key` to the JSON Pointer `path`, escaped.
 pub(super) fn push_segment(path: &mut String, key: &str) {
     path.push('/');
-    if !key.contains(['~', '/']) {
+    // Bytes, not chars: both are ASCII, and a char pattern decodes every character of every key
+    // the diff walks.
+    if !key.bytes().any(|b| b == b'~' || b == b'/') {
         path.push_str(key);
         return;
     }
