@@ -110,9 +110,8 @@ fn is_tls_failure(error: &lettre::transport::smtp::Error) -> bool {
 pub struct SmtpMailer {
     /// Built again when its TLS files change ([`crate::tls_files`]).
     transport: Following<AsyncSmtpTransport<Tokio1Executor>>,
-    host: String,
-    port: u16,
-    tls: &'static str,
+    /// The server and how the transport reaches it (shared with the transport's builder).
+    server: Arc<Transport>,
     auth: &'static str,
     secret: Option<Secret>,
     default_from: Option<Mailbox>,
@@ -124,9 +123,9 @@ pub struct SmtpMailer {
 impl fmt::Debug for SmtpMailer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpMailer")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("tls", &self.tls)
+            .field("host", &self.server.host)
+            .field("port", &self.server.port)
+            .field("tls", &self.server.tls)
             .field("auth", &self.auth)
             .field("secret", &self.secret)
             .field("from", &self.default_from.as_ref().map(ToString::to_string))
@@ -274,20 +273,19 @@ impl SmtpMailer {
                 Some((Credentials::new(user, secret.expose().to_string()), mechanism))
             }
         };
-        let transport = Transport {
-            host: host.clone(),
+        let server = Arc::new(Transport {
+            host,
             port,
             tls,
             timeout: options.timeout,
             hello_name: s.opt_str("hello_name")?.map(str::to_string),
             credentials,
-        };
-        let transport = Following::new(NAME, files, move |files: &TlsFiles| transport.build(files))?;
+        });
+        let builds = server.clone();
+        let transport = Following::new(NAME, files, move |files: &TlsFiles| builds.build(files))?;
         Ok(SmtpMailer {
             transport,
-            host,
-            port,
-            tls,
+            server,
             auth,
             secret,
             default_from,
@@ -362,7 +360,7 @@ impl SmtpMailer {
                     .unwrap_or_default();
                 return Err(ConnectorError::failed(self.redact(&format!(
                     "{NAME}: {}:{}: {refused}{server_text}",
-                    self.host, self.port
+                    self.server.host, self.server.port
                 ))));
             }
             let connect_failed = !(error.is_response() || error.is_transient() || error.is_transport_shutdown())
@@ -372,7 +370,10 @@ impl SmtpMailer {
                 let what = if error.is_transient() {
                     format!("{NAME}: the server refused for now: {server_text}")
                 } else {
-                    format!("{NAME}: cannot reach {}:{}: {server_text}", self.host, self.port)
+                    format!(
+                        "{NAME}: cannot reach {}:{}: {server_text}",
+                        self.server.host, self.server.port
+                    )
                 };
                 return Err(ConnectorError::unavailable(self.redact(&what)));
             }
@@ -394,8 +395,8 @@ impl SmtpMailer {
     fn timed_out(&self) -> ConnectorError {
         ConnectorError::timeout(format!(
             "{NAME}: {}:{} did not answer within {} ms",
-            self.host,
-            self.port,
+            self.server.host,
+            self.server.port,
             self.options.timeout.as_millis()
         ))
     }
