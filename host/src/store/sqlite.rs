@@ -317,7 +317,21 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection, S
     ))
     // The first read of the file: where one that is not a database (or not ours) shows.
     .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    // Room for every statement a connection runs (the writer's are about a dozen, with BEGIN and
+    // COMMIT): an evicted statement is parsed again the next time.
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
     Ok(conn)
+}
+
+/// How many prepared statements a connection keeps: more than any connection runs.
+const STATEMENTS_CACHED: usize = 64;
+
+/// Runs `sql`, a statement with no parameters and no rows (`BEGIN IMMEDIATE`, `COMMIT`), from the
+/// connection's statement cache: the writer runs them at every group commit, and parsing them
+/// each time through `execute_batch` cost about 25,000 instructions per RetailMax order with one
+/// client.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -452,7 +466,7 @@ fn writer_loop(
             Ok(job) => job,
             Err(_) => return,
         };
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             let _ = first.reply.send((Err(backend(e)), None));
             continue;
         }
@@ -482,7 +496,7 @@ fn writer_loop(
             }
         };
         if let Some((reply, error)) = failed {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = run_cached(&conn, "ROLLBACK");
             stats.failed();
             let together = failed_like(
                 &error,
@@ -508,7 +522,7 @@ fn writer_loop(
             insert_calls(&conn, open)
         };
         if let Err(error) = inserted {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = run_cached(&conn, "ROLLBACK");
             stats.failed();
             calls.restore(journal);
             let message = format!("rolled back: the connector journal could not be written: {error}");
@@ -516,9 +530,9 @@ fn writer_loop(
             continue;
         }
         let committing = Instant::now();
-        let committed = conn.execute_batch("COMMIT");
+        let committed = run_cached(&conn, "COMMIT");
         if let Err(e) = committed {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = run_cached(&conn, "ROLLBACK");
             stats.failed();
             calls.restore(journal);
             let message = format!("commit failed: {e}");

@@ -25,8 +25,17 @@ pub mod data;
 pub mod log;
 pub mod task;
 
+#[cfg_attr(not(all(target_arch = "wasm32", feature = "allocator")), allow(dead_code))]
+mod allocator;
 mod error;
 mod text;
+
+/// The step's allocator (`allocator.rs`): cheaper per block than wasi-libc's dlmalloc, for
+/// instances that live one call. A step with an allocator of its own turns the SDK's
+/// `allocator` feature off.
+#[cfg(all(target_arch = "wasm32", feature = "allocator"))]
+#[global_allocator]
+static ALLOCATOR: allocator::StepAllocator = allocator::StepAllocator::new();
 
 pub use error::StepError;
 pub use serde_json::{self, Value, json};
