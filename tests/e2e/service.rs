@@ -1318,8 +1318,10 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
     let journaled = whenever::runtime::ConnectorCallRecord {
         connector: "stripe".into(),
         method: "charge".into(),
-        args: json!({"amount": 100, "currency": "usd", "source": "tok_visa"}),
-        result: Ok(json!({"success": true, "transactionId": "txn_journaled"})),
+        args: whenever::runtime::JsonText::of(&json!({"amount": 100, "currency": "usd", "source": "tok_visa"})),
+        result: Ok(whenever::runtime::JsonText::of(
+            &json!({"success": true, "transactionId": "txn_journaled"}),
+        )),
         idempotency_key: format!("{}:charger:1:1", crashed.id),
         duration_us: 5,
         replayed: false,

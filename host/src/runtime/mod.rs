@@ -9,6 +9,7 @@ mod cache;
 mod engine;
 mod error;
 mod grants;
+mod json_text;
 mod limits;
 mod log;
 mod manifest;
@@ -22,6 +23,7 @@ pub use error::{LoadError, RuntimeError};
 pub use grants::{
     BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, Withheld, host_matches, host_pattern_problem, url_host,
 };
+pub use json_text::JsonText;
 pub use limits::StepLimits;
 pub use log::{LogLevel, LogLine, RunLog, TRUNCATED_MARKER};
 pub use manifest::{HttpGrants, ManifestError, StepManifest};

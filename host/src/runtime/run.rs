@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use whenever_connectors::{ErrorKind, Registry};
 
+use super::json_text::JsonText;
 use super::log::LogLine;
 
 /// What a run needs besides the step: the task, its data, and the connectors.
@@ -64,10 +64,12 @@ pub struct ConnectorCallRecord {
     pub connector: String,
     /// The method called.
     pub method: String,
-    /// The arguments (as JSON when they parsed).
-    pub args: Value,
-    /// What the connector answered.
-    pub result: Result<Value, CallError>,
+    /// The arguments as the step wrote them (a JSON string holding them when they did not
+    /// parse). Kept as text: the call is written to the journal and then in its run's record,
+    /// each time by copying the text.
+    pub args: JsonText,
+    /// What the connector answered, as the step was given it.
+    pub result: Result<JsonText, CallError>,
     /// The idempotency key the call carried (task:step:run:call).
     pub idempotency_key: String,
     /// How long the call took, in microseconds.

@@ -10,6 +10,7 @@ use whenever_connectors::{CallContext, Registry};
 
 use super::bindings::whenever::step::{connectors, log, task};
 use super::grants::{Capabilities, Withheld};
+use super::json_text::JsonText;
 use super::limits::MemoryLimiter;
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
@@ -173,19 +174,24 @@ impl connectors::Host for RunState {
                         step: ctx.step.clone(),
                         idempotency_key: key.clone(),
                     };
-                    ctx.connectors.call(&connector, &method, args, &call).await
+                    let answer = ctx.connectors.call(&connector, &method, args, &call).await;
+                    answer.map(|value| JsonText::of(&value))
                 }
             }
         };
-        // What the step gets back, made before the result moves into the record (no copy of it).
+        // What the step gets back: the text the record keeps.
         let reply = match &result {
-            Ok(value) => Ok(json_text(value)),
+            Ok(text) => Ok(text.get().to_owned()),
             Err(e) => Err(wit_error(e.kind, e.message.clone())),
+        };
+        let args = match args_value {
+            Ok(_) => JsonText::parsed(args),
+            Err(_) => JsonText::string(&args),
         };
         let record = ConnectorCallRecord {
             connector,
             method,
-            args: args_value.unwrap_or(Value::String(args)),
+            args,
             result: result.map_err(|e| super::run::CallError {
                 kind: e.kind,
                 message: e.message,
@@ -226,12 +232,6 @@ fn idempotency_key(task: &str, step: &str, run: u32, call: usize) -> String {
     key.push(':');
     key.push_str(digits.format(call));
     key
-}
-
-/// A value as JSON text, through serde_json's writer rather than `Display`'s formatter.
-fn json_text(value: &Value) -> String {
-    // Serializing a `Value` cannot fail (its keys are strings); the fallback is never taken.
-    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 impl task::Host for RunState {

@@ -678,13 +678,13 @@ mod tests {
         let call = |ms: u64, failed: Option<ErrorKind>, replayed: bool| ConnectorCallRecord {
             connector: "stripe".into(),
             method: "charge".into(),
-            args: serde_json::json!({}),
+            args: crate::runtime::JsonText::of(&serde_json::json!({})),
             result: match failed {
                 Some(kind) => Err(CallError {
                     kind,
                     message: "down".into(),
                 }),
-                None => Ok(serde_json::json!({"success": true})),
+                None => Ok(crate::runtime::JsonText::of(&serde_json::json!({"success": true}))),
             },
             idempotency_key: "t:pay:1:0".into(),
             duration_us: ms * 1000,

@@ -1669,8 +1669,8 @@ mod tests {
         let call = ConnectorCallRecord {
             connector: "stripe".into(),
             method: "charge".into(),
-            args: serde_json::json!({"amount": 1}),
-            result: Ok(serde_json::json!({"success": true})),
+            args: crate::runtime::JsonText::of(&serde_json::json!({"amount": 1})),
+            result: Ok(crate::runtime::JsonText::of(&serde_json::json!({"success": true}))),
             idempotency_key: "k".into(),
             duration_us: 1,
             replayed: false,

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{StepChangeKind, StepVersion, Store, StoreError, TaskQuery, TaskSave};
 use crate::request_key::RequestKey;
-use crate::runtime::{CallError, ConnectorCallRecord, StepManifest};
+use crate::runtime::{CallError, ConnectorCallRecord, JsonText, StepManifest};
 use crate::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
 
 /// Runs every check of the suite on `store` (which should be empty).
@@ -113,9 +113,9 @@ pub(crate) fn call(n: u32) -> ConnectorCallRecord {
     ConnectorCallRecord {
         connector: "stripe".into(),
         method: "charge".into(),
-        args: json!({"amount": n}),
+        args: JsonText::of(&json!({"amount": n})),
         result: if n.is_multiple_of(2) {
-            Ok(json!({"success": true, "n": n}))
+            Ok(JsonText::of(&json!({"success": true, "n": n})))
         } else {
             Err(CallError {
                 kind: whenever_connectors::ErrorKind::Unavailable,

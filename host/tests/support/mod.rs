@@ -291,7 +291,7 @@ pub fn successful_calls<'a>(
         .iter()
         .flat_map(|run| &run.connector_calls)
         .filter(|call| call.connector == connector && call.method == method)
-        .filter(|call| call.result.as_ref().is_ok_and(|r| r["success"] != json!(false)))
+        .filter(|call| call.result.as_ref().is_ok_and(|r| r.value()["success"] != json!(false)))
         .map(|call| (call.idempotency_key.as_str(), call))
         .collect()
 }
