@@ -59,6 +59,38 @@ async fn an_ungranted_connector_returns_not_granted_to_the_step() {
     assert!(host.scheduler.connectors().effects().is_empty(), "no charge happened");
 }
 
+#[tokio::test]
+async fn connector_arguments_are_kept_as_the_step_wrote_them_and_bad_ones_are_refused() {
+    let host = host_with(&[CONNECTOR_ARGS_AS_TEXT, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"passArgs": true})).await;
+    assert_status(&task, TaskStatus::Waiting);
+    let run = runs_of(&task, "connector-args-as-text")[0];
+    assert_eq!(run.connector_calls.len(), 2);
+    let (charged, not_json) = (&run.connector_calls[0], &run.connector_calls[1]);
+    // The record holds the step's own text (its spacing inside), without the whitespace around.
+    assert_eq!(
+        charged.args.get(),
+        r#"{"amount": 100,  "currency": "usd", "source": "tok_visa"}"#
+    );
+    // The step was given the very text the record holds.
+    let result = charged.result.as_ref().expect("charged");
+    assert_eq!(task.data["passed"]["charged"]["text"], json!(result.get()));
+    assert_eq!(result.value()["success"], json!(true), "{}", result.get());
+    // Arguments that are not JSON reach no connector: the step gets invalid-args, the record
+    // keeps them as a string.
+    assert_eq!(not_json.args.value(), json!("{not json"));
+    let error = not_json.result.as_ref().expect_err("refused");
+    assert_eq!(error.kind, whenever_connectors::ErrorKind::InvalidArgs);
+    assert!(error.message.contains("not JSON"), "{}", error.message);
+    let told = task.data["passed"]["notJson"]["error"].as_str().unwrap_or("");
+    assert!(told.contains("stripe.charge") && told.contains("not JSON"), "{told}");
+    assert_eq!(
+        host.scheduler.connectors().effects().count("stripe", "charge"),
+        1,
+        "one charge, for the first call"
+    );
+}
+
 /// A journal that holds every connector result for a while, so that the runs calling connectors
 /// stay suspended (holding their instances) at the same time.
 struct SlowJournal;

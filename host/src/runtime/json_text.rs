@@ -21,19 +21,22 @@ impl JsonText {
         JsonText(unsafe { RawValue::from_string_unchecked(text) })
     }
 
-    /// `text`, which `serde_json::from_str` has parsed as one value, without parsing it again;
-    /// the whitespace around it, which a `RawValue` may not hold, is trimmed.
-    pub fn parsed(text: String) -> JsonText {
+    /// `text` parsed, and kept as it was written (without the whitespace around it, which a
+    /// `RawValue` may not hold); the text back with the error when it is not JSON.
+    pub fn parse(text: String) -> Result<(Value, JsonText), (String, serde_json::Error)> {
+        let value = match serde_json::from_str(&text) {
+            Ok(value) => value,
+            Err(e) => return Err((text, e)),
+        };
         let json_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
         let text = if text.starts_with(json_space) || text.ends_with(json_space) {
             text.trim_matches(json_space).to_owned()
         } else {
             text
         };
-        debug_assert!(serde_json::from_str::<&RawValue>(&text).is_ok(), "not JSON: {text}");
-        // SAFETY: the caller parsed `text` with `serde_json::from_str`, which takes exactly one
-        // value with JSON whitespace around it, and that whitespace is trimmed above.
-        JsonText(unsafe { RawValue::from_string_unchecked(text) })
+        // SAFETY: `serde_json::from_str` took `text` as exactly one JSON value with only JSON
+        // whitespace around it, and that whitespace is trimmed above.
+        Ok((value, JsonText(unsafe { RawValue::from_string_unchecked(text) })))
     }
 
     /// `text` as a JSON string value (arguments that did not parse are kept so).
@@ -78,16 +81,24 @@ mod tests {
 
     #[test]
     fn parsed_text_keeps_its_own_form_without_the_whitespace_around_it() {
-        let text = JsonText::parsed(" \n{\"b\": 1,  \"a\": [ 2 ]}\t ".to_owned());
+        let (value, text) = JsonText::parse(" \n{\"b\": 1,  \"a\": [ 2 ]}\t ".to_owned()).expect("JSON");
         assert_eq!(text.get(), "{\"b\": 1,  \"a\": [ 2 ]}");
-        assert_eq!(text.value(), json!({"b": 1, "a": [2]}));
-        assert_eq!(JsonText::parsed("7".to_owned()).get(), "7");
+        assert_eq!(value, json!({"b": 1, "a": [2]}));
+        assert_eq!(text.value(), value);
+        assert_eq!(JsonText::parse("7".to_owned()).expect("JSON").1.get(), "7");
+    }
+
+    #[test]
+    fn a_text_that_is_not_json_comes_back_with_the_error() {
+        let (text, error) = JsonText::parse("{\"a\": 1} trailing".to_owned()).expect_err("not JSON");
+        assert_eq!(text, "{\"a\": 1} trailing");
+        assert!(error.to_string().contains("trailing characters"), "{error}");
     }
 
     #[test]
     fn a_text_that_did_not_parse_is_kept_as_a_string() {
         let text = JsonText::string("not \"json\"");
         assert_eq!(text.value(), json!("not \"json\""));
-        assert_ne!(JsonText::string("1"), JsonText::parsed("1".to_owned()));
+        assert_ne!(JsonText::string("1"), JsonText::parse("1".to_owned()).expect("JSON").1);
     }
 }

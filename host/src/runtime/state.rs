@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::Value;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use whenever_connectors::{CallContext, Registry};
@@ -137,7 +136,12 @@ impl connectors::Host for RunState {
         }
         let key = idempotency_key(&ctx.task_id, &ctx.step, ctx.run_number, number + 1);
         let started = Instant::now();
-        let args_value: Result<Value, _> = serde_json::from_str(&args);
+        // The arguments parsed for the connector, and kept as the step wrote them for the record
+        // (as a JSON string when they are not JSON).
+        let (args_value, args) = match JsonText::parse(args) {
+            Ok((value, text)) => (Ok(value), text),
+            Err((text, e)) => (Err(e), JsonText::string(&text)),
+        };
         let mut replayed = false;
         let mut called = false;
         let result = match args_value {
@@ -145,7 +149,7 @@ impl connectors::Host for RunState {
                 kind: K::InvalidArgs,
                 message: format!("the arguments to {connector}.{method} are not JSON: {e}"),
             }),
-            Ok(ref args) => {
+            Ok(ref value) => {
                 if let Err(message) = ctx
                     .capabilities
                     .check_call(&ctx.step, &ctx.manifest, &ctx.withheld, &connector)
@@ -174,7 +178,7 @@ impl connectors::Host for RunState {
                         step: ctx.step.clone(),
                         idempotency_key: key.clone(),
                     };
-                    let answer = ctx.connectors.call(&connector, &method, args, &call).await;
+                    let answer = ctx.connectors.call(&connector, &method, value, &call).await;
                     answer.map(|value| JsonText::of(&value))
                 }
             }
@@ -183,10 +187,6 @@ impl connectors::Host for RunState {
         let reply = match &result {
             Ok(text) => Ok(text.get().to_owned()),
             Err(e) => Err(wit_error(e.kind, e.message.clone())),
-        };
-        let args = match args_value {
-            Ok(_) => JsonText::parsed(args),
-            Err(_) => JsonText::string(&args),
         };
         let record = ConnectorCallRecord {
             connector,

@@ -1,0 +1,30 @@
+//! Test step: calls `stripe.charge` through the raw import with arguments written as text of its
+//! own (whitespace around them, spaces inside), then with arguments that are not JSON, and
+//! records the result text it was given and the error.
+use whenever_step_sdk::bindings::whenever::step::connectors as host;
+use whenever_step_sdk::prelude::*;
+
+/// The arguments as this step writes them: the host keeps them so, less the whitespace around.
+const ARGS: &str = " \n{\"amount\": 100,  \"currency\": \"usd\", \"source\": \"tok_visa\"}\t ";
+
+struct ConnectorArgsAsText;
+
+impl Step for ConnectorArgsAsText {
+    fn condition() -> Value {
+        condition!({ passArgs: true, passed: null })
+    }
+    fn content(data: &mut Value) -> Result<(), StepError> {
+        let charged = match host::call("stripe", "charge", ARGS) {
+            Ok(text) => json!({ "text": text }),
+            Err(e) => json!({ "error": e.message }),
+        };
+        let not_json = match host::call("stripe", "charge", "{not json") {
+            Ok(text) => json!({ "text": text }),
+            Err(e) => json!({ "error": e.message }),
+        };
+        set(data, "passed", json!({ "charged": charged, "notJson": not_json }));
+        Ok(())
+    }
+}
+
+export_step!(ConnectorArgsAsText);
