@@ -417,6 +417,37 @@ async fn a_bounced_confirmation_does_not_block_completion() {
     assert_eq!(messages[0].1, "#fulfillment-priority");
 }
 
+/// The interfaces a component imports, by name.
+fn imports_of(component: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let wasmparser::Payload::ComponentImportSection(section) = payload.expect("a valid component") {
+            for import in section {
+                names.push(import.expect("an import").name.name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// The bundled steps are `#![no_std]`: they import the host's `whenever:step` interfaces and no
+/// WASI interface, which `std` would bring into each component for the host to link at each run.
+#[test]
+fn the_bundled_steps_import_no_wasi_interface() {
+    for step in whenever_step_artifacts::RETAILMAX {
+        let imports = imports_of(step.component);
+        assert!(!imports.is_empty(), "{} imports the host's interfaces", step.name);
+        assert!(
+            imports.iter().all(|name| name.starts_with("whenever:step/")),
+            "{}: {imports:?}",
+            step.name
+        );
+    }
+    // A step that uses `std` (a test step) does import WASI: the check above can tell.
+    let with_std = std::fs::read(whenever_step_artifacts::testing::PANICS.component).expect("component");
+    assert!(imports_of(&with_std).iter().any(|name| name.starts_with("wasi:cli/")));
+}
+
 /// The bundled steps as their manifests were before they listed what they read: each is given
 /// the whole task data.
 async fn host_giving_steps_the_whole_data() -> Host {

@@ -20,6 +20,26 @@ async fn a_panic_is_reported_with_its_message() {
 }
 
 #[tokio::test]
+async fn a_panic_in_a_step_without_std_is_reported_with_its_message() {
+    // The SDK's panic handler (`no_std_support!`) logs what `std`'s hook would print to stderr.
+    let host = host_with(&[PANICS_WITHOUT_STD, WRITE_A]).await;
+    let data = json!({"panicWithoutStd": true, "reason": "out of stock"});
+    let task = run_beside_a_normal_task(&host, data.clone()).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "panics-without-std");
+    assert_eq!(error.kind, RunErrorKind::Panic);
+    assert!(
+        error
+            .message
+            .starts_with("the step panicked: this step panics without std: out of stock (at ")
+            && error.message.contains("src/lib.rs:"),
+        "{}",
+        error.message
+    );
+    assert_eq!(task.data, data, "nothing applied");
+}
+
+#[tokio::test]
 async fn invalid_json_output_is_refused() {
     let host = host_with(&[INVALID_JSON, WRITE_A]).await;
     let task = run_beside_a_normal_task(&host, json!({"invalidJson": true})).await;

@@ -714,12 +714,24 @@ fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<(),
     Ok(())
 }
 
-/// The message of a Rust panic, as the guest's panic hook printed it to stderr.
+/// The message of a Rust panic and where it happened: `std`'s panic hook prints them to stderr
+/// (`thread '<unnamed>' panicked at src/lib.rs:9:9:`, then the message); the step SDK's panic
+/// handler in a `#![no_std]` step logs them as one error line (`panicked at src/lib.rs:9:9:`, a
+/// line break and the message).
 fn panic_message(log: &RunLog) -> Option<String> {
     let (lines, _) = log.finish();
-    let at = lines
+    let Some(at) = lines
         .iter()
-        .position(|l| l.level == LogLevel::Stderr && l.message.contains("panicked at"))?;
+        .position(|l| l.level == LogLevel::Stderr && l.message.contains("panicked at"))
+    else {
+        let logged = lines
+            .iter()
+            .rev()
+            .filter(|l| l.level == LogLevel::Error)
+            .find_map(|l| l.message.strip_prefix("panicked at "))?;
+        let (location, message) = logged.split_once(":\n")?;
+        return Some(format!("{} (at {location})", message.trim()));
+    };
     let location = lines[at]
         .message
         .split("panicked at")

@@ -6,6 +6,10 @@
 //! `cryptoPaymentProcessed: null`); a declined payment is recorded like a card's (`paymentFailed`,
 //! `payment.error`, status `payment_failed`), so payment-failure-recovery tells the customer,
 //! where the seed left such an order waiting in silence.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -70,3 +74,4 @@ impl Step for CryptoPayment {
 }
 
 export_step!(CryptoPayment);
+whenever_step_sdk::no_std_support!();

@@ -4,6 +4,12 @@
 //! Fix (see the README): when the e-mail cannot be sent, the seed leaves `customerNotified`
 //! unset and the internal notification and the completion, which wait for it, never run; the
 //! failure now sets `customerNotified: false` beside the error, so it does not block the order.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::{String, ToString};
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -73,7 +79,7 @@ fn notify(data: &Value) -> Result<Option<js::Date>, String> {
 
     // `new Date()` plus `Math.ceil(baseProcessingDays + shippingDays)` days.
     let estimated_delivery =
-        js::parse_date(&task::now()).and_then(|now| js::add_days(&now, (base_processing_days + shipping_days).ceil()));
+        js::parse_date(&task::now()).and_then(|now| js::add_days(&now, js::ceil(base_processing_days + shipping_days)));
     let delivery_date = match &estimated_delivery {
         Some(date) => js::locale_date_string(date),
         None => "Invalid Date".to_string(),
@@ -143,6 +149,7 @@ fn confirmation_email(data: &Value, delivery_date: &str) -> (String, String) {
 }
 
 export_step!(CustomerNotification);
+whenever_step_sdk::no_std_support!();
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,10 @@
 //! Step 1: Customer Tier Analysis. Triggers as soon as an order with a customer arrives, in
 //! parallel with fraud detection and inventory management.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::string::ToString;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -65,3 +70,4 @@ impl Step for CustomerTierAnalysis {
 }
 
 export_step!(CustomerTierAnalysis);
+whenever_step_sdk::no_std_support!();

@@ -4,6 +4,12 @@
 //! The seed's note "Fraud threshold logic (total > 500) implemented in step content" is not
 //! implemented in its content either, and must not be put into the condition: payment waits for
 //! `fraudApproved`, so an order this step skipped would never be charged (see the README).
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -157,6 +163,7 @@ fn recommendation(risk_score: f64) -> &'static str {
 }
 
 export_step!(FraudDetection);
+whenever_step_sdk::no_std_support!();
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,12 @@
 //! time. This step sends the seed's alert to #fraud-review as soon as fraud detection asks for a
 //! manual review. The task then waits for a person to patch `order.fraudApproved: true` (payment
 //! and the rest of the order follow) or `order.fraudRejected: true` (order-rejection ends it).
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::ToString;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -66,3 +72,4 @@ impl Step for FraudReviewAlert {
 }
 
 export_step!(FraudReviewAlert);
+whenever_step_sdk::no_std_support!();

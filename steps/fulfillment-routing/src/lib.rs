@@ -5,6 +5,13 @@
 //! created `data.order.fulfillment`, a TypeError; the object is created first. And the condition
 //! does not route a VIP customer's order before vip-detection has upgraded the tier, which the
 //! strategy depends on.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -149,3 +156,4 @@ fn create_order(data: &Value, warehouse: &str, items: &[Value], strategy: &str) 
 }
 
 export_step!(FulfillmentRouting);
+whenever_step_sdk::no_std_support!();

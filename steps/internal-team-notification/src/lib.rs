@@ -5,6 +5,13 @@
 //! step, which sends it when the review is needed, not after the order is through; the condition
 //! waits for `customerNotified` to be `true` or `false` (a bounced confirmation does not block
 //! the order); a failure sets `internalTeamNotified: false` beside the error for the same reason.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -140,3 +147,4 @@ fn send(channel: &str, text: &str) -> Result<Value, String> {
 }
 
 export_step!(InternalTeamNotification);
+whenever_step_sdk::no_std_support!();

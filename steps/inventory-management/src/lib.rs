@@ -1,5 +1,10 @@
 //! Step 3: Inventory Management. Runs in parallel with fraud detection: checks every item across
 //! the warehouses, reserves what is in stock and looks up backorders for the rest.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -144,3 +149,4 @@ fn check_item(item: &mut Value, order_id: Option<&Value>) -> Result<Value, Conne
 }
 
 export_step!(InventoryManagement);
+whenever_step_sdk::no_std_support!();

@@ -8,6 +8,13 @@
 //! "payment_confirmed" or "inventory_shortage_handled" (the host records a conflict). Waiting
 //! for the payment makes the shortage handling come last, and the customer is offered shipping
 //! options only for an order that is approved and paid (a rejected order is not offered any).
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -157,3 +164,4 @@ fn backorder_email(id: &str) -> (String, String) {
 }
 
 export_step!(InventoryShortageHandling);
+whenever_step_sdk::no_std_support!();

@@ -3,6 +3,13 @@
 //!
 //! Change to the seed (see the README): the condition waits for `customerNotified` and
 //! `internalTeamNotified` to be `true` or `false`, so a failed notification does not block it.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -88,7 +95,7 @@ impl Step for OrderCompletion {
         // Set task metadata for analytics (a missing value adds no tag)
         let value_bucket = format!(
             "value_{}", // Value buckets: 0, 500, 1000, etc.
-            js::number_string((js::num(data, "order.total") / 500.0).floor() * 500.0)
+            js::number_string(js::floor(js::num(data, "order.total") / 500.0) * 500.0)
         );
         let tags: Vec<String> = [
             Some("order_processing".to_string()),
@@ -140,3 +147,4 @@ fn tag(data: &Value, path: &str) -> Option<String> {
 }
 
 export_step!(OrderCompletion);
+whenever_step_sdk::no_std_support!();

@@ -5,6 +5,14 @@
 //!
 //! It waits for `inventoryChecked: true` so that the reservations inventory management is making
 //! at the same time are known, and released, rather than left behind.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -128,3 +136,4 @@ fn rejection_email(data: &Value) -> (String, String) {
 }
 
 export_step!(OrderRejection);
+whenever_step_sdk::no_std_support!();

@@ -7,6 +7,11 @@
 //! condition carries the seed's limit, "attempts < 3", which its content never checked: a missing
 //! count or one below 3. Payment processing removes `retryRequested` on each new failure, so
 //! every failure up to the third is handled once.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -77,3 +82,4 @@ impl Step for PaymentFailureRecovery {
 }
 
 export_step!(PaymentFailureRecovery);
+whenever_step_sdk::no_std_support!();

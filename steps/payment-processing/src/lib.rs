@@ -7,6 +7,13 @@
 //! failure marks the released stock as released (`inventoryReserved: false`,
 //! `inventoryReleased: true`) and asks for a new retry request; a success after an earlier
 //! failure clears that failure and has the released stock reserved again.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 use retailmax_js as js;
 use whenever_step_sdk::prelude::*;
 
@@ -187,6 +194,7 @@ fn failed(data: &mut Value, message: &str) -> Result<(), ConnectorError> {
 }
 
 export_step!(PaymentProcessing);
+whenever_step_sdk::no_std_support!();
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,16 @@
 //! - dates: [`date`] is `new Date(x)`, [`iso_string`] is `toISOString()`,
 //!   [`locale_date_string`] is `toLocaleDateString()` (en-US, UTC), [`add_days`] is
 //!   `setDate(getDate() + n)`.
+//!
+//! `#![no_std]`, as the RetailMax steps are (the SDK's `no_std_support!` says why).
+#![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
 use whenever_step_sdk::data::{keys, remove, set};
@@ -173,8 +182,23 @@ pub fn num(data: &Value, path: &str) -> f64 {
 
 /// `Math.round(n)`: halves round up (towards +∞), unlike Rust's `f64::round`.
 pub fn round(n: f64) -> f64 {
-    let floor = n.floor();
+    let floor = floor(n);
     if n - floor >= 0.5 { floor + 1.0 } else { floor }
+}
+
+/// `Math.floor(n)`.
+pub fn floor(n: f64) -> f64 {
+    libm::floor(n)
+}
+
+/// `Math.ceil(n)`.
+pub fn ceil(n: f64) -> f64 {
+    libm::ceil(n)
+}
+
+/// `Math.trunc(n)`.
+pub fn trunc(n: f64) -> f64 {
+    libm::trunc(n)
 }
 
 /// A computed number as `JSON.stringify` writes it: integral values as integers (`20`, not
@@ -182,7 +206,7 @@ pub fn round(n: f64) -> f64 {
 pub fn to_json(n: f64) -> Value {
     if !n.is_finite() {
         Value::Null
-    } else if n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_992.0 {
+    } else if trunc(n) == n && n.abs() <= 9_007_199_254_740_992.0 {
         Value::from(n as i64)
     } else {
         Value::from(n)
@@ -218,7 +242,7 @@ pub fn assign(data: &mut Value, path: &str, value: Option<Value>) {
 pub fn date(value: Option<&Value>) -> Option<Date> {
     match value? {
         Value::Null => DateTime::from_timestamp_millis(0),
-        Value::Number(n) => DateTime::from_timestamp_millis(n.as_f64()?.trunc() as i64),
+        Value::Number(n) => DateTime::from_timestamp_millis(trunc(n.as_f64()?) as i64),
         Value::String(s) => parse_date(s),
         _ => None,
     }
@@ -266,7 +290,7 @@ pub fn add_days(date: &Date, days: f64) -> Option<Date> {
     if !days.is_finite() || days.abs() > 100_000_000.0 {
         return None;
     }
-    date.checked_add_signed(TimeDelta::days(days.trunc() as i64))
+    date.checked_add_signed(TimeDelta::days(trunc(days) as i64))
 }
 
 /// `end - start` for two dates, in milliseconds (`NaN` when either is invalid).

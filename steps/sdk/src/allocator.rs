@@ -1,5 +1,5 @@
 //! The step's memory allocator: small blocks from size classes with free lists, the rest from
-//! the system allocator (wasi-libc's dlmalloc).
+//! the system allocator (wasi-libc's dlmalloc, `malloc.rs`).
 //!
 //! A step runs in a fresh instance that is thrown away after one call, so its allocator never
 //! needs to give memory back or to fight fragmentation over time; what it does need is to be
@@ -18,9 +18,15 @@
 //! back) is an `mprotect` in the host, eight times as many as before. Hence the fine classes, the
 //! 1 KiB largest block and the page-sized chunks: as many `mprotect`s as with dlmalloc alone.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::UnsafeCell;
-use std::ptr::{self, NonNull};
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+
+#[cfg(target_arch = "wasm32")]
+use crate::malloc::Malloc as System;
+// Natively the module is compiled only for its unit tests, which have `std`.
+#[cfg(not(target_arch = "wasm32"))]
+use std::alloc::System;
 
 /// The smallest class, and the alignment every small block has.
 const MIN_BLOCK: usize = 16;

@@ -6,6 +6,9 @@
 //! literals match equal values; keys are identifiers or string literals (`"$via"`); any other
 //! value is a Rust expression, such as the operators below (`gt(500)`, `one_of(["a", "b"])`).
 
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
 use serde_json::{Value, json};
 
 /// A number greater than `n` (`$gt`).
@@ -81,8 +84,8 @@ macro_rules! condition {
     (@value $map:ident [$key:tt] ($($value:tt)*) ($next:tt $($rest:tt)*)) => {
         $crate::condition!(@value $map [$key] ($($value)* $next) ($($rest)*))
     };
-    (@key $key:ident) => { ::std::string::String::from(stringify!($key)) };
-    (@key $key:literal) => { ::std::string::String::from($key) };
+    (@key $key:ident) => { $crate::__private::String::from(stringify!($key)) };
+    (@key $key:literal) => { $crate::__private::String::from($key) };
     // Arrays: munch comma-separated values.
     (@array $items:ident () ()) => {};
     (@array $items:ident ($($value:tt)+) ()) => {
@@ -110,7 +113,7 @@ macro_rules! condition {
     }};
     ([ $($body:tt)* ]) => {{
         #[allow(unused_mut)]
-        let mut items: ::std::vec::Vec<$crate::serde_json::Value> = ::std::vec::Vec::new();
+        let mut items: $crate::__private::Vec<$crate::serde_json::Value> = $crate::__private::Vec::new();
         $crate::condition!(@array items () ($($body)*));
         $crate::serde_json::Value::Array(items)
     }};

@@ -11,7 +11,7 @@ static NULL: Value = Value::Null;
 /// `str::split`'s searcher costs a `memchr` call per key of a few bytes.
 pub fn keys(path: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(path);
-    std::iter::from_fn(move || {
+    core::iter::from_fn(move || {
         let text = rest?;
         match text.bytes().position(|b| b == b'.') {
             Some(dot) => {

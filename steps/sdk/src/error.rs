@@ -1,6 +1,8 @@
 //! The error a step's content returns: a message that lands in the run's history.
 
-use std::fmt;
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::fmt;
 
 use crate::connectors::ConnectorError;
 
@@ -21,7 +23,7 @@ impl fmt::Display for StepError {
     }
 }
 
-impl std::error::Error for StepError {}
+impl core::error::Error for StepError {}
 
 impl From<String> for StepError {
     fn from(message: String) -> Self {

@@ -12,17 +12,17 @@ pub fn log(level: Level, message: &str) {
 /// Logs an informational line (`console.log`).
 #[macro_export]
 macro_rules! log_info {
-    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Info, &::std::format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Info, &$crate::__private::format!($($arg)*)) };
 }
 
 /// Logs a warning.
 #[macro_export]
 macro_rules! log_warn {
-    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Warn, &::std::format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Warn, &$crate::__private::format!($($arg)*)) };
 }
 
 /// Logs an error line (`console.error`).
 #[macro_export]
 macro_rules! log_error {
-    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Error, &::std::format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Error, &$crate::__private::format!($($arg)*)) };
 }

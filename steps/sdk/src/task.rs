@@ -1,5 +1,8 @@
 //! The task the step runs on: its id, the time, its name and tags, completion and redo.
 
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
 use crate::bindings::whenever::step::task as host;
 
 /// The task's id.

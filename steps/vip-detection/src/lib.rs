@@ -5,6 +5,8 @@
 //! order became VIP; it is now part of the condition, so other orders never run this step. And
 //! the seed raced the tier analysis over `effectiveTier` (both start on the new order, the later
 //! writer wins); waiting for `tierAnalyzed: true` makes VIP always win, after the tier analysis.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
 use whenever_step_sdk::prelude::*;
 
 struct VipDetection;
@@ -34,3 +36,4 @@ impl Step for VipDetection {
 }
 
 export_step!(VipDetection);
+whenever_step_sdk::no_std_support!();
