@@ -12,7 +12,6 @@ const MIN_ALIGN: usize = 8;
 #[link(name = "c")]
 unsafe extern "C" {
     fn malloc(size: usize) -> *mut u8;
-    fn calloc(count: usize, size: usize) -> *mut u8;
     fn aligned_alloc(align: usize, size: usize) -> *mut u8;
     fn realloc(block: *mut u8, size: usize) -> *mut u8;
     fn free(block: *mut u8);
@@ -22,7 +21,9 @@ unsafe extern "C" {
 pub(crate) struct Malloc;
 
 // SAFETY: each method forwards to the C allocator as `std`'s `System` does; blocks aligned more
-// strictly than `malloc` guarantees come from `aligned_alloc`, which `free` releases too.
+// strictly than `malloc` guarantees come from `aligned_alloc`, which `free` releases too. The
+// step's allocator (`allocator.rs`) calls only these three; `alloc_zeroed` keeps the trait's
+// default (`alloc`, then zeroing).
 unsafe impl GlobalAlloc for Malloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -32,23 +33,6 @@ unsafe impl GlobalAlloc for Malloc {
                 malloc(layout.size())
             } else {
                 aligned_alloc(layout.align(), layout.size())
-            }
-        }
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MIN_ALIGN && layout.align() <= layout.size() {
-            // SAFETY: a plain C allocation call.
-            unsafe { calloc(layout.size(), 1) }
-        } else {
-            // SAFETY: `alloc` with the same layout; the zeroing stays within the block.
-            unsafe {
-                let block = self.alloc(layout);
-                if !block.is_null() {
-                    ptr::write_bytes(block, 0, layout.size());
-                }
-                block
             }
         }
     }
