@@ -106,7 +106,7 @@ pub(super) fn diff_into(before: &Value, after: &Value, path: &mut String, change
         (Value::Array(b), Value::Array(a)) if b.len() == a.len() => {
             for (index, (old, new)) in b.iter().zip(a).enumerate() {
                 let len = path.len();
-                push_segment(path, &index.to_string());
+                push_index(path, index);
                 diff_into(old, new, path, changes);
                 path.truncate(len);
             }
@@ -120,6 +120,13 @@ pub(super) fn diff_into(before: &Value, after: &Value, path: &mut String, change
             }
         }
     }
+}
+
+/// Appends array position `index` to the JSON Pointer `path` (its digits, without `fmt` or a
+/// `String` of their own: the diffs write one for every element they compare).
+pub(super) fn push_index(path: &mut String, index: usize) {
+    path.push('/');
+    path.push_str(itoa::Buffer::new().format(index));
 }
 
 /// Appends `key` to the JSON Pointer `path`, escaped.

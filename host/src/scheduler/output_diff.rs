@@ -17,7 +17,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::merge::{self, Change, child, diff_into, push_segment};
+use smallvec::SmallVec;
+
+use super::merge::{self, Change, child, diff_into, push_index, push_segment};
 use crate::runtime::{DataView, Holds};
 
 /// Why a step's output was refused.
@@ -147,7 +149,7 @@ impl DiffSeed<'_> {
         loop {
             let read = match before.get(count) {
                 Some(old) => {
-                    push_segment(self.path, &count.to_string());
+                    push_index(self.path, count);
                     let read = seq.next_element_seed(DiffSeed {
                         before: old,
                         scope: Scope::Given,
@@ -257,8 +259,8 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
             self.whole(Value::Object(after));
             return Ok(Shape::Object);
         };
-        let entries: Vec<(&String, &Value)> = before.iter().collect();
-        let mut seen = vec![false; entries.len()];
+        let entries: SmallVec<[(&String, &Value); KEYS_IN_PLACE]> = before.iter().collect();
+        let mut seen: SmallVec<[bool; KEYS_IN_PLACE]> = SmallVec::from_elem(false, entries.len());
         // Changes inside the kept keys, by position in `before`; keys `before` lacks, in order.
         let mut inside: Vec<(usize, Vec<Change>)> = Vec::new();
         let mut added: Vec<(String, Value)> = Vec::new();
@@ -317,6 +319,11 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
         Ok(Shape::Object)
     }
 }
+
+/// Keys of an object `before` that [`DiffSeed::visit_map`] lists on the stack rather than in a
+/// vector of its own (the seed's `order` holds about 30 by the end): the diff visits every object
+/// of every run's output.
+const KEYS_IN_PLACE: usize = 32;
 
 /// Reads an object key, borrowed from the text when it has no escapes.
 struct KeySeed;
