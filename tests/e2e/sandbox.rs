@@ -7,7 +7,7 @@ use serde_json::json;
 use whenever::runtime::RunErrorKind;
 use whenever::task::TaskStatus;
 use whenever_step_artifacts::testing::*;
-use whenever_tests::{assert_status, error_of, host_with, run_beside_a_normal_task, runs_of};
+use whenever_tests::{assert_status, error_of, host_with, run_beside_a_normal_task, run_task, runs_of};
 
 #[tokio::test]
 async fn a_panic_is_reported_with_its_message() {
@@ -37,6 +37,34 @@ async fn a_panic_in_a_step_without_std_is_reported_with_its_message() {
         error.message
     );
     assert_eq!(task.data, data, "nothing applied");
+}
+
+#[tokio::test]
+async fn data_nested_as_deep_as_json_is_read_fits_a_steps_stack() {
+    // The SDK reads and writes the data recursively, on the step's stack in its linear memory
+    // (1 MiB, as rustc links it; this data needs 16 to 32 KiB of it), and serde_json, in the step
+    // as in the host, reads no deeper than 128 levels: here the step is given 126 and writes
+    // them back one level deeper. A stack too small fails this run with an out-of-bounds trap.
+    let host = host_with(&[SHOWS_ITS_INPUT]).await;
+    let mut deep = json!("the bottom");
+    for level in 0..124 {
+        deep = if level % 2 == 0 {
+            json!({"down": deep})
+        } else {
+            json!([deep])
+        };
+    }
+    let task = run_task(&host, json!({"order": {"id": "deep", "lines": deep}})).await;
+    // Waiting: the step ran once, and nothing completes the task.
+    assert_status(&task, TaskStatus::Waiting);
+    let runs = runs_of(&task, "shows-its-input");
+    assert!(
+        matches!(runs[..], [run] if run.outcome == Some(whenever::task::RunOutcomeRecord::Ok)),
+        "{:?}",
+        task.runs
+    );
+    assert_eq!(task.data["seen"]["order"]["lines"], deep, "the step saw it whole");
+    assert!(task.data["order"].get("lines").is_none(), "and removed it");
 }
 
 #[tokio::test]
