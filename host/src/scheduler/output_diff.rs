@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use smallvec::SmallVec;
 
-use super::merge::{self, Change, child, diff_into, push_index, push_segment};
+use super::merge::{self, Change, PATH_ROOM, child, diff_into, push_index, push_segment};
 use crate::runtime::{DataView, Holds};
 
 /// Why a step's output was refused.
@@ -52,7 +52,7 @@ pub fn diff_output_in_view(before: &Value, output: &str, view: &DataView) -> Res
 
 fn diff_in_scope(before: &Value, output: &str, scope: Scope<'_>) -> Result<Vec<Change>, OutputError> {
     let mut reader = serde_json::Deserializer::from_str(output);
-    let mut path = String::new();
+    let mut path = String::with_capacity(PATH_ROOM);
     let mut changes = Vec::new();
     let shape = DiffSeed {
         before,
