@@ -17,6 +17,13 @@ unsafe extern "C" {
     fn free(block: *mut u8);
 }
 
+/// Whether `malloc` (or `realloc`) alone gives a block of `size` bytes aligned to `align`, as
+/// `std`'s `System` decides it; otherwise the block comes from `aligned_alloc`.
+#[inline]
+fn malloc_aligns(align: usize, size: usize) -> bool {
+    align <= MIN_ALIGN && align <= size
+}
+
 /// wasi-libc's allocator.
 pub(crate) struct Malloc;
 
@@ -29,7 +36,7 @@ unsafe impl GlobalAlloc for Malloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: plain C allocation calls.
         unsafe {
-            if layout.align() <= MIN_ALIGN && layout.align() <= layout.size() {
+            if malloc_aligns(layout.align(), layout.size()) {
                 malloc(layout.size())
             } else {
                 aligned_alloc(layout.align(), layout.size())
@@ -48,7 +55,7 @@ unsafe impl GlobalAlloc for Malloc {
         // SAFETY: `block` came from this allocator with `layout` (the caller's promise); the copy
         // stays within both blocks.
         unsafe {
-            if layout.align() <= MIN_ALIGN && layout.align() <= new_size {
+            if malloc_aligns(layout.align(), new_size) {
                 realloc(block, new_size)
             } else {
                 let moved = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
