@@ -93,11 +93,8 @@ impl Text {
             Value::Object(entries) => {
                 self.push(b"{");
                 for (index, (key, item)) in entries.iter().enumerate() {
-                    if index > 0 {
-                        self.push(b",");
-                    }
-                    self.string(key);
-                    self.push(b":");
+                    let comma: &[u8] = if index > 0 { b"," } else { b"" };
+                    self.string_between(comma, key, b":");
                     self.value(item);
                 }
                 self.push(b"}");
@@ -105,21 +102,69 @@ impl Text {
         }
     }
 
-    /// Appends `number` as serde_json writes it: its `Display` is serde_json's own number text,
-    /// which its serializer writes too (`serde_json::to_writer` needs `std`).
+    /// Appends `number` as serde_json writes it: integers with `itoa`, as serde_json does, and
+    /// floats through `Display`, which is serde_json's own number text (`serde_json::to_writer`
+    /// needs `std`).
     fn number(&mut self, number: &Number) {
-        // Writing to a `Text` cannot fail: `write_str` below always succeeds.
-        let _ = fmt::Write::write_fmt(self, format_args!("{number}"));
+        let mut digits = itoa::Buffer::new();
+        if let Some(whole) = number.as_u64() {
+            self.push(digits.format(whole).as_bytes());
+        } else if let Some(whole) = number.as_i64() {
+            self.push(digits.format(whole).as_bytes());
+        } else {
+            // Writing to a `Text` cannot fail: `write_str` below always succeeds.
+            let _ = fmt::Write::write_fmt(self, format_args!("{number}"));
+        }
     }
 
     /// Appends `text` in quotes, escaped as serde_json escapes it: the quote and the backslash
     /// with a backslash, the control characters with a short escape where JSON has one, the
     /// others as `\u00XX`.
     fn string(&mut self, text: &str) {
+        self.string_between(b"", text, b"");
+    }
+
+    /// Appends `lead`, `text` as [`Text::string`] writes it, and `trail` (an object's comma,
+    /// key and colon, say). A string with nothing to escape, nearly every one, is written with
+    /// one reservation for all of it.
+    #[inline(always)]
+    fn string_between(&mut self, lead: &[u8], text: &str, trail: &[u8]) {
         let bytes = text.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() && !needs_escape(chunk_at(bytes, at)) {
+            at += 8;
+        }
+        if at < bytes.len() {
+            self.push(lead);
+            self.escaped(bytes, at);
+            self.push(trail);
+            return;
+        }
+        let total = lead.len() + bytes.len() + trail.len() + 2;
+        self.0.reserve(total);
+        let len = self.0.len();
+        // SAFETY: `reserve` made room for `total` more bytes past `len`, written in order
+        // below; the sources cannot overlap the vector's spare capacity, and the new length
+        // covers only the bytes written.
+        unsafe {
+            let mut out = self.0.as_mut_ptr().add(len);
+            copy_short(lead.as_ptr(), out, lead.len());
+            out = out.add(lead.len());
+            *out = b'"';
+            copy_short(bytes.as_ptr(), out.add(1), bytes.len());
+            out = out.add(bytes.len() + 1);
+            *out = b'"';
+            copy_short(trail.as_ptr(), out.add(1), trail.len());
+            self.0.set_len(len + total);
+        }
+    }
+
+    /// Appends `bytes` in quotes with the characters JSON text must escape escaped; the first
+    /// `at` bytes (a multiple of eight) are known to need none.
+    #[cold]
+    fn escaped(&mut self, bytes: &[u8], mut at: usize) {
         self.push(b"\"");
         let mut start = 0;
-        let mut at = 0;
         while at < bytes.len() {
             if !needs_escape(chunk_at(bytes, at)) {
                 at += 8;
