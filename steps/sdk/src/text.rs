@@ -130,13 +130,9 @@ impl Text {
     #[inline(always)]
     fn string_between(&mut self, lead: &[u8], text: &str, trail: &[u8]) {
         let bytes = text.as_bytes();
-        let mut at = 0;
-        while at < bytes.len() && !needs_escape(chunk_at(bytes, at)) {
-            at += 8;
-        }
-        if at < bytes.len() {
+        if !plain(bytes) {
             self.push(lead);
-            self.escaped(bytes, at);
+            self.escaped(bytes);
             self.push(trail);
             return;
         }
@@ -159,12 +155,12 @@ impl Text {
         }
     }
 
-    /// Appends `bytes` in quotes with the characters JSON text must escape escaped; the first
-    /// `at` bytes (a multiple of eight) are known to need none.
+    /// Appends `bytes` in quotes with the characters JSON text must escape escaped.
     #[cold]
-    fn escaped(&mut self, bytes: &[u8], mut at: usize) {
+    fn escaped(&mut self, bytes: &[u8]) {
         self.push(b"\"");
         let mut start = 0;
+        let mut at = 0;
         while at < bytes.len() {
             if !needs_escape(chunk_at(bytes, at)) {
                 at += 8;
@@ -205,6 +201,43 @@ impl Text {
         self.push(&bytes[start..]);
         self.push(b"\"");
     }
+}
+
+/// Whether `bytes` holds nothing JSON text must escape. Checked eight bytes at a time, the last
+/// eight (or, for a shorter string, two overlapping fours, or the first, middle and last byte)
+/// read where they end, overlapping bytes already checked: no byte is copied to look at it.
+#[inline(always)]
+fn plain(bytes: &[u8]) -> bool {
+    let len = bytes.len();
+    let word64 = |at: usize| {
+        // SAFETY: callers pass `at + 8 <= len`; the read needs no alignment.
+        u64::from_le(unsafe { bytes.as_ptr().add(at).cast::<u64>().read_unaligned() })
+    };
+    let word32 = |at: usize| {
+        // SAFETY: callers pass `at + 4 <= len`; the read needs no alignment.
+        u64::from(u32::from_le(unsafe {
+            bytes.as_ptr().add(at).cast::<u32>().read_unaligned()
+        }))
+    };
+    let chunk = if len >= 8 {
+        let mut at = 0;
+        while at + 8 < len {
+            if needs_escape(word64(at)) {
+                return false;
+            }
+            at += 8;
+        }
+        word64(len - 8)
+    } else if len >= 4 {
+        word32(0) | word32(len - 4) << 32
+    } else if let [first, .., last] | [first @ last] = bytes {
+        // Up to three bytes: all of them, the other five lanes spaces.
+        let middle = bytes[len / 2];
+        u64::from(*first) | u64::from(middle) << 8 | u64::from(*last) << 16 | (splat(b' ') << 24)
+    } else {
+        return true;
+    };
+    !needs_escape(chunk)
 }
 
 /// The eight bytes of `bytes` from `at`, those past its end read as spaces (which need no
@@ -502,6 +535,21 @@ mod tests {
                 must,
                 "byte {byte:#x} among 0xff"
             );
+        }
+    }
+
+    #[test]
+    fn plain_looks_at_every_byte_of_every_length() {
+        for len in 0..=24 {
+            assert!(plain(&alloc::vec![b'a'; len]), "{len} plain bytes");
+            for place in 0..len {
+                for byte in [0u8, 0x1f, b'"', b'\\', b' ', b'a', 0x7f, 0x80, 0xff] {
+                    let mut bytes = alloc::vec![b'a'; len];
+                    bytes[place] = byte;
+                    let escaped = byte < 0x20 || byte == b'"' || byte == b'\\';
+                    assert_eq!(plain(&bytes), !escaped, "{byte:#x} at {place} of {len}");
+                }
+            }
         }
     }
 
