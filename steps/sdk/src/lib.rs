@@ -40,6 +40,8 @@ mod allocator;
 mod error;
 #[cfg(target_arch = "wasm32")]
 mod malloc;
+#[cfg(any(target_arch = "wasm32", test))]
+mod memcmp;
 #[cfg(target_arch = "wasm32")]
 mod no_std_support;
 mod text;
