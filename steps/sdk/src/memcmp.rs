@@ -5,9 +5,10 @@
 //! by comparing it with the keys already there, and each lookup compares again. Most of those
 //! keys differ in their first byte. wasi-libc's loop costs about 80 instructions a call even
 //! then, nearly all of it the prologue and epilogue of a function with a loop (registers saved
-//! and restored). Here the first byte is compared in a function too small to need any; only
-//! strings that start alike go on to the loop. Defined in the step, it is the one the linker
-//! takes, and wasi-libc's is never pulled in.
+//! and restored). Here `memcmp` compares only the first byte, so small that LTO inlines it where
+//! strings are compared; only strings that start alike call the loop, which takes eight bytes a
+//! turn. Defined in the step, it is the one the linker takes, and wasi-libc's is never pulled
+//! in.
 
 /// C's `memcmp`: the first `len` bytes at `left` and `right` compared as unsigned bytes,
 /// negative, zero or positive as `left` sorts before, equal to or after `right`.
