@@ -27,7 +27,7 @@ pub unsafe extern "C" fn memcmp(left: *const u8, right: *const u8, len: usize) -
 /// # Safety
 /// `left` and `right` must be valid for reading `len` bytes.
 #[inline(always)]
-pub(crate) unsafe fn compare(left: *const u8, right: *const u8, len: usize) -> i32 {
+unsafe fn compare(left: *const u8, right: *const u8, len: usize) -> i32 {
     if len == 0 {
         return 0;
     }
