@@ -133,7 +133,8 @@ impl Service {
             }
             // A drive from the store (a restart's backlog, a redrive) is boxed on its own: its
             // future is 7 KB, and inline it made every drive's 15 KB instead of 4.7 KB, all of it
-            // allocated and moved for each order (2.6% of the instructions per order).
+            // allocated and moved into its box for each order (0.3% of the instructions per
+            // order now that `spawn_driving` boxes every drive; 2.6% before, when tokio copied it).
             let driving = async {
                 match saved {
                     Some((task, revision, starting)) => service.drive_task(task, revision, starting).await,
