@@ -711,6 +711,15 @@ async fn retry_runs_a_failed_step_again() {
     assert_eq!(status, 200, "{again}");
     assert_eq!(runs(&again).len(), 3);
 
+    // A misspelt key is refused by name, not read as "retry every failed step".
+    let (status, error) = server
+        .post(&format!("/v1/tasks/{id}/retry"), &json!({"stepp": "returns-error"}))
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error_message(&error).contains("\"stepp\""), "{error}");
+    let (_, unchanged) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(runs(&unchanged).len(), 3, "nothing ran: {unchanged}");
+
     let (status, error) = server
         .post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "write-a"}))
         .await;

@@ -6,6 +6,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -24,7 +25,10 @@ struct TaskAnswer<'a> {
     #[serde(flatten)]
     task: &'a Task,
     revision: u64,
-    updated_at: String,
+    /// Written as every other time the API answers (`Z`, chrono's `Serialize`), not as
+    /// `to_rfc3339`'s `+00:00`, which this field alone once used.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
+    updated_at: DateTime<Utc>,
 }
 
 impl<'a> TaskAnswer<'a> {
@@ -33,7 +37,7 @@ impl<'a> TaskAnswer<'a> {
         TaskAnswer {
             task: &stored.task,
             revision: stored.revision,
-            updated_at: stored.updated_at.to_rfc3339(),
+            updated_at: stored.updated_at,
         }
     }
 }
@@ -224,6 +228,13 @@ pub(crate) async fn retry(
         None
     } else {
         match parse_json(&raw)? {
+            // A misspelt key would otherwise retry whichever step failed, not the one meant.
+            Value::Object(map) if map.keys().any(|k| k != "step") => {
+                let unknown = map.keys().find(|k| *k != "step").map_or("", String::as_str);
+                return Err(ApiError::BadRequest(format!(
+                    "unknown key {unknown:?} in the body: it may hold only \"step\" (a step's name)"
+                )));
+            }
             Value::Object(map) => match map.get("step") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(step)) => Some(step.clone()),
@@ -245,14 +256,14 @@ pub(crate) async fn retry(
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
     use serde_json::json;
 
     use super::*;
     use crate::task::{RunRecord, StepProgress};
 
     /// The answer is the task's own fields, then its revision and last write: what the API
-    /// answered when it built the task as a JSON value and added those two to it.
+    /// answered when it built the task as a JSON value and added those two to it. Both times
+    /// are written alike, with `Z`, as the task listing writes them.
     #[test]
     fn a_task_answer_is_the_task_then_its_revision_and_last_write() {
         let mut task = Task::new(json!({"order": {"id": "A-1", "total": 12.5, "items": [{"sku": "x"}]}}));
@@ -270,7 +281,10 @@ mod tests {
         let mut built = serde_json::to_value(&stored.task).expect("a task is JSON");
         if let Value::Object(map) = &mut built {
             map.insert("revision".into(), Value::from(stored.revision));
-            map.insert("updated_at".into(), Value::String(stored.updated_at.to_rfc3339()));
+            map.insert(
+                "updated_at".into(),
+                serde_json::to_value(stored.updated_at).expect("a time is JSON"),
+            );
         }
         let written = serde_json::to_string(&TaskAnswer::of(&stored)).expect("an answer is JSON");
 
@@ -281,5 +295,10 @@ mod tests {
         };
         assert_eq!(keys.last().map(String::as_str), Some("updated_at"));
         assert!(keys.iter().any(|k| k == "runs") && keys.iter().any(|k| k == "revision"));
+        let times: Value = serde_json::from_str(&written).expect("an answer is JSON");
+        for key in ["created_at", "updated_at"] {
+            let text = times[key].as_str().unwrap_or_default();
+            assert!(text.ends_with('Z') && !text.contains("+00:00"), "{key} is {text:?}");
+        }
     }
 }
