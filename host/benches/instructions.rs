@@ -13,6 +13,11 @@
 //! counted: the kernel's work (writes, fsync, wake-ups) and time spent waiting, which the
 //! service bench's CPU ms per order include. The engine's pool is 4 instances (`[runtime]
 //! max_instances`): valgrind cannot reserve the default pool's address space.
+//!
+//! The HTTP path posts each order to a webhook, as the service bench's senders do, so that what
+//! the API adds (reading the body, answering with the task) is counted too; its client is kept
+//! lean (the body written from a template, only the answer's id read), and what it costs is the
+//! same for any server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,11 +40,15 @@ const FEW: usize = 10;
 const MANY: usize = 60;
 
 /// The paths measured: a name for the table, and the argument the child runs it by.
-const PATHS: [(&str, &str); 2] = [
+const PATHS: [(&str, &str); 3] = [
     ("in process, no store (Scheduler::drive), 1 client", "drive"),
     (
         "in process (Service API) + SQLite, synchronous=full, 1 waiting client",
         "service",
+    ),
+    (
+        "HTTP webhooks + SQLite, synchronous=full, 1 sender (the client's instructions too)",
+        "http",
     ),
 ];
 
@@ -136,6 +145,7 @@ fn child(path: &str, orders: usize) {
         match path {
             "drive" => drive(&config, orders).await,
             "service" => service(dir.path(), &config, orders).await,
+            "http" => http(dir.path(), &config, orders).await,
             other => panic!("no path `{other}`"),
         }
     });
@@ -155,7 +165,8 @@ async fn drive(config: &Path, orders: usize) {
     }
 }
 
-async fn service(dir: &Path, config: &Path, orders: usize) {
+/// The service over SQLite, as `whenever serve` runs it (but for the pool's size).
+async fn started_service(dir: &Path, config: &Path) -> Service {
     let host = Host::start(&HostOptions {
         config: Some(config.to_path_buf()),
         no_steps: true,
@@ -170,31 +181,111 @@ async fn service(dir: &Path, config: &Path, orders: usize) {
         config: Some(config.to_path_buf()),
         ..ServiceOptions::default()
     };
-    let service = Service::with_store(host, Arc::new(store), &options)
+    Service::with_store(host, Arc::new(store), &options)
         .await
-        .expect("service");
+        .expect("service")
+}
+
+/// Waits for task `id` to settle, and checks that it completed.
+async fn completes(service: &Service, id: &str) {
+    let settled = service
+        .wait_settled(id, Duration::from_secs(600))
+        .await
+        .expect("settled");
+    assert_eq!(settled.task.status, TaskStatus::Completed, "{:?}", settled.task.message);
+}
+
+async fn service(dir: &Path, config: &Path, orders: usize) {
+    let service = started_service(dir, config).await;
     for n in 0..orders {
         let id = service
             .create_task_then(order(n), |created| created.task.id.clone())
             .await
             .expect("created");
-        let settled = service
-            .wait_settled(&id, Duration::from_secs(600))
-            .await
-            .expect("settled");
-        assert_eq!(settled.task.status, TaskStatus::Completed, "{:?}", settled.task.message);
+        completes(&service, &id).await;
     }
+}
+
+/// Each order posted to a webhook of the service's HTTP API (on its own thread, as `whenever
+/// serve` runs it) over one kept-alive HTTP/1.1 connection, answered `201` with the task as
+/// created, as the service bench's senders post them; its completion is awaited in process.
+/// The client's instructions (writing the order, reading the answer) are counted too: the same
+/// for any server.
+async fn http(dir: &Path, config: &Path, orders: usize) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+
+    let service = started_service(dir, config).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(whenever::api::serve_on_own_thread(
+        listener,
+        service.clone(),
+        whenever::api::ApiOptions {
+            max_body_bytes: 1 << 20,
+            ..whenever::api::ApiOptions::default()
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    let connection = tokio::spawn(connection);
+    for n in 0..orders {
+        let body = order_text(n);
+        let request = hyper::Request::post("/v1/hooks/counted")
+            .header(hyper::header::HOST, "counted")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("a request");
+        sender.ready().await.expect("the connection is open");
+        let response = sender.send_request(request).await.expect("delivered");
+        assert_eq!(response.status().as_u16(), 201);
+        let answer = response.into_body().collect().await.expect("body").to_bytes();
+        let created: Created = serde_json::from_slice(&answer).expect("a task as JSON");
+        completes(&service, &created.id).await;
+    }
+    drop(sender);
+    let _ = connection.await;
+    let _ = stop.send(());
+    server.await.expect("the server's task").expect("served");
+}
+
+/// What the HTTP child reads of an answer: its id alone, so that the client's share of the count
+/// stays small (the rest of the task is skipped, not built as a `Value`).
+#[derive(serde::Deserialize)]
+struct Created {
+    id: String,
 }
 
 /// The demo's seed order, parsed once (as the service bench does, so that parsing it is not
 /// counted in every order).
 static SEED: LazyLock<Value> = LazyLock::new(whenever::demo::seed_order);
 
+/// The id of seed order `n`.
+fn order_id(n: usize) -> String {
+    format!("ORD-COUNTED-{n:08}")
+}
+
 /// Seed order `n`: the demo's order with an id of its own.
 fn order(n: usize) -> Value {
     let mut order = SEED.clone();
-    order["order"]["id"] = json!(format!("ORD-COUNTED-{n:08}"));
+    order["order"]["id"] = json!(order_id(n));
     order
+}
+
+/// The seed order as JSON text, with the id of order 0: the HTTP child's body is this text with
+/// its order's id written in, so that the client's share of the count stays small.
+static SEED_TEXT: LazyLock<String> = LazyLock::new(|| order(0).to_string());
+
+/// Order `n` as JSON text (the text of [`order`]`(n)`).
+fn order_text(n: usize) -> String {
+    SEED_TEXT.replacen(&order_id(0), &order_id(n), 1)
 }
 
 /// `n` with thousands separated, for people.
