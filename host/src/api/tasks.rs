@@ -228,18 +228,19 @@ pub(crate) async fn retry(
         None
     } else {
         match parse_json(&raw)? {
-            // A misspelt key would otherwise retry whichever step failed, not the one meant.
-            Value::Object(map) if map.keys().any(|k| k != "step") => {
-                let unknown = map.keys().find(|k| *k != "step").map_or("", String::as_str);
-                return Err(ApiError::BadRequest(format!(
-                    "unknown key {unknown:?} in the body: it may hold only \"step\" (a step's name)"
-                )));
+            Value::Object(map) => {
+                // A misspelt key would otherwise retry whichever step failed, not the one meant.
+                if let Some(unknown) = map.keys().find(|k| *k != "step") {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown key {unknown:?} in the body: it may hold only \"step\" (a step's name)"
+                    )));
+                }
+                match map.get("step") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(step)) => Some(step.clone()),
+                    Some(_) => return Err(ApiError::BadRequest("\"step\" must be a string".into())),
+                }
             }
-            Value::Object(map) => match map.get("step") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(step)) => Some(step.clone()),
-                Some(_) => return Err(ApiError::BadRequest("\"step\" must be a string".into())),
-            },
             _ => {
                 return Err(ApiError::BadRequest(
                     "the body must be an object like {\"step\": NAME}".into(),
