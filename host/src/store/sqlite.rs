@@ -553,6 +553,13 @@ fn writer_loop(
 impl SqliteStore {
     /// Opens (creating if needed) the database file, applies migrations and starts the writer.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        // SQLite says only "unable to open database file" of a folder.
+        if path.is_dir() {
+            return Err(backend(format!(
+                "cannot open {}: it is a folder; give the path of the database file (in it, say)",
+                path.display()
+            )));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
         }
@@ -1611,6 +1618,18 @@ mod tests {
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_folder_is_refused_as_a_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let error = SqliteStore::open(dir.path(), SqliteOptions::default()).expect_err("a folder is no database");
+        assert!(error.to_string().contains("it is a folder"), "{error}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).map(Iterator::count).ok(),
+            Some(0),
+            "nothing made in it"
+        );
     }
 
     #[test]
