@@ -127,11 +127,10 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         );
     }
     eprintln!(
-        "whenever serve: listening on {scheme}://{} (database {}, {} steps: {})",
+        "whenever serve: listening on {scheme}://{} (database {}, {})",
         listener.local_addr().unwrap_or(args.listen),
         db,
-        steps.len(),
-        steps.join(", ")
+        serving(&steps)
     );
     let (stop_api, api_stopping) = tokio::sync::oneshot::channel::<()>();
     let api_stopped = async {
@@ -222,6 +221,15 @@ async fn stop(
     EXIT_COMPLETED
 }
 
+/// The steps serving, as the start-up line names them.
+fn serving(steps: &[String]) -> String {
+    match steps {
+        [] => "no steps yet: deploy them with `whenever deploy`, or into the steps folder".to_string(),
+        [one] => format!("1 step: {one}"),
+        many => format!("{} steps: {}", many.len(), many.join(", ")),
+    }
+}
+
 /// Why the API's thread ended.
 fn api_failure(served: Result<std::io::Result<()>, tokio::task::JoinError>) -> String {
     match served {
@@ -277,5 +285,20 @@ impl StopSignals {
             let _ = tokio::signal::ctrl_c().await;
             "Ctrl-C"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_up_line_names_the_steps_or_says_there_are_none() {
+        assert_eq!(
+            serving(&[]),
+            "no steps yet: deploy them with `whenever deploy`, or into the steps folder"
+        );
+        assert_eq!(serving(&["a".into()]), "1 step: a");
+        assert_eq!(serving(&["a".into(), "b".into()]), "2 steps: a, b");
     }
 }
