@@ -64,8 +64,13 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     let token = Some(TOKEN);
 
     // The token comes from the environment; without it (or with another) the server refuses.
-    refused(&whenever(&server, None, &["steps"], None), 2, "401");
-    refused(&whenever(&server, Some("wrong"), &["steps"], None), 2, "not valid");
+    // The refusal says where the client's token comes from.
+    let missing = whenever(&server, None, &["steps"], None);
+    refused(&missing, 2, "401");
+    refused(&missing, 2, "set WHENEVER_TOKEN");
+    let wrong = whenever(&server, Some("wrong"), &["steps"], None);
+    refused(&wrong, 2, "not valid");
+    refused(&wrong, 2, "came from WHENEVER_TOKEN");
     let listed = ok(&whenever(&server, token, &["steps"], None));
     assert!(listed.lines().any(|l| l.starts_with("completes ")), "{listed}");
 

@@ -321,7 +321,20 @@ impl Client {
         } else {
             EXIT_INTERNAL
         };
-        Ok(Err(Failure(format!("the server answered {status}: {message}"), code)))
+        // The server's words are for any client; this one says where its token comes from.
+        let hint = match (status, &self.token) {
+            (reqwest::StatusCode::UNAUTHORIZED, None) => {
+                " (set WHENEVER_TOKEN, or WHENEVER_TOKEN_FILE, to the server's token)"
+            }
+            (reqwest::StatusCode::UNAUTHORIZED, Some(_)) => {
+                " (the token sent came from WHENEVER_TOKEN or WHENEVER_TOKEN_FILE)"
+            }
+            _ => "",
+        };
+        Ok(Err(Failure(
+            format!("the server answered {status}: {message}{hint}"),
+            code,
+        )))
     }
 
     /// Why the server could not be reached, with the causes (and a hint for a certificate that
