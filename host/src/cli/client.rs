@@ -403,6 +403,11 @@ impl IfRevision {
     }
 }
 
+/// `task` as `--json` asks: pretty JSON for scripts, else for people ([`print_task`]).
+fn show_task(task: &Value, json: bool) {
+    if json { print_json(task) } else { print_task(task) }
+}
+
 fn print_task(task: &Value) {
     println!("{}  {}", text(task, "id"), text(task, "status"));
     if let Some(revision) = task["revision"].as_u64() {
@@ -667,11 +672,7 @@ pub(crate) async fn task(args: TaskArgs) -> u8 {
         if args.follow {
             return follow(&client, &path, task, args.client.json).await;
         }
-        if args.client.json {
-            print_json(&task)
-        } else {
-            print_task(&task)
-        }
+        show_task(&task, args.client.json);
         Ok(EXIT_COMPLETED)
     }
     .await;
@@ -780,11 +781,7 @@ pub(crate) async fn patch(args: PatchArgs) -> u8 {
             .body(merge.to_string());
         let request = args.condition.apply(request);
         let task = client.send(request).await?;
-        if args.client.json {
-            print_json(&task)
-        } else {
-            print_task(&task)
-        }
+        show_task(&task, args.client.json);
         Ok(())
     }
     .await;
@@ -807,11 +804,7 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
             .body(body);
         let request = args.condition.apply(request);
         let task = client.send(request).await?;
-        if args.client.json {
-            print_json(&task)
-        } else {
-            print_task(&task)
-        }
+        show_task(&task, args.client.json);
         Ok(())
     }
     .await;
