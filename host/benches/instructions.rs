@@ -21,14 +21,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use whenever::service::{Service, ServiceOptions};
 use whenever::store::sqlite::{SqliteOptions, SqliteStore};
 use whenever::task::{Task, TaskStatus};
 use whenever::{Host, HostOptions};
+
+mod seed_orders;
+use seed_orders::{order, order_text};
+
+/// What the seed orders' ids begin with ([`seed_orders`]).
+const ORDER_ID_PREFIX: &str = "ORD-COUNTED-";
 
 /// The allocator the `whenever` binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -261,31 +266,6 @@ async fn http(dir: &Path, config: &Path, orders: usize) {
 #[derive(serde::Deserialize)]
 struct Created {
     id: String,
-}
-
-/// The demo's seed order, parsed once (as the service bench does, so that parsing it is not
-/// counted in every order).
-static SEED: LazyLock<Value> = LazyLock::new(whenever::demo::seed_order);
-
-/// The id of seed order `n`.
-fn order_id(n: usize) -> String {
-    format!("ORD-COUNTED-{n:08}")
-}
-
-/// Seed order `n`: the demo's order with an id of its own.
-fn order(n: usize) -> Value {
-    let mut order = SEED.clone();
-    order["order"]["id"] = json!(order_id(n));
-    order
-}
-
-/// The seed order as JSON text, with the id of order 0: the HTTP child's body is this text with
-/// its order's id written in, so that the client's share of the count stays small.
-static SEED_TEXT: LazyLock<String> = LazyLock::new(|| order(0).to_string());
-
-/// Order `n` as JSON text (the text of [`order`]`(n)`).
-fn order_text(n: usize) -> String {
-    SEED_TEXT.replacen(&order_id(0), &order_id(n), 1)
 }
 
 /// `n` with thousands separated, for people.

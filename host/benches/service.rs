@@ -66,7 +66,7 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 use whenever::api::tls::Tls;
@@ -75,6 +75,12 @@ use whenever::service::{Service, ServiceOptions};
 use whenever::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use whenever::task::{Task, TaskStatus};
 use whenever::{Host, HostOptions};
+
+mod seed_orders;
+use seed_orders::{order, order_text};
+
+/// What the seed orders' ids begin with ([`seed_orders`]).
+const ORDER_ID_PREFIX: &str = "ORD-BENCH-";
 
 /// The allocator the `whenever` binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -167,29 +173,6 @@ fn steal_time() -> Duration {
         .and_then(|f| f.parse::<u64>().ok())
         .unwrap_or_default();
     Duration::from_millis(steal * 10)
-}
-
-/// The seed order, parsed once: the clients copy it rather than parse it again for every order
-/// (which took about 1% of the process's CPU).
-static SEED: LazyLock<Value> = LazyLock::new(whenever::demo::seed_order);
-
-fn order(n: usize) -> Value {
-    let mut order = SEED.clone();
-    order["order"]["id"] = json!(order_id(n));
-    order
-}
-
-fn order_id(n: usize) -> String {
-    format!("ORD-BENCH-{n:08}")
-}
-
-/// The seed order as JSON text, with the id of order 0: an HTTP client's body is this text with
-/// its order's id written in (a client elsewhere would not spend the server's cores building it).
-static SEED_TEXT: LazyLock<String> = LazyLock::new(|| order(0).to_string());
-
-/// Order `n` as JSON text.
-fn order_text(n: usize) -> String {
-    SEED_TEXT.replacen(&order_id(0), &order_id(n), 1)
 }
 
 /// Runs `clients` closed loops of `one` on `on` for the warm-up and the window; counts and times
