@@ -99,6 +99,13 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
         .await;
     let (_, still) = step(&server, "write-a").await;
     assert_eq!(still["version"], json!(v1), "{}", server.stderr());
+    assert!(
+        server
+            .stderr()
+            .contains(&format!("write-a.wasm refused (write-a keeps serving version {v1}): ")),
+        "the log says which version serves meanwhile: {}",
+        server.stderr()
+    );
     let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(task["runs"][0]["version"], json!(v1));
 
@@ -158,10 +165,10 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
 
     let output = rollback(&server, "write-a", "000000000000");
     assert_eq!(output.status.code(), Some(2), "an unknown version is refused");
+    let refused = String::from_utf8_lossy(&output.stderr);
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("404"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        refused.contains("404") && refused.contains(&v1),
+        "refused, naming the versions there are: {refused}"
     );
 
     // `whenever steps NAME` shows every change to what served, and who made it: the start, the

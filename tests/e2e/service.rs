@@ -875,6 +875,37 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
     assert_eq!(rolled["version"], v1["version"]);
     let third = server.run(json!({"start": true})).await;
     assert_eq!(runs(&third)[0]["version"], v1["version"]);
+    // A misspelt key is named, not read as a missing version; nothing changes.
+    let (status, refused) = server
+        .post("/v1/steps/writer/rollback", &json!({"versoin": v2["version"]}))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(error_message(&refused).contains("versoin"), "{refused}");
+    // An unknown version is answered with the versions there are; an unknown step as such.
+    let (status, unknown) = server
+        .post("/v1/steps/writer/rollback", &json!({"version": "000000000000"}))
+        .await;
+    assert_eq!(status, 404, "{unknown}");
+    for version in [&v1["version"], &v2["version"]] {
+        assert!(
+            error_message(&unknown).contains(version.as_str().unwrap_or("?")),
+            "{unknown}"
+        );
+    }
+    let (status, unknown) = server
+        .post("/v1/steps/nostep/rollback", &json!({"version": "000000000000"}))
+        .await;
+    assert_eq!(status, 404, "{unknown}");
+    assert!(
+        error_message(&unknown).contains("step nostep not found: no version of it was ever deployed"),
+        "{unknown}"
+    );
+    let fourth = server.run(json!({"start": true})).await;
+    assert_eq!(
+        runs(&fourth)[0]["version"],
+        v1["version"],
+        "the refused rollbacks changed nothing"
+    );
 
     // A run in flight finishes on the version it started with.
     let (looping, _) = component(&INFINITE_LOOP);

@@ -72,10 +72,23 @@ pub(crate) async fn rollback(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let request = parse_json(&body(raw, state.options.max_body_bytes)?)?;
-    let Some(version) = request.get("version").and_then(Value::as_str) else {
-        return Err(ApiError::BadRequest("the body must be {\"version\": V}".into()));
-    };
-    to_json(&state.service.rollback_step(&name, version, caller.name()).await?)
+    // Strict: a misspelt key is named rather than read as a missing version.
+    let request = RollbackBody::deserialize(request)
+        .map_err(|e| ApiError::BadRequest(format!("the body must be {{\"version\": V}}: {e}")))?;
+    to_json(
+        &state
+            .service
+            .rollback_step(&name, &request.version, caller.name())
+            .await?,
+    )
+}
+
+/// The body of `POST /v1/steps/{name}/rollback`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    /// The earlier version to serve again.
+    version: String,
 }
 
 pub(crate) async fn remove(

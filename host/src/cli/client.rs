@@ -392,6 +392,15 @@ fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("-")
 }
 
+/// A time of the server's (RFC 3339, UTC) for people: to the second, `2026-12-06 20:52:49`;
+/// anything else as it came.
+fn time(value: &Value, key: &str) -> String {
+    let raw = text(value, key);
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| raw.to_string())
+}
+
 impl IfRevision {
     /// `request` made conditional on the task being at the revision (an `If-Match`), if one
     /// is given.
@@ -412,6 +421,10 @@ fn print_task(task: &Value) {
     println!("{}  {}", text(task, "id"), text(task, "status"));
     if let Some(revision) = task["revision"].as_u64() {
         println!("revision {revision}");
+    }
+    println!("created  {} UTC", time(task, "created_at"));
+    if task["updated_at"].is_string() {
+        println!("updated  {} UTC", time(task, "updated_at"));
     }
     if let Some(name) = task["name"].as_str() {
         println!("name     {name}");
@@ -436,7 +449,7 @@ fn print_task(task: &Value) {
                     "  #{:<3} {:<28} {}  {}",
                     run["id"].as_u64().unwrap_or_default(),
                     text(run, "step"),
-                    text(run, "started_at"),
+                    time(run, "started_at"),
                     run["logs"][0]["message"].as_str().unwrap_or_default()
                 );
                 continue;
@@ -454,8 +467,36 @@ fn print_task(task: &Value) {
                 run["duration_ms"].as_f64().unwrap_or_default(),
                 outcome
             );
+            for conflict in run["conflicts"].as_array().into_iter().flatten() {
+                println!("       {}", conflict_line(text(run, "step"), conflict));
+            }
         }
     }
+}
+
+/// A conflict a run recorded, for people: where, with which other steps, whose value stayed.
+fn conflict_line(step: &str, conflict: &Value) -> String {
+    let others: Vec<&str> = conflict["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|other| *other != step)
+        .collect();
+    let kept = match conflict["winner"].as_str() {
+        Some(winner) if winner == step => "this run's value kept".to_string(),
+        Some(winner) => format!("{winner}'s value kept"),
+        None => "no value kept".to_string(),
+    };
+    format!(
+        "conflict at {} with {}: {kept}",
+        text(conflict, "path"),
+        if others.is_empty() {
+            "another run".to_string()
+        } else {
+            others.join(", ")
+        }
+    )
 }
 
 /// `whenever deploy`.
@@ -554,7 +595,7 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
             println!(
                 "  {:<12}  {}  {:>9} bytes  {}{}",
                 text(version, "version"),
-                text(version, "deployed_at"),
+                time(version, "deployed_at"),
                 version["size"].as_u64().unwrap_or_default(),
                 text(version, "deployed_by"),
                 if version["current"] == true { "  (serving)" } else { "" }
@@ -565,7 +606,7 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
     for change in changes["changes"].as_array().into_iter().flatten() {
         println!(
             "  {}  {:<11}  {:<12}  by {}",
-            text(change, "at"),
+            time(change, "at"),
             text(change, "change"),
             text(change, "version"),
             change["by"].as_str().unwrap_or("(not known)")
@@ -639,21 +680,10 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
             print_json(&page);
             return Ok(());
         }
-        for task in page["tasks"].as_array().into_iter().flatten() {
-            let tags: Vec<&str> = task["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            println!(
-                "{:<20} {:<10} {:<32} {}",
-                text(task, "id"),
-                text(task, "status"),
-                task["name"].as_str().unwrap_or(""),
-                tags.join(",")
-            );
-        }
+        print!(
+            "{}",
+            task_table(page["tasks"].as_array().map_or(&[][..], Vec::as_slice), &args)
+        );
         if let Some(cursor) = page["next_cursor"].as_str() {
             println!("more: --cursor {cursor}");
         }
@@ -661,6 +691,54 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
     }
     .await;
     finish("tasks", result)
+}
+
+/// A page of `whenever tasks` for people: a header, then a task a line (id, status, last
+/// change, name, tags), in columns as wide as their widest cell; or what matched nothing.
+fn task_table(tasks: &[Value], args: &TasksArgs) -> String {
+    if tasks.is_empty() {
+        let mut none = "no tasks".to_string();
+        if let Some(status) = &args.status {
+            none.push_str(&format!(" with status {status}"));
+        }
+        if let Some(tag) = &args.tag {
+            none.push_str(&format!(" tagged {tag}"));
+        }
+        if args.cursor.is_some() {
+            none.push_str(" after that cursor");
+        }
+        return none + "\n";
+    }
+    let mut rows = vec![["ID", "STATUS", "UPDATED (UTC)", "NAME", "TAGS"].map(str::to_string)];
+    rows.extend(tasks.iter().map(|task| {
+        let tags: Vec<&str> = task["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        [
+            text(task, "id").to_string(),
+            text(task, "status").to_string(),
+            time(task, "updated_at"),
+            task["name"].as_str().unwrap_or("").to_string(),
+            tags.join(","),
+        ]
+    }));
+    let widths: Vec<usize> = (0..5)
+        .map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// `whenever task`.
@@ -868,5 +946,61 @@ mod tests {
             "slackCom (hosts: hooks.internal)  withheld by config: stripe, host *.internal, reads order.lines"
         );
         assert_eq!(grants(&json!({})), "-");
+    }
+
+    fn filters(status: Option<&str>, tag: Option<&str>) -> TasksArgs {
+        TasksArgs {
+            status: status.map(str::to_string),
+            tag: tag.map(str::to_string),
+            limit: None,
+            cursor: None,
+            client: ClientArgs {
+                server: None,
+                json: false,
+                ca_cert: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_task_page_for_people_is_a_table_with_a_header_or_says_nothing_matched() {
+        let tasks = [
+            json!({"id": "t_01a24d217cbe7ff5eea74d7c", "status": "waiting", "name": null, "tags": [],
+                   "updated_at": "2026-12-06T20:52:49.984101632Z"}),
+            json!({"id": "t_01", "status": "completed", "name": "order A1", "tags": ["vip", "eu"],
+                   "updated_at": "2026-12-06T20:53:02Z"}),
+        ];
+        assert_eq!(
+            task_table(&tasks, &filters(None, None)),
+            "ID                          STATUS     UPDATED (UTC)        NAME      TAGS\n\
+             t_01a24d217cbe7ff5eea74d7c  waiting    2026-12-06 20:52:49\n\
+             t_01                        completed  2026-12-06 20:53:02  order A1  vip,eu\n"
+        );
+        assert_eq!(task_table(&[], &filters(None, None)), "no tasks\n");
+        assert_eq!(
+            task_table(&[], &filters(Some("failed"), Some("vip"))),
+            "no tasks with status failed tagged vip\n"
+        );
+    }
+
+    #[test]
+    fn a_conflict_for_people_names_the_other_steps_and_whose_value_stayed() {
+        let conflict = json!({"path": "/order/discount", "steps": ["tiers", "discount"], "winner": "discount"});
+        assert_eq!(
+            conflict_line("tiers", &conflict),
+            "conflict at /order/discount with discount: discount's value kept"
+        );
+        assert_eq!(
+            conflict_line("discount", &conflict),
+            "conflict at /order/discount with tiers: this run's value kept"
+        );
+    }
+
+    #[test]
+    fn times_for_people_are_to_the_second_and_anything_else_is_kept() {
+        let value = json!({"at": "2026-12-06T20:52:46.818529616Z", "odd": "yesterday"});
+        assert_eq!(time(&value, "at"), "2026-12-06 20:52:46");
+        assert_eq!(time(&value, "odd"), "yesterday");
+        assert_eq!(time(&value, "missing"), "-");
     }
 }

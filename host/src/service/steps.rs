@@ -215,12 +215,10 @@ impl Service {
     /// Makes an earlier stored version serve again; `by` says who asked, for the step's changes.
     pub async fn rollback_step(&self, name: &str, version: &str, by: Option<&str>) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
-        let stored = self
-            .inner
-            .store
-            .step_version(name, version)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("version {version} of step {name} not found")))?;
+        let Some(stored) = self.inner.store.step_version(name, version).await? else {
+            let known = self.inner.store.step_versions(Some(name)).await?;
+            return Err(ServiceError::NotFound(unknown_version(name, version, &known)));
+        };
         let step = self
             .inner
             .scheduler
@@ -345,5 +343,58 @@ fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
         deployed_at: serving.map(|v| v.deployed_at),
         deployed_by: serving.and_then(|v| v.deployed_by.clone()),
         versions,
+    }
+}
+
+/// What a rollback to a version the store does not hold says: that no such step was ever
+/// deployed, or which versions there are to roll back to (the newest few).
+fn unknown_version(name: &str, version: &str, known: &[StepVersionInfo]) -> String {
+    const LISTED: usize = 5;
+    if known.is_empty() {
+        return format!("step {name} not found: no version of it was ever deployed");
+    }
+    let newest: Vec<&str> = known.iter().rev().take(LISTED).map(|v| v.version.as_str()).collect();
+    let more = match known.len().saturating_sub(LISTED) {
+        0 => String::new(),
+        n => format!(" and {n} older"),
+    };
+    format!(
+        "version {version} of step {name} not found; its versions, newest first: {}{more}",
+        newest.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(n: usize) -> Vec<StepVersionInfo> {
+        (0..n)
+            .map(|i| StepVersionInfo {
+                name: "discount".into(),
+                version: format!("v{i}"),
+                digest: String::new(),
+                size: 0,
+                deployed_at: chrono::DateTime::UNIX_EPOCH,
+                deployed_by: None,
+                current: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_unknown_version_is_answered_with_the_versions_there_are() {
+        assert_eq!(
+            unknown_version("nostep", "abc", &[]),
+            "step nostep not found: no version of it was ever deployed"
+        );
+        assert_eq!(
+            unknown_version("discount", "abc", &versions(2)),
+            "version abc of step discount not found; its versions, newest first: v1, v0"
+        );
+        assert_eq!(
+            unknown_version("discount", "abc", &versions(7)),
+            "version abc of step discount not found; its versions, newest first: v6, v5, v4, v3, v2 and 2 older"
+        );
     }
 }

@@ -104,10 +104,8 @@ impl Service {
         let source = match tokio::task::spawn_blocking(move || read_source(&read_path)).await {
             Ok(Ok(source)) => source,
             Ok(Err(e)) => {
-                eprintln!(
-                    "whenever serve: {} refused: {e}; the serving version is unchanged",
-                    path.display()
-                );
+                let name = path.file_stem().map(|stem| stem.to_string_lossy()).unwrap_or_default();
+                eprintln!("{}", refusal(path, &name, self.serving_version(&name).as_deref(), &e));
                 return;
             }
             Err(e) => {
@@ -129,14 +127,31 @@ impl Service {
                 step.version,
                 path.display()
             ),
-            Err(e) => {
-                eprintln!(
-                    "whenever serve: {} refused: {e}; the serving version is unchanged",
-                    path.display()
-                )
-            }
+            Err(e) => eprintln!(
+                "{}",
+                refusal(path, &name, serving.as_ref().map(|step| step.version.as_str()), &e)
+            ),
         }
     }
+
+    /// The version of step `name` that serves now, if any.
+    fn serving_version(&self, name: &str) -> Option<String> {
+        self.inner
+            .scheduler
+            .catalog()
+            .get(name)
+            .map(|step| step.version.clone())
+    }
+}
+
+/// What stderr says of a step file refused: what serves meanwhile, then the error, last because
+/// it may span lines (a manifest's TOML error shows the line and a caret).
+fn refusal(path: &Path, name: &str, serving: Option<&str>, error: &dyn std::fmt::Display) -> String {
+    let meanwhile = match serving {
+        Some(version) => format!("{name} keeps serving version {version}"),
+        None => format!("no version of {name} serves"),
+    };
+    format!("whenever serve: {} refused ({meanwhile}): {error}", path.display())
 }
 
 #[cfg(test)]
@@ -145,6 +160,22 @@ mod tests {
 
     fn sig(n: u64) -> Signature {
         (Some((std::time::SystemTime::UNIX_EPOCH, n)), None)
+    }
+
+    #[test]
+    fn a_refusal_says_what_serves_meanwhile_then_the_error() {
+        let path = Path::new("/steps/discount.wasm");
+        let toml = "invalid step manifest: TOML parse error at line 1\n  |\n1 | connectors = [\n";
+        assert_eq!(
+            refusal(path, "discount", Some("bf89292d3ebf"), &toml),
+            format!(
+                "whenever serve: /steps/discount.wasm refused (discount keeps serving version bf89292d3ebf): {toml}"
+            )
+        );
+        assert_eq!(
+            refusal(path, "discount", None, &"not a valid WebAssembly component"),
+            "whenever serve: /steps/discount.wasm refused (no version of discount serves): not a valid WebAssembly component"
+        );
     }
 
     #[test]
