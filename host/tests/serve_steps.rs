@@ -212,3 +212,47 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     let output = whenever(&server, &["steps", "never-deployed"]);
     assert_eq!(output.status.code(), Some(2), "a name never deployed is refused");
 }
+
+/// A file that is invalid at start is refused as the watcher refuses it, and the service starts:
+/// a restart after a crash is not held up by a half-edited manifest, and the version the store
+/// serves keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_file_at_start_is_refused_and_the_service_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let steps = dir.path().join("steps");
+    std::fs::create_dir_all(&steps).expect("steps dir");
+    copy_step(&steps, &WRITE_A);
+    put(&steps, "junk.wasm", b"not a component");
+    let db = dir.path().join("whenever.db");
+    let folder = ["--steps".to_string(), steps.display().to_string()];
+
+    let server = ServeProcess::start(&db, &folder);
+    assert!(
+        server
+            .stderr()
+            .contains("junk.wasm refused (no version of junk serves): "),
+        "{}",
+        server.stderr()
+    );
+    let (status, v1) = step(&server, "write-a").await;
+    assert_eq!(status, 200, "{v1}");
+    let v1 = v1["version"].as_str().expect("version").to_string();
+    let (status, _) = step(&server, "junk").await;
+    assert_eq!(status, 404);
+    server.kill();
+
+    // Killed; meanwhile write-a's manifest is broken. The restart refuses it, and v1 serves.
+    put(&steps, "write-a.toml", b"connectors = [");
+    let server = ServeProcess::start(&db, &folder);
+    assert!(
+        server
+            .stderr()
+            .contains(&format!("write-a.wasm refused (write-a keeps serving version {v1}): ")),
+        "{}",
+        server.stderr()
+    );
+    let (status, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(task["runs"][0]["version"], json!(v1), "{task}");
+    assert_eq!(task["data"]["a"], json!("A"), "{task}");
+}

@@ -53,11 +53,13 @@ pub struct StepInfo {
     pub versions: Vec<StepVersionInfo>,
 }
 
-/// A step to deploy from a folder or the bundled set: its name, component and manifest.
+/// A step to deploy from a folder or the bundled set: its name, component and manifest, and
+/// the file it came from (none: bundled).
 pub(crate) struct Source {
     pub(crate) name: String,
     pub(crate) bytes: Vec<u8>,
     pub(crate) manifest: StepManifest,
+    pub(crate) path: Option<PathBuf>,
 }
 
 /// The version a component gets: the first 12 hex digits of its SHA-256.
@@ -65,8 +67,12 @@ pub(crate) fn version_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))[..12].to_string()
 }
 
-/// The steps to deploy at start: the folders' `NAME.wasm` (+ `NAME.toml`), or the bundled set.
-pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Source>, ServiceError> {
+/// A step file found at start: read, or refused (the file, and why).
+pub(crate) type Found = Result<Source, (PathBuf, ServiceError)>;
+
+/// The steps to deploy at start: the folders' `NAME.wasm` (+ `NAME.toml`), each read or refused
+/// on its own, or the bundled set. A folder that cannot be read is an error.
+pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Found>, ServiceError> {
     let manifest_error = |step: &str, message: String| LoadError::Manifest {
         step: step.to_string(),
         message,
@@ -76,11 +82,12 @@ pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Source>, ServiceError> {
         for bundled in whenever_step_artifacts::RETAILMAX {
             let manifest =
                 StepManifest::from_toml(bundled.manifest).map_err(|e| manifest_error(bundled.name, e.to_string()))?;
-            sources.push(Source {
+            sources.push(Ok(Source {
                 name: bundled.name.to_string(),
                 bytes: bundled.component.to_vec(),
                 manifest,
-            });
+                path: None,
+            }));
         }
         return Ok(sources);
     }
@@ -94,9 +101,7 @@ pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Source>, ServiceError> {
             .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
             .collect();
         files.sort();
-        for path in files {
-            sources.push(read_source(&path)?);
-        }
+        sources.extend(files.into_iter().map(|path| read_source(&path).map_err(|e| (path, e))));
     }
     Ok(sources)
 }
@@ -111,6 +116,7 @@ pub(crate) fn read_source(path: &Path) -> Result<Source, ServiceError> {
         name: file.name,
         bytes: file.bytes,
         manifest: file.manifest,
+        path: Some(path.to_path_buf()),
     })
 }
 
@@ -120,8 +126,11 @@ const AT_START: &str = "whenever serve, at start";
 impl Service {
     /// Deploys the start-up steps the store has not seen (new or changed files, a changed
     /// manifest included); a version the store knows with the same manifest keeps whatever the
-    /// store says (a later deploy, rollback or removal over HTTP stands).
-    pub(crate) async fn deploy_sources(&self, sources: Vec<Source>) -> Result<(), ServiceError> {
+    /// store says (a later deploy, rollback or removal over HTTP stands). A file that cannot be
+    /// read, or whose component or manifest is invalid, is refused on stderr as the watcher
+    /// refuses it, and the start goes on: a restart after a crash is not held up by a file
+    /// half-edited, and the version the store serves keeps serving.
+    pub(crate) async fn deploy_sources(&self, sources: Vec<Found>) -> Result<(), ServiceError> {
         let known: HashSet<(String, String)> = self
             .inner
             .store
@@ -130,7 +139,15 @@ impl Service {
             .into_iter()
             .map(|v| (v.name, v.version))
             .collect();
-        for source in sources {
+        for found in sources {
+            let source = match found {
+                Ok(source) => source,
+                Err((path, e)) => {
+                    let name = path.file_stem().map(|stem| stem.to_string_lossy().into_owned());
+                    self.refuse_at_start(&path, &name.unwrap_or_default(), &e).await?;
+                    continue;
+                }
+            };
             let version = version_of(&source.bytes);
             if known.contains(&(source.name.clone(), version.clone()))
                 && self
@@ -142,9 +159,24 @@ impl Service {
             {
                 continue;
             }
-            self.store_and_serve(&source.name, source.bytes, source.manifest, Some(AT_START))
-                .await?;
+            let served = self
+                .store_and_serve(&source.name, source.bytes, source.manifest, Some(AT_START))
+                .await;
+            match (served, &source.path) {
+                (Ok(_), _) => {}
+                (Err(e @ ServiceError::Load(_)), Some(path)) => self.refuse_at_start(path, &source.name, &e).await?,
+                (Err(e), _) => return Err(e),
+            }
         }
+        Ok(())
+    }
+
+    /// Says on stderr that the step file at `path` was refused at start, and which version of
+    /// step `name` the store serves meanwhile.
+    async fn refuse_at_start(&self, path: &Path, name: &str, error: &ServiceError) -> Result<(), ServiceError> {
+        let versions = self.inner.store.step_versions(Some(name)).await?;
+        let serving = versions.iter().find(|v| v.current).map(|v| v.version.as_str());
+        eprintln!("{}", super::watch::refusal(path, name, serving, error));
         Ok(())
     }
 

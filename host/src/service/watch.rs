@@ -144,9 +144,10 @@ impl Service {
     }
 }
 
-/// What stderr says of a step file refused: what serves meanwhile, then the error, last because
-/// it may span lines (a manifest's TOML error shows the line and a caret).
-fn refusal(path: &Path, name: &str, serving: Option<&str>, error: &dyn std::fmt::Display) -> String {
+/// What stderr says of a step file refused, by the watcher or at start: what serves meanwhile,
+/// then the error, last because it may span lines (a manifest's TOML error shows the line and a
+/// caret).
+pub(super) fn refusal(path: &Path, name: &str, serving: Option<&str>, error: &dyn std::fmt::Display) -> String {
     let meanwhile = match serving {
         Some(version) => format!("{name} keeps serving version {version}"),
         None => format!("no version of {name} serves"),
