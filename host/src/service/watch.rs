@@ -152,7 +152,13 @@ pub(super) fn refusal(path: &Path, name: &str, serving: Option<&str>, error: &dy
         Some(version) => format!("{name} keeps serving version {version}"),
         None => format!("no version of {name} serves"),
     };
-    format!("whenever serve: {} refused ({meanwhile}): {error}", path.display())
+    // A TOML error ends with a newline of its own.
+    let error = error.to_string();
+    format!(
+        "whenever serve: {} refused ({meanwhile}): {}",
+        path.display(),
+        error.trim_end()
+    )
 }
 
 #[cfg(test)]
@@ -170,7 +176,8 @@ mod tests {
         assert_eq!(
             refusal(path, "discount", Some("bf89292d3ebf"), &toml),
             format!(
-                "whenever serve: /steps/discount.wasm refused (discount keeps serving version bf89292d3ebf): {toml}"
+                "whenever serve: /steps/discount.wasm refused (discount keeps serving version bf89292d3ebf): {}",
+                toml.trim_end()
             )
         );
         assert_eq!(
