@@ -53,7 +53,9 @@
 //!
 //! `cargo bench -p whenever --bench service [-- FILTER]`: only the rows whose
 //! `PATH / N LOAD / STEPS GIVEN` (e.g. `HTTP API + SQLite, synchronous=full / 16 senders / whole`)
-//! contains FILTER.
+//! contains FILTER. With `WHENEVER_BENCH_CONFIG=FILE`, every host starts with that config file
+//! (`whenever serve --config`), to measure a setting (`[server] max_concurrent_tasks`, say)
+//! without a build of its own; the table's first line names it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -396,10 +398,16 @@ fn whole_data_steps(dir: &tempfile::TempDir) -> PathBuf {
     folder
 }
 
+/// The config file every host of the bench starts with: `WHENEVER_BENCH_CONFIG`, if set.
+fn bench_config() -> Option<PathBuf> {
+    std::env::var_os("WHENEVER_BENCH_CONFIG").map(PathBuf::from)
+}
+
 /// A service with the bundled RetailMax steps on a fresh SQLite file.
 async fn service(dir: &tempfile::TempDir, synchronous: Synchronous, given: Given) -> Service {
     let host = Host::start(&HostOptions {
         no_steps: true,
+        config: bench_config(),
         ..HostOptions::default()
     })
     .await
@@ -734,6 +742,7 @@ async fn drive_waiting(path: &'static str, clients: usize, given: Given, interle
     let dir = tempfile::tempdir().expect("tempdir");
     let host = Host::start(&HostOptions {
         steps: given.steps(&dir),
+        config: bench_config(),
         ..HostOptions::default()
     })
     .await
@@ -922,6 +931,9 @@ fn main() {
         WINDOW.as_secs(),
         WARMUP.as_millis()
     );
+    if let Some(config) = bench_config() {
+        println!("Every host started with the config file {}", config.display());
+    }
     println!(
         "| path | load | steps given | orders | orders/s | orders/s, all {ROUNDS} runs | p50 ms | p99 ms | CPU ms/order | written KB/order |"
     );
