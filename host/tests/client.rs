@@ -133,6 +133,14 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     let shown = ok(&whenever(&server, token, &["task", &id], None));
     assert!(shown.starts_with(&format!("{id}  waiting")), "{shown}");
     assert!(shown.contains("runs     0"), "{shown}");
+    // While it waits, what it waits on: wait-for-a's condition against its data.
+    assert!(
+        shown.contains("waiting on (each step's condition against the data)")
+            && shown
+                .lines()
+                .any(|l| l.trim_start().starts_with("wait-for-a") && l.ends_with("a: missing")),
+        "{shown}"
+    );
     let revision = waiting["revision"].as_u64().expect("revision");
     assert!(shown.contains(&format!("\nrevision {revision}\n")), "{shown}");
     refused(&whenever(&server, token, &["task", "t_nope"], None), 2, "not found");

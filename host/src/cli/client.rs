@@ -412,9 +412,73 @@ impl IfRevision {
     }
 }
 
-/// `task` as `--json` asks: pretty JSON for scripts, else for people ([`print_task`]).
-fn show_task(task: &Value, json: bool) {
-    if json { print_json(task) } else { print_task(task) }
+/// `task` as `--json` asks: pretty JSON for scripts, else for people ([`print_task_for_people`]).
+async fn show_task(client: &Client, task: &Value, json: bool) {
+    if json {
+        print_json(task)
+    } else {
+        print_task_for_people(client, task).await
+    }
+}
+
+/// The task for people ([`print_task`]), and, while it waits, what it waits on: each serving
+/// step's condition against its data ([`waiting_on`]).
+async fn print_task_for_people(client: &Client, task: &Value) {
+    print_task(task);
+    if task["status"] != "waiting" {
+        return;
+    }
+    match client.send(client.http.get(client.url("/v1/steps"))).await {
+        Ok(steps) => {
+            let reasons = waiting_on(task, &steps);
+            if reasons.is_empty() {
+                println!("waiting on: no step serves");
+                return;
+            }
+            println!("waiting on (each step's condition against the data)");
+            let width = reasons.iter().map(|(step, _)| step.chars().count()).max().unwrap_or(0);
+            for (step, why) in reasons {
+                println!("  {step:<width$}  {why}");
+            }
+        }
+        Err(Failure(message, _)) => println!("waiting on: the steps could not be listed ({message})"),
+    }
+}
+
+/// Why a waiting task waits, step by step, for the serving `steps` (`GET /v1/steps`): where a
+/// step's condition fails, the first failing path and why (as `whenever match` says it); where it
+/// holds, that the step ran on the values it tests and runs again when they change. Failing
+/// conditions first, each group by name.
+fn waiting_on(task: &Value, steps: &Value) -> Vec<(String, String)> {
+    let mut reasons: Vec<(bool, String, String)> = steps["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|step| {
+            let name = text(step, "name").to_string();
+            let (holds, why) = match crate::condition::Condition::parse(&step["condition"]) {
+                Err(e) => (false, format!("its condition cannot be read: {e}")),
+                Ok(condition) => match condition.explain(&task["data"]) {
+                    Err(mismatch) => (false, mismatch.to_string()),
+                    Ok(()) => (true, holding(task["progress"][&name]["runs"].as_u64().unwrap_or(0))),
+                },
+            };
+            (holds, name, why)
+        })
+        .collect();
+    reasons.sort();
+    reasons.into_iter().map(|(_, name, why)| (name, why)).collect()
+}
+
+/// What `waiting_on` says of a step whose condition holds, after `runs` runs.
+fn holding(runs: u64) -> String {
+    match runs {
+        0 => "its condition holds; it has not run yet".to_string(),
+        1 => "its condition holds; it ran once on these values, and runs again when they change".to_string(),
+        n => {
+            format!("its condition holds; it ran {n} times, the last on these values, and runs again when they change")
+        }
+    }
 }
 
 fn print_task(task: &Value) {
@@ -750,7 +814,7 @@ pub(crate) async fn task(args: TaskArgs) -> u8 {
         if args.follow {
             return follow(&client, &path, task, args.client.json).await;
         }
-        show_task(&task, args.client.json);
+        show_task(&client, &task, args.client.json).await;
         Ok(EXIT_COMPLETED)
     }
     .await;
@@ -771,7 +835,7 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
         if json {
             println!("{task}");
         } else {
-            print_task(&task);
+            print_task_for_people(client, &task).await;
         }
         match task["status"].as_str() {
             Some("completed") => return Ok(EXIT_COMPLETED),
@@ -837,7 +901,7 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
             if headers.get(crate::api::REPLAYED_HEADER).is_some_and(|v| v == "true") {
                 println!("an earlier request with this key created the task; it is shown as it is now");
             }
-            print_task(&task);
+            print_task_for_people(&client, &task).await;
         }
         Ok(())
     }
@@ -859,7 +923,7 @@ pub(crate) async fn patch(args: PatchArgs) -> u8 {
             .body(merge.to_string());
         let request = args.condition.apply(request);
         let task = client.send(request).await?;
-        show_task(&task, args.client.json);
+        show_task(&client, &task, args.client.json).await;
         Ok(())
     }
     .await;
@@ -882,7 +946,7 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
             .body(body);
         let request = args.condition.apply(request);
         let task = client.send(request).await?;
-        show_task(&task, args.client.json);
+        show_task(&client, &task, args.client.json).await;
         Ok(())
     }
     .await;
@@ -994,6 +1058,43 @@ mod tests {
             conflict_line("discount", &conflict),
             "conflict at /order/discount with tiers: this run's value kept"
         );
+    }
+
+    #[test]
+    fn a_waiting_task_is_explained_step_by_step_failing_conditions_first() {
+        let task = json!({
+            "status": "waiting",
+            "data": {"order": {"total": 900, "fraudChecked": true}},
+            "progress": {"fraud-detection": {"runs": 1}}
+        });
+        let steps = json!({"steps": [
+            {"name": "payment-processing", "condition": {"order": {"total": "$number", "fraudApproved": true}}},
+            {"name": "fraud-detection", "condition": {"order": {"total": "$number"}}},
+            {"name": "vip", "condition": {"order": {"total": {"$gt": 1000}}}},
+            {"name": "new-step", "condition": {"order": {"fraudChecked": true}}}
+        ]});
+        assert_eq!(
+            waiting_on(&task, &steps),
+            vec![
+                (
+                    "payment-processing".to_string(),
+                    "order.fraudApproved: missing".to_string()
+                ),
+                (
+                    "vip".to_string(),
+                    "order.total: expected a number > 1000, found 900".to_string()
+                ),
+                (
+                    "fraud-detection".to_string(),
+                    "its condition holds; it ran once on these values, and runs again when they change".to_string()
+                ),
+                (
+                    "new-step".to_string(),
+                    "its condition holds; it has not run yet".to_string()
+                ),
+            ]
+        );
+        assert!(waiting_on(&task, &json!({"steps": []})).is_empty());
     }
 
     #[test]
