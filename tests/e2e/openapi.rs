@@ -109,6 +109,7 @@ async fn the_document_describes_the_routes_the_server_serves() {
         "PATCH /v1/tasks/{id}",
         "DELETE /v1/tasks/{id}",
         "POST /v1/tasks/{id}/retry",
+        "GET /v1/tasks/{id}/conditions",
         "GET /v1/tasks/by-key/{key}",
         "POST /v1/hooks/{hook}",
         "GET /v1/hooks/{hook}/deliveries/{key}",

@@ -674,6 +674,49 @@ async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
     server.stop().await;
 }
 
+/// `GET /v1/tasks/{id}/conditions`: each serving step's condition against the task's data, so a
+/// person sees what a waiting task waits on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_s_conditions_say_what_it_waits_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[WAIT_FOR_A, RETURNS_ERROR], options()).await;
+    let waiting = server.run(json!({"start": true})).await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    let id = waiting["id"].as_str().expect("id");
+    let (status, conditions) = server.get(&format!("/v1/tasks/{id}/conditions")).await;
+    assert_eq!(status, 200, "{conditions}");
+    assert_eq!(conditions["id"], json!(id));
+    assert_eq!(conditions["status"], "waiting");
+    assert_eq!(conditions["revision"], waiting["revision"]);
+    let standing = |answer: &Value, step: &str| -> Value {
+        let steps = answer["steps"].as_array().cloned().unwrap_or_default();
+        let found = steps.into_iter().find(|s| s["step"] == step);
+        found.unwrap_or_else(|| panic!("{step} in {answer}"))
+    };
+    let wait_for_a = standing(&conditions, "wait-for-a");
+    assert_eq!(wait_for_a["state"], "fails", "{conditions}");
+    assert_eq!(wait_for_a["reason"], "a: missing", "{conditions}");
+    assert!(wait_for_a["version"].is_string(), "{conditions}");
+    assert_eq!(standing(&conditions, "returns-error")["reason"], "failPlease: missing");
+
+    // A failed step whose condition still holds ran on these values: it waits for a change.
+    let failed = server.run(json!({"failPlease": true})).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let failed_id = failed["id"].as_str().expect("id");
+    let (status, conditions) = server.get(&format!("/v1/tasks/{failed_id}/conditions")).await;
+    assert_eq!(status, 200, "{conditions}");
+    assert_eq!(
+        standing(&conditions, "returns-error"),
+        json!({"step": "returns-error", "version": standing(&conditions, "returns-error")["version"],
+               "state": "ran", "runs": 1, "last_failed": true}),
+        "{conditions}"
+    );
+
+    let (status, error) = server.get("/v1/tasks/t_nope/conditions").await;
+    assert_eq!(status, 404, "{error}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_runs_a_failed_step_again() {
     let dir = tempfile::tempdir().expect("tempdir");

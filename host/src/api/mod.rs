@@ -8,6 +8,7 @@
 //! | `GET /v1/tasks?status=&tag=&limit=&cursor=` | `{tasks, next_cursor}`, newest first |
 //! | `PATCH /v1/tasks/{id}[?wait=MS]` | JSON merge patch on `data`; resumes the task (409 while running) |
 //! | `POST /v1/tasks/{id}/retry[?wait=MS]` | body `{"step": NAME}` (or empty: every failed step) |
+//! | `GET /v1/tasks/{id}/conditions` | each serving step's standing on the task: its condition's first failing path and why, or that it ran on these values, or that it starts |
 //! | `GET /v1/tasks/by-key/{key}`, `GET /v1/hooks/{hook}/deliveries/{key}` | the task a create or a delivery with this idempotency key created |
 //! | `DELETE /v1/tasks/{id}` | deletes a settled task with its history (204; 409 while running) |
 //! | `GET /v1/steps`, `GET /v1/steps/{name}` | serving steps with their versions |
@@ -237,6 +238,7 @@ fn router_with(service: Service, options: ApiOptions, tokens: secret_files::Live
             get(tasks::show).patch(tasks::patch).delete(tasks::delete),
         )
         .route("/v1/tasks/{id}/retry", post(tasks::retry))
+        .route("/v1/tasks/{id}/conditions", get(tasks::conditions))
         .route("/v1/tasks/by-key/{key}", get(idempotency::task_of_request))
         .route("/v1/hooks/{hook}", post(hooks::receive))
         .route("/v1/hooks/{hook}/deliveries/{key}", get(idempotency::task_of_delivery))

@@ -133,6 +133,15 @@ pub(crate) async fn show(
     Ok(task_response(StatusCode::OK, &stored))
 }
 
+/// `GET /v1/tasks/{id}/conditions`: where each serving step stands on the task, so a person (or
+/// a UI) sees what a waiting task waits on.
+pub(crate) async fn conditions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let conditions = state.service.conditions(&id).await?;
+    serde_json::to_value(&conditions)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListParams {
     status: Option<String>,

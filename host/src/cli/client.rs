@@ -421,64 +421,58 @@ async fn show_task(client: &Client, task: &Value, json: bool) {
     }
 }
 
-/// The task for people ([`print_task`]), and, while it waits, what it waits on: each serving
-/// step's condition against its data ([`waiting_on`]).
+/// The task for people ([`print_task`]), and, while it waits, what it waits on ([`waiting_on`],
+/// from `GET /v1/tasks/{id}/conditions`).
 async fn print_task_for_people(client: &Client, task: &Value) {
     print_task(task);
     if task["status"] != "waiting" {
         return;
     }
-    match client.send(client.http.get(client.url("/v1/steps"))).await {
-        Ok(steps) => {
-            let reasons = waiting_on(task, &steps);
-            if reasons.is_empty() {
-                println!("waiting on: no step serves");
-                return;
-            }
-            println!("waiting on (each step's condition against the data)");
-            let width = reasons.iter().map(|(step, _)| step.chars().count()).max().unwrap_or(0);
-            for (step, why) in reasons {
-                println!("  {step:<width$}  {why}");
-            }
-        }
-        Err(Failure(message, _)) => println!("waiting on: the steps could not be listed ({message})"),
+    let path = format!("/v1/tasks/{}/conditions", text(task, "id"));
+    match client.send(client.http.get(client.url(&path))).await {
+        Ok(conditions) => print!("{}", waiting_on(&conditions)),
+        Err(Failure(message, _)) => println!("waiting on: the steps' conditions could not be read ({message})"),
     }
 }
 
-/// Why a waiting task waits, step by step, for the serving `steps` (`GET /v1/steps`): where a
-/// step's condition fails, the first failing path and why (as `whenever match` says it); where it
-/// holds, that the step ran on the values it tests and runs again when they change. Failing
-/// conditions first, each group by name.
-fn waiting_on(task: &Value, steps: &Value) -> Vec<(String, String)> {
-    let mut reasons: Vec<(bool, String, String)> = steps["steps"]
+/// What a waiting task waits on, for people: each serving step's standing from `GET
+/// /v1/tasks/{id}/conditions`, the steps whose condition fails first (the first failing path and
+/// why), then those that ran on these values, each group by name.
+fn waiting_on(conditions: &Value) -> String {
+    let mut rows: Vec<(u8, &str, String)> = conditions["steps"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|step| {
-            let name = text(step, "name").to_string();
-            let (holds, why) = match crate::condition::Condition::parse(&step["condition"]) {
-                Err(e) => (false, format!("its condition cannot be read: {e}")),
-                Ok(condition) => match condition.explain(&task["data"]) {
-                    Err(mismatch) => (false, mismatch.to_string()),
-                    Ok(()) => (true, holding(task["progress"][&name]["runs"].as_u64().unwrap_or(0))),
-                },
+            let (rank, why) = match text(step, "state") {
+                "fails" => (0, text(step, "reason").to_string()),
+                "ran" => (1, ran(step["runs"].as_u64().unwrap_or(0), step["last_failed"] == true)),
+                "eligible" => (2, "its condition holds; it starts".to_string()),
+                other => (3, other.to_string()),
             };
-            (holds, name, why)
+            (rank, text(step, "step"), why)
         })
         .collect();
-    reasons.sort();
-    reasons.into_iter().map(|(_, name, why)| (name, why)).collect()
+    if rows.is_empty() {
+        return "waiting on: no step serves\n".to_string();
+    }
+    rows.sort();
+    let width = rows.iter().map(|(_, step, _)| step.chars().count()).max().unwrap_or(0);
+    let mut out = "waiting on (each step's condition against the data)\n".to_string();
+    for (_, step, why) in rows {
+        out.push_str(&format!("  {step:<width$}  {why}\n"));
+    }
+    out
 }
 
-/// What `waiting_on` says of a step whose condition holds, after `runs` runs.
-fn holding(runs: u64) -> String {
-    match runs {
-        0 => "its condition holds; it has not run yet".to_string(),
-        1 => "its condition holds; it ran once on these values, and runs again when they change".to_string(),
-        n => {
-            format!("its condition holds; it ran {n} times, the last on these values, and runs again when they change")
-        }
-    }
+/// What [`waiting_on`] says of a step whose condition holds and that ran on these values.
+fn ran(runs: u64, last_failed: bool) -> String {
+    let times = match runs {
+        1 => "once".to_string(),
+        n => format!("{n} times"),
+    };
+    let failed = if last_failed { " (its last run failed)" } else { "" };
+    format!("its condition holds; it ran {times}, the last on these values{failed}, and runs again when they change")
 }
 
 fn print_task(task: &Value) {
@@ -1061,40 +1055,23 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_task_is_explained_step_by_step_failing_conditions_first() {
-        let task = json!({
-            "status": "waiting",
-            "data": {"order": {"total": 900, "fraudChecked": true}},
-            "progress": {"fraud-detection": {"runs": 1}}
-        });
-        let steps = json!({"steps": [
-            {"name": "payment-processing", "condition": {"order": {"total": "$number", "fraudApproved": true}}},
-            {"name": "fraud-detection", "condition": {"order": {"total": "$number"}}},
-            {"name": "vip", "condition": {"order": {"total": {"$gt": 1000}}}},
-            {"name": "new-step", "condition": {"order": {"fraudChecked": true}}}
+    fn what_a_waiting_task_waits_on_is_told_failing_steps_first() {
+        let conditions = json!({"id": "t_1", "status": "waiting", "revision": 3, "steps": [
+            {"step": "fraud-detection", "version": "97e9b5f37de9", "state": "ran", "runs": 1, "last_failed": false},
+            {"step": "payment-processing", "version": "874292580ecb", "state": "fails",
+             "reason": "order.fraudApproved: missing"},
+            {"step": "retrier", "version": "1", "state": "ran", "runs": 2, "last_failed": true},
+            {"step": "vip", "version": "2", "state": "fails", "reason": "order.total: expected a number > 1000, found 900"}
         ]});
         assert_eq!(
-            waiting_on(&task, &steps),
-            vec![
-                (
-                    "payment-processing".to_string(),
-                    "order.fraudApproved: missing".to_string()
-                ),
-                (
-                    "vip".to_string(),
-                    "order.total: expected a number > 1000, found 900".to_string()
-                ),
-                (
-                    "fraud-detection".to_string(),
-                    "its condition holds; it ran once on these values, and runs again when they change".to_string()
-                ),
-                (
-                    "new-step".to_string(),
-                    "its condition holds; it has not run yet".to_string()
-                ),
-            ]
+            waiting_on(&conditions),
+            "waiting on (each step's condition against the data)\n\
+             \x20 payment-processing  order.fraudApproved: missing\n\
+             \x20 vip                 order.total: expected a number > 1000, found 900\n\
+             \x20 fraud-detection     its condition holds; it ran once, the last on these values, and runs again when they change\n\
+             \x20 retrier             its condition holds; it ran 2 times, the last on these values (its last run failed), and runs again when they change\n"
         );
-        assert!(waiting_on(&task, &json!({"steps": []})).is_empty());
+        assert_eq!(waiting_on(&json!({"steps": []})), "waiting on: no step serves\n");
     }
 
     #[test]

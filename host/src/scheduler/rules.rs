@@ -7,8 +7,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use serde::Serialize;
+use whenever_condition::Condition;
+
 use crate::runtime::LoadedStep;
-use crate::task::{Task, TaskStatus};
+use crate::task::{StepProgress, Task, TaskStatus};
 
 /// A step that should start now, with the projection it starts on.
 #[derive(Debug, Clone)]
@@ -28,15 +31,58 @@ pub fn eligible(task: &Task, steps: &[Arc<LoadedStep>], in_flight: &HashSet<Stri
         .filter(|step| step.condition.matches(&task.data))
         .filter_map(|step| {
             let projection = step.condition.projection_digest(&task.data);
-            let progress = task.progress.get(&step.name);
-            let changed = progress.is_none_or(|p| p.last_projection.as_ref() != Some(&projection));
-            let redo = progress.is_some_and(|p| p.redo);
-            (changed || redo).then(|| Eligible {
+            starts(task.progress.get(&step.name), &projection).then(|| Eligible {
                 step: step.clone(),
                 projection,
             })
         })
         .collect()
+}
+
+/// Whether a step whose condition holds starts, given its progress on the task and the digest of
+/// the data's projection now: it never started, started on other values, or asked for a redo.
+fn starts(progress: Option<&StepProgress>, projection: &str) -> bool {
+    progress.is_none_or(|p| p.redo || p.last_projection.as_deref() != Some(projection))
+}
+
+/// Where one step stands on a task, by the rules above: why it does not run, or that it would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Standing {
+    /// Its condition does not hold: the first failing path and why (`order.fraudApproved:
+    /// missing`).
+    Fails {
+        /// What fails, as [`whenever_condition::Mismatch`] says it.
+        reason: String,
+    },
+    /// Its condition holds and it started on these values already: it runs again when they
+    /// change (or when it is retried).
+    Ran {
+        /// How many of its runs started on this task.
+        runs: u32,
+        /// Whether its latest finished run failed.
+        last_failed: bool,
+    },
+    /// Its condition holds on values it has not started on (or its last run asked for a redo):
+    /// it starts now, or is under way.
+    Eligible,
+}
+
+/// Where the step `name` with `condition` stands on `task`: the rule of [`eligible`], told.
+pub fn standing(task: &Task, name: &str, condition: &Condition) -> Standing {
+    if let Err(mismatch) = condition.explain(&task.data) {
+        return Standing::Fails {
+            reason: mismatch.to_string(),
+        };
+    }
+    let progress = task.progress.get(name);
+    match progress {
+        Some(p) if !starts(progress, &condition.projection_digest(&task.data)) => Standing::Ran {
+            runs: p.runs,
+            last_failed: p.last_failed,
+        },
+        _ => Standing::Eligible,
+    }
 }
 
 /// The status of a task on which nothing is in flight and nothing is eligible.
@@ -47,5 +93,55 @@ pub fn settled_status(task: &Task, completed: bool, cap_hit: bool) -> TaskStatus
         TaskStatus::Failed
     } else {
         TaskStatus::Waiting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_step_stands_failing_ran_or_eligible_as_the_rules_decide() {
+        let condition =
+            Condition::parse(&json!({"order": {"total": "$number", "fraudApproved": true}})).expect("condition");
+        let mut task = Task::new(json!({"order": {"total": 900}}));
+        assert_eq!(
+            standing(&task, "payment", &condition),
+            Standing::Fails {
+                reason: "order.fraudApproved: missing".into()
+            }
+        );
+        task.data["order"]["fraudApproved"] = json!(true);
+        assert_eq!(standing(&task, "payment", &condition), Standing::Eligible, "never ran");
+        let started_on = condition.projection_digest(&task.data);
+        task.progress.insert(
+            "payment".into(),
+            StepProgress {
+                last_projection: Some(started_on),
+                runs: 1,
+                ..StepProgress::default()
+            },
+        );
+        assert_eq!(
+            standing(&task, "payment", &condition),
+            Standing::Ran {
+                runs: 1,
+                last_failed: false
+            }
+        );
+        // Another value it tests: it runs again. A value it does not test changes nothing.
+        task.data["order"]["note"] = json!("gift");
+        assert!(matches!(standing(&task, "payment", &condition), Standing::Ran { .. }));
+        task.data["order"]["total"] = json!(950);
+        assert_eq!(standing(&task, "payment", &condition), Standing::Eligible);
+        // A redo asked for: eligible on the same values.
+        task.data["order"]["total"] = json!(900);
+        assert!(matches!(standing(&task, "payment", &condition), Standing::Ran { .. }));
+        if let Some(progress) = task.progress.get_mut("payment") {
+            progress.redo = true;
+        }
+        assert_eq!(standing(&task, "payment", &condition), Standing::Eligible);
     }
 }

@@ -53,6 +53,32 @@ pub struct StepInfo {
     pub versions: Vec<StepVersionInfo>,
 }
 
+/// Where every serving step stands on one task (`GET /v1/tasks/{id}/conditions`): what a waiting
+/// task waits on, told step by step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskConditions {
+    /// The task's id.
+    pub id: String,
+    /// Its status.
+    pub status: TaskStatus,
+    /// The revision its data was read at.
+    pub revision: u64,
+    /// Each serving step, by name.
+    pub steps: Vec<StepStanding>,
+}
+
+/// One serving step's standing on a task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepStanding {
+    /// The step's name.
+    pub step: String,
+    /// The version serving.
+    pub version: String,
+    /// Where it stands: `state` (`fails`, `ran`, `eligible`) with its details.
+    #[serde(flatten)]
+    pub standing: rules::Standing,
+}
+
 /// A step to deploy from a folder or the bundled set: its name, component and manifest, and
 /// the file it came from (none: bundled).
 pub(crate) struct Source {
@@ -261,6 +287,31 @@ impl Service {
         self.inner.scheduler.catalog().insert(step);
         self.spawn_reevaluation(name.to_string());
         self.step(name).await
+    }
+
+    /// Where every serving step stands on task `id`: its condition against the data (the first
+    /// failing path and why), or that it ran on these values, or that it starts.
+    pub async fn conditions(&self, id: &str) -> Result<TaskConditions, ServiceError> {
+        let stored = self.task(id).await?;
+        let mut steps: Vec<StepStanding> = self
+            .inner
+            .scheduler
+            .catalog()
+            .snapshot()
+            .iter()
+            .map(|step| StepStanding {
+                step: step.name.clone(),
+                version: step.version.clone(),
+                standing: rules::standing(&stored.task, &step.name, &step.condition),
+            })
+            .collect();
+        steps.sort_by(|a, b| a.step.cmp(&b.step));
+        Ok(TaskConditions {
+            id: stored.task.id,
+            status: stored.task.status,
+            revision: stored.revision,
+            steps,
+        })
     }
 
     /// Stops serving a step (its versions stay in the store); `by` says who asked, for the
