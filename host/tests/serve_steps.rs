@@ -60,6 +60,12 @@ fn rollback(server: &ServeProcess, name: &str, version: &str) -> std::process::O
     whenever(server, &["rollback", name, version])
 }
 
+/// The server's log says `write-a.wasm` was refused, and that version `v1` serves meanwhile.
+fn assert_refused_while_serving(server: &ServeProcess, v1: &str) {
+    let refused = format!("write-a.wasm refused (write-a keeps serving version {v1}): ");
+    assert!(server.stderr().contains(&refused), "{}", server.stderr());
+}
+
 /// Runs the `whenever` client with `args` against `server` (no token).
 fn whenever(server: &ServeProcess, args: &[&str]) -> std::process::Output {
     Command::new(whenever_binary())
@@ -99,13 +105,7 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
         .await;
     let (_, still) = step(&server, "write-a").await;
     assert_eq!(still["version"], json!(v1), "{}", server.stderr());
-    assert!(
-        server
-            .stderr()
-            .contains(&format!("write-a.wasm refused (write-a keeps serving version {v1}): ")),
-        "the log says which version serves meanwhile: {}",
-        server.stderr()
-    );
+    assert_refused_while_serving(&server, &v1);
     let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(task["runs"][0]["version"], json!(v1));
 
@@ -244,13 +244,7 @@ async fn an_invalid_file_at_start_is_refused_and_the_service_starts() {
     // Killed; meanwhile write-a's manifest is broken. The restart refuses it, and v1 serves.
     put(&steps, "write-a.toml", b"connectors = [");
     let server = ServeProcess::start(&db, &folder);
-    assert!(
-        server
-            .stderr()
-            .contains(&format!("write-a.wasm refused (write-a keeps serving version {v1}): ")),
-        "{}",
-        server.stderr()
-    );
+    assert_refused_while_serving(&server, &v1);
     let (status, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(status, 201, "{task}");
     assert_eq!(task["runs"][0]["version"], json!(v1), "{task}");
