@@ -485,6 +485,13 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<
     })
 }
 
+/// A serializable answer as JSON (a value that does not serialize is a 500).
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<axum::Json<Value>, ApiError> {
+    serde_json::to_value(value)
+        .map(axum::Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 /// Parses a JSON body; a malformed one is a 400 naming the problem and where.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -11,14 +11,8 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::tasks::query;
-use super::{ApiError, AppState, body, parse_json};
+use super::{ApiError, AppState, body, parse_json, to_json};
 use crate::runtime::StepManifest;
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Json<Value>, ApiError> {
-    serde_json::to_value(value)
-        .map(Json)
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
 
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     to_json(&serde_json::json!({"steps": state.service.steps().await?}))

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::preconditions::{self, IfNoneMatch};
-use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json};
+use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, to_json};
 use crate::request_key::RequestKey;
 use crate::service::{Created, Service};
 use crate::store::{StoredTask, TaskQuery};
@@ -136,10 +136,7 @@ pub(crate) async fn show(
 /// `GET /v1/tasks/{id}/conditions`: where each serving step stands on the task, so a person (or
 /// a UI) sees what a waiting task waits on.
 pub(crate) async fn conditions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let conditions = state.service.conditions(&id).await?;
-    serde_json::to_value(&conditions)
-        .map(Json)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    to_json(&state.service.conditions(&id).await?)
 }
 
 #[derive(Debug, Deserialize)]

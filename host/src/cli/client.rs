@@ -392,6 +392,16 @@ fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("-")
 }
 
+/// The strings of the array at `value` (tags, steps, grants); nothing if it is not one.
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// A time of the server's (RFC 3339, UTC) for people: to the second, `2026-12-06 20:52:49`;
 /// anything else as it came.
 fn time(value: &Value, key: &str) -> String {
@@ -487,8 +497,8 @@ fn print_task(task: &Value) {
     if let Some(name) = task["name"].as_str() {
         println!("name     {name}");
     }
-    if let Some(tags) = task["tags"].as_array().filter(|t| !t.is_empty()) {
-        let tags: Vec<&str> = tags.iter().filter_map(Value::as_str).collect();
+    let tags = strings(&task["tags"]);
+    if !tags.is_empty() {
         println!("tags     {}", tags.join(", "));
     }
     if let Some(message) = task["message"].as_str() {
@@ -534,11 +544,8 @@ fn print_task(task: &Value) {
 
 /// A conflict a run recorded, for people: where, with which other steps, whose value stayed.
 fn conflict_line(step: &str, conflict: &Value) -> String {
-    let others: Vec<&str> = conflict["steps"]
-        .as_array()
+    let others: Vec<&str> = strings(&conflict["steps"])
         .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
         .filter(|other| *other != step)
         .collect();
     let kept = match conflict["winner"].as_str() {
@@ -676,17 +683,8 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
 /// A step's grants for people: `stripe, fraudGuard (hosts: fraud.internal)`, `-` for none, and
 /// what the host's config withholds.
 fn grants(step: &Value) -> String {
-    let list = |value: &Value| -> Vec<String> {
-        value
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect()
-    };
-    let connectors = list(&step["connectors"]);
-    let hosts = list(&step["hosts"]);
+    let connectors = strings(&step["connectors"]);
+    let hosts = strings(&step["hosts"]);
     let mut out = if connectors.is_empty() {
         "-".to_string()
     } else {
@@ -695,15 +693,16 @@ fn grants(step: &Value) -> String {
     if !hosts.is_empty() {
         out.push_str(&format!(" (hosts: {})", hosts.join(", ")));
     }
-    let withheld: Vec<String> = list(&step["withheld"]["connectors"])
+    let withheld: Vec<String> = strings(&step["withheld"]["connectors"])
         .into_iter()
+        .map(str::to_string)
         .chain(
-            list(&step["withheld"]["hosts"])
+            strings(&step["withheld"]["hosts"])
                 .into_iter()
                 .map(|h| format!("host {h}")),
         )
         .chain(
-            list(&step["withheld"]["reads"])
+            strings(&step["withheld"]["reads"])
                 .into_iter()
                 .map(|p| format!("reads {p}")),
         )
@@ -769,18 +768,12 @@ fn task_table(tasks: &[Value], args: &TasksArgs) -> String {
     }
     let mut rows = vec![["ID", "STATUS", "UPDATED (UTC)", "NAME", "TAGS"].map(str::to_string)];
     rows.extend(tasks.iter().map(|task| {
-        let tags: Vec<&str> = task["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
         [
             text(task, "id").to_string(),
             text(task, "status").to_string(),
             time(task, "updated_at"),
             task["name"].as_str().unwrap_or("").to_string(),
-            tags.join(","),
+            strings(&task["tags"]).join(","),
         ]
     }));
     let widths: Vec<usize> = (0..5)

@@ -169,8 +169,7 @@ impl Service {
             let source = match found {
                 Ok(source) => source,
                 Err((path, e)) => {
-                    let name = path.file_stem().map(|stem| stem.to_string_lossy().into_owned());
-                    self.refuse_at_start(&path, &name.unwrap_or_default(), &e).await?;
+                    self.refuse_at_start(&path, &super::watch::name_in(&path), &e).await?;
                     continue;
                 }
             };
