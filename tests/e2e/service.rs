@@ -759,7 +759,7 @@ async fn retry_runs_a_failed_step_again() {
         .post(&format!("/v1/tasks/{id}/retry"), &json!({"stepp": "returns-error"}))
         .await;
     assert_eq!(status, 400, "{error}");
-    assert!(error_message(&error).contains("\"stepp\""), "{error}");
+    assert!(error_message(&error).contains("unknown field `stepp`"), "{error}");
     let (_, unchanged) = server.get(&format!("/v1/tasks/{id}")).await;
     assert_eq!(runs(&unchanged).len(), 3, "nothing ran: {unchanged}");
 
@@ -924,6 +924,10 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
         .await;
     assert_eq!(status, 400, "{refused}");
     assert!(error_message(&refused).contains("versoin"), "{refused}");
+    // An array is not read as the fields in order (serde's way with a struct).
+    let (status, refused) = server.post("/v1/steps/writer/rollback", &json!([v2["version"]])).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(error_message(&refused).contains("it is an array"), "{refused}");
     // An unknown version is answered with the versions there are; an unknown step as such.
     let (status, unknown) = server
         .post("/v1/steps/writer/rollback", &json!({"version": "000000000000"}))
@@ -1363,7 +1367,11 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
     let task = server.run(json!({"tryStripe": true})).await;
     let id = task["id"].as_str().expect("id");
     assert_eq!(task["data"]["stripeResult"]["ok"]["success"], true, "{task}");
-    assert_eq!(runs(&task)[0]["connector_calls"][0]["connector"], "stripe");
+    let call = &runs(&task)[0]["connector_calls"][0];
+    assert_eq!(call["connector"], "stripe");
+    // What the connector answered is the call's `returned` (a failure would be its `error`).
+    assert_eq!(call["returned"]["success"], true, "{call}");
+    assert!(call.get("result").is_none() && call.get("error").is_none(), "{call}");
     let effects = server.service.scheduler().connectors().effects();
     assert_eq!(effects.count_for_task(id, "stripe", "charge"), 1);
     assert!(
@@ -1426,6 +1434,11 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
         runs(&resumed)[0]["connector_calls"][0]["replayed"],
         true,
         "history marks the replayed call"
+    );
+    assert_eq!(
+        runs(&resumed)[0]["connector_calls"][0]["returned"]["transactionId"],
+        "txn_journaled",
+        "{resumed}"
     );
     let effects = server.service.scheduler().connectors().effects();
     assert_eq!(

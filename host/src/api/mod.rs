@@ -500,6 +500,25 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON in the request body: {e}")))
 }
 
+/// A small request body read strictly into `T` (which denies unknown fields): anything but an
+/// object (serde would take an array's items as the fields in order), a misspelt key or a value
+/// of the wrong type is a 400 naming it, after the body's expected `shape`.
+pub(crate) fn strict_body<T: serde::de::DeserializeOwned>(body: Value, shape: &str) -> Result<T, ApiError> {
+    let found = match &body {
+        Value::Object(_) => {
+            return T::deserialize(body).map_err(|e| ApiError::BadRequest(format!("the body must be {shape}: {e}")));
+        }
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+    };
+    Err(ApiError::BadRequest(format!(
+        "the body must be {shape}, an object; it is {found}"
+    )))
+}
+
 /// `?wait=MS`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct WaitParam {

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::tasks::query;
-use super::{ApiError, AppState, body, parse_json, to_json};
+use super::{ApiError, AppState, body, parse_json, strict_body, to_json};
 use crate::runtime::StepManifest;
 
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -65,10 +65,11 @@ pub(crate) async fn rollback(
     caller: Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let request = parse_json(&body(raw, state.options.max_body_bytes)?)?;
     // Strict: a misspelt key is named rather than read as a missing version.
-    let request = RollbackBody::deserialize(request)
-        .map_err(|e| ApiError::BadRequest(format!("the body must be {{\"version\": V}}: {e}")))?;
+    let request: RollbackBody = strict_body(
+        parse_json(&body(raw, state.options.max_body_bytes)?)?,
+        "{\"version\": V}",
+    )?;
     to_json(
         &state
             .service

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::preconditions::{self, IfNoneMatch};
-use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, to_json};
+use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, strict_body, to_json};
 use crate::request_key::RequestKey;
 use crate::service::{Created, Service};
 use crate::store::{StoredTask, TaskQuery};
@@ -233,32 +233,23 @@ pub(crate) async fn retry(
     let step = if raw.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        match parse_json(&raw)? {
-            Value::Object(map) => {
-                // A misspelt key would otherwise retry whichever step failed, not the one meant.
-                if let Some(unknown) = map.keys().find(|k| *k != "step") {
-                    return Err(ApiError::BadRequest(format!(
-                        "unknown key {unknown:?} in the body: it may hold only \"step\" (a step's name)"
-                    )));
-                }
-                match map.get("step") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(step)) => Some(step.clone()),
-                    Some(_) => return Err(ApiError::BadRequest("\"step\" must be a string".into())),
-                }
-            }
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "the body must be an object like {\"step\": NAME}".into(),
-                ));
-            }
-        }
+        // Strict: a misspelt key would otherwise retry whichever step failed, not the one meant.
+        strict_body::<RetryBody>(parse_json(&raw)?, "{\"step\": NAME}")?.step
     };
     state
         .service
         .retry_task(&id, step.as_deref(), revisions.as_deref(), caller.name())
         .await?;
     answer(&state.service, &id, &wait).await
+}
+
+/// The body of `POST /v1/tasks/{id}/retry` (none, `{}` or `"step": null`: every failed step).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryBody {
+    /// The step to run again.
+    #[serde(default)]
+    step: Option<String>,
 }
 
 #[cfg(test)]
@@ -271,6 +262,39 @@ mod tests {
     /// The answer is the task's own fields, then its revision and last write: what the API
     /// answered when it built the task as a JSON value and added those two to it. Both times
     /// are written alike, with `Z`, as the task listing writes them.
+    /// The retry body is read strictly: each mistake is named after the shape it must have,
+    /// and an absent or null step means every failed step.
+    #[test]
+    fn a_retry_body_names_what_is_wrong_with_it() {
+        let read = |body: Value| strict_body::<RetryBody>(body, "{\"step\": NAME}").map(|b| b.step);
+        assert_eq!(read(json!({"step": "payment"})).ok(), Some(Some("payment".to_string())));
+        assert_eq!(read(json!({})).ok(), Some(None));
+        assert_eq!(read(json!({"step": null})).ok(), Some(None));
+        for (body, says) in [
+            (json!({"stepp": "payment"}), "unknown field `stepp`, expected `step`"),
+            (json!({"step": 5}), "invalid type: integer `5`, expected a string"),
+        ] {
+            let Err(ApiError::BadRequest(message)) = read(body.clone()) else {
+                panic!("{body} was not refused as a bad request");
+            };
+            assert_eq!(
+                message,
+                format!("the body must be {{\"step\": NAME}}: {says}"),
+                "{body}"
+            );
+        }
+        // Not an object: serde alone would read an array's items as the fields in order.
+        for (body, found) in [(json!(["payment"]), "an array"), (json!("payment"), "a string")] {
+            let Err(ApiError::BadRequest(message)) = read(body.clone()) else {
+                panic!("{body} was not refused as a bad request");
+            };
+            assert_eq!(
+                message,
+                format!("the body must be {{\"step\": NAME}}, an object; it is {found}")
+            );
+        }
+    }
+
     #[test]
     fn a_task_answer_is_the_task_then_its_revision_and_last_write() {
         let mut task = Task::new(json!({"order": {"id": "A-1", "total": 12.5, "items": [{"sku": "x"}]}}));

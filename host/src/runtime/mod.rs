@@ -6,6 +6,7 @@
 
 mod bindings;
 mod cache;
+mod call_record;
 mod engine;
 mod error;
 mod grants;

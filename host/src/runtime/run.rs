@@ -57,8 +57,11 @@ pub struct CallError {
     pub message: String,
 }
 
-/// One connector call made by a run, with its result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One connector call made by a run, with its result. In JSON (history, journal, the API) the
+/// result is `returned` (what the connector answered) or `error` (`{kind, message}`), the one
+/// or the other (`call_record` has the form, and reads records written before it too).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "super::call_record::CallRecordJson")]
 pub struct ConnectorCallRecord {
     /// The connector's name.
     pub connector: String,
@@ -76,7 +79,6 @@ pub struct ConnectorCallRecord {
     pub duration_us: u64,
     /// The result was not asked of the connector again but replayed from the journal of an
     /// attempt of this run that a crash interrupted.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
 }
 
