@@ -146,7 +146,8 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     refused(&whenever(&server, token, &["task", "t_nope"], None), 2, "not found");
 
     // patch from stdin, naming the revision read: wait-for-a runs once `a` is there. Naming an
-    // older revision, the patch is refused and changes nothing.
+    // older revision, the patch is refused and changes nothing. Without a file argument a piped
+    // stdin is read, as with `-`.
     let older = (revision - 1).to_string();
     refused(
         &whenever(
@@ -161,15 +162,7 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     let patched = ok(&whenever(
         &server,
         token,
-        &[
-            "patch",
-            &id,
-            "-",
-            "--wait",
-            "20000",
-            "--if-revision",
-            &revision.to_string(),
-        ],
+        &["patch", &id, "--wait", "20000", "--if-revision", &revision.to_string()],
         Some(r#"{"a": "A", "start": null}"#),
     ));
     assert!(patched.contains("runs     2"), "{patched}");
@@ -236,15 +229,20 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
         "{again}"
     );
     assert!(again.contains(&format!("{created_id}  completed")), "{again}");
-    // From stdin, without a key: a task of its own; as JSON.
+    // From stdin (piped, no file argument), without a key: a task of its own; as JSON.
     let other = json_of(&whenever(
         &server,
         token,
-        &["create", "-", "--json"],
+        &["create", "--json"],
         Some(r#"{"finish": true}"#),
     ));
     assert_ne!(other["id"], json!(created_id), "{other}");
     assert_eq!(other["status"], "running", "{other}");
+    refused(
+        &whenever(&server, token, &["create"], Some(" \n")),
+        2,
+        "the task data is empty (stdin held nothing)",
+    );
     refused(
         &whenever(&server, token, &["create", "-"], Some("[1, 2")),
         2,

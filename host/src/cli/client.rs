@@ -4,7 +4,7 @@
 //! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
 //! the input is bad, 1 when the server is unreachable or failed.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,11 +28,12 @@ pub struct ClientArgs {
     pub ca_cert: Option<PathBuf>,
 }
 
-/// `whenever create TASK.json [--key KEY] [--wait MS]` (`-` reads stdin).
+/// `whenever create [TASK.json] [--key KEY] [--wait MS]` (`-` or none reads stdin).
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// The task data, a JSON object (a file, or `-` for stdin).
-    pub data: PathBuf,
+    /// The task data, a JSON object: a file, or `-` for stdin (the default when stdin is not a
+    /// terminal: `curl … | whenever create`).
+    pub data: Option<PathBuf>,
     /// An idempotency key: running the command again with the same key and data shows the task
     /// the first run created instead of creating another (safe to retry after a timeout).
     #[arg(long)]
@@ -116,13 +117,14 @@ pub struct IfRevision {
     pub if_revision: Option<u64>,
 }
 
-/// `whenever patch ID PATCH.json` (`-` reads stdin).
+/// `whenever patch ID [PATCH.json]` (`-` or none reads stdin).
 #[derive(Debug, Args)]
 pub struct PatchArgs {
     /// The task's id.
     pub id: String,
-    /// A JSON merge patch of the task data (a file, or `-` for stdin).
-    pub patch: PathBuf,
+    /// A JSON merge patch of the task data: a file, or `-` for stdin (the default when stdin is
+    /// not a terminal: `echo '{"order": {"fraudApproved": true}}' | whenever patch ID`).
+    pub patch: Option<PathBuf>,
     /// Wait up to this many milliseconds for the task to settle.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
@@ -535,11 +537,44 @@ fn print_task(task: &Value) {
                 run["duration_ms"].as_f64().unwrap_or_default(),
                 outcome
             );
+            for call in run["connector_calls"].as_array().into_iter().flatten() {
+                println!("       {}", call_line(call));
+            }
             for conflict in run["conflicts"].as_array().into_iter().flatten() {
                 println!("       {}", conflict_line(text(run, "step"), conflict));
             }
         }
     }
+}
+
+/// The most of a connector's answer a call's line shows, in characters.
+const ANSWER_SHOWN: usize = 60;
+
+/// A connector call a run made, for people: which, how long, and what it returned (its start)
+/// or why it failed; whether the answer was replayed from the journal after a crash.
+fn call_line(call: &Value) -> String {
+    let outcome = match (call.get("returned"), call.get("error")) {
+        (Some(returned), _) => {
+            let text = returned.to_string();
+            match text.char_indices().nth(ANSWER_SHOWN) {
+                Some((end, _)) => format!("returned {}…", &text[..end]),
+                None => format!("returned {text}"),
+            }
+        }
+        (None, Some(error)) => format!("{}: {}", text(error, "kind"), text(error, "message")),
+        (None, None) => "no result recorded".to_string(),
+    };
+    let replayed = if call["replayed"] == Value::Bool(true) {
+        " (replayed from the journal)"
+    } else {
+        ""
+    };
+    format!(
+        "call {}.{} {:.1} ms{replayed}: {outcome}",
+        text(call, "connector"),
+        text(call, "method"),
+        call["duration_us"].as_f64().unwrap_or_default() / 1000.0
+    )
 }
 
 /// A conflict a run recorded, for people: where, with which other steps, whose value stayed.
@@ -849,24 +884,37 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
     }
 }
 
-/// The text of `path`, or of stdin for `-`.
-fn read_input(path: &std::path::Path) -> Result<String, Failure> {
-    if path.as_os_str() == "-" {
+/// The text of `path`, or of stdin for `-` or no path. With no path and stdin a terminal, the
+/// command would sit waiting for input nobody meant to type: that is refused, naming `what`.
+fn read_input(path: Option<&std::path::Path>, what: &str) -> Result<String, Failure> {
+    let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
+        if path.is_none() && std::io::stdin().is_terminal() {
+            return Err(bad(format!("give {what}: a file, or `-` (or a pipe) for stdin")));
+        }
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| bad(format!("cannot read stdin: {e}")))?;
-        Ok(text)
-    } else {
-        std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))
+        return not_empty(text, what, "stdin");
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    not_empty(text, what, &path.display().to_string())
+}
+
+/// `text` unless it holds nothing but whitespace, which is refused as empty rather than as
+/// JSON that ended too soon.
+fn not_empty(text: String, what: &str, source: &str) -> Result<String, Failure> {
+    if text.trim().is_empty() {
+        return Err(bad(format!("{what} is empty ({source} held nothing)")));
     }
+    Ok(text)
 }
 
 /// `whenever create`.
 pub(crate) async fn create(args: CreateArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let text = read_input(&args.data)?;
+        let text = read_input(args.data.as_deref(), "the task data")?;
         let data: Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("the task data is not valid JSON: {e}")))?;
         // Without a wait the answer is the task as stored, its first runs starting.
@@ -900,7 +948,7 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
 pub(crate) async fn patch(args: PatchArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let text = read_input(&args.patch)?;
+        let text = read_input(args.patch.as_deref(), "the merge patch")?;
         let merge: Value = serde_json::from_str(&text).map_err(|e| bad(format!("the patch is not valid JSON: {e}")))?;
         let request = client
             .http
@@ -1031,6 +1079,30 @@ mod tests {
         assert_eq!(
             task_table(&[], &filters(Some("failed"), Some("vip"))),
             "no tasks with status failed tagged vip\n"
+        );
+    }
+
+    #[test]
+    fn a_call_for_people_says_what_it_returned_or_why_it_failed() {
+        let paid = json!({"connector": "stripe", "method": "charge", "args": {},
+            "returned": {"success": true, "transactionId": "txn_1"}, "idempotency_key": "k", "duration_us": 1260});
+        assert_eq!(
+            call_line(&paid),
+            r#"call stripe.charge 1.3 ms: returned {"success":true,"transactionId":"txn_1"}"#
+        );
+        let declined = json!({"connector": "stripe", "method": "charge", "args": {},
+            "error": {"kind": "failed", "message": "card declined"}, "idempotency_key": "k",
+            "duration_us": 300, "replayed": true});
+        assert_eq!(
+            call_line(&declined),
+            "call stripe.charge 0.3 ms (replayed from the journal): failed: card declined"
+        );
+        let long = json!({"connector": "crm", "method": "get", "args": {}, "returned": "é".repeat(100),
+            "idempotency_key": "k", "duration_us": 0});
+        let line = call_line(&long);
+        assert!(
+            line.ends_with(&format!("returned \"{}…", "é".repeat(ANSWER_SHOWN - 1))),
+            "{line}"
         );
     }
 
