@@ -418,3 +418,60 @@ async fn create_sends_a_request_refused_with_503_again_after_retry_after() {
         "not sent again"
     );
 }
+
+/// `create` and `patch` without a file read a piped stdin, but on a terminal they would sit
+/// waiting for input nobody meant to type: they say what is missing and exit 2 at once.
+#[cfg(target_os = "linux")]
+#[test]
+fn without_a_file_on_a_terminal_create_and_patch_say_what_is_missing() {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    use std::time::{Duration, Instant};
+
+    for (args, missing) in [
+        (
+            &["create"][..],
+            "give the task data: a file, or `-` (or a pipe) for stdin",
+        ),
+        (
+            &["patch", "t_1"][..],
+            "give the merge patch: a file, or `-` (or a pipe) for stdin",
+        ),
+    ] {
+        let (mut leader, mut follower) = (-1, -1);
+        // SAFETY: openpty writes the two descriptors it opens into the two integers given; the
+        // name, terminal settings and window size may be null.
+        let opened = unsafe {
+            libc::openpty(
+                &mut leader,
+                &mut follower,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors were just opened by openpty and are owned by nothing else.
+        let (_leader, follower) = unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+        let mut child = Command::new(whenever_binary())
+            .args(args)
+            .args(["--server", "http://127.0.0.1:9"])
+            .stdin(Stdio::from(follower))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("whenever runs");
+        // Reading the terminal would wait for ever: give it 30 s, then fail rather than hang.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().expect("status").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("whenever {args:?} waited on the terminal");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().expect("whenever ends");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(missing), "{stderr}");
+    }
+}
