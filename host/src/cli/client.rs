@@ -551,9 +551,13 @@ fn print_task(task: &Value) {
 const ANSWER_SHOWN: usize = 60;
 
 /// A connector call a run made, for people: which, how long, and what it returned (its start)
-/// or why it failed; whether the answer was replayed from the journal after a crash.
+/// or why it failed; whether the answer was replayed from the journal after a crash. A server
+/// built before 2026-12-07 answers `result: {"Ok": …}` / `{"Err": …}` instead; read alike.
 fn call_line(call: &Value) -> String {
-    let outcome = match (call.get("returned"), call.get("error")) {
+    let earlier = |key: &str| call.get("result").and_then(|result| result.get(key));
+    let returned = call.get("returned").or_else(|| earlier("Ok"));
+    let error = call.get("error").or_else(|| earlier("Err"));
+    let outcome = match (returned, error) {
         (Some(returned), _) => {
             let text = returned.to_string();
             match text.char_indices().nth(ANSWER_SHOWN) {
@@ -1097,6 +1101,17 @@ mod tests {
             call_line(&declined),
             "call stripe.charge 0.3 ms (replayed from the journal): failed: card declined"
         );
+        // As a server built before `returned` and `error` answers.
+        let earlier = json!({"connector": "stripe", "method": "charge", "args": {},
+            "result": {"Err": {"kind": "timeout", "message": "no answer in 5 s"}}, "idempotency_key": "k",
+            "duration_us": 5000000});
+        assert_eq!(
+            call_line(&earlier),
+            "call stripe.charge 5000.0 ms: timeout: no answer in 5 s"
+        );
+        let earlier = json!({"connector": "crm", "method": "get", "args": {}, "result": {"Ok": 7},
+            "idempotency_key": "k", "duration_us": 100});
+        assert_eq!(call_line(&earlier), "call crm.get 0.1 ms: returned 7");
         let long = json!({"connector": "crm", "method": "get", "args": {}, "returned": "é".repeat(100),
             "idempotency_key": "k", "duration_us": 0});
         let line = call_line(&long);
