@@ -20,16 +20,13 @@ fn main() {
         .map(|t| t.join("wasm-steps"))
         .unwrap_or_else(|| out_dir.join("wasm-steps"));
 
+    // A folder named here is scanned whole: a step crate added under `steps/` (or its
+    // `testing/`) is built too, not only the crates there were at the last build.
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    for dir in ["sdk", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", steps.join(dir).display());
-    }
+    println!("cargo:rerun-if-changed={}", steps.display());
 
     let bundled = step_crates(&steps);
     let testing = step_crates(&steps.join("testing"));
-    for (_, dir) in bundled.iter().chain(testing.iter()) {
-        println!("cargo:rerun-if-changed={}", dir.display());
-    }
 
     ensure_wasm_target();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());

@@ -20,9 +20,47 @@ pub enum CatalogError {
         /// The OS's explanation.
         message: String,
     },
+    /// A `--steps` path that is neither a folder nor a component.
+    #[error("{path} is neither a folder of steps nor a component (NAME.wasm)")]
+    NotSteps {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A folder given to run steps from holds none.
+    #[error("{path} holds no steps: no NAME.wasm in it")]
+    NoSteps {
+        /// The folder.
+        path: PathBuf,
+    },
     /// A component or its manifest was refused.
     #[error(transparent)]
     Load(#[from] LoadError),
+}
+
+/// The components at `path`: a folder's `NAME.wasm` files in name order, or `path` itself when
+/// it is one `NAME.wasm` (a step's build output, run or watched where it is built).
+pub fn step_files(path: &Path) -> Result<Vec<PathBuf>, CatalogError> {
+    let is_component = |path: &Path| path.extension().is_some_and(|ext| ext == "wasm");
+    if path.is_file() {
+        return if is_component(path) {
+            Ok(vec![path.to_path_buf()])
+        } else {
+            Err(CatalogError::NotSteps {
+                path: path.to_path_buf(),
+            })
+        };
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| CatalogError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| is_component(path))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// A step as read from a folder: `NAME.wasm` with the manifest `NAME.toml` beside it.
@@ -120,22 +158,12 @@ impl Catalog {
         Ok(())
     }
 
-    /// Loads every `NAME.wasm` in `dir`, with `NAME.toml` beside it as its manifest (none: no
-    /// grants and default limits).
-    pub async fn load_dir(&self, runtime: &Runtime, dir: &Path) -> Result<usize, CatalogError> {
-        let io = |path: &Path, e: std::io::Error| CatalogError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| io(dir, e))?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
-            .collect();
-        files.sort();
-        for path in &files {
-            self.load_file(runtime, path).await?;
+    /// Loads the steps at `path` (see [`step_files`]), each `NAME.wasm` with `NAME.toml` beside it
+    /// as its manifest (none: no grants and default limits); returns how many.
+    pub async fn load_path(&self, runtime: &Runtime, path: &Path) -> Result<usize, CatalogError> {
+        let files = step_files(path)?;
+        for file in &files {
+            self.load_file(runtime, file).await?;
         }
         Ok(files.len())
     }
@@ -149,5 +177,37 @@ impl Catalog {
             path: path.to_path_buf(),
             message: "vanished".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_a_folders_components_in_name_order_or_one_component() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for file in ["b.wasm", "a.wasm", "a.toml", "notes.txt"] {
+            std::fs::write(dir.path().join(file), b"").expect("write");
+        }
+        let found = step_files(dir.path()).expect("a folder");
+        assert_eq!(found, vec![dir.path().join("a.wasm"), dir.path().join("b.wasm")]);
+        let one = dir.path().join("b.wasm");
+        assert_eq!(step_files(&one).expect("a component"), vec![one.clone()]);
+
+        let notes = dir.path().join("notes.txt");
+        let refused = step_files(&notes).expect_err("not a component");
+        assert!(
+            matches!(refused, CatalogError::NotSteps { ref path } if *path == notes),
+            "{refused}"
+        );
+        let missing = dir.path().join("missing");
+        let refused = step_files(&missing).expect_err("no such folder");
+        assert!(
+            refused
+                .to_string()
+                .starts_with(&format!("cannot read {}: ", missing.display())),
+            "{refused}"
+        );
     }
 }

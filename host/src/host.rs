@@ -15,7 +15,8 @@ use crate::scheduler::{Scheduler, SchedulerSettings};
 /// What to assemble a host from.
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
-    /// Folders of steps (`NAME.wasm` + `NAME.toml`). Empty: the bundled RetailMax steps.
+    /// Folders of steps (`NAME.wasm` + `NAME.toml`), or single `NAME.wasm` files; a folder with
+    /// no step in it is refused. Empty: the bundled RetailMax steps.
     pub steps: Vec<PathBuf>,
     /// The config file.
     pub config: Option<PathBuf>,
@@ -81,8 +82,10 @@ impl Host {
             if options.steps.is_empty() {
                 catalog.load_bundled(&runtime).await?;
             }
-            for dir in &options.steps {
-                catalog.load_dir(&runtime, dir).await?;
+            for path in &options.steps {
+                if catalog.load_path(&runtime, path).await? == 0 {
+                    return Err(CatalogError::NoSteps { path: path.clone() }.into());
+                }
             }
         }
         // Relative paths in connector settings (a stock file) are relative to the config file.

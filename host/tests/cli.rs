@@ -116,6 +116,61 @@ fn run_exits_0_when_completed_and_4_when_failed() {
 }
 
 #[test]
+fn run_takes_single_components_and_refuses_a_folder_without_steps() {
+    let scratch = scratch("single");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[WRITE_A, WRITE_B, WAIT_FOR_A]);
+    let task = write_json(dir, "task.json", &json!({"start": true}));
+    let component = |name: &str| steps.join(format!("{name}.wasm")).display().to_string();
+
+    // One component alone: only it runs (wait-for-a, beside it, is not loaded), and the task,
+    // which no step completes, waits.
+    let output = whenever(&["run", &task, "--steps", &component("write-a")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(stdout_json(&output)["data"], json!({"start": true, "a": "A"}));
+    // Two of them, each with its manifest beside it, as a folder of both would run.
+    let output = whenever(&[
+        "run",
+        &task,
+        "--steps",
+        &component("write-a"),
+        "--steps",
+        &component("wait-for-a"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        stdout_json(&output)["data"],
+        json!({"start": true, "a": "A", "waited": true})
+    );
+
+    // A folder with no component in it would run nothing and leave the task waiting for steps
+    // that are not there.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    std::fs::write(empty.join("README.txt"), "not a step").expect("write");
+    let output = whenever(&["run", &task, "--steps", &empty.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} holds no steps: no NAME.wasm in it", empty.display())),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "no task is printed");
+    // A file that is not a component.
+    let output = whenever(&["run", &task, "--steps", &task]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{task} is neither a folder of steps nor a component (NAME.wasm)"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_limited_address_space_gets_a_smaller_step_pool_or_an_error_naming_the_setting() {
     let scratch = scratch("address-space");
     let dir = scratch.path();

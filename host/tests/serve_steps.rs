@@ -1,6 +1,7 @@
-//! `whenever serve --steps DIR` watches its folder: a step dropped there, or changed (component or
-//! manifest), is deployed live; an invalid one is refused with a logged error while the previous
-//! version keeps serving; and `whenever rollback NAME VERSION` makes an earlier version serve.
+//! `whenever serve --steps DIR` watches its folder (or one component given alone): a step dropped
+//! there, or changed (component or manifest), is deployed live; an invalid one is refused with a
+//! logged error while the previous version keeps serving; and `whenever rollback NAME VERSION`
+//! makes an earlier version serve.
 
 mod support;
 
@@ -249,4 +250,63 @@ async fn an_invalid_file_at_start_is_refused_and_the_service_starts() {
     assert_eq!(status, 201, "{task}");
     assert_eq!(task["runs"][0]["version"], json!(v1), "{task}");
     assert_eq!(task["data"]["a"], json!("A"), "{task}");
+}
+
+/// A step author's loop, as README.md gives it: the build's output linked into a watched folder,
+/// or one component given alone (`--steps NAME.wasm`), is deployed again at each build.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_build_output_and_a_single_component_are_watched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let build = dir.path().join("build");
+    let steps = dir.path().join("steps");
+    let alone = dir.path().join("alone");
+    for folder in [&build, &steps, &alone] {
+        std::fs::create_dir_all(folder).expect("folder");
+    }
+    let write_a = std::fs::read(WRITE_A.component).expect("component");
+    put(&build, "write-a.wasm", &write_a);
+    std::os::unix::fs::symlink(build.join("write-a.wasm"), steps.join("write-a.wasm")).expect("symlink");
+    put(
+        &steps,
+        "write-a.toml",
+        &std::fs::read(WRITE_A.manifest).expect("manifest"),
+    );
+    copy_step(&alone, &WAIT_FOR_A);
+    let single = alone.join("wait-for-a.wasm");
+    let server = ServeProcess::start(
+        &dir.path().join("whenever.db"),
+        &[
+            "--steps",
+            &steps.display().to_string(),
+            "--steps",
+            &single.display().to_string(),
+        ],
+    );
+    let (_, a1) = step(&server, "write-a").await;
+    let a1 = a1["version"].as_str().expect("write-a serves").to_string();
+    let (_, w1) = step(&server, "wait-for-a").await;
+    assert_eq!(w1["deployed_by"], "whenever serve, at start", "{w1}");
+    let w1 = w1["version"].as_str().expect("wait-for-a serves").to_string();
+
+    // A build rewrites the file the link points to.
+    put(&build, "write-a.wasm", &another_version(&write_a, b'2'));
+    let served = until_step(&server, "write-a", "the rebuilt step to serve", |_, s| {
+        s["version"].as_str().is_some_and(|v| v != a1)
+    })
+    .await;
+    let watched = format!("the watched file {}", steps.join("write-a.wasm").display());
+    assert_eq!(served["deployed_by"], json!(watched), "{served}");
+
+    // The single component is watched as a folder's are.
+    let wait_for_a = std::fs::read(WAIT_FOR_A.component).expect("component");
+    put(&alone, "wait-for-a.wasm", &another_version(&wait_for_a, b'2'));
+    let served = until_step(&server, "wait-for-a", "the new single component to serve", |_, s| {
+        s["version"].as_str().is_some_and(|v| v != w1)
+    })
+    .await;
+    let watched = format!("the watched file {}", single.display());
+    assert_eq!(served["deployed_by"], json!(watched), "{served}");
+    let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(task["data"]["waited"], json!(true), "{task}");
 }

@@ -9,6 +9,7 @@ mod http2;
 mod idempotency;
 mod journal_failure;
 mod openapi;
+mod readme;
 mod retailmax;
 mod sandbox;
 mod scheduling;

@@ -42,8 +42,8 @@ pub enum Command {
     Run {
         /// The task data (a JSON object).
         task: PathBuf,
-        /// A folder of steps (`NAME.wasm` with `NAME.toml`); repeatable. Default: the bundled
-        /// RetailMax steps.
+        /// A folder of steps (`NAME.wasm` with `NAME.toml`), or one `NAME.wasm`; repeatable.
+        /// Default: the bundled RetailMax steps.
         #[arg(long = "steps")]
         steps: Vec<PathBuf>,
         /// The config file (connectors, scheduler, runtime).

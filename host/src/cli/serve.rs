@@ -26,9 +26,9 @@ pub struct ServeArgs {
     /// hosts: a value starting with `postgres://` or `postgresql://`.
     #[arg(long, default_value = "whenever.db")]
     pub db: PathBuf,
-    /// A folder of steps (`NAME.wasm` with `NAME.toml`) deployed at start when new or changed,
-    /// then watched: a file added or changed there is deployed live; repeatable. Default: the
-    /// bundled RetailMax steps.
+    /// A folder of steps (`NAME.wasm` with `NAME.toml`), or one `NAME.wasm`, deployed at start
+    /// when new or changed, then watched: a file added or changed there is deployed live;
+    /// repeatable. Default: the bundled RetailMax steps.
     #[arg(long = "steps")]
     pub steps: Vec<PathBuf>,
     /// The config file (connectors, scheduler, runtime, server, store, hooks).

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Service, ServiceError};
-use crate::catalog::{CatalogError, read_step_file};
+use crate::catalog::{CatalogError, read_step_file, step_files};
 use crate::runtime::{LoadError, LoadedStep, StepManifest, Withheld};
 use crate::scheduler::rules;
 use crate::store::{StepChange, StepVersion, StepVersionInfo, TaskQuery};
@@ -117,16 +117,8 @@ pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Found>, ServiceError> {
         }
         return Ok(sources);
     }
-    let unreadable =
-        |path: &Path, e: std::io::Error| ServiceError::Invalid(format!("cannot read {}: {e}", path.display()));
     for dir in dirs {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| unreadable(dir, e))?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
-            .collect();
-        files.sort();
+        let files = step_files(dir).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         sources.extend(files.into_iter().map(|path| read_source(&path).map_err(|e| (path, e))));
     }
     Ok(sources)
@@ -135,8 +127,8 @@ pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Found>, ServiceError> {
 /// Reads `NAME.wasm` and the manifest `NAME.toml` beside it (none: no grants, default limits).
 pub(crate) fn read_source(path: &Path) -> Result<Source, ServiceError> {
     let file = read_step_file(path).map_err(|e| match e {
-        CatalogError::Io { .. } => ServiceError::Invalid(e.to_string()),
         CatalogError::Load(e) => e.into(),
+        other => ServiceError::Invalid(other.to_string()),
     })?;
     Ok(Source {
         name: file.name,

@@ -1,7 +1,7 @@
-//! Watching steps folders (`whenever serve --steps DIR`): every interval the folders are read
-//! again, and a `NAME.wasm` that appeared, or whose bytes or `NAME.toml` manifest changed, is
-//! deployed live through [`Service::deploy_step`] once it has stayed unchanged for one interval
-//! (so a file caught half-written is not deployed). An invalid component or manifest is reported
+//! Watching steps folders (`whenever serve --steps DIR`, or one `--steps NAME.wasm`): every
+//! interval the folders are read again, and a `NAME.wasm` that appeared, or whose bytes or
+//! `NAME.toml` manifest changed, is deployed live through [`Service::deploy_step`] once it has
+//! stayed unchanged for one interval (so a file caught half-written is not deployed). An invalid component or manifest is reported
 //! on stderr and the version that served keeps serving; the file is tried again when it changes.
 //! Removing a file removes nothing: a step is taken away with `DELETE /v1/steps/{name}`.
 //!
@@ -14,21 +14,19 @@ use std::time::Duration;
 
 use super::Service;
 use super::steps::read_source;
+use crate::catalog::step_files;
 use crate::file_stamp::{FileStamp, file_stamp};
 
 /// What a step's files looked like at one poll: the stamps of the component and its manifest.
 type Signature = (Option<FileStamp>, Option<FileStamp>);
 
-/// The `NAME.wasm` files of the folders, with their signatures.
+/// The `NAME.wasm` files of the folders (or the files themselves), with their signatures.
 fn scan(dirs: &[PathBuf]) -> BTreeMap<PathBuf, Signature> {
     let mut found = BTreeMap::new();
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
-        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
-            if path.extension().is_some_and(|ext| ext == "wasm") {
-                let signature = (file_stamp(&path), file_stamp(&path.with_extension("toml")));
-                found.insert(path, signature);
-            }
+        for path in step_files(dir).unwrap_or_default() {
+            let signature = (file_stamp(&path), file_stamp(&path.with_extension("toml")));
+            found.insert(path, signature);
         }
     }
     found
