@@ -91,6 +91,21 @@ fn run_prints_the_final_task_and_exits_3_when_waiting() {
     // Two runs in flight at once show as a second lane.
     assert!(timeline.contains("│ ▶"), "parallel runs visible:\n{timeline}");
     assert!(timeline.contains("is waiting"), "{timeline}");
+    // And what it waits on, step by step, as `whenever task` shows it.
+    let waiting_on = timeline
+        .split_once("waiting on (each step's condition against the data)\n")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no `waiting on` block:\n{timeline}"));
+    let lines: Vec<&str> = waiting_on.lines().map(str::trim_end).collect();
+    assert_eq!(
+        lines,
+        [
+            "  wait-for-a  waited: expected absent or null, found true",
+            "  write-a     a: expected absent or null, found \"A\"",
+            "  write-b     b: expected absent or null, found \"B\"",
+        ],
+        "{timeline}"
+    );
 }
 
 #[test]

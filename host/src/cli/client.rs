@@ -449,8 +449,8 @@ async fn print_task_for_people(client: &Client, task: &Value) {
 
 /// What a waiting task waits on, for people: each serving step's standing from `GET
 /// /v1/tasks/{id}/conditions`, the steps whose condition fails first (the first failing path and
-/// why), then those that ran on these values, each group by name.
-fn waiting_on(conditions: &Value) -> String {
+/// why), then those that ran on these values, each group by name. `whenever run` prints it too.
+pub(super) fn waiting_on(conditions: &Value) -> String {
     let mut rows: Vec<(u8, &str, String)> = conditions["steps"]
         .as_array()
         .into_iter()

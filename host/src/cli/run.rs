@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::client::waiting_on;
 use super::timeline::Timeline;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL, EXIT_WAITING};
 use crate::host::{Host, HostOptions};
+use crate::scheduler::rules;
 use crate::task::{Task, TaskStatus};
 
 /// Runs one task to settlement; stdout gets the final task as JSON, stderr the timeline.
@@ -40,6 +42,12 @@ pub(crate) async fn run(task_path: &Path, steps: &[PathBuf], config: Option<&Pat
         .scheduler
         .drive(&mut task, &mut |event| timeline.event(&event))
         .await;
+    if status == TaskStatus::Waiting && !quiet {
+        // What it waits on, as `whenever task` shows it: a step whose condition never held
+        // would otherwise leave no trace.
+        let standings = rules::standings(&task, &host.scheduler.catalog().snapshot());
+        eprint!("{}", waiting_on(&json!({ "steps": standings })));
+    }
     match serde_json::to_string_pretty(&task.summary_json()) {
         Ok(text) => println!("{text}"),
         Err(e) => {

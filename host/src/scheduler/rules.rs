@@ -68,6 +68,31 @@ pub enum Standing {
     Eligible,
 }
 
+/// One step's standing on a task, with the step's name and version (what `GET
+/// /v1/tasks/{id}/conditions` lists, and `whenever run` prints for a task left waiting).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepStanding {
+    /// The step's name.
+    pub step: String,
+    /// Its version.
+    pub version: String,
+    /// Where it stands: `state` (`fails`, `ran`, `eligible`) with its details.
+    #[serde(flatten)]
+    pub standing: Standing,
+}
+
+/// Where each of `steps` stands on `task`, in their order.
+pub fn standings(task: &Task, steps: &[Arc<LoadedStep>]) -> Vec<StepStanding> {
+    steps
+        .iter()
+        .map(|step| StepStanding {
+            step: step.name.clone(),
+            version: step.version.clone(),
+            standing: standing(task, &step.name, &step.condition),
+        })
+        .collect()
+}
+
 /// Where the step `name` with `condition` stands on `task`: the rule of [`eligible`], told.
 pub fn standing(task: &Task, name: &str, condition: &Condition) -> Standing {
     if let Err(mismatch) = condition.explain(&task.data) {

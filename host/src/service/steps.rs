@@ -15,6 +15,7 @@ use super::{Service, ServiceError};
 use crate::catalog::{CatalogError, read_step_file, step_files};
 use crate::runtime::{LoadError, LoadedStep, StepManifest, Withheld};
 use crate::scheduler::rules;
+pub use crate::scheduler::rules::StepStanding;
 use crate::store::{StepChange, StepVersion, StepVersionInfo, TaskQuery};
 use crate::task::TaskStatus;
 
@@ -65,18 +66,6 @@ pub struct TaskConditions {
     pub revision: u64,
     /// Each serving step, by name.
     pub steps: Vec<StepStanding>,
-}
-
-/// One serving step's standing on a task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepStanding {
-    /// The step's name.
-    pub step: String,
-    /// The version serving.
-    pub version: String,
-    /// Where it stands: `state` (`fails`, `ran`, `eligible`) with its details.
-    #[serde(flatten)]
-    pub standing: rules::Standing,
 }
 
 /// A step to deploy from a folder or the bundled set: its name, component and manifest, and
@@ -284,19 +273,8 @@ impl Service {
     /// failing path and why), or that it ran on these values, or that it starts.
     pub async fn conditions(&self, id: &str) -> Result<TaskConditions, ServiceError> {
         let stored = self.task(id).await?;
-        let mut steps: Vec<StepStanding> = self
-            .inner
-            .scheduler
-            .catalog()
-            .snapshot()
-            .iter()
-            .map(|step| StepStanding {
-                step: step.name.clone(),
-                version: step.version.clone(),
-                standing: rules::standing(&stored.task, &step.name, &step.condition),
-            })
-            .collect();
-        steps.sort_by(|a, b| a.step.cmp(&b.step));
+        // The catalog's snapshot is in name order.
+        let steps = rules::standings(&stored.task, &self.inner.scheduler.catalog().snapshot());
         Ok(TaskConditions {
             id: stored.task.id,
             status: stored.task.status,
