@@ -6,6 +6,7 @@
 mod backup;
 mod client;
 mod matching;
+mod new_step;
 mod run;
 mod serve;
 pub mod timeline;
@@ -64,6 +65,8 @@ pub enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Create a step crate of your own: its source, manifest and a task to run it on.
+    New(new_step::NewArgs),
     /// Run the service: durable tasks on SQLite, the HTTP API, webhooks, live deploys.
     Serve(serve::ServeArgs),
     /// Create a task on a running server (with `--key`, at most once however often it is run).
@@ -105,6 +108,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => run::run(&task, &steps, config.as_deref(), quiet).await,
         Command::Match { condition, data } => matching::run(&condition, &data),
         Command::Demo => crate::demo::main().await,
+        Command::New(args) => new_step::run(&args),
         Command::Serve(args) => serve::run(args).await,
         Command::Create(args) => client::create(args).await,
         Command::Deploy(args) => client::deploy(args).await,

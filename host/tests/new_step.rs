@@ -1,0 +1,100 @@
+//! `whenever new NAME`: a step crate of one's own that builds with plain `cargo build --release`
+//! and runs with `whenever run task.json --steps steps`, as it says, outside this repository.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn whenever(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_whenever"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("whenever runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_new_step_crate_builds_and_runs_as_it_says() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path();
+    let output = whenever(dir, &["new", "order-announcer"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains("cargo build --release\n  whenever run task.json --steps steps"),
+        "{said}"
+    );
+    let crate_dir = dir.join("order-announcer");
+    for file in ["Cargo.toml", "src/lib.rs", "steps/order-announcer.toml", "task.json"] {
+        assert!(crate_dir.join(file).is_file(), "{file} was written");
+    }
+
+    // What was written is never written over, and bad names and SDKs are refused by name.
+    let output = whenever(dir, &["new", "order-announcer"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("exists and is not empty: nothing was written"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(dir.join("a-file"), "").expect("write");
+    let output = whenever(dir, &["new", "other", "--dir", "a-file"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("a-file exists and is not a folder"),
+        "{}",
+        stderr(&output)
+    );
+    let output = whenever(dir, &["new", "Order Announcer"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("invalid step name \"Order Announcer\""),
+        "{}",
+        stderr(&output)
+    );
+    let output = whenever(dir, &["new", "other", "--sdk", "/nowhere"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no step SDK at /nowhere (--sdk)"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.join("other").exists(), "nothing is written for a refused command");
+
+    // The next two commands it names. Offline: the SDK's dependencies were fetched when this
+    // repository's steps were built, before this test.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(&crate_dir)
+        .args(["build", "--release", "--offline", "--quiet"]);
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        build.env_remove(var);
+    }
+    let built = build.output().expect("cargo runs");
+    assert!(
+        built.status.success(),
+        "the new crate does not build:\n{}",
+        stderr(&built)
+    );
+    let output = whenever(&crate_dir, &["run", "task.json", "--steps", "steps"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let task: Value = serde_json::from_slice(&output.stdout).expect("the task as JSON");
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["data"]["order"]["announced"], json!(true), "{task}");
+    let run = &task["runs"][0];
+    assert_eq!(run["step"], "order-announcer", "{task}");
+    assert_eq!(run["connector_calls"][0]["connector"], "slackCom", "{task}");
+    assert!(run["connector_calls"][0]["returned"]["ok"] == json!(true), "{task}");
+}
