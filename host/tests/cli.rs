@@ -88,6 +88,13 @@ fn run_prints_the_final_task_and_exits_3_when_waiting() {
         timeline.contains("▶ write-a") && timeline.contains("▶ write-b"),
         "{timeline}"
     );
+    // What a run logged shows under it.
+    assert!(
+        timeline
+            .lines()
+            .any(|l| l.trim_start_matches([' ', '│']) == "info   writing a"),
+        "write-a's log:\n{timeline}"
+    );
     // Two runs in flight at once show as a second lane.
     assert!(timeline.contains("│ ▶"), "parallel runs visible:\n{timeline}");
     assert!(timeline.contains("is waiting"), "{timeline}");

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 
+use super::timeline::log_rows;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL};
 
 /// Options every client command takes.
@@ -537,6 +538,14 @@ fn print_task(task: &Value) {
                 run["duration_ms"].as_f64().unwrap_or_default(),
                 outcome
             );
+            let logs = run["logs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|log| (text(log, "level"), text(log, "message")));
+            for row in log_rows(logs, run["logs_truncated"] == true) {
+                println!("       {row}");
+            }
             for call in run["connector_calls"].as_array().into_iter().flatten() {
                 println!("       {}", call_line(call));
             }

@@ -1,5 +1,6 @@
 //! The human timeline on stderr: every start and finish with its offset from the task's start,
-//! how many runs are in flight (parallel runs are visible), durations, errors and changes.
+//! how many runs are in flight (parallel runs are visible), durations, errors and changes, and
+//! (for `whenever run`) what each run logged.
 
 use std::io::Write;
 
@@ -13,26 +14,34 @@ pub struct Timeline {
     in_flight: usize,
     lines: Vec<String>,
     echo: bool,
+    logs: bool,
 }
 
+/// The most log lines of one run the timeline shows; the task's JSON holds them all.
+const LOG_LINES_SHOWN: usize = 20;
+
 impl Timeline {
-    /// A timeline printing to stderr as events arrive (or silent when `enabled` is false).
+    /// A timeline printing to stderr as events arrive, each run's log under it (or silent when
+    /// `enabled` is false).
     pub fn new(enabled: bool) -> Self {
         Timeline {
             enabled,
             in_flight: 0,
             lines: Vec::new(),
             echo: true,
+            logs: true,
         }
     }
 
-    /// A timeline that only collects its lines (for the demo, which prints them itself).
+    /// A timeline that only collects its lines, without the runs' logs (for the demo, which
+    /// prints them itself and shows the flow).
     pub fn collecting() -> Self {
         Timeline {
             enabled: true,
             in_flight: 0,
             lines: Vec::new(),
             echo: false,
+            logs: false,
         }
     }
 
@@ -90,6 +99,12 @@ impl Timeline {
                 };
                 let line = format!("{:>9}  {lanes}{detail}", offset(task, run, true));
                 self.emit(line);
+                if self.logs {
+                    let logs = run.logs.iter().map(|log| (log.level.as_str(), log.message.as_str()));
+                    for line in log_rows(logs, run.logs_truncated) {
+                        self.emit(format!("{:>9}  {lanes}  {line}", ""));
+                    }
+                }
                 for conflict in &run.conflicts {
                     let line = format!(
                         "{:>9}  {lanes}  ⚠ conflict on {} between {}; {} wins",
@@ -110,6 +125,30 @@ impl Timeline {
             }
         }
     }
+}
+
+/// What a run logged, a row per line of text (`info   announcing order o-1`), at most
+/// [`LOG_LINES_SHOWN`] of them, then how many more there are and whether the log was cut at its
+/// cap. `logs` are (level, message) pairs; `whenever task` shows a server's runs alike.
+pub(super) fn log_rows<'a>(logs: impl Iterator<Item = (&'a str, &'a str)>, cut: bool) -> Vec<String> {
+    let all: Vec<(&str, &str)> = logs
+        .flat_map(|(level, message)| message.lines().map(move |text| (level, text)))
+        .collect();
+    let mut rows: Vec<String> = all
+        .iter()
+        .take(LOG_LINES_SHOWN)
+        .map(|(level, text)| format!("{level:<6} {text}"))
+        .collect();
+    if all.len() > LOG_LINES_SHOWN {
+        rows.push(format!(
+            "… {} more log lines (the task's JSON holds them)",
+            all.len() - LOG_LINES_SHOWN
+        ));
+    }
+    if cut {
+        rows.push("… the log was cut at the step's cap".to_string());
+    }
+    rows
 }
 
 /// The paths a run changed, dotted and shortened: `order.tierAnalyzed, order.priority, +3 more`.
@@ -148,4 +187,23 @@ fn total(task: &Task) -> String {
         .unwrap_or(task.created_at);
     let micros = (end - task.created_at).num_microseconds().unwrap_or(0);
     format!("+{:.1}ms", micros as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_log_shows_a_row_per_line_up_to_its_cap_and_says_what_is_left_out() {
+        let rows = log_rows([("info", "one"), ("stdout", "two\nthree")].into_iter(), false);
+        assert_eq!(rows, ["info   one", "stdout two", "stdout three"]);
+
+        let many: Vec<String> = (0..25).map(|i| format!("line {i}")).collect();
+        let rows = log_rows(many.iter().map(|m| ("warn", m.as_str())), true);
+        assert_eq!(rows.len(), LOG_LINES_SHOWN + 2);
+        assert_eq!(rows[0], "warn   line 0");
+        assert_eq!(rows[LOG_LINES_SHOWN - 1], "warn   line 19");
+        assert_eq!(rows[LOG_LINES_SHOWN], "… 5 more log lines (the task's JSON holds them)");
+        assert_eq!(rows[LOG_LINES_SHOWN + 1], "… the log was cut at the step's cap");
+    }
 }

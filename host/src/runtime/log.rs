@@ -29,6 +29,21 @@ pub enum LogLevel {
     Stderr,
 }
 
+impl LogLevel {
+    /// The level as the API writes it (`info`, `stdout`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Stdout => "stdout",
+            LogLevel::Stderr => "stderr",
+        }
+    }
+}
+
 /// One line of a run's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
