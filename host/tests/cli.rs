@@ -331,3 +331,44 @@ fn match_prints_true_or_false_with_the_failing_path() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("order.total") && stderr.contains("$gt"), "{stderr}");
 }
+
+/// The README's first command: every scenario as the seed expects it, told for people.
+#[test]
+fn the_demo_runs_every_scenario_as_expected_and_says_so() {
+    let output = whenever(&["demo"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with("Whenever demo: RetailMax order processing\n14 steps deployed"),
+        "{stdout}"
+    );
+    let statuses: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("  status     "))
+        .collect();
+    assert_eq!(statuses.len(), whenever::demo::scenarios().len(), "{stdout}");
+    assert!(
+        statuses.iter().all(|s| !s.contains("expected")),
+        "a scenario ended otherwise than expected: {statuses:?}"
+    );
+    // The seed's order is paid by card: the transaction and Stripe's fee on $1,247.99.
+    let paid = stdout
+        .lines()
+        .find(|line| line.starts_with("  payment    "))
+        .unwrap_or_else(|| panic!("no payment line:\n{stdout}"));
+    assert!(
+        paid.starts_with("  payment    txn_") && paid.ends_with(", fee 36.49"),
+        "{paid}"
+    );
+    assert!(stdout.contains("  payment    failed: INSTRUMENT_DECLINED"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("All scenarios done: ") && last.ends_with(" messages in the outbox."),
+        "{last}"
+    );
+}

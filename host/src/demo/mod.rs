@@ -120,13 +120,14 @@ fn render(number: usize, scenario: &Scenario, run: &ScenarioRun, host: &Host) ->
         );
     }
     let payment = &order["payment"];
-    if !payment["transactionId"].is_null() || !payment["error"].is_null() {
-        let _ = writeln!(
-            out,
-            "  payment    {} {}",
-            text(&payment["transactionId"]),
-            text(&payment["error"])
-        );
+    if !payment["error"].is_null() {
+        let _ = writeln!(out, "  payment    failed: {}", text(&payment["error"]));
+    } else if !payment["transactionId"].is_null() {
+        let fee = match &payment["processorFee"] {
+            Value::Null => String::new(),
+            fee => format!(", fee {}", text(fee)),
+        };
+        let _ = writeln!(out, "  payment    {}{fee}", text(&payment["transactionId"]));
     }
     if !order["fulfillment"].is_null() {
         let _ = writeln!(
