@@ -86,7 +86,17 @@ pub fn read_step_file(path: &Path) -> Result<StepFile, CatalogError> {
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_string();
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| match std::fs::read_link(path) {
+        // A link to a build's output that is not there yet (`whenever new` makes such a link).
+        Ok(target) if e.kind() == std::io::ErrorKind::NotFound => CatalogError::Io {
+            path: path.to_path_buf(),
+            message: format!(
+                "it links to {}, which does not exist (not built yet?)",
+                target.display()
+            ),
+        },
+        _ => io(path, e),
+    })?;
     let manifest_path = path.with_extension("toml");
     let manifest = if manifest_path.is_file() {
         let text = std::fs::read_to_string(&manifest_path).map_err(|e| io(&manifest_path, e))?;
@@ -208,6 +218,22 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("cannot read {}: ", missing.display())),
             "{refused}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_to_a_build_not_made_yet_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("my-step.wasm");
+        std::os::unix::fs::symlink("../target/my_step.wasm", &link).expect("symlink");
+        let refused = read_step_file(&link).expect_err("nothing to read");
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "cannot read {}: it links to ../target/my_step.wasm, which does not exist (not built yet?)",
+                link.display()
+            )
         );
     }
 }

@@ -1,5 +1,5 @@
-//! `whenever new NAME`: a step crate of one's own that builds with plain `cargo build --release`
-//! and runs with `whenever run task.json --steps steps`, as it says, outside this repository.
+//! `whenever new NAME`: a step crate of one's own, outside this repository, that builds, tests
+//! and runs with the commands it names.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -26,7 +26,7 @@ fn a_new_step_crate_builds_and_runs_as_it_says() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(
-        said.contains("cargo build --release\n  whenever run task.json --steps steps"),
+        said.contains("cargo build --release --target wasm32-wasip2\n  whenever run task.json --steps steps"),
         "{said}"
     );
     let crate_dir = dir.join("order-announcer");
@@ -66,28 +66,36 @@ fn a_new_step_crate_builds_and_runs_as_it_says() {
     );
     assert!(!dir.join("other").exists(), "nothing is written for a refused command");
 
-    // The next two commands it names. Offline: the SDK's dependencies were fetched when this
-    // repository's steps were built, before this test.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(&crate_dir)
-        .args(["build", "--release", "--offline", "--quiet"]);
-    for var in [
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-    ] {
-        build.env_remove(var);
-    }
-    let built = build.output().expect("cargo runs");
-    assert!(
-        built.status.success(),
-        "the new crate does not build:\n{}",
-        stderr(&built)
-    );
+    // The next two commands it names, and `cargo test` for the logic's unit test (natively).
+    // Offline: the SDK's dependencies were fetched when this repository's steps were built,
+    // before this test.
+    let cargo = |args: &[&str]| {
+        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        command
+            .current_dir(&crate_dir)
+            .args(args)
+            .args(["--offline", "--quiet"]);
+        for var in [
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+        ] {
+            command.env_remove(var);
+        }
+        let output = command.output().expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "cargo {args:?} failed in the new crate:\n{}",
+            stderr(&output)
+        );
+        output
+    };
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    let tested = cargo(&["test"]);
+    let said = String::from_utf8_lossy(&tested.stdout);
+    assert!(said.contains("test result: ok. 1 passed"), "{said}");
     let output = whenever(&crate_dir, &["run", "task.json", "--steps", "steps"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let task: Value = serde_json::from_slice(&output.stdout).expect("the task as JSON");

@@ -1,6 +1,7 @@
 //! `whenever new NAME [--dir PATH] [--sdk PATH]`: a step crate of one's own, ready to build and
-//! run: its source, its manifest, a task it runs on, and the settings that make a plain `cargo
-//! build --release` produce the component where `whenever run --steps steps` finds it.
+//! run: its source (with a unit test of its logic, run natively by `cargo test`), its manifest, a
+//! task it runs on, the toolchain pin, and a link where `whenever run --steps steps` finds the
+//! component `cargo build --release --target wasm32-wasip2` makes.
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +36,7 @@ pub(crate) fn run(args: &NewArgs) -> u8 {
             println!(
                 "created the step {name} in {shown}: its source (src/lib.rs), its manifest \
                  (steps/{name}.toml) and a task it runs on (task.json)\n\
-                 next:\n  cd {shown}\n  cargo build --release\n  whenever run task.json --steps steps",
+                 next:\n  cd {shown}\n  cargo build --release --target wasm32-wasip2\n  whenever run task.json --steps steps",
                 name = args.name
             );
             EXIT_COMPLETED
@@ -80,7 +81,7 @@ fn create(args: &NewArgs) -> Result<PathBuf, NewError> {
         )));
     }
     let io = |path: &Path, e: std::io::Error| NewError::Io(format!("cannot write {}: {e}", path.display()));
-    for folder in [dir.join("src"), dir.join("steps"), dir.join(".cargo")] {
+    for folder in [dir.join("src"), dir.join("steps")] {
         std::fs::create_dir_all(&folder).map_err(|e| io(&folder, e))?;
     }
     for (file, text) in files(name, &sdk) {
@@ -198,14 +199,9 @@ impl Step for {struct_name} {{
 
     /// What it does: reads the data, calls connectors its manifest grants, writes new fields.
     fn content(data: &mut Value) -> Result<(), StepError> {{
-        let id = get_str(data, "order.id").to_string();
-        let total = get_f64(data, "order.total");
-        log_info!("announcing order {{id}}");
-        let posted = connectors::call(
-            "slackCom",
-            "send",
-            &json!({{ "channel": "#orders", "text": format!("Order {{id}}: {{total}}") }}),
-        )?;
+        let text = announcement(get_str(data, "order.id"), get_f64(data, "order.total"));
+        log_info!("{{text}}");
+        let posted = connectors::call("slackCom", "send", &json!({{ "channel": "#orders", "text": text }}))?;
         set(data, "order.announced", true);
         set(data, "order.announcement", posted["ts"].clone());
         // A task is completed when a step says so; here this step is the whole flow.
@@ -215,6 +211,20 @@ impl Step for {struct_name} {{
 }}
 
 export_step!({struct_name});
+
+/// The message posted for an order: plain logic, which `cargo test` tests natively (the host's
+/// imports, such as connectors, exist only in the component).
+fn announcement(id: &str, total: f64) -> String {{
+    format!("Order {{id}}: {{total:.2}}")
+}}
+
+#[cfg(test)]
+mod tests {{
+    #[test]
+    fn an_order_is_announced_with_its_total() {{
+        assert_eq!(super::announcement("o-1", 120.5), "Order o-1: 120.50");
+    }}
+}}
 "##
     );
     let manifest = format!(
@@ -226,10 +236,6 @@ reads = ["order.id", "order.total"]
     [
         ("Cargo.toml".to_string(), cargo_toml),
         ("rust-toolchain.toml".to_string(), TOOLCHAIN.to_string()),
-        (
-            ".cargo/config.toml".to_string(),
-            "# `cargo build --release` builds the step's component.\n[build]\ntarget = \"wasm32-wasip2\"\n".to_string(),
-        ),
         (".gitignore".to_string(), "/target\n".to_string()),
         ("src/lib.rs".to_string(), lib_rs),
         (format!("steps/{name}.toml"), manifest),
