@@ -74,6 +74,23 @@ pub struct StepFile {
     pub manifest: StepManifest,
 }
 
+/// A component's bytes; a link to a build's output not made yet (as `whenever new` links it) says
+/// so.
+pub fn read_component(path: &Path) -> Result<Vec<u8>, CatalogError> {
+    std::fs::read(path).map_err(|e| CatalogError::Io {
+        path: path.to_path_buf(),
+        message: match std::fs::read_link(path) {
+            Ok(target) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!(
+                    "it links to {}, which does not exist (not built yet?)",
+                    target.display()
+                )
+            }
+            _ => e.to_string(),
+        },
+    })
+}
+
 /// Reads `NAME.wasm` and the manifest `NAME.toml` beside it, if any (not yet validated as a
 /// component: loading does that).
 pub fn read_step_file(path: &Path) -> Result<StepFile, CatalogError> {
@@ -86,17 +103,7 @@ pub fn read_step_file(path: &Path) -> Result<StepFile, CatalogError> {
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_string();
-    let bytes = std::fs::read(path).map_err(|e| match std::fs::read_link(path) {
-        // A link to a build's output that is not there yet (`whenever new` makes such a link).
-        Ok(target) if e.kind() == std::io::ErrorKind::NotFound => CatalogError::Io {
-            path: path.to_path_buf(),
-            message: format!(
-                "it links to {}, which does not exist (not built yet?)",
-                target.display()
-            ),
-        },
-        _ => io(path, e),
-    })?;
+    let bytes = read_component(path)?;
     let manifest_path = path.with_extension("toml");
     let manifest = if manifest_path.is_file() {
         let text = std::fs::read_to_string(&manifest_path).map_err(|e| io(&manifest_path, e))?;

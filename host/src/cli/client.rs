@@ -616,8 +616,7 @@ fn conflict_line(step: &str, conflict: &Value) -> String {
 pub(crate) async fn deploy(args: DeployArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let bytes = std::fs::read(&args.component)
-            .map_err(|e| bad(format!("cannot read {}: {e}", args.component.display())))?;
+        let bytes = crate::catalog::read_component(&args.component).map_err(|e| bad(e.to_string()))?;
         let name = match &args.name {
             Some(name) => name.clone(),
             None => args

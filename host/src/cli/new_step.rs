@@ -228,8 +228,12 @@ mod tests {{
 "##
     );
     let manifest = format!(
-        r#"# The manifest of the step {name}: what it may call and read (README.md of whenever, "Writing a step").
+        r#"# The manifest of the step {name} (whenever's README.md, "Writing a step").
+# The connectors it may call; a call to any other returns not-granted.
 connectors = ["slackCom"]
+# The data paths its content reads (and those its condition tests are given too). A path not
+# listed reads as absent: add each path the content comes to read, or remove `reads` to be given
+# the whole task data.
 reads = ["order.id", "order.total"]
 "#
     );
