@@ -205,6 +205,12 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     let output = whenever(&server, &["steps", "write-a"]);
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.contains(&format!("write-a  serving {v1}")), "{printed}");
+    // Its condition as JSON (what `whenever match --condition` reads), and what it reads.
+    assert!(
+        printed.contains("\ncondition  {\"a\":null,\"start\":true}\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("\nreads      all data\n"), "{printed}");
     assert!(
         printed.contains("rolled_back") && printed.contains("by (not known)"),
         "{printed}"

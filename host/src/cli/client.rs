@@ -702,6 +702,17 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
         println!("{name}  not serving");
     } else {
         println!("{name}  serving {}  grants: {}", text(&step, "version"), grants(&step));
+        // As `whenever match --condition` reads it, to try it on a task's data.
+        println!("condition  {}", step["condition"]);
+        let reads = strings(&step["reads"]);
+        println!(
+            "reads      {}",
+            if step["reads"].is_array() {
+                reads.join(", ")
+            } else {
+                "all data".to_string()
+            }
+        );
         println!("versions");
         for version in step["versions"].as_array().into_iter().flatten() {
             println!(
