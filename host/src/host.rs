@@ -18,6 +18,9 @@ pub struct HostOptions {
     /// Folders of steps (`NAME.wasm` + `NAME.toml`), or single `NAME.wasm` files; a folder with
     /// no step in it is refused. Empty: the bundled RetailMax steps.
     pub steps: Vec<PathBuf>,
+    /// The bundled RetailMax steps as well as `steps` (loaded first, so a step of the same name
+    /// in `steps` replaces the bundled one): a step tried beside the flow it joins.
+    pub with_bundled: bool,
     /// The config file.
     pub config: Option<PathBuf>,
     /// Start with no steps at all (tests and services that deploy later).
@@ -79,7 +82,7 @@ impl Host {
         let runtime = Arc::new(Runtime::new(runtime_config)?);
         let catalog = Catalog::new();
         if !options.no_steps {
-            if options.steps.is_empty() {
+            if options.steps.is_empty() || options.with_bundled {
                 catalog.load_bundled(&runtime).await?;
             }
             for path in &options.steps {

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 use whenever_step_artifacts::StepFiles;
-use whenever_step_artifacts::testing::{COMPLETES, RETURNS_ERROR, WAIT_FOR_A, WRITE_A, WRITE_B};
+use whenever_step_artifacts::testing::{COMPLETES, ORDER_SCORING, RETURNS_ERROR, WAIT_FOR_A, WRITE_A, WRITE_B};
 
 fn whenever(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_whenever"))
@@ -190,6 +190,72 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
         )),
         "{stderr}"
     );
+}
+
+/// The step names of a printed task's runs, in order.
+fn steps_run(task: &Value) -> Vec<String> {
+    task["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|run| run["step"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn run_with_retailmax_tries_a_step_beside_the_flow_it_joins() {
+    let scratch = scratch("retailmax");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[ORDER_SCORING]).display().to_string();
+    let order = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo/seed-order.json");
+
+    // Alone, the step scores the seed's order and nothing completes it.
+    let output = whenever(&["run", order, "--steps", &steps, "-q"]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(steps_run(&stdout_json(&output)), ["order-scoring"]);
+
+    // Beside the bundled RetailMax steps, the order is scored and completes as the seed's does.
+    let output = whenever(&["run", order, "--steps", &steps, "--retailmax", "-q"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let task = stdout_json(&output);
+    assert_eq!(task["data"]["order"]["scored"], json!(true), "{task}");
+    let ran = steps_run(&task);
+    for step in ["order-scoring", "payment-processing", "order-completion"] {
+        assert!(ran.iter().any(|s| s == step), "{step} ran: {ran:?}");
+    }
+
+    // A step named as a bundled one replaces it: this `fraud-detection` approves nothing, so
+    // payment waits.
+    let replacing = dir.join("replacing");
+    std::fs::create_dir_all(&replacing).expect("dir");
+    std::fs::copy(ORDER_SCORING.component, replacing.join("fraud-detection.wasm")).expect("copy");
+    let output = whenever(&[
+        "run",
+        order,
+        "--steps",
+        &replacing.display().to_string(),
+        "--retailmax",
+        "-q",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let task = stdout_json(&output);
+    assert!(task["data"]["order"]["fraudApproved"].is_null(), "{task}");
+    assert!(!steps_run(&task).iter().any(|s| s == "payment-processing"), "{task}");
 }
 
 #[test]

@@ -47,6 +47,10 @@ pub enum Command {
         /// Default: the bundled RetailMax steps.
         #[arg(long = "steps")]
         steps: Vec<PathBuf>,
+        /// The bundled RetailMax steps too, with `--steps` (a step there of the same name
+        /// replaces the bundled one): your step tried beside the flow it joins.
+        #[arg(long)]
+        retailmax: bool,
         /// The config file (connectors, scheduler, runtime).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -103,9 +107,10 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run {
             task,
             steps,
+            retailmax,
             config,
             quiet,
-        } => run::run(&task, &steps, config.as_deref(), quiet).await,
+        } => run::run(&task, &steps, retailmax, config.as_deref(), quiet).await,
         Command::Match { condition, data } => matching::run(&condition, &data),
         Command::Demo => crate::demo::main().await,
         Command::New(args) => new_step::run(&args),

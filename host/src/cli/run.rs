@@ -12,7 +12,13 @@ use crate::scheduler::rules;
 use crate::task::{Task, TaskStatus};
 
 /// Runs one task to settlement; stdout gets the final task as JSON, stderr the timeline.
-pub(crate) async fn run(task_path: &Path, steps: &[PathBuf], config: Option<&Path>, quiet: bool) -> u8 {
+pub(crate) async fn run(
+    task_path: &Path,
+    steps: &[PathBuf],
+    retailmax: bool,
+    config: Option<&Path>,
+    quiet: bool,
+) -> u8 {
     let data = match read_task(task_path) {
         Ok(data) => data,
         Err(message) => {
@@ -22,6 +28,7 @@ pub(crate) async fn run(task_path: &Path, steps: &[PathBuf], config: Option<&Pat
     };
     let options = HostOptions {
         steps: steps.to_vec(),
+        with_bundled: retailmax,
         config: config.map(Path::to_path_buf),
         no_steps: false,
     };

@@ -159,6 +159,7 @@ impl Service {
     pub async fn start(options: &ServiceOptions) -> Result<Service, ServiceError> {
         let host = Host::start(&HostOptions {
             steps: Vec::new(),
+            with_bundled: false,
             config: options.config.clone(),
             no_steps: true,
         })
