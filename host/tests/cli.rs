@@ -148,8 +148,7 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
     // One component alone: only it runs (wait-for-a, beside it, is not loaded), and the task,
     // which no step completes, waits.
     let output = whenever(&["run", &task, "--steps", &component("write-a")]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_exit(&output, 3);
     assert_eq!(stdout_json(&output)["data"], json!({"start": true, "a": "A"}));
     // Two of them, each with its manifest beside it, as a folder of both would run.
     let output = whenever(&[
@@ -160,8 +159,7 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
         "--steps",
         &component("wait-for-a"),
     ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_exit(&output, 3);
     assert_eq!(
         stdout_json(&output)["data"],
         json!({"start": true, "a": "A", "waited": true})
@@ -173,8 +171,8 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
     std::fs::create_dir_all(&empty).expect("empty dir");
     std::fs::write(empty.join("README.txt"), "not a step").expect("write");
     let output = whenever(&["run", &task, "--steps", &empty.display().to_string()]);
+    assert_exit(&output, 2);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!("{} holds no steps: no NAME.wasm in it", empty.display())),
         "{stderr}"
@@ -182,13 +180,23 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
     assert!(output.stdout.is_empty(), "no task is printed");
     // A file that is not a component.
     let output = whenever(&["run", &task, "--steps", &task]);
+    assert_exit(&output, 2);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{task} is neither a folder of steps nor a component (NAME.wasm)"
         )),
         "{stderr}"
+    );
+}
+
+/// `output` ended with exit code `code`; its stderr is shown if not.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
@@ -211,22 +219,12 @@ fn run_with_retailmax_tries_a_step_beside_the_flow_it_joins() {
 
     // Alone, the step scores the seed's order and nothing completes it.
     let output = whenever(&["run", order, "--steps", &steps, "-q"]);
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 3);
     assert_eq!(steps_run(&stdout_json(&output)), ["order-scoring"]);
 
     // Beside the bundled RetailMax steps, the order is scored and completes as the seed's does.
     let output = whenever(&["run", order, "--steps", &steps, "--retailmax", "-q"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let task = stdout_json(&output);
     assert_eq!(task["data"]["order"]["scored"], json!(true), "{task}");
     let ran = steps_run(&task);
@@ -247,12 +245,7 @@ fn run_with_retailmax_tries_a_step_beside_the_flow_it_joins() {
         "--retailmax",
         "-q",
     ]);
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 3);
     let task = stdout_json(&output);
     assert!(task["data"]["order"]["fraudApproved"].is_null(), "{task}");
     assert!(!steps_run(&task).iter().any(|s| s == "payment-processing"), "{task}");
@@ -402,13 +395,8 @@ fn match_prints_true_or_false_with_the_failing_path() {
 #[test]
 fn the_demo_runs_every_scenario_as_expected_and_says_so() {
     let output = whenever(&["demo"]);
+    assert_exit(&output, 0);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     assert!(
         stdout.starts_with("Whenever demo: RetailMax order processing\n14 steps deployed"),
         "{stdout}"

@@ -18,6 +18,12 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `output` is a refusal (exit 2) whose message says `says`.
+fn refused(output: &Output, says: &str) {
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(output));
+    assert!(stderr(output).contains(says), "{}", stderr(output));
+}
+
 #[test]
 fn a_new_step_crate_builds_and_runs_as_it_says() {
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -35,34 +41,22 @@ fn a_new_step_crate_builds_and_runs_as_it_says() {
     }
 
     // What was written is never written over, and bad names and SDKs are refused by name.
-    let output = whenever(dir, &["new", "order-announcer"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("exists and is not empty: nothing was written"),
-        "{}",
-        stderr(&output)
+    refused(
+        &whenever(dir, &["new", "order-announcer"]),
+        "exists and is not empty: nothing was written",
     );
     std::fs::write(dir.join("a-file"), "").expect("write");
-    let output = whenever(dir, &["new", "other", "--dir", "a-file"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("a-file exists and is not a folder"),
-        "{}",
-        stderr(&output)
+    refused(
+        &whenever(dir, &["new", "other", "--dir", "a-file"]),
+        "a-file exists and is not a folder",
     );
-    let output = whenever(dir, &["new", "Order Announcer"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("invalid step name \"Order Announcer\""),
-        "{}",
-        stderr(&output)
+    refused(
+        &whenever(dir, &["new", "Order Announcer"]),
+        "invalid step name \"Order Announcer\"",
     );
-    let output = whenever(dir, &["new", "other", "--sdk", "/nowhere"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("no step SDK at /nowhere (--sdk)"),
-        "{}",
-        stderr(&output)
+    refused(
+        &whenever(dir, &["new", "other", "--sdk", "/nowhere"]),
+        "no step SDK at /nowhere (--sdk)",
     );
     assert!(!dir.join("other").exists(), "nothing is written for a refused command");
 
