@@ -38,17 +38,17 @@ pub enum CatalogError {
 }
 
 /// The components at `path`: a folder's `NAME.wasm` files in name order, or `path` itself when
-/// it is one `NAME.wasm` (a step's build output, run or watched where it is built).
+/// it names one `NAME.wasm` (a step's build output, run or watched where it is built; one not
+/// there yet is reported when it is read, and a watcher deploys it once it appears).
 pub fn step_files(path: &Path) -> Result<Vec<PathBuf>, CatalogError> {
     let is_component = |path: &Path| path.extension().is_some_and(|ext| ext == "wasm");
+    if is_component(path) && !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
     if path.is_file() {
-        return if is_component(path) {
-            Ok(vec![path.to_path_buf()])
-        } else {
-            Err(CatalogError::NotSteps {
-                path: path.to_path_buf(),
-            })
-        };
+        return Err(CatalogError::NotSteps {
+            path: path.to_path_buf(),
+        });
     }
     let entries = std::fs::read_dir(path).map_err(|e| CatalogError::Io {
         path: path.to_path_buf(),
@@ -211,6 +211,9 @@ mod tests {
         assert_eq!(found, vec![dir.path().join("a.wasm"), dir.path().join("b.wasm")]);
         let one = dir.path().join("b.wasm");
         assert_eq!(step_files(&one).expect("a component"), vec![one.clone()]);
+        // One not built yet is named all the same: reading it says what is missing.
+        let later = dir.path().join("later.wasm");
+        assert_eq!(step_files(&later).expect("a component to come"), vec![later.clone()]);
 
         let notes = dir.path().join("notes.txt");
         let refused = step_files(&notes).expect_err("not a component");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{ServeProcess, whenever_binary};
 use whenever_step_artifacts::StepFiles;
-use whenever_step_artifacts::testing::{WAIT_FOR_A, WRITE_A};
+use whenever_step_artifacts::testing::{WAIT_FOR_A, WRITE_A, WRITE_B};
 
 /// Writes a file the way an operator's deploy script should: to a temporary name, then renamed.
 fn put(dir: &Path, file: &str, bytes: &[u8]) {
@@ -259,7 +259,8 @@ async fn an_invalid_file_at_start_is_refused_and_the_service_starts() {
 }
 
 /// A step author's loop, as README.md gives it: the build's output linked into a watched folder,
-/// or one component given alone (`--steps NAME.wasm`), is deployed again at each build.
+/// or one component given alone (`--steps NAME.wasm`, even before its first build), is deployed
+/// again at each build.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_build_output_and_a_single_component_are_watched() {
@@ -280,6 +281,8 @@ async fn a_linked_build_output_and_a_single_component_are_watched() {
     );
     copy_step(&alone, &WAIT_FOR_A);
     let single = alone.join("wait-for-a.wasm");
+    // A component not built yet is refused at start, and deployed once it is there.
+    let not_yet = alone.join("write-b.wasm");
     let server = ServeProcess::start(
         &dir.path().join("whenever.db"),
         &[
@@ -287,8 +290,25 @@ async fn a_linked_build_output_and_a_single_component_are_watched() {
             &steps.display().to_string(),
             "--steps",
             &single.display().to_string(),
+            "--steps",
+            &not_yet.display().to_string(),
         ],
     );
+    assert!(
+        server
+            .stderr()
+            .contains("write-b.wasm refused (no version of write-b serves): "),
+        "{}",
+        server.stderr()
+    );
+    copy_step(&alone, &WRITE_B);
+    until_step(
+        &server,
+        "write-b",
+        "the component built after the start to serve",
+        |status, _| status == 200,
+    )
+    .await;
     let (_, a1) = step(&server, "write-a").await;
     let a1 = a1["version"].as_str().expect("write-a serves").to_string();
     let (_, w1) = step(&server, "wait-for-a").await;

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL};
 use crate::api::{self, ApiOptions};
-use crate::service::{Service, ServiceError, ServiceOptions};
+use crate::service::{Service, ServiceError, ServiceOptions, StepsSeen};
 
 /// At start, a certificate that expires within this many days is warned about.
 const CERTIFICATE_WARNING_DAYS: i64 = 14;
@@ -56,6 +56,9 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         no_steps: false,
         config: args.config,
     };
+    // Before the start-up deploy reads the folders: a file written meanwhile is then seen as
+    // changed by the watcher, and deployed.
+    let seen = StepsSeen::now(&args.steps);
     let service = match Service::start(&options).await {
         Ok(service) => service,
         Err(e) => {
@@ -84,7 +87,7 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     };
     if !args.steps.is_empty() {
         // Dropped into a watched folder, a new or changed step is deployed live.
-        service.watch_steps(args.steps.clone(), std::time::Duration::from_secs(1));
+        service.watch_steps(args.steps.clone(), std::time::Duration::from_secs(1), seen);
     }
     let mut signals = StopSignals::catch();
     let steps: Vec<String> = service

@@ -53,6 +53,7 @@ pub use metrics::Metrics;
 pub use readiness::Readiness;
 pub use steps::StepInfo;
 pub use stopping::Stopped;
+pub use watch::StepsSeen;
 
 /// What to start a service from.
 #[derive(Debug, Clone, Default)]

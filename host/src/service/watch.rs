@@ -32,6 +32,19 @@ fn scan(dirs: &[PathBuf]) -> BTreeMap<PathBuf, Signature> {
     found
 }
 
+/// What the steps folders held at one moment. `whenever serve` takes it before the service
+/// deploys the folders at start, so that a file written while the service starts (a build that
+/// ends then) counts as changed and is deployed, rather than taken for what start deployed.
+#[derive(Debug, Clone, Default)]
+pub struct StepsSeen(BTreeMap<PathBuf, Signature>);
+
+impl StepsSeen {
+    /// The folders' `NAME.wasm` files (or the files themselves) and their manifests, now.
+    pub fn now(dirs: &[PathBuf]) -> StepsSeen {
+        StepsSeen(scan(dirs))
+    }
+}
+
 /// The watcher's memory between polls.
 #[derive(Debug, Default)]
 struct Watcher {
@@ -66,16 +79,13 @@ impl Watcher {
 
 impl Service {
     /// Watches `dirs` every `interval` and deploys new or changed steps live (see the module
-    /// docs). The files as they are now count as deployed. Runs until the task is aborted.
-    pub fn watch_steps(&self, dirs: Vec<PathBuf>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// docs). The files as `seen` holds them count as deployed: take it before the start-up
+    /// deploy ([`StepsSeen::now`]). Runs until the task is aborted.
+    pub fn watch_steps(&self, dirs: Vec<PathBuf>, interval: Duration, seen: StepsSeen) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
         self.spawn(async move {
-            let scan_dirs = dirs.clone();
-            let initial = tokio::task::spawn_blocking(move || scan(&scan_dirs))
-                .await
-                .unwrap_or_default();
             let mut watcher = Watcher {
-                handled: initial,
+                handled: seen.0,
                 pending: BTreeMap::new(),
             };
             let mut ticks = tokio::time::interval(interval);
