@@ -190,6 +190,52 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
     );
 }
 
+/// `whenever` with `input` on its stdin.
+fn whenever_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_whenever"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("whenever runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("whenever ends")
+}
+
+#[test]
+fn run_reads_the_task_from_a_pipe_as_create_does() {
+    let scratch = scratch("stdin");
+    let steps = steps_dir(scratch.path(), &[WRITE_A]).display().to_string();
+    let task = r#"{"start": true}"#;
+    for args in [vec!["run", "--steps", &steps], vec!["run", "-", "--steps", &steps]] {
+        let output = whenever_with_stdin(&args, task);
+        assert_exit(&output, 3);
+        assert_eq!(
+            stdout_json(&output)["data"],
+            json!({"start": true, "a": "A"}),
+            "{args:?}"
+        );
+    }
+    let output = whenever_with_stdin(&["run", "--steps", &steps], "[1, 2]");
+    assert_exit(&output, 2);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("stdin: the task data must be a JSON object"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = whenever_with_stdin(&["run", "--steps", &steps], " \n");
+    assert_exit(&output, 2);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("the task data is empty (stdin held nothing)"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `output` ended with exit code `code`; its stderr is shown if not.
 fn assert_exit(output: &Output, code: i32) {
     assert_eq!(

@@ -4,13 +4,13 @@
 //! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
 //! the input is bad, 1 when the server is unreachable or failed.
 
-use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
 
+use super::input::read_input;
 use super::timeline::log_rows;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL};
 
@@ -907,37 +907,11 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
     }
 }
 
-/// The text of `path`, or of stdin for `-` or no path. With no path and stdin a terminal, the
-/// command would sit waiting for input nobody meant to type: that is refused, naming `what`.
-fn read_input(path: Option<&std::path::Path>, what: &str) -> Result<String, Failure> {
-    let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
-        if path.is_none() && std::io::stdin().is_terminal() {
-            return Err(bad(format!("give {what}: a file, or `-` (or a pipe) for stdin")));
-        }
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| bad(format!("cannot read stdin: {e}")))?;
-        return not_empty(text, what, "stdin");
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-    not_empty(text, what, &path.display().to_string())
-}
-
-/// `text` unless it holds nothing but whitespace, which is refused as empty rather than as
-/// JSON that ended too soon.
-fn not_empty(text: String, what: &str, source: &str) -> Result<String, Failure> {
-    if text.trim().is_empty() {
-        return Err(bad(format!("{what} is empty ({source} held nothing)")));
-    }
-    Ok(text)
-}
-
 /// `whenever create`.
 pub(crate) async fn create(args: CreateArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let text = read_input(args.data.as_deref(), "the task data")?;
+        let text = read_input(args.data.as_deref(), "the task data").map_err(bad)?;
         let data: Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("the task data is not valid JSON: {e}")))?;
         // Without a wait the answer is the task as stored, its first runs starting.
@@ -971,7 +945,7 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
 pub(crate) async fn patch(args: PatchArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let text = read_input(args.patch.as_deref(), "the merge patch")?;
+        let text = read_input(args.patch.as_deref(), "the merge patch").map_err(bad)?;
         let merge: Value = serde_json::from_str(&text).map_err(|e| bad(format!("the patch is not valid JSON: {e}")))?;
         let request = client
             .http

@@ -5,6 +5,7 @@
 
 mod backup;
 mod client;
+mod input;
 mod matching;
 mod new_step;
 mod run;
@@ -41,8 +42,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one task locally until it is completed, waiting or failed.
     Run {
-        /// The task data (a JSON object).
-        task: PathBuf,
+        /// The task data (a JSON object): a file, or `-` (or no file, from a pipe) for stdin.
+        task: Option<PathBuf>,
         /// A folder of steps (`NAME.wasm` with `NAME.toml`), or one `NAME.wasm`; repeatable.
         /// Default: the bundled RetailMax steps.
         #[arg(long = "steps")]
@@ -110,7 +111,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             retailmax,
             config,
             quiet,
-        } => run::run(&task, &steps, retailmax, config.as_deref(), quiet).await,
+        } => run::run(task.as_deref(), &steps, retailmax, config.as_deref(), quiet).await,
         Command::Match { condition, data } => matching::run(&condition, &data),
         Command::Demo => crate::demo::main().await,
         Command::New(args) => new_step::run(&args),

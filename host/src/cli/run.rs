@@ -1,10 +1,11 @@
-//! `whenever run TASK.json [--steps DIR]... [--config FILE]`.
+//! `whenever run [TASK.json] [--steps DIR]... [--retailmax] [--config FILE]`.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use super::client::waiting_on;
+use super::input::read_input;
 use super::timeline::Timeline;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL, EXIT_WAITING};
 use crate::host::{Host, HostOptions};
@@ -13,7 +14,7 @@ use crate::task::{Task, TaskStatus};
 
 /// Runs one task to settlement; stdout gets the final task as JSON, stderr the timeline.
 pub(crate) async fn run(
-    task_path: &Path,
+    task_path: Option<&Path>,
     steps: &[PathBuf],
     retailmax: bool,
     config: Option<&Path>,
@@ -69,12 +70,15 @@ pub(crate) async fn run(
     }
 }
 
-/// Reads a task file: a JSON object.
-pub(crate) fn read_task(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let data: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+/// Reads the task data (a file, or stdin: see [`read_input`]): a JSON object.
+fn read_task(path: Option<&Path>) -> Result<Value, String> {
+    let text = read_input(path, "the task data")?;
+    let source = path
+        .filter(|p| p.as_os_str() != "-")
+        .map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
+    let data: Value = serde_json::from_str(&text).map_err(|e| format!("{source} is not valid JSON: {e}"))?;
     if !data.is_object() {
-        return Err(format!("{}: the task data must be a JSON object", path.display()));
+        return Err(format!("{source}: the task data must be a JSON object"));
     }
     Ok(data)
 }
