@@ -156,7 +156,8 @@ fn type_name(name: &str) -> String {
 
 /// The crate's files: (path in the crate, text).
 fn files(name: &str, sdk: &Path) -> Vec<(String, String)> {
-    let sdk = sdk.display().to_string().replace('\\', "/");
+    // A TOML string, quoted and escaped whatever the path holds.
+    let sdk = toml::Value::String(sdk.display().to_string().replace('\\', "/")).to_string();
     let cargo_toml = format!(
         r#"[package]
 name = "{name}"
@@ -168,7 +169,7 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
-whenever-step-sdk = {{ path = "{sdk}" }}
+whenever-step-sdk = {{ path = {sdk} }}
 
 # A crate of its own, even when created inside another workspace.
 [workspace]
