@@ -260,7 +260,7 @@ async fn an_invalid_file_at_start_is_refused_and_the_service_starts() {
 
 /// A step author's loop, as README.md gives it: the build's output linked into a watched folder,
 /// or one component given alone (`--steps NAME.wasm`, even before its first build), is deployed
-/// again at each build.
+/// again at each build, beside the bundled RetailMax steps (`--retailmax`).
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_build_output_and_a_single_component_are_watched() {
@@ -292,8 +292,12 @@ async fn a_linked_build_output_and_a_single_component_are_watched() {
             &single.display().to_string(),
             "--steps",
             &not_yet.display().to_string(),
+            "--retailmax",
         ],
     );
+    // With `--retailmax`, the bundled steps serve beside the folders'.
+    let (status, bundled) = step(&server, "payment-processing").await;
+    assert_eq!(status, 200, "{bundled}");
     assert!(
         server
             .stderr()

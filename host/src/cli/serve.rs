@@ -1,5 +1,5 @@
-//! `whenever serve [--listen ADDR] [--db PATH] [--steps DIR]... [--config FILE]`: the service and
-//! its HTTP API. The bearer token comes from `WHENEVER_TOKEN`, or from the file
+//! `whenever serve [--listen ADDR] [--db PATH] [--steps DIR]... [--retailmax] [--config FILE]`: the
+//! service and its HTTP API. The bearer token comes from `WHENEVER_TOKEN`, or from the file
 //! `WHENEVER_TOKEN_FILE` names (read again when it changes); it is required when the address is
 //! not a loopback one. With `[server] tls_cert` and `tls_key` in the config the API speaks HTTPS
 //! only. The `--steps` folders are watched: a step dropped there is deployed live.
@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// repeatable. Default: the bundled RetailMax steps.
     #[arg(long = "steps")]
     pub steps: Vec<PathBuf>,
+    /// The bundled RetailMax steps too, with `--steps` (a step there of the same name serves
+    /// instead of the bundled one).
+    #[arg(long)]
+    pub retailmax: bool,
     /// The config file (connectors, scheduler, runtime, server, store, hooks).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -53,6 +57,7 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     let options = ServiceOptions {
         db: args.db.clone(),
         steps: args.steps.clone(),
+        with_bundled: args.retailmax,
         no_steps: false,
         config: args.config,
     };

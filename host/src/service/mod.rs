@@ -63,6 +63,9 @@ pub struct ServiceOptions {
     /// Folders of steps deployed at start (new or changed files only); empty: the bundled
     /// RetailMax steps.
     pub steps: Vec<PathBuf>,
+    /// The bundled RetailMax steps as well as `steps` (deployed first, so a step of the same
+    /// name in `steps` serves instead).
+    pub with_bundled: bool,
     /// Start with no steps but those in the store (tests).
     pub no_steps: bool,
     /// The config file.
@@ -225,7 +228,7 @@ impl Service {
             }),
         };
         if !options.no_steps {
-            let sources = steps::sources(&options.steps)?;
+            let sources = steps::sources(&options.steps, options.with_bundled)?;
             service.deploy_sources(sources).await?;
         }
         service.load_current_steps().await?;

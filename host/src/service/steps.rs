@@ -86,14 +86,15 @@ pub(crate) fn version_of(bytes: &[u8]) -> String {
 pub(crate) type Found = Result<Source, (PathBuf, ServiceError)>;
 
 /// The steps to deploy at start: the folders' `NAME.wasm` (+ `NAME.toml`), each read or refused
-/// on its own, or the bundled set. A folder that cannot be read is an error.
-pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Found>, ServiceError> {
+/// on its own, after the bundled set when there are no folders or `with_bundled` asks for it. A
+/// folder that cannot be read is an error.
+pub(crate) fn sources(dirs: &[PathBuf], with_bundled: bool) -> Result<Vec<Found>, ServiceError> {
     let manifest_error = |step: &str, message: String| LoadError::Manifest {
         step: step.to_string(),
         message,
     };
     let mut sources = Vec::new();
-    if dirs.is_empty() {
+    if dirs.is_empty() || with_bundled {
         for bundled in whenever_step_artifacts::RETAILMAX {
             let manifest =
                 StepManifest::from_toml(bundled.manifest).map_err(|e| manifest_error(bundled.name, e.to_string()))?;
@@ -104,7 +105,6 @@ pub(crate) fn sources(dirs: &[PathBuf]) -> Result<Vec<Found>, ServiceError> {
                 path: None,
             }));
         }
-        return Ok(sources);
     }
     for dir in dirs {
         let files = step_files(dir).map_err(|e| ServiceError::Invalid(e.to_string()))?;
