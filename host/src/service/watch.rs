@@ -1,8 +1,9 @@
 //! Watching steps folders (`whenever serve --steps DIR`, or one `--steps NAME.wasm`): every
 //! interval the folders are read again, and a `NAME.wasm` that appeared, or whose bytes or
 //! `NAME.toml` manifest changed, is deployed live through [`Service::deploy_step`] once it has
-//! stayed unchanged for one interval (so a file caught half-written is not deployed). An invalid component or manifest is reported
-//! on stderr and the version that served keeps serving; the file is tried again when it changes.
+//! stayed unchanged for one interval (so a file caught half-written is not deployed). An invalid
+//! component or manifest is reported on stderr and the version that served keeps serving; the
+//! file is tried again when it changes.
 //! Removing a file removes nothing: a step is taken away with `DELETE /v1/steps/{name}`.
 //!
 //! Polling keeps this free of platform file-notification machinery; a folder of a few dozen
