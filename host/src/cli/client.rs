@@ -911,7 +911,7 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
 pub(crate) async fn create(args: CreateArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let text = read_input(args.data.as_deref(), "the task data").map_err(bad)?;
+        let text = read_input(args.data.as_deref(), "the task data").map_err(bad)?.text;
         let data: Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("the task data is not valid JSON: {e}")))?;
         // Without a wait the answer is the task as stored, its first runs starting.
@@ -945,7 +945,7 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
 pub(crate) async fn patch(args: PatchArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let text = read_input(args.patch.as_deref(), "the merge patch").map_err(bad)?;
+        let text = read_input(args.patch.as_deref(), "the merge patch").map_err(bad)?.text;
         let merge: Value = serde_json::from_str(&text).map_err(|e| bad(format!("the patch is not valid JSON: {e}")))?;
         let request = client
             .http

@@ -72,13 +72,11 @@ pub(crate) async fn run(
 
 /// Reads the task data (a file, or stdin: see [`read_input`]): a JSON object.
 fn read_task(path: Option<&Path>) -> Result<Value, String> {
-    let text = read_input(path, "the task data")?;
-    let source = path
-        .filter(|p| p.as_os_str() != "-")
-        .map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
-    let data: Value = serde_json::from_str(&text).map_err(|e| format!("{source} is not valid JSON: {e}"))?;
+    let input = read_input(path, "the task data")?;
+    let data: Value =
+        serde_json::from_str(&input.text).map_err(|e| format!("{} is not valid JSON: {e}", input.source))?;
     if !data.is_object() {
-        return Err(format!("{source}: the task data must be a JSON object"));
+        return Err(format!("{}: the task data must be a JSON object", input.source));
     }
     Ok(data)
 }
