@@ -249,6 +249,19 @@ impl tokio::io::AsyncWrite for LogStream {
 mod tests {
     use super::*;
 
+    /// `as_str` (the CLI's timeline) and the serialized form (the API, which `whenever task`
+    /// shows) name each level alike.
+    #[test]
+    fn a_level_is_named_as_it_is_serialized() {
+        use LogLevel::*;
+        for level in [Trace, Debug, Info, Warn, Error, Stdout, Stderr] {
+            assert_eq!(
+                serde_json::to_value(level).ok(),
+                Some(serde_json::json!(level.as_str()))
+            );
+        }
+    }
+
     #[test]
     fn cuts_past_the_cap_with_a_marker() {
         let log = RunLog::new(10);
