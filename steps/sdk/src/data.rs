@@ -57,16 +57,34 @@ pub fn get_bool(data: &Value, path: &str) -> bool {
     get(data, path).as_bool().unwrap_or(false)
 }
 
-/// Sets `path` to `value`, creating (or replacing non-objects by) objects on the way.
+/// Sets `path` to `value`. An array on the way is indexed by a key that is a number, as [`get`]
+/// reads it (`order.items.0.reserved`; the index one past its end appends, a further one pads with
+/// nulls); anything else on the way that is not an object is replaced by an object, and missing
+/// objects are created.
 pub fn set(data: &mut Value, path: &str, value: impl Into<Value>) {
     let mut here = data;
     let mut keys = keys(path).peekable();
     while let Some(key) = keys.next() {
+        let last = keys.peek().is_none();
+        let index = here.as_array().and(key.parse::<usize>().ok());
+        if let Some(index) = index {
+            let Value::Array(items) = here else { return };
+            if index >= items.len() {
+                items.resize(index + 1, Value::Null);
+            }
+            let Some(slot) = items.get_mut(index) else { return };
+            if last {
+                *slot = value.into();
+                return;
+            }
+            here = slot;
+            continue;
+        }
         if !here.is_object() {
             *here = Value::Object(Map::new());
         }
         let Value::Object(map) = here else { return };
-        if keys.peek().is_none() {
+        if last {
             match map.get_mut(key) {
                 Some(old) => *old = value.into(),
                 None => {
@@ -84,7 +102,8 @@ pub fn set(data: &mut Value, path: &str, value: impl Into<Value>) {
     }
 }
 
-/// Removes the value at `path`, if any.
+/// Removes the value at `path`, if any, and returns it; an array on the way is indexed as by
+/// [`get`], and an element removed from an array shifts the ones after it down.
 pub fn remove(data: &mut Value, path: &str) -> Option<Value> {
     let (parent, last) = match path.rsplit_once('.') {
         Some((parent, last)) => (Some(parent), last),
@@ -93,10 +112,21 @@ pub fn remove(data: &mut Value, path: &str) -> Option<Value> {
     let mut here = data;
     if let Some(parent) = parent {
         for key in keys(parent) {
-            here = here.as_object_mut()?.get_mut(key)?;
+            here = match here {
+                Value::Object(map) => map.get_mut(key)?,
+                Value::Array(items) => items.get_mut(key.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
         }
     }
-    here.as_object_mut()?.remove(last)
+    match here {
+        Value::Object(map) => map.remove(last),
+        Value::Array(items) => {
+            let index = last.parse::<usize>().ok().filter(|index| *index < items.len())?;
+            Some(items.remove(index))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -141,5 +171,47 @@ mod tests {
         set(&mut data, "order.fulfillment.priority", "high");
         assert_eq!(data, json!({"order": {"id": 1, "fulfillment": {"priority": "high"}}}));
         assert_eq!(remove(&mut data, "order.fulfillment.priority"), Some(json!("high")));
+    }
+
+    #[test]
+    fn set_writes_into_an_array_as_get_reads_it() {
+        let mut data = json!({"order": {"items": [{"sku": "A"}, {"sku": "B"}]}});
+        set(&mut data, "order.items.1.reserved", true);
+        set(&mut data, "order.items.0", json!({"sku": "A2"}));
+        assert_eq!(
+            data,
+            json!({"order": {"items": [{"sku": "A2"}, {"sku": "B", "reserved": true}]}})
+        );
+        assert_eq!(get(&data, "order.items.1.reserved"), &json!(true));
+
+        // One past the end appends; further pads with nulls, as JavaScript's `items[4] = …` does.
+        set(&mut data, "order.items.2.sku", "C");
+        set(&mut data, "order.items.4", "E");
+        assert_eq!(
+            get(&data, "order.items"),
+            &json!([{"sku": "A2"}, {"sku": "B", "reserved": true}, {"sku": "C"}, null, "E"])
+        );
+
+        // A key that is not an index replaces the array by an object, as any other non-object.
+        let mut data = json!({"tags": ["a"]});
+        set(&mut data, "tags.first", "a");
+        assert_eq!(data, json!({"tags": {"first": "a"}}));
+        // A number key where nothing is creates an object, not an array of nulls.
+        let mut data = json!({});
+        set(&mut data, "byYear.2024", 7);
+        assert_eq!(data, json!({"byYear": {"2024": 7}}));
+    }
+
+    #[test]
+    fn remove_takes_from_an_array_as_get_reads_it() {
+        let mut data = json!({"order": {"items": [{"sku": "A", "note": "x"}, {"sku": "B"}, {"sku": "C"}]}});
+        assert_eq!(remove(&mut data, "order.items.0.note"), Some(json!("x")));
+        assert_eq!(remove(&mut data, "order.items.1"), Some(json!({"sku": "B"})));
+        assert_eq!(data, json!({"order": {"items": [{"sku": "A"}, {"sku": "C"}]}}));
+        assert_eq!(remove(&mut data, "order.items.2"), None);
+        assert_eq!(remove(&mut data, "order.items.x"), None);
+        assert_eq!(remove(&mut data, "order.items.0.sku.deeper"), None);
+        assert_eq!(remove(&mut data, "order.missing.0"), None);
+        assert_eq!(data, json!({"order": {"items": [{"sku": "A"}, {"sku": "C"}]}}));
     }
 }

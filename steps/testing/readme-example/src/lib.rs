@@ -10,11 +10,12 @@ impl Step for FraudDetection {
     }
 
     fn content(data: &mut Value) -> Result<(), StepError> {
-        let result = connectors::call("fraudGuard", "analyze", &json!({
+        let args = json!({
             "amount": get_f64(data, "order.total"),
             "customerEmail": get_str(data, "order.customer.email"),
             "shippingAddress": get(data, "order.shipping"),
-        }))?;
+        });
+        let result = connectors::call("fraudGuard", "analyze", &args)?;
         set(data, "order.fraud.score", result["score"].clone());
         set(data, "order.fraudChecked", true);
         Ok(())
