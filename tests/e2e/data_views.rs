@@ -74,6 +74,75 @@ async fn a_step_without_reads_is_given_the_whole_data() {
     assert!(task.data["order"].get("lines").is_none(), "removed");
 }
 
+/// The warnings a run logged, each as its text.
+fn warnings(task: &whenever::task::Task) -> Vec<String> {
+    task.runs
+        .iter()
+        .flat_map(|run| &run.logs)
+        .filter(|line| line.level == whenever::runtime::LogLevel::Warn)
+        .map(|line| line.message.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_read_the_manifest_does_not_list_is_logged_as_a_warning_naming_it() {
+    // The step reads `customer.email`; a manifest that lists only `order.total` leaves it
+    // absent, although the task holds it: the step's SDK warns, once, naming the path.
+    let host = host_with(&[]).await;
+    let manifest = StepManifest {
+        reads: Some(vec!["order.total".to_string()]),
+        ..manifest_of(&SHOWS_ITS_INPUT)
+    };
+    deploy_as(&host, SHOWS_ITS_INPUT.name, &SHOWS_ITS_INPUT, manifest)
+        .await
+        .expect("loads");
+    let task = run_task(&host, order()).await;
+    assert_status(&task, TaskStatus::Waiting);
+    assert_eq!(task.data["order"]["customerSeen"], json!(""), "read as absent");
+    let warned = warnings(&task);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with("read `customer.email`, which this step is not given: it reads as absent"),
+        "{}",
+        warned[0]
+    );
+
+    // Listed, or given whole (no `reads`): no warning, also where the task holds nothing there.
+    let host = host_with(&[SHOWS_ITS_INPUT]).await;
+    let without_email = json!({"order": {"id": "O-2", "total": 1}});
+    for data in [order(), without_email.clone()] {
+        let task = run_task(&host, data).await;
+        assert_eq!(warnings(&task), Vec::<String>::new());
+    }
+    let host = host_with(&[]).await;
+    let whole = StepManifest {
+        reads: None,
+        ..manifest_of(&SHOWS_ITS_INPUT)
+    };
+    deploy_as(&host, SHOWS_ITS_INPUT.name, &SHOWS_ITS_INPUT, whole)
+        .await
+        .expect("loads");
+    let task = run_task(&host, without_email).await;
+    assert_eq!(warnings(&task), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_read_the_operator_withholds_is_logged_as_a_warning_too() {
+    let (_dir, host) = host_narrowing_reads(r#"["order"]"#).await;
+    deploy_as(
+        &host,
+        SHOWS_ITS_INPUT.name,
+        &SHOWS_ITS_INPUT,
+        manifest_of(&SHOWS_ITS_INPUT),
+    )
+    .await
+    .expect("loads");
+    let task = run_task(&host, order()).await;
+    let warned = warnings(&task);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].starts_with("read `customer.email`"), "{}", warned[0]);
+}
+
 /// A host whose config narrows `shows-its-input` to `reads`.
 async fn host_narrowing_reads(reads: &str) -> (tempfile::TempDir, Host) {
     let (dir, host) = host_with_config(&format!("[steps.shows-its-input]\nreads = {reads}\n")).await;

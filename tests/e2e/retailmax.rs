@@ -556,6 +556,15 @@ async fn every_scenario_ends_the_same_whether_steps_are_given_views_or_the_whole
             "{name}: {:?}",
             given_views.message
         );
+        // Nor does any run read a path it was not given (the SDK warns of each).
+        let unlisted: Vec<&str> = given_views
+            .runs
+            .iter()
+            .flat_map(|run| &run.logs)
+            .map(|line| line.message.as_str())
+            .filter(|message| message.contains("which this step is not given"))
+            .collect();
+        assert_eq!(unlisted, Vec::<&str>::new(), "{name}");
         assert_eq!(given_views.status, given_whole.status, "{name}");
         assert_eq!(given_views.name, given_whole.name, "{name}");
         assert_eq!(given_views.tags, given_whole.tags, "{name}");

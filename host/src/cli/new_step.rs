@@ -233,8 +233,9 @@ mod tests {{
 # The connectors it may call; a call to any other returns not-granted.
 connectors = ["slackCom"]
 # The data paths its content reads (and those its condition tests are given too). A path not
-# listed reads as absent: add each path the content comes to read, or remove `reads` to be given
-# the whole task data.
+# listed reads as absent, and the run's log warns of it ("read `order.customer.email`, which this
+# step is not given"): add each path the content comes to read, or remove `reads` to be given the
+# whole task data.
 reads = ["order.id", "order.total"]
 "#
     );

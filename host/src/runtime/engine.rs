@@ -457,6 +457,7 @@ impl Runtime {
             connectors: input.connectors,
             replay: input.replay,
             journal: input.journal,
+            view: step.view.clone(),
         };
         let _slot = self.slot().await;
         let mut store = self.new_store(&limits, log.clone(), Some(ctx));

@@ -14,6 +14,7 @@ use super::limits::MemoryLimiter;
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
 use super::run::{ConnectorCallRecord, TaskRequests};
+use super::view::DataView;
 
 /// The per-run facts the imports need; absent while the host reads `condition()`.
 pub(crate) struct RunContext {
@@ -26,6 +27,8 @@ pub(crate) struct RunContext {
     pub(crate) connectors: Registry,
     pub(crate) replay: Vec<ConnectorCallRecord>,
     pub(crate) journal: Option<Arc<dyn super::run::CallJournal>>,
+    /// What of the task data the step is given, when not all of it (`given-paths`).
+    pub(crate) view: Option<Arc<DataView>>,
 }
 
 /// The data of one run's `Store`: WASI with nothing opened, the limiter, the log, and what the
@@ -265,6 +268,11 @@ impl task::Host for RunState {
     async fn redo(&mut self) -> wasmtime::Result<()> {
         self.requests.redo = true;
         Ok(())
+    }
+
+    async fn given_paths(&mut self) -> wasmtime::Result<Option<Vec<String>>> {
+        let view = self.ctx.as_ref().and_then(|c| c.view.as_deref());
+        Ok(view.and_then(DataView::dotted_paths))
     }
 }
 

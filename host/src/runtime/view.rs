@@ -71,6 +71,15 @@ impl DataView {
         &self.paths
     }
 
+    /// The paths as the manifest writes them (keys joined by `.`), or `None` when the view holds
+    /// the whole data (the empty path): what the step's `given-paths` import answers.
+    pub fn dotted_paths(&self) -> Option<Vec<String>> {
+        if self.paths.iter().any(|path| path.keys().is_empty()) {
+            return None;
+        }
+        Some(self.paths.iter().map(Path::to_string).collect())
+    }
+
     /// The paths as a tree of keys.
     pub fn holds(&self) -> &Holds {
         &self.holds
@@ -200,6 +209,14 @@ mod tests {
             },
             "$via": {"id": "hook-1"}
         })
+    }
+
+    #[test]
+    fn the_paths_given_read_as_a_manifest_writes_them() {
+        let view = view(&["order.customer.email", "order"], json!({"seen": null}));
+        assert_eq!(view.dotted_paths(), Some(vec!["order".to_string(), "seen".to_string()]));
+        let whole = DataView::of_paths(vec![Path(Vec::new()), data_path("order.total")]);
+        assert_eq!(whole.dotted_paths(), None, "the empty path is the whole data");
     }
 
     #[test]

@@ -26,12 +26,20 @@ pub fn keys(path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// The value at `path`, or null when any part is missing.
+/// The value at `path`, or null when any part is missing. A path of the data the content was
+/// given that the step's manifest does not let it read is logged as a warning (it reads as
+/// absent whatever the task holds; README.md, "The manifest").
 pub fn get<'a>(data: &'a Value, path: &str) -> &'a Value {
     let mut here = data;
-    for key in keys(path) {
+    for (found, key) in keys(path).enumerate() {
         here = match here {
-            Value::Object(map) => map.get(key).unwrap_or(&NULL),
+            Value::Object(map) => match map.get(key) {
+                Some(value) => value,
+                None => {
+                    crate::reads::absent(data, path, found);
+                    return &NULL;
+                }
+            },
             Value::Array(items) => match key.parse::<usize>() {
                 Ok(index) => items.get(index).unwrap_or(&NULL),
                 Err(_) => &NULL,

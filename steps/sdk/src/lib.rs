@@ -44,6 +44,7 @@ mod malloc;
 mod memcmp;
 #[cfg(target_arch = "wasm32")]
 mod no_std_support;
+mod reads;
 mod text;
 
 /// The step's allocator (`allocator.rs`): cheaper per block than wasi-libc's dlmalloc, for
@@ -107,7 +108,11 @@ pub fn __condition_text<S: Step>() -> String {
 #[doc(hidden)]
 pub fn __run_content<S: Step>(input: String) -> Result<String, String> {
     let mut data = text::parse(&input).map_err(|e| format!("task data is not JSON: {e}"))?;
-    S::content(&mut data).map_err(|e| e.to_string())?;
+    {
+        #[cfg(target_arch = "wasm32")]
+        let _reads = reads::ContentReads::new(&data);
+        S::content(&mut data).map_err(|e| e.to_string())?;
+    }
     // The output is the input and what the step added: room for both, so it is not regrown.
     let output = text::write(&data, input.len() + input.len() / 2 + 64);
     // A step runs in a fresh instance that is thrown away after this one call, memory and all:
