@@ -7,7 +7,7 @@ use whenever::Host;
 use whenever::runtime::{LoadError, StepManifest};
 use whenever::service::ServiceOptions;
 use whenever::task::TaskStatus;
-use whenever_step_artifacts::testing::SHOWS_ITS_INPUT;
+use whenever_step_artifacts::testing::{MARKS_AN_ITEM, SHOWS_ITS_INPUT};
 use whenever_step_artifacts::testing::WRITE_A;
 use whenever_tests::{assert_status, component_of, deploy_as, host_with, host_with_config, manifest_of, run_task};
 
@@ -72,6 +72,43 @@ async fn a_step_without_reads_is_given_the_whole_data() {
     assert_eq!(task.data["seen"], order());
     assert_eq!(task.data["order"]["secret"], json!("s3cret"));
     assert!(task.data["order"].get("lines").is_none(), "removed");
+}
+
+#[tokio::test]
+async fn a_write_into_an_array_the_step_was_not_given_is_refused_rather_than_replace_it() {
+    let order = json!({"order": {"id": "O-3", "items": [{"sku": "A", "quantity": 2}, {"sku": "B"}]}});
+    // Given the items (its manifest), the write lands in the first item; the array stays.
+    let host = host_with(&[MARKS_AN_ITEM]).await;
+    let task = run_task(&host, order.clone()).await;
+    assert_eq!(
+        task.data["order"]["items"],
+        json!([{"sku": "A", "quantity": 2, "reserved": true}, {"sku": "B"}])
+    );
+    assert_eq!(task.data["marked"], json!(true));
+
+    // Not given them, its `set` builds `{"0": {"reserved": true}}` where the task holds the
+    // array: merged it cannot be, and replacing it would lose the items. The run fails, naming
+    // the path and the fix, and the data is untouched.
+    let host = host_with(&[]).await;
+    let manifest = StepManifest {
+        reads: Some(Vec::new()),
+        ..manifest_of(&MARKS_AN_ITEM)
+    };
+    deploy_as(&host, MARKS_AN_ITEM.name, &MARKS_AN_ITEM, manifest)
+        .await
+        .expect("loads");
+    let task = run_task(&host, order.clone()).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = whenever_tests::error_of(&task, "marks-an-item");
+    assert_eq!(error.kind, whenever::runtime::RunErrorKind::InvalidOutput);
+    assert!(
+        error.message.starts_with(
+            "the step wrote an object at /order/items, where the task holds an array that the step was not given"
+        ) && error.message.contains("list `order.items` in the manifest's `reads`"),
+        "{}",
+        error.message
+    );
+    assert_eq!(task.data, order, "nothing applied");
 }
 
 /// The warnings a run logged, each as its text.

@@ -31,6 +31,22 @@ pub enum OutputError {
     /// The JSON is not an object (task data always is).
     #[error("the step returned JSON that is not an object")]
     NotAnObject,
+    /// The step wrote an object (a path below it, say with the SDK's `set`) where the task holds
+    /// a value that is not an object and that the step was not given: merged it cannot be, and
+    /// replacing it would lose what the step never saw (an order's items, say).
+    #[error(
+        "the step wrote an object at {path}, where the task holds {held} that the step was not \
+         given: it cannot be merged into it, and replacing it would lose it (list `{reads}` in the \
+         manifest's `reads`, so that the step sees it)"
+    )]
+    ObjectOverUnseen {
+        /// Where, as a JSON Pointer.
+        path: String,
+        /// What the task holds there (`an array`, `a string`, ...).
+        held: &'static str,
+        /// The same path as a manifest's `reads` lists it.
+        reads: String,
+    },
 }
 
 /// The changes that turn `before` into the JSON object `output`.
@@ -54,14 +70,19 @@ fn diff_in_scope(before: &Value, output: &str, scope: Scope<'_>) -> Result<Vec<C
     let mut reader = serde_json::Deserializer::from_str(output);
     let mut path = String::with_capacity(PATH_ROOM);
     let mut changes = Vec::new();
-    let shape = DiffSeed {
+    let mut refused = None;
+    let read = DiffSeed {
         before,
         scope,
         path: &mut path,
         changes: &mut changes,
+        refused: &mut refused,
     }
-    .deserialize(&mut reader)
-    .map_err(OutputError::InvalidJson)?;
+    .deserialize(&mut reader);
+    if let Some(refused) = refused {
+        return Err(refused);
+    }
+    let shape = read.map_err(OutputError::InvalidJson)?;
     reader.end().map_err(OutputError::InvalidJson)?;
     match shape {
         Shape::Object => Ok(changes),
@@ -117,6 +138,8 @@ struct DiffSeed<'a> {
     scope: Scope<'a>,
     path: &'a mut String,
     changes: &'a mut Vec<Change>,
+    /// Why the output was refused midway (the read then ends with an error of its own).
+    refused: &'a mut Option<OutputError>,
 }
 
 impl DiffSeed<'_> {
@@ -155,6 +178,7 @@ impl DiffSeed<'_> {
                         scope: Scope::Given,
                         path: self.path,
                         changes: &mut inside,
+                        refused: self.refused,
                     })?;
                     self.path.truncate(base);
                     read.is_some()
@@ -252,6 +276,14 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
         let Value::Object(before) = self.before else {
+            if let (Scope::Unseen, Some(held)) = (self.scope, held_apart(self.before)) {
+                *self.refused = Some(OutputError::ObjectOverUnseen {
+                    path: self.path.clone(),
+                    held,
+                    reads: dotted(self.path),
+                });
+                return Err(de::Error::custom("an object over a value the step was not given"));
+            }
             let mut after = Map::new();
             while let Some((key, value)) = map.next_entry::<String, Value>()? {
                 after.insert(key, value);
@@ -288,6 +320,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
                 scope: self.scope.at(&key, entries[at].1),
                 path: self.path,
                 changes: &mut changes,
+                refused: self.refused,
             })?;
             self.path.truncate(len);
             if seen[at] {
@@ -318,6 +351,28 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
         }
         Ok(Shape::Object)
     }
+}
+
+/// What `held` is, for a refusal, when an object written over it by a step that did not see it
+/// cannot be merged into it: anything but an object or `null`.
+fn held_apart(held: &Value) -> Option<&'static str> {
+    match held {
+        Value::Object(_) | Value::Null => None,
+        Value::Array(_) => Some("an array"),
+        Value::String(_) => Some("a string"),
+        Value::Number(_) => Some("a number"),
+        Value::Bool(_) => Some("a boolean"),
+    }
+}
+
+/// A JSON Pointer as a manifest's `reads` writes the path (keys joined by `.`).
+fn dotted(pointer: &str) -> String {
+    let keys: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|key| key.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    keys.join(".")
 }
 
 /// Keys of an object `before` that [`DiffSeed::visit_map`] lists on the stack rather than in a
@@ -466,6 +521,58 @@ mod tests {
                 Change::Set {
                     path: "/order/paid".into(),
                     value: json!(2)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn in_a_view_an_object_over_a_value_not_given_that_is_no_object_is_refused() {
+        let view = DataView::new(
+            &["order.id".to_string()],
+            &whenever_condition::Condition::parse(&json!({})).expect("condition"),
+        );
+        let before = json!({"order": {"id": "A1", "items": [{"sku": "a"}], "a/b": "x", "gone": null}});
+        // `set(data, "order.items.0.reserved", true)` on a view without the items.
+        let refused = diff_output_in_view(
+            &before,
+            r#"{"order": {"id": "A1", "items": {"0": {"reserved": true}}}}"#,
+            &view,
+        );
+        match refused {
+            Err(OutputError::ObjectOverUnseen { path, held, reads }) => {
+                assert_eq!(
+                    (path.as_str(), held, reads.as_str()),
+                    ("/order/items", "an array", "order.items")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = diff_output_in_view(&before, r#"{"order": {"a/b": {"c": 1}}}"#, &view)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            message.starts_with("the step wrote an object at /order/a~1b, where the task holds a string")
+                && message.contains("list `order.a/b` in the manifest's `reads`"),
+            "{message}"
+        );
+        // Over null (nothing held), or as a whole value (an array for the array), it is written.
+        let changes = diff_output_in_view(
+            &before,
+            r#"{"order": {"id": "A1", "gone": {"x": 1}, "items": []}}"#,
+            &view,
+        )
+        .expect("diffed");
+        assert_eq!(
+            changes,
+            vec![
+                Change::Set {
+                    path: "/order/items".into(),
+                    value: json!([])
+                },
+                Change::Set {
+                    path: "/order/gone".into(),
+                    value: json!({"x": 1})
                 },
             ]
         );
