@@ -255,6 +255,24 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     );
 }
 
+/// A body over the server's limit is answered 413, and the server closes the connection while
+/// the client still sends: the command says so (exit 2) every time. It used to die of SIGPIPE
+/// at the closed socket, silently, about every other time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_servers_limit_is_reported_every_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = steps_and_config(dir.path(), &[COMPLETES], "[server]\nmax_body_bytes = 65536\n");
+    let server = ServeProcess::start_with_token(&dir.path().join("whenever.db"), &args, Some(TOKEN));
+    let big = dir.path().join("big.json");
+    let blob = "x".repeat(8 << 20);
+    std::fs::write(&big, json!({"blob": blob}).to_string()).expect("written");
+    let big = big.display().to_string();
+    for _ in 0..5 {
+        let output = whenever(&server, Some(TOKEN), &["create", &big], None);
+        refused(&output, 2, "413");
+    }
+}
+
 #[test]
 fn a_server_that_cannot_be_reached_exits_1() {
     let output = Command::new(whenever_binary())

@@ -7,8 +7,8 @@ use whenever::Host;
 use whenever::runtime::{LoadError, StepManifest};
 use whenever::service::ServiceOptions;
 use whenever::task::TaskStatus;
-use whenever_step_artifacts::testing::{MARKS_AN_ITEM, SHOWS_ITS_INPUT};
 use whenever_step_artifacts::testing::WRITE_A;
+use whenever_step_artifacts::testing::{MARKS_AN_ITEM, SHOWS_ITS_INPUT};
 use whenever_tests::{assert_status, component_of, deploy_as, host_with, host_with_config, manifest_of, run_task};
 
 use crate::service::{db_in, encode, error_message, options, start_with};
