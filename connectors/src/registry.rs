@@ -67,6 +67,16 @@ pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN.iter().map(|(name, _, _)| *name).collect()
 }
 
+/// The built-in connectors `config` leaves as their simulators (no section, or `kind =
+/// "simulator"`): nothing they are asked reaches a real service, which an operator should know.
+pub fn simulated_names(config: &ConnectorsConfig) -> Vec<&'static str> {
+    BUILTIN
+        .iter()
+        .map(|(name, _, _)| *name)
+        .filter(|name| config.get(*name).is_none_or(|c| c.kind == crate::config::SIMULATOR))
+        .collect()
+}
+
 /// Connectors by name, with the outbox, effects ledger and once-only cache they share.
 /// Cheap to clone (everything is behind `Arc`s); clones share all state.
 #[derive(Clone)]
@@ -280,6 +290,26 @@ mod tests {
         let mut c = simulator_config();
         c.settings.insert(key.to_string(), value);
         c
+    }
+
+    #[test]
+    fn the_simulated_connectors_are_those_the_config_leaves_as_simulators() {
+        let mut config = ConnectorsConfig::new();
+        assert_eq!(simulated_names(&config), builtin_names());
+        config.insert(
+            "stripe".into(),
+            ConnectorConfig {
+                kind: "stripe".into(),
+                settings: toml::Table::new(),
+            },
+        );
+        config.insert("paypal".into(), simulator_config());
+        let simulated = simulated_names(&config);
+        assert!(
+            !simulated.contains(&"stripe") && simulated.contains(&"paypal"),
+            "{simulated:?}"
+        );
+        assert_eq!(simulated.len(), builtin_names().len() - 1);
     }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {

@@ -75,6 +75,16 @@ async fn a_second_signal_stops_at_once_and_the_task_resumes_at_the_next_start() 
     let args = setup(dir.path(), 10_000, 60_000);
     let mut server = ServeProcess::start(&db, &args);
     let id = looping_task(&server).await;
+    server.until_logged("listening on");
+    // The start-up line says the database is new (a mistyped path would make one), and the log
+    // which connectors are simulators (no [connectors] in this config: all of them).
+    let started = server.stderr();
+    assert!(started.contains("(new database "), "{started}");
+    assert!(
+        started.contains("whenever serve: simulated connectors (nothing they are asked reaches a real service")
+            && started.contains("stripe"),
+        "{started}"
+    );
 
     server.signal("INT");
     server.until_logged("SIGINT: stopping");
@@ -98,6 +108,12 @@ async fn a_second_signal_stops_at_once_and_the_task_resumes_at_the_next_start() 
     server.until_logged("SIGTERM: stopped at once (tasks left running: 1; they resume at the next start)");
 
     let server = ServeProcess::start(&db, &args);
+    server.until_logged("listening on");
+    let restarted = server.stderr();
+    assert!(
+        restarted.contains("(database ") && !restarted.contains("new database"),
+        "{restarted}"
+    );
     let (status, task) = server.get(&format!("/v1/tasks/{id}")).await;
     assert_eq!(status, 200, "{task}");
     assert_eq!(task["status"], "running", "{task}");

@@ -64,6 +64,8 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     // Before the start-up deploy reads the folders: a file written meanwhile is then seen as
     // changed by the watcher, and deployed.
     let seen = StepsSeen::now(&args.steps);
+    // A mistyped path makes a new, empty database: the start-up line says so.
+    let new_database = !crate::store::postgres::is_postgres_url(&args.db.to_string_lossy()) && !args.db.exists();
     let service = match Service::start(&options).await {
         Ok(service) => service,
         Err(e) => {
@@ -134,9 +136,18 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
              cross the network unencrypted; set [server] tls_cert and tls_key, or serve behind a TLS proxy"
         );
     }
+    let simulated = whenever_connectors::registry::simulated_names(&service.config().connectors);
+    if !simulated.is_empty() {
+        eprintln!(
+            "whenever serve: simulated connectors (nothing they are asked reaches a real service; \
+             a [connectors.NAME] section with the service's kind replaces one): {}",
+            simulated.join(", ")
+        );
+    }
     eprintln!(
-        "whenever serve: listening on {scheme}://{} (database {}, {})",
+        "whenever serve: listening on {scheme}://{} ({}database {}, {})",
         listener.local_addr().unwrap_or(args.listen),
+        if new_database { "new " } else { "" },
         db,
         serving(&steps)
     );
