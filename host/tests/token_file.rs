@@ -67,20 +67,26 @@ async fn the_full_token_kept_in_a_file_is_rotated_without_a_restart() {
 }
 
 #[test]
-fn a_server_given_both_token_variables_refuses_to_start() {
+fn a_server_or_a_client_given_both_token_variables_refuses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("admin.token");
     std::fs::write(&file, "admin\n").expect("written");
-    let output = Command::new(whenever_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(dir.path().join("whenever.db"))
-        .env("WHENEVER_TOKEN", "other")
-        .env("WHENEVER_TOKEN_FILE", OsStr::new(&file))
-        .output()
-        .expect("whenever runs");
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("WHENEVER_TOKEN and WHENEVER_TOKEN_FILE are both set"),
-        "{output:?}"
-    );
+    let db = dir.path().join("whenever.db").display().to_string();
+    // The client refuses before it sends anything (no server listens on port 9).
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0", "--db", &db][..],
+        &["tasks", "--server", "http://127.0.0.1:9"][..],
+    ] {
+        let output = Command::new(whenever_binary())
+            .args(args)
+            .env("WHENEVER_TOKEN", "other")
+            .env("WHENEVER_TOKEN_FILE", OsStr::new(&file))
+            .output()
+            .expect("whenever runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("WHENEVER_TOKEN and WHENEVER_TOKEN_FILE are both set"),
+            "{args:?}: {output:?}"
+        );
+    }
 }

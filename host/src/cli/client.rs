@@ -188,14 +188,17 @@ fn bad(message: impl Into<String>) -> Failure {
     Failure(message.into(), EXIT_BAD_INPUT)
 }
 
-/// The bearer token to send: `WHENEVER_TOKEN`, else the first line of the file
-/// `WHENEVER_TOKEN_FILE` names (the server's own setting, so one environment serves both).
+/// The bearer token to send: `WHENEVER_TOKEN`, or the first line of the file
+/// `WHENEVER_TOKEN_FILE` names (the server's own setting, so one environment serves both);
+/// both set is refused, as the server refuses it, rather than one silently chosen.
 fn token_from_environment() -> Result<Option<String>, Failure> {
-    if let Some(token) = std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty()) {
-        return Ok(Some(token));
-    }
-    let Some(file) = std::env::var_os("WHENEVER_TOKEN_FILE").filter(|f| !f.is_empty()) else {
-        return Ok(None);
+    let token = std::env::var("WHENEVER_TOKEN").ok().filter(|t| !t.is_empty());
+    let file = std::env::var_os("WHENEVER_TOKEN_FILE").filter(|f| !f.is_empty());
+    let file = match (token, file) {
+        (Some(_), Some(_)) => return Err(bad("WHENEVER_TOKEN and WHENEVER_TOKEN_FILE are both set; keep one")),
+        (Some(token), None) => return Ok(Some(token)),
+        (None, None) => return Ok(None),
+        (None, Some(file)) => file,
     };
     let tokens = crate::api::secret_files::read(std::path::Path::new(&file))
         .map_err(|e| bad(format!("WHENEVER_TOKEN_FILE: {e}")))?;
