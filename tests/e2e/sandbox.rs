@@ -198,3 +198,30 @@ async fn runs_beyond_the_instance_pool_wait_for_a_slot_instead_of_failing() {
     }
     assert_eq!(charged, 8);
 }
+
+#[tokio::test]
+async fn a_memory_limit_below_what_the_component_starts_with_is_refused_naming_the_setting() {
+    use whenever::runtime::{LoadError, StepLimits};
+    let host = host_with(&[]).await;
+    for memory_mib in [0, 1] {
+        let manifest = whenever::runtime::StepManifest {
+            limits: StepLimits {
+                memory_mib,
+                ..StepLimits::default()
+            },
+            ..whenever_tests::manifest_of(&WRITE_A)
+        };
+        let refused = whenever_tests::deploy_as(&host, "write-a", &WRITE_A, manifest)
+            .await
+            .expect_err("refused");
+        let LoadError::Manifest { message, .. } = &refused else {
+            panic!("{refused}");
+        };
+        assert!(
+            message.starts_with(&format!(
+                "limits.memory_mib = {memory_mib} is less than the component's memory takes when it starts ("
+            )) && message.contains("MiB, rounded up): no run could start"),
+            "{message}"
+        );
+    }
+}

@@ -400,10 +400,22 @@ impl Runtime {
         let log = RunLog::new(limits.max_log_bytes);
         let _slot = self.slot().await;
         let mut store = self.new_store(limits, log, None);
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| invalid(format!("cannot instantiate: {e:#}")))?;
+        let instance = match pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            // Its memory starts larger than the manifest lets it grow: no run could start.
+            Err(_) if store.data().limiter.hit => {
+                return Err(LoadError::Manifest {
+                    step: name.to_string(),
+                    message: format!(
+                        "limits.memory_mib = {} is less than the component's memory takes when it \
+                         starts ({} MiB, rounded up): no run could start; give it more",
+                        limits.memory_mib,
+                        store.data().limiter.refused_bytes.div_ceil(1 << 20)
+                    ),
+                });
+            }
+            Err(e) => return Err(invalid(format!("cannot instantiate: {e:#}"))),
+        };
         let text = match instance.call_condition(&mut store).await {
             Ok(text) => text,
             Err(e) => {

@@ -43,11 +43,18 @@ impl StepLimits {
 pub(crate) struct MemoryLimiter {
     max_bytes: usize,
     pub(crate) hit: bool,
+    /// The size of the largest memory refused, in bytes (at instantiation: the size a memory
+    /// starts at).
+    pub(crate) refused_bytes: usize,
 }
 
 impl MemoryLimiter {
     pub(crate) fn new(max_bytes: usize) -> Self {
-        MemoryLimiter { max_bytes, hit: false }
+        MemoryLimiter {
+            max_bytes,
+            hit: false,
+            refused_bytes: 0,
+        }
     }
 }
 
@@ -55,6 +62,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.hit = true;
+            self.refused_bytes = self.refused_bytes.max(desired);
             return Ok(false);
         }
         Ok(true)

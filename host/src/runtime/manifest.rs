@@ -62,9 +62,14 @@ impl StepManifest {
         Ok(manifest)
     }
 
-    /// Checks what TOML cannot: every `[http] hosts` entry is a host name pattern, and every
-    /// `reads` entry a path.
+    /// Checks what TOML cannot: every `[http] hosts` entry is a host name pattern, every
+    /// `reads` entry a path, and the deadline not 0 (which no run could meet but by chance).
     pub fn validate(&self) -> Result<(), ManifestError> {
+        if self.limits.timeout_ms == 0 {
+            return Err(ManifestError(
+                "limits.timeout_ms = 0: a run's deadline is at least 1 ms".to_string(),
+            ));
+        }
         if let Some(problem) = self.http.hosts.iter().find_map(|h| host_pattern_problem(h)) {
             return Err(ManifestError(format!("[http] hosts: {problem}")));
         }
@@ -83,6 +88,12 @@ impl StepManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_of_0_is_refused() {
+        let refused = StepManifest::from_toml("[limits]\ntimeout_ms = 0\n").expect_err("refused");
+        assert_eq!(refused.0, "limits.timeout_ms = 0: a run's deadline is at least 1 ms");
+    }
 
     #[test]
     fn parses_grants_and_limits() {
