@@ -63,6 +63,33 @@ pub fn step_files(path: &Path) -> Result<Vec<PathBuf>, CatalogError> {
     Ok(files)
 }
 
+/// The `.toml` files in the folder `path` that no `NAME.wasm` there takes as its manifest
+/// (`step.toml`, say): each is read by nothing, and a step meant to have it runs without its
+/// grants and limits, so `run` and `serve` warn of them ([`stray_manifest_warning`]).
+pub fn stray_manifests(path: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Vec::new();
+    };
+    let mut stray: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|file| file.extension().is_some_and(|ext| ext == "toml"))
+        .filter(|manifest| !manifest.with_extension("wasm").exists() && !manifest.with_extension("wasm").is_symlink())
+        .collect();
+    stray.sort();
+    stray
+}
+
+/// What `run` and `serve` say of a stray manifest (see [`stray_manifests`]).
+pub fn stray_manifest_warning(manifest: &Path) -> String {
+    let stem = manifest.file_stem().unwrap_or_default().to_string_lossy();
+    format!(
+        "{} is no step's manifest, and is not read: a step's manifest is NAME.toml beside its \
+         NAME.wasm, and there is no {stem}.wasm",
+        manifest.display()
+    )
+}
+
 /// A step as read from a folder: `NAME.wasm` with the manifest `NAME.toml` beside it.
 #[derive(Debug, Clone)]
 pub struct StepFile {
@@ -228,6 +255,32 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("cannot read {}: ", missing.display())),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_manifest_beside_no_component_is_stray() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for file in ["ops.wasm", "ops.toml", "step.toml", "later.toml", "notes.txt"] {
+            std::fs::write(dir.path().join(file), b"").expect("write");
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("../target/later.wasm", dir.path().join("later.wasm")).expect("symlink");
+        let stray = stray_manifests(dir.path());
+        #[cfg(unix)]
+        assert_eq!(
+            stray,
+            vec![dir.path().join("step.toml")],
+            "a link not built yet has its manifest"
+        );
+        let warning = stray_manifest_warning(&dir.path().join("step.toml"));
+        assert!(
+            warning.ends_with("a step's manifest is NAME.toml beside its NAME.wasm, and there is no step.wasm"),
+            "{warning}"
+        );
+        assert!(
+            stray_manifests(&dir.path().join("ops.wasm")).is_empty(),
+            "one component: no folder to look in"
         );
     }
 

@@ -256,6 +256,42 @@ fn steps_run(task: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A step of one's own that never ran on a task that completed is named with why (its condition
+/// against the final data); a manifest beside no component is named as read by nothing.
+#[test]
+fn run_says_which_of_your_steps_did_not_run_and_which_manifest_is_read_by_nothing() {
+    let scratch = scratch("did-not-run");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[COMPLETES, WAIT_FOR_A, WRITE_A]);
+    std::fs::write(steps.join("step.toml"), "connectors = [\"slackCom\"]\n").expect("manifest");
+    let steps = steps.display().to_string();
+    // `completes` completes the task in the first wave, beside `write-a`; `wait-for-a` would
+    // start on the `a` that write-a writes, but the task is completed by then.
+    let task = write_json(dir, "task.json", &json!({"finish": true, "start": true}));
+    let output = whenever(&["run", &task, "--steps", &steps]);
+    assert_exit(&output, 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "whenever run: warning: {}/step.toml is no step's manifest, and is not read",
+            steps
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did not run (each step's condition against the final data)\n  wait-for-a  its condition holds, but the task completed first"),
+        "{stderr}"
+    );
+    // One whose condition does not hold says why.
+    let task = write_json(dir, "finish.json", &json!({"finish": true}));
+    let output = whenever(&["run", &task, "--steps", &steps]);
+    assert_exit(&output, 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("  wait-for-a  a: missing"), "{stderr}");
+    assert!(stderr.contains("  write-a     start: missing"), "{stderr}");
+    assert!(!stderr.contains("  completes "), "it ran: {stderr}");
+}
+
 #[test]
 fn run_with_retailmax_tries_a_step_beside_the_flow_it_joins() {
     let scratch = scratch("retailmax");

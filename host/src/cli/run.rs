@@ -1,6 +1,7 @@
 //! `whenever run [TASK.json] [--steps DIR]... [--retailmax] [--config FILE]`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -8,8 +9,10 @@ use super::client::waiting_on;
 use super::input::read_input;
 use super::timeline::Timeline;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL, EXIT_WAITING};
+use crate::catalog;
 use crate::host::{Host, HostOptions};
-use crate::scheduler::rules;
+use crate::runtime::LoadedStep;
+use crate::scheduler::rules::{self, Standing};
 use crate::task::{Task, TaskStatus};
 
 /// Runs one task to settlement; stdout gets the final task as JSON, stderr the timeline.
@@ -27,6 +30,9 @@ pub(crate) async fn run(
             return EXIT_BAD_INPUT;
         }
     };
+    for manifest in steps.iter().flat_map(|path| catalog::stray_manifests(path)) {
+        eprintln!("whenever run: warning: {}", catalog::stray_manifest_warning(&manifest));
+    }
     let options = HostOptions {
         steps: steps.to_vec(),
         with_bundled: retailmax,
@@ -55,6 +61,10 @@ pub(crate) async fn run(
         // would otherwise leave no trace.
         let standings = rules::standings(&task, &host.scheduler.catalog().snapshot());
         eprint!("{}", waiting_on(&json!({ "steps": standings })));
+    } else if !quiet {
+        // A step of one's own that never ran on a task that completed or failed (its condition
+        // mistyped, or the flow completing before it) would otherwise leave no trace.
+        eprint!("{}", never_ran(&task, status, &your_steps(steps, &host)));
     }
     match serde_json::to_string_pretty(&task.summary_json()) {
         Ok(text) => println!("{text}"),
@@ -68,6 +78,47 @@ pub(crate) async fn run(
         TaskStatus::Waiting | TaskStatus::Running => EXIT_WAITING,
         TaskStatus::Failed => EXIT_FAILED,
     }
+}
+
+/// The steps loaded from the `--steps` paths (not the bundled ones), as the catalog serves them.
+fn your_steps(paths: &[PathBuf], host: &Host) -> Vec<Arc<LoadedStep>> {
+    let names: Vec<String> = paths
+        .iter()
+        .flat_map(|path| catalog::step_files(path).unwrap_or_default())
+        .filter_map(|file| Some(file.file_stem()?.to_string_lossy().into_owned()))
+        .collect();
+    let served = host.scheduler.catalog().snapshot();
+    served
+        .iter()
+        .filter(|step| names.contains(&step.name))
+        .cloned()
+        .collect()
+}
+
+/// Which of `yours` never ran on `task`, settled as `status`, and why: each condition against
+/// the final data (empty when all of them ran).
+fn never_ran(task: &Task, status: TaskStatus, yours: &[Arc<LoadedStep>]) -> String {
+    let idle: Vec<Arc<LoadedStep>> = yours
+        .iter()
+        .filter(|step| !task.runs.iter().any(|run| run.step == step.name))
+        .cloned()
+        .collect();
+    let width = idle.iter().map(|step| step.name.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for standing in rules::standings(task, &idle) {
+        if out.is_empty() {
+            out.push_str("did not run (each step's condition against the final data)\n");
+        }
+        let why = match standing.standing {
+            Standing::Fails { reason } => reason,
+            _ if status == TaskStatus::Completed => "its condition holds, but the task completed first \
+                (after a step's task::complete no run starts)"
+                .to_string(),
+            _ => format!("its condition holds, but the task {status} first"),
+        };
+        out.push_str(&format!("  {:<width$}  {why}\n", standing.step));
+    }
+    out
 }
 
 /// Reads the task data (a file, or stdin: see [`read_input`]): a JSON object.
