@@ -674,6 +674,34 @@ async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
     server.stop().await;
 }
 
+/// A patch of a completed task corrects its data and leaves it completed: no run starts on it
+/// once a step completed it, and resuming it left it waiting on nothing, out of retention's reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_of_a_completed_task_keeps_it_completed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[COMPLETES, WRITE_A], options()).await;
+    let task = server.run(json!({"finish": true})).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    let id = task["id"].as_str().expect("id");
+    let (status, patched) = server
+        .patch(
+            &format!("/v1/tasks/{id}?wait=20000"),
+            &json!({"note": "gift wrap", "start": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["status"], "completed", "{patched}");
+    assert_eq!(patched["data"]["note"], "gift wrap");
+    assert!(patched["revision"].as_u64() > task["revision"].as_u64(), "{patched}");
+    // Recorded; and write-a, whose condition the patch made hold, did not run.
+    assert_eq!(api_entries(&patched).len(), 1, "{patched}");
+    assert_eq!(runs(&patched).len(), runs(&task).len(), "{patched}");
+    let (_, stored) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(stored["status"], "completed", "{stored}");
+    assert_eq!(stored["data"]["note"], "gift wrap");
+    server.stop().await;
+}
+
 /// `GET /v1/tasks/{id}/conditions`: each serving step's condition against the task's data, so a
 /// person sees what a waiting task waits on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

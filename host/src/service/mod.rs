@@ -145,6 +145,17 @@ pub(crate) struct Inner {
     pub(crate) leaving: std::sync::atomic::AtomicBool,
 }
 
+/// What [`Service::resume_with`] does with a settled task once its change is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// Nothing changed: nothing is saved.
+    Nothing,
+    /// Saved as it settled (a patch of a completed task).
+    Save,
+    /// Saved as running, and driven.
+    Drive,
+}
+
 /// The service. Cloning shares it.
 #[derive(Clone)]
 pub struct Service {
@@ -319,7 +330,9 @@ impl Service {
     /// Applies a JSON merge patch to a settled task's data and resumes it (409 while running),
     /// if the task is at one of `revisions` (`None`: at any; see [`Service::resume_with`]). The
     /// patch goes into the task's history as a [`PATCH_ENTRY`] with what it changed and `by`, the
-    /// name of the token that asked for it.
+    /// name of the token that asked for it. A completed task stays completed, its data corrected:
+    /// once a step completed it no run starts on it (`task.complete`), so resuming it could only
+    /// leave it waiting on nothing, out of retention's reach.
     pub async fn patch_task(
         &self,
         id: &str,
@@ -347,7 +360,11 @@ impl Service {
                 n => format!("data patched through the API ({n} changes)"),
             };
             RunRecord::append_intervention(task, PATCH_ENTRY, by, what, changes);
-            Ok(true)
+            Ok(if task.status == TaskStatus::Completed {
+                Resume::Save
+            } else {
+                Resume::Drive
+            })
         })
         .await
     }
@@ -401,7 +418,7 @@ impl Service {
                 task.progress.entry(name).or_default().redo = true;
             }
             RunRecord::append_intervention(task, RETRY_ENTRY, by, what, Vec::new());
-            Ok(true)
+            Ok(Resume::Drive)
         })
         .await
     }
@@ -472,15 +489,16 @@ impl Service {
         }
     }
 
-    /// Changes a settled task through `change` (which returns whether there is anything to do),
-    /// moves it to running with a compare-and-swap, and starts driving it. With `revisions`
-    /// (an `If-Match`), only a task at one of them is changed: at another, or moved on before
-    /// the save, the answer is [`ServiceError::Changed`], checked before anything else.
+    /// Changes a settled task through `change` (which says what then: see [`Resume`]), saves
+    /// it with a compare-and-swap, and, to resume it, moves it to running and starts driving it.
+    /// With `revisions` (an `If-Match`), only a task at one of them is changed: at another, or
+    /// moved on before the save, the answer is [`ServiceError::Changed`], checked before
+    /// anything else.
     pub(crate) async fn resume_with(
         &self,
         id: &str,
         revisions: Option<&[u64]>,
-        change: impl FnOnce(&mut Task) -> Result<bool, ServiceError>,
+        change: impl FnOnce(&mut Task) -> Result<Resume, ServiceError>,
     ) -> Result<Task, ServiceError> {
         let stored = self.task(id).await?;
         if let Some(named) = revisions
@@ -490,11 +508,14 @@ impl Service {
         }
         let mut task = stored.task;
         let recorded = task.runs.len() as u64;
-        if !change(&mut task)? {
+        let resume = change(&mut task)?;
+        if resume == Resume::Nothing {
             return Ok(task);
         }
-        task.status = TaskStatus::Running;
-        task.message = None;
+        if resume == Resume::Drive {
+            task.status = TaskStatus::Running;
+            task.message = None;
+        }
         // The history entries the change appended (a patch's, a retry's) are saved with it.
         let appended: Vec<u64> = (recorded..task.runs.len() as u64).collect();
         let saved = self
@@ -511,7 +532,9 @@ impl Service {
             (Err(StoreError::Conflict(message)), Some(_)) => return Err(ServiceError::Changed(message)),
             (saved, _) => saved?,
         };
-        self.spawn_drive_saved(task.clone(), revision, Vec::new());
+        if resume == Resume::Drive {
+            self.spawn_drive_saved(task.clone(), revision, Vec::new());
+        }
         Ok(task)
     }
 

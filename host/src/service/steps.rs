@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Service, ServiceError};
+use super::{Resume, Service, ServiceError};
 use crate::catalog::{CatalogError, read_step_file, step_files};
 use crate::runtime::{LoadError, LoadedStep, StepManifest, Withheld};
 use crate::scheduler::rules;
@@ -356,14 +356,18 @@ impl Service {
                         let _ = service
                             .resume_with(&summary.id, None, move |task| {
                                 if task.status == TaskStatus::Running || task.status == TaskStatus::Completed {
-                                    return Ok(false);
+                                    return Ok(Resume::Nothing);
                                 }
                                 if let Some(progress) = task.progress.get_mut(&name).filter(|p| p.last_failed) {
                                     progress.redo = true;
-                                    return Ok(true);
+                                    return Ok(Resume::Drive);
                                 }
                                 let steps = catalog.snapshot();
-                                Ok(!rules::eligible(task, &steps, &HashSet::new()).is_empty())
+                                Ok(if rules::eligible(task, &steps, &HashSet::new()).is_empty() {
+                                    Resume::Nothing
+                                } else {
+                                    Resume::Drive
+                                })
                             })
                             .await;
                     }
