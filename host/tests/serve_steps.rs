@@ -120,15 +120,20 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     let watched = format!("the watched file {}", steps.join("write-a.wasm").display());
     assert_eq!(served["deployed_by"], json!(watched), "{served}");
     let v2 = served["version"].as_str().expect("version").to_string();
+    let v2_component = served["digest"].clone();
     let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(task["runs"][0]["version"], json!(v2));
 
-    // A manifest change alone is deployed too.
+    // A manifest change alone is deployed too, as a version of its own: a change of grants is
+    // recorded apart and can be rolled back.
     put(&steps, "write-a.toml", b"connectors = [\"slackCom\"]\n");
-    until_step(&server, "write-a", "the new manifest to serve", |_, s| {
+    let served = until_step(&server, "write-a", "the new manifest to serve", |_, s| {
         s["connectors"] == json!(["slackCom"])
     })
     .await;
+    let v3 = served["version"].as_str().expect("version").to_string();
+    assert!(v3 != v2 && v3 != v1, "{served}");
+    assert_eq!(served["digest"], v2_component, "the same component");
 
     // A step dropped into the folder picks up the task that waited for it.
     copy_step(&steps, &WAIT_FOR_A);
@@ -173,7 +178,8 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     );
 
     // `whenever steps NAME` shows every change to what served, and who made it: the start, the
-    // watched file (its new component, then its new manifest), the rollback (no token: not known).
+    // watched file (its new component, then its new manifest: each a version), the rollback (no
+    // token: not known).
     let output = whenever(&server, &["steps", "write-a", "--json"]);
     assert_eq!(
         output.status.code(),
@@ -196,7 +202,7 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
         vec![
             ("deployed", v1.as_str(), "whenever serve, at start"),
             ("deployed", v2.as_str(), watched.as_str()),
-            ("deployed", v2.as_str(), watched.as_str()),
+            ("deployed", v3.as_str(), watched.as_str()),
             ("rolled_back", v1.as_str(), "-"),
         ],
         "{shown}"

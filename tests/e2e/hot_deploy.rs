@@ -298,3 +298,51 @@ async fn orders_waiting_for_a_removed_step_complete_when_it_is_deployed_again() 
     }
     server.stop().await;
 }
+
+/// A change of grants alone is a version of its own: recorded as a deploy, shown apart, and
+/// undone by a rollback; the version serving deployed again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_change_alone_is_a_version_that_rolls_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&dir).await;
+    let name = "vip-detection";
+    let (component, _) = bundled(name);
+    let narrow = deploy(&server, name, component.clone(), "connectors = []\n").await;
+    let wide = deploy(
+        &server,
+        name,
+        component.clone(),
+        "connectors = [\"stripe\", \"paypal\"]\n",
+    )
+    .await;
+    let (narrow, wide) = (version_of(&narrow), version_of(&wide));
+    assert_ne!(narrow, wide, "grants changed: another version");
+    let again = deploy(
+        &server,
+        name,
+        component.clone(),
+        "connectors = [\"stripe\", \"paypal\"]\n",
+    )
+    .await;
+    assert_eq!(version_of(&again), wide);
+    // After the bundled version's deploy at start: the two, and not the same version again.
+    let changes = server.service.step_changes(name).await.expect("changes");
+    let deployed: Vec<Option<&str>> = changes.iter().skip(1).map(|c| c.version.as_deref()).collect();
+    assert_eq!(
+        deployed,
+        vec![Some(narrow.as_str()), Some(wide.as_str())],
+        "{changes:?}"
+    );
+
+    let (status, rolled) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/steps/{name}/rollback"),
+            Some(json!({"version": narrow}).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(status, 200, "{rolled}");
+    let serving = server.service.step(name).await.expect("serving");
+    assert_eq!(serving.version, narrow);
+    assert!(serving.connectors.is_empty(), "the grants rolled back: {serving:?}");
+}

@@ -59,7 +59,8 @@ impl CompileCache {
     }
 }
 
-/// The hex SHA-256 of a component's bytes: its version identity.
+/// The hex SHA-256 of a component's bytes: the compile cache's key, and with the manifest the
+/// step's version ([`super::version_id`]).
 pub(crate) fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

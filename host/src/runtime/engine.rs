@@ -266,8 +266,31 @@ impl Runtime {
 
     /// Compiles (or loads from the cache), links and checks a component as step `name`, and
     /// reads its condition once. The manifest's grants are narrowed by the operator's
-    /// [`Capabilities`]. Any problem is a [`LoadError`] naming it.
+    /// [`Capabilities`]. Any problem is a [`LoadError`] naming it. Its version is
+    /// [`version_id`] of the two.
     pub async fn load(&self, name: &str, bytes: &[u8], manifest: StepManifest) -> Result<LoadedStep, LoadError> {
+        self.load_as(name, bytes, manifest, None).await
+    }
+
+    /// [`Runtime::load`] of a version read back from a store, under the version id stored with
+    /// it (one an earlier host stored may have been worked out otherwise).
+    pub async fn load_stored(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        manifest: StepManifest,
+        version: &str,
+    ) -> Result<LoadedStep, LoadError> {
+        self.load_as(name, bytes, manifest, Some(version)).await
+    }
+
+    async fn load_as(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        manifest: StepManifest,
+        stored_version: Option<&str>,
+    ) -> Result<LoadedStep, LoadError> {
         if name.is_empty()
             || name.len() > 128
             || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -287,8 +310,12 @@ impl Runtime {
             step: name.to_string(),
             message: e.to_string(),
         })?;
-        let (manifest, withheld) = self.capabilities.narrow(name, manifest);
         let digest = digest(bytes);
+        let version = match stored_version {
+            Some(version) => version.to_string(),
+            None => version_id(&digest, &manifest),
+        };
+        let (manifest, withheld) = self.capabilities.narrow(name, manifest);
         let component = self.compile(name, bytes, &digest).await?;
         check_world(&self.engine, name, &component)?;
         let pre = self
@@ -313,7 +340,7 @@ impl Runtime {
         });
         Ok(LoadedStep {
             name: name.to_string(),
-            version: digest[..12].to_string(),
+            version,
             digest,
             manifest: Arc::new(manifest),
             withheld,
@@ -673,6 +700,20 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:random/",
     "wasi:cli/",
 ];
+
+/// The version of a step deployed as the component of SHA-256 `digest` with `manifest` (as
+/// deployed, before the operator's config narrows it): 12 hex digits of a SHA-256 over both, so
+/// that a change of grants or limits alone is a version of its own, recorded, shown in each
+/// run's history and rolled back like any other.
+pub fn version_id(digest: &str, manifest: &StepManifest) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(digest.as_bytes());
+    hash.update(b"\n");
+    // A manifest is plain data: its JSON cannot fail, and is the same for equal manifests.
+    hash.update(serde_json::to_vec(manifest).unwrap_or_default());
+    hex::encode(hash.finalize())[..12].to_string()
+}
 
 /// Checks the component against the step world before linking, so a refusal names the cause: it
 /// imports something a step may not use (files, sockets, ...), or it does not export the step

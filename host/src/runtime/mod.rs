@@ -19,7 +19,8 @@ mod state;
 mod step;
 mod view;
 
-pub use engine::{CompileStats, Runtime, RuntimeConfig};
+pub(crate) use cache::digest;
+pub use engine::{CompileStats, Runtime, RuntimeConfig, version_id};
 pub use error::{LoadError, RuntimeError};
 pub use grants::{
     BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, Withheld, host_matches, host_pattern_problem, url_host,

@@ -15,7 +15,8 @@ use super::view::DataView;
 pub struct LoadedStep {
     /// The step's name.
     pub name: String,
-    /// The version: the first 12 hex digits of the component's SHA-256.
+    /// The version: 12 hex digits of a SHA-256 over the component and its manifest as deployed
+    /// ([`super::version_id`]), or the id a store kept with it.
     pub version: String,
     /// The full SHA-256 of the component.
     pub digest: String,

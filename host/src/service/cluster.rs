@@ -186,7 +186,7 @@ impl Service {
                 .inner
                 .scheduler
                 .runtime()
-                .load(&version.name, &version.component, version.manifest)
+                .load_stored(&version.name, &version.component, version.manifest, &version.version)
                 .await
             {
                 Ok(step) => {

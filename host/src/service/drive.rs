@@ -276,7 +276,10 @@ impl Service {
         }
         if let Ok(Some(version)) = self.inner.store.step_version(&record.step, &record.version).await {
             let runtime = self.inner.scheduler.runtime();
-            if let Ok(step) = runtime.load(&version.name, &version.component, version.manifest).await {
+            if let Ok(step) = runtime
+                .load_stored(&version.name, &version.component, version.manifest, &version.version)
+                .await
+            {
                 return Some(Arc::new(step));
             }
         }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{Resume, Service, ServiceError};
 use crate::catalog::{CatalogError, read_step_file, step_files};
@@ -77,11 +76,6 @@ pub(crate) struct Source {
     pub(crate) path: Option<PathBuf>,
 }
 
-/// The version a component gets: the first 12 hex digits of its SHA-256.
-pub(crate) fn version_of(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))[..12].to_string()
-}
-
 /// A step file found at start: read, or refused (the file, and why).
 pub(crate) type Found = Result<Source, (PathBuf, ServiceError)>;
 
@@ -138,13 +132,15 @@ impl Service {
     /// refuses it, and the start goes on: a restart after a crash is not held up by a file
     /// half-edited, and the version the store serves keeps serving.
     pub(crate) async fn deploy_sources(&self, sources: Vec<Found>) -> Result<(), ServiceError> {
-        let known: HashSet<(String, String)> = self
+        // What each stored version is (an earlier host's version ids were worked out otherwise,
+        // so the component and the manifest are compared, not the ids).
+        let known: Vec<(String, String, String)> = self
             .inner
             .store
             .step_versions(None)
             .await?
             .into_iter()
-            .map(|v| (v.name, v.version))
+            .map(|v| (v.name, v.digest, v.version))
             .collect();
         for found in sources {
             let source = match found {
@@ -154,15 +150,13 @@ impl Service {
                     continue;
                 }
             };
-            let version = version_of(&source.bytes);
-            if known.contains(&(source.name.clone(), version.clone()))
-                && self
-                    .inner
-                    .store
-                    .step_version(&source.name, &version)
-                    .await?
-                    .is_some_and(|stored| stored.manifest == source.manifest)
-            {
+            let digest = crate::runtime::digest(&source.bytes);
+            let mut stored_alike = false;
+            for (_, _, version) in known.iter().filter(|(name, d, _)| *name == source.name && *d == digest) {
+                let stored = self.inner.store.step_version(&source.name, version).await?;
+                stored_alike |= stored.is_some_and(|stored| stored.manifest == source.manifest);
+            }
+            if stored_alike {
                 continue;
             }
             let served = self
@@ -197,7 +191,7 @@ impl Service {
                 .inner
                 .scheduler
                 .runtime()
-                .load(&version.name, &version.component, version.manifest)
+                .load_stored(&version.name, &version.component, version.manifest, &version.version)
                 .await?;
             catalog.insert(step);
         }
@@ -236,7 +230,8 @@ impl Service {
 
     /// Deploys a step live: refused with a [`LoadError`] (the old version keeps serving), or
     /// stored, swapped in, and the waiting and failed tasks re-evaluated against it. `by` says
-    /// who deployed it (an API token's name, a watched file), kept with a new version.
+    /// who deployed it (an API token's name, a watched file), kept with a new version. The
+    /// version serving already (the same component and manifest) changes nothing.
     pub async fn deploy_step(
         &self,
         name: &str,
@@ -245,6 +240,17 @@ impl Service {
         by: Option<&str>,
     ) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
+        // The version serving already, deployed again: nothing to record or re-evaluate.
+        let version = crate::runtime::version_id(&crate::runtime::digest(&bytes), &manifest);
+        if self
+            .inner
+            .scheduler
+            .catalog()
+            .get(name)
+            .is_some_and(|s| s.version == version)
+        {
+            return self.step(name).await;
+        }
         let step = self.store_and_serve(name, bytes, manifest, by).await?;
         self.spawn_reevaluation(step.name.clone());
         self.step(name).await
@@ -261,7 +267,7 @@ impl Service {
             .inner
             .scheduler
             .runtime()
-            .load(name, &stored.component, stored.manifest)
+            .load_stored(name, &stored.component, stored.manifest, &stored.version)
             .await?;
         self.inner.store.set_current_step(name, Some(version), by).await?;
         self.inner.scheduler.catalog().insert(step);

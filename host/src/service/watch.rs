@@ -125,7 +125,7 @@ impl Service {
         let name = source.name.clone();
         let serving = self.inner.scheduler.catalog().get(&name);
         if serving.as_ref().is_some_and(|step| {
-            step.version == super::steps::version_of(&source.bytes) && *step.manifest == source.manifest
+            step.version == crate::runtime::version_id(&crate::runtime::digest(&source.bytes), &source.manifest)
         }) {
             return;
         }
