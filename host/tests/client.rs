@@ -273,6 +273,69 @@ async fn a_body_over_the_servers_limit_is_reported_every_time() {
     }
 }
 
+/// `--follow` goes on through a restart of the server (a rolling upgrade): it asks again until
+/// the server answers, and prints the task as it settles after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_follow_asks_again_while_the_server_restarts() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let args = steps_and_config(dir.path(), &[COMPLETES, WAIT_FOR_A], "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = ServeProcess::start_listening(&listen, &db, &args, Some(TOKEN), &[]);
+    let (status, waiting) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{waiting}");
+    let id = waiting["id"].as_str().expect("id").to_string();
+    let mut follower = tokio::process::Command::new(whenever_binary())
+        .args(["task", &id, "--follow", "--json", "--server", &server.base])
+        .env("WHENEVER_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("whenever task --follow runs");
+    let mut lines = tokio::io::BufReader::new(follower.stdout.take().expect("stdout piped")).lines();
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a line within 30 s")
+            .expect("stdout read")
+            .expect("a line before the end");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    assert_eq!(next().await["status"], "waiting");
+
+    server.signal("TERM");
+    assert!(server.wait_exit(std::time::Duration::from_secs(20)).success());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let server = ServeProcess::start_listening(&listen, &db, &args, Some(TOKEN), &[]);
+    let path = format!("/v1/tasks/{id}");
+    let (status, _) = server
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"a": "A", "finish": true}).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(next().await["status"], "completed");
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(20), follower.wait())
+        .await
+        .expect("it stops once the task completed")
+        .expect("exit status");
+    assert_eq!(exited.code(), Some(0));
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut follower.stderr.take().expect("stderr"), &mut stderr)
+        .await
+        .expect("stderr read");
+    assert!(stderr.contains("asking again every second for up to 30 s"), "{stderr}");
+}
+
 #[test]
 fn a_server_that_cannot_be_reached_exits_1() {
     let output = Command::new(whenever_binary())

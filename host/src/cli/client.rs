@@ -877,7 +877,9 @@ const FOLLOW_POLL_MS: u64 = 60_000;
 
 /// `whenever task --follow`: prints `task`, then the task each time it settles at a new
 /// revision (long polls naming the revision it has: `?wait` with `If-None-Match`), until it is
-/// completed or failed; the exit code says which.
+/// completed or failed; the exit code says which. A server that goes away meanwhile (a restart,
+/// a rolling upgrade) is asked again every second for up to [`UNAVAILABLE_PATIENCE`] in a row:
+/// the polls change nothing, so asking again is safe.
 async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Result<u8, Failure> {
     loop {
         if json {
@@ -891,13 +893,33 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
             _ => {}
         }
         let held = task["revision"].as_u64().unwrap_or_default();
+        let mut lost: Option<std::time::Instant> = None;
         loop {
             let request = client
                 .http
                 .get(client.url(path))
                 .query(&[("wait", FOLLOW_POLL_MS)])
                 .header(reqwest::header::IF_NONE_MATCH, format!("\"{held}\""));
-            let (answer, _) = client.exchange(request).await?;
+            let answer = match client.exchange(request).await {
+                Ok((answer, _)) => answer,
+                Err(failure) if failure.1 == EXIT_INTERNAL => {
+                    let since = *lost.get_or_insert_with(|| {
+                        eprintln!(
+                            "whenever task: {}; asking again every second for up to {} s",
+                            failure.0,
+                            UNAVAILABLE_PATIENCE.as_secs()
+                        );
+                        std::time::Instant::now()
+                    });
+                    if since.elapsed() >= UNAVAILABLE_PATIENCE {
+                        return Err(failure);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(failure) => return Err(failure),
+            };
+            lost = None;
             // No body: not modified within the wait; ask again.
             if !answer.is_null() {
                 task = answer;

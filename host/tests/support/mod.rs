@@ -76,10 +76,22 @@ impl ServeProcess {
         token: Option<&str>,
         env: &[(&str, &OsStr)],
     ) -> ServeProcess {
+        ServeProcess::start_listening("127.0.0.1:0", db, args, token, env)
+    }
+
+    /// Like [`ServeProcess::start_with_env`], listening on `listen` (a port a test serves on
+    /// again after a restart).
+    pub fn start_listening<S: AsRef<OsStr>>(
+        listen: &str,
+        db: &Path,
+        args: &[S],
+        token: Option<&str>,
+        env: &[(&str, &OsStr)],
+    ) -> ServeProcess {
         let mut command = Command::new(whenever_binary());
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--db"])
+            .args(["--listen", listen, "--db"])
             .arg(db)
             .args(args)
             .env_remove("WHENEVER_TOKEN")
