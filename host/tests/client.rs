@@ -42,7 +42,13 @@ fn whenever(server: &ServeProcess, token: Option<&str>, args: &[&str], stdin: Op
 }
 
 fn ok(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    exited(output, 0)
+}
+
+/// The stdout of a command that exited with `code` (after a `--wait`, how the task stands: 0
+/// completed, 3 waiting, 4 failed).
+fn exited(output: &Output, code: i32) -> String {
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
     String::from_utf8_lossy(&output.stdout).to_string()
 }
 
@@ -159,12 +165,16 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
         2,
         "412 Precondition Failed",
     );
-    let patched = ok(&whenever(
-        &server,
-        token,
-        &["patch", &id, "--wait", "20000", "--if-revision", &revision.to_string()],
-        Some(r#"{"a": "A", "start": null}"#),
-    ));
+    // Waited for, the exit code says how the task stands: waiting (3).
+    let patched = exited(
+        &whenever(
+            &server,
+            token,
+            &["patch", &id, "--wait", "20000", "--if-revision", &revision.to_string()],
+            Some(r#"{"a": "A", "start": null}"#),
+        ),
+        3,
+    );
     assert!(patched.contains("runs     2"), "{patched}");
     // The patch is in the history, with what it changed and whose token made it.
     assert!(
@@ -191,12 +201,16 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     assert_eq!(status, 201, "{failed}");
     assert_eq!(failed["status"], "failed", "{failed}");
     let failed_id = failed["id"].as_str().expect("id").to_string();
-    let retried = json_of(&whenever(
-        &server,
-        token,
-        &["retry", &failed_id, "--wait", "20000", "--json"],
-        None,
-    ));
+    let retried = exited(
+        &whenever(
+            &server,
+            token,
+            &["retry", &failed_id, "--wait", "20000", "--json"],
+            None,
+        ),
+        4,
+    );
+    let retried: Value = serde_json::from_str(&retried).expect("JSON");
     assert_eq!(retried["status"], "failed", "{retried}");
     let runs = retried["runs"].as_array().cloned().unwrap_or_default();
     let steps: Vec<&str> = runs.iter().filter_map(|r| r["step"].as_str()).collect();

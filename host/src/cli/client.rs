@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::input::read_input;
 use super::timeline::log_rows;
-use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL};
+use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL, EXIT_WAITING};
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Args)]
@@ -39,7 +39,8 @@ pub struct CreateArgs {
     /// the first run created instead of creating another (safe to retry after a timeout).
     #[arg(long)]
     pub key: Option<String>,
-    /// Wait up to this many milliseconds for the task to settle.
+    /// Wait up to this many milliseconds for the task to settle; the exit code then says how it
+    /// stands: 0 completed, 3 waiting (or still running), 4 failed.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
     /// Server and output.
@@ -126,7 +127,8 @@ pub struct PatchArgs {
     /// A JSON merge patch of the task data: a file, or `-` for stdin (the default when stdin is
     /// not a terminal: `echo '{"order": {"fraudApproved": true}}' | whenever patch ID`).
     pub patch: Option<PathBuf>,
-    /// Wait up to this many milliseconds for the task to settle.
+    /// Wait up to this many milliseconds for the task to settle; the exit code then says how it
+    /// stands: 0 completed, 3 waiting (or still running), 4 failed.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
     /// Only while the task is at the revision read.
@@ -145,7 +147,8 @@ pub struct RetryArgs {
     /// The step to run again (default: every step whose latest run failed).
     #[arg(long)]
     pub step: Option<String>,
-    /// Wait up to this many milliseconds for the task to settle.
+    /// Wait up to this many milliseconds for the task to settle; the exit code then says how it
+    /// stands: 0 completed, 3 waiting (or still running), 4 failed.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
     /// Only while the task is at the revision read.
@@ -378,12 +381,31 @@ impl Client {
 }
 
 fn finish(command: &str, result: Result<(), Failure>) -> u8 {
+    finish_with(command, result.map(|()| EXIT_COMPLETED))
+}
+
+/// [`finish`] for a command whose success has an exit code of its own.
+fn finish_with(command: &str, result: Result<u8, Failure>) -> u8 {
     match result {
-        Ok(()) => EXIT_COMPLETED,
+        Ok(code) => code,
         Err(Failure(message, code)) => {
             eprintln!("whenever {command}: {message}");
             code
         }
+    }
+}
+
+/// The exit code of a command that sent a task request: 0 when it did not wait; after a wait
+/// (`--wait MS`), how the task stands, as `whenever run` says it: 0 completed, 3 waiting (or
+/// still running when the wait ended), 4 failed.
+fn waited_exit(task: &Value, waited: bool) -> u8 {
+    if !waited {
+        return EXIT_COMPLETED;
+    }
+    match task["status"].as_str() {
+        Some("completed") => EXIT_COMPLETED,
+        Some("failed") => EXIT_FAILED,
+        _ => EXIT_WAITING,
     }
 }
 
@@ -960,10 +982,10 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
             }
             print_task_for_people(&client, &task).await;
         }
-        Ok(())
+        Ok(waited_exit(&task, args.wait > 0))
     }
     .await;
-    finish("create", result)
+    finish_with("create", result)
 }
 
 /// `whenever patch`.
@@ -981,10 +1003,10 @@ pub(crate) async fn patch(args: PatchArgs) -> u8 {
         let request = args.condition.apply(request);
         let task = client.send(request).await?;
         show_task(&client, &task, args.client.json).await;
-        Ok(())
+        Ok(waited_exit(&task, args.wait > 0))
     }
     .await;
-    finish("patch", result)
+    finish_with("patch", result)
 }
 
 /// `whenever retry`.
@@ -1004,10 +1026,10 @@ pub(crate) async fn retry(args: RetryArgs) -> u8 {
         let request = args.condition.apply(request);
         let task = client.send(request).await?;
         show_task(&client, &task, args.client.json).await;
-        Ok(())
+        Ok(waited_exit(&task, args.wait > 0))
     }
     .await;
-    finish("retry", result)
+    finish_with("retry", result)
 }
 
 /// `whenever delete`.
