@@ -5,7 +5,9 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 use whenever_step_artifacts::StepFiles;
-use whenever_step_artifacts::testing::{COMPLETES, ORDER_SCORING, RETURNS_ERROR, WAIT_FOR_A, WRITE_A, WRITE_B};
+use whenever_step_artifacts::testing::{
+    COMPLETES, ORDER_SCORING, RETURNS_ERROR, UNGRANTED_CONNECTOR, WAIT_FOR_A, WRITE_A, WRITE_B,
+};
 
 fn whenever(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_whenever"))
@@ -290,6 +292,24 @@ fn run_says_which_of_your_steps_did_not_run_and_which_manifest_is_read_by_nothin
     assert!(stderr.contains("  wait-for-a  a: missing"), "{stderr}");
     assert!(stderr.contains("  write-a     start: missing"), "{stderr}");
     assert!(!stderr.contains("  completes "), "it ran: {stderr}");
+}
+
+/// The timeline lists each run's connector calls, a failed one with its kind.
+#[test]
+fn the_timeline_names_a_runs_calls_and_how_each_failed() {
+    let scratch = scratch("calls");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[UNGRANTED_CONNECTOR]).display().to_string();
+    let task = write_json(dir, "task.json", &json!({"tryStripe": true}));
+    let output = whenever(&["run", &task, "--steps", &steps]);
+    assert_exit(&output, 3);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("✓ ungranted-connector in ") && l.ends_with("; calls stripe.charge (not-granted)")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -93,6 +93,22 @@ async fn the_readme_example_scores_an_order_with_the_simulator() {
     assert_eq!(task.data["order"]["fraudChecked"], json!(true));
 }
 
+/// The example's `?` on a failed call fails the run with which call failed and how: the
+/// connector's message alone (`customerEmail` is required) named neither.
+#[tokio::test]
+async fn a_failed_call_the_example_passes_on_with_a_question_mark_is_named() {
+    let host = host_with(&[README_EXAMPLE]).await;
+    let order = json!({"order": {"id": "o-2", "total": 80, "payment": {"method": "card", "token": "tok_visa"}}});
+    let task = run_task(&host, order).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = whenever_tests::error_of(&task, "readme-example");
+    assert!(
+        error.message.starts_with("fraudGuard.analyze invalid-args: ") && error.message.contains("customerEmail"),
+        "{}",
+        error.message
+    );
+}
+
 /// Each TOML block README.md shows is a step manifest or a host config file that the host takes
 /// as it stands: a key renamed in the code and not in the README fails here.
 #[test]

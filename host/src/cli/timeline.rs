@@ -78,22 +78,13 @@ impl Timeline {
             Event::RunFinished { task, run } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 let lanes = "│ ".repeat(self.in_flight);
+                let calls = calls(run);
                 let detail = match &run.outcome {
                     Some(RunOutcomeRecord::Ok) => {
-                        let calls = if run.connector_calls.is_empty() {
-                            String::new()
-                        } else {
-                            let names: Vec<String> = run
-                                .connector_calls
-                                .iter()
-                                .map(|c| format!("{}.{}", c.connector, c.method))
-                                .collect();
-                            format!("; calls {}", names.join(", "))
-                        };
                         format!("✓ {} in {:.1} ms: {}{calls}", run.step, run.duration_ms, changed(run))
                     }
                     Some(RunOutcomeRecord::Error(e)) => {
-                        format!("✗ {} in {:.1} ms: {}", run.step, run.duration_ms, e.message)
+                        format!("✗ {} in {:.1} ms: {}{calls}", run.step, run.duration_ms, e.message)
                     }
                     None => format!("? {}", run.step),
                 };
@@ -125,6 +116,23 @@ impl Timeline {
             }
         }
     }
+}
+
+/// The connector calls a run made, each failed one with its kind (`; calls stripe.charge,
+/// slackCom.send (not-granted)`), or nothing when it made none.
+fn calls(run: &RunRecord) -> String {
+    if run.connector_calls.is_empty() {
+        return String::new();
+    }
+    let calls: Vec<String> = run
+        .connector_calls
+        .iter()
+        .map(|c| match &c.result {
+            Ok(_) => format!("{}.{}", c.connector, c.method),
+            Err(e) => format!("{}.{} ({})", c.connector, c.method, e.kind),
+        })
+        .collect();
+    format!("; calls {}", calls.join(", "))
 }
 
 /// What a run logged, a row per line of text (`info   announcing order o-1`), at most

@@ -18,6 +18,10 @@ pub struct ConnectorError {
     pub kind: ErrorKind,
     /// The message for people (the provider's own where there is one).
     pub message: String,
+    /// The connector called.
+    pub connector: String,
+    /// The method called.
+    pub method: String,
 }
 
 impl ConnectorError {
@@ -36,6 +40,8 @@ impl ConnectorError {
 }
 
 impl fmt::Display for ConnectorError {
+    /// The message alone (the seed's `error.message`); a [`crate::StepError`] made of it with
+    /// `?` says which call failed and how.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
@@ -50,10 +56,14 @@ pub fn call(connector: &str, method: &str, args: &Value) -> Result<Value, Connec
         Ok(result) => text::parse(&result).map_err(|e| ConnectorError {
             kind: ErrorKind::Failed,
             message: format!("{connector}.{method} returned invalid JSON: {e}"),
+            connector: connector.into(),
+            method: method.into(),
         }),
         Err(e) => Err(ConnectorError {
             kind: e.kind,
             message: e.message,
+            connector: connector.into(),
+            method: method.into(),
         }),
     }
 }

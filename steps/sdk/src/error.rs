@@ -38,13 +38,46 @@ impl From<&str> for StepError {
 }
 
 impl From<ConnectorError> for StepError {
+    /// Which call failed, how, and the message: `slackCom.send failed: channel_not_found`
+    /// (a step's `?` on a call; its message alone named neither).
     fn from(error: ConnectorError) -> Self {
-        StepError(error.to_string())
+        StepError(format!(
+            "{}.{} {}: {}",
+            error.connector,
+            error.method,
+            error.kind_name(),
+            error.message
+        ))
     }
 }
 
 impl From<serde_json::Error> for StepError {
     fn from(error: serde_json::Error) -> Self {
         StepError(format!("JSON error: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::ErrorKind;
+
+    #[test]
+    fn a_failed_call_turned_into_a_step_error_says_which_call_and_how() {
+        let error = ConnectorError {
+            kind: ErrorKind::Failed,
+            message: "mailbox unavailable".to_string(),
+            connector: "eMailSmtpOAuth".to_string(),
+            method: "sendEmail".to_string(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "mailbox unavailable",
+            "the message alone, as the seed reads it"
+        );
+        assert_eq!(
+            StepError::from(error).0,
+            "eMailSmtpOAuth.sendEmail failed: mailbox unavailable"
+        );
     }
 }
