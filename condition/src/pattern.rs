@@ -269,6 +269,12 @@ fn parse_op(op: &str, arg: &Value, path: &str, depth: usize) -> Result<Op, Patte
             let Value::Array(items) = arg else {
                 return Err(needs("an array"));
             };
+            if op == "$in" && items.is_empty() {
+                return Err(PatternError::new(
+                    path,
+                    "$in with no values matches nothing".to_string(),
+                ));
+            }
             Ok(if op == "$in" {
                 Op::In(items.clone())
             } else {
@@ -370,6 +376,19 @@ mod tests {
             "{e}"
         );
         assert!(!e.message.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn in_with_no_values_is_refused_as_it_matches_nothing() {
+        let e = err(json!({"tier": {"$in": []}}));
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("tier", "$in with no values matches nothing")
+        );
+        assert!(
+            parse_root(&json!({"tier": {"$nin": []}})).is_ok(),
+            "$nin with none matches anything"
+        );
     }
 
     #[test]

@@ -235,7 +235,7 @@ impl ServerSection {
             match (&token.env, &mut token.file) {
                 (Some(_), None) => {}
                 (None, Some(file)) => *file = base.join(&*file),
-                _ => return Err(format!("[server.tokens.{name}] needs one of env and file")),
+                _ => return Err(format!("[server.tokens.{name}] needs exactly one of env and file")),
             }
         }
         match (&mut self.tls_cert, &mut self.tls_key) {
@@ -819,7 +819,7 @@ mod tests {
             let (_dir, path) = write(&format!("[server.tokens.shop]\n{both_or_neither}"));
             let error = Config::load(&path).expect_err("refused").to_string();
             assert!(
-                error.contains("[server.tokens.shop] needs one of env and file"),
+                error.contains("[server.tokens.shop] needs exactly one of env and file"),
                 "{error}"
             );
         }

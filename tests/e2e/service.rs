@@ -1058,6 +1058,16 @@ async fn a_token_is_required_when_configured() {
     let mut server = start(&db_in(&dir), &[WRITE_A], api_options).await;
     let (status, _) = server.get("/v1/steps").await;
     assert_eq!(status, 200, "with the token");
+    // The scheme's case does not matter (RFC 9110); a scheme other than Bearer is no token.
+    for (header, status) in [("bearer tok-123", 200), ("BEARER tok-123", 200), ("Basic tok-123", 401)] {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/v1/steps", server.base))
+            .header("authorization", header)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(answer.status().as_u16(), status, "{header}");
+    }
     server.token = None;
     let (status, error) = server.get("/v1/steps").await;
     assert_eq!((status, error["error"]["code"].as_str()), (401, Some("unauthorized")));

@@ -195,7 +195,12 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110): `bearer` is `Bearer`.
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
+        .map(|(_, token)| token)
     else {
         return ApiError::Unauthorized("this server needs Authorization: Bearer TOKEN".into()).into_response();
     };

@@ -407,7 +407,7 @@ impl Scheduler {
             if progress.runs >= self.settings.run_cap {
                 *cap_hit = true;
                 task.message = Some(format!(
-                    "step {} reached the cap of {} runs on this task; the task was stopped",
+                    "step {} reached the cap of {} runs on this task ([scheduler] run_cap); the task was stopped",
                     start.step.name, self.settings.run_cap
                 ));
                 break;

@@ -26,6 +26,13 @@ pub fn keys(path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// An array index as JavaScript reads a key: digits, without a sign or a leading zero (`0`,
+/// `12`; not `+1` or `01`, which are keys of no element).
+fn index(key: &str) -> Option<usize> {
+    let canonical = !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) && (key == "0" || !key.starts_with('0'));
+    if canonical { key.parse().ok() } else { None }
+}
+
 /// The value at `path`, or null when any part is missing. A path of the data the content was
 /// given that the step's manifest does not let it read is logged as a warning (it reads as
 /// absent whatever the task holds; README.md, "The manifest").
@@ -40,9 +47,9 @@ pub fn get<'a>(data: &'a Value, path: &str) -> &'a Value {
                     return &NULL;
                 }
             },
-            Value::Array(items) => match key.parse::<usize>() {
-                Ok(index) => items.get(index).unwrap_or(&NULL),
-                Err(_) => &NULL,
+            Value::Array(items) => match index(key) {
+                Some(index) => items.get(index).unwrap_or(&NULL),
+                None => &NULL,
             },
             _ => &NULL,
         };
@@ -74,7 +81,7 @@ pub fn set(data: &mut Value, path: &str, value: impl Into<Value>) {
     let mut keys = keys(path).peekable();
     while let Some(key) = keys.next() {
         let last = keys.peek().is_none();
-        let index = here.as_array().and(key.parse::<usize>().ok());
+        let index = here.as_array().and(index(key));
         if let Some(index) = index {
             let Value::Array(items) = here else { return };
             if index >= items.len() {
@@ -122,7 +129,7 @@ pub fn remove(data: &mut Value, path: &str) -> Option<Value> {
         for key in keys(parent) {
             here = match here {
                 Value::Object(map) => map.get_mut(key)?,
-                Value::Array(items) => items.get_mut(key.parse::<usize>().ok()?)?,
+                Value::Array(items) => items.get_mut(index(key)?)?,
                 _ => return None,
             };
         }
@@ -130,7 +137,7 @@ pub fn remove(data: &mut Value, path: &str) -> Option<Value> {
     match here {
         Value::Object(map) => map.remove(last),
         Value::Array(items) => {
-            let index = last.parse::<usize>().ok().filter(|index| *index < items.len())?;
+            let index = index(last).filter(|index| *index < items.len())?;
             Some(items.remove(index))
         }
         _ => None,
@@ -148,6 +155,17 @@ mod tests {
         assert_eq!(get(&data, "order.items.0.sku"), &json!("A"));
         assert!(get(&data, "order.customer.tier").is_null());
         assert_eq!(get_f64(&data, "order.total"), 0.0);
+    }
+
+    #[test]
+    fn an_index_is_digits_as_javascript_reads_it() {
+        let data = json!({"items": ["a", "b"]});
+        assert_eq!(get(&data, "items.1"), &json!("b"));
+        for key in ["+1", "01", "1.0", " 1", "-0", ""] {
+            assert!(index(key).is_none(), "{key:?}");
+        }
+        assert!(get(&data, "items.+1").is_null());
+        assert!(get(&data, "items.01").is_null());
     }
 
     #[test]
