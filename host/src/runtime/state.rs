@@ -27,7 +27,7 @@ pub(crate) struct RunContext {
     pub(crate) connectors: Registry,
     pub(crate) replay: Vec<ConnectorCallRecord>,
     pub(crate) journal: Option<Arc<dyn super::run::CallJournal>>,
-    /// What of the task data the step is given, when not all of it (`given-paths`).
+    /// What of the task data the step is given, when not all of it (`absent-reads`).
     pub(crate) view: Option<Arc<DataView>>,
 }
 
@@ -237,6 +237,15 @@ fn idempotency_key(task: &str, step: &str, run: u32, call: usize) -> String {
     key
 }
 
+/// The warning for a read at `path` that found nothing where the step was not given the data.
+fn not_given(path: &str) -> String {
+    format!(
+        "read `{path}`, which this step is not given: it reads as absent whatever the task holds. A \
+         step whose manifest lists what it `reads` is given those paths and the ones its condition \
+         tests (as the operator's config narrows them); list it, or a path above it"
+    )
+}
+
 impl task::Host for RunState {
     async fn id(&mut self) -> wasmtime::Result<String> {
         Ok(self.ctx.as_ref().map(|c| c.task_id.clone()).unwrap_or_default())
@@ -270,9 +279,19 @@ impl task::Host for RunState {
         Ok(())
     }
 
-    async fn given_paths(&mut self) -> wasmtime::Result<Option<Vec<String>>> {
-        let view = self.ctx.as_ref().and_then(|c| c.view.as_deref());
-        Ok(view.and_then(DataView::dotted_paths))
+    async fn absent_reads(&mut self, reads: Vec<task::AbsentRead>) -> wasmtime::Result<()> {
+        let Some(view) = self.ctx.as_ref().and_then(|c| c.view.clone()) else {
+            return Ok(());
+        };
+        let mut warned: Vec<&str> = Vec::new();
+        for read in &reads {
+            if view.gives_read(&read.path, read.found as usize) || warned.contains(&read.path.as_str()) {
+                continue;
+            }
+            warned.push(&read.path);
+            self.log.push(LogLevel::Warn, &not_given(&read.path));
+        }
+        Ok(())
     }
 }
 

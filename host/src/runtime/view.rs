@@ -71,13 +71,22 @@ impl DataView {
         &self.paths
     }
 
-    /// The paths as the manifest writes them (keys joined by `.`), or `None` when the view holds
-    /// the whole data (the empty path): what the step's `given-paths` import answers.
-    pub fn dotted_paths(&self) -> Option<Vec<String>> {
-        if self.paths.iter().any(|path| path.keys().is_empty()) {
-            return None;
+    /// Whether a read of `dotted` (keys joined by `.`) that found nothing, the object reached
+    /// after its first `found` keys lacking the next, found what the task holds: the view holds
+    /// a path above that key whole, or one of its paths goes through it. A step's
+    /// `absent-reads` are warned of where not.
+    pub fn gives_read(&self, dotted: &str, found: usize) -> bool {
+        let mut holds = &self.holds;
+        for key in dotted.split('.').take(found + 1) {
+            match holds {
+                Holds::Everything => return true,
+                Holds::Keys(keys) => match keys.iter().find(|(k, _)| k == key) {
+                    Some((_, below)) => holds = below,
+                    None => return false,
+                },
+            }
         }
-        Some(self.paths.iter().map(Path::to_string).collect())
+        true
     }
 
     /// The paths as a tree of keys.
@@ -212,11 +221,26 @@ mod tests {
     }
 
     #[test]
-    fn the_paths_given_read_as_a_manifest_writes_them() {
-        let view = view(&["order.customer.email", "order"], json!({"seen": null}));
-        assert_eq!(view.dotted_paths(), Some(vec!["order".to_string(), "seen".to_string()]));
-        let whole = DataView::of_paths(vec![Path(Vec::new()), data_path("order.total")]);
-        assert_eq!(whole.dotted_paths(), None, "the empty path is the whole data");
+    fn a_read_that_found_nothing_within_or_through_a_given_path_found_what_the_task_holds() {
+        let view = view(&["order.customer.email", "order.total"], json!({"seen": null}));
+        // (the path read, how many of its keys were found)
+        assert!(view.gives_read("order.total", 1), "the path itself");
+        assert!(
+            view.gives_read("seen.by.whom", 1),
+            "below a path given whole (the condition's)"
+        );
+        assert!(
+            view.gives_read("order.customer.email", 1),
+            "no customer: on a given path's way"
+        );
+        assert!(!view.gives_read("order.customer.tier", 2), "beside a given path");
+        assert!(!view.gives_read("order.shipping.country", 1));
+        assert!(!view.gives_read("payment", 0));
+        let whole = DataView::of_paths(vec![Path(Vec::new())]);
+        assert!(
+            whole.gives_read("anything.at.all", 0),
+            "the empty path is the whole data"
+        );
     }
 
     #[test]
