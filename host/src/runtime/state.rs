@@ -89,7 +89,7 @@ impl WasiView for RunState {
 }
 
 impl log::Host for RunState {
-    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
             log::Level::Debug => LogLevel::Debug,
@@ -247,20 +247,20 @@ fn not_given(path: &str) -> String {
 }
 
 impl task::Host for RunState {
-    async fn id(&mut self) -> wasmtime::Result<String> {
+    fn id(&mut self) -> wasmtime::Result<String> {
         Ok(self.ctx.as_ref().map(|c| c.task_id.clone()).unwrap_or_default())
     }
 
-    async fn now(&mut self) -> wasmtime::Result<String> {
+    fn now(&mut self) -> wasmtime::Result<String> {
         Ok(crate::rfc3339::text(&chrono::Utc::now(), chrono::SecondsFormat::Millis))
     }
 
-    async fn set_name(&mut self, name: String) -> wasmtime::Result<()> {
+    fn set_name(&mut self, name: String) -> wasmtime::Result<()> {
         self.requests.name = Some(name);
         Ok(())
     }
 
-    async fn add_tags(&mut self, tags: Vec<String>) -> wasmtime::Result<()> {
+    fn add_tags(&mut self, tags: Vec<String>) -> wasmtime::Result<()> {
         for tag in tags {
             if !self.requests.tags.contains(&tag) {
                 self.requests.tags.push(tag);
@@ -269,17 +269,17 @@ impl task::Host for RunState {
         Ok(())
     }
 
-    async fn complete(&mut self) -> wasmtime::Result<()> {
+    fn complete(&mut self) -> wasmtime::Result<()> {
         self.requests.complete = true;
         Ok(())
     }
 
-    async fn redo(&mut self) -> wasmtime::Result<()> {
+    fn redo(&mut self) -> wasmtime::Result<()> {
         self.requests.redo = true;
         Ok(())
     }
 
-    async fn absent_reads(&mut self, reads: Vec<task::AbsentRead>) -> wasmtime::Result<()> {
+    fn absent_reads(&mut self, reads: Vec<task::AbsentRead>) -> wasmtime::Result<()> {
         let Some(view) = self.ctx.as_ref().and_then(|c| c.view.clone()) else {
             return Ok(());
         };
