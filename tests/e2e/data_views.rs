@@ -59,14 +59,7 @@ async fn a_step_that_lists_what_it_reads_is_given_only_that_and_its_changes_land
 
 #[tokio::test]
 async fn a_step_without_reads_is_given_the_whole_data() {
-    let host = host_with(&[]).await;
-    let manifest = StepManifest {
-        reads: None,
-        ..manifest_of(&SHOWS_ITS_INPUT)
-    };
-    deploy_as(&host, SHOWS_ITS_INPUT.name, &SHOWS_ITS_INPUT, manifest)
-        .await
-        .expect("loads");
+    let host = host_given(&SHOWS_ITS_INPUT, None).await;
     let task = run_task(&host, order()).await;
     assert_status(&task, TaskStatus::Waiting);
     assert_eq!(task.data["seen"], order());
@@ -89,14 +82,7 @@ async fn a_write_into_an_array_the_step_was_not_given_is_refused_rather_than_rep
     // Not given them, its `set` builds `{"0": {"reserved": true}}` where the task holds the
     // array: merged it cannot be, and replacing it would lose the items. The run fails, naming
     // the path and the fix, and the data is untouched.
-    let host = host_with(&[]).await;
-    let manifest = StepManifest {
-        reads: Some(Vec::new()),
-        ..manifest_of(&MARKS_AN_ITEM)
-    };
-    deploy_as(&host, MARKS_AN_ITEM.name, &MARKS_AN_ITEM, manifest)
-        .await
-        .expect("loads");
+    let host = host_given(&MARKS_AN_ITEM, Some(&[])).await;
     let task = run_task(&host, order.clone()).await;
     assert_status(&task, TaskStatus::Failed);
     let error = whenever_tests::error_of(&task, "marks-an-item");
@@ -109,6 +95,18 @@ async fn a_write_into_an_array_the_step_was_not_given_is_refused_rather_than_rep
         error.message
     );
     assert_eq!(task.data, order, "nothing applied");
+}
+
+/// A host serving `step` with its manifest's `reads` replaced by `reads` (`None`: the whole
+/// data).
+async fn host_given(step: &whenever_step_artifacts::StepFiles, reads: Option<&[&str]>) -> Host {
+    let host = host_with(&[]).await;
+    let manifest = StepManifest {
+        reads: reads.map(|paths| paths.iter().map(|p| p.to_string()).collect()),
+        ..manifest_of(step)
+    };
+    deploy_as(&host, step.name, step, manifest).await.expect("loads");
+    host
 }
 
 /// The warnings a run logged, each as its text.
@@ -125,14 +123,7 @@ fn warnings(task: &whenever::task::Task) -> Vec<String> {
 async fn a_read_the_manifest_does_not_list_is_logged_as_a_warning_naming_it() {
     // The step reads `customer.email`; a manifest that lists only `order.total` leaves it
     // absent, although the task holds it: the step's SDK warns, once, naming the path.
-    let host = host_with(&[]).await;
-    let manifest = StepManifest {
-        reads: Some(vec!["order.total".to_string()]),
-        ..manifest_of(&SHOWS_ITS_INPUT)
-    };
-    deploy_as(&host, SHOWS_ITS_INPUT.name, &SHOWS_ITS_INPUT, manifest)
-        .await
-        .expect("loads");
+    let host = host_given(&SHOWS_ITS_INPUT, Some(&["order.total"])).await;
     let task = run_task(&host, order()).await;
     assert_status(&task, TaskStatus::Waiting);
     assert_eq!(task.data["order"]["customerSeen"], json!(""), "read as absent");
@@ -151,14 +142,7 @@ async fn a_read_the_manifest_does_not_list_is_logged_as_a_warning_naming_it() {
         let task = run_task(&host, data).await;
         assert_eq!(warnings(&task), Vec::<String>::new());
     }
-    let host = host_with(&[]).await;
-    let whole = StepManifest {
-        reads: None,
-        ..manifest_of(&SHOWS_ITS_INPUT)
-    };
-    deploy_as(&host, SHOWS_ITS_INPUT.name, &SHOWS_ITS_INPUT, whole)
-        .await
-        .expect("loads");
+    let host = host_given(&SHOWS_ITS_INPUT, None).await;
     let task = run_task(&host, without_email).await;
     assert_eq!(warnings(&task), Vec::<String>::new());
 }
