@@ -397,6 +397,46 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     schema.drop_schema().await;
 }
 
+/// A step the operator's config narrows is loaded once on each host: the reload that follows
+/// every deploy compares versions, not the narrowed manifest with the stored one (which always
+/// differed there, so each later deploy loaded it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_the_config_narrows_is_not_loaded_again_at_each_deploy() {
+    let Some(schema) = Schema::create("narrowed").await else {
+        return;
+    };
+    let config = schema.config_of("[cluster]\nlease_ms = 3000\npoll_ms = 250\n[steps.write-a]\nconnectors = []\n");
+    let hosts = schema.start_hosts_with(2, &config);
+    let (first, second) = (&hosts[0].0, &hosts[1].0);
+    let put = async |name: &str, step: &whenever_step_artifacts::StepFiles| {
+        let component = std::fs::read(step.component).expect("component");
+        let manifest = "connectors%20%3D%20%5B%22slackCom%22%5D";
+        let path = format!("/v1/steps/{name}?manifest={manifest}");
+        first.call(reqwest::Method::PUT, &path, Some(component)).await
+    };
+    let (status, deployed) = put("write-a", &whenever_step_artifacts::testing::WRITE_A).await;
+    assert!(status == 200 || status == 201, "{status} {deployed}");
+    second.until_logged("loaded step write-a version");
+    // Two more deploys of another step: each makes every host read the store's steps again.
+    for step in [
+        whenever_step_artifacts::testing::WRITE_B,
+        whenever_step_artifacts::testing::COMPLETES,
+    ] {
+        let (status, deployed) = put("other", &step).await;
+        assert!(status == 200 || status == 201, "{status} {deployed}");
+        let version = deployed["version"].clone();
+        second
+            .until("the other step to be loaded", Duration::from_secs(20), || async {
+                second.get("/v1/steps/other").await.1["version"] == version
+            })
+            .await;
+    }
+    let loads = second.stderr().matches("loaded step write-a version").count();
+    assert_eq!(loads, 1, "{}", second.stderr());
+    drop(hosts);
+    schema.drop_schema().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_deployed_through_one_host_runs_on_the_others() {
     let Some(schema) = Schema::create("deploy").await else {

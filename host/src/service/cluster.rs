@@ -158,8 +158,8 @@ impl Service {
         Ok(())
     }
 
-    /// Loads the steps the store serves now (new versions, new manifests) and drops the removed
-    /// ones, remembering the stamp they were read at.
+    /// Loads the steps the store serves now (new versions: a new manifest is one too) and drops
+    /// the removed ones, remembering the stamp they were read at.
     pub(crate) async fn reload_steps(&self) -> Result<(), ServiceError> {
         let Some(cluster) = self.cluster() else {
             return self.load_current_steps().await;
@@ -177,7 +177,9 @@ impl Service {
         for version in current {
             if catalog
                 .get(&version.name)
-                .is_some_and(|s| s.version == version.version && *s.manifest == version.manifest)
+                // The version, not the manifests: the loaded step's is narrowed by the operator's
+                // config, the store's as deployed, and they differ wherever the config narrows.
+                .is_some_and(|s| s.version == version.version)
             {
                 continue;
             }
