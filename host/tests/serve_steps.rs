@@ -217,6 +217,14 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
         "{printed}"
     );
     assert!(printed.contains("\nreads      all data\n"), "{printed}");
+    // And the limits its runs are held to (a change of them is a version too).
+    assert!(
+        printed.contains(
+            "\nlimits     2000 ms, 64 MiB of memory, 4194304 bytes of output, 1000 connector calls, 1048576 bytes of log\n"
+        ),
+        "{printed}"
+    );
+    assert_eq!(shown["step"]["limits"]["timeout_ms"], json!(2000), "{shown}");
     assert!(
         printed.contains("rolled_back") && printed.contains("by (not known)"),
         "{printed}"

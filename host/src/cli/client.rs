@@ -738,6 +738,17 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
                 "all data".to_string()
             }
         );
+        let limits = &step["limits"];
+        if limits.is_object() {
+            println!(
+                "limits     {} ms, {} MiB of memory, {} bytes of output, {} connector calls, {} bytes of log",
+                limits["timeout_ms"],
+                limits["memory_mib"],
+                limits["max_output_bytes"],
+                limits["max_connector_calls"],
+                limits["max_log_bytes"]
+            );
+        }
         println!("versions");
         for version in step["versions"].as_array().into_iter().flatten() {
             println!(

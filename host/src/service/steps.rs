@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Resume, Service, ServiceError};
 use crate::catalog::{CatalogError, read_step_file, step_files};
-use crate::runtime::{LoadError, LoadedStep, StepManifest, Withheld};
+use crate::runtime::{LoadError, LoadedStep, StepLimits, StepManifest, Withheld};
 use crate::scheduler::rules;
 pub use crate::scheduler::rules::StepStanding;
 use crate::store::{StepChange, StepVersion, StepVersionInfo, TaskQuery};
@@ -37,6 +37,10 @@ pub struct StepInfo {
     /// What its manifest asks for that the host's config withholds.
     #[serde(default, skip_serializing_if = "Withheld::is_empty")]
     pub withheld: Withheld,
+    /// The limits each run is held to (its manifest's `[limits]`, the defaults where it names
+    /// none): a change of them alone is a version too, and shown here.
+    #[serde(default)]
+    pub limits: StepLimits,
     /// Its condition (the JSON pattern).
     pub condition: serde_json::Value,
     /// The data paths it is given (its manifest's `reads` and its condition's paths, sorted);
@@ -397,6 +401,7 @@ fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
         connectors: step.manifest.connectors.clone(),
         hosts: step.manifest.http.hosts.clone(),
         withheld: step.withheld.clone(),
+        limits: step.manifest.limits,
         condition: step.condition.pattern().clone(),
         reads: step
             .view
