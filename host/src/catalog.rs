@@ -50,44 +50,47 @@ pub fn step_files(path: &Path) -> Result<Vec<PathBuf>, CatalogError> {
             path: path.to_path_buf(),
         });
     }
-    let entries = std::fs::read_dir(path).map_err(|e| CatalogError::Io {
+    files_in(path, "wasm").map_err(|e| CatalogError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
-    let mut files: Vec<PathBuf> = entries
+    })
+}
+
+/// The files of the folder `dir` whose extension is `extension`, in name order.
+fn files_in(dir: &Path, extension: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| is_component(path))
+        .filter(|path| path.extension().is_some_and(|ext| ext == extension))
         .collect();
     files.sort();
     Ok(files)
 }
 
-/// The `.toml` files in the folder `path` that no `NAME.wasm` there takes as its manifest
-/// (`step.toml`, say): each is read by nothing, and a step meant to have it runs without its
-/// grants and limits, so `run` and `serve` warn of them ([`stray_manifest_warning`]).
-pub fn stray_manifests(path: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return Vec::new();
-    };
-    let mut stray: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|file| file.extension().is_some_and(|ext| ext == "toml"))
-        .filter(|manifest| !manifest.with_extension("wasm").exists() && !manifest.with_extension("wasm").is_symlink())
-        .collect();
-    stray.sort();
-    stray
+/// The name of the step a `NAME.wasm` file (or its `NAME.toml`) is: the file's stem.
+pub fn step_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
-/// What `run` and `serve` say of a stray manifest (see [`stray_manifests`]).
-pub fn stray_manifest_warning(manifest: &Path) -> String {
-    let stem = manifest.file_stem().unwrap_or_default().to_string_lossy();
-    format!(
-        "{} is no step's manifest, and is not read: a step's manifest is NAME.toml beside its \
-         NAME.wasm, and there is no {stem}.wasm",
-        manifest.display()
-    )
+/// What `run` and `serve` warn of in the steps folders `paths`: each `.toml` file that no
+/// `NAME.wasm` beside it takes as its manifest (`step.toml`, say). It is read by nothing, and a
+/// step meant to have it runs without its grants and limits.
+pub fn stray_manifest_warnings(paths: &[PathBuf]) -> Vec<String> {
+    let manifests = paths.iter().flat_map(|path| files_in(path, "toml").unwrap_or_default());
+    // A link to a build not made yet is a component all the same.
+    let stray = manifests.filter(|manifest| manifest.with_extension("wasm").symlink_metadata().is_err());
+    stray
+        .map(|manifest| {
+            format!(
+                "{} is no step's manifest, and is not read: a step's manifest is NAME.toml beside \
+                 its NAME.wasm, and there is no {}.wasm",
+                manifest.display(),
+                step_name(&manifest)
+            )
+        })
+        .collect()
 }
 
 /// A step as read from a folder: `NAME.wasm` with the manifest `NAME.toml` beside it.
@@ -266,20 +269,19 @@ mod tests {
         }
         #[cfg(unix)]
         std::os::unix::fs::symlink("../target/later.wasm", dir.path().join("later.wasm")).expect("symlink");
-        let stray = stray_manifests(dir.path());
+        let warnings = stray_manifest_warnings(&[dir.path().to_path_buf()]);
         #[cfg(unix)]
-        assert_eq!(
-            stray,
-            vec![dir.path().join("step.toml")],
-            "a link not built yet has its manifest"
-        );
-        let warning = stray_manifest_warning(&dir.path().join("step.toml"));
+        assert_eq!(warnings.len(), 1, "a link not built yet has its manifest: {warnings:?}");
         assert!(
-            warning.ends_with("a step's manifest is NAME.toml beside its NAME.wasm, and there is no step.wasm"),
-            "{warning}"
+            warnings[0].starts_with(&format!(
+                "{} is no step's manifest",
+                dir.path().join("step.toml").display()
+            )) && warnings[0]
+                .ends_with("a step's manifest is NAME.toml beside its NAME.wasm, and there is no step.wasm"),
+            "{warnings:?}"
         );
         assert!(
-            stray_manifests(&dir.path().join("ops.wasm")).is_empty(),
+            stray_manifest_warnings(&[dir.path().join("ops.wasm")]).is_empty(),
             "one component: no folder to look in"
         );
     }

@@ -30,8 +30,8 @@ pub(crate) async fn run(
             return EXIT_BAD_INPUT;
         }
     };
-    for manifest in steps.iter().flat_map(|path| catalog::stray_manifests(path)) {
-        eprintln!("whenever run: warning: {}", catalog::stray_manifest_warning(&manifest));
+    for warning in catalog::stray_manifest_warnings(steps) {
+        eprintln!("whenever run: warning: {warning}");
     }
     let options = HostOptions {
         steps: steps.to_vec(),
@@ -85,7 +85,7 @@ fn your_steps(paths: &[PathBuf], host: &Host) -> Vec<Arc<LoadedStep>> {
     let names: Vec<String> = paths
         .iter()
         .flat_map(|path| catalog::step_files(path).unwrap_or_default())
-        .filter_map(|file| Some(file.file_stem()?.to_string_lossy().into_owned()))
+        .map(|file| catalog::step_name(&file))
         .collect();
     let served = host.scheduler.catalog().snapshot();
     served

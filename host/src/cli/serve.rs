@@ -64,11 +64,8 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     // Before the start-up deploy reads the folders: a file written meanwhile is then seen as
     // changed by the watcher, and deployed.
     let seen = StepsSeen::now(&args.steps);
-    for manifest in args.steps.iter().flat_map(|path| crate::catalog::stray_manifests(path)) {
-        eprintln!(
-            "whenever serve: warning: {}",
-            crate::catalog::stray_manifest_warning(&manifest)
-        );
+    for warning in crate::catalog::stray_manifest_warnings(&args.steps) {
+        eprintln!("whenever serve: warning: {warning}");
     }
     // A mistyped path makes a new, empty database: the start-up line says so.
     let new_database = !crate::store::postgres::is_postgres_url(&args.db.to_string_lossy()) && !args.db.exists();

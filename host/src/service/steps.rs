@@ -150,7 +150,8 @@ impl Service {
             let source = match found {
                 Ok(source) => source,
                 Err((path, e)) => {
-                    self.refuse_at_start(&path, &super::watch::name_in(&path), &e).await?;
+                    self.refuse_at_start(&path, &crate::catalog::step_name(&path), &e)
+                        .await?;
                     continue;
                 }
             };

@@ -113,7 +113,7 @@ impl Service {
         let source = match tokio::task::spawn_blocking(move || read_source(&read_path)).await {
             Ok(Ok(source)) => source,
             Ok(Err(e)) => {
-                let name = name_in(path);
+                let name = crate::catalog::step_name(path);
                 eprintln!("{}", refusal(path, &name, self.serving_version(&name).as_deref(), &e));
                 return;
             }
@@ -151,13 +151,6 @@ impl Service {
             .get(name)
             .map(|step| step.version.clone())
     }
-}
-
-/// The step a file that could not be read would have deployed: `NAME` of `NAME.wasm`.
-pub(super) fn name_in(path: &Path) -> String {
-    path.file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// What stderr says of a step file refused, by the watcher or at start: what serves meanwhile,
