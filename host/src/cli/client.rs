@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::input::read_input;
 use super::timeline::log_rows;
-use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL, EXIT_WAITING};
+use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL, exit_for};
+use crate::task::TaskStatus;
 
 /// Options every client command takes.
 #[derive(Debug, Clone, Args)]
@@ -396,17 +397,18 @@ fn finish_with(command: &str, result: Result<u8, Failure>) -> u8 {
 }
 
 /// The exit code of a command that sent a task request: 0 when it did not wait; after a wait
-/// (`--wait MS`), how the task stands, as `whenever run` says it: 0 completed, 3 waiting (or
-/// still running when the wait ended), 4 failed.
+/// (`--wait MS`), how the task stands, as `whenever run` says it ([`exit_for`]; a status it
+/// cannot read counts as still running).
 fn waited_exit(task: &Value, waited: bool) -> u8 {
     if !waited {
         return EXIT_COMPLETED;
     }
-    match task["status"].as_str() {
-        Some("completed") => EXIT_COMPLETED,
-        Some("failed") => EXIT_FAILED,
-        _ => EXIT_WAITING,
-    }
+    exit_for(status_of(task).unwrap_or(TaskStatus::Running))
+}
+
+/// The status of a task as the API answers it.
+fn status_of(task: &Value) -> Option<TaskStatus> {
+    serde_json::from_value(task["status"].clone()).ok()
 }
 
 fn print_json(value: &Value) {
@@ -920,10 +922,8 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
         } else {
             print_task_for_people(client, &task).await;
         }
-        match task["status"].as_str() {
-            Some("completed") => return Ok(EXIT_COMPLETED),
-            Some("failed") => return Ok(EXIT_FAILED),
-            _ => {}
+        if let Some(settled @ (TaskStatus::Completed | TaskStatus::Failed)) = status_of(&task) {
+            return Ok(exit_for(settled));
         }
         let held = task["revision"].as_u64().unwrap_or_default();
         let mut lost: Option<std::time::Instant> = None;

@@ -28,6 +28,17 @@ pub const EXIT_WAITING: u8 = 3;
 /// Exit code: the task failed.
 pub const EXIT_FAILED: u8 = 4;
 
+/// The exit code that says how a task stands: 0 completed, 3 waiting (or still running), 4
+/// failed (`whenever run`, and the client commands that wait for a task).
+fn exit_for(status: crate::task::TaskStatus) -> u8 {
+    use crate::task::TaskStatus;
+    match status {
+        TaskStatus::Completed => EXIT_COMPLETED,
+        TaskStatus::Waiting | TaskStatus::Running => EXIT_WAITING,
+        TaskStatus::Failed => EXIT_FAILED,
+    }
+}
+
 /// Whenever: data-triggered automation with sandboxed WebAssembly steps.
 #[derive(Debug, Parser)]
 #[command(name = "whenever", version, about)]

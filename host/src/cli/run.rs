@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::client::waiting_on;
 use super::input::read_input;
 use super::timeline::Timeline;
-use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_FAILED, EXIT_INTERNAL, EXIT_WAITING};
+use super::{EXIT_BAD_INPUT, EXIT_INTERNAL, exit_for};
 use crate::catalog;
 use crate::host::{Host, HostOptions};
 use crate::runtime::LoadedStep;
@@ -73,11 +73,7 @@ pub(crate) async fn run(
             return EXIT_INTERNAL;
         }
     }
-    match status {
-        TaskStatus::Completed => EXIT_COMPLETED,
-        TaskStatus::Waiting | TaskStatus::Running => EXIT_WAITING,
-        TaskStatus::Failed => EXIT_FAILED,
-    }
+    exit_for(status)
 }
 
 /// The steps loaded from the `--steps` paths (not the bundled ones), as the catalog serves them.
