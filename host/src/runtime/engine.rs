@@ -715,6 +715,12 @@ pub fn version_id(digest: &str, manifest: &StepManifest) -> String {
     hex::encode(hash.finalize())[..12].to_string()
 }
 
+/// [`version_id`] of a component's bytes with its manifest: the version deploying them would
+/// make, to tell whether it serves already.
+pub(crate) fn version_of(bytes: &[u8], manifest: &StepManifest) -> String {
+    version_id(&digest(bytes), manifest)
+}
+
 /// Checks the component against the step world before linking, so a refusal names the cause: it
 /// imports something a step may not use (files, sockets, ...), or it does not export the step
 /// world's functions (a command, or a component for another world).

@@ -20,6 +20,7 @@ mod step;
 mod view;
 
 pub(crate) use cache::digest;
+pub(crate) use engine::version_of;
 pub use engine::{CompileStats, Runtime, RuntimeConfig, version_id};
 pub use error::{LoadError, RuntimeError};
 pub use grants::{

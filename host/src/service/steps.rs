@@ -246,7 +246,7 @@ impl Service {
     ) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
         // The version serving already, deployed again: nothing to record or re-evaluate.
-        let version = crate::runtime::version_id(&crate::runtime::digest(&bytes), &manifest);
+        let version = crate::runtime::version_of(&bytes, &manifest);
         if self
             .inner
             .scheduler

@@ -124,9 +124,10 @@ impl Service {
         };
         let name = source.name.clone();
         let serving = self.inner.scheduler.catalog().get(&name);
-        if serving.as_ref().is_some_and(|step| {
-            step.version == crate::runtime::version_id(&crate::runtime::digest(&source.bytes), &source.manifest)
-        }) {
+        if serving
+            .as_ref()
+            .is_some_and(|step| step.version == crate::runtime::version_of(&source.bytes, &source.manifest))
+        {
             return;
         }
         let by = format!("the watched file {}", path.display());
