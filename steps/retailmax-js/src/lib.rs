@@ -23,7 +23,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, Timelike, Utc};
-use whenever_step_sdk::data::{keys, remove, set};
+use whenever_step_sdk::data::{index, keys, remove, set};
 use whenever_step_sdk::serde_json::{Map, Value};
 
 /// A JavaScript `Date` (UTC).
@@ -36,7 +36,7 @@ pub fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
     for key in keys(path) {
         here = match here {
             Value::Object(map) => map.get(key)?,
-            Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+            Value::Array(items) => items.get(index(key)?)?,
             _ => return None,
         };
     }
@@ -57,7 +57,7 @@ pub fn read<'a>(data: &'a Value, path: &str) -> Result<Option<&'a Value>, String
                 return Err(format!("Cannot read properties of null (reading '{key}')"));
             }
             Some(Value::Object(map)) => map.get(key),
-            Some(Value::Array(items)) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            Some(Value::Array(items)) => index(key).and_then(|i| items.get(i)),
             Some(_) => None,
         };
     }

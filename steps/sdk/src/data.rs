@@ -28,7 +28,7 @@ pub fn keys(path: &str) -> impl Iterator<Item = &str> {
 
 /// An array index as JavaScript reads a key: digits, without a sign or a leading zero (`0`,
 /// `12`; not `+1` or `01`, which are keys of no element).
-fn index(key: &str) -> Option<usize> {
+pub fn index(key: &str) -> Option<usize> {
     let canonical = !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) && (key == "0" || !key.starts_with('0'));
     if canonical { key.parse().ok() } else { None }
 }
@@ -81,7 +81,7 @@ pub fn set(data: &mut Value, path: &str, value: impl Into<Value>) {
     let mut keys = keys(path).peekable();
     while let Some(key) = keys.next() {
         let last = keys.peek().is_none();
-        let index = here.as_array().and(index(key));
+        let index = here.as_array().and_then(|_| index(key));
         if let Some(index) = index {
             let Value::Array(items) = here else { return };
             if index >= items.len() {
