@@ -173,22 +173,16 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
     std::fs::create_dir_all(&empty).expect("empty dir");
     std::fs::write(empty.join("README.txt"), "not a step").expect("write");
     let output = whenever(&["run", &task, "--steps", &empty.display().to_string()]);
-    assert_exit(&output, 2);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!("{} holds no steps: no NAME.wasm in it", empty.display())),
-        "{stderr}"
+    refused(
+        &output,
+        &format!("{} holds no steps: no NAME.wasm in it", empty.display()),
     );
     assert!(output.stdout.is_empty(), "no task is printed");
     // A file that is not a component.
     let output = whenever(&["run", &task, "--steps", &task]);
-    assert_exit(&output, 2);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "{task} is neither a folder of steps nor a component (NAME.wasm)"
-        )),
-        "{stderr}"
+    refused(
+        &output,
+        &format!("{task} is neither a folder of steps nor a component (NAME.wasm)"),
     );
 }
 
@@ -222,20 +216,21 @@ fn run_reads_the_task_from_a_pipe_as_create_does() {
             "{args:?}"
         );
     }
-    let output = whenever_with_stdin(&["run", "--steps", &steps], "[1, 2]");
-    assert_exit(&output, 2);
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("stdin: the task data must be a JSON object"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    refused(
+        &whenever_with_stdin(&["run", "--steps", &steps], "[1, 2]"),
+        "stdin: the task data must be a JSON object",
     );
-    let output = whenever_with_stdin(&["run", "--steps", &steps], " \n");
-    assert_exit(&output, 2);
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("the task data is empty (stdin held nothing)"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    refused(
+        &whenever_with_stdin(&["run", "--steps", &steps], " \n"),
+        "the task data is empty (stdin held nothing)",
     );
+}
+
+/// `output` is a refusal of bad input (exit 2) whose stderr says `says`.
+fn refused(output: &Output, says: &str) {
+    assert_exit(output, 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(says), "stderr should say {says:?}: {stderr}");
 }
 
 /// `output` ended with exit code `code`; its stderr is shown if not.
