@@ -1,9 +1,12 @@
 //! The `whenever` binary: `run` and `match`, their output and exit codes.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
+use support::refused;
 use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::{
     COMPLETES, ORDER_SCORING, RETURNS_ERROR, UNGRANTED_CONNECTOR, WAIT_FOR_A, WRITE_A, WRITE_B,
@@ -175,6 +178,7 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
     let output = whenever(&["run", &task, "--steps", &empty.display().to_string()]);
     refused(
         &output,
+        2,
         &format!("{} holds no steps: no NAME.wasm in it", empty.display()),
     );
     assert!(output.stdout.is_empty(), "no task is printed");
@@ -182,6 +186,7 @@ fn run_takes_single_components_and_refuses_a_folder_without_steps() {
     let output = whenever(&["run", &task, "--steps", &task]);
     refused(
         &output,
+        2,
         &format!("{task} is neither a folder of steps nor a component (NAME.wasm)"),
     );
 }
@@ -218,19 +223,14 @@ fn run_reads_the_task_from_a_pipe_as_create_does() {
     }
     refused(
         &whenever_with_stdin(&["run", "--steps", &steps], "[1, 2]"),
+        2,
         "stdin: the task data must be a JSON object",
     );
     refused(
         &whenever_with_stdin(&["run", "--steps", &steps], " \n"),
+        2,
         "the task data is empty (stdin held nothing)",
     );
-}
-
-/// `output` is a refusal of bad input (exit 2) whose stderr says `says`.
-fn refused(output: &Output, says: &str) {
-    assert_exit(output, 2);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(says), "stderr should say {says:?}: {stderr}");
 }
 
 /// `output` ended with exit code `code`; its stderr is shown if not.

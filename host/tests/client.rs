@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
-use support::{ServeProcess, steps_and_config, whenever_binary};
+use support::{ServeProcess, refused, steps_and_config, whenever_binary};
 use whenever_step_artifacts::testing::{COMPLETES, RETURNS_ERROR, WAIT_FOR_A};
 
 const TOKEN: &str = "client-test-token";
@@ -54,12 +54,6 @@ fn exited(output: &Output, code: i32) -> String {
 
 fn json_of(output: &Output) -> Value {
     serde_json::from_str(&ok(output)).unwrap_or_else(|e| panic!("not JSON ({e}): {output:?}"))
-}
-
-fn refused(output: &Output, code: i32, says: &str) {
-    assert_eq!(output.status.code(), Some(code), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(says), "stderr should say {says:?}: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,13 @@
 //! `whenever new NAME`: a step crate of one's own, outside this repository, that builds, tests
 //! and runs with the commands it names.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
+use support::refused;
 
 fn whenever(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_whenever"))
@@ -16,12 +19,6 @@ fn whenever(dir: &Path, args: &[&str]) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// `output` is a refusal (exit 2) whose message says `says`.
-fn refused(output: &Output, says: &str) {
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(output));
-    assert!(stderr(output).contains(says), "{}", stderr(output));
 }
 
 #[test]
@@ -43,19 +40,23 @@ fn a_new_step_crate_builds_and_runs_as_it_says() {
     // What was written is never written over, and bad names and SDKs are refused by name.
     refused(
         &whenever(dir, &["new", "order-announcer"]),
+        2,
         "exists and is not empty: nothing was written",
     );
     std::fs::write(dir.join("a-file"), "").expect("write");
     refused(
         &whenever(dir, &["new", "other", "--dir", "a-file"]),
+        2,
         "a-file exists and is not a folder",
     );
     refused(
         &whenever(dir, &["new", "Order Announcer"]),
+        2,
         "invalid step name \"Order Announcer\"",
     );
     refused(
         &whenever(dir, &["new", "other", "--sdk", "/nowhere"]),
+        2,
         "no step SDK at /nowhere (--sdk)",
     );
     assert!(!dir.join("other").exists(), "nothing is written for a refused command");

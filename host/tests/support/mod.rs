@@ -7,7 +7,7 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -356,4 +356,11 @@ pub fn largest_file(dir: &Path) -> u64 {
         .map(|meta| meta.len())
         .max()
         .unwrap_or_default()
+}
+
+/// `output` ended with exit code `code` (2: a refusal) and its stderr says `says`.
+pub fn refused(output: &Output, code: i32, says: &str) {
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(says), "stderr should say {says:?}: {stderr}");
 }
