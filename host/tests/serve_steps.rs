@@ -262,6 +262,17 @@ async fn an_invalid_file_at_start_is_refused_and_the_service_starts() {
     assert_eq!(status, 404);
     server.kill();
 
+    // Started again on the same files: the version the store holds is not deployed again.
+    let server = ServeProcess::start(&db, &folder);
+    let (status, changes) = server.get("/v1/steps/write-a/changes").await;
+    assert_eq!(status, 200, "{changes}");
+    assert_eq!(
+        changes["changes"].as_array().map(Vec::len),
+        Some(1),
+        "one deploy, at the first start: {changes}"
+    );
+    server.kill();
+
     // Killed; meanwhile write-a's manifest is broken. The restart refuses it, and v1 serves.
     put(&steps, "write-a.toml", b"connectors = [");
     let server = ServeProcess::start(&db, &folder);

@@ -136,8 +136,7 @@ impl Service {
     /// refuses it, and the start goes on: a restart after a crash is not held up by a file
     /// half-edited, and the version the store serves keeps serving.
     pub(crate) async fn deploy_sources(&self, sources: Vec<Found>) -> Result<(), ServiceError> {
-        // What each stored version is (an earlier host's version ids were worked out otherwise,
-        // so the component and the manifest are compared, not the ids).
+        // What each stored version is: its component and its id.
         let known: Vec<(String, String, String)> = self
             .inner
             .store
@@ -156,9 +155,15 @@ impl Service {
                 }
             };
             let digest = crate::runtime::digest(&source.bytes);
-            let mut stored_alike = false;
-            for (_, _, version) in known.iter().filter(|(name, d, _)| *name == source.name && *d == digest) {
-                let stored = self.inner.store.step_version(&source.name, version).await?;
+            let version = crate::runtime::version_id(&digest, &source.manifest);
+            // A version id names its manifest; one an earlier host stored is the component's
+            // alone (its digest's first 12 digits), and its manifest is read to compare.
+            let mut stored_alike = known.iter().any(|(name, _, v)| *name == source.name && *v == version);
+            let earlier = known
+                .iter()
+                .filter(|(name, d, v)| *name == source.name && *d == digest && v.as_str() == &digest[..12]);
+            for (_, _, earlier) in earlier {
+                let stored = self.inner.store.step_version(&source.name, earlier).await?;
                 stored_alike |= stored.is_some_and(|stored| stored.manifest == source.manifest);
             }
             if stored_alike {
