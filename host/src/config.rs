@@ -115,6 +115,10 @@ pub struct RuntimeSection {
     /// Step instances at once (runs beyond wait for one to finish); unset: 1,000, or fewer
     /// where the process's address space is limited ([`crate::runtime::RuntimeConfig`]).
     pub max_instances: Option<std::num::NonZeroU32>,
+    /// The most a step's manifest may ask for its runs' limits (`[runtime.max_limits]`); unset
+    /// keys keep theirs ([`crate::runtime::LimitCeilings`]).
+    #[serde(default)]
+    pub max_limits: crate::runtime::LimitCeilings,
 }
 
 /// Requests one HTTP/2 connection may have under way at once unless `[server]

@@ -9,7 +9,7 @@ use whenever_connectors::Registry;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, ConfigError};
-use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
+use crate::runtime::{LoadError, Runtime, RuntimeConfig, RuntimeError};
 use crate::scheduler::{Scheduler, SchedulerSettings};
 
 /// What to assemble a host from.
@@ -39,6 +39,9 @@ pub enum SetupError {
     /// A step could not be loaded.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// A step's manifest was refused (a grant of a connector this host lacks).
+    #[error(transparent)]
+    Load(#[from] LoadError),
     /// A connector's configuration is invalid.
     #[error(transparent)]
     Connectors(#[from] whenever_connectors::ConfigError),
@@ -75,6 +78,11 @@ impl Host {
             runtime_config.max_instances = instances.get();
             runtime_config.fit_to_address_space = false;
         }
+        runtime_config.max_limits = config.runtime.max_limits;
+        runtime_config.max_limits.validate().map_err(|message| ConfigError::Invalid {
+            path: options.config.clone().unwrap_or_default(),
+            message,
+        })?;
         runtime_config.capabilities = config.capabilities().map_err(|message| ConfigError::Invalid {
             path: options.config.clone().unwrap_or_default(),
             message,
@@ -105,6 +113,13 @@ impl Host {
             })
             .unwrap_or(std::path::Path::new("."));
         let connectors = Registry::from_config_in(&config.connectors, base)?;
+        let known = connectors.names();
+        for step in catalog.snapshot() {
+            step.manifest.check_connectors(&known).map_err(|e| LoadError::Manifest {
+                step: step.name.clone(),
+                message: e.to_string(),
+            })?;
+        }
         let mut settings = SchedulerSettings::default();
         if let Some(cap) = config.scheduler.run_cap {
             settings.run_cap = cap;

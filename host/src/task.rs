@@ -100,6 +100,15 @@ pub enum RunOutcomeRecord {
     Error(RunError),
 }
 
+/// The most tags a task holds: a step's further tags are not added (a run's log says so).
+pub const MAX_TAGS: usize = 64;
+
+/// The longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 128;
+
+/// The longest task name, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
 /// One run in a task's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -117,6 +126,15 @@ pub struct RunRecord {
     /// When it ended (`None` while in flight).
     #[serde(serialize_with = "crate::rfc3339::serialize_option")]
     pub ended_at: Option<DateTime<Utc>>,
+    /// When it was run again from its start because the host stopped or crashed under it (its
+    /// journaled connector results replayed, not called again); `None` for a run not
+    /// interrupted. Its `duration_ms` is that last attempt's.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::rfc3339::serialize_option"
+    )]
+    pub restarted_at: Option<DateTime<Utc>>,
     /// Duration in milliseconds.
     pub duration_ms: f64,
     /// Success, or the error that stopped it.
@@ -178,6 +196,7 @@ impl RunRecord {
             number,
             started_at: Utc::now(),
             ended_at: None,
+            restarted_at: None,
             duration_ms: 0.0,
             outcome: None,
             logs: Vec::new(),

@@ -289,6 +289,58 @@ fn run_says_which_of_your_steps_did_not_run_and_which_manifest_is_read_by_nothin
     assert!(!stderr.contains("  completes "), "it ran: {stderr}");
 }
 
+/// A blank tag, one too long, and those beyond a task's 64 are not added, and the run's log says
+/// so; the others land.
+#[test]
+fn tags_a_task_cannot_hold_are_not_added_and_the_log_says_so() {
+    let scratch = scratch("tags");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[COMPLETES]).display().to_string();
+    let many: Vec<String> = (0..70).map(|i| format!("t{i}")).collect();
+    let mut extra = vec![" ".to_string(), "x".repeat(200)];
+    extra.extend(many.iter().cloned());
+    let task = write_json(dir, "task.json", &json!({"finish": true, "extraTags": extra}));
+    let output = whenever(&["run", &task, "--steps", &steps]);
+    assert_exit(&output, 0);
+    let task = stdout_json(&output);
+    let mut expected = vec!["finished".to_string(), "test".to_string()];
+    expected.extend(many.into_iter().take(62));
+    assert_eq!(task["tags"], json!(expected), "{task}");
+    let warnings: Vec<&str> = task["runs"][0]["logs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|log| log["level"] == "warn")
+        .filter_map(|log| log["message"].as_str())
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "task.add-tags: the blank tag \" \" is not added",
+            "task.add-tags: a tag of 200 characters is not added (at most 128)",
+            "task.add-tags: the task holds at most 64 tags; the rest are not added",
+        ],
+        "{task}"
+    );
+}
+
+/// A manifest granting a connector that no config or simulator provides is refused before any
+/// run, naming the step and the connector.
+#[test]
+fn run_refuses_a_manifest_granting_an_unknown_connector() {
+    let scratch = scratch("unknown-connector");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[WRITE_A]);
+    std::fs::write(steps.join("write-a.toml"), "connectors = [\"strpie\"]\n").expect("manifest");
+    let task = write_json(dir, "task.json", &json!({"start": true}));
+    let output = whenever(&["run", &task, "--steps", &steps.display().to_string()]);
+    refused(
+        &output,
+        2,
+        "step write-a: invalid step manifest: connectors: `strpie` is no connector of this host",
+    );
+}
+
 /// The timeline lists each run's connector calls, a failed one with its kind.
 #[test]
 fn the_timeline_names_a_runs_calls_and_how_each_failed() {
@@ -450,7 +502,7 @@ fn output_into_a_closed_pipe_ends_the_command_quietly() {
 }
 
 #[test]
-fn match_prints_true_or_false_with_the_failing_path() {
+fn match_prints_true_or_false_with_the_failing_path_and_exits_by_it() {
     let scratch = scratch("match");
     let dir = scratch.path();
     let condition = write_json(
@@ -474,7 +526,7 @@ fn match_prints_true_or_false_with_the_failing_path() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "true");
 
     let output = whenever(&["match", "--condition", &condition, "--data", &bad]);
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.status.code(), Some(1), "false exits 1, as grep does");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let mut lines = stdout.lines();
     assert_eq!(lines.next(), Some("false"));

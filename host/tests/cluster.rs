@@ -170,8 +170,9 @@ async fn deliver(hosts: &[&ServeProcess], range: std::ops::Range<usize>, senders
                     .send()
                     .await
                     .expect("sent");
-                assert_eq!(response.status().as_u16(), 201, "delivery of order {i} accepted");
+                let status = response.status().as_u16();
                 let task: Value = response.json().await.expect("JSON");
+                assert_eq!(status, 201, "delivery of order {i} accepted: {task}");
                 accepted.push((i, task["id"].as_str().expect("id").to_string()));
             }
         });

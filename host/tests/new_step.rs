@@ -9,10 +9,14 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 use support::refused;
 
+/// `whenever` in `dir`, where cargo builds into the crate's own `target/` (as in the test's
+/// `cargo` below), whatever target folder the test itself was built with.
 fn whenever(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_whenever"))
         .current_dir(dir)
         .args(args)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         .output()
         .expect("whenever runs")
 }

@@ -125,6 +125,32 @@ async fn a_second_signal_stops_at_once_and_the_task_resumes_at_the_next_start() 
     let runs: Vec<Value> = task["runs"].as_array().cloned().unwrap_or_default();
     assert_eq!(runs.len(), 1, "{task}");
     assert!(runs[0]["outcome"].is_null(), "the interrupted run re-runs: {task}");
+
+    // The re-run meets its deadline. Its record says when it was run again, and its duration is
+    // that attempt's, not the time since the first began (the stop and restart included).
+    let (status, settled) = server.get(&format!("/v1/tasks/{id}?wait=30000")).await;
+    assert_eq!((status, settled["status"].as_str()), (200, Some("failed")), "{settled}");
+    let run = &settled["runs"][0];
+    assert_eq!(run["outcome"]["error"]["kind"], "deadline", "{run}");
+    let at = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(run[field].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{field} ({e}): {run}"))
+    };
+    let (started, restarted, ended) = (at("started_at"), at("restarted_at"), at("ended_at"));
+    assert!(started < restarted && restarted < ended, "{run}");
+    let attempt_ms = (ended - restarted).num_milliseconds() as f64;
+    let duration_ms = run["duration_ms"].as_f64().unwrap_or_default();
+    assert!(duration_ms >= 10_000.0 && duration_ms <= attempt_ms + 1.0, "{run}");
+    // `whenever task` says so.
+    let shown = std::process::Command::new(support::whenever_binary())
+        .args(["task", &id, "--server", &server.base])
+        .output()
+        .expect("whenever task runs");
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        stdout.contains("re-run from its start at ") && stdout.contains("the host stopped under it"),
+        "{stdout}"
+    );
 }
 
 /// With `[server] drain_ms`, a SIGTERM first takes the host out of its balancers' rotation: for

@@ -346,3 +346,26 @@ async fn a_manifest_change_alone_is_a_version_that_rolls_back() {
     assert_eq!(serving.version, narrow);
     assert!(serving.connectors.is_empty(), "the grants rolled back: {serving:?}");
 }
+
+/// A manifest granting a connector the host does not have (a typo) is refused at deploy,
+/// naming it and the host's connectors, and the version serving keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_of_an_unknown_connector_is_refused_and_the_old_version_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&dir).await;
+    let name = "vip-detection";
+    let serving = server.service.step(name).await.expect("serving").version;
+    let (component, _) = bundled(name);
+    let path = format!(
+        "/v1/steps/{name}?manifest={}",
+        encode("connectors = [\"slackCom\", \"strpie\"]\n")
+    );
+    let (status, error) = server.call(reqwest::Method::PUT, &path, Some(component)).await;
+    assert_eq!(status, 422, "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`strpie` is no connector of this host") && message.contains("stripe"),
+        "{error}"
+    );
+    assert_eq!(server.service.step(name).await.expect("serving").version, serving);
+}

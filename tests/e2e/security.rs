@@ -9,7 +9,7 @@ use whenever::task::TaskStatus;
 use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::*;
 use whenever_tests::{
-    assert_status, component_of, deploy_as, error_of, host_with, refused_beside_a_normal_task,
+    assert_status, component_of, deploy_as, error_of, host_with, host_with_config, refused_beside_a_normal_task,
     run_beside_a_normal_task, run_task, runs_of,
 };
 
@@ -30,6 +30,87 @@ async fn an_infinite_loop_is_stopped_by_the_deadline() {
     assert!(error.message.contains("deadline of 2000 ms"), "{}", error.message);
     assert!(task.message.as_deref().unwrap_or("").contains("infinite-loop"));
     assert_eq!(task.data, json!({"loopForever": true}), "nothing applied");
+}
+
+/// Time a run spends waiting in the host (a WASI sleep here; a poll or a slow connector alike)
+/// counts against its deadline too: the epoch ticks only see wasm that computes.
+#[tokio::test]
+async fn a_step_that_waits_in_the_host_is_stopped_by_the_deadline() {
+    let host = host_with(&[SLEEPS, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"sleepMs": 600_000})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "sleeps");
+    assert_eq!(error.kind, RunErrorKind::Deadline);
+    assert!(error.message.contains("deadline of 1000 ms"), "{}", error.message);
+    assert_eq!(task.data, json!({"sleepMs": 600_000}), "nothing applied");
+    // A sleep within the deadline is no failure.
+    let task = run_task(&host, json!({"sleepMs": 10})).await;
+    assert_eq!(task.data["slept"], json!(true), "{:?}", task.message);
+}
+
+/// A manifest sets its own limits, so the host bounds them: one asking more is refused at
+/// deploy naming the setting and the ceiling, which the operator's config moves.
+#[tokio::test]
+async fn a_manifest_asking_limits_beyond_the_hosts_ceilings_is_refused() {
+    let host = host_with(&[]).await;
+    let greedy = StepManifest::from_toml("[limits]\ntimeout_ms = 18446744073709551615\n").expect("valid TOML");
+    let refused = deploy_as(&host, "infinite-loop", &INFINITE_LOOP, greedy.clone())
+        .await
+        .expect_err("beyond the ceiling");
+    assert!(
+        refused.to_string().contains(
+            "limits.timeout_ms = 18446744073709551615 is above the host's maximum of 300000 (an \
+             operator may change it: [runtime.max_limits] timeout_ms"
+        ),
+        "{refused}"
+    );
+    let calls = StepManifest::from_toml("[limits]\nmax_connector_calls = 10001\n").expect("valid TOML");
+    let refused = deploy_as(&host, "infinite-loop", &INFINITE_LOOP, calls)
+        .await
+        .expect_err("beyond the ceiling");
+    assert!(refused.to_string().contains("limits.max_connector_calls = 10001"), "{refused}");
+
+    // The operator raises a ceiling; below the defaults is refused.
+    let (_dir, raised) = host_with_config("[runtime.max_limits]\ntimeout_ms = 600000\n").await;
+    let raised = raised.expect("host starts");
+    let longer = StepManifest::from_toml("[limits]\ntimeout_ms = 400000\n").expect("valid TOML");
+    deploy_as(&raised, "infinite-loop", &INFINITE_LOOP, longer).await.expect("within the raised ceiling");
+    let (_dir, low) = host_with_config("[runtime.max_limits]\ntimeout_ms = 100\n").await;
+    let refused = low.expect_err("below the default deadline");
+    assert!(
+        refused.to_string().contains("[runtime.max_limits] timeout_ms = 100 is below the default limit of 2000"),
+        "{refused}"
+    );
+}
+
+/// The arguments a run sends to connectors are bounded all together by its output limit: past
+/// it a call is refused (`invalid-args`) and its arguments are neither sent nor kept.
+#[tokio::test]
+async fn connector_arguments_past_the_runs_allowance_are_refused_and_not_kept() {
+    let host = host_with(&[WRITE_A]).await;
+    let manifest = StepManifest::from_toml(
+        "connectors = [\"slackCom\"]\n[limits]\nmax_output_bytes = 1024\ntimeout_ms = 20000\n",
+    )
+    .expect("valid manifest");
+    deploy_as(&host, "connector-flood", &CONNECTOR_FLOOD, manifest)
+        .await
+        .expect("loads");
+    let task = run_beside_a_normal_task(&host, json!({"floodConnectors": true})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "connector-flood");
+    assert_eq!(error.kind, RunErrorKind::StepError, "{}", error.message);
+    assert!(
+        error.message.contains("over its limit of 1 KiB (limits.max_output_bytes): not sent"),
+        "{}",
+        error.message
+    );
+    let run = runs_of(&task, "connector-flood")[0];
+    let (last, sent) = run.connector_calls.split_last().expect("calls");
+    assert!(sent.iter().all(|c| c.result.is_ok()) && !sent.is_empty());
+    assert_eq!(last.result.as_ref().map_err(|e| e.kind).err(), Some(whenever_connectors::ErrorKind::InvalidArgs));
+    assert!(last.args.get().ends_with(" bytes not kept)\""), "{}", last.args.get());
+    let effects = host.scheduler.connectors().effects();
+    assert_eq!(effects.count_for_task(&task.id, "slackCom", "send"), sent.len());
 }
 
 #[tokio::test]

@@ -1055,6 +1055,16 @@ async fn a_token_is_required_when_configured() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut api_options = options();
     api_options.token = Some("tok-123".into());
+    api_options.hooks.insert(
+        "shop".into(),
+        HookOptions {
+            signed: Some(HookSignature {
+                scheme: SignatureScheme::Whenever,
+                secrets: whenever::api::secret_files::HookSecrets::fixed(b"s3cret".to_vec()),
+            }),
+            ..HookOptions::default()
+        },
+    );
     let mut server = start(&db_in(&dir), &[WRITE_A], api_options).await;
     let (status, _) = server.get("/v1/steps").await;
     assert_eq!(status, 200, "with the token");
@@ -1071,6 +1081,16 @@ async fn a_token_is_required_when_configured() {
     server.token = None;
     let (status, error) = server.get("/v1/steps").await;
     assert_eq!((status, error["error"]["code"].as_str()), (401, Some("unauthorized")));
+    // An unsigned delivery to a hook with no secret (a misspelt `shop`) is told so.
+    let (status, error) = server.post("/v1/hooks/shpo", &json!({"start": true})).await;
+    assert_eq!(status, 401, "{error}");
+    assert!(
+        error_message(&error).starts_with(
+            "hook \"shpo\" has no secret in this server's config, so a delivery to it needs \
+             Authorization: Bearer TOKEN (the hooks with a secret: shop)"
+        ),
+        "{error}"
+    );
     server.token = Some("wrong".into());
     let (status, _) = server.post("/v1/tasks", &json!({"start": true})).await;
     assert_eq!(status, 401);
@@ -1298,6 +1318,45 @@ async fn scoped_tokens_may_do_only_what_their_scopes_allow() {
     assert_eq!(server.get("/v1/steps").await.0, 401, "no token");
     server.token = Some("dashboard-secret".into());
     assert_eq!(server.get("/v1/steps").await.0, 200);
+    server.stop().await;
+}
+
+/// A version an earlier host stored under the id it gave then (the first 12 hex digits of the
+/// component's SHA-256, before ids named the manifest too) is known at start by its component
+/// and manifest: the same files deploy nothing new, and the stored id serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_an_earlier_host_stored_is_not_deployed_again_at_start() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    let (bytes, manifest) = component(&WRITE_A);
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let earlier = digest[..12].to_string();
+    let store = whenever::store::sqlite::SqliteStore::open(&db, Default::default()).expect("store");
+    let stored = whenever::store::StepVersion {
+        name: "write-a".into(),
+        version: earlier.clone(),
+        digest,
+        component: bytes,
+        manifest,
+        deployed_at: chrono::Utc::now(),
+        deployed_by: Some("an earlier host".into()),
+    };
+    store.put_step_version(&stored, true).await.expect("stored");
+    drop(store);
+    let steps = dir.path().join("steps");
+    std::fs::create_dir(&steps).expect("steps folder");
+    std::fs::copy(WRITE_A.component, steps.join("write-a.wasm")).expect("component");
+    std::fs::copy(WRITE_A.manifest, steps.join("write-a.toml")).expect("manifest");
+    let service_options = ServiceOptions {
+        db,
+        steps: vec![steps],
+        ..ServiceOptions::default()
+    };
+    let server = start_with(&service_options, &[], options()).await;
+    assert_eq!(server.service.step("write-a").await.expect("serving").version, earlier);
+    let changes = server.service.step_changes("write-a").await.expect("changes");
+    assert_eq!(changes.len(), 1, "the earlier host's deploy only: {changes:?}");
     server.stop().await;
 }
 

@@ -202,7 +202,10 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         })
         .map(|(_, token)| token)
     else {
-        return ApiError::Unauthorized("this server needs Authorization: Bearer TOKEN".into()).into_response();
+        return ApiError::Unauthorized(unsigned_hook_needs_token(options, path).unwrap_or_else(|| {
+            "this server needs Authorization: Bearer TOKEN".into()
+        }))
+        .into_response();
     };
     if options
         .token
@@ -250,6 +253,26 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         }
     ))
     .into_response()
+}
+
+/// What a delivery without a token to hook `path` is told, where hooks with a secret are
+/// configured: that this one has none (a misspelt hook name, most often), and which do.
+fn unsigned_hook_needs_token(options: &super::ApiOptions, path: &str) -> Option<String> {
+    let hook = path.strip_prefix("/v1/hooks/")?;
+    let signed: Vec<&str> = options
+        .hooks
+        .iter()
+        .filter(|(_, h)| h.signed.is_some())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if signed.is_empty() || hook.contains('/') {
+        return None;
+    }
+    Some(format!(
+        "hook {hook:?} has no secret in this server's config, so a delivery to it needs \
+         Authorization: Bearer TOKEN (the hooks with a secret: {})",
+        signed.join(", ")
+    ))
 }
 
 /// Counts a use of the token `name`'s secret `given` (which matched), so that a rotation can

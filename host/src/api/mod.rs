@@ -43,6 +43,7 @@ pub mod connections;
 mod error;
 mod hooks;
 mod idempotency;
+mod lingering;
 mod preconditions;
 pub mod secret_files;
 pub mod signatures;
@@ -261,7 +262,7 @@ fn router_with(service: Service, options: ApiOptions, tokens: secret_files::Live
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(close_after_refusal))
+        .layer(middleware::from_fn(lingering::close_after_refusal))
         .with_state(state)
 }
 
@@ -361,26 +362,6 @@ pub async fn serve_on_own_thread(
     outcome
         .await
         .map_err(|_| std::io::Error::other("the API thread stopped without an answer"))?
-}
-
-/// Closes the connection after a refusal given without reading the request's body (401, 403,
-/// 404, 405, 413: auth, an unknown route or method, a body over the limit). The server does not
-/// read an unread body of any size to its end, so a client that reused the connection for its
-/// next request would find it closed under that request (a 403 to a component upload did so in
-/// CI); `Connection: close` tells the client not to. HTTP/2 has no such header (nor the
-/// problem: the unread body's stream alone is reset).
-async fn close_after_refusal(request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    let has_body = request.version() < axum::http::Version::HTTP_2
-        && (headers.get(header::CONTENT_LENGTH).is_some_and(|length| length != "0")
-            || headers.contains_key(header::TRANSFER_ENCODING));
-    let mut response = next.run(request).await;
-    if has_body && matches!(response.status().as_u16(), 401 | 403 | 404 | 405 | 413) {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-    }
-    response
 }
 
 /// Counts every answer in the service's metrics (`whenever_http_requests_total`, and the time to

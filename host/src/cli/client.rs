@@ -565,6 +565,13 @@ fn print_task(task: &Value) {
                 run["duration_ms"].as_f64().unwrap_or_default(),
                 outcome
             );
+            if run["restarted_at"].is_string() {
+                println!(
+                    "       re-run from its start at {} (UTC): the host stopped under it; calls it \
+                     had made were replayed, not made again",
+                    time(run, "restarted_at")
+                );
+            }
             let logs = run["logs"]
                 .as_array()
                 .into_iter()
@@ -846,8 +853,8 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
     finish("tasks", result)
 }
 
-/// A page of `whenever tasks` for people: a header, then a task a line (id, status, last
-/// change, name, tags), in columns as wide as their widest cell; or what matched nothing.
+/// A page of `whenever tasks` for people: a header, then a task a line (id, status, creation,
+/// last change, name, tags), in columns as wide as their widest cell; or what matched nothing.
 fn task_table(tasks: &[Value], args: &TasksArgs) -> String {
     if tasks.is_empty() {
         let mut none = "no tasks".to_string();
@@ -862,17 +869,19 @@ fn task_table(tasks: &[Value], args: &TasksArgs) -> String {
         }
         return none + "\n";
     }
-    let mut rows = vec![["ID", "STATUS", "UPDATED (UTC)", "NAME", "TAGS"].map(str::to_string)];
+    // Listed in the order of creation, which the first time column shows.
+    let mut rows = vec![["ID", "STATUS", "CREATED (UTC)", "UPDATED (UTC)", "NAME", "TAGS"].map(str::to_string)];
     rows.extend(tasks.iter().map(|task| {
         [
             text(task, "id").to_string(),
             text(task, "status").to_string(),
+            time(task, "created_at"),
             time(task, "updated_at"),
             task["name"].as_str().unwrap_or("").to_string(),
             strings(&task["tags"]).join(","),
         ]
     }));
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -1120,15 +1129,15 @@ mod tests {
     fn a_task_page_for_people_is_a_table_with_a_header_or_says_nothing_matched() {
         let tasks = [
             json!({"id": "t_01a24d217cbe7ff5eea74d7c", "status": "waiting", "name": null, "tags": [],
-                   "updated_at": "2026-12-06T20:52:49.984101632Z"}),
+                   "created_at": "2026-12-06T20:52:49.1Z", "updated_at": "2026-12-06T20:52:49.984101632Z"}),
             json!({"id": "t_01", "status": "completed", "name": "order A1", "tags": ["vip", "eu"],
-                   "updated_at": "2026-12-06T20:53:02Z"}),
+                   "created_at": "2026-12-06T20:52:50Z", "updated_at": "2026-12-06T20:53:02Z"}),
         ];
         assert_eq!(
             task_table(&tasks, &filters(None, None)),
-            "ID                          STATUS     UPDATED (UTC)        NAME      TAGS\n\
-             t_01a24d217cbe7ff5eea74d7c  waiting    2026-12-06 20:52:49\n\
-             t_01                        completed  2026-12-06 20:53:02  order A1  vip,eu\n"
+            "ID                          STATUS     CREATED (UTC)        UPDATED (UTC)        NAME      TAGS\n\
+             t_01a24d217cbe7ff5eea74d7c  waiting    2026-12-06 20:52:49  2026-12-06 20:52:49\n\
+             t_01                        completed  2026-12-06 20:52:50  2026-12-06 20:53:02  order A1  vip,eu\n"
         );
         assert_eq!(task_table(&[], &filters(None, None)), "no tasks\n");
         assert_eq!(

@@ -7,7 +7,11 @@ use serde_json::Value;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED};
 use crate::condition::Condition;
 
-/// Prints `true`, or `false` and the first failing path and why; exit 2 on bad input.
+/// Exit code when the condition does not hold (grep's and `test`'s 1: `if whenever match ...`).
+const EXIT_DOES_NOT_HOLD: u8 = 1;
+
+/// Prints `true` (exit 0), or `false` and the first failing path and why (exit 1); exit 2 on bad
+/// input.
 pub(crate) fn run(condition: &Path, data: &Path) -> u8 {
     let pattern = match std::fs::read_to_string(condition) {
         Ok(text) => text,
@@ -25,13 +29,16 @@ pub(crate) fn run(condition: &Path, data: &Path) -> u8 {
         },
     };
     match condition_parsed.explain(&data_value) {
-        Ok(()) => println!("true"),
+        Ok(()) => {
+            println!("true");
+            EXIT_COMPLETED
+        }
         Err(mismatch) => {
             println!("false");
             println!("{mismatch}");
+            EXIT_DOES_NOT_HOLD
         }
     }
-    EXIT_COMPLETED
 }
 
 fn bad(message: &str) -> u8 {

@@ -72,7 +72,8 @@ pub enum Command {
     },
     /// Run the RetailMax demo: every scenario on the bundled steps and simulators.
     Demo,
-    /// Check a condition against data: prints `true`, or `false` and the first failing path.
+    /// Check a condition against data: prints `true` (exit 0), or `false` and the first failing
+    /// path (exit 1).
     Match {
         /// The condition (a JSON pattern).
         #[arg(long)]

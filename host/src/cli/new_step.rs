@@ -91,16 +91,37 @@ fn create(args: &NewArgs) -> Result<PathBuf, NewError> {
     // The step's component, under the step's name, is the build's output: each build is the
     // version `whenever run` (or a watching `whenever serve`) finds.
     let component = format!("{name}.wasm");
-    let built = format!("../target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
+    let target_dir = ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"]
+        .into_iter()
+        .find_map(std::env::var_os)
+        .map(PathBuf::from);
+    let built = built_component(name, &dir, target_dir);
     let link = dir.join("steps").join(&component);
     #[cfg(unix)]
     std::os::unix::fs::symlink(&built, &link).map_err(|e| io(&link, e))?;
     #[cfg(not(unix))]
     eprintln!(
-        "whenever new: after each build, copy {built} (from steps/) to {}",
+        "whenever new: after each build, copy {} (from steps/) to {}",
+        built.display(),
         link.display()
     );
     Ok(dir)
+}
+
+/// Where `cargo build --release --target wasm32-wasip2` puts step `name`'s component, for the
+/// link in the crate's `steps/` folder: its own `target/`, or the `CARGO_TARGET_DIR` (or
+/// `CARGO_BUILD_TARGET_DIR`) set, which cargo builds into instead (a relative one from where cargo runs: the crate at `crate_dir`).
+fn built_component(name: &str, crate_dir: &Path, target_dir: Option<PathBuf>) -> PathBuf {
+    let target = match target_dir.filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) => {
+            let dir = crate_dir.join(dir);
+            std::path::absolute(&dir).unwrap_or(dir)
+        }
+        None => PathBuf::from("../target"),
+    };
+    target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")))
 }
 
 /// A step's name as the host takes it, and as a crate name: it is both.
@@ -269,5 +290,17 @@ mod tests {
         assert_eq!(type_name("step_2"), "Step2");
         assert_eq!(type_name("a--b"), "AB");
         assert_eq!(type_name("self"), "SelfStep");
+    }
+
+    #[test]
+    fn the_link_follows_where_cargo_builds() {
+        let crate_dir = Path::new("/work/order-announcer");
+        let built = |target: Option<&str>| built_component("order-announcer", crate_dir, target.map(PathBuf::from));
+        let file = "wasm32-wasip2/release/order_announcer.wasm";
+        assert_eq!(built(None), Path::new("../target").join(file));
+        assert_eq!(built(Some("")), Path::new("../target").join(file));
+        assert_eq!(built(Some("/cache/t")), Path::new("/cache/t").join(file));
+        // A relative target folder is cargo's, run in the crate.
+        assert_eq!(built(Some("out")), crate_dir.join("out").join(file));
     }
 }

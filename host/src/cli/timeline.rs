@@ -19,6 +19,8 @@ pub struct Timeline {
 
 /// The most log lines of one run the timeline shows; the task's JSON holds them all.
 const LOG_LINES_SHOWN: usize = 20;
+/// How many characters of one log line the timeline shows; the task's JSON holds it whole.
+const LOG_LINE_CHARS_SHOWN: usize = 400;
 
 impl Timeline {
     /// A timeline printing to stderr as events arrive, each run's log under it (or silent when
@@ -145,7 +147,7 @@ pub(super) fn log_rows<'a>(logs: impl Iterator<Item = (&'a str, &'a str)>, cut: 
     let mut rows: Vec<String> = all
         .iter()
         .take(LOG_LINES_SHOWN)
-        .map(|(level, text)| format!("{level:<6} {text}"))
+        .map(|(level, text)| format!("{level:<6} {}", shortened(text)))
         .collect();
     if all.len() > LOG_LINES_SHOWN {
         rows.push(format!(
@@ -157,6 +159,19 @@ pub(super) fn log_rows<'a>(logs: impl Iterator<Item = (&'a str, &'a str)>, cut: 
         rows.push("… the log was cut at the step's cap".to_string());
     }
     rows
+}
+
+/// One log line as shown: whole, or its first [`LOG_LINE_CHARS_SHOWN`] characters and how many
+/// more there are (a step that logs a megabyte on one line would bury the timeline).
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(LOG_LINE_CHARS_SHOWN) {
+        None => text.to_string(),
+        Some((end, _)) => format!(
+            "{} … {} more characters (the task's JSON holds them)",
+            &text[..end],
+            text[end..].chars().count()
+        ),
+    }
 }
 
 /// The paths a run changed, dotted and shortened: `order.tierAnalyzed, order.priority, +3 more`.
@@ -213,5 +228,18 @@ mod tests {
         assert_eq!(rows[LOG_LINES_SHOWN - 1], "warn   line 19");
         assert_eq!(rows[LOG_LINES_SHOWN], "… 5 more log lines (the task's JSON holds them)");
         assert_eq!(rows[LOG_LINES_SHOWN + 1], "… the log was cut at the step's cap");
+    }
+
+    #[test]
+    fn a_long_log_line_is_shown_up_to_its_cap_and_says_how_much_is_left_out() {
+        let long = format!("{}é{}", "a".repeat(LOG_LINE_CHARS_SHOWN - 1), "b".repeat(1000));
+        let rows = log_rows([("info", long.as_str())].into_iter(), false);
+        let shown = format!(
+            "info   {}é … 1000 more characters (the task's JSON holds them)",
+            "a".repeat(LOG_LINE_CHARS_SHOWN - 1)
+        );
+        assert_eq!(rows, [shown]);
+        let exact = "c".repeat(LOG_LINE_CHARS_SHOWN);
+        assert_eq!(log_rows([("info", exact.as_str())].into_iter(), false), [format!("info   {exact}")]);
     }
 }

@@ -18,7 +18,7 @@ use super::bindings::{Step, StepPre};
 use super::cache::{CompileCache, digest};
 use super::error::{LoadError, RuntimeError};
 use super::grants::Capabilities;
-use super::limits::StepLimits;
+use super::limits::{LimitCeilings, StepLimits, describe_bytes};
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
 use super::run::{RunError, RunErrorKind, RunInput, RunOutput, RunReport};
@@ -55,6 +55,8 @@ pub struct RuntimeConfig {
     pub fit_to_address_space: bool,
     /// The operator's narrowing of step grants and the hosts `http` connectors reach.
     pub capabilities: Capabilities,
+    /// The most a step's manifest may ask for its runs' limits.
+    pub max_limits: LimitCeilings,
 }
 
 impl Default for RuntimeConfig {
@@ -65,6 +67,7 @@ impl Default for RuntimeConfig {
             max_instances: DEFAULT_MAX_INSTANCES,
             fit_to_address_space: true,
             capabilities: Capabilities::default(),
+            max_limits: LimitCeilings::default(),
         }
     }
 }
@@ -95,6 +98,7 @@ pub struct Runtime {
     linker: Linker<RunState>,
     cache: Option<CompileCache>,
     capabilities: Arc<Capabilities>,
+    max_limits: LimitCeilings,
     ticker_stop: Arc<AtomicBool>,
     compiled: AtomicU64,
     from_cache: AtomicU64,
@@ -258,6 +262,7 @@ impl Runtime {
             linker,
             cache,
             capabilities: Arc::new(config.capabilities),
+            max_limits: config.max_limits,
             ticker_stop,
             compiled: AtomicU64::new(0),
             from_cache: AtomicU64::new(0),
@@ -310,12 +315,23 @@ impl Runtime {
             step: name.to_string(),
             message: e.to_string(),
         })?;
+        // A new version asking more than the host allows is refused; one stored before the
+        // ceilings were lowered runs within them.
+        if stored_version.is_none()
+            && let Some(excess) = self.max_limits.excess(&manifest.limits)
+        {
+            return Err(LoadError::Manifest {
+                step: name.to_string(),
+                message: excess,
+            });
+        }
         let digest = digest(bytes);
         let version = match stored_version {
             Some(version) => version.to_string(),
             None => version_id(&digest, &manifest),
         };
-        let (manifest, withheld) = self.capabilities.narrow(name, manifest);
+        let (mut manifest, withheld) = self.capabilities.narrow(name, manifest);
+        manifest.limits = self.max_limits.clamp(manifest.limits);
         let component = self.compile(name, bytes, &digest).await?;
         check_world(&self.engine, name, &component)?;
         let pre = self
@@ -397,7 +413,7 @@ impl Runtime {
     }
 
     fn new_store(&self, limits: &StepLimits, log: RunLog, ctx: Option<RunContext>) -> Store<RunState> {
-        let state = RunState::new(log, limits.memory_bytes(), limits.max_connector_calls, ctx);
+        let state = RunState::new(log, limits, ctx);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         let max_ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
@@ -443,7 +459,7 @@ impl Runtime {
             }
             Err(e) => return Err(invalid(format!("cannot instantiate: {e:#}"))),
         };
-        let text = match instance.call_condition(&mut store).await {
+        let text = match within_deadline(limits, instance.call_condition(&mut store)).await {
             Ok(text) => text,
             Err(e) => {
                 let error = classify(e, store.data(), limits);
@@ -459,7 +475,8 @@ impl Runtime {
         };
         if text.len() > limits.max_output_bytes {
             return Err(invalid(format!(
-                "condition() returned {} bytes, over the limit of {}",
+                "condition() returned {} bytes, over the limit of {} (limits.max_output_bytes, which \
+                 bounds the condition as well as the output)",
                 text.len(),
                 describe_bytes(limits.max_output_bytes)
             )));
@@ -505,7 +522,7 @@ impl Runtime {
                 kind: RunErrorKind::Instantiate,
                 message: format!("cannot instantiate step {}: {e:#}", step.name),
             }),
-            Ok(instance) => match instance.call_content(&mut store, &input.data).await {
+            Ok(instance) => match within_deadline(&limits, instance.call_content(&mut store, &input.data)).await {
                 Err(e) => Err(classify(e, store.data(), &limits)),
                 Ok(Err(message)) => Err(RunError {
                     kind: RunErrorKind::StepError,
@@ -530,7 +547,13 @@ impl Runtime {
     /// with no log capture, limits, deadline bookkeeping or output checks.
     #[doc(hidden)]
     pub async fn bare_content(&self, step: &LoadedStep, data: &str) -> wasmtime::Result<Result<String, String>> {
-        let state = RunState::new(RunLog::new(1 << 20), usize::MAX, u32::MAX, None);
+        let unbounded = StepLimits {
+            memory_mib: u64::MAX,
+            max_connector_calls: u32::MAX,
+            max_output_bytes: usize::MAX,
+            ..StepLimits::default()
+        };
+        let state = RunState::new(RunLog::new(1 << 20), &unbounded, None);
         let mut store = Store::new(&self.engine, state);
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = step.pre.instantiate_async(&mut store).await?;
@@ -575,6 +598,20 @@ fn compile_gate(digest: &str) -> Arc<tokio::sync::Mutex<()>> {
     > = std::sync::LazyLock::new(Default::default);
     let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
     gates.entry(digest.to_string()).or_default().clone()
+}
+
+/// Awaits a call into the guest for at most its deadline of wall-clock time. The epoch ticks
+/// stop wasm that computes; this stops a guest that waits in the host (a WASI sleep, a poll, a
+/// slow connector), which the ticks never see. Dropping the call's future abandons the guest,
+/// whose store is not used again; the error is the one an epoch interrupt gives.
+async fn within_deadline<T>(
+    limits: &StepLimits,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    match tokio::time::timeout(Duration::from_millis(limits.timeout_ms), call).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(wasmtime::Error::new(Trap::Interrupt)),
+    }
 }
 
 /// Names why a call into the guest failed.
@@ -636,23 +673,6 @@ fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> Ru
             kind: RunErrorKind::Trap,
             message: format!("the step failed: {error:#}"),
         },
-    }
-}
-
-/// A size for people: `4 MiB`, `100.0 MiB`, `512 bytes`.
-fn describe_bytes(bytes: usize) -> String {
-    const MIB: usize = 1 << 20;
-    const KIB: usize = 1 << 10;
-    if bytes >= MIB {
-        if bytes.is_multiple_of(MIB) {
-            format!("{} MiB", bytes / MIB)
-        } else {
-            format!("{:.1} MiB", bytes as f64 / MIB as f64)
-        }
-    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
-        format!("{} KiB", bytes / KIB)
-    } else {
-        format!("{bytes} bytes")
     }
 }
 

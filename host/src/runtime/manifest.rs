@@ -83,11 +83,38 @@ impl StepManifest {
     pub fn grants(&self, connector: &str) -> bool {
         self.connectors.iter().any(|c| c == connector)
     }
+
+    /// Refuses a grant of a connector not among `known` (the host's, sorted): a misspelt
+    /// `strpie` would otherwise deploy and fail at the first call, or never be noticed.
+    pub fn check_connectors(&self, known: &[String]) -> Result<(), ManifestError> {
+        match self.connectors.iter().find(|c| !known.contains(c)) {
+            Some(unknown) => Err(ManifestError(format!(
+                "connectors: `{unknown}` is no connector of this host (its connectors: {}); a \
+                 service of your own is configured as [connectors.{unknown}] with kind = \"http\"",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_of_a_connector_the_host_lacks_is_refused_by_name() {
+        let known = ["slackCom".to_string(), "stripe".to_string()];
+        let manifest = StepManifest::from_toml("connectors = [\"stripe\", \"strpie\"]\n").expect("valid TOML");
+        let refused = manifest.check_connectors(&known).expect_err("strpie is unknown");
+        assert!(
+            refused.0.starts_with("connectors: `strpie` is no connector of this host (its connectors: slackCom, stripe)"),
+            "{}",
+            refused.0
+        );
+        let fine = StepManifest::from_toml("connectors = [\"stripe\"]\n").expect("valid TOML");
+        assert!(fine.check_connectors(&known).is_ok());
+    }
 
     #[test]
     fn a_deadline_of_0_is_refused() {

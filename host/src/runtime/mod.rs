@@ -27,7 +27,7 @@ pub use grants::{
     BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, Withheld, host_matches, host_pattern_problem, url_host,
 };
 pub use json_text::JsonText;
-pub use limits::StepLimits;
+pub use limits::{LimitCeilings, StepLimits};
 pub use log::{LogLevel, LogLine, RunLog, TRUNCATED_MARKER};
 pub use manifest::{HttpGrants, ManifestError, StepManifest};
 pub use run::{

@@ -10,11 +10,12 @@ use whenever_connectors::{CallContext, Registry};
 use super::bindings::whenever::step::{connectors, log, task};
 use super::grants::{Capabilities, Withheld};
 use super::json_text::JsonText;
-use super::limits::MemoryLimiter;
+use super::limits::{MemoryLimiter, StepLimits, describe_bytes};
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
 use super::run::{ConnectorCallRecord, TaskRequests};
 use super::view::DataView;
+use crate::task::{MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TAGS};
 
 /// The per-run facts the imports need; absent while the host reads `condition()`.
 pub(crate) struct RunContext {
@@ -43,13 +44,18 @@ pub(crate) struct RunState {
     pub(crate) requests: TaskRequests,
     pub(crate) max_calls: u32,
     pub(crate) call_cap_hit: bool,
+    /// The bytes of connector arguments the run may send (and its record keep), all calls
+    /// together: `limits.max_output_bytes`.
+    max_args_bytes: usize,
+    /// The bytes of connector arguments sent so far.
+    args_bytes: usize,
     /// Why a connector result could not be journaled, if one could not: the run was stopped by
     /// its host, not by its step ([`super::RunErrorKind::Journal`]).
     pub(crate) journal_failed: Option<String>,
 }
 
 impl RunState {
-    pub(crate) fn new(log: RunLog, max_memory: usize, max_calls: u32, ctx: Option<RunContext>) -> Self {
+    pub(crate) fn new(log: RunLog, limits: &StepLimits, ctx: Option<RunContext>) -> Self {
         let mut builder = WasiCtx::builder();
         builder
             .stdout(log.stream(LogLevel::Stdout))
@@ -60,13 +66,15 @@ impl RunState {
         RunState {
             wasi: builder.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(max_memory),
+            limiter: MemoryLimiter::new(limits.memory_bytes()),
             log,
             ctx,
             calls: Vec::new(),
             requests: TaskRequests::default(),
-            max_calls,
+            max_calls: limits.max_connector_calls,
             call_cap_hit: false,
+            max_args_bytes: limits.max_output_bytes,
+            args_bytes: 0,
             journal_failed: None,
         }
     }
@@ -140,17 +148,35 @@ impl connectors::Host for RunState {
         let key = idempotency_key(&ctx.task_id, &ctx.step, ctx.run_number, number + 1);
         let started = Instant::now();
         // The arguments parsed for the connector, and kept as the step wrote them for the record
-        // (as a JSON string when they are not JSON).
-        let (args_value, args) = match JsonText::parse(args) {
-            Ok((value, text)) => (Ok(value), text),
-            Err((text, e)) => (Err(e), JsonText::string(&text)),
+        // (as a JSON string when they are not JSON). Those past the run's allowance are neither
+        // sent nor kept whole.
+        let sent = self.args_bytes.saturating_add(args.len());
+        let (args_value, args) = if sent > self.max_args_bytes {
+            let refused = format!(
+                "the arguments to {connector}.{method} ({}) would take the run's connector arguments \
+                 to {}, over its limit of {} (limits.max_output_bytes): not sent",
+                describe_bytes(args.len()),
+                describe_bytes(sent),
+                describe_bytes(self.max_args_bytes)
+            );
+            let kept = JsonText::string(&format!("({} not kept)", describe_bytes(args.len())));
+            (Err(refused), kept)
+        } else {
+            self.args_bytes = sent;
+            match JsonText::parse(args) {
+                Ok((value, text)) => (Ok(value), text),
+                Err((text, e)) => (
+                    Err(format!("the arguments to {connector}.{method} are not JSON: {e}")),
+                    JsonText::string(&text),
+                ),
+            }
         };
         let mut replayed = false;
         let mut called = false;
         let result = match args_value {
-            Err(ref e) => Err(whenever_connectors::ConnectorError {
+            Err(ref message) => Err(whenever_connectors::ConnectorError {
                 kind: K::InvalidArgs,
-                message: format!("the arguments to {connector}.{method} are not JSON: {e}"),
+                message: message.clone(),
             }),
             Ok(ref value) => {
                 if let Err(message) = ctx
@@ -256,14 +282,42 @@ impl task::Host for RunState {
     }
 
     fn set_name(&mut self, name: String) -> wasmtime::Result<()> {
-        self.requests.name = Some(name);
+        let refused = if name.trim().is_empty() {
+            "a blank name".to_string()
+        } else if name.chars().count() > MAX_NAME_CHARS {
+            format!("a name of {} characters (at most {MAX_NAME_CHARS})", name.chars().count())
+        } else {
+            self.requests.name = Some(name);
+            return Ok(());
+        };
+        self.log.push(
+            LogLevel::Warn,
+            &format!("task.set-name: {refused} is not set; the task keeps its name"),
+        );
         Ok(())
     }
 
     fn add_tags(&mut self, tags: Vec<String>) -> wasmtime::Result<()> {
         for tag in tags {
-            if !self.requests.tags.contains(&tag) {
+            let refused = if tag.trim().is_empty() {
+                // A blank tag could be listed by no filter (`?tag=` is no filter).
+                format!("the blank tag {tag:?} is not added")
+            } else if tag.chars().count() > MAX_TAG_CHARS {
+                format!(
+                    "a tag of {} characters is not added (at most {MAX_TAG_CHARS})",
+                    tag.chars().count()
+                )
+            } else if self.requests.tags.contains(&tag) {
+                continue;
+            } else if self.requests.tags.len() >= MAX_TAGS {
+                format!("the task holds at most {MAX_TAGS} tags; the rest are not added")
+            } else {
                 self.requests.tags.push(tag);
+                continue;
+            };
+            self.log.push(LogLevel::Warn, &format!("task.add-tags: {refused}"));
+            if self.requests.tags.len() >= MAX_TAGS {
+                break;
             }
         }
         Ok(())

@@ -228,9 +228,14 @@ impl Scheduler {
         // threads (memory one thread frees for another costs that other thread a walk over it).
         let mut created_data: Option<Arc<Value>> = None;
         for resume in resumed {
-            let Some(record) = task.runs.get(resume.run_id as usize) else {
+            let Some(record) = task.runs.get_mut(resume.run_id as usize) else {
                 continue;
             };
+            // A run with its input on record was interrupted (a first wave's is not yet taken).
+            if resume.input.is_some() {
+                record.restarted_at = Some(Utc::now());
+            }
+            let run_number = record.number;
             let snapshot = match resume.input {
                 Some(input) => input,
                 None => created_data.get_or_insert_with(|| Arc::new(task.data.clone())).clone(),
@@ -244,7 +249,7 @@ impl Scheduler {
             let input = RunInput {
                 task_id: task.id.clone(),
                 data: given,
-                run_number: record.number,
+                run_number,
                 connectors: self.connectors.clone(),
                 replay: resume.replay,
                 journal: checkpoint.as_ref().and_then(|c| c.journal(task, resume.run_id)),
@@ -529,7 +534,7 @@ impl Scheduler {
                     task.name = Some(name);
                 }
                 for tag in &report.requests.tags {
-                    if !task.tags.contains(tag) {
+                    if !task.tags.contains(tag) && task.tags.len() < crate::task::MAX_TAGS {
                         task.tags.push(tag.clone());
                     }
                 }

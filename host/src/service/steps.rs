@@ -217,6 +217,11 @@ impl Service {
         manifest: StepManifest,
         by: Option<&str>,
     ) -> Result<Arc<LoadedStep>, ServiceError> {
+        let known = self.inner.scheduler.connectors().names();
+        manifest.check_connectors(&known).map_err(|e| LoadError::Manifest {
+            step: name.to_string(),
+            message: e.to_string(),
+        })?;
         let step = self
             .inner
             .scheduler

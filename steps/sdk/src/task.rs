@@ -15,12 +15,14 @@ pub fn now() -> String {
     host::now()
 }
 
-/// Renames the task.
+/// Renames the task (a blank name, or one over 256 characters, is not set: the host warns in
+/// the run's log).
 pub fn set_name(name: &str) {
     host::set_name(name);
 }
 
-/// Adds tags to the task.
+/// Adds tags to the task (a blank one, one over 128 characters, or one beyond the task's 64 is
+/// not added: the host warns in the run's log).
 pub fn add_tags(tags: &[&str]) {
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     host::add_tags(&tags);
