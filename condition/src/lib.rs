@@ -24,7 +24,8 @@
 //!
 //! An object is an operator object when every key is an operator; otherwise
 //! `$`-keys such as `$via` are ordinary data keys. Mixing operators with
-//! other keys is refused.
+//! other keys is refused, and so is a `$`-key one edit from an operator
+//! (`$gtt`, `$GT`): a typo that, read as a data key, would never match.
 
 #![deny(missing_docs)]
 

@@ -196,7 +196,45 @@ fn is_operator(key: &str) -> bool {
     OPERATORS.contains(&key)
 }
 
+/// The operator a `$`-key that is none was most likely meant as: one edit away (`$gtt`, `$lte `,
+/// `$nte`), or the same but for case (`$GT`). Such a key is refused: read as a data key, it would
+/// make a condition that never holds.
+fn misspelt_operator(key: &str) -> Option<&'static str> {
+    if !key.starts_with('$') || is_operator(key) {
+        return None;
+    }
+    OPERATORS
+        .iter()
+        .copied()
+        .find(|op| op.eq_ignore_ascii_case(key) || one_edit_apart(op, key))
+}
+
+/// Whether `a` becomes `b` by inserting, removing or changing one character, or by swapping two
+/// that stand side by side.
+fn one_edit_apart(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let common_start = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[common_start..], &b[common_start..]);
+    match (a.len(), b.len()) {
+        (0, 0) => false,
+        (x, y) if x == y + 1 => a[1..] == *b,
+        (x, y) if y == x + 1 => b[1..] == *a,
+        (x, y) if x == y => a[1..] == b[1..] || (x >= 2 && a[0] == b[1] && a[1] == b[0] && a[2..] == b[2..]),
+        _ => false,
+    }
+}
+
 fn parse_object(map: &Map<String, Value>, path: &str, depth: usize) -> Result<Node, PatternError> {
+    if let Some((key, meant)) = map.keys().find_map(|k| misspelt_operator(k).map(|op| (k, op))) {
+        return Err(PatternError::new(
+            path,
+            format!(
+                "{key:?} is no operator: did you mean {meant}? (the operators: {}; a data key this \
+                 close to one is taken for a typo)",
+                OPERATORS.join(", ")
+            ),
+        ));
+    }
     let operator_count = map.keys().filter(|k| is_operator(k)).count();
     if operator_count == 0 {
         return map
@@ -217,8 +255,8 @@ fn parse_object(map: &Map<String, Value>, path: &str, depth: usize) -> Result<No
         return Err(PatternError::new(
             path,
             format!(
-                "operators ({}) mixed with data keys ({}); an object is either all \
-                 operators or all data keys",
+                "operators ({}) mixed with keys that are no operators, read as data keys ({}); an \
+                 object is either all operators or all data keys",
                 ops.join(", "),
                 others.join(", ")
             ),
@@ -331,6 +369,30 @@ mod tests {
             e.to_string(),
             "invalid condition at the top level: the condition must be a JSON object, found []"
         );
+    }
+
+    #[test]
+    fn a_misspelt_operator_is_refused_naming_the_one_meant() {
+        for (typo, meant) in [
+            ("$gtt", "$gt"),
+            ("$GT", "$gt"),
+            ("$lte ", "$lte"),
+            ("$nni", "$nin"),
+            ("$reegx", "$regex"),
+            ("$e", "$eq"),
+        ] {
+            let e = err(json!({"order": {"total": {typo: 500}}}));
+            assert_eq!(e.path, "order.total", "{typo}");
+            assert!(
+                e.message
+                    .starts_with(&format!("{typo:?} is no operator: did you mean {meant}?")),
+                "{typo}: {e}"
+            );
+        }
+        // `$`-keys far from every operator are data keys, as ever.
+        for key in ["$via", "$foo", "$type", "$key"] {
+            assert!(parse_root(&json!({key: "x"})).is_ok(), "{key}");
+        }
     }
 
     #[test]

@@ -79,10 +79,13 @@ impl Host {
             runtime_config.fit_to_address_space = false;
         }
         runtime_config.max_limits = config.runtime.max_limits;
-        runtime_config.max_limits.validate().map_err(|message| ConfigError::Invalid {
-            path: options.config.clone().unwrap_or_default(),
-            message,
-        })?;
+        runtime_config
+            .max_limits
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: options.config.clone().unwrap_or_default(),
+                message,
+            })?;
         runtime_config.capabilities = config.capabilities().map_err(|message| ConfigError::Invalid {
             path: options.config.clone().unwrap_or_default(),
             message,
@@ -115,10 +118,12 @@ impl Host {
         let connectors = Registry::from_config_in(&config.connectors, base)?;
         let known = connectors.names();
         for step in catalog.snapshot() {
-            step.manifest.check_connectors(&known).map_err(|e| LoadError::Manifest {
-                step: step.name.clone(),
-                message: e.to_string(),
-            })?;
+            step.manifest
+                .check_connectors(&known)
+                .map_err(|e| LoadError::Manifest {
+                    step: step.name.clone(),
+                    message: e.to_string(),
+                })?;
         }
         let mut settings = SchedulerSettings::default();
         if let Some(cap) = config.scheduler.run_cap {

@@ -100,6 +100,10 @@ pub enum RunOutcomeRecord {
     Error(RunError),
 }
 
+/// The key of the host's record of how a task arrived (`$via`: a webhook's name and delivery),
+/// which steps read and do not change.
+pub const VIA: &str = "$via";
+
 /// The most tags a task holds: a step's further tags are not added (a run's log says so).
 pub const MAX_TAGS: usize = 64;
 

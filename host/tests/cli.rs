@@ -262,9 +262,9 @@ fn run_says_which_of_your_steps_did_not_run_and_which_manifest_is_read_by_nothin
     let steps = steps_dir(dir, &[COMPLETES, WAIT_FOR_A, WRITE_A]);
     std::fs::write(steps.join("step.toml"), "connectors = [\"slackCom\"]\n").expect("manifest");
     let steps = steps.display().to_string();
-    // `completes` completes the task in the first wave, beside `write-a`; `wait-for-a` would
-    // start on the `a` that write-a writes, but the task is completed by then.
-    let task = write_json(dir, "task.json", &json!({"finish": true, "start": true}));
+    // `completes` writes the `a` that `wait-for-a` waits on, and completes the task in the same
+    // run: wait-for-a's condition holds, but the task is completed by then.
+    let task = write_json(dir, "task.json", &json!({"finish": true, "alsoWriteA": true}));
     let output = whenever(&["run", &task, "--steps", &steps]);
     assert_exit(&output, 0);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -322,6 +322,27 @@ fn tags_a_task_cannot_hold_are_not_added_and_the_log_says_so() {
         ],
         "{task}"
     );
+}
+
+/// What a step logs reaches the terminal escaped: an ANSI sequence that would clear the screen,
+/// or a carriage return that would type over a line, is shown, not obeyed. The JSON keeps it
+/// as written.
+#[test]
+fn a_steps_text_reaches_the_terminal_escaped() {
+    let scratch = scratch("escaped");
+    let dir = scratch.path();
+    let steps = steps_dir(dir, &[COMPLETES]).display().to_string();
+    let say = "\u{1b}[2J\u{1b}[31mFAKE: all tasks completed\rover";
+    let task = write_json(dir, "task.json", &json!({"finish": true, "say": say}));
+    let output = whenever(&["run", &task, "--steps", &steps]);
+    assert_exit(&output, 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\r'), "{stderr:?}");
+    assert!(
+        stderr.contains("info   \\u{1b}[2J\\u{1b}[31mFAKE: all tasks completed\\u{d}over"),
+        "{stderr}"
+    );
+    assert_eq!(stdout_json(&output)["runs"][0]["logs"][0]["message"], say);
 }
 
 /// A manifest granting a connector that no config or simulator provides is refused before any

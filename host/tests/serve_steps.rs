@@ -232,6 +232,28 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     assert!(printed.contains(&format!("by {watched}")), "{printed}");
     let output = whenever(&server, &["steps", "never-deployed"]);
     assert_eq!(output.status.code(), Some(2), "a name never deployed is refused");
+
+    // Removed with one command, kept for a rollback, which serves it again.
+    let output = whenever(&server, &["remove", "write-a"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("write-a no longer serves; its versions are kept"),
+        "{output:?}"
+    );
+    assert_eq!(step(&server, "write-a").await.0, 404);
+    let output = whenever(&server, &["remove", "write-a"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a step not serving is refused: {output:?}"
+    );
+    assert_eq!(rollback(&server, "write-a", &v2).status.code(), Some(0));
+    assert_eq!(step(&server, "write-a").await.1["version"], json!(v2));
 }
 
 /// A file that is invalid at start is refused as the watcher refuses it, and the service starts:

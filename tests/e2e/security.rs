@@ -68,17 +68,24 @@ async fn a_manifest_asking_limits_beyond_the_hosts_ceilings_is_refused() {
     let refused = deploy_as(&host, "infinite-loop", &INFINITE_LOOP, calls)
         .await
         .expect_err("beyond the ceiling");
-    assert!(refused.to_string().contains("limits.max_connector_calls = 10001"), "{refused}");
+    assert!(
+        refused.to_string().contains("limits.max_connector_calls = 10001"),
+        "{refused}"
+    );
 
     // The operator raises a ceiling; below the defaults is refused.
     let (_dir, raised) = host_with_config("[runtime.max_limits]\ntimeout_ms = 600000\n").await;
     let raised = raised.expect("host starts");
     let longer = StepManifest::from_toml("[limits]\ntimeout_ms = 400000\n").expect("valid TOML");
-    deploy_as(&raised, "infinite-loop", &INFINITE_LOOP, longer).await.expect("within the raised ceiling");
+    deploy_as(&raised, "infinite-loop", &INFINITE_LOOP, longer)
+        .await
+        .expect("within the raised ceiling");
     let (_dir, low) = host_with_config("[runtime.max_limits]\ntimeout_ms = 100\n").await;
     let refused = low.expect_err("below the default deadline");
     assert!(
-        refused.to_string().contains("[runtime.max_limits] timeout_ms = 100 is below the default limit of 2000"),
+        refused
+            .to_string()
+            .contains("[runtime.max_limits] timeout_ms = 100 is below the default limit of 2000"),
         "{refused}"
     );
 }
@@ -88,10 +95,9 @@ async fn a_manifest_asking_limits_beyond_the_hosts_ceilings_is_refused() {
 #[tokio::test]
 async fn connector_arguments_past_the_runs_allowance_are_refused_and_not_kept() {
     let host = host_with(&[WRITE_A]).await;
-    let manifest = StepManifest::from_toml(
-        "connectors = [\"slackCom\"]\n[limits]\nmax_output_bytes = 1024\ntimeout_ms = 20000\n",
-    )
-    .expect("valid manifest");
+    let manifest =
+        StepManifest::from_toml("connectors = [\"slackCom\"]\n[limits]\nmax_output_bytes = 1024\ntimeout_ms = 20000\n")
+            .expect("valid manifest");
     deploy_as(&host, "connector-flood", &CONNECTOR_FLOOD, manifest)
         .await
         .expect("loads");
@@ -100,14 +106,19 @@ async fn connector_arguments_past_the_runs_allowance_are_refused_and_not_kept() 
     let error = error_of(&task, "connector-flood");
     assert_eq!(error.kind, RunErrorKind::StepError, "{}", error.message);
     assert!(
-        error.message.contains("over its limit of 1 KiB (limits.max_output_bytes): not sent"),
+        error
+            .message
+            .contains("over its limit of 1 KiB (limits.max_output_bytes): not sent"),
         "{}",
         error.message
     );
     let run = runs_of(&task, "connector-flood")[0];
     let (last, sent) = run.connector_calls.split_last().expect("calls");
     assert!(sent.iter().all(|c| c.result.is_ok()) && !sent.is_empty());
-    assert_eq!(last.result.as_ref().map_err(|e| e.kind).err(), Some(whenever_connectors::ErrorKind::InvalidArgs));
+    assert_eq!(
+        last.result.as_ref().map_err(|e| e.kind).err(),
+        Some(whenever_connectors::ErrorKind::InvalidArgs)
+    );
     assert!(last.args.get().ends_with(" bytes not kept)\""), "{}", last.args.get());
     let effects = host.scheduler.connectors().effects();
     assert_eq!(effects.count_for_task(&task.id, "slackCom", "send"), sent.len());

@@ -202,9 +202,10 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         })
         .map(|(_, token)| token)
     else {
-        return ApiError::Unauthorized(unsigned_hook_needs_token(options, path).unwrap_or_else(|| {
-            "this server needs Authorization: Bearer TOKEN".into()
-        }))
+        return ApiError::Unauthorized(
+            unsigned_hook_needs_token(options, path)
+                .unwrap_or_else(|| "this server needs Authorization: Bearer TOKEN".into()),
+        )
         .into_response();
     };
     if options

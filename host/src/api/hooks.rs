@@ -54,14 +54,14 @@ pub(crate) async fn receive(
     }
     let data = match payload {
         Value::Object(mut map) => {
-            map.insert("$via".into(), via);
+            map.insert(crate::task::VIA.into(), via);
             Value::Object(map)
         }
         // Anything else is kept whole under `payload`.
         other => {
             let mut map = Map::new();
             map.insert("payload".into(), other);
-            map.insert("$via".into(), via);
+            map.insert(crate::task::VIA.into(), via);
             Value::Object(map)
         }
     };

@@ -11,6 +11,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::input::read_input;
+use super::printable::{printable, say, say_err};
 use super::timeline::log_rows;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL, exit_for};
 use crate::task::TaskStatus;
@@ -185,6 +186,16 @@ pub struct RollbackArgs {
     pub client: ClientArgs,
 }
 
+/// `whenever remove NAME`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The step's name.
+    pub name: String,
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 /// A failed client command: the message and the exit code.
 struct Failure(String, u8);
 
@@ -272,7 +283,7 @@ impl Client {
                 (Err(Unavailable { message, retry_after }), Some(next))
                     if started.elapsed() + retry_after <= UNAVAILABLE_PATIENCE =>
                 {
-                    eprintln!(
+                    say_err!(
                         "whenever: the server cannot store anything now ({message}); trying again in {} s",
                         retry_after.as_secs_f64()
                     );
@@ -390,7 +401,7 @@ fn finish_with(command: &str, result: Result<u8, Failure>) -> u8 {
     match result {
         Ok(code) => code,
         Err(Failure(message, code)) => {
-            eprintln!("whenever {command}: {message}");
+            say_err!("whenever {command}: {message}");
             code
         }
     }
@@ -470,8 +481,8 @@ async fn print_task_for_people(client: &Client, task: &Value) {
     }
     let path = format!("/v1/tasks/{}/conditions", text(task, "id"));
     match client.send(client.http.get(client.url(&path))).await {
-        Ok(conditions) => print!("{}", waiting_on(&conditions)),
-        Err(Failure(message, _)) => println!("waiting on: the steps' conditions could not be read ({message})"),
+        Ok(conditions) => print!("{}", printable(&waiting_on(&conditions))),
+        Err(Failure(message, _)) => say!("waiting on: the steps' conditions could not be read ({message})"),
     }
 }
 
@@ -516,34 +527,34 @@ fn ran(runs: u64, last_failed: bool) -> String {
 }
 
 fn print_task(task: &Value) {
-    println!("{}  {}", text(task, "id"), text(task, "status"));
+    say!("{}  {}", text(task, "id"), text(task, "status"));
     if let Some(revision) = task["revision"].as_u64() {
-        println!("revision {revision}");
+        say!("revision {revision}");
     }
-    println!("created  {} UTC", time(task, "created_at"));
+    say!("created  {} UTC", time(task, "created_at"));
     if task["updated_at"].is_string() {
-        println!("updated  {} UTC", time(task, "updated_at"));
+        say!("updated  {} UTC", time(task, "updated_at"));
     }
     if let Some(name) = task["name"].as_str() {
-        println!("name     {name}");
+        say!("name     {name}");
     }
     let tags = strings(&task["tags"]);
     if !tags.is_empty() {
-        println!("tags     {}", tags.join(", "));
+        say!("tags     {}", tags.join(", "));
     }
     if let Some(message) = task["message"].as_str() {
-        println!("message  {message}");
+        say!("message  {message}");
     }
-    println!(
+    say!(
         "data     {}",
         serde_json::to_string_pretty(&task["data"]).unwrap_or_default()
     );
     if let Some(runs) = task["runs"].as_array() {
-        println!("runs     {}", runs.len());
+        say!("runs     {}", runs.len());
         for run in runs {
             // A patch or retry made through the API: what was asked and by whom, when.
             if text(run, "step").starts_with('$') {
-                println!(
+                say!(
                     "  #{:<3} {:<28} {}  {}",
                     run["id"].as_u64().unwrap_or_default(),
                     text(run, "step"),
@@ -557,7 +568,7 @@ fn print_task(task: &Value) {
                 Value::String(s) => s.clone(),
                 other => format!("error: {}", other["error"]["message"].as_str().unwrap_or("?")),
             };
-            println!(
+            say!(
                 "  #{:<3} {:<28} {:<12} {:>8.1} ms  {}",
                 run["id"].as_u64().unwrap_or_default(),
                 text(run, "step"),
@@ -566,7 +577,7 @@ fn print_task(task: &Value) {
                 outcome
             );
             if run["restarted_at"].is_string() {
-                println!(
+                say!(
                     "       re-run from its start at {} (UTC): the host stopped under it; calls it \
                      had made were replayed, not made again",
                     time(run, "restarted_at")
@@ -578,13 +589,13 @@ fn print_task(task: &Value) {
                 .flatten()
                 .map(|log| (text(log, "level"), text(log, "message")));
             for row in log_rows(logs, run["logs_truncated"] == true) {
-                println!("       {row}");
+                say!("       {row}");
             }
             for call in run["connector_calls"].as_array().into_iter().flatten() {
-                println!("       {}", call_line(call));
+                say!("       {}", call_line(call));
             }
             for conflict in run["conflicts"].as_array().into_iter().flatten() {
-                println!("       {}", conflict_line(text(run, "step"), conflict));
+                say!("       {}", conflict_line(text(run, "step"), conflict));
             }
         }
     }
@@ -674,7 +685,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> u8 {
         if args.client.json {
             print_json(&step);
         } else {
-            println!("deployed {} version {}", text(&step, "name"), text(&step, "version"));
+            say!("deployed {} version {}", text(&step, "name"), text(&step, "version"));
         }
         Ok(())
     }
@@ -700,7 +711,7 @@ pub(crate) async fn steps(args: StepsArgs) -> u8 {
                 Some(paths) => format!("{} data paths", paths.len()),
                 None => "all data".to_string(),
             };
-            println!(
+            say!(
                 "{:<30} {:<12} {} version(s)  reads: {}  grants: {}",
                 text(step, "name"),
                 text(step, "version"),
@@ -733,13 +744,13 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
         return Ok(());
     }
     if step.is_null() {
-        println!("{name}  not serving");
+        say!("{name}  not serving");
     } else {
-        println!("{name}  serving {}  grants: {}", text(&step, "version"), grants(&step));
+        say!("{name}  serving {}  grants: {}", text(&step, "version"), grants(&step));
         // As `whenever match --condition` reads it, to try it on a task's data.
-        println!("condition  {}", step["condition"]);
+        say!("condition  {}", step["condition"]);
         let reads = strings(&step["reads"]);
-        println!(
+        say!(
             "reads      {}",
             if step["reads"].is_array() {
                 reads.join(", ")
@@ -749,7 +760,7 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
         );
         let limits = &step["limits"];
         if limits.is_object() {
-            println!(
+            say!(
                 "limits     {} ms, {} MiB of memory, {} bytes of output, {} connector calls, {} bytes of log",
                 limits["timeout_ms"],
                 limits["memory_mib"],
@@ -758,9 +769,9 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
                 limits["max_log_bytes"]
             );
         }
-        println!("versions");
+        say!("versions");
         for version in step["versions"].as_array().into_iter().flatten() {
-            println!(
+            say!(
                 "  {:<12}  {}  {:>9} bytes  {}{}",
                 text(version, "version"),
                 time(version, "deployed_at"),
@@ -770,9 +781,9 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
             );
         }
     }
-    println!("changes");
+    say!("changes");
     for change in changes["changes"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "  {}  {:<11}  {:<12}  by {}",
             time(change, "at"),
             text(change, "change"),
@@ -842,15 +853,33 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
         }
         print!(
             "{}",
-            task_table(page["tasks"].as_array().map_or(&[][..], Vec::as_slice), &args)
+            printable(&task_table(
+                page["tasks"].as_array().map_or(&[][..], Vec::as_slice),
+                &args
+            ))
         );
         if let Some(cursor) = page["next_cursor"].as_str() {
-            println!("more: --cursor {cursor}");
+            say!("more: --cursor {cursor}");
         }
         Ok(())
     }
     .await;
     finish("tasks", result)
+}
+
+/// The most characters of a task's name the table shows (`whenever task ID` shows it whole).
+const NAME_CELL: usize = 48;
+
+/// The most characters of a task's tags the table shows.
+const TAGS_CELL: usize = 64;
+
+/// `text` as a table cell: escaped as [`printable`] does, and cut to `most` characters with `…`.
+fn cell(text: &str, most: usize) -> String {
+    let shown = printable(text);
+    match shown.char_indices().nth(most) {
+        Some((end, _)) => format!("{}…", &shown[..end]),
+        None => shown.into_owned(),
+    }
 }
 
 /// A page of `whenever tasks` for people: a header, then a task a line (id, status, creation,
@@ -877,8 +906,8 @@ fn task_table(tasks: &[Value], args: &TasksArgs) -> String {
             text(task, "status").to_string(),
             time(task, "created_at"),
             time(task, "updated_at"),
-            task["name"].as_str().unwrap_or("").to_string(),
-            strings(&task["tags"]).join(","),
+            cell(task["name"].as_str().unwrap_or(""), NAME_CELL),
+            cell(&strings(&task["tags"]).join(","), TAGS_CELL),
         ]
     }));
     let widths: Vec<usize> = (0..rows[0].len())
@@ -946,7 +975,7 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
                 Ok((answer, _)) => answer,
                 Err(failure) if failure.1 == EXIT_INTERNAL => {
                     let since = *lost.get_or_insert_with(|| {
-                        eprintln!(
+                        say_err!(
                             "whenever task: {}; asking again every second for up to {} s",
                             failure.0,
                             UNAVAILABLE_PATIENCE.as_secs()
@@ -969,7 +998,7 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
             }
         }
         if !json {
-            println!();
+            say!();
         }
     }
 }
@@ -998,7 +1027,7 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
             print_json(&task);
         } else {
             if headers.get(crate::api::REPLAYED_HEADER).is_some_and(|v| v == "true") {
-                println!("an earlier request with this key created the task; it is shown as it is now");
+                say!("an earlier request with this key created the task; it is shown as it is now");
             }
             print_task_for_people(&client, &task).await;
         }
@@ -1062,7 +1091,7 @@ pub(crate) async fn delete(args: DeleteArgs) -> u8 {
         if args.client.json {
             print_json(&serde_json::json!({"deleted": args.id}));
         } else {
-            println!("task {} deleted with its history", args.id);
+            say!("task {} deleted with its history", args.id);
         }
         Ok(())
     }
@@ -1083,12 +1112,33 @@ pub(crate) async fn rollback(args: RollbackArgs) -> u8 {
         if args.client.json {
             print_json(&step);
         } else {
-            println!("{} now serves version {}", text(&step, "name"), text(&step, "version"));
+            say!("{} now serves version {}", text(&step, "name"), text(&step, "version"));
         }
         Ok(())
     }
     .await;
     finish("rollback", result)
+}
+
+/// `whenever remove`.
+pub(crate) async fn remove(args: RemoveArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client)?;
+        let request = client.http.delete(client.url(&format!("/v1/steps/{}", args.name)));
+        client.send(request).await?;
+        if args.client.json {
+            print_json(&serde_json::json!({"removed": args.name}));
+        } else {
+            say!(
+                "{} no longer serves; its versions are kept (`whenever rollback {} VERSION` serves one again)",
+                args.name,
+                args.name
+            );
+        }
+        Ok(())
+    }
+    .await;
+    finish("remove", result)
 }
 
 #[cfg(test)]
@@ -1140,6 +1190,16 @@ mod tests {
              t_01                        completed  2026-12-06 20:52:50  2026-12-06 20:53:02  order A1  vip,eu\n"
         );
         assert_eq!(task_table(&[], &filters(None, None)), "no tasks\n");
+        // A name of any length fits a cell (one of 70,000 characters broke the listing).
+        let long = [
+            json!({"id": "t_1", "status": "waiting", "name": "n".repeat(70_000), "tags": ["\u{1b}[2J"],
+                           "created_at": "2026-12-06T20:52:50Z", "updated_at": "2026-12-06T20:53:02Z"}),
+        ];
+        let table = task_table(&long, &filters(None, None));
+        assert!(
+            table.ends_with(&format!("{}…  \\u{{1b}}[2J\n", "n".repeat(NAME_CELL))),
+            "{table}"
+        );
         assert_eq!(
             task_table(&[], &filters(Some("failed"), Some("vip"))),
             "no tasks with status failed tagged vip\n"

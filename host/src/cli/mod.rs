@@ -8,6 +8,7 @@ mod client;
 mod input;
 mod matching;
 mod new_step;
+mod printable;
 mod run;
 mod serve;
 pub mod timeline;
@@ -104,6 +105,8 @@ pub enum Command {
     Delete(client::DeleteArgs),
     /// Make an earlier version of a step serve again.
     Rollback(client::RollbackArgs),
+    /// Stop serving a step (its versions are kept, for a rollback).
+    Remove(client::RemoveArgs),
     /// Copy a SQLite store to a new file, consistently, while its server runs.
     Backup {
         /// The store (`whenever serve --db`).
@@ -137,6 +140,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Retry(args) => client::retry(args).await,
         Command::Delete(args) => client::delete(args).await,
         Command::Rollback(args) => client::rollback(args).await,
+        Command::Remove(args) => client::remove(args).await,
         Command::Backup { db, to } => backup::run(&db, &to).await,
     };
     ExitCode::from(code)

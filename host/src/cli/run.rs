@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::client::waiting_on;
 use super::input::read_input;
+use super::printable::printable;
 use super::timeline::Timeline;
 use super::{EXIT_BAD_INPUT, EXIT_INTERNAL, exit_for};
 use crate::catalog;
@@ -60,11 +61,11 @@ pub(crate) async fn run(
         // What it waits on, as `whenever task` shows it: a step whose condition never held
         // would otherwise leave no trace.
         let standings = rules::standings(&task, &host.scheduler.catalog().snapshot());
-        eprint!("{}", waiting_on(&json!({ "steps": standings })));
+        eprint!("{}", printable(&waiting_on(&json!({ "steps": standings }))));
     } else if !quiet {
         // A step of one's own that never ran on a task that completed or failed (its condition
         // mistyped, or the flow completing before it) would otherwise leave no trace.
-        eprint!("{}", never_ran(&task, status, &your_steps(steps, &host)));
+        eprint!("{}", printable(&never_ran(&task, status, &your_steps(steps, &host))));
     }
     match serde_json::to_string_pretty(&task.summary_json()) {
         Ok(text) => println!("{text}"),

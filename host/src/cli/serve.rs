@@ -12,6 +12,7 @@ use clap::Args;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL};
 use crate::api::{self, ApiOptions};
 use crate::service::{Service, ServiceError, ServiceOptions, StepsSeen};
+use crate::store::StoreError;
 
 /// At start, a certificate that expires within this many days is warned about.
 const CERTIFICATE_WARNING_DAYS: i64 = 14;
@@ -75,6 +76,8 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
             eprintln!("whenever serve: {e}");
             let bad_input = match &e {
                 ServiceError::Setup(setup) => setup.is_bad_input(),
+                // Another host has the SQLite file, or a newer one wrote it: the operator's to fix.
+                ServiceError::Store(StoreError::Unusable(_)) => true,
                 ServiceError::Store(_) => false,
                 _ => true,
             };
@@ -137,6 +140,17 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         eprintln!(
             "whenever serve: warning: plain HTTP beyond loopback: the bearer token and the tasks' data \
              cross the network unencrypted; set [server] tls_cert and tls_key, or serve behind a TLS proxy"
+        );
+    }
+    for unknown in service.config().steps.keys().filter(|name| !steps.contains(name)) {
+        eprintln!(
+            "whenever serve: warning: the config's [steps.{unknown}] names no step this host serves \
+             (it has {}); it applies to a step of that name deployed later",
+            if steps.is_empty() {
+                "none".to_string()
+            } else {
+                steps.join(", ")
+            }
         );
     }
     let simulated = whenever_connectors::registry::simulated_names(&service.config().connectors);

@@ -56,6 +56,11 @@ impl Timeline {
         if !self.enabled {
             return;
         }
+        // Logs, errors and keys are the steps' text (see `printable`).
+        let line = match super::printable::printable(&line) {
+            std::borrow::Cow::Borrowed(_) => line,
+            std::borrow::Cow::Owned(shown) => shown,
+        };
         if self.echo {
             let _ = writeln!(std::io::stderr(), "{line}");
         }
@@ -240,6 +245,9 @@ mod tests {
         );
         assert_eq!(rows, [shown]);
         let exact = "c".repeat(LOG_LINE_CHARS_SHOWN);
-        assert_eq!(log_rows([("info", exact.as_str())].into_iter(), false), [format!("info   {exact}")]);
+        assert_eq!(
+            log_rows([("info", exact.as_str())].into_iter(), false),
+            [format!("info   {exact}")]
+        );
     }
 }

@@ -95,7 +95,10 @@ impl LimitCeilings {
 
     /// Refuses ceilings below the default limits, which would refuse every step that sets none.
     pub fn validate(&self) -> Result<(), String> {
-        let below = self.each(&StepLimits::default()).into_iter().find(|(_, ceiling, default, _)| ceiling < default);
+        let below = self
+            .each(&StepLimits::default())
+            .into_iter()
+            .find(|(_, ceiling, default, _)| ceiling < default);
         match below {
             Some((setting, ceiling, default, _)) => Err(format!(
                 "[runtime.max_limits] {setting} = {ceiling} is below the default limit of {default}, \
@@ -107,7 +110,10 @@ impl LimitCeilings {
 
     /// What of `limits` is above its ceiling, as a refusal names it; `None` when all fit.
     pub fn excess(&self, limits: &StepLimits) -> Option<String> {
-        let (setting, ceiling, _, asked) = self.each(limits).into_iter().find(|(_, ceiling, _, asked)| asked > ceiling)?;
+        let (setting, ceiling, _, asked) = self
+            .each(limits)
+            .into_iter()
+            .find(|(_, ceiling, _, asked)| asked > ceiling)?;
         Some(format!(
             "limits.{setting} = {asked} is above the host's maximum of {ceiling} (an operator may \
              change it: [runtime.max_limits] {setting} in the host's config)"
@@ -213,9 +219,11 @@ mod tests {
         };
         assert_eq!(
             low.validate(),
-            Err("[runtime.max_limits] max_connector_calls = 10 is below the default limit of 1000, \
+            Err(
+                "[runtime.max_limits] max_connector_calls = 10 is below the default limit of 1000, \
                  which every step without [limits] max_connector_calls gets"
-                .to_string())
+                    .to_string()
+            )
         );
     }
 }

@@ -108,7 +108,9 @@ mod tests {
         let manifest = StepManifest::from_toml("connectors = [\"stripe\", \"strpie\"]\n").expect("valid TOML");
         let refused = manifest.check_connectors(&known).expect_err("strpie is unknown");
         assert!(
-            refused.0.starts_with("connectors: `strpie` is no connector of this host (its connectors: slackCom, stripe)"),
+            refused
+                .0
+                .starts_with("connectors: `strpie` is no connector of this host (its connectors: slackCom, stripe)"),
             "{}",
             refused.0
         );

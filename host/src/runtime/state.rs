@@ -285,7 +285,10 @@ impl task::Host for RunState {
         let refused = if name.trim().is_empty() {
             "a blank name".to_string()
         } else if name.chars().count() > MAX_NAME_CHARS {
-            format!("a name of {} characters (at most {MAX_NAME_CHARS})", name.chars().count())
+            format!(
+                "a name of {} characters (at most {MAX_NAME_CHARS})",
+                name.chars().count()
+            )
         } else {
             self.requests.name = Some(name);
             return Ok(());

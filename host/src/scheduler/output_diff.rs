@@ -21,6 +21,7 @@ use smallvec::SmallVec;
 
 use super::merge::{self, Change, PATH_ROOM, child, diff_into, push_index, push_segment};
 use crate::runtime::{DataView, Holds};
+use crate::task::VIA;
 
 /// Why a step's output was refused.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,16 @@ pub enum OutputError {
         held: &'static str,
         /// The same path as a manifest's `reads` lists it.
         reads: String,
+    },
+    /// The step changed `$via`, the host's record of how the task arrived (which webhook, which
+    /// delivery): a step that could rewrite it could pass a task off as another's.
+    #[error(
+        "the step changed {path}: `$via` is the host's record of how the task arrived, which steps \
+         read and do not change"
+    )]
+    HostRecord {
+        /// The change's path, as a JSON Pointer.
+        path: String,
     },
 }
 
@@ -85,9 +96,21 @@ fn diff_in_scope(before: &Value, output: &str, scope: Scope<'_>) -> Result<Vec<C
     let shape = read.map_err(OutputError::InvalidJson)?;
     reader.end().map_err(OutputError::InvalidJson)?;
     match shape {
-        Shape::Object => Ok(changes),
+        Shape::Object => match changes.iter().find(|c| under_via(c.path())) {
+            Some(change) => Err(OutputError::HostRecord {
+                path: change.path().to_string(),
+            }),
+            None => Ok(changes),
+        },
         Shape::Other => Err(OutputError::NotAnObject),
     }
+}
+
+/// Whether the JSON Pointer `path` is `/$via` or below it.
+fn under_via(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(VIA))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// What kind of value was read (the top level must be an object).
@@ -575,6 +598,32 @@ mod tests {
                     value: json!({"x": 1})
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_change_to_the_hosts_record_of_arrival_is_refused() {
+        let before = json!({"$via": {"name": "shop", "id": "d_1"}, "$viable": 1, "a": 1});
+        for output in [
+            r#"{"$via": {"name": "shop", "id": "forged"}, "$viable": 1, "a": 1}"#,
+            r#"{"$viable": 1, "a": 1}"#,
+            r#"{"$via": 7, "$viable": 1, "a": 1}"#,
+        ] {
+            let refused = diff_output(&before, output).expect_err("refused");
+            assert!(
+                matches!(&refused, OutputError::HostRecord { path } if path.starts_with("/$via")),
+                "{refused}"
+            );
+        }
+        let fine = diff_output(
+            &before,
+            r#"{"$via": {"name": "shop", "id": "d_1"}, "$viable": 2, "a": 2}"#,
+        );
+        assert_eq!(fine.expect("other keys change").len(), 2);
+        let created = diff_output(&json!({"a": 1}), r#"{"a": 1, "$via": {"name": "made up"}}"#);
+        assert!(
+            matches!(created, Err(OutputError::HostRecord { .. })),
+            "a step does not make one either"
         );
     }
 

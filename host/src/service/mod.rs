@@ -180,6 +180,9 @@ impl Service {
         })
         .await?;
         let url = options.db.to_string_lossy();
+        if let Some(problem) = crate::store::postgres::mistyped_url(&url) {
+            return Err(ServiceError::Invalid(problem));
+        }
         if crate::store::postgres::is_postgres_url(&url) {
             let connections = crate::store::postgres::Connections::split(host.config.store.postgres_connections)
                 .map_err(|e| ServiceError::Store(StoreError::Backend(e)))?;

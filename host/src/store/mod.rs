@@ -57,6 +57,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("storage error: {0}")]
     Backend(String),
+    /// The database cannot be this host's: another process has the SQLite file open, or a newer
+    /// whenever wrote it (its schema is newer than this host knows). The operator's to fix.
+    #[error("{0}")]
+    Unusable(String),
     /// The database cannot take writes now (its disk is full, an I/O error, the connection is
     /// lost): nothing of the failed write was stored, and the same write may succeed later.
     #[error("storage unavailable: {0}")]

@@ -148,6 +148,34 @@ pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
+/// What is wrong with a `--db` that is no PostgreSQL URL but looks meant as one (any other
+/// `SCHEME://`, or `postgres` with `//` or `@` but no `://`); a SQLite file path gives `None`.
+/// Taken as a path, it would make a new database in folders named after it.
+pub fn mistyped_url(db: &str) -> Option<String> {
+    if is_postgres_url(db) {
+        return None;
+    }
+    let meant = db.contains("://") || (db.starts_with("postgres") && (db.contains("//") || db.contains('@')));
+    // `redact` reads `SCHEME://`; without it, a password is still hidden.
+    let shown = match db.rsplit_once('@') {
+        Some((before, host)) if !db.contains("://") => {
+            let start = before.rfind('/').map_or(0, |i| i + 1);
+            let credentials = &before[start..];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***@{host}", &before[..start]),
+                None => db.to_string(),
+            }
+        }
+        _ => redact(db),
+    };
+    meant.then(|| {
+        format!(
+            "--db {shown}: this is no PostgreSQL URL (postgres://USER@HOST[:PORT]/DATABASE) nor, as \
+             meant, a SQLite file path"
+        )
+    })
+}
+
 /// A connection string with its password hidden, for logs.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -572,8 +600,9 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreErro
     }
     let applied = usize::try_from(applied.unwrap_or(0)).map_err(|e| corrupt("schema_version", e))?;
     if applied > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!(
-            "the database has schema version {applied}, newer than this host knows ({})",
+        return Err(StoreError::Unusable(format!(
+            "the database has schema version {applied}, newer than this host knows ({}): a newer \
+             whenever wrote it; run that version or a later one",
             MIGRATIONS.len()
         )));
     }
@@ -1238,6 +1267,32 @@ impl Store for PostgresStore {
 pub(crate) mod tests {
     use super::*;
     use crate::store::scratch_schema::ScratchSchema;
+
+    #[test]
+    fn a_mistyped_url_is_told_from_a_file_path() {
+        assert_eq!(mistyped_url("postgres://u@h/db"), None);
+        assert_eq!(mistyped_url("orders.db"), None);
+        assert_eq!(mistyped_url("postgres.db"), None);
+        assert_eq!(mistyped_url("/var/lib/whenever/postgres/orders.db"), None);
+        for meant in [
+            "postgresql//postgres@127.0.0.1/qaops",
+            "postgres:/u@h/db",
+            "mysql://u@h/db",
+            "postgres@h/db",
+        ] {
+            assert!(
+                mistyped_url(meant).is_some_and(|m| m.contains("is no PostgreSQL URL")),
+                "{meant}"
+            );
+        }
+        assert_eq!(
+            mistyped_url("postgresql//app:s3cret@db.internal/orders").as_deref(),
+            Some(
+                "--db postgresql//app:***@db.internal/orders: this is no PostgreSQL URL \
+                 (postgres://USER@HOST[:PORT]/DATABASE) nor, as meant, a SQLite file path"
+            )
+        );
+    }
 
     #[test]
     fn a_hosts_connections_are_shared_out_among_its_pools() {

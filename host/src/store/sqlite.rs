@@ -249,10 +249,44 @@ struct Spent {
 /// A write of the open group that ran: where its answer goes, its result, what it leaves behind.
 type Ran = (oneshot::Sender<Answer>, Result<u64, StoreError>, Spent);
 
+/// Opens (or creates) the database file at `path` and locks it for this process alone. One host
+/// owns a SQLite store: its leases live in memory and its journal files are its own, so a
+/// second `whenever serve` on the same file would drive the same tasks again (and repeat their
+/// e-mails), which the lock refuses by name. (An advisory `flock`, apart from SQLite's own
+/// locks; `whenever backup` copies through SQLite and is not held up.)
+fn own(path: &Path) -> Result<std::fs::File, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    // A store of this process closing (its writer finishing its last commit) lets go soon.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut locked = file.try_lock();
+    while matches!(locked, Err(std::fs::TryLockError::WouldBlock)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        locked = file.try_lock();
+    }
+    match locked {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unusable(format!(
+            "{} is in use by another process (a `whenever serve` on the same file?): a SQLite \
+             store serves one host; hosts that share their tasks share a PostgreSQL database \
+             (--db postgres://…)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(backend(format!("cannot lock {}: {e}", path.display()))),
+    }
+}
+
 /// The SQLite store. Cloning shares the same writer and readers.
 #[derive(Clone)]
 pub struct SqliteStore {
     path: PathBuf,
+    /// The database file, locked for this store alone while it lives (see [`own`]).
+    _owner: Arc<std::fs::File>,
     writer: mpsc::Sender<WriteJob>,
     /// Connector results appended before the step sees them, on their way into `call_journal`.
     calls: Arc<CallLog>,
@@ -351,8 +385,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     let applied = usize::try_from(applied).map_err(|e| corrupt("schema_version", e))?;
     if applied > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!(
-            "the database has schema version {applied}, newer than this host knows ({})",
+        return Err(StoreError::Unusable(format!(
+            "the database has schema version {applied}, newer than this host knows ({}): a newer \
+             whenever wrote it; run that version or a later one",
             MIGRATIONS.len()
         )));
     }
@@ -563,6 +598,7 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
         }
+        let owner = Arc::new(own(path)?);
         let mut conn = open_connection(path, &options)?;
         migrate(&mut conn)?;
         // Connector results a crash left on their way into the journal go in first.
@@ -583,9 +619,14 @@ impl SqliteStore {
         };
         let commits = Arc::new(CommitCounters::default());
         let counted = commits.clone();
+        // The writer holds the file too: a host opening it next waits for the last commit.
+        let writer_owns = owner.clone();
         std::thread::Builder::new()
             .name("whenever-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs, journal, group, counted))
+            .spawn(move || {
+                writer_loop(conn, jobs, journal, group, counted);
+                drop(writer_owns);
+            })
             .map_err(|e| backend(format!("cannot start the writer thread: {e}")))?;
         let mut readers = Vec::new();
         for _ in 0..READERS {
@@ -593,6 +634,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            _owner: owner,
             writer,
             calls,
             readers: Arc::new(Mutex::new(readers)),
@@ -1618,6 +1660,25 @@ mod tests {
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_database_another_store_holds_is_refused_and_free_once_it_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = open(&dir);
+        let path = dir.path().join("whenever.db");
+        let Err(error) = SqliteStore::open(&path, SqliteOptions::default()) else {
+            panic!("a second store opened the same file");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("is in use by another process (a `whenever serve` on the same file?)"),
+            "{error}"
+        );
+        drop(first);
+        let again = open(&dir);
+        assert!(again.get_task("t_none").await.expect("reads").is_none());
     }
 
     #[test]

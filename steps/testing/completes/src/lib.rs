@@ -1,5 +1,5 @@
-//! Test step: names and tags the task (`extraTags` too, when the data has them), then completes
-//! it.
+//! Test step: names and tags the task (`extraTags` too, when the data has them), logs `say`,
+//! writes `a` with `alsoWriteA`, then completes it.
 use whenever_step_sdk::prelude::*;
 
 struct Completes;
@@ -16,6 +16,13 @@ impl Step for Completes {
             .map(|tags| tags.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         task::add_tags(&extra);
+        if let Some(line) = get(data, "say").as_str() {
+            log_info!("{line}");
+        }
+        // What `wait-for-a` waits on, written by the run that completes the task.
+        if get(data, "alsoWriteA").as_bool() == Some(true) {
+            set(data, "a", "A");
+        }
         set(data, "done", true);
         set(data, "doneAt", task::now());
         task::complete();
