@@ -113,6 +113,12 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
         2,
         "cannot read /no/such/file.wasm",
     );
+    // A name that could be no step's (and no URL segment) is refused by name, not as a route.
+    refused(
+        &whenever(&server, token, &["deploy", WAIT_FOR_A.component, "--name", "a/b"], None),
+        2,
+        "invalid step name \"a/b\": use letters, digits, '-' and '_'",
+    );
 
     // tasks and task: a task waiting for `a`.
     let (status, waiting) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;

@@ -20,6 +20,25 @@ async fn a_panic_is_reported_with_its_message() {
 }
 
 #[tokio::test]
+async fn a_step_that_exits_the_process_is_told_to_return_instead() {
+    let host = host_with(&[PANICS, WRITE_A]).await;
+    // WASI tells the host only whether the exit was a success.
+    for (code, said) in [(0, "success"), (3, "failure")] {
+        let task = run_beside_a_normal_task(&host, json!({"panic": true, "exitCode": code})).await;
+        assert_status(&task, TaskStatus::Failed);
+        let error = error_of(&task, "panics");
+        assert_eq!(error.kind, RunErrorKind::Trap);
+        assert_eq!(
+            error.message,
+            format!(
+                "the step exited the process (std::process::exit, as a {said}) instead of returning \
+                 from its content; a step that fails returns an error"
+            )
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_panic_in_a_step_without_std_is_reported_with_its_message() {
     // The SDK's panic handler (`no_std_support!`) logs what `std`'s hook would print to stderr.
     let host = host_with(&[PANICS_WITHOUT_STD, WRITE_A]).await;

@@ -671,6 +671,9 @@ pub(crate) async fn deploy(args: DeployArgs) -> u8 {
                 .unwrap_or_default()
                 .to_string(),
         };
+        if !crate::runtime::is_step_name(&name) {
+            return Err(bad(crate::runtime::LoadError::InvalidName(name).to_string()));
+        }
         let manifest_path = args.manifest.clone().or_else(|| {
             let beside = args.component.with_extension("toml");
             beside.is_file().then_some(beside)

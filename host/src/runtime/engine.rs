@@ -296,10 +296,7 @@ impl Runtime {
         manifest: StepManifest,
         stored_version: Option<&str>,
     ) -> Result<LoadedStep, LoadError> {
-        if name.is_empty()
-            || name.len() > 128
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !is_step_name(name) {
             return Err(LoadError::InvalidName(name.to_string()));
         }
         if manifest.limits.memory_mib > MAX_MEMORY_MIB {
@@ -614,6 +611,12 @@ async fn within_deadline<T>(
     }
 }
 
+/// Whether `name` can name a step: 1 to 128 ASCII letters, digits, `-` and `_` (it is a URL path
+/// segment and a file name).
+pub fn is_step_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// Names why a call into the guest failed.
 fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> RunError {
     if let Some(why) = &state.journal_failed {
@@ -662,6 +665,16 @@ fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> Ru
         return RunError {
             kind: RunErrorKind::Panic,
             message: format!("the step panicked: {panic}"),
+        };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return RunError {
+            kind: RunErrorKind::Trap,
+            message: format!(
+                "the step exited the process (std::process::exit, as a {}) instead of returning from \
+                 its content; a step that fails returns an error",
+                if exit.0 == 0 { "success" } else { "failure" }
+            ),
         };
     }
     match trap {

@@ -21,7 +21,7 @@ mod view;
 
 pub(crate) use cache::digest;
 pub(crate) use engine::version_of;
-pub use engine::{CompileStats, Runtime, RuntimeConfig, version_id};
+pub use engine::{CompileStats, Runtime, RuntimeConfig, is_step_name, version_id};
 pub use error::{LoadError, RuntimeError};
 pub use grants::{
     BASE_URL_SETTING, Capabilities, HTTP_KIND, OperatorGrants, Withheld, host_matches, host_pattern_problem, url_host,

@@ -1,4 +1,4 @@
-//! Test step: panics.
+//! Test step: panics, or with `exitCode` exits the process as `std::process::exit` does.
 use whenever_step_sdk::prelude::*;
 
 struct Panics;
@@ -7,7 +7,10 @@ impl Step for Panics {
     fn condition() -> Value {
         condition!({ panic: true })
     }
-    fn content(_data: &mut Value) -> Result<(), StepError> {
+    fn content(data: &mut Value) -> Result<(), StepError> {
+        if let Some(code) = get(data, "exitCode").as_i64() {
+            std::process::exit(code as i32);
+        }
         panic!("this step always panics");
     }
 }
