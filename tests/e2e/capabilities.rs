@@ -273,8 +273,9 @@ async fn the_steps_listing_shows_each_steps_grants() {
     server.stop().await;
 }
 
-/// A local service answering `POST /charge` as a payment service would; counts the requests.
-async fn payment_service() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+/// A local service answering `POST /charge` as a payment service would, after `answers_after`;
+/// counts the requests.
+async fn payment_service(answers_after: std::time::Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let requests = Arc::new(AtomicUsize::new(0));
     let counted = requests.clone();
@@ -284,6 +285,7 @@ async fn payment_service() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
             let counted = counted.clone();
             async move {
                 counted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(answers_after).await;
                 axum::Json(json!({"success": true, "transactionId": "txn_local"}))
             }
         }),
@@ -299,7 +301,7 @@ async fn payment_service() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
 #[tokio::test]
 async fn a_real_http_connector_is_called_only_with_its_host_granted() {
     use std::sync::atomic::Ordering;
-    let (base, requests) = payment_service().await;
+    let (base, requests) = payment_service(std::time::Duration::ZERO).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("whenever.toml");
     std::fs::write(
@@ -340,4 +342,33 @@ async fn a_real_http_connector_is_called_only_with_its_host_granted() {
     let result = charge_as(&host).await;
     assert_eq!(result["ok"]["transactionId"], "txn_local", "{result}");
     assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+/// The time a run waits on a connector does not count against its deadline (the connector has
+/// its own timeout): a payment answered after 1.5 s completes a step whose deadline is 1 s.
+#[tokio::test]
+async fn a_slow_connector_does_not_spend_the_runs_deadline() {
+    let (base, requests) = payment_service(std::time::Duration::from_millis(1500)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("whenever.toml");
+    std::fs::write(
+        &config,
+        format!("[connectors.stripe]\nkind = \"http\"\nbase_url = \"{base}\"\n"),
+    )
+    .expect("written");
+    let host = Host::start(&HostOptions {
+        config: Some(config),
+        no_steps: true,
+        ..HostOptions::default()
+    })
+    .await
+    .expect("host starts");
+    let mut short = manifest(&["stripe"], &["127.0.0.1"]);
+    short.limits.timeout_ms = 1000;
+    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, short)
+        .await
+        .expect("loads");
+    let result = charge_as(&host).await;
+    assert_eq!(result["ok"]["transactionId"], "txn_local", "{result}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -22,7 +22,7 @@ use super::limits::{LimitCeilings, StepLimits, describe_bytes};
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
 use super::run::{RunError, RunErrorKind, RunInput, RunOutput, RunReport};
-use super::state::{RunContext, RunState};
+use super::state::{ConnectorTime, RunContext, RunState};
 use super::step::LoadedStep;
 use super::view::DataView;
 
@@ -456,7 +456,8 @@ impl Runtime {
             }
             Err(e) => return Err(invalid(format!("cannot instantiate: {e:#}"))),
         };
-        let text = match within_deadline(limits, instance.call_condition(&mut store)).await {
+        let in_connectors = store.data().connector_time.clone();
+        let text = match within_deadline(limits, &in_connectors, instance.call_condition(&mut store)).await {
             Ok(text) => text,
             Err(e) => {
                 let error = classify(e, store.data(), limits);
@@ -514,19 +515,22 @@ impl Runtime {
         };
         let _slot = self.slot().await;
         let mut store = self.new_store(&limits, log.clone(), Some(ctx));
+        let in_connectors = store.data().connector_time.clone();
         let outcome = match step.pre.instantiate_async(&mut store).await {
             Err(e) => Err(RunError {
                 kind: RunErrorKind::Instantiate,
                 message: format!("cannot instantiate step {}: {e:#}", step.name),
             }),
-            Ok(instance) => match within_deadline(&limits, instance.call_content(&mut store, &input.data)).await {
-                Err(e) => Err(classify(e, store.data(), &limits)),
-                Ok(Err(message)) => Err(RunError {
-                    kind: RunErrorKind::StepError,
-                    message,
-                }),
-                Ok(Ok(output)) => checked_output(output, &limits),
-            },
+            Ok(instance) => {
+                match within_deadline(&limits, &in_connectors, instance.call_content(&mut store, &input.data)).await {
+                    Err(e) => Err(classify(e, store.data(), &limits)),
+                    Ok(Err(message)) => Err(RunError {
+                        kind: RunErrorKind::StepError,
+                        message,
+                    }),
+                    Ok(Ok(output)) => checked_output(output, &limits),
+                }
+            }
         };
         let state = store.into_data();
         let (logs, logs_truncated) = log.take();
@@ -597,17 +601,32 @@ fn compile_gate(digest: &str) -> Arc<tokio::sync::Mutex<()>> {
     gates.entry(digest.to_string()).or_default().clone()
 }
 
-/// Awaits a call into the guest for at most its deadline of wall-clock time. The epoch ticks
-/// stop wasm that computes; this stops a guest that waits in the host (a WASI sleep, a poll, a
-/// slow connector), which the ticks never see. Dropping the call's future abandons the guest,
-/// whose store is not used again; the error is the one an epoch interrupt gives.
+/// Awaits a call into the guest for at most its deadline of wall-clock time, less what it spends
+/// in connector calls (`in_connectors`, which have timeouts of their own). The epoch ticks stop
+/// wasm that computes; this stops a guest that waits in the host otherwise (a WASI sleep, a
+/// poll), which the ticks never see. Dropping the call's future abandons the guest, whose store
+/// is not used again; the error is the one an epoch interrupt gives.
 async fn within_deadline<T>(
     limits: &StepLimits,
+    in_connectors: &ConnectorTime,
     call: impl std::future::Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
-    match tokio::time::timeout(Duration::from_millis(limits.timeout_ms), call).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(wasmtime::Error::new(Trap::Interrupt)),
+    let started = tokio::time::Instant::now();
+    let allowed = Duration::from_millis(limits.timeout_ms);
+    let mut call = std::pin::pin!(call);
+    let mut deadline = started + allowed;
+    loop {
+        match tokio::time::timeout_at(deadline, &mut call).await {
+            Ok(result) => return result,
+            Err(_elapsed) => {
+                // Time in connector calls moves the deadline on by as much.
+                let moved = started + allowed + in_connectors.so_far();
+                if moved <= tokio::time::Instant::now() {
+                    return Err(wasmtime::Error::new(Trap::Interrupt));
+                }
+                deadline = moved;
+            }
+        }
     }
 }
 
