@@ -612,15 +612,21 @@ async fn within_deadline<T>(
     call: impl std::future::Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
     let started = tokio::time::Instant::now();
+    // A deadline past what an `Instant` holds (an operator's ceiling of u64::MAX ms) is a year.
+    let after = |wait: Duration| {
+        started
+            .checked_add(wait)
+            .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600))
+    };
     let allowed = Duration::from_millis(limits.timeout_ms);
     let mut call = std::pin::pin!(call);
-    let mut deadline = started + allowed;
+    let mut deadline = after(allowed);
     loop {
         match tokio::time::timeout_at(deadline, &mut call).await {
             Ok(result) => return result,
             Err(_elapsed) => {
                 // Time in connector calls moves the deadline on by as much.
-                let moved = started + allowed + in_connectors.so_far();
+                let moved = after(allowed.saturating_add(in_connectors.so_far()));
                 if moved <= tokio::time::Instant::now() {
                     return Err(wasmtime::Error::new(Trap::Interrupt));
                 }
