@@ -1,5 +1,6 @@
 //! What `whenever serve` refuses or warns of as it starts: a SQLite file another host has open, a
-//! `--db` meant as a PostgreSQL URL but mistyped, a config section for a step it does not serve.
+//! `--db` meant as a PostgreSQL URL but mistyped, a port in use (before any database is made), a
+//! config section for a step it does not serve.
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::process::Command;
 use support::{ServeProcess, refused, whenever_binary};
 
 #[test]
-fn a_database_in_use_or_a_mistyped_url_is_refused_and_an_unknown_step_section_warned_of() {
+fn a_database_in_use_a_mistyped_url_or_a_port_in_use_is_refused_and_an_unknown_step_section_warned_of() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("whenever.db");
     let config = dir.path().join("whenever.toml");
@@ -56,5 +57,17 @@ fn a_database_in_use_or_a_mistyped_url_is_refused_and_an_unknown_step_section_wa
         "--db postgresql//app:***@127.0.0.1/orders: this is no PostgreSQL URL",
     );
     assert!(!dir.path().join("postgresql").exists(), "no folders made of it");
+
+    // A port in use is told before any database is made.
+    let port = server.base.trim_start_matches("http://").to_string();
+    let other = dir.path().join("other.db");
+    let taken = Command::new(whenever_binary())
+        .args(["serve", "--listen", port.as_str(), "--db"])
+        .arg(&other)
+        .env_remove("WHENEVER_TOKEN")
+        .output()
+        .expect("whenever serve runs");
+    refused(&taken, 1, &format!("cannot listen on {port}"));
+    assert!(!other.exists(), "no database made");
     server.kill();
 }

@@ -68,6 +68,14 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     for warning in crate::catalog::stray_manifest_warnings(&args.steps) {
         eprintln!("whenever serve: warning: {warning}");
     }
+    // The port first: a host that cannot listen makes no database and resumes no task.
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("whenever serve: cannot listen on {}: {e}", args.listen);
+            return EXIT_INTERNAL;
+        }
+    };
     // A mistyped path makes a new, empty database: the start-up line says so.
     let new_database = !crate::store::postgres::is_postgres_url(&args.db.to_string_lossy()) && !args.db.exists();
     let service = match Service::start(&options).await {
@@ -89,13 +97,6 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         Err(message) => {
             eprintln!("whenever serve: {message}");
             return EXIT_BAD_INPUT;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("whenever serve: cannot listen on {}: {e}", args.listen);
-            return EXIT_INTERNAL;
         }
     };
     if !args.steps.is_empty() {
