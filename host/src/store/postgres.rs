@@ -1000,25 +1000,32 @@ impl Store for PostgresStore {
         .await
         .map_err(pg)?;
         let changed = if make_current {
-            tx.execute(
-                RECORD_STEP_CHANGE,
-                &[
-                    &version.name,
-                    &StepChangeKind::Deployed.as_str(),
-                    &version.version,
-                    &time_text(&version.deployed_at),
-                    &version.deployed_by,
-                ],
-            )
-            .await
-            .map_err(pg)?;
-            tx.execute(
-                "INSERT INTO steps (name, current, updated_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at",
-                &[&version.name, &version.version, &now],
-            )
-            .await
-            .map_err(pg)?
+            // Serving already (another host of the cluster, starting at the same time, deployed
+            // the same files first: this upsert waited for its commit): no change to record.
+            let changed = tx
+                .execute(
+                    "INSERT INTO steps (name, current, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at
+                     WHERE steps.current IS DISTINCT FROM excluded.current",
+                    &[&version.name, &version.version, &now],
+                )
+                .await
+                .map_err(pg)?;
+            if changed > 0 {
+                tx.execute(
+                    RECORD_STEP_CHANGE,
+                    &[
+                        &version.name,
+                        &StepChangeKind::Deployed.as_str(),
+                        &version.version,
+                        &time_text(&version.deployed_at),
+                        &version.deployed_by,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            changed
         } else {
             // The serving version may have taken a new manifest: that changes the serving steps too.
             tx.execute(

@@ -1219,13 +1219,19 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(backend)?;
-            if make_current {
-                conn.execute(
-                    "INSERT INTO steps (name, current, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at",
-                    params![v.name, v.version, time_text(&Utc::now())],
-                )
-                .map_err(backend)?;
+            // Serving already: no change to record (as on PostgreSQL, where hosts that start
+            // together deploy the same files).
+            let changed = make_current
+                && conn
+                    .execute(
+                        "INSERT INTO steps (name, current, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET current = excluded.current, updated_at = excluded.updated_at
+                         WHERE steps.current IS NOT excluded.current",
+                        params![v.name, v.version, time_text(&Utc::now())],
+                    )
+                    .map_err(backend)?
+                    > 0;
+            if changed {
                 conn.execute(
                     RECORD_STEP_CHANGE,
                     params![

@@ -547,6 +547,12 @@ async fn step_versions_and_current<S: Store>(store: &S) {
         "v1",
         "not made current"
     );
+    // The serving version deployed again (a second host starting on the same files, say) is no
+    // change to record.
+    store
+        .put_step_version(&version("v1", b"one"), true)
+        .await
+        .expect("stored");
     // Removal keeps the versions.
     let before_removal = store.steps_stamp().await.expect("stamp");
     store.set_current_step("charge", None, None).await.expect("removed");
