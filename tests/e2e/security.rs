@@ -83,7 +83,9 @@ async fn a_manifest_asking_limits_beyond_the_hosts_ceilings_is_refused() {
     // A ceiling as high as the type holds lets a run start and finish (its deadline a year away).
     let (_dir, boundless) = host_with_config("[runtime.max_limits]\ntimeout_ms = 18446744073709551615\n").await;
     let boundless = boundless.expect("host starts");
-    deploy_as(&boundless, "write-a", &WRITE_A, greedy).await.expect("within the ceiling");
+    deploy_as(&boundless, "write-a", &WRITE_A, greedy)
+        .await
+        .expect("within the ceiling");
     let task = run_task(&boundless, json!({"start": true})).await;
     assert_eq!(task.data["a"], json!("A"), "{:?}", task.message);
     let (_dir, low) = host_with_config("[runtime.max_limits]\ntimeout_ms = 100\n").await;

@@ -526,7 +526,7 @@ impl Runtime {
                     Err(e) => Err(classify(e, store.data(), &limits)),
                     Ok(Err(message)) => Err(RunError {
                         kind: RunErrorKind::StepError,
-                        message,
+                        message: kept_error(message),
                     }),
                     Ok(Ok(output)) => checked_output(output, &limits),
                 }
@@ -634,6 +634,25 @@ async fn within_deadline<T>(
             }
         }
     }
+}
+
+/// The most of a step's error message kept (in the run's record and the task's message both).
+const ERROR_MESSAGE_BYTES: usize = 64 << 10;
+
+/// A step's error message as kept: whole, or its first [`ERROR_MESSAGE_BYTES`] and how much more
+/// there was (an error is for people; a step that returns megabytes as one would be stored twice).
+fn kept_error(mut message: String) -> String {
+    if message.len() <= ERROR_MESSAGE_BYTES {
+        return message;
+    }
+    let mut cut = ERROR_MESSAGE_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let more = message.len() - cut;
+    message.truncate(cut);
+    message.push_str(&format!("… ({more} more bytes not kept)"));
+    message
 }
 
 /// Whether `name` can name a step: 1 to 128 ASCII letters, digits, `-` and `_` (it is a URL path
@@ -900,4 +919,19 @@ fn link_wasi(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     cli::terminal_stdout::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
     cli::terminal_stderr::add_to_linker::<RunState, WasiCli>(l, RunState::cli)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_error_message_is_kept_to_its_cap_on_a_character_boundary() {
+        assert_eq!(kept_error("declined".into()), "declined");
+        let long = format!("{}é{}", "a".repeat(ERROR_MESSAGE_BYTES - 1), "b".repeat(100));
+        assert_eq!(
+            kept_error(long),
+            format!("{}… (102 more bytes not kept)", "a".repeat(ERROR_MESSAGE_BYTES - 1))
+        );
+    }
 }
