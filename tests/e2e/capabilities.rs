@@ -10,7 +10,7 @@ use whenever::config::Config;
 use whenever::runtime::{Capabilities, OperatorGrants, Runtime, RuntimeConfig, StepManifest};
 use whenever::scheduler::{Scheduler, SchedulerSettings};
 use whenever::task::TaskStatus;
-use whenever::{Host, HostOptions};
+use whenever::Host;
 use whenever_connectors::Registry;
 use whenever_step_artifacts::testing::*;
 use whenever_tests::{assert_status, component_of, deploy_as, host_with, host_with_config, run_task};
@@ -298,24 +298,20 @@ async fn payment_service(answers_after: std::time::Duration) -> (String, Arc<std
     (base, requests)
 }
 
+/// A host whose `stripe` is configured `kind = "http"`, reaching `base`.
+async fn host_with_stripe_at(base: &str) -> (tempfile::TempDir, Host) {
+    let (dir, host) = host_with_config(&format!(
+        "[connectors.stripe]\nkind = \"http\"\nbase_url = \"{base}\"\n"
+    ))
+    .await;
+    (dir, host.expect("host starts"))
+}
+
 #[tokio::test]
 async fn a_real_http_connector_is_called_only_with_its_host_granted() {
     use std::sync::atomic::Ordering;
     let (base, requests) = payment_service(std::time::Duration::ZERO).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("whenever.toml");
-    std::fs::write(
-        &config,
-        format!("[connectors.stripe]\nkind = \"http\"\nbase_url = \"{base}\"\n"),
-    )
-    .expect("written");
-    let host = Host::start(&HostOptions {
-        config: Some(config),
-        no_steps: true,
-        ..HostOptions::default()
-    })
-    .await
-    .expect("host starts");
+    let (_dir, host) = host_with_stripe_at(&base).await;
 
     // Granted the connector but not the host: refused before anything leaves the host.
     deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, manifest(&["stripe"], &[]))
@@ -349,20 +345,7 @@ async fn a_real_http_connector_is_called_only_with_its_host_granted() {
 #[tokio::test]
 async fn a_slow_connector_does_not_spend_the_runs_deadline() {
     let (base, requests) = payment_service(std::time::Duration::from_millis(1500)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("whenever.toml");
-    std::fs::write(
-        &config,
-        format!("[connectors.stripe]\nkind = \"http\"\nbase_url = \"{base}\"\n"),
-    )
-    .expect("written");
-    let host = Host::start(&HostOptions {
-        config: Some(config),
-        no_steps: true,
-        ..HostOptions::default()
-    })
-    .await
-    .expect("host starts");
+    let (_dir, host) = host_with_stripe_at(&base).await;
     let mut short = manifest(&["stripe"], &["127.0.0.1"]);
     short.limits.timeout_ms = 1000;
     deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, short)
