@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use whenever::Host;
 use whenever::catalog::Catalog;
 use whenever::config::Config;
 use whenever::runtime::{Capabilities, OperatorGrants, Runtime, RuntimeConfig, StepManifest};
 use whenever::scheduler::{Scheduler, SchedulerSettings};
 use whenever::task::TaskStatus;
-use whenever::Host;
 use whenever_connectors::Registry;
 use whenever_step_artifacts::testing::*;
 use whenever_tests::{assert_status, component_of, deploy_as, host_with, host_with_config, run_task};

@@ -745,6 +745,38 @@ async fn a_task_s_conditions_say_what_it_waits_on() {
     server.stop().await;
 }
 
+/// A patch that leaves a failed step's condition holding leaves the task failed (the step ran on
+/// those values); one that makes it false (a person chose another way) no longer fails the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_that_makes_a_failure_moot_resumes_the_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[RETURNS_ERROR, WRITE_A], options()).await;
+    let task = server.run(json!({"failPlease": true})).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    let id = task["id"].as_str().expect("id");
+
+    let (status, still) = server
+        .patch(&format!("/v1/tasks/{id}?wait=20000"), &json!({"note": "looked at it"}))
+        .await;
+    assert_eq!(status, 200, "{still}");
+    assert_eq!(
+        still["status"], "failed",
+        "the failed step's condition still holds: {still}"
+    );
+
+    let (status, moved) = server
+        .patch(
+            &format!("/v1/tasks/{id}?wait=20000"),
+            &json!({"failPlease": false, "start": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["status"], "waiting", "{moved}");
+    assert!(moved["message"].is_null(), "{moved}");
+    assert_eq!(moved["data"]["a"], "A", "the way the patch opened was taken: {moved}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_runs_a_failed_step_again() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -348,6 +348,7 @@ impl Service {
                 "a merge patch of task data must be a JSON object".into(),
             ));
         }
+        let catalog = self.inner.scheduler.catalog().clone();
         self.resume_with(id, revisions, |task| {
             if task.status == TaskStatus::Running {
                 return Err(ServiceError::Conflict(format!(
@@ -357,6 +358,16 @@ impl Service {
             }
             let before = task.data.clone();
             crate::scheduler::merge::merge_patch(&mut task.data, merge);
+            // A failure the patch made moot (the failed step's condition no longer holds on the
+            // data as patched: a person chose another way) no longer fails the task.
+            for (name, progress) in task.progress.iter_mut().filter(|(_, p)| p.last_failed) {
+                if catalog
+                    .get(name)
+                    .is_some_and(|step| !step.condition.matches(&task.data))
+                {
+                    progress.last_failed = false;
+                }
+            }
             let changes = crate::scheduler::merge::diff(&before, &task.data);
             let what = match changes.len() {
                 1 => "data patched through the API (1 change)".to_string(),
