@@ -116,14 +116,8 @@ impl Host {
             })
             .unwrap_or(std::path::Path::new("."));
         let connectors = Registry::from_config_in(&config.connectors, base)?;
-        let known = connectors.names();
         for step in catalog.snapshot() {
-            step.manifest
-                .check_connectors(&known)
-                .map_err(|e| LoadError::Manifest {
-                    step: step.name.clone(),
-                    message: e.to_string(),
-                })?;
+            step.manifest.check_connectors(&step.name, &connectors)?;
         }
         let mut settings = SchedulerSettings::default();
         if let Some(cap) = config.scheduler.run_cap {

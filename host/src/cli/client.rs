@@ -481,7 +481,7 @@ async fn print_task_for_people(client: &Client, task: &Value) {
     }
     let path = format!("/v1/tasks/{}/conditions", text(task, "id"));
     match client.send(client.http.get(client.url(&path))).await {
-        Ok(conditions) => print!("{}", printable(&waiting_on(&conditions))),
+        Ok(conditions) => print!("{}", waiting_on(&conditions)),
         Err(Failure(message, _)) => say!("waiting on: the steps' conditions could not be read ({message})"),
     }
 }
@@ -511,7 +511,8 @@ pub(super) fn waiting_on(conditions: &Value) -> String {
     let width = rows.iter().map(|(_, step, _)| step.chars().count()).max().unwrap_or(0);
     let mut out = "waiting on (each step's condition against the data)\n".to_string();
     for (_, step, why) in rows {
-        out.push_str(&format!("  {step:<width$}  {why}\n"));
+        // A reason names the data's keys: a third party's text (see `printable`).
+        out.push_str(&format!("  {step:<width$}  {}\n", printable(&why)));
     }
     out
 }
@@ -856,10 +857,7 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
         }
         print!(
             "{}",
-            printable(&task_table(
-                page["tasks"].as_array().map_or(&[][..], Vec::as_slice),
-                &args
-            ))
+            task_table(page["tasks"].as_array().map_or(&[][..], Vec::as_slice), &args)
         );
         if let Some(cursor) = page["next_cursor"].as_str() {
             say!("more: --cursor {cursor}");

@@ -61,11 +61,11 @@ pub(crate) async fn run(
         // What it waits on, as `whenever task` shows it: a step whose condition never held
         // would otherwise leave no trace.
         let standings = rules::standings(&task, &host.scheduler.catalog().snapshot());
-        eprint!("{}", printable(&waiting_on(&json!({ "steps": standings }))));
+        eprint!("{}", waiting_on(&json!({ "steps": standings })));
     } else if !quiet {
         // A step of one's own that never ran on a task that completed or failed (its condition
         // mistyped, or the flow completing before it) would otherwise leave no trace.
-        eprint!("{}", printable(&never_ran(&task, status, &your_steps(steps, &host))));
+        eprint!("{}", never_ran(&task, status, &your_steps(steps, &host)));
     }
     match serde_json::to_string_pretty(&task.summary_json()) {
         Ok(text) => println!("{text}"),
@@ -113,7 +113,7 @@ fn never_ran(task: &Task, status: TaskStatus, yours: &[Arc<LoadedStep>]) -> Stri
                 .to_string(),
             _ => format!("its condition holds, but the task {status} first"),
         };
-        out.push_str(&format!("  {:<width$}  {why}\n", standing.step));
+        out.push_str(&format!("  {:<width$}  {}\n", standing.step, printable(&why)));
     }
     out
 }

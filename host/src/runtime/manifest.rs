@@ -17,7 +17,9 @@
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use whenever_connectors::Registry;
 
+use super::error::LoadError;
 use super::grants::host_pattern_problem;
 use super::limits::StepLimits;
 use super::view::data_path_problem;
@@ -84,15 +86,20 @@ impl StepManifest {
         self.connectors.iter().any(|c| c == connector)
     }
 
-    /// Refuses a grant of a connector not among `known` (the host's, sorted): a misspelt
-    /// `strpie` would otherwise deploy and fail at the first call, or never be noticed.
-    pub fn check_connectors(&self, known: &[String]) -> Result<(), ManifestError> {
-        match self.connectors.iter().find(|c| !known.contains(c)) {
-            Some(unknown) => Err(ManifestError(format!(
-                "connectors: `{unknown}` is no connector of this host (its connectors: {}); a \
-                 service of your own is configured as [connectors.{unknown}] with kind = \"http\"",
-                known.join(", ")
-            ))),
+    /// Refuses a grant of a connector `connectors` does not have, naming step `step` and the
+    /// ones it has: a misspelt `strpie` would otherwise deploy and fail at the first call, or
+    /// never be noticed.
+    pub fn check_connectors(&self, step: &str, connectors: &Registry) -> Result<(), LoadError> {
+        match self.connectors.iter().find(|c| !connectors.contains(c)) {
+            Some(unknown) => Err(LoadError::Manifest {
+                step: step.to_string(),
+                message: ManifestError(format!(
+                    "connectors: `{unknown}` is no connector of this host (its connectors: {}); a \
+                     service of your own is configured as [connectors.{unknown}] with kind = \"http\"",
+                    connectors.names().join(", ")
+                ))
+                .to_string(),
+            }),
             None => Ok(()),
         }
     }
@@ -104,18 +111,21 @@ mod tests {
 
     #[test]
     fn a_grant_of_a_connector_the_host_lacks_is_refused_by_name() {
-        let known = ["slackCom".to_string(), "stripe".to_string()];
+        let connectors = Registry::simulators();
+        let known = connectors.names().join(", ");
         let manifest = StepManifest::from_toml("connectors = [\"stripe\", \"strpie\"]\n").expect("valid TOML");
-        let refused = manifest.check_connectors(&known).expect_err("strpie is unknown");
+        let refused = manifest
+            .check_connectors("charger", &connectors)
+            .expect_err("strpie is unknown");
         assert!(
-            refused
-                .0
-                .starts_with("connectors: `strpie` is no connector of this host (its connectors: slackCom, stripe)"),
-            "{}",
-            refused.0
+            refused.to_string().starts_with(&format!(
+                "step charger: invalid step manifest: connectors: `strpie` is no connector of this host \
+                 (its connectors: {known})"
+            )),
+            "{refused}"
         );
         let fine = StepManifest::from_toml("connectors = [\"stripe\"]\n").expect("valid TOML");
-        assert!(fine.check_connectors(&known).is_ok());
+        assert!(fine.check_connectors("charger", &connectors).is_ok());
     }
 
     #[test]

@@ -296,20 +296,22 @@ impl connectors::Host for RunState {
             replayed,
         };
         // A real result is made durable before the step sees it; a replayed one already is.
-        let journaling = self.connector_time.call();
         if called
             && !replayed
             && let Some(journal) = ctx.journal.as_ref()
-            && let Err(message) = journal.record(number, &record).await
         {
-            let why = format!(
-                "cannot journal the result of {}.{}: {message}",
-                record.connector, record.method
-            );
-            self.journal_failed = Some(why.clone());
-            return Err(wasmtime::Error::msg(why));
+            let journaling = self.connector_time.call();
+            let journaled = journal.record(number, &record).await;
+            drop(journaling);
+            if let Err(message) = journaled {
+                let why = format!(
+                    "cannot journal the result of {}.{}: {message}",
+                    record.connector, record.method
+                );
+                self.journal_failed = Some(why.clone());
+                return Err(wasmtime::Error::msg(why));
+            }
         }
-        drop(journaling);
         self.calls.push(record);
         Ok(reply)
     }
@@ -350,13 +352,11 @@ impl task::Host for RunState {
     }
 
     fn set_name(&mut self, name: String) -> wasmtime::Result<()> {
+        let chars = name.chars().count();
         let refused = if name.trim().is_empty() {
             "a blank name".to_string()
-        } else if name.chars().count() > MAX_NAME_CHARS {
-            format!(
-                "a name of {} characters (at most {MAX_NAME_CHARS})",
-                name.chars().count()
-            )
+        } else if chars > MAX_NAME_CHARS {
+            format!("a name of {chars} characters (at most {MAX_NAME_CHARS})")
         } else {
             self.requests.name = Some(name);
             return Ok(());
@@ -370,14 +370,12 @@ impl task::Host for RunState {
 
     fn add_tags(&mut self, tags: Vec<String>) -> wasmtime::Result<()> {
         for tag in tags {
+            let chars = tag.chars().count();
             let refused = if tag.trim().is_empty() {
                 // A blank tag could be listed by no filter (`?tag=` is no filter).
                 format!("the blank tag {tag:?} is not added")
-            } else if tag.chars().count() > MAX_TAG_CHARS {
-                format!(
-                    "a tag of {} characters is not added (at most {MAX_TAG_CHARS})",
-                    tag.chars().count()
-                )
+            } else if chars > MAX_TAG_CHARS {
+                format!("a tag of {chars} characters is not added (at most {MAX_TAG_CHARS})")
             } else if self.requests.tags.contains(&tag) {
                 continue;
             } else if self.requests.tags.len() >= MAX_TAGS {

@@ -217,11 +217,7 @@ impl Service {
         manifest: StepManifest,
         by: Option<&str>,
     ) -> Result<Arc<LoadedStep>, ServiceError> {
-        let known = self.inner.scheduler.connectors().names();
-        manifest.check_connectors(&known).map_err(|e| LoadError::Manifest {
-            step: name.to_string(),
-            message: e.to_string(),
-        })?;
+        manifest.check_connectors(name, self.inner.scheduler.connectors())?;
         let step = self
             .inner
             .scheduler
