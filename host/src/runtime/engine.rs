@@ -645,10 +645,7 @@ fn kept_error(mut message: String) -> String {
     if message.len() <= ERROR_MESSAGE_BYTES {
         return message;
     }
-    let mut cut = ERROR_MESSAGE_BYTES;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = message.floor_char_boundary(ERROR_MESSAGE_BYTES);
     let more = message.len() - cut;
     message.truncate(cut);
     message.push_str(&format!("… ({more} more bytes not kept)"));
@@ -739,10 +736,7 @@ fn snippet(text: &str) -> String {
     if text.len() <= MAX {
         return format!("{text:?}");
     }
-    let mut cut = MAX;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = text.floor_char_boundary(MAX);
     format!("{:?}... ({} bytes)", &text[..cut], text.len())
 }
 

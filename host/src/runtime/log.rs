@@ -162,10 +162,7 @@ fn push_line(buf: &mut Buffer, cap: usize, level: LogLevel, message: &str) {
     }
     if buf.bytes + message.len() > cap {
         let room = cap.saturating_sub(buf.bytes);
-        let mut cut = room.min(message.len());
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = message.floor_char_boundary(room);
         if cut > 0 {
             buf.lines.push(LogLine {
                 level,
