@@ -7,6 +7,7 @@
 //!
 //! [scheduler]
 //! run_cap = 100
+//! max_task_bytes = 16777216     # a task's data as JSON text; a run that would pass it fails
 //!
 //! [runtime]
 //! cache_dir = "/var/cache/whenever"
@@ -104,6 +105,32 @@ pub enum ConfigError {
 pub struct SchedulerSection {
     /// Runs of one step on one task before the task is stopped as runaway.
     pub run_cap: Option<u32>,
+    /// The most a task's data may take as JSON text, in bytes (default 16 MiB).
+    pub max_task_bytes: Option<usize>,
+}
+
+impl SchedulerSection {
+    /// The least `max_task_bytes` may be: below it even a small order's data would not fit.
+    pub const MIN_TASK_BYTES: usize = 1024;
+
+    /// The scheduler's settings: the defaults, with what the file sets; refuses a
+    /// `max_task_bytes` under [`SchedulerSection::MIN_TASK_BYTES`].
+    pub fn settings(&self) -> Result<crate::scheduler::SchedulerSettings, String> {
+        let mut settings = crate::scheduler::SchedulerSettings::default();
+        if let Some(cap) = self.run_cap {
+            settings.run_cap = cap;
+        }
+        if let Some(bytes) = self.max_task_bytes {
+            if bytes < Self::MIN_TASK_BYTES {
+                return Err(format!(
+                    "[scheduler] max_task_bytes must be at least {}; found {bytes}",
+                    Self::MIN_TASK_BYTES
+                ));
+            }
+            settings.max_task_bytes = bytes;
+        }
+        Ok(settings)
+    }
 }
 
 /// Runtime settings from the file.
@@ -581,6 +608,7 @@ impl Config {
             .and_then(|_| config.capabilities())
             .and_then(|_| config.retention.limits())
             .and_then(|_| config.store.check())
+            .and_then(|_| config.scheduler.settings().map(drop))
             .and_then(|_| {
                 config
                     .hooks

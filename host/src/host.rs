@@ -10,7 +10,7 @@ use whenever_connectors::Registry;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, ConfigError};
 use crate::runtime::{LoadError, Runtime, RuntimeConfig, RuntimeError};
-use crate::scheduler::{Scheduler, SchedulerSettings};
+use crate::scheduler::Scheduler;
 
 /// What to assemble a host from.
 #[derive(Debug, Clone, Default)]
@@ -119,10 +119,10 @@ impl Host {
         for step in catalog.snapshot() {
             step.manifest.check_connectors(&step.name, &connectors)?;
         }
-        let mut settings = SchedulerSettings::default();
-        if let Some(cap) = config.scheduler.run_cap {
-            settings.run_cap = cap;
-        }
+        let settings = config.scheduler.settings().map_err(|message| ConfigError::Invalid {
+            path: options.config.clone().unwrap_or_default(),
+            message,
+        })?;
         let scheduler = Scheduler::new(runtime, catalog, connectors, settings);
         Ok(Host { scheduler, config })
     }

@@ -9,14 +9,17 @@ use whenever::task::TaskStatus;
 use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::*;
 use whenever_tests::{
-    assert_status, component_of, deploy_as, error_of, host_with, host_with_config, refused_beside_a_normal_task,
-    run_beside_a_normal_task, run_task, runs_of,
+    assert_status, component_of, deploy, deploy_as, error_of, host_with, host_with_config,
+    refused_beside_a_normal_task, run_beside_a_normal_task, run_task, runs_of,
 };
 
 use crate::service::{component, db_in, error_message, options, runs, start};
 
 /// The smallest core WebAssembly module: the magic and version 1, no sections.
 const CORE_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+/// The smallest component: the magic, the component encoding's version and layer, no sections.
+const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
 
 // ---- runs: stopped by a limit, nothing applied ----
 
@@ -46,6 +49,48 @@ async fn a_step_that_waits_in_the_host_is_stopped_by_the_deadline() {
     // A sleep within the deadline is no failure.
     let task = run_task(&host, json!({"sleepMs": 10})).await;
     assert_eq!(task.data["slept"], json!(true), "{:?}", task.message);
+}
+
+/// A step given a view returns only what it writes, so its runs add up in the task's data, each
+/// within the output limit: the scheduler's `max_task_bytes` fails the run that would pass it and
+/// keeps nothing that run wrote, and the data stays as the runs before left it.
+#[tokio::test]
+async fn a_run_that_would_take_the_task_past_its_size_fails_and_keeps_nothing() {
+    let (_dir, host) = host_with_config("[scheduler]\nmax_task_bytes = 300000\n").await;
+    let host = host.expect("host starts");
+    for step in [&GROWS, &WRITE_A] {
+        deploy(&host, step).await.expect("deployed");
+    }
+    let task = run_beside_a_normal_task(&host, json!({"growBytes": 100_000})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "grows");
+    assert_eq!(error.kind, RunErrorKind::InvalidOutput);
+    assert!(
+        error
+            .message
+            .contains("over the limit of 300000 ([scheduler] max_task_bytes)"),
+        "{}",
+        error.message
+    );
+    // Two chunks of 100,000 bytes fit; the third would have passed 300,000.
+    assert_eq!(runs_of(&task, "grows").len(), 3);
+    assert_eq!(task.data["grown"], json!(2));
+    assert!(task.data.get("chunk2").is_some() && task.data.get("chunk3").is_none());
+    assert!(task.data.to_string().len() <= 300_000);
+}
+
+/// A limit so small no order would fit is a mistake in the config, refused as the host starts.
+#[tokio::test]
+async fn a_task_size_limit_below_its_floor_is_refused_at_start() {
+    let (_dir, host) = host_with_config("[scheduler]\nmax_task_bytes = 10\n").await;
+    let error = host.expect_err("refused");
+    assert!(error.is_bad_input());
+    assert!(
+        error
+            .to_string()
+            .contains("max_task_bytes must be at least 1024; found 10"),
+        "{error}"
+    );
 }
 
 /// A manifest sets its own limits, so the host bounds them: one asking more is refused at
@@ -309,6 +354,42 @@ async fn a_command_component_built_for_another_world_is_refused() {
         "{message}"
     );
     assert!(message.contains("wasi:cli/run"), "names what it does export: {message}");
+}
+
+#[tokio::test]
+async fn an_empty_component_is_refused_as_one() {
+    let host = host_with(&[]).await;
+    let error = host
+        .scheduler
+        .runtime()
+        .load("empty", EMPTY_COMPONENT, StepManifest::default())
+        .await
+        .expect_err("refused");
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("(it exports nothing): it is an empty component"),
+        "{error}"
+    );
+}
+
+/// A step built with a later SDK, importing a host function this host lacks, is refused at
+/// deploy naming the function and the likely cause, not only wasmtime's "implementation is
+/// missing".
+#[tokio::test]
+async fn a_component_importing_a_function_the_host_lacks_is_refused_naming_it() {
+    let host = host_with(&[WRITE_A]).await;
+    let error = refused_beside_a_normal_task(&host, &FROM_THE_FUTURE).await;
+    assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("it imports what this host does not provide")
+            && message.contains("whenever:step/task@0.1.0")
+            && message.contains("from-the-future")
+            && message.contains("newer whenever-step-sdk"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

@@ -676,6 +676,42 @@ async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
 
 /// A patch of a completed task corrects its data and leaves it completed: no run starts on it
 /// once a step completed it, and resuming it left it waiting on nothing, out of retention's reach.
+/// The scheduler's `max_task_bytes` holds over the API too: a task created, or patched, past it
+/// is refused (422, naming the setting), and a refused patch leaves the stored task as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_created_or_patched_past_its_size_limit_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_configured(&dir, "[scheduler]\nmax_task_bytes = 2048\n", &[WAIT_FOR_A], options()).await;
+    let (status, error) = server
+        .post("/v1/tasks", &json!({"start": true, "blob": "x".repeat(3000)}))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let message = error_message(&error);
+    assert!(
+        message
+            .contains("the task data would be 3024 bytes as JSON, over the limit of 2048 ([scheduler] max_task_bytes)"),
+        "{message}"
+    );
+
+    let task = server.run(json!({"start": true})).await;
+    assert_eq!(task["status"], "waiting", "{task}");
+    let id = task["id"].as_str().expect("id");
+    let (status, error) = server
+        .patch(&format!("/v1/tasks/{id}"), &json!({"blob": "x".repeat(2100)}))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(error_message(&error).contains("max_task_bytes"), "{error}");
+    let (_, stored) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(stored["data"], json!({"start": true}), "{stored}");
+    assert_eq!(stored["revision"], task["revision"], "nothing saved");
+    // A patch within the limit is taken.
+    let (status, patched) = server
+        .patch(&format!("/v1/tasks/{id}"), &json!({"blob": "x".repeat(1000)}))
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_of_a_completed_task_keeps_it_completed() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -334,10 +334,7 @@ impl Runtime {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::WrongWorld {
-                step: name.to_string(),
-                message: format!("{e:#}"),
-            })?;
+            .map_err(|e| unlinkable(name, &e))?;
         let pre = StepPre::new(pre).map_err(|e| LoadError::WrongWorld {
             step: name.to_string(),
             message: format!("its exports do not have the step world's types: {e:#}"),
@@ -825,10 +822,17 @@ fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<(),
         .collect();
     if !missing.is_empty() {
         let found: Vec<&str> = exports.iter().map(|(export, _)| *export).collect();
+        // What it is instead, as far as its exports tell.
+        let what = if found.is_empty() {
+            "an empty component, or one built without the step world's exports"
+        } else if found.iter().any(|export| export.starts_with("wasi:cli/run")) {
+            "a command (a binary with fn main)"
+        } else {
+            "a component built for another world"
+        };
         return Err(wrong(format!(
-            "it does not export the step world's {} function{} (it exports {}): it was built for \
-             another world; a step is a cdylib built against wit/step.wit (see whenever-step-sdk), \
-             not a command with fn main",
+            "it does not export the step world's {} function{} (it exports {}): it is {what}; a \
+             step is a cdylib built against wit/step.wit (see whenever-step-sdk)",
             missing
                 .iter()
                 .map(|m| format!("`{m}`"))
@@ -843,6 +847,19 @@ fn check_world(engine: &Engine, name: &str, component: &Component) -> Result<(),
         )));
     }
     Ok(())
+}
+
+/// Why a component that fits the step world's shape could not be linked: it imports a function
+/// this host does not provide, or with other types (wasmtime's `error` names which).
+fn unlinkable(name: &str, error: &wasmtime::Error) -> LoadError {
+    LoadError::WrongWorld {
+        step: name.to_string(),
+        message: format!(
+            "it imports what this host does not provide ({error:#}): this host provides \
+             the whenever:step world as its wit/step.wit has it; was the step built with a newer \
+             whenever-step-sdk or WIT than this host's?"
+        ),
+    }
 }
 
 /// The message of a Rust panic and where it happened: `std`'s panic hook prints them to stderr

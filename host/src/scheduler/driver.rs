@@ -11,6 +11,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use whenever_connectors::Registry;
 
+use super::data_size::{DEFAULT_MAX_TASK_BYTES, DataSize};
 use super::merge::{self, Change};
 use super::output_diff::{diff_output, diff_output_in_view};
 use super::rules;
@@ -25,11 +26,16 @@ use crate::task::{Conflict, RunOutcomeRecord, RunRecord, Task, TaskStatus};
 pub struct SchedulerSettings {
     /// Runs of one step on one task before the task is stopped as runaway.
     pub run_cap: u32,
+    /// The most a task's data may take as JSON text: a run whose output would pass it fails.
+    pub max_task_bytes: usize,
 }
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
-        SchedulerSettings { run_cap: 100 }
+        SchedulerSettings {
+            run_cap: 100,
+            max_task_bytes: DEFAULT_MAX_TASK_BYTES,
+        }
     }
 }
 
@@ -156,6 +162,11 @@ impl Scheduler {
         }
     }
 
+    /// Its settings.
+    pub fn settings(&self) -> &SchedulerSettings {
+        &self.settings
+    }
+
     /// The deployed steps.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -214,6 +225,7 @@ impl Scheduler {
         let mut order = MergeOrder::default();
         let mut completed = task.status == TaskStatus::Completed;
         let mut cap_hit = false;
+        let mut size = DataSize::new(self.settings.max_task_bytes);
         // Run records changed since the last commit.
         let mut dirty: BTreeSet<u64> = BTreeSet::new();
         // Runs whose changes were merged since the last commit (or the drive began), in merge
@@ -280,6 +292,9 @@ impl Scheduler {
             // to the store too).
             let whole = starting.iter().any(|(_, step, _)| step.view.is_none());
             let text = if whole { task.data.to_string() } else { String::new() };
+            if whole {
+                size.known(text.len());
+            }
             if !starting.is_empty() {
                 // Every change merged so far, and the records of the runs about to start, are
                 // durable before those runs start.
@@ -338,7 +353,7 @@ impl Scheduler {
                 Ok(report) => report,
                 Err(message) => {
                     if let Some(flight) = in_flight.remove(&run_id) {
-                        self.finish_failed(task, run_id, &flight, format!("internal error: {message}"));
+                        self.finish_failed(task, run_id, &flight, format!("internal error: {message}"), &mut size);
                         dirty.insert(run_id);
                     }
                     continue;
@@ -359,7 +374,7 @@ impl Scheduler {
             order.seq += 1;
             // Only runs in flight now can conflict with this one's changes later.
             let others = !in_flight.is_empty();
-            let finished = self.finish(task, run_id, &flight, report, &mut order, others);
+            let finished = self.finish(task, run_id, &flight, report, &mut order, others, &mut size);
             dirty.insert(run_id);
             if task.runs.get(run_id as usize).is_some_and(|r| !r.changes.is_empty()) {
                 merged.push(run_id);
@@ -456,7 +471,9 @@ impl Scheduler {
             .collect()
     }
 
-    /// Records a finished run and merges its output; returns whether it completed the task.
+    /// Records a finished run and merges its output (unless it would take the data past `size`'s
+    /// limit); returns whether it completed the task.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         task: &mut Task,
@@ -465,6 +482,7 @@ impl Scheduler {
         report: RunReport,
         order: &mut MergeOrder,
         others_in_flight: bool,
+        size: &mut DataSize,
     ) -> bool {
         let step = flight.step.name.clone();
         let mut completes = false;
@@ -484,10 +502,16 @@ impl Scheduler {
                 message: e.to_string(),
             })
         });
-        let outcome = match diffed {
-            Ok(diff) => {
+        let applied = diffed.and_then(|diff| match size.apply(&mut task.data, &diff) {
+            Ok(skipped) => Ok((diff, skipped)),
+            Err(bytes) => Err(RunError {
+                kind: RunErrorKind::InvalidOutput,
+                message: size.refusal(bytes),
+            }),
+        });
+        let outcome = match applied {
+            Ok((diff, skipped)) => {
                 changes = diff;
-                let skipped = merge::apply(&mut task.data, &changes);
                 for change in &changes {
                     for earlier in order
                         .applied
@@ -574,7 +598,7 @@ impl Scheduler {
         completes
     }
 
-    fn finish_failed(&self, task: &mut Task, run_id: u64, flight: &InFlight, message: String) {
+    fn finish_failed(&self, task: &mut Task, run_id: u64, flight: &InFlight, message: String, size: &mut DataSize) {
         let report = RunReport {
             outcome: Err(RunError {
                 kind: RunErrorKind::Trap,
@@ -586,7 +610,7 @@ impl Scheduler {
             requests: Default::default(),
             duration: Default::default(),
         };
-        self.finish(task, run_id, flight, report, &mut MergeOrder::default(), false);
+        self.finish(task, run_id, flight, report, &mut MergeOrder::default(), false, size);
     }
 }
 

@@ -52,7 +52,7 @@ impl Service {
         data: Value,
         look: impl FnOnce(&StoredTask) -> R,
     ) -> Result<R, ServiceError> {
-        let (stored, first) = self.store_new(Task::new(object(data)?)).await?;
+        let (stored, first) = self.store_new(Task::new(self.task_data(data)?)).await?;
         let looked = look(&stored);
         self.spawn_drive_saved(stored.task, stored.revision, first);
         Ok(looked)
@@ -68,7 +68,7 @@ impl Service {
         data: Value,
         look: impl FnOnce(&StoredTask) -> R,
     ) -> Result<Created<R>, ServiceError> {
-        let task = Task::for_request(key.clone(), object(data)?);
+        let task = Task::for_request(key.clone(), self.task_data(data)?);
         let id = task.id.clone();
         match self.store_new(task).await {
             Ok((stored, first)) => {
@@ -126,6 +126,15 @@ impl Service {
         }
     }
 
+    /// `data` if it can be a task's: a JSON object within the scheduler's `max_task_bytes`.
+    fn task_data(&self, data: Value) -> Result<Value, ServiceError> {
+        if !data.is_object() {
+            return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
+        }
+        self.within_task_limit(&data, "the task data")?;
+        Ok(data)
+    }
+
     /// Stores `task` with the runs of its first wave recorded as starting, in one write (one
     /// commit fewer before they start; hosts sharing a store leave that to whoever claims it).
     /// A task whose id exists is [`ServiceError::Conflict`].
@@ -142,14 +151,5 @@ impl Service {
             revision,
         };
         Ok((stored, first))
-    }
-}
-
-/// `data` if it is a JSON object, the only data a task may have.
-fn object(data: Value) -> Result<Value, ServiceError> {
-    if data.is_object() {
-        Ok(data)
-    } else {
-        Err(ServiceError::Invalid("the task data must be a JSON object".into()))
     }
 }

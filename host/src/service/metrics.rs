@@ -78,6 +78,8 @@ pub struct Metrics {
     /// When the HTTPS certificate serving now expires, in Unix seconds ([`NO_CERTIFICATE`]:
     /// none, or its date unreadable).
     tls_not_after: Arc<AtomicI64>,
+    /// This host's name among the hosts sharing its store (`None`: unshared).
+    host: Option<Arc<str>>,
 }
 
 /// The API's connections ([`Metrics::connection_opened`]).
@@ -191,6 +193,14 @@ fn escape(label: &str) -> String {
 }
 
 impl Metrics {
+    /// Metrics of the host named `host` among those sharing its store (`None`: unshared).
+    pub fn of_host(host: Option<&str>) -> Metrics {
+        Metrics {
+            host: host.map(Arc::from),
+            ..Metrics::default()
+        }
+    }
+
     /// Counts tasks deleted: on request (`DELETE /v1/tasks/{id}`), or by retention's sweeps.
     pub fn tasks_deleted(&self, count: u64, by_retention: bool) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -342,6 +352,16 @@ impl Metrics {
     ) -> String {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
+        // Which build answers, and which host of a cluster: scrapes of several hosts, or of
+        // one across an upgrade, tell theirs apart.
+        let _ = writeln!(
+            out,
+            "# HELP whenever_build_info The whenever version serving, and the host's name among those \
+             sharing its store (empty: unshared); always 1.\n# TYPE whenever_build_info gauge\n\
+             whenever_build_info{{version=\"{}\",host=\"{}\"}} 1",
+            escape(env!("CARGO_PKG_VERSION")),
+            escape(self.host.as_deref().unwrap_or_default())
+        );
         if let Some(tasks) = tasks {
             let _ = writeln!(
                 out,
@@ -644,6 +664,13 @@ mod tests {
         let metrics = Metrics::default();
         let text = metrics.render(None, 0, None, &ready());
         assert!(!text.contains("whenever_tasks{"), "{text}");
+        let build = format!(
+            "whenever_build_info{{version=\"{}\",host=\"\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
+        let named = Metrics::of_host(Some("h\"1")).render(None, 0, None, &ready());
+        assert!(named.contains(",host=\"h\\\"1\"} 1\n"), "{named}");
         for line in [
             "whenever_ready 1\n",
             "whenever_ready_check{check=\"store\"} 1\n",

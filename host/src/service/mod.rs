@@ -220,7 +220,7 @@ impl Service {
                 scheduler: host.scheduler,
                 store,
                 config: host.config,
-                metrics: Metrics::default(),
+                metrics: Metrics::of_host(cluster.as_ref().map(|c| c.host_id.as_str())),
                 settled,
                 settling: Arc::default(),
                 settle_waiters: Arc::default(),
@@ -316,6 +316,19 @@ impl Service {
         &self.inner.metrics
     }
 
+    /// Refuses `data` (`what` it is, for the message) if it is longer as JSON text than the
+    /// scheduler's `max_task_bytes`: no run could then write to it.
+    pub(crate) fn within_task_limit(&self, data: &Value, what: &str) -> Result<(), ServiceError> {
+        let limit = self.inner.scheduler.settings().max_task_bytes;
+        let bytes = crate::scheduler::data_size::json_len(data);
+        if bytes > limit {
+            return Err(ServiceError::Invalid(format!(
+                "{what} would be {bytes} bytes as JSON, over the limit of {limit} ([scheduler] max_task_bytes)"
+            )));
+        }
+        Ok(())
+    }
+
     /// One task with its history.
     pub async fn task(&self, id: &str) -> Result<StoredTask, ServiceError> {
         self.inner
@@ -358,6 +371,7 @@ impl Service {
             }
             let before = task.data.clone();
             crate::scheduler::merge::merge_patch(&mut task.data, merge);
+            self.within_task_limit(&task.data, &format!("task {}'s data as patched", task.id))?;
             // A failure the patch made moot (the failed step's condition no longer holds on the
             // data as patched: a person chose another way) no longer fails the task.
             for (name, progress) in task.progress.iter_mut().filter(|(_, p)| p.last_failed) {
