@@ -539,6 +539,40 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
     assert_eq!(created["data"]["start"], true);
     assert_eq!(created["data"]["$via"]["name"], "open");
     assert_eq!(runs(&created)[0]["step"], "write-a", "{created}");
+
+    server.stop().await;
+}
+
+/// A hook's name is read the same way by the token check and by the handler, decoded: a signed
+/// hook whose name needs encoding is reached by its signature alone, and a name that only looks
+/// like a signed hook's before decoding is not let through without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_s_name_is_decoded_alike_for_its_token_and_its_signature() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut api_options = options();
+    api_options.token = Some("admin-secret".into());
+    let signed = || HookOptions {
+        signed: Some(HookSignature {
+            scheme: SignatureScheme::Whenever,
+            secrets: whenever::api::secret_files::HookSecrets::fixed(b"s3cret".to_vec()),
+        }),
+        ..HookOptions::default()
+    };
+    api_options.hooks.insert("re turns".into(), signed());
+    api_options.hooks.insert("x%41".into(), signed());
+    let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
+    assert_eq!(delivered_signed(&server, "re%20turns", b"s3cret").await, 201);
+    assert_eq!(delivered_signed(&server, "x%2541", b"s3cret").await, 201);
+    // `x%41` is hook `xA`, which has no secret: signed or not, it needs the token.
+    assert_eq!(delivered_signed(&server, "x%41", b"s3cret").await, 401);
+    let unsigned = server
+        .http()
+        .post(format!("{}/v1/hooks/x%41", server.base()))
+        .body(r#"{"start": true}"#)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unsigned.status().as_u16(), 401);
     server.stop().await;
 }
 
@@ -816,7 +850,7 @@ async fn a_patch_that_makes_a_failure_moot_resumes_the_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_runs_a_failed_step_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(&db_in(&dir), &[RETURNS_ERROR, WRITE_A], options()).await;
+    let server = start(&db_in(&dir), &[RETURNS_ERROR, WRITE_A, COMPLETES], options()).await;
     let task = server.run(json!({"failPlease": true})).await;
     assert_eq!(task["status"], "failed");
     assert!(
@@ -867,6 +901,37 @@ async fn retry_runs_a_failed_step_again() {
         .post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "no-such-step"}))
         .await;
     assert_eq!(status, 422);
+
+    // A step whose condition no longer holds would run nothing: its retry is refused, saying why.
+    let (status, moved) = server
+        .patch(&format!("/v1/tasks/{id}?wait=20000"), &json!({"failPlease": false}))
+        .await;
+    assert_eq!((status, &moved["status"]), (200, &json!("waiting")), "{moved}");
+    let (status, error) = server
+        .post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "returns-error"}))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    let message = error_message(&error);
+    assert!(
+        message.contains("step returns-error would not run") && message.contains("failPlease"),
+        "{message}"
+    );
+
+    // No step runs on a completed task: a retry is refused and leaves it completed.
+    let done = server.run(json!({"finish": true})).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let done_id = done["id"].as_str().expect("id");
+    let (status, error) = server
+        .post(&format!("/v1/tasks/{done_id}/retry"), &json!({"step": "completes"}))
+        .await;
+    assert_eq!(status, 409, "{error}");
+    assert!(error_message(&error).contains("is completed"), "{error}");
+    let (_, still) = server.get(&format!("/v1/tasks/{done_id}")).await;
+    assert_eq!(
+        (&still["status"], &still["revision"]),
+        (&done["status"], &done["revision"])
+    );
+
     let (status, _) = server
         .post("/v1/tasks/t_nope/retry", &json!({"step": "returns-error"}))
         .await;
@@ -916,6 +981,13 @@ async fn listing_filters_by_status_and_tag_and_pages() {
     assert!(error_message(&error).contains("bogus"), "{error}");
     let (status, _) = server.get("/v1/tasks?limit=abc").await;
     assert_eq!(status, 400);
+    // A cursor past the stores' integers, or not digits, is a bad request, not a missing page.
+    for cursor in ["9223372036854775808", "-1", "+5", "x"] {
+        let (status, error) = server.get(&format!("/v1/tasks?cursor={}", encode(cursor))).await;
+        assert_eq!(status, 400, "{cursor}: {error}");
+    }
+    let (status, _) = server.get("/v1/tasks?cursor=9223372036854775807").await;
+    assert_eq!(status, 200);
     server.stop().await;
 }
 
@@ -1014,6 +1086,19 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
     assert_eq!(rolled["version"], v1["version"]);
     let third = server.run(json!({"start": true})).await;
     assert_eq!(runs(&third)[0]["version"], v1["version"]);
+    // The version serving already, rolled back to or deployed again, changes nothing: 200, and
+    // no change recorded.
+    let (_, before) = server.get("/v1/steps/writer/changes").await;
+    let (status, again) = server
+        .post("/v1/steps/writer/rollback", &json!({"version": v1["version"]}))
+        .await;
+    assert_eq!((status, &again["version"]), (200, &v1["version"]), "{again}");
+    let (status, same) = server
+        .call(reqwest::Method::PUT, "/v1/steps/writer", Some(write_a.clone()))
+        .await;
+    assert_eq!((status, &same["version"]), (200, &v1["version"]), "{same}");
+    let (_, after) = server.get("/v1/steps/writer/changes").await;
+    assert_eq!(after, before, "nothing recorded");
     // A misspelt key is named, not read as a missing version; nothing changes.
     let (status, refused) = server
         .post("/v1/steps/writer/rollback", &json!({"versoin": v2["version"]}))
@@ -1111,6 +1196,21 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
     refused_and_closed(request.body(big.to_string()), 413).await;
     let (status, error) = server.get("/v2/nothing").await;
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")));
+    // A path parameter that is not UTF-8 once decoded is a bad request, answered in JSON too.
+    for path in [
+        "/v1/tasks/%FF",
+        "/v1/tasks/%FF/conditions",
+        "/v1/steps/%C3",
+        "/v1/hooks/x/deliveries/%FF",
+    ] {
+        let (status, error) = server.get(path).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{path}"
+        );
+        assert!(error_message(&error).contains("UTF-8"), "{path}: {error}");
+    }
     let (status, _) = server.call(reqwest::Method::DELETE, "/v1/tasks", None).await;
     assert_eq!(status, 405);
     let (status, _) = server.get("/healthz").await;
@@ -1137,7 +1237,13 @@ async fn a_token_is_required_when_configured() {
     let (status, _) = server.get("/v1/steps").await;
     assert_eq!(status, 200, "with the token");
     // The scheme's case does not matter (RFC 9110); a scheme other than Bearer is no token.
-    for (header, status) in [("bearer tok-123", 200), ("BEARER tok-123", 200), ("Basic tok-123", 401)] {
+    for (header, status) in [
+        ("bearer tok-123", 200),
+        ("BEARER tok-123", 200),
+        ("Bearer   tok-123", 200),
+        ("Basic tok-123", 401),
+        ("Bearertok-123", 401),
+    ] {
         let answer = reqwest::Client::new()
             .get(format!("{}/v1/steps", server.base))
             .header("authorization", header)
@@ -1682,6 +1788,27 @@ async fn a_settled_task_is_deleted_with_its_history_and_a_running_one_refuses() 
         .await;
     assert_eq!(kept_after["runs"], kept["runs"], "another task keeps its history");
 
+    // A long poll on a task (until it moves past the revision the client holds) is answered 404
+    // when the task is deleted, not when its ten minutes run out.
+    let kept_id = kept["id"].as_str().expect("id").to_string();
+    let poll = server
+        .http()
+        .get(format!("{}/v1/tasks/{kept_id}?wait=600000", server.base()))
+        .header("if-none-match", format!("\"{}\"", kept_after["revision"]))
+        .send();
+    let poll = tokio::spawn(poll);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = server
+        .call(reqwest::Method::DELETE, &format!("/v1/tasks/{kept_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let answered = tokio::time::timeout(Duration::from_secs(60), poll)
+        .await
+        .expect("answered at the delete")
+        .expect("joined")
+        .expect("sent");
+    assert_eq!(answered.status().as_u16(), 404);
+
     // A task with a run in flight (2 s until its deadline) is not deleted.
     let (status, looping) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
     assert_eq!(status, 201);
@@ -1697,10 +1824,10 @@ async fn a_settled_task_is_deleted_with_its_history_and_a_running_one_refuses() 
     let (_, metrics) = server.get("/metrics").await;
     let text = metrics.as_str().expect("text");
     assert!(
-        text.contains("whenever_tasks_deleted_total{reason=\"request\"} 2"),
+        text.contains("whenever_tasks_deleted_total{reason=\"request\"} 3"),
         "{text}"
     );
-    assert!(text.contains("whenever_tasks{status=\"completed\"} 1"), "{text}");
+    assert!(text.contains("whenever_tasks{status=\"completed\"} 0"), "{text}");
     server.service.stop(Duration::from_millis(10)).await;
     server.stop().await;
 }

@@ -185,9 +185,10 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
     if path == "/healthz" || path == "/readyz" {
         return next.run(request).await;
     }
-    // A webhook with a secret is authenticated by its signature (checked by the handler).
-    if let Some(hook) = path.strip_prefix("/v1/hooks/")
-        && options.hooks.get(hook).is_some_and(|h| h.signed.is_some())
+    // A webhook with a secret is authenticated by its signature (checked by the handler, which
+    // is given the hook's name decoded, as here).
+    if let Some(hook) = hook_named(path)
+        && options.hooks.get(hook.as_ref()).is_some_and(|h| h.signed.is_some())
     {
         return next.run(request).await;
     }
@@ -195,12 +196,13 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        // The scheme is case-insensitive (RFC 9110): `bearer` is `Bearer`.
+        // The scheme is case-insensitive, and one or more spaces follow it (RFC 9110):
+        // `bearer  TOKEN` is `Bearer TOKEN`.
         .and_then(|v| {
             v.split_once(' ')
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         })
-        .map(|(_, token)| token)
+        .map(|(_, token)| token.trim_start_matches(' '))
     else {
         return ApiError::Unauthorized(
             unsigned_hook_needs_token(options, path)
@@ -259,14 +261,14 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
 /// What a delivery without a token to hook `path` is told, where hooks with a secret are
 /// configured: that this one has none (a misspelt hook name, most often), and which do.
 fn unsigned_hook_needs_token(options: &super::ApiOptions, path: &str) -> Option<String> {
-    let hook = path.strip_prefix("/v1/hooks/")?;
+    let hook = hook_named(path)?;
     let signed: Vec<&str> = options
         .hooks
         .iter()
         .filter(|(_, h)| h.signed.is_some())
         .map(|(name, _)| name.as_str())
         .collect();
-    if signed.is_empty() || hook.contains('/') {
+    if signed.is_empty() {
         return None;
     }
     Some(format!(
@@ -274,6 +276,14 @@ fn unsigned_hook_needs_token(options: &super::ApiOptions, path: &str) -> Option<
          Authorization: Bearer TOKEN (the hooks with a secret: {})",
         signed.join(", ")
     ))
+}
+
+/// The hook a delivery's `path` (`/v1/hooks/{hook}`) names, percent-decoded as the router
+/// decodes it for the handler, so that the check here and the handler's agree on which hook it
+/// is; `None` for another route or a name that is not UTF-8 once decoded.
+fn hook_named(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let hook = path.strip_prefix("/v1/hooks/").filter(|hook| !hook.contains('/'))?;
+    percent_encoding::percent_decode_str(hook).decode_utf8().ok()
 }
 
 /// Counts a use of the token `name`'s secret `given` (which matched), so that a rotation can
@@ -290,8 +300,7 @@ fn used(state: &AppState, name: &str, given: &str) {
 /// The refusal of a delivery to the hook `path` names when `token` may deliver only to others.
 fn hook_refused(token: &ScopedToken, path: &str) -> Option<ApiError> {
     let allowed = token.hooks.as_ref()?;
-    let hook = path.strip_prefix("/v1/hooks/").unwrap_or_default();
-    let hook = percent_encoding::percent_decode_str(hook).decode_utf8_lossy();
+    let hook = hook_named(path).unwrap_or_default();
     if allowed.contains(hook.as_ref()) {
         return None;
     }
@@ -348,6 +357,15 @@ mod tests {
             scopes: scopes.to_vec(),
             hooks: None,
         }
+    }
+
+    #[test]
+    fn a_hook_is_named_by_its_decoded_path_segment() {
+        assert_eq!(hook_named("/v1/hooks/re%20turns").as_deref(), Some("re turns"));
+        assert_eq!(hook_named("/v1/hooks/x%2541").as_deref(), Some("x%41"));
+        assert_eq!(hook_named("/v1/hooks/shop/deliveries/k1"), None, "another route");
+        assert_eq!(hook_named("/v1/hooks/%FF"), None, "not UTF-8");
+        assert_eq!(hook_named("/v1/tasks"), None);
     }
 
     #[test]

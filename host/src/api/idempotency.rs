@@ -4,7 +4,9 @@
 //! `Idempotent-Replayed: true` (as Stripe answers), instead of `201`. The task a key created can
 //! be looked up by the key (`GET /v1/tasks/by-key/{key}`, `GET /v1/hooks/{hook}/deliveries/{key}`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::path::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;

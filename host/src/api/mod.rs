@@ -44,6 +44,7 @@ mod error;
 mod hooks;
 mod idempotency;
 mod lingering;
+mod path;
 mod preconditions;
 pub mod secret_files;
 pub mod signatures;
@@ -449,7 +450,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     );
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,
     )
         .into_response()

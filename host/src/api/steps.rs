@@ -4,7 +4,9 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
+
+use super::path::Path;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
@@ -47,11 +49,18 @@ pub(crate) async fn deploy(
             StepManifest::from_toml(text).map_err(|e| ApiError::Unprocessable(format!("step {name}: {e}")))?
         }
     };
+    let serving = state.service.serving_version(&name);
     let info = state
         .service
         .deploy_step(&name, bytes.to_vec(), manifest, caller.name())
         .await?;
-    Ok((StatusCode::CREATED, to_json(&info)?))
+    // 201 when the deploy made a version serve; 200 when it was serving already.
+    let status = if serving.as_deref() == Some(info.version.as_str()) {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, to_json(&info)?))
 }
 
 /// `GET /v1/steps/{name}/changes`: who deployed, rolled back or removed the step, and when.

@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
+
+use super::path::Path;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -162,8 +164,9 @@ pub(crate) async fn list(
             })?,
         ),
     };
+    // A cursor is a row's sequence number: digits, within the stores' 64-bit signed integers.
     if let Some(cursor) = &params.cursor
-        && cursor.parse::<u64>().is_err()
+        && !(cursor.bytes().all(|b| b.is_ascii_digit()) && cursor.parse::<i64>().is_ok())
     {
         return Err(ApiError::BadRequest(format!("invalid cursor {cursor:?}")));
     }

@@ -415,6 +415,14 @@ impl Service {
                     task.id
                 )));
             }
+            // Once a step completed the task no run starts on it (as after a patch).
+            if task.status == TaskStatus::Completed {
+                return Err(ServiceError::Conflict(format!(
+                    "task {} is completed, and no step runs on a completed task; patch its data if \
+                     it needs correcting",
+                    task.id
+                )));
+            }
             let names: Vec<String> = match step {
                 Some(name) => {
                     if catalog.get(name).is_none() {
@@ -440,6 +448,17 @@ impl Service {
                     "task {} has no failed step to retry",
                     task.id
                 )));
+            }
+            // A step runs only while its condition holds: a retry of one whose condition no
+            // longer holds would run nothing and leave the task as it was, said to be retried.
+            for name in &names {
+                if let Some(Err(mismatch)) = catalog.get(name).map(|step| step.condition.explain(&task.data)) {
+                    return Err(ServiceError::Invalid(format!(
+                        "step {name} would not run: its condition does not hold on task {}'s data \
+                         ({mismatch}); patch the data for it to run",
+                        task.id
+                    )));
+                }
             }
             let what = format!("retry of {} asked for through the API", names.join(", "));
             for name in names {

@@ -29,6 +29,8 @@ impl Service {
     pub async fn delete_task(&self, id: &str, revisions: Option<&[u64]>) -> Result<(), ServiceError> {
         self.inner.store.delete_task(id, revisions).await?;
         self.inner.metrics.tasks_deleted(1, false);
+        // A long poll on it is answered now (404), not when its wait ends.
+        self.inner.settle_waiters.settled(id);
         Ok(())
     }
 

@@ -253,13 +253,7 @@ impl Service {
         let _deploying = self.inner.deploys.lock().await;
         // The version serving already, deployed again: nothing to record or re-evaluate.
         let version = crate::runtime::version_of(&bytes, &manifest);
-        if self
-            .inner
-            .scheduler
-            .catalog()
-            .get(name)
-            .is_some_and(|s| s.version == version)
-        {
+        if self.serving_version(name).is_some_and(|serving| serving == version) {
             return self.step(name).await;
         }
         let step = self.store_and_serve(name, bytes, manifest, by).await?;
@@ -268,8 +262,12 @@ impl Service {
     }
 
     /// Makes an earlier stored version serve again; `by` says who asked, for the step's changes.
+    /// The version serving already changes nothing, and nothing is recorded.
     pub async fn rollback_step(&self, name: &str, version: &str, by: Option<&str>) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
+        if self.serving_version(name).as_deref() == Some(version) {
+            return self.step(name).await;
+        }
         let Some(stored) = self.inner.store.step_version(name, version).await? else {
             let known = self.inner.store.step_versions(Some(name)).await?;
             return Err(ServiceError::NotFound(unknown_version(name, version, &known)));
@@ -310,6 +308,15 @@ impl Service {
         self.inner.store.set_current_step(name, None, by).await?;
         self.inner.scheduler.catalog().remove(name);
         Ok(())
+    }
+
+    /// The version of step `name` serving now (`None`: it does not serve).
+    pub fn serving_version(&self, name: &str) -> Option<String> {
+        self.inner
+            .scheduler
+            .catalog()
+            .get(name)
+            .map(|step| step.version.clone())
     }
 
     /// One serving step with its versions.

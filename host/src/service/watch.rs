@@ -143,15 +143,6 @@ impl Service {
             ),
         }
     }
-
-    /// The version of step `name` that serves now, if any.
-    fn serving_version(&self, name: &str) -> Option<String> {
-        self.inner
-            .scheduler
-            .catalog()
-            .get(name)
-            .map(|step| step.version.clone())
-    }
 }
 
 /// What stderr says of a step file refused, by the watcher or at start: what serves meanwhile,
