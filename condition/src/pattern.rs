@@ -196,11 +196,37 @@ fn is_operator(key: &str) -> bool {
     OPERATORS.contains(&key)
 }
 
+/// Operators of other query languages (MongoDB's) that these conditions do not have. Read as data
+/// keys they would make a condition that never holds, so they are refused, saying what to write.
+const FOREIGN_OPERATORS: [&str; 8] = [
+    "$exists",
+    "$or",
+    "$and",
+    "$nor",
+    "$elemMatch",
+    "$all",
+    "$where",
+    "$expr",
+];
+
+/// What a pattern writes instead of the foreign operators.
+const INSTEAD: &str = "presence is {\"$ne\": null}, absence null, one of several values {\"$in\": [...]}, \
+                       an array holding an element [pattern]; every key of an object must hold";
+
+/// The data key a pattern's key stands for: `$$` opens a key whose name starts with `$` (`$$id`
+/// is the data key `$id`), for the keys an operator, or one edit from one, would otherwise take.
+fn data_key(key: &str) -> &str {
+    match key.strip_prefix('$') {
+        Some(rest) if rest.starts_with('$') => rest,
+        _ => key,
+    }
+}
+
 /// The operator a `$`-key that is none was most likely meant as: one edit away (`$gtt`, `$lte `,
 /// `$nte`), or the same but for case (`$GT`). Such a key is refused: read as a data key, it would
 /// make a condition that never holds.
 fn misspelt_operator(key: &str) -> Option<&'static str> {
-    if !key.starts_with('$') || is_operator(key) {
+    if !key.starts_with('$') || key.starts_with("$$") || is_operator(key) {
         return None;
     }
     OPERATORS
@@ -230,8 +256,20 @@ fn parse_object(map: &Map<String, Value>, path: &str, depth: usize) -> Result<No
             path,
             format!(
                 "{key:?} is no operator: did you mean {meant}? (the operators: {}; a data key this \
-                 close to one is taken for a typo)",
-                OPERATORS.join(", ")
+                 close to one is taken for a typo: write the data key {:?})",
+                OPERATORS.join(", "),
+                format!("${key}")
+            ),
+        ));
+    }
+    if let Some(key) = map.keys().find(|k| FOREIGN_OPERATORS.contains(&k.as_str())) {
+        return Err(PatternError::new(
+            path,
+            format!(
+                "{key:?} is no operator of these conditions (the operators: {}; {INSTEAD}); a data \
+                 key of that name is written {:?}",
+                OPERATORS.join(", "),
+                format!("${key}")
             ),
         ));
     }
@@ -240,12 +278,13 @@ fn parse_object(map: &Map<String, Value>, path: &str, depth: usize) -> Result<No
         return map
             .iter()
             .map(|(key, sub)| {
+                let key = data_key(key);
                 let child = if path.is_empty() {
-                    key.clone()
+                    key.to_string()
                 } else {
                     format!("{path}.{key}")
                 };
-                Ok((key.clone(), parse_node(sub, &child, depth + 1)?))
+                Ok((key.to_string(), parse_node(sub, &child, depth + 1)?))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Node::Object);
@@ -392,6 +431,34 @@ mod tests {
         // `$`-keys far from every operator are data keys, as ever.
         for key in ["$via", "$foo", "$type", "$key"] {
             assert!(parse_root(&json!({key: "x"})).is_ok(), "{key}");
+        }
+        let e = err(json!({"$id": "x"}));
+        assert!(e.message.contains("write the data key \"$$id\""), "{e}");
+    }
+
+    #[test]
+    fn a_double_dollar_opens_a_data_key_that_starts_with_one() {
+        let condition = crate::Condition::parse(&json!({"$$id": "x", "$$in": {"$gt": 1}, "$$$": true})).expect("valid");
+        assert!(condition.matches(&json!({"$id": "x", "$in": 2, "$$": true})));
+        assert!(!condition.matches(&json!({"$$id": "x", "$in": 2, "$$": true})));
+        let why = condition
+            .explain(&json!({"$id": "y", "$in": 2, "$$": true}))
+            .expect_err("no match");
+        assert_eq!(why.path, "$id");
+    }
+
+    #[test]
+    fn another_language_s_operator_is_refused_saying_what_to_write() {
+        for key in ["$exists", "$or", "$elemMatch"] {
+            let e = err(json!({"a": {key: true}}));
+            assert_eq!(e.path, "a", "{key}");
+            assert!(
+                e.message
+                    .starts_with(&format!("{key:?} is no operator of these conditions"))
+                    && e.message.contains("presence is {\"$ne\": null}")
+                    && e.message.contains(&format!("written \"${key}\"")),
+                "{key}: {e}"
+            );
         }
     }
 

@@ -112,7 +112,8 @@ pub fn read_component(path: &Path) -> Result<Vec<u8>, CatalogError> {
         message: match std::fs::read_link(path) {
             Ok(target) if e.kind() == std::io::ErrorKind::NotFound => {
                 format!(
-                    "it links to {}, which does not exist (not built yet?)",
+                    "it links to {}, which does not exist (not built yet? `cargo build --release --target \
+                     wasm32-wasip2` builds it there)",
                     target.display()
                 )
             }
@@ -296,7 +297,8 @@ mod tests {
         assert_eq!(
             refused.to_string(),
             format!(
-                "cannot read {}: it links to ../target/my_step.wasm, which does not exist (not built yet?)",
+                "cannot read {}: it links to ../target/my_step.wasm, which does not exist (not built yet? \
+                 `cargo build --release --target wasm32-wasip2` builds it there)",
                 link.display()
             )
         );

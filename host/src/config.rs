@@ -113,11 +113,15 @@ impl SchedulerSection {
     /// The least `max_task_bytes` may be: below it even a small order's data would not fit.
     pub const MIN_TASK_BYTES: usize = 1024;
 
-    /// The scheduler's settings: the defaults, with what the file sets; refuses a
-    /// `max_task_bytes` under [`SchedulerSection::MIN_TASK_BYTES`].
+    /// The scheduler's settings: the defaults, with what the file sets; refuses a `run_cap` of 0
+    /// and a `max_task_bytes` under [`SchedulerSection::MIN_TASK_BYTES`].
     pub fn settings(&self) -> Result<crate::scheduler::SchedulerSettings, String> {
         let mut settings = crate::scheduler::SchedulerSettings::default();
         if let Some(cap) = self.run_cap {
+            // No run at all would fail every task at its first step, blaming the step.
+            if cap == 0 {
+                return Err("[scheduler] run_cap must be at least 1; found 0".into());
+            }
             settings.run_cap = cap;
         }
         if let Some(bytes) = self.max_task_bytes {
@@ -726,6 +730,22 @@ mod tests {
         assert_eq!(Config::default().server.drain_ms, 0, "no drain unless asked for");
         let (_dir, path) = write("[server]\ndrain_ms = 5000\n");
         assert_eq!(Config::load(&path).expect("valid").server.drain_ms, 5000);
+    }
+
+    #[test]
+    fn the_scheduler_takes_a_run_cap_of_1_or_more_and_a_task_size_of_1024_or_more() {
+        let (_dir, path) = write("[scheduler]\nrun_cap = 3\nmax_task_bytes = 1024\n");
+        let settings = Config::load(&path).expect("valid").scheduler.settings().expect("valid");
+        assert_eq!((settings.run_cap, settings.max_task_bytes), (3, 1024));
+        let (_dir, path) = write("[scheduler]\nrun_cap = 0\n");
+        let error = Config::load(&path).expect_err("no runs").to_string();
+        assert!(error.contains("run_cap must be at least 1; found 0"), "{error}");
+        let (_dir, path) = write("[scheduler]\nmax_task_bytes = 1023\n");
+        let error = Config::load(&path).expect_err("too small").to_string();
+        assert!(
+            error.contains("max_task_bytes must be at least 1024; found 1023"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -559,6 +559,23 @@ fn match_prints_true_or_false_with_the_failing_path_and_exits_by_it() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("order.total") && stderr.contains("$gt"), "{stderr}");
+
+    // The data (or the condition) may come on stdin, as for `run`; text that is not JSON is told
+    // as such, not as a pattern's mistake.
+    let piped = json!({"order": {"total": 10, "payment": {"method": "card"}}}).to_string();
+    let output = whenever_with_stdin(&["match", "--condition", &condition, "--data", "-"], &piped);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let not_json = scratch.path().join("not.json");
+    std::fs::write(&not_json, "{order: 1}").expect("written");
+    let output = whenever(&["match", "--condition", &not_json.display().to_string(), "--data", &good]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not valid JSON: key must be a string"), "{stderr}");
 }
 
 /// The README's first command: every scenario as the seed expects it, told for people.

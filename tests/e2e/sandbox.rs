@@ -126,6 +126,21 @@ async fn an_ungranted_connector_returns_not_granted_to_the_step() {
     assert!(host.scheduler.connectors().effects().is_empty(), "no charge happened");
 }
 
+/// A connector this host does not have is `unknown` to the step, naming those it has, not "not
+/// granted": adding it to the manifest would only have the deploy refused.
+#[tokio::test]
+async fn a_connector_the_host_lacks_is_unknown_to_the_step() {
+    let host = host_with(&[UNGRANTED_CONNECTOR, WRITE_A]).await;
+    let task = run_beside_a_normal_task(&host, json!({"tryStripe": true, "connector": "nosuch"})).await;
+    assert_status(&task, TaskStatus::Waiting);
+    assert_eq!(task.data["stripeResult"]["error"], json!("unknown"), "{}", task.data);
+    let message = task.data["stripeResult"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("unknown connector `nosuch`") && message.contains("stripe"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn connector_arguments_are_kept_as_the_step_wrote_them_and_bad_ones_are_refused() {
     let host = host_with(&[CONNECTOR_ARGS_AS_TEXT, WRITE_A]).await;

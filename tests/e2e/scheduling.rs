@@ -136,3 +136,27 @@ async fn history_records_version_times_logs_and_changes() {
         json!([{"op": "set", "path": "/a", "value": "A"}])
     );
 }
+
+/// A step hands back unchanged what it did not change, numbers to the last bit: a price such as
+/// 1.08 × 1.19 = 1.2852000000000001 is read and written back by the step SDK as that number, not
+/// as 1.2852 (a change the history would blame on the step, and that would run again the steps
+/// whose conditions read it).
+#[tokio::test]
+async fn numbers_a_step_does_not_touch_are_kept_to_the_last_bit() {
+    let host = host_with(&[WRITE_A]).await;
+    let data = json!({
+        "start": true,
+        "gross": 1.2852000000000001,
+        "tax": 0.20520000000000005,
+        "tiny": 5e-324,
+        "huge": 1.7976931348623157e308,
+        "third": 0.1 + 0.2,
+    });
+    let task = run_task(&host, data.clone()).await;
+    assert_status(&task, TaskStatus::Waiting);
+    let paths: Vec<&str> = runs_of(&task, "write-a")[0].changes.iter().map(|c| c.path()).collect();
+    assert_eq!(paths, vec!["/a"], "{:?}", runs_of(&task, "write-a")[0].changes);
+    for key in ["gross", "tax", "tiny", "huge", "third"] {
+        assert_eq!(task.data[key], data[key], "{key}");
+    }
+}

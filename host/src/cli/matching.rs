@@ -1,9 +1,10 @@
-//! `whenever match --condition FILE --data FILE`.
+//! `whenever match --condition FILE --data FILE` (either `-` for stdin).
 
 use std::path::Path;
 
 use serde_json::Value;
 
+use super::input::read_input;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED};
 use crate::condition::Condition;
 
@@ -13,19 +14,25 @@ const EXIT_DOES_NOT_HOLD: u8 = 1;
 /// Prints `true` (exit 0), or `false` and the first failing path and why (exit 1); exit 2 on bad
 /// input.
 pub(crate) fn run(condition: &Path, data: &Path) -> u8 {
-    let pattern = match std::fs::read_to_string(condition) {
-        Ok(text) => text,
-        Err(e) => return bad(&format!("cannot read {}: {e}", condition.display())),
+    // Either may be `-` for stdin, as for `run`, `create` and `patch`.
+    let pattern = match read_input(Some(condition), "the condition") {
+        Ok(input) => input,
+        Err(message) => return bad(&message),
     };
-    let condition_parsed = match Condition::from_json_text(&pattern) {
+    // Text that is not JSON is told as such, before it is read as a pattern.
+    let pattern_value: Value = match serde_json::from_str(&pattern.text) {
+        Ok(v) => v,
+        Err(e) => return bad(&format!("{} is not valid JSON: {e}", pattern.source)),
+    };
+    let condition_parsed = match Condition::parse(&pattern_value) {
         Ok(c) => c,
-        Err(e) => return bad(&format!("{}: {e}", condition.display())),
+        Err(e) => return bad(&format!("{}: {e}", pattern.source)),
     };
-    let data_value: Value = match std::fs::read_to_string(data) {
-        Err(e) => return bad(&format!("cannot read {}: {e}", data.display())),
-        Ok(text) => match serde_json::from_str(&text) {
+    let data_value: Value = match read_input(Some(data), "the data") {
+        Err(message) => return bad(&message),
+        Ok(input) => match serde_json::from_str(&input.text) {
             Ok(v) => v,
-            Err(e) => return bad(&format!("{} is not valid JSON: {e}", data.display())),
+            Err(e) => return bad(&format!("{} is not valid JSON: {e}", input.source)),
         },
     };
     match condition_parsed.explain(&data_value) {

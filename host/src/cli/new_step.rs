@@ -159,8 +159,30 @@ fn sdk_dir(given: Option<&Path>) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))
 }
 
+/// Type names the generated source uses already (the SDK's prelude and Rust's), which the step's
+/// own type must not shadow.
+const TAKEN_TYPE_NAMES: &[&str] = &[
+    "Self",
+    "Step",
+    "StepError",
+    "ConnectorError",
+    "ErrorKind",
+    "Map",
+    "Value",
+    "String",
+    "Vec",
+    "Option",
+    "Result",
+    "Box",
+    "Some",
+    "None",
+    "Ok",
+    "Err",
+];
+
 /// The step's type in its source: the name in upper camel case (`order-announcer`:
-/// `OrderAnnouncer`), never the keyword `Self`.
+/// `OrderAnnouncer`), with `Step` after it where that would shadow a name the source uses (`step`:
+/// `StepStep`, `value`: `ValueStep`).
 fn type_name(name: &str) -> String {
     let camel: String = name
         .split(['-', '_'])
@@ -172,7 +194,11 @@ fn type_name(name: &str) -> String {
                 .unwrap_or_default()
         })
         .collect();
-    if camel == "Self" { "SelfStep".to_string() } else { camel }
+    if TAKEN_TYPE_NAMES.contains(&camel.as_str()) {
+        camel + "Step"
+    } else {
+        camel
+    }
 }
 
 /// The crate's files: (path in the crate, text).
@@ -290,6 +316,14 @@ mod tests {
         assert_eq!(type_name("step_2"), "Step2");
         assert_eq!(type_name("a--b"), "AB");
         assert_eq!(type_name("self"), "SelfStep");
+        for (name, type_name_for_it) in [
+            ("step", "StepStep"),
+            ("value", "ValueStep"),
+            ("result", "ResultStep"),
+            ("ok", "OkStep"),
+        ] {
+            assert_eq!(type_name(name), type_name_for_it);
+        }
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct RunLog {
 /// The marker that replaces what a run logged past its cap.
 pub const TRUNCATED_MARKER: &str = "[log truncated: the run logged more than its limit]";
 
+/// The line std's panic hook writes after a panic's message, on how to see a backtrace: no
+/// step can set that variable in the sandbox, so the log leaves it out.
+const BACKTRACE_NOTE: &str = "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace";
+
 impl RunLog {
     /// A log keeping at most `cap` bytes.
     pub fn new(cap: usize) -> Self {
@@ -114,6 +118,10 @@ impl RunLog {
             complete.push(line);
         }
         for line in complete {
+            // std's panic hook ends with advice a step's author cannot follow in the sandbox.
+            if level == LogLevel::Stderr && line == BACKTRACE_NOTE {
+                continue;
+            }
             push_line(&mut buf, self.cap, level, &line);
         }
     }
@@ -271,6 +279,18 @@ mod tests {
         assert_eq!(lines[1].message, "67890");
         assert_eq!(lines[2].message, TRUNCATED_MARKER);
         assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn the_backtrace_advice_after_a_panic_is_left_out() {
+        let log = RunLog::new(1000);
+        log.write_stream(
+            LogLevel::Stderr,
+            format!("thread '<unnamed>' panicked at src/lib.rs:9:9:\nboom\n{BACKTRACE_NOTE}\n").as_bytes(),
+        );
+        let (lines, _) = log.finish();
+        let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages, ["thread '<unnamed>' panicked at src/lib.rs:9:9:", "boom"]);
     }
 
     #[test]

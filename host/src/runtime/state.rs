@@ -244,9 +244,13 @@ impl connectors::Host for RunState {
                 message: message.clone(),
             }),
             Ok(ref value) => {
-                if let Err(message) = ctx
-                    .capabilities
-                    .check_call(&ctx.step, &ctx.manifest, &ctx.withheld, &connector)
+                // A connector no host config could grant is unknown, not "not granted": adding
+                // it to the manifest would only have the deploy refused.
+                if !ctx.manifest.grants(&connector) && !ctx.connectors.contains(&connector) {
+                    Err(ctx.connectors.unknown(&connector))
+                } else if let Err(message) =
+                    ctx.capabilities
+                        .check_call(&ctx.step, &ctx.manifest, &ctx.withheld, &connector)
                 {
                     Err(whenever_connectors::ConnectorError {
                         kind: K::NotGranted,

@@ -84,7 +84,13 @@ macro_rules! condition {
     (@value $map:ident [$key:tt] ($($value:tt)*) ($next:tt $($rest:tt)*)) => {
         $crate::condition!(@value $map [$key] ($($value)* $next) ($($rest)*))
     };
-    (@key $key:ident) => { $crate::__private::String::from(stringify!($key)) };
+    // A raw identifier (`r#type`) is the key without its `r#`.
+    (@key $key:ident) => {
+        $crate::__private::String::from({
+            let key: &str = stringify!($key);
+            key.strip_prefix("r#").unwrap_or(key)
+        })
+    };
     (@key $key:literal) => { $crate::__private::String::from($key) };
     // Arrays: munch comma-separated values.
     (@array $items:ident () ()) => {};
@@ -152,5 +158,11 @@ mod tests {
                 "approved": true
             }})
         );
+    }
+
+    #[test]
+    fn a_raw_identifier_is_the_key_without_its_prefix() {
+        let pattern = crate::condition!({ r#type: "refund", r#match: { r#in: true } });
+        assert_eq!(pattern, json!({"type": "refund", "match": {"in": true}}));
     }
 }

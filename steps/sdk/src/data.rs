@@ -72,9 +72,13 @@ pub fn get_bool(data: &Value, path: &str) -> bool {
     get(data, path).as_bool().unwrap_or(false)
 }
 
+/// The most nulls [`set`] pads an array with, to reach an index past its end (4 MiB of them
+/// would pass a step's default output limit).
+pub const MAX_PADDING: usize = 1 << 20;
+
 /// Sets `path` to `value`. An array on the way is indexed by a key that is a number, as [`get`]
 /// reads it (`order.items.0.reserved`; the index one past its end appends, a further one pads with
-/// nulls); anything else on the way that is not an object is replaced by an object, and missing
+/// nulls, at most [`MAX_PADDING`]: a further one panics naming the path); anything else on the way that is not an object is replaced by an object, and missing
 /// objects are created.
 pub fn set(data: &mut Value, path: &str, value: impl Into<Value>) {
     let mut here = data;
@@ -85,6 +89,14 @@ pub fn set(data: &mut Value, path: &str, value: impl Into<Value>) {
         if let Some(index) = index {
             let Value::Array(items) = here else { return };
             if index >= items.len() {
+                // A far index is most often a mistake: told as one, not as an allocation failure.
+                let padding = index - items.len();
+                assert!(
+                    padding <= MAX_PADDING,
+                    "set({path:?}): index {index} is {padding} past the end of an array of {} (at most \
+                     {MAX_PADDING} nulls are padded)",
+                    items.len()
+                );
                 items.resize(index + 1, Value::Null);
             }
             let Some(slot) = items.get_mut(index) else { return };
@@ -197,6 +209,13 @@ mod tests {
         set(&mut data, "order.fulfillment.priority", "high");
         assert_eq!(data, json!({"order": {"id": 1, "fulfillment": {"priority": "high"}}}));
         assert_eq!(remove(&mut data, "order.fulfillment.priority"), Some(json!("high")));
+    }
+
+    #[test]
+    #[should_panic(expected = "set(\"arr.100000000\"): index 100000000 is 100000000 past the end of an array of 0")]
+    fn set_far_past_an_array_s_end_panics_naming_the_path() {
+        let mut data = json!({"arr": []});
+        set(&mut data, "arr.100000000", 1);
     }
 
     #[test]

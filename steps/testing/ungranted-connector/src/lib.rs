@@ -1,4 +1,5 @@
-//! Test step: calls `stripe.charge`, which its manifest does not grant, and records the error.
+//! Test step: calls `charge` on the connector `connector` names (`stripe` when it is absent),
+//! which its manifest does not grant, and records the error.
 use whenever_step_sdk::prelude::*;
 
 struct UngrantedConnector;
@@ -9,7 +10,8 @@ impl Step for UngrantedConnector {
     }
     fn content(data: &mut Value) -> Result<(), StepError> {
         let args = json!({"amount": 100, "currency": "usd", "source": "tok_visa"});
-        match connectors::call("stripe", "charge", &args) {
+        let connector = get(data, "connector").as_str().unwrap_or("stripe").to_string();
+        match connectors::call(&connector, "charge", &args) {
             Ok(result) => set(data, "stripeResult", json!({"ok": result})),
             Err(e) => set(
                 data,
