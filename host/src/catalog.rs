@@ -76,12 +76,14 @@ pub fn step_name(path: &Path) -> String {
 
 /// What `run` and `serve` warn of in the steps folders `paths`: each `.toml` file that no
 /// `NAME.wasm` beside it takes as its manifest (`step.toml`, say). It is read by nothing, and a
-/// step meant to have it runs without its grants and limits.
+/// step meant to have it runs without its grants and limits. Beside a `NAME.wasm` that `paths`
+/// names, whose folder holds other files too (a crate's `Cargo.toml`), only a manifest named
+/// nearly as it (`fraud_check.toml` beside `fraud-check.wasm`) is warned of.
 pub fn stray_manifest_warnings(paths: &[PathBuf]) -> Vec<String> {
     let manifests = paths.iter().flat_map(|path| files_in(path, "toml").unwrap_or_default());
     // A link to a build not made yet is a component all the same.
     let stray = manifests.filter(|manifest| manifest.with_extension("wasm").symlink_metadata().is_err());
-    stray
+    let mut warnings: Vec<String> = stray
         .map(|manifest| {
             format!(
                 "{} is no step's manifest, and is not read: a step's manifest is NAME.toml beside \
@@ -90,7 +92,35 @@ pub fn stray_manifest_warnings(paths: &[PathBuf]) -> Vec<String> {
                 step_name(&manifest)
             )
         })
-        .collect()
+        .collect();
+    for component in paths.iter().filter(|path| !path.is_dir()) {
+        warnings.extend(near_miss_manifest(component));
+    }
+    warnings
+}
+
+/// A manifest beside the component `NAME.wasm` named nearly as its own (`_` for `-`, another
+/// case) when its own `NAME.toml` is not there: a misnamed manifest, which nothing reads.
+fn near_miss_manifest(component: &Path) -> Option<String> {
+    if component.with_extension("toml").exists() {
+        return None;
+    }
+    let folder = match component.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let looks = |name: &str| name.to_lowercase().replace('_', "-");
+    let name = step_name(component);
+    let near = files_in(folder, "toml")
+        .unwrap_or_default()
+        .into_iter()
+        .find(|manifest| looks(&step_name(manifest)) == looks(&name))?;
+    Some(format!(
+        "{} is not read as the manifest of {}: its manifest is {name}.toml, so the step runs with \
+         no connectors granted and the default limits",
+        near.display(),
+        component.display()
+    ))
 }
 
 /// A step as read from a folder: `NAME.wasm` with the manifest `NAME.toml` beside it.
@@ -283,7 +313,17 @@ mod tests {
         );
         assert!(
             stray_manifest_warnings(&[dir.path().join("ops.wasm")]).is_empty(),
-            "one component: no folder to look in"
+            "one component: its folder's other files are not looked at"
+        );
+        // One whose manifest is misnamed is warned of, naming the name it needs.
+        std::fs::write(dir.path().join("fraud-check.wasm"), b"").expect("write");
+        std::fs::write(dir.path().join("fraud_check.toml"), b"").expect("write");
+        let warnings = stray_manifest_warnings(&[dir.path().join("fraud-check.wasm")]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("fraud_check.toml is not read as the manifest of")
+                && warnings[0].contains("its manifest is fraud-check.toml"),
+            "{warnings:?}"
         );
     }
 

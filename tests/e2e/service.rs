@@ -705,6 +705,18 @@ async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
     assert_eq!(status, 404, "{error}");
     let (status, error) = server.patch(&format!("/v1/tasks/{id}"), &json!([1])).await;
     assert_eq!(status, 422, "{error}");
+    // A JSON Patch is told apart from a merge patch, and nothing is applied.
+    let answer = server
+        .http()
+        .patch(format!("{}/v1/tasks/{id}", server.base()))
+        .header("content-type", "application/json-patch+json")
+        .body(r#"[{"op": "add", "path": "/x", "value": 1}]"#)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status().as_u16(), 415);
+    let error: Value = answer.json_value().await;
+    assert!(error_message(&error).contains("JSON merge patch"), "{error}");
     server.stop().await;
 }
 

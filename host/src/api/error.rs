@@ -36,6 +36,10 @@ pub enum ApiError {
     /// The body is larger than the configured limit (413).
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body is of a kind this route does not take (415): a JSON Patch where a merge patch is
+    /// read.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// Well-formed but not acceptable: an invalid component, a non-object task (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -80,6 +85,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable(_) => "unavailable",
@@ -137,9 +143,10 @@ mod tests {
             ApiError::Conflict(_) => 5,
             ApiError::PreconditionFailed(_) => 6,
             ApiError::PayloadTooLarge(_) => 7,
-            ApiError::Unprocessable(_) => 8,
-            ApiError::Internal(_) => 9,
-            ApiError::Unavailable(_) => 10,
+            ApiError::UnsupportedMediaType(_) => 8,
+            ApiError::Unprocessable(_) => 9,
+            ApiError::Internal(_) => 10,
+            ApiError::Unavailable(_) => 11,
         }
     }
 
@@ -156,11 +163,12 @@ mod tests {
             ApiError::Conflict(String::new()),
             ApiError::PreconditionFailed(String::new()),
             ApiError::PayloadTooLarge(0),
+            ApiError::UnsupportedMediaType(String::new()),
             ApiError::Unprocessable(String::new()),
             ApiError::Internal(String::new()),
             ApiError::Unavailable(String::new()),
         ];
-        assert!(all.iter().map(variant).eq(0..11), "every variant, once, in order");
+        assert!(all.iter().map(variant).eq(0..12), "every variant, once, in order");
         let document: serde_json::Value = serde_json::from_str(crate::api::OPENAPI).expect("JSON");
         let listed: Vec<&str> = document
             .pointer("/components/schemas/Error/properties/error/properties/code/enum")

@@ -200,6 +200,24 @@ pub(crate) async fn patch(
 ) -> Result<Response, ApiError> {
     let wait = query(wait)?;
     let revisions = preconditions::if_match(&headers)?;
+    // A JSON Patch (RFC 6902) is a list of operations: read as a merge patch it would be refused
+    // as "not an object", which says nothing of the mix-up.
+    if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json-patch+json")
+        })
+    {
+        return Err(ApiError::UnsupportedMediaType(
+            "this route takes a JSON merge patch (RFC 7396: application/merge-patch+json or \
+             application/json, an object of the fields to set, null to remove), not a JSON Patch \
+             (RFC 6902)"
+                .into(),
+        ));
+    }
     let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
     state
         .service

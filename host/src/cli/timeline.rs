@@ -11,7 +11,9 @@ use crate::task::{RunOutcomeRecord, RunRecord, Task};
 #[derive(Debug)]
 pub struct Timeline {
     enabled: bool,
-    in_flight: usize,
+    /// The lanes of the runs in flight: each run keeps the lane it started in (the lowest free
+    /// one), so that its finish, log and conflicts are drawn under its start.
+    lanes: Vec<Option<u64>>,
     lines: Vec<String>,
     echo: bool,
     logs: bool,
@@ -28,7 +30,7 @@ impl Timeline {
     pub fn new(enabled: bool) -> Self {
         Timeline {
             enabled,
-            in_flight: 0,
+            lanes: Vec::new(),
             lines: Vec::new(),
             echo: true,
             logs: true,
@@ -40,7 +42,7 @@ impl Timeline {
     pub fn collecting() -> Self {
         Timeline {
             enabled: true,
-            in_flight: 0,
+            lanes: Vec::new(),
             lines: Vec::new(),
             echo: false,
             logs: false,
@@ -67,12 +69,28 @@ impl Timeline {
         self.lines.push(line);
     }
 
+    /// What is drawn left of a run in `lane`: a bar for each lane before it with a run in it.
+    fn lanes_before(&self, lane: usize) -> String {
+        self.lanes
+            .iter()
+            .take(lane)
+            .map(|run| if run.is_some() { "│ " } else { "  " })
+            .collect()
+    }
+
     /// Handles one scheduler event.
     pub fn event(&mut self, event: &Event<'_>) {
         match event {
             Event::RunStarted { task, run } => {
-                self.in_flight += 1;
-                let lanes = "│ ".repeat(self.in_flight.saturating_sub(1));
+                let lane = match self.lanes.iter().position(Option::is_none) {
+                    Some(free) => free,
+                    None => {
+                        self.lanes.push(None);
+                        self.lanes.len() - 1
+                    }
+                };
+                self.lanes[lane] = Some(run.id);
+                let lanes = self.lanes_before(lane);
                 let line = format!(
                     "{:>9}  {lanes}▶ {} #{} (v{})",
                     offset(task, run, false),
@@ -83,8 +101,14 @@ impl Timeline {
                 self.emit(line);
             }
             Event::RunFinished { task, run } => {
-                self.in_flight = self.in_flight.saturating_sub(1);
-                let lanes = "│ ".repeat(self.in_flight);
+                let lane = self.lanes.iter().position(|r| *r == Some(run.id));
+                let lanes = self.lanes_before(lane.unwrap_or(self.lanes.len()));
+                if let Some(lane) = lane {
+                    self.lanes[lane] = None;
+                }
+                while self.lanes.last().is_some_and(Option::is_none) {
+                    self.lanes.pop();
+                }
                 let calls = calls(run);
                 let detail = match &run.outcome {
                     Some(RunOutcomeRecord::Ok) => {
@@ -107,7 +131,7 @@ impl Timeline {
                     let line = format!(
                         "{:>9}  {lanes}  ⚠ conflict on {} between {}; {} wins",
                         "",
-                        conflict.path,
+                        dotted(&conflict.path),
                         conflict.steps.join(" and "),
                         conflict.winner
                     );
@@ -179,21 +203,52 @@ fn shortened(text: &str) -> String {
     }
 }
 
-/// The paths a run changed, dotted and shortened: `order.tierAnalyzed, order.priority, +3 more`.
+/// The paths a run changed, dotted and shortened, what it set apart from what it removed:
+/// `set order.tierAnalyzed, order.priority; removed order.hold, +3 more`.
 fn changed(run: &RunRecord) -> String {
     if run.changes.is_empty() {
         return "no changes".to_string();
     }
-    let mut names: Vec<String> = run
-        .changes
-        .iter()
-        .take(4)
-        .map(|c| c.path().trim_start_matches('/').replace('/', "."))
-        .collect();
-    if run.changes.len() > 4 {
-        names.push(format!("+{} more", run.changes.len() - 4));
+    const SHOWN: usize = 4;
+    let mut parts: Vec<String> = Vec::new();
+    let mut shown = 0;
+    for (verb, removal) in [("set", false), ("removed", true)] {
+        let names: Vec<String> = run
+            .changes
+            .iter()
+            .filter(|c| c.value().is_none() == removal)
+            .take(SHOWN - shown)
+            .map(|c| dotted(c.path()))
+            .collect();
+        if !names.is_empty() {
+            shown += names.len();
+            parts.push(format!("{verb} {}", names.join(", ")));
+        }
     }
-    format!("set {}", names.join(", "))
+    let mut text = parts.join("; ");
+    if run.changes.len() > shown {
+        text.push_str(&format!(", +{} more", run.changes.len() - shown));
+    }
+    text
+}
+
+/// A JSON Pointer as people read a path: keys joined by `.` and unescaped (`~1` is `/`), a key
+/// that holds a `.` or a space quoted, so that `d.k` the key and `d` then `k` differ.
+fn dotted(pointer: &str) -> String {
+    pointer
+        .strip_prefix('/')
+        .unwrap_or(pointer)
+        .split('/')
+        .map(|segment| {
+            let key = segment.replace("~1", "/").replace("~0", "~");
+            if key.is_empty() || key.contains(['.', ' ', '"']) {
+                format!("{key:?}")
+            } else {
+                key
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn offset(task: &Task, run: &RunRecord, end: bool) -> String {
@@ -220,6 +275,69 @@ fn total(task: &Task) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::merge::Change;
+
+    fn run_with(id: u64, step: &str, changes: Vec<Change>) -> RunRecord {
+        let mut run = RunRecord::starting(id, step, "v1234567", 1);
+        run.changes = changes;
+        run.outcome = Some(RunOutcomeRecord::Ok);
+        run
+    }
+
+    fn set(path: &str) -> Change {
+        Change::Set {
+            path: path.into(),
+            value: serde_json::json!(1),
+        }
+    }
+
+    #[test]
+    fn a_run_s_changes_are_told_set_apart_from_removed_in_keys_as_written() {
+        let run = run_with(
+            0,
+            "s",
+            vec![
+                set("/order/tier"),
+                Change::Remove { path: "/hold".into() },
+                set("/a~1b/t~0x"),
+                set("/d.k"),
+            ],
+        );
+        assert_eq!(changed(&run), "set order.tier, a/b.t~x, \"d.k\"; removed hold");
+        let many = run_with(0, "s", (0..6).map(|i| set(&format!("/k{i}"))).collect());
+        assert_eq!(changed(&many), "set k0, k1, k2, k3, +2 more");
+        assert_eq!(changed(&run_with(0, "s", Vec::new())), "no changes");
+    }
+
+    #[test]
+    fn a_run_finishes_in_the_lane_it_started_in() {
+        let task = Task::new(serde_json::json!({}));
+        let (a, b, c) = (
+            run_with(0, "a", Vec::new()),
+            run_with(1, "b", Vec::new()),
+            run_with(2, "c", Vec::new()),
+        );
+        let mut timeline = Timeline::collecting();
+        for run in [&a, &b, &c] {
+            timeline.event(&Event::RunStarted { task: &task, run });
+        }
+        // a (lane 0) finishes first: b and c keep their lanes.
+        for run in [&a, &c, &b] {
+            timeline.event(&Event::RunFinished { task: &task, run });
+        }
+        let drawn: Vec<&str> = timeline.lines().iter().map(|l| l[11..].trim_end()).collect();
+        assert_eq!(
+            drawn,
+            [
+                "▶ a #1 (vv123456)",
+                "│ ▶ b #1 (vv123456)",
+                "│ │ ▶ c #1 (vv123456)",
+                "✓ a in 0.0 ms: no changes",
+                "  │ ✓ c in 0.0 ms: no changes",
+                "  ✓ b in 0.0 ms: no changes",
+            ]
+        );
+    }
 
     #[test]
     fn a_runs_log_shows_a_row_per_line_up_to_its_cap_and_says_what_is_left_out() {

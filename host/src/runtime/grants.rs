@@ -149,7 +149,8 @@ impl Capabilities {
                 ));
             }
             return Err(format!(
-                "step {step} is not granted the connector {connector:?} (add it to the step's manifest)"
+                "step {step} is not granted the connector {connector:?} (add it to the step's manifest, \
+                 {step}.toml beside {step}.wasm: connectors = [{connector:?}])"
             ));
         }
         let Some(host) = self.host_of(connector) else {
