@@ -198,7 +198,7 @@ fn is_operator(key: &str) -> bool {
 
 /// Operators of other query languages (MongoDB's) that these conditions do not have. Read as data
 /// keys they would make a condition that never holds, so they are refused, saying what to write.
-const FOREIGN_OPERATORS: [&str; 8] = [
+const FOREIGN_OPERATORS: [&str; 11] = [
     "$exists",
     "$or",
     "$and",
@@ -207,6 +207,9 @@ const FOREIGN_OPERATORS: [&str; 8] = [
     "$all",
     "$where",
     "$expr",
+    "$size",
+    "$mod",
+    "$text",
 ];
 
 /// What a pattern writes instead of the foreign operators.
@@ -262,7 +265,10 @@ fn parse_object(map: &Map<String, Value>, path: &str, depth: usize) -> Result<No
             ),
         ));
     }
-    if let Some(key) = map.keys().find(|k| FOREIGN_OPERATORS.contains(&k.as_str())) {
+    if let Some(key) = map
+        .keys()
+        .find(|k| FOREIGN_OPERATORS.iter().any(|op| op.eq_ignore_ascii_case(k)))
+    {
         return Err(PatternError::new(
             path,
             format!(
@@ -274,6 +280,16 @@ fn parse_object(map: &Map<String, Value>, path: &str, depth: usize) -> Result<No
         ));
     }
     let operator_count = map.keys().filter(|k| is_operator(k)).count();
+    // `$$id` and `$id`, or `$` and `$$`, would test one data key twice.
+    if operator_count == 0 {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = map.keys().map(|k| data_key(k)).find(|k| !seen.insert(*k)) {
+            return Err(PatternError::new(
+                path,
+                format!("two keys of this object both test the data key {twice:?} ($$ opens a key that starts with $)"),
+            ));
+        }
+    }
     if operator_count == 0 {
         return map
             .iter()
@@ -449,7 +465,9 @@ mod tests {
 
     #[test]
     fn another_language_s_operator_is_refused_saying_what_to_write() {
-        for key in ["$exists", "$or", "$elemMatch"] {
+        let e = err(json!({"$$foo": 1, "$foo": 2}));
+        assert!(e.message.contains("both test the data key \"$foo\""), "{e}");
+        for key in ["$exists", "$or", "$elemMatch", "$OR", "$Size"] {
             let e = err(json!({"a": {key: true}}));
             assert_eq!(e.path, "a", "{key}");
             assert!(

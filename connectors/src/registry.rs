@@ -221,7 +221,10 @@ impl Registry {
         ctx: &CallContext,
     ) -> Result<Value, ConnectorError> {
         let Some(c) = self.connectors.get(connector) else {
-            return Err(self.unknown(connector));
+            return Err(ConnectorError::unknown(format!(
+                "unknown connector `{connector}` (known: {})",
+                self.names().join(", ")
+            )));
         };
         let methods = c.methods();
         if !methods.is_empty() && !methods.contains(&method) {
@@ -241,15 +244,6 @@ impl Registry {
         self.cache
             .once(connector, method, &ctx.idempotency_key, || c.call(method, args, ctx))
             .await
-    }
-
-    /// The error of a call to `connector`, which this registry does not have: it names those
-    /// it has.
-    pub fn unknown(&self, connector: &str) -> ConnectorError {
-        ConnectorError::unknown(format!(
-            "unknown connector `{connector}` (known: {})",
-            self.names().join(", ")
-        ))
     }
 
     /// The connector names, sorted.

@@ -38,6 +38,7 @@ pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod task;
+pub mod wide_integer;
 
 pub use host::{Host, HostOptions, SetupError};
 pub use whenever_condition as condition;

@@ -560,6 +560,15 @@ fn match_prints_true_or_false_with_the_failing_path_and_exits_by_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("order.total") && stderr.contains("$gt"), "{stderr}");
 
+    // An integer beyond 64 bits in a task is refused by `run`, not run rounded.
+    let output = whenever_with_stdin(&["run", "-"], r#"{"order": {"ref": 18446744073709551616}}"#);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("stdin: the integer 18446744073709551616 at line 1 column 19 is beyond 64 bits"),
+        "{stderr}"
+    );
+
     // The data (or the condition) may come on stdin, as for `run`; text that is not JSON is told
     // as such, not as a pattern's mistake.
     let piped = json!({"order": {"total": 10, "payment": {"method": "card"}}}).to_string();

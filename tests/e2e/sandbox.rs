@@ -126,8 +126,9 @@ async fn an_ungranted_connector_returns_not_granted_to_the_step() {
     assert!(host.scheduler.connectors().effects().is_empty(), "no charge happened");
 }
 
-/// A connector this host does not have is `unknown` to the step, naming those it has, not "not
-/// granted": adding it to the manifest would only have the deploy refused.
+/// A connector this host does not have is `unknown` to the step, naming the step's grants (not
+/// the host's every connector), not "not granted": adding it to the manifest would only have the
+/// deploy refused.
 #[tokio::test]
 async fn a_connector_the_host_lacks_is_unknown_to_the_step() {
     let host = host_with(&[UNGRANTED_CONNECTOR, WRITE_A]).await;
@@ -136,7 +137,7 @@ async fn a_connector_the_host_lacks_is_unknown_to_the_step() {
     assert_eq!(task.data["stripeResult"]["error"], json!("unknown"), "{}", task.data);
     let message = task.data["stripeResult"]["message"].as_str().unwrap_or("");
     assert!(
-        message.contains("unknown connector `nosuch`") && message.contains("stripe"),
+        message.contains("unknown connector `nosuch`") && message.ends_with("(the step's grants: slackCom)"),
         "{message}"
     );
 }

@@ -720,8 +720,6 @@ async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
     server.stop().await;
 }
 
-/// A patch of a completed task corrects its data and leaves it completed: no run starts on it
-/// once a step completed it, and resuming it left it waiting on nothing, out of retention's reach.
 /// The scheduler's `max_task_bytes` holds over the API too: a task created, or patched, past it
 /// is refused (422, naming the setting), and a refused patch leaves the stored task as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -758,6 +756,8 @@ async fn a_task_created_or_patched_past_its_size_limit_is_refused() {
     server.stop().await;
 }
 
+/// A patch of a completed task corrects its data and leaves it completed: no run starts on it
+/// once a step completed it, and resuming it left it waiting on nothing, out of retention's reach.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_of_a_completed_task_keeps_it_completed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1198,6 +1198,20 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
     assert_eq!(status, 400, "an empty body");
     let (status, error) = server.post("/v1/tasks", &json!([1, 2])).await;
     assert_eq!(status, 422, "{error}");
+    // An integer beyond 64 bits would be kept rounded: refused, naming it.
+    let (status, error) = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/tasks",
+            Some(br#"{"start": true, "ref": 123456789012345678901234567890}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error_message(&error)
+            .contains("the integer 123456789012345678901234567890 at line 1 column 24 is beyond 64 bits"),
+        "{error}"
+    );
     let big = json!({"start": true, "blob": "x".repeat(4096)});
     let (status, error) = server.post("/v1/tasks", &big).await;
     assert_eq!(
@@ -1546,6 +1560,31 @@ async fn a_version_an_earlier_host_stored_is_not_deployed_again_at_start() {
     server.stop().await;
 }
 
+/// A serving version this host refuses to load (one an earlier whenever took, before a rule was
+/// made stricter) keeps only that step from serving, not the service from starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_version_that_no_longer_loads_keeps_only_its_step_from_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    let store = whenever::store::sqlite::SqliteStore::open(&db, Default::default()).expect("store");
+    let refused = whenever::store::StepVersion {
+        name: "old-step".into(),
+        version: "0123456789ab".into(),
+        digest: "00".repeat(32),
+        component: b"not a component any more".to_vec(),
+        manifest: StepManifest::default(),
+        deployed_at: chrono::Utc::now(),
+        deployed_by: Some("an earlier host".into()),
+    };
+    store.put_step_version(&refused, true).await.expect("stored");
+    drop(store);
+    let server = start(&db, &[WRITE_A], options()).await;
+    assert!(server.service.step("old-step").await.is_err(), "not serving");
+    let task = server.run(json!({"start": true})).await;
+    assert_eq!(task["data"]["a"], "A", "the other steps serve: {task}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_and_steps_survive_a_restart_and_unfinished_tasks_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1801,7 +1840,7 @@ async fn a_settled_task_is_deleted_with_its_history_and_a_running_one_refuses() 
     assert_eq!(kept_after["runs"], kept["runs"], "another task keeps its history");
 
     // A long poll on a task (until it moves past the revision the client holds) is answered 404
-    // when the task is deleted, not when its ten minutes run out.
+    // when the task is deleted, not when its wait (the server's cap, a minute) runs out.
     let kept_id = kept["id"].as_str().expect("id").to_string();
     let poll = server
         .http()
@@ -1814,7 +1853,7 @@ async fn a_settled_task_is_deleted_with_its_history_and_a_running_one_refuses() 
         .call(reqwest::Method::DELETE, &format!("/v1/tasks/{kept_id}"), None)
         .await;
     assert_eq!(status, 204);
-    let answered = tokio::time::timeout(Duration::from_secs(60), poll)
+    let answered = tokio::time::timeout(Duration::from_secs(15), poll)
         .await
         .expect("answered at the delete")
         .expect("joined")

@@ -474,12 +474,19 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<axum::Json<Value
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// Parses a JSON body; a malformed one is a 400 naming the problem and where.
+/// Parses a JSON body; a malformed one, or one holding an integer beyond 64 bits (which would
+/// be kept rounded), is a 400 naming the problem and where.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("the request body is empty; send JSON".into()));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON in the request body: {e}")))
+    let value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON in the request body: {e}")))?;
+    // Read, such an integer has been rounded already: refused rather than stored so.
+    if let Some(wide) = crate::wide_integer::first_wide_integer(bytes) {
+        return Err(ApiError::BadRequest(format!("in the request body, {wide}")));
+    }
+    Ok(value)
 }
 
 /// A small request body read strictly into `T` (which denies unknown fields): anything but an

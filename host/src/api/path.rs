@@ -3,6 +3,7 @@
 //! (a parameter that is not UTF-8 once percent-decoded, `%FF`).
 
 use axum::extract::FromRequestParts;
+use axum::extract::rejection::PathRejection;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -17,11 +18,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
-            Err(rejection) => Err(ApiError::BadRequest(format!(
+            Err(PathRejection::FailedToDeserializePathParams(rejection)) => Err(ApiError::BadRequest(format!(
                 "the request's path {:?}: {}",
                 parts.uri.path(),
                 rejection.body_text()
             ))),
+            // A route without the parameters its handler takes: the server's mistake.
+            Err(rejection) => Err(ApiError::Internal(rejection.body_text())),
         }
     }
 }

@@ -49,17 +49,12 @@ pub(crate) async fn deploy(
             StepManifest::from_toml(text).map_err(|e| ApiError::Unprocessable(format!("step {name}: {e}")))?
         }
     };
-    let serving = state.service.serving_version(&name);
-    let info = state
+    let (info, changed) = state
         .service
-        .deploy_step(&name, bytes.to_vec(), manifest, caller.name())
+        .deploy_step_telling(&name, bytes.to_vec(), manifest, caller.name())
         .await?;
     // 201 when the deploy made a version serve; 200 when it was serving already.
-    let status = if serving.as_deref() == Some(info.version.as_str()) {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, to_json(&info)?))
 }
 

@@ -14,7 +14,10 @@ const EXIT_DOES_NOT_HOLD: u8 = 1;
 /// Prints `true` (exit 0), or `false` and the first failing path and why (exit 1); exit 2 on bad
 /// input.
 pub(crate) fn run(condition: &Path, data: &Path) -> u8 {
-    // Either may be `-` for stdin, as for `run`, `create` and `patch`.
+    // Either may be `-` for stdin, as for `run`, `create` and `patch`; not both.
+    if condition.as_os_str() == "-" && data.as_os_str() == "-" {
+        return bad("--condition and --data cannot both be - (stdin holds one document)");
+    }
     let pattern = match read_input(Some(condition), "the condition") {
         Ok(input) => input,
         Err(message) => return bad(&message),

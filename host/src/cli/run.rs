@@ -123,6 +123,9 @@ fn read_task(path: Option<&Path>) -> Result<Value, String> {
     let input = read_input(path, "the task data")?;
     let data: Value =
         serde_json::from_str(&input.text).map_err(|e| format!("{} is not valid JSON: {e}", input.source))?;
+    if let Some(wide) = crate::wide_integer::first_wide_integer(input.text.as_bytes()) {
+        return Err(format!("{}: {wide}", input.source));
+    }
     if !data.is_object() {
         return Err(format!("{}: the task data must be a JSON object", input.source));
     }

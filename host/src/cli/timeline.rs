@@ -204,7 +204,8 @@ fn shortened(text: &str) -> String {
 }
 
 /// The paths a run changed, dotted and shortened, what it set apart from what it removed:
-/// `set order.tierAnalyzed, order.priority; removed order.hold, +3 more`.
+/// `set order.tierAnalyzed, order.priority; removed order.hold`, at most four paths in all, each
+/// kind with how many more it has (`set k0, k1, k2, k3 and 2 more`).
 fn changed(run: &RunRecord) -> String {
     if run.changes.is_empty() {
         return "no changes".to_string();
@@ -213,28 +214,36 @@ fn changed(run: &RunRecord) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut shown = 0;
     for (verb, removal) in [("set", false), ("removed", true)] {
-        let names: Vec<String> = run
+        let paths: Vec<&str> = run
             .changes
             .iter()
             .filter(|c| c.value().is_none() == removal)
-            .take(SHOWN - shown)
-            .map(|c| dotted(c.path()))
+            .map(|c| c.path())
             .collect();
-        if !names.is_empty() {
-            shown += names.len();
-            parts.push(format!("{verb} {}", names.join(", ")));
+        if paths.is_empty() {
+            continue;
         }
+        let names: Vec<String> = paths
+            .iter()
+            .take(SHOWN.saturating_sub(shown).max(1))
+            .map(|p| dotted(p))
+            .collect();
+        shown += names.len();
+        let more = match paths.len() - names.len() {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        parts.push(format!("{verb} {}{more}", names.join(", ")));
     }
-    let mut text = parts.join("; ");
-    if run.changes.len() > shown {
-        text.push_str(&format!(", +{} more", run.changes.len() - shown));
-    }
-    text
+    parts.join("; ")
 }
 
 /// A JSON Pointer as people read a path: keys joined by `.` and unescaped (`~1` is `/`), a key
 /// that holds a `.` or a space quoted, so that `d.k` the key and `d` then `k` differ.
 fn dotted(pointer: &str) -> String {
+    if pointer.is_empty() {
+        return "(the whole data)".to_string();
+    }
     pointer
         .strip_prefix('/')
         .unwrap_or(pointer)
@@ -305,7 +314,14 @@ mod tests {
         );
         assert_eq!(changed(&run), "set order.tier, a/b.t~x, \"d.k\"; removed hold");
         let many = run_with(0, "s", (0..6).map(|i| set(&format!("/k{i}"))).collect());
-        assert_eq!(changed(&many), "set k0, k1, k2, k3, +2 more");
+        assert_eq!(changed(&many), "set k0, k1, k2, k3 and 2 more");
+        let mut mixed: Vec<Change> = (0..5).map(|i| set(&format!("/k{i}"))).collect();
+        mixed.push(Change::Remove { path: "/gone".into() });
+        assert_eq!(
+            changed(&run_with(0, "s", mixed)),
+            "set k0, k1, k2, k3 and 1 more; removed gone"
+        );
+        assert_eq!(dotted(""), "(the whole data)");
         assert_eq!(changed(&run_with(0, "s", Vec::new())), "no changes");
     }
 

@@ -245,9 +245,21 @@ impl connectors::Host for RunState {
             }),
             Ok(ref value) => {
                 // A connector no host config could grant is unknown, not "not granted": adding
-                // it to the manifest would only have the deploy refused.
+                // it to the manifest would only have the deploy refused. The step is told its own
+                // grants, not every connector of the host.
                 if !ctx.manifest.grants(&connector) && !ctx.connectors.contains(&connector) {
-                    Err(ctx.connectors.unknown(&connector))
+                    Err(whenever_connectors::ConnectorError {
+                        kind: K::Unknown,
+                        message: format!(
+                            "unknown connector `{connector}`: this host has none of that name (the \
+                             step's grants: {})",
+                            if ctx.manifest.connectors.is_empty() {
+                                "none".to_string()
+                            } else {
+                                ctx.manifest.connectors.join(", ")
+                            }
+                        ),
+                    })
                 } else if let Err(message) =
                     ctx.capabilities
                         .check_call(&ctx.step, &ctx.manifest, &ctx.withheld, &connector)

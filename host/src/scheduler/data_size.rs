@@ -57,9 +57,13 @@ impl DataSize {
     }
 
     /// Applies `changes` to `data` as [`merge::apply`] does (returning the paths it skipped),
-    /// unless they would make it longer than the limit: then `data` is left as it was and the
-    /// size it would have had is the error.
+    /// unless they would take it past the limit, growing it: then `data` is left as it was and
+    /// the size it would have had is the error. Data over the limit already (a limit lowered
+    /// since) may still shrink, or change within its size.
     pub(super) fn apply(&mut self, data: &mut Value, changes: &[Change]) -> Result<Vec<String>, usize> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
         let bound = *self.bound.get_or_insert_with(|| json_len(data));
         let grown = bound.saturating_add(changes.iter().map(most_added).sum());
         if grown <= self.limit {
@@ -70,7 +74,7 @@ impl DataSize {
         let mut trial = data.clone();
         let skipped = merge::apply(&mut trial, changes);
         let exact = json_len(&trial);
-        if exact > self.limit {
+        if exact > self.limit && exact > json_len(data) {
             return Err(exact);
         }
         *data = trial;
@@ -154,6 +158,21 @@ mod tests {
         );
         assert_eq!(data, before);
         assert!(size.refusal(95).contains("max_task_bytes"));
+    }
+
+    #[test]
+    fn data_over_the_limit_already_may_shrink_or_stay_but_not_grow() {
+        let mut data = json!({"a": "x".repeat(100), "b": "y".repeat(100)});
+        let mut size = DataSize::new(150);
+        size.apply(&mut data, &[]).expect("nothing changed");
+        size.apply(&mut data, &[set("/a", json!("z".repeat(100)))])
+            .expect("the same size");
+        size.apply(&mut data, &[Change::Remove { path: "/b".into() }])
+            .expect("smaller");
+        assert_eq!(data, json!({"a": "z".repeat(100)}));
+        let mut over = json!({"a": "x".repeat(200)});
+        let refused = DataSize::new(150).apply(&mut over, &[set("/c", json!(1))]);
+        assert!(refused.is_err(), "grown past the limit");
     }
 
     #[test]

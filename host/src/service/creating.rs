@@ -131,7 +131,15 @@ impl Service {
         if !data.is_object() {
             return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
         }
-        self.within_task_limit(&data, "the task data")?;
+        // No run could write to data past the scheduler's limit.
+        let limit = self.inner.scheduler.settings().max_task_bytes;
+        let bytes = crate::scheduler::data_size::json_len(&data);
+        if bytes > limit {
+            return Err(ServiceError::Invalid(format!(
+                "the task data would be {bytes} bytes as JSON, over the limit of {limit} ([scheduler] \
+                 max_task_bytes)"
+            )));
+        }
         Ok(data)
     }
 

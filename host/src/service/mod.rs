@@ -316,19 +316,6 @@ impl Service {
         &self.inner.metrics
     }
 
-    /// Refuses `data` (`what` it is, for the message) if it is longer as JSON text than the
-    /// scheduler's `max_task_bytes`: no run could then write to it.
-    pub(crate) fn within_task_limit(&self, data: &Value, what: &str) -> Result<(), ServiceError> {
-        let limit = self.inner.scheduler.settings().max_task_bytes;
-        let bytes = crate::scheduler::data_size::json_len(data);
-        if bytes > limit {
-            return Err(ServiceError::Invalid(format!(
-                "{what} would be {bytes} bytes as JSON, over the limit of {limit} ([scheduler] max_task_bytes)"
-            )));
-        }
-        Ok(())
-    }
-
     /// One task with its history.
     pub async fn task(&self, id: &str) -> Result<StoredTask, ServiceError> {
         self.inner
@@ -371,7 +358,16 @@ impl Service {
             }
             let before = task.data.clone();
             crate::scheduler::merge::merge_patch(&mut task.data, merge);
-            self.within_task_limit(&task.data, &format!("task {}'s data as patched", task.id))?;
+            // Data over the limit already (a limit lowered since) may be patched smaller.
+            let limit = self.inner.scheduler.settings().max_task_bytes;
+            let after = crate::scheduler::data_size::json_len(&task.data);
+            if after > limit && after > crate::scheduler::data_size::json_len(&before) {
+                return Err(ServiceError::Invalid(format!(
+                    "task {}'s data as patched would be {after} bytes as JSON, over the limit of \
+                     {limit} ([scheduler] max_task_bytes)",
+                    task.id
+                )));
+            }
             // A failure the patch made moot (the failed step's condition no longer holds on the
             // data as patched: a person chose another way) no longer fails the task.
             for (name, progress) in task.progress.iter_mut().filter(|(_, p)| p.last_failed) {
@@ -451,14 +447,29 @@ impl Service {
             }
             // A step runs only while its condition holds: a retry of one whose condition no
             // longer holds would run nothing and leave the task as it was, said to be retried.
-            for name in &names {
-                if let Some(Err(mismatch)) = catalog.get(name).map(|step| step.condition.explain(&task.data)) {
-                    return Err(ServiceError::Invalid(format!(
-                        "step {name} would not run: its condition does not hold on task {}'s data \
-                         ({mismatch}); patch the data for it to run",
-                        task.id
-                    )));
-                }
+            // Of every failed step, those that would run are retried; none is a refusal.
+            let mut unheld = Vec::new();
+            let names: Vec<String> = names
+                .into_iter()
+                .filter(
+                    |name| match catalog.get(name).map(|step| step.condition.explain(&task.data)) {
+                        Some(Err(mismatch)) => {
+                            unheld.push(format!(
+                                "step {name} would not run: its condition does not hold on task {}'s data \
+                             ({mismatch})",
+                                task.id
+                            ));
+                            false
+                        }
+                        _ => true,
+                    },
+                )
+                .collect();
+            if names.is_empty() {
+                return Err(ServiceError::Invalid(format!(
+                    "{}; patch the data for it to run",
+                    unheld.join("; ")
+                )));
             }
             let what = format!("retry of {} asked for through the API", names.join(", "));
             for name in names {

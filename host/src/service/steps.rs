@@ -197,13 +197,25 @@ impl Service {
             if catalog.get(&version.name).is_some_and(|s| s.version == version.version) {
                 continue;
             }
-            let step = self
+            let loaded = self
                 .inner
                 .scheduler
                 .runtime()
                 .load_stored(&version.name, &version.component, version.manifest, &version.version)
-                .await?;
-            catalog.insert(step);
+                .await;
+            match loaded {
+                Ok(step) => {
+                    catalog.insert(step);
+                }
+                // A version an earlier whenever took that this one refuses (a rule since made
+                // stricter) must not keep the service, and every other step, from starting.
+                Err(refused) => eprintln!(
+                    "whenever serve: step {}'s serving version {} does not load on this host, and \
+                     the step does not serve: {refused}; deploy a fixed version, or `whenever remove \
+                     {}`",
+                    version.name, version.version, version.name
+                ),
+            }
         }
         Ok(())
     }
@@ -250,22 +262,37 @@ impl Service {
         manifest: StepManifest,
         by: Option<&str>,
     ) -> Result<StepInfo, ServiceError> {
+        Ok(self.deploy_step_telling(name, bytes, manifest, by).await?.0)
+    }
+
+    /// [`Service::deploy_step`], and whether the deploy made a version serve (`false`: it was
+    /// serving already), as decided under the deploy lock.
+    pub async fn deploy_step_telling(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        manifest: StepManifest,
+        by: Option<&str>,
+    ) -> Result<(StepInfo, bool), ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
         // The version serving already, deployed again: nothing to record or re-evaluate.
         let version = crate::runtime::version_of(&bytes, &manifest);
         if self.serving_version(name).is_some_and(|serving| serving == version) {
-            return self.step(name).await;
+            return Ok((self.step(name).await?, false));
         }
         let step = self.store_and_serve(name, bytes, manifest, by).await?;
         self.spawn_reevaluation(step.name.clone());
-        self.step(name).await
+        Ok((self.step(name).await?, true))
     }
 
     /// Makes an earlier stored version serve again; `by` says who asked, for the step's changes.
-    /// The version serving already changes nothing, and nothing is recorded.
+    /// On a host of its own, the version serving already changes nothing, and nothing is
+    /// recorded.
     pub async fn rollback_step(&self, name: &str, version: &str, by: Option<&str>) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
-        if self.serving_version(name).as_deref() == Some(version) {
+        // On a host of its own the catalog is what the store says serves; in a cluster another
+        // host may have changed that since, which this host hears of only a moment later.
+        if self.inner.cluster.is_none() && self.serving_version(name).as_deref() == Some(version) {
             return self.step(name).await;
         }
         let Some(stored) = self.inner.store.step_version(name, version).await? else {
