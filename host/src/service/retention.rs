@@ -50,6 +50,10 @@ impl Service {
                 let batch = self.inner.store.delete_settled(status, before, BATCH).await?;
                 deleted += batch;
                 self.inner.metrics.tasks_deleted(batch, true);
+                // A long poll on a task swept is answered 404 now, not when its wait ends.
+                if batch > 0 {
+                    self.inner.settle_waiters.wake_all();
+                }
                 // A stopping service leaves the rest to its next start.
                 if batch < u64::from(BATCH) || self.is_stopping() {
                     break;

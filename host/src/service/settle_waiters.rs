@@ -47,6 +47,16 @@ impl SettleWaiters {
         }
     }
 
+    /// Wakes every waiter, whatever task it waits for: tasks went in bulk (retention's sweep),
+    /// their ids not known here. Each reads its task again, and one whose task is still there
+    /// waits on.
+    pub fn wake_all(&self) {
+        let waiting = std::mem::take(&mut *self.lock());
+        for (_, waiter) in waiting.into_values().flatten() {
+            let _ = waiter.send(());
+        }
+    }
+
     /// How many tasks have waiters (for tests).
     #[cfg(test)]
     fn tasks_waited_for(&self) -> usize {
@@ -105,6 +115,17 @@ mod tests {
         assert_eq!(waiters.tasks_waited_for(), 1);
         waiters.settled("t_b");
         other.settled().await;
+        assert_eq!(waiters.tasks_waited_for(), 0);
+    }
+
+    #[tokio::test]
+    async fn waking_all_wakes_every_task_s_waiters() {
+        let waiters = Arc::new(SettleWaiters::default());
+        let mut a = waiters.register("t_a");
+        let mut b = waiters.register("t_b");
+        waiters.wake_all();
+        a.settled().await;
+        b.settled().await;
         assert_eq!(waiters.tasks_waited_for(), 0);
     }
 
