@@ -24,6 +24,24 @@ pub fn json_len(value: &Value) -> usize {
     counter.0
 }
 
+/// Whether data changed from `before` to `after` may be kept under `limit`: `Ok` with its size
+/// when it fits, or when it does not grow (data over a limit lowered since may still shrink or
+/// change within its size); else `Err` with its size.
+pub fn kept_within(limit: usize, before: &Value, after: &Value) -> Result<usize, usize> {
+    let bytes = json_len(after);
+    if bytes > limit && bytes > json_len(before) {
+        Err(bytes)
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Data of `bytes` against `limit`, as every refusal says it: `N bytes as JSON, over the limit of
+/// L ([scheduler] max_task_bytes)`.
+pub fn over_limit(bytes: usize, limit: usize) -> String {
+    format!("{bytes} bytes as JSON, over the limit of {limit} ([scheduler] max_task_bytes)")
+}
+
 struct Counter(usize);
 
 impl io::Write for Counter {
@@ -73,10 +91,7 @@ impl DataSize {
         // Near the limit: the changes are tried on a copy, and the copy measured.
         let mut trial = data.clone();
         let skipped = merge::apply(&mut trial, changes);
-        let exact = json_len(&trial);
-        if exact > self.limit && exact > json_len(data) {
-            return Err(exact);
-        }
+        let exact = kept_within(self.limit, data, &trial)?;
         *data = trial;
         self.bound = Some(exact);
         Ok(skipped)
@@ -85,9 +100,8 @@ impl DataSize {
     /// Why a run whose output would have made the data `bytes` long was refused.
     pub(super) fn refusal(&self, bytes: usize) -> String {
         format!(
-            "its output would make the task's data {bytes} bytes, over the limit of {} ([scheduler] \
-             max_task_bytes); nothing it wrote was kept",
-            self.limit
+            "its output would make the task's data {}; nothing it wrote was kept",
+            over_limit(bytes, self.limit)
         )
     }
 }

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{Service, ServiceError};
 use crate::request_key::RequestKey;
 use crate::scheduler::Resumed;
+use crate::scheduler::data_size::{json_len, over_limit};
 use crate::store::StoredTask;
 use crate::task::Task;
 
@@ -133,11 +134,11 @@ impl Service {
         }
         // No run could write to data past the scheduler's limit.
         let limit = self.inner.scheduler.settings().max_task_bytes;
-        let bytes = crate::scheduler::data_size::json_len(&data);
+        let bytes = json_len(&data);
         if bytes > limit {
             return Err(ServiceError::Invalid(format!(
-                "the task data would be {bytes} bytes as JSON, over the limit of {limit} ([scheduler] \
-                 max_task_bytes)"
+                "the task data would be {}",
+                over_limit(bytes, limit)
             )));
         }
         Ok(data)

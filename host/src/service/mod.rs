@@ -43,7 +43,7 @@ use tokio::sync::{Semaphore, broadcast};
 use crate::config::Config;
 use crate::host::{Host, HostOptions, SetupError};
 use crate::runtime::LoadError;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, data_size};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
 use crate::task::{PATCH_ENTRY, RETRY_ENTRY, RunRecord, Task, TaskStatus};
@@ -360,12 +360,11 @@ impl Service {
             crate::scheduler::merge::merge_patch(&mut task.data, merge);
             // Data over the limit already (a limit lowered since) may be patched smaller.
             let limit = self.inner.scheduler.settings().max_task_bytes;
-            let after = crate::scheduler::data_size::json_len(&task.data);
-            if after > limit && after > crate::scheduler::data_size::json_len(&before) {
+            if let Err(bytes) = data_size::kept_within(limit, &before, &task.data) {
                 return Err(ServiceError::Invalid(format!(
-                    "task {}'s data as patched would be {after} bytes as JSON, over the limit of \
-                     {limit} ([scheduler] max_task_bytes)",
-                    task.id
+                    "task {}'s data as patched would be {}",
+                    task.id,
+                    data_size::over_limit(bytes, limit)
                 )));
             }
             // A failure the patch made moot (the failed step's condition no longer holds on the
