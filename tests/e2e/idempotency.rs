@@ -82,6 +82,17 @@ async fn a_create_sent_again_with_its_key_is_answered_with_the_first_task() {
     let (_, metrics) = server.get("/metrics").await;
     let text = metrics.as_str().expect("text");
     assert!(text.contains("whenever_requests_replayed_total 2\n"), "{text}");
+    // A repeat, too, says where its task lives.
+    let response = server.http().post(format!("{}/v1/tasks", server.base()));
+    let response = response
+        .header(key[0].0, key[0].1)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    let location = response.headers().get("location").and_then(|v| v.to_str().ok());
+    assert_eq!(location, Some(format!("/v1/tasks/{id}").as_str()));
 
     // The task a key created can be looked up by the key (not by another scope's).
     let (status, found) = server.get("/v1/tasks/by-key/order-1").await;

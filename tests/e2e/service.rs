@@ -491,9 +491,15 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
         .await
         .expect("sent");
     assert_eq!(response.status().as_u16(), 201);
+    let location = response.headers().get("location").cloned();
     let task: Value = response.json_value().await;
     assert_eq!(task["status"], "waiting");
     assert_eq!(task["data"]["a"], "A");
+    // The answer says where the task lives, and that is where it is found.
+    let location = location.expect("a Location header");
+    let location = location.to_str().expect("ASCII");
+    assert_eq!(location, format!("/v1/tasks/{}", task["id"].as_str().expect("id")));
+    assert_eq!(server.get(location).await, (200, task.clone()));
     assert_eq!(task["data"]["$via"]["type"], "webhook");
     assert_eq!(task["data"]["$via"]["name"], "shop");
     assert!(
@@ -948,6 +954,36 @@ async fn retry_runs_a_failed_step_again() {
         .post("/v1/tasks/t_nope/retry", &json!({"step": "returns-error"}))
         .await;
     assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_every_failed_step_runs_those_whose_condition_still_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[RETURNS_ERROR, PANICS], options()).await;
+    let task = server.run(json!({"failPlease": true, "panic": true})).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    let id = task["id"].as_str().expect("id");
+    // returns-error's condition no longer holds; panics read nothing the patch changed, so the
+    // task stays failed by it.
+    let (status, patched) = server
+        .patch(&format!("/v1/tasks/{id}?wait=20000"), &json!({"failPlease": false}))
+        .await;
+    assert_eq!((status, &patched["status"]), (200, &json!("failed")), "{patched}");
+
+    let (status, retried) = server
+        .call(reqwest::Method::POST, &format!("/v1/tasks/{id}/retry?wait=20000"), None)
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    let ran = |step: &str| runs(&retried).iter().filter(|r| r["step"] == step).count();
+    assert_eq!((ran("panics"), ran("returns-error")), (2, 1), "{retried}");
+    let entries = api_entries(&retried);
+    let said = entries.last().map(|e| e["logs"][0]["message"].clone());
+    assert_eq!(
+        said,
+        Some(json!("retry of panics asked for through the API")),
+        "{retried}"
+    );
     server.stop().await;
 }
 

@@ -51,6 +51,18 @@ pub(crate) fn task_response(status: StatusCode, stored: &StoredTask) -> Response
     (status, tag, Json(TaskAnswer::of(stored))).into_response()
 }
 
+/// `stored` answered as just created: 201, with where it lives (`Location`, so a client that
+/// created it need not build the path itself). A repeat of a keyed request keeps the header.
+fn created_response(stored: &StoredTask) -> Response {
+    let mut response = task_response(StatusCode::CREATED, stored);
+    // A task id is `t_` and hex digits ([`crate::task::new_task_id`], [`RequestKey::task_id`]),
+    // so the path needs no escaping; an id that somehow did is left without the header.
+    if let Ok(location) = header::HeaderValue::from_str(&format!("/v1/tasks/{}", stored.task.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
         .map(|Query(q)| q)
@@ -77,11 +89,10 @@ pub(crate) async fn create_and_answer(
     key: Option<RequestKey>,
     wait: &WaitParam,
 ) -> Result<Response, ApiError> {
-    let created = |stored: &StoredTask| task_response(StatusCode::CREATED, stored);
     let Some(timeout) = wait.duration() else {
         let answered = match key {
-            None => Created::New(service.create_task_then(data, created).await?),
-            Some(key) => service.create_for_request_then(key, data, created).await?,
+            None => Created::New(service.create_task_then(data, created_response).await?),
+            Some(key) => service.create_for_request_then(key, data, created_response).await?,
         };
         return Ok(idempotency::answer(answered));
     };
@@ -91,7 +102,7 @@ pub(crate) async fn create_and_answer(
         Some(key) => service.create_for_request_then(key, data, id_of).await?,
     };
     let settled = service.wait_settled(id.get(), timeout).await?;
-    Ok(idempotency::answer(id.map(|_| created(&settled))))
+    Ok(idempotency::answer(id.map(|_| created_response(&settled))))
 }
 
 pub(crate) async fn create(
