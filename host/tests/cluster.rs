@@ -438,6 +438,62 @@ async fn a_step_the_config_narrows_is_not_loaded_again_at_each_deploy() {
     schema.drop_schema().await;
 }
 
+/// A deploy is stored before the waiting tasks are re-evaluated against it: should its host die
+/// in between (here: the version is put in the store by no host at all), the hosts that hear of
+/// the new version re-evaluate them, and the tasks that waited for it run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_waiting_for_a_version_no_host_re_evaluated_are_re_evaluated_by_the_others() {
+    use sha2::Digest as _;
+    let Some(schema) = Schema::create("reevaluate").await else {
+        return;
+    };
+    let hosts = schema.start_hosts(2);
+    let (host, _) = &hosts[0];
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let (status, task) = host.post("/v1/tasks?wait=20000", &json!({"start": true, "n": n})).await;
+        assert_eq!((status, &task["status"]), (201, &json!("waiting")), "{task}");
+        ids.push(task["id"].as_str().expect("id").to_string());
+    }
+    let step = whenever_step_artifacts::testing::WRITE_A;
+    let component = std::fs::read(step.component).expect("component");
+    let manifest = whenever::runtime::StepManifest::default();
+    let digest = hex::encode(sha2::Sha256::digest(&component));
+    let version = whenever::runtime::version_id(&digest, &manifest);
+    let store = PostgresStore::connect(schema.scratch.url()).await.expect("connects");
+    let stored = whenever::store::StepVersion {
+        name: step.name.into(),
+        version: version.clone(),
+        digest,
+        component,
+        manifest,
+        deployed_at: chrono::Utc::now(),
+        deployed_by: Some("a host that died before it re-evaluated".into()),
+    };
+    store.put_step_version(&stored, true).await.expect("stored");
+    for id in &ids {
+        host.until("the waiting task to run write-a", Duration::from_secs(30), || async {
+            let (_, task) = host.get(&format!("/v1/tasks/{id}")).await;
+            task["data"]["a"] == json!("A") && task["status"] == json!("waiting")
+        })
+        .await;
+        let (_, task) = host.get(&format!("/v1/tasks/{id}")).await;
+        let ran: Vec<&Value> = task["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .map(|r| &r["version"])
+            .collect();
+        assert_eq!(
+            ran,
+            [&json!(version)],
+            "write-a ran once, whichever hosts re-evaluated: {task}"
+        );
+    }
+    drop(hosts);
+    schema.drop_schema().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_deployed_through_one_host_runs_on_the_others() {
     let Some(schema) = Schema::create("deploy").await else {

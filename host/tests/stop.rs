@@ -41,6 +41,27 @@ async fn looping_task(server: &ServeProcess) -> String {
     task["id"].as_str().expect("id").to_string()
 }
 
+/// A task queued for a worker when the stop began (more tasks than `max_concurrent_tasks`) is
+/// counted among those left running, as it is: it resumes at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_queued_for_a_worker_are_counted_as_left_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let config = "[server]\nshutdown_grace_ms = 60000\nmax_concurrent_tasks = 1\n";
+    let args = setup_with(dir.path(), 1_500, config);
+    let mut server = ServeProcess::start(&db, &args);
+    looping_task(&server).await;
+    let (status, queued) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
+    assert_eq!(status, 201, "{queued}");
+
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}; log:\n{}", server.stderr());
+    server.until_logged(
+        "stopped (drives under way: 1, finished: 1; tasks left running: 1; they resume at the next start)",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_run_under_way_finish_and_the_server_exits_0() {
     let dir = tempfile::tempdir().expect("tempdir");

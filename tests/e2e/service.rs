@@ -1596,6 +1596,127 @@ async fn a_version_an_earlier_host_stored_is_not_deployed_again_at_start() {
     server.stop().await;
 }
 
+/// The bundled steps are what a store serving none of its own starts with: a start without
+/// steps folders on a store that serves someone's steps leaves them alone, until asked for
+/// the bundled ones too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_without_steps_adds_no_bundled_step_to_a_store_serving_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    let steps = dir.path().join("steps");
+    std::fs::create_dir(&steps).expect("steps folder");
+    std::fs::copy(WRITE_A.component, steps.join("write-a.wasm")).expect("component");
+    std::fs::copy(WRITE_A.manifest, steps.join("write-a.toml")).expect("manifest");
+    let serving = |server: Server| async move {
+        let names: Vec<String> = server
+            .service
+            .steps()
+            .await
+            .expect("steps")
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        server.stop().await;
+        names
+    };
+    let with = |steps: Vec<std::path::PathBuf>, with_bundled: bool| ServiceOptions {
+        db: db.clone(),
+        steps,
+        with_bundled,
+        ..ServiceOptions::default()
+    };
+    let first = start_with(&with(vec![steps.clone()], false), &[], options()).await;
+    assert_eq!(serving(first).await, ["write-a"]);
+    let bare = start_with(&with(Vec::new(), false), &[], options()).await;
+    assert_eq!(serving(bare).await, ["write-a"], "no bundled step added");
+    let asked = start_with(&with(Vec::new(), true), &[], options()).await;
+    assert_eq!(serving(asked).await.len(), 1 + whenever_step_artifacts::RETAILMAX.len());
+    // A store of no steps of its own gets the bundled ones by default, as ever.
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let default = ServiceOptions {
+        db: db_in(&fresh),
+        ..ServiceOptions::default()
+    };
+    let server = start_with(&default, &[], options()).await;
+    assert_eq!(serving(server).await.len(), whenever_step_artifacts::RETAILMAX.len());
+}
+
+/// A deploy is stored before the tasks are re-evaluated against it, in the background: a host
+/// that dies between the two (here: a version put in the store while no host ran) leaves that
+/// work to its next start, which re-evaluates every waiting and failed task. A step that failed
+/// on a version that no longer serves runs again; one that failed on the version serving does
+/// not, however often the host restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_re_evaluates_the_tasks_a_deploy_did_not_reach() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    let server = start(&db, &[RETURNS_ERROR, PANICS, INVALID_JSON], options()).await;
+    // Re-evaluated newest first: at each start, every task but the one a new version fixes is
+    // re-evaluated before it, so its outcome is known once that one's is.
+    let second = server.run(json!({"invalidJson": true})).await;
+    let first = server.run(json!({"panic": true})).await;
+    let never = server.run(json!({"failPlease": true})).await;
+    for task in [&second, &first, &never] {
+        assert_eq!(task["status"], "failed", "{task}");
+    }
+    server.stop().await;
+
+    // Each task's revision as last seen: a task re-evaluated to no effect is not written.
+    let mut seen: Vec<(String, Value)> = [&second, &first, &never]
+        .iter()
+        .map(|t| (t["id"].as_str().expect("id").to_string(), t["revision"].clone()))
+        .collect();
+    for (fixed, step_files) in [(&first, PANICS), (&second, INVALID_JSON)] {
+        let new = store_a_new_version(&db, &step_files).await;
+        let server = start(&db, &[], options()).await;
+        let id = fixed["id"].as_str().expect("id");
+        let mut task = server.get(&format!("/v1/tasks/{id}")).await.1;
+        for _ in 0..400 {
+            if runs(&task).len() == 2 && task["status"] != "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            task = server.get(&format!("/v1/tasks/{id}")).await.1;
+        }
+        let versions: Vec<Value> = runs(&task).iter().map(|r| r["version"].clone()).collect();
+        assert_eq!(versions.len(), 2, "{} ran again: {task}", step_files.name);
+        assert_eq!(versions[1], json!(new), "{task}");
+        assert_eq!(task["status"], "failed", "{task}");
+        // The tasks re-evaluated before it (every other, at the second start) are as they were.
+        for (other, revision) in seen.iter_mut() {
+            let (_, now) = server.get(&format!("/v1/tasks/{other}")).await;
+            if other == id {
+                *revision = now["revision"].clone();
+            } else if *other != second["id"] || step_files.name == INVALID_JSON.name {
+                assert_eq!(&now["revision"], revision, "re-evaluated again at this start: {now}");
+            }
+        }
+        server.stop().await;
+    }
+}
+
+/// Puts a new version of `step` into the store at `db` as the one serving, as a deploy does
+/// before it re-evaluates the tasks; answers its version.
+async fn store_a_new_version(db: &Path, step: &StepFiles) -> String {
+    use sha2::Digest as _;
+    let (mut bytes, manifest) = component(step);
+    bytes.extend_from_slice(&[0, 5, 4, b'v', b'e', b'r', b'2']);
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let version = whenever::runtime::version_id(&digest, &manifest);
+    let store = whenever::store::sqlite::SqliteStore::open(db, Default::default()).expect("store");
+    let new = whenever::store::StepVersion {
+        name: step.name.into(),
+        version: version.clone(),
+        digest,
+        component: bytes,
+        manifest,
+        deployed_at: chrono::Utc::now(),
+        deployed_by: Some("a host that died before it re-evaluated".into()),
+    };
+    store.put_step_version(&new, true).await.expect("stored");
+    version
+}
+
 /// A serving version this host refuses to load (one an earlier whenever took, before a rule was
 /// made stricter) keeps only that step from serving, not the service from starting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1744,15 +1865,51 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
     server.stop().await;
 
     // A crash after the charge was journaled and before the run finished: the restarted host
-    // re-runs the step with the journaled result and charges nothing.
-    let store = whenever::store::sqlite::SqliteStore::open(&db, Default::default()).expect("store");
+    // re-runs the step with the journaled result and charges nothing, even where its config
+    // withholds the connector since: the charge happened.
+    let config = dir.path().join("withholds.toml");
+    std::fs::write(&config, "[steps.charger]\nconnectors = []\n").expect("config");
+    for withheld in [None, Some(config)] {
+        let id = crash_after_a_journaled_charge(&db, &granted, &step.version).await;
+        let service_options = ServiceOptions {
+            db: db.clone(),
+            no_steps: true,
+            config: withheld.clone(),
+            ..ServiceOptions::default()
+        };
+        let server = start_with(&service_options, &[], options()).await;
+        let resumed = server.until(&id, |t| t["status"] != "running").await;
+        assert_eq!(
+            resumed["data"]["stripeResult"]["ok"]["transactionId"], "txn_journaled",
+            "withheld since: {withheld:?}: {resumed}"
+        );
+        assert_eq!(runs(&resumed).len(), 1);
+        assert_eq!(
+            runs(&resumed)[0]["connector_calls"][0]["replayed"],
+            true,
+            "history marks the replayed call"
+        );
+        assert_eq!(
+            runs(&resumed)[0]["connector_calls"][0]["returned"]["transactionId"],
+            "txn_journaled",
+            "{resumed}"
+        );
+        let effects = server.service.scheduler().connectors().effects();
+        assert_eq!(effects.count_for_task(&id, "stripe", "charge"), 0, "no second charge");
+        server.stop().await;
+    }
+}
+
+/// Leaves in the store at `db` a task whose run of `charger` (at `version`, granted as
+/// `manifest`) was under way when its host crashed, its charge journaled; answers its id.
+async fn crash_after_a_journaled_charge(db: &Path, manifest: &StepManifest, version: &str) -> String {
+    let store = whenever::store::sqlite::SqliteStore::open(db, Default::default()).expect("store");
     let charger = whenever::store::Store::current_steps(&store).await.expect("steps");
-    let manifest = charger[0].manifest.clone();
-    assert_eq!(manifest, granted);
+    assert_eq!(&charger[0].manifest, manifest);
     let mut crashed = Task::new(json!({"tryStripe": true}));
     store.create_task(&crashed).await.expect("created");
     crashed.progress.entry("charger".into()).or_default().runs = 1;
-    crashed.runs.push(RunRecord::starting(0, "charger", &step.version, 1));
+    crashed.runs.push(RunRecord::starting(0, "charger", version, 1));
     let input = crashed.data.clone();
     let save = TaskSave {
         task: &crashed,
@@ -1779,32 +1936,7 @@ async fn connector_results_are_journaled_and_replayed_after_a_crash() {
         .journal_call(&crashed.id, 0, 0, &journaled)
         .await
         .expect("journaled");
-    drop(store);
-
-    let server = start(&db, &[], options()).await;
-    let resumed = server.until(&crashed.id, |t| t["status"] != "running").await;
-    assert_eq!(
-        resumed["data"]["stripeResult"]["ok"]["transactionId"], "txn_journaled",
-        "{resumed}"
-    );
-    assert_eq!(runs(&resumed).len(), 1);
-    assert_eq!(
-        runs(&resumed)[0]["connector_calls"][0]["replayed"],
-        true,
-        "history marks the replayed call"
-    );
-    assert_eq!(
-        runs(&resumed)[0]["connector_calls"][0]["returned"]["transactionId"],
-        "txn_journaled",
-        "{resumed}"
-    );
-    let effects = server.service.scheduler().connectors().effects();
-    assert_eq!(
-        effects.count_for_task(&crashed.id, "stripe", "charge"),
-        0,
-        "no second charge"
-    );
-    server.stop().await;
+    crashed.id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,10 @@ pub(crate) async fn run(db: &Path, to: &Path) -> u8 {
         Ok(Err(e)) => {
             eprintln!("whenever backup: {e}");
             match e {
-                BackupError::Postgres(_) | BackupError::NoDatabase(_) | BackupError::Exists(_) => EXIT_BAD_INPUT,
+                BackupError::Postgres(_)
+                | BackupError::NoDatabase(_)
+                | BackupError::Exists(_)
+                | BackupError::NoFolder(_) => EXIT_BAD_INPUT,
                 BackupError::Sqlite { .. } | BackupError::Check { .. } => EXIT_INTERNAL,
             }
         }

@@ -13,6 +13,7 @@ use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL};
 use crate::api::{self, ApiOptions};
 use crate::service::{Service, ServiceError, ServiceOptions, StepsSeen};
 use crate::store::StoreError;
+use crate::task::TaskStatus;
 
 /// At start, a certificate that expires within this many days is warned about.
 const CERTIFICATE_WARNING_DAYS: i64 = 14;
@@ -248,12 +249,22 @@ async fn stop(
     } else {
         "they resume at the next start"
     };
+    // A host of its own leaves every task still running in the store to its next start: those
+    // whose drives the grace cut short, and those that were queued for a worker (more than
+    // `max_concurrent_tasks`) and never started. A cluster's hosts claim only what they drive.
+    let left = if clustered {
+        None
+    } else {
+        service.store().count_tasks().await.ok()
+    };
+    let left = left.map_or(stopped.interrupted as u64, |counts| {
+        counts.get(&TaskStatus::Running).copied().unwrap_or(0)
+    });
     eprintln!(
-        "whenever serve: stopped (drives under way: {}, finished: {}; tasks left running: {}; \
+        "whenever serve: stopped (drives under way: {}, finished: {}; tasks left running: {left}; \
          {where_next})",
         stopped.under_way,
         stopped.under_way.saturating_sub(stopped.interrupted),
-        stopped.interrupted,
     );
     EXIT_COMPLETED
 }

@@ -244,10 +244,27 @@ impl connectors::Host for RunState {
                 message: message.clone(),
             }),
             Ok(ref value) => {
-                // A connector no host config could grant is unknown, not "not granted": adding
-                // it to the manifest would only have the deploy refused. The step is told its own
-                // grants, not every connector of the host.
-                if !ctx.manifest.grants(&connector) && !ctx.connectors.contains(&connector) {
+                // A call made before a crash is answered from the journal before anything else
+                // is asked: it happened, whatever the host's config says since (a grant
+                // withheld after the restart must not turn a charge made into a failure, and the
+                // retry that follows into a second charge).
+                if let Some(journaled) = ctx
+                    .replay
+                    .get(number)
+                    .filter(|r| r.connector == connector && r.method == method)
+                {
+                    replayed = true;
+                    journaled
+                        .result
+                        .clone()
+                        .map_err(|e| whenever_connectors::ConnectorError {
+                            kind: e.kind,
+                            message: e.message,
+                        })
+                } else if !ctx.manifest.grants(&connector) && !ctx.connectors.contains(&connector) {
+                    // A connector no host config could grant is unknown, not "not granted":
+                    // adding it to the manifest would only have the deploy refused. The step is
+                    // told its own grants, not every connector of the host.
                     Err(whenever_connectors::ConnectorError {
                         kind: K::Unknown,
                         message: format!(
@@ -268,19 +285,6 @@ impl connectors::Host for RunState {
                         kind: K::NotGranted,
                         message,
                     })
-                } else if let Some(journaled) = ctx
-                    .replay
-                    .get(number)
-                    .filter(|r| r.connector == connector && r.method == method)
-                {
-                    replayed = true;
-                    journaled
-                        .result
-                        .clone()
-                        .map_err(|e| whenever_connectors::ConnectorError {
-                            kind: e.kind,
-                            message: e.message,
-                        })
                 } else {
                     called = true;
                     let _under_way = self.connector_time.call();

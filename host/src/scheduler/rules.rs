@@ -110,6 +110,34 @@ pub fn standing(task: &Task, name: &str, condition: &Condition) -> Standing {
     }
 }
 
+/// Readies a settled `task` to be driven again after the serving steps changed (a deploy, a
+/// rollback, a version loaded as a host starts), and answers whether it should be. A failed
+/// step among `changed` (`None`: all of `steps`) whose latest run on the task was of another
+/// version than the one serving, and whose condition holds, is asked to run again: a fixed step
+/// picks up the tasks it failed. Otherwise the task is driven when a step is eligible on it.
+/// Asked again with the same steps it asks for nothing more, so every host of a cluster may
+/// ask, at any time: a re-evaluation cut short by a crash is done again at the next start.
+pub fn reevaluate(task: &mut Task, steps: &[Arc<LoadedStep>], changed: Option<&str>) -> bool {
+    if matches!(task.status, TaskStatus::Running | TaskStatus::Completed) {
+        return false;
+    }
+    let mut redo = false;
+    for step in steps.iter().filter(|s| changed.is_none_or(|name| s.name == name)) {
+        if !task.progress.get(&step.name).is_some_and(|p| p.last_failed) {
+            continue;
+        }
+        let latest = task.runs.iter().rev().find(|run| run.step == step.name);
+        if latest.is_some_and(|run| run.version == step.version) || !step.condition.matches(&task.data) {
+            continue;
+        }
+        if let Some(progress) = task.progress.get_mut(&step.name) {
+            progress.redo = true;
+            redo = true;
+        }
+    }
+    redo || !eligible(task, steps, &HashSet::new()).is_empty()
+}
+
 /// The status of a task on which nothing is in flight and nothing is eligible.
 pub fn settled_status(task: &Task, completed: bool, cap_hit: bool) -> TaskStatus {
     if completed {

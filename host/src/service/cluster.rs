@@ -159,16 +159,19 @@ impl Service {
     }
 
     /// Loads the steps the store serves now (new versions: a new manifest is one too) and drops
-    /// the removed ones, remembering the stamp they were read at.
-    pub(crate) async fn reload_steps(&self) -> Result<(), ServiceError> {
+    /// the removed ones, remembering the stamp they were read at; answers the names of the
+    /// steps that serve another version now.
+    pub(crate) async fn reload_steps(&self) -> Result<Vec<String>, ServiceError> {
         let Some(cluster) = self.cluster() else {
-            return self.load_current_steps().await;
+            self.load_current_steps().await?;
+            return Ok(Vec::new());
         };
         let _deploying = self.inner.deploys.lock().await;
         let mut loaded_stamp = cluster.steps_stamp.lock().await;
         let stamp = self.inner.store.steps_stamp().await?;
         let current = self.inner.store.current_steps().await?;
         let catalog = self.inner.scheduler.catalog();
+        let mut changed = Vec::new();
         for step in catalog.snapshot().iter() {
             if !current.iter().any(|v| v.name == step.name) {
                 catalog.remove(&step.name);
@@ -197,12 +200,13 @@ impl Service {
                         step.version
                     );
                     catalog.insert(step);
+                    changed.push(name);
                 }
                 Err(e) => eprintln!("whenever serve: cannot load step {name} from the store: {e}"),
             }
         }
         *loaded_stamp = stamp;
-        Ok(())
+        Ok(changed)
     }
 
     /// Reloads the steps when the store serves others than those loaded.
@@ -214,10 +218,14 @@ impl Service {
                 return;
             }
         };
-        if *cluster.steps_stamp.lock().await != stamp
-            && let Err(e) = self.reload_steps().await
-        {
-            eprintln!("whenever serve: cannot reload the steps: {e}");
+        if *cluster.steps_stamp.lock().await == stamp {
+            return;
+        }
+        match self.reload_steps().await {
+            // The host that deployed it re-evaluates the tasks too, and so does every other: the
+            // work is not lost with the host that began it.
+            Ok(changed) => changed.into_iter().for_each(|name| self.spawn_reevaluation(Some(name))),
+            Err(e) => eprintln!("whenever serve: cannot reload the steps: {e}"),
         }
     }
 
@@ -288,10 +296,17 @@ impl Service {
             tokio::select! {
                 result = service.unless_stopped(service.drive_stored(&id)) => match result {
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        failed = true;
-                        eprintln!("whenever serve: task {id}: {e}");
-                    }
+                    // A save refused because another host took the task over (a takeover moves
+                    // its revision on) is a lease lost, not a failing store: the holder drives it.
+                    Some(Err(e)) => match service.inner.store.renew_leases(&cluster.host_id, std::slice::from_ref(&id), cluster.lease).await {
+                        Ok(held) if held.is_empty() => eprintln!(
+                            "whenever serve: task {id}: lease lost (another host took it over); stopped driving it ({e})"
+                        ),
+                        _ => {
+                            failed = true;
+                            eprintln!("whenever serve: task {id}: {e}");
+                        }
+                    },
                     // The host stopped and the grace is over: the lease is released below, so
                     // another host takes the task over at once.
                     None => eprintln!("whenever serve: task {id}: released for another host (this host is stopping)"),

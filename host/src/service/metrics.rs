@@ -365,7 +365,8 @@ impl Metrics {
         if let Some(tasks) = tasks {
             let _ = writeln!(
                 out,
-                "# HELP whenever_tasks Tasks by status.\n# TYPE whenever_tasks gauge"
+                "# HELP whenever_tasks Tasks by status in the whole store (every host of a cluster reports the \
+                 same counts: take one host's, not their sum).\n# TYPE whenever_tasks gauge"
             );
             for status in [
                 TaskStatus::Running,

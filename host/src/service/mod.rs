@@ -242,8 +242,24 @@ impl Service {
             }),
         };
         if !options.no_steps {
-            let sources = steps::sources(&options.steps, options.with_bundled)?;
-            service.deploy_sources(sources).await?;
+            // The bundled steps are the default of a store that serves none of its own: a start
+            // without `--steps` on a store serving someone's steps must not add fourteen others.
+            let by_default = options.steps.is_empty() && !options.with_bundled;
+            let own = if by_default {
+                service.own_steps_served().await?
+            } else {
+                Vec::new()
+            };
+            if own.is_empty() {
+                let sources = steps::sources(&options.steps, options.with_bundled)?;
+                service.deploy_sources(sources).await?;
+            } else {
+                eprintln!(
+                    "whenever serve: the store serves steps of its own ({}): the bundled RetailMax \
+                     steps are not deployed beside them (`--retailmax` deploys them too)",
+                    own.join(", ")
+                );
+            }
         }
         service.load_current_steps().await?;
         if service.inner.cluster.is_some() {
@@ -252,6 +268,9 @@ impl Service {
         } else {
             service.resume_unsettled().await?;
         }
+        // A deploy made before a crash (or by another host while none of this one ran) may not
+        // have re-evaluated every task, and the steps deployed at start have not.
+        service.spawn_reevaluation(None);
         service.start_retention();
         Ok(service)
     }

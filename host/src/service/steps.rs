@@ -3,7 +3,6 @@
 //! invalid component changes nothing; a good one is stored, swapped into the catalog atomically
 //! (runs in flight keep their version) and the waiting and failed tasks are re-evaluated.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -181,6 +180,19 @@ impl Service {
         Ok(())
     }
 
+    /// The names of the steps the store serves that are not bundled ones, in name order.
+    pub(crate) async fn own_steps_served(&self) -> Result<Vec<String>, ServiceError> {
+        let versions = self.inner.store.step_versions(None).await?;
+        let mut own: Vec<String> = versions
+            .into_iter()
+            .filter(|v| v.current && !whenever_step_artifacts::RETAILMAX.iter().any(|b| b.name == v.name))
+            .map(|v| v.name)
+            .collect();
+        own.sort();
+        own.dedup();
+        Ok(own)
+    }
+
     /// Says on stderr that the step file at `path` was refused at start, and which version of
     /// step `name` the store serves meanwhile.
     async fn refuse_at_start(&self, path: &Path, name: &str, error: &ServiceError) -> Result<(), ServiceError> {
@@ -253,8 +265,8 @@ impl Service {
 
     /// Deploys a step live: refused with a [`LoadError`] (the old version keeps serving), or
     /// stored, swapped in, and the waiting and failed tasks re-evaluated against it. `by` says
-    /// who deployed it (an API token's name, a watched file), kept with a new version. The
-    /// version serving already (the same component and manifest) changes nothing.
+    /// who deployed it (an API token's name, a watched file), kept with a new version. On a host
+    /// of its own, the version serving already (the same component and manifest) changes nothing.
     pub async fn deploy_step(
         &self,
         name: &str,
@@ -275,13 +287,15 @@ impl Service {
         by: Option<&str>,
     ) -> Result<(StepInfo, bool), ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
-        // The version serving already, deployed again: nothing to record or re-evaluate.
+        // The version serving already, deployed again: nothing to record or re-evaluate. Only on
+        // a host of its own, whose catalog is what the store serves: in a cluster another host
+        // may have removed or rolled back the step a moment ago, which this host hears of later.
         let version = crate::runtime::version_of(&bytes, &manifest);
-        if self.serving_version(name).is_some_and(|serving| serving == version) {
+        if self.inner.cluster.is_none() && self.serving_version(name).is_some_and(|serving| serving == version) {
             return Ok((self.step(name).await?, false));
         }
         let step = self.store_and_serve(name, bytes, manifest, by).await?;
-        self.spawn_reevaluation(step.name.clone());
+        self.spawn_reevaluation(Some(step.name.clone()));
         Ok((self.step(name).await?, true))
     }
 
@@ -307,7 +321,7 @@ impl Service {
             .await?;
         self.inner.store.set_current_step(name, Some(version), by).await?;
         self.inner.scheduler.catalog().insert(step);
-        self.spawn_reevaluation(name.to_string());
+        self.spawn_reevaluation(Some(name.to_string()));
         self.step(name).await
     }
 
@@ -329,7 +343,19 @@ impl Service {
     /// step's changes.
     pub async fn remove_step(&self, name: &str, by: Option<&str>) -> Result<(), ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
-        if self.inner.scheduler.catalog().get(name).is_none() {
+        // In a cluster the store says whether it serves: this host may not have heard yet of a
+        // deploy made through another.
+        let serves = match self.inner.cluster {
+            None => self.inner.scheduler.catalog().get(name).is_some(),
+            Some(_) => self
+                .inner
+                .store
+                .step_versions(Some(name))
+                .await?
+                .iter()
+                .any(|v| v.current),
+        };
+        if !serves {
             return Err(ServiceError::NotFound(format!("step {name} not found")));
         }
         self.inner.store.set_current_step(name, None, by).await?;
@@ -382,10 +408,12 @@ impl Service {
             .collect())
     }
 
-    /// Re-evaluates the waiting and failed tasks after step `name` changed: a task runs again
-    /// when a step is now eligible, or when `name`'s latest run on it failed (the new version
-    /// gets a chance).
-    fn spawn_reevaluation(&self, name: String) {
+    /// Re-evaluates every waiting and failed task against the steps serving, in the background:
+    /// after `changed` (one step's deploy or rollback), or after a start (`None`: any step may
+    /// have changed while no host was there to re-evaluate). [`rules::reevaluate`] asks for
+    /// nothing twice, so hosts of a cluster that all do it run no step twice; a task another
+    /// host moved meanwhile is skipped (its save finds a newer revision).
+    pub(crate) fn spawn_reevaluation(&self, changed: Option<String>) {
         let service = self.clone();
         self.spawn(async move {
             for status in [TaskStatus::Waiting, TaskStatus::Failed] {
@@ -401,24 +429,12 @@ impl Service {
                         break;
                     };
                     for summary in &page.tasks {
-                        let catalog = service.inner.scheduler.catalog().clone();
-                        let name = name.clone();
-                        // A task that changed meanwhile (patched, already resumed) is skipped.
+                        let steps = service.inner.scheduler.catalog().snapshot();
+                        let changed = changed.clone();
                         let _ = service
                             .resume_with(&summary.id, None, move |task| {
-                                if task.status == TaskStatus::Running || task.status == TaskStatus::Completed {
-                                    return Ok(Resume::Nothing);
-                                }
-                                if let Some(progress) = task.progress.get_mut(&name).filter(|p| p.last_failed) {
-                                    progress.redo = true;
-                                    return Ok(Resume::Drive);
-                                }
-                                let steps = catalog.snapshot();
-                                Ok(if rules::eligible(task, &steps, &HashSet::new()).is_empty() {
-                                    Resume::Nothing
-                                } else {
-                                    Resume::Drive
-                                })
+                                let drive = rules::reevaluate(task, &steps, changed.as_deref());
+                                Ok(if drive { Resume::Drive } else { Resume::Nothing })
                             })
                             .await;
                     }

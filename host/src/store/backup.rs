@@ -36,6 +36,9 @@ pub enum BackupError {
     /// The target exists: a backup never overwrites a file.
     #[error("{0} exists: a backup never overwrites a file")]
     Exists(PathBuf),
+    /// The target's folder does not exist (a backup makes no folders).
+    #[error("{0} is not a folder: the copy cannot be made in it")]
+    NoFolder(PathBuf),
     /// SQLite could not read the source or write the copy.
     #[error("cannot back up {db}: {message}")]
     Sqlite {
@@ -65,6 +68,13 @@ pub fn backup(db: &Path, to: &Path) -> Result<Backup, BackupError> {
     }
     if to.exists() {
         return Err(BackupError::Exists(to.to_path_buf()));
+    }
+    let folder = to
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        return Err(BackupError::NoFolder(folder.to_path_buf()));
     }
     let partial = partial_name(to);
     let _ = std::fs::remove_file(&partial);
@@ -155,7 +165,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_backup_refuses_to_overwrite_a_missing_source_and_postgres() {
+    fn a_backup_refuses_an_existing_target_a_missing_source_or_folder_and_postgres() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("w.db");
         let to = dir.path().join("copy.db");
@@ -168,6 +178,13 @@ mod tests {
         let url = Path::new("postgres://postgres@127.0.0.1/test");
         let refused = backup(url, &dir.path().join("pg.db")).expect_err("refused");
         assert!(refused.to_string().contains("pg_dump"), "{refused}");
+        let nowhere = dir.path().join("no-such-folder");
+        let refused = backup(&db, &nowhere.join("copy.db")).expect_err("refused");
+        assert!(
+            matches!(&refused, BackupError::NoFolder(f) if *f == nowhere),
+            "{refused}"
+        );
+        assert!(!nowhere.exists(), "no folder is made");
     }
 
     #[test]

@@ -424,6 +424,8 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` running tasks that no host holds (or whose holder's lease expired),
     /// oldest first, for `owner` until `lease` from now; returns their ids. Two concurrent claims
     /// never get the same task. A save that settles a task (any status but running) ends its lease.
+    /// A task taken over from another host moves on a revision, so that host, should it still
+    /// be driving it (paused past its lease), can save it no more: its compare-and-swap fails.
     async fn claim_tasks(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<String>, StoreError>;
 
     /// Extends `owner`'s leases on `ids` to `lease` from now; returns the ids it still holds (a

@@ -741,7 +741,23 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         let saved: bool = answer.get(0);
         if !saved {
-            return Err(match answer.get::<_, Option<i64>>(1) {
+            // The statement's `old` is the row as it was when the statement began: a save or a
+            // delete that committed while this one waited for the row is read again, to be told.
+            let found = match answer.get::<_, Option<i64>>(1) {
+                Some(current) if current == expected => {
+                    let again = client
+                        .prepare_cached("SELECT revision FROM tasks WHERE id = $1")
+                        .await
+                        .map_err(pg)?;
+                    client
+                        .query_opt(&again, &[&row.id])
+                        .await
+                        .map_err(pg)?
+                        .map(|r| r.get::<_, i64>(0))
+                }
+                other => other,
+            };
+            return Err(match found {
                 None => StoreError::NotFound(format!("task {}", row.id)),
                 Some(current) => StoreError::Conflict(format!(
                     "task {} changed meanwhile (revision {current}, expected {expected})",
@@ -1168,7 +1184,8 @@ impl Store for PostgresStore {
                    WHERE status = 'running' AND (owner IS NULL OR lease_until < now())
                    ORDER BY seq LIMIT $2
                    FOR UPDATE SKIP LOCKED)
-                 UPDATE tasks SET owner = $1, lease_until = now() + $3::bigint * interval '1 millisecond'
+                 UPDATE tasks SET owner = $1, lease_until = now() + $3::bigint * interval '1 millisecond',
+                   revision = CASE WHEN free.previous <> $1 THEN tasks.revision + 1 ELSE tasks.revision END
                  FROM free WHERE tasks.seq = free.seq
                  RETURNING tasks.id, tasks.seq, free.previous, (now() - free.expired)::text",
             )

@@ -667,6 +667,8 @@ async fn leases_are_exclusive_expire_and_end_when_settled<S: Store>(store: &S) {
         .expect("claimed");
     assert_eq!(short.len(), 2, "the limit holds");
     assert!(sorted(&short).is_subset(&sorted(&batch)));
+    // What h6 read of a task, to save once its lease has lapsed.
+    let stale = store.get_task(&short[0]).await.expect("read").expect("stored");
     tokio::time::sleep(Duration::from_millis(50)).await;
     let taken = store.claim_tasks("h7", 1000, LONG).await.expect("claimed");
     assert_eq!(
@@ -683,6 +685,12 @@ async fn leases_are_exclusive_expire_and_end_when_settled<S: Store>(store: &S) {
             .is_empty(),
         "h6 lost them"
     );
+    // Nor can h6 save them, had it gone on driving them (paused past its lease): a takeover
+    // moves a task's revision on. (Leases of a store of one host's are kept in its process.)
+    if store.shared() {
+        let saved = store.save_task(TaskSave::whole(&stale.task, stale.revision)).await;
+        assert!(matches!(saved, Err(StoreError::Conflict(_))), "{saved:?}");
+    }
     // Leave nothing held for whoever uses the store next.
     for id in &ids {
         for owner in ["h1", "h2", "h3", "h4", "h5", "h7"] {

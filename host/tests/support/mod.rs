@@ -189,8 +189,18 @@ impl ServeProcess {
     /// How many tasks have this status, read from `/metrics`: a count in the store, cheap however
     /// many tasks there are. (Listing them took long enough under load for a restarted server to
     /// finish all its resumed tasks between two polls, so a kill meant for mid-load came too late.)
+    /// The count is left out of an answer while the store cannot give it within 2 s (a slow
+    /// machine under load): it is asked again, for up to a minute.
     pub async fn count(&self, status: &str) -> usize {
-        self.metric(&format!("whenever_tasks{{status=\"{status}\"}}")).await as usize
+        let series = format!("whenever_tasks{{status=\"{status}\"}}");
+        for _ in 0..60 {
+            let found = self.metric_series(&series).await;
+            if let Some((_, value)) = found.iter().find(|(rest, _)| rest.is_empty()) {
+                return *value as usize;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        self.metric(&series).await as usize
     }
 
     /// How many tasks the server is driving now, read from `/metrics`.
