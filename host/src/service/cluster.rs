@@ -298,9 +298,15 @@ impl Service {
                     Some(Ok(_)) => {}
                     // A save refused because another host took the task over (a takeover moves
                     // its revision on) is a lease lost, not a failing store: the holder drives it.
-                    Some(Err(e)) => match service.inner.store.renew_leases(&cluster.host_id, std::slice::from_ref(&id), cluster.lease).await {
+                    Some(Err(e)) => match service
+                        .inner
+                        .store
+                        .renew_leases(&cluster.host_id, std::slice::from_ref(&id), cluster.lease)
+                        .await
+                    {
                         Ok(held) if held.is_empty() => eprintln!(
-                            "whenever serve: task {id}: lease lost (another host took it over); stopped driving it ({e})"
+                            "whenever serve: task {id}: lease lost (another host took it over); stopped \
+                             driving it ({e})"
                         ),
                         _ => {
                             failed = true;
