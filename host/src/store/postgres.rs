@@ -983,7 +983,11 @@ impl Store for PostgresStore {
         let client = self.pooled(&self.journal).await?;
         let upsert = client
             .prepare_cached(
-                "INSERT INTO journal (task_id, run_id, call_index, record) VALUES ($1, $2, $3, $4)
+                // Only while the task runs: a host that lost its lease (paused past it) may still
+                // journal a call after another host completed or deleted the task, and that row,
+                // the call's arguments with it, would be kept by nothing and swept by nothing.
+                "INSERT INTO journal (task_id, run_id, call_index, record)
+                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND status = 'running')
                  ON CONFLICT (task_id, run_id, call_index) DO UPDATE SET record = excluded.record",
             )
             .await
@@ -1435,6 +1439,39 @@ pub(crate) mod tests {
         let saves = setting(store.client().await.expect("session")).await;
         assert_ne!(saves.0, "off", "saves commit synchronously");
         assert_eq!(saves.1, schema.name());
+        schema.drop_schema().await;
+    }
+
+    /// A call journaled for a task that no longer runs (a host that lost its lease, still
+    /// driving it) is not kept: nothing would ever read or delete it.
+    #[tokio::test]
+    async fn a_call_journaled_for_a_task_that_no_longer_runs_is_not_kept() {
+        use super::super::suite::{call, with_a_starting_run};
+        let Some(schema) = test_schema("journal_settled").await else {
+            return;
+        };
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
+        let running = with_a_starting_run(&store, serde_json::json!({"n": 1}), "write-a").await;
+        let mut settled = with_a_starting_run(&store, serde_json::json!({"n": 2}), "write-a").await;
+        settled.status = TaskStatus::Completed;
+        store.save_task(TaskSave::whole(&settled, 2)).await.expect("settled");
+        for task in [&running, &settled] {
+            store.journal_call(&task.id, 0, 0, &call(1)).await.expect("journaled");
+        }
+        let client = store.client().await.expect("client");
+        let rows = |id: String| {
+            let client = &client;
+            async move {
+                client
+                    .query_one("SELECT count(*) FROM journal WHERE task_id = $1", &[&id])
+                    .await
+                    .expect("counted")
+                    .get::<_, i64>(0)
+            }
+        };
+        assert_eq!(rows(running.id.clone()).await, 1, "kept while the task runs");
+        assert_eq!(rows(settled.id.clone()).await, 0, "not kept for a completed task");
+        drop(client);
         schema.drop_schema().await;
     }
 
