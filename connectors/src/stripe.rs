@@ -28,6 +28,10 @@ pub const TOKEN_DECLINED: &str = "tok_chargeDeclined";
 /// The test source for which Stripe cannot be reached (error kind `unavailable`).
 pub const TOKEN_UNAVAILABLE: &str = "tok_unavailable";
 
+/// The test source whose charge is made but whose answer is lost (error kind `timeout`): what a
+/// slow provider does to a step, which cannot tell it from a charge never made.
+pub const TOKEN_TIMEOUT: &str = "tok_chargeTimeout";
+
 /// Builds the implementation `config.kind` selects.
 pub fn build(config: &ConnectorConfig, cx: &BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
     match config.kind.as_str() {
@@ -240,14 +244,25 @@ impl StripeSimulator {
             TOKEN_UNAVAILABLE => Err(ConnectorError::unavailable(format!(
                 "stripe could not be reached (test source {TOKEN_UNAVAILABLE})"
             ))),
+            TOKEN_TIMEOUT => {
+                self.effects.record(ctx, NAME, "charge", &charge_id(ctx));
+                Err(ConnectorError::timeout(format!(
+                    "stripe: no answer in time (test source {TOKEN_TIMEOUT}, charged all the same)"
+                )))
+            }
             _ => {
-                let id = format!("txn_{}", key_hash(&ctx.idempotency_key));
+                let id = charge_id(ctx);
                 let fee = fee_cents(amount) as f64 / 100.0;
                 self.effects.record(ctx, NAME, "charge", &id);
                 Ok(json!({"success": true, "transactionId": id, "fee": fee}))
             }
         }
     }
+}
+
+/// The id of the charge the simulator makes for a call: the same for the same idempotency key.
+fn charge_id(ctx: &CallContext) -> String {
+    format!("txn_{}", key_hash(&ctx.idempotency_key))
 }
 
 #[async_trait::async_trait]
@@ -330,6 +345,21 @@ mod tests {
         .await;
         assert_eq!(r.err().map(|e| e.kind), Some(ErrorKind::Unavailable));
         assert!(reg.effects().is_empty());
+    }
+
+    #[tokio::test]
+    async fn timeout_token_charges_and_answers_a_timeout() {
+        let reg = Registry::simulators();
+        let r = call(
+            &reg,
+            "stripe",
+            "charge",
+            json!({"amount": 100, "source": TOKEN_TIMEOUT}),
+            "t_1:payment-processing:1:1",
+        )
+        .await;
+        assert_eq!(r.err().map(|e| e.kind), Some(ErrorKind::Timeout));
+        assert_eq!(reg.effects().count("stripe", "charge"), 1);
     }
 
     #[tokio::test]

@@ -232,6 +232,110 @@ async fn a_fraud_review_waits_for_a_person_then_completes() {
     );
 }
 
+/// How many effects `connector.method` had for the task (charges, reservation releases).
+fn effects(host: &Host, task: &whenever::task::Task, connector: &str, method: &str) -> usize {
+    host.scheduler
+        .connectors()
+        .effects()
+        .count_for_task(&task.id, connector, method)
+}
+
+/// How many runs `step` had on the task.
+fn runs(task: &whenever::task::Task, step: &str) -> usize {
+    task.runs.iter().filter(|r| r.step == step).count()
+}
+
+#[tokio::test]
+async fn a_charge_without_an_answer_keeps_the_stock_and_waits_for_a_person_who_records_it() {
+    let (host, run) = scenario("payment-outcome-unknown").await;
+    assert_eq!(run.statuses, vec![TaskStatus::Waiting, TaskStatus::Completed]);
+    let order = order_of(&run);
+    assert_eq!(order["status"], json!("processing_complete"));
+    assert_eq!(order["payment"]["transactionId"], json!("txn_found_at_stripe"));
+    assert_eq!(order["inventoryReserved"], json!(true));
+    for never in [
+        "paymentFailed",
+        "paymentOutcomeUnknown",
+        "inventoryReleased",
+        "retryRequested",
+    ] {
+        assert!(order.get(never).is_none(), "{never}: {}", order[never]);
+    }
+    assert_eq!(effects(&host, &run.task, "stripe", "charge"), 1);
+    assert_eq!(effects(&host, &run.task, "inventorySystem", "release"), 0);
+    assert_eq!(runs(&run.task, "payment-processing"), 1);
+    assert_eq!(runs(&run.task, "payment-failure-recovery"), 0);
+    let messages = outbox(&host, &run);
+    assert!(
+        messages.iter().all(|m| !m.2.contains("Payment Issue")),
+        "nobody is told the payment failed: {messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.2.starts_with("Order Confirmation")),
+        "{messages:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_charge_without_an_answer_is_made_again_only_once_a_person_clears_the_flag() {
+    let host = Host::start(&HostOptions::default()).await.expect("host");
+    let order = scenarios()
+        .into_iter()
+        .find(|s| s.name == "payment-outcome-unknown")
+        .expect("scenario")
+        .order;
+    let mut task = whenever::task::Task::new(order);
+    assert_eq!(host.scheduler.drive(&mut task, &mut |_| {}).await, TaskStatus::Waiting);
+    let waiting = task.data["order"].clone();
+    assert_eq!(waiting["status"], json!("payment_outcome_unknown"));
+    assert_eq!(waiting["paymentOutcomeUnknown"], json!(true));
+    assert!(
+        waiting["payment"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no answer in time")),
+        "{}",
+        waiting["payment"]
+    );
+    assert!(waiting["payment"]["outcomeUnknownAt"].is_string());
+    assert_eq!(waiting["inventoryReserved"], json!(true));
+    assert!(waiting.get("paymentFailed").is_none());
+    assert_eq!(effects(&host, &task, "stripe", "charge"), 1);
+    assert_eq!(effects(&host, &task, "inventorySystem", "release"), 0);
+    assert_eq!(runs(&task, "payment-processing"), 1);
+    assert!(host.scheduler.connectors().outbox().for_task(&task.id).is_empty());
+    let failed_runs: Vec<_> = task
+        .runs
+        .iter()
+        .filter(|r| r.outcome != Some(RunOutcomeRecord::Ok))
+        .collect();
+    assert!(failed_runs.is_empty(), "{failed_runs:?}");
+
+    // Nothing runs again by itself: driving the waiting task changes nothing.
+    let revision = task.data.clone();
+    assert_eq!(host.scheduler.drive(&mut task, &mut |_| {}).await, TaskStatus::Waiting);
+    assert_eq!(task.data, revision);
+
+    // The person found no charge at Stripe: clearing the flag (with a working card) charges.
+    whenever::scheduler::merge::merge_patch(
+        &mut task.data,
+        &json!({"order": {"paymentOutcomeUnknown": null, "payment": {"token": "tok_visa"}}}),
+    );
+    assert_eq!(
+        host.scheduler.drive(&mut task, &mut |_| {}).await,
+        TaskStatus::Completed
+    );
+    let order = &task.data["order"];
+    assert_eq!(order["paymentProcessed"], json!(true));
+    assert!(order["payment"].get("error").is_none(), "{}", order["payment"]);
+    assert!(
+        order["payment"].get("outcomeUnknownAt").is_none(),
+        "{}",
+        order["payment"]
+    );
+    assert_eq!(effects(&host, &task, "stripe", "charge"), 2);
+    assert_eq!(runs(&task, "payment-processing"), 2);
+}
+
 #[tokio::test]
 async fn a_rejected_review_releases_stock_and_completes_as_rejected() {
     let (host, run) = scenario("fraud-review-rejected").await;

@@ -138,6 +138,19 @@ pub fn scenarios() -> Vec<Scenario> {
             expected: TaskStatus::Completed,
         },
         Scenario {
+            name: "payment-outcome-unknown",
+            title: "Stripe's answer is lost, a person records the charge",
+            story: "Stripe charges the card but its answer never arrives: nothing is released and nobody is told the payment failed; a person finds the charge at Stripe and records it.",
+            order: order_with(json!({"order": {"payment": {"token": "tok_chargeTimeout"}}})),
+            actions: vec![person(
+                "a person finds the charge in Stripe's dashboard and records it",
+                json!({"order": {"paymentOutcomeUnknown": null, "paymentProcessed": true,
+                    "status": "payment_confirmed",
+                    "payment": {"transactionId": "txn_found_at_stripe", "error": null}}}),
+            )],
+            expected: TaskStatus::Completed,
+        },
+        Scenario {
             name: "partial-backorder",
             title: "Partial backorder",
             story: "The camera has no stock anywhere: the customer is offered a partial shipment and the inventory team is alerted.",

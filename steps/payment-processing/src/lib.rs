@@ -6,7 +6,11 @@
 //! step waits for the inventory check, so a failure releases the reservations reliably; a
 //! failure marks the released stock as released (`inventoryReserved: false`,
 //! `inventoryReleased: true`) and asks for a new retry request; a success after an earlier
-//! failure clears that failure and has the released stock reserved again.
+//! failure clears that failure and has the released stock reserved again; a provider that gave
+//! no answer (a `timeout`, or `unavailable` once the connector's retries with the same
+//! idempotency key ran out) is not a decline: the charge may have been made, so nothing is
+//! released and nobody is told the payment failed, and the order waits with
+//! `paymentOutcomeUnknown: true` for a person who checks the provider (see the README).
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
@@ -32,6 +36,8 @@ impl Step for PaymentProcessing {
                     token: String,
                 },
                 paymentProcessed: null,
+                // Fix: a charge whose outcome is unknown waits for a person.
+                paymentOutcomeUnknown: null,
             }
         })
     }
@@ -42,15 +48,42 @@ impl Step for PaymentProcessing {
         // The seed's `try { ... } catch (error) { ... }`.
         match charge(data) {
             Ok(payment_result) => succeeded(data, &payment_result),
-            Err(message) => failed(data, &message)?,
+            Err(Unpaid::Failed(message)) => failed(data, &message)?,
+            Err(Unpaid::OutcomeUnknown(message)) => outcome_unknown(data, &message),
         }
         Ok(())
     }
 }
 
+/// Why [`charge`] has no successful payment to show.
+#[derive(Debug, PartialEq)]
+enum Unpaid {
+    /// The provider declined, or the order cannot be charged: the seed's `catch` block.
+    Failed(String),
+    /// The provider gave no answer, so the charge may or may not have been made.
+    OutcomeUnknown(String),
+}
+
+impl From<String> for Unpaid {
+    fn from(message: String) -> Self {
+        Unpaid::Failed(message)
+    }
+}
+
+impl From<ConnectorError> for Unpaid {
+    /// A `timeout`, or `unavailable` after the connector's retries (a `5xx` or an answer cut off
+    /// may follow a charge), leaves the outcome unknown; any other error is a failure.
+    fn from(e: ConnectorError) -> Self {
+        match e.kind {
+            ErrorKind::Timeout | ErrorKind::Unavailable => Unpaid::OutcomeUnknown(e.message),
+            _ => Unpaid::Failed(e.message),
+        }
+    }
+}
+
 /// The `try` block up to the success check: the provider's answer when it says `success`,
-/// else the error message the seed throws.
-fn charge(data: &Value) -> Result<Value, String> {
+/// else why there is none.
+fn charge(data: &Value) -> Result<Value, Unpaid> {
     let method = get_str(data, "order.payment.method");
     let token = js::lookup(data, "order.payment.token").cloned();
     let description = format!("Order {}", js::text(data, "order.id"));
@@ -100,15 +133,17 @@ fn charge(data: &Value) -> Result<Value, String> {
             ]),
         ),
 
-        other => return Err(format!("Unsupported payment method: {other}")),
-    }
-    .map_err(|e| e.message)?;
+        other => return Err(Unpaid::Failed(format!("Unsupported payment method: {other}"))),
+    }?;
 
     if js::truthy(payment_result.get("success")) {
         Ok(payment_result)
     } else {
         // `throw new Error(paymentResult.error || 'Payment failed')`
-        Err(js::string(Some(&js::or(payment_result.get("error"), "Payment failed"))))
+        Err(Unpaid::Failed(js::string(Some(&js::or(
+            payment_result.get("error"),
+            "Payment failed",
+        )))))
     }
 }
 
@@ -143,6 +178,7 @@ fn succeeded(data: &mut Value, payment_result: &Value) {
     remove(data, "order.paymentFailed");
     remove(data, "order.payment.error");
     remove(data, "order.payment.failedAt");
+    remove(data, "order.payment.outcomeUnknownAt");
     // Fix: the failed attempt released the reservations; have inventory management check and
     // reserve the items again (its condition `inventoryChecked: null` matches once more, and
     // the items it looks at now carry the released reservations, so it re-runs).
@@ -155,6 +191,20 @@ fn succeeded(data: &mut Value, payment_result: &Value) {
         "Payment successful: {}",
         js::string(payment_result.get("transactionId"))
     );
+}
+
+/// Fix: the provider did not answer. The order keeps its reservations and waits for a person who
+/// looks the charge up at the provider, then either records it (`paymentProcessed: true` and
+/// the transaction id) or clears `paymentOutcomeUnknown` to have the step charge again.
+fn outcome_unknown(data: &mut Value, message: &str) {
+    log_error!(
+        "Payment outcome unknown: {message}. The provider may have charged the order: check it \
+         there before charging again"
+    );
+    set(data, "order.payment.error", message);
+    set(data, "order.payment.outcomeUnknownAt", task::now());
+    set(data, "order.paymentOutcomeUnknown", true);
+    set(data, "order.status", "payment_outcome_unknown");
 }
 
 /// The seed's `catch` block. Releasing a reservation is outside any `try` there: a failing
@@ -205,6 +255,23 @@ mod tests {
         assert_eq!(cents(&json!({"order": {"total": 1247.99}})), json!(124799));
         assert_eq!(cents(&json!({"order": {"total": 0.015}})), json!(2));
         assert_eq!(cents(&json!({"order": {}})), json!(null));
+    }
+
+    #[test]
+    fn no_answer_leaves_the_outcome_unknown_and_any_other_error_fails() {
+        let error = |kind| ConnectorError {
+            kind,
+            message: "stripe: no answer".into(),
+            connector: "stripe".into(),
+            method: "charge".into(),
+        };
+        let unknown = Unpaid::OutcomeUnknown("stripe: no answer".into());
+        let failed = Unpaid::Failed("stripe: no answer".into());
+        assert_eq!(Unpaid::from(error(ErrorKind::Timeout)), unknown);
+        assert_eq!(Unpaid::from(error(ErrorKind::Unavailable)), unknown);
+        assert_eq!(Unpaid::from(error(ErrorKind::Failed)), failed);
+        assert_eq!(Unpaid::from(error(ErrorKind::InvalidArgs)), failed);
+        assert_eq!(Unpaid::from(error(ErrorKind::NotGranted)), failed);
     }
 
     #[test]
