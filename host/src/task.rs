@@ -139,6 +139,10 @@ pub struct RunRecord {
         serialize_with = "crate::rfc3339::serialize_option"
     )]
     pub restarted_at: Option<DateTime<Utc>>,
+    /// The cluster host that ran it (its `host_id`; the one that ran it last, when it was run
+    /// again after a takeover); `None` on a host of its own, and for changes made through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Duration in milliseconds.
     pub duration_ms: f64,
     /// Success, or the error that stopped it.
@@ -201,6 +205,7 @@ impl RunRecord {
             started_at: Utc::now(),
             ended_at: None,
             restarted_at: None,
+            host: None,
             duration_ms: 0.0,
             outcome: None,
             logs: Vec::new(),

@@ -9,6 +9,8 @@
 //! - A host told to stop (SIGTERM) whose grace runs out releases its tasks, and another host
 //!   takes them over at once instead of after the lease.
 //! - One webhook delivery sent to two hosts at once with its delivery id makes one task.
+//! - A second process given a running host's `host_id` is refused; one restarted under its name
+//!   after a crash waits for the dead one's registration to lapse.
 //! - Saves the database refuses for a while (disk full), connections it cuts under load, and a
 //!   table it keeps locked: orders wait and complete once it takes writes again, and `/readyz`
 //!   tells a balancer meanwhile.
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{ServeProcess, assert_each_step_ran_once_ok, successful_calls};
+use support::{ServeProcess, assert_each_step_ran_once_ok, refused, successful_calls, whenever_binary};
 use whenever::runtime::ConnectorCallRecord;
 use whenever::store::postgres::PostgresStore;
 use whenever::store::scratch_schema::ScratchSchema;
@@ -516,6 +518,7 @@ async fn a_step_deployed_through_one_host_runs_on_the_others() {
     }
     // The deploying host is gone: the step runs on the others.
     first.kill();
+    let ids: Vec<&String> = hosts.iter().map(|(_, id)| id).collect();
     for (i, (host, _)) in hosts.iter().enumerate() {
         for n in 0..3 {
             let (status, task) = host.post("/v1/tasks?wait=20000", &json!({"start": true, "n": n})).await;
@@ -526,6 +529,11 @@ async fn a_step_deployed_through_one_host_runs_on_the_others() {
             assert!(
                 runs.iter()
                     .any(|r| r["step"] == json!("write-a") && r["version"] == json!(version))
+            );
+            // Each run names the host that ran it: one of those still up.
+            assert!(
+                runs.iter().all(|r| ids.iter().any(|id| r["host"] == json!(id))),
+                "{task}"
             );
         }
     }
@@ -563,15 +571,12 @@ async fn a_stopping_hosts_tasks_are_taken_over_without_waiting_for_its_lease() {
     };
     // A lease far longer than the test may wait: only a released task is taken over in time.
     let config = schema.config_of("[cluster]\nlease_ms = 120000\npoll_ms = 250\n[server]\nshutdown_grace_ms = 200\n");
-    let mut hosts: Vec<ServeProcess> = schema
-        .start_hosts_with(2, &config)
-        .into_iter()
-        .map(|(h, _)| h)
-        .collect();
+    let mut hosts = schema.start_hosts_with(2, &config);
     // The looping test step, each run under way for 4 s before it fails at its deadline.
     let component = std::fs::read(whenever_step_artifacts::testing::INFINITE_LOOP.component).expect("component");
     let manifest = "connectors%20%3D%20%5B%5D%0A%5Blimits%5D%0Atimeout_ms%20%3D%204000%0A";
     let (status, deployed) = hosts[0]
+        .0
         .call(
             reqwest::Method::PUT,
             &format!("/v1/steps/infinite-loop?manifest={manifest}"),
@@ -580,17 +585,18 @@ async fn a_stopping_hosts_tasks_are_taken_over_without_waiting_for_its_lease() {
         .await;
     assert!(status == 200 || status == 201, "{status} {deployed}");
     hosts[1]
+        .0
         .until("the step to be loaded", Duration::from_secs(20), || async {
-            hosts[1].get("/v1/steps/infinite-loop").await.0 == 200
+            hosts[1].0.get("/v1/steps/infinite-loop").await.0 == 200
         })
         .await;
-    let (status, task) = hosts[0].post("/v1/tasks", &json!({"loopForever": true})).await;
+    let (status, task) = hosts[0].0.post("/v1/tasks", &json!({"loopForever": true})).await;
     assert_eq!(status, 201, "{task}");
     let id = task["id"].as_str().expect("id").to_string();
     let started = std::time::Instant::now();
     let driver = loop {
         let mut driving = None;
-        for (i, host) in hosts.iter().enumerate() {
+        for (i, (host, _)) in hosts.iter().enumerate() {
             if host.drives_under_way().await == 1 {
                 driving = Some(i);
             }
@@ -601,8 +607,8 @@ async fn a_stopping_hosts_tasks_are_taken_over_without_waiting_for_its_lease() {
         assert!(started.elapsed() < Duration::from_secs(20), "no host drives the task");
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
-    let mut stopping = hosts.remove(driver);
-    let other = hosts.remove(0);
+    let (mut stopping, stopping_id) = hosts.remove(driver);
+    let (other, other_id) = hosts.remove(0);
 
     stopping.signal("TERM");
     let status = stopping.wait_exit(Duration::from_secs(30));
@@ -627,7 +633,73 @@ async fn a_stopping_hosts_tasks_are_taken_over_without_waiting_for_its_lease() {
     let runs = settled["runs"].as_array().cloned().unwrap_or_default();
     assert_eq!(runs.len(), 1, "the interrupted run was re-run in place: {settled}");
     assert_eq!(runs[0]["outcome"]["error"]["kind"], json!("deadline"), "{settled}");
+    // The record names the host that ran it last, not the one stopped under it.
+    assert_ne!(stopping_id, other_id);
+    assert_eq!(runs[0]["host"], json!(other_id), "{settled}");
     drop(other);
+    schema.drop_schema().await;
+}
+
+/// Two processes given one `host_id` would each take the other's tasks for their own. The second
+/// is refused (exit 2) once it has waited a lease and a half for the first to lapse, which a
+/// process renewing its registration never does. A host stopped with SIGTERM frees its name at
+/// once; one killed leaves it to lapse, and its next process waits for that, then starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_given_a_running_hosts_host_id_is_refused() {
+    let Some(schema) = Schema::create("same_id").await else {
+        return;
+    };
+    // A lease long enough that a loaded machine does not starve the first host's renewals.
+    let config = schema.config_of("[cluster]\nhost_id = \"twin\"\nlease_ms = 3000\npoll_ms = 250\n");
+    let (mut first, id) = schema.start_hosts_with(1, &config).remove(0);
+    assert_eq!(id, "twin");
+    let mut second = std::process::Command::new(whenever_binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            schema.scratch.url(),
+            "--config",
+            &config,
+        ])
+        .env_remove("WHENEVER_TOKEN")
+        .env_remove("WHENEVER_TOKEN_FILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("whenever serve runs");
+    // Refused after 4.5 s; one that started serving instead is stopped and shown.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while second.try_wait().expect("waited").is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = second.kill();
+    let second = second.wait_with_output().expect("output");
+    refused(&second, 2, "host_id \"twin\" is in use by another running host");
+    let (status, _) = first.get("/readyz").await;
+    assert_eq!(status, 200, "the first host serves on: {}", first.stderr());
+
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(30)).success(), "{}", first.stderr());
+    let (next, _) = schema.start_hosts_with(1, &config).remove(0);
+    assert!(
+        !next.stderr().contains("waiting up to"),
+        "a stopped host's name is free at once: {}",
+        next.stderr()
+    );
+    next.kill();
+    let (after_crash, _) = schema.start_hosts_with(1, &config).remove(0);
+    assert!(
+        after_crash.stderr().contains("is in use by another running host")
+            && after_crash.stderr().contains("waiting up to"),
+        "{}",
+        after_crash.stderr()
+    );
+    let (status, _) = after_crash.get("/readyz").await;
+    assert_eq!(status, 200, "{}", after_crash.stderr());
+    drop(after_crash);
     schema.drop_schema().await;
 }
 

@@ -239,6 +239,8 @@ async fn tasks_complete_or_wait_over_http() {
     let id = created["id"].as_str().expect("id").to_string();
     let settled = server.until(&id, |t| t["status"] == "waiting").await;
     assert_eq!(settled["data"]["a"], "A");
+    // A host of its own names no host in its runs (a cluster host does).
+    assert_eq!(runs(&settled)[0].get("host"), None, "{settled}");
 
     let (status, _) = server.get("/nowhere/t_1").await;
     assert_eq!(status, 404);
@@ -984,6 +986,60 @@ async fn a_retry_of_every_failed_step_runs_those_whose_condition_still_holds() {
         Some(json!("retry of panics asked for through the API")),
         "{retried}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_leaves_out_a_failed_step_whose_condition_another_step_made_false() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[FAILS_BEFORE_A, WRITE_A, PANICS], options()).await;
+    // fails-before-a and write-a run together; write-a's `a` then makes the failed one's
+    // condition false, with no patch to clear its failure.
+    let task = server.run(json!({"start": true, "panic": true})).await;
+    assert_eq!(
+        (&task["status"], &task["data"]["a"]),
+        (&json!("failed"), &json!("A")),
+        "{task}"
+    );
+    let id = task["id"].as_str().expect("id");
+    let mut failed: Vec<String> = runs(&task)
+        .iter()
+        .filter(|r| r["outcome"].get("error").is_some())
+        .filter_map(|r| r["step"].as_str().map(str::to_string))
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, ["fails-before-a", "panics"], "{task}");
+
+    let (status, retried) = server
+        .call(reqwest::Method::POST, &format!("/v1/tasks/{id}/retry?wait=20000"), None)
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    let ran = |step: &str| runs(&retried).iter().filter(|r| r["step"] == step).count();
+    assert_eq!(
+        (ran("panics"), ran("fails-before-a"), ran("write-a")),
+        (2, 1, 1),
+        "{retried}"
+    );
+    let said = api_entries(&retried)
+        .last()
+        .and_then(|e| e["logs"][0]["message"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    assert!(
+        said.starts_with("retry of panics asked for through the API; left out: step fails-before-a would not run"),
+        "{said}"
+    );
+
+    // Asked for by name, it is refused, and the task is left as it was.
+    let (status, error) = server
+        .post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "fails-before-a"}))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error_message(&error).contains("step fails-before-a would not run"),
+        "{error}"
+    );
+    let (_, after) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(after["revision"], retried["revision"], "{after}");
     server.stop().await;
 }
 

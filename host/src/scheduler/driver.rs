@@ -22,12 +22,15 @@ use crate::runtime::{
 use crate::task::{Conflict, RunOutcomeRecord, RunRecord, Task, TaskStatus};
 
 /// Tunables of the scheduler.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SchedulerSettings {
     /// Runs of one step on one task before the task is stopped as runaway.
     pub run_cap: u32,
     /// The most a task's data may take as JSON text: a run whose output would pass it fails.
     pub max_task_bytes: usize,
+    /// The host named in each run record: a cluster host's `host_id`, so that an operator sees
+    /// which host ran what; `None` on a host of its own.
+    pub host: Option<String>,
 }
 
 impl Default for SchedulerSettings {
@@ -35,6 +38,7 @@ impl Default for SchedulerSettings {
         SchedulerSettings {
             run_cap: 100,
             max_task_bytes: DEFAULT_MAX_TASK_BYTES,
+            host: None,
         }
     }
 }
@@ -162,6 +166,12 @@ impl Scheduler {
         }
     }
 
+    /// Names `host` in the record of every run this scheduler starts from now on (a cluster
+    /// host's `host_id`).
+    pub fn name_runs_after(&mut self, host: &str) {
+        self.settings.host = Some(host.to_string());
+    }
+
     /// Its settings.
     pub fn settings(&self) -> &SchedulerSettings {
         &self.settings
@@ -247,6 +257,9 @@ impl Scheduler {
             if resume.input.is_some() {
                 record.restarted_at = Some(Utc::now());
             }
+            // It runs here, whichever host recorded it (a first wave is recorded by the host
+            // that created the task, and another may claim it).
+            record.host.clone_from(&self.settings.host);
             let run_number = record.number;
             let snapshot = match resume.input {
                 Some(input) => input,
@@ -437,12 +450,10 @@ impl Scheduler {
             progress.last_projection = Some(start.projection);
             let number = progress.runs;
             let run_id = task.runs.len() as u64;
-            task.runs.push(RunRecord::starting(
-                run_id,
-                &start.step.name,
-                &start.step.version,
-                number,
-            ));
+            task.runs.push(RunRecord {
+                host: self.settings.host.clone(),
+                ..RunRecord::starting(run_id, &start.step.name, &start.step.version, number)
+            });
             starting.push((run_id, start.step, number));
         }
         starting

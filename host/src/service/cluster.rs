@@ -27,7 +27,7 @@ use super::drive::redrive_delay;
 use super::stopping::Phase;
 use super::{Inner, Service, ServiceError};
 use crate::config::ClusterSection;
-use crate::store::StoreEvent;
+use crate::store::{StoreError, StoreEvent};
 use crate::task::TaskStatus;
 
 /// A task this host drives: the drive's generation and the signal that stops it.
@@ -40,6 +40,9 @@ const FAILING_KEPT: usize = 10_000;
 pub(crate) struct Cluster {
     /// This host's name in the store's `owner` column.
     pub(crate) host_id: String,
+    /// This process's own name, under which it registers `host_id` ([`Service::register_host`]):
+    /// two processes given one `host_id` are told apart by it.
+    instance: String,
     /// How long a claim holds without renewal.
     pub(crate) lease: Duration,
     poll: Duration,
@@ -63,11 +66,16 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// A name for this host: the configured one, else hostname, process id and a random part.
+/// A name for this host: the configured one, else [`process_name`].
 fn host_id(configured: Option<&str>) -> String {
-    if let Some(id) = configured.filter(|id| !id.is_empty()) {
-        return id.to_string();
+    match configured.filter(|id| !id.is_empty()) {
+        Some(id) => id.to_string(),
+        None => process_name(),
     }
+}
+
+/// A name no other process has: hostname, process id and a part from the clock.
+fn process_name() -> String {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -83,6 +91,7 @@ impl Cluster {
     pub(crate) fn new(settings: &ClusterSection) -> Cluster {
         Cluster {
             host_id: host_id(settings.host_id.as_deref()),
+            instance: process_name(),
             lease: Duration::from_millis(settings.lease_ms.max(100)),
             poll: Duration::from_millis(settings.poll_ms.max(10)),
             batch: settings.claim_batch.max(1),
@@ -143,6 +152,60 @@ impl Service {
         self.cluster().map(|c| c.host_id.as_str())
     }
 
+    /// Registers this process under its `host_id` in the store ([`Store::register_host`]), so
+    /// that a second process given the same one is refused. A process of that name that is no
+    /// longer seen (one that crashed, restarted now under its configured name) is waited for,
+    /// at most a lease and a half: renewed every quarter of a lease ([`keep_registered`]), a
+    /// live one never lapses.
+    ///
+    /// [`Store::register_host`]: crate::store::Store::register_host
+    pub(crate) async fn register_host(&self) -> Result<(), ServiceError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        let patience = cluster.lease + cluster.lease / 2;
+        let started = tokio::time::Instant::now();
+        let mut told = false;
+        loop {
+            match self
+                .inner
+                .store
+                .register_host(&cluster.host_id, &cluster.instance, cluster.lease)
+                .await
+            {
+                Err(StoreError::Conflict(why)) if started.elapsed() < patience => {
+                    if !told {
+                        eprintln!(
+                            "whenever serve: {why}; waiting up to {patience:?} in case it is this \
+                             host's previous process, stopped without a word"
+                        );
+                        told = true;
+                    }
+                    tokio::time::sleep(cluster.lease / 8).await;
+                }
+                Err(StoreError::Conflict(why)) => return Err(ServiceError::Invalid(why)),
+                other => return other.map_err(ServiceError::from),
+            }
+        }
+    }
+
+    /// Ends this process's registration of its `host_id` (a stop), so that the name is free at
+    /// once for its next process.
+    pub(crate) async fn unregister_host(&self) {
+        let Some(cluster) = self.cluster() else { return };
+        if let Err(e) = self
+            .inner
+            .store
+            .unregister_host(&cluster.host_id, &cluster.instance)
+            .await
+        {
+            eprintln!(
+                "whenever serve: cannot end the registration of host_id {}: {e}",
+                cluster.host_id
+            );
+        }
+    }
+
     /// Starts the claim loop, the lease renewals and the listener for other hosts' changes.
     pub(crate) async fn start_cluster(&self) -> Result<(), ServiceError> {
         let Some(cluster) = self.cluster().cloned() else {
@@ -154,6 +217,7 @@ impl Service {
             self.spawn(listen(weak.clone(), cluster.clone(), events));
         }
         self.spawn(renew(weak.clone(), cluster.clone()));
+        self.spawn(keep_registered(weak.clone(), cluster.clone()));
         self.spawn(claim(weak, cluster));
         Ok(())
     }
@@ -415,6 +479,42 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
     }
 }
 
+/// Renews this process's registration of its `host_id` every quarter of the lease (the same
+/// upsert as at start), until the service has stopped and given its name up. Told once when
+/// another process holds the name: it took it while this one was not seen for a lease.
+async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(cluster.lease / 4).await;
+        let Some(inner) = service.upgrade() else { return };
+        if *inner.phase.borrow() == Phase::Stopped {
+            return;
+        }
+        let renewed = inner
+            .store
+            .register_host(&cluster.host_id, &cluster.instance, cluster.lease)
+            .await;
+        match renewed {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                match e {
+                    StoreError::Conflict(why) => eprintln!(
+                        "whenever serve: another process took host_id {} while this one was not \
+                         seen for a lease, and two processes share it now ({why})",
+                        cluster.host_id
+                    ),
+                    e => eprintln!(
+                        "whenever serve: cannot renew the registration of host_id {}: {e}",
+                        cluster.host_id
+                    ),
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Hears other hosts' changes: claimable tasks wake the claim loop; changed steps are reloaded.
 async fn listen(service: Weak<Inner>, cluster: Arc<Cluster>, mut events: broadcast::Receiver<StoreEvent>) {
     loop {
@@ -422,7 +522,16 @@ async fn listen(service: Weak<Inner>, cluster: Arc<Cluster>, mut events: broadca
         let steps_changed = match event {
             Ok(StoreEvent::TasksAvailable) => false,
             Ok(StoreEvent::StepsChanged) => true,
+            Ok(StoreEvent::TaskSettled(id)) => {
+                let Some(inner) = service.upgrade() else { return };
+                inner.settle_waiters.settled(&id);
+                continue;
+            }
             Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Whatever was missed: new work, a deploy, settled tasks someone waits for.
+                if let Some(inner) = service.upgrade() {
+                    inner.settle_waiters.wake_all();
+                }
                 cluster.wake();
                 true
             }

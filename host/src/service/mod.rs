@@ -215,9 +215,13 @@ impl Service {
         let cluster = store
             .shared()
             .then(|| Arc::new(cluster::Cluster::new(&host.config.cluster)));
+        let mut scheduler = host.scheduler;
+        if let Some(cluster) = &cluster {
+            scheduler.name_runs_after(&cluster.host_id);
+        }
         let service = Service {
             inner: Arc::new(Inner {
-                scheduler: host.scheduler,
+                scheduler,
                 store,
                 config: host.config,
                 metrics: Metrics::of_host(cluster.as_ref().map(|c| c.host_id.as_str())),
@@ -241,6 +245,8 @@ impl Service {
                 leaving: std::sync::atomic::AtomicBool::new(false),
             }),
         };
+        // First of all: a second process given this host's `host_id` must change nothing.
+        service.register_host().await?;
         if !options.no_steps {
             // The bundled steps are the default of a store that serves none of its own: a start
             // without `--steps` on a store serving someone's steps must not add fourteen others.
@@ -489,7 +495,11 @@ impl Service {
                     unheld.join("; ")
                 )));
             }
-            let what = format!("retry of {} asked for through the API", names.join(", "));
+            let mut what = format!("retry of {} asked for through the API", names.join(", "));
+            // A failed step left out is said, with why, where the retry is recorded.
+            if !unheld.is_empty() {
+                what.push_str(&format!("; left out: {}", unheld.join("; ")));
+            }
             for name in names {
                 task.progress.entry(name).or_default().redo = true;
             }
@@ -539,9 +549,11 @@ impl Service {
                 _ = stopping::reached(&mut phase, |p| *p == stopping::Phase::Stopped) => return self.task(id).await,
             }
         }
-        // Another host may drive the task: then no local signal comes, so look again now and then.
+        // Another host may drive the task: its settle comes as the store's notification
+        // (`StoreEvent::TaskSettled`); one lost while the listener reconnected is made up for by
+        // looking again every second.
         let recheck = if self.inner.cluster.is_some() {
-            Duration::from_millis(100)
+            Duration::from_secs(1)
         } else {
             timeout
         };

@@ -106,6 +106,7 @@ impl Service {
         }
         // Drives still waiting for a worker give up instead of starting.
         self.inner.workers.close();
+        self.unregister_host().await;
         Stopped { under_way, interrupted }
     }
 

@@ -324,12 +324,14 @@ pub struct StepChange {
 }
 
 /// A change made through another host sharing the store, which this host should react to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
     /// Tasks became claimable (created, resumed, or released by a host).
     TasksAvailable,
     /// The serving steps changed (a deploy, rollback or removal): reload them.
     StepsChanged,
+    /// A task settled (on any host): a client waiting for it here hears of it.
+    TaskSettled(String),
 }
 
 /// Durable storage for the service. Every method returns once its effect is durable.
@@ -435,6 +437,23 @@ pub trait Store: Send + Sync + 'static {
     /// Ends `owner`'s lease on task `id` (nothing when it does not hold it); a task still running
     /// becomes claimable at once.
     async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Registers this process, `instance` (a name no other process has), as the cluster host
+    /// named `host`, seen now; again, it renews the registration. [`StoreError::Conflict`],
+    /// naming how long ago it was last seen, while another instance registered under that name
+    /// was seen within `fresh`: two processes given one `host_id` would each take the other's
+    /// tasks for their own. A store no hosts share has nothing to register.
+    async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<(), StoreError> {
+        let _ = (host, instance, fresh);
+        Ok(())
+    }
+
+    /// Ends `instance`'s registration as `host` (a host stopping), so that the name is free at
+    /// once; nothing when another instance holds it.
+    async fn unregister_host(&self, host: &str, instance: &str) -> Result<(), StoreError> {
+        let _ = (host, instance);
+        Ok(())
+    }
 
     /// Commits a small write for `host` (its row in `probes`), the way task saves commit (the
     /// SQLite writer's group commit, the PostgreSQL pool): it succeeds only while the store takes

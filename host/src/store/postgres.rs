@@ -135,6 +135,9 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
 "#,
     // 8: each host's last write made to show that the store takes writes (`/readyz`).
     "CREATE TABLE probes (host TEXT PRIMARY KEY, at TEXT NOT NULL);",
+    // 9: the process registered under each host name, and when it was last seen (`host_id`s
+    // must differ).
+    "CREATE TABLE hosts (host TEXT PRIMARY KEY, instance TEXT NOT NULL, seen TIMESTAMPTZ NOT NULL);",
 ];
 
 /// Records one change to a step's serving version (parameters: name, change, version, at, by).
@@ -270,7 +273,8 @@ SELECT EXISTS (SELECT 1 FROM created), (SELECT count(*) FROM notified)";
 /// revision is still `$9` (compare-and-swap), the run rows `$10..$16` (arrays, one element per
 /// run), the inputs of unfinished runs that started from the old data copied before it changes
 /// (every part of the statement reads the rows as they were before it), the journal of runs that
-/// finished dropped, and a notification on channel `$17` when a running task has no holder.
+/// finished dropped, and a notification on channel `$17` when a running task has no holder
+/// (`tasks`) or the task settled (`settled ID`: a client may wait for it on another host).
 /// Answers whether it saved and the revision it found.
 const SAVE_TASK: &str = "
 WITH old AS (SELECT data, revision FROM tasks WHERE id = $1),
@@ -309,13 +313,27 @@ forgotten AS (
       AND EXISTS (SELECT 1 FROM saved)
 ),
 notified AS (
-    SELECT pg_notify($17, 'tasks') FROM saved WHERE saved.unheld AND $2 = 'running'
+    SELECT pg_notify($17, CASE WHEN $2 = 'running' THEN 'tasks' ELSE 'settled ' || $1 END)
+    FROM saved WHERE (saved.unheld AND $2 = 'running') OR $2 <> 'running'
 )
 SELECT EXISTS (SELECT 1 FROM saved), (SELECT revision FROM old), (SELECT count(*) FROM notified)";
 
 /// What a notification on the schema's channel says.
 const TASKS: &str = "tasks";
 const STEPS: &str = "steps";
+/// The start of a notification that a task settled; its id follows.
+const SETTLED: &str = "settled ";
+
+/// The event a notification's payload tells of.
+fn event_of(payload: &str) -> StoreEvent {
+    if payload == STEPS {
+        StoreEvent::StepsChanged
+    } else if let Some(id) = payload.strip_prefix(SETTLED) {
+        StoreEvent::TaskSettled(id.to_string())
+    } else {
+        StoreEvent::TasksAvailable
+    }
+}
 
 /// The PostgreSQL store. Cloning shares the pool and the listener.
 #[derive(Clone)]
@@ -521,12 +539,7 @@ async fn listen(
                     while let Some(message) = messages.next().await {
                         match message {
                             Ok(AsyncMessage::Notification(n)) if n.channel() == forward_channel => {
-                                let event = if n.payload() == STEPS {
-                                    StoreEvent::StepsChanged
-                                } else {
-                                    StoreEvent::TasksAvailable
-                                };
-                                if forward_events.send(event).is_err() {
+                                if forward_events.send(event_of(n.payload())).is_err() {
                                     return;
                                 }
                             }
@@ -1232,6 +1245,50 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<(), StoreError> {
+        let client = self.lease_client().await?;
+        // The database's clock alone decides what is fresh: the hosts' clocks may disagree.
+        let taken = client
+            .query_opt(
+                "INSERT INTO hosts (host, instance, seen) VALUES ($1, $2, now())
+                 ON CONFLICT (host) DO UPDATE SET instance = excluded.instance, seen = now()
+                 WHERE hosts.instance = excluded.instance
+                    OR hosts.seen < now() - $3::bigint * interval '1 millisecond'
+                 RETURNING 1",
+                &[&host, &instance, &millis(fresh)],
+            )
+            .await
+            .map_err(pg)?;
+        if taken.is_some() {
+            return Ok(());
+        }
+        let ago: Option<i64> = client
+            .query_opt(
+                "SELECT (extract(epoch FROM now() - seen) * 1000)::bigint FROM hosts WHERE host = $1",
+                &[&host],
+            )
+            .await
+            .map_err(pg)?
+            .map(|row| row.get(0));
+        Err(StoreError::Conflict(format!(
+            "host_id {host:?} is in use by another running host (seen {} ms ago); give every host \
+             its own host_id",
+            ago.unwrap_or_default().max(0)
+        )))
+    }
+
+    async fn unregister_host(&self, host: &str, instance: &str) -> Result<(), StoreError> {
+        let client = self.lease_client().await?;
+        client
+            .execute(
+                "DELETE FROM hosts WHERE host = $1 AND instance = $2",
+                &[&host, &instance],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
     async fn probe(&self, host: &str, limit: Duration) -> Result<(), StoreError> {
         let (store, host) = (self.clone(), host.to_string());
         // On a task of its own: a caller that gives up does not drop the statement half-way
@@ -1295,6 +1352,15 @@ impl Store for PostgresStore {
 pub(crate) mod tests {
     use super::*;
     use crate::store::scratch_schema::ScratchSchema;
+
+    #[test]
+    fn notifications_read_as_the_events_they_tell_of() {
+        assert!(matches!(event_of("steps"), StoreEvent::StepsChanged));
+        assert!(matches!(event_of("tasks"), StoreEvent::TasksAvailable));
+        assert!(matches!(event_of("settled t_01"), StoreEvent::TaskSettled(id) if id == "t_01"));
+        // A payload this version does not know wakes the claim loop, the cheapest guess.
+        assert!(matches!(event_of("something new"), StoreEvent::TasksAvailable));
+    }
 
     #[test]
     fn a_mistyped_url_is_told_from_a_file_path() {

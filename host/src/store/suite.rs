@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{StepChangeKind, StepVersion, Store, StoreError, TaskQuery, TaskSave};
+use super::{StepChangeKind, StepVersion, Store, StoreError, StoreEvent, TaskQuery, TaskSave};
 use crate::request_key::RequestKey;
 use crate::runtime::{CallError, ConnectorCallRecord, JsonText, StepManifest};
 use crate::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
@@ -28,6 +28,86 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     a_task_keeps_the_key_of_its_request_and_its_id_takes_one_task(store).await;
     a_whole_save_keeps_the_history_entries_it_names(store).await;
     probes_write_again_and_again_and_touch_no_task(store).await;
+    a_host_name_is_one_process_s_while_that_process_is_seen(store).await;
+    a_settled_task_is_announced_to_every_host(store).await;
+}
+
+/// A task settled by one host is announced to all (`StoreEvent::TaskSettled`): a client may be
+/// waiting for it on another. A store without events has no other host to tell.
+async fn a_settled_task_is_announced_to_every_host<S: Store>(store: &S) {
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(mut events) = store.events() else {
+        return;
+    };
+    // Once listening, the store announces that tasks may be available.
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while !matches!(
+            events.recv().await,
+            Ok(StoreEvent::TasksAvailable) | Err(RecvError::Closed)
+        ) {}
+    })
+    .await;
+    assert!(listening.is_ok(), "the store never listened");
+    let mut task = Task::new(json!({"settles": true}));
+    let revision = store.create_task(&task).await.expect("created");
+    task.status = TaskStatus::Waiting;
+    store.save_task(TaskSave::whole(&task, revision)).await.expect("saved");
+    let heard = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(StoreEvent::TaskSettled(id)) if id == task.id => return true,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "the settle of {} was not announced", task.id);
+}
+
+/// Two processes given one `host_id` would each take the other's tasks for their own: a shared
+/// store registers each name to one process, until that process stops or is not seen for a
+/// while (it crashed, and a new process of the same name starts). A store of one host's has
+/// nothing to register.
+async fn a_host_name_is_one_process_s_while_that_process_is_seen<S: Store>(store: &S) {
+    const LONG: Duration = Duration::from_secs(60);
+    let host = format!("h-{}", crate::task::new_task_id());
+    store
+        .register_host(&host, "p1", LONG)
+        .await
+        .expect("the first process registers");
+    store.register_host(&host, "p1", LONG).await.expect("and again");
+    let refused = store.register_host(&host, "p2", LONG).await;
+    if !store.shared() {
+        assert!(refused.is_ok(), "{refused:?}");
+        return;
+    }
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains(&host) && m.contains("ms ago")),
+        "{refused:?}"
+    );
+    // Not seen for longer than the new process allows: it takes the name over.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    store
+        .register_host(&host, "p2", Duration::from_millis(30))
+        .await
+        .expect("p1 was not seen for 30 ms");
+    let lost = store.register_host(&host, "p1", LONG).await;
+    assert!(
+        matches!(lost, Err(StoreError::Conflict(_))),
+        "p1 lost the name: {lost:?}"
+    );
+    store.unregister_host(&host, "p1").await.expect("nothing to end");
+    assert!(
+        store.register_host(&host, "p3", LONG).await.is_err(),
+        "p2 holds it still"
+    );
+    store.unregister_host(&host, "p2").await.expect("ended");
+    store
+        .register_host(&host, "p3", LONG)
+        .await
+        .expect("free once p2 stopped");
+    store.unregister_host(&host, "p3").await.expect("ended");
 }
 
 /// A probe is a write each host makes as often as it is asked whether it is ready: the same
