@@ -1,7 +1,8 @@
 //! `whenever serve --steps DIR` watches its folder (or one component given alone): a step dropped
 //! there, or changed (component or manifest), is deployed live; an invalid one is refused with a
 //! logged error while the previous version keeps serving; and `whenever rollback NAME VERSION`
-//! makes an earlier version serve.
+//! makes an earlier version serve. A restart with the steps of the last re-evaluation reads no
+//! task again.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{ServeProcess, whenever_binary};
+use support::{ServeProcess, steps_and_config, whenever_binary};
 use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::{WAIT_FOR_A, WRITE_A, WRITE_B};
 
@@ -386,4 +387,55 @@ async fn a_linked_build_output_and_a_single_component_are_watched() {
     assert_eq!(served["deployed_by"], json!(watched), "{served}");
     let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(task["data"]["waited"], json!(true), "{task}");
+}
+
+/// A start re-evaluates the waiting and failed tasks when the steps changed since every one was
+/// last re-evaluated (the store's mark), and only then: a host restarted with the same steps
+/// reads none of them again. Seen through a task put into the store while no host ran, waiting
+/// although a step's condition holds on it, which a pass would drive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_steps_of_the_last_re_evaluation_reads_no_task_again() {
+    use whenever::store::Store as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let args = steps_and_config(dir.path(), &[WRITE_B], "");
+    let mut first = ServeProcess::start(&db, &args);
+    first.until_logged("re-evaluated every waiting and failed task against the steps serving (0 read)");
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(30)).success(), "{}", first.stderr());
+
+    let store = whenever::store::sqlite::SqliteStore::open(&db, Default::default()).expect("store");
+    let mut planted = whenever::task::Task::new(json!({"start": true}));
+    planted.status = whenever::task::TaskStatus::Waiting;
+    store.create_task(&planted).await.expect("stored");
+    drop(store);
+    let path = format!("/v1/tasks/{}", planted.id);
+
+    // write-b's condition holds on it: a pass would run write-b. The steps are those of the last
+    // pass, so none reads it.
+    let mut second = ServeProcess::start(&db, &args);
+    second.until_logged("every waiting and failed task was re-evaluated against the steps serving: none is read again");
+    let (_, task) = second.get(&path).await;
+    assert_eq!(
+        (&task["status"], &task["revision"]),
+        (&json!("waiting"), &json!(1)),
+        "{task}"
+    );
+    assert_eq!(task["data"], json!({"start": true}), "{task}");
+    second.signal("TERM");
+    assert!(
+        second.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        second.stderr()
+    );
+
+    // Steps changed: the next start reads every task, and both steps run on the one put there.
+    let args = steps_and_config(dir.path(), &[WRITE_A, WRITE_B], "");
+    let third = ServeProcess::start(&db, &args);
+    third.until_logged("re-evaluated every waiting and failed task against the steps serving (1 read)");
+    third
+        .until("the steps to run on the task", Duration::from_secs(20), || async {
+            third.get(&path).await.1["data"] == json!({"start": true, "a": "A", "b": "B"})
+        })
+        .await;
 }

@@ -14,7 +14,7 @@ use crate::catalog::{CatalogError, read_step_file, step_files};
 use crate::runtime::{LoadError, LoadedStep, StepLimits, StepManifest, Withheld};
 use crate::scheduler::rules;
 pub use crate::scheduler::rules::StepStanding;
-use crate::store::{StepChange, StepVersion, StepVersionInfo, TaskQuery};
+use crate::store::{StepChange, StepVersion, StepVersionInfo, StoreError, TaskQuery};
 use crate::task::TaskStatus;
 
 /// A step as the API lists it.
@@ -413,38 +413,88 @@ impl Service {
     /// have changed while no host was there to re-evaluate). [`rules::reevaluate`] asks for
     /// nothing twice, so hosts of a cluster that all do it run no step twice; a task another
     /// host moved meanwhile is skipped (its save finds a newer revision).
+    ///
+    /// A pass after a start is skipped when the store's mark says every task was re-evaluated
+    /// against the steps serving now ([`Store::reevaluated_at`]), and one that read every task
+    /// sets the mark: a host restarted with no step changed reads no task.
+    ///
+    /// [`Store::reevaluated_at`]: crate::store::Store::reevaluated_at
     pub(crate) fn spawn_reevaluation(&self, changed: Option<String>) {
         let service = self.clone();
         self.spawn(async move {
-            for status in [TaskStatus::Waiting, TaskStatus::Failed] {
-                let mut cursor = None;
-                loop {
-                    let query = TaskQuery {
-                        status: Some(status),
-                        tag: None,
-                        limit: 500,
-                        cursor,
-                    };
-                    let Ok(page) = service.inner.store.list_tasks(&query).await else {
-                        break;
-                    };
-                    for summary in &page.tasks {
-                        let steps = service.inner.scheduler.catalog().snapshot();
-                        let changed = changed.clone();
-                        let _ = service
-                            .resume_with(&summary.id, None, move |task| {
-                                let drive = rules::reevaluate(task, &steps, changed.as_deref());
-                                Ok(if drive { Resume::Drive } else { Resume::Nothing })
-                            })
-                            .await;
-                    }
-                    match page.next_cursor {
-                        Some(next) => cursor = Some(next),
-                        None => break,
+            let store = &service.inner.store;
+            // Read before any task: steps changed during the pass make the mark older than the
+            // store's stamp, and the next start passes again.
+            let stamp = match changed {
+                None => store.steps_stamp().await.ok(),
+                Some(_) => None,
+            };
+            if let Some(stamp) = &stamp
+                && store.reevaluated_at().await.ok().flatten().as_ref() == Some(stamp)
+            {
+                eprintln!(
+                    "whenever serve: every waiting and failed task was re-evaluated against the \
+                     steps serving: none is read again"
+                );
+                return;
+            }
+            let pass = service.reevaluate_all(changed.as_deref()).await;
+            let Some(stamp) = stamp else { return };
+            match pass {
+                Ok(read) => {
+                    eprintln!(
+                        "whenever serve: re-evaluated every waiting and failed task against the steps \
+                         serving ({read} read)"
+                    );
+                    if let Err(e) = store.set_reevaluated_at(&stamp).await {
+                        eprintln!("whenever serve: cannot record the re-evaluation ({e}); the next start passes again");
                     }
                 }
+                Err(e) => eprintln!(
+                    "whenever serve: the re-evaluation of waiting and failed tasks stopped ({e}); \
+                     the next start passes again"
+                ),
             }
         });
+    }
+
+    /// Re-evaluates every waiting and failed task (see [`Service::spawn_reevaluation`]); answers
+    /// how many it read, or the store's failure that cut the pass short. A task deleted, or
+    /// moved by someone else, meanwhile is no failure: it is as it should be.
+    async fn reevaluate_all(&self, changed: Option<&str>) -> Result<usize, StoreError> {
+        let mut read = 0;
+        for status in [TaskStatus::Waiting, TaskStatus::Failed] {
+            let mut cursor = None;
+            loop {
+                let query = TaskQuery {
+                    status: Some(status),
+                    tag: None,
+                    limit: 500,
+                    cursor,
+                };
+                let page = self.inner.store.list_tasks(&query).await?;
+                for summary in &page.tasks {
+                    let steps = self.inner.scheduler.catalog().snapshot();
+                    let resumed = self
+                        .resume_with(&summary.id, None, move |task| {
+                            let drive = rules::reevaluate(task, &steps, changed);
+                            Ok(if drive { Resume::Drive } else { Resume::Nothing })
+                        })
+                        .await;
+                    read += 1;
+                    if let Err(ServiceError::Store(e)) = resumed
+                        && !matches!(e, StoreError::NotFound(_) | StoreError::Conflict(_))
+                    {
+                        return Err(e);
+                    }
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(read)
     }
 }
 

@@ -138,7 +138,13 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     // 9: the process registered under each host name, and when it was last seen (`host_id`s
     // must differ).
     "CREATE TABLE hosts (host TEXT PRIMARY KEY, instance TEXT NOT NULL, seen TIMESTAMPTZ NOT NULL);",
+    // 10: what the hosts remember between starts (`Store::reevaluated_at`).
+    "CREATE TABLE marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
+
+/// The name of the mark that says at which steps stamp every waiting and failed task was last
+/// re-evaluated ([`Store::reevaluated_at`]).
+const REEVALUATED: &str = "reevaluated";
 
 /// Records one change to a step's serving version (parameters: name, change, version, at, by).
 const RECORD_STEP_CHANGE: &str = "INSERT INTO step_changes (name, change, version, at, by) VALUES ($1, $2, $3, $4, $5)";
@@ -1329,6 +1335,27 @@ impl Store for PostgresStore {
             self.notify(&tx, TASKS).await?;
         }
         tx.commit().await.map_err(pg)
+    }
+
+    async fn reevaluated_at(&self) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM marks WHERE name = $1", &[&REEVALUATED])
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn set_reevaluated_at(&self, stamp: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO marks (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                &[&REEVALUATED, &stamp],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
     }
 
     async fn steps_stamp(&self) -> Result<String, StoreError> {

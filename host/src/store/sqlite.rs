@@ -175,7 +175,13 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
 "#,
     // 8: each host's last write made to show that the store takes writes (`/readyz`).
     "CREATE TABLE probes (host TEXT PRIMARY KEY, at TEXT NOT NULL);",
+    // 9: what the hosts remember between starts (`Store::reevaluated_at`).
+    "CREATE TABLE marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
+
+/// The name of the mark that says at which steps stamp every waiting and failed task was last
+/// re-evaluated ([`Store::reevaluated_at`]).
+const REEVALUATED: &str = "reevaluated";
 
 /// Records one change to a step's serving version (parameters: name, change, version, at, by).
 const RECORD_STEP_CHANGE: &str = "INSERT INTO step_changes (name, change, version, at, by) VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -1443,6 +1449,31 @@ impl Store for SqliteStore {
                 "INSERT INTO probes (host, at) VALUES (?1, ?2) ON CONFLICT (host) DO UPDATE SET at = excluded.at",
             )
             .and_then(|mut statement| statement.execute(params![host, time_text(&Utc::now())]))
+            .map_err(backend)?;
+            Ok(0)
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    async fn reevaluated_at(&self) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT value FROM marks WHERE name = ?1", params![REEVALUATED], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_reevaluated_at(&self, stamp: &str) -> Result<(), StoreError> {
+        let stamp = stamp.to_string();
+        self.write(Box::new(move |conn| {
+            conn.execute(
+                "INSERT INTO marks (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![REEVALUATED, stamp],
+            )
             .map_err(backend)?;
             Ok(0)
         }))

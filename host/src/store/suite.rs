@@ -30,6 +30,22 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     probes_write_again_and_again_and_touch_no_task(store).await;
     a_host_name_is_one_process_s_while_that_process_is_seen(store).await;
     a_settled_task_is_announced_to_every_host(store).await;
+    the_re_evaluation_mark_keeps_the_last_stamp(store).await;
+}
+
+/// The mark a full re-evaluation leaves ([`Store::reevaluated_at`]): none at first, then the
+/// last stamp set.
+async fn the_re_evaluation_mark_keeps_the_last_stamp<S: Store>(store: &S) {
+    assert_eq!(store.reevaluated_at().await.expect("read"), None);
+    store.set_reevaluated_at("1:2026-12-07T15:00:00Z:1").await.expect("set");
+    store
+        .set_reevaluated_at("2:2026-12-07T16:00:00Z:2")
+        .await
+        .expect("set again");
+    assert_eq!(
+        store.reevaluated_at().await.expect("read").as_deref(),
+        Some("2:2026-12-07T16:00:00Z:2")
+    );
 }
 
 /// A task settled by one host is announced to all (`StoreEvent::TaskSettled`): a client may be
