@@ -91,8 +91,10 @@ impl Timeline {
                 };
                 self.lanes[lane] = Some(run.id);
                 let lanes = self.lanes_before(lane);
+                // In a cluster, which host ran it.
+                let host = run.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
                 let line = format!(
-                    "{:>9}  {lanes}▶ {} #{} (v{})",
+                    "{:>9}  {lanes}▶ {} #{} (v{}){host}",
                     offset(task, run, false),
                     run.step,
                     run.number,
@@ -323,6 +325,18 @@ mod tests {
         );
         assert_eq!(dotted(""), "(the whole data)");
         assert_eq!(changed(&run_with(0, "s", Vec::new())), "no changes");
+    }
+
+    #[test]
+    fn a_run_in_a_cluster_names_the_host_that_ran_it() {
+        let task = Task::new(serde_json::json!({}));
+        let run = RunRecord {
+            host: Some("web-2".into()),
+            ..run_with(0, "charge", Vec::new())
+        };
+        let mut timeline = Timeline::collecting();
+        timeline.event(&Event::RunStarted { task: &task, run: &run });
+        assert_eq!(timeline.lines()[0][11..].trim_end(), "▶ charge #1 (vv123456) on web-2");
     }
 
     #[test]
