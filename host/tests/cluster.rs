@@ -683,6 +683,9 @@ async fn a_second_process_given_a_running_hosts_host_id_is_refused() {
 
     first.signal("TERM");
     assert!(first.wait_exit(Duration::from_secs(30)).success(), "{}", first.stderr());
+    // A lease far longer than a start takes: the next process after the crash surely finds the
+    // dead one's registration fresh, and waits for it (up to 15 s).
+    let config = schema.config_of("[cluster]\nhost_id = \"twin\"\nlease_ms = 10000\npoll_ms = 250\n");
     let (next, _) = schema.start_hosts_with(1, &config).remove(0);
     assert!(
         !next.stderr().contains("waiting up to"),

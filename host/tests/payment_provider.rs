@@ -2,7 +2,8 @@
 //! the Charges API, started here, makes every charge it is sent and answers after the connector
 //! gave up waiting. The step cannot tell that from a charge never made, so the order must not be
 //! taken for declined (its stock released, the customer asked for another card, which would be
-//! charged a second time): it keeps its stock and waits for a person, who records the charge.
+//! charged a second time): it keeps its stock and waits for a person, who gives the charge's id
+//! and retries the step, which records it.
 
 mod support;
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use support::ServeProcess;
 
 /// How long the fake takes to answer: far past the connector's `timeout_ms`.
-const ANSWER_AFTER: Duration = Duration::from_millis(1500);
+const ANSWER_AFTER: Duration = Duration::from_secs(4);
 
 /// The idempotency keys of the charges the fake made, in order.
 type Charges = Arc<Mutex<Vec<String>>>;
@@ -58,7 +59,7 @@ async fn a_charge_stripe_answers_too_late_keeps_the_stock_and_waits_for_a_person
         &config,
         format!(
             "[connectors.stripe]\nkind = \"stripe\"\nbase_url = \"http://{address}\"\n\
-             secret_key_env = \"STRIPE_TEST_KEY\"\ntimeout_ms = 300\nretries = 0\n"
+             secret_key_env = \"STRIPE_TEST_KEY\"\ntimeout_ms = 1000\nretries = 0\n"
         ),
     )
     .expect("config");
@@ -79,7 +80,7 @@ async fn a_charge_stripe_answers_too_late_keeps_the_stock_and_waits_for_a_person
     assert!(
         waiting["payment"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("300 ms")),
+            .is_some_and(|e| e.contains("1000 ms")),
         "the connector's timeout is named: {}",
         waiting["payment"]
     );
@@ -105,22 +106,28 @@ async fn a_charge_stripe_answers_too_late_keeps_the_stock_and_waits_for_a_person
     assert!(!ran.contains(&"payment-failure-recovery"), "{ran:?}");
     assert_eq!(made(&charges).len(), 1, "Stripe made the charge");
 
-    // A person finds the charge at Stripe and records it: the order completes, charged once.
+    // A person finds the charge at Stripe, gives its id and retries the step, which records it:
+    // the order completes, charged once.
     let id = task["id"].as_str().expect("id");
-    let (status, done) = server
+    let found = json!({"order": {"paymentOutcomeUnknown": null, "payment": {"transactionIdFound": "ch_1"}}});
+    let (status, patched) = server
         .call(
             reqwest::Method::PATCH,
             &format!("/v1/tasks/{id}?wait=20000"),
-            Some(
-                json!({"order": {"paymentOutcomeUnknown": null, "paymentProcessed": true,
-                    "status": "payment_confirmed", "payment": {"transactionId": "ch_1", "error": null}}})
-                .to_string()
-                .into_bytes(),
-            ),
+            Some(found.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!((status, &patched["status"]), (200, &json!("waiting")), "{patched}");
+    let (status, done) = server
+        .post(
+            &format!("/v1/tasks/{id}/retry?wait=20000"),
+            &json!({"step": "payment-processing"}),
         )
         .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["status"], json!("completed"), "{done}");
-    assert_eq!(done["data"]["order"]["status"], json!("processing_complete"), "{done}");
+    let order = &done["data"]["order"];
+    assert_eq!(order["status"], json!("processing_complete"), "{order}");
+    assert_eq!(order["payment"]["transactionId"], json!("ch_1"), "{order}");
     assert_eq!(made(&charges).len(), 1, "no second charge");
 }

@@ -2,7 +2,7 @@
 //! every scenario of the demo, asserted field by field against the seed's logic.
 
 use serde_json::{Value, json};
-use whenever::demo::{ScenarioRun, run_scenario, scenarios};
+use whenever::demo::{PersonAction, ScenarioRun, run_scenario, scenarios};
 use whenever::task::{RunOutcomeRecord, TaskStatus};
 use whenever::{Host, HostOptions};
 
@@ -263,8 +263,10 @@ async fn a_charge_without_an_answer_keeps_the_stock_and_waits_for_a_person_who_r
     }
     assert_eq!(effects(&host, &run.task, "stripe", "charge"), 1);
     assert_eq!(effects(&host, &run.task, "inventorySystem", "release"), 0);
-    assert_eq!(runs(&run.task, "payment-processing"), 1);
+    // Once without an answer, once retried by the person: recording, not charging.
+    assert_eq!(runs(&run.task, "payment-processing"), 2);
     assert_eq!(runs(&run.task, "payment-failure-recovery"), 0);
+    assert!(order["payment"].get("transactionIdFound").is_none(), "{order}");
     let messages = outbox(&host, &run);
     assert!(
         messages.iter().all(|m| !m.2.contains("Payment Issue")),
@@ -277,7 +279,7 @@ async fn a_charge_without_an_answer_keeps_the_stock_and_waits_for_a_person_who_r
 }
 
 #[tokio::test]
-async fn a_charge_without_an_answer_is_made_again_only_once_a_person_clears_the_flag() {
+async fn a_charge_without_an_answer_is_made_again_only_when_a_person_retries_the_step() {
     let host = Host::start(&HostOptions::default()).await.expect("host");
     let order = scenarios()
         .into_iter()
@@ -310,30 +312,116 @@ async fn a_charge_without_an_answer_is_made_again_only_once_a_person_clears_the_
         .collect();
     assert!(failed_runs.is_empty(), "{failed_runs:?}");
 
-    // Nothing runs again by itself: driving the waiting task changes nothing.
-    let revision = task.data.clone();
+    // Nothing runs again by itself: driving the waiting task changes nothing, nor does clearing
+    // the flag alone (the step's matched data is as when it last started).
+    let before = task.data.clone();
     assert_eq!(host.scheduler.drive(&mut task, &mut |_| {}).await, TaskStatus::Waiting);
-    assert_eq!(task.data, revision);
+    assert_eq!(task.data, before);
+    let clear = PersonAction {
+        note: "no charge found",
+        patch: json!({"order": {"paymentOutcomeUnknown": null}}),
+        retry: None,
+    };
+    clear.apply(&mut task);
+    assert_eq!(host.scheduler.drive(&mut task, &mut |_| {}).await, TaskStatus::Waiting);
+    assert_eq!(runs(&task, "payment-processing"), 1);
 
-    // The person found no charge at Stripe: clearing the flag (with a working card) charges.
-    whenever::scheduler::merge::merge_patch(
-        &mut task.data,
-        &json!({"order": {"paymentOutcomeUnknown": null, "payment": {"token": "tok_visa"}}}),
+    // The person found no charge at Stripe and retries the step: it charges again (and Stripe's
+    // answer is lost again).
+    let retry = PersonAction {
+        retry: Some("payment-processing"),
+        ..clear
+    };
+    retry.apply(&mut task);
+    assert_eq!(host.scheduler.drive(&mut task, &mut |_| {}).await, TaskStatus::Waiting);
+    assert_eq!(
+        (
+            effects(&host, &task, "stripe", "charge"),
+            runs(&task, "payment-processing")
+        ),
+        (2, 2)
     );
+    assert_eq!(task.data["order"]["paymentOutcomeUnknown"], json!(true));
+
+    // This time the charge is at Stripe: given its id, the retried step records it, charging
+    // nothing.
+    PersonAction {
+        note: "charge found",
+        patch: json!({"order": {"paymentOutcomeUnknown": null, "payment": {"transactionIdFound": "txn_2"}}}),
+        retry: Some("payment-processing"),
+    }
+    .apply(&mut task);
     assert_eq!(
         host.scheduler.drive(&mut task, &mut |_| {}).await,
         TaskStatus::Completed
     );
     let order = &task.data["order"];
     assert_eq!(order["paymentProcessed"], json!(true));
-    assert!(order["payment"].get("error").is_none(), "{}", order["payment"]);
-    assert!(
-        order["payment"].get("outcomeUnknownAt").is_none(),
-        "{}",
-        order["payment"]
+    assert_eq!(order["payment"]["transactionId"], json!("txn_2"));
+    for gone in ["error", "outcomeUnknownAt", "transactionIdFound"] {
+        assert!(order["payment"].get(gone).is_none(), "{gone}: {}", order["payment"]);
+    }
+    assert_eq!(
+        (
+            effects(&host, &task, "stripe", "charge"),
+            runs(&task, "payment-processing")
+        ),
+        (2, 3)
     );
-    assert_eq!(effects(&host, &task, "stripe", "charge"), 2);
-    assert_eq!(runs(&task, "payment-processing"), 2);
+}
+
+/// A charge declined first releases the stock; a second card's charge whose answer is lost,
+/// once a person records it, has the stock reserved again as any success after a failure does.
+#[tokio::test]
+async fn a_charge_recorded_after_an_earlier_decline_has_the_stock_reserved_again() {
+    let host = Host::start(&HostOptions::default()).await.expect("host");
+    let order = whenever::demo::seed_order();
+    let mut task = whenever::task::Task::new(order);
+    let steps = [
+        (
+            "the card is declined",
+            json!({"order": {"payment": {"token": "tok_chargeDeclined"}}}),
+            None,
+        ),
+        (
+            "a second card, Stripe's answer lost",
+            json!({"order": {"payment": {"token": "tok_chargeTimeout"}}}),
+            None,
+        ),
+        (
+            "the charge found at Stripe",
+            json!({"order": {"paymentOutcomeUnknown": null, "payment": {"transactionIdFound": "txn_found"}}}),
+            Some("payment-processing"),
+        ),
+    ];
+    for (note, patch, retry) in steps {
+        PersonAction { note, patch, retry }.apply(&mut task);
+        let status = host.scheduler.drive(&mut task, &mut |_| {}).await;
+        let order = &task.data["order"];
+        match note {
+            "the card is declined" => {
+                assert_eq!(
+                    (status, &order["inventoryReleased"]),
+                    (TaskStatus::Waiting, &json!(true)),
+                    "{order}"
+                )
+            }
+            "a second card, Stripe's answer lost" => {
+                assert_eq!(status, TaskStatus::Waiting, "{order}");
+                assert_eq!(order["status"], json!("payment_outcome_unknown"), "{order}");
+            }
+            _ => {
+                assert_eq!(status, TaskStatus::Completed, "{order}");
+                assert_eq!(order["inventoryReserved"], json!(true), "{order}");
+                for gone in ["paymentFailed", "inventoryReleased", "paymentOutcomeUnknown"] {
+                    assert!(order.get(gone).is_none(), "{gone}: {order}");
+                }
+                assert_eq!(order["payment"]["transactionId"], json!("txn_found"));
+            }
+        }
+    }
+    // The declined attempt made no charge; the lost answer's charge is the only one.
+    assert_eq!(effects(&host, &task, "stripe", "charge"), 1);
 }
 
 #[tokio::test]
@@ -580,7 +668,7 @@ async fn run_with_id(host: &Host, scenario: &whenever::demo::Scenario) -> whenev
         if task.status != TaskStatus::Waiting {
             break;
         }
-        whenever::scheduler::merge::merge_patch(&mut task.data, &action.patch);
+        action.apply(&mut task);
         host.scheduler.drive(&mut task, &mut |_| {}).await;
     }
     task

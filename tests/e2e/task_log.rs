@@ -99,7 +99,7 @@ async fn every_commit_of_every_scenario_reads_back_as_the_driver_had_it() {
                 break;
             }
             // As the service resumes a waiting task: the patched task saved whole, then driven.
-            whenever::scheduler::merge::merge_patch(&mut task.data, &action.patch);
+            action.apply(&mut task);
             task.status = TaskStatus::Running;
             let save = TaskSave {
                 task: &task,

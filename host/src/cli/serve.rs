@@ -97,6 +97,7 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
         Ok(options) => options,
         Err(message) => {
             eprintln!("whenever serve: {message}");
+            service.unregister_host().await;
             return EXIT_BAD_INPUT;
         }
     };
@@ -183,6 +184,7 @@ pub(crate) async fn run(args: ServeArgs) -> u8 {
     let signal = tokio::select! {
         served = &mut api => {
             eprintln!("whenever serve: the API stopped: {}", api_failure(served));
+            service.unregister_host().await;
             return EXIT_INTERNAL;
         }
         signal = signals.next() => signal,

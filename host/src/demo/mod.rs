@@ -13,7 +13,6 @@ pub use scenarios::{PersonAction, Scenario, scenarios, seed_order};
 
 use crate::Host;
 use crate::cli::timeline::Timeline;
-use crate::scheduler::merge::merge_patch;
 use crate::task::{Task, TaskStatus};
 
 /// What running one scenario produced.
@@ -38,8 +37,9 @@ pub async fn run_scenario(host: &Host, scenario: &Scenario) -> ScenarioRun {
         if task.status != TaskStatus::Waiting {
             break;
         }
-        lines.push(format!("{:>9}  👤 {}: patch {}", "", action.note, action.patch));
-        merge_patch(&mut task.data, &action.patch);
+        let retry = action.retry.map(|step| format!(", retry {step}")).unwrap_or_default();
+        lines.push(format!("{:>9}  👤 {}: patch {}{retry}", "", action.note, action.patch));
+        action.apply(&mut task);
         let mut timeline = Timeline::collecting();
         statuses.push(host.scheduler.drive(&mut task, &mut |e| timeline.event(&e)).await);
         lines.extend(timeline.lines().iter().cloned());

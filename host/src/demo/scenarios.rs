@@ -3,15 +3,29 @@
 use serde_json::{Value, json};
 
 use crate::scheduler::merge::merge_patch;
-use crate::task::TaskStatus;
+use crate::task::{Task, TaskStatus};
 
-/// Something a person does while the task waits: a merge patch on the task data.
+/// Something a person does while the task waits: a merge patch on the task data, and maybe a
+/// retry of a step (`POST /v1/tasks/{id}/retry`).
 #[derive(Debug, Clone)]
 pub struct PersonAction {
     /// What the person does, for the timeline.
     pub note: &'static str,
     /// The JSON merge patch applied to the data.
     pub patch: Value,
+    /// The step the person then asks to run again, if any.
+    pub retry: Option<&'static str>,
+}
+
+impl PersonAction {
+    /// Does it to `task`, as the API would before the task is driven again: patches the data,
+    /// and has the retried step run again.
+    pub fn apply(&self, task: &mut Task) {
+        merge_patch(&mut task.data, &self.patch);
+        if let Some(step) = self.retry {
+            task.progress.entry(step.to_string()).or_default().redo = true;
+        }
+    }
 }
 
 /// One order and what happens to it.
@@ -43,7 +57,11 @@ fn order_with(patch: Value) -> Value {
 }
 
 fn person(note: &'static str, patch: Value) -> PersonAction {
-    PersonAction { note, patch }
+    PersonAction {
+        note,
+        patch,
+        retry: None,
+    }
 }
 
 /// The seed's order with one item replaced or the list replaced: a camera with no stock anywhere.
@@ -140,14 +158,14 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "payment-outcome-unknown",
             title: "Stripe's answer is lost, a person records the charge",
-            story: "Stripe charges the card but its answer never arrives: nothing is released and nobody is told the payment failed; a person finds the charge at Stripe and records it.",
+            story: "Stripe charges the card but its answer never arrives: nothing is released and nobody is told the payment failed; a person finds the charge at Stripe, gives its id and retries the step, which records it.",
             order: order_with(json!({"order": {"payment": {"token": "tok_chargeTimeout"}}})),
-            actions: vec![person(
-                "a person finds the charge in Stripe's dashboard and records it",
-                json!({"order": {"paymentOutcomeUnknown": null, "paymentProcessed": true,
-                    "status": "payment_confirmed",
-                    "payment": {"transactionId": "txn_found_at_stripe", "error": null}}}),
-            )],
+            actions: vec![PersonAction {
+                note: "a person finds the charge in Stripe's dashboard, gives its id and retries payment processing",
+                patch: json!({"order": {"paymentOutcomeUnknown": null,
+                    "payment": {"transactionIdFound": "txn_found_at_stripe"}}}),
+                retry: Some("payment-processing"),
+            }],
             expected: TaskStatus::Completed,
         },
         Scenario {

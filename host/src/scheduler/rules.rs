@@ -110,6 +110,11 @@ pub fn standing(task: &Task, name: &str, condition: &Condition) -> Standing {
     }
 }
 
+/// The version of what [`reevaluate`] decides: a host whose rules differ from those the tasks
+/// were last re-evaluated under makes a start's pass again (part of the store's mark). Raise it
+/// whenever `reevaluate` or eligibility changes.
+pub const REEVALUATION_RULES: u32 = 1;
+
 /// Readies a settled `task` to be driven again after the serving steps changed (a deploy, a
 /// rollback, a version loaded as a host starts), and answers whether it should be. A failed
 /// step among `changed` (`None`: all of `steps`) whose latest run on the task was of another

@@ -43,6 +43,9 @@ pub(crate) struct Cluster {
     /// This process's own name, under which it registers `host_id` ([`Service::register_host`]):
     /// two processes given one `host_id` are told apart by it.
     instance: String,
+    /// Whether this process holds its registration (until it stops): held across each renewal
+    /// and the removal at stop, so that no renewal under way puts the row back once it is gone.
+    registered: tokio::sync::Mutex<bool>,
     /// How long a claim holds without renewal.
     pub(crate) lease: Duration,
     poll: Duration,
@@ -92,6 +95,7 @@ impl Cluster {
         Cluster {
             host_id: host_id(settings.host_id.as_deref()),
             instance: process_name(),
+            registered: tokio::sync::Mutex::new(false),
             lease: Duration::from_millis(settings.lease_ms.max(100)),
             poll: Duration::from_millis(settings.poll_ms.max(10)),
             batch: settings.claim_batch.max(1),
@@ -160,7 +164,7 @@ impl Service {
     ///
     /// [`Store::register_host`]: crate::store::Store::register_host
     pub(crate) async fn register_host(&self) -> Result<(), ServiceError> {
-        let Some(cluster) = self.cluster() else {
+        let Some(cluster) = self.cluster().cloned() else {
             return Ok(());
         };
         let patience = cluster.lease + cluster.lease / 2;
@@ -184,15 +188,24 @@ impl Service {
                     tokio::time::sleep(cluster.lease / 8).await;
                 }
                 Err(StoreError::Conflict(why)) => return Err(ServiceError::Invalid(why)),
-                other => return other.map_err(ServiceError::from),
+                Err(e) => return Err(e.into()),
+                Ok(()) => break,
             }
         }
+        *cluster.registered.lock().await = true;
+        // Renewed from now on: what the start does next (compiling steps) may take a lease.
+        self.spawn(keep_registered(Arc::downgrade(&self.inner), cluster));
+        Ok(())
     }
 
     /// Ends this process's registration of its `host_id` (a stop), so that the name is free at
     /// once for its next process.
     pub(crate) async fn unregister_host(&self) {
         let Some(cluster) = self.cluster() else { return };
+        let mut registered = cluster.registered.lock().await;
+        if !std::mem::replace(&mut *registered, false) {
+            return;
+        }
         if let Err(e) = self
             .inner
             .store
@@ -217,7 +230,6 @@ impl Service {
             self.spawn(listen(weak.clone(), cluster.clone(), events));
         }
         self.spawn(renew(weak.clone(), cluster.clone()));
-        self.spawn(keep_registered(weak.clone(), cluster.clone()));
         self.spawn(claim(weak, cluster));
         Ok(())
     }
@@ -480,20 +492,22 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
 }
 
 /// Renews this process's registration of its `host_id` every quarter of the lease (the same
-/// upsert as at start), until the service has stopped and given its name up. Told once when
-/// another process holds the name: it took it while this one was not seen for a lease.
+/// upsert as at start), until the service gave its name up ([`Service::unregister_host`]). Told
+/// once when another process holds the name: it took it while this one was not seen for a lease.
 async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
     let mut failing = false;
     loop {
         tokio::time::sleep(cluster.lease / 4).await;
         let Some(inner) = service.upgrade() else { return };
-        if *inner.phase.borrow() == Phase::Stopped {
+        let registered = cluster.registered.lock().await;
+        if !*registered {
             return;
         }
         let renewed = inner
             .store
             .register_host(&cluster.host_id, &cluster.instance, cluster.lease)
             .await;
+        drop(registered);
         match renewed {
             Ok(()) => failing = false,
             Err(e) if !failing => {

@@ -247,18 +247,29 @@ impl Service {
         };
         // First of all: a second process given this host's `host_id` must change nothing.
         service.register_host().await?;
+        if let Err(e) = service.start_serving(options).await {
+            // The name is free at once for the next start, which need not wait for it to lapse.
+            service.unregister_host().await;
+            return Err(e);
+        }
+        Ok(service)
+    }
+
+    /// The start after the host registered: the steps deployed and loaded, the unfinished
+    /// tasks resumed or claimed, and the background work begun.
+    async fn start_serving(&self, options: &ServiceOptions) -> Result<(), ServiceError> {
         if !options.no_steps {
             // The bundled steps are the default of a store that serves none of its own: a start
             // without `--steps` on a store serving someone's steps must not add fourteen others.
             let by_default = options.steps.is_empty() && !options.with_bundled;
             let own = if by_default {
-                service.own_steps_served().await?
+                self.own_steps_served().await?
             } else {
                 Vec::new()
             };
             if own.is_empty() {
                 let sources = steps::sources(&options.steps, options.with_bundled)?;
-                service.deploy_sources(sources).await?;
+                self.deploy_sources(sources).await?;
             } else {
                 eprintln!(
                     "whenever serve: the store serves steps of its own ({}): the bundled RetailMax \
@@ -267,18 +278,18 @@ impl Service {
                 );
             }
         }
-        service.load_current_steps().await?;
-        if service.inner.cluster.is_some() {
+        self.load_current_steps().await?;
+        if self.inner.cluster.is_some() {
             // Running tasks are claimed from the store, this host's share of them.
-            service.start_cluster().await?;
+            self.start_cluster().await?;
         } else {
-            service.resume_unsettled().await?;
+            self.resume_unsettled().await?;
         }
         // A deploy made before a crash (or by another host while none of this one ran) may not
         // have re-evaluated every task, and the steps deployed at start have not.
-        service.spawn_reevaluation(None);
-        service.start_retention();
-        Ok(service)
+        self.spawn_reevaluation(None);
+        self.start_retention();
+        Ok(())
     }
 
     /// Spawns `work` on the service's own runtime ([`Inner::runtime`]), whichever runtime the

@@ -415,7 +415,7 @@ impl Service {
     /// host moved meanwhile is skipped (its save finds a newer revision).
     ///
     /// A pass after a start is skipped when the store's mark says every task was re-evaluated
-    /// against the steps serving now ([`Store::reevaluated_at`]), and one that read every task
+    /// against the steps loaded now ([`Store::reevaluated_at`]), and one that read every task
     /// sets the mark: a host restarted with no step changed reads no task.
     ///
     /// [`Store::reevaluated_at`]: crate::store::Store::reevaluated_at
@@ -423,46 +423,59 @@ impl Service {
         let service = self.clone();
         self.spawn(async move {
             let store = &service.inner.store;
-            // Read before any task: steps changed during the pass make the mark older than the
-            // store's stamp, and the next start passes again.
-            let stamp = match changed {
-                None => store.steps_stamp().await.ok(),
+            // What this pass evaluates against: the steps loaded here (a version this host
+            // cannot load is not among them, and the pass is made again once it loads).
+            let mark = match changed {
+                None => Some(steps_mark(&service.inner.scheduler.catalog().snapshot())),
                 Some(_) => None,
             };
-            if let Some(stamp) = &stamp
-                && store.reevaluated_at().await.ok().flatten().as_ref() == Some(stamp)
-            {
-                eprintln!(
-                    "whenever serve: every waiting and failed task was re-evaluated against the \
-                     steps serving: none is read again"
-                );
-                return;
+            if let Some(mark) = &mark {
+                match store.reevaluated_at().await {
+                    Ok(Some(done)) if done == *mark => {
+                        eprintln!(
+                            "whenever serve: every waiting and failed task was re-evaluated against \
+                             the steps serving: none is read again"
+                        );
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!(
+                        "whenever serve: cannot read which steps the tasks were last re-evaluated \
+                         against ({e}): re-evaluating them all"
+                    ),
+                }
             }
             let pass = service.reevaluate_all(changed.as_deref()).await;
-            let Some(stamp) = stamp else { return };
+            let Some(mark) = mark else { return };
             match pass {
-                Ok(read) => {
+                Ok(Pass { read, skipped: 0 }) => {
                     eprintln!(
                         "whenever serve: re-evaluated every waiting and failed task against the steps \
                          serving ({read} read)"
                     );
-                    if let Err(e) = store.set_reevaluated_at(&stamp).await {
-                        eprintln!("whenever serve: cannot record the re-evaluation ({e}); the next start passes again");
+                    if let Err(e) = store.set_reevaluated_at(&mark).await {
+                        eprintln!(
+                            "whenever serve: cannot record the re-evaluation ({e}); the next start makes it again"
+                        );
                     }
                 }
+                Ok(Pass { read, skipped }) => eprintln!(
+                    "whenever serve: re-evaluated the waiting and failed tasks ({read} read), but \
+                     {skipped} could not be read or saved; the next start tries them all again"
+                ),
                 Err(e) => eprintln!(
-                    "whenever serve: the re-evaluation of waiting and failed tasks stopped ({e}); \
-                     the next start passes again"
+                    "whenever serve: the re-evaluation of waiting and failed tasks stopped: cannot \
+                     list them ({e}); the next start makes it again"
                 ),
             }
         });
     }
 
-    /// Re-evaluates every waiting and failed task (see [`Service::spawn_reevaluation`]); answers
-    /// how many it read, or the store's failure that cut the pass short. A task deleted, or
-    /// moved by someone else, meanwhile is no failure: it is as it should be.
-    async fn reevaluate_all(&self, changed: Option<&str>) -> Result<usize, StoreError> {
-        let mut read = 0;
+    /// Re-evaluates every waiting and failed task (see [`Service::spawn_reevaluation`]). A task
+    /// deleted, or moved by someone else, meanwhile is as it should be; one the store fails on
+    /// is skipped and counted. Only a listing the store fails stops the pass.
+    async fn reevaluate_all(&self, changed: Option<&str>) -> Result<Pass, StoreError> {
+        let mut pass = Pass::default();
         for status in [TaskStatus::Waiting, TaskStatus::Failed] {
             let mut cursor = None;
             loop {
@@ -481,11 +494,11 @@ impl Service {
                             Ok(if drive { Resume::Drive } else { Resume::Nothing })
                         })
                         .await;
-                    read += 1;
-                    if let Err(ServiceError::Store(e)) = resumed
-                        && !matches!(e, StoreError::NotFound(_) | StoreError::Conflict(_))
-                    {
-                        return Err(e);
+                    pass.read += 1;
+                    // Deleted (NotFound) or running, moved on by another host (Conflict): fine.
+                    if let Err(ServiceError::Store(e)) = resumed {
+                        eprintln!("whenever serve: cannot re-evaluate task {}: {e}", summary.id);
+                        pass.skipped += 1;
                     }
                 }
                 match page.next_cursor {
@@ -494,8 +507,23 @@ impl Service {
                 }
             }
         }
-        Ok(read)
+        Ok(pass)
     }
+}
+
+/// What a re-evaluation pass did: the tasks it read, and of them those the store failed on.
+#[derive(Debug, Default)]
+struct Pass {
+    read: usize,
+    skipped: usize,
+}
+
+/// The text that names a set of loaded steps for the re-evaluation mark: each name and version,
+/// in name order, after the version of the rules that decide what a re-evaluation runs.
+fn steps_mark(steps: &[Arc<LoadedStep>]) -> String {
+    let mut named: Vec<String> = steps.iter().map(|s| format!("{}@{}", s.name, s.version)).collect();
+    named.sort();
+    format!("rules {}; {}", rules::REEVALUATION_RULES, named.join(", "))
 }
 
 fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {

@@ -466,13 +466,14 @@ pub trait Store: Send + Sync + 'static {
     /// manifest): a host that claims work compares it with the one it loaded.
     async fn steps_stamp(&self) -> Result<String, StoreError>;
 
-    /// The steps stamp ([`Store::steps_stamp`]) of the steps every waiting and failed task was
-    /// last re-evaluated against, all of them; `None` before the first such pass. A start that
-    /// finds the stamp unchanged has nothing to re-evaluate, and reads no task.
+    /// What names the steps every waiting and failed task was last re-evaluated against, all of
+    /// them (a text the host makes of their names and versions); `None` before the first such
+    /// pass. A start whose steps it names has nothing to re-evaluate, and reads no task.
     async fn reevaluated_at(&self) -> Result<Option<String>, StoreError>;
 
-    /// Records that every waiting and failed task was re-evaluated against the steps of `stamp`.
-    async fn set_reevaluated_at(&self, stamp: &str) -> Result<(), StoreError>;
+    /// Records that every waiting and failed task was re-evaluated against the steps `mark`
+    /// names.
+    async fn set_reevaluated_at(&self, mark: &str) -> Result<(), StoreError>;
 
     /// The count of writers at work towards their next write, for a store that groups commits
     /// and can hold one briefly while writes are on their way ([`writes_coming`]); `None` for a

@@ -142,7 +142,7 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     "CREATE TABLE marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
-/// The name of the mark that says at which steps stamp every waiting and failed task was last
+/// The name of the mark that names the steps every waiting and failed task was last
 /// re-evaluated ([`Store::reevaluated_at`]).
 const REEVALUATED: &str = "reevaluated";
 
@@ -1346,12 +1346,12 @@ impl Store for PostgresStore {
         Ok(row.map(|r| r.get(0)))
     }
 
-    async fn set_reevaluated_at(&self, stamp: &str) -> Result<(), StoreError> {
+    async fn set_reevaluated_at(&self, mark: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
                 "INSERT INTO marks (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                &[&REEVALUATED, &stamp],
+                &[&REEVALUATED, &mark],
             )
             .await
             .map_err(pg)?;

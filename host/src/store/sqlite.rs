@@ -179,7 +179,7 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     "CREATE TABLE marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
-/// The name of the mark that says at which steps stamp every waiting and failed task was last
+/// The name of the mark that names the steps every waiting and failed task was last
 /// re-evaluated ([`Store::reevaluated_at`]).
 const REEVALUATED: &str = "reevaluated";
 
@@ -1467,12 +1467,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_reevaluated_at(&self, stamp: &str) -> Result<(), StoreError> {
-        let stamp = stamp.to_string();
+    async fn set_reevaluated_at(&self, mark: &str) -> Result<(), StoreError> {
+        let mark = mark.to_string();
         self.write(Box::new(move |conn| {
             conn.execute(
                 "INSERT INTO marks (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![REEVALUATED, stamp],
+                params![REEVALUATED, mark],
             )
             .map_err(backend)?;
             Ok(0)

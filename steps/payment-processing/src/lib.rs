@@ -10,7 +10,8 @@
 //! no answer (a `timeout`, or `unavailable` once the connector's retries with the same
 //! idempotency key ran out) is not a decline: the charge may have been made, so nothing is
 //! released and nobody is told the payment failed, and the order waits with
-//! `paymentOutcomeUnknown: true` for a person who checks the provider (see the README).
+//! `paymentOutcomeUnknown: true` for a person who checks the provider, clears the flag (giving
+//! `payment.transactionIdFound` when the charge was made) and retries the step (see the README).
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
@@ -44,6 +45,19 @@ impl Step for PaymentProcessing {
 
     fn content(data: &mut Value) -> Result<(), StepError> {
         log_info!("Processing payment for order: {}", js::text(data, "order.id"));
+
+        // Fix: a person found at the provider the charge whose answer was lost, and retried the
+        // step: it is recorded as the provider's answer would have been, and not made again.
+        if let Some(found) = get(data, "order.payment.transactionIdFound")
+            .as_str()
+            .filter(|id| !id.is_empty())
+        {
+            let found = String::from(found);
+            log_info!("Recording the charge a person found at the provider: {found}");
+            remove(data, "order.payment.transactionIdFound");
+            succeeded(data, &json!({ "transactionId": found }));
+            return Ok(());
+        }
 
         // The seed's `try { ... } catch (error) { ... }`.
         match charge(data) {
@@ -193,13 +207,15 @@ fn succeeded(data: &mut Value, payment_result: &Value) {
     );
 }
 
-/// Fix: the provider did not answer. The order keeps its reservations and waits for a person who
-/// looks the charge up at the provider, then either records it (`paymentProcessed: true` and
-/// the transaction id) or clears `paymentOutcomeUnknown` to have the step charge again.
+/// Fix: the provider did not answer. The order keeps whatever it holds and waits for a person
+/// who looks the charge up at the provider, clears `paymentOutcomeUnknown` (with
+/// `payment.transactionIdFound` when the charge was made) and retries the step, which then
+/// records the charge found, or charges.
 fn outcome_unknown(data: &mut Value, message: &str) {
     log_error!(
-        "Payment outcome unknown: {message}. The provider may have charged the order: check it \
-         there before charging again"
+        "Payment outcome unknown: {message}. The provider may have charged the order: look it up \
+         there, then clear paymentOutcomeUnknown (giving payment.transactionIdFound if it was \
+         charged) and retry this step"
     );
     set(data, "order.payment.error", message);
     set(data, "order.payment.outcomeUnknownAt", task::now());
