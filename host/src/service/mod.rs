@@ -560,10 +560,13 @@ impl Service {
                 _ = stopping::reached(&mut phase, |p| *p == stopping::Phase::Stopped) => return self.task(id).await,
             }
         }
-        // Another host may drive the task: its settle comes as the store's notification
-        // (`StoreEvent::TaskSettled`); one lost while the listener reconnected is made up for by
-        // looking again every second.
+        // Another host may drive the task: its settle comes as the store's notification, once
+        // the task is watched (`Store::watch_task`); one lost while the listener reconnected is
+        // made up for by looking again every second.
         let recheck = if self.inner.cluster.is_some() {
+            if let Err(e) = self.inner.store.watch_task(id).await {
+                eprintln!("whenever serve: cannot watch task {id} ({e}); looking at it every second");
+            }
             Duration::from_secs(1)
         } else {
             timeout

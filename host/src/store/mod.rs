@@ -330,7 +330,7 @@ pub enum StoreEvent {
     TasksAvailable,
     /// The serving steps changed (a deploy, rollback or removal): reload them.
     StepsChanged,
-    /// A task settled (on any host): a client waiting for it here hears of it.
+    /// A watched task settled ([`Store::watch_task`]): a client waiting for it here hears of it.
     TaskSettled(String),
 }
 
@@ -445,6 +445,14 @@ pub trait Store: Send + Sync + 'static {
     /// tasks for their own. A store no hosts share has nothing to register.
     async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<(), StoreError> {
         let _ = (host, instance, fresh);
+        Ok(())
+    }
+
+    /// Asks that task `id`'s settles from now on be announced to every host
+    /// ([`StoreEvent::TaskSettled`]): a client waits for it on a host that may not drive it. A
+    /// store no hosts share has no one else to announce them (nothing is done).
+    async fn watch_task(&self, id: &str) -> Result<(), StoreError> {
+        let _ = id;
         Ok(())
     }
 

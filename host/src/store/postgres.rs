@@ -140,6 +140,8 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     "CREATE TABLE hosts (host TEXT PRIMARY KEY, instance TEXT NOT NULL, seen TIMESTAMPTZ NOT NULL);",
     // 10: what the hosts remember between starts (`Store::reevaluated_at`).
     "CREATE TABLE marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 11: a task a client waits for on a host that does not drive it (`Store::watch_task`).
+    "ALTER TABLE tasks ADD COLUMN watched BOOLEAN NOT NULL DEFAULT FALSE;",
 ];
 
 /// The name of the mark that names the steps every waiting and failed task was last
@@ -280,7 +282,8 @@ SELECT EXISTS (SELECT 1 FROM created), (SELECT count(*) FROM notified)";
 /// run), the inputs of unfinished runs that started from the old data copied before it changes
 /// (every part of the statement reads the rows as they were before it), the journal of runs that
 /// finished dropped, and a notification on channel `$17` when a running task has no holder
-/// (`tasks`) or the task settled (`settled ID`: a client may wait for it on another host).
+/// (`tasks`) or a watched task settled (`settled ID`: a client waits for it on another host;
+/// only then, as notifying transactions commit one at a time).
 /// Answers whether it saved and the revision it found.
 const SAVE_TASK: &str = "
 WITH old AS (SELECT data, revision FROM tasks WHERE id = $1),
@@ -290,7 +293,7 @@ saved AS (
       owner = CASE WHEN $2 = 'running' THEN owner END,
       lease_until = CASE WHEN $2 = 'running' THEN lease_until END
     WHERE id = $1 AND revision = $9
-    RETURNING owner IS NULL AS unheld
+    RETURNING owner IS NULL AS unheld, watched
 ),
 materialized AS (
     UPDATE runs SET input = (SELECT data FROM old), input_from_task = FALSE
@@ -320,7 +323,7 @@ forgotten AS (
 ),
 notified AS (
     SELECT pg_notify($17, CASE WHEN $2 = 'running' THEN 'tasks' ELSE 'settled ' || $1 END)
-    FROM saved WHERE (saved.unheld AND $2 = 'running') OR $2 <> 'running'
+    FROM saved WHERE (saved.unheld AND $2 = 'running') OR ($2 <> 'running' AND saved.watched)
 )
 SELECT EXISTS (SELECT 1 FROM saved), (SELECT revision FROM old), (SELECT count(*) FROM notified)";
 
@@ -1335,6 +1338,15 @@ impl Store for PostgresStore {
             self.notify(&tx, TASKS).await?;
         }
         tx.commit().await.map_err(pg)
+    }
+
+    async fn watch_task(&self, id: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("UPDATE tasks SET watched = TRUE WHERE id = $1 AND NOT watched", &[&id])
+            .await
+            .map_err(pg)?;
+        Ok(())
     }
 
     async fn reevaluated_at(&self) -> Result<Option<String>, StoreError> {

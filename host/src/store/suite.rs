@@ -29,7 +29,7 @@ pub(crate) async fn run_all<S: Store>(store: &S) {
     a_whole_save_keeps_the_history_entries_it_names(store).await;
     probes_write_again_and_again_and_touch_no_task(store).await;
     a_host_name_is_one_process_s_while_that_process_is_seen(store).await;
-    a_settled_task_is_announced_to_every_host(store).await;
+    a_watched_task_s_settle_is_announced_to_every_host(store).await;
     the_re_evaluation_mark_keeps_the_last_one_set(store).await;
 }
 
@@ -43,31 +43,42 @@ async fn the_re_evaluation_mark_keeps_the_last_one_set<S: Store>(store: &S) {
     assert_eq!(store.reevaluated_at().await.expect("read").as_deref(), Some(then));
 }
 
-/// A task settled by one host is announced to all (`StoreEvent::TaskSettled`): a client may be
-/// waiting for it on another. A store without events has no other host to tell.
-async fn a_settled_task_is_announced_to_every_host<S: Store>(store: &S) {
+/// A watched task settled by one host is announced to all (`StoreEvent::TaskSettled`): a client
+/// waits for it on another. One not watched is not: notifying transactions commit one at a time.
+/// A store without events has no other host to tell.
+async fn a_watched_task_s_settle_is_announced_to_every_host<S: Store>(store: &S) {
     use tokio::sync::broadcast::error::RecvError;
     let Some(mut events) = store.events() else {
         return;
     };
-    // The listener may still be connecting: a settle before it listens is heard by no one, so
-    // settle another task until one is heard (each waited for 2 s).
-    for _ in 0..15 {
-        let mut task = Task::new(json!({"settles": true}));
-        let revision = store.create_task(&task).await.expect("created");
+    async fn settle<S: Store>(store: &S, task: &mut Task) {
         task.status = TaskStatus::Waiting;
-        store.save_task(TaskSave::whole(&task, revision)).await.expect("saved");
+        store.save_task(TaskSave::whole(task, 1)).await.expect("saved");
+    }
+    // The listener may still be connecting: a settle before it listens is heard by no one, so
+    // settle another pair until one is heard (each waited for 2 s). Notifications come in
+    // commit order: the unwatched task's, were there one, would come first.
+    for _ in 0..15 {
+        let mut unwatched = Task::new(json!({"watched": false}));
+        let mut watched = Task::new(json!({"watched": true}));
+        store.create_task(&unwatched).await.expect("created");
+        store.create_task(&watched).await.expect("created");
+        store.watch_task(&watched.id).await.expect("watched");
+        store.watch_task(&watched.id).await.expect("watched again");
+        settle(store, &mut unwatched).await;
+        settle(store, &mut watched).await;
         let heard = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
                 match events.recv().await {
-                    Ok(StoreEvent::TaskSettled(id)) if id == task.id => return true,
+                    Ok(StoreEvent::TaskSettled(id)) => return Some(id),
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return false,
+                    Err(RecvError::Closed) => return None,
                 }
             }
         })
         .await;
-        if heard == Ok(true) {
+        if let Ok(Some(id)) = heard {
+            assert_eq!(id, watched.id, "only the watched task's settle is announced");
             return;
         }
     }
