@@ -553,6 +553,9 @@ async fn listen(service: Weak<Inner>, cluster: Arc<Cluster>, mut events: broadca
         };
         if steps_changed {
             let Some(inner) = service.upgrade() else { return };
+            // Also said when the store's listener (re)connects, after which a settle notified
+            // while it was away is lost: the waiters read their tasks again.
+            inner.settle_waiters.wake_all();
             // Reloaded only if the store serves others than those loaded: the store announces a
             // possible change when it starts listening, too.
             (Service { inner }).sync_steps(&cluster).await;

@@ -561,13 +561,13 @@ impl Service {
             }
         }
         // Another host may drive the task: its settle comes as the store's notification, once
-        // the task is watched (`Store::watch_task`); one lost while the listener reconnected is
-        // made up for by looking again every second.
+        // the task is watched (`Store::watch_task`). Waiters are woken when the listener
+        // reconnects, as one may have been lost meanwhile; a look every 5 s is the backstop.
         let recheck = if self.inner.cluster.is_some() {
             if let Err(e) = self.inner.store.watch_task(id).await {
-                eprintln!("whenever serve: cannot watch task {id} ({e}); looking at it every second");
+                eprintln!("whenever serve: cannot watch task {id} ({e}); looking at it every 5 s");
             }
-            Duration::from_secs(1)
+            Duration::from_secs(5)
         } else {
             timeout
         };
