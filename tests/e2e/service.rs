@@ -1029,6 +1029,11 @@ async fn a_retry_leaves_out_a_failed_step_whose_condition_another_step_made_fals
         "{said}"
     );
 
+    // Its failure, moot, no longer fails the task: panics' alone does.
+    let stored = server.service.task(id).await.expect("read");
+    let failed = |step: &str| stored.task.progress.get(step).map(|p| p.last_failed);
+    assert_eq!((failed("fails-before-a"), failed("panics")), (Some(false), Some(true)));
+
     // Asked for by name, it is refused, and the task is left as it was.
     let (status, error) = server
         .post(&format!("/v1/tasks/{id}/retry"), &json!({"step": "fails-before-a"}))

@@ -483,12 +483,13 @@ impl Service {
             // A step runs only while its condition holds: a retry of one whose condition no
             // longer holds would run nothing and leave the task as it was, said to be retried.
             // Of every failed step, those that would run are retried; none is a refusal.
-            let mut unheld = Vec::new();
+            let (mut unheld, mut moot) = (Vec::new(), Vec::new());
             let names: Vec<String> = names
                 .into_iter()
                 .filter(
                     |name| match catalog.get(name).map(|step| step.condition.explain(&task.data)) {
                         Some(Err(mismatch)) => {
+                            moot.push(name.clone());
                             unheld.push(format!(
                                 "step {name} would not run: its condition does not hold on task {}'s data \
                              ({mismatch})",
@@ -505,6 +506,12 @@ impl Service {
                     "{}; patch the data for it to run",
                     unheld.join("; ")
                 )));
+            }
+            // A failure left out is moot, as one a patch made moot: it no longer fails the task.
+            for name in moot {
+                if let Some(progress) = task.progress.get_mut(&name) {
+                    progress.last_failed = false;
+                }
             }
             let mut what = format!("retry of {} asked for through the API", names.join(", "));
             // A failed step left out is said, with why, where the retry is recorded.
