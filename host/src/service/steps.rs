@@ -496,8 +496,11 @@ impl Service {
                         .await;
                     pass.read += 1;
                     // Deleted (NotFound) or running, moved on by another host (Conflict): fine.
+                    // The first failure is told; a store that is down would fail them all.
                     if let Err(ServiceError::Store(e)) = resumed {
-                        eprintln!("whenever serve: cannot re-evaluate task {}: {e}", summary.id);
+                        if pass.skipped == 0 {
+                            eprintln!("whenever serve: cannot re-evaluate task {}: {e}", summary.id);
+                        }
                         pass.skipped += 1;
                     }
                 }
