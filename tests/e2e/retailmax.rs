@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use whenever::demo::{PersonAction, ScenarioRun, run_scenario, scenarios};
 use whenever::task::{RunOutcomeRecord, TaskStatus};
 use whenever::{Host, HostOptions};
+use whenever_tests::runs_of;
 
 async fn scenario(name: &str) -> (Host, ScenarioRun) {
     let host = Host::start(&HostOptions::default())
@@ -240,11 +241,6 @@ fn effects(host: &Host, task: &whenever::task::Task, connector: &str, method: &s
         .count_for_task(&task.id, connector, method)
 }
 
-/// How many runs `step` had on the task.
-fn runs(task: &whenever::task::Task, step: &str) -> usize {
-    task.runs.iter().filter(|r| r.step == step).count()
-}
-
 #[tokio::test]
 async fn a_charge_without_an_answer_keeps_the_stock_and_waits_for_a_person_who_records_it() {
     let (host, run) = scenario("payment-outcome-unknown").await;
@@ -264,8 +260,8 @@ async fn a_charge_without_an_answer_keeps_the_stock_and_waits_for_a_person_who_r
     assert_eq!(effects(&host, &run.task, "stripe", "charge"), 1);
     assert_eq!(effects(&host, &run.task, "inventorySystem", "release"), 0);
     // Once without an answer, once retried by the person: recording, not charging.
-    assert_eq!(runs(&run.task, "payment-processing"), 2);
-    assert_eq!(runs(&run.task, "payment-failure-recovery"), 0);
+    assert_eq!(runs_of(&run.task, "payment-processing").len(), 2);
+    assert_eq!(runs_of(&run.task, "payment-failure-recovery").len(), 0);
     assert!(order["payment"].get("transactionIdFound").is_none(), "{order}");
     let messages = outbox(&host, &run);
     assert!(
@@ -303,7 +299,7 @@ async fn a_charge_without_an_answer_is_made_again_only_when_a_person_retries_the
     assert!(waiting.get("paymentFailed").is_none());
     assert_eq!(effects(&host, &task, "stripe", "charge"), 1);
     assert_eq!(effects(&host, &task, "inventorySystem", "release"), 0);
-    assert_eq!(runs(&task, "payment-processing"), 1);
+    assert_eq!(runs_of(&task, "payment-processing").len(), 1);
     assert!(host.scheduler.connectors().outbox().for_task(&task.id).is_empty());
     let failed_runs: Vec<_> = task
         .runs
@@ -324,7 +320,7 @@ async fn a_charge_without_an_answer_is_made_again_only_when_a_person_retries_the
     };
     clear.apply(&mut task);
     assert_eq!(host.scheduler.drive(&mut task, &mut |_| {}).await, TaskStatus::Waiting);
-    assert_eq!(runs(&task, "payment-processing"), 1);
+    assert_eq!(runs_of(&task, "payment-processing").len(), 1);
 
     // The person found no charge at Stripe and retries the step: it charges again (and Stripe's
     // answer is lost again).
@@ -337,7 +333,7 @@ async fn a_charge_without_an_answer_is_made_again_only_when_a_person_retries_the
     assert_eq!(
         (
             effects(&host, &task, "stripe", "charge"),
-            runs(&task, "payment-processing")
+            runs_of(&task, "payment-processing").len()
         ),
         (2, 2)
     );
@@ -364,7 +360,7 @@ async fn a_charge_without_an_answer_is_made_again_only_when_a_person_retries_the
     assert_eq!(
         (
             effects(&host, &task, "stripe", "charge"),
-            runs(&task, "payment-processing")
+            runs_of(&task, "payment-processing").len()
         ),
         (2, 3)
     );

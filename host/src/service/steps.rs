@@ -188,8 +188,8 @@ impl Service {
             .filter(|v| v.current && !whenever_step_artifacts::RETAILMAX.iter().any(|b| b.name == v.name))
             .map(|v| v.name)
             .collect();
+        // Listed oldest first; one version of each step serves.
         own.sort();
-        own.dedup();
         Ok(own)
     }
 
@@ -287,11 +287,9 @@ impl Service {
         by: Option<&str>,
     ) -> Result<(StepInfo, bool), ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
-        // The version serving already, deployed again: nothing to record or re-evaluate. Only on
-        // a host of its own, whose catalog is what the store serves: in a cluster another host
-        // may have removed or rolled back the step a moment ago, which this host hears of later.
+        // The version serving already, deployed again: nothing to record or re-evaluate.
         let version = crate::runtime::version_of(&bytes, &manifest);
-        if self.inner.cluster.is_none() && self.serving_version(name).is_some_and(|serving| serving == version) {
+        if self.serves_already(name, &version) {
             return Ok((self.step(name).await?, false));
         }
         let step = self.store_and_serve(name, bytes, manifest, by).await?;
@@ -304,9 +302,7 @@ impl Service {
     /// recorded.
     pub async fn rollback_step(&self, name: &str, version: &str, by: Option<&str>) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
-        // On a host of its own the catalog is what the store says serves; in a cluster another
-        // host may have changed that since, which this host hears of only a moment later.
-        if self.inner.cluster.is_none() && self.serving_version(name).as_deref() == Some(version) {
+        if self.serves_already(name, version) {
             return self.step(name).await;
         }
         let Some(stored) = self.inner.store.step_version(name, version).await? else {
@@ -361,6 +357,14 @@ impl Service {
         self.inner.store.set_current_step(name, None, by).await?;
         self.inner.scheduler.catalog().remove(name);
         Ok(())
+    }
+
+    /// Whether `version` of step `name` serves already, so that deploying or rolling back to it
+    /// would change nothing. Known only on a host of its own, whose catalog is what the store
+    /// serves: in a cluster another host may have removed or rolled back the step a moment ago,
+    /// which this host hears of later, so there it is never taken as serving already.
+    fn serves_already(&self, name: &str, version: &str) -> bool {
+        self.inner.cluster.is_none() && self.serving_version(name).as_deref() == Some(version)
     }
 
     /// The version of step `name` serving now (`None`: it does not serve).

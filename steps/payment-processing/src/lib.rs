@@ -48,11 +48,8 @@ impl Step for PaymentProcessing {
 
         // Fix: a person found at the provider the charge whose answer was lost, and retried the
         // step: it is recorded as the provider's answer would have been, and not made again.
-        if let Some(found) = get(data, "order.payment.transactionIdFound")
-            .as_str()
-            .filter(|id| !id.is_empty())
-        {
-            let found = String::from(found);
+        let found = String::from(get_str(data, "order.payment.transactionIdFound"));
+        if !found.is_empty() {
             log_info!("Recording the charge a person found at the provider: {found}");
             remove(data, "order.payment.transactionIdFound");
             succeeded(data, &json!({ "transactionId": found }));
