@@ -706,6 +706,86 @@ async fn a_second_process_given_a_running_hosts_host_id_is_refused() {
     schema.drop_schema().await;
 }
 
+/// A process paused past its lease (a frozen VM, a stopped container) may find its `host_id`
+/// taken by another process on its return. Under one name the two would take each other's
+/// tasks for their own, a takeover not even moving the task's revision on; so the one that lost
+/// its name claims and drives nothing, and says it is not ready, until it can take the name back
+/// once the other is gone. Meanwhile it still takes requests, which the holder drives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_host_id_another_took_drives_nothing_until_the_name_is_free() {
+    let Some(schema) = Schema::create("name_taken").await else {
+        return;
+    };
+    let config = schema.config_of("[cluster]\nhost_id = \"twin\"\nlease_ms = 2000\npoll_ms = 250\n");
+    let (paused, _) = schema.start_hosts_with(1, &config).remove(0);
+    paused.signal("STOP");
+    // Started while the first is paused: it waits for the first's registration to lapse.
+    let (holder, _) = schema.start_hosts_with(1, &config).remove(0);
+    assert!(holder.stderr().contains("waiting up to"), "{}", holder.stderr());
+    paused.signal("CONT");
+    paused
+        .until(
+            "the paused process to find its name taken",
+            Duration::from_secs(30),
+            || async {
+                let (status, ready) = paused.get("/readyz").await;
+                status == 503 && ready["host_id"] == json!("taken")
+            },
+        )
+        .await;
+    paused.until_logged("another process took host_id twin while this one was not seen for a lease");
+    let (status, ready) = holder.get("/readyz").await;
+    assert_eq!((status, &ready["host_id"]), (200, &json!("ok")), "{}", holder.stderr());
+
+    let before = drives_started(&paused).await;
+    let delivered = deliver(&[&paused], 0..4, 2).await;
+    holder
+        .until("the orders to settle", Duration::from_secs(60), || async {
+            holder.count("running").await == 0
+        })
+        .await;
+    for (i, id) in &delivered {
+        let (_, task) = holder.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(task["status"], json!("completed"), "order {i}: {task}");
+    }
+    assert_eq!(
+        drives_started(&paused).await,
+        before,
+        "the process without its name drove nothing"
+    );
+
+    // Once the holder is gone and its registration lapsed, the name is the first's again.
+    holder.kill();
+    paused
+        .until("the first to take its name back", Duration::from_secs(30), || async {
+            paused.get("/readyz").await.0 == 200
+        })
+        .await;
+    paused.until_logged("host_id twin is this process's again");
+    let delivered = deliver(&[&paused], 4..6, 2).await;
+    paused
+        .until("the orders to settle", Duration::from_secs(60), || async {
+            paused.count("running").await == 0
+        })
+        .await;
+    for (i, id) in &delivered {
+        let (_, task) = paused.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(task["status"], json!("completed"), "order {i}: {task}");
+    }
+    assert!(drives_started(&paused).await > before, "it drives again");
+    drop(paused);
+    schema.drop_schema().await;
+}
+
+/// How many drives `host` started, on whichever thread.
+async fn drives_started(host: &ServeProcess) -> i64 {
+    host.metric_series("whenever_drives_started_total")
+        .await
+        .iter()
+        .map(|(_, n)| *n)
+        .sum()
+}
+
 /// A webhook delivered to two hosts at once with one delivery id (a sender's retry that went to
 /// another host behind a load balancer) makes one task: the database's unique task id decides,
 /// and the host that lost the race answers with the winner's task. Each order completes with one

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast, oneshot};
 
@@ -46,6 +46,8 @@ pub(crate) struct Cluster {
     /// Whether this process holds its registration (until it stops): held across each renewal
     /// and the removal at stop, so that no renewal under way puts the row back once it is gone.
     registered: tokio::sync::Mutex<bool>,
+    /// Whether this process still holds `host_id` as far as it can tell ([`Cluster::name_lost`]).
+    name: Mutex<NameHeld>,
     /// How long a claim holds without renewal.
     pub(crate) lease: Duration,
     poll: Duration,
@@ -66,6 +68,40 @@ impl std::fmt::Debug for Cluster {
             .field("host_id", &self.host_id)
             .field("lease", &self.lease)
             .finish_non_exhaustive()
+    }
+}
+
+/// What this process knows of its hold on its `host_id`.
+#[derive(Debug, Default)]
+struct NameHeld {
+    /// When the last registration the store accepted was sent: the store saw this process then
+    /// or later, so no other process can have taken the name until a lease after it.
+    renewed: Option<Instant>,
+    /// Why the last registration was refused: another process holds the name now.
+    taken: Option<String>,
+}
+
+/// Why this process does not hold its `host_id` now ([`Cluster::name_lost`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NameLost {
+    /// Another process registered under it (this one was not seen for a lease: paused, cut
+    /// off): the store's refusal.
+    Taken(String),
+    /// No registration of it was accepted for a lease (the store unreachable, this process
+    /// paused): another process may have taken it meanwhile.
+    Lapsed(Duration),
+}
+
+impl std::fmt::Display for NameLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameLost::Taken(why) => write!(f, "another process took this host's host_id: {why}"),
+            NameLost::Lapsed(ago) => write!(
+                f,
+                "the registration of this host's host_id was last accepted {} ms ago, more than a lease",
+                ago.as_millis()
+            ),
+        }
     }
 }
 
@@ -96,6 +132,7 @@ impl Cluster {
             host_id: host_id(settings.host_id.as_deref()),
             instance: process_name(),
             registered: tokio::sync::Mutex::new(false),
+            name: Mutex::new(NameHeld::default()),
             lease: Duration::from_millis(settings.lease_ms.max(100)),
             poll: Duration::from_millis(settings.poll_ms.max(10)),
             batch: settings.claim_batch.max(1),
@@ -105,6 +142,47 @@ impl Cluster {
             generation: std::sync::atomic::AtomicU64::new(0),
             steps_stamp: tokio::sync::Mutex::new(String::new()),
         }
+    }
+
+    /// Why this process does not hold its `host_id` now, if it does not: then it claims no task,
+    /// renews no lease and drives nothing. Two processes of one name would each take the
+    /// other's tasks for their own (a takeover under the same name does not move a task's
+    /// revision on, so their saves would not even conflict), and the one that was not seen for a
+    /// lease, whose name another process may have taken, is the one that stops.
+    pub(crate) fn name_lost(&self) -> Option<NameLost> {
+        let name = self.name.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = &name.taken {
+            return Some(NameLost::Taken(why.clone()));
+        }
+        let ago = name.renewed.map_or(Duration::MAX, |sent| sent.elapsed());
+        (ago >= self.lease).then_some(NameLost::Lapsed(ago))
+    }
+
+    /// Records a registration sent at `sent` and accepted; answers why the name was lost
+    /// before, when it was.
+    fn name_renewed(&self, sent: Instant) -> Option<NameLost> {
+        let lost = self.name_lost();
+        let mut name = self.name.lock().unwrap_or_else(|p| p.into_inner());
+        name.renewed = Some(sent);
+        name.taken = None;
+        lost
+    }
+
+    /// Records a registration refused because another process holds the name (`why`); answers
+    /// whether it was held until now.
+    fn name_taken(&self, why: String) -> bool {
+        let mut name = self.name.lock().unwrap_or_else(|p| p.into_inner());
+        name.taken.replace(why).is_none()
+    }
+
+    /// Stops every drive here (the name they were claimed under may be another process's now).
+    fn lose_all(&self) -> usize {
+        let mut held = self.held();
+        let count = held.len();
+        for (_, (_, stop)) in held.drain() {
+            let _ = stop.send(());
+        }
+        count
     }
 
     /// Wakes the claim loop (a task may be waiting for a worker).
@@ -171,6 +249,7 @@ impl Service {
         let started = tokio::time::Instant::now();
         let mut told = false;
         loop {
+            let sent = Instant::now();
             match self
                 .inner
                 .store
@@ -189,7 +268,10 @@ impl Service {
                 }
                 Err(StoreError::Conflict(why)) => return Err(ServiceError::Invalid(why)),
                 Err(e) => return Err(e.into()),
-                Ok(()) => break,
+                Ok(()) => {
+                    cluster.name_renewed(sent);
+                    break;
+                }
             }
         }
         *cluster.registered.lock().await = true;
@@ -308,7 +390,8 @@ impl Service {
     /// Claims tasks while workers are free, and drives each on one.
     async fn claim_available(&self, cluster: &Arc<Cluster>) {
         loop {
-            if self.is_stopping() {
+            // A process that may have lost its name to another claims nothing under it.
+            if self.is_stopping() || cluster.name_lost().is_some() {
                 return;
             }
             let mut permits: Vec<OwnedSemaphorePermit> = Vec::new();
@@ -374,6 +457,10 @@ impl Service {
                     Some(Ok(_)) => {}
                     // A save refused because another host took the task over (a takeover moves
                     // its revision on) is a lease lost, not a failing store: the holder drives it.
+                    Some(Err(e)) if cluster.name_lost().is_some() => eprintln!(
+                        "whenever serve: task {id}: stopped driving it (this process may no longer \
+                         hold its host_id) ({e})"
+                    ),
                     Some(Err(e)) => match service
                         .inner
                         .store
@@ -425,7 +512,10 @@ impl Service {
                 }
             }
             cluster.lose(&id, generation);
-            if let Err(e) = service.inner.store.release_task(&id, &cluster.host_id).await {
+            if cluster.name_lost().is_some() {
+                // The lease is under a name another process may hold now, maybe over this very
+                // task: it is left to lapse.
+            } else if let Err(e) = service.inner.store.release_task(&id, &cluster.host_id).await {
                 eprintln!("whenever serve: task {id}: cannot release it: {e}");
             }
             service.announce_settled(id);
@@ -455,6 +545,16 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
     loop {
         tokio::time::sleep(cluster.lease / 4).await;
         let Some(inner) = service.upgrade() else { return };
+        if let Some(lost) = cluster.name_lost() {
+            // The leases are under a name another process may hold now: renewing them would
+            // renew its claims too. Whatever is driven here stops; the tasks are left to lapse.
+            let stopped = cluster.lose_all();
+            if stopped > 0 {
+                eprintln!("whenever serve: stopped driving {stopped} tasks: {lost}");
+            }
+            last_renewed = tokio::time::Instant::now();
+            continue;
+        }
         let held: Vec<(String, u64)> = cluster.held().iter().map(|(id, (g, _))| (id.clone(), *g)).collect();
         if held.is_empty() {
             last_renewed = tokio::time::Instant::now();
@@ -492,8 +592,10 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
 }
 
 /// Renews this process's registration of its `host_id` every quarter of the lease (the same
-/// upsert as at start), until the service gave its name up ([`Service::unregister_host`]). Told
-/// once when another process holds the name: it took it while this one was not seen for a lease.
+/// upsert as at start), until the service gave its name up ([`Service::unregister_host`]). When
+/// another process holds the name (it took it while this one was not seen for a lease), this one
+/// stops driving and claiming ([`Cluster::name_lost`]) and tries again, every quarter lease, to
+/// take the name back once the other has stopped.
 async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
     let mut failing = false;
     loop {
@@ -503,26 +605,42 @@ async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
         if !*registered {
             return;
         }
+        let sent = Instant::now();
         let renewed = inner
             .store
             .register_host(&cluster.host_id, &cluster.instance, cluster.lease)
             .await;
         drop(registered);
         match renewed {
-            Ok(()) => failing = false,
+            Ok(()) => {
+                failing = false;
+                if let Some(lost) = cluster.name_renewed(sent) {
+                    eprintln!(
+                        "whenever serve: host_id {} is this process's again ({lost} before): \
+                         claiming tasks again",
+                        cluster.host_id
+                    );
+                    cluster.wake();
+                }
+            }
+            Err(StoreError::Conflict(why)) => {
+                if cluster.name_taken(why.clone()) {
+                    let stopped = cluster.lose_all();
+                    eprintln!(
+                        "whenever serve: another process took host_id {} while this one was not \
+                         seen for a lease ({why}): this one claims no task and drives none (it \
+                         stopped {stopped}), and is not ready, until it can take the name back \
+                         (once the other stops); give every host its own host_id",
+                        cluster.host_id
+                    );
+                }
+            }
             Err(e) if !failing => {
                 failing = true;
-                match e {
-                    StoreError::Conflict(why) => eprintln!(
-                        "whenever serve: another process took host_id {} while this one was not \
-                         seen for a lease, and two processes share it now ({why})",
-                        cluster.host_id
-                    ),
-                    e => eprintln!(
-                        "whenever serve: cannot renew the registration of host_id {}: {e}",
-                        cluster.host_id
-                    ),
-                }
+                eprintln!(
+                    "whenever serve: cannot renew the registration of host_id {}: {e}",
+                    cluster.host_id
+                );
             }
             Err(_) => {}
         }

@@ -596,17 +596,19 @@ fn render_readiness(out: &mut String, readiness: &Readiness) {
          whenever_ready {}\n\
          # HELP whenever_ready_check Each check of /readyz: 1 when it passes (serving: neither draining \
          nor stopping; store: a probe write committed within {} s; drives: none ended on a storage \
-         failure in the last {} s).\n\
+         failure in the last {} s; host_id: in a cluster, this process holds its name).\n\
          # TYPE whenever_ready_check gauge\n\
          whenever_ready_check{{check=\"serving\"}} {}\n\
          whenever_ready_check{{check=\"store\"}} {}\n\
-         whenever_ready_check{{check=\"drives\"}} {}",
+         whenever_ready_check{{check=\"drives\"}} {}\n\
+         whenever_ready_check{{check=\"host_id\"}} {}",
         u8::from(readiness.status == ReadyStatus::Ready),
         PROBE_TIMEOUT.as_secs(),
         FAILED_DRIVE_WINDOW.as_secs(),
         passed(readiness.serving),
         passed(readiness.store),
         passed(readiness.drives),
+        passed(readiness.host_id),
     );
     if let Some(ms) = readiness.probe_ms {
         let _ = writeln!(
@@ -655,6 +657,7 @@ mod tests {
             serving: Check::Ok,
             store: Check::Ok,
             drives: Check::Ok,
+            host_id: Check::Ok,
             probe_ms: Some(1.5),
             reason: None,
         }
@@ -682,6 +685,7 @@ mod tests {
         let failing = Readiness {
             status: ReadyStatus::NotReady,
             store: Check::TimedOut,
+            host_id: Check::Taken,
             probe_ms: None,
             ..ready()
         };
@@ -693,6 +697,7 @@ mod tests {
             "whenever_ready_check{check=\"serving\"} 1\n",
             "whenever_ready_check{check=\"store\"} 0\n",
             "whenever_ready_check{check=\"drives\"} 1\n",
+            "whenever_ready_check{check=\"host_id\"} 0\n",
         ] {
             assert!(text.contains(line), "{line}in {text}");
         }

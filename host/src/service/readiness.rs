@@ -1,6 +1,7 @@
 //! Whether this host should be sent work now (`GET /readyz`): it is serving, neither draining
-//! ahead of a stop nor stopping; its store committed a write just now; and no drive of it failed
-//! for want of storage lately. A load
+//! ahead of a stop nor stopping; its store committed a write just now; no drive of it failed
+//! for want of storage lately; and in a cluster, it holds its `host_id` (a process that lost it
+//! to another drives nothing). A load
 //! balancer or an orchestrator takes a host that is not ready out of rotation (another host of a
 //! cluster takes the requests), while `/healthz` only says that the process answers.
 //!
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::Service;
+use super::cluster::NameLost;
 use crate::store::StoreError;
 
 /// How long the store gets to commit a probe; a slower store counts as not ready.
@@ -40,6 +42,10 @@ pub struct Readiness {
     pub store: Check,
     /// `ok`, or `failing` when a drive ended on a storage failure within [`FAILED_DRIVE_WINDOW`].
     pub drives: Check,
+    /// In a cluster, whether this process holds its `host_id`: `ok`; `taken` when another
+    /// process registered under it; `lapsed` when no registration of it was accepted for a
+    /// lease. Either way it claims and drives nothing. `ok` on a store no hosts share.
+    pub host_id: Check,
     /// How long the probe took to commit, in milliseconds (absent when it did not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_ms: Option<f64>,
@@ -77,6 +83,10 @@ pub enum Check {
     TimedOut,
     /// Drives ended on storage failures lately.
     Failing,
+    /// Another process holds this host's `host_id`.
+    Taken,
+    /// This host's `host_id` was not renewed for a lease.
+    Lapsed,
 }
 
 /// The last probe's answer, reused for [`REUSED_FOR`]; its lock is held while a probe is under
@@ -134,15 +144,25 @@ impl Service {
         } else {
             Check::Ok
         };
-        let ready = [serving, probed.store, drives].iter().all(|c| *c == Check::Ok);
-        let reason = probed.reason.clone().or_else(|| {
-            (drives == Check::Failing).then(|| {
-                format!(
-                    "a drive ended on a storage failure less than {} s ago",
-                    FAILED_DRIVE_WINDOW.as_secs()
-                )
+        let name_lost = self.cluster().and_then(|c| c.name_lost());
+        let host_id = match &name_lost {
+            None => Check::Ok,
+            Some(NameLost::Taken(_)) => Check::Taken,
+            Some(NameLost::Lapsed(_)) => Check::Lapsed,
+        };
+        let ready = [serving, probed.store, drives, host_id].iter().all(|c| *c == Check::Ok);
+        let reason = probed
+            .reason
+            .clone()
+            .or_else(|| {
+                (drives == Check::Failing).then(|| {
+                    format!(
+                        "a drive ended on a storage failure less than {} s ago",
+                        FAILED_DRIVE_WINDOW.as_secs()
+                    )
+                })
             })
-        });
+            .or_else(|| name_lost.map(|lost| lost.to_string()));
         if ready != probed.ready {
             match &reason {
                 _ if ready => eprintln!("whenever serve: ready again"),
@@ -163,6 +183,7 @@ impl Service {
             serving,
             store: probed.store,
             drives,
+            host_id,
             probe_ms: probed.took.map(|t| t.as_secs_f64() * 1000.0),
             reason,
         }

@@ -144,6 +144,12 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     "ALTER TABLE tasks ADD COLUMN watched BOOLEAN NOT NULL DEFAULT FALSE;",
 ];
 
+/// How long the name of a process not seen since is kept in `hosts`: a name is registered again
+/// every quarter lease while its process lives, so one not seen for a day is a process killed
+/// without a word (by default each process registers a name of its own, so a host that crashes
+/// and restarts leaves one behind every time).
+const HOSTS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// The name of the mark that names the steps every waiting and failed task was last
 /// re-evaluated ([`Store::reevaluated_at`]).
 const REEVALUATED: &str = "reevaluated";
@@ -1263,12 +1269,23 @@ impl Store for PostgresStore {
                  ON CONFLICT (host) DO UPDATE SET instance = excluded.instance, seen = now()
                  WHERE hosts.instance = excluded.instance
                     OR hosts.seen < now() - $3::bigint * interval '1 millisecond'
-                 RETURNING 1",
+                 RETURNING xmax = 0",
                 &[&host, &instance, &millis(fresh)],
             )
             .await
             .map_err(pg)?;
-        if taken.is_some() {
+        if let Some(taken) = taken {
+            if taken.get::<_, bool>(0) {
+                // A name new to the store: a start (a default `host_id` is new at every start).
+                // The names of processes killed without a word are swept now and then here.
+                client
+                    .execute(
+                        "DELETE FROM hosts WHERE seen < now() - $1::bigint * interval '1 millisecond'",
+                        &[&millis(HOSTS_KEPT)],
+                    )
+                    .await
+                    .map_err(pg)?;
+            }
             return Ok(());
         }
         let ago: Option<i64> = client
@@ -1482,6 +1499,46 @@ pub(crate) mod tests {
                 None
             }
         }
+    }
+
+    /// A process killed without a word leaves its name in `hosts`; a name new to the store
+    /// sweeps those not seen for a day, and keeps the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_name_sweeps_the_names_not_seen_for_a_day() {
+        let Some(schema) = test_schema("hosts_sweep").await else {
+            return;
+        };
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
+        let client = store.client().await.expect("a client");
+        client
+            .batch_execute(
+                "INSERT INTO hosts (host, instance, seen) VALUES
+                   ('crashed-last-week', 'p1', now() - interval '7 days'),
+                   ('crashed-an-hour-ago', 'p2', now() - interval '1 hour')",
+            )
+            .await
+            .expect("inserted");
+        let names = || async {
+            let rows = client
+                .query("SELECT host FROM hosts ORDER BY host", &[])
+                .await
+                .expect("listed");
+            rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
+        };
+        let lease = Duration::from_secs(10);
+        store.register_host("web-1", "p3", lease).await.expect("registered");
+        assert_eq!(names().await, ["crashed-an-hour-ago", "web-1"]);
+        // A renewal of a name the store has is no start: it sweeps nothing.
+        client
+            .batch_execute("UPDATE hosts SET seen = now() - interval '2 days' WHERE host = 'crashed-an-hour-ago'")
+            .await
+            .expect("aged");
+        store.register_host("web-1", "p3", lease).await.expect("renewed");
+        assert_eq!(names().await, ["crashed-an-hour-ago", "web-1"]);
+        store.register_host("web-2", "p4", lease).await.expect("registered");
+        assert_eq!(names().await, ["web-1", "web-2"]);
+        drop(client);
+        schema.drop_schema().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
