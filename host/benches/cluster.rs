@@ -31,6 +31,13 @@
 //! waiting for their host), and the CPU other processes took in the window — the rows are only
 //! comparable when that is near zero.
 //!
+//! With `WHENEVER_BENCH_COMPLETION=wait` the slots learn of completion as a client of the API
+//! does instead: `GET /v1/tasks/{id}?wait=60000` on the host after the one that accepted the
+//! order (another host, with two or more), which marks the task watched, so that the host that
+//! settles it notifies the waiting one (`NOTIFY`, which PostgreSQL commits one at a time): what
+//! the clients' long waits cost the cluster. Latency is then webhook `201` → the waiting
+//! answer received.
+//!
 //! `cargo bench -p whenever --bench cluster`. The database is `$WHENEVER_BENCH_POSTGRES`, else
 //! `$WHENEVER_TEST_POSTGRES`, else `postgres://postgres@127.0.0.1:5432/test` (the role must be
 //! allowed to create schemas; about 28 connections per host). Without a server answering it
@@ -67,6 +74,23 @@ const POLL: Duration = Duration::from_millis(10);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `/proc/PID/stat` counts in clock ticks of `USER_HZ` (100 on Linux).
 const TICK: Duration = Duration::from_millis(10);
+
+/// How the slots learn that their orders completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completion {
+    /// The bench reads the `tasks` table every [`POLL`].
+    Poll,
+    /// Each slot waits on the API of the next host (`?wait`).
+    Wait,
+}
+
+fn completion() -> Completion {
+    match std::env::var("WHENEVER_BENCH_COMPLETION").as_deref() {
+        Err(_) | Ok("poll") => Completion::Poll,
+        Ok("wait") => Completion::Wait,
+        Ok(other) => panic!("WHENEVER_BENCH_COMPLETION={other:?} is neither poll nor wait"),
+    }
+}
 
 fn in_flight() -> usize {
     match std::env::var("WHENEVER_BENCH_IN_FLIGHT") {
@@ -326,6 +350,7 @@ async fn slot(
     next: Arc<AtomicUsize>,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Settled>>>>,
     stop: Instant,
+    completion: Completion,
 ) -> Vec<Order> {
     let mut orders = Vec::new();
     while Instant::now() < stop {
@@ -343,15 +368,13 @@ async fn slot(
         assert_eq!(status, 201, "order {n} to {base}: {}", String::from_utf8_lossy(&body));
         let task: Value = serde_json::from_slice(&body).expect("the webhook answers JSON");
         let id = task["id"].as_str().expect("the answer has the task id").to_string();
-        let (settled, settling) = oneshot::channel();
-        pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), settled);
-        let settled = match tokio::time::timeout(SETTLE_TIMEOUT, settling).await {
-            Ok(Ok(settled)) => settled,
-            Ok(Err(_)) => panic!("the completion poll stopped before order {n} (task {id}) settled"),
-            Err(_) => panic!("order {n} (task {id}) did not settle within {SETTLE_TIMEOUT:?}"),
+        let (settled, completed) = match completion {
+            Completion::Poll => {
+                let settled = polled(&pending, &id, n).await;
+                let completed = parse_time(&settled.updated_at);
+                (settled, completed)
+            }
+            Completion::Wait => (waited(&targets[(n + 1) % targets.len()], &id, n).await, Utc::now()),
         };
         assert_eq!(
             settled.status, "completed",
@@ -361,10 +384,51 @@ async fn slot(
         orders.push(Order {
             id,
             accepted,
-            completed: parse_time(&settled.updated_at),
+            completed,
         });
     }
     orders
+}
+
+/// Waits until the completion poll finds task `id` (order `n`) settled.
+async fn polled(pending: &Mutex<HashMap<String, oneshot::Sender<Settled>>>, id: &str, n: usize) -> Settled {
+    let (settled, settling) = oneshot::channel();
+    pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.to_string(), settled);
+    match tokio::time::timeout(SETTLE_TIMEOUT, settling).await {
+        Ok(Ok(settled)) => settled,
+        Ok(Err(_)) => panic!("the completion poll stopped before order {n} (task {id}) settled"),
+        Err(_) => panic!("order {n} (task {id}) did not settle within {SETTLE_TIMEOUT:?}"),
+    }
+}
+
+/// Waits for task `id` (order `n`) on host `target`'s API until it settles.
+async fn waited((http, base): &(reqwest::Client, String), id: &str, n: usize) -> Settled {
+    let url = format!("{base}/v1/tasks/{id}?wait={}", SETTLE_TIMEOUT.as_millis());
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("order {n}: {url}: {e}"));
+    let status = response.status().as_u16();
+    let task: Value = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("order {n}: {url}: {e}"));
+    assert_eq!(status, 200, "order {n}: {url}: {task}");
+    let text = |key: &str| task[key].as_str().map(String::from);
+    let settled = Settled {
+        status: text("status").unwrap_or_default(),
+        updated_at: text("updated_at").unwrap_or_default(),
+        message: text("message"),
+    };
+    assert_ne!(
+        settled.status, "running",
+        "order {n} (task {id}) did not settle within {SETTLE_TIMEOUT:?}"
+    );
+    settled
 }
 
 /// Answers the slots' waits: looks up the tasks they wait on every [`POLL`].
@@ -449,7 +513,13 @@ fn p50_ms(mut samples: Vec<Duration>) -> f64 {
     percentile(&samples, 0.5)
 }
 
-async fn measure(admin: &tokio_postgres::Client, base: &str, hosts: usize, in_flight: usize) -> Row {
+async fn measure(
+    admin: &tokio_postgres::Client,
+    base: &str,
+    hosts: usize,
+    in_flight: usize,
+    completion: Completion,
+) -> Row {
     // A fresh schema per row; dropped at the end, or when a panic drops it.
     let schema = ScratchSchema::create(base, &format!("bench_cluster_{hosts}"))
         .await
@@ -483,7 +553,7 @@ async fn measure(admin: &tokio_postgres::Client, base: &str, hosts: usize, in_fl
     let stop = started + WARMUP + WINDOW;
     let mut slots = tokio::task::JoinSet::new();
     for _ in 0..in_flight {
-        slots.spawn(slot(targets.clone(), next.clone(), pending.clone(), stop));
+        slots.spawn(slot(targets.clone(), next.clone(), pending.clone(), stop, completion));
     }
     tokio::time::sleep_until((started + WARMUP).into()).await;
     let (cpu_start, window_start, processes_start) = (sources.read(), Utc::now(), processes());
@@ -606,20 +676,25 @@ async fn bench() {
         }
     };
     let in_flight = in_flight();
+    let completion = completion();
     let mut rows = Vec::new();
     for hosts in HOSTS {
-        rows.push(measure(&admin, &base, hosts, in_flight).await);
+        rows.push(measure(&admin, &base, hosts, in_flight, completion).await);
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let window = WINDOW.as_secs_f64();
     println!(
         "RetailMax seed orders through `POST /v1/hooks/bench`, hosts sharing PostgreSQL at {}; this machine has \
          {cores} cores (hosts, database and bench share them). {in_flight} orders in flight over all hosts \
-         (round-robin), {} s window after {} s warm-up; latency is webhook 201 → task completed; CPU is \
+         (round-robin), {} s window after {} s warm-up; latency is webhook 201 → {}; CPU is \
          user+system over the window per completed order.",
         redact(&base),
         WINDOW.as_secs(),
-        WARMUP.as_secs()
+        WARMUP.as_secs(),
+        match completion {
+            Completion::Poll => "task completed (the bench reads the tasks table every 10 ms)",
+            Completion::Wait => "the answer of `GET /v1/tasks/{id}?wait` on the next host (round-robin)",
+        }
     );
     println!();
     println!(
