@@ -439,10 +439,11 @@ pub trait Store: Send + Sync + 'static {
     async fn release_task(&self, id: &str, owner: &str) -> Result<(), StoreError>;
 
     /// Registers this process, `instance` (a name no other process has), as the cluster host
-    /// named `host`, seen now; again, it renews the registration. [`StoreError::Conflict`],
-    /// naming how long ago it was last seen, while another instance registered under that name
-    /// was seen within `fresh`: two processes given one `host_id` would each take the other's
-    /// tasks for their own. A store no hosts share has nothing to register.
+    /// named `host`, seen now, with its lease `fresh`; again, it renews the registration.
+    /// [`StoreError::Conflict`], naming how long ago it was last seen, while another instance
+    /// registered under that name was seen within its own lease or `fresh`, the longer: two
+    /// processes given one `host_id` would each take the other's tasks for their own. A store no
+    /// hosts share has nothing to register.
     async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<(), StoreError> {
         let _ = (host, instance, fresh);
         Ok(())

@@ -142,6 +142,9 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     "CREATE TABLE marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
     // 11: a task a client waits for on a host that does not drive it (`Store::watch_task`).
     "ALTER TABLE tasks ADD COLUMN watched BOOLEAN NOT NULL DEFAULT FALSE;",
+    // 12: the lease of the process registered under each name, which its registration is fresh
+    // for (0 in rows of hosts before this).
+    "ALTER TABLE hosts ADD COLUMN lease_ms BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// How long the name of a process not seen since is kept in `hosts`: a name is registered again
@@ -1262,13 +1265,16 @@ impl Store for PostgresStore {
 
     async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<(), StoreError> {
         let client = self.lease_client().await?;
-        // The database's clock alone decides what is fresh: the hosts' clocks may disagree.
+        // The database's clock alone decides what is fresh: the hosts' clocks may disagree. The
+        // holder's own lease counts too: it goes on driving until its registration is that old
+        // (`Cluster::name_lost`), however short a lease the process asking has.
         let taken = client
             .query_opt(
-                "INSERT INTO hosts (host, instance, seen) VALUES ($1, $2, now())
-                 ON CONFLICT (host) DO UPDATE SET instance = excluded.instance, seen = now()
+                "INSERT INTO hosts (host, instance, seen, lease_ms) VALUES ($1, $2, now(), $3)
+                 ON CONFLICT (host) DO UPDATE
+                   SET instance = excluded.instance, seen = now(), lease_ms = excluded.lease_ms
                  WHERE hosts.instance = excluded.instance
-                    OR hosts.seen < now() - $3::bigint * interval '1 millisecond'
+                    OR hosts.seen < now() - greatest(hosts.lease_ms, $3) * interval '1 millisecond'
                  RETURNING xmax = 0",
                 &[&host, &instance, &millis(fresh)],
             )

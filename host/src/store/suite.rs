@@ -106,10 +106,23 @@ async fn a_host_name_is_one_process_s_while_that_process_is_seen<S: Store>(store
         matches!(&refused, Err(StoreError::Conflict(m)) if m.contains(&host) && m.contains("ms ago")),
         "{refused:?}"
     );
-    // Not seen for longer than the new process allows: it takes the name over.
+    // Not seen for longer than the new process's lease, but within the holder's own: the
+    // holder drives on until its registration is that old, so the name is not free.
+    let short = Duration::from_millis(30);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let refused = store.register_host(&host, "p2", short).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "p1's lease is a minute: {refused:?}"
+    );
+    // Not seen for longer than either lease: the new process takes the name over.
+    store
+        .register_host(&host, "p1", short)
+        .await
+        .expect("renewed, now with a short lease");
     tokio::time::sleep(Duration::from_millis(60)).await;
     store
-        .register_host(&host, "p2", Duration::from_millis(30))
+        .register_host(&host, "p2", short)
         .await
         .expect("p1 was not seen for 30 ms");
     let lost = store.register_host(&host, "p1", LONG).await;
