@@ -439,3 +439,60 @@ async fn a_restart_with_the_steps_of_the_last_re_evaluation_reads_no_task_again(
         })
         .await;
 }
+
+/// An operator who lowers `[runtime.max_limits]` below what a deployed version's manifest asks
+/// does not lose the step: the stored version serves on, its runs held to the new ceilings, and
+/// the step's listing (`withheld.limits`) and the log say what was held back, instead of the
+/// limits changing without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_stored_before_the_ceilings_were_lowered_is_held_to_them_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("whenever.db");
+    let folder = dir.path().join("steps");
+    std::fs::create_dir_all(&folder).expect("steps dir");
+    put(
+        &folder,
+        "write-a.wasm",
+        &std::fs::read(WRITE_A.component).expect("component"),
+    );
+    put(
+        &folder,
+        "write-a.toml",
+        b"connectors = []\n[limits]\ntimeout_ms = 400000\n",
+    );
+    let raised = dir.path().join("raised.toml");
+    std::fs::write(&raised, "[runtime.max_limits]\ntimeout_ms = 600000\n").expect("config");
+    let args = [
+        "--steps".to_string(),
+        folder.display().to_string(),
+        "--config".into(),
+        raised.display().to_string(),
+    ];
+    let mut first = ServeProcess::start(&db, &args);
+    let (_, deployed) = step(&first, "write-a").await;
+    assert_eq!(deployed["limits"]["timeout_ms"], json!(400000), "{deployed}");
+    assert!(deployed.get("withheld").is_none(), "{deployed}");
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(30)).success(), "{}", first.stderr());
+
+    // The default ceiling, 300000 ms, and no steps folder: the stored version serves.
+    let defaults = dir.path().join("defaults.toml");
+    std::fs::write(&defaults, "").expect("config");
+    let second = ServeProcess::start(&db, &["--config".to_string(), defaults.display().to_string()]);
+    let (status, held) = step(&second, "write-a").await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["version"], deployed["version"], "{held}");
+    assert_eq!(held["limits"]["timeout_ms"], json!(300000), "{held}");
+    assert_eq!(
+        held["withheld"],
+        json!({"limits": ["timeout_ms = 400000, held to 300000"]}),
+        "{held}"
+    );
+    second.until_logged(&format!(
+        "step write-a version {}: the host's config withholds limits.timeout_ms = 400000, held to 300000",
+        deployed["version"].as_str().unwrap_or_default()
+    ));
+    let (status, task) = second.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(task["data"]["a"], json!("A"), "{task}");
+}

@@ -824,6 +824,11 @@ fn grants(step: &Value) -> String {
                 .into_iter()
                 .map(|p| format!("reads {p}")),
         )
+        .chain(
+            strings(&step["withheld"]["limits"])
+                .into_iter()
+                .map(|l| format!("limits.{l}")),
+        )
         .collect();
     if !withheld.is_empty() {
         out.push_str(&format!("  withheld by config: {}", withheld.join(", ")));
@@ -1153,11 +1158,11 @@ mod tests {
         let step = json!({
             "connectors": ["slackCom"],
             "hosts": ["hooks.internal"],
-            "withheld": {"connectors": ["stripe"], "hosts": ["*.internal"], "reads": ["order.lines"]}
+            "withheld": {"connectors": ["stripe"], "hosts": ["*.internal"], "reads": ["order.lines"], "limits": ["timeout_ms = 60000, held to 10000"]}
         });
         assert_eq!(
             grants(&step),
-            "slackCom (hosts: hooks.internal)  withheld by config: stripe, host *.internal, reads order.lines"
+            "slackCom (hosts: hooks.internal)  withheld by config: stripe, host *.internal, reads order.lines, limits.timeout_ms = 60000, held to 10000"
         );
         assert_eq!(grants(&json!({})), "-");
     }

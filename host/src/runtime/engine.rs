@@ -327,7 +327,8 @@ impl Runtime {
             Some(version) => version.to_string(),
             None => version_id(&digest, &manifest),
         };
-        let (mut manifest, withheld) = self.capabilities.narrow(name, manifest);
+        let (mut manifest, mut withheld) = self.capabilities.narrow(name, manifest);
+        withheld.limits = self.max_limits.lowered(&manifest.limits);
         manifest.limits = self.max_limits.clamp(manifest.limits);
         let component = self.compile(name, bytes, &digest).await?;
         check_world(&self.engine, name, &component)?;
@@ -348,6 +349,9 @@ impl Runtime {
                 None => Arc::new(view),
             }
         });
+        if !withheld.is_empty() {
+            eprintln!("whenever: step {name} version {version}: the host's config withholds {withheld}");
+        }
         Ok(LoadedStep {
             name: name.to_string(),
             version,

@@ -44,12 +44,31 @@ pub struct Withheld {
     /// Data paths the manifest `reads` that the config's `reads` do not cover.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<String>,
+    /// Limits the manifest asks above the config's ceilings (`[runtime.max_limits]` lowered
+    /// after the version was deployed), each as `setting = asked, held to ceiling`: its runs are
+    /// held to the ceiling.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<String>,
 }
 
 impl Withheld {
     /// Whether nothing was withheld.
     pub fn is_empty(&self) -> bool {
-        self.connectors.is_empty() && self.hosts.is_empty() && self.reads.is_empty()
+        self.connectors.is_empty() && self.hosts.is_empty() && self.reads.is_empty() && self.limits.is_empty()
+    }
+}
+
+impl std::fmt::Display for Withheld {
+    /// `stripe, host *.internal, reads order.lines, limits timeout_ms = 60000, held to 10000`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = self
+            .connectors
+            .iter()
+            .cloned()
+            .chain(self.hosts.iter().map(|h| format!("host {h}")))
+            .chain(self.reads.iter().map(|p| format!("reads {p}")))
+            .chain(self.limits.iter().map(|l| format!("limits.{l}")));
+        f.write_str(&parts.collect::<Vec<_>>().join(", "))
     }
 }
 
@@ -404,8 +423,9 @@ mod tests {
         let withheld = Withheld {
             connectors: strings(&["paypal"]),
             hosts: strings(&["*.internal"]),
-            reads: vec![],
+            ..Withheld::default()
         };
+        assert_eq!(withheld.to_string(), "paypal, host *.internal");
         let error = caps.check_call("s", &no_hosts, &withheld, "paypal").unwrap_err();
         assert!(error.contains("config withholds it ([steps.s] connectors)"), "{error}");
         let error = caps.check_call("s", &no_hosts, &withheld, "fraudGuard").unwrap_err();

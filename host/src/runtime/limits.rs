@@ -120,6 +120,16 @@ impl LimitCeilings {
         ))
     }
 
+    /// What `limits` asks above the ceilings, each as `setting = asked, held to ceiling`
+    /// ([`LimitCeilings::clamp`] holds them there).
+    pub fn lowered(&self, limits: &StepLimits) -> Vec<String> {
+        self.each(limits)
+            .into_iter()
+            .filter(|(_, ceiling, _, asked)| asked > ceiling)
+            .map(|(setting, ceiling, _, asked)| format!("{setting} = {asked}, held to {ceiling}"))
+            .collect()
+    }
+
     /// `limits` held to the ceilings (a version stored before they were lowered runs within them).
     pub fn clamp(&self, limits: StepLimits) -> StepLimits {
         StepLimits {
@@ -205,6 +215,14 @@ mod tests {
                  operator may change it: [runtime.max_limits] timeout_ms in the host's config)"
             )
         );
+        assert_eq!(
+            ceilings.lowered(&greedy),
+            [
+                "timeout_ms = 18446744073709551615, held to 300000",
+                "max_log_bytes = 33554432, held to 16777216"
+            ]
+        );
+        assert!(ceilings.lowered(&StepLimits::default()).is_empty());
         let held = ceilings.clamp(greedy);
         assert_eq!((held.timeout_ms, held.max_log_bytes), (300_000, 16 << 20));
         assert_eq!(held.memory_mib, greedy.memory_mib);
