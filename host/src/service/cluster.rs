@@ -329,6 +329,8 @@ impl Service {
         let stamp = self.inner.store.steps_stamp().await?;
         let current = self.inner.store.current_steps().await?;
         let catalog = self.inner.scheduler.catalog();
+        // The first load, at start, is no news for the log.
+        let starting = loaded_stamp.is_empty();
         let mut changed = Vec::new();
         for step in catalog.snapshot().iter() {
             if !current.iter().any(|v| v.name == step.name) {
@@ -353,14 +355,16 @@ impl Service {
                 .await
             {
                 Ok(step) => {
-                    eprintln!(
-                        "whenever serve: loaded step {name} version {} (deployed through the store)",
-                        step.version
-                    );
+                    if !starting {
+                        eprintln!(
+                            "whenever serve: loaded step {name} version {} (deployed through the store)",
+                            step.version
+                        );
+                    }
                     catalog.insert(step);
                     changed.push(name);
                 }
-                Err(e) => eprintln!("whenever serve: cannot load step {name} from the store: {e}"),
+                Err(refused) => super::steps::not_loaded(&name, &version.version, &refused),
             }
         }
         *loaded_stamp = stamp;

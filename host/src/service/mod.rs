@@ -278,11 +278,12 @@ impl Service {
                 );
             }
         }
-        self.load_current_steps().await?;
         if self.inner.cluster.is_some() {
-            // Running tasks are claimed from the store, this host's share of them.
+            // The serving steps are loaded with the stamp they were read at, and running tasks
+            // are claimed from the store, this host's share of them.
             self.start_cluster().await?;
         } else {
+            self.load_current_steps().await?;
             self.resume_unsettled().await?;
         }
         // A deploy made before a crash (or by another host while none of this one ran) may not

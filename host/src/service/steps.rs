@@ -221,12 +221,7 @@ impl Service {
                 }
                 // A version an earlier whenever took that this one refuses (a rule since made
                 // stricter) must not keep the service, and every other step, from starting.
-                Err(refused) => eprintln!(
-                    "whenever serve: step {}'s serving version {} does not load on this host, and \
-                     the step does not serve: {refused}; deploy a fixed version, or `whenever remove \
-                     {}`",
-                    version.name, version.version, version.name
-                ),
+                Err(refused) => not_loaded(&version.name, &version.version, &refused),
             }
         }
         Ok(())
@@ -523,6 +518,15 @@ impl Service {
 struct Pass {
     read: usize,
     skipped: usize,
+}
+
+/// Says that step `name`'s serving version `version` does not load on this host (`refused`
+/// says why), so the step does not serve here, and what would mend it.
+pub(crate) fn not_loaded(name: &str, version: &str, refused: &impl std::fmt::Display) {
+    eprintln!(
+        "whenever serve: step {name}'s serving version {version} does not load on this host, and \
+         the step does not serve: {refused}; deploy a fixed version, or `whenever remove {name}`"
+    );
 }
 
 /// The text that names a set of loaded steps for the re-evaluation mark: each name and version,
