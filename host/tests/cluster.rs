@@ -739,15 +739,7 @@ async fn a_process_whose_host_id_another_took_drives_nothing_until_the_name_is_f
 
     let before = drives_started(&paused).await;
     let delivered = deliver(&[&paused], 0..4, 2).await;
-    holder
-        .until("the orders to settle", Duration::from_secs(60), || async {
-            holder.count("running").await == 0
-        })
-        .await;
-    for (i, id) in &delivered {
-        let (_, task) = holder.get(&format!("/v1/tasks/{id}")).await;
-        assert_eq!(task["status"], json!("completed"), "order {i}: {task}");
-    }
+    all_completed(&holder, &delivered).await;
     assert_eq!(
         drives_started(&paused).await,
         before,
@@ -763,18 +755,23 @@ async fn a_process_whose_host_id_another_took_drives_nothing_until_the_name_is_f
         .await;
     paused.until_logged("host_id twin is this process's again");
     let delivered = deliver(&[&paused], 4..6, 2).await;
-    paused
-        .until("the orders to settle", Duration::from_secs(60), || async {
-            paused.count("running").await == 0
-        })
-        .await;
-    for (i, id) in &delivered {
-        let (_, task) = paused.get(&format!("/v1/tasks/{id}")).await;
-        assert_eq!(task["status"], json!("completed"), "order {i}: {task}");
-    }
+    all_completed(&paused, &delivered).await;
     assert!(drives_started(&paused).await > before, "it drives again");
     drop(paused);
     schema.drop_schema().await;
+}
+
+/// Waits (up to a minute) until no task runs, as `host` counts them, then requires every one of
+/// `delivered` (order, task id) completed.
+async fn all_completed(host: &ServeProcess, delivered: &[(usize, String)]) {
+    host.until("the orders to settle", Duration::from_secs(60), || async {
+        host.count("running").await == 0
+    })
+    .await;
+    for (i, id) in delivered {
+        let (_, task) = host.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(task["status"], json!("completed"), "order {i}: {task}");
+    }
 }
 
 /// How many drives `host` started, on whichever thread.
