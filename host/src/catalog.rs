@@ -190,8 +190,15 @@ impl Catalog {
         Catalog::default()
     }
 
-    /// Deploys (or replaces) a step; runs in flight keep the version they started with.
+    /// Deploys (or replaces) a step; runs in flight keep the version they started with. What
+    /// the host's config withholds from it is logged, as the version starts to serve.
     pub fn insert(&self, step: LoadedStep) -> Option<Arc<LoadedStep>> {
+        if !step.withheld.is_empty() {
+            eprintln!(
+                "whenever: step {} version {}: the host's config withholds {}",
+                step.name, step.version, step.withheld
+            );
+        }
         let mut steps = self.steps.write().unwrap_or_else(|p| p.into_inner());
         steps.insert(step.name.clone(), Arc::new(step))
     }

@@ -208,7 +208,8 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
     for _ in 0..400 {
         held_at_death = schema
             .count(
-                "SELECT count(*) FROM tasks WHERE status = 'running' AND owner = $1",
+                // A lease's owner is the process: `host_id/instance`.
+                "SELECT count(*) FROM tasks WHERE status = 'running' AND starts_with(owner, $1 || '/')",
                 &[&victim_id],
             )
             .await;
@@ -233,7 +234,7 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
         .admin()
         .query(
             &format!(
-                "SELECT id FROM {}.tasks WHERE status = 'running' AND owner = $1",
+                "SELECT id FROM {}.tasks WHERE status = 'running' AND starts_with(owner, $1 || '/')",
                 schema.scratch.name()
             ),
             &[&victim_id],
@@ -716,12 +717,12 @@ async fn a_process_whose_host_id_another_took_drives_nothing_until_the_name_is_f
     let Some(schema) = Schema::create("name_taken").await else {
         return;
     };
-    let config = schema.config_of("[cluster]\nhost_id = \"twin\"\nlease_ms = 2000\npoll_ms = 250\n");
+    // A lease long enough that a loaded machine does not starve the holder's renewals.
+    let config = schema.config_of("[cluster]\nhost_id = \"twin\"\nlease_ms = 4000\npoll_ms = 250\n");
     let (paused, _) = schema.start_hosts_with(1, &config).remove(0);
     paused.signal("STOP");
-    // Started while the first is paused: it waits for the first's registration to lapse.
+    // Started while the first is paused: it takes the name once the first's registration lapsed.
     let (holder, _) = schema.start_hosts_with(1, &config).remove(0);
-    assert!(holder.stderr().contains("waiting up to"), "{}", holder.stderr());
     paused.signal("CONT");
     paused
         .until(

@@ -349,9 +349,6 @@ impl Runtime {
                 None => Arc::new(view),
             }
         });
-        if !withheld.is_empty() {
-            eprintln!("whenever: step {name} version {version}: the host's config withholds {withheld}");
-        }
         Ok(LoadedStep {
             name: name.to_string(),
             version,

@@ -59,7 +59,7 @@ impl Withheld {
 }
 
 impl std::fmt::Display for Withheld {
-    /// `stripe, host *.internal, reads order.lines, limits timeout_ms = 60000, held to 10000`.
+    /// `stripe; host *.internal; reads order.lines; limits.timeout_ms = 60000, held to 10000`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let parts = self
             .connectors
@@ -68,7 +68,7 @@ impl std::fmt::Display for Withheld {
             .chain(self.hosts.iter().map(|h| format!("host {h}")))
             .chain(self.reads.iter().map(|p| format!("reads {p}")))
             .chain(self.limits.iter().map(|l| format!("limits.{l}")));
-        f.write_str(&parts.collect::<Vec<_>>().join(", "))
+        f.write_str(&parts.collect::<Vec<_>>().join("; "))
     }
 }
 
@@ -425,7 +425,7 @@ mod tests {
             hosts: strings(&["*.internal"]),
             ..Withheld::default()
         };
-        assert_eq!(withheld.to_string(), "paypal, host *.internal");
+        assert_eq!(withheld.to_string(), "paypal; host *.internal");
         let error = caps.check_call("s", &no_hosts, &withheld, "paypal").unwrap_err();
         assert!(error.contains("config withholds it ([steps.s] connectors)"), "{error}");
         let error = caps.check_call("s", &no_hosts, &withheld, "fraudGuard").unwrap_err();

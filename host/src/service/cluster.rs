@@ -43,6 +43,10 @@ pub(crate) struct Cluster {
     /// This process's own name, under which it registers `host_id` ([`Service::register_host`]):
     /// two processes given one `host_id` are told apart by it.
     instance: String,
+    /// The owner of this process's leases in the store: `host_id/instance`. A process's own,
+    /// so that even two processes given one `host_id` never take each other's leases for their
+    /// own, and a takeover between them moves the task's revision on as any takeover does.
+    owner: String,
     /// Whether this process holds its registration (until it stops): held across each renewal
     /// and the removal at stop, so that no renewal under way puts the row back once it is gone.
     registered: tokio::sync::Mutex<bool>,
@@ -128,9 +132,12 @@ fn process_name() -> String {
 impl Cluster {
     /// This host's settings.
     pub(crate) fn new(settings: &ClusterSection) -> Cluster {
+        let host_id = host_id(settings.host_id.as_deref());
+        let instance = process_name();
         Cluster {
-            host_id: host_id(settings.host_id.as_deref()),
-            instance: process_name(),
+            owner: format!("{host_id}/{instance}"),
+            host_id,
+            instance,
             registered: tokio::sync::Mutex::new(false),
             name: Mutex::new(NameHeld::default()),
             lease: Duration::from_millis(settings.lease_ms.max(100)),
@@ -145,10 +152,11 @@ impl Cluster {
     }
 
     /// Why this process does not hold its `host_id` now, if it does not: then it claims no task,
-    /// renews no lease and drives nothing. Two processes of one name would each take the
-    /// other's tasks for their own (a takeover under the same name does not move a task's
-    /// revision on, so their saves would not even conflict), and the one that was not seen for a
-    /// lease, whose name another process may have taken, is the one that stops.
+    /// renews no lease and drives nothing (the renewals stop its drives within a quarter lease),
+    /// until it holds the name again. The leases are the process's own (`owner`), so two
+    /// processes of one name cannot take each other's tasks for their own; but their run
+    /// records, metrics and logs would mix, so the one that was not seen for a lease, whose name
+    /// another process may have taken, is the one that stops.
     pub(crate) fn name_lost(&self) -> Option<NameLost> {
         let name = self.name.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(why) = &name.taken {
@@ -212,14 +220,18 @@ impl Cluster {
         *count
     }
 
-    /// Stops driving `id` here if generation `generation` still drives it.
-    fn lose(&self, id: &str, generation: u64) {
+    /// Stops driving `id` here if generation `generation` still drives it; answers whether it
+    /// did (else the drive was stopped already: its lease lost, the name lost, or a newer drive
+    /// of the task under way).
+    fn lose(&self, id: &str, generation: u64) -> bool {
         let mut held = self.held();
         if held.get(id).is_some_and(|(g, _)| *g == generation)
             && let Some((_, stop)) = held.remove(id)
         {
             let _ = stop.send(());
+            return true;
         }
+        false
     }
 }
 
@@ -364,7 +376,15 @@ impl Service {
                     catalog.insert(step);
                     changed.push(name);
                 }
-                Err(refused) => super::steps::not_loaded(&name, &version.version, &refused),
+                Err(refused) => match catalog.get(&name) {
+                    // A new version that does not load here: the one loaded before serves on.
+                    Some(serving) => eprintln!(
+                        "whenever serve: step {name}'s version {} does not load on this host, which \
+                         serves version {} of it still: {refused}",
+                        version.version, serving.version
+                    ),
+                    None => super::steps::not_loaded(&name, &version.version, &refused),
+                },
             }
         }
         *loaded_stamp = stamp;
@@ -412,7 +432,7 @@ impl Service {
             let ids = match self
                 .inner
                 .store
-                .claim_tasks(&cluster.host_id, wanted as u32, cluster.lease)
+                .claim_tasks(&cluster.owner, wanted as u32, cluster.lease)
                 .await
             {
                 Ok(ids) => ids,
@@ -422,6 +442,10 @@ impl Service {
                 }
             };
             if ids.is_empty() {
+                return;
+            }
+            if cluster.name_lost().is_some() {
+                // Lost while the claim was under way: the leases are left to lapse.
                 return;
             }
             let claimed = ids.len();
@@ -468,7 +492,7 @@ impl Service {
                     Some(Err(e)) => match service
                         .inner
                         .store
-                        .renew_leases(&cluster.host_id, std::slice::from_ref(&id), cluster.lease)
+                        .renew_leases(&cluster.owner, std::slice::from_ref(&id), cluster.lease)
                         .await
                     {
                         Ok(held) if held.is_empty() => eprintln!(
@@ -492,7 +516,9 @@ impl Service {
                         Ok(None) => false,
                         Err(_) => true,
                     };
-                    if running {
+                    if let Some(lost) = cluster.name_lost() {
+                        eprintln!("whenever serve: task {id}: stopped driving it: {lost}");
+                    } else if running {
                         eprintln!("whenever serve: task {id}: lease lost (another host took it over); stopped driving it");
                     }
                 }
@@ -515,11 +541,13 @@ impl Service {
                     _ = phase.wait_for(|p| *p != Phase::Serving) => {}
                 }
             }
-            cluster.lose(&id, generation);
-            if cluster.name_lost().is_some() {
-                // The lease is under a name another process may hold now, maybe over this very
-                // task: it is left to lapse.
-            } else if let Err(e) = service.inner.store.release_task(&id, &cluster.host_id).await {
+            // Released only by the drive that still held it here: one stopped already lost it,
+            // or left it to lapse (the name lost), or a newer drive of the task holds it now.
+            let holding = cluster.lose(&id, generation);
+            if holding
+                && cluster.name_lost().is_none()
+                && let Err(e) = service.inner.store.release_task(&id, &cluster.owner).await
+            {
                 eprintln!("whenever serve: task {id}: cannot release it: {e}");
             }
             service.announce_settled(id);
@@ -550,8 +578,8 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
         tokio::time::sleep(cluster.lease / 4).await;
         let Some(inner) = service.upgrade() else { return };
         if let Some(lost) = cluster.name_lost() {
-            // The leases are under a name another process may hold now: renewing them would
-            // renew its claims too. Whatever is driven here stops; the tasks are left to lapse.
+            // A process that may have lost its name drives nothing: whatever is driven here
+            // stops, and the tasks' leases are left to lapse for the name's holder or any host.
             let stopped = cluster.lose_all();
             if stopped > 0 {
                 eprintln!("whenever serve: stopped driving {stopped} tasks: {lost}");
@@ -565,7 +593,7 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
             continue;
         }
         let ids: Vec<String> = held.iter().map(|(id, _)| id.clone()).collect();
-        let renewed = inner.store.renew_leases(&cluster.host_id, &ids, cluster.lease).await;
+        let renewed = inner.store.renew_leases(&cluster.owner, &ids, cluster.lease).await;
         if last_renewed.elapsed() > cluster.lease / 2 {
             // Starved (an overloaded host or database): the leases came close to lapsing.
             eprintln!(
@@ -704,5 +732,49 @@ mod tests {
         }
         let kept = cluster.failing.lock().unwrap_or_else(|p| p.into_inner()).len();
         assert!(kept <= FAILING_KEPT, "{kept} counts kept");
+    }
+
+    #[test]
+    fn the_name_is_held_from_an_accepted_registration_for_a_lease_and_not_once_taken() {
+        let cluster = Cluster::new(&ClusterSection {
+            lease_ms: 200,
+            host_id: Some("web-1".into()),
+            ..ClusterSection::default()
+        });
+        assert!(cluster.owner.starts_with("web-1/"), "{}", cluster.owner);
+        assert!(
+            matches!(cluster.name_lost(), Some(NameLost::Lapsed(_))),
+            "never registered"
+        );
+        assert!(cluster.name_renewed(Instant::now()).is_some(), "it was not held before");
+        assert_eq!(cluster.name_lost(), None);
+        // Sent more than a lease ago: another process may have taken it since.
+        let long_ago = Instant::now() - Duration::from_millis(300);
+        assert_eq!(cluster.name_renewed(long_ago), None, "it was held before");
+        assert!(matches!(cluster.name_lost(), Some(NameLost::Lapsed(ago)) if ago >= cluster.lease));
+        cluster.name_renewed(Instant::now());
+        // Refused: taken, however recent the last registration accepted.
+        assert!(cluster.name_taken("in use".into()), "held until now");
+        assert!(!cluster.name_taken("in use".into()), "told once");
+        assert_eq!(cluster.name_lost(), Some(NameLost::Taken("in use".into())));
+        assert!(
+            matches!(cluster.name_renewed(Instant::now()), Some(NameLost::Taken(_))),
+            "taken back, and said what it was"
+        );
+        assert_eq!(cluster.name_lost(), None);
+    }
+
+    #[test]
+    fn a_drive_is_lost_once_and_only_by_its_own_generation() {
+        let cluster = Cluster::new(&ClusterSection::default());
+        let (stop, _stopped) = oneshot::channel();
+        cluster.held().insert("t".into(), (7, stop));
+        assert!(!cluster.lose("t", 6), "another generation's drive");
+        assert!(cluster.lose("t", 7));
+        assert!(!cluster.lose("t", 7), "stopped already");
+        let (stop, _stopped) = oneshot::channel();
+        cluster.held().insert("u".into(), (8, stop));
+        assert_eq!(cluster.lose_all(), 1);
+        assert!(!cluster.lose("u", 8), "stopped with the rest");
     }
 }

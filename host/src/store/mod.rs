@@ -426,8 +426,10 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` running tasks that no host holds (or whose holder's lease expired),
     /// oldest first, for `owner` until `lease` from now; returns their ids. Two concurrent claims
     /// never get the same task. A save that settles a task (any status but running) ends its lease.
-    /// A task taken over from another host moves on a revision, so that host, should it still
+    /// A task taken over from another owner moves on a revision, so that owner, should it still
     /// be driving it (paused past its lease), can save it no more: its compare-and-swap fails.
+    /// The service's owners are processes (`host_id/instance`), so this holds between two
+    /// processes given one `host_id` too.
     async fn claim_tasks(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<String>, StoreError>;
 
     /// Extends `owner`'s leases on `ids` to `lease` from now; returns the ids it still holds (a

@@ -1283,14 +1283,20 @@ impl Store for PostgresStore {
         if let Some(taken) = taken {
             if taken.get::<_, bool>(0) {
                 // A name new to the store: a start (a default `host_id` is new at every start).
-                // The names of processes killed without a word are swept now and then here.
-                client
+                // The names of processes killed without a word are swept now and then here; the
+                // registration stands whether the sweep does or not.
+                if let Err(e) = client
                     .execute(
                         "DELETE FROM hosts WHERE seen < now() - $1::bigint * interval '1 millisecond'",
                         &[&millis(HOSTS_KEPT)],
                     )
                     .await
-                    .map_err(pg)?;
+                {
+                    eprintln!(
+                        "whenever: cannot sweep the names of hosts not seen for a day: {}",
+                        pg(e)
+                    );
+                }
             }
             return Ok(());
         }
