@@ -85,6 +85,17 @@ struct NameHeld {
     taken: Option<String>,
 }
 
+impl NameHeld {
+    /// Why the name is not held now, with registrations fresh for `lease` ([`Cluster::name_lost`]).
+    fn lost(&self, lease: Duration) -> Option<NameLost> {
+        if let Some(why) = &self.taken {
+            return Some(NameLost::Taken(why.clone()));
+        }
+        let ago = self.renewed.map_or(Duration::MAX, |sent| sent.elapsed());
+        (ago >= lease).then_some(NameLost::Lapsed(ago))
+    }
+}
+
 /// Why this process does not hold its `host_id` now ([`Cluster::name_lost`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NameLost {
@@ -158,29 +169,27 @@ impl Cluster {
     /// records, metrics and logs would mix, so the one that was not seen for a lease, whose name
     /// another process may have taken, is the one that stops.
     pub(crate) fn name_lost(&self) -> Option<NameLost> {
-        let name = self.name.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(why) = &name.taken {
-            return Some(NameLost::Taken(why.clone()));
-        }
-        let ago = name.renewed.map_or(Duration::MAX, |sent| sent.elapsed());
-        (ago >= self.lease).then_some(NameLost::Lapsed(ago))
+        self.name_held().lost(self.lease)
     }
 
     /// Records a registration sent at `sent` and accepted; answers why the name was lost
     /// before, when it was.
     fn name_renewed(&self, sent: Instant) -> Option<NameLost> {
-        let lost = self.name_lost();
-        let mut name = self.name.lock().unwrap_or_else(|p| p.into_inner());
+        let mut name = self.name_held();
+        let lost = name.lost(self.lease);
         name.renewed = Some(sent);
         name.taken = None;
         lost
     }
 
+    fn name_held(&self) -> std::sync::MutexGuard<'_, NameHeld> {
+        self.name.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Records a registration refused because another process holds the name (`why`); answers
     /// whether it was held until now.
     fn name_taken(&self, why: String) -> bool {
-        let mut name = self.name.lock().unwrap_or_else(|p| p.into_inner());
-        name.taken.replace(why).is_none()
+        self.name_held().taken.replace(why).is_none()
     }
 
     /// Stops every drive here (the name they were claimed under may be another process's now).
