@@ -355,3 +355,22 @@ async fn a_slow_connector_does_not_spend_the_runs_deadline() {
     assert_eq!(result["ok"]["transactionId"], "txn_local", "{result}");
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// Many connector calls spend none of the deadline either, however many epoch ticks pass while
+/// they are under way: 40 payments answered after 25 ms each (a second in all) complete a step
+/// whose deadline is 300 ms. (Counting a tick for every call that spanned one stopped it.)
+#[tokio::test]
+async fn many_connector_calls_do_not_spend_the_runs_deadline() {
+    let (base, requests) = payment_service(std::time::Duration::from_millis(25)).await;
+    let (_dir, host) = host_with_stripe_at(&base).await;
+    let mut short = manifest(&["stripe"], &["127.0.0.1"]);
+    short.limits.timeout_ms = 300;
+    deploy_as(&host, "charger", &UNGRANTED_CONNECTOR, short)
+        .await
+        .expect("loads");
+    let task = run_task(&host, json!({"tryStripe": true, "chargeTimes": 40})).await;
+    assert_status(&task, TaskStatus::Waiting);
+    let result = &task.data["stripeResult"];
+    assert_eq!(result["ok"]["transactionId"], "txn_local", "{result}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 40);
+}

@@ -51,6 +51,38 @@ async fn a_step_that_waits_in_the_host_is_stopped_by_the_deadline() {
     assert_eq!(task.data["slept"], json!(true), "{:?}", task.message);
 }
 
+/// A host's runs share its threads: a run that computes yields its thread at every epoch tick and
+/// waits its turn, so many at once each take many times their own time. The deadline counts the
+/// run's own: runs that each compute well within their 1 s all complete, although, taking turns
+/// on this test's one thread, every one of them ends past it.
+#[tokio::test]
+async fn runs_that_share_a_thread_are_held_to_their_own_time() {
+    let host = host_with(&[COMPUTES]).await;
+    // The iterations a run computes in about 150 ms on this machine, measured on one alone.
+    let probe: u64 = 20_000_000;
+    let alone = run_task(&host, json!({"computeIterations": probe})).await;
+    assert_status(&alone, TaskStatus::Waiting);
+    let took_ms = runs_of(&alone, "computes")[0].duration_ms.max(1.0);
+    let iterations = (probe as f64 * 150.0 / took_ms) as u64;
+    // 16 such runs take about 2.4 s of the thread: each ends more than 1 s after it began.
+    let tasks = (0..16).map(|_| run_task(&host, json!({"computeIterations": iterations})));
+    let tasks = futures_util::future::join_all(tasks).await;
+    let longest = tasks
+        .iter()
+        .flat_map(|t| runs_of(t, "computes"))
+        .map(|r| r.ended_at.unwrap_or(r.started_at) - r.started_at)
+        .max()
+        .unwrap_or_default();
+    for task in &tasks {
+        assert_status(task, TaskStatus::Waiting);
+        assert!(task.data["computed"].is_u64(), "{:?}", task.message);
+    }
+    assert!(
+        longest > chrono::TimeDelta::milliseconds(1000),
+        "the runs took turns past their deadline in wall-clock time: the longest took {longest}"
+    );
+}
+
 /// A step given a view returns only what it writes, so its runs add up in the task's data, each
 /// within the output limit: the scheduler's `max_task_bytes` fails the run that would pass it and
 /// keeps nothing that run wrote, and the data stays as the runs before left it.

@@ -22,11 +22,13 @@ use super::limits::{LimitCeilings, StepLimits, describe_bytes};
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
 use super::run::{RunError, RunErrorKind, RunInput, RunOutput, RunReport};
-use super::state::{ConnectorTime, RunContext, RunState};
+use super::run_clock::{Counted, RunClock};
+use super::state::{RunContext, RunState};
 use super::step::LoadedStep;
 use super::view::DataView;
 
-/// How often the epoch ticker advances; deadlines are counted in these ticks.
+/// How often the epoch ticker advances: how often a run that computes checks its deadline and
+/// yields its thread to the other runs.
 const TICK: Duration = Duration::from_millis(10);
 /// The largest memory any step may be configured for (the pooling allocator's slot size).
 const MAX_MEMORY_MIB: u64 = 512;
@@ -409,14 +411,15 @@ impl Runtime {
 
     fn new_store(&self, limits: &StepLimits, log: RunLog, ctx: Option<RunContext>) -> Store<RunState> {
         let state = RunState::new(log, limits, ctx);
+        let clock = state.clock.clone();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        let max_ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
-        let mut ticks = 0u64;
+        // At every tick a run that computes is stopped if its own time is up, or else yields
+        // its thread to the other runs.
+        let allowed = Duration::from_millis(limits.timeout_ms);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            ticks += 1;
-            if ticks >= max_ticks {
+            if clock.own() >= allowed {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -454,8 +457,8 @@ impl Runtime {
             }
             Err(e) => return Err(invalid(format!("cannot instantiate: {e:#}"))),
         };
-        let in_connectors = store.data().connector_time.clone();
-        let text = match within_deadline(limits, &in_connectors, instance.call_condition(&mut store)).await {
+        let clock = store.data().clock.clone();
+        let text = match within_deadline(limits, &clock, instance.call_condition(&mut store)).await {
             Ok(text) => text,
             Err(e) => {
                 let error = classify(e, store.data(), limits);
@@ -513,14 +516,14 @@ impl Runtime {
         };
         let _slot = self.slot().await;
         let mut store = self.new_store(&limits, log.clone(), Some(ctx));
-        let in_connectors = store.data().connector_time.clone();
+        let clock = store.data().clock.clone();
         let outcome = match step.pre.instantiate_async(&mut store).await {
             Err(e) => Err(RunError {
                 kind: RunErrorKind::Instantiate,
                 message: format!("cannot instantiate step {}: {e:#}", step.name),
             }),
             Ok(instance) => {
-                match within_deadline(&limits, &in_connectors, instance.call_content(&mut store, &input.data)).await {
+                match within_deadline(&limits, &clock, instance.call_content(&mut store, &input.data)).await {
                     Err(e) => Err(classify(e, store.data(), &limits)),
                     Ok(Err(message)) => Err(RunError {
                         kind: RunErrorKind::StepError,
@@ -599,39 +602,47 @@ fn compile_gate(digest: &str) -> Arc<tokio::sync::Mutex<()>> {
     gates.entry(digest.to_string()).or_default().clone()
 }
 
-/// Awaits a call into the guest for at most its deadline of wall-clock time, less what it spends
-/// in connector calls (`in_connectors`, which have timeouts of their own). The epoch ticks stop
-/// wasm that computes; this stops a guest that waits in the host otherwise (a WASI sleep, a
-/// poll), which the ticks never see. Dropping the call's future abandons the guest, whose store
-/// is not used again; the error is the one an epoch interrupt gives.
+/// Awaits a call into the guest for at most its deadline of the run's own time ([`RunClock`]:
+/// not its connector calls, which have timeouts of their own, nor its waits for a thread). The
+/// epoch ticks stop wasm that computes; this stops a guest that waits in the host otherwise (a
+/// WASI sleep, a poll), which the ticks never see. Dropping the call's future abandons the guest,
+/// whose store is not used again; the error is the one an epoch interrupt gives.
 async fn within_deadline<T>(
     limits: &StepLimits,
-    in_connectors: &ConnectorTime,
+    clock: &Arc<RunClock>,
     call: impl std::future::Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
-    let started = tokio::time::Instant::now();
     // A deadline past what an `Instant` holds (an operator's ceiling of u64::MAX ms) is a year.
-    let after = |wait: Duration| {
-        started
-            .checked_add(wait)
-            .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600))
-    };
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
     let allowed = Duration::from_millis(limits.timeout_ms);
     let mut call = std::pin::pin!(call);
-    let mut deadline = after(allowed);
+    let mut call = Counted::new(call.as_mut(), clock.clone());
     loop {
-        match tokio::time::timeout_at(deadline, &mut call).await {
-            Ok(result) => return result,
-            Err(_elapsed) => {
-                // Time in connector calls moves the deadline on by as much.
-                let moved = after(allowed.saturating_add(in_connectors.so_far()));
-                if moved <= tokio::time::Instant::now() {
-                    return Err(wasmtime::Error::new(Trap::Interrupt));
-                }
-                deadline = moved;
-            }
+        // Time not the run's own moves the deadline on by as much.
+        let left = allowed.saturating_sub(clock.own());
+        if left.is_zero() {
+            return Err(wasmtime::Error::new(Trap::Interrupt));
+        }
+        if let Ok(result) = tokio::time::timeout(left.min(YEAR), &mut call).await {
+            return result;
         }
     }
+}
+
+/// What a stopped run's wall time held that its deadline did not count, for the error (nothing
+/// when under a millisecond): a step's author reading "deadline of 1000 ms" after three seconds
+/// learns why.
+fn not_counted(clock: &RunClock) -> String {
+    let calls = clock.in_connectors().as_millis();
+    let waits = clock.waiting_for_a_thread().as_millis();
+    if calls + waits == 0 {
+        return String::new();
+    }
+    format!(
+        " ({} ms after it began: {calls} ms in connector calls and {waits} ms waiting for a thread \
+         while other runs had it are not counted)",
+        clock.elapsed().as_millis()
+    )
 }
 
 /// The most of a step's error message kept (in the run's record and the task's message both).
@@ -680,8 +691,9 @@ fn classify(error: wasmtime::Error, state: &RunState, limits: &StepLimits) -> Ru
         return RunError {
             kind: RunErrorKind::Deadline,
             message: format!(
-                "the run exceeded its deadline of {} ms and was stopped",
-                limits.timeout_ms
+                "the run exceeded its deadline of {} ms and was stopped{}",
+                limits.timeout_ms,
+                not_counted(&state.clock)
             ),
         };
     }
@@ -936,6 +948,22 @@ fn link_wasi(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_error_says_what_the_deadline_did_not_count() {
+        let clock = RunClock::new();
+        assert_eq!(not_counted(&clock), "", "nothing to say of a run that only computed");
+        let call = clock.connector_call();
+        std::thread::sleep(Duration::from_millis(5));
+        drop(call);
+        let said = not_counted(&clock);
+        assert!(said.contains(" ms after it began: "), "{said}");
+        assert!(!said.contains(": 0 ms in connector calls"), "{said}");
+        assert!(
+            said.ends_with("0 ms waiting for a thread while other runs had it are not counted)"),
+            "{said}"
+        );
+    }
 
     #[test]
     fn a_long_error_message_is_kept_to_its_cap_on_a_character_boundary() {

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StepLimits {
-    /// Execution deadline per run (and for reading the condition), in milliseconds.
+    /// Execution deadline per run (and for reading the condition), in milliseconds of the run's
+    /// own time (not in connector calls, nor waiting for a thread).
     pub timeout_ms: u64,
     /// Linear memory per instance, in MiB.
     pub memory_mib: u64,

@@ -15,6 +15,7 @@ mod limits;
 mod log;
 mod manifest;
 mod run;
+mod run_clock;
 mod state;
 mod step;
 mod view;

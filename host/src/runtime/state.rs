@@ -1,8 +1,7 @@
 //! What a run's `Store` holds, and the host side of the step world's imports.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,6 +14,7 @@ use super::limits::{MemoryLimiter, StepLimits, describe_bytes};
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
 use super::run::{ConnectorCallRecord, TaskRequests};
+use super::run_clock::RunClock;
 use super::view::DataView;
 use crate::task::{MAX_NAME_CHARS, MAX_TAG_CHARS, MAX_TAGS};
 
@@ -31,67 +31,6 @@ pub(crate) struct RunContext {
     pub(crate) journal: Option<Arc<dyn super::run::CallJournal>>,
     /// What of the task data the step is given, when not all of it (`absent-reads`).
     pub(crate) view: Option<Arc<DataView>>,
-}
-
-/// The time a run spends in connector calls (and journaling their results), which its deadline
-/// does not count: the connectors are the operator's, with timeouts and retries of their own, and
-/// a payment that takes three seconds must not fail a step whose deadline is two. Shared with the
-/// deadline's timer ([`super::engine`]), which reads it while the run is under way.
-#[derive(Debug)]
-pub(crate) struct ConnectorTime {
-    origin: Instant,
-    /// Nanoseconds spent in calls that ended.
-    spent: AtomicU64,
-    /// When the call under way began, in nanoseconds since `origin`; [`NO_CALL`] between calls.
-    call_began: AtomicU64,
-}
-
-/// [`ConnectorTime::call_began`] between calls.
-const NO_CALL: u64 = u64::MAX;
-
-impl ConnectorTime {
-    pub(crate) fn new() -> Arc<ConnectorTime> {
-        Arc::new(ConnectorTime {
-            origin: Instant::now(),
-            spent: AtomicU64::new(0),
-            call_began: AtomicU64::new(NO_CALL),
-        })
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
-    }
-
-    /// Marks a call begun; the guard marks it ended when dropped (a run stopped mid-call too).
-    fn call(&self) -> CallUnderWay<'_> {
-        self.call_began.store(self.now(), Ordering::Relaxed);
-        CallUnderWay(self)
-    }
-
-    /// The time spent in calls so far, the one under way included.
-    pub(crate) fn so_far(&self) -> Duration {
-        let began = self.call_began.load(Ordering::Relaxed);
-        let under_way = if began == NO_CALL {
-            0
-        } else {
-            self.now().saturating_sub(began)
-        };
-        Duration::from_nanos(self.spent.load(Ordering::Relaxed).saturating_add(under_way))
-    }
-}
-
-/// A connector call under way (see [`ConnectorTime::call`]).
-struct CallUnderWay<'a>(&'a ConnectorTime);
-
-impl Drop for CallUnderWay<'_> {
-    fn drop(&mut self) {
-        let began = self.0.call_began.swap(NO_CALL, Ordering::Relaxed);
-        if began != NO_CALL {
-            self.0
-                .spent
-                .fetch_add(self.0.now().saturating_sub(began), Ordering::Relaxed);
-        }
-    }
 }
 
 /// The data of one run's `Store`: WASI with nothing opened, the limiter, the log, and what the
@@ -111,8 +50,8 @@ pub(crate) struct RunState {
     max_args_bytes: usize,
     /// The bytes of connector arguments sent so far.
     args_bytes: usize,
-    /// The time spent in connector calls, which the deadline does not count.
-    pub(crate) connector_time: Arc<ConnectorTime>,
+    /// The run's own time, which its deadline counts (connector calls are timed here).
+    pub(crate) clock: Arc<RunClock>,
     /// Why a connector result could not be journaled, if one could not: the run was stopped by
     /// its host, not by its step ([`super::RunErrorKind::Journal`]).
     pub(crate) journal_failed: Option<String>,
@@ -139,7 +78,7 @@ impl RunState {
             call_cap_hit: false,
             max_args_bytes: limits.max_output_bytes,
             args_bytes: 0,
-            connector_time: ConnectorTime::new(),
+            clock: RunClock::new(),
             journal_failed: None,
         }
     }
@@ -287,7 +226,7 @@ impl connectors::Host for RunState {
                     })
                 } else {
                     called = true;
-                    let _under_way = self.connector_time.call();
+                    let _under_way = self.clock.connector_call();
                     let call = CallContext {
                         task_id: ctx.task_id.clone(),
                         step: ctx.step.clone(),
@@ -320,7 +259,7 @@ impl connectors::Host for RunState {
             && !replayed
             && let Some(journal) = ctx.journal.as_ref()
         {
-            let journaling = self.connector_time.call();
+            let journaling = self.clock.connector_call();
             let journaled = journal.record(number, &record).await;
             drop(journaling);
             if let Err(message) = journaled {

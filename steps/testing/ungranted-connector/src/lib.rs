@@ -1,5 +1,6 @@
 //! Test step: calls `charge` on the connector `connector` names (`stripe` when it is absent),
-//! which its manifest does not grant, and records the error.
+//! which its manifest does not grant, and records the error; `chargeTimes` times (once when
+//! absent), recording the last answer or the first error.
 use whenever_step_sdk::prelude::*;
 
 struct UngrantedConnector;
@@ -11,14 +12,18 @@ impl Step for UngrantedConnector {
     fn content(data: &mut Value) -> Result<(), StepError> {
         let args = json!({"amount": 100, "currency": "usd", "source": "tok_visa"});
         let connector = get(data, "connector").as_str().unwrap_or("stripe").to_string();
-        match connectors::call(&connector, "charge", &args) {
-            Ok(result) => set(data, "stripeResult", json!({"ok": result})),
-            Err(e) => set(
-                data,
-                "stripeResult",
-                json!({"error": e.kind_name(), "message": e.message}),
-            ),
+        let times = get(data, "chargeTimes").as_u64().unwrap_or(1);
+        let mut answer = Value::Null;
+        for _ in 0..times {
+            match connectors::call(&connector, "charge", &args) {
+                Ok(result) => answer = json!({"ok": result}),
+                Err(e) => {
+                    answer = json!({"error": e.kind_name(), "message": e.message});
+                    break;
+                }
+            }
         }
+        set(data, "stripeResult", answer);
         Ok(())
     }
 }
