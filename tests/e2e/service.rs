@@ -1273,6 +1273,73 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
     server.stop().await;
 }
 
+/// The body decides, not its `Content-Type`: JSON sent as a form (`curl -d` without a header)
+/// is taken, while a body that is not JSON, sent as another type, is a 415 naming that type, on
+/// every route that takes JSON; a malformed body sent as JSON stays a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_as_another_media_type_is_taken_if_it_is_json_and_else_refused_naming_the_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[WRITE_A], options()).await;
+    let send = |method: reqwest::Method, path: &str, content_type: &'static str, body: &'static str| {
+        let request = server
+            .http()
+            .request(method, format!("{}{path}", server.base()))
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let answer = request.send().await.expect("answered");
+            let status = answer.status().as_u16();
+            (status, answer.json_value().await)
+        }
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+    let (status, created) = send(reqwest::Method::POST, "/v1/tasks", FORM, r#"{"start": true}"#).await;
+    assert_eq!(status, 201, "JSON sent as a form: {created}");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", FORM, "start=true&a=1").await;
+    assert_eq!(status, 415, "{error}");
+    assert_eq!(error["error"]["code"], "unsupported_media_type");
+    let message = error_message(&error);
+    assert!(
+        message.contains("sent as application/x-www-form-urlencoded and is not JSON")
+            && message.contains("application/json"),
+        "{message}"
+    );
+    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", "application/json", "start=true").await;
+    assert_eq!(status, 400, "malformed, sent as JSON: {error}");
+    assert!(error_message(&error).contains("malformed JSON"), "{error}");
+    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", "text/plain", "").await;
+    assert_eq!(status, 400, "an empty body is empty whatever its type: {error}");
+
+    // The other routes that take JSON, each refusing without a change.
+    let patch = format!("/v1/tasks/{id}");
+    let retry = format!("/v1/tasks/{id}/retry");
+    for (method, path, content_type, body) in [
+        (reqwest::Method::POST, "/v1/hooks/orders", "application/xml", "<order/>"),
+        (reqwest::Method::PATCH, patch.as_str(), FORM, "x=1"),
+        (
+            reqwest::Method::POST,
+            retry.as_str(),
+            "multipart/form-data; boundary=b",
+            "--b--",
+        ),
+        (reqwest::Method::POST, "/v1/steps/write-a/rollback", FORM, "version=v1"),
+    ] {
+        let (status, error) = send(method, path, content_type, body).await;
+        assert_eq!(status, 415, "{path}: {error}");
+        let declared = content_type.split(';').next().unwrap_or_default();
+        assert!(
+            error_message(&error).contains(&format!("sent as {declared} and is not JSON")),
+            "{path}: {error}"
+        );
+    }
+    let (status, task) = server.get(&format!("{patch}?wait=10000")).await;
+    assert_eq!(status, 200);
+    assert_eq!(task["data"], json!({"start": true, "a": "A"}), "nothing patched");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_json_errors_with_the_right_status() {
     let dir = tempfile::tempdir().expect("tempdir");

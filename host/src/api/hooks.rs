@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::tasks::{create_and_answer, query};
-use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, secret_files, signatures};
+use super::{ApiError, AppState, WaitParam, body, idempotency, json_body, secret_files, signatures};
 use crate::service::metrics::SecretOf;
 
 pub(crate) async fn receive(
@@ -42,7 +42,7 @@ pub(crate) async fn receive(
             });
         }
     }
-    let payload = parse_json(&raw)?;
+    let payload = json_body(&headers, &raw)?;
     let source = options.map(|h| &h.delivery_key);
     let key = idempotency::of_delivery(&hook, source, &headers, &payload, &raw)?;
     let mut via = json!({

@@ -62,7 +62,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -474,9 +474,35 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<axum::Json<Value
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// Parses a request's JSON body ([`parse_json`]). The body decides, not its `Content-Type`:
+/// `curl -d '{...}'` labels JSON as a form. But a body that is not JSON, sent as something else
+/// (a form, XML), is a 415 naming the type it was sent as, which says more than where the JSON
+/// parser stopped.
+pub(crate) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
+    if let Some(declared) = declared_not_json(headers)
+        && !bytes.iter().all(u8::is_ascii_whitespace)
+        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the request body was sent as {declared} and is not JSON ({e}); this route takes JSON \
+             (Content-Type: application/json)"
+        )));
+    }
+    parse_json(bytes)
+}
+
+/// The media type a request's `Content-Type` names, when it is not a JSON one
+/// (`application/json`, `text/json`, `…+json`).
+fn declared_not_json(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json = essence == "application/json" || essence == "text/json" || essence.ends_with("+json");
+    (!json && !essence.is_empty()).then_some(essence)
+}
+
 /// Parses a JSON body; a malformed one, or one holding an integer beyond 64 bits (which would
 /// be kept rounded), is a 400 naming the problem and where.
-pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("the request body is empty; send JSON".into()));
     }

@@ -7,13 +7,13 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 
 use super::path::Path;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Caller;
 use super::tasks::query;
-use super::{ApiError, AppState, body, parse_json, strict_body, to_json};
+use super::{ApiError, AppState, body, json_body, strict_body, to_json};
 use crate::runtime::StepManifest;
 
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -66,12 +66,13 @@ pub(crate) async fn changes(State(state): State<AppState>, Path(name): Path<Stri
 pub(crate) async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     caller: Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // Strict: a misspelt key is named rather than read as a missing version.
     let request: RollbackBody = strict_body(
-        parse_json(&body(raw, state.options.max_body_bytes)?)?,
+        json_body(&headers, &body(raw, state.options.max_body_bytes)?)?,
         "{\"version\": V}",
     )?;
     to_json(

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::preconditions::{self, IfNoneMatch};
-use super::{ApiError, AppState, WaitParam, body, idempotency, parse_json, strict_body, to_json};
+use super::{ApiError, AppState, WaitParam, body, idempotency, json_body, strict_body, to_json};
 use crate::request_key::RequestKey;
 use crate::service::{Created, Service};
 use crate::store::{StoredTask, TaskQuery};
@@ -114,7 +114,7 @@ pub(crate) async fn create(
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     let key = idempotency::of_request(&headers, &raw)?;
-    let data = parse_json(&raw)?;
+    let data = json_body(&headers, &raw)?;
     create_and_answer(&state.service, data, key, &wait).await
 }
 
@@ -229,7 +229,7 @@ pub(crate) async fn patch(
                 .into(),
         ));
     }
-    let merge = parse_json(&body(raw, state.options.max_body_bytes)?)?;
+    let merge = json_body(&headers, &body(raw, state.options.max_body_bytes)?)?;
     state
         .service
         .patch_task(&id, &merge, revisions.as_deref(), caller.name())
@@ -266,7 +266,7 @@ pub(crate) async fn retry(
         None
     } else {
         // Strict: a misspelt key would otherwise retry whichever step failed, not the one meant.
-        strict_body::<RetryBody>(parse_json(&raw)?, "{\"step\": NAME}")?.step
+        strict_body::<RetryBody>(json_body(&headers, &raw)?, "{\"step\": NAME}")?.step
     };
     state
         .service
