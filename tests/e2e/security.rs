@@ -9,7 +9,7 @@ use whenever::task::TaskStatus;
 use whenever_step_artifacts::StepFiles;
 use whenever_step_artifacts::testing::*;
 use whenever_tests::{
-    assert_status, component_of, deploy, deploy_as, error_of, host_with, host_with_config,
+    assert_status, component_of, deploy, deploy_as, error_of, host_with, host_with_config, manifest_of,
     refused_beside_a_normal_task, run_beside_a_normal_task, run_task, runs_of,
 };
 
@@ -59,28 +59,61 @@ async fn a_step_that_waits_in_the_host_is_stopped_by_the_deadline() {
 async fn runs_that_share_a_thread_are_held_to_their_own_time() {
     let host = host_with(&[COMPUTES]).await;
     // The iterations a run computes in about 150 ms on this machine, measured on one alone.
-    let probe: u64 = 20_000_000;
+    let probe: u64 = 50_000_000;
     let alone = run_task(&host, json!({"computeIterations": probe})).await;
     assert_status(&alone, TaskStatus::Waiting);
     let took_ms = runs_of(&alone, "computes")[0].duration_ms.max(1.0);
     let iterations = (probe as f64 * 150.0 / took_ms) as u64;
-    // 16 such runs take about 2.4 s of the thread: each ends more than 1 s after it began.
-    let tasks = (0..16).map(|_| run_task(&host, json!({"computeIterations": iterations})));
+    // 24 such runs take about 3.6 s of the thread: each ends well over 1 s after it began.
+    let tasks = (0..24).map(|_| run_task(&host, json!({"computeIterations": iterations})));
     let tasks = futures_util::future::join_all(tasks).await;
-    let longest = tasks
+    let shortest = tasks
         .iter()
         .flat_map(|t| runs_of(t, "computes"))
         .map(|r| r.ended_at.unwrap_or(r.started_at) - r.started_at)
-        .max()
+        .min()
         .unwrap_or_default();
     for task in &tasks {
         assert_status(task, TaskStatus::Waiting);
         assert!(task.data["computed"].is_u64(), "{:?}", task.message);
     }
     assert!(
-        longest > chrono::TimeDelta::milliseconds(1000),
-        "the runs took turns past their deadline in wall-clock time: the longest took {longest}"
+        shortest > chrono::TimeDelta::milliseconds(1000),
+        "every run took turns past its deadline in wall-clock time: the shortest took {shortest}"
     );
+}
+
+/// And the other way: runs that share a thread and would each compute for ever are each stopped
+/// once its own time reaches its deadline (the time it waited its turn is not its own, not
+/// taken off again), and the error says how much of the wall-clock time was not counted.
+#[tokio::test]
+async fn runs_that_share_a_thread_are_stopped_at_their_own_deadline() {
+    let host = host_with(&[]).await;
+    let mut manifest = manifest_of(&INFINITE_LOOP);
+    manifest.limits.timeout_ms = 200;
+    deploy_as(&host, "infinite-loop", &INFINITE_LOOP, manifest)
+        .await
+        .expect("loads");
+    let tasks = (0..8).map(|_| run_task(&host, json!({"loopForever": true})));
+    let tasks = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        futures_util::future::join_all(tasks),
+    )
+    .await
+    .expect("every run stopped");
+    for task in &tasks {
+        assert_status(task, TaskStatus::Failed);
+        let error = error_of(task, "infinite-loop");
+        assert_eq!(error.kind, RunErrorKind::Deadline);
+        assert!(
+            error.message.contains("deadline of 200 ms")
+                && error
+                    .message
+                    .contains(" ms ready to go on while its thread ran other work"),
+            "{}",
+            error.message
+        );
+    }
 }
 
 /// A step given a view returns only what it writes, so its runs add up in the task's data, each

@@ -22,7 +22,7 @@ use super::limits::{LimitCeilings, StepLimits, describe_bytes};
 use super::log::{LogLevel, RunLog};
 use super::manifest::StepManifest;
 use super::run::{RunError, RunErrorKind, RunInput, RunOutput, RunReport};
-use super::run_clock::{Counted, RunClock};
+use super::run_clock::{Counted, RunClock, counting_waits};
 use super::state::{RunContext, RunState};
 use super::step::LoadedStep;
 use super::view::DataView;
@@ -441,7 +441,8 @@ impl Runtime {
         let log = RunLog::new(limits.max_log_bytes);
         let _slot = self.slot().await;
         let mut store = self.new_store(limits, log, None);
-        let instance = match pre.instantiate_async(&mut store).await {
+        let clock = store.data().clock.clone();
+        let instance = match counting_waits(clock.clone(), pre.instantiate_async(&mut store)).await {
             Ok(instance) => instance,
             // Its memory starts larger than the manifest lets it grow: no run could start.
             Err(_) if store.data().limiter.hit => {
@@ -457,7 +458,6 @@ impl Runtime {
             }
             Err(e) => return Err(invalid(format!("cannot instantiate: {e:#}"))),
         };
-        let clock = store.data().clock.clone();
         let text = match within_deadline(limits, &clock, instance.call_condition(&mut store)).await {
             Ok(text) => text,
             Err(e) => {
@@ -517,7 +517,7 @@ impl Runtime {
         let _slot = self.slot().await;
         let mut store = self.new_store(&limits, log.clone(), Some(ctx));
         let clock = store.data().clock.clone();
-        let outcome = match step.pre.instantiate_async(&mut store).await {
+        let outcome = match counting_waits(clock.clone(), step.pre.instantiate_async(&mut store)).await {
             Err(e) => Err(RunError {
                 kind: RunErrorKind::Instantiate,
                 message: format!("cannot instantiate step {}: {e:#}", step.name),
@@ -603,7 +603,8 @@ fn compile_gate(digest: &str) -> Arc<tokio::sync::Mutex<()>> {
 }
 
 /// Awaits a call into the guest for at most its deadline of the run's own time ([`RunClock`]:
-/// not its connector calls, which have timeouts of their own, nor its waits for a thread). The
+/// not its connector calls, which have timeouts of their own, nor the time it was ready to go on
+/// while its thread ran other runs or its drive's own work). The
 /// epoch ticks stop wasm that computes; this stops a guest that waits in the host otherwise (a
 /// WASI sleep, a poll), which the ticks never see. Dropping the call's future abandons the guest,
 /// whose store is not used again; the error is the one an epoch interrupt gives.
@@ -623,7 +624,9 @@ async fn within_deadline<T>(
         if left.is_zero() {
             return Err(wasmtime::Error::new(Trap::Interrupt));
         }
-        if let Ok(result) = tokio::time::timeout(left.min(YEAR), &mut call).await {
+        // No sooner than a tick (the deadline's precision): while a connector call holds the
+        // run's time still, the timer would otherwise fire again and again for nothing.
+        if let Ok(result) = tokio::time::timeout(left.clamp(TICK, YEAR), &mut call).await {
             return result;
         }
     }
@@ -639,8 +642,8 @@ fn not_counted(clock: &RunClock) -> String {
         return String::new();
     }
     format!(
-        " ({} ms after it began: {calls} ms in connector calls and {waits} ms waiting for a thread \
-         while other runs had it are not counted)",
+        " ({} ms after it began: {calls} ms in connector calls and {waits} ms ready to go on while \
+         its thread ran other work are not counted)",
         clock.elapsed().as_millis()
     )
 }
@@ -960,7 +963,7 @@ mod tests {
         assert!(said.contains(" ms after it began: "), "{said}");
         assert!(!said.contains(": 0 ms in connector calls"), "{said}");
         assert!(
-            said.ends_with("0 ms waiting for a thread while other runs had it are not counted)"),
+            said.contains(" and 0 ms ready to go on while its thread ran other work are not counted)"),
             "{said}"
         );
     }

@@ -33,9 +33,14 @@ pub(crate) struct RunClock {
     /// When the run was woken and not yet polled since, in nanoseconds since `origin`; [`NONE`]
     /// when it was polled since its last wake.
     woken_at: AtomicU64,
+    /// When its last poll returned (pending), in nanoseconds since `origin`; [`NONE`] while a
+    /// poll is under way and before the first. A wait begins no earlier: a wake that came
+    /// during a poll (the guest went on computing) leaves it ready only once the poll returns.
+    returned_at: AtomicU64,
 }
 
-/// [`RunClock::call_began`] between calls and [`RunClock::woken_at`] between a poll and a wake.
+/// [`RunClock::call_began`] between calls, [`RunClock::woken_at`] between a poll and a wake,
+/// and [`RunClock::returned_at`] during a poll.
 const NONE: u64 = u64::MAX;
 
 impl RunClock {
@@ -47,6 +52,7 @@ impl RunClock {
             call_began: AtomicU64::new(NONE),
             waited: AtomicU64::new(0),
             woken_at: AtomicU64::new(NONE),
+            returned_at: AtomicU64::new(NONE),
         })
     }
 
@@ -72,7 +78,8 @@ impl RunClock {
         Duration::from_nanos(self.in_calls.load(Ordering::Relaxed).saturating_add(under_way))
     }
 
-    /// Notes that the run was woken: it is ready to go on from now until it is next polled.
+    /// Notes that the run was woken: it is ready to go on from now (or from when the poll under
+    /// way returns) until it is next polled.
     fn woken(&self) {
         // The first wake since the last poll is when it became ready.
         let _ = self
@@ -80,24 +87,35 @@ impl RunClock {
             .compare_exchange(NONE, self.now(), Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// Notes that the run is being polled: a wait for its thread, if it was woken, ends. A wake
-    /// during a connector call (its answer came) is not counted twice: the call's time holds it.
+    /// Notes that a poll returned pending.
+    fn returned(&self) {
+        self.returned_at.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Notes that the run is being polled: a wait for its thread, if it was woken, ends.
     fn polled(&self) {
         let woken = self.woken_at.swap(NONE, Ordering::Relaxed);
-        if woken != NONE && self.call_began.load(Ordering::Relaxed) == NONE {
-            self.waited
-                .fetch_add(self.now().saturating_sub(woken), Ordering::Relaxed);
+        let returned = self.returned_at.swap(NONE, Ordering::Relaxed);
+        self.waited
+            .fetch_add(self.wait_since(woken, returned), Ordering::Relaxed);
+    }
+
+    /// The nanoseconds of the wait under way, of a run woken at `woken` whose last poll returned
+    /// at `returned`: none unless both are set, and none during a connector call (its answer
+    /// came: the call's time holds the wait, which is not counted twice).
+    fn wait_since(&self, woken: u64, returned: u64) -> u64 {
+        if woken == NONE || returned == NONE || self.call_began.load(Ordering::Relaxed) != NONE {
+            return 0;
         }
+        self.now().saturating_sub(woken.max(returned))
     }
 
     /// The time spent ready to go on but not polled so far, a wait under way included.
     pub(crate) fn waiting_for_a_thread(&self) -> Duration {
-        let woken = self.woken_at.load(Ordering::Relaxed);
-        let under_way = if woken == NONE || self.call_began.load(Ordering::Relaxed) != NONE {
-            0
-        } else {
-            self.now().saturating_sub(woken)
-        };
+        let under_way = self.wait_since(
+            self.woken_at.load(Ordering::Relaxed),
+            self.returned_at.load(Ordering::Relaxed),
+        );
         Duration::from_nanos(self.waited.load(Ordering::Relaxed).saturating_add(under_way))
     }
 
@@ -161,8 +179,19 @@ impl<F: Future> Future for Counted<'_, F> {
         let this = self.get_mut();
         this.noting.outer.register(cx.waker());
         this.clock.polled();
-        this.call.as_mut().poll(&mut Context::from_waker(&this.waker))
+        let polled = this.call.as_mut().poll(&mut Context::from_waker(&this.waker));
+        if polled.is_pending() {
+            this.clock.returned();
+        }
+        polled
     }
+}
+
+/// Awaits `future` with its waits for a thread counted on `clock` (see [`Counted`]), without a
+/// deadline: instantiating a run's sandbox.
+pub(crate) async fn counting_waits<F: Future>(clock: Arc<RunClock>, future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    Counted::new(future.as_mut(), clock).await
 }
 
 /// The waker a [`Counted`] call is polled with: notes the wake on the clock and passes it on.
@@ -192,6 +221,14 @@ mod tests {
     fn a_wait_for_a_thread_counts_from_the_wake_to_the_poll() {
         let clock = RunClock::new();
         clock.woken();
+        assert_eq!(
+            clock.waiting_for_a_thread(),
+            Duration::ZERO,
+            "never polled: no wait yet"
+        );
+        clock.polled();
+        clock.returned();
+        clock.woken();
         std::thread::sleep(WAIT);
         assert!(clock.waiting_for_a_thread() >= WAIT, "a wait under way counts");
         // A second wake before the poll does not move the wait's start.
@@ -209,6 +246,7 @@ mod tests {
     #[test]
     fn a_wake_during_a_connector_call_counts_once_as_the_calls() {
         let clock = RunClock::new();
+        clock.returned();
         let call = clock.connector_call();
         clock.woken();
         std::thread::sleep(WAIT);
@@ -247,6 +285,30 @@ mod tests {
         std::thread::sleep(WAIT);
         assert!(counted.as_mut().poll(&mut cx).is_ready());
         assert!(clock.waiting_for_a_thread() >= WAIT);
+    }
+
+    #[test]
+    fn a_wake_during_a_poll_leaves_the_run_waiting_only_once_the_poll_returns() {
+        let clock = RunClock::new();
+        let mut polls = 0;
+        let mut call = std::pin::pin!(std::future::poll_fn(move |cx| {
+            polls += 1;
+            if polls == 2 {
+                return Poll::Ready(());
+            }
+            // Woken at once (a host call ready at once), then computing on for a while.
+            cx.waker().wake_by_ref();
+            std::thread::sleep(WAIT);
+            Poll::Pending
+        }));
+        let mut counted = std::pin::pin!(Counted::new(call.as_mut(), clock.clone()));
+        let waker = Waker::from(Arc::new(CountingWaker::default()));
+        let mut cx = Context::from_waker(&waker);
+        assert!(counted.as_mut().poll(&mut cx).is_pending());
+        assert!(counted.as_mut().poll(&mut cx).is_ready());
+        let waited = clock.waiting_for_a_thread();
+        assert!(waited < WAIT, "the time it computed is its own: {waited:?}");
+        assert!(clock.own() >= WAIT);
     }
 
     /// A waker that counts its wakes.
