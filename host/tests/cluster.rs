@@ -762,6 +762,81 @@ async fn a_process_whose_host_id_another_took_drives_nothing_until_the_name_is_f
     schema.drop_schema().await;
 }
 
+/// A host that sees a live host of a newer version (a newer `store::WRITE_FORMAT`: it may write
+/// what this one cannot read) claims no more tasks and answers `/readyz` 503 (`version:
+/// superseded`), and claims again once that host is gone: upgraded one host at a time, a cluster
+/// moves its work onto the new hosts as they start. The newer host is its row in `hosts`, as a
+/// newer build registers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
+    let Some(schema) = Schema::create("superseded").await else {
+        return;
+    };
+    let config = schema.config_of("[cluster]\nlease_ms = 2000\npoll_ms = 100\n");
+    let (old, _) = schema.start_hosts_with(1, &config).remove(0);
+    let delivered = deliver(&[&old], 0..2, 2).await;
+    all_completed(&old, &delivered).await;
+
+    let name = schema.scratch.name().to_string();
+    let newer = i32::try_from(whenever::store::WRITE_FORMAT + 1).expect("format");
+    schema
+        .scratch
+        .admin()
+        .execute(
+            &format!(
+                "INSERT INTO {name}.hosts (host, instance, seen, lease_ms, format)
+                 VALUES ('upgraded', 'p1', now(), 600000, $1)"
+            ),
+            &[&newer],
+        )
+        .await
+        .expect("a newer host registered");
+    old.until("the host to stand aside", Duration::from_secs(30), || async {
+        let (status, ready) = old.get("/readyz").await;
+        status == 503 && ready["version"] == json!("superseded")
+    })
+    .await;
+    old.until_logged("a host of a newer version serves on this store");
+    let (_, ready) = old.get("/readyz").await;
+    assert_eq!(ready["host_id"], json!("ok"), "its name is its own: {ready}");
+
+    let before = drives_started(&old).await;
+    let delivered = deliver(&[&old], 2..5, 2).await;
+    // Fifteen claim polls later, nothing was claimed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        schema
+            .count(
+                "SELECT count(*) FROM tasks WHERE status = 'running' AND owner IS NULL",
+                &[]
+            )
+            .await,
+        3,
+        "the orders wait, unclaimed"
+    );
+    assert_eq!(drives_started(&old).await, before, "the superseded host drove nothing");
+
+    // The newer host is gone (not seen for its lease): the host claims again.
+    schema
+        .scratch
+        .admin()
+        .execute(
+            &format!("UPDATE {name}.hosts SET seen = now() - interval '1 hour' WHERE host = 'upgraded'"),
+            &[],
+        )
+        .await
+        .expect("the newer host gone");
+    old.until("the host to be ready again", Duration::from_secs(30), || async {
+        old.get("/readyz").await.0 == 200
+    })
+    .await;
+    old.until_logged("no host of a newer version serves on this store any more");
+    all_completed(&old, &delivered).await;
+    assert!(drives_started(&old).await > before, "it drives again");
+    drop(old);
+    schema.drop_schema().await;
+}
+
 /// Waits (up to a minute) until no task runs, as `host` counts them, then requires every one of
 /// `delivered` (order, task id) completed.
 async fn all_completed(host: &ServeProcess, delivered: &[(usize, String)]) {

@@ -27,7 +27,7 @@ use super::drive::redrive_delay;
 use super::stopping::Phase;
 use super::{Inner, Service, ServiceError};
 use crate::config::ClusterSection;
-use crate::store::{StoreError, StoreEvent};
+use crate::store::{StoreError, StoreEvent, WRITE_FORMAT};
 use crate::task::TaskStatus;
 
 /// A task this host drives: the drive's generation and the signal that stops it.
@@ -75,7 +75,8 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// What this process knows of its hold on its `host_id`.
+/// What this process knows of its registration: its hold on its `host_id`, and whether a host
+/// of a newer build serves beside it.
 #[derive(Debug, Default)]
 struct NameHeld {
     /// When the last registration the store accepted was sent: the store saw this process then
@@ -83,6 +84,9 @@ struct NameHeld {
     renewed: Option<Instant>,
     /// Why the last registration was refused: another process holds the name now.
     taken: Option<String>,
+    /// The newest format another live host registered, when newer than this build's
+    /// [`WRITE_FORMAT`] ([`Cluster::superseded`]).
+    newer: Option<u32>,
 }
 
 impl NameHeld {
@@ -180,6 +184,28 @@ impl Cluster {
         name.renewed = Some(sent);
         name.taken = None;
         lost
+    }
+
+    /// The format of a live host of a newer build than this one, if one serves on the store:
+    /// this process then claims no task (those it drives finish), and is not ready, since a
+    /// task a newer host wrote may hold what this build cannot read. An upgrade one host at a
+    /// time thus moves the work onto the new hosts as they start.
+    pub(crate) fn superseded(&self) -> Option<u32> {
+        self.name_held().newer
+    }
+
+    /// Records `newest`, the newest format another live host registered; answers whether this
+    /// process is superseded now, when that changed.
+    fn newest_seen(&self, newest: u32) -> Option<bool> {
+        let newer = (newest > WRITE_FORMAT).then_some(newest);
+        let was = std::mem::replace(&mut self.name_held().newer, newer);
+        (was.is_some() != newer.is_some()).then_some(newer.is_some())
+    }
+
+    /// Whether this process claims tasks now: it holds its name, and no newer host serves.
+    fn claims(&self) -> bool {
+        let held = self.name_held();
+        held.lost(self.lease).is_none() && held.newer.is_none()
     }
 
     fn name_held(&self) -> std::sync::MutexGuard<'_, NameHeld> {
@@ -289,8 +315,11 @@ impl Service {
                 }
                 Err(StoreError::Conflict(why)) => return Err(ServiceError::Invalid(why)),
                 Err(e) => return Err(e.into()),
-                Ok(()) => {
+                Ok(newest) => {
                     cluster.name_renewed(sent);
+                    if let Some(change) = cluster.newest_seen(newest) {
+                        tell_superseded(&cluster, change);
+                    }
                     break;
                 }
             }
@@ -423,8 +452,9 @@ impl Service {
     /// Claims tasks while workers are free, and drives each on one.
     async fn claim_available(&self, cluster: &Arc<Cluster>) {
         loop {
-            // A process that may have lost its name to another claims nothing under it.
-            if self.is_stopping() || cluster.name_lost().is_some() {
+            // A process that may have lost its name to another claims nothing under it, nor one a
+            // newer host superseded.
+            if self.is_stopping() || !cluster.claims() {
                 return;
             }
             let mut permits: Vec<OwnedSemaphorePermit> = Vec::new();
@@ -455,6 +485,15 @@ impl Service {
             }
             if cluster.name_lost().is_some() {
                 // Lost while the claim was under way: the leases are left to lapse.
+                return;
+            }
+            if cluster.superseded().is_some() {
+                // Superseded while the claim was under way: the tasks are the newer hosts' at once.
+                for id in &ids {
+                    if let Err(e) = self.inner.store.release_task(id, &cluster.owner).await {
+                        eprintln!("whenever serve: task {id}: cannot release it: {e}");
+                    }
+                }
                 return;
             }
             let claimed = ids.len();
@@ -653,7 +692,7 @@ async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
             .await;
         drop(registered);
         match renewed {
-            Ok(()) => {
+            Ok(newest) => {
                 failing = false;
                 if let Some(lost) = cluster.name_renewed(sent) {
                     eprintln!(
@@ -661,6 +700,10 @@ async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
                          claiming tasks again",
                         cluster.host_id
                     );
+                    cluster.wake();
+                }
+                if let Some(change) = cluster.newest_seen(newest) {
+                    tell_superseded(&cluster, change);
                     cluster.wake();
                 }
             }
@@ -684,6 +727,20 @@ async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
                 );
             }
             Err(_) => {}
+        }
+    }
+}
+
+/// Says that a host of a newer build serves beside this one now (`superseded`), or no longer.
+fn tell_superseded(cluster: &Cluster, superseded: bool) {
+    match cluster.superseded() {
+        Some(newer) if superseded => eprintln!(
+            "whenever serve: a host of a newer version serves on this store (it writes format \
+             {newer}, this one {WRITE_FORMAT}, which may not read what it writes): this one claims \
+             no more tasks, lets those it drives finish, and is not ready; stop it, or upgrade it"
+        ),
+        _ => {
+            eprintln!("whenever serve: no host of a newer version serves on this store any more: claiming tasks again")
         }
     }
 }
@@ -771,6 +828,24 @@ mod tests {
             "taken back, and said what it was"
         );
         assert_eq!(cluster.name_lost(), None);
+    }
+
+    #[test]
+    fn a_process_claims_while_it_holds_its_name_and_no_newer_host_serves() {
+        let cluster = Cluster::new(&ClusterSection::default());
+        assert!(!cluster.claims(), "never registered");
+        cluster.name_renewed(Instant::now());
+        assert!(cluster.claims());
+        assert_eq!(cluster.newest_seen(0), None, "no other host: nothing changed");
+        assert_eq!(cluster.newest_seen(WRITE_FORMAT), None, "hosts of its own version");
+        assert!(cluster.claims());
+        assert_eq!(cluster.newest_seen(WRITE_FORMAT + 1), Some(true), "superseded now");
+        assert_eq!(cluster.newest_seen(WRITE_FORMAT + 2), None, "superseded still");
+        assert_eq!(cluster.superseded(), Some(WRITE_FORMAT + 2));
+        assert!(!cluster.claims());
+        assert_eq!(cluster.name_lost(), None, "its name is its own all along");
+        assert_eq!(cluster.newest_seen(WRITE_FORMAT), Some(false), "the newer host is gone");
+        assert!(cluster.claims());
     }
 
     #[test]

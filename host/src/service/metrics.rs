@@ -596,12 +596,14 @@ fn render_readiness(out: &mut String, readiness: &Readiness) {
          whenever_ready {}\n\
          # HELP whenever_ready_check Each check of /readyz: 1 when it passes (serving: neither draining \
          nor stopping; store: a probe write committed within {} s; drives: none ended on a storage \
-         failure in the last {} s; host_id: in a cluster, this process holds its name).\n\
+         failure in the last {} s; host_id: in a cluster, this process holds its name; version: in a \
+         cluster, no host of a newer version serves beside it).\n\
          # TYPE whenever_ready_check gauge\n\
          whenever_ready_check{{check=\"serving\"}} {}\n\
          whenever_ready_check{{check=\"store\"}} {}\n\
          whenever_ready_check{{check=\"drives\"}} {}\n\
-         whenever_ready_check{{check=\"host_id\"}} {}",
+         whenever_ready_check{{check=\"host_id\"}} {}\n\
+         whenever_ready_check{{check=\"version\"}} {}",
         u8::from(readiness.status == ReadyStatus::Ready),
         PROBE_TIMEOUT.as_secs(),
         FAILED_DRIVE_WINDOW.as_secs(),
@@ -609,6 +611,7 @@ fn render_readiness(out: &mut String, readiness: &Readiness) {
         passed(readiness.store),
         passed(readiness.drives),
         passed(readiness.host_id),
+        passed(readiness.version),
     );
     if let Some(ms) = readiness.probe_ms {
         let _ = writeln!(
@@ -658,6 +661,7 @@ mod tests {
             store: Check::Ok,
             drives: Check::Ok,
             host_id: Check::Ok,
+            version: Check::Ok,
             probe_ms: Some(1.5),
             reason: None,
         }
@@ -686,6 +690,7 @@ mod tests {
             status: ReadyStatus::NotReady,
             store: Check::TimedOut,
             host_id: Check::Taken,
+            version: Check::Superseded,
             probe_ms: None,
             ..ready()
         };
@@ -698,6 +703,7 @@ mod tests {
             "whenever_ready_check{check=\"store\"} 0\n",
             "whenever_ready_check{check=\"drives\"} 1\n",
             "whenever_ready_check{check=\"host_id\"} 0\n",
+            "whenever_ready_check{check=\"version\"} 0\n",
         ] {
             assert!(text.contains(line), "{line}in {text}");
         }

@@ -1,7 +1,8 @@
 //! Whether this host should be sent work now (`GET /readyz`): it is serving, neither draining
 //! ahead of a stop nor stopping; its store committed a write just now; no drive of it failed
 //! for want of storage lately; and in a cluster, it holds its `host_id` (a process that lost it
-//! to another drives nothing). A load
+//! to another drives nothing) and no host of a newer version serves beside it (it would claim
+//! no task). A load
 //! balancer or an orchestrator takes a host that is not ready out of rotation (another host of a
 //! cluster takes the requests), while `/healthz` only says that the process answers.
 //!
@@ -46,6 +47,10 @@ pub struct Readiness {
     /// process registered under it; `lapsed` when no registration of it was accepted for a
     /// lease. Either way it claims and drives nothing. `ok` on a store no hosts share.
     pub host_id: Check,
+    /// In a cluster, `ok`; `superseded` while a host of a newer version serves on the store
+    /// ([`crate::store::WRITE_FORMAT`]): this one claims no task then, and lets those it drives
+    /// finish. `ok` on a store no hosts share.
+    pub version: Check,
     /// How long the probe took to commit, in milliseconds (absent when it did not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_ms: Option<f64>,
@@ -87,6 +92,8 @@ pub enum Check {
     Taken,
     /// This host's `host_id` was not renewed for a lease.
     Lapsed,
+    /// A host of a newer version serves on the store.
+    Superseded,
 }
 
 /// The last probe's answer, reused for [`REUSED_FOR`]; its lock is held while a probe is under
@@ -150,7 +157,14 @@ impl Service {
             Some(NameLost::Taken(_)) => Check::Taken,
             Some(NameLost::Lapsed(_)) => Check::Lapsed,
         };
-        let ready = [serving, probed.store, drives, host_id].iter().all(|c| *c == Check::Ok);
+        let newer = self.cluster().and_then(|c| c.superseded());
+        let version = match newer {
+            None => Check::Ok,
+            Some(_) => Check::Superseded,
+        };
+        let ready = [serving, probed.store, drives, host_id, version]
+            .iter()
+            .all(|c| *c == Check::Ok);
         let reason = probed
             .reason
             .clone()
@@ -162,7 +176,16 @@ impl Service {
                     )
                 })
             })
-            .or_else(|| name_lost.map(|lost| lost.to_string()));
+            .or_else(|| name_lost.map(|lost| lost.to_string()))
+            .or_else(|| {
+                newer.map(|format| {
+                    format!(
+                        "a host of a newer version serves on this store (it writes format {format}, \
+                         this one {})",
+                        crate::store::WRITE_FORMAT
+                    )
+                })
+            });
         if ready != probed.ready {
             match &reason {
                 _ if ready => eprintln!("whenever serve: ready again"),
@@ -184,6 +207,7 @@ impl Service {
             store: probed.store,
             drives,
             host_id,
+            version,
             probe_ms: probed.took.map(|t| t.as_secs_f64() * 1000.0),
             reason,
         }

@@ -145,6 +145,9 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     // 12: the lease of the process registered under each name, which its registration is fresh
     // for (0 in rows of hosts before this).
     "ALTER TABLE hosts ADD COLUMN lease_ms BIGINT NOT NULL DEFAULT 0;",
+    // 13: the format of what each host writes (`store::WRITE_FORMAT`; 0 in rows of hosts before
+    // this), so that an older host stands aside for a newer one.
+    "ALTER TABLE hosts ADD COLUMN format INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// How long the name of a process not seen since is kept in `hosts`: a name is registered again
@@ -1263,24 +1266,30 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<(), StoreError> {
+    async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<u32, StoreError> {
         let client = self.lease_client().await?;
+        let format = i32::try_from(super::WRITE_FORMAT).map_err(|e| corrupt("format", e))?;
         // The database's clock alone decides what is fresh: the hosts' clocks may disagree. The
         // holder's own lease counts too: it goes on driving until its registration is that old
-        // (`Cluster::name_lost`), however short a lease the process asking has.
+        // (`Cluster::name_lost`), however short a lease the process asking has. The other hosts
+        // are read as they were before the statement (all that matters is theirs).
         let taken = client
             .query_opt(
-                "INSERT INTO hosts (host, instance, seen, lease_ms) VALUES ($1, $2, now(), $3)
+                "INSERT INTO hosts (host, instance, seen, lease_ms, format) VALUES ($1, $2, now(), $3, $4)
                  ON CONFLICT (host) DO UPDATE
-                   SET instance = excluded.instance, seen = now(), lease_ms = excluded.lease_ms
+                   SET instance = excluded.instance, seen = now(), lease_ms = excluded.lease_ms,
+                       format = excluded.format
                  WHERE hosts.instance = excluded.instance
                     OR hosts.seen < now() - greatest(hosts.lease_ms, $3) * interval '1 millisecond'
-                 RETURNING xmax = 0",
-                &[&host, &instance, &millis(fresh)],
+                 RETURNING xmax = 0,
+                   (SELECT coalesce(max(h.format), 0) FROM hosts h
+                    WHERE h.host <> $1 AND h.seen >= now() - h.lease_ms * interval '1 millisecond')",
+                &[&host, &instance, &millis(fresh), &format],
             )
             .await
             .map_err(pg)?;
         if let Some(taken) = taken {
+            let newest = u32::try_from(taken.get::<_, i32>(1)).unwrap_or(0);
             if taken.get::<_, bool>(0) {
                 // A name new to the store: a start (a default `host_id` is new at every start).
                 // The names of processes killed without a word are swept now and then here; the
@@ -1298,7 +1307,7 @@ impl Store for PostgresStore {
                     );
                 }
             }
-            return Ok(());
+            return Ok(newest);
         }
         let ago: Option<i64> = client
             .query_opt(
@@ -1549,6 +1558,56 @@ pub(crate) mod tests {
         assert_eq!(names().await, ["crashed-an-hour-ago", "web-1"]);
         store.register_host("web-2", "p4", lease).await.expect("registered");
         assert_eq!(names().await, ["web-1", "web-2"]);
+        drop(client);
+        schema.drop_schema().await;
+    }
+
+    /// A registration answers the newest format among the other hosts seen within their lease:
+    /// its own row, a host not seen for its lease and a host of a build before formats (0) do
+    /// not make it newer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_registration_answers_the_newest_format_of_the_other_live_hosts() {
+        use crate::store::WRITE_FORMAT;
+        let Some(schema) = test_schema("host_formats").await else {
+            return;
+        };
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
+        let lease = Duration::from_secs(10);
+        assert_eq!(store.register_host("web-1", "p1", lease).await.expect("registered"), 0);
+        let newer = i32::try_from(WRITE_FORMAT + 1).expect("format");
+        let client = store.client().await.expect("client");
+        client
+            .execute(
+                "INSERT INTO hosts (host, instance, seen, lease_ms, format)
+                 VALUES ('old', 'p0', now(), 60000, 0), ('upgraded', 'p2', now(), 60000, $1)",
+                &[&newer],
+            )
+            .await
+            .expect("inserted");
+        assert_eq!(
+            store.register_host("web-1", "p1", lease).await.expect("renewed"),
+            WRITE_FORMAT + 1
+        );
+        let format: i32 = client
+            .query_one("SELECT format FROM hosts WHERE host = 'web-1'", &[])
+            .await
+            .expect("read")
+            .get(0);
+        assert_eq!(format as u32, WRITE_FORMAT, "its own build's, recorded");
+        // Not seen for its lease: gone, as far as formats go.
+        client
+            .execute(
+                "UPDATE hosts SET seen = now() - interval '2 minutes' WHERE host = 'upgraded'",
+                &[],
+            )
+            .await
+            .expect("aged");
+        assert_eq!(store.register_host("web-1", "p1", lease).await.expect("renewed"), 0);
+        assert_eq!(
+            store.register_host("web-2", "p3", lease).await.expect("registered"),
+            WRITE_FORMAT,
+            "web-1, of this build"
+        );
         drop(client);
         schema.drop_schema().await;
     }
