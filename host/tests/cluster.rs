@@ -796,9 +796,26 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
         status == 503 && ready["version"] == json!("superseded")
     })
     .await;
-    old.until_logged("a host of a newer version serves on this store");
+    old.until_logged("this one claims no more tasks, lets those it drives finish");
     let (_, ready) = old.get("/readyz").await;
     assert_eq!(ready["host_id"], json!("ok"), "its name is its own: {ready}");
+    // A change to a task a newer host may have written is refused: saved back whole by this
+    // build, what it cannot read would be lost.
+    let (status, error) = old
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/tasks/{}", delivered[0].1),
+            Some(br#"{"note": "from the old host"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(status, 503, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stands aside for a host of a newer version"),
+        "{error}"
+    );
 
     let before = drives_started(&old).await;
     let delivered = deliver(&[&old], 2..5, 2).await;

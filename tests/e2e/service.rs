@@ -1280,7 +1280,7 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
 async fn a_body_sent_as_another_media_type_is_taken_if_it_is_json_and_else_refused_naming_the_type() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(&db_in(&dir), &[WRITE_A], options()).await;
-    let send = |method: reqwest::Method, path: &str, content_type: &'static str, body: &'static str| {
+    let send = |method: reqwest::Method, path: &str, content_type: &'static str, body: &'static [u8]| {
         let request = server
             .http()
             .request(method, format!("{}{path}", server.base()))
@@ -1293,11 +1293,11 @@ async fn a_body_sent_as_another_media_type_is_taken_if_it_is_json_and_else_refus
         }
     };
     const FORM: &str = "application/x-www-form-urlencoded";
-    let (status, created) = send(reqwest::Method::POST, "/v1/tasks", FORM, r#"{"start": true}"#).await;
+    let (status, created) = send(reqwest::Method::POST, "/v1/tasks", FORM, br#"{"start": true}"#).await;
     assert_eq!(status, 201, "JSON sent as a form: {created}");
     let id = created["id"].as_str().expect("id").to_string();
 
-    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", FORM, "start=true&a=1").await;
+    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", FORM, b"start=true&a=1").await;
     assert_eq!(status, 415, "{error}");
     assert_eq!(error["error"]["code"], "unsupported_media_type");
     let message = error_message(&error);
@@ -1306,25 +1306,44 @@ async fn a_body_sent_as_another_media_type_is_taken_if_it_is_json_and_else_refus
             && message.contains("application/json"),
         "{message}"
     );
-    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", "application/json", "start=true").await;
-    assert_eq!(status, 400, "malformed, sent as JSON: {error}");
-    assert!(error_message(&error).contains("malformed JSON"), "{error}");
-    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", "text/plain", "").await;
+    for json_type in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/problem+json",
+    ] {
+        let (status, error) = send(reqwest::Method::POST, "/v1/tasks", json_type, b"start=true").await;
+        assert_eq!(status, 400, "malformed, sent as {json_type}: {error}");
+        assert!(error_message(&error).contains("malformed JSON"), "{error}");
+    }
+    // Not UTF-8, which JSON must be.
+    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", "text/plain", b"{\"caf\xe9\": 1}").await;
+    assert_eq!(status, 415, "Latin-1: {error}");
+    let (status, error) = send(reqwest::Method::POST, "/v1/tasks", "text/plain", b"").await;
     assert_eq!(status, 400, "an empty body is empty whatever its type: {error}");
 
     // The other routes that take JSON, each refusing without a change.
     let patch = format!("/v1/tasks/{id}");
     let retry = format!("/v1/tasks/{id}/retry");
     for (method, path, content_type, body) in [
-        (reqwest::Method::POST, "/v1/hooks/orders", "application/xml", "<order/>"),
-        (reqwest::Method::PATCH, patch.as_str(), FORM, "x=1"),
+        (
+            reqwest::Method::POST,
+            "/v1/hooks/orders",
+            "application/xml",
+            &b"<order/>"[..],
+        ),
+        (reqwest::Method::PATCH, patch.as_str(), FORM, &b"x=1"[..]),
         (
             reqwest::Method::POST,
             retry.as_str(),
             "multipart/form-data; boundary=b",
-            "--b--",
+            &b"--b--"[..],
         ),
-        (reqwest::Method::POST, "/v1/steps/write-a/rollback", FORM, "version=v1"),
+        (
+            reqwest::Method::POST,
+            "/v1/steps/write-a/rollback",
+            FORM,
+            &b"version=v1"[..],
+        ),
     ] {
         let (status, error) = send(method, path, content_type, body).await;
         assert_eq!(status, 415, "{path}: {error}");

@@ -474,45 +474,35 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<axum::Json<Value
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// Parses a request's JSON body ([`parse_json`]). The body decides, not its `Content-Type`:
-/// `curl -d '{...}'` labels JSON as a form. But a body that is not JSON, sent as something else
-/// (a form, XML), is a 415 naming the type it was sent as, which says more than where the JSON
-/// parser stopped.
+/// Parses a request's JSON body. The body decides, not its `Content-Type`: `curl -d '{...}'`
+/// labels JSON as a form. A body that is not JSON is a 400 naming where the parser stopped, or,
+/// sent as another type (a form, XML), a 415 naming that type, which says more. One holding an
+/// integer beyond 64 bits (which would be kept rounded) is a 400 naming it and where.
 pub(crate) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
-    if let Some(declared) = declared_not_json(headers)
-        && !bytes.iter().all(u8::is_ascii_whitespace)
-        && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
-    {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the request body was sent as {declared} and is not JSON ({e}); this route takes JSON \
-             (Content-Type: application/json)"
-        )));
-    }
-    parse_json(bytes)
-}
-
-/// The media type a request's `Content-Type` names, when it is not a JSON one
-/// (`application/json`, `text/json`, `…+json`).
-fn declared_not_json(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let json = essence == "application/json" || essence == "text/json" || essence.ends_with("+json");
-    (!json && !essence.is_empty()).then_some(essence)
-}
-
-/// Parses a JSON body; a malformed one, or one holding an integer beyond 64 bits (which would
-/// be kept rounded), is a 400 naming the problem and where.
-fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("the request body is empty; send JSON".into()));
     }
-    let value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON in the request body: {e}")))?;
+    let value = serde_json::from_slice(bytes).map_err(|e| match declared_not_json(headers) {
+        Some(declared) => ApiError::UnsupportedMediaType(format!(
+            "the request body was sent as {declared} and is not JSON ({e}); this route takes JSON \
+             (Content-Type: application/json)"
+        )),
+        None => ApiError::BadRequest(format!("malformed JSON in the request body: {e}")),
+    })?;
     // Read, such an integer has been rounded already: refused rather than stored so.
     if let Some(wide) = crate::wide_integer::first_wide_integer(bytes) {
         return Err(ApiError::BadRequest(format!("in the request body, {wide}")));
     }
     Ok(value)
+}
+
+/// The media type a request's `Content-Type` names, when it is not a JSON one
+/// (`application/json`, `text/json`, `…+json`).
+fn declared_not_json(headers: &HeaderMap) -> Option<String> {
+    let value = String::from_utf8_lossy(headers.get(header::CONTENT_TYPE)?.as_bytes()).into_owned();
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json = essence == "application/json" || essence == "text/json" || essence.ends_with("+json");
+    (!json && !essence.is_empty()).then_some(essence)
 }
 
 /// A small request body read strictly into `T` (which denies unknown fields): anything but an

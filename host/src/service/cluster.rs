@@ -215,7 +215,10 @@ impl Cluster {
     /// Records a registration refused because another process holds the name (`why`); answers
     /// whether it was held until now.
     fn name_taken(&self, why: String) -> bool {
-        self.name_held().taken.replace(why).is_none()
+        let mut held = self.name_held();
+        // What a registration refused saw of the other hosts is not known.
+        held.newer = None;
+        held.taken.replace(why).is_none()
     }
 
     /// Stops every drive here (the name they were claimed under may be another process's now).
@@ -488,8 +491,13 @@ impl Service {
                 return;
             }
             if cluster.superseded().is_some() {
-                // Superseded while the claim was under way: the tasks are the newer hosts' at once.
-                for id in &ids {
+                // Superseded while the claim was under way: the tasks are the newer hosts' at once,
+                // but for one a drive here holds still (its lease had lapsed and was taken back).
+                let driven: Vec<String> = {
+                    let held = cluster.held();
+                    ids.iter().filter(|id| held.contains_key(*id)).cloned().collect()
+                };
+                for id in ids.iter().filter(|id| !driven.contains(id)) {
                     if let Err(e) = self.inner.store.release_task(id, &cluster.owner).await {
                         eprintln!("whenever serve: task {id}: cannot release it: {e}");
                     }
@@ -694,16 +702,21 @@ async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
         match renewed {
             Ok(newest) => {
                 failing = false;
-                if let Some(lost) = cluster.name_renewed(sent) {
+                // What it saw of the others first: a claim woken by the name regained must not
+                // go ahead on a host superseded meanwhile.
+                let superseded = cluster.newest_seen(newest);
+                let regained = cluster.name_renewed(sent);
+                if let Some(lost) = &regained {
                     eprintln!(
-                        "whenever serve: host_id {} is this process's again ({lost} before): \
-                         claiming tasks again",
-                        cluster.host_id
+                        "whenever serve: host_id {} is this process's again ({lost} before){}",
+                        cluster.host_id,
+                        if cluster.claims() { ": claiming tasks again" } else { "" }
                     );
-                    cluster.wake();
                 }
-                if let Some(change) = cluster.newest_seen(newest) {
+                if let Some(change) = superseded {
                     tell_superseded(&cluster, change);
+                }
+                if cluster.claims() && (regained.is_some() || superseded == Some(false)) {
                     cluster.wake();
                 }
             }

@@ -54,7 +54,7 @@ pub struct Readiness {
     /// How long the probe took to commit, in milliseconds (absent when it did not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_ms: Option<f64>,
-    /// Why the store or the drives did not pass, for the log (not served: a storage error may
+    /// Why a check did not pass (the store, the drives, the name, the version), for the log (not served: a storage error may
     /// name paths and hosts, and `/readyz` answers without a token).
     #[serde(skip)]
     pub reason: Option<String>,

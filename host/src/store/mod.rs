@@ -437,7 +437,8 @@ pub trait Store: Send + Sync + 'static {
     /// A task taken over from another owner moves on a revision, so that owner, should it still
     /// be driving it (paused past its lease), can save it no more: its compare-and-swap fails.
     /// The service's owners are processes (`host_id/instance`), so this holds between two
-    /// processes given one `host_id` too.
+    /// processes given one `host_id` too. Nothing is claimed while a host of a newer
+    /// [`WRITE_FORMAT`] is registered and seen within its lease.
     async fn claim_tasks(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<String>, StoreError>;
 
     /// Extends `owner`'s leases on `ids` to `lease` from now; returns the ids it still holds (a

@@ -1217,9 +1217,14 @@ impl Store for PostgresStore {
         let client = self.lease_client().await?;
         let claim = client
             .prepare_cached(
+                // Nothing while a host of a newer format serves (`WRITE_FORMAT`): it may have
+                // written what this build cannot read. (Said at once here, where the host
+                // itself learns of it at its next registration.)
                 "WITH free AS (
                    SELECT seq, owner AS previous, lease_until AS expired FROM tasks
                    WHERE status = 'running' AND (owner IS NULL OR lease_until < now())
+                     AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.format > $4
+                                     AND h.seen >= now() - h.lease_ms * interval '1 millisecond')
                    ORDER BY seq LIMIT $2
                    FOR UPDATE SKIP LOCKED)
                  UPDATE tasks SET owner = $1, lease_until = now() + $3::bigint * interval '1 millisecond',
@@ -1229,8 +1234,9 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
+        let format = i32::try_from(super::WRITE_FORMAT).map_err(|e| corrupt("format", e))?;
         let mut rows = client
-            .query(&claim, &[&owner, &i64::from(limit), &millis(lease)])
+            .query(&claim, &[&owner, &i64::from(limit), &millis(lease), &format])
             .await
             .map_err(pg)?;
         rows.sort_by_key(|r| r.get::<_, i64>(1));
@@ -1588,6 +1594,9 @@ pub(crate) mod tests {
             store.register_host("web-1", "p1", lease).await.expect("renewed"),
             WRITE_FORMAT + 1
         );
+        let running = super::super::suite::with_a_starting_run(&store, serde_json::json!({"n": 1}), "write-a").await;
+        let claimed = store.claim_tasks("web-1/p1", 10, lease).await.expect("claims");
+        assert!(claimed.is_empty(), "nothing while a newer host serves: {claimed:?}");
         let format: i32 = client
             .query_one("SELECT format FROM hosts WHERE host = 'web-1'", &[])
             .await
@@ -1603,6 +1612,8 @@ pub(crate) mod tests {
             .await
             .expect("aged");
         assert_eq!(store.register_host("web-1", "p1", lease).await.expect("renewed"), 0);
+        let claimed = store.claim_tasks("web-1/p1", 10, lease).await.expect("claims");
+        assert_eq!(claimed, [running.id.clone()], "claimable again");
         assert_eq!(
             store.register_host("web-2", "p3", lease).await.expect("registered"),
             WRITE_FORMAT,
