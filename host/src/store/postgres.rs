@@ -1613,7 +1613,7 @@ pub(crate) mod tests {
             .expect("aged");
         assert_eq!(store.register_host("web-1", "p1", lease).await.expect("renewed"), 0);
         let claimed = store.claim_tasks("web-1/p1", 10, lease).await.expect("claims");
-        assert_eq!(claimed, [running.id.clone()], "claimable again");
+        assert_eq!(claimed, [running.id], "claimable again");
         assert_eq!(
             store.register_host("web-2", "p3", lease).await.expect("registered"),
             WRITE_FORMAT,
