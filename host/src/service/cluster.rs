@@ -12,6 +12,11 @@
 //!   Saves stay compare-and-swap on the revision, so a host that lost a task cannot overwrite
 //!   the new holder's progress; an interrupted run is re-run by the new holder with the journaled
 //!   connector results replayed, and calls it repeats carry the same idempotency key.
+//! - **Versions.** Each host registers the format of what it writes
+//!   ([`WRITE_FORMAT`](crate::store::WRITE_FORMAT)); one that sees a live host of a newer format
+//!   claims nothing (the claim query skips it too), changes no task and is not ready, until that
+//!   host is gone ([`Cluster::superseded`]): an upgrade one host at a time moves the work onto the
+//!   new hosts.
 //! - **Steps.** A deploy, rollback or removal through any host is stored and notified; every host
 //!   reloads the serving steps from the store, and a host that claims work first checks that its
 //!   steps are those the store serves (the steps stamp), so a task resumed for a new step is never
@@ -752,9 +757,10 @@ fn tell_superseded(cluster: &Cluster, superseded: bool) {
              {newer}, this one {WRITE_FORMAT}, which may not read what it writes): this one claims \
              no more tasks, lets those it drives finish, and is not ready; stop it, or upgrade it"
         ),
-        _ => {
-            eprintln!("whenever serve: no host of a newer version serves on this store any more: claiming tasks again")
-        }
+        _ => eprintln!(
+            "whenever serve: no host of a newer version serves on this store any more{}",
+            if cluster.claims() { ": claiming tasks again" } else { "" }
+        ),
     }
 }
 
