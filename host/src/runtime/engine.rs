@@ -604,10 +604,10 @@ fn compile_gate(digest: &str) -> Arc<tokio::sync::Mutex<()>> {
 
 /// Awaits a call into the guest for at most its deadline of the run's own time ([`RunClock`]:
 /// not its connector calls, which have timeouts of their own, nor the time it was ready to go on
-/// while its thread ran other runs or its drive's own work). The
-/// epoch ticks stop wasm that computes; this stops a guest that waits in the host otherwise (a
-/// WASI sleep, a poll), which the ticks never see. Dropping the call's future abandons the guest,
-/// whose store is not used again; the error is the one an epoch interrupt gives.
+/// while its thread ran other runs or its drive's own work). The epoch ticks stop wasm that
+/// computes; this stops a guest that waits in the host otherwise (a WASI sleep, a poll), which
+/// the ticks never see. Dropping the call's future abandons the guest, whose store is not used
+/// again; the error is the one an epoch interrupt gives.
 async fn within_deadline<T>(
     limits: &StepLimits,
     clock: &Arc<RunClock>,

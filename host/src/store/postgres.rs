@@ -1218,7 +1218,7 @@ impl Store for PostgresStore {
         let claim = client
             .prepare_cached(
                 // Nothing while a host of a newer format serves (`WRITE_FORMAT`): it may have
-                // written what this build cannot read. (Said at once here, where the host
+                // written what this build cannot read. (This query sees it at once; the host
                 // itself learns of it at its next registration.)
                 "WITH free AS (
                    SELECT seq, owner AS previous, lease_until AS expired FROM tasks
