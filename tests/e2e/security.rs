@@ -116,6 +116,46 @@ async fn runs_that_share_a_thread_are_stopped_at_their_own_deadline() {
     }
 }
 
+/// A step that naps a nanosecond at a time yields to the host and is woken again at every nap,
+/// over and over: the time it is woken and waits for its thread is not its own, but the naps
+/// and what it computes between them are, so its deadline stops it, alone or beside runs that
+/// compute on the same thread.
+#[tokio::test]
+async fn a_step_that_naps_in_a_loop_is_stopped_by_the_deadline() {
+    let host = host_with(&[NAPS_FOREVER]).await;
+    let mut looping = manifest_of(&INFINITE_LOOP);
+    looping.limits.timeout_ms = 300;
+    deploy_as(&host, "infinite-loop", &INFINITE_LOOP, looping)
+        .await
+        .expect("loads");
+    let alone = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        run_task(&host, json!({"napForever": true})),
+    )
+    .await
+    .expect("stopped");
+    assert_eq!(error_of(&alone, "naps-forever").kind, RunErrorKind::Deadline);
+    let beside = (0..3)
+        .map(|_| run_task(&host, json!({"napForever": true})))
+        .chain((0..3).map(|_| run_task(&host, json!({"loopForever": true}))));
+    let tasks = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        futures_util::future::join_all(beside),
+    )
+    .await
+    .expect("every run stopped");
+    for task in &tasks {
+        assert_status(task, TaskStatus::Failed);
+        let step = if task.data["napForever"] == json!(true) {
+            "naps-forever"
+        } else {
+            "infinite-loop"
+        };
+        let error = error_of(task, step);
+        assert_eq!(error.kind, RunErrorKind::Deadline, "{}", error.message);
+    }
+}
+
 /// A step given a view returns only what it writes, so its runs add up in the task's data, each
 /// within the output limit: the scheduler's `max_task_bytes` fails the run that would pass it and
 /// keeps nothing that run wrote, and the data stays as the runs before left it.
