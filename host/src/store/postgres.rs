@@ -148,6 +148,13 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     // 13: the format of what each host writes (`store::WRITE_FORMAT`; 0 in rows of hosts before
     // this), so that an older host stands aside for a newer one.
     "ALTER TABLE hosts ADD COLUMN format INTEGER NOT NULL DEFAULT 0;",
+    // 14: a task's journal goes with the task. A host that lost its lease may journal a call as
+    // the task is deleted: the key lock the insert takes makes the delete wait for it and then
+    // take the row too (the rows such a race left before are swept first).
+    r#"
+DELETE FROM journal j WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = j.task_id);
+ALTER TABLE journal ADD CONSTRAINT journal_task FOREIGN KEY (task_id) REFERENCES tasks (id) ON DELETE CASCADE;
+"#,
 ];
 
 /// How long the name of a process not seen since is kept in `hosts`: a name is registered again
@@ -600,19 +607,26 @@ async fn listen(
     }
 }
 
-/// Deletes the runs and journal of the tasks `ids` (their rows are deleted already).
+/// Deletes the runs of the tasks `ids` (their rows are deleted already, and their journal with
+/// them: migration 14's foreign key).
 async fn delete_history(tx: &deadpool_postgres::Transaction<'_>, ids: &[&str]) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
-    for statement in [
-        "DELETE FROM runs WHERE task_id = ANY($1)",
-        "DELETE FROM journal WHERE task_id = ANY($1)",
-    ] {
-        tx.execute(statement, &[&ids]).await.map_err(pg)?;
-    }
+    tx.execute("DELETE FROM runs WHERE task_id = ANY($1)", &[&ids])
+        .await
+        .map_err(pg)?;
     Ok(())
 }
+
+/// Journals one connector call (parameters: task id, run id, call index, record), only while
+/// the task runs: a host that lost its lease (paused past it) may still journal a call after
+/// another host completed the task, and that row, the call's arguments with it, would be kept
+/// by nothing and swept by nothing but the task's deletion. The foreign key's lock on the task's
+/// row makes a deletion under way wait for the insert, and then take the row with the task.
+const JOURNAL_CALL: &str = "INSERT INTO journal (task_id, run_id, call_index, record)
+     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND status = 'running')
+     ON CONFLICT (task_id, run_id, call_index) DO UPDATE SET record = excluded.record";
 
 async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg)?;
@@ -1015,22 +1029,14 @@ impl Store for PostgresStore {
         let run_id = signed(run_id, "run id")?;
         let index = i64::try_from(index).map_err(|e| corrupt("call index", e))?;
         let client = self.pooled(&self.journal).await?;
-        let upsert = client
-            .prepare_cached(
-                // Only while the task runs: a host that lost its lease (paused past it) may still
-                // journal a call after another host completed or deleted the task, and that row,
-                // the call's arguments with it, would be kept by nothing and swept by nothing.
-                "INSERT INTO journal (task_id, run_id, call_index, record)
-                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND status = 'running')
-                 ON CONFLICT (task_id, run_id, call_index) DO UPDATE SET record = excluded.record",
-            )
-            .await
-            .map_err(pg)?;
-        client
-            .execute(&upsert, &[&task_id, &run_id, &index, &record])
-            .await
-            .map_err(pg)?;
-        Ok(())
+        let upsert = client.prepare_cached(JOURNAL_CALL).await.map_err(pg)?;
+        match client.execute(&upsert, &[&task_id, &run_id, &index, &record]).await {
+            // The task was deleted between the statement's look at it and its key check: there
+            // is nothing to keep the result for.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => Ok(()),
+            Err(e) => Err(pg(e)),
+            Ok(_) => Ok(()),
+        }
     }
 
     async fn put_step_version(&self, version: &StepVersion, make_current: bool) -> Result<(), StoreError> {
@@ -1716,6 +1722,52 @@ pub(crate) mod tests {
         assert_eq!(rows(running.id.clone()).await, 1, "kept while the task runs");
         assert_eq!(rows(settled.id.clone()).await, 0, "not kept for a completed task");
         drop(client);
+        schema.drop_schema().await;
+    }
+
+    /// A call journaled by a host that lost its lease, while other hosts complete and delete the
+    /// task, goes with the task: the deletion waits for the insert's key lock, then takes its
+    /// row. (Before the foreign key the deletion went first, and the row was kept for ever.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_journaled_as_its_task_is_deleted_goes_with_the_task() {
+        use super::super::suite::{call, with_a_starting_run};
+        let Some(schema) = test_schema("journal_deleted").await else {
+            return;
+        };
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
+        let mut task = with_a_starting_run(&store, serde_json::json!({"n": 1}), "write-a").await;
+        // The stale host's insert, under way: as far as it can see, the task runs.
+        let mut stale = store.client().await.expect("client");
+        let insert = stale.transaction().await.expect("begun");
+        let record = to_json(&call(1)).expect("record");
+        let inserted = insert
+            .execute(JOURNAL_CALL, &[&task.id, &0i64, &0i64, &record])
+            .await
+            .expect("journaled");
+        assert_eq!(inserted, 1);
+        // Another host completes the task meanwhile: a save takes no key lock, so it does not wait.
+        task.status = TaskStatus::Completed;
+        tokio::time::timeout(Duration::from_secs(10), store.save_task(TaskSave::whole(&task, 2)))
+            .await
+            .expect("the save does not wait for the insert")
+            .expect("saved");
+        // And a client deletes it: that waits for the insert to end.
+        let deleting = tokio::spawn({
+            let (store, id) = (store.clone(), task.id.clone());
+            async move { store.delete_task(&id, None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!deleting.is_finished(), "the deletion waits for the insert");
+        insert.commit().await.expect("committed");
+        deleting.await.expect("joined").expect("deleted");
+        let client = store.client().await.expect("client");
+        let left: i64 = client
+            .query_one("SELECT count(*) FROM journal WHERE task_id = $1", &[&task.id])
+            .await
+            .expect("counted")
+            .get(0);
+        assert_eq!(left, 0, "the call went with its task");
+        drop((client, stale));
         schema.drop_schema().await;
     }
 
