@@ -3,8 +3,8 @@
 //!
 //! - **Claiming.** A host drives only the tasks it holds a lease on. One claim loop per host takes
 //!   as many running, unheld (or expired) tasks as it has free workers, a batch at a time
-//!   ([`Store::claim_tasks`](crate::store::Store::claim_tasks), `FOR UPDATE SKIP LOCKED`). It
-//!   wakes when a task is created or resumed here, when a drive ends, when another host's
+//!   ([`Store::claim_tasks`](crate::store::Store::claim_tasks), `FOR NO KEY UPDATE SKIP
+//!   LOCKED`). It wakes when a task is created or resumed here, when a drive ends, when another host's
 //!   `NOTIFY` arrives, and every `poll_ms` as a backstop.
 //! - **Renewing.** Every quarter of the lease the host renews the leases of the tasks it drives; a
 //!   task it no longer holds (another host took it over after the lease expired) stops being

@@ -6,9 +6,9 @@
 //! advisory lock, so hosts starting together apply them once.
 //!
 //! Several hosts: a running task is held by one host at a time through a lease (`owner`,
-//! `lease_until`), claimed with `FOR UPDATE SKIP LOCKED`, renewed while the host drives it and
-//! ended when the task settles; a lease that expires (its host died) lets another host claim the
-//! task, which re-runs interrupted runs with the journaled connector results. Saves stay
+//! `lease_until`), claimed with `FOR NO KEY UPDATE SKIP LOCKED`, renewed while the host drives it
+//! and ended when the task settles; a lease that expires (its host died) lets another host claim
+//! the task, which re-runs interrupted runs with the journaled connector results. Saves stay
 //! compare-and-swap on the revision, so a host that lost its lease cannot overwrite the new
 //! holder's progress. Changes other hosts must hear of go out with `pg_notify` in the same
 //! transaction (a claimable task; a change of serving steps), on one channel per schema;
@@ -150,8 +150,11 @@ CREATE INDEX step_changes_by_name ON step_changes (name, seq);
     "ALTER TABLE hosts ADD COLUMN format INTEGER NOT NULL DEFAULT 0;",
     // 14: a task's journal goes with the task. A host that lost its lease may journal a call as
     // the task is deleted: the key lock the insert takes makes the delete wait for it and then
-    // take the row too (the rows such a race left before are swept first).
+    // take the row too (the rows such a race left before are swept first). The tables are locked
+    // first, tasks before journal as the deletions of hosts not yet upgraded take them, so that
+    // none of them deadlocks with this or journals a row between the sweep and the check.
     r#"
+LOCK TABLE tasks, journal IN SHARE ROW EXCLUSIVE MODE;
 DELETE FROM journal j WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = j.task_id);
 ALTER TABLE journal ADD CONSTRAINT journal_task FOREIGN KEY (task_id) REFERENCES tasks (id) ON DELETE CASCADE;
 "#,
@@ -1033,7 +1036,12 @@ impl Store for PostgresStore {
         match client.execute(&upsert, &[&task_id, &run_id, &index, &record]).await {
             // The task was deleted between the statement's look at it and its key check: there
             // is nothing to keep the result for.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => Ok(()),
+            Err(e)
+                if e.as_db_error()
+                    .is_some_and(|db| db.constraint() == Some("journal_task")) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(pg(e)),
             Ok(_) => Ok(()),
         }
@@ -1232,7 +1240,7 @@ impl Store for PostgresStore {
                      AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.format > $4
                                      AND h.seen >= now() - h.lease_ms * interval '1 millisecond')
                    ORDER BY seq LIMIT $2
-                   FOR UPDATE SKIP LOCKED)
+                   FOR NO KEY UPDATE SKIP LOCKED)
                  UPDATE tasks SET owner = $1, lease_until = now() + $3::bigint * interval '1 millisecond',
                    revision = CASE WHEN free.previous <> $1 THEN tasks.revision + 1 ELSE tasks.revision END
                  FROM free WHERE tasks.seq = free.seq
