@@ -94,13 +94,7 @@ async fn runs_that_share_a_thread_are_stopped_at_their_own_deadline() {
     deploy_as(&host, "infinite-loop", &INFINITE_LOOP, manifest)
         .await
         .expect("loads");
-    let tasks = (0..8).map(|_| run_task(&host, json!({"loopForever": true})));
-    let tasks = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        futures_util::future::join_all(tasks),
-    )
-    .await
-    .expect("every run stopped");
+    let tasks = all_stopped((0..8).map(|_| run_task(&host, json!({"loopForever": true})))).await;
     for task in &tasks {
         assert_status(task, TaskStatus::Failed);
         let error = error_of(task, "infinite-loop");
@@ -138,12 +132,7 @@ async fn a_step_that_naps_in_a_loop_is_stopped_by_the_deadline() {
     let beside = (0..3)
         .map(|_| run_task(&host, json!({"napForever": true})))
         .chain((0..3).map(|_| run_task(&host, json!({"loopForever": true}))));
-    let tasks = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        futures_util::future::join_all(beside),
-    )
-    .await
-    .expect("every run stopped");
+    let tasks = all_stopped(beside).await;
     for task in &tasks {
         assert_status(task, TaskStatus::Failed);
         let step = if task.data["napForever"] == json!(true) {
@@ -154,6 +143,18 @@ async fn a_step_that_naps_in_a_loop_is_stopped_by_the_deadline() {
         let error = error_of(task, step);
         assert_eq!(error.kind, RunErrorKind::Deadline, "{}", error.message);
     }
+}
+
+/// Drives `tasks` at once on the test's one thread; each must end within two minutes.
+async fn all_stopped<F: std::future::Future<Output = whenever::task::Task>>(
+    tasks: impl Iterator<Item = F>,
+) -> Vec<whenever::task::Task> {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        futures_util::future::join_all(tasks),
+    )
+    .await
+    .expect("every run stopped")
 }
 
 /// A step given a view returns only what it writes, so its runs add up in the task's data, each
