@@ -1779,6 +1779,54 @@ pub(crate) mod tests {
         schema.drop_schema().await;
     }
 
+    /// A task deleted after a journal insert looked at it but before the insert's key check (a
+    /// trigger holds the insert in between) keeps nothing, and the call is no error: there is no
+    /// task to keep its result for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_journaled_for_a_task_deleted_under_it_keeps_nothing_and_is_no_error() {
+        use super::super::suite::{call, with_a_starting_run};
+        let Some(schema) = test_schema("journal_key_check").await else {
+            return;
+        };
+        let store = PostgresStore::connect(schema.url()).await.expect("connects");
+        let mut task = with_a_starting_run(&store, serde_json::json!({"n": 1}), "write-a").await;
+        const HELD: i64 = 0x6a6f_7572_6e61_6c; // "journal"
+        let holder = store.client().await.expect("client");
+        holder
+            .batch_execute(&format!(
+                "CREATE FUNCTION held_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN PERFORM pg_advisory_xact_lock({HELD}); RETURN NEW; END $$;
+                 CREATE TRIGGER held_insert BEFORE INSERT ON journal
+                   FOR EACH ROW EXECUTE FUNCTION held_insert();
+                 SELECT pg_advisory_lock({HELD});"
+            ))
+            .await
+            .expect("the insert held");
+        // The insert looks at the task (it runs) and waits in the trigger, before its key check.
+        let journaling = tokio::spawn({
+            let (store, id) = (store.clone(), task.id.clone());
+            async move { store.journal_call(&id, 0, 0, &call(1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!journaling.is_finished(), "the insert waits in the trigger");
+        task.status = TaskStatus::Completed;
+        store.save_task(TaskSave::whole(&task, 2)).await.expect("saved");
+        store.delete_task(&task.id, None).await.expect("deleted");
+        holder
+            .execute("SELECT pg_advisory_unlock($1)", &[&HELD])
+            .await
+            .expect("released");
+        journaling.await.expect("joined").expect("no error: the task is gone");
+        let left: i64 = holder
+            .query_one("SELECT count(*) FROM journal WHERE task_id = $1", &[&task.id])
+            .await
+            .expect("counted")
+            .get(0);
+        assert_eq!(left, 0);
+        drop(holder);
+        schema.drop_schema().await;
+    }
+
     #[tokio::test]
     async fn store_suite_passes_on_postgres() {
         let Some(schema) = test_schema("store_suite").await else {
