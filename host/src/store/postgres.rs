@@ -1790,7 +1790,7 @@ pub(crate) mod tests {
         };
         let store = PostgresStore::connect(schema.url()).await.expect("connects");
         let mut task = with_a_starting_run(&store, serde_json::json!({"n": 1}), "write-a").await;
-        const HELD: i64 = 0x6a6f_7572_6e61_6c; // "journal"
+        const HELD: i64 = 0x006a_6f75_726e_616c; // "journal"
         let holder = store.client().await.expect("client");
         holder
             .batch_execute(&format!(
