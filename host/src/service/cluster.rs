@@ -4,8 +4,8 @@
 //! - **Claiming.** A host drives only the tasks it holds a lease on. One claim loop per host takes
 //!   as many running, unheld (or expired) tasks as it has free workers, a batch at a time
 //!   ([`Store::claim_tasks`](crate::store::Store::claim_tasks), `FOR NO KEY UPDATE SKIP
-//!   LOCKED`). It wakes when a task is created or resumed here, when a drive ends, when another host's
-//!   `NOTIFY` arrives, and every `poll_ms` as a backstop.
+//!   LOCKED`). It wakes when a task is created or resumed here, when a drive ends, when another
+//!   host's `NOTIFY` arrives, and every `poll_ms` as a backstop.
 //! - **Renewing.** Every quarter of the lease the host renews the leases of the tasks it drives; a
 //!   task it no longer holds (another host took it over after the lease expired) stops being
 //!   driven here at once, and so does everything when renewals have failed for a whole lease.
@@ -127,6 +127,11 @@ impl std::fmt::Display for NameLost {
             ),
         }
     }
+}
+
+/// Names a live host of format `newer`, newer than this build's, for what this one says of it.
+pub(crate) fn newer_host(newer: u32) -> String {
+    format!("a host of a newer version (it writes format {newer}, this one {WRITE_FORMAT})")
 }
 
 /// A name for this host: the configured one, else [`process_name`].
@@ -282,6 +287,12 @@ impl Service {
     /// This host's side of the cluster, when the store is shared.
     pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.inner.cluster.as_ref()
+    }
+
+    /// The format of a live host of a newer build than this one, when one serves on the store
+    /// ([`Cluster::superseded`]; `None` on an unshared store).
+    pub(crate) fn superseded(&self) -> Option<u32> {
+        self.cluster().and_then(|c| c.superseded())
     }
 
     /// This host's name among the hosts sharing the store (`None` on an unshared store).
@@ -753,9 +764,10 @@ async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
 fn tell_superseded(cluster: &Cluster, superseded: bool) {
     match cluster.superseded() {
         Some(newer) if superseded => eprintln!(
-            "whenever serve: a host of a newer version serves on this store (it writes format \
-             {newer}, this one {WRITE_FORMAT}, which may not read what it writes): this one claims \
-             no more tasks, lets those it drives finish, and is not ready; stop it, or upgrade it"
+            "whenever serve: {} serves on this store, and this one may not read what it writes: \
+             this one claims no more tasks, lets those it drives finish, and is not ready; stop \
+             it, or upgrade it",
+            newer_host(newer)
         ),
         _ => eprintln!(
             "whenever serve: no host of a newer version serves on this store any more{}",

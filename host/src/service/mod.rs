@@ -610,13 +610,13 @@ impl Service {
         revisions: Option<&[u64]>,
         change: impl FnOnce(&mut Task) -> Result<Resume, ServiceError>,
     ) -> Result<Task, ServiceError> {
-        if let Some(newer) = self.cluster().and_then(|c| c.superseded()) {
+        if let Some(newer) = self.superseded() {
             // A task a newer host wrote may hold what this build cannot read, and would lose it
             // here, saved back whole.
             return Err(StoreError::Unavailable(format!(
-                "this host stands aside for a host of a newer version (it writes format {newer}, \
-                 this one {}), whose tasks it may not read whole: send the request to another host",
-                crate::store::WRITE_FORMAT
+                "this host stands aside for {}, whose tasks it may not read whole: send the \
+                 request to another host",
+                cluster::newer_host(newer)
             ))
             .into());
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::Service;
-use super::cluster::NameLost;
+use super::cluster::{NameLost, newer_host};
 use crate::store::StoreError;
 
 /// How long the store gets to commit a probe; a slower store counts as not ready.
@@ -54,8 +54,9 @@ pub struct Readiness {
     /// How long the probe took to commit, in milliseconds (absent when it did not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_ms: Option<f64>,
-    /// Why a check did not pass (the store, the drives, the name, the version), for the log (not served: a storage error may
-    /// name paths and hosts, and `/readyz` answers without a token).
+    /// Why a check did not pass (the store, the drives, the name, the version), for the log
+    /// (not served: a storage error may name paths and hosts, and `/readyz` answers without a
+    /// token).
     #[serde(skip)]
     pub reason: Option<String>,
 }
@@ -157,7 +158,7 @@ impl Service {
             Some(NameLost::Taken(_)) => Check::Taken,
             Some(NameLost::Lapsed(_)) => Check::Lapsed,
         };
-        let newer = self.cluster().and_then(|c| c.superseded());
+        let newer = self.superseded();
         let version = match newer {
             None => Check::Ok,
             Some(_) => Check::Superseded,
@@ -177,15 +178,7 @@ impl Service {
                 })
             })
             .or_else(|| name_lost.map(|lost| lost.to_string()))
-            .or_else(|| {
-                newer.map(|format| {
-                    format!(
-                        "a host of a newer version serves on this store (it writes format {format}, \
-                         this one {})",
-                        crate::store::WRITE_FORMAT
-                    )
-                })
-            });
+            .or_else(|| newer.map(|format| format!("{} serves on this store", newer_host(format))));
         if ready != probed.ready {
             match &reason {
                 _ if ready => eprintln!("whenever serve: ready again"),

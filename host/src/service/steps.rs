@@ -419,7 +419,7 @@ impl Service {
     ///
     /// [`Store::reevaluated_at`]: crate::store::Store::reevaluated_at
     pub(crate) fn spawn_reevaluation(&self, changed: Option<String>) {
-        if self.cluster().is_some_and(|c| c.superseded().is_some()) {
+        if self.superseded().is_some() {
             // The hosts of the newer version re-evaluate the tasks, which this one may not read
             // whole.
             return;

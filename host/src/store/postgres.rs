@@ -1700,6 +1700,16 @@ pub(crate) mod tests {
         schema.drop_schema().await;
     }
 
+    /// How many calls are journaled for task `id`.
+    async fn journal_rows(store: &PostgresStore, id: &str) -> i64 {
+        let client = store.client().await.expect("client");
+        client
+            .query_one("SELECT count(*) FROM journal WHERE task_id = $1", &[&id])
+            .await
+            .expect("counted")
+            .get(0)
+    }
+
     /// A call journaled for a task that no longer runs (a host that lost its lease, still
     /// driving it) is not kept: nothing would ever read or delete it.
     #[tokio::test]
@@ -1716,20 +1726,12 @@ pub(crate) mod tests {
         for task in [&running, &settled] {
             store.journal_call(&task.id, 0, 0, &call(1)).await.expect("journaled");
         }
-        let client = store.client().await.expect("client");
-        let rows = |id: String| {
-            let client = &client;
-            async move {
-                client
-                    .query_one("SELECT count(*) FROM journal WHERE task_id = $1", &[&id])
-                    .await
-                    .expect("counted")
-                    .get::<_, i64>(0)
-            }
-        };
-        assert_eq!(rows(running.id.clone()).await, 1, "kept while the task runs");
-        assert_eq!(rows(settled.id.clone()).await, 0, "not kept for a completed task");
-        drop(client);
+        assert_eq!(journal_rows(&store, &running.id).await, 1, "kept while the task runs");
+        assert_eq!(
+            journal_rows(&store, &settled.id).await,
+            0,
+            "not kept for a completed task"
+        );
         schema.drop_schema().await;
     }
 
@@ -1768,14 +1770,8 @@ pub(crate) mod tests {
         assert!(!deleting.is_finished(), "the deletion waits for the insert");
         insert.commit().await.expect("committed");
         deleting.await.expect("joined").expect("deleted");
-        let client = store.client().await.expect("client");
-        let left: i64 = client
-            .query_one("SELECT count(*) FROM journal WHERE task_id = $1", &[&task.id])
-            .await
-            .expect("counted")
-            .get(0);
-        assert_eq!(left, 0, "the call went with its task");
-        drop((client, stale));
+        assert_eq!(journal_rows(&store, &task.id).await, 0, "the call went with its task");
+        drop(stale);
         schema.drop_schema().await;
     }
 
@@ -1817,12 +1813,7 @@ pub(crate) mod tests {
             .await
             .expect("released");
         journaling.await.expect("joined").expect("no error: the task is gone");
-        let left: i64 = holder
-            .query_one("SELECT count(*) FROM journal WHERE task_id = $1", &[&task.id])
-            .await
-            .expect("counted")
-            .get(0);
-        assert_eq!(left, 0);
+        assert_eq!(journal_rows(&store, &task.id).await, 0);
         drop(holder);
         schema.drop_schema().await;
     }
