@@ -9,6 +9,8 @@
 //! - A host told to stop (SIGTERM) whose grace runs out releases its tasks, and another host
 //!   takes them over at once instead of after the lease.
 //! - One webhook delivery sent to two hosts at once with its delivery id makes one task.
+//! - A host stands aside while a host of a newer version serves, and a starting host registers
+//!   its version only once its steps are ready and it claims.
 //! - A second process given a running host's `host_id` is refused; one restarted under its name
 //!   after a crash waits for the dead one's registration to lapse.
 //! - Saves the database refuses for a while (disk full), connections it cuts under load, and a
@@ -851,6 +853,71 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
     all_completed(&old, &delivered).await;
     assert!(drives_started(&old).await > before, "it drives again");
     drop(old);
+    schema.drop_schema().await;
+}
+
+/// An upgraded host registers the format it writes only once its steps are compiled and it is
+/// about to claim: until then the hosts of the older build serve on (a newer format would make
+/// them stand aside while no host claims). The database logs, through triggers, each
+/// registration's format, each step version stored and each claim, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_host_registers_its_format_only_once_its_steps_are_ready_to_claim_with() {
+    let Some(schema) = Schema::create("starting_format").await else {
+        return;
+    };
+    let store = PostgresStore::connect(schema.scratch.url()).await.expect("migrated");
+    let name = schema.scratch.name().to_string();
+    schema
+        .scratch
+        .admin()
+        .batch_execute(&format!(
+            "CREATE TABLE {name}.happened (seq BIGSERIAL PRIMARY KEY, what TEXT NOT NULL);
+             CREATE FUNCTION {name}.log_host() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO {name}.happened (what) VALUES ('format ' || NEW.format); RETURN NULL; END $$;
+             CREATE TRIGGER log_host AFTER INSERT OR UPDATE ON {name}.hosts
+               FOR EACH ROW EXECUTE FUNCTION {name}.log_host();
+             CREATE FUNCTION {name}.log_step() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO {name}.happened (what) VALUES ('step stored'); RETURN NULL; END $$;
+             CREATE TRIGGER log_step AFTER INSERT ON {name}.step_versions
+               FOR EACH ROW EXECUTE FUNCTION {name}.log_step();
+             CREATE FUNCTION {name}.log_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO {name}.happened (what) VALUES ('claim'); RETURN NULL; END $$;
+             CREATE TRIGGER log_claim AFTER UPDATE ON {name}.tasks FOR EACH ROW
+               WHEN (NEW.owner IS NOT NULL AND NEW.owner IS DISTINCT FROM OLD.owner)
+               EXECUTE FUNCTION {name}.log_claim();"
+        ))
+        .await
+        .expect("triggers");
+    // An order waiting to be claimed when the host starts.
+    let waiting = whenever::task::Task::new(order(0));
+    store.create_task(&waiting).await.expect("stored");
+
+    let (host, _) = schema.start_hosts(1).remove(0);
+    all_completed(&host, &[(0, waiting.id.clone())]).await;
+    let rows = schema
+        .scratch
+        .admin()
+        .query(&format!("SELECT what FROM {name}.happened ORDER BY seq"), &[])
+        .await
+        .expect("read");
+    let happened: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let claiming = format!("format {}", whenever::store::WRITE_FORMAT);
+    let first = |what: &str| happened.iter().position(|h| h == what);
+    let published = first(&claiming).unwrap_or_else(|| panic!("never registered {claiming}: {happened:?}"));
+    assert_eq!(happened[0], "format 0", "registered as starting: {happened:?}");
+    let steps_stored = happened.iter().rposition(|h| h == "step stored");
+    assert!(
+        steps_stored.is_some_and(|last| last < published),
+        "the bundled steps were stored (compiled) before the format: {happened:?}"
+    );
+    let claimed = first("claim").unwrap_or_else(|| panic!("never claimed: {happened:?}"));
+    assert!(published < claimed, "the format before the first claim: {happened:?}");
+    assert!(
+        happened[published..].iter().all(|h| h != "format 0"),
+        "the format registered once it claims stays: {happened:?}"
+    );
+    drop(host);
+    drop(store);
     schema.drop_schema().await;
 }
 

@@ -23,6 +23,7 @@
 //!   evaluated against an older set.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -53,8 +54,12 @@ pub(crate) struct Cluster {
     /// own, and a takeover between them moves the task's revision on as any takeover does.
     owner: String,
     /// Whether this process holds its registration (until it stops): held across each renewal
-    /// and the removal at stop, so that no renewal under way puts the row back once it is gone.
+    /// and the removal at stop, so that no renewal under way puts the row back once it is gone,
+    /// nor the starting format back once the claiming one is registered.
     registered: tokio::sync::Mutex<bool>,
+    /// Whether this process claims tasks yet ([`Service::begin_claiming`]): it registers its
+    /// build's [`WRITE_FORMAT`] from then on, and 0 before ([`Cluster::format`]).
+    claiming: AtomicBool,
     /// Whether this process still holds `host_id` as far as it can tell ([`Cluster::name_lost`]).
     name: Mutex<NameHeld>,
     /// How long a claim holds without renewal.
@@ -66,7 +71,7 @@ pub(crate) struct Cluster {
     /// Tasks whose last drives here ended on a storage failure, with how many in a row: each is
     /// held that much longer before it is released to be claimed again ([`redrive_delay`]).
     failing: Mutex<HashMap<String, u32>>,
-    generation: std::sync::atomic::AtomicU64,
+    generation: AtomicU64,
     /// The steps stamp the catalog was loaded at.
     steps_stamp: tokio::sync::Mutex<String>,
 }
@@ -92,6 +97,9 @@ struct NameHeld {
     /// The newest format another live host registered, when newer than this build's
     /// [`WRITE_FORMAT`] ([`Cluster::superseded`]).
     newer: Option<u32>,
+    /// The format of the last registration the store accepted: until it is this build's, the
+    /// older hosts do not stand aside for this one, and it claims nothing.
+    format: u32,
 }
 
 impl NameHeld {
@@ -164,6 +172,7 @@ impl Cluster {
             host_id,
             instance,
             registered: tokio::sync::Mutex::new(false),
+            claiming: AtomicBool::new(false),
             name: Mutex::new(NameHeld::default()),
             lease: Duration::from_millis(settings.lease_ms.max(100)),
             poll: Duration::from_millis(settings.poll_ms.max(10)),
@@ -171,7 +180,7 @@ impl Cluster {
             wake: Notify::new(),
             held: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             steps_stamp: tokio::sync::Mutex::new(String::new()),
         }
     }
@@ -186,14 +195,26 @@ impl Cluster {
         self.name_held().lost(self.lease)
     }
 
-    /// Records a registration sent at `sent` and accepted; answers why the name was lost
-    /// before, when it was.
-    fn name_renewed(&self, sent: Instant) -> Option<NameLost> {
+    /// Records a registration of `format` sent at `sent` and accepted; answers why the name was
+    /// lost before, when it was.
+    fn name_renewed(&self, sent: Instant, format: u32) -> Option<NameLost> {
         let mut name = self.name_held();
         let lost = name.lost(self.lease);
         name.renewed = Some(sent);
         name.taken = None;
+        name.format = format;
         lost
+    }
+
+    /// The format this process registers: 0 while it starts, so that the hosts of an older
+    /// build serve on while an upgraded one compiles its steps; its build's [`WRITE_FORMAT`]
+    /// once it claims tasks, and with them may write what those hosts cannot read.
+    fn format(&self) -> u32 {
+        if self.claiming.load(Ordering::Acquire) {
+            WRITE_FORMAT
+        } else {
+            0
+        }
     }
 
     /// The format of a live host of a newer build than this one, if one serves on the store:
@@ -212,10 +233,11 @@ impl Cluster {
         (was.is_some() != newer.is_some()).then_some(newer.is_some())
     }
 
-    /// Whether this process claims tasks now: it holds its name, and no newer host serves.
+    /// Whether this process claims tasks now: it holds its name, the store has its format
+    /// (the claim query of an older host skips from then on), and no newer host serves.
     fn claims(&self) -> bool {
         let held = self.name_held();
-        held.lost(self.lease).is_none() && held.newer.is_none()
+        held.lost(self.lease).is_none() && held.newer.is_none() && held.format == WRITE_FORMAT
     }
 
     fn name_held(&self) -> std::sync::MutexGuard<'_, NameHeld> {
@@ -316,10 +338,11 @@ impl Service {
         let mut told = false;
         loop {
             let sent = Instant::now();
+            let format = cluster.format();
             match self
                 .inner
                 .store
-                .register_host(&cluster.host_id, &cluster.instance, cluster.lease)
+                .register_host(&cluster.host_id, &cluster.instance, cluster.lease, format)
                 .await
             {
                 Err(StoreError::Conflict(why)) if started.elapsed() < patience => {
@@ -335,7 +358,7 @@ impl Service {
                 Err(StoreError::Conflict(why)) => return Err(ServiceError::Invalid(why)),
                 Err(e) => return Err(e.into()),
                 Ok(newest) => {
-                    cluster.name_renewed(sent);
+                    cluster.name_renewed(sent, format);
                     if let Some(change) = cluster.newest_seen(newest) {
                         tell_superseded(&cluster, change);
                     }
@@ -381,8 +404,19 @@ impl Service {
             self.spawn(listen(weak.clone(), cluster.clone(), events));
         }
         self.spawn(renew(weak.clone(), cluster.clone()));
+        self.begin_claiming(&cluster).await;
         self.spawn(claim(weak, cluster));
         Ok(())
+    }
+
+    /// Registers this build's [`WRITE_FORMAT`] from now on, at once: the hosts of an older
+    /// build claim nothing from then on, and this one claims (once the store has it; a
+    /// registration that fails now is made again with the next renewal). Made once the steps
+    /// are compiled and loaded, so that no host claims while an upgraded one starts.
+    async fn begin_claiming(&self, cluster: &Arc<Cluster>) {
+        cluster.claiming.store(true, Ordering::Release);
+        let mut failing = false;
+        renew_registration(&self.inner, cluster, &mut failing).await;
     }
 
     /// Loads the steps the store serves now (new versions: a new manifest is one too) and drops
@@ -535,7 +569,7 @@ impl Service {
     /// Drives a claimed task on a worker until it settles or the lease is lost, then ends the lease.
     fn spawn_claimed(&self, cluster: &Arc<Cluster>, id: String, permit: OwnedSemaphorePermit) {
         let (stop, stopped) = oneshot::channel();
-        let generation = cluster.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let generation = cluster.generation.fetch_add(1, Ordering::Relaxed);
         {
             let mut held = cluster.held();
             if held.contains_key(&id) {
@@ -705,59 +739,71 @@ async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
     loop {
         tokio::time::sleep(cluster.lease / 4).await;
         let Some(inner) = service.upgrade() else { return };
-        let registered = cluster.registered.lock().await;
-        if !*registered {
+        if !renew_registration(&inner, &cluster, &mut failing).await {
             return;
         }
-        let sent = Instant::now();
-        let renewed = inner
-            .store
-            .register_host(&cluster.host_id, &cluster.instance, cluster.lease)
-            .await;
-        drop(registered);
-        match renewed {
-            Ok(newest) => {
-                failing = false;
-                // What it saw of the others first: a claim woken by the name regained must not
-                // go ahead on a host superseded meanwhile.
-                let superseded = cluster.newest_seen(newest);
-                let regained = cluster.name_renewed(sent);
-                if let Some(lost) = &regained {
-                    eprintln!(
-                        "whenever serve: host_id {} is this process's again ({lost} before){}",
-                        cluster.host_id,
-                        if cluster.claims() { ": claiming tasks again" } else { "" }
-                    );
-                }
-                if let Some(change) = superseded {
-                    tell_superseded(&cluster, change);
-                }
-                if cluster.claims() && (regained.is_some() || superseded == Some(false)) {
-                    cluster.wake();
-                }
-            }
-            Err(StoreError::Conflict(why)) => {
-                if cluster.name_taken(why.clone()) {
-                    let stopped = cluster.lose_all();
-                    eprintln!(
-                        "whenever serve: another process took host_id {} while this one was not \
-                         seen for a lease ({why}): this one claims no task and drives none (it \
-                         stopped {stopped}), and is not ready, until it can take the name back \
-                         (once the other stops); give every host its own host_id",
-                        cluster.host_id
-                    );
-                }
-            }
-            Err(e) if !failing => {
-                failing = true;
+    }
+}
+
+/// Registers this process once more, with the format it writes now ([`Cluster::format`]), and
+/// takes in what the store answered; `failing`: whether the last renewal failed (a failure is
+/// told once). Answers false once the service gave its name up.
+async fn renew_registration(inner: &Inner, cluster: &Arc<Cluster>, failing: &mut bool) -> bool {
+    let registered = cluster.registered.lock().await;
+    if !*registered {
+        return false;
+    }
+    let sent = Instant::now();
+    let format = cluster.format();
+    let renewed = inner
+        .store
+        .register_host(&cluster.host_id, &cluster.instance, cluster.lease, format)
+        .await;
+    drop(registered);
+    match renewed {
+        Ok(newest) => {
+            *failing = false;
+            let could_claim = cluster.claims();
+            // What it saw of the others first: a claim woken by the name regained must not go
+            // ahead on a host superseded meanwhile.
+            let superseded = cluster.newest_seen(newest);
+            let regained = cluster.name_renewed(sent, format);
+            if let Some(lost) = &regained {
                 eprintln!(
-                    "whenever serve: cannot renew the registration of host_id {}: {e}",
+                    "whenever serve: host_id {} is this process's again ({lost} before){}",
+                    cluster.host_id,
+                    if cluster.claims() { ": claiming tasks again" } else { "" }
+                );
+            }
+            if let Some(change) = superseded {
+                tell_superseded(cluster, change);
+            }
+            if cluster.claims() && !could_claim {
+                cluster.wake();
+            }
+        }
+        Err(StoreError::Conflict(why)) => {
+            if cluster.name_taken(why.clone()) {
+                let stopped = cluster.lose_all();
+                eprintln!(
+                    "whenever serve: another process took host_id {} while this one was not seen \
+                     for a lease ({why}): this one claims no task and drives none (it stopped \
+                     {stopped}), and is not ready, until it can take the name back (once the \
+                     other stops); give every host its own host_id",
                     cluster.host_id
                 );
             }
-            Err(_) => {}
         }
+        Err(e) if !*failing => {
+            *failing = true;
+            eprintln!(
+                "whenever serve: cannot renew the registration of host_id {}: {e}",
+                cluster.host_id
+            );
+        }
+        Err(_) => {}
     }
+    true
 }
 
 /// Says that a host of a newer build serves beside this one now (`superseded`), or no longer.
@@ -843,29 +889,40 @@ mod tests {
             matches!(cluster.name_lost(), Some(NameLost::Lapsed(_))),
             "never registered"
         );
-        assert!(cluster.name_renewed(Instant::now()).is_some(), "it was not held before");
+        assert!(
+            cluster.name_renewed(Instant::now(), WRITE_FORMAT).is_some(),
+            "it was not held before"
+        );
         assert_eq!(cluster.name_lost(), None);
         // Sent more than a lease ago: another process may have taken it since.
         let long_ago = Instant::now() - Duration::from_millis(300);
-        assert_eq!(cluster.name_renewed(long_ago), None, "it was held before");
+        assert_eq!(cluster.name_renewed(long_ago, WRITE_FORMAT), None, "it was held before");
         assert!(matches!(cluster.name_lost(), Some(NameLost::Lapsed(ago)) if ago >= cluster.lease));
-        cluster.name_renewed(Instant::now());
+        cluster.name_renewed(Instant::now(), WRITE_FORMAT);
         // Refused: taken, however recent the last registration accepted.
         assert!(cluster.name_taken("in use".into()), "held until now");
         assert!(!cluster.name_taken("in use".into()), "told once");
         assert_eq!(cluster.name_lost(), Some(NameLost::Taken("in use".into())));
         assert!(
-            matches!(cluster.name_renewed(Instant::now()), Some(NameLost::Taken(_))),
+            matches!(
+                cluster.name_renewed(Instant::now(), WRITE_FORMAT),
+                Some(NameLost::Taken(_))
+            ),
             "taken back, and said what it was"
         );
         assert_eq!(cluster.name_lost(), None);
     }
 
     #[test]
-    fn a_process_claims_while_it_holds_its_name_and_no_newer_host_serves() {
+    fn a_process_claims_while_it_holds_its_name_registered_as_claiming_and_no_newer_host_serves() {
         let cluster = Cluster::new(&ClusterSection::default());
         assert!(!cluster.claims(), "never registered");
-        cluster.name_renewed(Instant::now());
+        assert_eq!(cluster.format(), 0, "a starting process writes nothing yet");
+        cluster.name_renewed(Instant::now(), 0);
+        assert!(!cluster.claims(), "the older hosts do not stand aside for it yet");
+        cluster.claiming.store(true, Ordering::Release);
+        assert_eq!(cluster.format(), WRITE_FORMAT);
+        cluster.name_renewed(Instant::now(), WRITE_FORMAT);
         assert!(cluster.claims());
         assert_eq!(cluster.newest_seen(0), None, "no other host: nothing changed");
         assert_eq!(cluster.newest_seen(WRITE_FORMAT), None, "hosts of its own version");

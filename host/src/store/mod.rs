@@ -336,10 +336,11 @@ pub enum StoreEvent {
 
 /// The version of what this build writes to a shared store that a host built before it may
 /// not read: raise it with every change of that kind (a new kind of run or connector-call
-/// record, a new meaning of a column). Each host registers its format ([`Store::register_host`]);
-/// a host that sees a live host of a newer one claims no more tasks and answers `/readyz` 503
-/// (`version: superseded`), so that a cluster upgraded one host at a time never has an older
-/// host drive a task a newer one wrote. (Builds before this one record none: 0.)
+/// record, a new meaning of a column). Each host registers its format ([`Store::register_host`])
+/// once it claims tasks; a host that sees a live host of a newer one claims no more tasks and
+/// answers `/readyz` 503 (`version: superseded`), so that a cluster upgraded one host at a time
+/// never has an older host drive a task a newer one wrote. (Builds before this one record none:
+/// 0.)
 pub const WRITE_FORMAT: u32 = 1;
 
 /// Durable storage for the service. Every method returns once its effect is durable.
@@ -454,11 +455,13 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Conflict`], naming how long ago it was last seen, while another instance
     /// registered under that name was seen within its own lease or `fresh`, the longer: two
     /// processes given one `host_id` would each take the other's tasks for their own. The
-    /// registration records this build's [`WRITE_FORMAT`]; answers the newest format among the
-    /// other hosts seen within their lease (0 when none, or only older builds, which record
-    /// none). A store no hosts share has nothing to register (0).
-    async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<u32, StoreError> {
-        let _ = (host, instance, fresh);
+    /// registration records `format`, the format of what the process writes: its build's
+    /// [`WRITE_FORMAT`] once it claims tasks, 0 while it starts (an upgraded host compiling its
+    /// steps takes no work from the older ones yet). Answers the newest format among the other
+    /// hosts seen within their lease (0 when none, or only starting hosts and older builds,
+    /// which record none). A store no hosts share has nothing to register (0).
+    async fn register_host(&self, host: &str, instance: &str, fresh: Duration, format: u32) -> Result<u32, StoreError> {
+        let _ = (host, instance, fresh, format);
         Ok(0)
     }
 

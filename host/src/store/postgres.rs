@@ -1286,9 +1286,9 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn register_host(&self, host: &str, instance: &str, fresh: Duration) -> Result<u32, StoreError> {
+    async fn register_host(&self, host: &str, instance: &str, fresh: Duration, format: u32) -> Result<u32, StoreError> {
         let client = self.lease_client().await?;
-        let format = i32::try_from(super::WRITE_FORMAT).map_err(|e| corrupt("format", e))?;
+        let format = i32::try_from(format).map_err(|e| corrupt("format", e))?;
         // The database's clock alone decides what is fresh: the hosts' clocks may disagree. The
         // holder's own lease counts too: it goes on driving until its registration is that old
         // (`Cluster::name_lost`), however short a lease the process asking has. The other hosts
@@ -1448,6 +1448,7 @@ impl Store for PostgresStore {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::store::WRITE_FORMAT;
     use crate::store::scratch_schema::ScratchSchema;
 
     #[test]
@@ -1567,48 +1568,84 @@ pub(crate) mod tests {
             rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
         };
         let lease = Duration::from_secs(10);
-        store.register_host("web-1", "p3", lease).await.expect("registered");
+        store
+            .register_host("web-1", "p3", lease, WRITE_FORMAT)
+            .await
+            .expect("registered");
         assert_eq!(names().await, ["crashed-an-hour-ago", "web-1"]);
         // A renewal of a name the store has is no start: it sweeps nothing.
         client
             .batch_execute("UPDATE hosts SET seen = now() - interval '2 days' WHERE host = 'crashed-an-hour-ago'")
             .await
             .expect("aged");
-        store.register_host("web-1", "p3", lease).await.expect("renewed");
+        store
+            .register_host("web-1", "p3", lease, WRITE_FORMAT)
+            .await
+            .expect("renewed");
         assert_eq!(names().await, ["crashed-an-hour-ago", "web-1"]);
-        store.register_host("web-2", "p4", lease).await.expect("registered");
+        store
+            .register_host("web-2", "p4", lease, WRITE_FORMAT)
+            .await
+            .expect("registered");
         assert_eq!(names().await, ["web-1", "web-2"]);
         drop(client);
         schema.drop_schema().await;
     }
 
     /// A registration answers the newest format among the other hosts seen within their lease:
-    /// its own row, a host not seen for its lease and a host of a build before formats (0) do
-    /// not make it newer.
+    /// its own row, a host not seen for its lease, a host of a build before formats and a host
+    /// starting (both 0) do not make it newer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_registration_answers_the_newest_format_of_the_other_live_hosts() {
-        use crate::store::WRITE_FORMAT;
         let Some(schema) = test_schema("host_formats").await else {
             return;
         };
         let store = PostgresStore::connect(schema.url()).await.expect("connects");
         let lease = Duration::from_secs(10);
-        assert_eq!(store.register_host("web-1", "p1", lease).await.expect("registered"), 0);
-        let newer = i32::try_from(WRITE_FORMAT + 1).expect("format");
+        assert_eq!(
+            store
+                .register_host("web-1", "p1", lease, WRITE_FORMAT)
+                .await
+                .expect("registered"),
+            0
+        );
         let client = store.client().await.expect("client");
         client
             .execute(
-                "INSERT INTO hosts (host, instance, seen, lease_ms, format)
-                 VALUES ('old', 'p0', now(), 60000, 0), ('upgraded', 'p2', now(), 60000, $1)",
-                &[&newer],
+                "INSERT INTO hosts (host, instance, seen, lease_ms) VALUES ('old', 'p0', now(), 60000)",
+                &[],
             )
             .await
             .expect("inserted");
+        // An upgraded host starting (compiling its steps) writes nothing yet: 0.
+        store
+            .register_host("upgraded", "p2", Duration::from_secs(60), 0)
+            .await
+            .expect("registered");
         assert_eq!(
-            store.register_host("web-1", "p1", lease).await.expect("renewed"),
-            WRITE_FORMAT + 1
+            store
+                .register_host("web-1", "p1", lease, WRITE_FORMAT)
+                .await
+                .expect("renewed"),
+            0
         );
         let running = super::super::suite::with_a_starting_run(&store, serde_json::json!({"n": 1}), "write-a").await;
+        let second = super::super::suite::with_a_starting_run(&store, serde_json::json!({"n": 2}), "write-a").await;
+        let claimed = store.claim_tasks("web-1/p1", 1, lease).await.expect("claims");
+        assert_eq!(claimed, std::slice::from_ref(&running.id), "claimed while the upgraded host starts");
+        store.release_task(&running.id, "web-1/p1").await.expect("released");
+        // Then it claims, and registers what it writes.
+        store
+            .register_host("upgraded", "p2", Duration::from_secs(60), WRITE_FORMAT + 1)
+            .await
+            .expect("renewed");
+        assert_eq!(
+            store
+                .register_host("web-1", "p1", lease, WRITE_FORMAT)
+                .await
+                .expect("renewed"),
+            WRITE_FORMAT + 1
+        );
         let claimed = store.claim_tasks("web-1/p1", 10, lease).await.expect("claims");
         assert!(claimed.is_empty(), "nothing while a newer host serves: {claimed:?}");
         let format: i32 = client
@@ -1625,11 +1662,23 @@ pub(crate) mod tests {
             )
             .await
             .expect("aged");
-        assert_eq!(store.register_host("web-1", "p1", lease).await.expect("renewed"), 0);
-        let claimed = store.claim_tasks("web-1/p1", 10, lease).await.expect("claims");
-        assert_eq!(claimed, [running.id], "claimable again");
         assert_eq!(
-            store.register_host("web-2", "p3", lease).await.expect("registered"),
+            store
+                .register_host("web-1", "p1", lease, WRITE_FORMAT)
+                .await
+                .expect("renewed"),
+            0
+        );
+        let mut claimed = store.claim_tasks("web-1/p1", 10, lease).await.expect("claims");
+        claimed.sort();
+        let mut both = [running.id, second.id];
+        both.sort();
+        assert_eq!(claimed, both, "claimable again");
+        assert_eq!(
+            store
+                .register_host("web-2", "p3", lease, WRITE_FORMAT)
+                .await
+                .expect("registered"),
             WRITE_FORMAT,
             "web-1, of this build"
         );

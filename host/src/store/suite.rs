@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{StepChangeKind, StepVersion, Store, StoreError, StoreEvent, TaskQuery, TaskSave};
+use super::{StepChangeKind, StepVersion, Store, StoreError, StoreEvent, TaskQuery, TaskSave, WRITE_FORMAT};
 use crate::request_key::RequestKey;
 use crate::runtime::{CallError, ConnectorCallRecord, JsonText, StepManifest};
 use crate::task::{RunOutcomeRecord, RunRecord, Task, TaskStatus};
@@ -93,11 +93,14 @@ async fn a_host_name_is_one_process_s_while_that_process_is_seen<S: Store>(store
     const LONG: Duration = Duration::from_secs(60);
     let host = format!("h-{}", crate::task::new_task_id());
     store
-        .register_host(&host, "p1", LONG)
+        .register_host(&host, "p1", LONG, WRITE_FORMAT)
         .await
         .expect("the first process registers");
-    store.register_host(&host, "p1", LONG).await.expect("and again");
-    let refused = store.register_host(&host, "p2", LONG).await;
+    store
+        .register_host(&host, "p1", LONG, WRITE_FORMAT)
+        .await
+        .expect("and again");
+    let refused = store.register_host(&host, "p2", LONG, WRITE_FORMAT).await;
     if !store.shared() {
         assert!(refused.is_ok(), "{refused:?}");
         return;
@@ -110,34 +113,34 @@ async fn a_host_name_is_one_process_s_while_that_process_is_seen<S: Store>(store
     // holder drives on until its registration is that old, so the name is not free.
     let short = Duration::from_millis(30);
     tokio::time::sleep(Duration::from_millis(60)).await;
-    let refused = store.register_host(&host, "p2", short).await;
+    let refused = store.register_host(&host, "p2", short, WRITE_FORMAT).await;
     assert!(
         matches!(refused, Err(StoreError::Conflict(_))),
         "p1's lease is a minute: {refused:?}"
     );
     // Not seen for longer than either lease: the new process takes the name over.
     store
-        .register_host(&host, "p1", short)
+        .register_host(&host, "p1", short, WRITE_FORMAT)
         .await
         .expect("renewed, now with a short lease");
     tokio::time::sleep(Duration::from_millis(60)).await;
     store
-        .register_host(&host, "p2", short)
+        .register_host(&host, "p2", short, WRITE_FORMAT)
         .await
         .expect("p1 was not seen for 30 ms");
-    let lost = store.register_host(&host, "p1", LONG).await;
+    let lost = store.register_host(&host, "p1", LONG, WRITE_FORMAT).await;
     assert!(
         matches!(lost, Err(StoreError::Conflict(_))),
         "p1 lost the name: {lost:?}"
     );
     store.unregister_host(&host, "p1").await.expect("nothing to end");
     assert!(
-        store.register_host(&host, "p3", LONG).await.is_err(),
+        store.register_host(&host, "p3", LONG, WRITE_FORMAT).await.is_err(),
         "p2 holds it still"
     );
     store.unregister_host(&host, "p2").await.expect("ended");
     store
-        .register_host(&host, "p3", LONG)
+        .register_host(&host, "p3", LONG, WRITE_FORMAT)
         .await
         .expect("free once p2 stopped");
     store.unregister_host(&host, "p3").await.expect("ended");
