@@ -8,12 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::input::read_input;
 use super::printable::{printable, say, say_err};
 use super::timeline::log_rows;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL, exit_for};
+use crate::runtime::Withheld;
 use crate::task::TaskStatus;
 
 /// Options every client command takes.
@@ -811,25 +813,8 @@ fn grants(step: &Value) -> String {
     if !hosts.is_empty() {
         out.push_str(&format!(" (hosts: {})", hosts.join(", ")));
     }
-    let withheld: Vec<String> = strings(&step["withheld"]["connectors"])
-        .into_iter()
-        .map(str::to_string)
-        .chain(
-            strings(&step["withheld"]["hosts"])
-                .into_iter()
-                .map(|h| format!("host {h}")),
-        )
-        .chain(
-            strings(&step["withheld"]["reads"])
-                .into_iter()
-                .map(|p| format!("reads {p}")),
-        )
-        .chain(
-            strings(&step["withheld"]["limits"])
-                .into_iter()
-                .map(|l| format!("limits.{l}")),
-        )
-        .collect();
+    // Absent when nothing is withheld; fields a newer server adds are passed over.
+    let withheld = Withheld::deserialize(&step["withheld"]).map_or_else(|_| Vec::new(), |w| w.parts());
     if !withheld.is_empty() {
         out.push_str(&format!("  withheld by config: {}", withheld.join(", ")));
     }

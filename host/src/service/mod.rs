@@ -45,7 +45,7 @@ use crate::host::{Host, HostOptions, SetupError};
 use crate::runtime::LoadError;
 use crate::scheduler::{Scheduler, data_size};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
-use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave};
+use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave, TaskSummary};
 use crate::task::{PATCH_ENTRY, RETRY_ENTRY, RunRecord, Task, TaskStatus};
 
 pub use creating::Created;
@@ -659,22 +659,51 @@ impl Service {
     }
 
     async fn resume_unsettled(&self) -> Result<(), ServiceError> {
-        let mut cursor = None;
-        loop {
-            let query = TaskQuery {
-                status: Some(TaskStatus::Running),
-                tag: None,
-                limit: 500,
-                cursor,
-            };
-            let page = self.inner.store.list_tasks(&query).await?;
-            for task in &page.tasks {
-                self.spawn_drive(task.id.clone());
-            }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(()),
+        let mut pages = TaskPages::of(&*self.inner.store, TaskStatus::Running);
+        while let Some(tasks) = pages.next().await? {
+            for task in tasks {
+                self.spawn_drive(task.id);
             }
         }
+        Ok(())
+    }
+}
+
+/// Every task of one status in the store, newest first, read a page of 500 at a time (a pass
+/// over all of them: resuming, re-evaluating).
+pub(crate) struct TaskPages<'a> {
+    store: &'a dyn Store,
+    status: TaskStatus,
+    /// Where the next page starts; `None` before the first.
+    cursor: Option<String>,
+    done: bool,
+}
+
+impl<'a> TaskPages<'a> {
+    /// The tasks of `status` in `store`, from the newest.
+    pub(crate) fn of(store: &'a dyn Store, status: TaskStatus) -> TaskPages<'a> {
+        TaskPages {
+            store,
+            status,
+            cursor: None,
+            done: false,
+        }
+    }
+
+    /// The next page; `None` after the last.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<TaskSummary>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let query = TaskQuery {
+            status: Some(self.status),
+            tag: None,
+            limit: 500,
+            cursor: self.cursor.take(),
+        };
+        let page = self.store.list_tasks(&query).await?;
+        self.cursor = page.next_cursor;
+        self.done = self.cursor.is_none();
+        Ok(Some(page.tasks))
     }
 }

@@ -14,7 +14,7 @@ use crate::catalog::{CatalogError, read_step_file, step_files};
 use crate::runtime::{LoadError, LoadedStep, StepLimits, StepManifest, Withheld};
 use crate::scheduler::rules;
 pub use crate::scheduler::rules::StepStanding;
-use crate::store::{StepChange, StepVersion, StepVersionInfo, StoreError, TaskQuery};
+use crate::store::{StepChange, StepVersion, StepVersionInfo, StoreError};
 use crate::task::TaskStatus;
 
 /// A step as the API lists it.
@@ -481,16 +481,9 @@ impl Service {
     async fn reevaluate_all(&self, changed: Option<&str>) -> Result<Pass, StoreError> {
         let mut pass = Pass::default();
         for status in [TaskStatus::Waiting, TaskStatus::Failed] {
-            let mut cursor = None;
-            loop {
-                let query = TaskQuery {
-                    status: Some(status),
-                    tag: None,
-                    limit: 500,
-                    cursor,
-                };
-                let page = self.inner.store.list_tasks(&query).await?;
-                for summary in &page.tasks {
+            let mut pages = super::TaskPages::of(&*self.inner.store, status);
+            while let Some(tasks) = pages.next().await? {
+                for summary in tasks {
                     let steps = self.inner.scheduler.catalog().snapshot();
                     let resumed = self
                         .resume_with(&summary.id, None, move |task| {
@@ -507,10 +500,6 @@ impl Service {
                         }
                         pass.skipped += 1;
                     }
-                }
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break,
                 }
             }
         }

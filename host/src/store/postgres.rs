@@ -1632,7 +1632,11 @@ pub(crate) mod tests {
         let running = super::super::suite::with_a_starting_run(&store, serde_json::json!({"n": 1}), "write-a").await;
         let second = super::super::suite::with_a_starting_run(&store, serde_json::json!({"n": 2}), "write-a").await;
         let claimed = store.claim_tasks("web-1/p1", 1, lease).await.expect("claims");
-        assert_eq!(claimed, std::slice::from_ref(&running.id), "claimed while the upgraded host starts");
+        assert_eq!(
+            claimed,
+            std::slice::from_ref(&running.id),
+            "claimed while the upgraded host starts"
+        );
         store.release_task(&running.id, "web-1/p1").await.expect("released");
         // Then it claims, and registers what it writes.
         store
