@@ -818,6 +818,36 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
             .contains("stands aside for a host of a newer version"),
         "{error}"
     );
+    // A record this build cannot read, as a newer host may write: the host leaves the read to
+    // another host (503), where, serving alone, it reports a corrupt store (500, below).
+    let unreadable = &delivered[1].1;
+    let runs = format!("{name}.runs");
+    let record: String = schema
+        .scratch
+        .admin()
+        .query_one(
+            &format!("SELECT record FROM {runs} WHERE task_id = $1 AND run_id = 0"),
+            &[unreadable],
+        )
+        .await
+        .expect("a run record")
+        .get(0);
+    let newer_record = json!({"a record of a newer kind": true}).to_string();
+    let set_record = format!("UPDATE {runs} SET record = $2 WHERE task_id = $1 AND run_id = 0");
+    schema
+        .scratch
+        .admin()
+        .execute(&set_record, &[unreadable, &newer_record])
+        .await
+        .expect("a newer record");
+    let (status, error) = old.get(&format!("/v1/tasks/{unreadable}")).await;
+    assert_eq!(status, 503, "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("stands aside for a host of a newer version")
+            && message.contains("cannot read what that host may have written (run record"),
+        "{error}"
+    );
 
     let before = drives_started(&old).await;
     let delivered = deliver(&[&old], 2..5, 2).await;
@@ -850,6 +880,14 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
     })
     .await;
     old.until_logged("no host of a newer version serves on this store any more");
+    let (status, error) = old.get(&format!("/v1/tasks/{unreadable}")).await;
+    assert_eq!(status, 500, "no newer host to have written it: {error}");
+    schema
+        .scratch
+        .admin()
+        .execute(&set_record, &[unreadable, &record])
+        .await
+        .expect("the record put back");
     all_completed(&old, &delivered).await;
     assert!(drives_started(&old).await > before, "it drives again");
     drop(old);

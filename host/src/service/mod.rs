@@ -358,13 +358,32 @@ impl Service {
         self.inner
             .store
             .get_task(id)
-            .await?
+            .await
+            .map_err(|e| self.read_failed(e))?
             .ok_or_else(|| ServiceError::NotFound(format!("task {id} not found")))
     }
 
     /// A page of tasks.
     pub async fn tasks(&self, query: &TaskQuery) -> Result<TaskPage, ServiceError> {
-        Ok(self.inner.store.list_tasks(query).await?)
+        self.inner
+            .store
+            .list_tasks(query)
+            .await
+            .map_err(|e| self.read_failed(e))
+    }
+
+    /// A read's failure `e` as this host answers it. A record it cannot decode while a host of a
+    /// newer version serves is most likely that host's, in a format this build does not know:
+    /// the answer is then 503, for another host to answer the request, not a corrupt store's 500.
+    fn read_failed(&self, e: StoreError) -> ServiceError {
+        match (e, self.superseded()) {
+            (StoreError::Corrupt(why), Some(newer)) => stands_aside(
+                newer,
+                &format!("and cannot read what that host may have written ({why})"),
+            )
+            .into(),
+            (e, _) => e.into(),
+        }
     }
 
     /// Applies a JSON merge patch to a settled task's data and resumes it (409 while running),
@@ -613,12 +632,7 @@ impl Service {
         if let Some(newer) = self.superseded() {
             // A task a newer host wrote may hold what this build cannot read, and would lose it
             // here, saved back whole.
-            return Err(StoreError::Unavailable(format!(
-                "this host stands aside for {}, whose tasks it may not read whole: send the \
-                 request to another host",
-                cluster::newer_host(newer)
-            ))
-            .into());
+            return Err(stands_aside(newer, "whose tasks it may not read whole").into());
         }
         let stored = self.task(id).await?;
         if let Some(named) = revisions
@@ -667,6 +681,15 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// What a host superseded by a host of format `newer` answers a request it leaves to another
+/// host, saying `why` (503: a balancer or the client tries another host).
+fn stands_aside(newer: u32, why: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "this host stands aside for {}, {why}: send the request to another host",
+        cluster::newer_host(newer)
+    ))
 }
 
 /// Every task of one status in the store, newest first, read a page of 500 at a time (a pass
