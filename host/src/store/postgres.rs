@@ -49,7 +49,7 @@ use crate::runtime::{ConnectorCallRecord, StepManifest};
 use crate::task::{RunRecord, Task, TaskStatus};
 
 /// The migrations, in order; `schema_version.version` counts those applied.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: SQLite's schema, translated.
     r#"
 CREATE TABLE tasks (

@@ -39,7 +39,7 @@ use crate::runtime::{ConnectorCallRecord, StepManifest};
 use crate::task::{Task, TaskStatus};
 
 /// The migrations, in order; `schema_version.version` counts those applied.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: tasks, runs, the journal, steps.
     r#"
 CREATE TABLE tasks (
