@@ -894,9 +894,9 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
     schema.drop_schema().await;
 }
 
-/// An upgraded host registers the format it writes only once its steps are compiled and it is
-/// about to claim: until then the hosts of the older build serve on (a newer format would make
-/// them stand aside while no host claims). The database logs, through triggers, each
+/// An upgraded host registers the format it writes only once its steps are compiled, and
+/// before it writes anything: until then the hosts of the older build serve on (a newer format
+/// would make them stand aside while no host claims). The database logs, through triggers, each
 /// registration's format, each step version stored and each claim, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_starting_host_registers_its_format_only_once_its_steps_are_ready_to_claim_with() {
@@ -943,10 +943,15 @@ async fn a_starting_host_registers_its_format_only_once_its_steps_are_ready_to_c
     let first = |what: &str| happened.iter().position(|h| h == what);
     let published = first(&claiming).unwrap_or_else(|| panic!("never registered {claiming}: {happened:?}"));
     assert_eq!(happened[0], "format 0", "registered as starting: {happened:?}");
-    let steps_stored = happened.iter().rposition(|h| h == "step stored");
+    let steps_stored = first("step stored").unwrap_or_else(|| panic!("no step stored: {happened:?}"));
     assert!(
-        steps_stored.is_some_and(|last| last < published),
-        "the bundled steps were stored (compiled) before the format: {happened:?}"
+        published < steps_stored,
+        "the bundled steps stored only once the format was: {happened:?}"
+    );
+    assert_eq!(
+        happened.iter().filter(|h| *h == "step stored").count(),
+        whenever_step_artifacts::RETAILMAX.len(),
+        "{happened:?}"
     );
     let claimed = first("claim").unwrap_or_else(|| panic!("never claimed: {happened:?}"));
     assert!(published < claimed, "the format before the first claim: {happened:?}");

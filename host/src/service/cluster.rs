@@ -16,7 +16,9 @@
 //!   ([`WRITE_FORMAT`](crate::store::WRITE_FORMAT)); one that sees a live host of a newer format
 //!   claims nothing (the claim query skips it too), changes no task and is not ready, until that
 //!   host is gone ([`Cluster::superseded`]): an upgrade one host at a time moves the work onto the
-//!   new hosts.
+//!   new hosts. A starting host registers 0 until its steps are compiled, and its format only
+//!   then, before it writes anything ([`Service::begin_claiming`]): the older hosts serve on
+//!   while it starts.
 //! - **Steps.** A deploy, rollback or removal through any host is stored and notified; every host
 //!   reloads the serving steps from the store, and a host that claims work first checks that its
 //!   steps are those the store serves (the steps stamp), so a task resumed for a new step is never
@@ -54,8 +56,9 @@ pub(crate) struct Cluster {
     /// own, and a takeover between them moves the task's revision on as any takeover does.
     owner: String,
     /// Whether this process holds its registration (until it stops): held across each renewal
-    /// and the removal at stop, so that no renewal under way puts the row back once it is gone,
-    /// nor the starting format back once the claiming one is registered.
+    /// (until its answer is taken in) and the removal at stop, so that no renewal under way puts
+    /// the row back once it is gone, nor the starting format back once the claiming one is
+    /// registered.
     registered: tokio::sync::Mutex<bool>,
     /// Whether this process claims tasks yet ([`Service::begin_claiming`]): it registers its
     /// build's [`WRITE_FORMAT`] from then on, and 0 before ([`Cluster::format`]).
@@ -404,25 +407,50 @@ impl Service {
             self.spawn(listen(weak.clone(), cluster.clone(), events));
         }
         self.spawn(renew(weak.clone(), cluster.clone()));
-        self.begin_claiming(&cluster).await;
         self.spawn(claim(weak, cluster));
         Ok(())
     }
 
     /// Registers this build's [`WRITE_FORMAT`] from now on, at once: the hosts of an older
-    /// build claim nothing from then on, and this one claims (once the store has it; a
-    /// registration that fails now is made again with the next renewal). Made once the steps
-    /// are compiled and loaded, so that no host claims while an upgraded one starts.
-    async fn begin_claiming(&self, cluster: &Arc<Cluster>) {
+    /// build claim nothing from then on, and this one claims. Made once the steps are compiled
+    /// and loaded, so that no host claims while an upgraded one starts, and before it writes
+    /// anything; tried again for a lease, after which the start fails: a host whose format the
+    /// store does not have must write nothing.
+    pub(crate) async fn begin_claiming(&self, cluster: &Arc<Cluster>) -> Result<(), ServiceError> {
         cluster.claiming.store(true, Ordering::Release);
+        let started = Instant::now();
         let mut failing = false;
-        renew_registration(&self.inner, cluster, &mut failing).await;
+        loop {
+            if !renew_registration(&self.inner, cluster, &mut failing).await {
+                // Stopped meanwhile: nothing is written any more.
+                return Ok(());
+            }
+            if cluster.name_held().format == WRITE_FORMAT {
+                return Ok(());
+            }
+            if started.elapsed() >= cluster.lease {
+                return Err(StoreError::Unavailable(format!(
+                    "the store did not take this host's registration as host_id {} writing format \
+                     {WRITE_FORMAT} within a lease ({} ms); see above",
+                    cluster.host_id,
+                    cluster.lease.as_millis()
+                ))
+                .into());
+            }
+            tokio::time::sleep(cluster.lease / 8).await;
+        }
     }
 
     /// Loads the steps the store serves now (new versions: a new manifest is one too) and drops
     /// the removed ones, remembering the stamp they were read at; answers the names of the
     /// steps that serve another version now.
     pub(crate) async fn reload_steps(&self) -> Result<Vec<String>, ServiceError> {
+        self.reload_steps_but(&[]).await
+    }
+
+    /// [`Service::reload_steps`], but for the steps named in `replaced` (a start's new versions
+    /// of them are compiled already, and about to be stored).
+    pub(crate) async fn reload_steps_but(&self, replaced: &[&str]) -> Result<Vec<String>, ServiceError> {
         let Some(cluster) = self.cluster() else {
             self.load_current_steps().await?;
             return Ok(Vec::new());
@@ -441,6 +469,9 @@ impl Service {
             }
         }
         for version in current {
+            if replaced.contains(&version.name.as_str()) {
+                continue;
+            }
             if catalog
                 .get(&version.name)
                 // The version, not the manifests: the loaded step's is narrowed by the operator's
@@ -729,8 +760,8 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
     }
 }
 
-/// Renews this process's registration of its `host_id` every quarter of the lease (the same
-/// upsert as at start), until the service gave its name up ([`Service::unregister_host`]). When
+/// Renews this process's registration of its `host_id` every quarter of the lease (the upsert
+/// made at start, with the format it writes now), until the service gave its name up ([`Service::unregister_host`]). When
 /// another process holds the name (it took it while this one was not seen for a lease), this one
 /// stops driving and claiming ([`Cluster::name_lost`]) and tries again, every quarter lease, to
 /// take the name back once the other has stopped.
@@ -759,7 +790,9 @@ async fn renew_registration(inner: &Inner, cluster: &Arc<Cluster>, failing: &mut
         .store
         .register_host(&cluster.host_id, &cluster.instance, cluster.lease, format)
         .await;
-    drop(registered);
+    // Held until what the store answered is taken in: a reply to an earlier registration (one
+    // of the starting format, say) must not be taken in after a later one's.
+    let _registered = registered;
     match renewed {
         Ok(newest) => {
             *failing = false;

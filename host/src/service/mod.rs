@@ -258,6 +258,7 @@ impl Service {
     /// The start after the host registered: the steps deployed and loaded, the unfinished
     /// tasks resumed or claimed, and the background work begun.
     async fn start_serving(&self, options: &ServiceOptions) -> Result<(), ServiceError> {
+        let mut compiled = Vec::new();
         if !options.no_steps {
             // The bundled steps are the default of a store that serves none of its own: a start
             // without `--steps` on a store serving someone's steps must not add fourteen others.
@@ -269,7 +270,7 @@ impl Service {
             };
             if own.is_empty() {
                 let sources = steps::sources(&options.steps, options.with_bundled)?;
-                self.deploy_sources(sources).await?;
+                compiled = self.compile_sources(sources).await?;
             } else {
                 eprintln!(
                     "whenever serve: the store serves steps of its own ({}): the bundled RetailMax \
@@ -278,11 +279,19 @@ impl Service {
                 );
             }
         }
-        if self.inner.cluster.is_some() {
+        if let Some(cluster) = self.cluster().cloned() {
+            // Everything compiled before this host registers the format it writes, and nothing
+            // written before: the older hosts serve on meanwhile. The versions about to be
+            // replaced are not compiled.
+            let replaced: Vec<&str> = compiled.iter().map(|c| c.name()).collect();
+            self.reload_steps_but(&replaced).await?;
+            self.begin_claiming(&cluster).await?;
+            self.store_compiled(compiled).await?;
             // The serving steps are loaded with the stamp they were read at, and running tasks
             // are claimed from the store, this host's share of them.
             self.start_cluster().await?;
         } else {
+            self.store_compiled(compiled).await?;
             self.load_current_steps().await?;
             self.resume_unsettled().await?;
         }
@@ -375,7 +384,7 @@ impl Service {
     /// A read's failure `e` as this host answers it. A record it cannot decode while a host of a
     /// newer version serves is most likely that host's, in a format this build does not know:
     /// the answer is then 503, for another host to answer the request, not a corrupt store's 500.
-    fn read_failed(&self, e: StoreError) -> ServiceError {
+    pub(crate) fn read_failed(&self, e: StoreError) -> ServiceError {
         match (e, self.superseded()) {
             (StoreError::Corrupt(why), Some(newer)) => stands_aside(
                 newer,
@@ -722,7 +731,7 @@ impl<'a> TaskPages<'a> {
             status: Some(self.status),
             tag: None,
             limit: 500,
-            cursor: self.cursor.take(),
+            cursor: self.cursor.clone(),
         };
         let page = self.store.list_tasks(&query).await?;
         self.cursor = page.next_cursor;

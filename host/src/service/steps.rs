@@ -82,6 +82,19 @@ pub(crate) struct Source {
 /// A step file found at start: read, or refused (the file, and why).
 pub(crate) type Found = Result<Source, (PathBuf, ServiceError)>;
 
+/// A start-up step compiled and not yet stored ([`Service::compile_sources`]).
+pub(crate) struct Compiled {
+    step: LoadedStep,
+    source: Source,
+}
+
+impl Compiled {
+    /// The step's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.source.name
+    }
+}
+
 /// The steps to deploy at start: the folders' `NAME.wasm` (+ `NAME.toml`), each read or refused
 /// on its own, after the bundled set when there are no folders or `with_bundled` asks for it. A
 /// folder that cannot be read is an error.
@@ -128,13 +141,15 @@ pub(crate) fn read_source(path: &Path) -> Result<Source, ServiceError> {
 const AT_START: &str = "whenever serve, at start";
 
 impl Service {
-    /// Deploys the start-up steps the store has not seen (new or changed files, a changed
-    /// manifest included); a version the store knows with the same manifest keeps whatever the
-    /// store says (a later deploy, rollback or removal over HTTP stands). A file that cannot be
-    /// read, or whose component or manifest is invalid, is refused on stderr as the watcher
-    /// refuses it, and the start goes on: a restart after a crash is not held up by a file
-    /// half-edited, and the version the store serves keeps serving.
-    pub(crate) async fn deploy_sources(&self, sources: Vec<Found>) -> Result<(), ServiceError> {
+    /// Compiles the start-up steps the store has not seen (new or changed files, a changed
+    /// manifest included), to be stored by [`Service::store_compiled`]; a version the store
+    /// knows with the same manifest keeps whatever the store says (a later deploy, rollback or
+    /// removal over HTTP stands). A file that cannot be read, or whose component or manifest is
+    /// invalid, is refused on stderr as the watcher refuses it, and the start goes on: a restart
+    /// after a crash is not held up by a file half-edited, and the version the store serves
+    /// keeps serving. Compiled first and stored after: a cluster host registers the format it
+    /// writes in between ([`Service::begin_claiming`]).
+    pub(crate) async fn compile_sources(&self, sources: Vec<Found>) -> Result<Vec<Compiled>, ServiceError> {
         // What each stored version is: its component and its id.
         let known: Vec<(String, String, String)> = self
             .inner
@@ -144,6 +159,7 @@ impl Service {
             .into_iter()
             .map(|v| (v.name, v.digest, v.version))
             .collect();
+        let mut compiled = Vec::new();
         for found in sources {
             let source = match found {
                 Ok(source) => source,
@@ -168,14 +184,23 @@ impl Service {
             if stored_alike {
                 continue;
             }
-            let served = self
-                .store_and_serve(&source.name, source.bytes, source.manifest, Some(AT_START))
-                .await;
-            match (served, &source.path) {
-                (Ok(_), _) => {}
+            match (
+                self.compile(&source.name, &source.bytes, &source.manifest).await,
+                &source.path,
+            ) {
+                (Ok(step), _) => compiled.push(Compiled { step, source }),
                 (Err(e @ ServiceError::Load(_)), Some(path)) => self.refuse_at_start(path, &source.name, &e).await?,
                 (Err(e), _) => return Err(e),
             }
+        }
+        Ok(compiled)
+    }
+
+    /// Stores the start-up steps [`Service::compile_sources`] compiled, and serves them.
+    pub(crate) async fn store_compiled(&self, compiled: Vec<Compiled>) -> Result<(), ServiceError> {
+        for Compiled { step, source } in compiled {
+            self.serve_compiled(step, source.bytes, source.manifest, Some(AT_START))
+                .await?;
         }
         Ok(())
     }
@@ -236,13 +261,29 @@ impl Service {
         manifest: StepManifest,
         by: Option<&str>,
     ) -> Result<Arc<LoadedStep>, ServiceError> {
+        let step = self.compile(name, &bytes, &manifest).await?;
+        self.serve_compiled(step, bytes, manifest, by).await
+    }
+
+    /// Validates and compiles a version of step `name`.
+    async fn compile(&self, name: &str, bytes: &[u8], manifest: &StepManifest) -> Result<LoadedStep, ServiceError> {
         manifest.check_connectors(name, self.inner.scheduler.connectors())?;
-        let step = self
+        Ok(self
             .inner
             .scheduler
             .runtime()
-            .load(name, &bytes, manifest.clone())
-            .await?;
+            .load(name, bytes, manifest.clone())
+            .await?)
+    }
+
+    /// Stores compiled version `step` (`by` whom, for the record), then swaps it into the catalog.
+    async fn serve_compiled(
+        &self,
+        step: LoadedStep,
+        bytes: Vec<u8>,
+        manifest: StepManifest,
+        by: Option<&str>,
+    ) -> Result<Arc<LoadedStep>, ServiceError> {
         let version = StepVersion {
             name: step.name.clone(),
             version: step.version.clone(),
