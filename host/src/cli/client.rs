@@ -815,13 +815,28 @@ fn grants(step: &Value) -> String {
     }
     // Absent when nothing is withheld; fields a newer server adds are passed over. Joined as
     // the server's log joins them: a limit's text has a comma of its own.
-    match &step["withheld"] {
-        Value::Null => {}
+    let given = &step["withheld"];
+    // What a newer server withholds that this client has no words for.
+    let more = given.as_object().is_some_and(|fields| {
+        fields.iter().any(|(field, value)| {
+            !["connectors", "hosts", "reads", "limits"].contains(&field.as_str())
+                && !(value.is_null() || value.as_array().is_some_and(Vec::is_empty))
+        })
+    });
+    let said = match given {
+        Value::Null => String::new(),
         given => match Withheld::deserialize(given) {
-            Ok(withheld) if withheld.is_empty() => {}
-            Ok(withheld) => out.push_str(&format!("  withheld by config: {withheld}")),
-            Err(e) => out.push_str(&format!("  withheld by config: (not readable here: {e})")),
+            Ok(withheld) => withheld.to_string(),
+            Err(e) => format!("(not readable here: {e})"),
         },
+    };
+    match (said.is_empty(), more) {
+        (true, false) => {}
+        (true, true) => out.push_str("  withheld by config: (what this client cannot show)"),
+        (false, false) => out.push_str(&format!("  withheld by config: {said}")),
+        (false, true) => out.push_str(&format!(
+            "  withheld by config: {said}; and what this client cannot show"
+        )),
     }
     out
 }
@@ -1155,10 +1170,20 @@ mod tests {
             "slackCom (hosts: hooks.internal)  withheld by config: stripe; host *.internal; reads order.lines; limits.timeout_ms = 60000, held to 10000"
         );
         assert_eq!(grants(&json!({})), "-");
-        // A newer server's field is passed over; a shape this client cannot read is said so,
-        // not shown as nothing withheld.
+        // A newer server's field is told of, not shown as nothing withheld; so is a shape this
+        // client cannot read.
         let newer = json!({"connectors": ["stripe"], "withheld": {"connectors": ["paypal"], "queues": ["q"]}});
-        assert_eq!(grants(&newer), "stripe  withheld by config: paypal");
+        assert_eq!(
+            grants(&newer),
+            "stripe  withheld by config: paypal; and what this client cannot show"
+        );
+        let only_newer = json!({"connectors": ["stripe"], "withheld": {"queues": ["q"], "topics": []}});
+        assert_eq!(
+            grants(&only_newer),
+            "stripe  withheld by config: (what this client cannot show)"
+        );
+        let nothing = json!({"connectors": ["stripe"], "withheld": {"topics": []}});
+        assert_eq!(grants(&nothing), "stripe");
         let odd = json!({"connectors": ["stripe"], "withheld": {"connectors": "paypal"}});
         assert!(
             grants(&odd).starts_with("stripe  withheld by config: (not readable here: "),

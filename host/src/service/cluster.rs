@@ -422,8 +422,9 @@ impl Service {
         let mut failing = false;
         loop {
             if !renew_registration(&self.inner, cluster, &mut failing).await {
-                // Stopped meanwhile: nothing is written any more.
-                return Ok(());
+                return Err(ServiceError::Invalid(
+                    "the host gave its host_id up while it started".to_string(),
+                ));
             }
             if cluster.name_held().format == WRITE_FORMAT {
                 return Ok(());
@@ -443,7 +444,8 @@ impl Service {
 
     /// Loads the steps the store serves now (new versions: a new manifest is one too) and drops
     /// the removed ones, remembering the stamp they were read at; answers the names of the
-    /// steps that serve another version now.
+    /// steps that serve another version now. Only the new versions' components are read: the
+    /// others are loaded already.
     pub(crate) async fn reload_steps(&self) -> Result<Vec<String>, ServiceError> {
         self.reload_steps_but(&[]).await
     }
@@ -458,7 +460,8 @@ impl Service {
         let _deploying = self.inner.deploys.lock().await;
         let mut loaded_stamp = cluster.steps_stamp.lock().await;
         let stamp = self.inner.store.steps_stamp().await?;
-        let current = self.inner.store.current_steps().await?;
+        let mut current = self.inner.store.step_versions(None).await?;
+        current.retain(|v| v.current);
         let catalog = self.inner.scheduler.catalog();
         // The first load, at start, is no news for the log.
         let starting = loaded_stamp.is_empty();
@@ -468,18 +471,22 @@ impl Service {
                 catalog.remove(&step.name);
             }
         }
-        for version in current {
-            if replaced.contains(&version.name.as_str()) {
+        for serving in current {
+            if replaced.contains(&serving.name.as_str()) {
                 continue;
             }
             if catalog
-                .get(&version.name)
+                .get(&serving.name)
                 // The version, not the manifests: the loaded step's is narrowed by the operator's
                 // config, the store's as deployed, and they differ wherever the config narrows.
-                .is_some_and(|s| s.version == version.version)
+                .is_some_and(|s| s.version == serving.version)
             {
                 continue;
             }
+            let Some(version) = self.inner.store.step_version(&serving.name, &serving.version).await? else {
+                // Gone since the listing: a change the next reload (its notice) takes in.
+                continue;
+            };
             let name = version.name.clone();
             match self
                 .inner

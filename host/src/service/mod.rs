@@ -258,7 +258,7 @@ impl Service {
     /// The start after the host registered: the steps deployed and loaded, the unfinished
     /// tasks resumed or claimed, and the background work begun.
     async fn start_serving(&self, options: &ServiceOptions) -> Result<(), ServiceError> {
-        let mut compiled = Vec::new();
+        let mut compiled = steps::Compiled::default();
         if !options.no_steps {
             // The bundled steps are the default of a store that serves none of its own: a start
             // without `--steps` on a store serving someone's steps must not add fourteen others.
@@ -283,15 +283,27 @@ impl Service {
             // Everything compiled before this host registers the format it writes, and nothing
             // written before: the older hosts serve on meanwhile. The versions about to be
             // replaced are not compiled.
-            let replaced: Vec<&str> = compiled.iter().map(|c| c.name()).collect();
+            let replaced = compiled.names();
             self.reload_steps_but(&replaced).await?;
             self.begin_claiming(&cluster).await?;
-            self.store_compiled(compiled).await?;
+            let newer = self.superseded();
+            if let Some(newer) = newer
+                && !replaced.is_empty()
+            {
+                // A newer version's steps serve: this build's must not replace them.
+                eprintln!(
+                    "whenever serve: {} serves on this store: the steps of this start are not \
+                     deployed ({})",
+                    cluster::newer_host(newer),
+                    replaced.join(", ")
+                );
+            }
+            self.store_compiled(compiled, newer.is_none()).await?;
             // The serving steps are loaded with the stamp they were read at, and running tasks
             // are claimed from the store, this host's share of them.
             self.start_cluster().await?;
         } else {
-            self.store_compiled(compiled).await?;
+            self.store_compiled(compiled, true).await?;
             self.load_current_steps().await?;
             self.resume_unsettled().await?;
         }

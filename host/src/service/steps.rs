@@ -82,16 +82,18 @@ pub(crate) struct Source {
 /// A step file found at start: read, or refused (the file, and why).
 pub(crate) type Found = Result<Source, (PathBuf, ServiceError)>;
 
-/// A start-up step compiled and not yet stored ([`Service::compile_sources`]).
+/// The start-up steps, compiled and not yet stored ([`Service::compile_sources`]), and the files
+/// refused, told once the others are stored (a refusal names the version serving then).
+#[derive(Default)]
 pub(crate) struct Compiled {
-    step: LoadedStep,
-    source: Source,
+    steps: Vec<(LoadedStep, Source)>,
+    refused: Vec<(PathBuf, String, ServiceError)>,
 }
 
 impl Compiled {
-    /// The step's name.
-    pub(crate) fn name(&self) -> &str {
-        &self.source.name
+    /// The names of the steps compiled.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.steps.iter().map(|(_, source)| source.name.as_str()).collect()
     }
 }
 
@@ -149,7 +151,7 @@ impl Service {
     /// after a crash is not held up by a file half-edited, and the version the store serves
     /// keeps serving. Compiled first and stored after: a cluster host registers the format it
     /// writes in between ([`Service::begin_claiming`]).
-    pub(crate) async fn compile_sources(&self, sources: Vec<Found>) -> Result<Vec<Compiled>, ServiceError> {
+    pub(crate) async fn compile_sources(&self, sources: Vec<Found>) -> Result<Compiled, ServiceError> {
         // What each stored version is: its component and its id.
         let known: Vec<(String, String, String)> = self
             .inner
@@ -159,13 +161,13 @@ impl Service {
             .into_iter()
             .map(|v| (v.name, v.digest, v.version))
             .collect();
-        let mut compiled = Vec::new();
+        let mut compiled = Compiled::default();
         for found in sources {
             let source = match found {
                 Ok(source) => source,
                 Err((path, e)) => {
-                    self.refuse_at_start(&path, &crate::catalog::step_name(&path), &e)
-                        .await?;
+                    let name = crate::catalog::step_name(&path);
+                    compiled.refused.push((path, name, e));
                     continue;
                 }
             };
@@ -188,19 +190,25 @@ impl Service {
                 self.compile(&source.name, &source.bytes, &source.manifest).await,
                 &source.path,
             ) {
-                (Ok(step), _) => compiled.push(Compiled { step, source }),
-                (Err(e @ ServiceError::Load(_)), Some(path)) => self.refuse_at_start(path, &source.name, &e).await?,
+                (Ok(step), _) => compiled.steps.push((step, source)),
+                (Err(e @ ServiceError::Load(_)), Some(path)) => {
+                    compiled.refused.push((path.clone(), source.name, e));
+                }
                 (Err(e), _) => return Err(e),
             }
         }
         Ok(compiled)
     }
 
-    /// Stores the start-up steps [`Service::compile_sources`] compiled, and serves them.
-    pub(crate) async fn store_compiled(&self, compiled: Vec<Compiled>) -> Result<(), ServiceError> {
-        for Compiled { step, source } in compiled {
+    /// Stores the start-up steps [`Service::compile_sources`] compiled, and serves them (`store`;
+    /// else they are dropped); then tells the files refused.
+    pub(crate) async fn store_compiled(&self, compiled: Compiled, store: bool) -> Result<(), ServiceError> {
+        for (step, source) in compiled.steps.into_iter().filter(|_| store) {
             self.serve_compiled(step, source.bytes, source.manifest, Some(AT_START))
                 .await?;
+        }
+        for (path, name, e) in compiled.refused {
+            self.refuse_at_start(&path, &name, &e).await?;
         }
         Ok(())
     }
