@@ -818,10 +818,9 @@ fn grants(step: &Value) -> String {
     let given = &step["withheld"];
     // What a newer server withholds that this client has no words for.
     let more = given.as_object().is_some_and(|fields| {
-        fields.iter().any(|(field, value)| {
-            !["connectors", "hosts", "reads", "limits"].contains(&field.as_str())
-                && !(value.is_null() || value.as_array().is_some_and(Vec::is_empty))
-        })
+        let known = |field: &str| ["connectors", "hosts", "reads", "limits"].contains(&field);
+        let empty = |value: &Value| value.is_null() || value.as_array().is_some_and(Vec::is_empty);
+        fields.iter().any(|(field, value)| !known(field) && !empty(value))
     });
     let said = match given {
         Value::Null => String::new(),
