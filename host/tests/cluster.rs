@@ -656,30 +656,8 @@ async fn a_second_process_given_a_running_hosts_host_id_is_refused() {
     let config = schema.config_of("[cluster]\nhost_id = \"twin\"\nlease_ms = 3000\npoll_ms = 250\n");
     let (mut first, id) = schema.start_hosts_with(1, &config).remove(0);
     assert_eq!(id, "twin");
-    let mut second = std::process::Command::new(whenever_binary())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            schema.scratch.url(),
-            "--config",
-            &config,
-        ])
-        .env_remove("WHENEVER_TOKEN")
-        .env_remove("WHENEVER_TOKEN_FILE")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("whenever serve runs");
-    // Refused after 4.5 s; one that started serving instead is stopped and shown.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while second.try_wait().expect("waited").is_none() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = second.kill();
-    let second = second.wait_with_output().expect("output");
+    // Refused after 4.5 s.
+    let second = start_refused(schema.scratch.url(), &config).await;
     refused(&second, 2, "host_id \"twin\" is in use by another running host");
     let (status, _) = first.get("/readyz").await;
     assert_eq!(status, 200, "the first host serves on: {}", first.stderr());
@@ -960,6 +938,89 @@ async fn a_starting_host_registers_its_format_only_once_its_steps_are_ready_to_c
         "the format registered once it claims stays: {happened:?}"
     );
     drop(host);
+    drop(store);
+    schema.drop_schema().await;
+}
+
+/// Runs `whenever serve` on `url` with `config`, expected to refuse to start: its output once it
+/// exits (within a minute; one that started serving instead is stopped, and shown).
+async fn start_refused(url: &str, config: &str) -> std::process::Output {
+    let mut host = std::process::Command::new(whenever_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", url, "--config", config])
+        .env_remove("WHENEVER_TOKEN")
+        .env_remove("WHENEVER_TOKEN_FILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("whenever serve runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while host.try_wait().expect("waited").is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = host.kill();
+    host.wait_with_output().expect("output")
+}
+
+/// A host whose format the store does not take (a trigger refuses every format but a starting
+/// host's 0) does not start, and has written nothing meanwhile: no step version stored, no task
+/// claimed; it says why, and gives its name up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_format_the_store_refuses_writes_nothing_and_does_not_start() {
+    let Some(schema) = Schema::create("format_refused").await else {
+        return;
+    };
+    let store = PostgresStore::connect(schema.scratch.url()).await.expect("migrated");
+    let name = schema.scratch.name().to_string();
+    schema
+        .scratch
+        .admin()
+        .batch_execute(&format!(
+            "CREATE FUNCTION {name}.refuse_format() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.format > 0 THEN RAISE EXCEPTION 'no format but 0 here'; END IF;
+                 RETURN NEW;
+               END $$;
+             CREATE TRIGGER refuse_format BEFORE INSERT OR UPDATE ON {name}.hosts
+               FOR EACH ROW EXECUTE FUNCTION {name}.refuse_format();"
+        ))
+        .await
+        .expect("trigger");
+    let waiting = whenever::task::Task::new(order(0));
+    store.create_task(&waiting).await.expect("stored");
+
+    let config = schema.config_of("[cluster]\nlease_ms = 1000\npoll_ms = 100\n");
+    let output = start_refused(schema.scratch.url(), &config).await;
+    refused(&output, 1, "the store did not take this host's registration as host_id");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let format = format!("writing format {} within a lease", whenever::store::WRITE_FORMAT);
+    assert!(stderr.contains(&format), "{stderr}");
+    assert!(
+        stderr.contains("no format but 0 here"),
+        "the store's refusal told: {stderr}"
+    );
+    assert_eq!(
+        schema
+            .count(&format!("SELECT count(*) FROM {name}.step_versions"), &[])
+            .await,
+        0,
+        "no step stored"
+    );
+    assert_eq!(
+        schema
+            .count(
+                "SELECT count(*) FROM tasks WHERE owner IS NULL AND status = 'running'",
+                &[]
+            )
+            .await,
+        1,
+        "the order waits, unclaimed"
+    );
+    assert_eq!(
+        schema.count(&format!("SELECT count(*) FROM {name}.hosts"), &[]).await,
+        0,
+        "its name given up"
+    );
     drop(store);
     schema.drop_schema().await;
 }
