@@ -779,6 +779,32 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
     old.until_logged("this one claims no more tasks, lets those it drives finish");
     let (_, ready) = old.get("/readyz").await;
     assert_eq!(ready["host_id"], json!("ok"), "its name is its own: {ready}");
+    // The operator sees why: the hosts as the store has them, through the API and the CLI.
+    let (status, hosts) = old.get("/v1/hosts").await;
+    assert_eq!(status, 200, "{hosts}");
+    assert_eq!(hosts["shared"], json!(true), "{hosts}");
+    let listed = hosts["hosts"].as_array().cloned().unwrap_or_default();
+    let upgraded = listed.iter().find(|h| h["host_id"] == "upgraded");
+    assert!(
+        upgraded.is_some_and(|h| h["live"] == true && h["format"] == newer && h["this"] == false),
+        "{hosts}"
+    );
+    let own = listed.iter().find(|h| h["this"] == true);
+    assert!(
+        own.is_some_and(|h| h["live"] == true && h["format"] == whenever::store::WRITE_FORMAT),
+        "{hosts}"
+    );
+    let shown = std::process::Command::new(whenever_binary())
+        .args(["hosts", "--server", &old.base])
+        .env_remove("WHENEVER_TOKEN")
+        .output()
+        .expect("whenever hosts runs");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.lines().any(|l| l.starts_with("upgraded") && l.contains("newer")),
+        "{shown}"
+    );
+    assert!(shown.contains("(this server)"), "{shown}");
     // A change to a task a newer host may have written is refused: saved back whole by this
     // build, what it cannot read would be lost.
     let (status, error) = old

@@ -79,6 +79,14 @@ pub struct StepsArgs {
     pub client: ClientArgs,
 }
 
+/// `whenever hosts`.
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    /// Server and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 /// `whenever tasks [--status S] [--tag T] [--limit N] [--cursor C]`.
 #[derive(Debug, Args)]
 pub struct TasksArgs {
@@ -840,6 +848,58 @@ fn grants(step: &Value) -> String {
     out
 }
 
+/// `whenever hosts`.
+pub(crate) async fn hosts(args: HostsArgs) -> u8 {
+    let result = async {
+        let client = Client::new(&args.client)?;
+        let answer = client.send(client.http.get(client.url("/v1/hosts"))).await?;
+        if args.client.json {
+            print_json(&answer);
+        } else {
+            for line in hosts_for_people(&answer) {
+                say!("{line}");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    finish("hosts", result)
+}
+
+/// `GET /v1/hosts` for people: a line per host, what it is to the server asked (a newer host
+/// makes it stand aside; an older one stands aside for it), how long ago the store saw it, the
+/// format it writes and the tasks it holds.
+fn hosts_for_people(answer: &Value) -> Vec<String> {
+    if answer["shared"] != true {
+        return vec!["this server's store is its own: no other host shares it".to_string()];
+    }
+    let own = answer["format"].as_u64().unwrap_or_default();
+    let mut lines = vec![format!(
+        "{:<28} {:<20} {:>12} {:>6} {:>6}",
+        "HOST", "STATE", "SEEN", "FORMAT", "TASKS"
+    )];
+    for host in answer["hosts"].as_array().into_iter().flatten() {
+        let format = host["format"].as_u64().unwrap_or_default();
+        let state = match (host["live"] == true, format) {
+            (false, _) => "gone",
+            (true, 0) => "starting",
+            (true, format) if format > own => "newer",
+            (true, format) if format < own => "older: stands aside",
+            (true, _) => "live",
+        };
+        let name = match host["this"] == true {
+            true => format!("{} (this server)", text(host, "host_id")),
+            false => text(host, "host_id").to_string(),
+        };
+        lines.push(format!(
+            "{name:<28} {state:<20} {:>9} ms {format:>6} {:>6}",
+            host["seen_ms_ago"].as_u64().unwrap_or_default(),
+            host["tasks"].as_u64().unwrap_or_default()
+        ));
+    }
+    lines
+}
+
 /// `whenever tasks`.
 pub(crate) async fn tasks(args: TasksArgs) -> u8 {
     let result = async {
@@ -1188,6 +1248,37 @@ mod tests {
             grants(&odd).starts_with("stripe  withheld by config: (not readable here: "),
             "{}",
             grants(&odd)
+        );
+    }
+
+    #[test]
+    fn hosts_for_people_say_what_each_host_is_to_the_server_asked() {
+        let host = |id: &str, live: bool, format: u64, this: bool| json!({"host_id": id, "live": live, "seen_ms_ago": 120, "lease_ms": 3000, "format": format, "tasks": 2, "this": this});
+        let answer = json!({"shared": true, "format": 1, "hosts": [
+            host("web-1", true, 1, true),
+            host("web-2", true, 2, false),
+            host("web-3", true, 0, false),
+            host("web-4", false, 1, false),
+        ]});
+        let lines = hosts_for_people(&answer);
+        assert!(lines[0].starts_with("HOST"), "{lines:?}");
+        let state = |line: &str| {
+            line.split_whitespace()
+                .skip_while(|w| w.starts_with("web") || w.starts_with('(') || w.ends_with(')'))
+                .next()
+                .map(str::to_string)
+        };
+        assert!(lines[1].starts_with("web-1 (this server)"), "{lines:?}");
+        assert_eq!(state(&lines[1]).as_deref(), Some("live"));
+        assert_eq!(state(&lines[2]).as_deref(), Some("newer"));
+        assert_eq!(state(&lines[3]).as_deref(), Some("starting"));
+        assert_eq!(state(&lines[4]).as_deref(), Some("gone"));
+        assert!(lines[1].ends_with("120 ms      1      2"), "{lines:?}");
+        let older = json!({"shared": true, "format": 2, "hosts": [host("web-5", true, 1, false)]});
+        assert!(hosts_for_people(&older)[1].contains("older: stands aside"));
+        assert_eq!(
+            hosts_for_people(&json!({"shared": false, "format": 1, "hosts": []})),
+            ["this server's store is its own: no other host shares it"]
         );
     }
 

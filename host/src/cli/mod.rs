@@ -107,6 +107,9 @@ pub enum Command {
     Rollback(client::RollbackArgs),
     /// Stop serving a step (its versions are kept, for a rollback).
     Remove(client::RemoveArgs),
+    /// List the hosts sharing a server's store: live or gone, the format each writes, the tasks
+    /// each holds (an upgrade one host at a time, watched).
+    Hosts(client::HostsArgs),
     /// Copy a SQLite store to a new file, consistently, while its server runs.
     Backup {
         /// The store (`whenever serve --db`).
@@ -141,6 +144,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Delete(args) => client::delete(args).await,
         Command::Rollback(args) => client::rollback(args).await,
         Command::Remove(args) => client::remove(args).await,
+        Command::Hosts(args) => client::hosts(args).await,
         Command::Backup { db, to } => backup::run(&db, &to).await,
     };
     ExitCode::from(code)

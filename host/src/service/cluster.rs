@@ -140,6 +140,37 @@ impl std::fmt::Display for NameLost {
     }
 }
 
+/// The hosts sharing this host's store, as `GET /v1/hosts` shows them ([`Service::hosts`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hosts {
+    /// Whether the store is shared (PostgreSQL): a host of its own lists none.
+    pub shared: bool,
+    /// The format of what this host's build writes ([`WRITE_FORMAT`]).
+    pub format: u32,
+    /// Each host registered on the store, by name.
+    pub hosts: Vec<HostShown>,
+}
+
+/// One host registered on a shared store ([`Hosts`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostShown {
+    /// Its `host_id`.
+    pub host_id: String,
+    /// Seen within its lease: it serves (else it stopped or died, and its name has lapsed).
+    pub live: bool,
+    /// How long ago the store last saw it, in milliseconds.
+    pub seen_ms_ago: u64,
+    /// Its lease, in milliseconds.
+    pub lease_ms: u64,
+    /// The format of what it writes; 0 while it starts (or a build before formats). A live host
+    /// of a format above this host's makes it stand aside.
+    pub format: u32,
+    /// The running tasks it holds a lease on now.
+    pub tasks: u64,
+    /// Whether it is the host answering.
+    pub this: bool,
+}
+
 /// Names a live host of format `newer`, newer than this build's, for what this one says of it.
 pub(crate) fn newer_host(newer: u32) -> String {
     format!("a host of a newer version (it writes format {newer}, this one {WRITE_FORMAT})")
@@ -318,6 +349,30 @@ impl Service {
     /// ([`Cluster::superseded`]; `None` on an unshared store).
     pub(crate) fn superseded(&self) -> Option<u32> {
         self.cluster().and_then(|c| c.superseded())
+    }
+
+    /// The hosts registered on the store, and which of them answers ([`Hosts`]).
+    pub async fn hosts(&self) -> Result<Hosts, ServiceError> {
+        let seen = self.inner.store.hosts().await?;
+        let hosts = seen
+            .into_iter()
+            .map(|host| HostShown {
+                this: self
+                    .cluster()
+                    .is_some_and(|c| c.host_id == host.host && c.instance == host.instance),
+                live: host.seen_ms_ago <= host.lease_ms,
+                host_id: host.host,
+                seen_ms_ago: host.seen_ms_ago,
+                lease_ms: host.lease_ms,
+                format: host.format,
+                tasks: host.tasks,
+            })
+            .collect();
+        Ok(Hosts {
+            shared: self.cluster().is_some(),
+            format: WRITE_FORMAT,
+            hosts,
+        })
     }
 
     /// This host's name among the hosts sharing the store (`None` on an unshared store).

@@ -48,6 +48,7 @@ use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{Store, StoreError, StoredTask, TaskPage, TaskQuery, TaskSave, TaskSummary};
 use crate::task::{PATCH_ENTRY, RETRY_ENTRY, RunRecord, Task, TaskStatus};
 
+pub use cluster::{HostShown, Hosts};
 pub use creating::Created;
 pub use metrics::Metrics;
 pub use readiness::Readiness;

@@ -274,6 +274,24 @@ pub struct StepVersionInfo {
     pub current: bool,
 }
 
+/// A host registered on a shared store ([`Store::hosts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSeen {
+    /// Its `host_id`.
+    pub host: String,
+    /// The process registered under it now.
+    pub instance: String,
+    /// How long ago the store last saw it, in milliseconds.
+    pub seen_ms_ago: u64,
+    /// Its lease: not seen for that long, it is gone.
+    pub lease_ms: u64,
+    /// The format of what it writes ([`WRITE_FORMAT`]; 0 while it starts, or a build before
+    /// formats).
+    pub format: u32,
+    /// The running tasks it holds a lease on now.
+    pub tasks: u64,
+}
+
 /// What a change to a step's serving version did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -482,6 +500,13 @@ pub trait Store: Send + Sync + 'static {
     async fn unregister_host(&self, host: &str, instance: &str) -> Result<(), StoreError> {
         let _ = (host, instance);
         Ok(())
+    }
+
+    /// The hosts registered on the store ([`Store::register_host`]), by name, as the store's
+    /// clock sees them: a cluster's operator watches an upgrade go through with it. Empty on a
+    /// store no hosts share.
+    async fn hosts(&self) -> Result<Vec<HostSeen>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Commits a small write for `host` (its row in `probes`), the way task saves commit (the

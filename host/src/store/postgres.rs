@@ -42,7 +42,7 @@ use super::rows::{
     step_change_kind, still_running, time_text, to_json,
 };
 use super::{
-    InterruptedRun, StepChange, StepChangeKind, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent,
+    HostSeen, InterruptedRun, StepChange, StepChangeKind, StepVersion, StepVersionInfo, Store, StoreError, StoreEvent,
     StoredTask, TaskPage, TaskQuery, TaskSave, TaskSummary,
 };
 use crate::runtime::{ConnectorCallRecord, StepManifest};
@@ -1356,6 +1356,38 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn hosts(&self) -> Result<Vec<HostSeen>, StoreError> {
+        let client = self.client().await?;
+        // The leases held, counted over the running tasks alone (their partial index).
+        let rows = client
+            .query(
+                "WITH held AS (
+                   SELECT owner, count(*) AS tasks FROM tasks
+                   WHERE status = 'running' AND owner IS NOT NULL AND lease_until >= now()
+                   GROUP BY owner)
+                 SELECT h.host, h.instance,
+                   greatest((extract(epoch FROM now() - h.seen) * 1000)::bigint, 0),
+                   h.lease_ms, h.format, coalesce(held.tasks, 0)
+                 FROM hosts h LEFT JOIN held ON held.owner = h.host || '/' || h.instance
+                 ORDER BY h.host",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|row| {
+                Ok(HostSeen {
+                    host: row.get(0),
+                    instance: row.get(1),
+                    seen_ms_ago: u64::try_from(row.get::<_, i64>(2)).map_err(|e| corrupt("seen", e))?,
+                    lease_ms: u64::try_from(row.get::<_, i64>(3)).map_err(|e| corrupt("lease_ms", e))?,
+                    format: u32::try_from(row.get::<_, i32>(4)).map_err(|e| corrupt("format", e))?,
+                    tasks: u64::try_from(row.get::<_, i64>(5)).map_err(|e| corrupt("tasks", e))?,
+                })
+            })
+            .collect()
+    }
+
     async fn probe(&self, host: &str, limit: Duration) -> Result<(), StoreError> {
         let (store, host) = (self.clone(), host.to_string());
         // On a task of its own: a caller that gives up does not drop the statement half-way
@@ -1636,6 +1668,20 @@ pub(crate) mod tests {
             claimed,
             std::slice::from_ref(&running.id),
             "claimed while the upgraded host starts"
+        );
+        // As an operator lists them: by name, each with its format and the leases it holds.
+        let hosts = store.hosts().await.expect("listed");
+        let shown: Vec<(&str, u32, u64, bool)> = hosts
+            .iter()
+            .map(|h| (h.host.as_str(), h.format, h.tasks, h.seen_ms_ago <= h.lease_ms))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("old", 0, 0, true),
+                ("upgraded", 0, 0, true),
+                ("web-1", WRITE_FORMAT, 1, true)
+            ]
         );
         store.release_task(&running.id, "web-1/p1").await.expect("released");
         // Then it claims, and registers what it writes.
