@@ -1262,12 +1262,8 @@ mod tests {
         ]});
         let lines = hosts_for_people(&answer);
         assert!(lines[0].starts_with("HOST"), "{lines:?}");
-        let state = |line: &str| {
-            line.split_whitespace()
-                .skip_while(|w| w.starts_with("web") || w.starts_with('(') || w.ends_with(')'))
-                .next()
-                .map(str::to_string)
-        };
+        // The state is the column after the host's (28 characters and a space).
+        let state = |line: &str| line.get(29..49).map(|state| state.trim().to_string());
         assert!(lines[1].starts_with("web-1 (this server)"), "{lines:?}");
         assert_eq!(state(&lines[1]).as_deref(), Some("live"));
         assert_eq!(state(&lines[2]).as_deref(), Some("newer"));
