@@ -125,6 +125,13 @@ impl Schema {
             .get(0)
     }
 
+    /// A store on the schema, migrated, with `sql` run on it then (the triggers a test sets).
+    async fn migrated_with(&self, sql: &str) -> PostgresStore {
+        let store = PostgresStore::connect(self.scratch.url()).await.expect("migrated");
+        self.scratch.admin().batch_execute(sql).await.expect("set up");
+        store
+    }
+
     async fn drop_schema(self) {
         self.scratch.drop_schema().await;
     }
@@ -907,12 +914,9 @@ async fn a_starting_host_registers_its_format_only_once_its_steps_are_ready_to_c
     let Some(schema) = Schema::create("starting_format").await else {
         return;
     };
-    let store = PostgresStore::connect(schema.scratch.url()).await.expect("migrated");
     let name = schema.scratch.name().to_string();
-    schema
-        .scratch
-        .admin()
-        .batch_execute(&format!(
+    let store = schema
+        .migrated_with(&format!(
             "CREATE TABLE {name}.happened (seq BIGSERIAL PRIMARY KEY, what TEXT NOT NULL);
              CREATE FUNCTION {name}.log_host() RETURNS trigger LANGUAGE plpgsql AS $$
                BEGIN INSERT INTO {name}.happened (what) VALUES ('format ' || NEW.format); RETURN NULL; END $$;
@@ -928,8 +932,7 @@ async fn a_starting_host_registers_its_format_only_once_its_steps_are_ready_to_c
                WHEN (NEW.owner IS NOT NULL AND NEW.owner IS DISTINCT FROM OLD.owner)
                EXECUTE FUNCTION {name}.log_claim();"
         ))
-        .await
-        .expect("triggers");
+        .await;
     // An order waiting to be claimed when the host starts.
     let waiting = whenever::task::Task::new(order(0));
     store.create_task(&waiting).await.expect("stored");
@@ -996,12 +999,9 @@ async fn a_host_whose_format_the_store_refuses_writes_nothing_and_does_not_start
     let Some(schema) = Schema::create("format_refused").await else {
         return;
     };
-    let store = PostgresStore::connect(schema.scratch.url()).await.expect("migrated");
     let name = schema.scratch.name().to_string();
-    schema
-        .scratch
-        .admin()
-        .batch_execute(&format!(
+    let store = schema
+        .migrated_with(&format!(
             "CREATE FUNCTION {name}.refuse_format() RETURNS trigger LANGUAGE plpgsql AS $$
                BEGIN
                  IF NEW.format > 0 THEN RAISE EXCEPTION 'no format but 0 here'; END IF;
@@ -1010,8 +1010,7 @@ async fn a_host_whose_format_the_store_refuses_writes_nothing_and_does_not_start
              CREATE TRIGGER refuse_format BEFORE INSERT OR UPDATE ON {name}.hosts
                FOR EACH ROW EXECUTE FUNCTION {name}.refuse_format();"
         ))
-        .await
-        .expect("trigger");
+        .await;
     let waiting = whenever::task::Task::new(order(0));
     store.create_task(&waiting).await.expect("stored");
 
