@@ -790,6 +790,7 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
     let (status, hosts) = old.get("/v1/hosts").await;
     assert_eq!(status, 200, "{hosts}");
     assert_eq!(hosts["shared"], json!(true), "{hosts}");
+    assert_eq!(hosts["superseded"], json!(true), "{hosts}");
     let listed = hosts["hosts"].as_array().cloned().unwrap_or_default();
     let upgraded = listed.iter().find(|h| h["host_id"] == "upgraded");
     assert!(
@@ -804,14 +805,21 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
     let shown = std::process::Command::new(whenever_binary())
         .args(["hosts", "--server", &old.base])
         .env_remove("WHENEVER_TOKEN")
+        .env_remove("WHENEVER_TOKEN_FILE")
         .output()
         .expect("whenever hosts runs");
+    assert!(shown.status.success(), "{shown:?}");
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(
         shown.lines().any(|l| l.starts_with("upgraded") && l.contains("newer")),
         "{shown}"
     );
-    assert!(shown.contains("(this server)"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("(this server)") && l.contains("stands aside")),
+        "{shown}"
+    );
     // A change to a task a newer host may have written is refused: saved back whole by this
     // build, what it cannot read would be lost.
     let (status, error) = old

@@ -290,9 +290,6 @@ async fn tasks_complete_or_wait_over_http() {
     server.stop().await;
 }
 
-/// The API serves from a thread of its own; the tasks it creates are driven on the service's
-/// runtime. A task created from another runtime (as the API's) that is gone at once still
-/// completes: its drive was not spawned there.
 /// A host of its own shares its store with no other: `GET /v1/hosts` says so, with the format
 /// its build writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,11 +300,14 @@ async fn a_host_of_its_own_lists_no_hosts() {
     assert_eq!(status, 200, "{hosts}");
     assert_eq!(
         hosts,
-        json!({"shared": false, "format": whenever::store::WRITE_FORMAT, "hosts": []})
+        json!({"shared": false, "superseded": false, "format": whenever::store::WRITE_FORMAT, "hosts": []})
     );
     server.stop().await;
 }
 
+/// The API serves from a thread of its own; the tasks it creates are driven on the service's
+/// runtime. A task created from another runtime (as the API's) that is gone at once still
+/// completes: its drive was not spawned there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_created_from_another_runtime_is_driven_on_the_services() {
     let dir = tempfile::tempdir().expect("tempdir");

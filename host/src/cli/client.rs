@@ -1,5 +1,5 @@
 //! The client commands: `create`, `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `delete`, `rollback`,
-//! talking to a running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
+//! `remove`, `hosts`, talking to a running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
 //! `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`, or the file `WHENEVER_TOKEN_FILE`). Output for people by default, the
 //! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
 //! the input is bad, 1 when the server is unreachable or failed.
@@ -856,9 +856,7 @@ pub(crate) async fn hosts(args: HostsArgs) -> u8 {
         if args.client.json {
             print_json(&answer);
         } else {
-            for line in hosts_for_people(&answer) {
-                say!("{line}");
-            }
+            print!("{}", host_table(&answer));
         }
         Ok(())
     }
@@ -866,38 +864,36 @@ pub(crate) async fn hosts(args: HostsArgs) -> u8 {
     finish("hosts", result)
 }
 
-/// `GET /v1/hosts` for people: a line per host, what it is to the server asked (a newer host
-/// makes it stand aside; an older one stands aside for it), how long ago the store saw it, the
-/// format it writes and the tasks it holds.
-fn hosts_for_people(answer: &Value) -> Vec<String> {
+/// `GET /v1/hosts` for people: a header, then a line per host: what it is to the server asked
+/// (a newer host makes it stand aside; an older one stands aside for it), how long ago the store
+/// saw it, the format it writes and the tasks it holds.
+fn host_table(answer: &Value) -> String {
     if answer["shared"] != true {
-        return vec!["this server's store is its own: no other host shares it".to_string()];
+        return "this server's store is its own: no other host shares it\n".to_string();
     }
     let own = answer["format"].as_u64().unwrap_or_default();
-    let mut lines = vec![format!(
-        "{:<28} {:<20} {:>12} {:>6} {:>6}",
-        "HOST", "STATE", "SEEN", "FORMAT", "TASKS"
-    )];
-    for host in answer["hosts"].as_array().into_iter().flatten() {
+    let mut rows = vec![["HOST", "STATE", "SEEN", "FORMAT", "TASKS"].map(str::to_string)];
+    rows.extend(answer["hosts"].as_array().into_iter().flatten().map(|host| {
         let format = host["format"].as_u64().unwrap_or_default();
+        let this = host["this"] == true;
         let state = match (host["live"] == true, format) {
             (false, _) => "gone",
-            (true, 0) => "starting",
+            (true, _) if this && answer["superseded"] == true => "stands aside",
+            (true, 0) => "starting, or an old build",
             (true, format) if format > own => "newer",
             (true, format) if format < own => "older: stands aside",
             (true, _) => "live",
         };
-        let name = match host["this"] == true {
-            true => format!("{} (this server)", text(host, "host_id")),
-            false => text(host, "host_id").to_string(),
-        };
-        lines.push(format!(
-            "{name:<28} {state:<20} {:>9} ms {format:>6} {:>6}",
-            host["seen_ms_ago"].as_u64().unwrap_or_default(),
-            host["tasks"].as_u64().unwrap_or_default()
-        ));
-    }
-    lines
+        let name = cell(text(host, "host_id"), NAME_CELL);
+        [
+            if this { format!("{name} (this server)") } else { name },
+            state.to_string(),
+            format!("{} ms ago", host["seen_ms_ago"].as_u64().unwrap_or_default()),
+            format.to_string(),
+            host["tasks"].as_u64().unwrap_or_default().to_string(),
+        ]
+    }));
+    table(&rows)
 }
 
 /// `whenever tasks`.
@@ -980,11 +976,16 @@ fn task_table(tasks: &[Value], args: &TasksArgs) -> String {
             cell(&strings(&task["tags"]).join(","), TAGS_CELL),
         ]
     }));
-    let widths: Vec<usize> = (0..rows[0].len())
+    table(&rows)
+}
+
+/// `rows` (a header first) in columns as wide as their widest cell, a line each.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
         .map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -1252,29 +1253,38 @@ mod tests {
     }
 
     #[test]
-    fn hosts_for_people_say_what_each_host_is_to_the_server_asked() {
+    fn a_host_table_says_what_each_host_is_to_the_server_asked() {
         let host = |id: &str, live: bool, format: u64, this: bool| json!({"host_id": id, "live": live, "seen_ms_ago": 120, "lease_ms": 3000, "format": format, "tasks": 2, "this": this});
-        let answer = json!({"shared": true, "format": 1, "hosts": [
-            host("web-1", true, 1, true),
+        let long = "worker-pod-7f9c6d5b8-abcde-12345-0a1b2";
+        let answer = json!({"shared": true, "superseded": false, "format": 1, "hosts": [
+            host(long, true, 1, true),
             host("web-2", true, 2, false),
             host("web-3", true, 0, false),
             host("web-4", false, 1, false),
         ]});
-        let lines = hosts_for_people(&answer);
-        assert!(lines[0].starts_with("HOST"), "{lines:?}");
-        // The state is the column after the host's (28 characters and a space).
-        let state = |line: &str| line.get(29..49).map(|state| state.trim().to_string());
-        assert!(lines[1].starts_with("web-1 (this server)"), "{lines:?}");
-        assert_eq!(state(&lines[1]).as_deref(), Some("live"));
-        assert_eq!(state(&lines[2]).as_deref(), Some("newer"));
-        assert_eq!(state(&lines[3]).as_deref(), Some("starting"));
-        assert_eq!(state(&lines[4]).as_deref(), Some("gone"));
-        assert!(lines[1].ends_with("120 ms      1      2"), "{lines:?}");
+        let table = host_table(&answer);
+        let lines: Vec<&str> = table.lines().collect();
+        // Each column starts where its header does, however long a host's name.
+        let state_at = lines[0].find("STATE").expect("a header");
+        let state = |line: &str| line[state_at..].split("  ").next().map(str::trim).map(str::to_string);
+        assert!(lines[1].starts_with(&format!("{long} (this server)")), "{table}");
+        assert_eq!(state(lines[1]).as_deref(), Some("live"), "{table}");
+        assert_eq!(state(lines[2]).as_deref(), Some("newer"), "{table}");
+        assert_eq!(state(lines[3]).as_deref(), Some("starting, or an old build"), "{table}");
+        assert_eq!(state(lines[4]).as_deref(), Some("gone"), "{table}");
+        assert!(lines[1].ends_with("120 ms ago  1       2"), "{table}");
         let older = json!({"shared": true, "format": 2, "hosts": [host("web-5", true, 1, false)]});
-        assert!(hosts_for_people(&older)[1].contains("older: stands aside"));
+        assert!(host_table(&older).contains("older: stands aside"));
+        let aside = json!({"shared": true, "superseded": true, "format": 1, "hosts": [host("web-1", true, 1, true)]});
+        assert!(
+            host_table(&aside)
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.contains("stands aside"))
+        );
         assert_eq!(
-            hosts_for_people(&json!({"shared": false, "format": 1, "hosts": []})),
-            ["this server's store is its own: no other host shares it"]
+            host_table(&json!({"shared": false, "format": 1, "hosts": []})),
+            "this server's store is its own: no other host shares it\n"
         );
     }
 

@@ -145,6 +145,9 @@ impl std::fmt::Display for NameLost {
 pub struct Hosts {
     /// Whether the store is shared (PostgreSQL): a host of its own lists none.
     pub shared: bool,
+    /// Whether the answering host stands aside for a live host of a newer format
+    /// ([`Cluster::superseded`]).
+    pub superseded: bool,
     /// The format of what this host's build writes ([`WRITE_FORMAT`]).
     pub format: u32,
     /// Each host registered on the store, by name.
@@ -156,7 +159,8 @@ pub struct Hosts {
 pub struct HostShown {
     /// Its `host_id`.
     pub host_id: String,
-    /// Seen within its lease: it serves (else it stopped or died, and its name has lapsed).
+    /// Seen within its lease, as the claims judge it: it serves. Else it died or lost the store
+    /// (a host that stops removes its row); its tasks' leases lapse, and others take them.
     pub live: bool,
     /// How long ago the store last saw it, in milliseconds.
     pub seen_ms_ago: u64,
@@ -354,13 +358,12 @@ impl Service {
     /// The hosts registered on the store, and which of them answers ([`Hosts`]).
     pub async fn hosts(&self) -> Result<Hosts, ServiceError> {
         let seen = self.inner.store.hosts().await?;
+        let cluster = self.cluster();
         let hosts = seen
             .into_iter()
             .map(|host| HostShown {
-                this: self
-                    .cluster()
-                    .is_some_and(|c| c.host_id == host.host && c.instance == host.instance),
-                live: host.seen_ms_ago <= host.lease_ms,
+                this: cluster.is_some_and(|c| c.host_id == host.host && c.instance == host.instance),
+                live: host.live,
                 host_id: host.host,
                 seen_ms_ago: host.seen_ms_ago,
                 lease_ms: host.lease_ms,
@@ -369,7 +372,8 @@ impl Service {
             })
             .collect();
         Ok(Hosts {
-            shared: self.cluster().is_some(),
+            shared: cluster.is_some(),
+            superseded: self.superseded().is_some(),
             format: WRITE_FORMAT,
             hosts,
         })

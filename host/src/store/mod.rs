@@ -285,6 +285,9 @@ pub struct HostSeen {
     pub seen_ms_ago: u64,
     /// Its lease: not seen for that long, it is gone.
     pub lease_ms: u64,
+    /// Seen within its lease, as the claims judge it: a live host of a newer format makes an
+    /// older one stand aside.
+    pub live: bool,
     /// The format of what it writes ([`WRITE_FORMAT`]; 0 while it starts, or a build before
     /// formats).
     pub format: u32,

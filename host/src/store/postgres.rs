@@ -1367,25 +1367,28 @@ impl Store for PostgresStore {
                    GROUP BY owner)
                  SELECT h.host, h.instance,
                    greatest((extract(epoch FROM now() - h.seen) * 1000)::bigint, 0),
-                   h.lease_ms, h.format, coalesce(held.tasks, 0)
+                   h.lease_ms, h.format, coalesce(held.tasks, 0),
+                   h.seen >= now() - h.lease_ms * interval '1 millisecond'
                  FROM hosts h LEFT JOIN held ON held.owner = h.host || '/' || h.instance
                  ORDER BY h.host",
                 &[],
             )
             .await
             .map_err(pg)?;
-        rows.iter()
-            .map(|row| {
-                Ok(HostSeen {
-                    host: row.get(0),
-                    instance: row.get(1),
-                    seen_ms_ago: u64::try_from(row.get::<_, i64>(2)).map_err(|e| corrupt("seen", e))?,
-                    lease_ms: u64::try_from(row.get::<_, i64>(3)).map_err(|e| corrupt("lease_ms", e))?,
-                    format: u32::try_from(row.get::<_, i32>(4)).map_err(|e| corrupt("format", e))?,
-                    tasks: u64::try_from(row.get::<_, i64>(5)).map_err(|e| corrupt("tasks", e))?,
-                })
+        // An odd row (a negative lease written by hand) is shown as 0, as the registration reads
+        // it, rather than hiding the cluster from the operator.
+        Ok(rows
+            .iter()
+            .map(|row| HostSeen {
+                host: row.get(0),
+                instance: row.get(1),
+                seen_ms_ago: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                lease_ms: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+                format: u32::try_from(row.get::<_, i32>(4)).unwrap_or(0),
+                tasks: u64::try_from(row.get::<_, i64>(5)).unwrap_or(0),
+                live: row.get(6),
             })
-            .collect()
+            .collect())
     }
 
     async fn probe(&self, host: &str, limit: Duration) -> Result<(), StoreError> {
@@ -1669,15 +1672,31 @@ pub(crate) mod tests {
             std::slice::from_ref(&running.id),
             "claimed while the upgraded host starts"
         );
-        // As an operator lists them: by name, each with its format and the leases it holds.
+        // As an operator lists them: by name, each with its format and the leases it holds (a
+        // lapsed lease is held by no one), and whether it is live (a host not seen for its
+        // lease is gone).
+        client
+            .batch_execute(
+                "INSERT INTO hosts (host, instance, seen, lease_ms) VALUES ('crashed', 'p9', now() - interval '1 hour', 60000)",
+            )
+            .await
+            .expect("a host gone");
+        client
+            .execute(
+                "UPDATE tasks SET owner = 'web-1/p1', lease_until = now() - interval '1 minute' WHERE id = $1",
+                &[&second.id],
+            )
+            .await
+            .expect("a lapsed lease");
         let hosts = store.hosts().await.expect("listed");
         let shown: Vec<(&str, u32, u64, bool)> = hosts
             .iter()
-            .map(|h| (h.host.as_str(), h.format, h.tasks, h.seen_ms_ago <= h.lease_ms))
+            .map(|h| (h.host.as_str(), h.format, h.tasks, h.live))
             .collect();
         assert_eq!(
             shown,
             [
+                ("crashed", 0, 0, false),
                 ("old", 0, 0, true),
                 ("upgraded", 0, 0, true),
                 ("web-1", WRITE_FORMAT, 1, true)
