@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, to_json};
 
+/// `GET /v1/hosts` ([`crate::service::Hosts`]).
 pub(crate) async fn hosts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     to_json(&state.service.hosts().await?)
 }

@@ -824,18 +824,22 @@ fn grants(step: &Value) -> String {
     // Absent when nothing is withheld; fields a newer server adds are passed over. Joined as
     // the server's log joins them: a limit's text has a comma of its own.
     let given = &step["withheld"];
-    // What a newer server withholds that this client has no words for.
-    let more = given.as_object().is_some_and(|fields| {
-        let known = |field: &str| ["connectors", "hosts", "reads", "limits"].contains(&field);
-        let empty = |value: &Value| value.is_null() || value.as_array().is_some_and(Vec::is_empty);
-        fields.iter().any(|(field, value)| !known(field) && !empty(value))
-    });
-    let said = match given {
-        Value::Null => String::new(),
-        given => match Withheld::deserialize(given) {
-            Ok(withheld) => withheld.to_string(),
-            Err(e) => format!("(not readable here: {e})"),
-        },
+    let read = match given {
+        Value::Null => Ok(Withheld::default()),
+        given => Withheld::deserialize(given),
+    };
+    // What a newer server withholds that this client has no words for: a field not empty that
+    // the `Withheld` read does not write back.
+    let more = match (given.as_object(), read.as_ref().map(serde_json::to_value)) {
+        (Some(fields), Ok(Ok(Value::Object(known)))) => fields.iter().any(|(field, value)| {
+            let empty = value.is_null() || value.as_array().is_some_and(Vec::is_empty);
+            !empty && !known.contains_key(field)
+        }),
+        _ => false,
+    };
+    let said = match read {
+        Ok(withheld) => withheld.to_string(),
+        Err(e) => format!("(not readable here: {e})"),
     };
     match (said.is_empty(), more) {
         (true, false) => {}
@@ -884,7 +888,7 @@ fn host_table(answer: &Value) -> String {
             (true, format) if format < own => "older: stands aside",
             (true, _) => "live",
         };
-        let name = cell(text(host, "host_id"), NAME_CELL);
+        let name = cell(text(host, "host_id"), HOST_CELL);
         [
             if this { format!("{name} (this server)") } else { name },
             state.to_string(),
@@ -935,6 +939,9 @@ pub(crate) async fn tasks(args: TasksArgs) -> u8 {
 
 /// The most characters of a task's name the table shows (`whenever task ID` shows it whole).
 const NAME_CELL: usize = 48;
+
+/// The most characters of a host's id `whenever hosts` shows.
+const HOST_CELL: usize = 64;
 
 /// The most characters of a task's tags the table shows.
 const TAGS_CELL: usize = 64;

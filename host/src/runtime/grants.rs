@@ -58,24 +58,18 @@ impl Withheld {
     }
 }
 
-impl Withheld {
-    /// Each thing withheld, for people: `stripe`, `host *.internal`, `reads order.lines`,
-    /// `limits.timeout_ms = 60000, held to 10000` (the log and the CLI join them their own way).
-    pub fn parts(&self) -> Vec<String> {
-        self.connectors
+impl std::fmt::Display for Withheld {
+    /// `stripe; host *.internal; reads order.lines; limits.timeout_ms = 60000, held to 10000`:
+    /// the server's log and the CLI both show it so.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = self
+            .connectors
             .iter()
             .cloned()
             .chain(self.hosts.iter().map(|h| format!("host {h}")))
             .chain(self.reads.iter().map(|p| format!("reads {p}")))
-            .chain(self.limits.iter().map(|l| format!("limits.{l}")))
-            .collect()
-    }
-}
-
-impl std::fmt::Display for Withheld {
-    /// `stripe; host *.internal; reads order.lines; limits.timeout_ms = 60000, held to 10000`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.parts().join("; "))
+            .chain(self.limits.iter().map(|l| format!("limits.{l}")));
+        f.write_str(&parts.collect::<Vec<_>>().join("; "))
     }
 }
 

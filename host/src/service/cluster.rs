@@ -362,9 +362,9 @@ impl Service {
         let hosts = seen
             .into_iter()
             .map(|host| HostShown {
-                this: cluster.is_some_and(|c| c.host_id == host.host && c.instance == host.instance),
+                this: cluster.is_some_and(|c| c.host_id == host.host_id && c.instance == host.instance),
                 live: host.live,
-                host_id: host.host,
+                host_id: host.host_id,
                 seen_ms_ago: host.seen_ms_ago,
                 lease_ms: host.lease_ms,
                 format: host.format,
@@ -472,8 +472,8 @@ impl Service {
 
     /// Registers this build's [`WRITE_FORMAT`] from now on, at once: the hosts of an older
     /// build claim nothing from then on, and this one claims. Made once the steps are compiled
-    /// and loaded, so that no host claims while an upgraded one starts, and before it writes
-    /// anything; tried again for a lease, after which the start fails: a host whose format the
+    /// and loaded, so that the older hosts claim on while an upgraded one starts, and before it
+    /// writes anything; tried again for a lease, after which the start fails: a host whose format the
     /// store does not have must write nothing.
     pub(crate) async fn begin_claiming(&self, cluster: &Arc<Cluster>) -> Result<(), ServiceError> {
         cluster.claiming.store(true, Ordering::Release);
@@ -481,9 +481,10 @@ impl Service {
         let mut failing = false;
         loop {
             if !renew_registration(&self.inner, cluster, &mut failing).await {
-                return Err(ServiceError::Invalid(
-                    "the host gave its host_id up while it started".to_string(),
-                ));
+                return Err(StoreError::Unavailable(
+                    "the host gave its host_id up while it started: it writes nothing".to_string(),
+                )
+                .into());
             }
             if cluster.name_held().format == WRITE_FORMAT {
                 return Ok(());

@@ -397,7 +397,7 @@ impl Service {
     /// A read's failure `e` as this host answers it. A record it cannot decode while a host of a
     /// newer version serves is most likely that host's, in a format this build does not know:
     /// the answer is then 503, for another host to answer the request, not a corrupt store's 500.
-    pub(crate) fn read_failed(&self, e: StoreError) -> ServiceError {
+    fn read_failed(&self, e: StoreError) -> ServiceError {
         match (e, self.superseded()) {
             (StoreError::Corrupt(why), Some(newer)) => stands_aside(
                 newer,

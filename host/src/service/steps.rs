@@ -203,9 +203,11 @@ impl Service {
     /// Stores the start-up steps [`Service::compile_sources`] compiled, and serves them (`store`;
     /// else they are dropped); then tells the files refused.
     pub(crate) async fn store_compiled(&self, compiled: Compiled, store: bool) -> Result<(), ServiceError> {
-        for (step, source) in compiled.steps.into_iter().filter(|_| store) {
-            self.serve_compiled(step, source.bytes, source.manifest, Some(AT_START))
-                .await?;
+        if store {
+            for (step, source) in compiled.steps {
+                self.serve_compiled(step, source.bytes, source.manifest, Some(AT_START))
+                    .await?;
+            }
         }
         for (path, name, e) in compiled.refused {
             self.refuse_at_start(&path, &name, &e).await?;

@@ -278,7 +278,7 @@ pub struct StepVersionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSeen {
     /// Its `host_id`.
-    pub host: String,
+    pub host_id: String,
     /// The process registered under it now.
     pub instance: String,
     /// How long ago the store last saw it, in milliseconds.

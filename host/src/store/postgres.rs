@@ -1380,7 +1380,7 @@ impl Store for PostgresStore {
         Ok(rows
             .iter()
             .map(|row| HostSeen {
-                host: row.get(0),
+                host_id: row.get(0),
                 instance: row.get(1),
                 seen_ms_ago: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
                 lease_ms: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
@@ -1691,7 +1691,7 @@ pub(crate) mod tests {
         let hosts = store.hosts().await.expect("listed");
         let shown: Vec<(&str, u32, u64, bool)> = hosts
             .iter()
-            .map(|h| (h.host.as_str(), h.format, h.tasks, h.live))
+            .map(|h| (h.host_id.as_str(), h.format, h.tasks, h.live))
             .collect();
         assert_eq!(
             shown,

@@ -224,6 +224,23 @@ fn written() -> String {
             let _ = writeln!(out, "task row: (cannot encode: {e})");
         }
     }
+    // No name, message, tags, progress or key: what a new task's row holds.
+    let short = Task {
+        created_at: at,
+        ..Task::with_id("t_0002".into(), json!({}))
+    };
+    match TaskRow::of(&short, None, &at) {
+        Ok(row) => {
+            let _ = writeln!(
+                out,
+                "task row, short: status {}; name {:?}; tags {}; message {:?}; data {}; progress {}",
+                row.status, row.name, row.tags, row.message, row.data, row.progress
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "task row, short: (cannot encode: {e})");
+        }
+    }
     let _ = writeln!(out, "time: {}", time_text(&at));
     let manifest = StepManifest {
         connectors: vec!["stripe".into()],
@@ -241,6 +258,7 @@ fn written() -> String {
         reads: Some(vec!["order.total".into()]),
     };
     line(&mut out, "step manifest", &manifest);
+    line(&mut out, "step manifest, short", &StepManifest::default());
     out
 }
 
