@@ -5,7 +5,8 @@
 //!   with SIGKILL while it holds running tasks. Every order must complete exactly once, with
 //!   exactly one successful Stripe charge, the dead host's tasks taken over by the others once its
 //!   lease expired, and every connector result it had journaled replayed, not called again.
-//! - A step deployed through one host is loaded by the others and runs there.
+//! - A step deployed through one host is loaded by the others and runs there, and by a host
+//!   starting meanwhile (held, deterministically, at the point its start is most exposed).
 //! - A host told to stop (SIGTERM) whose grace runs out releases its tasks, and another host
 //!   takes them over at once instead of after the lease.
 //! - One webhook delivery sent to two hosts at once with its delivery id makes one task.
@@ -571,6 +572,76 @@ async fn a_step_deployed_through_one_host_runs_on_the_others() {
         )
         .await;
     drop(hosts);
+    schema.drop_schema().await;
+}
+
+/// A step deployed through one host while another starts serves on the starting host once it
+/// has started, although the deploy's notice came before it listened. The start is held,
+/// deterministically, where it registers the format it writes (a trigger waits there for an
+/// advisory lock the test holds), after it loaded the steps the store served until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_deployed_while_a_host_starts_serves_there_once_it_has_started() {
+    const HELD: i64 = 4242;
+    let Some(schema) = Schema::create("deploy_while_starting").await else {
+        return;
+    };
+    let (first, _) = schema.start_hosts(1).remove(0);
+    let name = schema.scratch.name().to_string();
+    let admin = schema.scratch.admin();
+    admin
+        .batch_execute(&format!(
+            "CREATE FUNCTION {name}.hold_late() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.host = 'late' AND NEW.format > 0 THEN PERFORM pg_advisory_xact_lock({HELD}); END IF;
+                 RETURN NEW;
+               END $$;
+             CREATE TRIGGER hold_late BEFORE INSERT OR UPDATE ON {name}.hosts
+               FOR EACH ROW EXECUTE FUNCTION {name}.hold_late();
+             SELECT pg_advisory_lock({HELD});"
+        ))
+        .await
+        .expect("the late host's start held");
+    let late_config = schema.config_of("[cluster]\nhost_id = \"late\"\nlease_ms = 3000\npoll_ms = 250\n");
+    let db = std::path::PathBuf::from(schema.scratch.url());
+    let starting = std::thread::spawn(move || ServeProcess::start(&db, &["--config", &late_config]));
+    let waiting = || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted",
+                &[&(HELD as u32)],
+            )
+            .await
+            .expect("locks read")
+            .get::<_, i64>(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while waiting().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late host never reached its format"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Held: the late host loaded the steps the store serves. One more is deployed now.
+    let component = std::fs::read(whenever_step_artifacts::testing::WRITE_A.component).expect("component");
+    let (status, deployed) = first
+        .call(reqwest::Method::PUT, "/v1/steps/write-a", Some(component))
+        .await;
+    assert!(status == 200 || status == 201, "{status} {deployed}");
+    let version = deployed["version"].clone();
+    admin
+        .batch_execute(&format!("SELECT pg_advisory_unlock({HELD})"))
+        .await
+        .expect("released");
+    let late = starting.join().expect("the late host starts");
+    // At once, before any claim or notice could have brought it.
+    let (status, step) = late.get("/v1/steps/write-a").await;
+    assert_eq!(status, 200, "{step}\n{}", late.stderr());
+    assert_eq!(step["version"], version, "{step}");
+    let (status, task) = late.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(task["data"]["a"], json!("A"), "write-a ran: {task}");
+    drop((first, late));
     schema.drop_schema().await;
 }
 
