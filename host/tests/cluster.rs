@@ -891,6 +891,18 @@ async fn a_host_claims_nothing_while_a_host_of_a_newer_version_serves() {
             .any(|l| l.contains("(this server)") && l.contains("stands aside")),
         "{shown}"
     );
+    // And a scraper counts an upgrade under way: live hosts of two formats.
+    let (_, metrics) = old.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default();
+    for line in [
+        format!("whenever_cluster_hosts{{live=\"true\",format=\"{newer}\"}} 1\n"),
+        format!(
+            "whenever_cluster_hosts{{live=\"true\",format=\"{}\"}} 1\n",
+            whenever::store::WRITE_FORMAT
+        ),
+    ] {
+        assert!(metrics.contains(&line), "{line}in {metrics}");
+    }
     // A change to a task a newer host may have written is refused: saved back whole by this
     // build, what it cannot read would be lost.
     let (status, error) = old

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::cluster::Hosts;
 use super::readiness::{Check, FAILED_DRIVE_WINDOW, PROBE_TIMEOUT, Readiness, ReadyStatus};
 use crate::histogram::Histogram;
 use crate::store::commit_stats::CommitStats;
@@ -342,13 +343,15 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the task counts by status from the store (`None`:
     /// the store could not count them, and they are left out), the drives under way on this
-    /// host, the store's commits (for a store that groups them) and the host's readiness.
+    /// host, the store's commits (for a store that groups them), the host's readiness and, in a
+    /// cluster, the hosts registered on the store (`None`: not listed, and left out).
     pub fn render(
         &self,
         tasks: Option<&BTreeMap<TaskStatus, u64>>,
         drives_under_way: usize,
         commits: Option<&CommitStats>,
         readiness: &Readiness,
+        hosts: Option<&Hosts>,
     ) -> String {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
@@ -379,6 +382,9 @@ impl Metrics {
             }
         }
         render_readiness(&mut out, readiness);
+        if let Some(hosts) = hosts {
+            render_hosts(&mut out, hosts);
+        }
         let _ = writeln!(
             out,
             "# HELP whenever_drives_under_way Tasks this host is driving now.\n\
@@ -624,6 +630,25 @@ fn render_readiness(out: &mut String, readiness: &Readiness) {
     }
 }
 
+/// The hosts registered on a shared store, counted by whether they are live and the format
+/// they write: live hosts of two formats are an upgrade under way (one that lasts has stalled).
+fn render_hosts(out: &mut String, hosts: &Hosts) {
+    let mut counted: BTreeMap<(bool, u32), u64> = BTreeMap::new();
+    for host in &hosts.hosts {
+        *counted.entry((host.live, host.format)).or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP whenever_cluster_hosts Hosts registered on the shared store, by whether the store saw \
+         them within their lease and the format of what they write (every host reports the same: \
+         take one host's); live hosts of two formats: an upgrade under way.\n\
+         # TYPE whenever_cluster_hosts gauge"
+    );
+    for ((live, format), n) in counted {
+        let _ = writeln!(out, "whenever_cluster_hosts{{live=\"{live}\",format=\"{format}\"}} {n}");
+    }
+}
+
 /// The lines of the store's group commits.
 fn render_commits(out: &mut String, commits: &CommitStats) {
     let _ = writeln!(
@@ -668,16 +693,52 @@ mod tests {
     }
 
     #[test]
+    fn a_clusters_hosts_are_counted_by_liveness_and_format() {
+        use crate::service::{HostShown, Hosts};
+        let host = |id: &str, live: bool, format: u32| HostShown {
+            host_id: id.to_string(),
+            live,
+            seen_ms_ago: 10,
+            lease_ms: 3000,
+            format,
+            tasks: 0,
+            this: false,
+        };
+        let hosts = Hosts {
+            shared: true,
+            superseded: false,
+            format: 1,
+            hosts: vec![
+                host("a", true, 1),
+                host("b", true, 2),
+                host("c", true, 1),
+                host("d", false, 1),
+            ],
+        };
+        let text = Metrics::default().render(None, 0, None, &ready(), Some(&hosts));
+        for line in [
+            "# TYPE whenever_cluster_hosts gauge\n",
+            "whenever_cluster_hosts{live=\"true\",format=\"1\"} 2\n",
+            "whenever_cluster_hosts{live=\"true\",format=\"2\"} 1\n",
+            "whenever_cluster_hosts{live=\"false\",format=\"1\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}in {text}");
+        }
+        let alone = Metrics::default().render(None, 0, None, &ready(), None);
+        assert!(!alone.contains("whenever_cluster_hosts"), "{alone}");
+    }
+
+    #[test]
     fn readiness_is_rendered_check_by_check_and_tasks_only_when_counted() {
         let metrics = Metrics::default();
-        let text = metrics.render(None, 0, None, &ready());
+        let text = metrics.render(None, 0, None, &ready(), None);
         assert!(!text.contains("whenever_tasks{"), "{text}");
         let build = format!(
             "whenever_build_info{{version=\"{}\",host=\"\"}} 1\n",
             env!("CARGO_PKG_VERSION")
         );
         assert!(text.contains(&build), "{text}");
-        let named = Metrics::of_host(Some("h\"1")).render(None, 0, None, &ready());
+        let named = Metrics::of_host(Some("h\"1")).render(None, 0, None, &ready(), None);
         assert!(named.contains(",host=\"h\\\"1\"} 1\n"), "{named}");
         for line in [
             "whenever_ready 1\n",
@@ -695,7 +756,7 @@ mod tests {
             ..ready()
         };
         let counts = BTreeMap::from([(TaskStatus::Waiting, 3)]);
-        let text = metrics.render(Some(&counts), 0, None, &failing);
+        let text = metrics.render(Some(&counts), 0, None, &failing, None);
         for line in [
             "whenever_tasks{status=\"waiting\"} 3\n",
             "whenever_ready 0\n",
@@ -738,7 +799,7 @@ mod tests {
         ];
         let metrics = Metrics::default();
         metrics.run_finished(&run);
-        let text = metrics.render(None, 0, None, &ready());
+        let text = metrics.render(None, 0, None, &ready(), None);
         let labels = "connector=\"stripe\",method=\"charge\"";
         for line in [
             format!("whenever_connector_calls_total{{{labels}}} 3\n"),
@@ -764,7 +825,7 @@ mod tests {
         metrics.request_answered("POST", "/v1/tasks", 201, Duration::from_millis(30));
         metrics.request_answered("POST", "/v1/tasks", 400, Duration::from_micros(50));
         metrics.request_answered("GET", "a\"route", 404, Duration::from_secs(9));
-        let text = metrics.render(Some(&BTreeMap::new()), 0, None, &ready());
+        let text = metrics.render(Some(&BTreeMap::new()), 0, None, &ready(), None);
         for line in [
             "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"201\"} 2\n",
             "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"400\"} 1\n",
@@ -796,7 +857,7 @@ mod tests {
         metrics.secret_used(of("token", "shop", "0000aaaa"));
         metrics.secret_used(of("token", "shop", "1111bbbb"));
         metrics.secret_used(of("hook", "shop", "0000aaaa"));
-        let text = metrics.render(Some(&BTreeMap::new()), 0, None, &ready());
+        let text = metrics.render(Some(&BTreeMap::new()), 0, None, &ready(), None);
         for line in [
             "whenever_secret_uses_total{kind=\"token\",name=\"shop\",fingerprint=\"0000aaaa\"} 2\n",
             "whenever_secret_uses_total{kind=\"token\",name=\"shop\",fingerprint=\"1111bbbb\"} 1\n",
