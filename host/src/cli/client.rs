@@ -1,8 +1,9 @@
-//! The client commands: `create`, `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `delete`, `rollback`,
-//! `remove`, `hosts`, talking to a running `whenever serve` (`--server URL`, default `$WHENEVER_SERVER` or
-//! `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`, or the file `WHENEVER_TOKEN_FILE`). Output for people by default, the
-//! server's JSON with `--json`. Exit 0 on success, 2 when the server refused the request (4xx) or
-//! the input is bad, 1 when the server is unreachable or failed.
+//! The client commands: `create`, `deploy`, `steps`, `tasks`, `task`, `patch`, `retry`, `delete`,
+//! `rollback`, `remove`, `hosts`, talking to a running `whenever serve` (`--server URL`, default
+//! `$WHENEVER_SERVER` or `http://127.0.0.1:8080`; token from `WHENEVER_TOKEN`, or the file
+//! `WHENEVER_TOKEN_FILE`). Output for people by default, the server's JSON with `--json`. Exit 0
+//! on success, 2 when the server refused the request (4xx) or the input is bad, 1 when the server
+//! is unreachable or failed.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -473,8 +473,8 @@ impl Service {
     /// Registers this build's [`WRITE_FORMAT`] from now on, at once: the hosts of an older
     /// build claim nothing from then on, and this one claims. Made once the steps are compiled
     /// and loaded, so that the older hosts claim on while an upgraded one starts, and before it
-    /// writes anything; tried again for a lease, after which the start fails: a host whose format the
-    /// store does not have must write nothing.
+    /// writes anything; tried again for a lease, after which the start fails: a host whose
+    /// format the store does not have must write nothing.
     pub(crate) async fn begin_claiming(&self, cluster: &Arc<Cluster>) -> Result<(), ServiceError> {
         cluster.claiming.store(true, Ordering::Release);
         let started = Instant::now();
@@ -828,10 +828,10 @@ async fn renew(service: Weak<Inner>, cluster: Arc<Cluster>) {
 }
 
 /// Renews this process's registration of its `host_id` every quarter of the lease (the upsert
-/// made at start, with the format it writes now), until the service gave its name up ([`Service::unregister_host`]). When
-/// another process holds the name (it took it while this one was not seen for a lease), this one
-/// stops driving and claiming ([`Cluster::name_lost`]) and tries again, every quarter lease, to
-/// take the name back once the other has stopped.
+/// made at start, with the format it writes now), until the service gave its name up
+/// ([`Service::unregister_host`]). When another process holds the name (it took it while this
+/// one was not seen for a lease), this one stops driving and claiming ([`Cluster::name_lost`])
+/// and tries again, every quarter lease, to take the name back once the other has stopped.
 async fn keep_registered(service: Weak<Inner>, cluster: Arc<Cluster>) {
     let mut failing = false;
     loop {
