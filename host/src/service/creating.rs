@@ -80,7 +80,7 @@ impl Service {
             Err(ServiceError::Conflict(_)) => {}
             Err(other) => return Err(other),
         }
-        let earlier = self.inner.store.get_task(&id).await.map_err(|e| self.read_failed(e))?;
+        let earlier = self.stored_task(&id).await?;
         match earlier.as_ref().map(|stored| (stored, &stored.task.idempotency)) {
             Some((stored, Some(first))) if *first == key => {
                 self.inner.metrics.request_replayed();
@@ -109,12 +109,7 @@ impl Service {
     /// The task a request carrying `key` created (its scope and key; the body is not compared),
     /// while it exists: what became of a webhook delivery, looked up by its id.
     pub async fn task_for_request(&self, key: &RequestKey) -> Result<StoredTask, ServiceError> {
-        let found = self
-            .inner
-            .store
-            .get_task(&key.task_id())
-            .await
-            .map_err(|e| self.read_failed(e))?;
+        let found = self.stored_task(&key.task_id()).await?;
         match found {
             Some(stored)
                 if stored

@@ -377,12 +377,15 @@ impl Service {
 
     /// One task with its history.
     pub async fn task(&self, id: &str) -> Result<StoredTask, ServiceError> {
-        self.inner
-            .store
-            .get_task(id)
-            .await
-            .map_err(|e| self.read_failed(e))?
+        self.stored_task(id)
+            .await?
             .ok_or_else(|| ServiceError::NotFound(format!("task {id} not found")))
+    }
+
+    /// Task `id` as the store has it (`None`: no such task), a failure answered as
+    /// [`Service::read_failed`] says.
+    async fn stored_task(&self, id: &str) -> Result<Option<StoredTask>, ServiceError> {
+        self.inner.store.get_task(id).await.map_err(|e| self.read_failed(e))
     }
 
     /// A page of tasks.
