@@ -160,6 +160,16 @@ ALTER TABLE journal ADD CONSTRAINT journal_task FOREIGN KEY (task_id) REFERENCES
 "#,
 ];
 
+/// Whether the `hosts` row `h` is live: seen within its own lease, by the database's clock. One
+/// definition for the claims (which skip while a live host is newer), the registrations (which
+/// answer the newest live format) and the listing, so that what `GET /v1/hosts` calls live is
+/// what makes a host stand aside.
+macro_rules! live_host {
+    () => {
+        "h.seen >= now() - h.lease_ms * interval '1 millisecond'"
+    };
+}
+
 /// How long the name of a process not seen since is kept in `hosts`: a name is registered again
 /// every quarter lease while its process lives, so one not seen for a day is a process killed
 /// without a word (by default each process registers a name of its own, so a host that crashes
@@ -1234,17 +1244,20 @@ impl Store for PostgresStore {
                 // Nothing while a host of a newer format serves (`WRITE_FORMAT`): it may have
                 // written what this build cannot read. (This query sees it at once; the host
                 // itself learns of it at its next registration.)
-                "WITH free AS (
+                concat!(
+                    "WITH free AS (
                    SELECT seq, owner AS previous, lease_until AS expired FROM tasks
                    WHERE status = 'running' AND (owner IS NULL OR lease_until < now())
-                     AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.format > $4
-                                     AND h.seen >= now() - h.lease_ms * interval '1 millisecond')
+                     AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.format > $4 AND ",
+                    live_host!(),
+                    ")
                    ORDER BY seq LIMIT $2
                    FOR NO KEY UPDATE SKIP LOCKED)
                  UPDATE tasks SET owner = $1, lease_until = now() + $3::bigint * interval '1 millisecond',
                    revision = CASE WHEN free.previous <> $1 THEN tasks.revision + 1 ELSE tasks.revision END
                  FROM free WHERE tasks.seq = free.seq
-                 RETURNING tasks.id, tasks.seq, free.previous, (now() - free.expired)::text",
+                 RETURNING tasks.id, tasks.seq, free.previous, (now() - free.expired)::text"
+                ),
             )
             .await
             .map_err(pg)?;
@@ -1295,15 +1308,18 @@ impl Store for PostgresStore {
         // are read as they were before the statement (all that matters is theirs).
         let taken = client
             .query_opt(
-                "INSERT INTO hosts (host, instance, seen, lease_ms, format) VALUES ($1, $2, now(), $3, $4)
+                concat!(
+                    "INSERT INTO hosts (host, instance, seen, lease_ms, format) VALUES ($1, $2, now(), $3, $4)
                  ON CONFLICT (host) DO UPDATE
                    SET instance = excluded.instance, seen = now(), lease_ms = excluded.lease_ms,
                        format = excluded.format
                  WHERE hosts.instance = excluded.instance
                     OR hosts.seen < now() - greatest(hosts.lease_ms, $3) * interval '1 millisecond'
                  RETURNING xmax = 0,
-                   (SELECT coalesce(max(h.format), 0) FROM hosts h
-                    WHERE h.host <> $1 AND h.seen >= now() - h.lease_ms * interval '1 millisecond')",
+                   (SELECT coalesce(max(h.format), 0) FROM hosts h WHERE h.host <> $1 AND ",
+                    live_host!(),
+                    ")"
+                ),
                 &[&host, &instance, &millis(fresh), &format],
             )
             .await
@@ -1361,16 +1377,19 @@ impl Store for PostgresStore {
         // The leases held, counted over the running tasks alone (their partial index).
         let rows = client
             .query(
-                "WITH held AS (
+                concat!(
+                    "WITH held AS (
                    SELECT owner, count(*) AS tasks FROM tasks
                    WHERE status = 'running' AND owner IS NOT NULL AND lease_until >= now()
                    GROUP BY owner)
                  SELECT h.host, h.instance,
                    greatest((extract(epoch FROM now() - h.seen) * 1000)::bigint, 0),
-                   h.lease_ms, h.format, coalesce(held.tasks, 0),
-                   h.seen >= now() - h.lease_ms * interval '1 millisecond'
+                   h.lease_ms, h.format, coalesce(held.tasks, 0), ",
+                    live_host!(),
+                    "
                  FROM hosts h LEFT JOIN held ON held.owner = h.host || '/' || h.instance
-                 ORDER BY h.host",
+                 ORDER BY h.host"
+                ),
                 &[],
             )
             .await
