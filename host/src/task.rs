@@ -130,9 +130,10 @@ pub struct RunRecord {
     /// When it ended (`None` while in flight).
     #[serde(serialize_with = "crate::rfc3339::serialize_option")]
     pub ended_at: Option<DateTime<Utc>>,
-    /// When it was run again from its start because the host stopped or crashed under it (its
-    /// journaled connector results replayed, not called again); `None` for a run not
-    /// interrupted. Its `duration_ms` is that last attempt's.
+    /// When it was run again from its start because the host stopped or crashed after recording
+    /// it as starting (its journaled connector results replayed, not called again); `None` for a
+    /// run not interrupted. A crash in the instant between that record and the launch marks a run
+    /// that had not yet begun. Its `duration_ms` is that last attempt's.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

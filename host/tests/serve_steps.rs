@@ -179,8 +179,8 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     );
 
     // `whenever steps NAME` shows every change to what served, and who made it: the start, the
-    // watched file (its new component, then its new manifest: each a version), the rollback (no
-    // token: not known).
+    // watched file (its new component, then its new manifest: each a version), the rollback (a
+    // server without tokens: a client without one).
     let output = whenever(&server, &["steps", "write-a", "--json"]);
     assert_eq!(
         output.status.code(),
@@ -204,7 +204,7 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
             ("deployed", v1.as_str(), "whenever serve, at start"),
             ("deployed", v2.as_str(), watched.as_str()),
             ("deployed", v3.as_str(), watched.as_str()),
-            ("rolled_back", v1.as_str(), "-"),
+            ("rolled_back", v1.as_str(), "an API client without a token"),
         ],
         "{shown}"
     );
@@ -227,7 +227,7 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     );
     assert_eq!(shown["step"]["limits"]["timeout_ms"], json!(2000), "{shown}");
     assert!(
-        printed.contains("rolled_back") && printed.contains("by (not known)"),
+        printed.contains("rolled_back") && printed.contains("by an API client without a token"),
         "{printed}"
     );
     assert!(printed.contains(&format!("by {watched}")), "{printed}");

@@ -157,10 +157,20 @@ pub(super) fn distinct(tokens: &[ScopedToken], full: Option<&str>) -> Result<(),
 #[derive(Debug, Clone, Default)]
 pub struct Caller(Option<String>);
 
+/// Who a step's history records for a change made through an API without tokens (which only
+/// listens on loopback): someone on this machine, not named.
+pub const NO_TOKEN: &str = "an API client without a token";
+
 impl Caller {
     /// The token's name; `None` when the API has no tokens.
     pub fn name(&self) -> Option<&str> {
         self.0.as_deref()
+    }
+
+    /// Who a step's changes record: the token's name, or [`NO_TOKEN`] (a step route always
+    /// carries a token when the API has tokens).
+    pub fn step_changer(&self) -> &str {
+        self.name().unwrap_or(NO_TOKEN)
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) async fn deploy(
     };
     let (info, changed) = state
         .service
-        .deploy_step_telling(&name, bytes.to_vec(), manifest, caller.name())
+        .deploy_step_telling(&name, bytes.to_vec(), manifest, Some(caller.step_changer()))
         .await?;
     // 201 when the deploy made a version serve; 200 when it was serving already.
     let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
@@ -78,7 +78,7 @@ pub(crate) async fn rollback(
     to_json(
         &state
             .service
-            .rollback_step(&name, &request.version, caller.name())
+            .rollback_step(&name, &request.version, Some(caller.step_changer()))
             .await?,
     )
 }
@@ -96,6 +96,6 @@ pub(crate) async fn remove(
     Path(name): Path<String>,
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
-    state.service.remove_step(&name, caller.name()).await?;
+    state.service.remove_step(&name, Some(caller.step_changer())).await?;
     Ok(StatusCode::NO_CONTENT)
 }
