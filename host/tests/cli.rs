@@ -224,7 +224,7 @@ fn run_reads_the_task_from_a_pipe_as_create_does() {
     refused(
         &whenever_with_stdin(&["run", "--steps", &steps], "[1, 2]"),
         2,
-        "stdin: the task data must be a JSON object",
+        "the task data on stdin must be a JSON object",
     );
     refused(
         &whenever_with_stdin(&["run", "--steps", &steps], " \n"),
@@ -565,7 +565,8 @@ fn match_prints_true_or_false_with_the_failing_path_and_exits_by_it() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("stdin: the integer 18446744073709551616 at line 1 column 19 is beyond 64 bits"),
+        stderr
+            .contains("the task data on stdin: the integer 18446744073709551616 at line 1 column 19 is beyond 64 bits"),
         "{stderr}"
     );
 
@@ -585,6 +586,14 @@ fn match_prints_true_or_false_with_the_failing_path_and_exits_by_it() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is not valid JSON: key must be a string"), "{stderr}");
+    // JSON given where a file goes is told how to give it.
+    let output = whenever(&["match", "--condition", r#"{"order": "$object"}"#, "--data", &good]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the condition is read from a file; to give it inline, pipe it to stdin and pass `-`"),
+        "{stderr}"
+    );
 }
 
 /// The README's first command: every scenario as the seed expects it, told for people.

@@ -193,8 +193,21 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     refused(
         &whenever(&server, token, &["patch", &id, "-"], Some("{not json")),
         2,
-        "the patch is not valid JSON",
+        "the merge patch on stdin is not valid JSON",
     );
+    // An integer beyond 64 bits is refused, as the server refuses it, not sent on rounded.
+    refused(
+        &whenever(
+            &server,
+            token,
+            &["patch", &id, "-"],
+            Some(r#"{"big": 18446744073709551616}"#),
+        ),
+        2,
+        "the merge patch on stdin: the integer 18446744073709551616 at line 1 column 9 is beyond 64 bits",
+    );
+    let task = json_of(&whenever(&server, token, &["task", &id, "--json"], None));
+    assert_eq!(task["data"], json!({"a": "A", "waited": true}), "unchanged");
 
     // retry: a failed step runs again (and fails again).
     let (status, failed) = server.post("/v1/tasks?wait=20000", &json!({"failPlease": true})).await;
@@ -260,7 +273,14 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     refused(
         &whenever(&server, token, &["create", "-"], Some("[1, 2")),
         2,
-        "the task data is not valid JSON",
+        "the task data on stdin is not valid JSON",
+    );
+    let wide = dir.path().join("wide.json");
+    std::fs::write(&wide, "{\n  \"n\": 123456789012345678901234\n}").expect("task file");
+    refused(
+        &whenever(&server, token, &["create", &wide.display().to_string()], None),
+        2,
+        "wide.json: the integer 123456789012345678901234 at line 2 column 8 is beyond 64 bits",
     );
     refused(
         &whenever(&server, token, &["create", "-"], Some("[1, 2]")),

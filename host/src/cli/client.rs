@@ -12,7 +12,7 @@ use clap::Args;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::input::read_input;
+use super::input::read_json;
 use super::printable::{printable, say, say_err};
 use super::timeline::log_rows;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED, EXIT_INTERNAL, exit_for};
@@ -1086,9 +1086,7 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
 pub(crate) async fn create(args: CreateArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let text = read_input(args.data.as_deref(), "the task data").map_err(bad)?.text;
-        let data: Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("the task data is not valid JSON: {e}")))?;
+        let (data, _) = read_json(args.data.as_deref(), "the task data").map_err(bad)?;
         // Without a wait the answer is the task as stored, its first runs starting.
         let mut request = client
             .http
@@ -1120,8 +1118,7 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
 pub(crate) async fn patch(args: PatchArgs) -> u8 {
     let result = async {
         let client = Client::new(&args.client)?;
-        let text = read_input(args.patch.as_deref(), "the merge patch").map_err(bad)?.text;
-        let merge: Value = serde_json::from_str(&text).map_err(|e| bad(format!("the patch is not valid JSON: {e}")))?;
+        let (merge, _) = read_json(args.patch.as_deref(), "the merge patch").map_err(bad)?;
         let request = client
             .http
             .patch(client.url(&format!("/v1/tasks/{}", args.id)))

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::input::read_input;
+use super::input::read_json;
 use super::{EXIT_BAD_INPUT, EXIT_COMPLETED};
 use crate::condition::Condition;
 
@@ -18,25 +18,18 @@ pub(crate) fn run(condition: &Path, data: &Path) -> u8 {
     if condition.as_os_str() == "-" && data.as_os_str() == "-" {
         return bad("--condition and --data cannot both be - (stdin holds one document)");
     }
-    let pattern = match read_input(Some(condition), "the condition") {
-        Ok(input) => input,
-        Err(message) => return bad(&message),
-    };
     // Text that is not JSON is told as such, before it is read as a pattern.
-    let pattern_value: Value = match serde_json::from_str(&pattern.text) {
-        Ok(v) => v,
-        Err(e) => return bad(&format!("{} is not valid JSON: {e}", pattern.source)),
+    let (pattern_value, pattern) = match read_json(Some(condition), "the condition") {
+        Ok(read) => read,
+        Err(message) => return bad(&message),
     };
     let condition_parsed = match Condition::parse(&pattern_value) {
         Ok(c) => c,
         Err(e) => return bad(&format!("{}: {e}", pattern.source)),
     };
-    let data_value: Value = match read_input(Some(data), "the data") {
+    let data_value: Value = match read_json(Some(data), "the data") {
         Err(message) => return bad(&message),
-        Ok(input) => match serde_json::from_str(&input.text) {
-            Ok(v) => v,
-            Err(e) => return bad(&format!("{} is not valid JSON: {e}", input.source)),
-        },
+        Ok((value, _)) => value,
     };
     match condition_parsed.explain(&data_value) {
         Ok(()) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::client::waiting_on;
-use super::input::read_input;
+use super::input::read_json;
 use super::printable::printable;
 use super::timeline::Timeline;
 use super::{EXIT_BAD_INPUT, EXIT_INTERNAL, exit_for};
@@ -118,16 +118,11 @@ fn never_ran(task: &Task, status: TaskStatus, yours: &[Arc<LoadedStep>]) -> Stri
     out
 }
 
-/// Reads the task data (a file, or stdin: see [`read_input`]): a JSON object.
+/// Reads the task data (a file, or stdin: see [`read_json`]): a JSON object.
 fn read_task(path: Option<&Path>) -> Result<Value, String> {
-    let input = read_input(path, "the task data")?;
-    let data: Value =
-        serde_json::from_str(&input.text).map_err(|e| format!("{} is not valid JSON: {e}", input.source))?;
-    if let Some(wide) = crate::wide_integer::first_wide_integer(input.text.as_bytes()) {
-        return Err(format!("{}: {wide}", input.source));
-    }
+    let (data, input) = read_json(path, "the task data")?;
     if !data.is_object() {
-        return Err(format!("{}: the task data must be a JSON object", input.source));
+        return Err(format!("{} must be a JSON object", input.source));
     }
     Ok(data)
 }
