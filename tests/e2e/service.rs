@@ -490,6 +490,7 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
     api_options
         .hooks
         .insert("shop".into(), HookOptions::signed_with(b"s3cret"));
+    api_options.hooks.insert("open".into(), HookOptions::default());
     let server = start(&db_in(&dir), &[WRITE_A], api_options).await;
 
     let body = json!({"start": true, "order": {"id": 7}}).to_string();
@@ -536,6 +537,19 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
         let error: Value = response.json_value().await;
         assert_eq!(error["error"]["code"], "unauthorized");
     }
+
+    // Where hooks have a secret, a server without tokens takes no delivery to a hook its config
+    // does not name (here a misspelt `shop`, unsigned): it would be taken unchecked.
+    let (_, before) = server.get("/v1/tasks").await;
+    let (status, error) = server.post("/v1/hooks/shpo", &json!({"start": true})).await;
+    assert_eq!(status, 404, "{error}");
+    assert_eq!(
+        error_message(&error),
+        "no hook \"shpo\" in this server's config; where hooks have a secret, a server without \
+         tokens takes deliveries only to the hooks its config names (open, shop)"
+    );
+    let (_, after) = server.get("/v1/tasks").await;
+    assert_eq!(after["tasks"], before["tasks"], "no task was created");
 
     // A hook without a secret takes any JSON; a non-object is kept under `payload`.
     let (status, task) = server.post("/v1/hooks/open?wait=20000", &json!([1, 2])).await;

@@ -272,12 +272,7 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
 /// configured: that this one has none (a misspelt hook name, most often), and which do.
 fn unsigned_hook_needs_token(options: &super::ApiOptions, path: &str) -> Option<String> {
     let hook = hook_named(path)?;
-    let signed: Vec<&str> = options
-        .hooks
-        .iter()
-        .filter(|(_, h)| h.signed.is_some())
-        .map(|(name, _)| name.as_str())
-        .collect();
+    let signed = super::hooks::signed_hooks(options);
     if signed.is_empty() {
         return None;
     }

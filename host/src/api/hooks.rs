@@ -2,7 +2,9 @@
 //! must be signed (`X-Whenever-Signature: sha256=HEX`, HMAC-SHA256 of the raw body, or its
 //! provider's scheme: [`super::signatures`]). A delivery
 //! with an id (`Idempotency-Key`, or where the hook's config says) creates one task however
-//! often it is delivered; `$via.key` is that id.
+//! often it is delivered; `$via.key` is that id. A body that is not an object is kept under
+//! `payload`. Where hooks have a secret, a server without tokens takes deliveries only to the
+//! hooks its config names.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -27,6 +29,26 @@ pub(crate) async fn receive(
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     let options = state.options.hooks.get(&hook);
+    let tokens = state.options.token.is_some() || !state.options.scoped.is_empty();
+    if options.is_none() && !tokens {
+        let signed = signed_hooks(&state.options);
+        // A hook with a secret signals deliveries that must be checked; an unsigned one to a
+        // name the config lacks (misspelt, most often, or sent through a proxy that forwards
+        // every hook) is refused rather than taken unchecked.
+        if !signed.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "no hook {hook:?} in this server's config; where hooks have a secret, a server \
+                 without tokens takes deliveries only to the hooks its config names ({})",
+                state
+                    .options
+                    .hooks
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
     if let Some(signed) = options.and_then(|h| h.signed.as_ref()) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -68,4 +90,14 @@ pub(crate) async fn receive(
         }
     };
     create_and_answer(&state.service, data, key, &wait).await
+}
+
+/// The names of the configured hooks that have a secret, in name order.
+pub(super) fn signed_hooks(options: &super::ApiOptions) -> Vec<&str> {
+    options
+        .hooks
+        .iter()
+        .filter(|(_, h)| h.signed.is_some())
+        .map(|(name, _)| name.as_str())
+        .collect()
 }
