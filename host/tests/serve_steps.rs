@@ -246,12 +246,40 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
         String::from_utf8_lossy(&output.stdout).starts_with("write-a no longer serves; its versions are kept"),
         "{output:?}"
     );
-    assert_eq!(step(&server, "write-a").await.0, 404);
+    let (status, answer) = step(&server, "write-a").await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("step write-a is not serving (it was removed); its 3 versions are kept")),
+        "{answer}"
+    );
+    // Its versions are still listed, to pick one to serve again.
+    let output = whenever(&server, &["steps", "write-a"]);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.starts_with("write-a  not serving\nversions\n"), "{printed}");
+    for version in [&v1, &v2, &v3] {
+        assert!(printed.contains(&format!("\n  {version}  ")), "{version}: {printed}");
+    }
+    assert!(!printed.contains("(serving)"), "{printed}");
+    let shown: Value =
+        serde_json::from_slice(&whenever(&server, &["steps", "write-a", "--json"]).stdout).expect("JSON");
+    let listed: Vec<&str> = shown["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| v["version"].as_str())
+        .collect();
+    assert_eq!(listed, [v1.as_str(), v2.as_str(), v3.as_str()], "{shown}");
     let output = whenever(&server, &["remove", "write-a"]);
     assert_eq!(
         output.status.code(),
         Some(2),
         "a step not serving is refused: {output:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("`whenever rollback write-a VERSION` serves one again"),
+        "{output:?}"
     );
     assert_eq!(rollback(&server, "write-a", &v2).status.code(), Some(0));
     assert_eq!(step(&server, "write-a").await.1["version"], json!(v2));

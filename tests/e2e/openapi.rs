@@ -119,6 +119,7 @@ async fn the_document_describes_the_routes_the_server_serves() {
         "DELETE /v1/steps/{name}",
         "POST /v1/steps/{name}/rollback",
         "GET /v1/steps/{name}/changes",
+        "GET /v1/steps/{name}/versions",
         "GET /v1/hosts",
         "GET /v1/openapi.json",
         "GET /healthz",

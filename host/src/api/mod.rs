@@ -1,4 +1,5 @@
-//! The HTTP API of `whenever serve`, JSON under `/v1` (see design.md):
+//! The HTTP API of `whenever serve`, JSON under `/v1` (README.md and `openapi.json` list the
+//! routes):
 //!
 //! | method and path | what |
 //! |---|---|
@@ -16,6 +17,7 @@
 //! | `POST /v1/steps/{name}/rollback` | body `{"version": V}`: an earlier version serves again |
 //! | `DELETE /v1/steps/{name}` | stops serving the step (204) |
 //! | `GET /v1/steps/{name}/changes` | every deploy, rollback and removal of the step: when, by whom |
+//! | `GET /v1/steps/{name}/versions` | every stored version of the step, a removed step's too |
 //! | `GET /v1/hosts` | the hosts sharing the store: live or not, the format each writes, the tasks each holds |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`OPENAPI`]) |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness; readiness (serving, the store takes a write, drives not failing); Prometheus text (with every request counted by route) |
@@ -256,6 +258,7 @@ fn router_with(service: Service, options: ApiOptions, tokens: secret_files::Live
         )
         .route("/v1/steps/{name}/rollback", post(steps::rollback))
         .route("/v1/steps/{name}/changes", get(steps::changes))
+        .route("/v1/steps/{name}/versions", get(steps::versions))
         .route("/v1/hosts", get(cluster::hosts))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))

@@ -58,6 +58,11 @@ pub(crate) async fn deploy(
     Ok((status, to_json(&info)?))
 }
 
+/// `GET /v1/steps/{name}/versions`: every stored version, serving or not (a removed step's too).
+pub(crate) async fn versions(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    to_json(&serde_json::json!({"versions": state.service.step_versions(&name).await?}))
+}
+
 /// `GET /v1/steps/{name}/changes`: who deployed, rolled back or removed the step, and when.
 pub(crate) async fn changes(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     to_json(&serde_json::json!({"changes": state.service.step_changes(&name).await?}))

@@ -754,8 +754,16 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
         .and_then(|steps| steps.iter().find(|s| s["name"] == name))
         .cloned()
         .unwrap_or(Value::Null);
+    // A removed step's too: the versions a rollback may serve again.
+    let versions = client
+        .send(client.http.get(client.url(&format!("/v1/steps/{name}/versions"))))
+        .await?;
     if json {
-        print_json(&serde_json::json!({"step": step, "changes": changes["changes"]}));
+        print_json(&serde_json::json!({
+            "step": step,
+            "versions": versions["versions"],
+            "changes": changes["changes"],
+        }));
         return Ok(());
     }
     if step.is_null() {
@@ -784,17 +792,17 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
                 limits["max_log_bytes"]
             );
         }
-        say!("versions");
-        for version in step["versions"].as_array().into_iter().flatten() {
-            say!(
-                "  {:<12}  {}  {:>9} bytes  {}{}",
-                text(version, "version"),
-                time(version, "deployed_at"),
-                version["size"].as_u64().unwrap_or_default(),
-                text(version, "deployed_by"),
-                if version["current"] == true { "  (serving)" } else { "" }
-            );
-        }
+    }
+    say!("versions");
+    for version in versions["versions"].as_array().into_iter().flatten() {
+        say!(
+            "  {:<12}  {}  {:>9} bytes  {}{}",
+            text(version, "version"),
+            time(version, "deployed_at"),
+            version["size"].as_u64().unwrap_or_default(),
+            text(version, "deployed_by"),
+            if version["current"] == true { "  (serving)" } else { "" }
+        );
     }
     say!("changes");
     for change in changes["changes"].as_array().into_iter().flatten() {

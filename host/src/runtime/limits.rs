@@ -1,4 +1,5 @@
-//! Per-run sandbox limits (design.md's defaults, configurable per step) and the memory limiter.
+//! Per-run sandbox limits (defaults, configurable per step within the host's bounds) and the
+//! memory limiter.
 
 use serde::{Deserialize, Serialize};
 

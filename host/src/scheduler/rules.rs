@@ -1,4 +1,4 @@
-//! The scheduling rules of design.md, as pure functions over a task and the deployed steps.
+//! The scheduling rules, as pure functions over a task and the deployed steps.
 //!
 //! A step starts when its condition matches and the projection of the data onto the paths its
 //! condition names differs from the one at its last start (or it never ran), or when its last run

@@ -398,7 +398,8 @@ impl Service {
                 .any(|v| v.current),
         };
         if !serves {
-            return Err(ServiceError::NotFound(format!("step {name} not found")));
+            let versions = self.inner.store.step_versions(Some(name)).await?;
+            return Err(ServiceError::NotFound(not_serving(name, &versions)));
         }
         self.inner.store.set_current_step(name, None, by).await?;
         self.inner.scheduler.catalog().remove(name);
@@ -424,14 +425,23 @@ impl Service {
 
     /// One serving step with its versions.
     pub async fn step(&self, name: &str) -> Result<StepInfo, ServiceError> {
-        let step = self
-            .inner
-            .scheduler
-            .catalog()
-            .get(name)
-            .ok_or_else(|| ServiceError::NotFound(format!("step {name} not found")))?;
+        let step = self.inner.scheduler.catalog().get(name);
         let versions = self.inner.store.step_versions(Some(name)).await?;
-        Ok(info(&step, versions))
+        match step {
+            Some(step) => Ok(info(&step, versions)),
+            None => Err(ServiceError::NotFound(not_serving(name, &versions))),
+        }
+    }
+
+    /// Every stored version of step `name`, oldest first, whether it serves or not (a removed
+    /// step's are kept, to serve again by a rollback); [`ServiceError::NotFound`] for a name never
+    /// deployed.
+    pub async fn step_versions(&self, name: &str) -> Result<Vec<StepVersionInfo>, ServiceError> {
+        let versions = self.inner.store.step_versions(Some(name)).await?;
+        if versions.is_empty() {
+            return Err(ServiceError::NotFound(not_serving(name, &versions)));
+        }
+        Ok(versions)
     }
 
     /// Every change to which version of step `name` serves, oldest first: who deployed, rolled
@@ -440,7 +450,7 @@ impl Service {
     pub async fn step_changes(&self, name: &str) -> Result<Vec<StepChange>, ServiceError> {
         let changes = self.inner.store.step_changes(name).await?;
         if changes.is_empty() && self.inner.store.step_versions(Some(name)).await?.is_empty() {
-            return Err(ServiceError::NotFound(format!("step {name} not found")));
+            return Err(ServiceError::NotFound(not_serving(name, &[])));
         }
         Ok(changes)
     }
@@ -604,12 +614,38 @@ fn info(step: &LoadedStep, versions: Vec<StepVersionInfo>) -> StepInfo {
     }
 }
 
+/// What a request for serving step `name` that does not serve says: that none was ever
+/// deployed, or that its versions are kept and how to serve one again.
+fn not_serving(name: &str, versions: &[StepVersionInfo]) -> String {
+    if versions.is_empty() {
+        return format!("step {name} not found: no version of it was ever deployed");
+    }
+    // Serving in the store, not here: a deploy this host has not heard of yet, or a version
+    // that does not load here (its log says why).
+    if let Some(current) = versions.iter().find(|v| v.current) {
+        return format!(
+            "step {name} does not serve on this host: its version {} serves in the store, and has \
+             not loaded here (yet, or it does not load here: the server's log says which)",
+            current.version
+        );
+    }
+    format!(
+        "step {name} is not serving (it was removed); its {} kept (`whenever steps {name}` or GET \
+         /v1/steps/{name}/versions lists them), and `whenever rollback {name} VERSION` serves one \
+         again",
+        match versions.len() {
+            1 => "version is".to_string(),
+            n => format!("{n} versions are"),
+        }
+    )
+}
+
 /// What a rollback to a version the store does not hold says: that no such step was ever
 /// deployed, or which versions there are to roll back to (the newest few).
 fn unknown_version(name: &str, version: &str, known: &[StepVersionInfo]) -> String {
     const LISTED: usize = 5;
     if known.is_empty() {
-        return format!("step {name} not found: no version of it was ever deployed");
+        return not_serving(name, known);
     }
     let newest: Vec<&str> = known.iter().rev().take(LISTED).map(|v| v.version.as_str()).collect();
     let more = match known.len().saturating_sub(LISTED) {
@@ -638,6 +674,21 @@ mod tests {
                 current: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_step_not_serving_is_told_apart_from_one_never_deployed() {
+        assert_eq!(
+            not_serving("nostep", &[]),
+            "step nostep not found: no version of it was ever deployed"
+        );
+        assert_eq!(
+            not_serving("discount", &versions(2)),
+            "step discount is not serving (it was removed); its 2 versions are kept (`whenever steps \
+             discount` or GET /v1/steps/discount/versions lists them), and `whenever rollback discount \
+             VERSION` serves one again"
+        );
+        assert!(not_serving("discount", &versions(1)).contains("its version is kept"));
     }
 
     #[test]
