@@ -93,6 +93,25 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
         .strip_prefix("deployed wait-for-a version ")
         .unwrap_or_else(|| panic!("{deployed}"))
         .to_string();
+    // The same component and manifest again: the server answers 200, and the command says that
+    // nothing changed rather than that it deployed.
+    let again = ok(&whenever(
+        &server,
+        token,
+        &[
+            "deploy",
+            WAIT_FOR_A.component,
+            "--name",
+            "wait-for-a",
+            "--manifest",
+            WAIT_FOR_A.manifest,
+        ],
+        None,
+    ));
+    assert_eq!(
+        again.trim(),
+        format!("wait-for-a version {version} serves already; nothing changed")
+    );
     let steps = json_of(&whenever(&server, token, &["steps", "--json"], None));
     let step = steps["steps"]
         .as_array()

@@ -274,13 +274,13 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
-        self.exchange(request).await.map(|(value, _)| value)
+        self.exchange(request).await.map(|answer| answer.value)
     }
 
-    /// [`Client::send`], with the answer's headers. A `503` (the server's store cannot take
+    /// [`Client::send`], with the answer's status and headers. A `503` (the server's store cannot take
     /// writes now, and nothing was done) is sent again after its `Retry-After`, for up to
     /// [`UNAVAILABLE_PATIENCE`] in all.
-    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<(Value, reqwest::header::HeaderMap), Failure> {
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Answer, Failure> {
         let mut request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -313,10 +313,7 @@ impl Client {
     }
 
     /// Sends `request` once: the answer (or why it failed), or [`Unavailable`] for a `503`.
-    async fn exchange_once(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<Result<(Value, reqwest::header::HeaderMap), Failure>, Unavailable> {
+    async fn exchange_once(&self, request: reqwest::RequestBuilder) -> Result<Result<Answer, Failure>, Unavailable> {
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => return Ok(Err(self.unreachable(&e))),
@@ -334,7 +331,7 @@ impl Client {
         };
         // A 304 (not modified: a conditional read) is an answer, without a body.
         if status.is_success() || status == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok(Ok((value, headers)));
+            return Ok(Ok(Answer { value, status, headers }));
         }
         let message = value["error"]["message"]
             .as_str()
@@ -389,6 +386,13 @@ impl Client {
 
 /// How long the client keeps sending a request again while the server answers 503.
 const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A successful answer of the server: its JSON (`Null` for none), status and headers.
+struct Answer {
+    value: Value,
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+}
 
 /// A 503: the server's store cannot take writes now; nothing was done.
 struct Unavailable {
@@ -696,9 +700,17 @@ pub(crate) async fn deploy(args: DeployArgs) -> u8 {
                 std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
             request = request.query(&[("manifest", manifest)]);
         }
-        let step = client.send(request).await?;
+        let answer = client.exchange(request).await?;
+        let step = answer.value;
         if args.client.json {
             print_json(&step);
+        } else if answer.status == reqwest::StatusCode::OK {
+            // 200, not 201: nothing was deployed.
+            say!(
+                "{} version {} serves already; nothing changed",
+                text(&step, "name"),
+                text(&step, "version")
+            );
         } else {
             say!("deployed {} version {}", text(&step, "name"), text(&step, "version"));
         }
@@ -1059,7 +1071,7 @@ async fn follow(client: &Client, path: &str, mut task: Value, json: bool) -> Res
                 .query(&[("wait", FOLLOW_POLL_MS)])
                 .header(reqwest::header::IF_NONE_MATCH, format!("\"{held}\""));
             let answer = match client.exchange(request).await {
-                Ok((answer, _)) => answer,
+                Ok(answer) => answer.value,
                 Err(failure) if failure.1 == EXIT_INTERNAL => {
                     let since = *lost.get_or_insert_with(|| {
                         say_err!(
@@ -1107,7 +1119,9 @@ pub(crate) async fn create(args: CreateArgs) -> u8 {
         if let Some(key) = &args.key {
             request = request.header(crate::api::IDEMPOTENCY_KEY_HEADER, key);
         }
-        let (task, headers) = client.exchange(request).await?;
+        let Answer {
+            value: task, headers, ..
+        } = client.exchange(request).await?;
         if args.client.json {
             print_json(&task);
         } else {
@@ -1214,9 +1228,9 @@ pub(crate) async fn remove(args: RemoveArgs) -> u8 {
             print_json(&serde_json::json!({"removed": args.name}));
         } else {
             say!(
-                "{} no longer serves; its versions are kept (`whenever rollback {} VERSION` serves one again)",
-                args.name,
-                args.name
+                "{name} no longer serves; its versions are kept (`whenever steps {name}` lists them, `whenever \
+                 rollback {name} VERSION` serves one again)",
+                name = args.name
             );
         }
         Ok(())
