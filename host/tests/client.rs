@@ -93,6 +93,9 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
         .strip_prefix("deployed wait-for-a version ")
         .unwrap_or_else(|| panic!("{deployed}"))
         .to_string();
+    server.until_logged(&format!(
+        "whenever serve: deployed wait-for-a version {version} through the API, by WHENEVER_TOKEN"
+    ));
     // The same component and manifest again: the server answers 200, and the command says that
     // nothing changed rather than that it deployed.
     let again = ok(&whenever(

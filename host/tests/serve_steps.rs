@@ -283,6 +283,19 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     );
     assert_eq!(rollback(&server, "write-a", &v2).status.code(), Some(0));
     assert_eq!(step(&server, "write-a").await.1["version"], json!(v2));
+    // The server's log tells each change made through the API, and by whom.
+    for line in [
+        format!(
+            "whenever serve: rolled write-a back to version {v1} through the API, by an API client without a token"
+        ),
+        "whenever serve: removed write-a through the API (its versions are kept), by an API client without a token"
+            .to_string(),
+        format!(
+            "whenever serve: rolled write-a back to version {v2} through the API, by an API client without a token"
+        ),
+    ] {
+        server.until_logged(&line);
+    }
 }
 
 /// A file that is invalid at start is refused as the watcher refuses it, and the service starts:

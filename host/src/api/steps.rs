@@ -53,6 +53,13 @@ pub(crate) async fn deploy(
         .service
         .deploy_step_telling(&name, bytes.to_vec(), manifest, Some(caller.step_changer()))
         .await?;
+    if changed {
+        eprintln!(
+            "whenever serve: deployed {name} version {} through the API, by {}",
+            info.version,
+            caller.step_changer()
+        );
+    }
     // 201 when the deploy made a version serve; 200 when it was serving already.
     let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, to_json(&info)?))
@@ -80,12 +87,19 @@ pub(crate) async fn rollback(
         json_body(&headers, &body(raw, state.options.max_body_bytes)?)?,
         "{\"version\": V}",
     )?;
-    to_json(
-        &state
-            .service
-            .rollback_step(&name, &request.version, Some(caller.step_changer()))
-            .await?,
-    )
+    let before = state.service.serving_version(&name);
+    let info = state
+        .service
+        .rollback_step(&name, &request.version, Some(caller.step_changer()))
+        .await?;
+    if before.as_deref() != Some(info.version.as_str()) {
+        eprintln!(
+            "whenever serve: rolled {name} back to version {} through the API, by {}",
+            info.version,
+            caller.step_changer()
+        );
+    }
+    to_json(&info)
 }
 
 /// The body of `POST /v1/steps/{name}/rollback`.
@@ -102,5 +116,9 @@ pub(crate) async fn remove(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     state.service.remove_step(&name, Some(caller.step_changer())).await?;
+    eprintln!(
+        "whenever serve: removed {name} through the API (its versions are kept), by {}",
+        caller.step_changer()
+    );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -699,10 +699,20 @@ impl Service {
 
     async fn resume_unsettled(&self) -> Result<(), ServiceError> {
         let mut pages = TaskPages::of(&*self.inner.store, TaskStatus::Running);
+        let mut resumed = 0usize;
         while let Some(tasks) = pages.next().await? {
             for task in tasks {
                 self.spawn_drive(task.id);
+                resumed += 1;
             }
+        }
+        // After a stop that let its drives finish there are none; after a crash, what it left.
+        if resumed > 0 {
+            eprintln!(
+                "whenever serve: resuming {resumed} unfinished {} (runs the stop interrupted run again, \
+                 their journaled connector results replayed)",
+                if resumed == 1 { "task" } else { "tasks" }
+            );
         }
         Ok(())
     }
