@@ -496,6 +496,11 @@ pub(crate) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiE
         return Err(ApiError::BadRequest("the request body is empty; send JSON".into()));
     }
     let value = serde_json::from_slice(bytes).map_err(|e| match declared_not_json(headers) {
+        // JSON, nested past what serde_json reads (127 levels): not another media type.
+        _ if is_nested_too_deep(&e) => ApiError::BadRequest(format!(
+            "the request body nests arrays and objects deeper than this server reads (127 levels): \
+             {e}"
+        )),
         Some(declared) => ApiError::UnsupportedMediaType(format!(
             "the request body was sent as {declared} and is not JSON ({e}); this route takes JSON \
              (Content-Type: application/json)"
@@ -507,6 +512,12 @@ pub(crate) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiE
         return Err(ApiError::BadRequest(format!("in the request body, {wide}")));
     }
     Ok(value)
+}
+
+/// Whether serde_json stopped at its nesting limit (127 levels of arrays and objects), which
+/// it names only in its message.
+fn is_nested_too_deep(error: &serde_json::Error) -> bool {
+    error.to_string().starts_with("recursion limit exceeded")
 }
 
 /// The media type a request's `Content-Type` names, when it is not a JSON one
@@ -546,5 +557,45 @@ pub(crate) struct WaitParam {
 impl WaitParam {
     pub(crate) fn duration(&self) -> Option<Duration> {
         self.wait.map(|ms| Duration::from_millis(ms.min(60_000)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent_as(media_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_str(media_type).expect("a header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn json_nested_too_deep_is_a_400_whatever_type_it_was_sent_as() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for headers in [
+            HeaderMap::new(),
+            sent_as("application/json"),
+            sent_as("application/x-www-form-urlencoded"),
+        ] {
+            match json_body(&headers, deep.as_bytes()) {
+                Err(ApiError::BadRequest(message)) => assert!(
+                    message.starts_with("the request body nests arrays and objects deeper than this server reads (127 levels): recursion limit exceeded"),
+                    "{message}"
+                ),
+                other => panic!("{headers:?}: {other:?}"),
+            }
+        }
+        // 127 levels are read.
+        let within = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        assert!(json_body(&sent_as("application/x-www-form-urlencoded"), within.as_bytes()).is_ok());
+        // A form that is not JSON is still another media type.
+        assert!(matches!(
+            json_body(&sent_as("application/x-www-form-urlencoded"), b"a=1&b=2"),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
     }
 }
