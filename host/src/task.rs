@@ -250,6 +250,12 @@ pub struct Task {
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// `duration` in milliseconds to the microsecond, as run records and probes show it: `1.268`,
+/// not the float noise of `1.2682900000000001` that nanoseconds divided out leave.
+pub fn millis(duration: std::time::Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
+}
+
 /// A fresh task id: `t_`, the time in milliseconds (12 hex digits), then 12 hex digits hashed
 /// from the time, the process and a counter. Ids made later sort later, so a new task's id goes
 /// at the end of the store's index of ids, where the ids of the tasks created with it in one
@@ -319,6 +325,17 @@ mod tests {
     use super::*;
     use serde_json::json;
     use whenever_condition::Condition;
+
+    #[test]
+    fn durations_are_shown_to_the_microsecond_without_float_noise() {
+        let shown =
+            |nanos: u64| serde_json::to_string(&millis(std::time::Duration::from_nanos(nanos))).unwrap_or_default();
+        assert_eq!(shown(1_268_290), "1.268");
+        assert_eq!(shown(2_064_328), "2.064");
+        assert_eq!(shown(999), "0.0");
+        assert_eq!(shown(12_500_000), "12.5");
+        assert_eq!(shown(300_000_000_001), "300000.0");
+    }
 
     #[test]
     fn task_ids_sort_by_when_they_were_made_and_are_all_different() {

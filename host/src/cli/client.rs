@@ -734,15 +734,16 @@ pub(crate) async fn steps(args: StepsArgs) -> u8 {
         }
         for step in answer["steps"].as_array().into_iter().flatten() {
             let versions = step["versions"].as_array().map(Vec::len).unwrap_or_default();
-            let reads = match step["reads"].as_array() {
-                Some(paths) => format!("{} data paths", paths.len()),
+            let reads = match step["reads"].as_array().map(Vec::len) {
+                Some(1) => "1 data path".to_string(),
+                Some(paths) => format!("{paths} data paths"),
                 None => "all data".to_string(),
             };
             say!(
-                "{:<30} {:<12} {} version(s)  reads: {}  grants: {}",
+                "{:<30} {:<12} {versions} {}  reads: {}  grants: {}",
                 text(step, "name"),
                 text(step, "version"),
-                versions,
+                if versions == 1 { "version " } else { "versions" },
                 reads,
                 grants(step)
             );

@@ -94,11 +94,11 @@ impl Timeline {
                 // In a cluster, which host ran it.
                 let host = run.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
                 let line = format!(
-                    "{:>9}  {lanes}▶ {} #{} (v{}){host}",
+                    "{:>9}  {lanes}▶ {} #{} ({}){host}",
                     offset(task, run, false),
                     run.step,
                     run.number,
-                    &run.version[..run.version.len().min(7)]
+                    run.version
                 );
                 self.emit(line);
             }
@@ -289,7 +289,7 @@ mod tests {
     use crate::scheduler::merge::Change;
 
     fn run_with(id: u64, step: &str, changes: Vec<Change>) -> RunRecord {
-        let mut run = RunRecord::starting(id, step, "v1234567", 1);
+        let mut run = RunRecord::starting(id, step, "0123456789ab", 1);
         run.changes = changes;
         run.outcome = Some(RunOutcomeRecord::Ok);
         run
@@ -336,7 +336,7 @@ mod tests {
         };
         let mut timeline = Timeline::collecting();
         timeline.event(&Event::RunStarted { task: &task, run: &run });
-        assert_eq!(timeline.lines()[0][11..].trim_end(), "▶ charge #1 (vv123456) on web-2");
+        assert_eq!(timeline.lines()[0][11..].trim_end(), "▶ charge #1 (0123456789ab) on web-2");
     }
 
     #[test]
@@ -359,9 +359,9 @@ mod tests {
         assert_eq!(
             drawn,
             [
-                "▶ a #1 (vv123456)",
-                "│ ▶ b #1 (vv123456)",
-                "│ │ ▶ c #1 (vv123456)",
+                "▶ a #1 (0123456789ab)",
+                "│ ▶ b #1 (0123456789ab)",
+                "│ │ ▶ c #1 (0123456789ab)",
                 "✓ a in 0.0 ms: no changes",
                 "  │ ✓ c in 0.0 ms: no changes",
                 "  ✓ b in 0.0 ms: no changes",

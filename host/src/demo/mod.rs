@@ -130,11 +130,12 @@ fn render(number: usize, scenario: &Scenario, run: &ScenarioRun, host: &Host) ->
         let _ = writeln!(out, "  payment    {}{fee}", text(&payment["transactionId"]));
     }
     if !order["fulfillment"].is_null() {
+        let orders = order["fulfillment"]["orders"].as_array().map_or(0, Vec::len);
         let _ = writeln!(
             out,
-            "  fulfilment {} ({} order(s))",
+            "  fulfilment {} ({orders} {})",
             text(&order["fulfillment"]["strategy"]),
-            order["fulfillment"]["orders"].as_array().map_or(0, Vec::len)
+            if orders == 1 { "order" } else { "orders" }
         );
     }
     let messages = host.scheduler.connectors().outbox().for_task(&task.id);

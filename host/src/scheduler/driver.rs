@@ -599,7 +599,7 @@ impl Scheduler {
         if let Some(record) = task.runs.get_mut(run_id as usize) {
             let ended = Utc::now();
             record.ended_at = Some(ended);
-            record.duration_ms = report.duration.as_secs_f64() * 1000.0;
+            record.duration_ms = crate::task::millis(report.duration);
             record.outcome = Some(outcome);
             record.logs = report.logs;
             record.logs_truncated = report.logs_truncated;

@@ -201,7 +201,7 @@ impl Service {
             drives,
             host_id,
             version,
-            probe_ms: probed.took.map(|t| t.as_secs_f64() * 1000.0),
+            probe_ms: probed.took.map(crate::task::millis),
             reason,
         }
     }
