@@ -345,6 +345,19 @@ async fn an_invalid_file_at_start_is_refused_and_the_service_starts() {
     assert_eq!(status, 201, "{task}");
     assert_eq!(task["runs"][0]["version"], json!(v1), "{task}");
     assert_eq!(task["data"]["a"], json!("A"), "{task}");
+
+    // A manifest granting a connector the host lacks is refused naming the manifest's file, by
+    // the watcher and at start alike.
+    put(&steps, "write-a.toml", b"connectors = [\"slakCom\"]\n");
+    let misspelt = format!(
+        "write-a.wasm refused (write-a keeps serving version {v1}): step write-a: {}: invalid step \
+         manifest: connectors: `slakCom` is no connector of this host",
+        steps.join("write-a.toml").display()
+    );
+    server.until_logged(&misspelt);
+    server.kill();
+    let server = ServeProcess::start(&db, &folder);
+    assert!(server.stderr().contains(&misspelt), "{}", server.stderr());
 }
 
 /// A step author's loop, as README.md gives it: the build's output linked into a watched folder,

@@ -186,10 +186,11 @@ impl Service {
             if stored_alike {
                 continue;
             }
-            match (
-                self.compile(&source.name, &source.bytes, &source.manifest).await,
-                &source.path,
-            ) {
+            let compiled_step = match self.check_grants(&source) {
+                Ok(()) => self.compile(&source.name, &source.bytes, &source.manifest).await,
+                Err(e) => Err(e),
+            };
+            match (compiled_step, &source.path) {
                 (Ok(step), _) => compiled.steps.push((step, source)),
                 (Err(e @ ServiceError::Load(_)), Some(path)) => {
                     compiled.refused.push((path.clone(), source.name, e));
@@ -273,6 +274,28 @@ impl Service {
     ) -> Result<Arc<LoadedStep>, ServiceError> {
         let step = self.compile(name, &bytes, &manifest).await?;
         self.serve_compiled(step, bytes, manifest, by).await
+    }
+
+    /// Refuses a step file whose manifest grants a connector this host lacks, naming the
+    /// manifest's file (as a manifest that does not parse is named), where the step came from a
+    /// folder: the component beside it is what the refusal is told of.
+    pub(crate) fn check_grants(&self, source: &Source) -> Result<(), ServiceError> {
+        let checked = source
+            .manifest
+            .check_connectors(&source.name, self.inner.scheduler.connectors());
+        let manifest_file = source
+            .path
+            .as_ref()
+            .map(|p| p.with_extension("toml"))
+            .filter(|p| p.is_file());
+        match (checked, manifest_file) {
+            (Err(LoadError::Manifest { step, message }), Some(file)) => Err(LoadError::Manifest {
+                step,
+                message: format!("{}: {message}", file.display()),
+            }
+            .into()),
+            (checked, _) => Ok(checked?),
+        }
     }
 
     /// Validates and compiles a version of step `name`.

@@ -131,7 +131,11 @@ impl Service {
             return;
         }
         let by = format!("the watched file {}", path.display());
-        match self.deploy_step(&name, source.bytes, source.manifest, Some(&by)).await {
+        let deployed = match self.check_grants(&source) {
+            Ok(()) => self.deploy_step(&name, source.bytes, source.manifest, Some(&by)).await,
+            Err(e) => Err(e),
+        };
+        match deployed {
             Ok(step) => eprintln!(
                 "whenever serve: deployed {name} version {} from {}",
                 step.version,
