@@ -21,8 +21,10 @@ const CERTIFICATE_WARNING_DAYS: i64 = 14;
 /// Arguments of `whenever serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on. Beyond loopback, `WHENEVER_TOKEN` must be set.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// The address to listen on (`127.0.0.1:8080`, `[::1]:8080`, or a host name and port such as
+    /// `localhost:8080`, resolved to its first address). Beyond loopback, `WHENEVER_TOKEN` must
+    /// be set.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = listen_address)]
     pub listen: SocketAddr,
     /// The SQLite database file (created if missing), or a PostgreSQL database shared by several
     /// hosts: a value starting with `postgres://` or `postgresql://`.
@@ -40,6 +42,16 @@ pub struct ServeArgs {
     /// The config file (connectors, scheduler, runtime, server, store, hooks).
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// `--listen`'s address: written as one, or a host name and port resolved to its first address.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let mut resolved = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("{e} (give an address and port, such as 127.0.0.1:8080 or localhost:8080)"))?;
+    resolved.next().ok_or_else(|| format!("{text} resolves to no address"))
 }
 
 /// Runs the service until SIGTERM or Ctrl-C, then stops gracefully (see [`stop`]).
@@ -341,6 +353,19 @@ impl StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_takes_an_address_or_a_host_name_and_port() {
+        assert_eq!(
+            listen_address("127.0.0.1:8080"),
+            Ok("127.0.0.1:8080".parse().expect("address"))
+        );
+        assert_eq!(listen_address("[::1]:0"), Ok("[::1]:0".parse().expect("address")));
+        let local = listen_address("localhost:8080").expect("localhost resolves");
+        assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
+        let refused = listen_address("localhost").expect_err("no port");
+        assert!(refused.contains("give an address and port"), "{refused}");
+    }
 
     #[test]
     fn the_start_up_line_names_the_steps_or_says_there_are_none() {
