@@ -729,6 +729,15 @@ async fn a_patch_resumes_a_waiting_task_and_a_running_task_refuses_it() {
         entries[0]["logs"][0]["message"],
         "data patched through the API (2 changes)"
     );
+    // A patch that changes nothing (`{}`, or what the data holds already) leaves the task as it
+    // is: at its revision (an ETag a client holds stays good), its history without an entry.
+    for nothing in [json!({}), json!({"a": "A", "start": null})] {
+        let (status, same) = server.patch(&format!("/v1/tasks/{id}?wait=20000"), &nothing).await;
+        assert_eq!(status, 200, "{same}");
+        assert_eq!(same["revision"], patched["revision"], "{nothing}: {same}");
+        assert_eq!(same["runs"], patched["runs"], "{nothing}: {same}");
+        assert_eq!(same["status"], "waiting", "{same}");
+    }
 
     // A task with a run in flight (2 s until its deadline) refuses a patch.
     let (status, looping) = server.post("/v1/tasks", &json!({"loopForever": true})).await;

@@ -336,7 +336,10 @@ mod tests {
         };
         let mut timeline = Timeline::collecting();
         timeline.event(&Event::RunStarted { task: &task, run: &run });
-        assert_eq!(timeline.lines()[0][11..].trim_end(), "▶ charge #1 (0123456789ab) on web-2");
+        assert_eq!(
+            timeline.lines()[0][11..].trim_end(),
+            "▶ charge #1 (0123456789ab) on web-2"
+        );
     }
 
     #[test]

@@ -416,7 +416,8 @@ impl Service {
     /// patch goes into the task's history as a [`PATCH_ENTRY`] with what it changed and `by`, the
     /// name of the token that asked for it. A completed task stays completed, its data corrected:
     /// once a step completed it no run starts on it (`task.complete`), so resuming it could only
-    /// leave it waiting on nothing, out of retention's reach.
+    /// leave it waiting on nothing, out of retention's reach. A patch that changes nothing
+    /// changes nothing else either: no revision, no history entry, no drive.
     pub async fn patch_task(
         &self,
         id: &str,
@@ -439,6 +440,11 @@ impl Service {
             }
             let before = task.data.clone();
             crate::scheduler::merge::merge_patch(&mut task.data, merge);
+            // A patch that changes nothing (`{}`, or values the data holds already) could make
+            // no step run: the task stays as it is, at its revision, its history unchanged.
+            if task.data == before {
+                return Ok(Resume::Nothing);
+            }
             // Data over the limit already (a limit lowered since) may be patched smaller.
             let limit = self.inner.scheduler.settings().max_task_bytes;
             if let Err(bytes) = data_size::kept_within(limit, &before, &task.data) {
