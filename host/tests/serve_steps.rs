@@ -281,7 +281,8 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
         String::from_utf8_lossy(&output.stderr).contains("`whenever rollback write-a VERSION` serves one again"),
         "{output:?}"
     );
-    assert_eq!(rollback(&server, "write-a", &v2).status.code(), Some(0));
+    // Named by the start of its id, as a timeline may show it cut short.
+    assert_eq!(rollback(&server, "write-a", &v2[..7]).status.code(), Some(0));
     assert_eq!(step(&server, "write-a").await.1["version"], json!(v2));
     // The server's log tells each change made through the API, and by whom.
     for line in [

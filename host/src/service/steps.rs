@@ -139,6 +139,9 @@ pub(crate) fn read_source(path: &Path) -> Result<Source, ServiceError> {
     })
 }
 
+/// The fewest characters of a version id a rollback takes for the whole id.
+const SHORTEST_PREFIX: usize = 4;
+
 /// Who deployed the versions `whenever serve` finds in its steps folders (or bundled) at start.
 const AT_START: &str = "whenever serve, at start";
 
@@ -371,6 +374,8 @@ impl Service {
     /// recorded.
     pub async fn rollback_step(&self, name: &str, version: &str, by: Option<&str>) -> Result<StepInfo, ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
+        let version = self.whole_version(name, version).await?;
+        let version = version.as_str();
         if self.serves_already(name, version) {
             return self.step(name).await;
         }
@@ -388,6 +393,18 @@ impl Service {
         self.inner.scheduler.catalog().insert(step);
         self.spawn_reevaluation(Some(name.to_string()));
         self.step(name).await
+    }
+
+    /// The stored version of step `name` that `given` names: itself, or the one version whose id
+    /// begins with it (at least [`SHORTEST_PREFIX`] characters: timelines and logs may show ids
+    /// cut short). A prefix of several is refused, naming them; one of none is returned as given,
+    /// for the lookup to refuse.
+    async fn whole_version(&self, name: &str, given: &str) -> Result<String, ServiceError> {
+        if self.serves_already(name, given) {
+            return Ok(given.to_string());
+        }
+        let versions = self.inner.store.step_versions(Some(name)).await?;
+        whole_version_of(name, given, &versions).map_err(ServiceError::NotFound)
     }
 
     /// Where every serving step stands on task `id`: its condition against the data (the first
@@ -663,6 +680,29 @@ fn not_serving(name: &str, versions: &[StepVersionInfo]) -> String {
     )
 }
 
+/// The version id of `versions` (step `name`'s) that `given` names: itself if stored, else the
+/// one that begins with it (from [`SHORTEST_PREFIX`] characters on), else `given` as it is. A
+/// prefix of several is refused, naming them.
+fn whole_version_of(name: &str, given: &str, versions: &[StepVersionInfo]) -> Result<String, String> {
+    if versions.iter().any(|v| v.version == given) || given.len() < SHORTEST_PREFIX {
+        return Ok(given.to_string());
+    }
+    let begun: Vec<&str> = versions
+        .iter()
+        .map(|v| v.version.as_str())
+        .filter(|v| v.starts_with(given))
+        .collect();
+    match begun.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Ok(given.to_string()),
+        several => Err(format!(
+            "version {given} of step {name} is ambiguous: {} versions begin with it ({}); give more of it",
+            several.len(),
+            several.join(", ")
+        )),
+    }
+}
+
 /// What a rollback to a version the store does not hold says: that no such step was ever
 /// deployed, or which versions there are to roll back to (the newest few).
 fn unknown_version(name: &str, version: &str, known: &[StepVersionInfo]) -> String {
@@ -697,6 +737,29 @@ mod tests {
                 current: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_version_is_named_whole_or_by_the_start_of_its_id() {
+        let mut stored = versions(3);
+        for (v, id) in stored.iter_mut().zip(["558dc6ed6bd2", "558d00aa11bb", "f3f5224c0d9e"]) {
+            v.version = id.to_string();
+        }
+        let whole = |given: &str| whole_version_of("discount", given, &stored);
+        assert_eq!(whole("f3f5224c0d9e"), Ok("f3f5224c0d9e".to_string()));
+        assert_eq!(whole("f3f5224"), Ok("f3f5224c0d9e".to_string()));
+        assert_eq!(whole("558dc6e"), Ok("558dc6ed6bd2".to_string()));
+        // Too short to be taken as a start, or the start of none: left for the lookup to refuse.
+        assert_eq!(whole("f3f"), Ok("f3f".to_string()));
+        assert_eq!(whole("abcd"), Ok("abcd".to_string()));
+        assert_eq!(
+            whole("558d"),
+            Err(
+                "version 558d of step discount is ambiguous: 2 versions begin with it (558dc6ed6bd2, \
+                 558d00aa11bb); give more of it"
+                    .to_string()
+            )
+        );
     }
 
     #[test]
