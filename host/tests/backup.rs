@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{ServeProcess, whenever_binary};
+use whenever::store::sqlite::{SqliteOptions, SqliteStore};
+use whenever::store::{Store, TaskQuery};
+use whenever::task::TaskStatus;
 
 /// The seed's order with its own order id.
 fn order(i: usize) -> Value {
@@ -25,6 +29,34 @@ fn backup(db: &std::path::Path, to: &std::path::Path) -> std::process::Output {
         .arg(to)
         .output()
         .expect("whenever backup runs")
+}
+
+/// What a copy held under way: its running tasks, and their runs started and not finished.
+#[derive(Debug)]
+struct UnderWay {
+    running: Vec<String>,
+    interrupted: usize,
+}
+
+impl UnderWay {
+    async fn read(copy: &Path) -> UnderWay {
+        let store = SqliteStore::open(copy, SqliteOptions::default()).expect("the copy opens");
+        let query = TaskQuery {
+            status: Some(TaskStatus::Running),
+            tag: None,
+            limit: 1000,
+            cursor: None,
+        };
+        let page = store.list_tasks(&query).await.expect("lists");
+        let mut interrupted = 0;
+        for task in &page.tasks {
+            interrupted += store.interrupted_runs(&task.id).await.expect("reads").len();
+        }
+        UnderWay {
+            running: page.tasks.iter().map(|t| t.id.clone()).collect(),
+            interrupted,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,18 +95,34 @@ async fn a_backup_made_under_load_is_a_store_a_server_runs_on() {
             server.count("running").await > 0 || sent.load(Ordering::SeqCst) > 40
         })
         .await;
-    let copy = dir.path().join("backup.db");
-    let output = backup(&db, &copy);
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{printed}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // A copy made while orders are under way holds some running: the copy is made again (under
+    // another name) until one does, so that the server on it has runs to finish.
+    let mut attempt = 0;
+    let (copy, under_way) = loop {
+        let copy = dir.path().join(format!("backup-{attempt}.db"));
+        let output = backup(&db, &copy);
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{printed}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            printed.contains("backed up") && printed.contains("14 step versions"),
+            "{printed}"
+        );
+        let under_way = UnderWay::read(&copy).await;
+        if !under_way.running.is_empty() {
+            break (copy, under_way);
+        }
+        attempt += 1;
+        assert!(attempt < 20, "no copy of 20 held an order under way");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
-        printed.contains("backed up") && printed.contains("14 step versions"),
-        "{printed}"
+        under_way.interrupted > 0,
+        "the running orders in the copy have runs started and not finished: {under_way:?}"
     );
     // Made again onto the same name: refused, the first copy untouched.
     let before = std::fs::read(&copy).expect("the copy");
@@ -100,6 +148,14 @@ async fn a_backup_made_under_load_is_a_store_a_server_runs_on() {
             restored.count("running").await == 0
         })
         .await;
+    for id in &under_way.running {
+        let (status, task) = restored.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(status, 200, "{task}");
+        assert_eq!(
+            task["status"], "completed",
+            "under way in the copy, driven to the end: {task}"
+        );
+    }
     let total = restored.count("completed").await;
     assert!(
         total > completed.len(),

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{ServeProcess, assert_each_step_ran_once_ok, refused, successful_calls, whenever_binary};
+use support::{FakeInventory, ServeProcess, assert_each_step_ran_once_ok, refused, successful_calls, whenever_binary};
 use whenever::runtime::ConnectorCallRecord;
 use whenever::store::postgres::PostgresStore;
 use whenever::store::scratch_schema::ScratchSchema;
@@ -205,8 +205,33 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
         return;
     };
     let started = std::time::Instant::now();
-    let mut hosts = schema.start_hosts(3);
-    let (victim, victim_id) = hosts.pop().expect("three hosts");
+    // A run's journaled results outlive a kill only if the kill lands between a call's answer and
+    // the run's end, which a kill timed by the load alone rarely does (runs take milliseconds).
+    // So the inventory service is a fake started here: it holds the first reservations the
+    // victim asks for unanswered, and the victim is killed once one is held, its run's stock
+    // check journaled.
+    let inventory = FakeInventory::default();
+    inventory.hold.store(2, Ordering::SeqCst);
+    let address = inventory.start().await;
+    // The victim's reservations go to the fake's held path; the survivors' are answered at once.
+    let config = |host: &str, segment: &str| {
+        let path = schema.dir.path().join(format!("{host}.toml"));
+        let text = format!(
+            "[store]\npostgres_connections = {HOST_CONNECTIONS}\n\
+             [cluster]\nlease_ms = 3000\npoll_ms = 250\nclaim_batch = 4\n\
+             [connectors.inventorySystem]\nkind = \"http\"\nbase_url = \"http://{address}/{segment}\"\n\
+             timeout_ms = 60000\nretries = 0\n"
+        );
+        std::fs::write(&path, text).expect("config");
+        path.display().to_string()
+    };
+    let (survivor_config, victim_config) = (config("survivor", "answered"), config("victim", "held"));
+    let (hosts, mut victim) = std::thread::scope(|scope| {
+        let victim = scope.spawn(|| schema.start_hosts_with(1, &victim_config));
+        let survivors = schema.start_hosts_with(2, &survivor_config);
+        (survivors, victim.join().expect("the victim starts"))
+    });
+    let (victim, victim_id) = victim.pop().expect("the victim");
     let survivors: Vec<&ServeProcess> = hosts.iter().map(|(h, _)| h).collect();
     let mut everyone = survivors.clone();
     everyone.push(&victim);
@@ -233,7 +258,17 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
         "the victim held running tasks; log:\n{}",
         victim.stderr()
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while inventory.held.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the victim never asked for a reservation; log:\n{}",
+            victim.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     victim.kill();
+    inventory.let_go();
     // The database may still finish a statement the victim sent just before it died.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let store = PostgresStore::connect(schema.scratch.url()).await.expect("connects");
@@ -371,6 +406,10 @@ async fn three_hosts_share_orders_and_a_killed_hosts_tasks_are_taken_over() {
             expected_replays.insert((task_id.clone(), *run_id, index));
         }
     }
+    assert!(
+        !expected_replays.is_empty(),
+        "the victim had journaled the stock check of the run held at its reservation"
+    );
     assert!(expected_replays.is_subset(&replayed));
 
     let owners = schema

@@ -22,6 +22,13 @@
 //! - every connector result that was journaled when a server died is exactly the result the re-run
 //!   saw (same call, result and idempotency key) and is marked as replayed, not called again; and
 //!   every replayed result is one of those.
+//!
+//! A run's journaled results outlive a kill only if the kill lands between a call's answer and the
+//! run's end, which a kill timed by the load alone rarely does (runs take milliseconds). So the
+//! inventory service is a fake started here (connector `inventorySystem` of kind `http`): it holds
+//! the first reservations each server that is to be killed asks for unanswered (the others are
+//! answered, and the orders flow), and the server is killed only once one is held. That run's
+//! stock check, answered before, is journaled at the kill.
 
 mod support;
 
@@ -33,7 +40,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{ServeProcess, assert_each_step_ran_once_ok, largest_file, set_file_size_limit, successful_calls};
+use support::{
+    FakeInventory, ServeProcess, assert_each_step_ran_once_ok, largest_file, set_file_size_limit, successful_calls,
+};
 use whenever::runtime::ConnectorCallRecord;
 use whenever::store::sqlite::{SqliteOptions, SqliteStore};
 use whenever::store::{Store, TaskQuery};
@@ -229,10 +238,22 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
     let mut redelivered = BTreeSet::new();
     let mut replayed_deliveries = 0;
     let mut deaths: Vec<AtDeath> = Vec::new();
+    let inventory = FakeInventory::default();
+    let address = inventory.start().await;
+    let config = dir.path().join("whenever.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[connectors.inventorySystem]\nkind = \"http\"\nbase_url = \"http://{address}/held\"\n\
+             timeout_ms = 60000\nretries = 0\n"
+        ),
+    )
+    .expect("config");
+    let config = config.display().to_string();
 
     // Two servers die under load; the third finishes the work.
     for round in 0..3 {
-        let server = ServeProcess::start(&db, &[] as &[&str]);
+        let server = ServeProcess::start(&db, &["--config", config.as_str()]);
         let stop = Arc::new(AtomicBool::new(false));
         // Each killed server is sent two fifths of the orders and dies once half of those were
         // accepted: orders are still arriving and being processed. The server accepts orders
@@ -252,6 +273,11 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
             .unwrap_or_else(|p| p.into_inner())
             .extend(sent_again.iter().copied());
         let accepted_here = Arc::new(AtomicUsize::new(0));
+        // The server to be killed is held at its first reservations (see the file's comment).
+        let held = inventory.held.load(Ordering::SeqCst);
+        if round < 2 {
+            inventory.hold.store(2, Ordering::SeqCst);
+        }
         let mut senders = start_senders(&server, &queue, &stop, quota, &accepted_here);
         if round < 2 {
             server
@@ -259,8 +285,15 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
                     accepted_here.load(Ordering::SeqCst) >= quota / 2
                 })
                 .await;
+            // The kill lands while a run waits for its reservation, its stock check journaled.
+            server
+                .until("a reservation to be held", Duration::from_secs(60), || async {
+                    inventory.held.load(Ordering::SeqCst) > held
+                })
+                .await;
             stop.store(true, Ordering::SeqCst);
             server.kill();
+            inventory.let_go();
             replayed_deliveries += collect(&mut senders, &queue, &mut accepted, &mut redelivered).await;
             let death = AtDeath::read(&db).await;
             assert!(
@@ -270,6 +303,10 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
             assert!(
                 death.interrupted > 0,
                 "runs were in flight when server {round} died: {death:?}"
+            );
+            assert!(
+                death.journaled_calls() > 0,
+                "a run held at its reservation had its stock check journaled when server {round} died: {death:?}"
             );
             deaths.push(death);
             continue;
@@ -335,6 +372,7 @@ async fn a_server_killed_under_load_resumes_every_order_and_charges_each_once() 
         // Every journaled call was checked (a run interrupted twice is in both journals), and
         // every replayed call had been journaled by a server that died.
         assert_eq!(checked.len(), journaled_calls(&deaths.iter().collect::<Vec<_>>()));
+        assert!(!checked.is_empty(), "journaled calls were checked");
         assert_eq!(replayed, checked);
         // This server re-ran what the last death interrupted, so it replayed at least those
         // journaled results, and `/metrics` counts them apart from calls made (earlier

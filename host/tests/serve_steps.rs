@@ -96,6 +96,7 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     let (status, waiting) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(status, 201);
     assert_eq!(waiting["status"], "waiting", "{waiting}");
+    assert_eq!(waiting["data"], json!({"start": true, "a": "A"}), "v1 (write-a) ran");
     let waiting_id = waiting["id"].as_str().expect("id").to_string();
 
     // An invalid component is refused, the error is logged, the old version keeps serving.
@@ -110,10 +111,12 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     assert_refused_while_serving(&server, &v1);
     let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(task["runs"][0]["version"], json!(v1));
+    assert_eq!(task["data"], json!({"start": true, "a": "A"}), "v1 still ran");
 
-    // A new version dropped in is deployed live; tasks run on it.
-    let component = std::fs::read(WRITE_A.component).expect("component");
-    put(&steps, "write-a.wasm", &another_version(&component, b'2'));
+    // A new version dropped in is deployed live; tasks run on it. It is other code (write-b's,
+    // which writes `b` where write-a writes `a`), so that what ran shows in the data.
+    let component = std::fs::read(WRITE_B.component).expect("component");
+    put(&steps, "write-a.wasm", &component);
     let served = until_step(&server, "write-a", "the new version to serve", |_, s| {
         s["version"].as_str().is_some_and(|v| v != v1)
     })
@@ -124,6 +127,11 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     let v2_component = served["digest"].clone();
     let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(task["runs"][0]["version"], json!(v2));
+    assert_eq!(
+        task["data"],
+        json!({"start": true, "b": "B"}),
+        "v2 (write-b's code) ran"
+    );
 
     // A manifest change alone is deployed too, as a version of its own: a change of grants is
     // recorded apart and can be rolled back.
@@ -169,6 +177,12 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     assert_eq!(after["version"], json!(v1), "the watcher left the rollback alone");
     let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
     assert_eq!(task["runs"][0]["version"], json!(v1));
+    // (wait-for-a, deployed meanwhile, follows write-a.)
+    assert_eq!(
+        task["data"],
+        json!({"start": true, "a": "A", "waited": true}),
+        "v1 ran again"
+    );
 
     let output = rollback(&server, "write-a", "000000000000");
     assert_eq!(output.status.code(), Some(2), "an unknown version is refused");
@@ -297,6 +311,9 @@ async fn the_steps_folder_is_watched_and_rollback_is_one_command() {
     ] {
         server.until_logged(&line);
     }
+    let (_, task) = server.post("/v1/tasks?wait=20000", &json!({"start": true})).await;
+    assert_eq!(task["runs"][0]["version"], json!(v2));
+    assert_eq!(task["data"], json!({"start": true, "b": "B"}), "v2 ran again");
 }
 
 /// A file that is invalid at start is refused as the watcher refuses it, and the service starts:

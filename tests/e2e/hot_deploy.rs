@@ -69,6 +69,13 @@ fn another_version(bytes: &[u8], tag: u8) -> Vec<u8> {
     other
 }
 
+/// A manifest's text without `path` in its `reads` (which it must hold).
+fn without_read(manifest: &str, path: &str) -> String {
+    let quoted = format!("\"{path}\", ");
+    assert!(manifest.contains(&quoted), "{path} is read: {manifest}");
+    manifest.replace(&quoted, "")
+}
+
 fn order(i: usize) -> Value {
     let mut order = whenever::demo::seed_order();
     order["order"]["id"] = json!(format!("ORD-HOT-{i:04}"));
@@ -143,9 +150,14 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
     }
     assert!(notified().await >= 8, "orders reached {name} before the deploy");
 
-    // Version 2, with a changed manifest, deployed while the orders flow.
+    // Version 2, with a changed manifest, deployed while the orders flow. It no longer reads
+    // the customer's first name, so that its e-mails greet "undefined" (JavaScript's way with a
+    // missing value): each order's e-mail shows which version ran, not only its run's record.
     let (component, manifest) = bundled(name);
-    let manifest_v2 = format!("{manifest}\n# version 2\n").replace("Step 6:", "Step 6 (v2):");
+    let manifest_v2 = without_read(
+        &format!("{manifest}\n# version 2\n").replace("Step 6:", "Step 6 (v2):"),
+        "order.customer.firstName",
+    );
     let before_deploy = Utc::now();
     let v2_step = deploy(&server, name, another_version(&component, b'2'), &manifest_v2).await;
     let after_deploy = Utc::now();
@@ -190,6 +202,28 @@ async fn a_step_redeployed_under_load_fails_no_task_and_history_records_each_ver
         assert!(
             run.version == v1 || run.version == v2,
             "{}: unknown version {}",
+            task.id,
+            run.version
+        );
+        // What ran is the version recorded: its e-mail greets as that version's manifest lets it.
+        let greeting = if run.version == v1 { "Michael" } else { "undefined" };
+        let emails: Vec<Value> = run
+            .connector_calls
+            .iter()
+            .filter(|c| c.connector == "eMailSmtpOAuth" && c.method == "sendEmail")
+            .map(|c| c.args.value())
+            .collect();
+        assert_eq!(
+            emails.len(),
+            1,
+            "{}: one e-mail sent: {:?}",
+            task.id,
+            run.connector_calls
+        );
+        let html = emails[0]["html"].as_str().unwrap_or_default();
+        assert!(
+            html.contains(&format!("Thank you for your order, {greeting}!")),
+            "{}: version {} sent {html}",
             task.id,
             run.version
         );
@@ -270,9 +304,12 @@ async fn orders_waiting_for_a_removed_step_complete_when_it_is_deployed_again() 
         assert!(task.runs.iter().all(|r| r.step != name));
     }
 
-    // A new version of the step is deployed: the waiting orders resume and complete on it.
+    // A new version of the step is deployed: the waiting orders resume and complete on it. It
+    // no longer reads the customer's last name, so that the name it gives each task shows it
+    // ran: "undefined" (JavaScript's way with a missing value) where v1 writes "Foster".
     let (component, manifest) = bundled(name);
-    let v2 = version_of(&deploy(&server, name, another_version(&component, b'2'), manifest).await);
+    let manifest_v2 = without_read(manifest, "order.customer.lastName");
+    let v2 = version_of(&deploy(&server, name, another_version(&component, b'2'), &manifest_v2).await);
     assert_ne!(v1, v2);
     for id in &ids {
         let mut task = server.service.task(id).await.expect("stored").task;
@@ -294,6 +331,12 @@ async fn orders_waiting_for_a_removed_step_complete_when_it_is_deployed_again() 
             runs,
             vec![v2.as_str()],
             "{id}: the redeployed step ran once, in its new version"
+        );
+        let order_id = task.data["order"]["id"].as_str().unwrap_or_default();
+        assert_eq!(
+            task.name.as_deref(),
+            Some(format!("Order: {order_id} - Michael undefined ($1247.99)").as_str()),
+            "{id}: named by the new version"
         );
     }
     server.stop().await;

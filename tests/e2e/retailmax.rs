@@ -155,7 +155,10 @@ async fn the_seed_order_completes_as_the_seed_describes() {
     assert_eq!(messages[0].2, "Order Confirmation ORD-2025-08-18-7892");
     assert_eq!(messages[1].1, "#fulfillment-priority");
     assert!(messages[1].2.contains("Strategy: expedited") && messages[1].2.contains("Warehouses: TX-MAIN"));
-    // Tier analysis, fraud detection and inventory started together, before any finished.
+    // Tier analysis, fraud detection and inventory are in the first wave: their records were
+    // made (as starting) before any run finished. That says they were started as one wave, not
+    // that they ran at once (a record's `started_at` is set when it is made, before the run
+    // launches); `scheduling.rs` checks that the runs of a wave overlap.
     let first_end = run.task.runs.iter().filter_map(|r| r.ended_at).min().expect("ended");
     let started_first: Vec<&str> = run
         .task

@@ -4,7 +4,7 @@
 use serde_json::json;
 use whenever::task::{RunOutcomeRecord, TaskStatus};
 use whenever_step_artifacts::testing::*;
-use whenever_tests::{assert_status, host_with, run_task, runs_of};
+use whenever_tests::{assert_status, deploy_as, host_with, manifest_of, run_task, runs_of};
 
 #[tokio::test]
 async fn two_steps_run_in_parallel_and_both_changes_land() {
@@ -14,10 +14,47 @@ async fn two_steps_run_in_parallel_and_both_changes_land() {
     assert_eq!(task.data, json!({"start": true, "a": "A", "b": "B"}));
     let a = runs_of(&task, "write-a")[0];
     let b = runs_of(&task, "write-b")[0];
-    // Both started before either finished: they ran concurrently, each on the same snapshot.
-    assert!(a.started_at <= b.ended_at.expect("ended") && b.started_at <= a.ended_at.expect("ended"));
     assert_eq!(a.logs[0].message, "writing a");
     assert!(a.conflicts.is_empty() && b.conflicts.is_empty());
+
+    // They run at once, not one after the other: the sleeping step deployed under two names,
+    // each run sleeping `SLEEP_MS`, takes all in little more than one sleep, not two.
+    const SLEEP_MS: u64 = 800;
+    let mut manifest = manifest_of(&SLEEPS);
+    manifest.limits.timeout_ms = 10 * SLEEP_MS;
+    for name in ["sleeps-1", "sleeps-2"] {
+        deploy_as(&host, name, &SLEEPS, manifest.clone())
+            .await
+            .expect("the sleeping step deploys");
+    }
+    let task = run_task(&host, json!({"sleepMs": SLEEP_MS})).await;
+    assert_eq!(task.data["slept"], json!(true), "{:?}", task.message);
+    let sleeps: Vec<_> = ["sleeps-1", "sleeps-2"]
+        .into_iter()
+        .map(|name| {
+            let runs = runs_of(&task, name);
+            assert_eq!(runs.len(), 1, "{name} ran once: {:?}", task.runs);
+            assert_eq!(runs[0].outcome, Some(RunOutcomeRecord::Ok), "{name}");
+            runs[0]
+        })
+        .collect();
+    for run in &sleeps {
+        assert!(
+            run.duration_ms >= SLEEP_MS as f64,
+            "{} slept {SLEEP_MS} ms: {} ms",
+            run.step,
+            run.duration_ms
+        );
+    }
+    let first_start = sleeps.iter().map(|r| r.started_at).min().expect("runs");
+    let last_end = sleeps.iter().filter_map(|r| r.ended_at).max().expect("ended");
+    let span_ms = (last_end - first_start).num_milliseconds();
+    assert!(
+        // One after the other they would take two sleeps at least; the margin is for a loaded
+        // machine's start-up of the two runs.
+        span_ms < (SLEEP_MS * 7 / 4) as i64,
+        "the two sleeps of {SLEEP_MS} ms overlapped: both ran within {span_ms} ms"
+    );
 }
 
 #[tokio::test]

@@ -340,42 +340,6 @@ async fn a_task_created_from_another_runtime_is_driven_on_the_services() {
     server.stop().await;
 }
 
-/// `[server] api_threads` serves the API from that many threads: requests made at once are all
-/// answered, and the process holds the threads, named `whenever-api`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_serves_from_as_many_threads_as_configured() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = start(
-        &db_in(&dir),
-        &[COMPLETES],
-        ApiOptions {
-            threads: 3,
-            ..options()
-        },
-    )
-    .await;
-    let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..24 {
-        let request = server.http.post(format!("{}/v1/tasks?wait=20000", server.base));
-        requests.spawn(request.body(json!({"finish": true}).to_string()).send());
-    }
-    while let Some(answer) = requests.join_next().await {
-        let response = answer.expect("joined").expect("answered");
-        assert_eq!(response.status().as_u16(), 201);
-        let task: Value = serde_json::from_str(&response.text().await.expect("body")).expect("a task");
-        assert_eq!(task["status"], "completed", "{task}");
-    }
-    // The thread that owns the API's runtime and its three workers. (Servers of tests running
-    // beside this one add theirs: with one thread each, a few at most.)
-    let named_api = std::fs::read_dir("/proc/self/task")
-        .expect("the process's threads")
-        .filter_map(Result::ok)
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "whenever-api"))
-        .count();
-    assert!(named_api >= 4, "{named_api} threads named whenever-api");
-    server.stop().await;
-}
-
 /// The drives counted in `/metrics` by the thread they ran on (`whenever-drive-N` or `runtime`).
 async fn drives_by_thread(server: &Server) -> std::collections::BTreeMap<String, u64> {
     let (status, text) = server.get("/metrics").await;
@@ -1205,22 +1169,24 @@ fn another_version(bytes: &[u8], tag: u8) -> Vec<u8> {
 async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(&db_in(&dir), &[], options()).await;
+    // Two versions of step `writer` that behave apart, so that each task's data shows which code
+    // ran, not only the version its record names: v1 is write-a (writes `a`), v2 write-b
+    // (writes `b`); both match `{"start": true}`.
     let (write_a, _) = component(&WRITE_A);
+    let (write_b, _) = component(&WRITE_B);
     let (status, v1) = server
         .call(reqwest::Method::PUT, "/v1/steps/writer", Some(write_a.clone()))
         .await;
     assert_eq!(status, 201, "{v1}");
     let first = server.run(json!({"start": true})).await;
+    assert_eq!(first["data"], json!({"start": true, "a": "A"}), "v1 ran: {first}");
     let (status, v2) = server
-        .call(
-            reqwest::Method::PUT,
-            "/v1/steps/writer",
-            Some(another_version(&write_a, b'2')),
-        )
+        .call(reqwest::Method::PUT, "/v1/steps/writer", Some(write_b))
         .await;
     assert_eq!(status, 201, "{v2}");
     assert_ne!(v1["version"], v2["version"]);
     let second = server.run(json!({"start": true})).await;
+    assert_eq!(second["data"], json!({"start": true, "b": "B"}), "v2 ran: {second}");
     assert_eq!(runs(&first)[0]["version"], v1["version"]);
     assert_eq!(runs(&second)[0]["version"], v2["version"]);
     assert_eq!(v2["versions"].as_array().map(Vec::len), Some(2));
@@ -1232,6 +1198,7 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
     assert_eq!(status, 200, "{rolled}");
     assert_eq!(rolled["version"], v1["version"]);
     let third = server.run(json!({"start": true})).await;
+    assert_eq!(third["data"], json!({"start": true, "a": "A"}), "v1 ran again: {third}");
     assert_eq!(runs(&third)[0]["version"], v1["version"]);
     // The version serving already, rolled back to or deployed again, changes nothing: 200, and
     // no change recorded.
@@ -1281,26 +1248,76 @@ async fn hot_deploys_record_versions_keep_runs_in_flight_and_roll_back() {
         v1["version"],
         "the refused rollbacks changed nothing"
     );
+    assert_eq!(fourth["data"], json!({"start": true, "a": "A"}), "{fourth}");
 
-    // A run in flight finishes on the version it started with.
+    // A run in flight finishes on the version it started with. v1 of `slow` loops until its
+    // deadline of 3 s; v2 is the same loop with a deadline of 100 ms, so that a run of v2 would
+    // show in its duration.
+    const SLOW_V1_DEADLINE_MS: u64 = 3_000;
     let (looping, _) = component(&INFINITE_LOOP);
-    let (_, slow_v1) = server
-        .call(reqwest::Method::PUT, "/v1/steps/slow", Some(looping.clone()))
-        .await;
-    let (_, task) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
+    let deploy_slow = async |bytes: Vec<u8>, timeout_ms: u64| {
+        let path = format!(
+            "/v1/steps/slow?manifest={}",
+            encode(&format!("[limits]\ntimeout_ms = {timeout_ms}\n"))
+        );
+        server.call(reqwest::Method::PUT, &path, Some(bytes)).await
+    };
+    let (status, slow_v1) = deploy_slow(looping.clone(), SLOW_V1_DEADLINE_MS).await;
+    assert_eq!(status, 201, "{slow_v1}");
+    // Nothing else is driven now (the re-evaluations of the deploys above are over), so that
+    // the next drive to start is the looping task's.
+    for _ in 0..400 {
+        if server.service.drives_under_way() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(server.service.drives_under_way(), 0, "the writer tasks are settled");
+    let (status, task) = server.post("/v1/tasks", &json!({"loopForever": true})).await;
+    assert_eq!(status, 201, "{task}");
     let id = task["id"].as_str().expect("id");
-    server.until(id, |t| !runs(t).is_empty()).await;
-    let (status, slow_v2) = server
-        .call(
-            reqwest::Method::PUT,
-            "/v1/steps/slow",
-            Some(another_version(&looping, b'2')),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let done = server.until(id, |t| t["status"] != "running").await;
-    assert_eq!(runs(&done)[0]["version"], slow_v1["version"]);
+    // The task as created already holds its first run's record (outcome empty): wait for its
+    // drive instead, and give the run a moment to begin; that it began before the deploy is
+    // checked below from its end and duration.
+    for _ in 0..400 {
+        if server.service.drives_under_way() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.service.drives_under_way(), 1, "the looping task's drive started");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deploying = chrono::Utc::now();
+    let (status, slow_v2) = deploy_slow(another_version(&looping, b'2'), 100).await;
+    let deployed = chrono::Utc::now();
+    assert_eq!(status, 201, "{slow_v2}");
     assert_ne!(slow_v1["version"], slow_v2["version"]);
+    let (_, during) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(
+        during["status"], "running",
+        "still in flight after the deploy: {during}"
+    );
+    let done = server.until(id, |t| t["status"] != "running").await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let ran = runs(&done);
+    assert_eq!(ran.len(), 1, "one run, not redone on v2: {done}");
+    let run = &ran[0];
+    assert_eq!(run["version"], slow_v1["version"], "{done}");
+    assert_eq!(run["outcome"]["error"]["kind"], "deadline", "{done}");
+    let duration_ms = run["duration_ms"].as_f64().expect("duration_ms");
+    assert!(
+        duration_ms >= SLOW_V1_DEADLINE_MS as f64,
+        "it ran to v1's deadline, not v2's: {done}"
+    );
+    // It ran over the whole deploy: begun before it was asked for, ended after it was made.
+    let ended = chrono::DateTime::parse_from_rfc3339(run["ended_at"].as_str().expect("ended_at"))
+        .expect("RFC 3339")
+        .with_timezone(&chrono::Utc);
+    let began = ended - chrono::Duration::microseconds((duration_ms * 1000.0) as i64);
+    assert!(
+        began < deploying && ended > deployed,
+        "ran from {began} to {ended}, deployed from {deploying} to {deployed}"
+    );
 
     let (status, _) = server.call(reqwest::Method::DELETE, "/v1/steps/writer", None).await;
     assert_eq!(status, 204);

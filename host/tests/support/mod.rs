@@ -374,3 +374,71 @@ pub fn refused(output: &Output, code: i32, says: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(says), "stderr should say {says:?}: {stderr}");
 }
+
+/// An inventory service for connector `inventorySystem` (kind `http`), started by a test that
+/// needs a run held at a known point: every item in stock at TX-MAIN, a reservation's id derived
+/// from its idempotency key (the same for every attempt of a call). A server configured with
+/// `base_url = http://ADDRESS/held` has its next `hold` reservations held unanswered (counted in
+/// `held`) until [`FakeInventory::let_go`]; any other first path segment is answered at once.
+/// The crash and takeover tests kill a server while a run waits there, its stock check
+/// journaled (a kill timed by the load alone rarely lands while a run has journaled results).
+#[derive(Clone, Default)]
+pub struct FakeInventory {
+    /// How many more reservations to hold.
+    pub hold: Arc<std::sync::atomic::AtomicUsize>,
+    /// How many were held so far.
+    pub held: Arc<std::sync::atomic::AtomicUsize>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl FakeInventory {
+    /// Serves the fake on a loopback port; answers its address.
+    pub async fn start(&self) -> std::net::SocketAddr {
+        let router = axum::Router::new()
+            .route("/{segment}/{method}", axum::routing::post(fake_inventory))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    }
+
+    /// Answers the reservations held, and holds no more.
+    pub fn let_go(&self) {
+        self.hold.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.release.notify_waiters();
+    }
+}
+
+async fn fake_inventory(
+    axum::extract::State(fake): axum::extract::State<FakeInventory>,
+    axum::extract::Path((segment, method)): axum::extract::Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> axum::Json<Value> {
+    use sha2::Digest as _;
+    use std::sync::atomic::Ordering;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    axum::Json(match method.as_str() {
+        "checkStock" => json!({"available": true, "warehouse": "TX-MAIN"}),
+        "reserve" => {
+            if segment == "held"
+                && fake
+                    .hold
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                let released = fake.release.notified();
+                fake.held.fetch_add(1, Ordering::SeqCst);
+                released.await;
+            }
+            let id = format!("RES-{}", &hex::encode(sha2::Sha256::digest(key.as_bytes()))[..12]);
+            let expires = chrono::Utc::now() + chrono::TimeDelta::seconds(900);
+            json!({"id": id, "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
+        }
+        "release" => json!({"released": true}),
+        other => panic!("the inventory fake was asked for {other}"),
+    })
+}
