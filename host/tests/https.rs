@@ -374,6 +374,18 @@ async fn the_client_commands_trust_the_ca_given_by_flag_or_environment() {
     assert_eq!(untrusted.status.code(), Some(1), "{untrusted:?}");
     stderr_says(&untrusted, "cannot reach the server");
     stderr_says(&untrusted, "certificate");
+    stderr_says(&untrusted, "with --ca-cert FILE or WHENEVER_CA_CERT");
+    // Spoken to in plain HTTP, the server's TLS is named as the likely cause.
+    let plain = tasks_command(&server.base.replacen("https://", "http://", 1), &[], None);
+    assert_eq!(plain.status.code(), Some(1), "{plain:?}");
+    stderr_says(&plain, "the server may speak HTTPS: try https://");
+    // A server that is no URL is bad input, named.
+    let no_url = tasks_command("notaurl", &[], None);
+    assert_eq!(no_url.status.code(), Some(2), "{no_url:?}");
+    stderr_says(
+        &no_url,
+        "the server \"notaurl\" (--server, or WHENEVER_SERVER) is no http:// or https:// URL",
+    );
 
     // A CA file that is not a certificate is bad input, exit 2.
     let key = dir.path().join("key.pem").display().to_string();

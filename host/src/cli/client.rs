@@ -251,6 +251,16 @@ impl Client {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         });
+        // A server that is no URL would fail every request as a "builder error".
+        match reqwest::Url::parse(&base) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => {
+                return Err(bad(format!(
+                    "the server {base:?} (--server, or WHENEVER_SERVER) is no http:// or https:// URL; give one such \
+                     as http://127.0.0.1:8080"
+                )));
+            }
+        }
         let mut http = reqwest::Client::builder();
         if let Some(path) = ca_cert {
             let pem = std::fs::read(&path)
@@ -376,6 +386,13 @@ impl Client {
                      them unless told `-addext basicConstraints=critical,CA:FALSE`; rustls takes a \
                      self-signed certificate as the server's own only without that mark)",
             );
+        } else if why.contains("UnknownIssuer") {
+            why.push_str(
+                " (a certificate no public CA signed, such as a self-signed one: give the CA that \
+                 signed it, or the certificate itself, with --ca-cert FILE or WHENEVER_CA_CERT)",
+            );
+        } else if self.base.starts_with("http://") && why.contains("invalid HTTP version") {
+            why.push_str(" (the server may speak HTTPS: try https:// in --server or WHENEVER_SERVER)");
         }
         Failure(
             format!("cannot reach the server at {}: {why}", self.base),
