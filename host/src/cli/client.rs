@@ -522,10 +522,17 @@ async fn print_task_for_people(client: &Client, task: &Value) {
 /// /v1/tasks/{id}/conditions`, the steps whose condition fails first (the first failing path and
 /// why), then those that ran on these values, each group by name. `whenever run` prints it too.
 pub(super) fn waiting_on(conditions: &Value) -> String {
-    let mut rows: Vec<(u8, &str, String)> = conditions["steps"]
-        .as_array()
+    let steps: Vec<&Value> = conditions["steps"].as_array().into_iter().flatten().collect();
+    if steps.is_empty() {
+        return "waiting on: no step serves\n".to_string();
+    }
+    // A step that ran and whose condition fails now (on what it wrote itself, most often) is
+    // done: named on one line after what the task waits on, not told path by path.
+    let (done, pending): (Vec<&Value>, Vec<&Value>) = steps
         .into_iter()
-        .flatten()
+        .partition(|step| text(step, "state") == "fails" && step["runs"].as_u64().unwrap_or(0) > 0);
+    let mut rows: Vec<(u8, &str, String)> = pending
+        .into_iter()
         .map(|step| {
             let (rank, why) = match text(step, "state") {
                 "fails" => (0, text(step, "reason").to_string()),
@@ -536,15 +543,19 @@ pub(super) fn waiting_on(conditions: &Value) -> String {
             (rank, text(step, "step"), why)
         })
         .collect();
-    if rows.is_empty() {
-        return "waiting on: no step serves\n".to_string();
-    }
     rows.sort();
     let width = rows.iter().map(|(_, step, _)| step.chars().count()).max().unwrap_or(0);
     let mut out = "waiting on (each step's condition against the data)\n".to_string();
     for (_, step, why) in rows {
         // A reason names the data's keys: a third party's text (see `printable`).
         out.push_str(&format!("  {step:<width$}  {}\n", printable(&why)));
+    }
+    if !done.is_empty() {
+        let names: Vec<&str> = done.iter().map(|step| text(step, "step")).collect();
+        out.push_str(&format!(
+            "  done (they ran, and their conditions no longer hold): {}\n",
+            printable(&names.join(", "))
+        ));
     }
     out
 }
@@ -1433,7 +1444,9 @@ mod tests {
             {"step": "payment-processing", "version": "874292580ecb", "state": "fails",
              "reason": "order.fraudApproved: missing"},
             {"step": "retrier", "version": "1", "state": "ran", "runs": 2, "last_failed": true},
-            {"step": "vip", "version": "2", "state": "fails", "reason": "order.total: expected a number > 1000, found 900"}
+            {"step": "vip", "version": "2", "state": "fails", "reason": "order.total: expected a number > 1000, found 900"},
+            {"step": "tiers", "version": "3", "state": "fails", "runs": 1, "reason": "order.tierAnalyzed: expected absent or null, found true"},
+            {"step": "checker", "version": "4", "state": "fails", "runs": 2, "reason": "order.checked: expected absent or null, found true"}
         ]});
         assert_eq!(
             waiting_on(&conditions),
@@ -1441,7 +1454,8 @@ mod tests {
              \x20 payment-processing  order.fraudApproved: missing\n\
              \x20 vip                 order.total: expected a number > 1000, found 900\n\
              \x20 fraud-detection     its condition holds; it ran once, the last on these values, and runs again when they change\n\
-             \x20 retrier             its condition holds; it ran 2 times, the last on these values (its last run failed), and runs again when they change\n"
+             \x20 retrier             its condition holds; it ran 2 times, the last on these values (its last run failed), and runs again when they change\n\
+             \x20 done (they ran, and their conditions no longer hold): tiers, checker\n"
         );
         assert_eq!(waiting_on(&json!({"steps": []})), "waiting on: no step serves\n");
     }

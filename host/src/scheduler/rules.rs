@@ -54,6 +54,10 @@ pub enum Standing {
     Fails {
         /// What fails, as [`whenever_condition::Mismatch`] says it.
         reason: String,
+        /// How many of its runs started on this task (0: none; most often a step that ran
+        /// fails now on what it wrote itself, and is done).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        runs: u32,
     },
     /// Its condition holds and it started on these values already: it runs again when they
     /// change (or when it is retried).
@@ -66,6 +70,10 @@ pub enum Standing {
     /// Its condition holds on values it has not started on (or its last run asked for a redo):
     /// it starts now, or is under way.
     Eligible,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One step's standing on a task, with the step's name and version (what `GET
@@ -95,12 +103,13 @@ pub fn standings(task: &Task, steps: &[Arc<LoadedStep>]) -> Vec<StepStanding> {
 
 /// Where the step `name` with `condition` stands on `task`: the rule of [`eligible`], told.
 pub fn standing(task: &Task, name: &str, condition: &Condition) -> Standing {
+    let progress = task.progress.get(name);
     if let Err(mismatch) = condition.explain(&task.data) {
         return Standing::Fails {
             reason: mismatch.to_string(),
+            runs: progress.map_or(0, |p| p.runs),
         };
     }
-    let progress = task.progress.get(name);
     match progress {
         Some(p) if !starts(progress, &condition.projection_digest(&task.data)) => Standing::Ran {
             runs: p.runs,
@@ -168,7 +177,8 @@ mod tests {
         assert_eq!(
             standing(&task, "payment", &condition),
             Standing::Fails {
-                reason: "order.fraudApproved: missing".into()
+                reason: "order.fraudApproved: missing".into(),
+                runs: 0
             }
         );
         task.data["order"]["fraudApproved"] = json!(true);
@@ -201,5 +211,19 @@ mod tests {
             progress.redo = true;
         }
         assert_eq!(standing(&task, "payment", &condition), Standing::Eligible);
+        // Once it ran, a condition that fails says how often it ran (on what it wrote, most
+        // often: it is done).
+        task.data["order"]["fraudApproved"] = json!(false);
+        assert_eq!(
+            standing(&task, "payment", &condition),
+            Standing::Fails {
+                reason: "order.fraudApproved: expected true, found false".into(),
+                runs: 1
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(standings(&Task::new(json!({})), &[])).ok(),
+            Some(json!([]))
+        );
     }
 }
