@@ -40,6 +40,7 @@ use serde_json::Value;
 
 pub use error::{Mismatch, PatternError};
 pub use path::Path;
+pub use pattern::one_edit_apart;
 pub use projection::Projection;
 pub use value::{field, field_mut};
 

@@ -239,8 +239,9 @@ fn misspelt_operator(key: &str) -> Option<&'static str> {
 }
 
 /// Whether `a` becomes `b` by inserting, removing or changing one character, or by swapping two
-/// that stand side by side.
-fn one_edit_apart(a: &str, b: &str) -> bool {
+/// that stand side by side: a typo of it, to suggest the name meant (an operator here; a host
+/// suggests a connector's name so).
+pub fn one_edit_apart(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let common_start = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     let (a, b) = (&a[common_start..], &b[common_start..]);

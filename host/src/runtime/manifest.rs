@@ -90,18 +90,28 @@ impl StepManifest {
     /// ones it has: a misspelt `strpie` would otherwise deploy and fail at the first call, or
     /// never be noticed.
     pub fn check_connectors(&self, step: &str, connectors: &Registry) -> Result<(), LoadError> {
-        match self.connectors.iter().find(|c| !connectors.contains(c)) {
-            Some(unknown) => Err(LoadError::Manifest {
-                step: step.to_string(),
-                message: ManifestError(format!(
-                    "connectors: `{unknown}` is no connector of this host (its connectors: {}); a \
-                     service of your own is configured as [connectors.{unknown}] with kind = \"http\"",
-                    connectors.names().join(", ")
-                ))
-                .to_string(),
-            }),
-            None => Ok(()),
-        }
+        let Some(unknown) = self.connectors.iter().find(|c| !connectors.contains(c)) else {
+            return Ok(());
+        };
+        let names = connectors.names();
+        // A typo of one of them (`slakCom`, `Stripe`) is told which it likely meant.
+        let meant = names.iter().find(|name| {
+            name.eq_ignore_ascii_case(unknown)
+                || whenever_condition::one_edit_apart(&name.to_ascii_lowercase(), &unknown.to_ascii_lowercase())
+        });
+        let or_else = match meant {
+            Some(name) => format!("did you mean `{name}`? Or else a"),
+            None => "a".to_string(),
+        };
+        Err(LoadError::Manifest {
+            step: step.to_string(),
+            message: ManifestError(format!(
+                "connectors: `{unknown}` is no connector of this host (its connectors: {}); {or_else} \
+                 service of your own is configured as [connectors.{unknown}] with kind = \"http\"",
+                names.join(", ")
+            ))
+            .to_string(),
+        })
     }
 }
 
@@ -124,6 +134,30 @@ mod tests {
             )),
             "{refused}"
         );
+        // A typo is told the connector it likely meant; another name is not.
+        assert!(
+            refused.to_string().contains(
+                "; did you mean `stripe`? Or else a service of your own is configured as [connectors.strpie]"
+            ),
+            "{refused}"
+        );
+        for (typo, meant) in [("slakCom", "slackCom"), ("Stripe", "stripe")] {
+            let manifest = StepManifest {
+                connectors: vec![typo.to_string()],
+                ..StepManifest::default()
+            };
+            let refused = manifest.check_connectors("s", &connectors).expect_err("unknown");
+            assert!(
+                refused.to_string().contains(&format!("did you mean `{meant}`?")),
+                "{refused}"
+            );
+        }
+        let far = StepManifest {
+            connectors: vec!["ledger".to_string()],
+            ..StepManifest::default()
+        };
+        let refused = far.check_connectors("s", &connectors).expect_err("unknown");
+        assert!(!refused.to_string().contains("did you mean"), "{refused}");
         let fine = StepManifest::from_toml("connectors = [\"stripe\"]\n").expect("valid TOML");
         assert!(fine.check_connectors("charger", &connectors).is_ok());
     }
