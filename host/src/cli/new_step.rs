@@ -133,7 +133,8 @@ fn check_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "invalid step name {name:?}: start with a lowercase letter, then use lowercase letters, \
-             digits, '-' and '_'"
+             digits, '-' and '_' (stricter than the host's rule, letters, digits, '-' and '_': the \
+             new step's crate is named after it, and Cargo warns of other crate names)"
         ))
     }
 }
