@@ -568,3 +568,51 @@ async fn a_version_stored_before_the_ceilings_were_lowered_is_held_to_them_and_s
     assert_eq!(status, 201, "{task}");
     assert_eq!(task["data"]["a"], json!("A"), "{task}");
 }
+
+/// A serving version that does not load on this host (here its component damaged in the store;
+/// in life, a version an older build took that this one refuses) is told at start, and the step
+/// is removed with one command, as the log advises, though it never served here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_version_that_does_not_load_is_told_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let steps = dir.path().join("steps");
+    std::fs::create_dir_all(&steps).expect("steps dir");
+    copy_step(&steps, &WRITE_A);
+    let db = dir.path().join("whenever.db");
+    let server = ServeProcess::start(&db, &["--steps".to_string(), steps.display().to_string()]);
+    let (status, v1) = step(&server, "write-a").await;
+    assert_eq!(status, 200, "{v1}");
+    let v1 = v1["version"].as_str().expect("version").to_string();
+    server.kill();
+    let damaged = rusqlite::Connection::open(&db)
+        .and_then(|c| c.execute("UPDATE step_versions SET component = x'00' WHERE name = 'write-a'", []))
+        .expect("damaged");
+    assert_eq!(damaged, 1);
+
+    let server = ServeProcess::start(&db, &[] as &[&str]);
+    server.until_logged(&format!(
+        "step write-a's serving version {v1} does not load on this host"
+    ));
+    let (status, answer) = step(&server, "write-a").await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!(
+                "step write-a does not serve on this host: its version {v1} is the one to serve"
+            ))),
+        "{answer}"
+    );
+    let output = whenever(&server, &["remove", "write-a"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let (status, versions) = server.get("/v1/steps/write-a/versions").await;
+    assert_eq!(status, 200, "{versions}");
+    assert_eq!(versions["versions"][0]["current"], false, "{versions}");
+    let (_, answer) = step(&server, "write-a").await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("step write-a is not serving (it was removed)")),
+        "{answer}"
+    );
+}

@@ -187,7 +187,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 pub(super) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let options = &state.options;
     // A reread changes tokens' secrets, never which tokens there are: this needs no lock.
-    if options.token.is_none() && options.scoped.is_empty() {
+    if !options.has_tokens() {
         return next.run(request).await;
     }
     let path = request.uri().path();

@@ -29,8 +29,7 @@ pub(crate) async fn receive(
     let wait = query(wait)?;
     let raw = body(raw, state.options.max_body_bytes)?;
     let options = state.options.hooks.get(&hook);
-    let tokens = state.options.token.is_some() || !state.options.scoped.is_empty();
-    if options.is_none() && !tokens {
+    if options.is_none() && !state.options.has_tokens() {
         let signed = signed_hooks(&state.options);
         // A hook with a secret signals deliveries that must be checked; an unsigned one to a
         // name the config lacks (misspelt, most often, or sent through a proxy that forwards
@@ -81,7 +80,15 @@ pub(crate) async fn receive(
             map.insert(crate::task::VIA.into(), via);
             Value::Object(map)
         }
-        // Anything else is kept whole under `payload`.
+        // Anything else is kept whole under `payload`: a level deeper, which must still read.
+        other if nesting(&other) >= super::DEEPEST_READ => {
+            return Err(ApiError::BadRequest(format!(
+                "the request body nests arrays and objects {} deep; kept under `payload` it would \
+                 be deeper than this server reads ({} levels)",
+                nesting(&other),
+                super::DEEPEST_READ
+            )));
+        }
         other => {
             let mut map = Map::new();
             map.insert("payload".into(), other);
@@ -100,4 +107,13 @@ pub(super) fn signed_hooks(options: &super::ApiOptions) -> Vec<&str> {
         .filter(|(_, h)| h.signed.is_some())
         .map(|(name, _)| name.as_str())
         .collect()
+}
+
+/// How deep `value` nests arrays and objects (a scalar: 0).
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
 }

@@ -110,6 +110,12 @@ pub struct ApiOptions {
 }
 
 impl ApiOptions {
+    /// Whether the API has tokens (the full one, or scoped ones): without, it asks none of any
+    /// request, and listens only on loopback.
+    pub fn has_tokens(&self) -> bool {
+        self.token.is_some() || !self.scoped.is_empty()
+    }
+
     /// Options from the service's config: limits, hook secrets (read from the environment
     /// variables or the files the config names) and the TLS certificate; the full `token`, or
     /// the file it is kept in (`WHENEVER_TOKEN_FILE`, served among the scoped tokens so that it
@@ -498,8 +504,8 @@ pub(crate) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiE
     let value = serde_json::from_slice(bytes).map_err(|e| match declared_not_json(headers) {
         // JSON, nested past what serde_json reads (127 levels): not another media type.
         _ if is_nested_too_deep(&e) => ApiError::BadRequest(format!(
-            "the request body nests arrays and objects deeper than this server reads (127 levels): \
-             {e}"
+            "the request body nests arrays and objects deeper than this server reads ({DEEPEST_READ} \
+             levels): {e}"
         )),
         Some(declared) => ApiError::UnsupportedMediaType(format!(
             "the request body was sent as {declared} and is not JSON ({e}); this route takes JSON \
@@ -514,7 +520,11 @@ pub(crate) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiE
     Ok(value)
 }
 
-/// Whether serde_json stopped at its nesting limit (127 levels of arrays and objects), which
+/// The deepest nesting of arrays and objects serde_json reads (its recursion limit), in a body
+/// or in stored data.
+pub(crate) const DEEPEST_READ: usize = 127;
+
+/// Whether serde_json stopped at its nesting limit ([`DEEPEST_READ`] levels), which
 /// it names only in its message.
 fn is_nested_too_deep(error: &serde_json::Error) -> bool {
     error.to_string().starts_with("recursion limit exceeded")
@@ -590,7 +600,7 @@ mod tests {
             }
         }
         // 127 levels are read.
-        let within = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        let within = format!("{}{}", "[".repeat(DEEPEST_READ), "]".repeat(DEEPEST_READ));
         assert!(json_body(&sent_as("application/x-www-form-urlencoded"), within.as_bytes()).is_ok());
         // A form that is not JSON is still another media type.
         assert!(matches!(

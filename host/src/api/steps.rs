@@ -87,12 +87,11 @@ pub(crate) async fn rollback(
         json_body(&headers, &body(raw, state.options.max_body_bytes)?)?,
         "{\"version\": V}",
     )?;
-    let before = state.service.serving_version(&name);
-    let info = state
+    let (info, changed) = state
         .service
-        .rollback_step(&name, &request.version, Some(caller.step_changer()))
+        .rollback_step_telling(&name, &request.version, Some(caller.step_changer()))
         .await?;
-    if before.as_deref() != Some(info.version.as_str()) {
+    if changed {
         eprintln!(
             "whenever serve: rolled {name} back to version {} through the API, by {}",
             info.version,

@@ -190,7 +190,8 @@ pub struct DeleteArgs {
 pub struct RollbackArgs {
     /// The step's name.
     pub name: String,
-    /// The earlier version to serve again (as `whenever steps --json` lists them).
+    /// The earlier version to serve again: its id, or the start of it (4 characters or more,
+    /// one version's only), as `whenever steps NAME` lists them.
     pub version: String,
     /// Server and output.
     #[command(flatten)]
@@ -388,8 +389,9 @@ impl Client {
             );
         } else if why.contains("UnknownIssuer") {
             why.push_str(
-                " (a certificate no public CA signed, such as a self-signed one: give the CA that \
-                 signed it, or the certificate itself, with --ca-cert FILE or WHENEVER_CA_CERT)",
+                " (a certificate no CA this client trusts signed, such as a self-signed one: give \
+                 the CA that signed it, or the certificate itself, with --ca-cert FILE or \
+                 WHENEVER_CA_CERT)",
             );
         } else if self.base.starts_with("http://") && why.contains("invalid HTTP version") {
             why.push_str(" (the server may speak HTTPS: try https:// in --server or WHENEVER_SERVER)");
@@ -526,11 +528,9 @@ pub(super) fn waiting_on(conditions: &Value) -> String {
     if steps.is_empty() {
         return "waiting on: no step serves\n".to_string();
     }
-    // A step that ran and whose condition fails now (on what it wrote itself, most often) is
-    // done: named on one line after what the task waits on, not told path by path.
-    let (done, pending): (Vec<&Value>, Vec<&Value>) = steps
-        .into_iter()
-        .partition(|step| text(step, "state") == "fails" && step["runs"].as_u64().unwrap_or(0) > 0);
+    // A step whose condition fails on what its own latest run wrote is done: named on one line
+    // after what the task waits on, not told path by path.
+    let (done, pending): (Vec<&Value>, Vec<&Value>) = steps.into_iter().partition(|step| text(step, "state") == "done");
     let mut rows: Vec<(u8, &str, String)> = pending
         .into_iter()
         .map(|step| {
@@ -795,10 +795,17 @@ async fn show_step(client: &Client, name: &str, json: bool) -> Result<(), Failur
         .and_then(|steps| steps.iter().find(|s| s["name"] == name))
         .cloned()
         .unwrap_or(Value::Null);
-    // A removed step's too: the versions a rollback may serve again.
-    let versions = client
+    // A removed step's too: the versions a rollback may serve again. A server older than that
+    // route (in an upgrade) has only the serving step's.
+    let versions = match client
         .send(client.http.get(client.url(&format!("/v1/steps/{name}/versions"))))
-        .await?;
+        .await
+    {
+        Err(Failure(message, _)) if message.starts_with("the server answered 404") => {
+            serde_json::json!({"versions": step["versions"]})
+        }
+        answer => answer?,
+    };
     if json {
         print_json(&serde_json::json!({
             "step": step,
@@ -1445,12 +1452,14 @@ mod tests {
              "reason": "order.fraudApproved: missing"},
             {"step": "retrier", "version": "1", "state": "ran", "runs": 2, "last_failed": true},
             {"step": "vip", "version": "2", "state": "fails", "reason": "order.total: expected a number > 1000, found 900"},
-            {"step": "tiers", "version": "3", "state": "fails", "runs": 1, "reason": "order.tierAnalyzed: expected absent or null, found true"},
-            {"step": "checker", "version": "4", "state": "fails", "runs": 2, "reason": "order.checked: expected absent or null, found true"}
+            {"step": "tiers", "version": "3", "state": "done", "runs": 1, "reason": "order.tierAnalyzed: expected absent or null, found true"},
+            {"step": "checker", "version": "4", "state": "done", "runs": 2, "reason": "order.checked: expected absent or null, found true"},
+            {"step": "lowered", "version": "5", "state": "fails", "runs": 1, "reason": "order.total: expected a number > 500, found 400"}
         ]});
         assert_eq!(
             waiting_on(&conditions),
             "waiting on (each step's condition against the data)\n\
+             \x20 lowered             order.total: expected a number > 500, found 400\n\
              \x20 payment-processing  order.fraudApproved: missing\n\
              \x20 vip                 order.total: expected a number > 1000, found 900\n\
              \x20 fraud-detection     its condition holds; it ran once, the last on these values, and runs again when they change\n\

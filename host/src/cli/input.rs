@@ -41,18 +41,16 @@ pub(super) fn read_input(path: Option<&Path>, what: &str) -> Result<Input, Strin
             std::io::stdin()
                 .read_to_string(&mut text)
                 .map_err(|e| format!("cannot read stdin: {e}"))?;
-            (text, "stdin".to_string())
+            if text.trim().is_empty() {
+                return Err(format!("{what} is empty (stdin held nothing)"));
+            }
+            // Messages about it name what was read there.
+            (text, format!("{what} on stdin"))
         }
     };
     if text.trim().is_empty() {
         return Err(format!("{what} is empty ({source} held nothing)"));
     }
-    // On stdin, the message names what was read there.
-    let source = if source == "stdin" {
-        format!("{what} on stdin")
-    } else {
-        source
-    };
     Ok(Input { text, source })
 }
 

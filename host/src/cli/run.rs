@@ -107,7 +107,7 @@ fn never_ran(task: &Task, status: TaskStatus, yours: &[Arc<LoadedStep>]) -> Stri
             out.push_str("did not run (each step's condition against the final data)\n");
         }
         let why = match standing.standing {
-            Standing::Fails { reason, .. } => reason,
+            Standing::Fails { reason, .. } | Standing::Done { reason, .. } => reason,
             _ if status == TaskStatus::Completed => "its condition holds, but the task completed first \
                 (after a step's task::complete no run starts)"
                 .to_string(),

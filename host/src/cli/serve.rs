@@ -22,8 +22,8 @@ const CERTIFICATE_WARNING_DAYS: i64 = 14;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The address to listen on (`127.0.0.1:8080`, `[::1]:8080`, or a host name and port such as
-    /// `localhost:8080`, resolved to its first address). Beyond loopback, `WHENEVER_TOKEN` must
-    /// be set.
+    /// `localhost:8080`, resolved to its first IPv4 address, else its first). Beyond loopback,
+    /// `WHENEVER_TOKEN` must be set.
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = listen_address)]
     pub listen: SocketAddr,
     /// The SQLite database file (created if missing), or a PostgreSQL database shared by several
@@ -44,14 +44,23 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 }
 
-/// `--listen`'s address: written as one, or a host name and port resolved to its first address.
+/// `--listen`'s address: written as one, or a host name and port resolved to its first IPv4
+/// address (else its first).
 fn listen_address(text: &str) -> Result<SocketAddr, String> {
     if let Ok(address) = text.parse() {
         return Ok(address);
     }
-    let mut resolved = std::net::ToSocketAddrs::to_socket_addrs(text)
-        .map_err(|e| format!("{e} (give an address and port, such as 127.0.0.1:8080 or localhost:8080)"))?;
-    resolved.next().ok_or_else(|| format!("{text} resolves to no address"))
+    let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("{e} (give an address and port, such as 127.0.0.1:8080 or localhost:8080)"))?
+        .collect();
+    // IPv4 first: `localhost` resolves to `::1` first on many systems, and a server bound there
+    // alone is out of reach of the clients that ask 127.0.0.1 (the CLI's default among them).
+    resolved
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| format!("{text} resolves to no address"))
 }
 
 /// Runs the service until SIGTERM or Ctrl-C, then stops gracefully (see [`stop`]).
@@ -362,7 +371,7 @@ mod tests {
         );
         assert_eq!(listen_address("[::1]:0"), Ok("[::1]:0".parse().expect("address")));
         let local = listen_address("localhost:8080").expect("localhost resolves");
-        assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
+        assert_eq!(local, "127.0.0.1:8080".parse().expect("address"), "IPv4 first");
         let refused = listen_address("localhost").expect_err("no port");
         assert!(refused.contains("give an address and port"), "{refused}");
     }

@@ -54,9 +54,16 @@ pub enum Standing {
     Fails {
         /// What fails, as [`whenever_condition::Mismatch`] says it.
         reason: String,
-        /// How many of its runs started on this task (0: none; most often a step that ran
-        /// fails now on what it wrote itself, and is done).
+        /// How many of its runs started on this task (absent for none).
         #[serde(default, skip_serializing_if = "is_zero")]
+        runs: u32,
+    },
+    /// Its condition does not hold on a path its latest run wrote (a guard such as
+    /// `tierAnalyzed: null` that its own run set): it ran, and is done unless that data changes.
+    Done {
+        /// What fails, as [`whenever_condition::Mismatch`] says it.
+        reason: String,
+        /// How many of its runs started on this task.
         runs: u32,
     },
     /// Its condition holds and it started on these values already: it runs again when they
@@ -105,10 +112,11 @@ pub fn standings(task: &Task, steps: &[Arc<LoadedStep>]) -> Vec<StepStanding> {
 pub fn standing(task: &Task, name: &str, condition: &Condition) -> Standing {
     let progress = task.progress.get(name);
     if let Err(mismatch) = condition.explain(&task.data) {
-        return Standing::Fails {
-            reason: mismatch.to_string(),
-            runs: progress.map_or(0, |p| p.runs),
-        };
+        let (reason, runs) = (mismatch.to_string(), progress.map_or(0, |p| p.runs));
+        if runs > 0 && latest_run_wrote(task, name, &mismatch.path) {
+            return Standing::Done { reason, runs };
+        }
+        return Standing::Fails { reason, runs };
     }
     match progress {
         Some(p) if !starts(progress, &condition.projection_digest(&task.data)) => Standing::Ran {
@@ -117,6 +125,24 @@ pub fn standing(task: &Task, name: &str, condition: &Condition) -> Standing {
         },
         _ => Standing::Eligible,
     }
+}
+
+/// Whether the latest run of step `name` on `task` changed the data at `path` (keys joined by
+/// `.`, as a [`whenever_condition::Mismatch`] names it), or above or below it.
+fn latest_run_wrote(task: &Task, name: &str, path: &str) -> bool {
+    let Some(run) = task.runs.iter().rev().find(|run| run.step == name) else {
+        return false;
+    };
+    run.changes.iter().any(|change| {
+        let written: Vec<String> = change
+            .path()
+            .split('/')
+            .skip(1)
+            .map(|key| key.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let written = written.join(".");
+        written == path || path.starts_with(&format!("{written}.")) || written.starts_with(&format!("{path}."))
+    })
 }
 
 /// The version of what [`reevaluate`] decides: a host whose rules differ from those the tasks
@@ -221,9 +247,23 @@ mod tests {
                 runs: 1
             }
         );
+        // On a path its latest run wrote: done.
+        let mut run = crate::task::RunRecord::starting(0, "payment", "v1", 1);
+        run.changes = vec![crate::scheduler::merge::Change::Set {
+            path: "/order/fraudApproved".into(),
+            value: json!(false),
+        }];
+        task.runs.push(run);
         assert_eq!(
-            serde_json::to_value(standings(&Task::new(json!({})), &[])).ok(),
-            Some(json!([]))
+            standing(&task, "payment", &condition),
+            Standing::Done {
+                reason: "order.fraudApproved: expected true, found false".into(),
+                runs: 1
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(standing(&task, "payment", &condition)).ok(),
+            Some(json!({"state": "done", "reason": "order.fraudApproved: expected true, found false", "runs": 1}))
         );
     }
 }

@@ -416,8 +416,9 @@ impl Service {
     /// patch goes into the task's history as a [`PATCH_ENTRY`] with what it changed and `by`, the
     /// name of the token that asked for it. A completed task stays completed, its data corrected:
     /// once a step completed it no run starts on it (`task.complete`), so resuming it could only
-    /// leave it waiting on nothing, out of retention's reach. A patch that changes nothing
-    /// changes nothing else either: no revision, no history entry, no drive.
+    /// leave it waiting on nothing, out of retention's reach. A patch that changes nothing, and
+    /// makes no failure moot, changes nothing else either: no revision, no history entry, no
+    /// drive.
     pub async fn patch_task(
         &self,
         id: &str,
@@ -440,11 +441,6 @@ impl Service {
             }
             let before = task.data.clone();
             crate::scheduler::merge::merge_patch(&mut task.data, merge);
-            // A patch that changes nothing (`{}`, or values the data holds already) could make
-            // no step run: the task stays as it is, at its revision, its history unchanged.
-            if task.data == before {
-                return Ok(Resume::Nothing);
-            }
             // Data over the limit already (a limit lowered since) may be patched smaller.
             let limit = self.inner.scheduler.settings().max_task_bytes;
             if let Err(bytes) = data_size::kept_within(limit, &before, &task.data) {
@@ -456,13 +452,22 @@ impl Service {
             }
             // A failure the patch made moot (the failed step's condition no longer holds on the
             // data as patched: a person chose another way) no longer fails the task.
+            // (A version deployed since may have made one moot without a change of the data.)
+            let mut mooted = false;
             for (name, progress) in task.progress.iter_mut().filter(|(_, p)| p.last_failed) {
                 if catalog
                     .get(name)
                     .is_some_and(|step| !step.condition.matches(&task.data))
                 {
                     progress.last_failed = false;
+                    mooted = true;
                 }
+            }
+            // A patch that changes nothing (`{}`, or values the data holds already), and makes
+            // no failure moot, could make no step run: the task stays as it is, at its revision,
+            // its history unchanged.
+            if task.data == before && !mooted {
+                return Ok(Resume::Nothing);
             }
             let changes = crate::scheduler::merge::diff(&before, &task.data);
             let what = match changes.len() {

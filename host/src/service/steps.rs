@@ -373,11 +373,22 @@ impl Service {
     /// On a host of its own, the version serving already changes nothing, and nothing is
     /// recorded.
     pub async fn rollback_step(&self, name: &str, version: &str, by: Option<&str>) -> Result<StepInfo, ServiceError> {
+        Ok(self.rollback_step_telling(name, version, by).await?.0)
+    }
+
+    /// [`Service::rollback_step`], and whether it changed which version serves (`false`: that
+    /// one served already), as decided under the deploy lock.
+    pub async fn rollback_step_telling(
+        &self,
+        name: &str,
+        version: &str,
+        by: Option<&str>,
+    ) -> Result<(StepInfo, bool), ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
         let version = self.whole_version(name, version).await?;
         let version = version.as_str();
         if self.serves_already(name, version) {
-            return self.step(name).await;
+            return Ok((self.step(name).await?, false));
         }
         let Some(stored) = self.inner.store.step_version(name, version).await? else {
             let known = self.inner.store.step_versions(Some(name)).await?;
@@ -392,7 +403,7 @@ impl Service {
         self.inner.store.set_current_step(name, Some(version), by).await?;
         self.inner.scheduler.catalog().insert(step);
         self.spawn_reevaluation(Some(name.to_string()));
-        self.step(name).await
+        Ok((self.step(name).await?, true))
     }
 
     /// The stored version of step `name` that `given` names: itself, or the one version whose id
@@ -425,20 +436,11 @@ impl Service {
     /// step's changes.
     pub async fn remove_step(&self, name: &str, by: Option<&str>) -> Result<(), ServiceError> {
         let _deploying = self.inner.deploys.lock().await;
-        // In a cluster the store says whether it serves: this host may not have heard yet of a
-        // deploy made through another.
-        let serves = match self.inner.cluster {
-            None => self.inner.scheduler.catalog().get(name).is_some(),
-            Some(_) => self
-                .inner
-                .store
-                .step_versions(Some(name))
-                .await?
-                .iter()
-                .any(|v| v.current),
-        };
-        if !serves {
-            let versions = self.inner.store.step_versions(Some(name)).await?;
+        // The store says whether it serves: in a cluster this host may not have heard yet of a
+        // deploy made through another, and on any host a serving version that does not load
+        // here (a connector the config no longer has) is not in the catalog, yet is removed so.
+        let versions = self.inner.store.step_versions(Some(name)).await?;
+        if !versions.iter().any(|v| v.current) {
             return Err(ServiceError::NotFound(not_serving(name, &versions)));
         }
         self.inner.store.set_current_step(name, None, by).await?;
@@ -664,8 +666,9 @@ fn not_serving(name: &str, versions: &[StepVersionInfo]) -> String {
     // that does not load here (its log says why).
     if let Some(current) = versions.iter().find(|v| v.current) {
         return format!(
-            "step {name} does not serve on this host: its version {} serves in the store, and has \
-             not loaded here (yet, or it does not load here: the server's log says which)",
+            "step {name} does not serve on this host: its version {} is the one to serve, and has \
+             not loaded here (in a cluster, not yet; or it does not load here, as the server's log \
+             says at start: deploy a fixed version, or `whenever remove {name}`)",
             current.version
         );
     }
