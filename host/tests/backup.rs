@@ -11,9 +11,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{ServeProcess, whenever_binary};
-use whenever::store::sqlite::{SqliteOptions, SqliteStore};
-use whenever::store::{Store, TaskQuery};
-use whenever::task::TaskStatus;
 
 /// The seed's order with its own order id.
 fn order(i: usize) -> Value {
@@ -40,21 +37,10 @@ struct UnderWay {
 
 impl UnderWay {
     async fn read(copy: &Path) -> UnderWay {
-        let store = SqliteStore::open(copy, SqliteOptions::default()).expect("the copy opens");
-        let query = TaskQuery {
-            status: Some(TaskStatus::Running),
-            tag: None,
-            limit: 1000,
-            cursor: None,
-        };
-        let page = store.list_tasks(&query).await.expect("lists");
-        let mut interrupted = 0;
-        for task in &page.tasks {
-            interrupted += store.interrupted_runs(&task.id).await.expect("reads").len();
-        }
+        let running = support::under_way(copy).await;
         UnderWay {
-            running: page.tasks.iter().map(|t| t.id.clone()).collect(),
-            interrupted,
+            interrupted: running.iter().map(|(_, runs)| runs.len()).sum(),
+            running: running.into_iter().map(|(id, _)| id).collect(),
         }
     }
 }

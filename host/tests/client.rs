@@ -75,19 +75,15 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     assert!(listed.lines().any(|l| l.starts_with("completes ")), "{listed}");
 
     // deploy: a component and its manifest; a file that is not a component is refused.
-    let deployed = ok(&whenever(
-        &server,
-        token,
-        &[
-            "deploy",
-            WAIT_FOR_A.component,
-            "--name",
-            "wait-for-a",
-            "--manifest",
-            WAIT_FOR_A.manifest,
-        ],
-        None,
-    ));
+    let deploy = [
+        "deploy",
+        WAIT_FOR_A.component,
+        "--name",
+        "wait-for-a",
+        "--manifest",
+        WAIT_FOR_A.manifest,
+    ];
+    let deployed = ok(&whenever(&server, token, &deploy, None));
     let version = deployed
         .trim()
         .strip_prefix("deployed wait-for-a version ")
@@ -98,19 +94,7 @@ async fn the_client_commands_deploy_list_show_patch_retry_and_create() {
     ));
     // The same component and manifest again: the server answers 200, and the command says that
     // nothing changed rather than that it deployed.
-    let again = ok(&whenever(
-        &server,
-        token,
-        &[
-            "deploy",
-            WAIT_FOR_A.component,
-            "--name",
-            "wait-for-a",
-            "--manifest",
-            WAIT_FOR_A.manifest,
-        ],
-        None,
-    ));
+    let again = ok(&whenever(&server, token, &deploy, None));
     assert_eq!(
         again.trim(),
         format!("wait-for-a version {version} serves already; nothing changed")

@@ -44,8 +44,6 @@ use support::{
     FakeInventory, ServeProcess, assert_each_step_ran_once_ok, largest_file, set_file_size_limit, successful_calls,
 };
 use whenever::runtime::ConnectorCallRecord;
-use whenever::store::sqlite::{SqliteOptions, SqliteStore};
-use whenever::store::{Store, TaskQuery};
 use whenever::task::{Task, TaskStatus};
 
 /// Orders sent through the webhook.
@@ -156,23 +154,16 @@ struct AtDeath {
 
 impl AtDeath {
     async fn read(db: &Path) -> AtDeath {
-        let store = SqliteStore::open(db, SqliteOptions::default()).expect("the killed server's database opens");
-        let query = TaskQuery {
-            status: Some(TaskStatus::Running),
-            tag: None,
-            limit: 1000,
-            cursor: None,
-        };
-        let page = store.list_tasks(&query).await.expect("lists");
+        let running = support::under_way(db).await;
         let mut at_death = AtDeath {
-            running: page.tasks.len(),
+            running: running.len(),
             ..AtDeath::default()
         };
-        for task in &page.tasks {
-            for run in store.interrupted_runs(&task.id).await.expect("reads") {
+        for (task, runs) in running {
+            for run in runs {
                 at_death.interrupted += 1;
                 if !run.journal.is_empty() {
-                    at_death.journal.insert((task.id.clone(), run.run_id), run.journal);
+                    at_death.journal.insert((task.clone(), run.run_id), run.journal);
                 }
             }
         }

@@ -442,3 +442,24 @@ async fn fake_inventory(
         other => panic!("the inventory fake was asked for {other}"),
     })
 }
+
+/// The running tasks of the SQLite store at `db` (a killed server's, or a copy of one), each
+/// with its runs started and not finished: what a server started on it resumes.
+pub async fn under_way(db: &Path) -> Vec<(String, Vec<whenever::store::InterruptedRun>)> {
+    use whenever::store::Store as _;
+    let store = whenever::store::sqlite::SqliteStore::open(db, whenever::store::sqlite::SqliteOptions::default())
+        .expect("the store opens");
+    let query = whenever::store::TaskQuery {
+        status: Some(whenever::task::TaskStatus::Running),
+        tag: None,
+        limit: 1000,
+        cursor: None,
+    };
+    let page = store.list_tasks(&query).await.expect("lists");
+    let mut running = Vec::new();
+    for task in page.tasks {
+        let runs = store.interrupted_runs(&task.id).await.expect("reads");
+        running.push((task.id, runs));
+    }
+    running
+}
