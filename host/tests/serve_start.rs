@@ -33,7 +33,7 @@ async fn a_start_after_a_crash_says_how_many_unfinished_tasks_it_resumes() {
     server.kill();
 
     let mut again = ServeProcess::start(&db, &args);
-    again.until_logged("whenever serve: resuming 2 unfinished tasks (runs the stop interrupted run again");
+    again.until_logged("whenever serve: resuming 2 unfinished tasks (the runs a crash interrupted run again");
     again
         .until("both tasks to settle", Duration::from_secs(30), || async {
             again.count("running").await == 0

@@ -720,8 +720,8 @@ impl Service {
         // After a stop that let its drives finish there are none; after a crash, what it left.
         if resumed > 0 {
             eprintln!(
-                "whenever serve: resuming {resumed} unfinished {} (runs the stop interrupted run again, \
-                 their journaled connector results replayed)",
+                "whenever serve: resuming {resumed} unfinished {} (the runs a crash interrupted run \
+                 again, their journaled connector results replayed)",
                 if resumed == 1 { "task" } else { "tasks" }
             );
         }
