@@ -104,6 +104,31 @@ pub enum RunOutcomeRecord {
 /// which steps read and do not change.
 pub const VIA: &str = "$via";
 
+/// How deep a task's data created or patched may nest arrays and objects. Every answer that
+/// holds the data (the task wraps it; a history entry's change value sits five levels down)
+/// then stays within the 127 levels serde_json reads, this host's own store and CLI among its
+/// readers.
+pub const MAX_NESTING: usize = 120;
+
+/// How deep `value` nests arrays and objects (a scalar: 0).
+pub fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Why data nested `depth` levels cannot be a task's, or `None`: `what` names the data.
+pub fn too_deep(what: &str, depth: usize) -> Option<String> {
+    (depth > MAX_NESTING).then(|| {
+        format!(
+            "{what} nests arrays and objects {depth} levels deep, past the {MAX_NESTING} a task's data \
+             may (so that every answer holding it reads in JSON parsers that stop at 128)"
+        )
+    })
+}
+
 /// The most tags a task holds: a step's further tags are not added (a run's log says so).
 pub const MAX_TAGS: usize = 64;
 

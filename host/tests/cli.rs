@@ -565,6 +565,15 @@ fn match_prints_true_or_false_with_the_failing_path_and_exits_by_it() {
             .contains("the task data on stdin: the integer 18446744073709551616 at line 1 column 19 is beyond 64 bits"),
         "{stderr}"
     );
+    // So is data nested past the 120 levels a server takes.
+    let deep = format!("{{\"deep\": {}{}}}", "[".repeat(120), "]".repeat(120));
+    let output = whenever_with_stdin(&["run", "-"], &deep);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the task data on stdin nests arrays and objects 121 levels deep, past the 120"),
+        "{stderr}"
+    );
 
     // The data (or the condition) may come on stdin, as for `run`; text that is not JSON is told
     // as such, not as a pattern's mistake.

@@ -520,35 +520,25 @@ async fn webhooks_become_tasks_and_signed_hooks_check_the_signature() {
     assert_eq!(status, 201);
     assert_eq!(task["data"]["payload"], json!([1, 2]));
     assert_eq!(task["data"]["$via"]["name"], "open");
-    // Kept under `payload` a body is a level deeper: one as deep as this server reads is refused
-    // (stored, the task could not be read back); one a level less is taken, and reads back.
+    // Kept under `payload` a body is a level deeper, and held to the task data's nesting.
     let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
     let (status, refused) = server
-        .call(reqwest::Method::POST, "/v1/hooks/open", Some(deep(127)))
+        .call(reqwest::Method::POST, "/v1/hooks/open", Some(deep(120)))
         .await;
-    assert_eq!(status, 400, "{refused}");
+    assert_eq!(status, 422, "{refused}");
     assert!(
-        error_message(&refused).contains("kept under `payload` it would be deeper than this server reads (127 levels)"),
+        error_message(&refused).starts_with("the task data nests arrays and objects 121 levels deep"),
         "{refused}"
     );
-    let taken = server
-        .http
-        .post(format!("{}/v1/hooks/open", server.base))
-        .body(deep(126))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(taken.status().as_u16(), 201);
-    let location = taken
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let id = location
-        .and_then(|l| l.rsplit('/').next().map(str::to_string))
-        .expect("a Location");
-    let stored = server.service.task(&id).await.expect("it reads back");
-    assert_eq!(stored.task.data["$via"]["name"], "open");
+    let (status, taken) = server
+        .call(reqwest::Method::POST, "/v1/hooks/open", Some(deep(119)))
+        .await;
+    assert_eq!(status, 201, "{taken}");
+    let (status, read) = server
+        .get(&format!("/v1/tasks/{}", taken["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["data"]["$via"]["name"], "open", "{read}");
 
     // Without `?wait` the answer is the task as created, written from it and labelled as JSON.
     let response = server
@@ -792,6 +782,35 @@ async fn a_task_created_or_patched_past_its_size_limit_is_refused() {
         .patch(&format!("/v1/tasks/{id}"), &json!({"blob": "x".repeat(1000)}))
         .await;
     assert_eq!(status, 200, "{patched}");
+
+    // Data nested past 120 levels is refused, created or patched: an answer holding it (a
+    // history entry's change value sits five levels down) would be past what JSON parsers that
+    // stop at 128 read, this host's CLI among them. 120 levels are taken, and read back.
+    let nested = |depth: usize| -> Value {
+        serde_json::from_str(&format!("{}{}", "[".repeat(depth), "]".repeat(depth))).expect("JSON")
+    };
+    let (status, error) = server.post("/v1/tasks", &json!({"deep": nested(120)})).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(
+        error_message(&error),
+        "the task data nests arrays and objects 121 levels deep, past the 120 a task's data may (so \
+         that every answer holding it reads in JSON parsers that stop at 128)"
+    );
+    let (status, error) = server
+        .patch(&format!("/v1/tasks/{id}"), &json!({"deep": nested(120)}))
+        .await;
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error_message(&error).contains("as patched nests arrays and objects 121 levels deep"),
+        "{error}"
+    );
+    let (status, patched) = server
+        .patch(&format!("/v1/tasks/{id}"), &json!({"deep": nested(119)}))
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    let (status, read) = server.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["data"]["deep"], nested(119), "read back whole");
     server.stop().await;
 }
 

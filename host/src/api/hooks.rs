@@ -80,15 +80,8 @@ pub(crate) async fn receive(
             map.insert(crate::task::VIA.into(), via);
             Value::Object(map)
         }
-        // Anything else is kept whole under `payload`: a level deeper, which must still read.
-        other if nesting(&other) >= super::DEEPEST_READ => {
-            return Err(ApiError::BadRequest(format!(
-                "the request body nests arrays and objects {} deep; kept under `payload` it would \
-                 be deeper than this server reads ({} levels)",
-                nesting(&other),
-                super::DEEPEST_READ
-            )));
-        }
+        // Anything else is kept whole under `payload` (a level deeper, held to the task data's
+        // nesting like any).
         other => {
             let mut map = Map::new();
             map.insert("payload".into(), other);
@@ -107,13 +100,4 @@ pub(super) fn signed_hooks(options: &super::ApiOptions) -> Vec<&str> {
         .filter(|(_, h)| h.signed.is_some())
         .map(|(name, _)| name.as_str())
         .collect()
-}
-
-/// How deep `value` nests arrays and objects (a scalar: 0).
-fn nesting(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
-        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
-        _ => 0,
-    }
 }

@@ -520,9 +520,8 @@ pub(crate) fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiE
     Ok(value)
 }
 
-/// The deepest nesting of arrays and objects serde_json reads (its recursion limit), in a body
-/// or in stored data.
-pub(crate) const DEEPEST_READ: usize = 127;
+/// The deepest nesting of arrays and objects serde_json reads (its recursion limit).
+const DEEPEST_READ: usize = 127;
 
 /// Whether serde_json stopped at its nesting limit ([`DEEPEST_READ`] levels), which
 /// it names only in its message.

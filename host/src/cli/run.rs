@@ -124,5 +124,9 @@ fn read_task(path: Option<&Path>) -> Result<Value, String> {
     if !data.is_object() {
         return Err(format!("{} must be a JSON object", input.source));
     }
+    // As the server refuses it.
+    if let Some(why) = crate::task::too_deep(&input.source, crate::task::nesting(&data)) {
+        return Err(why);
+    }
     Ok(data)
 }

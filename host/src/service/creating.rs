@@ -127,10 +127,14 @@ impl Service {
         }
     }
 
-    /// `data` if it can be a task's: a JSON object within the scheduler's `max_task_bytes`.
+    /// `data` if it can be a task's: a JSON object within the scheduler's `max_task_bytes`, nested
+    /// no deeper than [`crate::task::MAX_NESTING`].
     fn task_data(&self, data: Value) -> Result<Value, ServiceError> {
         if !data.is_object() {
             return Err(ServiceError::Invalid("the task data must be a JSON object".into()));
+        }
+        if let Some(why) = crate::task::too_deep("the task data", crate::task::nesting(&data)) {
+            return Err(ServiceError::Invalid(why));
         }
         // No run could write to data past the scheduler's limit.
         let limit = self.inner.scheduler.settings().max_task_bytes;

@@ -441,6 +441,12 @@ impl Service {
             }
             let before = task.data.clone();
             crate::scheduler::merge::merge_patch(&mut task.data, merge);
+            if let Some(why) = crate::task::too_deep(
+                &format!("task {}'s data as patched", task.id),
+                crate::task::nesting(&task.data),
+            ) {
+                return Err(ServiceError::Invalid(why));
+            }
             // Data over the limit already (a limit lowered since) may be patched smaller.
             let limit = self.inner.scheduler.settings().max_task_bytes;
             if let Err(bytes) = data_size::kept_within(limit, &before, &task.data) {
