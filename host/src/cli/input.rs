@@ -19,7 +19,8 @@ pub(super) struct Input {
 /// command would sit waiting: that is refused, naming `what`. Empty input is refused as empty
 /// rather than as JSON that ended too soon.
 pub(super) fn read_input(path: Option<&Path>, what: &str) -> Result<Input, String> {
-    let (text, source) = match path.filter(|p| p.as_os_str() != "-") {
+    // Where it came from (`stdin`, or the path), and how messages about its content name it.
+    let (text, origin, source) = match path.filter(|p| p.as_os_str() != "-") {
         Some(path) => (
             std::fs::read_to_string(path).map_err(|e| {
                 // JSON given where a file's path goes: say how to give it.
@@ -32,6 +33,7 @@ pub(super) fn read_input(path: Option<&Path>, what: &str) -> Result<Input, Strin
                 format!("cannot read {}: {e}{hint}", path.display())
             })?,
             path.display().to_string(),
+            path.display().to_string(),
         ),
         None => {
             if path.is_none() && std::io::stdin().is_terminal() {
@@ -41,15 +43,11 @@ pub(super) fn read_input(path: Option<&Path>, what: &str) -> Result<Input, Strin
             std::io::stdin()
                 .read_to_string(&mut text)
                 .map_err(|e| format!("cannot read stdin: {e}"))?;
-            if text.trim().is_empty() {
-                return Err(format!("{what} is empty (stdin held nothing)"));
-            }
-            // Messages about it name what was read there.
-            (text, format!("{what} on stdin"))
+            (text, "stdin".to_string(), format!("{what} on stdin"))
         }
     };
     if text.trim().is_empty() {
-        return Err(format!("{what} is empty ({source} held nothing)"));
+        return Err(format!("{what} is empty ({origin} held nothing)"));
     }
     Ok(Input { text, source })
 }

@@ -388,8 +388,9 @@ fn held_apart(held: &Value) -> Option<&'static str> {
     }
 }
 
-/// A JSON Pointer as a manifest's `reads` writes the path (keys joined by `.`).
-fn dotted(pointer: &str) -> String {
+/// A JSON Pointer as a manifest's `reads` writes the path (keys joined by `.`), and as a
+/// condition's mismatch names it.
+pub(super) fn dotted(pointer: &str) -> String {
     let keys: Vec<String> = pointer
         .split('/')
         .skip(1)

@@ -134,13 +134,7 @@ fn latest_run_wrote(task: &Task, name: &str, path: &str) -> bool {
         return false;
     };
     run.changes.iter().any(|change| {
-        let written: Vec<String> = change
-            .path()
-            .split('/')
-            .skip(1)
-            .map(|key| key.replace("~1", "/").replace("~0", "~"))
-            .collect();
-        let written = written.join(".");
+        let written = super::output_diff::dotted(change.path());
         written == path || path.starts_with(&format!("{written}.")) || written.starts_with(&format!("{path}."))
     })
 }
