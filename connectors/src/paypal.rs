@@ -55,6 +55,9 @@ pub const SETTINGS: &[&str] = &[
 /// A token is renewed this long before PayPal says it expires (or at half its life, if shorter).
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
+/// The longest a token is kept, whatever `expires_in` says.
+const MAX_TOKEN_LIFE: Duration = Duration::from_secs(24 * 3600);
+
 /// An access token and when to stop using it.
 struct Token {
     value: Secret,
@@ -184,7 +187,14 @@ impl PaypalApi {
         let Some(value) = body.get("access_token").and_then(Value::as_str) else {
             return Err(ConnectorError::failed("paypal: the token answer holds no access_token"));
         };
-        let life = Duration::from_secs(body.get("expires_in").and_then(Value::as_u64).unwrap_or(0));
+        // PayPal's tokens live hours; a longer life (say 2^64 s, which no `Instant` holds) is
+        // taken as a day.
+        let life = Duration::from_secs(
+            body.get("expires_in")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(MAX_TOKEN_LIFE.as_secs()),
+        );
         let token = Secret::new(value);
         *cached = Some(Token {
             value: token.clone(),

@@ -23,7 +23,8 @@
 //! shutdown_grace_ms = 10000     # on SIGTERM or Ctrl-C, drives under way get this long to finish
 //! drain_ms = 0                  # before that, /readyz answers 503 this long while all goes on
 //! header_timeout_ms = 30000     # a request's headers are due this long after a connection is ready
-//!                               # (an idle HTTP/2 connection is closed after as long)
+//!                               # (an idle HTTP/2 connection is closed after as long, and a body
+//!                               # that pauses as long is answered 408)
 //! max_connections = 10000       # served at once (default: 3/4 of the open files allowed)
 //! http2 = true                  # HTTP/2 beside HTTP/1.1 (false: HTTP/1.1 only)
 //! http2_max_streams = 200       # requests under way at once on one HTTP/2 connection
@@ -160,6 +161,10 @@ pub const DEFAULT_HTTP2_MAX_STREAMS: u32 = 200;
 /// (hyper's own timeout for an answer).
 pub const DEFAULT_HTTP2_KEEPALIVE_MS: u64 = 20_000;
 
+/// The most tasks driven, or connections served, at once that `[server]` takes: far past what
+/// a host can use, and within what a semaphore counts (a larger one panicked at start).
+pub const MAX_AT_ONCE: usize = 1 << 24;
+
 /// Settings of the HTTP server (`whenever serve`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -187,7 +192,8 @@ pub struct ServerSection {
     pub drain_ms: u64,
     /// How long a client has to send a request's headers, and a kept-alive connection (HTTP/1.1,
     /// or HTTP/2 without a request under way) may sit idle, before the API closes it, in
-    /// milliseconds (a client that connects and sends nothing holds no connection longer).
+    /// milliseconds (a client that connects and sends nothing holds no connection longer); and
+    /// how long a request's body may pause (then 408).
     pub header_timeout_ms: std::num::NonZeroU64,
     /// How many connections the API serves at once; more wait until one closes. Absent: three
     /// quarters of the open files the process may have (`api::connections`).
@@ -260,6 +266,21 @@ impl ServerSection {
     /// The certificate and key files when HTTPS is configured.
     pub fn tls(&self) -> Option<(&Path, &Path)> {
         Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// Refuses a count of tasks or connections at once past [`MAX_AT_ONCE`].
+    fn check_counts(&self) -> Result<(), String> {
+        let counts = [
+            ("max_concurrent_tasks", Some(self.max_concurrent_tasks)),
+            ("max_connections", self.max_connections.map(std::num::NonZeroUsize::get)),
+        ];
+        match counts
+            .into_iter()
+            .find(|(_, count)| count.is_some_and(|n| n > MAX_AT_ONCE))
+        {
+            Some((name, Some(count))) => Err(format!("[server] {name} must be at most {MAX_AT_ONCE}; found {count}")),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses one of `tls_cert` and `tls_key` without the other, and a token with both or
@@ -609,6 +630,7 @@ impl Config {
         config
             .server
             .resolve_tls(base)
+            .and_then(|_| config.server.check_counts())
             .and_then(|_| config.capabilities())
             .and_then(|_| config.retention.limits())
             .and_then(|_| config.store.check())
@@ -773,6 +795,19 @@ mod tests {
         assert_eq!(max.map(std::num::NonZeroUsize::get), Some(100));
         let (_dir, path) = write("[server]\nmax_connections = 0\n");
         assert!(Config::load(&path).is_err(), "no connection at all is refused");
+        // Past what a semaphore counts (which would panic at start), or any host could use.
+        for name in ["max_connections", "max_concurrent_tasks"] {
+            let (_dir, path) = write(&format!("[server]\n{name} = 2305843009213693952\n"));
+            let error = Config::load(&path).expect_err("refused").to_string();
+            assert!(
+                error.contains(&format!(
+                    "[server] {name} must be at most 16777216; found 2305843009213693952"
+                )),
+                "{error}"
+            );
+        }
+        let (_dir, path) = write("[server]\nmax_concurrent_tasks = 16777216\n");
+        assert!(Config::load(&path).is_ok());
         let (_dir, path) = write("[server]\nheader_timeout_ms = 0\n");
         let error = Config::load(&path).expect_err("refused").to_string();
         assert!(

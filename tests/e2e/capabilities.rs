@@ -276,17 +276,26 @@ async fn the_steps_listing_shows_each_steps_grants() {
 /// A local service answering `POST /charge` as a payment service would, after `answers_after`;
 /// counts the requests.
 async fn payment_service(answers_after: std::time::Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    payment_service_answering(answers_after, json!({"success": true, "transactionId": "txn_local"})).await
+}
+
+/// A local service answering `POST /charge` with `answer`, after `answers_after`; counts the
+/// requests.
+async fn payment_service_answering(
+    answers_after: std::time::Duration,
+    answer: serde_json::Value,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let requests = Arc::new(AtomicUsize::new(0));
     let counted = requests.clone();
     let app = axum::Router::new().route(
         "/charge",
         axum::routing::post(move || {
-            let counted = counted.clone();
+            let (counted, answer) = (counted.clone(), answer.clone());
             async move {
                 counted.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(answers_after).await;
-                axum::Json(json!({"success": true, "transactionId": "txn_local"}))
+                axum::Json(answer)
             }
         }),
     );
@@ -338,6 +347,37 @@ async fn a_real_http_connector_is_called_only_with_its_host_granted() {
     let result = charge_as(&host).await;
     assert_eq!(result["ok"]["transactionId"], "txn_local", "{result}");
     assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+/// A connector's answer sits a few levels down in every answer holding the run's record, so one
+/// nested past the 120 levels a task's data may is not kept nor given to the step: the call
+/// fails, naming how deep the answer was, and the step decides what to do.
+#[tokio::test]
+async fn a_connector_answer_nested_past_the_limit_fails_the_call() {
+    let deep = (1..120).fold(json!([]), |inner, _| json!([inner]));
+    let (base, requests) =
+        payment_service_answering(std::time::Duration::ZERO, json!({"success": true, "deep": deep})).await;
+    let (_dir, host) = host_with_stripe_at(&base).await;
+    deploy_as(
+        &host,
+        "charger",
+        &UNGRANTED_CONNECTOR,
+        manifest(&["stripe"], &["127.0.0.1"]),
+    )
+    .await
+    .expect("loads");
+    let result = charge_as(&host).await;
+    assert_eq!(result["error"], "failed", "{result}");
+    let message = result["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("stripe.charge answered with arrays and objects nested 121 levels deep, past the 120"),
+        "{message}"
+    );
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the call was made"
+    );
 }
 
 /// The time a run waits on a connector does not count against its deadline (the connector has

@@ -3,7 +3,7 @@
 //! access, bad components and conditions) are in `security.rs`. Also the sandbox's own bound: more
 //! concurrent runs than the instance pool holds wait for a slot rather than fail.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use whenever::runtime::RunErrorKind;
 use whenever::task::TaskStatus;
 use whenever_step_artifacts::testing::*;
@@ -62,17 +62,29 @@ async fn a_panic_in_a_step_without_std_is_reported_with_its_message() {
 async fn data_nested_as_deep_as_json_is_read_fits_a_steps_stack() {
     // The SDK reads and writes the data recursively, on the step's stack in its linear memory
     // (1 MiB, as rustc links it; this data needs 16 to 32 KiB of it), and serde_json, in the step
-    // as in the host, reads no deeper than 128 levels: here the step is given 126 and writes
-    // them back one level deeper. A stack too small fails this run with an out-of-bounds trap.
+    // as in the host, reads no deeper than 128 levels: here the step is given 126 (data a task
+    // kept from before the host held it to 120) and writes them back one level deeper. A stack
+    // too small fails this run with an out-of-bounds trap; the host refuses what it wrote, whole
+    // as it is, only because it would nest the data past 120.
     let host = host_with(&[SHOWS_ITS_INPUT]).await;
-    let mut deep = json!("the bottom");
-    for level in 0..124 {
-        deep = if level % 2 == 0 {
-            json!({"down": deep})
-        } else {
-            json!([deep])
-        };
-    }
+    let task = run_task(
+        &host,
+        json!({"order": {"id": "deep", "lines": alternately_nested(124)}}),
+    )
+    .await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "shows-its-input");
+    assert_eq!(error.kind, RunErrorKind::InvalidOutput);
+    assert!(
+        error.message.starts_with(
+            "the task's data, with what the step wrote at /seen, nests arrays and objects 127 levels deep"
+        ),
+        "{}",
+        error.message
+    );
+
+    // Given 119 levels, it writes 120, which the data may hold.
+    let deep = alternately_nested(117);
     let task = run_task(&host, json!({"order": {"id": "deep", "lines": deep}})).await;
     // Waiting: the step ran once, and nothing completes the task.
     assert_status(&task, TaskStatus::Waiting);
@@ -84,6 +96,17 @@ async fn data_nested_as_deep_as_json_is_read_fits_a_steps_stack() {
     );
     assert_eq!(task.data["seen"]["order"]["lines"], deep, "the step saw it whole");
     assert!(task.data["order"].get("lines").is_none(), "and removed it");
+}
+
+/// A string under `levels` objects and arrays, one inside the other.
+fn alternately_nested(levels: usize) -> Value {
+    (0..levels).fold(json!("the bottom"), |deep, level| {
+        if level % 2 == 0 {
+            json!({"down": deep})
+        } else {
+            json!([deep])
+        }
+    })
 }
 
 #[tokio::test]
@@ -142,14 +165,39 @@ async fn a_connector_the_host_lacks_is_unknown_to_the_step() {
     );
 }
 
+/// A connector name longer than any connector's is refused before anything else is asked, and
+/// the run's record keeps it cut short: a step calling with names of megabytes a thousand times
+/// would otherwise fill the host's memory with its record.
+#[tokio::test]
+async fn a_connector_name_too_long_for_any_connector_is_refused_and_kept_cut_short() {
+    let host = host_with(&[UNGRANTED_CONNECTOR, WRITE_A]).await;
+    let long = "é".repeat(100);
+    let task = run_beside_a_normal_task(&host, json!({"tryStripe": true, "connector": long})).await;
+    assert_status(&task, TaskStatus::Waiting);
+    assert_eq!(task.data["stripeResult"]["error"], json!("unknown"), "{}", task.data);
+    let message = task.data["stripeResult"]["message"].as_str().unwrap_or("");
+    assert_eq!(
+        message,
+        "a connector call named a connector of 200 bytes and a method of 6 bytes: no connector has a \
+         name longer than 128 bytes, nor a method"
+    );
+    let call = &runs_of(&task, "ungranted-connector")[0].connector_calls[0];
+    assert_eq!(call.connector, format!("{}…", "é".repeat(64)));
+    assert_eq!(call.method, "charge");
+}
+
 #[tokio::test]
 async fn connector_arguments_are_kept_as_the_step_wrote_them_and_bad_ones_are_refused() {
     let host = host_with(&[CONNECTOR_ARGS_AS_TEXT, WRITE_A]).await;
     let task = run_beside_a_normal_task(&host, json!({"passArgs": true})).await;
     assert_status(&task, TaskStatus::Waiting);
     let run = runs_of(&task, "connector-args-as-text")[0];
-    assert_eq!(run.connector_calls.len(), 2);
-    let (charged, not_json) = (&run.connector_calls[0], &run.connector_calls[1]);
+    assert_eq!(run.connector_calls.len(), 3);
+    let (charged, not_json, too_deep) = (
+        &run.connector_calls[0],
+        &run.connector_calls[1],
+        &run.connector_calls[2],
+    );
     // The record holds the step's own text (its spacing inside), without the whitespace around.
     assert_eq!(
         charged.args.get(),
@@ -167,6 +215,17 @@ async fn connector_arguments_are_kept_as_the_step_wrote_them_and_bad_ones_are_re
     assert!(error.message.contains("not JSON"), "{}", error.message);
     let told = task.data["passed"]["notJson"]["error"].as_str().unwrap_or("");
     assert!(told.contains("stripe.charge") && told.contains("not JSON"), "{told}");
+    // Arguments nested past the 120 levels a task's data may are refused too, and kept as a
+    // string, which every reader of the run's record can read.
+    let deep = too_deep.args.value();
+    assert!(deep.as_str().is_some_and(|text| text.starts_with("[[[")), "{deep}");
+    let error = too_deep.result.as_ref().expect_err("refused");
+    assert_eq!(error.kind, whenever_connectors::ErrorKind::InvalidArgs);
+    let told = task.data["passed"]["tooDeep"]["error"].as_str().unwrap_or("");
+    assert!(
+        told.starts_with("the arguments to stripe.charge nest arrays and objects 121 levels deep, past the 120"),
+        "{told}"
+    );
     assert_eq!(
         host.scheduler.connectors().effects().count("stripe", "charge"),
         1,

@@ -185,6 +185,32 @@ async fn a_run_that_would_take_the_task_past_its_size_fails_and_keeps_nothing() 
     assert!(task.data.to_string().len() <= 300_000);
 }
 
+/// A step's output may nest 127 levels (as JSON parsers read), but a task's data may nest only
+/// 120, so that every answer and history entry holding it reads back: the run that would take
+/// the data past that fails, naming where it wrote, and keeps nothing; one within it is taken.
+#[tokio::test]
+async fn a_run_that_would_nest_the_data_past_its_limit_fails_and_keeps_nothing() {
+    let host = host_with(&[NESTS, WRITE_A]).await;
+    // At /nested: one level of the task's object, then the arrays.
+    let task = run_beside_a_normal_task(&host, json!({"nestLevels": 120})).await;
+    assert_status(&task, TaskStatus::Failed);
+    let error = error_of(&task, "nests");
+    assert_eq!(error.kind, RunErrorKind::InvalidOutput);
+    assert!(
+        error.message.starts_with(
+            "the task's data, with what the step wrote at /nested, nests arrays and objects 121 levels \
+             deep, past the 120 a task's data may"
+        ),
+        "{}",
+        error.message
+    );
+    assert_eq!(task.data, json!({"nestLevels": 120}));
+
+    let task = run_task(&host, json!({"nestLevels": 119})).await;
+    assert_status(&task, TaskStatus::Waiting);
+    assert_eq!(whenever::task::nesting(&task.data), 120);
+}
+
 /// A limit so small no order would fit is a mistake in the config, refused as the host starts.
 #[tokio::test]
 async fn a_task_size_limit_below_its_floor_is_refused_at_start() {

@@ -2411,6 +2411,55 @@ async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_n
     server.stop().await;
 }
 
+/// A request's body may pause for the header timeout at most: a client that sends part of its
+/// body and then nothing (a signed hook reads its body before the signature, so no token is
+/// needed for that) is answered 408 and its connection closed, and no task is created; a body
+/// that keeps arriving, in pieces 200 ms apart for well over the timeout, is read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_answered_408_and_one_that_keeps_arriving_is_read() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_impatient(&dir).await;
+    let address = server.address();
+    let body = br#"{"start": true, "note": "sent a piece at a time"}"#;
+    let head = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: whenever\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+
+    let mut stalled = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    stalled.write_all(head.as_bytes()).await.expect("sent");
+    stalled.write_all(&body[..10]).await.expect("sent");
+    let said = read_until_closed(&mut stalled, Duration::from_secs(10))
+        .await
+        .expect("answered and closed");
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.to_ascii_lowercase().contains("connection: close"), "{said}");
+    assert!(
+        said.contains(r#""code":"request_timeout""#)
+            && said.contains("the request body stopped arriving: nothing of it came for 500 ms"),
+        "{said}"
+    );
+    let (_, listed) = server.get("/v1/tasks").await;
+    assert_eq!(listed["tasks"], json!([]), "no task was created");
+
+    let mut steady = tokio::net::TcpStream::connect(&address).await.expect("connected");
+    steady.write_all(head.as_bytes()).await.expect("sent");
+    for piece in body.chunks(8) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        steady.write_all(piece).await.expect("sent");
+    }
+    let said = read_until_closed(&mut steady, Duration::from_secs(10))
+        .await
+        .expect("answered, then closed once idle");
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 201"), "{said}");
+    let (_, listed) = server.get("/v1/tasks").await;
+    assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(1), "{listed}");
+    server.stop().await;
+}
+
 /// A server (with [`WRITE_A`]) whose clients have 500 ms to send a request's headers.
 pub(crate) async fn start_impatient(dir: &tempfile::TempDir) -> Server {
     let api_options = ApiOptions {

@@ -235,6 +235,19 @@ async fn paypal_unknown_order_is_failed_with_paypals_issue() {
     );
 }
 
+/// A token said to live longer than any clock holds (2^64 − 1 s) is kept a day: one token
+/// serves both calls, where adding its life to now used to panic and fail every call.
+#[tokio::test]
+async fn paypal_token_of_an_endless_life_is_kept_and_used() {
+    let (url, log) = fake_paypal(FakePaypal::new(u64::MAX)).await;
+    let reg = registry(&config(&url), ENV);
+    for k in ["a", "b"] {
+        let r = call(&reg, "paypal", "executePayment", json!({"paymentId": "ORDER1"}), k).await;
+        assert!(r.as_ref().is_ok_and(|v| v["success"] == json!(true)), "{r:?}");
+    }
+    assert_eq!(log.to("/v1/oauth2/token").len(), 1);
+}
+
 #[tokio::test]
 async fn paypal_expired_and_revoked_tokens_are_renewed() {
     // `expires_in = 0`: every call needs a new token.

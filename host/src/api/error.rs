@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The method is not allowed on this path (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The client stopped sending the request's body (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The request conflicts with the resource's state (409).
     #[error("{0}")]
     Conflict(String),
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -82,6 +86,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -140,13 +145,14 @@ mod tests {
             ApiError::Forbidden(_) => 2,
             ApiError::NotFound(_) => 3,
             ApiError::MethodNotAllowed => 4,
-            ApiError::Conflict(_) => 5,
-            ApiError::PreconditionFailed(_) => 6,
-            ApiError::PayloadTooLarge(_) => 7,
-            ApiError::UnsupportedMediaType(_) => 8,
-            ApiError::Unprocessable(_) => 9,
-            ApiError::Internal(_) => 10,
-            ApiError::Unavailable(_) => 11,
+            ApiError::RequestTimeout(_) => 5,
+            ApiError::Conflict(_) => 6,
+            ApiError::PreconditionFailed(_) => 7,
+            ApiError::PayloadTooLarge(_) => 8,
+            ApiError::UnsupportedMediaType(_) => 9,
+            ApiError::Unprocessable(_) => 10,
+            ApiError::Internal(_) => 11,
+            ApiError::Unavailable(_) => 12,
         }
     }
 
@@ -160,6 +166,7 @@ mod tests {
             ApiError::Forbidden(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::MethodNotAllowed,
+            ApiError::RequestTimeout(String::new()),
             ApiError::Conflict(String::new()),
             ApiError::PreconditionFailed(String::new()),
             ApiError::PayloadTooLarge(0),
@@ -168,7 +175,7 @@ mod tests {
             ApiError::Internal(String::new()),
             ApiError::Unavailable(String::new()),
         ];
-        assert!(all.iter().map(variant).eq(0..12), "every variant, once, in order");
+        assert!(all.iter().map(variant).eq(0..13), "every variant, once, in order");
         let document: serde_json::Value = serde_json::from_str(crate::api::OPENAPI).expect("JSON");
         let listed: Vec<&str> = document
             .pointer("/components/schemas/Error/properties/error/properties/code/enum")

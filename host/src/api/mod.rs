@@ -52,6 +52,7 @@ mod path;
 mod preconditions;
 pub mod secret_files;
 pub mod signatures;
+mod stalled_bodies;
 mod steps;
 mod task_counts;
 mod tasks;
@@ -274,6 +275,10 @@ fn router_with(service: Service, options: ApiOptions, tokens: secret_files::Live
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            stalled_bodies::limit_pauses,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(lingering::close_after_refusal))
         .with_state(state)
@@ -480,6 +485,8 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(limit)
+        } else if let Some(stalled) = stalled_bodies::stalled(&rejection) {
+            ApiError::RequestTimeout(stalled.to_string())
         } else {
             ApiError::BadRequest(format!("cannot read the request body: {}", rejection.body_text()))
         }

@@ -110,9 +110,16 @@ pub fn verify(
             if signatures.is_empty() {
                 return Err(SignatureError::Malformed(name, form));
             }
-            let signed = format!("{timestamp}.");
+            if signatures.len() > MAX_STRIPE_SIGNATURES {
+                return Err(SignatureError::Malformed(
+                    name,
+                    "t=UNIX,v1=HEX with at most 8 v1 signatures",
+                ));
+            }
+            // The body is hashed once, whatever the number of signatures to compare.
+            let signed = mac_of(secret, &[format!("{timestamp}.").as_bytes(), body])?;
             let valid = signatures.iter().any(|hex_digest| {
-                hex::decode(hex_digest).is_ok_and(|digest| check(secret, &[signed.as_bytes(), body], &digest).is_ok())
+                hex::decode(hex_digest).is_ok_and(|digest| signed.clone().verify_slice(&digest).is_ok())
             });
             if !valid {
                 return Err(SignatureError::Invalid);
@@ -126,13 +133,26 @@ pub fn verify(
     }
 }
 
+/// The most `v1=` signatures a `Stripe-Signature` header may carry (Stripe sends one per
+/// signing secret, a second while one is rolled): each is compared with the body's MAC, and a
+/// header of thousands would only be someone's way to spend the host's time.
+const MAX_STRIPE_SIGNATURES: usize = 8;
+
 /// Whether `digest` is the HMAC-SHA256 of the concatenated `parts` under `secret`.
 fn check(secret: &[u8], parts: &[&[u8]], digest: &[u8]) -> Result<(), SignatureError> {
+    mac_of(secret, parts)?
+        .verify_slice(digest)
+        .map_err(|_| SignatureError::Invalid)
+}
+
+/// The HMAC-SHA256 of the concatenated `parts` under `secret`, not yet finalized: a clone of it
+/// compares with one digest in constant time ([`Mac::verify_slice`]).
+fn mac_of(secret: &[u8], parts: &[&[u8]]) -> Result<Hmac<Sha256>, SignatureError> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SignatureError::Invalid)?;
     for part in parts {
         mac.update(part);
     }
-    mac.verify_slice(digest).map_err(|_| SignatureError::Invalid)
+    Ok(mac)
 }
 
 #[cfg(test)]
@@ -263,5 +283,16 @@ mod tests {
                 Err(SignatureError::Malformed(name, "t=UNIX,v1=HEX"))
             );
         }
+        // Eight signatures are compared, the good one last; a ninth is refused unread.
+        let eight = format!("t={t},{}v1={good}", "v1=,".repeat(MAX_STRIPE_SIGNATURES - 1));
+        assert_eq!(verify(&scheme, SECRET, &headers(name, &eight), BODY, t), Ok(()));
+        let nine = format!("t={t},v1=,{}", eight.split_once(',').map_or("", |(_, rest)| rest));
+        assert_eq!(
+            verify(&scheme, SECRET, &headers(name, &nine), BODY, t),
+            Err(SignatureError::Malformed(
+                name,
+                "t=UNIX,v1=HEX with at most 8 v1 signatures"
+            ))
+        );
     }
 }

@@ -209,6 +209,7 @@ pub struct RemoveArgs {
 }
 
 /// A failed client command: the message and the exit code.
+#[derive(Debug)]
 struct Failure(String, u8);
 
 fn bad(message: impl Into<String>) -> Failure {
@@ -242,6 +243,12 @@ impl Client {
     /// A client of the server `args` name, trusting the CA certificate they (or
     /// `$WHENEVER_CA_CERT`) name; a certificate file that does not load is bad input.
     fn new(args: &ClientArgs) -> Result<Client, Failure> {
+        Client::waiting(args, READ_TIMEOUT)
+    }
+
+    /// [`Client::new`], giving up on a server silent for `read_timeout` (and on a connection
+    /// not made within [`CONNECT_TIMEOUT`]).
+    fn waiting(args: &ClientArgs, read_timeout: Duration) -> Result<Client, Failure> {
         let base = args
             .server
             .clone()
@@ -262,7 +269,9 @@ impl Client {
                 )));
             }
         }
-        let mut http = reqwest::Client::builder();
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(read_timeout);
         if let Some(path) = ca_cert {
             let pem = std::fs::read(&path)
                 .map_err(|e| bad(format!("cannot read the CA certificate {}: {e}", path.display())))?;
@@ -303,7 +312,7 @@ impl Client {
             let answer = self.exchange_once(request).await;
             match (answer, again) {
                 (Err(Unavailable { message, retry_after }), Some(next))
-                    if started.elapsed() + retry_after <= UNAVAILABLE_PATIENCE =>
+                    if started.elapsed().saturating_add(retry_after) <= UNAVAILABLE_PATIENCE =>
                 {
                     say_err!(
                         "whenever: the server cannot store anything now ({message}); trying again in {} s",
@@ -395,6 +404,11 @@ impl Client {
             );
         } else if self.base.starts_with("http://") && why.contains("invalid HTTP version") {
             why.push_str(" (the server may speak HTTPS: try https:// in --server or WHENEVER_SERVER)");
+        } else if e.is_timeout() {
+            why.push_str(
+                " (it took the connection, or the request, and said nothing more for that long: \
+                 an overloaded server, or one that is not Whenever's)",
+            );
         }
         Failure(
             format!("cannot reach the server at {}: {why}", self.base),
@@ -402,6 +416,13 @@ impl Client {
         )
     }
 }
+
+/// How long the client waits for a connection to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the client waits for the server to say anything more, once connected: longer than
+/// the longest wait a request may ask (`wait`, at most 60 s).
+const READ_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How long the client keeps sending a request again while the server answers 503.
 const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(30);
@@ -1280,6 +1301,70 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// A server at a local port that reads each request and, after `delay`, answers `answer`
+    /// (or, given `None`, never answers and keeps the connection open).
+    async fn server_answering(answer: Option<&'static str>, delay: Duration) -> ClientArgs {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    tokio::time::sleep(delay).await;
+                    match answer {
+                        Some(answer) => {
+                            let _ = socket.write_all(answer.as_bytes()).await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                });
+            }
+        });
+        ClientArgs {
+            server: Some(format!("http://{address}")),
+            json: false,
+            ca_cert: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_takes_the_request_and_says_nothing_is_given_up_on() {
+        let args = server_answering(None, Duration::ZERO).await;
+        let client = Client::waiting(&args, Duration::from_millis(300)).expect("client");
+        let Err(Failure(message, code)) = client.send(client.http.get(client.url("/v1/steps"))).await else {
+            panic!("an answer from a silent server");
+        };
+        assert_eq!(code, EXIT_INTERNAL);
+        assert!(
+            message.starts_with(&format!("cannot reach the server at {}", client.base))
+                && message
+                    .ends_with("said nothing more for that long: an overloaded server, or one that is not Whenever's)"),
+            "{message}"
+        );
+    }
+
+    /// A `Retry-After` longer than any clock holds, on a 503 that took over a second, is not
+    /// waited for: the answer is told (adding it to the time spent used to overflow and panic).
+    #[tokio::test]
+    async fn a_503_asking_for_an_endless_wait_is_told_not_waited_for() {
+        let args = server_answering(
+            Some(
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 18446744073709551615\r\n\
+                 Content-Type: application/json\r\nContent-Length: 46\r\n\r\n\
+                 {\"error\":{\"code\":\"unavailable\",\"message\":\"x\"}}",
+            ),
+            Duration::from_millis(1100),
+        )
+        .await;
+        let client = Client::new(&args).expect("client");
+        let Err(Failure(message, _)) = client.send(client.http.get(client.url("/v1/steps"))).await else {
+            panic!("a 503 taken for an answer");
+        };
+        assert_eq!(message, "the server answered 503 Service Unavailable: x");
+    }
 
     #[test]
     fn grants_for_people_name_what_the_config_withholds() {

@@ -101,29 +101,41 @@ impl RunLog {
         if buf.truncated {
             return;
         }
-        let partial = match level {
+        let mut partial = std::mem::take(match level {
             LogLevel::Stdout => &mut buf.partial_stdout,
             _ => &mut buf.partial_stderr,
-        };
+        });
         partial.extend_from_slice(bytes);
-        let mut complete = Vec::new();
-        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=pos).collect();
-            complete.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+        // Each line is read where it stands and the rest moved down once: a write of millions
+        // of lines (one host call, which no deadline interrupts) costs its length, and stops
+        // once the log is full.
+        let mut start = 0;
+        while !buf.truncated {
+            let Some(end) = partial[start..].iter().position(|b| *b == b'\n') else {
+                break;
+            };
+            let line = String::from_utf8_lossy(&partial[start..start + end]);
+            start += end + 1;
+            // std's panic hook ends with advice a step's author cannot follow in the sandbox.
+            if !(level == LogLevel::Stderr && line == BACKTRACE_NOTE) {
+                push_line(&mut buf, self.cap, level, &line);
+            }
+        }
+        if buf.truncated {
+            partial.clear();
+        } else {
+            partial.drain(..start);
         }
         // A guest writing one endless line must not grow the partial buffer without bound.
         if partial.len() > self.cap {
-            let line = String::from_utf8_lossy(partial).into_owned();
+            let line = String::from_utf8_lossy(&partial).into_owned();
             partial.clear();
-            complete.push(line);
-        }
-        for line in complete {
-            // std's panic hook ends with advice a step's author cannot follow in the sandbox.
-            if level == LogLevel::Stderr && line == BACKTRACE_NOTE {
-                continue;
-            }
             push_line(&mut buf, self.cap, level, &line);
         }
+        *match level {
+            LogLevel::Stdout => &mut buf.partial_stdout,
+            _ => &mut buf.partial_stderr,
+        } = partial;
     }
 
     /// The lines so far (flushing unterminated stdout/stderr text) and whether any were cut.
@@ -164,11 +176,13 @@ impl RunLog {
     }
 }
 
+/// Keeps `message` as a line of `buf`, or what of it fits under `cap` and the marker. An empty
+/// line counts as a byte: millions of them would otherwise all be kept.
 fn push_line(buf: &mut Buffer, cap: usize, level: LogLevel, message: &str) {
     if buf.truncated {
         return;
     }
-    if buf.bytes + message.len() > cap {
+    if buf.bytes + message.len().max(1) > cap {
         let room = cap.saturating_sub(buf.bytes);
         let cut = message.floor_char_boundary(room);
         if cut > 0 {
@@ -185,7 +199,7 @@ fn push_line(buf: &mut Buffer, cap: usize, level: LogLevel, message: &str) {
         buf.truncated = true;
         return;
     }
-    buf.bytes += message.len();
+    buf.bytes += message.len().max(1);
     buf.lines.push(LogLine {
         level,
         message: message.to_string(),
@@ -291,6 +305,17 @@ mod tests {
         let (lines, _) = log.finish();
         let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(messages, ["thread '<unnamed>' panicked at src/lib.rs:9:9:", "boom"]);
+    }
+
+    #[test]
+    fn millions_of_empty_lines_in_one_write_fill_the_log_and_no_more() {
+        let log = RunLog::new(1000);
+        log.write_stream(LogLevel::Stdout, &vec![b'\n'; 5_000_000]);
+        log.write_stream(LogLevel::Stdout, b"after\n");
+        let (lines, truncated) = log.finish();
+        assert!(truncated);
+        assert_eq!(lines.len(), 1001, "1000 empty lines of a byte each, then the marker");
+        assert_eq!(lines[1000].message, TRUNCATED_MARKER);
     }
 
     #[test]

@@ -210,6 +210,24 @@ mod tests {
         }
     }
 
+    /// A path deeper than a task's data may nest could match nothing, and a million keys of it
+    /// (a 2 MB manifest) would overflow the stack of the view built from it.
+    #[test]
+    fn refuses_reads_paths_deeper_than_a_tasks_data_may_nest() {
+        let path = |keys: usize| vec!["a"; keys].join(".");
+        assert!(StepManifest::from_toml(&format!("reads = [{:?}]\n", path(120))).is_ok());
+        for keys in [121, 1_000_000] {
+            let err = StepManifest::from_toml(&format!("reads = [{:?}]\n", path(keys))).expect_err("too deep");
+            assert_eq!(
+                err.0,
+                format!(
+                    "reads: the data path {:?}… joins {keys} keys, past the 120 levels a task's data may nest",
+                    &path(keys)[..40]
+                )
+            );
+        }
+    }
+
     #[test]
     fn refuses_unknown_keys() {
         let err = StepManifest::from_toml("connector = [\"stripe\"]").expect_err("typo refused");

@@ -127,6 +127,27 @@ fn wit_error(kind: whenever_connectors::ErrorKind, message: String) -> connector
     connectors::ConnectorError { kind, message }
 }
 
+/// The longest connector or method name a step may call: longer ones are refused, and kept in
+/// the run's record cut to this length.
+pub(crate) const MAX_CALL_NAME_BYTES: usize = 128;
+
+/// `name` cut to [`MAX_CALL_NAME_BYTES`] (at a character's boundary), marked `…` when cut.
+fn shortened(mut name: String) -> String {
+    if name.len() > MAX_CALL_NAME_BYTES {
+        name.truncate(name.floor_char_boundary(MAX_CALL_NAME_BYTES));
+        name.push('…');
+    }
+    name
+}
+
+/// How deep `value` nests when that is past [`crate::task::MAX_NESTING`], or `None`: a
+/// connector call's arguments and answer sit a few levels down in every answer holding the run's
+/// record, which must stay within the 128 levels JSON parsers read.
+fn nested_too_deep(value: &serde_json::Value) -> Option<usize> {
+    let levels = crate::task::nesting(value);
+    (levels > crate::task::MAX_NESTING).then_some(levels)
+}
+
 impl connectors::Host for RunState {
     async fn call(
         &mut self,
@@ -150,6 +171,29 @@ impl connectors::Host for RunState {
             )));
         }
         let key = idempotency_key(&ctx.task_id, &ctx.step, ctx.run_number, number + 1);
+        if connector.len() > MAX_CALL_NAME_BYTES || method.len() > MAX_CALL_NAME_BYTES {
+            // No connector has such a name, and a run's record keeps every call's names: a step
+            // calling with names of megabytes, a thousand times, would fill the host's memory.
+            let message = format!(
+                "a connector call named a connector of {} and a method of {}: no connector has a \
+                 name longer than {MAX_CALL_NAME_BYTES} bytes, nor a method",
+                describe_bytes(connector.len()),
+                describe_bytes(method.len())
+            );
+            self.calls.push(ConnectorCallRecord {
+                connector: shortened(connector),
+                method: shortened(method),
+                args: JsonText::string(&format!("({} not kept)", describe_bytes(args.len()))),
+                result: Err(super::run::CallError {
+                    kind: K::Unknown,
+                    message: message.clone(),
+                }),
+                idempotency_key: key,
+                duration_us: 0,
+                replayed: false,
+            });
+            return Ok(Err(wit_error(K::Unknown, message)));
+        }
         let started = Instant::now();
         // The arguments parsed for the connector, and kept as the step wrote them for the record
         // (as a JSON string when they are not JSON). Those past the run's allowance are neither
@@ -168,7 +212,18 @@ impl connectors::Host for RunState {
         } else {
             self.args_bytes = sent;
             match JsonText::parse(args) {
-                Ok((value, text)) => (Ok(value), text),
+                Ok((value, text)) => match nested_too_deep(&value) {
+                    // Kept as a string, which a reader of the run's record can read.
+                    Some(levels) => (
+                        Err(format!(
+                            "the arguments to {connector}.{method} nest arrays and objects {levels} \
+                             levels deep, past the {} a run's record holds: not sent",
+                            crate::task::MAX_NESTING
+                        )),
+                        JsonText::string(text.get()),
+                    ),
+                    None => (Ok(value), text),
+                },
                 Err((text, e)) => (
                     Err(format!("the arguments to {connector}.{method} are not JSON: {e}")),
                     JsonText::string(&text),
@@ -233,7 +288,18 @@ impl connectors::Host for RunState {
                         idempotency_key: key.clone(),
                     };
                     let answer = ctx.connectors.call(&connector, &method, value, &call).await;
-                    answer.map(|value| JsonText::of(&value))
+                    answer.and_then(|value| match nested_too_deep(&value) {
+                        Some(levels) => Err(whenever_connectors::ConnectorError {
+                            kind: K::Failed,
+                            message: format!(
+                                "{connector}.{method} answered with arrays and objects nested {levels} \
+                                 levels deep, past the {} a run's record holds: the answer is not kept \
+                                 nor given to the step",
+                                crate::task::MAX_NESTING
+                            ),
+                        }),
+                        None => Ok(JsonText::of(&value)),
+                    })
                 }
             }
         };
@@ -365,12 +431,12 @@ impl task::Host for RunState {
         let Some(view) = self.ctx.as_ref().and_then(|c| c.view.clone()) else {
             return Ok(());
         };
-        let mut warned: Vec<&str> = Vec::new();
+        // A set: a step may report millions of paths in this one call.
+        let mut warned: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for read in &reads {
-            if view.gives_read(&read.path, read.found as usize) || warned.contains(&read.path.as_str()) {
+            if view.gives_read(&read.path, read.found as usize) || !warned.insert(&read.path) {
                 continue;
             }
-            warned.push(&read.path);
             self.log.push(LogLevel::Warn, &not_given(&read.path));
         }
         Ok(())

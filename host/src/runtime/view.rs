@@ -118,10 +118,19 @@ fn data_path(dotted: &str) -> Path {
 
 /// Why `dotted` cannot be a `reads` entry (manifest or config), or `None` when it is a path.
 pub fn data_path_problem(dotted: &str) -> Option<String> {
-    dotted
-        .split('.')
-        .any(str::is_empty)
-        .then(|| format!("{dotted:?} is not a data path (object keys joined by '.', none empty)"))
+    if dotted.split('.').any(str::is_empty) {
+        return Some(format!(
+            "{dotted:?} is not a data path (object keys joined by '.', none empty)"
+        ));
+    }
+    let keys = dotted.split('.').count();
+    (keys > crate::task::MAX_NESTING).then(|| {
+        let start = &dotted[..dotted.floor_char_boundary(40)];
+        format!(
+            "the data path {start:?}… joins {keys} keys, past the {} levels a task's data may nest",
+            crate::task::MAX_NESTING
+        )
+    })
 }
 
 /// Whether one of the paths `by` gives all of `path` (it is the same path or one above it).

@@ -187,11 +187,25 @@ pub fn overlaps(a: &str, b: &str) -> bool {
 /// changed shape underneath (an array index that no longer exists).
 pub fn apply(data: &mut Value, changes: &[Change]) -> Vec<String> {
     let mut skipped = Vec::new();
-    for change in changes {
+    let mut rest = changes;
+    while let Some((change, after)) = rest.split_first() {
+        rest = after;
         let ok = match change {
             Change::Set { path, value } => set(data, &segments(path), value.clone()),
             Change::Remove { path } => {
-                remove(data, &segments(path));
+                // Removals of many keys of one object (a step that emptied it) are made in one
+                // pass: one at a time, each would move the keys after it.
+                let parent = parent_of(path);
+                let siblings = after
+                    .iter()
+                    .take_while(|c| matches!(c, Change::Remove { path } if parent_of(path) == parent))
+                    .count();
+                if siblings >= REMOVED_ONE_BY_ONE {
+                    remove_all(data, parent, &last_keys(change, &after[..siblings]));
+                    rest = &after[siblings..];
+                } else {
+                    remove(data, &segments(path));
+                }
                 true
             }
         };
@@ -200,6 +214,43 @@ pub fn apply(data: &mut Value, changes: &[Change]) -> Vec<String> {
         }
     }
     skipped
+}
+
+/// Removals of keys of one object past which [`apply`] makes them in one pass.
+const REMOVED_ONE_BY_ONE: usize = 16;
+
+/// The JSON Pointer of the value holding the one `path` points to (`""`: the root).
+fn parent_of(path: &str) -> &str {
+    path.rfind('/').map_or("", |at| &path[..at])
+}
+
+/// The last keys of `first` and `more`, all removals under one parent.
+fn last_keys<'a>(first: &'a Change, more: &'a [Change]) -> Vec<Cow<'a, str>> {
+    std::iter::once(first)
+        .chain(more)
+        .filter_map(|change| segments(change.path()).pop())
+        .collect()
+}
+
+/// Removes `keys` from the object at the JSON Pointer `parent` in one pass (nothing when no
+/// object is there).
+fn remove_all(data: &mut Value, parent: &str, keys: &[Cow<'_, str>]) {
+    let mut here = data;
+    for segment in segments(parent) {
+        let next = match here {
+            Value::Object(map) => field_mut(map, &segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(next) => here = next,
+            None => return,
+        }
+    }
+    if let Value::Object(map) = here {
+        let keys: std::collections::HashSet<&str> = keys.iter().map(AsRef::as_ref).collect();
+        map.retain(|key, _| !keys.contains(key.as_str()));
+    }
 }
 
 fn set(data: &mut Value, segments: &[Cow<'_, str>], value: Value) -> bool {
@@ -284,6 +335,28 @@ fn remove(data: &mut Value, segments: &[Cow<'_, str>]) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Removals of many keys of one object are made in one pass, and leave what one at a time
+    /// would: the other keys in their order, changes around them applied.
+    #[test]
+    fn many_removals_from_one_object_leave_the_rest_in_order() {
+        let keys: Map<String, Value> = (0..1000).map(|n| (format!("k{n}"), json!(n))).collect();
+        let before = json!({"o": keys, "other": {"a~/b": 1}});
+        let mut after = before.clone();
+        if let Some(o) = after["o"].as_object_mut() {
+            o.retain(|_, value| value.as_u64().is_some_and(|n| n % 3 == 0));
+            o.insert("k3".into(), json!("changed"));
+        }
+        after["other"] = json!({});
+        let changes = diff(&before, &after);
+        assert!(changes.len() > 600);
+        let mut applied = before.clone();
+        assert!(apply(&mut applied, &changes).is_empty());
+        assert_eq!(applied, after);
+        let order: Vec<&String> = applied["o"].as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        let expected: Vec<&String> = after["o"].as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        assert_eq!(order, expected);
+    }
 
     #[test]
     fn diff_is_leafwise() {

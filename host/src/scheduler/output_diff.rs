@@ -12,6 +12,7 @@
 //! it was given nothing is merged into the one the data holds there.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -58,6 +59,10 @@ pub enum OutputError {
         /// The change's path, as a JSON Pointer.
         path: String,
     },
+    /// What the step wrote nests the task's data past [`crate::task::MAX_NESTING`]: kept, the
+    /// data (and every answer and history entry holding it) could no longer be read back.
+    #[error("{0}")]
+    TooDeep(String),
 }
 
 /// The changes that turn `before` into the JSON object `output`.
@@ -96,14 +101,30 @@ fn diff_in_scope(before: &Value, output: &str, scope: Scope<'_>) -> Result<Vec<C
     let shape = read.map_err(OutputError::InvalidJson)?;
     reader.end().map_err(OutputError::InvalidJson)?;
     match shape {
-        Shape::Object => match changes.iter().find(|c| under_via(c.path())) {
-            Some(change) => Err(OutputError::HostRecord {
-                path: change.path().to_string(),
-            }),
-            None => Ok(changes),
-        },
+        Shape::Object => {
+            if let Some(change) = changes.iter().find(|c| under_via(c.path())) {
+                return Err(OutputError::HostRecord {
+                    path: change.path().to_string(),
+                });
+            }
+            match changes.iter().find_map(too_deep) {
+                Some(why) => Err(OutputError::TooDeep(why)),
+                None => Ok(changes),
+            }
+        }
         Shape::Other => Err(OutputError::NotAnObject),
     }
+}
+
+/// Why `change` would nest the data past [`crate::task::MAX_NESTING`], or `None`: the data is
+/// as deep as the objects its path passes through and the value set there. Only changed values
+/// are walked, and a run's changes are usually a few scalars.
+fn too_deep(change: &Change) -> Option<String> {
+    let levels = change.path().matches('/').count() + crate::task::nesting(change.value()?);
+    crate::task::too_deep(
+        &format!("the task's data, with what the step wrote at {},", change.path()),
+        levels,
+    )
 }
 
 /// Whether the JSON Pointer `path` is `/$via` or below it.
@@ -319,18 +340,39 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
         // Changes inside the kept keys, by position in `before`; keys `before` lacks, in order.
         let mut inside: Vec<(usize, Vec<Change>)> = Vec::new();
         let mut added: Vec<(String, Value)> = Vec::new();
+        // Past a few keys, both are looked up by hash: a step writing 300,000 keys, or all of a
+        // large object's keys in another order, would otherwise cost their count squared.
+        let mut where_before: Option<HashMap<&str, usize>> = None;
+        let mut where_added: Option<HashMap<String, usize>> = None;
         let mut next = 0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             // A step usually keeps the keys in the order it got them: look there first.
             let at = match entries.get(next) {
                 Some((k, _)) if k.as_str() == key => Some(next),
-                _ => entries.iter().position(|(k, _)| k.as_str() == key),
+                _ if entries.len() <= KEYS_IN_PLACE => entries.iter().position(|(k, _)| k.as_str() == key),
+                _ => where_before
+                    .get_or_insert_with(|| entries.iter().enumerate().map(|(i, (k, _))| (k.as_str(), i)).collect())
+                    .get(key.as_ref())
+                    .copied(),
             };
             let Some(at) = at else {
                 let value: Value = map.next_value()?;
-                match added.iter_mut().find(|(k, _)| *k == key) {
-                    Some(slot) => slot.1 = value,
-                    None => added.push((key.into_owned(), value)),
+                let slot = if added.len() <= KEYS_IN_PLACE {
+                    added.iter().position(|(k, _)| *k == key)
+                } else {
+                    where_added
+                        .get_or_insert_with(|| added.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect())
+                        .get(key.as_ref())
+                        .copied()
+                };
+                match slot {
+                    Some(slot) => added[slot].1 = value,
+                    None => {
+                        if let Some(index) = where_added.as_mut() {
+                            index.insert(key.to_string(), added.len());
+                        }
+                        added.push((key.into_owned(), value));
+                    }
                 }
                 continue;
             };
@@ -401,7 +443,8 @@ pub(super) fn dotted(pointer: &str) -> String {
 
 /// Keys of an object `before` that [`DiffSeed::visit_map`] lists on the stack rather than in a
 /// vector of its own (the seed's `order` holds about 30 by the end): the diff visits every object
-/// of every run's output.
+/// of every run's output. Up to as many keys, old and new, are searched one by one; past them,
+/// by hash.
 const KEYS_IN_PLACE: usize = 32;
 
 /// Reads an object key, borrowed from the text when it has no escapes.
@@ -441,6 +484,61 @@ mod tests {
 
     use super::*;
     use crate::scheduler::merge::diff;
+
+    /// `[[…[]…]]` nested `levels` deep.
+    fn arrays_nested(levels: usize) -> Value {
+        (1..levels).fold(json!([]), |inner, _| json!([inner]))
+    }
+
+    #[test]
+    fn a_write_that_nests_the_data_past_its_limit_is_refused_and_one_within_it_taken() {
+        let before = json!({"order": {"id": "A1"}});
+        // At /order/deep: two levels of objects, then the arrays.
+        let within = json!({"order": {"id": "A1", "deep": arrays_nested(118)}});
+        let changes = diff_output(&before, &within.to_string()).expect("120 levels are taken");
+        assert_eq!(changes.iter().map(Change::path).collect::<Vec<_>>(), ["/order/deep"]);
+        let past = json!({"order": {"id": "A1", "deep": arrays_nested(119)}});
+        match diff_output(&before, &past.to_string()) {
+            Err(OutputError::TooDeep(why)) => assert!(
+                why.starts_with(
+                    "the task's data, with what the step wrote at /order/deep, nests arrays and \
+                     objects 121 levels deep, past the 120"
+                ),
+                "{why}"
+            ),
+            other => panic!("refused as too deep, not {other:?}"),
+        }
+        // A removal deep in data already that deep (kept before the limit) is taken.
+        let legacy = json!({"old": arrays_nested(125)});
+        let mut trimmed = legacy.clone();
+        trimmed.as_object_mut().expect("object").remove("old");
+        assert!(diff_output(&legacy, &trimmed.to_string()).is_ok());
+    }
+
+    /// Past [`KEYS_IN_PLACE`], keys old and new are looked up by hash; the changes are those of
+    /// a parse and a diff all the same: keys in another order, thousands of new ones, and a
+    /// new key given twice (the last value counts, at its first place).
+    #[test]
+    fn many_keys_reordered_or_new_diff_as_a_parse_does() {
+        let before: Map<String, Value> = (0..100).map(|n| (format!("old{n}"), json!(n))).collect();
+        let before = json!({"o": before});
+        let mut text = String::from("{\"o\": {");
+        for n in (0..100).rev().filter(|n| n % 10 != 0) {
+            let value = if n % 7 == 0 { n + 1 } else { n };
+            text.push_str(&format!("\"old{n}\": {value}, "));
+        }
+        for n in 0..5000 {
+            text.push_str(&format!("\"new{n}\": {n}, "));
+        }
+        text.push_str("\"new40\": \"again\"}}");
+        let parsed: Value = serde_json::from_str(&text).expect("JSON");
+        let changes = diff_output(&before, &text).expect("diffed");
+        assert_eq!(changes, diff(&before, &parsed));
+        let mut applied = before.clone();
+        assert!(merge::apply(&mut applied, &changes).is_empty());
+        assert_eq!(applied["o"].as_object().map(Map::len), Some(90 + 5000));
+        assert_eq!(applied["o"]["new40"], json!("again"));
+    }
 
     #[test]
     fn only_what_differs_is_a_change() {

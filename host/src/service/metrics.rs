@@ -138,6 +138,14 @@ const ERROR_KINDS_ALWAYS_SHOWN: [whenever_connectors::ErrorKind; 3] = [
 
 /// The connector series: calls made, errors by kind and latency, and results replayed, by
 /// connector and method.
+/// The most connector and method pairs `/metrics` counts apart; further pairs are counted
+/// together under [`OTHER`]. A host's connectors have a few dozen methods in all, but a step
+/// may call any name, and each pair kept would cost memory and a series for ever.
+pub const MAX_CONNECTOR_SERIES: usize = 512;
+
+/// The connector and method of the calls counted together past [`MAX_CONNECTOR_SERIES`].
+pub const OTHER: &str = "(other)";
+
 fn render_connectors(out: &mut String, connectors: &BTreeMap<(String, String), ConnectorStats>) {
     let labels =
         |connector: &str, method: &str| format!("connector=\"{}\",method=\"{}\"", escape(connector), escape(method));
@@ -325,10 +333,15 @@ impl Metrics {
         }
         stats.latency.observe(run.duration_ms / 1000.0);
         for call in &run.connector_calls {
-            let entry = state
-                .connectors
-                .entry((call.connector.clone(), call.method.clone()))
-                .or_default();
+            let key = (call.connector.clone(), call.method.clone());
+            // A step may call any name (refused, unknown): past the cap, a new pair is counted
+            // with the others rather than kept for ever.
+            let key = if state.connectors.len() >= MAX_CONNECTOR_SERIES && !state.connectors.contains_key(&key) {
+                (OTHER.to_string(), OTHER.to_string())
+            } else {
+                key
+            };
+            let entry = state.connectors.entry(key).or_default();
             if call.replayed {
                 entry.replayed += 1;
                 continue;
@@ -690,6 +703,32 @@ mod tests {
             probe_ms: Some(1.5),
             reason: None,
         }
+    }
+
+    #[test]
+    fn connector_and_method_pairs_past_the_cap_are_counted_together() {
+        let metrics = Metrics::default();
+        let mut run = crate::task::RunRecord::starting(0, "caller", "v1", 1);
+        run.outcome = Some(RunOutcomeRecord::Ok);
+        run.connector_calls = (0..MAX_CONNECTOR_SERIES + 88)
+            .map(|n| {
+                let mut call = crate::store::suite::call(0);
+                call.method = format!("m{n}");
+                call
+            })
+            .collect();
+        metrics.run_finished(&run);
+        let text = metrics.render(None, 0, None, &ready(), None);
+        let series = text
+            .lines()
+            .filter(|line| line.starts_with("whenever_connector_calls_total{"))
+            .count();
+        assert_eq!(series, MAX_CONNECTOR_SERIES + 1, "{text}");
+        assert!(
+            text.contains("whenever_connector_calls_total{connector=\"stripe\",method=\"m511\"} 1\n")
+                && text.contains("whenever_connector_calls_total{connector=\"(other)\",method=\"(other)\"} 88\n"),
+            "{text}"
+        );
     }
 
     #[test]

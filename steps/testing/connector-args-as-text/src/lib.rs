@@ -1,6 +1,6 @@
 //! Test step: calls `stripe.charge` through the raw import with arguments written as text of its
-//! own (whitespace around them, spaces inside), then with arguments that are not JSON, and
-//! records the result text it was given and the error.
+//! own (whitespace around them, spaces inside), then with arguments that are not JSON, then with
+//! arrays nested 121 levels deep, and records the result text it was given and the errors.
 use whenever_step_sdk::bindings::whenever::step::connectors as host;
 use whenever_step_sdk::prelude::*;
 
@@ -22,7 +22,16 @@ impl Step for ConnectorArgsAsText {
             Ok(text) => json!({ "text": text }),
             Err(e) => json!({ "error": e.message }),
         };
-        set(data, "passed", json!({ "charged": charged, "notJson": not_json }));
+        let deep = (1..121).fold("[]".to_string(), |inner, _| format!("[{inner}]"));
+        let too_deep = match host::call("stripe", "charge", &deep) {
+            Ok(text) => json!({ "text": text }),
+            Err(e) => json!({ "error": e.message }),
+        };
+        set(
+            data,
+            "passed",
+            json!({ "charged": charged, "notJson": not_json, "tooDeep": too_deep }),
+        );
         Ok(())
     }
 }
