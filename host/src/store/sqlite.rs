@@ -488,8 +488,9 @@ fn run_waiting(jobs: &mpsc::Receiver<WriteJob>, count: &mut usize, run: &mut imp
 /// only to re-run unfinished runs. (Most results commit with their run's outcome: leaving them out
 /// halved the journal's share of the bytes written per order.)
 ///
-/// A write returns a logical error ([`StoreError::Conflict`], [`StoreError::NotFound`]) only
-/// before it changes anything, so such an error leaves the group intact. Any other error may come
+/// A write returns a logical error ([`StoreError::Conflict`], [`StoreError::NotFound`],
+/// [`StoreError::Changed`]) only before it changes anything, so such an error leaves the group
+/// intact (a delete naming a stale revision once rolled back every write committed with it). Any other error may come
 /// after part of a write (a storage error, data it could not encode): the group is rolled back,
 /// that write and the ones before it in the group fail with the error, and the ones after it run
 /// in the next group. (Per-write savepoints would make the rollback finer, but cost a statement
@@ -514,7 +515,7 @@ fn writer_loop(
         let mut answers: Vec<Ran> = Vec::new();
         let mut failed = None;
         let mut run = |mut job: WriteJob| match (job.op)(&conn) {
-            result @ (Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_))) => {
+            result @ (Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Changed(_))) => {
                 let spent = Spent {
                     _op: job.op,
                     finishes: job.finishes,
@@ -2087,6 +2088,43 @@ mod tests {
             let saved = i % 2 == 0;
             assert_eq!(stored.revision, if saved { 2 } else { 1 });
             assert_eq!(stored.task.data["saved"].as_bool().unwrap_or(false), saved);
+        }
+    }
+
+    /// A delete that names a stale revision (`If-Match`) is refused before it changes anything,
+    /// as a conflict is: the saves committed in its group stand.
+    #[tokio::test]
+    async fn a_delete_at_a_stale_revision_leaves_the_others_of_its_group_intact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        let tasks: Vec<Task> = (0..100).map(|i| Task::new(serde_json::json!({"i": i}))).collect();
+        for task in &tasks {
+            store.create_task(task).await.expect("created");
+        }
+        let mut handles = Vec::new();
+        for (i, task) in tasks.iter().enumerate() {
+            let store = store.clone();
+            let mut task = task.clone();
+            task.data = serde_json::json!({"i": i, "saved": true});
+            handles.push(tokio::spawn(async move {
+                if i % 2 == 0 {
+                    store.save_task(TaskSave::whole(&task, 1)).await.map(drop)
+                } else {
+                    store.delete_task(&task.id, Some(&[7])).await
+                }
+            }));
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            let result = handle.await.expect("joined");
+            if i % 2 == 0 {
+                assert!(result.is_ok(), "save {i}: {result:?}");
+            } else {
+                assert!(matches!(result, Err(StoreError::Changed(_))), "{result:?}");
+            }
+        }
+        for (i, task) in tasks.iter().enumerate() {
+            let stored = store.get_task(&task.id).await.expect("read").expect("still there");
+            assert_eq!(stored.task.data["saved"].as_bool().unwrap_or(false), i % 2 == 0);
         }
     }
 }
