@@ -2460,6 +2460,45 @@ async fn a_body_that_stops_arriving_is_answered_408_and_one_that_keeps_arriving_
     server.stop().await;
 }
 
+/// A client that goes away while its request's write waits to commit (the database held by
+/// another writer here; a slow disk, a busy group elsewhere) does not leave half of it done: the
+/// task it created, committed once the database is free, is driven and settles, rather than
+/// staying `running` with nothing driving it until the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_client_goes_away_mid_write_is_still_driven() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db_in(&dir);
+    let server = start(&db, &[WRITE_A], options()).await;
+    let blocker = rusqlite::Connection::open(&db).expect("opened");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("the database held");
+
+    let body = br#"{"start": true}"#;
+    let mut client = tokio::net::TcpStream::connect(server.address())
+        .await
+        .expect("connected");
+    let request = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: whenever\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.expect("sent");
+    client.write_all(body).await.expect("sent");
+    // The request waits on the held database; its client gives up and goes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.execute_batch("COMMIT").expect("the database freed");
+
+    eventually("the task the request created settles", || async {
+        let (_, listed) = server.get("/v1/tasks").await;
+        listed["tasks"]
+            .as_array()
+            .is_some_and(|tasks| tasks.len() == 1 && tasks[0]["status"] == "waiting")
+    })
+    .await;
+    server.stop().await;
+}
+
 /// A server (with [`WRITE_A`]) whose clients have 500 ms to send a request's headers.
 pub(crate) async fn start_impatient(dir: &tempfile::TempDir) -> Server {
     let api_options = ApiOptions {

@@ -281,7 +281,23 @@ fn router_with(service: Service, options: ApiOptions, tokens: secret_files::Live
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(lingering::close_after_refusal))
+        .layer(middleware::from_fn(finish_what_is_begun))
         .with_state(state)
+}
+
+/// Runs a request that may change something apart from its connection, to its end: a client
+/// that goes away (or an HTTP/2 stream reset) drops the connection's future, and with it a
+/// handler in the middle of its work, say between a task's commit and the drive that follows it,
+/// which would leave the task `running` with nothing driving it until the next start. A read
+/// (`GET`, `HEAD`) has nothing to leave half done and is answered in place.
+async fn finish_what_is_begun(request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::Internal(format!("the request's handler failed: {e}")).into_response(),
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves: over HTTPS when
