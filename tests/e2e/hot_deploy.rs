@@ -412,3 +412,54 @@ async fn a_grant_of_an_unknown_connector_is_refused_and_the_old_version_serves()
     );
     assert_eq!(server.service.step(name).await.expect("serving").version, serving);
 }
+
+/// A step file dropped into the watched folder while the store cannot take writes (a database
+/// another writer holds past the busy timeout here; a full disk alike) is tried again, and
+/// serves once the store takes writes: the watcher used to count it handled whatever came of
+/// the deploy, and the file then waited until it changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_file_the_store_could_not_take_is_deployed_once_it_can() {
+    use whenever::service::{Service, StepsSeen};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = tempfile::tempdir().expect("steps folder");
+    let db = db_in(&dir);
+    let service_options = ServiceOptions {
+        db: db.clone(),
+        no_steps: true,
+        ..ServiceOptions::default()
+    };
+    let service = Service::start(&service_options).await.expect("service starts");
+    let watched = vec![folder.path().to_path_buf()];
+    let watching = service.watch_steps(watched.clone(), Duration::from_millis(100), StepsSeen::now(&watched));
+    // The start's own writes (the re-evaluation's mark) done first: queued behind the held
+    // database, they would take its busy timeout in the deploy's stead.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let blocker = rusqlite::Connection::open(&db).expect("opened");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("the database held");
+
+    let step = whenever_step_artifacts::testing::WRITE_A;
+    for (from, to) in [(step.component, "write-a.wasm"), (step.manifest, "write-a.toml")] {
+        let staged = folder.path().join(format!(".{to}.tmp"));
+        std::fs::write(&staged, std::fs::read(from).expect("step file")).expect("written");
+        std::fs::rename(&staged, folder.path().join(to)).expect("in place");
+    }
+    // The deploy waits out the store's busy timeout (10 s) and is refused as unavailable.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        service.serving_version("write-a"),
+        None,
+        "not deployed while the store is held"
+    );
+    blocker.execute_batch("COMMIT").expect("the database freed");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while service.serving_version("write-a").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file was never deployed again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watching.abort();
+    service.stop(Duration::from_secs(1)).await;
+}

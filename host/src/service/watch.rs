@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::Service;
 use super::steps::read_source;
+use super::{Service, ServiceError};
 use crate::catalog::step_files;
 use crate::file_stamp::{FileStamp, file_stamp};
+use crate::store::StoreError;
 
 /// What a step's files looked like at one poll: the stamps of the component and its manifest.
 type Signature = (Option<FileStamp>, Option<FileStamp>);
@@ -99,27 +100,31 @@ impl Service {
                     continue;
                 };
                 for (path, signature) in watcher.due(now) {
-                    service.deploy_file(&path).await;
-                    watcher.handled.insert(path, signature);
+                    // A file the store could not take now (a full disk, a busy database) is
+                    // tried again; any other outcome stands until the file changes.
+                    if service.deploy_file(&path).await {
+                        watcher.handled.insert(path, signature);
+                    }
                 }
             }
         })
     }
 
     /// Deploys one `NAME.wasm` (with its manifest) unless that exact version and manifest
-    /// already serve; reports the outcome on stderr.
-    async fn deploy_file(&self, path: &Path) {
+    /// already serve; reports the outcome on stderr. False when the store could not take it now
+    /// ([`StoreError::Unavailable`]), to be tried again.
+    async fn deploy_file(&self, path: &Path) -> bool {
         let read_path = path.to_path_buf();
         let source = match tokio::task::spawn_blocking(move || read_source(&read_path)).await {
             Ok(Ok(source)) => source,
             Ok(Err(e)) => {
                 let name = crate::catalog::step_name(path);
                 eprintln!("{}", refusal(path, &name, self.serving_version(&name).as_deref(), &e));
-                return;
+                return true;
             }
             Err(e) => {
                 eprintln!("whenever serve: {}: {e}", path.display());
-                return;
+                return true;
             }
         };
         let name = source.name.clone();
@@ -128,23 +133,32 @@ impl Service {
             .as_ref()
             .is_some_and(|step| step.version == crate::runtime::version_of(&source.bytes, &source.manifest))
         {
-            return;
+            return true;
         }
         let by = format!("the watched file {}", path.display());
         let deployed = match self.check_grants(&source) {
             Ok(()) => self.deploy_step(&name, source.bytes, source.manifest, Some(&by)).await,
             Err(e) => Err(e),
         };
+        let serving = serving.as_ref().map(|step| step.version.as_str());
         match deployed {
-            Ok(step) => eprintln!(
-                "whenever serve: deployed {name} version {} from {}",
-                step.version,
-                path.display()
-            ),
-            Err(e) => eprintln!(
-                "{}",
-                refusal(path, &name, serving.as_ref().map(|step| step.version.as_str()), &e)
-            ),
+            Ok(step) => {
+                eprintln!(
+                    "whenever serve: deployed {name} version {} from {}",
+                    step.version,
+                    path.display()
+                );
+                true
+            }
+            Err(ServiceError::Store(e @ StoreError::Unavailable(_))) => {
+                let error = format!("{e} (tried again shortly)");
+                eprintln!("{}", refusal(path, &name, serving, &error));
+                false
+            }
+            Err(e) => {
+                eprintln!("{}", refusal(path, &name, serving, &e));
+                true
+            }
         }
     }
 }
