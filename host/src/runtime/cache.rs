@@ -40,7 +40,9 @@ impl CompileCache {
         unsafe { Component::deserialize_file(engine, &path) }.ok()
     }
 
-    /// Stores a freshly compiled component (atomically: temp file, then rename).
+    /// Stores a freshly compiled component (atomically: a temp file made durable, then renamed,
+    /// so a power cut leaves the whole file or none). A temp file a failure left (a full disk)
+    /// is removed: its name holds the process id, so none would ever be written over.
     pub(crate) fn store(&self, digest: &str, component: &Component) {
         let Ok(bytes) = component.serialize() else { return };
         if std::fs::create_dir_all(&self.dir).is_err() {
@@ -48,7 +50,11 @@ impl CompileCache {
         }
         let path = self.path_for(digest);
         let tmp = self.dir.join(format!(".{digest}.{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+        let written = std::fs::File::create(&tmp).and_then(|mut file| {
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.sync_all()
+        });
+        if written.and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
     }

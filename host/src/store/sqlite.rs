@@ -946,9 +946,14 @@ impl Store for SqliteStore {
                 // The row serves listings: it is rewritten when what they show changes, and only
                 // that (its data stays the data it was created with, at revision 1: the log has the
                 // rest). A settling order's row would otherwise grow from its first data to its last,
-                // 0.9 to 3.2 KB for the seed's, and move to pages of its own.
-                let listed_changed =
-                    status != row.status || name != row.name || tags != row.tags || message != row.message;
+                // 0.9 to 3.2 KB for the seed's, and move to pages of its own. A settled task's save
+                // (a patch of a completed task) rewrites it too, for its time: retention reads the
+                // row's, and would otherwise delete a task patched a moment ago by when it settled.
+                let listed_changed = status != row.status
+                    || name != row.name
+                    || tags != row.tags
+                    || message != row.message
+                    || row.status != TaskStatus::Running.as_str();
                 if listed_changed {
                     conn.prepare_cached(
                     "UPDATE tasks SET status = ?2, name = ?3, tags = ?4, message = ?5, updated_at = ?6 WHERE seq = ?1",

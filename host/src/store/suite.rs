@@ -891,6 +891,13 @@ async fn settled_tasks_are_deleted_with_their_history_and_running_ones_never<S: 
     let recent_done = settled_at(store, TaskStatus::Completed, now).await;
     let old_failed = settled_at(store, TaskStatus::Failed, old).await;
     let old_waiting = settled_at(store, TaskStatus::Waiting, old).await;
+    // Settled long ago and patched now (saved again as it settled): as recent as its patch.
+    let mut patched = settled_at(store, TaskStatus::Completed, old).await;
+    patched.data = json!({"settles": "completed", "patched": true});
+    store
+        .save_task_at(TaskSave::whole(&patched, 3), now)
+        .await
+        .expect("patched");
     assert_eq!(swept(store, TaskStatus::Running, now, 100).await, 0);
     assert_eq!(swept(store, TaskStatus::Completed, cutoff, 1).await, 1);
     assert!(gone(store, &old_done[0]).await, "oldest first");
@@ -900,6 +907,7 @@ async fn settled_tasks_are_deleted_with_their_history_and_running_ones_never<S: 
     assert!(gone(store, &old_done[1]).await);
     for (task, status) in [
         (&recent_done, TaskStatus::Completed),
+        (&patched, TaskStatus::Completed),
         (&old_failed, TaskStatus::Failed),
         (&old_waiting, TaskStatus::Waiting),
         (&running, TaskStatus::Running),
