@@ -520,7 +520,9 @@ pub trait Store: Send + Sync + 'static {
     async fn probe(&self, host: &str, limit: Duration) -> Result<(), StoreError>;
 
     /// A token that changes whenever the serving steps change (deploy, rollback, removal, a new
-    /// manifest): a host that claims work compares it with the one it loaded.
+    /// manifest): a host that claims work compares it with the one it loaded. It counts every
+    /// change on record, not only the newest time a host's clock wrote (which one behind the
+    /// others left as it was).
     async fn steps_stamp(&self) -> Result<String, StoreError>;
 
     /// What names the steps every waiting and failed task was last re-evaluated against, all of

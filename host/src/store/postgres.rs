@@ -1487,7 +1487,8 @@ impl Store for PostgresStore {
         let stamp = client
             .prepare_cached(
                 "SELECT count(*) || ':' || coalesce(max(updated_at), '') || ':' ||
-                        (SELECT count(*) FROM step_versions) FROM steps",
+                        (SELECT count(*) FROM step_versions) || ':' ||
+                        (SELECT coalesce(max(seq), 0) FROM step_changes) FROM steps",
             )
             .await
             .map_err(pg)?;

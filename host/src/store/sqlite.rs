@@ -1490,14 +1490,17 @@ impl Store for SqliteStore {
     async fn steps_stamp(&self) -> Result<String, StoreError> {
         self.read(|conn| {
             conn.query_row(
-                "SELECT count(*), coalesce(max(updated_at), ''), (SELECT count(*) FROM step_versions) FROM steps",
+                "SELECT count(*), coalesce(max(updated_at), ''), (SELECT count(*) FROM step_versions),
+                        (SELECT coalesce(max(seq), 0) FROM step_changes)
+                 FROM steps",
                 [],
                 |r| {
                     Ok(format!(
-                        "{}:{}:{}",
+                        "{}:{}:{}:{}",
                         r.get::<_, i64>(0)?,
                         r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?
                     ))
                 },
             )
@@ -2094,6 +2097,34 @@ mod tests {
             assert_eq!(stored.revision, if saved { 2 } else { 1 });
             assert_eq!(stored.task.data["saved"].as_bool().unwrap_or(false), saved);
         }
+    }
+
+    /// A rollback made by a host whose clock is behind the one that wrote the steps last moves
+    /// the stamp on all the same (every change is on record), so the other hosts of a cluster
+    /// reload: by the newest time alone it did not, and they served the old version.
+    #[tokio::test]
+    async fn the_steps_stamp_moves_on_a_rollback_by_a_host_whose_clock_is_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir);
+        for (name, version) in [("charge", "v1"), ("charge", "v2"), ("other", "v1")] {
+            let step = crate::store::StepVersion {
+                name: name.into(),
+                version: version.into(),
+                digest: format!("{name}-{version}"),
+                component: version.as_bytes().to_vec(),
+                manifest: crate::runtime::StepManifest::default(),
+                deployed_at: Utc::now(),
+                deployed_by: None,
+            };
+            store.put_step_version(&step, true).await.expect("deployed");
+        }
+        // Another host, its clock a while ahead, deployed `other` last.
+        let raw = Connection::open(dir.path().join("whenever.db")).expect("opened");
+        raw.execute("UPDATE steps SET updated_at = '2999-01-01T00:00:00Z' WHERE name = 'other'", [])
+            .expect("updated");
+        let before = store.steps_stamp().await.expect("stamp");
+        store.set_current_step("charge", Some("v1"), None).await.expect("rolled back");
+        assert_ne!(store.steps_stamp().await.expect("stamp"), before);
     }
 
     /// A delete that names a stale revision (`If-Match`) is refused before it changes anything,
