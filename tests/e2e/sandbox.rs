@@ -193,7 +193,7 @@ async fn connector_arguments_are_kept_as_the_step_wrote_them_and_bad_ones_are_re
     assert_status(&task, TaskStatus::Waiting);
     let run = runs_of(&task, "connector-args-as-text")[0];
     assert_eq!(run.connector_calls.len(), 3);
-    let (charged, not_json, too_deep) = (
+    let (not_json, charged, too_deep) = (
         &run.connector_calls[0],
         &run.connector_calls[1],
         &run.connector_calls[2],
@@ -231,6 +231,66 @@ async fn connector_arguments_are_kept_as_the_step_wrote_them_and_bad_ones_are_re
         1,
         "one charge, for the first call"
     );
+}
+
+/// A journal that keeps what it is given, as a store does.
+#[derive(Default)]
+struct KeptJournal(std::sync::Mutex<std::collections::BTreeMap<usize, whenever::runtime::ConnectorCallRecord>>);
+
+#[async_trait::async_trait]
+impl whenever::runtime::CallJournal for KeptJournal {
+    async fn record(&self, index: usize, call: &whenever::runtime::ConnectorCallRecord) -> Result<(), String> {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.insert(index, call.clone());
+        Ok(())
+    }
+}
+
+/// A run re-run after a crash is given its journal back, read in call order: a call refused
+/// before a charge is journaled too, so the charge is answered from the journal rather than made
+/// again (with the refusal left out, the re-run's first call took the charge's result and its
+/// second charged a second time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_replays_each_call_of_its_journal_a_refused_one_too() {
+    use std::sync::Arc;
+    use whenever::runtime::{RunInput, Runtime, RuntimeConfig, StepManifest};
+
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let manifest = StepManifest {
+        connectors: vec!["stripe".into()],
+        ..StepManifest::default()
+    };
+    let step = runtime
+        .load(
+            "passer",
+            &whenever_tests::component_of(&CONNECTOR_ARGS_AS_TEXT),
+            manifest,
+        )
+        .await
+        .expect("loads");
+    let registry = whenever::connectors::Registry::simulators();
+    let journal = Arc::new(KeptJournal::default());
+    let input = |replay| RunInput {
+        task_id: "t_replayed".into(),
+        data: json!({"passArgs": true}).to_string(),
+        run_number: 1,
+        connectors: registry.clone(),
+        replay,
+        journal: Some(journal.clone() as Arc<dyn whenever::runtime::CallJournal>),
+    };
+    let first = runtime.run(&step, input(Vec::new())).await;
+    assert!(first.outcome.is_ok(), "{:?}", first.outcome);
+    assert_eq!(registry.effects().count("stripe", "charge"), 1);
+    // What the store reads back for the re-run: the journal in call order.
+    let kept: Vec<_> = journal.0.lock().expect("journal").values().cloned().collect();
+    assert_eq!(kept.len(), 3, "every call journaled, the refused ones too");
+
+    let again = runtime.run(&step, input(kept)).await;
+    assert!(again.outcome.is_ok(), "{:?}", again.outcome);
+    assert_eq!(registry.effects().count("stripe", "charge"), 1, "not charged again");
+    let replayed: Vec<bool> = again.calls.iter().map(|c| c.replayed).collect();
+    assert_eq!(replayed, [false, true, false], "the charge answered from the journal");
+    assert_eq!(again.calls[1].result, first.calls[1].result);
 }
 
 /// A journal that holds every connector result for a while, so that the runs calling connectors

@@ -2414,7 +2414,7 @@ async fn connections_without_a_request_in_time_are_closed_and_long_answers_are_n
 /// A request's body may pause for the header timeout at most: a client that sends part of its
 /// body and then nothing (a signed hook reads its body before the signature, so no token is
 /// needed for that) is answered 408 and its connection closed, and no task is created; a body
-/// that keeps arriving, in pieces 200 ms apart for well over the timeout, is read whole.
+/// that keeps arriving, in pieces 100 ms apart for longer than the timeout, is read whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_arriving_is_answered_408_and_one_that_keeps_arriving_is_read() {
     use tokio::io::AsyncWriteExt;
@@ -2446,8 +2446,8 @@ async fn a_body_that_stops_arriving_is_answered_408_and_one_that_keeps_arriving_
 
     let mut steady = tokio::net::TcpStream::connect(&address).await.expect("connected");
     steady.write_all(head.as_bytes()).await.expect("sent");
-    for piece in body.chunks(8) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for piece in body.chunks(6) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
         steady.write_all(piece).await.expect("sent");
     }
     let said = read_until_closed(&mut steady, Duration::from_secs(10))
@@ -2494,6 +2494,55 @@ async fn a_create_whose_client_goes_away_mid_write_is_still_driven() {
         listed["tasks"]
             .as_array()
             .is_some_and(|tasks| tasks.len() == 1 && tasks[0]["status"] == "waiting")
+    })
+    .await;
+    server.stop().await;
+}
+
+/// A create that waits for its task (`?wait=`) stops waiting once its client goes away: run
+/// apart from its connection so that its work is finished, it must not go on waiting for nobody
+/// (clients that open and drop such requests would otherwise pile up waiters). The task itself
+/// is driven to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_whose_client_went_away_stops_waiting_and_its_task_goes_on() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(&db_in(&dir), &[], options()).await;
+    // Given the time to sleep its three seconds.
+    let (bytes, mut manifest) = component(&SLEEPS);
+    manifest.limits.timeout_ms = 10_000;
+    server
+        .service
+        .deploy_step("sleeps", bytes, manifest, None)
+        .await
+        .expect("deployed");
+    let body = br#"{"sleepMs": 3000}"#;
+    let mut client = tokio::net::TcpStream::connect(server.address())
+        .await
+        .expect("connected");
+    let request = format!(
+        "POST /v1/tasks?wait=20000 HTTP/1.1\r\nHost: whenever\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.expect("sent");
+    client.write_all(body).await.expect("sent");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(client);
+    // Answered (to nobody) well before the task settles, three seconds after it started.
+    let gone = "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"408\"} 1\n";
+    let started = std::time::Instant::now();
+    loop {
+        let (_, metrics) = server.get("/metrics").await;
+        let text = metrics.as_str().unwrap_or_default().to_string();
+        if text.contains(gone) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_millis(1500), "still waiting: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually("the task settles all the same", || async {
+        let (_, listed) = server.get("/v1/tasks").await;
+        listed["tasks"][0]["status"] == "waiting"
     })
     .await;
     server.stop().await;

@@ -289,15 +289,48 @@ fn router_with(service: Service, options: ApiOptions, tokens: secret_files::Live
 /// that goes away (or an HTTP/2 stream reset) drops the connection's future, and with it a
 /// handler in the middle of its work, say between a task's commit and the drive that follows it,
 /// which would leave the task `running` with nothing driving it until the next start. A read
-/// (`GET`, `HEAD`) has nothing to leave half done and is answered in place.
+/// (`GET`, `HEAD`) has nothing to leave half done and is answered in place. What the handler
+/// does after its work, waiting for the task to settle (`?wait=`), ends once its client is gone
+/// ([`while_the_client_waits`]): such waits do not pile up past their connections.
 async fn finish_what_is_begun(request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
-    match tokio::spawn(next.run(request)).await {
+    // Dropped with this future, when the client goes away: the handler's waits then end.
+    let (_present, presence) = tokio::sync::watch::channel(());
+    match tokio::spawn(CLIENT.scope(presence, next.run(request))).await {
         Ok(response) => response,
-        Err(e) => ApiError::Internal(format!("the request's handler failed: {e}")).into_response(),
+        Err(e) => {
+            // A panic's message is the server's to read, not the client's.
+            eprintln!("whenever serve: a request's handler failed: {e}");
+            ApiError::Internal("the request's handler failed; the server's log says why".into()).into_response()
+        }
     }
+}
+
+tokio::task_local! {
+    /// Whether the client of the request a detached handler answers is still there: its sender
+    /// is dropped when the client goes away ([`finish_what_is_begun`]).
+    static CLIENT: tokio::sync::watch::Receiver<()>;
+}
+
+/// `wait` (a task settling), or `None` once the client of the request being answered went away:
+/// nobody is left to be answered.
+pub(crate) async fn while_the_client_waits<T>(wait: impl Future<Output = T>) -> Option<T> {
+    let Ok(mut presence) = CLIENT.try_with(Clone::clone) else {
+        return Some(wait.await);
+    };
+    tokio::select! {
+        value = wait => Some(value),
+        // Nothing is ever sent: this ends only when the sender is dropped.
+        _ = presence.changed() => None,
+    }
+}
+
+/// What a handler answers a client that went away while it waited (nobody reads it; the
+/// request's metrics count it).
+pub(crate) fn client_gone() -> ApiError {
+    ApiError::RequestTimeout("the client went away while the request waited for its task".into())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves: over HTTPS when

@@ -14,7 +14,10 @@ use serde_json::Value;
 
 use super::auth::Caller;
 use super::preconditions::{self, IfNoneMatch};
-use super::{ApiError, AppState, WaitParam, body, idempotency, json_body, strict_body, to_json};
+use super::{
+    ApiError, AppState, WaitParam, body, client_gone, idempotency, json_body, strict_body, to_json,
+    while_the_client_waits,
+};
 use crate::request_key::RequestKey;
 use crate::service::{Created, Service};
 use crate::store::{StoredTask, TaskQuery};
@@ -72,7 +75,9 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
 /// The task after an optional wait for it to settle.
 pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Response, ApiError> {
     let stored = match wait.duration() {
-        Some(timeout) => service.wait_settled(id, timeout).await?,
+        Some(timeout) => while_the_client_waits(service.wait_settled(id, timeout))
+            .await
+            .ok_or_else(client_gone)??,
         None => service.task(id).await?,
     };
     Ok(task_response(StatusCode::OK, &stored))
@@ -101,7 +106,9 @@ pub(crate) async fn create_and_answer(
         None => Created::New(service.create_task_then(data, id_of).await?),
         Some(key) => service.create_for_request_then(key, data, id_of).await?,
     };
-    let settled = service.wait_settled(id.get(), timeout).await?;
+    let settled = while_the_client_waits(service.wait_settled(id.get(), timeout))
+        .await
+        .ok_or_else(client_gone)??;
     Ok(idempotency::answer(id.map(|_| created_response(&settled))))
 }
 

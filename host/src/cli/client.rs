@@ -243,12 +243,18 @@ impl Client {
     /// A client of the server `args` name, trusting the CA certificate they (or
     /// `$WHENEVER_CA_CERT`) name; a certificate file that does not load is bad input.
     fn new(args: &ClientArgs) -> Result<Client, Failure> {
-        Client::waiting(args, READ_TIMEOUT)
+        Client::waiting(args, Some(READ_TIMEOUT))
     }
 
-    /// [`Client::new`], giving up on a server silent for `read_timeout` (and on a connection
-    /// not made within [`CONNECT_TIMEOUT`]).
-    fn waiting(args: &ClientArgs, read_timeout: Duration) -> Result<Client, Failure> {
+    /// [`Client::new`] for a request that uploads a component: reqwest's read timeout counts
+    /// from the request's start, its upload and the server's compile included, so none is set.
+    fn uploading(args: &ClientArgs) -> Result<Client, Failure> {
+        Client::waiting(args, None)
+    }
+
+    /// [`Client::new`], giving up on a server silent for `read_timeout` from the request's
+    /// start (and on a connection not made within [`CONNECT_TIMEOUT`]).
+    fn waiting(args: &ClientArgs, read_timeout: Option<Duration>) -> Result<Client, Failure> {
         let base = args
             .server
             .clone()
@@ -269,9 +275,10 @@ impl Client {
                 )));
             }
         }
-        let mut http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(read_timeout);
+        let mut http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        if let Some(timeout) = read_timeout {
+            http = http.read_timeout(timeout);
+        }
         if let Some(path) = ca_cert {
             let pem = std::fs::read(&path)
                 .map_err(|e| bad(format!("cannot read the CA certificate {}: {e}", path.display())))?;
@@ -420,8 +427,8 @@ impl Client {
 /// How long the client waits for a connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the client waits for the server to say anything more, once connected: longer than
-/// the longest wait a request may ask (`wait`, at most 60 s).
+/// How long the client waits for the server's answer from a request's start (and then between
+/// pieces of it): longer than the longest wait a request may ask (`wait`, at most 60 s).
 const READ_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How long the client keeps sending a request again while the server answers 503.
@@ -725,7 +732,9 @@ fn conflict_line(step: &str, conflict: &Value) -> String {
 /// `whenever deploy`.
 pub(crate) async fn deploy(args: DeployArgs) -> u8 {
     let result = async {
-        let client = Client::new(&args.client)?;
+        // An upload of many megabytes, and its compile, may take the server longer than the
+        // other requests' silence allows: the server answers once the step serves.
+        let client = Client::uploading(&args.client)?;
         let bytes = crate::catalog::read_component(&args.component).map_err(|e| bad(e.to_string()))?;
         let name = match &args.name {
             Some(name) => name.clone(),
@@ -1333,7 +1342,7 @@ mod tests {
     #[tokio::test]
     async fn a_server_that_takes_the_request_and_says_nothing_is_given_up_on() {
         let args = server_answering(None, Duration::ZERO).await;
-        let client = Client::waiting(&args, Duration::from_millis(300)).expect("client");
+        let client = Client::waiting(&args, Some(Duration::from_millis(300))).expect("client");
         let Err(Failure(message, code)) = client.send(client.http.get(client.url("/v1/steps"))).await else {
             panic!("an answer from a silent server");
         };

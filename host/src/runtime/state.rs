@@ -171,35 +171,26 @@ impl connectors::Host for RunState {
             )));
         }
         let key = idempotency_key(&ctx.task_id, &ctx.step, ctx.run_number, number + 1);
-        if connector.len() > MAX_CALL_NAME_BYTES || method.len() > MAX_CALL_NAME_BYTES {
-            // No connector has such a name, and a run's record keeps every call's names: a step
-            // calling with names of megabytes, a thousand times, would fill the host's memory.
-            let message = format!(
+        // No connector has a name of megabytes, and a run's record keeps every call's names: a
+        // step calling with such names a thousand times would fill the host's memory.
+        let name_refused = (connector.len() > MAX_CALL_NAME_BYTES || method.len() > MAX_CALL_NAME_BYTES).then(|| {
+            format!(
                 "a connector call named a connector of {} and a method of {}: no connector has a \
                  name longer than {MAX_CALL_NAME_BYTES} bytes, nor a method",
                 describe_bytes(connector.len()),
                 describe_bytes(method.len())
-            );
-            self.calls.push(ConnectorCallRecord {
-                connector: shortened(connector),
-                method: shortened(method),
-                args: JsonText::string(&format!("({} not kept)", describe_bytes(args.len()))),
-                result: Err(super::run::CallError {
-                    kind: K::Unknown,
-                    message: message.clone(),
-                }),
-                idempotency_key: key,
-                duration_us: 0,
-                replayed: false,
-            });
-            return Ok(Err(wit_error(K::Unknown, message)));
-        }
+            )
+        });
+        let (connector, method) = (shortened(connector), shortened(method));
         let started = Instant::now();
         // The arguments parsed for the connector, and kept as the step wrote them for the record
         // (as a JSON string when they are not JSON). Those past the run's allowance are neither
         // sent nor kept whole.
         let sent = self.args_bytes.saturating_add(args.len());
-        let (args_value, args) = if sent > self.max_args_bytes {
+        let (args_value, args) = if let Some(refused) = name_refused {
+            let kept = JsonText::string(&format!("({} not kept)", describe_bytes(args.len())));
+            (Err((K::Unknown, refused)), kept)
+        } else if sent > self.max_args_bytes {
             let refused = format!(
                 "the arguments to {connector}.{method} ({}) would take the run's connector arguments \
                  to {}, over its limit of {} (limits.max_output_bytes): not sent",
@@ -208,33 +199,38 @@ impl connectors::Host for RunState {
                 describe_bytes(self.max_args_bytes)
             );
             let kept = JsonText::string(&format!("({} not kept)", describe_bytes(args.len())));
-            (Err(refused), kept)
+            (Err((K::InvalidArgs, refused)), kept)
         } else {
             self.args_bytes = sent;
             match JsonText::parse(args) {
                 Ok((value, text)) => match nested_too_deep(&value) {
                     // Kept as a string, which a reader of the run's record can read.
                     Some(levels) => (
-                        Err(format!(
-                            "the arguments to {connector}.{method} nest arrays and objects {levels} \
+                        Err((
+                            K::InvalidArgs,
+                            format!(
+                                "the arguments to {connector}.{method} nest arrays and objects {levels} \
                              levels deep, past the {} a run's record holds: not sent",
-                            crate::task::MAX_NESTING
+                                crate::task::MAX_NESTING
+                            ),
                         )),
                         JsonText::string(text.get()),
                     ),
                     None => (Ok(value), text),
                 },
                 Err((text, e)) => (
-                    Err(format!("the arguments to {connector}.{method} are not JSON: {e}")),
+                    Err((
+                        K::InvalidArgs,
+                        format!("the arguments to {connector}.{method} are not JSON: {e}"),
+                    )),
                     JsonText::string(&text),
                 ),
             }
         };
         let mut replayed = false;
-        let mut called = false;
         let result = match args_value {
-            Err(ref message) => Err(whenever_connectors::ConnectorError {
-                kind: K::InvalidArgs,
+            Err((kind, ref message)) => Err(whenever_connectors::ConnectorError {
+                kind,
                 message: message.clone(),
             }),
             Ok(ref value) => {
@@ -280,7 +276,6 @@ impl connectors::Host for RunState {
                         message,
                     })
                 } else {
-                    called = true;
                     let _under_way = self.clock.connector_call();
                     let call = CallContext {
                         task_id: ctx.task_id.clone(),
@@ -320,11 +315,10 @@ impl connectors::Host for RunState {
             duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             replayed,
         };
-        // A real result is made durable before the step sees it; a replayed one already is.
-        if called
-            && !replayed
-            && let Some(journal) = ctx.journal.as_ref()
-        {
+        // A result is made durable before the step sees it; a replayed one already is. A refused
+        // call is journaled too: the journal is read back by call number, and a gap would have
+        // the calls after it answered with the wrong results, or made again.
+        if !replayed && let Some(journal) = ctx.journal.as_ref() {
             let journaling = self.clock.connector_call();
             let journaled = journal.record(number, &record).await;
             drop(journaling);

@@ -6,6 +6,7 @@
 //! Paths are JSON Pointers (RFC 6901).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -184,34 +185,39 @@ pub fn overlaps(a: &str, b: &str) -> bool {
 }
 
 /// Applies `changes` to `data`; returns the paths that could not be applied because the data
-/// changed shape underneath (an array index that no longer exists).
+/// changed shape underneath (an array index that no longer exists). The changes are a diff's:
+/// no path is another's or below another's.
 pub fn apply(data: &mut Value, changes: &[Change]) -> Vec<String> {
     let mut skipped = Vec::new();
-    let mut rest = changes;
-    while let Some((change, after)) = rest.split_first() {
-        rest = after;
-        let ok = match change {
-            Change::Set { path, value } => set(data, &segments(path), value.clone()),
-            Change::Remove { path } => {
-                // Removals of many keys of one object (a step that emptied it) are made in one
-                // pass: one at a time, each would move the keys after it.
-                let parent = parent_of(path);
-                let siblings = after
-                    .iter()
-                    .take_while(|c| matches!(c, Change::Remove { path } if parent_of(path) == parent))
-                    .count();
-                if siblings >= REMOVED_ONE_BY_ONE {
-                    remove_all(data, parent, &last_keys(change, &after[..siblings]));
-                    rest = &after[siblings..];
-                } else {
-                    remove(data, &segments(path));
+    // The removals are made last, those of one object together: one at a time, each would move
+    // the keys after it, and a step that dropped many keys of a large object (every other one,
+    // its changes alternating with sets) would cost their count squared. The changes of a diff
+    // are on paths none of which is another's or below another's, so their order is free.
+    let mut removals: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut removals_at: HashMap<&str, usize> = HashMap::new();
+    for change in changes {
+        match change {
+            Change::Set { path, value } => {
+                if !set(data, &segments(path), value.clone()) {
+                    skipped.push(path.clone());
                 }
-                true
             }
-        };
-        if !ok {
-            skipped.push(change.path().to_string());
+            // The root is never removed (nor was it one at a time).
+            Change::Remove { path } if path.is_empty() => {}
+            Change::Remove { path } => {
+                let (parent, key) = split_last(path);
+                match removals_at.get(parent) {
+                    Some(&at) => removals[at].1.push(key),
+                    None => {
+                        removals_at.insert(parent, removals.len());
+                        removals.push((parent, vec![key]));
+                    }
+                }
+            }
         }
+    }
+    for (parent, keys) in removals {
+        remove_keys(data, parent, &keys);
     }
     skipped
 }
@@ -219,17 +225,36 @@ pub fn apply(data: &mut Value, changes: &[Change]) -> Vec<String> {
 /// Removals of keys of one object past which [`apply`] makes them in one pass.
 const REMOVED_ONE_BY_ONE: usize = 16;
 
-/// The JSON Pointer of the value holding the one `path` points to (`""`: the root).
-fn parent_of(path: &str) -> &str {
-    path.rfind('/').map_or("", |at| &path[..at])
+/// The JSON Pointer of the value holding the one `path` points to (`""`: the root), and the
+/// last key, as the pointer writes it (escaped).
+fn split_last(path: &str) -> (&str, &str) {
+    path.rfind('/').map_or(("", path), |at| (&path[..at], &path[at + 1..]))
 }
 
-/// The last keys of `first` and `more`, all removals under one parent.
-fn last_keys<'a>(first: &'a Change, more: &'a [Change]) -> Vec<Cow<'a, str>> {
-    std::iter::once(first)
-        .chain(more)
-        .filter_map(|change| segments(change.path()).pop())
-        .collect()
+/// Removes `keys` (escaped, as pointers write them) from the object at the JSON Pointer
+/// `parent`: one at a time when they are few, else in one pass.
+fn remove_keys(data: &mut Value, parent: &str, keys: &[&str]) {
+    if keys.len() < REMOVED_ONE_BY_ONE {
+        for key in keys {
+            let mut path = String::with_capacity(parent.len() + key.len() + 1);
+            path.push_str(parent);
+            path.push('/');
+            path.push_str(key);
+            remove(data, &segments(&path));
+        }
+        return;
+    }
+    let keys: Vec<Cow<'_, str>> = keys.iter().map(|key| unescape(key)).collect();
+    remove_all(data, parent, &keys);
+}
+
+/// A pointer's key, `~1` and `~0` read back as `/` and `~`.
+fn unescape(key: &str) -> Cow<'_, str> {
+    if key.contains('~') {
+        Cow::Owned(key.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(key)
+    }
 }
 
 /// Removes `keys` from the object at the JSON Pointer `parent` in one pass (nothing when no
@@ -337,15 +362,20 @@ mod tests {
     use serde_json::json;
 
     /// Removals of many keys of one object are made in one pass, and leave what one at a time
-    /// would: the other keys in their order, changes around them applied.
+    /// would: the other keys in their order, the changes between them (every kept key set anew,
+    /// one new key, escaped keys) applied.
     #[test]
     fn many_removals_from_one_object_leave_the_rest_in_order() {
-        let keys: Map<String, Value> = (0..1000).map(|n| (format!("k{n}"), json!(n))).collect();
+        let mut keys: Map<String, Value> = (0..1000).map(|n| (format!("k{n}"), json!(n))).collect();
+        keys.insert("a/b~c".into(), json!(1));
         let before = json!({"o": keys, "other": {"a~/b": 1}});
         let mut after = before.clone();
         if let Some(o) = after["o"].as_object_mut() {
-            o.retain(|_, value| value.as_u64().is_some_and(|n| n % 3 == 0));
-            o.insert("k3".into(), json!("changed"));
+            o.retain(|key, value| key != "a/b~c" && value.as_u64().is_some_and(|n| n % 3 == 0));
+            for value in o.values_mut() {
+                *value = json!(["kept", value.clone()]);
+            }
+            o.insert("new/key".into(), json!("added"));
         }
         after["other"] = json!({});
         let changes = diff(&before, &after);

@@ -388,15 +388,14 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
                 refused: self.refused,
             })?;
             self.path.truncate(len);
-            if seen[at] {
-                // A repeated key: the last one counts, as when the text is parsed.
-                inside.retain(|(i, _)| *i != at);
-            }
-            seen[at] = true;
-            if !changes.is_empty() {
+            // A repeated key: the last one counts, as when the text is parsed (its entry, empty
+            // or not, comes after the earlier ones and stands for them below).
+            if !changes.is_empty() || seen[at] {
                 inside.push((at, changes));
             }
+            seen[at] = true;
         }
+        // Stable: a repeated key's entries stay in the order read, the last one last.
         inside.sort_by_key(|(i, _)| *i);
         let mut inside = inside.into_iter().peekable();
         for (at, (key, _)) in entries.iter().enumerate() {
@@ -404,7 +403,13 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
                 self.changes.push(Change::Remove {
                     path: child(self.path, key),
                 });
-            } else if let Some((_, changes)) = inside.next_if(|(i, _)| *i == at) {
+                continue;
+            }
+            let mut last = None;
+            while let Some((_, changes)) = inside.next_if(|(i, _)| *i == at) {
+                last = Some(changes);
+            }
+            if let Some(changes) = last {
                 self.changes.extend(changes);
             }
         }

@@ -136,8 +136,6 @@ const ERROR_KINDS_ALWAYS_SHOWN: [whenever_connectors::ErrorKind; 3] = [
     whenever_connectors::ErrorKind::Timeout,
 ];
 
-/// The connector series: calls made, errors by kind and latency, and results replayed, by
-/// connector and method.
 /// The most connector and method pairs `/metrics` counts apart; further pairs are counted
 /// together under [`OTHER`]. A host's connectors have a few dozen methods in all, but a step
 /// may call any name, and each pair kept would cost memory and a series for ever.
@@ -146,6 +144,8 @@ pub const MAX_CONNECTOR_SERIES: usize = 512;
 /// The connector and method of the calls counted together past [`MAX_CONNECTOR_SERIES`].
 pub const OTHER: &str = "(other)";
 
+/// The connector series: calls made, errors by kind and latency, and results replayed, by
+/// connector and method.
 fn render_connectors(out: &mut String, connectors: &BTreeMap<(String, String), ConnectorStats>) {
     let labels =
         |connector: &str, method: &str| format!("connector=\"{}\",method=\"{}\"", escape(connector), escape(method));

@@ -55,7 +55,14 @@ struct Watcher {
     handled: BTreeMap<PathBuf, Signature>,
     /// Changed files waiting to be stable for one interval, with the signature last seen.
     pending: BTreeMap<PathBuf, Signature>,
+    /// Files the store could not take, with how many times in a row and when to try again:
+    /// twice as long after each failure, up to [`MAX_RETRY_DELAY`] (each try compiles the
+    /// component again, and a full disk may stay full for a while).
+    retry: BTreeMap<PathBuf, (u32, std::time::Instant)>,
 }
+
+/// The longest a watched file the store could not take waits before it is tried again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 impl Watcher {
     /// The files to deploy now: changed since they were handled and unchanged since last poll.
@@ -89,6 +96,7 @@ impl Service {
             let mut watcher = Watcher {
                 handled: seen.0,
                 pending: BTreeMap::new(),
+                retry: BTreeMap::new(),
             };
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,10 +108,24 @@ impl Service {
                     continue;
                 };
                 for (path, signature) in watcher.due(now) {
+                    if watcher
+                        .retry
+                        .get(&path)
+                        .is_some_and(|(_, at)| std::time::Instant::now() < *at)
+                    {
+                        continue;
+                    }
                     // A file the store could not take now (a full disk, a busy database) is
                     // tried again; any other outcome stands until the file changes.
                     if service.deploy_file(&path).await {
+                        watcher.retry.remove(&path);
                         watcher.handled.insert(path, signature);
+                    } else {
+                        let failures = watcher.retry.get(&path).map_or(0, |(n, _)| *n) + 1;
+                        let delay = Duration::from_secs(1 << failures.min(6)).min(MAX_RETRY_DELAY);
+                        watcher
+                            .retry
+                            .insert(path, (failures, std::time::Instant::now() + delay));
                     }
                 }
             }
@@ -151,7 +173,7 @@ impl Service {
                 true
             }
             Err(ServiceError::Store(e @ StoreError::Unavailable(_))) => {
-                let error = format!("{e} (tried again shortly)");
+                let error = format!("{e} (tried again, less often while it fails)");
                 eprintln!("{}", refusal(path, &name, serving, &error));
                 false
             }

@@ -1488,7 +1488,7 @@ impl Store for PostgresStore {
             .prepare_cached(
                 "SELECT count(*) || ':' || coalesce(max(updated_at), '') || ':' ||
                         (SELECT count(*) FROM step_versions) || ':' ||
-                        (SELECT coalesce(max(seq), 0) FROM step_changes) FROM steps",
+                        (SELECT count(*) || '/' || coalesce(max(seq), 0) FROM step_changes) FROM steps",
             )
             .await
             .map_err(pg)?;

@@ -1491,7 +1491,7 @@ impl Store for SqliteStore {
         self.read(|conn| {
             conn.query_row(
                 "SELECT count(*), coalesce(max(updated_at), ''), (SELECT count(*) FROM step_versions),
-                        (SELECT coalesce(max(seq), 0) FROM step_changes)
+                        (SELECT count(*) || '/' || coalesce(max(seq), 0) FROM step_changes)
                  FROM steps",
                 [],
                 |r| {
@@ -1500,7 +1500,7 @@ impl Store for SqliteStore {
                         r.get::<_, i64>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?
+                        r.get::<_, String>(3)?
                     ))
                 },
             )
@@ -2120,10 +2120,16 @@ mod tests {
         }
         // Another host, its clock a while ahead, deployed `other` last.
         let raw = Connection::open(dir.path().join("whenever.db")).expect("opened");
-        raw.execute("UPDATE steps SET updated_at = '2999-01-01T00:00:00Z' WHERE name = 'other'", [])
-            .expect("updated");
+        raw.execute(
+            "UPDATE steps SET updated_at = '2999-01-01T00:00:00Z' WHERE name = 'other'",
+            [],
+        )
+        .expect("updated");
         let before = store.steps_stamp().await.expect("stamp");
-        store.set_current_step("charge", Some("v1"), None).await.expect("rolled back");
+        store
+            .set_current_step("charge", Some("v1"), None)
+            .await
+            .expect("rolled back");
         assert_ne!(store.steps_stamp().await.expect("stamp"), before);
     }
 

@@ -1,6 +1,8 @@
-//! Test step: calls `stripe.charge` through the raw import with arguments written as text of its
-//! own (whitespace around them, spaces inside), then with arguments that are not JSON, then with
-//! arrays nested 121 levels deep, and records the result text it was given and the errors.
+//! Test step: calls `stripe.charge` through the raw import with arguments that are not JSON,
+//! then with arguments written as text of its own (whitespace around them, spaces inside), then
+//! with arrays nested 121 levels deep, and records the result text it was given and the errors.
+//! (A refused call first: a replay of its journal must answer the calls after it with their
+//! own results.)
 use whenever_step_sdk::bindings::whenever::step::connectors as host;
 use whenever_step_sdk::prelude::*;
 
@@ -14,11 +16,11 @@ impl Step for ConnectorArgsAsText {
         condition!({ passArgs: true, passed: null })
     }
     fn content(data: &mut Value) -> Result<(), StepError> {
-        let charged = match host::call("stripe", "charge", ARGS) {
+        let not_json = match host::call("stripe", "charge", "{not json") {
             Ok(text) => json!({ "text": text }),
             Err(e) => json!({ "error": e.message }),
         };
-        let not_json = match host::call("stripe", "charge", "{not json") {
+        let charged = match host::call("stripe", "charge", ARGS) {
             Ok(text) => json!({ "text": text }),
             Err(e) => json!({ "error": e.message }),
         };
