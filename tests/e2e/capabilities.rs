@@ -307,6 +307,18 @@ async fn payment_service_answering(
     (base, requests)
 }
 
+/// Deploys `charger` granted `stripe` and the host of the local services the tests start.
+async fn deploy_charger_reaching_local_services(host: &Host) {
+    deploy_as(
+        host,
+        "charger",
+        &UNGRANTED_CONNECTOR,
+        manifest(&["stripe"], &["127.0.0.1"]),
+    )
+    .await
+    .expect("loads");
+}
+
 /// A host whose `stripe` is configured `kind = "http"`, reaching `base`.
 async fn host_with_stripe_at(base: &str) -> (tempfile::TempDir, Host) {
     let (dir, host) = host_with_config(&format!(
@@ -336,14 +348,7 @@ async fn a_real_http_connector_is_called_only_with_its_host_granted() {
     assert_eq!(requests.load(Ordering::SeqCst), 0, "no request was sent");
 
     // With the host granted, the service answers.
-    deploy_as(
-        &host,
-        "charger",
-        &UNGRANTED_CONNECTOR,
-        manifest(&["stripe"], &["127.0.0.1"]),
-    )
-    .await
-    .expect("loads");
+    deploy_charger_reaching_local_services(&host).await;
     let result = charge_as(&host).await;
     assert_eq!(result["ok"]["transactionId"], "txn_local", "{result}");
     assert_eq!(requests.load(Ordering::SeqCst), 1);
@@ -358,14 +363,7 @@ async fn a_connector_answer_nested_past_the_limit_fails_the_call() {
     let (base, requests) =
         payment_service_answering(std::time::Duration::ZERO, json!({"success": true, "deep": deep})).await;
     let (_dir, host) = host_with_stripe_at(&base).await;
-    deploy_as(
-        &host,
-        "charger",
-        &UNGRANTED_CONNECTOR,
-        manifest(&["stripe"], &["127.0.0.1"]),
-    )
-    .await
-    .expect("loads");
+    deploy_charger_reaching_local_services(&host).await;
     let result = charge_as(&host).await;
     assert_eq!(result["error"], "failed", "{result}");
     let message = result["message"].as_str().unwrap_or_default();

@@ -118,7 +118,11 @@ async fn a_result_that_cannot_be_journaled_stops_the_drive_and_fails_no_step() {
                     run_id: *id,
                     step: host.scheduler.catalog().get(&record.step).expect("deployed"),
                     input: kept.inputs.get(id).cloned(),
-                    replay: kept.journal.get(id).cloned().unwrap_or_default(),
+                    replay: kept
+                        .journal
+                        .get(id)
+                        .map(|calls| calls.iter().cloned().map(Some).collect())
+                        .unwrap_or_default(),
                 }
             })
             .collect()

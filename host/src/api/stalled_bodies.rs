@@ -1,6 +1,7 @@
 //! A request body that stops arriving is given up on: the client may pause between two pieces of
 //! its body for at most the header timeout (`[server] header_timeout_ms`), as it may before its
-//! headers, and is then answered 408 on a closed connection.
+//! headers, and is then answered 408 (over HTTP/1.1 on a closed connection; over HTTP/2 the
+//! stream ends).
 //!
 //! hyper's own timer covers only the headers: a client that sent `Content-Length: 1000` and then
 //! nothing would hold its connection, and a place under `max_connections`, for ever (a signed
@@ -64,9 +65,13 @@ pub(crate) fn stalled<'a>(error: &'a (dyn std::error::Error + 'static)) -> Optio
 pub(crate) struct StallLimited {
     inner: Body,
     pause: Duration,
-    /// Armed at the first wait (a body already in the connection's buffers never waits), moved
-    /// on at each piece that arrives.
+    /// Armed at the first wait (a body already in the connection's buffers never waits), and
+    /// set again at each wait that follows a piece.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether the deadline is set for the wait under way: a wait begins at the first poll that
+    /// finds nothing after a piece (not when the piece arrived: a reader may take its time
+    /// between two reads).
+    waiting: bool,
 }
 
 impl StallLimited {
@@ -76,6 +81,7 @@ impl StallLimited {
             inner,
             pause,
             deadline: None,
+            waiting: false,
         }
     }
 }
@@ -88,14 +94,16 @@ impl http_body::Body for StallLimited {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some(deadline) = this.deadline.as_mut() {
-                    deadline.as_mut().reset(Instant::now() + this.pause);
-                }
+                this.waiting = false;
                 Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
             }
             Poll::Pending => {
                 let pause = this.pause;
                 let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+                if !this.waiting {
+                    deadline.as_mut().reset(Instant::now() + pause);
+                    this.waiting = true;
+                }
                 match deadline.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(BodyStalled(pause).into()))),
                     Poll::Pending => Poll::Pending,

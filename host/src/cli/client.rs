@@ -247,7 +247,8 @@ impl Client {
     }
 
     /// [`Client::new`] for a request that uploads a component: reqwest's read timeout counts
-    /// from the request's start, its upload and the server's compile included, so none is set.
+    /// from the request's start, its upload and the server's compile included, so none is set
+    /// (the request has [`DEPLOY_TIMEOUT`] in all).
     fn uploading(args: &ClientArgs) -> Result<Client, Failure> {
         Client::waiting(args, None)
     }
@@ -430,6 +431,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the client waits for the server's answer from a request's start (and then between
 /// pieces of it): longer than the longest wait a request may ask (`wait`, at most 60 s).
 const READ_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long `whenever deploy` waits for its answer in all, upload and compile included: a
+/// server that took the component and then hangs does not hold the command (a CI job) for ever.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// How long the client keeps sending a request again while the server answers 503.
 const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(30);
@@ -752,7 +757,11 @@ pub(crate) async fn deploy(args: DeployArgs) -> u8 {
             let beside = args.component.with_extension("toml");
             beside.is_file().then_some(beside)
         });
-        let mut request = client.http.put(client.url(&format!("/v1/steps/{name}"))).body(bytes);
+        let mut request = client
+            .http
+            .put(client.url(&format!("/v1/steps/{name}")))
+            .timeout(DEPLOY_TIMEOUT)
+            .body(bytes);
         if let Some(path) = manifest_path {
             let manifest =
                 std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;

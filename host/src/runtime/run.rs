@@ -21,9 +21,10 @@ pub struct RunInput {
     pub run_number: u32,
     /// The host's connectors.
     pub connectors: Registry,
-    /// Connector results journaled by an interrupted earlier attempt of this same run, replayed
-    /// in order instead of calling the connector again.
-    pub replay: Vec<ConnectorCallRecord>,
+    /// Connector results journaled by an interrupted earlier attempt of this same run, by call
+    /// number (`None`: that call was not journaled, such as one refused before it was sent),
+    /// replayed instead of calling the connector again.
+    pub replay: Vec<Option<ConnectorCallRecord>>,
     /// Where each real connector result is made durable before the step sees it (the service's
     /// store); `None` when nothing needs to survive a crash (`whenever run`, tests).
     pub journal: Option<Arc<dyn CallJournal>>,

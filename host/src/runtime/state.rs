@@ -27,7 +27,7 @@ pub(crate) struct RunContext {
     pub(crate) withheld: Withheld,
     pub(crate) capabilities: Arc<Capabilities>,
     pub(crate) connectors: Registry,
-    pub(crate) replay: Vec<ConnectorCallRecord>,
+    pub(crate) replay: Vec<Option<ConnectorCallRecord>>,
     pub(crate) journal: Option<Arc<dyn super::run::CallJournal>>,
     /// What of the task data the step is given, when not all of it (`absent-reads`).
     pub(crate) view: Option<Arc<DataView>>,
@@ -228,6 +228,7 @@ impl connectors::Host for RunState {
             }
         };
         let mut replayed = false;
+        let mut called = false;
         let result = match args_value {
             Err((kind, ref message)) => Err(whenever_connectors::ConnectorError {
                 kind,
@@ -241,6 +242,7 @@ impl connectors::Host for RunState {
                 if let Some(journaled) = ctx
                     .replay
                     .get(number)
+                    .and_then(Option::as_ref)
                     .filter(|r| r.connector == connector && r.method == method)
                 {
                     replayed = true;
@@ -276,6 +278,7 @@ impl connectors::Host for RunState {
                         message,
                     })
                 } else {
+                    called = true;
                     let _under_way = self.clock.connector_call();
                     let call = CallContext {
                         task_id: ctx.task_id.clone(),
@@ -315,10 +318,12 @@ impl connectors::Host for RunState {
             duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             replayed,
         };
-        // A result is made durable before the step sees it; a replayed one already is. A refused
-        // call is journaled too: the journal is read back by call number, and a gap would have
-        // the calls after it answered with the wrong results, or made again.
-        if !replayed && let Some(journal) = ctx.journal.as_ref() {
+        // A real result is made durable before the step sees it; a replayed one already is. (A
+        // refused call is not journaled: the journal is read back by call number, gaps kept.)
+        if called
+            && !replayed
+            && let Some(journal) = ctx.journal.as_ref()
+        {
             let journaling = self.clock.connector_call();
             let journaled = journal.record(number, &record).await;
             drop(journaling);

@@ -116,8 +116,8 @@ pub struct Resumed {
     /// The data the run started from (shared by the runs of one wave); `None` for a new task's
     /// first wave, which starts on the data as the drive begins (the data it was created with).
     pub input: Option<Arc<Value>>,
-    /// Its journaled connector results, replayed in order.
-    pub replay: Vec<ConnectorCallRecord>,
+    /// Its journaled connector results by call number, replayed ([`crate::runtime::RunInput::replay`]).
+    pub replay: Vec<Option<ConnectorCallRecord>>,
 }
 
 /// Runs steps on tasks: the runtime, the deployed steps and the connectors together.

@@ -164,17 +164,7 @@ fn segments(pointer: &str) -> Vec<Cow<'_, str>> {
     if pointer.is_empty() {
         return Vec::new();
     }
-    pointer
-        .split('/')
-        .skip(1)
-        .map(|s| {
-            if s.contains('~') {
-                Cow::Owned(s.replace("~1", "/").replace("~0", "~"))
-            } else {
-                Cow::Borrowed(s)
-            }
-        })
-        .collect()
+    pointer.split('/').skip(1).map(unescape).collect()
 }
 
 /// Whether two pointers touch the same data: equal, or one inside the other.
@@ -260,22 +250,23 @@ fn unescape(key: &str) -> Cow<'_, str> {
 /// Removes `keys` from the object at the JSON Pointer `parent` in one pass (nothing when no
 /// object is there).
 fn remove_all(data: &mut Value, parent: &str, keys: &[Cow<'_, str>]) {
-    let mut here = data;
-    for segment in segments(parent) {
-        let next = match here {
-            Value::Object(map) => field_mut(map, &segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
-            _ => None,
-        };
-        match next {
-            Some(next) => here = next,
-            None => return,
-        }
-    }
-    if let Value::Object(map) = here {
+    if let Some(Value::Object(map)) = value_at(data, &segments(parent)) {
         let keys: std::collections::HashSet<&str> = keys.iter().map(AsRef::as_ref).collect();
         map.retain(|key, _| !keys.contains(key.as_str()));
     }
+}
+
+/// The value at `segments` in `data`, to change, if there is one (nothing is created).
+fn value_at<'a>(data: &'a mut Value, segments: &[Cow<'_, str>]) -> Option<&'a mut Value> {
+    let mut here = data;
+    for segment in segments {
+        here = match here {
+            Value::Object(map) => field_mut(map, segment)?,
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i))?,
+            _ => return None,
+        };
+    }
+    Some(here)
 }
 
 fn set(data: &mut Value, segments: &[Cow<'_, str>], value: Value) -> bool {
@@ -339,19 +330,7 @@ fn remove(data: &mut Value, segments: &[Cow<'_, str>]) {
     let Some((last, parents)) = segments.split_last() else {
         return;
     };
-    let mut here = data;
-    for segment in parents {
-        let next = match here {
-            Value::Object(map) => field_mut(map, segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
-            _ => None,
-        };
-        match next {
-            Some(next) => here = next,
-            None => return,
-        }
-    }
-    if let Value::Object(map) = here {
+    if let Some(Value::Object(map)) = value_at(data, parents) {
         map.shift_remove(last.as_ref());
     }
 }

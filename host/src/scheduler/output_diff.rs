@@ -344,6 +344,8 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
         // large object's keys in another order, would otherwise cost their count squared.
         let mut where_before: Option<HashMap<&str, usize>> = None;
         let mut where_added: Option<HashMap<String, usize>> = None;
+        // Where each kept key's entry is in `inside`, once a key is repeated.
+        let mut inside_at: Option<HashMap<usize, usize>> = None;
         let mut next = 0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             // A step usually keeps the keys in the order it got them: look there first.
@@ -388,14 +390,27 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
                 refused: self.refused,
             })?;
             self.path.truncate(len);
-            // A repeated key: the last one counts, as when the text is parsed (its entry, empty
-            // or not, comes after the earlier ones and stands for them below).
-            if !changes.is_empty() || seen[at] {
+            if seen[at] {
+                // A repeated key: the last one counts, as when the text is parsed. Its entry is
+                // replaced where it stands (found by hash: a step may repeat keys by the million).
+                let index =
+                    inside_at.get_or_insert_with(|| inside.iter().enumerate().map(|(n, (i, _))| (*i, n)).collect());
+                match index.get(&at) {
+                    Some(&n) => inside[n].1 = changes,
+                    None if changes.is_empty() => {}
+                    None => {
+                        index.insert(at, inside.len());
+                        inside.push((at, changes));
+                    }
+                }
+            } else if !changes.is_empty() {
+                if let Some(index) = inside_at.as_mut() {
+                    index.insert(at, inside.len());
+                }
                 inside.push((at, changes));
             }
             seen[at] = true;
         }
-        // Stable: a repeated key's entries stay in the order read, the last one last.
         inside.sort_by_key(|(i, _)| *i);
         let mut inside = inside.into_iter().peekable();
         for (at, (key, _)) in entries.iter().enumerate() {
@@ -403,13 +418,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_> {
                 self.changes.push(Change::Remove {
                     path: child(self.path, key),
                 });
-                continue;
-            }
-            let mut last = None;
-            while let Some((_, changes)) = inside.next_if(|(i, _)| *i == at) {
-                last = Some(changes);
-            }
-            if let Some(changes) = last {
+            } else if let Some((_, changes)) = inside.next_if(|(i, _)| *i == at) {
                 self.changes.extend(changes);
             }
         }

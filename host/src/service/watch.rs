@@ -58,7 +58,8 @@ struct Watcher {
     /// Files the store could not take, with how many times in a row and when to try again:
     /// twice as long after each failure, up to [`MAX_RETRY_DELAY`] (each try compiles the
     /// component again, and a full disk may stay full for a while).
-    retry: BTreeMap<PathBuf, (u32, std::time::Instant)>,
+    /// Kept for the signature the file had then: a new file starts afresh.
+    retry: BTreeMap<PathBuf, (Signature, u32, std::time::Instant)>,
 }
 
 /// The longest a watched file the store could not take waits before it is tried again.
@@ -107,13 +108,15 @@ impl Service {
                 let Ok(now) = tokio::task::spawn_blocking(move || scan(&scan_dirs)).await else {
                     continue;
                 };
+                // A file gone is tried afresh if it comes back.
+                watcher.retry.retain(|path, _| now.contains_key(path));
                 for (path, signature) in watcher.due(now) {
-                    if watcher
-                        .retry
-                        .get(&path)
-                        .is_some_and(|(_, at)| std::time::Instant::now() < *at)
-                    {
-                        continue;
+                    match watcher.retry.get(&path) {
+                        Some((failed, _, at)) if *failed == signature && std::time::Instant::now() < *at => continue,
+                        Some((failed, ..)) if *failed != signature => {
+                            watcher.retry.remove(&path);
+                        }
+                        _ => {}
                     }
                     // A file the store could not take now (a full disk, a busy database) is
                     // tried again; any other outcome stands until the file changes.
@@ -121,11 +124,11 @@ impl Service {
                         watcher.retry.remove(&path);
                         watcher.handled.insert(path, signature);
                     } else {
-                        let failures = watcher.retry.get(&path).map_or(0, |(n, _)| *n) + 1;
+                        let failures = watcher.retry.get(&path).map_or(0, |(_, n, _)| *n) + 1;
                         let delay = Duration::from_secs(1 << failures.min(6)).min(MAX_RETRY_DELAY);
                         watcher
                             .retry
-                            .insert(path, (failures, std::time::Instant::now() + delay));
+                            .insert(path, (signature, failures, std::time::Instant::now() + delay));
                     }
                 }
             }

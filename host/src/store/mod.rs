@@ -230,8 +230,31 @@ pub struct InterruptedRun {
     pub run_id: u64,
     /// The data it started from.
     pub input: Value,
-    /// The connector results it had received, in call order.
-    pub journal: Vec<ConnectorCallRecord>,
+    /// The connector results it had received, by call number (`None`: a call not journaled,
+    /// such as one refused before it was sent).
+    pub journal: Vec<Option<ConnectorCallRecord>>,
+}
+
+/// A run's journal as rows of call number and record, in call order, placed by call number: a
+/// call not journaled leaves its place empty, so that those after it are replayed as
+/// themselves.
+pub(crate) fn by_call_number(
+    rows: impl IntoIterator<Item = (i64, ConnectorCallRecord)>,
+) -> Result<Vec<Option<ConnectorCallRecord>>, StoreError> {
+    let mut journal = Vec::new();
+    for (index, record) in rows {
+        // No run makes more calls than its limit (10,000 at the most): a larger number is no
+        // call's, and would have the list allocated to it.
+        let index = usize::try_from(index)
+            .ok()
+            .filter(|index| *index < 1 << 24)
+            .ok_or_else(|| StoreError::Corrupt(format!("a journaled call's number {index} is no call's")))?;
+        if index >= journal.len() {
+            journal.resize(index + 1, None);
+        }
+        journal[index] = Some(record);
+    }
+    Ok(journal)
 }
 
 /// One deployed version of a step, with its component.

@@ -1006,7 +1006,9 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let runs_q = client.prepare_cached(UNFINISHED_RUN_INPUTS).await.map_err(pg)?;
         let journal_q = client
-            .prepare_cached("SELECT record FROM journal WHERE task_id = $1 AND run_id = $2 ORDER BY call_index")
+            .prepare_cached(
+                "SELECT call_index, record FROM journal WHERE task_id = $1 AND run_id = $2 ORDER BY call_index",
+            )
             .await
             .map_err(pg)?;
         let mut interrupted = Vec::new();
@@ -1020,8 +1022,15 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?
                 .iter()
-                .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| corrupt("journal", e)))
-                .collect::<Result<_, _>>()?;
+                .map(|r| {
+                    let index: i64 = r.get(0);
+                    Ok((
+                        index,
+                        serde_json::from_str(r.get::<_, &str>(1)).map_err(|e| corrupt("journal", e))?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let journal = super::by_call_number(journal)?;
             interrupted.push(InterruptedRun {
                 run_id: u64::try_from(run_id).map_err(|e| corrupt("run id", e))?,
                 input: serde_json::from_str(input).map_err(|e| corrupt("run input", e))?,

@@ -1173,22 +1173,23 @@ impl Store for SqliteStore {
                 .collect();
             let mut journal_q = conn
                 .prepare_cached(
-                    "SELECT record FROM call_journal WHERE task_seq = ?1 AND run_id = ?2 ORDER BY call_index",
+                    "SELECT call_index, record FROM call_journal WHERE task_seq = ?1 AND run_id = ?2 ORDER BY call_index",
                 )
                 .map_err(backend)?;
             let mut runs = Vec::new();
             for (run_id, input) in interrupted(&base, &records, &task_runs, &other_inputs)? {
-                let calls: Vec<String> = journal_q
-                    .query_map(params![seq, signed(run_id, "run id")?], |r| r.get(0))
+                let calls: Vec<(i64, String)> = journal_q
+                    .query_map(params![seq, signed(run_id, "run id")?], |r| Ok((r.get(0)?, r.get(1)?)))
                     .and_then(|rows| rows.collect())
                     .map_err(backend)?;
+                let calls = calls
+                    .iter()
+                    .map(|(index, c)| Ok((*index, serde_json::from_str(c).map_err(|e| corrupt("journal", e))?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
                 runs.push(InterruptedRun {
                     run_id,
                     input,
-                    journal: calls
-                        .iter()
-                        .map(|c| serde_json::from_str(c).map_err(|e| corrupt("journal", e)))
-                        .collect::<Result<_, _>>()?,
+                    journal: super::by_call_number(calls)?,
                 });
             }
             Ok(runs)
@@ -1636,7 +1637,7 @@ mod tests {
         let store = open(&dir);
         let interrupted = store.interrupted_runs(&task.id).await.expect("read");
         assert_eq!(interrupted.len(), 1);
-        assert_eq!(interrupted[0].journal, vec![call(0)]);
+        assert_eq!(interrupted[0].journal, vec![Some(call(0))]);
         // Moved into the table at opening, and the files hold no result any more.
         for n in 0..2 {
             let file = dir.path().join(format!("whenever.db-calls-{n}"));
@@ -1687,7 +1688,7 @@ mod tests {
         assert_eq!(stored.task.runs[0].connector_calls, vec![call(0)]);
         let interrupted = store.interrupted_runs(&task.id).await.expect("read");
         assert_eq!(interrupted.len(), 1);
-        assert_eq!(interrupted[0].journal, vec![call(1), call(2)]);
+        assert_eq!(interrupted[0].journal, vec![Some(call(1)), Some(call(2))]);
     }
 
     #[tokio::test]
@@ -1860,7 +1861,7 @@ mod tests {
         let interrupted = store.interrupted_runs(&task.id).await.expect("reads");
         assert_eq!(interrupted.len(), 2);
         assert_eq!((interrupted[0].run_id, &interrupted[0].input), (1, &task.data));
-        assert_eq!(interrupted[0].journal, vec![call]);
+        assert_eq!(interrupted[0].journal, vec![Some(call)]);
         assert_eq!(interrupted[1].run_id, 2);
         assert_eq!(interrupted[1].input, serde_json::json!({"other": true}));
         // It saves on from the revision it had.
@@ -2064,20 +2065,31 @@ mod tests {
         assert_eq!(rows, 1);
     }
 
+    /// `count` new tasks, created in `store`.
+    async fn created_tasks(store: &SqliteStore, count: usize) -> Vec<Task> {
+        let tasks: Vec<Task> = (0..count).map(|i| Task::new(serde_json::json!({"i": i}))).collect();
+        for task in &tasks {
+            store.create_task(task).await.expect("created");
+        }
+        tasks
+    }
+
+    /// Task number `i` with data marked saved.
+    fn saved_copy(task: &Task, i: usize) -> Task {
+        let mut task = task.clone();
+        task.data = serde_json::json!({"i": i, "saved": true});
+        task
+    }
+
     #[tokio::test]
     async fn a_refused_write_leaves_the_others_of_its_group_intact() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir);
-        let tasks: Vec<Task> = (0..100).map(|i| Task::new(serde_json::json!({"i": i}))).collect();
-        for task in &tasks {
-            store.create_task(task).await.expect("created");
-        }
+        let tasks = created_tasks(&store, 100).await;
         // Every other save names a stale revision; they race in the same groups as the good ones.
         let mut handles = Vec::new();
         for (i, task) in tasks.iter().enumerate() {
-            let store = store.clone();
-            let mut task = task.clone();
-            task.data = serde_json::json!({"i": i, "saved": true});
+            let (store, task) = (store.clone(), saved_copy(task, i));
             handles.push(tokio::spawn(async move {
                 let expected_revision = if i % 2 == 0 { 1 } else { 7 };
                 store.save_task(TaskSave::whole(&task, expected_revision)).await
@@ -2139,15 +2151,10 @@ mod tests {
     async fn a_delete_at_a_stale_revision_leaves_the_others_of_its_group_intact() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir);
-        let tasks: Vec<Task> = (0..100).map(|i| Task::new(serde_json::json!({"i": i}))).collect();
-        for task in &tasks {
-            store.create_task(task).await.expect("created");
-        }
+        let tasks = created_tasks(&store, 100).await;
         let mut handles = Vec::new();
         for (i, task) in tasks.iter().enumerate() {
-            let store = store.clone();
-            let mut task = task.clone();
-            task.data = serde_json::json!({"i": i, "saved": true});
+            let (store, task) = (store.clone(), saved_copy(task, i));
             handles.push(tokio::spawn(async move {
                 if i % 2 == 0 {
                     store.save_task(TaskSave::whole(&task, 1)).await.map(drop)

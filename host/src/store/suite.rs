@@ -341,12 +341,15 @@ async fn interrupted_runs_keep_input_and_journal<S: Store>(store: &S) {
     store.save_task(save).await.expect("saved");
     store.journal_call(&task.id, 0, 0, &call(0)).await.expect("journaled");
     store.journal_call(&task.id, 0, 1, &call(1)).await.expect("journaled");
+    // Run 1's first two calls were not journaled (refused before they were sent): its third
+    // keeps its place.
+    store.journal_call(&task.id, 1, 2, &call(2)).await.expect("journaled");
     let interrupted = store.interrupted_runs(&task.id).await.expect("read");
     assert_eq!(interrupted.len(), 2);
     assert_eq!(interrupted[0].run_id, 0);
     assert_eq!(interrupted[0].input, input);
-    assert_eq!(interrupted[0].journal, vec![call(0), call(1)]);
-    assert!(interrupted[1].journal.is_empty());
+    assert_eq!(interrupted[0].journal, vec![Some(call(0)), Some(call(1))]);
+    assert_eq!(interrupted[1].journal, vec![None, None, Some(call(2))]);
 
     // Run 0 finishes and its change is merged: it is no longer interrupted, its journal is gone,
     // and run 1 keeps the input it started from although the task's data moved on.
