@@ -271,15 +271,15 @@ impl ServerSection {
     /// Refuses a count of tasks or connections at once past [`MAX_AT_ONCE`].
     fn check_counts(&self) -> Result<(), String> {
         let counts = [
-            ("max_concurrent_tasks", Some(self.max_concurrent_tasks)),
-            ("max_connections", self.max_connections.map(std::num::NonZeroUsize::get)),
+            ("max_concurrent_tasks", self.max_concurrent_tasks),
+            (
+                "max_connections",
+                self.max_connections.map_or(0, std::num::NonZeroUsize::get),
+            ),
         ];
-        match counts
-            .into_iter()
-            .find(|(_, count)| count.is_some_and(|n| n > MAX_AT_ONCE))
-        {
-            Some((name, Some(count))) => Err(format!("[server] {name} must be at most {MAX_AT_ONCE}; found {count}")),
-            _ => Ok(()),
+        match counts.into_iter().find(|(_, count)| *count > MAX_AT_ONCE) {
+            Some((name, count)) => Err(format!("[server] {name} must be at most {MAX_AT_ONCE}; found {count}")),
+            None => Ok(()),
         }
     }
 

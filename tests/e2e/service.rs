@@ -2422,10 +2422,7 @@ async fn a_body_that_stops_arriving_is_answered_408_and_one_that_keeps_arriving_
     let server = start_impatient(&dir).await;
     let address = server.address();
     let body = br#"{"start": true, "note": "sent a piece at a time"}"#;
-    let head = format!(
-        "POST /v1/tasks HTTP/1.1\r\nHost: whenever\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = post_head("/v1/tasks", body.len());
 
     let mut stalled = tokio::net::TcpStream::connect(&address).await.expect("connected");
     stalled.write_all(head.as_bytes()).await.expect("sent");
@@ -2466,26 +2463,14 @@ async fn a_body_that_stops_arriving_is_answered_408_and_one_that_keeps_arriving_
 /// staying `running` with nothing driving it until the next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_client_goes_away_mid_write_is_still_driven() {
-    use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = db_in(&dir);
     let server = start(&db, &[WRITE_A], options()).await;
     let blocker = rusqlite::Connection::open(&db).expect("opened");
     blocker.execute_batch("BEGIN IMMEDIATE").expect("the database held");
 
-    let body = br#"{"start": true}"#;
-    let mut client = tokio::net::TcpStream::connect(server.address())
-        .await
-        .expect("connected");
-    let request = format!(
-        "POST /v1/tasks HTTP/1.1\r\nHost: whenever\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    client.write_all(request.as_bytes()).await.expect("sent");
-    client.write_all(body).await.expect("sent");
     // The request waits on the held database; its client gives up and goes.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    drop(client);
+    post_and_go(&server, "/v1/tasks", br#"{"start": true}"#).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     blocker.execute_batch("COMMIT").expect("the database freed");
 
@@ -2505,7 +2490,6 @@ async fn a_create_whose_client_goes_away_mid_write_is_still_driven() {
 /// is driven to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_whose_client_went_away_stops_waiting_and_its_task_goes_on() {
-    use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(&db_in(&dir), &[], options()).await;
     // Given the time to sleep its three seconds.
@@ -2516,18 +2500,7 @@ async fn a_long_poll_whose_client_went_away_stops_waiting_and_its_task_goes_on()
         .deploy_step("sleeps", bytes, manifest, None)
         .await
         .expect("deployed");
-    let body = br#"{"sleepMs": 3000}"#;
-    let mut client = tokio::net::TcpStream::connect(server.address())
-        .await
-        .expect("connected");
-    let request = format!(
-        "POST /v1/tasks?wait=20000 HTTP/1.1\r\nHost: whenever\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    client.write_all(request.as_bytes()).await.expect("sent");
-    client.write_all(body).await.expect("sent");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    drop(client);
+    post_and_go(&server, "/v1/tasks?wait=20000", br#"{"sleepMs": 3000}"#).await;
     // Answered (to nobody) well before the task settles, three seconds after it started.
     let gone = "whenever_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"408\"} 1\n";
     let started = std::time::Instant::now();
@@ -2546,6 +2519,28 @@ async fn a_long_poll_whose_client_went_away_stops_waiting_and_its_task_goes_on()
     })
     .await;
     server.stop().await;
+}
+
+/// The head of an HTTP/1.1 `POST` to `target` of a JSON body of `length` bytes.
+fn post_head(target: &str, length: usize) -> String {
+    format!(
+        "POST {target} HTTP/1.1\r\nHost: whenever\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+/// Sends `body` to `target` over a connection of its own, then, 500 ms later (the request under
+/// way), closes it without reading the answer: a client that went away.
+async fn post_and_go(server: &Server, target: &str, body: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut client = tokio::net::TcpStream::connect(server.address())
+        .await
+        .expect("connected");
+    client
+        .write_all(post_head(target, body.len()).as_bytes())
+        .await
+        .expect("sent");
+    client.write_all(body).await.expect("sent");
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
 /// A server (with [`WRITE_A`]) whose clients have 500 ms to send a request's headers.

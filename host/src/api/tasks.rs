@@ -72,12 +72,22 @@ pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Api
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
 }
 
+/// Task `id` once it settled, or as it is when `timeout` ends; a wait the client no longer
+/// awaits (it went away) ends at once ([`while_the_client_waits`]).
+async fn settled_for_the_client(
+    service: &Service,
+    id: &str,
+    timeout: std::time::Duration,
+) -> Result<StoredTask, ApiError> {
+    Ok(while_the_client_waits(service.wait_settled(id, timeout))
+        .await
+        .ok_or_else(client_gone)??)
+}
+
 /// The task after an optional wait for it to settle.
 pub(crate) async fn answer(service: &Service, id: &str, wait: &WaitParam) -> Result<Response, ApiError> {
     let stored = match wait.duration() {
-        Some(timeout) => while_the_client_waits(service.wait_settled(id, timeout))
-            .await
-            .ok_or_else(client_gone)??,
+        Some(timeout) => settled_for_the_client(service, id, timeout).await?,
         None => service.task(id).await?,
     };
     Ok(task_response(StatusCode::OK, &stored))
@@ -106,9 +116,7 @@ pub(crate) async fn create_and_answer(
         None => Created::New(service.create_task_then(data, id_of).await?),
         Some(key) => service.create_for_request_then(key, data, id_of).await?,
     };
-    let settled = while_the_client_waits(service.wait_settled(id.get(), timeout))
-        .await
-        .ok_or_else(client_gone)??;
+    let settled = settled_for_the_client(service, id.get(), timeout).await?;
     Ok(idempotency::answer(id.map(|_| created_response(&settled))))
 }
 

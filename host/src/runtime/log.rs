@@ -62,6 +62,16 @@ struct Buffer {
     partial_stderr: Vec<u8>,
 }
 
+impl Buffer {
+    /// The unterminated text written so far to the stream of `level` (stdout, else stderr).
+    fn partial(&mut self, level: LogLevel) -> &mut Vec<u8> {
+        match level {
+            LogLevel::Stdout => &mut self.partial_stdout,
+            _ => &mut self.partial_stderr,
+        }
+    }
+}
+
 /// A run's log, shared by the `log` import and the stdout/stderr streams; at most `cap` bytes are
 /// kept, then a marker line says how the rest was cut.
 #[derive(Debug, Clone)]
@@ -101,10 +111,7 @@ impl RunLog {
         if buf.truncated {
             return;
         }
-        let mut partial = std::mem::take(match level {
-            LogLevel::Stdout => &mut buf.partial_stdout,
-            _ => &mut buf.partial_stderr,
-        });
+        let mut partial = std::mem::take(buf.partial(level));
         partial.extend_from_slice(bytes);
         // Each line is read where it stands and the rest moved down once: a write of millions
         // of lines (one host call, which no deadline interrupts) costs its length, and stops
@@ -132,10 +139,7 @@ impl RunLog {
             partial.clear();
             push_line(&mut buf, self.cap, level, &line);
         }
-        *match level {
-            LogLevel::Stdout => &mut buf.partial_stdout,
-            _ => &mut buf.partial_stderr,
-        } = partial;
+        *buf.partial(level) = partial;
     }
 
     /// The lines so far (flushing unterminated stdout/stderr text) and whether any were cut.
@@ -155,10 +159,7 @@ impl RunLog {
     fn flushed(&self) -> std::sync::MutexGuard<'_, Buffer> {
         let mut buf = self.lock();
         for level in [LogLevel::Stdout, LogLevel::Stderr] {
-            let partial = match level {
-                LogLevel::Stdout => std::mem::take(&mut buf.partial_stdout),
-                _ => std::mem::take(&mut buf.partial_stderr),
-            };
+            let partial = std::mem::take(buf.partial(level));
             if !partial.is_empty() {
                 let line = String::from_utf8_lossy(&partial).into_owned();
                 push_line(&mut buf, self.cap, level, &line);

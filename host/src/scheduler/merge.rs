@@ -222,20 +222,21 @@ fn split_last(path: &str) -> (&str, &str) {
 }
 
 /// Removes `keys` (escaped, as pointers write them) from the object at the JSON Pointer
-/// `parent`: one at a time when they are few, else in one pass.
+/// `parent` (nothing when no object is there): one at a time when they are few, else in one
+/// pass.
 fn remove_keys(data: &mut Value, parent: &str, keys: &[&str]) {
+    let Some(Value::Object(map)) = value_at(data, &segments(parent)) else {
+        return;
+    };
     if keys.len() < REMOVED_ONE_BY_ONE {
         for key in keys {
-            let mut path = String::with_capacity(parent.len() + key.len() + 1);
-            path.push_str(parent);
-            path.push('/');
-            path.push_str(key);
-            remove(data, &segments(&path));
+            map.shift_remove(unescape(key).as_ref());
         }
         return;
     }
     let keys: Vec<Cow<'_, str>> = keys.iter().map(|key| unescape(key)).collect();
-    remove_all(data, parent, &keys);
+    let keys: std::collections::HashSet<&str> = keys.iter().map(AsRef::as_ref).collect();
+    map.retain(|key, _| !keys.contains(key.as_str()));
 }
 
 /// A pointer's key, `~1` and `~0` read back as `/` and `~`.
@@ -244,15 +245,6 @@ fn unescape(key: &str) -> Cow<'_, str> {
         Cow::Owned(key.replace("~1", "/").replace("~0", "~"))
     } else {
         Cow::Borrowed(key)
-    }
-}
-
-/// Removes `keys` from the object at the JSON Pointer `parent` in one pass (nothing when no
-/// object is there).
-fn remove_all(data: &mut Value, parent: &str, keys: &[Cow<'_, str>]) {
-    if let Some(Value::Object(map)) = value_at(data, &segments(parent)) {
-        let keys: std::collections::HashSet<&str> = keys.iter().map(AsRef::as_ref).collect();
-        map.retain(|key, _| !keys.contains(key.as_str()));
     }
 }
 
@@ -323,15 +315,6 @@ fn set(data: &mut Value, segments: &[Cow<'_, str>], value: Value) -> bool {
             }
             true
         }
-    }
-}
-
-fn remove(data: &mut Value, segments: &[Cow<'_, str>]) {
-    let Some((last, parents)) = segments.split_last() else {
-        return;
-    };
-    if let Some(Value::Object(map)) = value_at(data, parents) {
-        map.shift_remove(last.as_ref());
     }
 }
 

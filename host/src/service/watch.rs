@@ -55,10 +55,10 @@ struct Watcher {
     handled: BTreeMap<PathBuf, Signature>,
     /// Changed files waiting to be stable for one interval, with the signature last seen.
     pending: BTreeMap<PathBuf, Signature>,
-    /// Files the store could not take, with how many times in a row and when to try again:
-    /// twice as long after each failure, up to [`MAX_RETRY_DELAY`] (each try compiles the
-    /// component again, and a full disk may stay full for a while).
-    /// Kept for the signature the file had then: a new file starts afresh.
+    /// Files the store could not take, with the signature they had then, how many times in a
+    /// row and when to try again: twice as long after each failure, up to [`MAX_RETRY_DELAY`]
+    /// (each try compiles the component again, and a full disk may stay full for a while). A
+    /// file changed since starts afresh.
     retry: BTreeMap<PathBuf, (Signature, u32, std::time::Instant)>,
 }
 
@@ -66,6 +66,26 @@ struct Watcher {
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 impl Watcher {
+    /// Whether `path` (now `signature`) waits out its delay after the store could not take it.
+    fn backing_off(&mut self, path: &Path, signature: Signature) -> bool {
+        match self.retry.get(path) {
+            Some((failed, _, at)) if *failed == signature => std::time::Instant::now() < *at,
+            Some(_) => {
+                self.retry.remove(path);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Notes that the store could not take `path` (at `signature`): tried again after a delay.
+    fn store_failed(&mut self, path: PathBuf, signature: Signature) {
+        let failures = self.retry.get(&path).map_or(0, |(_, n, _)| *n) + 1;
+        let delay = Duration::from_secs(1 << failures.min(6)).min(MAX_RETRY_DELAY);
+        self.retry
+            .insert(path, (signature, failures, std::time::Instant::now() + delay));
+    }
+
     /// The files to deploy now: changed since they were handled and unchanged since last poll.
     fn due(&mut self, now: BTreeMap<PathBuf, Signature>) -> Vec<(PathBuf, Signature)> {
         let mut due = Vec::new();
@@ -111,12 +131,8 @@ impl Service {
                 // A file gone is tried afresh if it comes back.
                 watcher.retry.retain(|path, _| now.contains_key(path));
                 for (path, signature) in watcher.due(now) {
-                    match watcher.retry.get(&path) {
-                        Some((failed, _, at)) if *failed == signature && std::time::Instant::now() < *at => continue,
-                        Some((failed, ..)) if *failed != signature => {
-                            watcher.retry.remove(&path);
-                        }
-                        _ => {}
+                    if watcher.backing_off(&path, signature) {
+                        continue;
                     }
                     // A file the store could not take now (a full disk, a busy database) is
                     // tried again; any other outcome stands until the file changes.
@@ -124,11 +140,7 @@ impl Service {
                         watcher.retry.remove(&path);
                         watcher.handled.insert(path, signature);
                     } else {
-                        let failures = watcher.retry.get(&path).map_or(0, |(_, n, _)| *n) + 1;
-                        let delay = Duration::from_secs(1 << failures.min(6)).min(MAX_RETRY_DELAY);
-                        watcher
-                            .retry
-                            .insert(path, (signature, failures, std::time::Instant::now() + delay));
+                        watcher.store_failed(path, signature);
                     }
                 }
             }
